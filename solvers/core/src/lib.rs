@@ -1,0 +1,20 @@
+//! # jko-core
+//!
+//! The shared vocabulary of the jko engine: [`Mesh`] (two-point-flux form), densities (cell
+//! values, `ndarray::Array1<f64>`), [`Energy`], the JKO step problem [`JkoStep`], the
+//! [`StepSolver`] trait that every backend implements, typed errors, and exact reference
+//! solutions ([`exact`]).
+//!
+//! A JKO step computes ρ^{n+1} = argmin_ρ W_h²(ρⁿ, ρ)/(2τ) + F_h(ρ); see DESIGN.md §2 for the
+//! discretisations the backends use.
+
+pub mod energy;
+pub mod error;
+pub mod exact;
+pub mod mesh;
+pub mod step;
+
+pub use energy::{Energy, EnergyTerm, Interaction, Potential, StepEnergy};
+pub use error::{InputError, StepError};
+pub use mesh::{Face, Grid, Mesh};
+pub use step::{check_density, JkoStep, StepInfo, StepOutput, StepSolver, StepStatus, WarmStart};
