@@ -1,1 +1,201 @@
-fn main() {}
+//! The `jko` command line: run configs, print built-in examples, list backends.
+
+use clap::{Parser, Subcommand};
+use jko::backend::{backends, treated_terms, SolverConfig};
+use jko::config::Config;
+use jko::driver::{Observer, StepRecord};
+use jko::error::RunError;
+use jko::{examples, RunOptions};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+#[derive(Parser)]
+#[command(
+    name = "jko",
+    version,
+    about = "Wasserstein gradient flows by the JKO scheme on meshes"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a config: one JKO step after another, each written to DIR as it finishes.
+    Run {
+        /// The TOML config (see `jko example ou-1d`).
+        config: PathBuf,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Backend to use instead of the config's (with its default parameters).
+        #[arg(long)]
+        solver: Option<String>,
+        /// Time step instead of the config's.
+        #[arg(long)]
+        tau: Option<f64>,
+        /// Number of steps instead of the config's.
+        #[arg(long)]
+        steps: Option<usize>,
+        /// Continue the run in DIR from its last finished step.
+        #[arg(long)]
+        resume: bool,
+        /// Overwrite a previous run in DIR.
+        #[arg(long, conflicts_with = "resume")]
+        force: bool,
+        /// Output formats, comma separated: npy (always written) and vtk (.vti per step + .pvd).
+        #[arg(long, default_value = "npy", value_delimiter = ',')]
+        format: Vec<String>,
+        /// Print nothing but errors.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Print a built-in example config (without NAME: list them).
+    Example { name: Option<String> },
+    /// List the backends and the energy terms each one treats.
+    Solvers,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match execute(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                eprintln!("  caused by: {s}");
+                source = s.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One line per finished step on stderr.
+struct Progress {
+    steps: usize,
+}
+
+impl Observer for Progress {
+    fn observe(&mut self, r: &StepRecord, _: &jko::core::StepOutput) -> Result<(), RunError> {
+        eprintln!(
+            "step {:>5}/{}  t = {:<9.4}  F = {:<+13.6e}  W2 = {:<10.3e}  mass = {:<12.9e}  {:?} in {} it, {:.3} s",
+            r.step, self.steps, r.t, r.energy, r.kinetic, r.mass, r.status, r.iterations, r.wall_time
+        );
+        Ok(())
+    }
+}
+
+fn execute(command: Command) -> Result<(), RunError> {
+    match command {
+        Command::Run {
+            config,
+            out,
+            solver,
+            tau,
+            steps,
+            resume,
+            force,
+            format,
+            quiet,
+        } => {
+            let mut vtk = false;
+            for f in &format {
+                match f.as_str() {
+                    "npy" => {}
+                    "vtk" => vtk = true,
+                    other => {
+                        return Err(RunError::Config(format!(
+                            "unknown output format `{other}`; known: npy, vtk"
+                        )))
+                    }
+                }
+            }
+            let mut cfg = Config::from_file(&config)?;
+            if let Some(name) = solver {
+                if name != cfg.solver.name() {
+                    cfg.solver = SolverConfig::default_for(&name)?;
+                }
+            }
+            if let Some(t) = tau {
+                cfg.scheme.tau = t;
+            }
+            if let Some(n) = steps {
+                cfg.scheme.steps = n;
+            }
+            let base = config.parent().unwrap_or(Path::new(".")).to_path_buf();
+            // Ctrl-C: finish the current step, save it, stop.
+            let _ = ctrlc::set_handler(|| {
+                if STOP.swap(true, Ordering::SeqCst) {
+                    std::process::exit(130);
+                }
+                eprintln!(
+                    "interrupt: stopping after the current step (press Ctrl-C again to abort)"
+                );
+            });
+            let mut progress = Progress {
+                steps: cfg.scheme.steps,
+            };
+            let mut extra: Vec<&mut dyn Observer> = Vec::new();
+            if !quiet {
+                extra.push(&mut progress);
+            }
+            let opts = RunOptions {
+                out: Some(out.clone()),
+                resume,
+                force,
+                vtk,
+            };
+            let result = jko::run(&cfg, &base, &opts, &mut extra, &|| {
+                STOP.load(Ordering::SeqCst)
+            })?;
+            if !quiet {
+                eprintln!(
+                    "done: {} steps with the {} backend, final mass {:.12e}; output in {}",
+                    result.records.len(),
+                    cfg.solver.name(),
+                    result.records.last().map_or(0.0, |r| r.mass),
+                    out.display()
+                );
+            }
+            Ok(())
+        }
+        Command::Example { name: None } => {
+            for (name, about, _) in examples::EXAMPLES {
+                println!("{name:<12} {about}");
+            }
+            Ok(())
+        }
+        Command::Example { name: Some(name) } => match examples::example(&name) {
+            Some(text) => {
+                print!("{text}");
+                Ok(())
+            }
+            None => Err(RunError::Config(format!(
+                "no built-in example `{name}`; known: {}",
+                examples::EXAMPLES
+                    .iter()
+                    .map(|e| e.0)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        },
+        Command::Solvers => {
+            for b in backends()? {
+                println!("{:<10} {}", b.name, b.summary);
+                println!(
+                    "{:<10} treats: {}",
+                    "",
+                    treated_terms(b.solver.as_ref()).join(", ")
+                );
+            }
+            println!("\nInteraction energies are treated semi-implicitly by every backend (W * rho^n frozen in the step).");
+            Ok(())
+        }
+    }
+}

@@ -271,6 +271,132 @@ pub fn symmetric_eigen(a: &[f64], d: usize) -> (Vec<f64>, Vec<f64>) {
     ((0..d).map(|i| a[i * d + i]).collect(), v)
 }
 
+/// Fokker–Planck with a linear potential on a box with no-flux walls:
+/// ∂_t ρ = β Δρ + ∇·(ρ a), V(x) = a·x, on Π_i [l_i, u_i], (β ∇ρ + ρ a)·n = 0 on the walls.
+///
+/// The equation separates: ρ(t, x) = M Π_i ρ_i(t, x_i) / Z_i, each factor solving the 1D problem
+/// ∂_t ρ_i = β ρ_i'' + a_i ρ_i' with no flux. In the shifted coordinate y = x_i − l_i ∈ [0, L],
+/// substituting ρ_i = e^{−a y/(2β)} v gives v_t = β v'' − (a²/(4β)) v with the Robin condition
+/// β v' + (a/2) v = 0 at y = 0 and y = L. Its solutions are the stationary part v = e^{−a y/(2β)}
+/// and the modes X(y) = cos(ky) − (a/(2βk)) sin(ky), kL = nπ (the Robin condition at y = 0 fixes
+/// the sine coefficient, and holds at y = L because sin(nπ) = 0), with decay rate
+/// λ = β k² + a²/(4β). Hence
+///   ρ_i(t, y) = e^{−a y/β} + A e^{−λ t} e^{−a y/(2β)} X(y),   Z_i = ∫_0^L e^{−a y/β} dy,
+/// whose mode part carries no mass (it decays while the flux through the walls vanishes). It
+/// stays positive when A max|X| < min e^{−a y/(2β)}, i.e. A < min(1, e^{−aL/(2β)}) / √(1 + (a/(2βk))²);
+/// `amplitude` is A as a fraction of that bound.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DriftBox {
+    pub beta: f64,
+    /// Drift a (the slope of V), one entry per axis.
+    pub slope: Vec<f64>,
+    pub lower: Vec<f64>,
+    pub upper: Vec<f64>,
+    /// Mode number n_i ≥ 1 per axis (k_i = n_i π / L_i).
+    pub modes: Vec<usize>,
+    /// Mode amplitude per axis as a fraction in [0, 1) of the largest amplitude keeping ρ > 0.
+    pub amplitude: Vec<f64>,
+    pub mass: f64,
+}
+
+impl DriftBox {
+    /// Check the parameters: β > 0, finite slopes, lower < upper, modes ≥ 1, 0 ≤ amplitude < 1,
+    /// mass > 0, all vectors of the same length.
+    pub fn new(
+        beta: f64,
+        slope: Vec<f64>,
+        lower: Vec<f64>,
+        upper: Vec<f64>,
+        modes: Vec<usize>,
+        amplitude: Vec<f64>,
+        mass: f64,
+    ) -> Result<Self, InputError> {
+        let d = slope.len();
+        if [lower.len(), upper.len(), modes.len(), amplitude.len()].iter().any(|&l| l != d) || d == 0 {
+            return Err(InputError::ShapeMismatch {
+                what: "DriftBox slope, lower, upper, modes, amplitude".into(),
+                expected: format!("{d} (> 0) entries each"),
+                found: format!(
+                    "{}, {}, {}, {}, {}",
+                    d,
+                    lower.len(),
+                    upper.len(),
+                    modes.len(),
+                    amplitude.len()
+                ),
+            });
+        }
+        if !(beta.is_finite() && beta > 0.0) {
+            return Err(InputError::parameter("beta", beta, "must be finite and > 0"));
+        }
+        if !(mass.is_finite() && mass > 0.0) {
+            return Err(InputError::parameter("mass", mass, "must be finite and > 0"));
+        }
+        for i in 0..d {
+            if !slope[i].is_finite() || !(lower[i].is_finite() && upper[i].is_finite() && lower[i] < upper[i]) {
+                return Err(InputError::parameter(
+                    "DriftBox axis",
+                    format!("slope {}, [{}, {}]", slope[i], lower[i], upper[i]),
+                    "needs a finite slope and finite lower < upper",
+                ));
+            }
+            if modes[i] == 0 {
+                return Err(InputError::parameter("modes", 0, "mode numbers start at 1"));
+            }
+            if !(0.0..1.0).contains(&amplitude[i]) {
+                return Err(InputError::parameter("amplitude", amplitude[i], "must lie in [0, 1)"));
+            }
+        }
+        Ok(DriftBox { beta, slope, lower, upper, modes, amplitude, mass })
+    }
+
+    pub fn dim(&self) -> usize {
+        self.slope.len()
+    }
+
+    fn wavenumber(&self, axis: usize) -> f64 {
+        self.modes[axis] as f64 * std::f64::consts::PI / (self.upper[axis] - self.lower[axis])
+    }
+
+    /// Decay rate λ_i = β k_i² + a_i²/(4β) of the mode along `axis`.
+    pub fn decay_rate(&self, axis: usize) -> f64 {
+        let k = self.wavenumber(axis);
+        let a = self.slope[axis];
+        self.beta * k * k + a * a / (4.0 * self.beta)
+    }
+
+    /// Z_i = ∫_0^L e^{−a y/β} dy.
+    fn axis_mass(&self, axis: usize) -> f64 {
+        let l = self.upper[axis] - self.lower[axis];
+        let c = self.slope[axis] / self.beta;
+        if (c * l).abs() < 1e-8 {
+            l * (1.0 - c * l / 2.0)
+        } else {
+            -(-c * l).exp_m1() / c
+        }
+    }
+
+    /// ρ_i(t, x_i) / Z_i (unit mass on its axis).
+    fn axis_factor(&self, axis: usize, t: f64, x: f64) -> f64 {
+        let (beta, a) = (self.beta, self.slope[axis]);
+        let l = self.upper[axis] - self.lower[axis];
+        let k = self.wavenumber(axis);
+        let b = a / (2.0 * beta * k);
+        let bound = (1.0f64).min((-a * l / (2.0 * beta)).exp()) / (1.0 + b * b).sqrt();
+        let amp = self.amplitude[axis] * bound;
+        let y = x - self.lower[axis];
+        let mode = (k * y).cos() - b * (k * y).sin();
+        let value = (-a * y / beta).exp()
+            + amp * (-self.decay_rate(axis) * t).exp() * (-a * y / (2.0 * beta)).exp() * mode;
+        value / self.axis_mass(axis)
+    }
+
+    /// ρ(t, x).
+    pub fn density(&self, t: f64, x: &[f64]) -> f64 {
+        self.mass * (0..self.dim()).map(|i| self.axis_factor(i, t, x[i])).product::<f64>()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,5 +481,60 @@ mod tests {
         assert!((ln_gamma(1.0)).abs() < 1e-14);
         assert!((ln_gamma(5.0) - 24f64.ln()).abs() < 1e-13);
         assert!((ln_gamma(0.5) - std::f64::consts::PI.sqrt().ln()).abs() < 1e-13);
+    }
+    #[test]
+    fn drift_box_solves_the_pde_keeps_its_mass_and_has_no_flux() {
+        let beta = 0.4;
+        let a = [1.5, -0.7];
+        let db = DriftBox::new(beta, a.to_vec(), vec![0.0, -0.5], vec![1.0, 1.5], vec![1, 2], vec![0.9, 0.8], 2.0)
+            .unwrap();
+        let rho = |t: f64, x: f64, y: f64| db.density(t, &[x, y]);
+        // ∂_t ρ = β Δρ + a·∇ρ (∇·(ρ a) with constant a) at interior points, by finite differences.
+        let e = 1e-4;
+        for &(t, x, y) in &[(0.05, 0.3, 0.2), (0.2, 0.8, 1.1), (0.01, 0.5, -0.3)] {
+            let dt = (rho(t + e, x, y) - rho(t - e, x, y)) / (2.0 * e);
+            let c = rho(t, x, y);
+            let dxx = (rho(t, x + e, y) - 2.0 * c + rho(t, x - e, y)) / (e * e);
+            let dyy = (rho(t, x, y + e) - 2.0 * c + rho(t, x, y - e)) / (e * e);
+            let dx = (rho(t, x + e, y) - rho(t, x - e, y)) / (2.0 * e);
+            let dy = (rho(t, x, y + e) - rho(t, x, y - e)) / (2.0 * e);
+            let rhs = beta * (dxx + dyy) + a[0] * dx + a[1] * dy;
+            assert!((dt - rhs).abs() < 1e-4 * dt.abs().max(1.0), "t {t}: {dt} vs {rhs}");
+            assert!(dt.abs() > 1e-3, "the test point must see the decaying mode");
+        }
+        // No flux: β ∂_n ρ + a_n ρ = 0 on the walls.
+        for &t in &[0.0, 0.1] {
+            for &s in &[-0.4, 0.3, 1.2] {
+                for &x in &[0.0, 1.0] {
+                    let d = (rho(t, x + e, s) - rho(t, x - e, s)) / (2.0 * e);
+                    let flux = beta * d + a[0] * rho(t, x, s);
+                    assert!(flux.abs() < 1e-6, "x wall {x}: {flux}");
+                }
+                let xs = (s + 0.5) / 2.0;
+                for &y in &[-0.5, 1.5] {
+                    let d = (rho(t, xs, y + e) - rho(t, xs, y - e)) / (2.0 * e);
+                    let flux = beta * d + a[1] * rho(t, xs, y);
+                    assert!(flux.abs() < 1e-6, "y wall {y}: {flux}");
+                }
+            }
+        }
+        // Mass and positivity by midpoint quadrature at several times.
+        let n = 400;
+        for &t in &[0.0, 0.05, 1.0] {
+            let (hx, hy) = (1.0 / n as f64, 2.0 / n as f64);
+            let mut mass = 0.0;
+            let mut min = f64::INFINITY;
+            for i in 0..n {
+                for j in 0..n {
+                    let v = rho(t, (i as f64 + 0.5) * hx, -0.5 + (j as f64 + 0.5) * hy);
+                    mass += v * hx * hy;
+                    min = min.min(v);
+                }
+            }
+            assert!((mass - 2.0).abs() < 1e-4, "t {t}: mass {mass}");
+            assert!(min > 0.0, "t {t}: min {min}");
+        }
+        assert!(DriftBox::new(beta, vec![1.0], vec![0.0], vec![1.0], vec![0], vec![0.5], 1.0).is_err());
+        assert!(DriftBox::new(beta, vec![1.0], vec![0.0], vec![1.0], vec![1], vec![1.0], 1.0).is_err());
     }
 }

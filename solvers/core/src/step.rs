@@ -170,6 +170,13 @@ pub trait StepSolver: Send + Sync {
     /// Solve one step. `warm` may carry the previous step's result.
     fn step(&self, problem: &JkoStep<'_>, warm: Option<&WarmStart>) -> Result<StepOutput, StepError>;
 
+    /// Whether F_h(ρ^{n+1}) + kinetic/(2τ) ≤ F_h(ρⁿ) is a theorem for this backend's discrete
+    /// problem (true for exact minimisers whose transport cost vanishes at ρ = ρⁿ). Entropic and
+    /// surrogate backends return false: the driver then records the slack without failing on it.
+    fn satisfies_energy_inequality(&self) -> bool {
+        true
+    }
+
     /// Error naming the first term of `energy` this backend does not treat.
     fn check_supported(&self, energy: &StepEnergy) -> Result<(), StepError> {
         match energy.terms().into_iter().find(|t| !self.treats(*t)) {

@@ -1,0 +1,88 @@
+//! The backend registry: a backend is chosen by name at run time (config `[solver] kind = ...`
+//! or `--solver`) and used through [`jko_core::StepSolver`]. Adding a backend is one variant here.
+
+use crate::error::RunError;
+use jko_core::{EnergyTerm, StepSolver};
+use serde::{Deserialize, Serialize};
+
+/// `[solver]` table: `kind` selects the backend, the other keys are its parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SolverConfig {
+    /// Clarabel on the one-step two-point-flux scheme (DESIGN §2.1).
+    Conic(jko_conic::ConicParams),
+}
+
+/// What `jko solvers` prints about one backend.
+pub struct BackendInfo {
+    pub name: &'static str,
+    pub summary: &'static str,
+    pub solver: Box<dyn StepSolver>,
+}
+
+impl SolverConfig {
+    /// The backend's name as written in configs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SolverConfig::Conic(_) => "conic",
+        }
+    }
+
+    /// Default parameters of the backend called `name`.
+    pub fn default_for(name: &str) -> Result<SolverConfig, RunError> {
+        match name {
+            "conic" => Ok(SolverConfig::Conic(Default::default())),
+            other => Err(RunError::Config(format!(
+                "unknown solver `{other}`; known solvers: {}",
+                Self::names().join(", ")
+            ))),
+        }
+    }
+
+    pub fn names() -> Vec<&'static str> {
+        vec!["conic"]
+    }
+
+    pub fn validate(&self) -> Result<(), RunError> {
+        match self {
+            SolverConfig::Conic(p) => p.validate()?,
+        }
+        Ok(())
+    }
+
+    /// Build the backend.
+    pub fn build(&self) -> Result<Box<dyn StepSolver>, RunError> {
+        Ok(match self {
+            SolverConfig::Conic(p) => Box::new(jko_conic::ConicSolver::new(p.clone())?),
+        })
+    }
+}
+
+/// Every registered backend with default parameters, for `jko solvers`.
+pub fn backends() -> Result<Vec<BackendInfo>, RunError> {
+    let summary = |name: &str| match name {
+        "conic" => {
+            "Clarabel interior point on the one-step two-point-flux scheme (SOC + exp/power cones)"
+        }
+        _ => "",
+    };
+    SolverConfig::names()
+        .into_iter()
+        .map(|name| {
+            Ok(BackendInfo {
+                name,
+                summary: summary(name),
+                solver: SolverConfig::default_for(name)?.build()?,
+            })
+        })
+        .collect()
+}
+
+/// The energy terms a backend treats, as words.
+pub fn treated_terms(solver: &dyn StepSolver) -> Vec<String> {
+    EnergyTerm::ALL
+        .iter()
+        .filter(|t| solver.treats(**t))
+        .map(|t| t.to_string())
+        .collect()
+}

@@ -1,0 +1,224 @@
+//! Run output: one `rho_NNNNN.npy` per step (float64, shape = cells per axis, C order, density
+//! values, masked cells 0; `rho_00000.npy` is the initial state), `potential_NNNNN.npy` when
+//! the backend returns a dual potential (used to resume bit-identically), and `summary.json`
+//! (config as run, solver and parameters, crate version, per-step records, run status).
+//!
+//! Every file is written to a temporary name and renamed, so a file that exists is complete;
+//! `summary.json` is written last for each step and is the commit point used by `--resume`.
+//! With VTK output on, `rho_NNNNN.vti` and the `rho.pvd` series are written too (see [`crate::vtk`]).
+
+use crate::config::{read_npy, Config};
+use crate::driver::{Observer, StepRecord};
+use crate::error::RunError;
+use jko_core::{Mesh, StepOutput, WarmStart};
+use ndarray::Array1;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The run status written in `summary.json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Completed,
+    Interrupted,
+    Failed,
+}
+
+/// Contents of `summary.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Summary {
+    pub jko_version: String,
+    pub solver: String,
+    pub config: Config,
+    pub status: RunStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub mesh_cells: usize,
+    pub initial_mass: f64,
+    pub initial_energy: f64,
+    pub steps: Vec<StepRecord>,
+}
+
+/// A run directory.
+pub struct OutputDir {
+    dir: PathBuf,
+    mesh: Mesh,
+    pub summary: Summary,
+    /// Also write `rho_NNNNN.vti` per step and the `rho.pvd` time series.
+    pub vtk: bool,
+}
+
+impl OutputDir {
+    /// Create (or reuse) the directory. Refuses a directory that already holds a run unless
+    /// `resume` is set.
+    pub fn create(
+        dir: &Path,
+        mesh: &Mesh,
+        summary: Summary,
+        overwrite: bool,
+    ) -> Result<Self, RunError> {
+        std::fs::create_dir_all(dir).map_err(|e| RunError::io(dir, e))?;
+        let existing = dir.join("summary.json");
+        if existing.exists() && !overwrite {
+            return Err(RunError::Config(format!(
+                "{} already holds a run: use --resume to continue it, --force to overwrite it, or another --out",
+                dir.display()
+            )));
+        }
+        if overwrite {
+            // Remove the previous run's step files so nothing stale looks like a result.
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                for e in entries.flatten() {
+                    let name = e.file_name().to_string_lossy().to_string();
+                    let step_file = (name.starts_with("rho") || name.starts_with("potential_"))
+                        && (name.ends_with(".npy")
+                            || name.ends_with(".vti")
+                            || name.ends_with(".pvd"));
+                    if step_file {
+                        std::fs::remove_file(e.path())
+                            .map_err(|err| RunError::io(&e.path(), err))?;
+                    }
+                }
+            }
+        }
+        Ok(OutputDir {
+            dir: dir.to_path_buf(),
+            mesh: mesh.clone(),
+            summary,
+            vtk: false,
+        })
+    }
+
+    /// Open a run directory to resume it: returns the directory, the last finished step number,
+    /// its density and warm start.
+    pub fn resume(
+        dir: &Path,
+        mesh: &Mesh,
+        config: &Config,
+    ) -> Result<(Self, usize, Array1<f64>, Option<WarmStart>), RunError> {
+        let path = dir.join("summary.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| RunError::io(&path, e))?;
+        let mut summary: Summary = serde_json::from_str(&text)
+            .map_err(|e| RunError::Resume(format!("{}: {e}", path.display())))?;
+        let mut stored = summary.config.clone();
+        let mut wanted = config.clone();
+        // The number of steps may grow on resume; everything else must match.
+        stored.scheme.steps = 0;
+        wanted.scheme.steps = 0;
+        if stored != wanted {
+            return Err(RunError::Resume(format!(
+                "the config differs from the one {} was run with (only scheme.steps may change)",
+                dir.display()
+            )));
+        }
+        let last = summary.steps.last().map_or(0, |r| r.step);
+        let rho_path = dir.join(step_file("rho", last));
+        let rho = mesh.from_grid_array("resumed density", &read_npy(&rho_path)?)?;
+        let pot_path = dir.join(step_file("potential", last));
+        let potential = if last > 0 && pot_path.exists() {
+            Some(mesh.from_grid_array("resumed potential", &read_npy(&pot_path)?)?)
+        } else {
+            None
+        };
+        let warm = (last > 0).then(|| WarmStart {
+            rho: Some(rho.clone()),
+            potential,
+        });
+        summary.config = config.clone();
+        summary.status = RunStatus::Running;
+        summary.error = None;
+        Ok((
+            OutputDir {
+                dir: dir.to_path_buf(),
+                mesh: mesh.clone(),
+                summary,
+                vtk: false,
+            },
+            last,
+            rho,
+            warm,
+        ))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Write cell values as a grid-shaped `.npy` (write-then-rename).
+    pub fn write_cells(&self, name: &str, values: &Array1<f64>) -> Result<(), RunError> {
+        let path = self.dir.join(name);
+        let array = self
+            .mesh
+            .to_grid_array(values, 0.0)
+            .ok_or_else(|| RunError::Config("output needs a grid mesh".into()))?;
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        let file = std::fs::File::create(&tmp).map_err(|e| RunError::io(&tmp, e))?;
+        ndarray_npy::WriteNpyExt::write_npy(&array, std::io::BufWriter::new(file)).map_err(
+            |e| RunError::Npy {
+                path: tmp.clone(),
+                message: e.to_string(),
+            },
+        )?;
+        std::fs::rename(&tmp, &path).map_err(|e| RunError::io(&path, e))
+    }
+
+    /// Write a text file (write-then-rename).
+    fn write_text(&self, name: &str, text: &str) -> Result<(), RunError> {
+        let path = self.dir.join(name);
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, text).map_err(|e| RunError::io(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| RunError::io(&path, e))
+    }
+
+    /// Rewrite `summary.json`.
+    pub fn write_summary(&self) -> Result<(), RunError> {
+        let text = serde_json::to_string_pretty(&self.summary)
+            .map_err(|e| RunError::Config(format!("cannot serialise the summary: {e}")))?;
+        self.write_text("summary.json", &text)
+    }
+
+    /// Write step `step`'s density as `rho_NNNNN.vti` and rewrite the `rho.pvd` series
+    /// (steps 0..=step, as recorded in the summary).
+    pub fn write_vtk(&self, step: usize, rho: &Array1<f64>) -> Result<(), RunError> {
+        let text = crate::vtk::image_data(&self.mesh, &[("rho", rho)])
+            .ok_or_else(|| RunError::Config("VTK output needs a grid mesh".into()))?;
+        self.write_text(&vti_file(step), &text)?;
+        let tau = self.summary.config.scheme.tau;
+        let entries: Vec<(f64, String)> =
+            (0..=step).map(|n| (n as f64 * tau, vti_file(n))).collect();
+        self.write_text("rho.pvd", &crate::vtk::collection(&entries))
+    }
+
+    /// Record the end of the run.
+    pub fn finish(&mut self, status: RunStatus, error: Option<String>) -> Result<(), RunError> {
+        self.summary.status = status;
+        self.summary.error = error;
+        self.write_summary()
+    }
+}
+
+impl Observer for OutputDir {
+    fn observe(&mut self, record: &StepRecord, output: &StepOutput) -> Result<(), RunError> {
+        self.write_cells(&step_file("rho", record.step), &output.rho)?;
+        if self.vtk {
+            self.write_vtk(record.step, &output.rho)?;
+        }
+        if let Some(p) = &output.potential {
+            if p.len() == self.mesh.n_cells() {
+                self.write_cells(&step_file("potential", record.step), p)?;
+            }
+        }
+        self.summary.steps.push(record.clone());
+        self.write_summary()
+    }
+}
+
+fn vti_file(step: usize) -> String {
+    format!("rho_{step:05}.vti")
+}
+
+/// `rho_00012.npy` and friends.
+pub fn step_file(prefix: &str, step: usize) -> String {
+    format!("{prefix}_{step:05}.npy")
+}

@@ -1,0 +1,204 @@
+//! The command line on bad input: a non-zero exit, a message naming the problem, no panic and
+//! no output that looks like a result.
+
+use ndarray::{ArrayD, IxDyn};
+use std::path::Path;
+use std::process::Command;
+
+fn jko(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_jko"))
+        .args(args)
+        .output()
+        .expect("run jko");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const GOOD: &str = r#"
+[mesh]
+cells = [20]
+lower = [-4.0]
+upper = [4.0]
+[initial]
+kind = "gaussian"
+mean = [0.5]
+std = [0.7]
+[energy]
+entropy = 1.0
+potential = { kind = "quadratic", center = [0.0], stiffness = 1.0 }
+[scheme]
+tau = 0.1
+steps = 2
+[solver]
+kind = "conic"
+"#;
+
+fn write_npy(path: &Path, shape: &[usize], values: Vec<f64>) {
+    let a = ArrayD::from_shape_vec(IxDyn(shape), values).unwrap();
+    ndarray_npy::write_npy(path, &a).unwrap();
+}
+
+/// Run a config that must fail; the message must contain every word in `expect`.
+fn must_fail(dir: &Path, name: &str, text: &str, expect: &[&str]) {
+    let cfg = dir.join(format!("{name}.toml"));
+    std::fs::write(&cfg, text).unwrap();
+    let out = dir.join(format!("out-{name}"));
+    let (ok, _, err) = jko(&[
+        "run",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(!ok, "{name}: expected failure");
+    assert!(!err.contains("panicked"), "{name}: panic: {err}");
+    for e in expect {
+        assert!(
+            err.contains(e),
+            "{name}: message `{err}` does not mention `{e}`"
+        );
+    }
+    // Nothing that looks like a result: no step beyond the initial state.
+    assert!(
+        !out.join("rho_00001.npy").exists(),
+        "{name}: a step was written"
+    );
+}
+
+#[test]
+fn good_config_runs_and_writes_every_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("good.toml");
+    std::fs::write(&cfg, GOOD).unwrap();
+    let out = dir.path().join("out");
+    let (ok, _, err) = jko(&["run", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    for f in [
+        "rho_00000.npy",
+        "rho_00001.npy",
+        "rho_00002.npy",
+        "summary.json",
+    ] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["status"], "completed");
+    assert_eq!(summary["steps"].as_array().unwrap().len(), 2);
+    assert_eq!(summary["solver"], "conic");
+    let rho: ArrayD<f64> = ndarray_npy::read_npy(out.join("rho_00002.npy")).unwrap();
+    assert_eq!(rho.shape(), &[20]);
+    // A second run into the same directory is refused without --force.
+    let (ok, _, err) = jko(&["run", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(!ok && err.contains("--resume"), "{err}");
+}
+
+#[test]
+fn bad_inputs_fail_with_a_named_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    must_fail(d, "tau0", &GOOD.replace("tau = 0.1", "tau = 0.0"), &["tau"]);
+    must_fail(
+        d,
+        "tauneg",
+        &GOOD.replace("tau = 0.1", "tau = -1.0"),
+        &["tau"],
+    );
+    must_fail(
+        d,
+        "lengths",
+        &GOOD.replace("lower = [-4.0]", "lower = [-4.0, 0.0]"),
+        &["lower"],
+    );
+    must_fail(
+        d,
+        "order",
+        &GOOD.replace("lower = [-4.0]", "lower = [4.0]"),
+        &["lower", "upper"],
+    );
+    must_fail(
+        d,
+        "unknown-key",
+        &GOOD.replace("tau = 0.1", "tau = 0.1\ntua = 3"),
+        &["tua"],
+    );
+    must_fail(d, "missing-key", &GOOD.replace("steps = 2", ""), &["steps"]);
+    must_fail(
+        d,
+        "wrong-type",
+        &GOOD.replace("steps = 2", "steps = \"two\""),
+        &["steps"],
+    );
+    must_fail(
+        d,
+        "unknown-solver",
+        &GOOD.replace("kind = \"conic\"", "kind = \"magic\""),
+        &["magic"],
+    );
+    must_fail(
+        d,
+        "unknown-energy",
+        &GOOD.replace("entropy = 1.0", "entropie = 1.0"),
+        &["entropie"],
+    );
+    must_fail(
+        d,
+        "porous-m",
+        &GOOD.replace("entropy = 1.0", "porous = { m = 1.0 }"),
+        &["porous"],
+    );
+    must_fail(
+        d,
+        "std",
+        &GOOD.replace("std = [0.7]", "std = [0.0]"),
+        &["std"],
+    );
+    must_fail(
+        d,
+        "center",
+        &GOOD.replace("center = [0.0]", "center = [0.0, 1.0]"),
+        &["center"],
+    );
+
+    let npy_cfg = |name: &str| {
+        GOOD.replace(
+            "kind = \"gaussian\"\nmean = [0.5]\nstd = [0.7]",
+            &format!("kind = \"npy\"\npath = \"{name}.npy\""),
+        )
+    };
+    let mut neg = vec![1.0; 20];
+    neg[3] = -0.5;
+    write_npy(&d.join("neg.npy"), &[20], neg);
+    must_fail(d, "neg", &npy_cfg("neg"), &["negative", "cell 3"]);
+    let mut nan = vec![1.0; 20];
+    nan[7] = f64::NAN;
+    write_npy(&d.join("nan.npy"), &[20], nan);
+    must_fail(d, "nan", &npy_cfg("nan"), &["non-finite", "7"]);
+    write_npy(&d.join("zero.npy"), &[20], vec![0.0; 20]);
+    must_fail(d, "zero", &npy_cfg("zero"), &["zero mass"]);
+    write_npy(&d.join("shape.npy"), &[21], vec![1.0; 21]);
+    must_fail(d, "shape", &npy_cfg("shape"), &["shape", "[20]", "[21]"]);
+    std::fs::write(d.join("junk.npy"), b"not an npy file").unwrap();
+    must_fail(d, "junk", &npy_cfg("junk"), &["junk.npy"]);
+    must_fail(d, "missing-file", &npy_cfg("absent"), &["absent.npy"]);
+}
+
+#[test]
+fn examples_and_solvers_are_listed() {
+    let (ok, list, _) = jko(&["example"]);
+    assert!(ok);
+    for name in ["ou-1d", "ou-2d", "porous-1d", "crowd-2d"] {
+        assert!(list.contains(name), "{list}");
+        let (ok, text, err) = jko(&["example", name]);
+        assert!(ok, "{err}");
+        assert!(text.contains("[solver]"));
+    }
+    let (ok, _, err) = jko(&["example", "nope"]);
+    assert!(!ok && err.contains("nope"));
+    let (ok, text, _) = jko(&["solvers"]);
+    assert!(ok);
+    assert!(text.contains("conic") && text.contains("entropy"), "{text}");
+}

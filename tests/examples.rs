@@ -1,0 +1,60 @@
+//! Every built-in example runs with its configured backend and every invariant holds on every
+//! step (the driver checks them; here they are re-checked from the written files).
+
+use jko::config::Config;
+use jko::examples::EXAMPLES;
+use jko::RunOptions;
+use ndarray::ArrayD;
+use std::path::Path;
+
+#[test]
+fn every_builtin_example_runs_with_its_invariants() {
+    for (name, _, text) in EXAMPLES {
+        let mut config = Config::from_toml(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        // A few steps keep the test short; `scripts/setup-and-run.sh NAME` runs them in full.
+        config.scheme.steps = config.scheme.steps.min(4);
+        let dir = tempfile::tempdir().unwrap();
+        let opts = RunOptions {
+            out: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        };
+        let result = jko::run(&config, Path::new("."), &opts, &mut [], &|| false)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(result.records.len(), config.scheme.steps, "{name}");
+        let problem = config.build(Path::new(".")).unwrap();
+        let mesh = &problem.mesh;
+        let m0 = mesh.mass(&problem.initial);
+        let mut prev_energy = problem.energy.value(mesh, &problem.initial).unwrap();
+        for r in &result.records {
+            let file = dir.path().join(format!("rho_{:05}.npy", r.step));
+            let a: ArrayD<f64> = ndarray_npy::read_npy(&file).unwrap();
+            let rho = mesh.from_grid_array("rho", &a).unwrap();
+            let mass = mesh.mass(&rho);
+            assert!(
+                (mass - m0).abs() <= 1e-9 * m0,
+                "{name} step {}: mass {mass} vs {m0}",
+                r.step
+            );
+            let min = rho.iter().cloned().fold(f64::INFINITY, f64::min);
+            assert!(min >= -1e-10, "{name} step {}: min {min}", r.step);
+            if let Some(rmax) = problem.energy.max_density {
+                let max = rho.iter().cloned().fold(0.0, f64::max);
+                assert!(
+                    max <= rmax * (1.0 + 1e-8),
+                    "{name} step {}: max {max}",
+                    r.step
+                );
+            }
+            // No interaction in the examples, so the JKO inequality holds for the full energy.
+            let e = problem.energy.value(mesh, &rho).unwrap();
+            let allowed = 1e-7 * (prev_energy.abs() + m0);
+            assert!(
+                e + r.kinetic / (2.0 * config.scheme.tau) <= prev_energy + allowed,
+                "{name} step {}: energy inequality {e} + {} > {prev_energy}",
+                r.step,
+                r.kinetic / (2.0 * config.scheme.tau)
+            );
+            prev_energy = e;
+        }
+    }
+}
