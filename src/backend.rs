@@ -11,7 +11,21 @@ use serde::{Deserialize, Serialize};
 pub enum SolverConfig {
     /// Clarabel on the one-step two-point-flux scheme (DESIGN §2.1).
     Conic(jko_conic::ConicParams),
+    /// 1D Lagrangian (quantile) steps with exact W².
+    Quantile(jko_quantile::QuantileParams),
 }
+
+/// Registered backends: (name, one-line summary).
+pub const BACKENDS: &[(&str, &str)] = &[
+    (
+        "conic",
+        "Clarabel interior point on the one-step two-point-flux scheme (SOC + exp/power cones)",
+    ),
+    (
+        "quantile",
+        "1D Lagrangian JKO with exact W2: Newton on the quantile function (1D meshes only)",
+    ),
+];
 
 /// What `jko solvers` prints about one backend.
 pub struct BackendInfo {
@@ -25,6 +39,7 @@ impl SolverConfig {
     pub fn name(&self) -> &'static str {
         match self {
             SolverConfig::Conic(_) => "conic",
+            SolverConfig::Quantile(_) => "quantile",
         }
     }
 
@@ -32,6 +47,7 @@ impl SolverConfig {
     pub fn default_for(name: &str) -> Result<SolverConfig, RunError> {
         match name {
             "conic" => Ok(SolverConfig::Conic(Default::default())),
+            "quantile" => Ok(SolverConfig::Quantile(Default::default())),
             other => Err(RunError::Config(format!(
                 "unknown solver `{other}`; known solvers: {}",
                 Self::names().join(", ")
@@ -40,12 +56,13 @@ impl SolverConfig {
     }
 
     pub fn names() -> Vec<&'static str> {
-        vec!["conic"]
+        BACKENDS.iter().map(|b| b.0).collect()
     }
 
     pub fn validate(&self) -> Result<(), RunError> {
         match self {
             SolverConfig::Conic(p) => p.validate()?,
+            SolverConfig::Quantile(p) => p.validate()?,
         }
         Ok(())
     }
@@ -54,24 +71,19 @@ impl SolverConfig {
     pub fn build(&self) -> Result<Box<dyn StepSolver>, RunError> {
         Ok(match self {
             SolverConfig::Conic(p) => Box::new(jko_conic::ConicSolver::new(p.clone())?),
+            SolverConfig::Quantile(p) => Box::new(jko_quantile::QuantileSolver::new(p.clone())?),
         })
     }
 }
 
 /// Every registered backend with default parameters, for `jko solvers`.
 pub fn backends() -> Result<Vec<BackendInfo>, RunError> {
-    let summary = |name: &str| match name {
-        "conic" => {
-            "Clarabel interior point on the one-step two-point-flux scheme (SOC + exp/power cones)"
-        }
-        _ => "",
-    };
-    SolverConfig::names()
-        .into_iter()
-        .map(|name| {
+    BACKENDS
+        .iter()
+        .map(|&(name, summary)| {
             Ok(BackendInfo {
                 name,
-                summary: summary(name),
+                summary,
                 solver: SolverConfig::default_for(name)?.build()?,
             })
         })

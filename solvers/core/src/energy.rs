@@ -228,10 +228,10 @@ impl Energy {
             }
         }
         match &self.potential {
-            Some(Potential::Quadratic { center, stiffness }) => {
-                if !stiffness.is_finite() || center.iter().any(|c| !c.is_finite()) {
-                    return Err(InputError::parameter("potential", format!("{:?}", self.potential), "non-finite parameter"));
-                }
+            Some(Potential::Quadratic { center, stiffness })
+                if !stiffness.is_finite() || center.iter().any(|c| !c.is_finite()) =>
+            {
+                return Err(InputError::parameter("potential", format!("{:?}", self.potential), "non-finite parameter"));
             }
             Some(Potential::Linear { slope }) if slope.iter().any(|s| !s.is_finite()) => {
                 return Err(InputError::parameter("potential.slope", format!("{slope:?}"), "non-finite slope"));
