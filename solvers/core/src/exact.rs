@@ -333,7 +333,7 @@ impl DriftBox {
             return Err(InputError::parameter("mass", mass, "must be finite and > 0"));
         }
         for i in 0..d {
-            if !slope[i].is_finite() || !(lower[i].is_finite() && upper[i].is_finite() && lower[i] < upper[i]) {
+            if !(slope[i].is_finite() && lower[i].is_finite() && upper[i].is_finite() && lower[i] < upper[i]) {
                 return Err(InputError::parameter(
                     "DriftBox axis",
                     format!("slope {}, [{}, {}]", slope[i], lower[i], upper[i]),
@@ -430,8 +430,8 @@ mod tests {
         let da = ou.jko_step(&Gaussian::diagonal(&[0.0], &[a.sqrt()]), 0.3).cov[0];
         let db = ou.jko_step(&Gaussian::diagonal(&[0.0], &[b.sqrt()]), 0.3).cov[0];
         let expect = [c * c * da + s * s * db, c * s * (da - db), c * s * (da - db), s * s * da + c * c * db];
-        for i in 0..4 {
-            assert!((out.cov[i] - expect[i]).abs() < 1e-13, "{i}");
+        for (i, (a, b)) in out.cov.iter().zip(expect).enumerate() {
+            assert!((a - b).abs() < 1e-13, "{i}");
         }
     }
 

@@ -1,0 +1,87 @@
+//! Where the time of one conic JKO step goes, for growing 1D and 2D OU problems.
+//! `cargo run --release -p jko-conic --example timing`
+//!
+//! Columns: cells, linear solver, build (assembling the conic program), Clarabel setup
+//! (presolve, equilibration, symbolic KKT analysis), Clarabel iterations, iteration count,
+//! time per iteration, and the parts of the iterations spent refactoring the KKT matrix
+//! ("kkt update") and in triangular solves with iterative refinement ("kkt solve").
+
+use jko_conic::{ConicParams, ConicSolver, DirectSolver};
+use jko_core::{Energy, JkoStep, Mesh, Potential};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let auto = ConicSolver::new(ConicParams::default())?;
+    let qdldl = ConicSolver::new(ConicParams {
+        direct_solver: DirectSolver::Qdldl,
+        ..ConicParams::default()
+    })?;
+    println!(
+        "{:>9} {:>6} {:>9} {:>9} {:>9} {:>5} {:>9} {:>9} {:>9} {:>13}",
+        "cells",
+        "solver",
+        "build s",
+        "setup s",
+        "iter s",
+        "it",
+        "ms/it",
+        "factor s",
+        "solve s",
+        "status"
+    );
+    let runs = [
+        (vec![256], &auto),
+        (vec![1024], &auto),
+        (vec![4096], &auto),
+        (vec![32, 32], &auto),
+        (vec![32, 32], &qdldl),
+        (vec![64, 64], &auto),
+        (vec![64, 64], &qdldl),
+        (vec![128, 128], &auto),
+    ];
+    for (cells, solver) in runs {
+        let d = cells.len();
+        let mesh = Mesh::grid(&cells, &vec![-4.0; d], &vec![4.0; d])?;
+        let mut rho = mesh.sample(|x| {
+            (-x.iter()
+                .enumerate()
+                .map(|(a, v)| (v - 0.5 + 0.2 * a as f64).powi(2))
+                .sum::<f64>())
+            .exp()
+        });
+        let m = mesh.mass(&rho);
+        rho /= m;
+        let e = Energy::fokker_planck(
+            1.0,
+            Potential::Quadratic {
+                center: vec![0.0; d],
+                stiffness: 1.0,
+            },
+        )
+        .freeze(&mesh, &rho)?;
+        let p = JkoStep::new(&mesh, &rho, 0.1, &e)?;
+        let (out, t) = solver.step_timed(&p, None)?;
+        let fmt = |v: Option<f64>| v.map_or("-".to_string(), |s| format!("{s:.4}"));
+        println!(
+            "{:>9} {:>6} {:>9.4} {:>9.4} {:>9.4} {:>5} {:>9.3} {:>9} {:>9} {:>13}",
+            cells
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join("x"),
+            if d == 1 || solver.params().direct_solver == DirectSolver::Qdldl {
+                "qdldl"
+            } else {
+                "faer"
+            },
+            t.build,
+            t.clarabel.setup,
+            t.clarabel.solve,
+            t.iterations,
+            1e3 * t.clarabel.solve / t.iterations.max(1) as f64,
+            fmt(t.clarabel.kkt_update),
+            fmt(t.clarabel.kkt_solve),
+            format!("{:?}", out.info.status),
+        );
+    }
+    Ok(())
+}

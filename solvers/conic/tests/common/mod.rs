@@ -1,0 +1,167 @@
+//! Shared helpers of the conic backend's integration tests: initial data, moments, and the
+//! DESIGN §2.1 optimality system evaluated on a returned (ρ, G, φ).
+#![allow(dead_code)]
+
+use jko_conic::{ConicParams, ConicSolver};
+use jko_core::{Energy, JkoStep, Mesh, StepEnergy, StepOutput, StepSolver};
+use ndarray::Array1;
+
+pub fn solver() -> ConicSolver {
+    ConicSolver::new(ConicParams::default()).unwrap()
+}
+
+/// Cell samples of f, normalised to `mass`.
+pub fn normalised(mesh: &Mesh, mass: f64, f: impl Fn(&[f64]) -> f64) -> Array1<f64> {
+    let rho = mesh.sample(f);
+    let m = mesh.mass(&rho);
+    rho * (mass / m)
+}
+
+pub fn max_abs(a: &Array1<f64>) -> f64 {
+    a.iter().fold(0.0f64, |m, v| m.max(v.abs()))
+}
+
+pub fn max_abs_diff(a: &Array1<f64>, b: &Array1<f64>) -> f64 {
+    a.iter()
+        .zip(b)
+        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
+}
+
+/// Mean and variance of a 1D cell density (midpoint rule).
+pub fn moments_1d(mesh: &Mesh, rho: &Array1<f64>) -> (f64, f64) {
+    let m = mesh.mass(rho);
+    let vols = mesh.volumes();
+    let mean = (0..rho.len())
+        .map(|k| vols[k] * rho[k] * mesh.centre(k)[0])
+        .sum::<f64>()
+        / m;
+    let var = (0..rho.len())
+        .map(|k| vols[k] * rho[k] * (mesh.centre(k)[0] - mean).powi(2))
+        .sum::<f64>()
+        / m;
+    (mean, var)
+}
+
+/// Σ_K |K| |ρ_K − f(x_K)|.
+pub fn l1_error(mesh: &Mesh, rho: &Array1<f64>, f: impl Fn(&[f64]) -> f64) -> f64 {
+    (0..rho.len())
+        .map(|k| mesh.volumes()[k] * (rho[k] - f(mesh.centre(k))).abs())
+        .sum()
+}
+
+/// Run `steps` JKO steps with the energy frozen at each step; returns the final density.
+pub fn run(
+    mesh: &Mesh,
+    rho0: &Array1<f64>,
+    energy: &Energy,
+    tau: f64,
+    steps: usize,
+) -> Array1<f64> {
+    let s = solver();
+    let mut rho = rho0.clone();
+    for n in 0..steps {
+        let e = energy.freeze(mesh, &rho).unwrap();
+        let p = JkoStep::new(mesh, &rho, tau, &e).unwrap();
+        let out = s
+            .step(&p, None)
+            .unwrap_or_else(|err| panic!("step {n}: {err}"));
+        // JKO_TRACE=1 prints every step's status and cost.
+        if std::env::var("JKO_TRACE").is_ok() {
+            println!(
+                "step {n}: {:?} {} iterations, {:.3} s",
+                out.info.status, out.info.iterations, out.info.wall_time
+            );
+        }
+        rho = out.rho;
+    }
+    rho
+}
+
+/// Residuals of the DESIGN §2.1 optimality system at a returned step, each relative to the
+/// size of the terms it balances.
+#[derive(Debug)]
+pub struct Optimality {
+    /// max over faces with θ > 0 of |G − Tθ(φ_L − φ_K)| / max_σ |G|.
+    pub flux: f64,
+    /// max over cells with ρ_K > 1e-6 max ρ (and below ρ_max) of |λ_K| / scale_K (λ must vanish).
+    pub stationarity: f64,
+    /// min over cells of λ_K / scale_K where ρ ≈ 0 (must be ≥ −tol).
+    pub min_lambda: f64,
+    /// max over cells at ρ_max of λ_K / scale_K (λ − μ ≤ 0 there).
+    pub max_at_bound: f64,
+    /// max |K|(ρ − ρⁿ) + div G, relative to max |K| ρⁿ.
+    pub continuity: f64,
+}
+
+pub fn optimality(p: &JkoStep<'_>, out: &StepOutput) -> Optimality {
+    let mesh = p.mesh;
+    let e: &StepEnergy = p.energy;
+    let tau = p.tau;
+    let rho = &out.rho;
+    let g = out.flux.as_ref().unwrap();
+    let phi = out.potential.as_ref().unwrap();
+    let faces = mesh.faces();
+    let rho_max = max_abs(rho);
+
+    let gmax = max_abs(g).max(1e-300);
+    let mut flux = 0.0f64;
+    for (s, f) in faces.iter().enumerate() {
+        let theta = 0.5 * (rho[f.k] + rho[f.l]);
+        if theta > 0.0 {
+            let model = f.transmissibility() * theta * (phi[f.l] - phi[f.k]);
+            flux = flux.max((g[s] - model).abs() / gmax);
+        }
+    }
+
+    let (mut stationarity, mut min_lambda, mut max_at_bound) =
+        (0.0f64, f64::INFINITY, f64::NEG_INFINITY);
+    for k in 0..mesh.n_cells() {
+        let vol = mesh.volumes()[k];
+        let v = e.potential.as_ref().map_or(0.0, |v| v[k]);
+        let df = if rho[k] > 0.0 || e.entropy.is_none() {
+            e.df(rho[k])
+        } else {
+            0.0
+        };
+        let mut quad = 0.0;
+        for &s in mesh.faces_of(k) {
+            let f = &faces[s];
+            quad += f.transmissibility() * (phi[f.l] - phi[f.k]).powi(2);
+        }
+        quad /= 4.0 * tau;
+        let lambda = vol * (df + v) + vol * phi[k] / tau - quad;
+        let scale = vol * (df.abs() + v.abs() + phi[k].abs() / tau) + quad;
+        let rel = lambda / scale.max(1e-300);
+        let at_bound = e.max_density.is_some_and(|m| rho[k] >= m * (1.0 - 1e-6));
+        if at_bound {
+            max_at_bound = max_at_bound.max(rel);
+        } else if rho[k] > 1e-6 * rho_max {
+            stationarity = stationarity.max(rel.abs());
+        } else {
+            min_lambda = min_lambda.min(rel);
+        }
+    }
+
+    let div = mesh.divergence(g);
+    let mut continuity = 0.0f64;
+    let mut scale = 0.0f64;
+    for k in 0..mesh.n_cells() {
+        let vol = mesh.volumes()[k];
+        continuity = continuity.max((vol * (rho[k] - p.rho_prev[k]) + div[k]).abs());
+        scale = scale.max(vol * p.rho_prev[k]);
+    }
+    Optimality {
+        flux,
+        stationarity,
+        min_lambda,
+        max_at_bound,
+        continuity: continuity / scale,
+    }
+}
+
+/// F(ρ⁺) + kinetic/(2τ) − F(ρⁿ), relative to |F(ρⁿ)| + 1 (must be ≤ tolerance).
+pub fn energy_decrease(p: &JkoStep<'_>, out: &StepOutput) -> f64 {
+    let before = p.energy.value(p.mesh, p.rho_prev);
+    let after = p.energy.value(p.mesh, &out.rho) + out.info.kinetic / (2.0 * p.tau);
+    (after - before) / (before.abs() + 1.0)
+}
