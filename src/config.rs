@@ -8,7 +8,7 @@
 //! upper = [5.0, 5.0]
 //! # obstacles = [{ kind = "disc", center = [0.0, 0.0], radius = 1.0 }]   # cells removed from the domain
 //! # mask = "mask.npy"        # or a mask array (nonzero = inside), shape = cells
-//! [initial]                   # kind: gaussian (mean, std) | barenblatt (m, t0) | uniform | npy (path)
+//! [initial]                   # kind: gaussian (mean, std) | barenblatt (m, t0) | uniform | drift_box (modes, amplitude) | npy (path)
 //! kind = "gaussian"
 //! mean = [1.0, -0.5]
 //! std = [0.5, 0.8]
@@ -24,7 +24,7 @@
 
 use crate::backend::SolverConfig;
 use crate::error::RunError;
-use jko_core::exact::{Barenblatt, Gaussian};
+use jko_core::exact::{Barenblatt, DriftBox, Gaussian};
 use jko_core::{Energy, InputError, Interaction, Mesh, Potential};
 use ndarray::{Array1, ArrayD};
 use serde::{Deserialize, Serialize};
@@ -111,6 +111,15 @@ pub enum InitialConfig {
     },
     /// Constant density on the domain.
     Uniform {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mass: Option<f64>,
+    },
+    /// The exact non-Gaussian Fokker–Planck solution on the box for `entropy` + a linear
+    /// potential (`jko_core::exact::DriftBox`) at t = 0: stationary profile plus one decaying
+    /// mode per axis (`modes`, `amplitude` in [0, 1) of the positivity bound).
+    DriftBox {
+        modes: Vec<usize>,
+        amplitude: Vec<f64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mass: Option<f64>,
     },
@@ -259,7 +268,7 @@ impl Config {
         let mesh = self.mesh.build(base)?;
         let energy = self.energy.build(&mesh, base)?;
         energy.validate()?;
-        let initial = self.initial.build(&mesh, base)?;
+        let initial = self.initial.build(&mesh, &energy, base)?;
         if let Some(rmax) = energy.max_density {
             if let Some((k, r)) = initial.iter().enumerate().find(|(_, r)| **r > rmax) {
                 return Err(InputError::parameter(
@@ -370,7 +379,7 @@ impl EnergyConfig {
 }
 
 impl InitialConfig {
-    pub fn build(&self, mesh: &Mesh, base: &Path) -> Result<Array1<f64>, RunError> {
+    pub fn build(&self, mesh: &Mesh, energy: &Energy, base: &Path) -> Result<Array1<f64>, RunError> {
         let d = mesh.dim();
         let (raw, mass) = match self {
             InitialConfig::Gaussian { mean, std, mass } => {
@@ -402,6 +411,10 @@ impl InitialConfig {
                 (mesh.sample(|x| b.density(*t0, x)), *mass)
             }
             InitialConfig::Uniform { mass } => (Array1::ones(mesh.n_cells()), *mass),
+            InitialConfig::DriftBox { .. } => {
+                let exact = self.drift_box(mesh, energy)?;
+                (mesh.sample(|x| exact.density(0.0, x)), Some(exact.mass))
+            }
             InitialConfig::Npy { path, mass } => {
                 let arr = read_npy(&base.join(path))?;
                 (mesh.from_grid_array("initial density npy", &arr)?, *mass)
@@ -416,6 +429,28 @@ impl InitialConfig {
         jko_core::check_density(mesh, &raw, "initial density")?;
         let scale = mass / mesh.mass(&raw);
         Ok(raw * scale)
+    }
+
+    /// The exact solution behind `kind = "drift_box"`: it needs `entropy` and a linear potential.
+    pub fn drift_box(&self, mesh: &Mesh, energy: &Energy) -> Result<DriftBox, RunError> {
+        let InitialConfig::DriftBox { modes, amplitude, mass } = self else {
+            return Err(RunError::Config("initial.kind is not drift_box".into()));
+        };
+        let (Some(beta), Some(Potential::Linear { slope })) = (energy.entropy, &energy.potential) else {
+            return Err(RunError::Config(
+                "initial.kind = \"drift_box\" needs [energy] entropy and a linear potential".into(),
+            ));
+        };
+        let grid = mesh.as_grid().ok_or_else(|| RunError::Config("drift_box needs a grid".into()))?;
+        Ok(DriftBox::new(
+            beta,
+            slope.clone(),
+            grid.lower.clone(),
+            grid.upper.clone(),
+            modes.clone(),
+            amplitude.clone(),
+            mass.unwrap_or(1.0),
+        )?)
     }
 }
 

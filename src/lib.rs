@@ -13,10 +13,14 @@
 
 pub mod backend;
 pub mod config;
+pub mod convergence;
 pub mod driver;
 pub mod error;
 pub mod examples;
 pub mod output;
+pub mod reference;
+pub mod plot;
+pub mod dataset;
 pub mod vtk;
 
 pub use jko_core as core;

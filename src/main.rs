@@ -52,6 +52,22 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Refinement study: run the config at successive refinements, report errors and orders.
+    Convergence {
+        config: PathBuf,
+        /// What to refine, comma separated: h, tau, levels (each run halves h / τ, doubles levels).
+        #[arg(long, default_value = "h,tau")]
+        refine: String,
+        /// Number of runs in the sequence.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Backend to use instead of the config's.
+        #[arg(long)]
+        solver: Option<String>,
+        /// Where to write convergence.json and convergence.md.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Print a built-in example config (without NAME: list them).
     Example { name: Option<String> },
     /// List the backends and the energy terms each one treats.
@@ -163,6 +179,35 @@ fn execute(command: Command) -> Result<(), RunError> {
                     out.display()
                 );
             }
+            Ok(())
+        }
+        Command::Convergence {
+            config,
+            refine,
+            runs,
+            solver,
+            out,
+        } => {
+            let mut cfg = Config::from_file(&config)?;
+            if let Some(name) = solver {
+                if name != cfg.solver.name() {
+                    cfg.solver = SolverConfig::default_for(&name)?;
+                }
+            }
+            let refine = jko::convergence::Refine::parse(&refine)?;
+            let base = config.parent().unwrap_or(Path::new(".")).to_path_buf();
+            let report = jko::convergence::convergence(&cfg, &base, refine, runs, &mut |r| {
+                eprintln!(
+                    "cells {:?}  tau {:.4e}  error {:.3e}  order {}  ({:.2} s)",
+                    r.cells,
+                    r.tau,
+                    r.error,
+                    r.order.map_or("-".into(), |o| format!("{o:.2}")),
+                    r.wall_time
+                )
+            })?;
+            report.write(&out)?;
+            print!("{}", report.markdown());
             Ok(())
         }
         Command::Example { name: None } => {

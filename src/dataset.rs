@@ -1,0 +1,814 @@
+//! Datasets of JKO trajectories for learned solvers (`jko dataset SPEC.toml --out DIR
+//! [--shard i/n]`): many random initial densities, each marched `scheme.steps` steps with
+//! one backend, written as NPY arrays a Python loader reads directly.
+//!
+//! ```toml
+//! samples = 8                 # samples 0..8
+//! seed = 2024                 # with the sample index, fixes the sample's initial density
+//! # mass = 1.0                # mass of every initial density
+//!
+//! [base]                      # a run config without [initial] (same tables and keys)
+//! mesh = { cells = [64], lower = [-5.0], upper = [5.0] }
+//! energy = { entropy = 1.0, potential = { kind = "quadratic" } }
+//! scheme = { tau = 0.1, steps = 5 }
+//! solver = { kind = "conic" }
+//!
+//! [[initial]]                 # one or more families; a sample draws one ∝ weight
+//! kind = "gaussian_mixture"
+//! components = [1, 3]         # number of components, uniform in [1, 3]
+//! mean = [-2.5, 2.5]          # every mean coordinate uniform in this range (default: the
+//!                             # middle 60 % of the box, per axis)
+//! std = [0.3, 1.0]            # every standard deviation uniform in this range
+//! # weight = 1.0
+//!
+//! [[initial]]
+//! kind = "smooth_field"       # ρ ∝ exp(f), f a sum of random cosine modes
+//! modes = 4
+//! max_wavenumber = 3
+//! amplitude = 1.0
+//! ```
+//!
+//! **Families.** A Gaussian mixture has K components (K uniform in `components`), weights
+//! uniform on the simplex (normalised exponential draws), means and standard deviations
+//! uniform in their ranges, independently per axis; the mixture density is sampled at cell
+//! centres. A smooth field is ρ ∝ exp(f) with
+//! f(x) = amplitude · Σ_{j<modes} a_j cos(π k_j·ξ + φ_j),  ξ_i = (x_i − lower_i)/(upper_i − lower_i),
+//! integer wave vectors k_j ∈ {0..max_wavenumber}^d \ {0}, a_j ~ N(0, 1)/|k_j| (smoother for
+//! larger |k|) and phases φ_j uniform in [0, 2π). Every initial density is normalised to
+//! `mass` on the active cells.
+//!
+//! **Randomness.** Sample i's generator is xoshiro256** seeded by SplitMix64 from (seed, i),
+//! so a sample depends only on the spec and its index: sharding, the number of threads and
+//! the order in which samples run cannot change it.
+//!
+//! **Shards.** `--shard i/n` runs the samples whose index ≡ i (mod n) (round robin: samples
+//! of different cost spread evenly over shards); the default 0/1 runs all. Shard i of n writes
+//! `inputs_SHARD.npy` (samples × cells…), `trajectories_SHARD.npy` (samples × (steps+1) ×
+//! cells…, row 0 = the input), `energies_SHARD.npy` (samples × (steps+1), F_h(ρⁿ)) and
+//! `manifest_SHARD.json` (the spec, the sample indices of the rows, shapes, crate version,
+//! solver), with SHARD = `iiiii-of-nnnnn` (e.g. `00001-of-00004`). Arrays are float64,
+//! C order, grid-shaped per sample with cells outside the domain 0 (as in run directories).
+//! Every file is written to a temporary name and renamed; the manifest is written last.
+//! Samples run in parallel (rayon), one solver instance shared by all. A sample whose
+//! initial density or trajectory fails is an error naming its index: no row is ever missing.
+
+use crate::backend::SolverConfig;
+use crate::config::{Checks, EnergyConfig, MeshConfig, SchemeConfig};
+use crate::driver::{march, Observer, StepRecord, Stepper};
+use crate::error::RunError;
+use jko_core::exact::Gaussian;
+use jko_core::{Energy, InputError, Mesh, StepOutput, StepSolver};
+use ndarray::{Array1, ArrayD, IxDyn};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// A dataset description (TOML; every table denies unknown keys).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSpec {
+    /// Number of samples (indices 0..samples).
+    pub samples: usize,
+    pub seed: u64,
+    /// Mass of every initial density (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mass: Option<f64>,
+    pub base: BaseConfig,
+    /// The random initial-density families (`[[initial]]`).
+    pub initial: Vec<InitialFamily>,
+}
+
+/// A run config without `[initial]`: the tables of [`crate::config::Config`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaseConfig {
+    pub mesh: MeshConfig,
+    #[serde(default)]
+    pub energy: EnergyConfig,
+    pub scheme: SchemeConfig,
+    pub solver: SolverConfig,
+    #[serde(default)]
+    pub checks: Checks,
+}
+
+/// A family of random initial densities (see the module docs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum InitialFamily {
+    GaussianMixture {
+        /// Inclusive range of the number of components.
+        components: [usize; 2],
+        /// Range of every mean coordinate (default: the middle 60 % of the box, per axis).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mean: Option<[f64; 2]>,
+        /// Range of every standard deviation.
+        std: [f64; 2],
+        #[serde(default = "one")]
+        weight: f64,
+    },
+    SmoothField {
+        /// Number of cosine modes.
+        modes: usize,
+        /// Largest wave number per axis (wave number k: k/2 periods across the box).
+        max_wavenumber: usize,
+        /// Scale of the log-density f.
+        amplitude: f64,
+        #[serde(default = "one")]
+        weight: f64,
+    },
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl InitialFamily {
+    pub fn weight(&self) -> f64 {
+        match self {
+            InitialFamily::GaussianMixture { weight, .. }
+            | InitialFamily::SmoothField { weight, .. } => *weight,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            InitialFamily::GaussianMixture { .. } => "gaussian_mixture",
+            InitialFamily::SmoothField { .. } => "smooth_field",
+        }
+    }
+
+    fn validate(&self, i: usize) -> Result<(), RunError> {
+        let bad = |key: &str, value: String, why: &str| -> RunError {
+            InputError::parameter(&format!("initial[{i}].{key}"), value, why).into()
+        };
+        let w = self.weight();
+        if !(w.is_finite() && w >= 0.0) {
+            return Err(bad("weight", w.to_string(), "must be finite and >= 0"));
+        }
+        match self {
+            InitialFamily::GaussianMixture {
+                components,
+                mean,
+                std,
+                ..
+            } => {
+                if components[0] < 1 || components[0] > components[1] {
+                    return Err(bad(
+                        "components",
+                        format!("{components:?}"),
+                        "must be [min, max] with 1 <= min <= max",
+                    ));
+                }
+                if !(std[0].is_finite() && std[1].is_finite() && std[0] > 0.0 && std[0] <= std[1])
+                {
+                    return Err(bad(
+                        "std",
+                        format!("{std:?}"),
+                        "must be [min, max] with 0 < min <= max, finite",
+                    ));
+                }
+                if let Some(m) = mean {
+                    if !(m[0].is_finite() && m[1].is_finite() && m[0] <= m[1]) {
+                        return Err(bad(
+                            "mean",
+                            format!("{m:?}"),
+                            "must be [min, max] with min <= max, finite",
+                        ));
+                    }
+                }
+            }
+            InitialFamily::SmoothField {
+                modes,
+                max_wavenumber,
+                amplitude,
+                ..
+            } => {
+                if *modes < 1 {
+                    return Err(bad("modes", modes.to_string(), "must be >= 1"));
+                }
+                if *max_wavenumber < 1 {
+                    return Err(bad("max_wavenumber", max_wavenumber.to_string(), "must be >= 1"));
+                }
+                if !(amplitude.is_finite() && *amplitude >= 0.0) {
+                    return Err(bad("amplitude", amplitude.to_string(), "must be finite and >= 0"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Unnormalised cell values of one random member of the family.
+    fn draw(&self, mesh: &Mesh, lower: &[f64], upper: &[f64], rng: &mut SampleRng) -> Array1<f64> {
+        let d = mesh.dim();
+        match self {
+            InitialFamily::GaussianMixture {
+                components,
+                mean,
+                std,
+                ..
+            } => {
+                let k = rng.integer(components[0], components[1]);
+                let raw: Vec<f64> = (0..k).map(|_| -rng.uniform_open().ln()).collect();
+                let total: f64 = raw.iter().sum();
+                let parts: Vec<(f64, Gaussian)> = raw
+                    .iter()
+                    .map(|w| {
+                        let m: Vec<f64> = (0..d)
+                            .map(|a| {
+                                let (lo, hi) = match mean {
+                                    Some(r) => (r[0], r[1]),
+                                    None => {
+                                        let l = upper[a] - lower[a];
+                                        (lower[a] + 0.2 * l, upper[a] - 0.2 * l)
+                                    }
+                                };
+                                rng.uniform_in(lo, hi)
+                            })
+                            .collect();
+                        let s: Vec<f64> = (0..d).map(|_| rng.uniform_in(std[0], std[1])).collect();
+                        (w / total, Gaussian::diagonal(&m, &s))
+                    })
+                    .collect();
+                mesh.sample(|x| parts.iter().map(|(w, g)| w * g.density(x)).sum())
+            }
+            InitialFamily::SmoothField {
+                modes,
+                max_wavenumber,
+                amplitude,
+                ..
+            } => {
+                let waves: Vec<(Vec<f64>, f64, f64)> = (0..*modes)
+                    .map(|_| {
+                        let k = loop {
+                            let k: Vec<f64> = (0..d)
+                                .map(|_| rng.integer(0, *max_wavenumber) as f64)
+                                .collect();
+                            if k.iter().any(|c| *c != 0.0) {
+                                break k;
+                            }
+                        };
+                        let norm = k.iter().map(|c| c * c).sum::<f64>().sqrt();
+                        let a = rng.normal() / norm;
+                        let phase = 2.0 * std::f64::consts::PI * rng.uniform();
+                        (k, a, phase)
+                    })
+                    .collect();
+                mesh.sample(|x| {
+                    let f: f64 = waves
+                        .iter()
+                        .map(|(k, a, phase)| {
+                            let arg: f64 = (0..d)
+                                .map(|i| k[i] * (x[i] - lower[i]) / (upper[i] - lower[i]))
+                                .sum();
+                            a * (std::f64::consts::PI * arg + phase).cos()
+                        })
+                        .sum();
+                    (amplitude * f).exp()
+                })
+            }
+        }
+    }
+}
+
+/// Which samples a process runs: index ≡ `index` (mod `count`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    pub fn new(index: usize, count: usize) -> Result<Shard, RunError> {
+        if count == 0 || index >= count {
+            return Err(InputError::parameter(
+                "shard",
+                format!("{index}/{count}"),
+                "must be i/n with 0 <= i < n",
+            )
+            .into());
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// Every sample (shard 0/1).
+    pub fn all() -> Shard {
+        Shard { index: 0, count: 1 }
+    }
+
+    /// The sample indices of this shard among `samples`.
+    pub fn indices(&self, samples: usize) -> Vec<usize> {
+        (self.index..samples).step_by(self.count.max(1)).collect()
+    }
+
+    /// `00001-of-00004`, used in the file names.
+    pub fn tag(&self) -> String {
+        format!("{:05}-of-{:05}", self.index, self.count)
+    }
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Shard::all()
+    }
+}
+
+impl fmt::Display for Shard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+impl FromStr for Shard {
+    type Err = RunError;
+
+    /// Parse `i/n`.
+    fn from_str(s: &str) -> Result<Shard, RunError> {
+        let bad = || -> RunError {
+            InputError::parameter("shard", s, "must be i/n with 0 <= i < n, e.g. 0/4").into()
+        };
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let i = i.trim().parse().map_err(|_| bad())?;
+        let n = n.trim().parse().map_err(|_| bad())?;
+        Shard::new(i, n)
+    }
+}
+
+/// Names of the files a shard writes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardFiles {
+    pub inputs: String,
+    pub trajectories: String,
+    pub energies: String,
+}
+
+/// Array shapes of a shard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardShapes {
+    pub inputs: Vec<usize>,
+    pub trajectories: Vec<usize>,
+    pub energies: Vec<usize>,
+}
+
+/// Contents of `manifest_SHARD.json`. Deterministic (no timings), so the same spec and shard
+/// give identical files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub jko_version: String,
+    pub solver: String,
+    pub shard: Shard,
+    /// Sample index of each row of the arrays.
+    pub sample_indices: Vec<usize>,
+    /// Family (index into `spec.initial`) of each row.
+    pub families: Vec<usize>,
+    /// t_n = nτ of each trajectory column, n = 0..=steps.
+    pub times: Vec<f64>,
+    pub files: ShardFiles,
+    pub shapes: ShardShapes,
+    pub dtype: String,
+    pub spec: DatasetSpec,
+}
+
+impl DatasetSpec {
+    pub fn from_toml(text: &str) -> Result<DatasetSpec, RunError> {
+        toml::from_str(text).map_err(|e| RunError::Config(e.to_string()))
+    }
+
+    pub fn from_file(path: &Path) -> Result<DatasetSpec, RunError> {
+        let text = std::fs::read_to_string(path).map_err(|e| RunError::io(path, e))?;
+        Self::from_toml(&text)
+            .map_err(|e| RunError::Config(format!("{}: {e}", path.display())))
+    }
+
+    pub fn validate(&self) -> Result<(), RunError> {
+        if self.samples == 0 {
+            return Err(InputError::parameter("samples", 0, "must be >= 1").into());
+        }
+        if self.initial.is_empty() {
+            return Err(RunError::Config(
+                "the spec needs at least one [[initial]] family".into(),
+            ));
+        }
+        for (i, fam) in self.initial.iter().enumerate() {
+            fam.validate(i)?;
+        }
+        if !(self.initial.iter().map(|f| f.weight()).sum::<f64>() > 0.0) {
+            return Err(InputError::parameter(
+                "initial.weight",
+                0,
+                "the family weights must not all be 0",
+            )
+            .into());
+        }
+        let mass = self.mass();
+        if !(mass.is_finite() && mass > 0.0) {
+            return Err(InputError::parameter("mass", mass, "must be finite and > 0").into());
+        }
+        let tau = self.base.scheme.tau;
+        if !(tau.is_finite() && tau > 0.0) {
+            return Err(InputError::InvalidTau(tau).into());
+        }
+        self.base.solver.validate()
+    }
+
+    pub fn mass(&self) -> f64 {
+        self.mass.unwrap_or(1.0)
+    }
+
+    /// Mesh and energy of the base config (paths relative to `base`).
+    pub fn build(&self, base: &Path) -> Result<(Mesh, Energy), RunError> {
+        self.validate()?;
+        let mesh = self.base.mesh.build(base)?;
+        let energy = self.base.energy.build(&mesh, base)?;
+        Ok((mesh, energy))
+    }
+
+    /// The initial density of sample `index` on `mesh` (from [`DatasetSpec::build`]) and the
+    /// family it was drawn from. Depends only on (spec, index).
+    pub fn sample_initial(
+        &self,
+        mesh: &Mesh,
+        energy: &Energy,
+        index: usize,
+    ) -> Result<(usize, Array1<f64>), RunError> {
+        let grid = mesh
+            .as_grid()
+            .ok_or_else(|| RunError::Config("datasets need a grid mesh".into()))?;
+        let mut rng = SampleRng::for_sample(self.seed, index as u64);
+        let total: f64 = self.initial.iter().map(|f| f.weight()).sum();
+        let mut u = rng.uniform() * total;
+        let mut family = self.initial.len() - 1;
+        for (i, f) in self.initial.iter().enumerate() {
+            if u < f.weight() {
+                family = i;
+                break;
+            }
+            u -= f.weight();
+        }
+        let raw = self.initial[family].draw(mesh, &grid.lower, &grid.upper, &mut rng);
+        let what = format!("initial density of sample {index}");
+        jko_core::check_density(mesh, &raw, &what)?;
+        let mass = mesh.mass(&raw);
+        if !(mass.is_finite() && mass > 0.0) {
+            return Err(InputError::ZeroMass { what }.into());
+        }
+        let rho = raw * (self.mass() / mass);
+        if let Some(rmax) = energy.max_density {
+            if let Some((k, r)) = rho.iter().enumerate().find(|(_, r)| **r > rmax) {
+                return Err(InputError::parameter(
+                    &what,
+                    format!("{r:.6} at cell {k}"),
+                    &format!("exceeds max_density = {rmax}; widen the std range or lower the mass"),
+                )
+                .into());
+            }
+        }
+        Ok((family, rho))
+    }
+}
+
+/// Keeps every density and energy of one trajectory.
+struct Trajectory {
+    rho: Vec<Array1<f64>>,
+    energy: Vec<f64>,
+}
+
+impl Observer for Trajectory {
+    fn observe(&mut self, record: &StepRecord, output: &StepOutput) -> Result<(), RunError> {
+        self.rho.push(output.rho.clone());
+        self.energy.push(record.energy);
+        Ok(())
+    }
+}
+
+/// One sample: its initial density marched `steps` steps.
+fn run_sample(
+    spec: &DatasetSpec,
+    mesh: &Mesh,
+    energy: &Energy,
+    solver: &dyn StepSolver,
+    index: usize,
+) -> Result<(usize, Trajectory), RunError> {
+    let (family, rho0) = spec.sample_initial(mesh, energy, index)?;
+    let stepper = Stepper::new(
+        mesh,
+        energy,
+        solver,
+        spec.base.scheme.tau,
+        spec.base.checks.clone(),
+        mesh.mass(&rho0),
+    )?;
+    let mut traj = Trajectory {
+        rho: vec![rho0.clone()],
+        energy: vec![energy.value(mesh, &rho0)?],
+    };
+    march(
+        &stepper,
+        rho0,
+        None,
+        1,
+        spec.base.scheme.steps,
+        &mut [&mut traj],
+        &|| false,
+    )?;
+    Ok((family, traj))
+}
+
+/// Run the samples of `shard` and write its arrays and manifest into `out` (see the module
+/// docs). Paths in the spec are relative to `base`.
+pub fn run_dataset(
+    spec: &DatasetSpec,
+    base: &Path,
+    out: &Path,
+    shard: Shard,
+) -> Result<Manifest, RunError> {
+    let shard = Shard::new(shard.index, shard.count)?;
+    let (mesh, energy) = spec.build(base)?;
+    let grid = mesh
+        .as_grid()
+        .ok_or_else(|| RunError::Config("datasets need a grid mesh".into()))?;
+    let cells = grid.cells.clone();
+    let grid_len = grid.len();
+    let solver = spec.base.solver.build()?;
+    // Refuse an energy the backend cannot treat before any sample runs.
+    let probe = mesh.sample(|_| 1.0);
+    Stepper::new(
+        &mesh,
+        &energy,
+        solver.as_ref(),
+        spec.base.scheme.tau,
+        spec.base.checks.clone(),
+        mesh.mass(&probe),
+    )?;
+    std::fs::create_dir_all(out).map_err(|e| RunError::io(out, e))?;
+
+    let indices = shard.indices(spec.samples);
+    let results: Vec<(usize, Result<(usize, Trajectory), RunError>)> = indices
+        .par_iter()
+        .map(|&i| (i, run_sample(spec, &mesh, &energy, solver.as_ref(), i)))
+        .collect();
+    let failed: Vec<usize> = results
+        .iter()
+        .filter(|r| r.1.is_err())
+        .map(|r| r.0)
+        .collect();
+    let mut trajectories = Vec::with_capacity(results.len());
+    let mut families = Vec::with_capacity(results.len());
+    for (i, r) in results {
+        match r {
+            Ok((family, traj)) => {
+                families.push(family);
+                trajectories.push(traj);
+            }
+            Err(e) => {
+                let others = if failed.len() > 1 {
+                    format!(" (samples that failed: {failed:?})")
+                } else {
+                    String::new()
+                };
+                return Err(RunError::Config(format!(
+                    "dataset sample {i} failed{others}: {e}"
+                )));
+            }
+        }
+    }
+
+    let n = indices.len();
+    let levels = spec.base.scheme.steps + 1;
+    let to_grid = |rho: &Array1<f64>| -> Result<Vec<f64>, RunError> {
+        mesh.to_grid_array(rho, 0.0)
+            .map(|a| a.iter().cloned().collect())
+            .ok_or_else(|| RunError::Config("datasets need a grid mesh".into()))
+    };
+    let mut inputs = Vec::with_capacity(n * grid_len);
+    let mut traj_values = Vec::with_capacity(n * levels * grid_len);
+    let mut energies = Vec::with_capacity(n * levels);
+    for (i, t) in indices.iter().zip(&trajectories) {
+        if t.rho.len() != levels {
+            return Err(RunError::Config(format!(
+                "dataset sample {i}: {} states instead of {levels}",
+                t.rho.len()
+            )));
+        }
+        inputs.extend(to_grid(&t.rho[0])?);
+        for rho in &t.rho {
+            traj_values.extend(to_grid(rho)?);
+        }
+        energies.extend(&t.energy);
+    }
+    let shape = |lead: &[usize]| -> Vec<usize> { lead.iter().chain(&cells).cloned().collect() };
+    let shapes = ShardShapes {
+        inputs: shape(&[n]),
+        trajectories: shape(&[n, levels]),
+        energies: vec![n, levels],
+    };
+    let tag = shard.tag();
+    let files = ShardFiles {
+        inputs: format!("inputs_{tag}.npy"),
+        trajectories: format!("trajectories_{tag}.npy"),
+        energies: format!("energies_{tag}.npy"),
+    };
+    write_npy(&out.join(&files.inputs), &shapes.inputs, inputs)?;
+    write_npy(&out.join(&files.trajectories), &shapes.trajectories, traj_values)?;
+    write_npy(&out.join(&files.energies), &shapes.energies, energies)?;
+    let manifest = Manifest {
+        jko_version: env!("CARGO_PKG_VERSION").to_string(),
+        solver: solver.name().to_string(),
+        shard,
+        sample_indices: indices,
+        families,
+        times: (0..levels)
+            .map(|k| k as f64 * spec.base.scheme.tau)
+            .collect(),
+        files,
+        shapes,
+        dtype: "float64".into(),
+        spec: spec.clone(),
+    };
+    let text = serde_json::to_string_pretty(&manifest)
+        .map_err(|e| RunError::Config(format!("cannot serialise the manifest: {e}")))?;
+    write_atomic(&out.join(manifest_file(shard)), |path| {
+        std::fs::write(path, &text).map_err(|e| RunError::io(path, e))
+    })?;
+    Ok(manifest)
+}
+
+/// `manifest_00001-of-00004.json`.
+pub fn manifest_file(shard: Shard) -> String {
+    format!("manifest_{}.json", shard.tag())
+}
+
+/// Write with `write` to a temporary name beside `path`, then rename.
+fn write_atomic(
+    path: &Path,
+    write: impl FnOnce(&Path) -> Result<(), RunError>,
+) -> Result<(), RunError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let tmp: PathBuf = path.with_file_name(format!(".{name}.tmp"));
+    write(&tmp)?;
+    std::fs::rename(&tmp, path).map_err(|e| RunError::io(path, e))
+}
+
+fn write_npy(path: &Path, shape: &[usize], values: Vec<f64>) -> Result<(), RunError> {
+    let array = ArrayD::from_shape_vec(IxDyn(shape), values)
+        .map_err(|e| RunError::Config(format!("{}: {e}", path.display())))?;
+    write_atomic(path, |tmp| {
+        let file = std::fs::File::create(tmp).map_err(|e| RunError::io(tmp, e))?;
+        ndarray_npy::WriteNpyExt::write_npy(&array, std::io::BufWriter::new(file)).map_err(|e| {
+            RunError::Npy {
+                path: tmp.to_path_buf(),
+                message: e.to_string(),
+            }
+        })
+    })
+}
+
+/// xoshiro256** (Blackman & Vigna), seeded by SplitMix64: the per-sample random generator.
+#[derive(Debug, Clone)]
+pub struct SampleRng {
+    s: [u64; 4],
+}
+
+/// One SplitMix64 step: advances `state` and returns the next output.
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl SampleRng {
+    /// The generator of sample `index` of a dataset with `seed`.
+    pub fn for_sample(seed: u64, index: u64) -> SampleRng {
+        // Hash seed and index separately so (seed, index) and (seed + 1, index − 1) differ.
+        let mut a = seed;
+        let mut b = index ^ 0xD1B5_4A32_D192_ED03;
+        let mut state = splitmix64(&mut a) ^ splitmix64(&mut b).rotate_left(17);
+        let s = [
+            splitmix64(&mut state),
+            splitmix64(&mut state),
+            splitmix64(&mut state),
+            splitmix64(&mut state),
+        ];
+        SampleRng::from_state(s)
+    }
+
+    /// A generator with this state (not all zero).
+    pub fn from_state(s: [u64; 4]) -> SampleRng {
+        let s = if s == [0; 4] { [1, 0, 0, 0] } else { s };
+        SampleRng { s }
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let s = &mut self.s;
+        let result = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
+        let t = s[1] << 17;
+        s[2] ^= s[0];
+        s[3] ^= s[1];
+        s[1] ^= s[2];
+        s[0] ^= s[3];
+        s[2] ^= t;
+        s[3] = s[3].rotate_left(45);
+        result
+    }
+
+    /// Uniform in [0, 1) with 53 random bits.
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+
+    /// Uniform in (0, 1].
+    pub fn uniform_open(&mut self) -> f64 {
+        1.0 - self.uniform()
+    }
+
+    pub fn uniform_in(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.uniform()
+    }
+
+    /// Uniform integer in [lo, hi] (inclusive; multiply-shift, bias below 2⁻⁶⁰ for small ranges).
+    pub fn integer(&mut self, lo: usize, hi: usize) -> usize {
+        let span = (hi - lo) as u128 + 1;
+        lo + ((self.next_u64() as u128 * span) >> 64) as usize
+    }
+
+    /// Standard normal (Box–Muller).
+    pub fn normal(&mut self) -> f64 {
+        let r = (-2.0 * self.uniform_open().ln()).sqrt();
+        r * (2.0 * std::f64::consts::PI * self.uniform()).cos()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xoshiro256starstar_reference_outputs() {
+        // Reference sequence of the published algorithm from state [1, 2, 3, 4].
+        let mut rng = SampleRng::from_state([1, 2, 3, 4]);
+        let got: Vec<u64> = (0..4).map(|_| rng.next_u64()).collect();
+        assert_eq!(got, [11520, 0, 1509978240, 1215971899390074240]);
+    }
+
+    #[test]
+    fn splitmix64_reference_outputs() {
+        // Vigna's splitmix64.c from seed 0: first outputs.
+        let mut s = 0u64;
+        assert_eq!(splitmix64(&mut s), 0xE220_A839_7B1D_CDAF);
+        assert_eq!(splitmix64(&mut s), 0x6E78_9E6A_A1B9_65F4);
+    }
+
+    #[test]
+    fn uniform_moments_and_integer_range() {
+        let mut rng = SampleRng::for_sample(7, 3);
+        let n = 200_000;
+        let xs: Vec<f64> = (0..n).map(|_| rng.uniform()).collect();
+        let mean = xs.iter().sum::<f64>() / n as f64;
+        let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
+        // Standard errors: 1/sqrt(12 n) ≈ 6.5e-4 for the mean.
+        assert!((mean - 0.5).abs() < 4e-3, "mean {mean}");
+        assert!((var - 1.0 / 12.0).abs() < 2e-3, "variance {var}");
+        let mut counts = [0usize; 3];
+        for _ in 0..30_000 {
+            let k = rng.integer(2, 4);
+            assert!((2..=4).contains(&k));
+            counts[k - 2] += 1;
+        }
+        assert!(counts.iter().all(|c| (*c as f64 - 10_000.0).abs() < 600.0), "{counts:?}");
+        let zs: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
+        let m = zs.iter().sum::<f64>() / n as f64;
+        let v = zs.iter().map(|z| (z - m).powi(2)).sum::<f64>() / n as f64;
+        assert!(m.abs() < 1e-2 && (v - 1.0).abs() < 2e-2, "normal mean {m} variance {v}");
+    }
+
+    #[test]
+    fn samples_have_distinct_streams() {
+        let a = SampleRng::for_sample(1, 0).next_u64();
+        let b = SampleRng::for_sample(1, 1).next_u64();
+        let c = SampleRng::for_sample(2, 0).next_u64();
+        assert!(a != b && a != c && b != c);
+        assert_eq!(a, SampleRng::for_sample(1, 0).next_u64());
+    }
+
+    #[test]
+    fn shard_parsing_and_round_robin() {
+        let s: Shard = "1/3".parse().unwrap();
+        assert_eq!(s, Shard { index: 1, count: 3 });
+        assert_eq!(s.indices(8), vec![1, 4, 7]);
+        assert_eq!(s.tag(), "00001-of-00003");
+        for bad in ["3/3", "1", "a/2", "0/0", "-1/2"] {
+            assert!(bad.parse::<Shard>().is_err(), "{bad}");
+        }
+        let mut union: Vec<usize> = (0..3)
+            .flat_map(|i| Shard::new(i, 3).unwrap().indices(10))
+            .collect();
+        union.sort();
+        assert_eq!(union, (0..10).collect::<Vec<_>>());
+    }
+}
