@@ -379,7 +379,12 @@ impl EnergyConfig {
 }
 
 impl InitialConfig {
-    pub fn build(&self, mesh: &Mesh, energy: &Energy, base: &Path) -> Result<Array1<f64>, RunError> {
+    pub fn build(
+        &self,
+        mesh: &Mesh,
+        energy: &Energy,
+        base: &Path,
+    ) -> Result<Array1<f64>, RunError> {
         let d = mesh.dim();
         let (raw, mass) = match self {
             InitialConfig::Gaussian { mean, std, mass } => {
@@ -433,15 +438,23 @@ impl InitialConfig {
 
     /// The exact solution behind `kind = "drift_box"`: it needs `entropy` and a linear potential.
     pub fn drift_box(&self, mesh: &Mesh, energy: &Energy) -> Result<DriftBox, RunError> {
-        let InitialConfig::DriftBox { modes, amplitude, mass } = self else {
+        let InitialConfig::DriftBox {
+            modes,
+            amplitude,
+            mass,
+        } = self
+        else {
             return Err(RunError::Config("initial.kind is not drift_box".into()));
         };
-        let (Some(beta), Some(Potential::Linear { slope })) = (energy.entropy, &energy.potential) else {
+        let (Some(beta), Some(Potential::Linear { slope })) = (energy.entropy, &energy.potential)
+        else {
             return Err(RunError::Config(
                 "initial.kind = \"drift_box\" needs [energy] entropy and a linear potential".into(),
             ));
         };
-        let grid = mesh.as_grid().ok_or_else(|| RunError::Config("drift_box needs a grid".into()))?;
+        let grid = mesh
+            .as_grid()
+            .ok_or_else(|| RunError::Config("drift_box needs a grid".into()))?;
         Ok(DriftBox::new(
             beta,
             slope.clone(),

@@ -41,7 +41,9 @@ impl Refine {
             }
         }
         if !(r.h || r.tau || r.levels) {
-            return Err(RunError::Config("--refine needs at least one of h, tau, levels".into()));
+            return Err(RunError::Config(
+                "--refine needs at least one of h, tau, levels".into(),
+            ));
         }
         Ok(r)
     }
@@ -103,7 +105,9 @@ pub fn convergence(
     progress: &mut dyn FnMut(&ConvergenceRow),
 ) -> Result<ConvergenceReport, RunError> {
     if runs < 2 {
-        return Err(RunError::Config("a convergence study needs at least 2 runs".into()));
+        return Err(RunError::Config(
+            "a convergence study needs at least 2 runs".into(),
+        ));
     }
     let final_time = config.scheme.tau * config.scheme.steps as f64;
     let mut results: Vec<(Config, Mesh, Array1<f64>, f64)> = Vec::new();
@@ -135,7 +139,9 @@ pub fn convergence(
         let (error, error_jko) = match &exact {
             Some(ex) if ex.fits(mesh, final_time) => {
                 let e = l1_relative(mesh, rho, &ex.density(mesh, final_time));
-                let ej = ex.jko_density(mesh, c.scheme.tau, c.scheme.steps).map(|j| l1_relative(mesh, rho, &j));
+                let ej = ex
+                    .jko_density(mesh, c.scheme.tau, c.scheme.steps)
+                    .map(|j| l1_relative(mesh, rho, &j));
                 (e, ej)
             }
             _ => {
@@ -147,7 +153,9 @@ pub fn convergence(
                 (l1_relative(mesh, rho, &restricted), None)
             }
         };
-        let order = rows.last().map(|p: &ConvergenceRow| (p.error / error).ln() / 2f64.ln());
+        let order = rows
+            .last()
+            .map(|p: &ConvergenceRow| (p.error / error).ln() / 2f64.ln());
         let row = ConvergenceRow {
             label: label.clone(),
             cells: c.mesh.cells.clone(),
@@ -186,15 +194,25 @@ pub fn restrict(fine: &Mesh, rho: &Array1<f64>, coarse: &Mesh) -> Result<Array1<
     };
     let d = cg.cells.len();
     let ratio: Vec<usize> = (0..d).map(|a| fg.cells[a] / cg.cells[a]).collect();
-    if (0..d).any(|a| ratio[a] == 0 || fg.cells[a] != ratio[a] * cg.cells[a]) || fg.lower != cg.lower || fg.upper != cg.upper {
+    if (0..d).any(|a| ratio[a] == 0 || fg.cells[a] != ratio[a] * cg.cells[a])
+        || fg.lower != cg.lower
+        || fg.upper != cg.upper
+    {
         return Err(RunError::Config(format!(
             "cannot restrict a {:?} grid to a {:?} grid",
             fg.cells, cg.cells
         )));
     }
-    let fine_values = fine.to_grid_array(rho, 0.0).ok_or_else(|| RunError::Config("grid".into()))?;
-    let fine_active = fine.to_grid_array(&Array1::ones(fine.n_cells()), 0.0).ok_or_else(|| RunError::Config("grid".into()))?;
-    let (fv, fa) = (fine_values.as_slice().unwrap_or(&[]), fine_active.as_slice().unwrap_or(&[]));
+    let fine_values = fine
+        .to_grid_array(rho, 0.0)
+        .ok_or_else(|| RunError::Config("grid".into()))?;
+    let fine_active = fine
+        .to_grid_array(&Array1::ones(fine.n_cells()), 0.0)
+        .ok_or_else(|| RunError::Config("grid".into()))?;
+    let (fv, fa) = (
+        fine_values.as_slice().unwrap_or(&[]),
+        fine_active.as_slice().unwrap_or(&[]),
+    );
     let fstride = |a: usize| -> usize { (a + 1..d).map(|b| fg.cells[b]).product() };
     let cstride = |a: usize| -> usize { (a + 1..d).map(|b| cg.cells[b]).product() };
     let mut sum = vec![0.0; cg.len()];
@@ -221,8 +239,15 @@ impl ConvergenceReport {
     /// The Markdown table.
     pub fn markdown(&self) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "Convergence of the `{}` backend: {} against {}.\n", self.solver, self.quantity, self.reference);
-        let _ = writeln!(s, "| cells | h | τ | steps | levels | error | order | error vs exact JKO | time (s) |");
+        let _ = writeln!(
+            s,
+            "Convergence of the `{}` backend: {} against {}.\n",
+            self.solver, self.quantity, self.reference
+        );
+        let _ = writeln!(
+            s,
+            "| cells | h | τ | steps | levels | error | order | error vs exact JKO | time (s) |"
+        );
         let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
         for r in &self.rows {
             let _ = writeln!(
@@ -245,8 +270,12 @@ impl ConvergenceReport {
     /// Write `convergence.json` and `convergence.md` into `dir`.
     pub fn write(&self, dir: &Path) -> Result<(), RunError> {
         std::fs::create_dir_all(dir).map_err(|e| RunError::io(dir, e))?;
-        let json = serde_json::to_string_pretty(self).map_err(|e| RunError::Config(e.to_string()))?;
-        for (name, text) in [("convergence.json", json), ("convergence.md", self.markdown())] {
+        let json =
+            serde_json::to_string_pretty(self).map_err(|e| RunError::Config(e.to_string()))?;
+        for (name, text) in [
+            ("convergence.json", json),
+            ("convergence.md", self.markdown()),
+        ] {
             let path = dir.join(name);
             std::fs::write(&path, text).map_err(|e| RunError::io(&path, e))?;
         }

@@ -161,8 +161,7 @@ impl InitialFamily {
                         "must be [min, max] with 1 <= min <= max",
                     ));
                 }
-                if !(std[0].is_finite() && std[1].is_finite() && std[0] > 0.0 && std[0] <= std[1])
-                {
+                if !(std[0].is_finite() && std[1].is_finite() && std[0] > 0.0 && std[0] <= std[1]) {
                     return Err(bad(
                         "std",
                         format!("{std:?}"),
@@ -189,10 +188,18 @@ impl InitialFamily {
                     return Err(bad("modes", modes.to_string(), "must be >= 1"));
                 }
                 if *max_wavenumber < 1 {
-                    return Err(bad("max_wavenumber", max_wavenumber.to_string(), "must be >= 1"));
+                    return Err(bad(
+                        "max_wavenumber",
+                        max_wavenumber.to_string(),
+                        "must be >= 1",
+                    ));
                 }
                 if !(amplitude.is_finite() && *amplitude >= 0.0) {
-                    return Err(bad("amplitude", amplitude.to_string(), "must be finite and >= 0"));
+                    return Err(bad(
+                        "amplitude",
+                        amplitude.to_string(),
+                        "must be finite and >= 0",
+                    ));
                 }
             }
         }
@@ -377,8 +384,7 @@ impl DatasetSpec {
 
     pub fn from_file(path: &Path) -> Result<DatasetSpec, RunError> {
         let text = std::fs::read_to_string(path).map_err(|e| RunError::io(path, e))?;
-        Self::from_toml(&text)
-            .map_err(|e| RunError::Config(format!("{}: {e}", path.display())))
+        Self::from_toml(&text).map_err(|e| RunError::Config(format!("{}: {e}", path.display())))
     }
 
     pub fn validate(&self) -> Result<(), RunError> {
@@ -610,7 +616,11 @@ pub fn run_dataset(
         energies: format!("energies_{tag}.npy"),
     };
     write_npy(&out.join(&files.inputs), &shapes.inputs, inputs)?;
-    write_npy(&out.join(&files.trajectories), &shapes.trajectories, traj_values)?;
+    write_npy(
+        &out.join(&files.trajectories),
+        &shapes.trajectories,
+        traj_values,
+    )?;
     write_npy(&out.join(&files.energies), &shapes.energies, energies)?;
     let manifest = Manifest {
         jko_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -780,11 +790,17 @@ mod tests {
             assert!((2..=4).contains(&k));
             counts[k - 2] += 1;
         }
-        assert!(counts.iter().all(|c| (*c as f64 - 10_000.0).abs() < 600.0), "{counts:?}");
+        assert!(
+            counts.iter().all(|c| (*c as f64 - 10_000.0).abs() < 600.0),
+            "{counts:?}"
+        );
         let zs: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
         let m = zs.iter().sum::<f64>() / n as f64;
         let v = zs.iter().map(|z| (z - m).powi(2)).sum::<f64>() / n as f64;
-        assert!(m.abs() < 1e-2 && (v - 1.0).abs() < 2e-2, "normal mean {m} variance {v}");
+        assert!(
+            m.abs() < 1e-2 && (v - 1.0).abs() < 2e-2,
+            "normal mean {m} variance {v}"
+        );
     }
 
     #[test]

@@ -18,6 +18,16 @@ pub const EXAMPLES: &[(&str, &str, &str)] = &[
         include_str!("../data/examples/porous-1d.toml"),
     ),
     (
+        "porous-2d",
+        "porous medium m = 2 in 2D from a Barenblatt profile",
+        include_str!("../data/examples/porous-2d.toml"),
+    ),
+    (
+        "quartic-1d",
+        "Langevin dynamics in the quartic potential x^4/4 (no closed form)",
+        include_str!("../data/examples/quartic-1d.toml"),
+    ),
+    (
         "crowd-2d",
         "crowd motion: congestion rho <= 1 towards an exit, around an obstacle",
         include_str!("../data/examples/crowd-2d.toml"),

@@ -12,15 +12,16 @@
 //! The mathematics shared by all backends is in `jko_core` (re-exported as [`core`]).
 
 pub mod backend;
+pub mod compare;
 pub mod config;
 pub mod convergence;
+pub mod dataset;
 pub mod driver;
 pub mod error;
 pub mod examples;
 pub mod output;
-pub mod reference;
 pub mod plot;
-pub mod dataset;
+pub mod reference;
 pub mod vtk;
 
 pub use jko_core as core;
@@ -110,6 +111,7 @@ pub fn run(
                 initial_mass: mass0,
                 initial_energy: problem.energy.value(mesh, &problem.initial)?,
                 steps: Vec::new(),
+                peak_rss_kib: None,
             };
             let mut dir = OutputDir::create(out, mesh, summary, opts.force)?;
             dir.vtk = opts.vtk;

@@ -68,6 +68,13 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Compare every backend on a suite of problems (built in: quick, standard; or a TOML file).
+    Compare {
+        suite: String,
+        /// Where to write compare.json, compare.md and the runs.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Print a built-in example config (without NAME: list them).
     Example { name: Option<String> },
     /// List the backends and the energy terms each one treats.
@@ -204,6 +211,25 @@ fn execute(command: Command) -> Result<(), RunError> {
                     r.error,
                     r.order.map_or("-".into(), |o| format!("{o:.2}")),
                     r.wall_time
+                )
+            })?;
+            report.write(&out)?;
+            print!("{}", report.markdown());
+            Ok(())
+        }
+        Command::Compare { suite, out } => {
+            let exe = std::env::current_exe().map_err(|e| RunError::io(Path::new("jko"), e))?;
+            let report = jko::compare::compare(&suite, &exe, &out.join("runs"), &mut |r| {
+                eprintln!(
+                    "{:<12} {:<10} {:<9} {}",
+                    r.problem,
+                    format!("{:?}", r.cells),
+                    r.backend,
+                    match (r.time_per_step, r.error) {
+                        (Some(t), Some(e)) => format!("{t:.3e} s/step, error {e:.2e}"),
+                        (Some(t), None) => format!("{t:.3e} s/step"),
+                        _ => r.status.clone(),
+                    }
                 )
             })?;
             report.write(&out)?;

@@ -38,6 +38,9 @@ pub struct Summary {
     pub initial_mass: f64,
     pub initial_energy: f64,
     pub steps: Vec<StepRecord>,
+    /// Peak resident memory of the process (KiB) when the run ended, where the OS reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_kib: Option<u64>,
 }
 
 /// A run directory.
@@ -194,6 +197,7 @@ impl OutputDir {
     pub fn finish(&mut self, status: RunStatus, error: Option<String>) -> Result<(), RunError> {
         self.summary.status = status;
         self.summary.error = error;
+        self.summary.peak_rss_kib = peak_rss_kib();
         self.write_summary()
     }
 }
@@ -221,4 +225,11 @@ fn vti_file(step: usize) -> String {
 /// `rho_00012.npy` and friends.
 pub fn step_file(prefix: &str, step: usize) -> String {
     format!("{prefix}_{step:05}.npy")
+}
+
+/// Peak resident set size of this process in KiB (Linux: VmHWM in /proc/self/status).
+pub fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }

@@ -322,7 +322,9 @@ impl RunData {
         if m <= n {
             return self.snapshots.iter().collect();
         }
-        let mut idx: Vec<usize> = (0..n).map(|i| (i * (m - 1) + (n - 1) / 2) / (n - 1)).collect();
+        let mut idx: Vec<usize> = (0..n)
+            .map(|i| (i * (m - 1) + (n - 1) / 2) / (n - 1))
+            .collect();
         idx.dedup();
         idx.into_iter().map(|i| &self.snapshots[i]).collect()
     }
@@ -357,7 +359,11 @@ fn viridis(s: f64) -> RGBColor {
         (189, 223, 38),
         (253, 231, 37),
     ];
-    let s = if s.is_finite() { s.clamp(0.0, 1.0) } else { 0.0 };
+    let s = if s.is_finite() {
+        s.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     let x = s * 10.0;
     let i = (x.floor() as usize).min(9);
     let f = x - i as f64;
@@ -388,7 +394,10 @@ fn density_figure(run: &RunData) -> Result<Figure, RunError> {
 }
 
 fn density_1d(run: &RunData) -> Result<Figure, RunError> {
-    let grid = run.mesh.as_grid().ok_or_else(|| RunError::Config("no grid".into()))?;
+    let grid = run
+        .mesh
+        .as_grid()
+        .ok_or_else(|| RunError::Config("no grid".into()))?;
     let shown = run.chosen(6);
     let n = grid.cells[0];
     let inside = inside_mask(&run.mesh);
@@ -405,7 +414,10 @@ fn density_1d(run: &RunData) -> Result<Figure, RunError> {
         curves.push((*step, *t, values));
     }
     let ymax = if ymax > 0.0 { 1.08 * ymax } else { 1.0 };
-    let title = format!("density ρⁿ ({} cells, τ = {})", n, run.summary.config.scheme.tau);
+    let title = format!(
+        "density ρⁿ ({} cells, τ = {})",
+        n, run.summary.config.scheme.tau
+    );
     render("density", (900, 560), |root| {
         let mut chart = ChartBuilder::on(root)
             .caption(title, font(22))
@@ -482,7 +494,10 @@ fn inside_mask(mesh: &Mesh) -> Vec<bool> {
 
 /// 2D heat maps (3D: the slice through the middle of the last axis), side by side.
 fn density_heat_maps(run: &RunData) -> Result<Figure, RunError> {
-    let grid = run.mesh.as_grid().ok_or_else(|| RunError::Config("no grid".into()))?;
+    let grid = run
+        .mesh
+        .as_grid()
+        .ok_or_else(|| RunError::Config("no grid".into()))?;
     let d = grid.cells.len();
     let (nx, ny) = (grid.cells[0], grid.cells[1]);
     let nz = if d == 3 { grid.cells[2] } else { 1 };
@@ -499,7 +514,10 @@ fn density_heat_maps(run: &RunData) -> Result<Figure, RunError> {
             full[g] = rho[k];
         }
         let slice: Vec<f64> = (0..nx * ny).map(|ij| full[ij * nz + kz]).collect();
-        vmax = slice.iter().filter(|v| v.is_finite()).fold(vmax, |a, &b| a.max(b));
+        vmax = slice
+            .iter()
+            .filter(|v| v.is_finite())
+            .fold(vmax, |a, &b| a.max(b));
         slices.push((*step, *t, slice));
     }
     let vmax = if vmax > 0.0 { vmax } else { 1.0 };
@@ -566,7 +584,12 @@ fn density_heat_maps(run: &RunData) -> Result<Figure, RunError> {
 }
 
 fn colour_bar(area: &DrawingArea<BitMapBackend, Shift>, vmax: f64, plot_h: f64) -> DrawResult {
-    let area = area.margin(38, (area.dim_in_pixel().1 as f64 - 38.0 - plot_h - 35.0).max(0.0) as u32, 5, 10);
+    let area = area.margin(
+        38,
+        (area.dim_in_pixel().1 as f64 - 38.0 - plot_h - 35.0).max(0.0) as u32,
+        5,
+        10,
+    );
     let mut chart = ChartBuilder::on(&area)
         .y_label_area_size(0)
         .right_y_label_area_size(62)
@@ -617,12 +640,18 @@ fn energy_figure(run: &RunData) -> Result<Figure, RunError> {
         .map(|&(t, f)| (t, f - f_final))
         .collect();
     let dissipation: Vec<(f64, f64)> = s.steps.iter().map(|r| (r.t, r.kinetic / tau)).collect();
-    let drop: Vec<(f64, f64)> = energy.windows(2).map(|w| (w[1].0, w[0].1 - w[1].1)).collect();
+    let drop: Vec<(f64, f64)> = energy
+        .windows(2)
+        .map(|w| (w[1].0, w[0].1 - w[1].1))
+        .collect();
     let t_end = energy.last().map_or(1.0, |e| e.0).max(tau);
     render("energy", (1500, 500), |root| {
         let (title_area, body) = root.split_vertically(40);
         title_area.titled(
-            &format!("energy and dissipation ({} steps, τ = {tau})", s.steps.len()),
+            &format!(
+                "energy and dissipation ({} steps, τ = {tau})",
+                s.steps.len()
+            ),
             font(22),
         )?;
         let panels = body.split_evenly((1, 3));
@@ -643,7 +672,10 @@ fn energy_figure(run: &RunData) -> Result<Figure, RunError> {
             .light_line_style(RGBColor(242, 242, 242))
             .draw()?;
         let blue = RGBColor(31, 119, 180);
-        chart.draw_series(LineSeries::new(energy.iter().cloned(), blue.stroke_width(2)))?;
+        chart.draw_series(LineSeries::new(
+            energy.iter().cloned(),
+            blue.stroke_width(2),
+        ))?;
         chart.draw_series(energy.iter().map(|&p| Circle::new(p, 3, blue.filled())))?;
         // F(ρⁿ) − F(ρ^N), log.
         log_panel(
@@ -671,11 +703,17 @@ fn energy_figure(run: &RunData) -> Result<Figure, RunError> {
 fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     let (lo, hi) = values
         .filter(|v| v.is_finite())
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(v), b.max(v))
+        });
     if !lo.is_finite() {
         return (0.0, 1.0);
     }
-    let pad = if hi > lo { 0.06 * (hi - lo) } else { 0.5 * lo.abs().max(1e-12) };
+    let pad = if hi > lo {
+        0.06 * (hi - lo)
+    } else {
+        0.5 * lo.abs().max(1e-12)
+    };
     (lo - pad, hi + pad)
 }
 
@@ -683,13 +721,18 @@ fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
 fn log_range(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
     let (lo, hi) = values
         .filter(|v| v.is_finite() && *v > 0.0)
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(v), b.max(v))
+        });
     if !lo.is_finite() {
         return None;
     }
     let (lo, hi) = if hi / lo < 10.0 {
         let mid = (lo * hi).sqrt();
-        (mid / 4.0_f64.max((hi / lo).sqrt() * 1.5), mid * 4.0_f64.max((hi / lo).sqrt() * 1.5))
+        (
+            mid / 4.0_f64.max((hi / lo).sqrt() * 1.5),
+            mid * 4.0_f64.max((hi / lo).sqrt() * 1.5),
+        )
     } else {
         (lo / 1.6, hi * 1.6)
     };
@@ -705,8 +748,11 @@ fn log_panel(
 ) -> DrawResult {
     let all = series.iter().flat_map(|s| s.1.iter().map(|p| p.1));
     let Some((lo, hi)) = log_range(all) else {
-        area.titled(caption, font(18))?
-            .draw(&Text::new("no positive values", (40, 60), font(15)))?;
+        area.titled(caption, font(18))?.draw(&Text::new(
+            "no positive values",
+            (40, 60),
+            font(15),
+        ))?;
         return Ok(());
     };
     let mut chart = ChartBuilder::on(area)
@@ -732,7 +778,9 @@ fn log_panel(
         chart
             .draw_series(LineSeries::new(pos.iter().cloned(), colour.stroke_width(2)))?
             .label(name)
-            .legend(move |(a, b)| PathElement::new(vec![(a, b), (a + 22, b)], colour.stroke_width(3)));
+            .legend(move |(a, b)| {
+                PathElement::new(vec![(a, b), (a + 22, b)], colour.stroke_width(3))
+            });
         chart.draw_series(pos.iter().map(|&p| Circle::new(p, 3, colour.filled())))?;
     }
     chart
@@ -813,7 +861,10 @@ fn error_figure(
             continue;
         };
         let f = |x: f64| 0.5 * ya * (x / xa).powi(p);
-        references.push((format!("order {p}"), vec![(x_min, f(x_min)), (x_max, f(x_max))]));
+        references.push((
+            format!("order {p}"),
+            vec![(x_min, f(x_min)), (x_max, f(x_max))],
+        ));
     }
     let ys = points()
         .filter(positive)
@@ -875,7 +926,9 @@ fn error_figure(
             chart
                 .draw_series(LineSeries::new(pts.iter().cloned(), colour.stroke_width(2)))?
                 .label(label)
-                .legend(move |(a, b)| PathElement::new(vec![(a, b), (a + 22, b)], colour.stroke_width(3)));
+                .legend(move |(a, b)| {
+                    PathElement::new(vec![(a, b), (a + 22, b)], colour.stroke_width(3))
+                });
             chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, colour.filled())))?;
         }
         chart

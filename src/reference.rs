@@ -17,8 +17,15 @@ use ndarray::Array1;
 /// A known solution of the config's gradient flow.
 #[derive(Debug, Clone)]
 pub enum ExactSolution {
-    Gaussian { ou: OrnsteinUhlenbeck, initial: Gaussian, mass: f64 },
-    Barenblatt { profile: Barenblatt, t0: f64 },
+    Gaussian {
+        ou: OrnsteinUhlenbeck,
+        initial: Gaussian,
+        mass: f64,
+    },
+    Barenblatt {
+        profile: Barenblatt,
+        t0: f64,
+    },
     DriftBox(DriftBox),
 }
 
@@ -46,9 +53,15 @@ impl ExactSolution {
                     },
                     _ => return Ok(None),
                 };
-                Some(ExactSolution::Gaussian { ou, initial: Gaussian::diagonal(mean, std), mass })
+                Some(ExactSolution::Gaussian {
+                    ou,
+                    initial: Gaussian::diagonal(mean, std),
+                    mass,
+                })
             }
-            (InitialConfig::Barenblatt { m, t0, .. }, None, Some(pm), None) if (m - pm).abs() == 0.0 => {
+            (InitialConfig::Barenblatt { m, t0, .. }, None, Some(pm), None)
+                if (m - pm).abs() == 0.0 =>
+            {
                 let profile = Barenblatt::new(*m, mesh.dim(), mass)?;
                 Some(ExactSolution::Barenblatt { profile, t0: *t0 })
             }
@@ -75,7 +88,9 @@ impl ExactSolution {
                 let g = ou.flow(initial, t);
                 mesh.sample(|x| mass * g.density(x))
             }
-            ExactSolution::Barenblatt { profile, t0 } => mesh.sample(|x| profile.density(t0 + t, x)),
+            ExactSolution::Barenblatt { profile, t0 } => {
+                mesh.sample(|x| profile.density(t0 + t, x))
+            }
             ExactSolution::DriftBox(db) => mesh.sample(|x| db.density(t, x)),
         }
     }

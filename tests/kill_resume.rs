@@ -28,18 +28,33 @@ fn sigkilled_run_resumes_bit_identically() {
     std::fs::write(&cfg, text).unwrap();
     let straight = tmp.path().join("straight");
     let status = jko()
-        .args(["run", cfg.to_str().unwrap(), "--out", straight.to_str().unwrap(), "-q"])
+        .args([
+            "run",
+            cfg.to_str().unwrap(),
+            "--out",
+            straight.to_str().unwrap(),
+            "-q",
+        ])
         .status()
         .unwrap();
     assert!(status.success());
 
     // Kill after a pseudo-random number of finished steps (printed for reproduction).
-    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().subsec_nanos();
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
     let kill_after = 1 + (nanos % 8) as usize;
     eprintln!("killing after {kill_after} steps");
     let killed = tmp.path().join("killed");
     let mut child = jko()
-        .args(["run", cfg.to_str().unwrap(), "--out", killed.to_str().unwrap(), "-q"])
+        .args([
+            "run",
+            cfg.to_str().unwrap(),
+            "--out",
+            killed.to_str().unwrap(),
+            "-q",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -65,7 +80,14 @@ fn sigkilled_run_resumes_bit_identically() {
     }
 
     let status = jko()
-        .args(["run", cfg.to_str().unwrap(), "--out", killed.to_str().unwrap(), "--resume", "-q"])
+        .args([
+            "run",
+            cfg.to_str().unwrap(),
+            "--out",
+            killed.to_str().unwrap(),
+            "--resume",
+            "-q",
+        ])
         .status()
         .unwrap();
     assert!(status.success());
@@ -74,6 +96,9 @@ fn sigkilled_run_resumes_bit_identically() {
         let name = format!("rho_{step:05}.npy");
         let a = std::fs::read(straight.join(&name)).unwrap();
         let b = std::fs::read(killed.join(&name)).unwrap();
-        assert!(a == b, "{name} differs after resume (killed after {done} steps)");
+        assert!(
+            a == b,
+            "{name} differs after resume (killed after {done} steps)"
+        );
     }
 }

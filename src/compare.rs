@@ -1,0 +1,467 @@
+//! Solver comparison: `jko compare SUITE --out DIR` runs every (problem × size × backend) on
+//! equal terms — same mesh, τ, initial state and steps; each backend at its default stopping
+//! accuracy — each run in its own process (so peak memory is per run), and writes
+//! `compare.json` and `compare.md`: time per step (median over steps and repeats), iterations,
+//! peak memory, and the relative L1 error at the final time against the exact solution where
+//! one is known ([`crate::reference`]), else against a named reference backend at the finest
+//! size (restricted to coarser grids by cell averaging).
+//!
+//! A suite is a TOML file (built in: `quick`, `standard`, in `data/compare/`):
+//! ```toml
+//! repeats = 1
+//! [[case]]
+//! problem = "quartic-1d"      # a built-in example or a config path (relative to the suite)
+//! sizes = [[200], [400]]      # mesh cells per run
+//! steps = 10                  # optional overrides
+//! tau = 0.05
+//! backends = ["conic", "quantile"]   # default: every registered backend
+//! reference = "quantile"      # reference backend where no exact solution is known
+//! ```
+
+use crate::backend::{SolverConfig, BACKENDS};
+use crate::config::{read_npy, Config};
+use crate::convergence::restrict;
+use crate::error::RunError;
+use crate::output::Summary;
+use crate::reference::{l1_relative, ExactSolution};
+use jko_core::Mesh;
+use ndarray::Array1;
+use serde::{Deserialize, Serialize};
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A comparison suite.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Suite {
+    #[serde(default = "one")]
+    pub repeats: usize,
+    #[serde(rename = "case")]
+    pub cases: Vec<Case>,
+}
+
+fn one() -> usize {
+    1
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    pub problem: String,
+    pub sizes: Vec<Vec<usize>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tau: Option<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backends: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+}
+
+/// Built-in suites: (name, TOML).
+pub const SUITES: &[(&str, &str)] = &[
+    ("quick", include_str!("../data/compare/quick.toml")),
+    ("standard", include_str!("../data/compare/standard.toml")),
+];
+
+impl Suite {
+    /// A built-in suite by name, or a suite file. Returns the suite and the base directory
+    /// for relative problem paths.
+    pub fn load(name_or_path: &str) -> Result<(Suite, PathBuf), RunError> {
+        let (text, base) = match SUITES.iter().find(|s| s.0 == name_or_path) {
+            Some((_, text)) => (text.to_string(), PathBuf::from(".")),
+            None => {
+                let path = Path::new(name_or_path);
+                if !path.exists() {
+                    return Err(RunError::Config(format!(
+                        "no built-in suite `{name_or_path}` (known: {}) and no such file",
+                        SUITES.iter().map(|s| s.0).collect::<Vec<_>>().join(", ")
+                    )));
+                }
+                let text = std::fs::read_to_string(path).map_err(|e| RunError::io(path, e))?;
+                (text, path.parent().unwrap_or(Path::new(".")).to_path_buf())
+            }
+        };
+        let suite: Suite = toml::from_str(&text)
+            .map_err(|e| RunError::Config(format!("suite {name_or_path}: {e}")))?;
+        if suite.repeats == 0 {
+            return Err(RunError::Config("suite: repeats must be >= 1".into()));
+        }
+        Ok((suite, base))
+    }
+}
+
+/// One table row.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CompareRow {
+    pub problem: String,
+    pub cells: Vec<usize>,
+    pub backend: String,
+    pub tau: f64,
+    pub steps: usize,
+    /// `ok`, `unsupported: …` or `failed: …`.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_per_step: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_time: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iterations_per_step: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_mib: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<f64>,
+    /// What `error` is measured against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_against: Option<String>,
+}
+
+/// `compare.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CompareReport {
+    pub suite: String,
+    pub machine: String,
+    pub jko_version: String,
+    pub rows: Vec<CompareRow>,
+}
+
+/// The finished run of one backend on one mesh.
+struct RunOutcome {
+    mesh: Mesh,
+    rho: Array1<f64>,
+    summary: Summary,
+    elapsed: f64,
+}
+
+/// Run the suite. `jko_exe` is the `jko` binary used for the isolated runs; `work` holds their
+/// output directories.
+pub fn compare(
+    suite_name: &str,
+    jko_exe: &Path,
+    work: &Path,
+    progress: &mut dyn FnMut(&CompareRow),
+) -> Result<CompareReport, RunError> {
+    let (suite, base) = Suite::load(suite_name)?;
+    let mut rows = Vec::new();
+    for case in &suite.cases {
+        let (mut config, config_base) = match crate::examples::example(&case.problem) {
+            Some(text) => (Config::from_toml(text)?, base.clone()),
+            None => {
+                let path = base.join(&case.problem);
+                (
+                    Config::from_file(&path)?,
+                    path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+                )
+            }
+        };
+        if let Some(s) = case.steps {
+            config.scheme.steps = s;
+        }
+        if let Some(t) = case.tau {
+            config.scheme.tau = t;
+        }
+        let final_time = config.scheme.tau * config.scheme.steps as f64;
+        let backends: Vec<String> = if case.backends.is_empty() {
+            BACKENDS.iter().map(|b| b.0.to_string()).collect()
+        } else {
+            case.backends.clone()
+        };
+        let sized = |cells: &Vec<usize>, backend: &str| -> Result<Config, RunError> {
+            let mut c = config.clone();
+            c.mesh.cells = cells.clone();
+            c.solver = SolverConfig::default_for(backend)?;
+            Ok(c)
+        };
+        // Reference where no exact solution is known: the reference backend at the finest size.
+        let finest = case
+            .sizes
+            .iter()
+            .max_by_key(|s| s.iter().product::<usize>())
+            .cloned()
+            .unwrap_or_default();
+        let probe = sized(&finest, "conic")?.build(&config_base)?;
+        let exact =
+            ExactSolution::detect(&config, &probe)?.filter(|e| e.fits(&probe.mesh, final_time));
+        let mut reference: Option<(String, RunOutcome)> = None;
+        if exact.is_none() {
+            let name = case.reference.clone().unwrap_or_else(|| "conic".into());
+            let dir = work.join(format!(
+                "{}-{}-{}-reference",
+                case.problem,
+                cells_tag(&finest),
+                name
+            ));
+            let outcome = run_isolated(
+                jko_exe,
+                &sized(&finest, &name)?,
+                &config_base,
+                &dir,
+                suite.repeats,
+            )
+            .map_err(|e| {
+                RunError::Config(format!(
+                    "{}: the reference run with `{name}` failed: {e}",
+                    case.problem
+                ))
+            })?;
+            reference = Some((name, outcome));
+        }
+        for cells in &case.sizes {
+            for backend in &backends {
+                let c = sized(cells, backend)?;
+                let mut row = CompareRow {
+                    problem: case.problem.clone(),
+                    cells: cells.clone(),
+                    backend: backend.clone(),
+                    tau: c.scheme.tau,
+                    steps: c.scheme.steps,
+                    status: "ok".into(),
+                    time_per_step: None,
+                    total_time: None,
+                    iterations_per_step: None,
+                    peak_rss_mib: None,
+                    error: None,
+                    error_against: None,
+                };
+                let solver = c.solver.build()?;
+                let problem = c.build(&config_base)?;
+                if let Some(term) = problem
+                    .energy
+                    .terms()
+                    .into_iter()
+                    .find(|t| !solver.treats(*t))
+                {
+                    row.status = format!("unsupported: {term}");
+                } else {
+                    let dir =
+                        work.join(format!("{}-{}-{}", case.problem, cells_tag(cells), backend));
+                    let is_reference = reference.as_ref().is_some_and(|(name, _)| name == backend)
+                        && *cells == finest;
+                    if let (true, Some((_, r))) = (is_reference, &reference) {
+                        row.status = "ok (the reference)".into();
+                        row.time_per_step = median_step_time(&r.summary);
+                        row.total_time = Some(r.elapsed);
+                        row.peak_rss_mib = r.summary.peak_rss_kib.map(|k| k as f64 / 1024.0);
+                        progress(&row);
+                        rows.push(row);
+                        continue;
+                    }
+                    match run_isolated(jko_exe, &c, &config_base, &dir, suite.repeats) {
+                        Err(e) => row.status = format!("failed: {e}"),
+                        Ok(out) => {
+                            row.time_per_step = median_step_time(&out.summary);
+                            row.total_time = Some(out.elapsed);
+                            let its: usize = out.summary.steps.iter().map(|r| r.iterations).sum();
+                            row.iterations_per_step =
+                                Some(its as f64 / out.summary.steps.len().max(1) as f64);
+                            row.peak_rss_mib = out.summary.peak_rss_kib.map(|k| k as f64 / 1024.0);
+                            let (error, against) = match (&exact, &reference) {
+                                (Some(ex), _) => (
+                                    Some(l1_relative(
+                                        &out.mesh,
+                                        &out.rho,
+                                        &ex.density(&out.mesh, final_time),
+                                    )),
+                                    format!("exact: {}", ex.name()),
+                                ),
+                                (None, Some((name, r))) => (
+                                    restrict(&r.mesh, &r.rho, &out.mesh)
+                                        .ok()
+                                        .map(|rr| l1_relative(&out.mesh, &out.rho, &rr)),
+                                    format!("{name} at {}", cells_tag(&finest)),
+                                ),
+                                (None, None) => (None, "none".into()),
+                            };
+                            row.error = error;
+                            row.error_against = Some(against);
+                        }
+                    }
+                }
+                progress(&row);
+                rows.push(row);
+            }
+        }
+    }
+    Ok(CompareReport {
+        suite: suite_name.to_string(),
+        machine: machine(),
+        jko_version: env!("CARGO_PKG_VERSION").to_string(),
+        rows,
+    })
+}
+
+fn median_step_time(summary: &Summary) -> Option<f64> {
+    let mut times: Vec<f64> = summary.steps.iter().map(|r| r.wall_time).collect();
+    times.sort_by(f64::total_cmp);
+    times.get(times.len() / 2).copied()
+}
+
+fn cells_tag(cells: &[usize]) -> String {
+    cells
+        .iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join("x")
+}
+
+/// Run a config in a separate `jko run` process (`repeats` times; the last run's output is
+/// kept, the step times of all runs are pooled).
+fn run_isolated(
+    jko_exe: &Path,
+    config: &Config,
+    base: &Path,
+    dir: &Path,
+    repeats: usize,
+) -> Result<RunOutcome, String> {
+    run_isolated_inner(jko_exe, config, base, dir, repeats).map_err(|e| match e {
+        RunError::Config(msg) => msg,
+        other => other.to_string(),
+    })
+}
+
+fn run_isolated_inner(
+    jko_exe: &Path,
+    config: &Config,
+    base: &Path,
+    dir: &Path,
+    repeats: usize,
+) -> Result<RunOutcome, RunError> {
+    std::fs::create_dir_all(dir).map_err(|e| RunError::io(dir, e))?;
+    let cfg_path = dir.join("config.toml");
+    let mut config = config.clone();
+    // Paths in the config are relative to its original directory.
+    let absolute = |p: &Path| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        }
+    };
+    if let Some(m) = &config.mesh.mask {
+        config.mesh.mask = Some(absolute(m));
+    }
+    if let crate::config::InitialConfig::Npy { path, .. } = &mut config.initial {
+        *path = absolute(path);
+    }
+    if let Some(crate::config::PotentialConfig::Npy { path }) = &mut config.energy.potential {
+        *path = absolute(path);
+    }
+    std::fs::write(&cfg_path, config.to_toml()).map_err(|e| RunError::io(&cfg_path, e))?;
+    let out = dir.join("run");
+    let mut pooled = Vec::new();
+    let mut elapsed = 0.0;
+    let mut summary: Option<Summary> = None;
+    for _ in 0..repeats {
+        let start = std::time::Instant::now();
+        let result = Command::new(jko_exe)
+            .arg("run")
+            .arg(&cfg_path)
+            .arg("--out")
+            .arg(&out)
+            .args(["--force", "--quiet"])
+            .output()
+            .map_err(|e| RunError::io(jko_exe, e))?;
+        elapsed = start.elapsed().as_secs_f64();
+        if !result.status.success() {
+            let msg = String::from_utf8_lossy(&result.stderr);
+            let first = msg
+                .lines()
+                .next()
+                .unwrap_or("unknown error")
+                .trim_start_matches("error: ");
+            return Err(RunError::Config(first.to_string()));
+        }
+        let path = out.join("summary.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| RunError::io(&path, e))?;
+        let s: Summary = serde_json::from_str(&text)
+            .map_err(|e| RunError::Config(format!("{}: {e}", path.display())))?;
+        pooled.extend(s.steps.iter().cloned());
+        summary = Some(s);
+    }
+    let mut summary = summary.ok_or_else(|| RunError::Config("no run".into()))?;
+    let last = summary.steps.last().map_or(0, |r| r.step);
+    let mesh = config.mesh.build(base)?;
+    let rho = mesh.from_grid_array(
+        "final density",
+        &read_npy(&out.join(crate::output::step_file("rho", last)))?,
+    )?;
+    summary.steps = pooled;
+    Ok(RunOutcome {
+        mesh,
+        rho,
+        summary,
+        elapsed,
+    })
+}
+
+/// A one-line description of this machine.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let os = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("PRETTY_NAME="))
+                .map(|l| l[12..].trim_matches('"').to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::OS.to_string());
+    format!("{cpu}, {cores} cores, {os}")
+}
+
+impl CompareReport {
+    pub fn markdown(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "Suite `{}`, jko {}, on {}.\n",
+            self.suite, self.jko_version, self.machine
+        );
+        let _ = writeln!(s, "| problem | cells | backend | τ × steps | time/step (s) | total (s) | it/step | peak MiB | L1 error | error × time | against | status |");
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+        let f = |v: Option<f64>, p: usize| v.map_or("-".to_string(), |x| format!("{x:.p$}"));
+        let e = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.2e}"));
+        for r in &self.rows {
+            let err_time = r.error.zip(r.total_time).map(|(a, b)| a * b);
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} × {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                r.problem,
+                cells_tag(&r.cells),
+                r.backend,
+                r.tau,
+                r.steps,
+                e(r.time_per_step),
+                f(r.total_time, 2),
+                f(r.iterations_per_step, 1),
+                f(r.peak_rss_mib, 0),
+                e(r.error),
+                e(err_time),
+                r.error_against.as_deref().unwrap_or("-"),
+                r.status
+            );
+        }
+        s
+    }
+
+    /// Write `compare.json` and `compare.md` into `dir`.
+    pub fn write(&self, dir: &Path) -> Result<(), RunError> {
+        std::fs::create_dir_all(dir).map_err(|e| RunError::io(dir, e))?;
+        let json =
+            serde_json::to_string_pretty(self).map_err(|e| RunError::Config(e.to_string()))?;
+        for (name, text) in [("compare.json", json), ("compare.md", self.markdown())] {
+            let path = dir.join(name);
+            std::fs::write(&path, text).map_err(|e| RunError::io(&path, e))?;
+        }
+        Ok(())
+    }
+}

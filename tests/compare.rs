@@ -1,0 +1,85 @@
+//! `jko compare` on a small suite: the table exists, covers every (problem × size × backend),
+//! and its error column is the error of the written result against the exact solution,
+//! recomputed here independently.
+
+use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
+use jko_core::Mesh;
+use ndarray::ArrayD;
+use std::process::Command;
+
+#[test]
+fn compare_table_has_computed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("suite.toml");
+    std::fs::write(
+        &suite,
+        r#"
+[[case]]
+problem = "ou-1d"
+sizes = [[40], [80]]
+steps = 2
+backends = ["conic", "quantile"]
+
+[[case]]
+problem = "crowd-2d"
+sizes = [[8, 8]]
+steps = 1
+backends = ["conic", "quantile"]
+reference = "conic"
+"#,
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let status = Command::new(env!("CARGO_BIN_EXE_jko"))
+        .args([
+            "compare",
+            suite.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("compare.json")).unwrap()).unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 6);
+    assert!(std::fs::read_to_string(out.join("compare.md"))
+        .unwrap()
+        .contains("| ou-1d | 80 | quantile |"));
+
+    // Recompute the OU errors from the written densities.
+    let ou = OrnsteinUhlenbeck::standard(1);
+    let exact = ou.flow(&Gaussian::diagonal(&[1.0], &[0.5]), 0.2);
+    for row in rows.iter().filter(|r| r["problem"] == "ou-1d") {
+        let n = row["cells"][0].as_u64().unwrap() as usize;
+        let backend = row["backend"].as_str().unwrap();
+        let rho: ArrayD<f64> =
+            ndarray_npy::read_npy(out.join(format!("runs/ou-1d-{n}-{backend}/run/rho_00002.npy")))
+                .unwrap();
+        let mesh = Mesh::grid(&[n], &[-5.0], &[5.0]).unwrap();
+        let h = 10.0 / n as f64;
+        let num: f64 = (0..n)
+            .map(|k| h * (rho[k] - exact.density(mesh.centre(k))).abs())
+            .sum();
+        let den: f64 = (0..n).map(|k| h * exact.density(mesh.centre(k))).sum();
+        let reported = row["error"].as_f64().unwrap();
+        assert!(
+            (reported - num / den).abs() <= 1e-12 * reported,
+            "{backend} {n}: {reported} vs {}",
+            num / den
+        );
+        assert!(row["error_against"].as_str().unwrap().starts_with("exact"));
+        assert!(row["time_per_step"].as_f64().unwrap() > 0.0);
+    }
+    let crowd: Vec<_> = rows.iter().filter(|r| r["problem"] == "crowd-2d").collect();
+    assert_eq!(crowd[0]["status"], "ok (the reference)");
+    assert!(crowd[1]["status"]
+        .as_str()
+        .unwrap()
+        .starts_with("unsupported"));
+}

@@ -1,0 +1,183 @@
+//! `jko::dataset`: sharding must not change a sample, the same spec must give the same files,
+//! and every row must be a real trajectory (mass conserved, energy non-increasing).
+
+use jko::dataset::{manifest_file, run_dataset, DatasetSpec, Manifest, Shard};
+use ndarray::{ArrayD, Axis};
+use std::path::Path;
+
+const SPEC: &str = r#"
+samples = 6
+seed = 11
+[base]
+mesh = { cells = [32], lower = [-4.0], upper = [4.0] }
+energy = { entropy = 1.0, potential = { kind = "quadratic" } }
+scheme = { tau = 0.1, steps = 3 }
+solver = { kind = "conic" }
+[[initial]]
+kind = "gaussian_mixture"
+components = [1, 3]
+mean = [-2.0, 2.0]
+std = [0.4, 1.0]
+[[initial]]
+kind = "smooth_field"
+modes = 3
+max_wavenumber = 3
+amplitude = 1.0
+"#;
+
+fn read(dir: &Path, name: &str) -> ArrayD<f64> {
+    let file = std::fs::File::open(dir.join(name)).unwrap();
+    ndarray_npy::ReadNpyExt::read_npy(file).unwrap()
+}
+
+fn manifest(dir: &Path, shard: Shard) -> Manifest {
+    let text = std::fs::read_to_string(dir.join(manifest_file(shard))).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn shards_reproduce_the_single_run_and_runs_are_deterministic() {
+    let spec = DatasetSpec::from_toml(SPEC).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (one, two, again) = (
+        tmp.path().join("one"),
+        tmp.path().join("two"),
+        tmp.path().join("again"),
+    );
+    let all = Shard::all();
+    let m = run_dataset(&spec, tmp.path(), &one, all).unwrap();
+    assert_eq!(m.sample_indices, (0..6).collect::<Vec<_>>());
+    assert_eq!(m.shapes.inputs, vec![6, 32]);
+    assert_eq!(m.shapes.trajectories, vec![6, 4, 32]);
+    assert_eq!(m.shapes.energies, vec![6, 4]);
+    assert_eq!(manifest(&one, all), m);
+
+    let inputs = read(&one, &m.files.inputs);
+    let traj = read(&one, &m.files.trajectories);
+    let energies = read(&one, &m.files.energies);
+    assert_eq!(inputs.shape(), &[6, 32]);
+    assert_eq!(traj.shape(), &[6, 4, 32]);
+    // Both families occur, and the samples differ from one another.
+    assert!(
+        m.families.contains(&0) && m.families.contains(&1),
+        "{:?}",
+        m.families
+    );
+    for a in 0..6 {
+        for b in 0..a {
+            assert_ne!(inputs.index_axis(Axis(0), a), inputs.index_axis(Axis(0), b));
+        }
+    }
+    let h = 8.0 / 32.0;
+    for s in 0..6 {
+        // Row 0 of a trajectory is the input; mass is conserved; the energy decreases.
+        assert_eq!(
+            traj.index_axis(Axis(0), s).index_axis(Axis(0), 0),
+            inputs.index_axis(Axis(0), s)
+        );
+        for n in 0..4 {
+            let mass: f64 = traj.index_axis(Axis(0), s).index_axis(Axis(0), n).sum() * h;
+            assert!(
+                (mass - 1.0).abs() < 1e-8,
+                "sample {s} step {n}: mass {mass}"
+            );
+            if n > 0 {
+                let (before, after) = (energies[[s, n - 1]], energies[[s, n]]);
+                assert!(
+                    after <= before + 1e-9,
+                    "sample {s} step {n}: {before} -> {after}"
+                );
+            }
+        }
+        assert!(
+            energies[[s, 3]] < energies[[s, 0]],
+            "sample {s} did not move"
+        );
+    }
+
+    // Two shards: round robin, and every sample bit-identical to the single run.
+    let mut seen = Vec::new();
+    for i in 0..2 {
+        let shard = Shard::new(i, 2).unwrap();
+        let ms = run_dataset(&spec, tmp.path(), &two, shard).unwrap();
+        assert_eq!(ms.sample_indices, shard.indices(6));
+        let (si, st, se) = (
+            read(&two, &ms.files.inputs),
+            read(&two, &ms.files.trajectories),
+            read(&two, &ms.files.energies),
+        );
+        for (row, &sample) in ms.sample_indices.iter().enumerate() {
+            let bits =
+                |a: ndarray::ArrayViewD<f64>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(si.index_axis(Axis(0), row)),
+                bits(inputs.index_axis(Axis(0), sample))
+            );
+            assert_eq!(
+                bits(st.index_axis(Axis(0), row)),
+                bits(traj.index_axis(Axis(0), sample))
+            );
+            assert_eq!(
+                bits(se.index_axis(Axis(0), row)),
+                bits(energies.index_axis(Axis(0), sample))
+            );
+            assert_eq!(ms.families[row], m.families[sample]);
+            seen.push(sample);
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, (0..6).collect::<Vec<_>>());
+
+    // The same spec twice: identical files, byte for byte.
+    run_dataset(&spec, tmp.path(), &again, all).unwrap();
+    for name in [
+        m.files.inputs.clone(),
+        m.files.trajectories.clone(),
+        m.files.energies.clone(),
+        manifest_file(all),
+    ] {
+        let a = std::fs::read(one.join(&name)).unwrap();
+        let b = std::fs::read(again.join(&name)).unwrap();
+        assert!(a == b, "{name} differs between two runs of the same spec");
+    }
+}
+
+#[test]
+fn a_failing_sample_is_an_error_naming_it() {
+    // max_density below the peak of narrow Gaussians: some initial densities are inadmissible.
+    let text = SPEC.replace(
+        "energy = { entropy = 1.0, potential = { kind = \"quadratic\" } }",
+        "energy = { entropy = 1.0, max_density = 0.5 }",
+    );
+    let spec = DatasetSpec::from_toml(&text).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let err = run_dataset(&spec, tmp.path(), tmp.path(), Shard::all())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("dataset sample "), "{err}");
+    assert!(err.contains("max_density"), "{err}");
+    assert!(!tmp.path().join(manifest_file(Shard::all())).exists());
+}
+
+#[test]
+fn spec_errors_name_the_key() {
+    let err =
+        DatasetSpec::from_toml(&SPEC.replace("seed = 11", "seed = 11\nsamles = 3")).unwrap_err();
+    assert!(err.to_string().contains("samles"), "{err}");
+    let bad = DatasetSpec::from_toml(&SPEC.replace("components = [1, 3]", "components = [3, 1]"))
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let err = run_dataset(&bad, tmp.path(), tmp.path(), Shard::all()).unwrap_err();
+    assert!(err.to_string().contains("initial[0].components"), "{err}");
+    assert!("2/2".parse::<Shard>().is_err());
+}
+
+#[test]
+fn example_spec_parses() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/dataset-example.toml");
+    let spec = DatasetSpec::from_file(&path).unwrap();
+    spec.validate().unwrap();
+    assert_eq!(spec.samples, 8);
+    assert_eq!(spec.base.mesh.cells, vec![64]);
+    assert_eq!(spec.base.solver.name(), "conic");
+}
