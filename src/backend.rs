@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 pub enum SolverConfig {
     /// Clarabel on the one-step two-point-flux scheme (DESIGN §2.1).
     Conic(jko_conic::ConicParams),
+    /// Newton on the optimality system of the same one-step scheme (DESIGN §2.1).
+    Newton(jko_newton::NewtonParams),
     /// 1D Lagrangian (quantile) steps with exact W².
     Quantile(jko_quantile::QuantileParams),
 }
@@ -19,7 +21,11 @@ pub enum SolverConfig {
 pub const BACKENDS: &[(&str, &str)] = &[
     (
         "conic",
-        "Clarabel interior point on the one-step two-point-flux scheme (SOC + exp/power cones)",
+        "Clarabel interior point: one-step two-point-flux scheme, or multi-level Benamou-Brenier with `levels = L`",
+    ),
+    (
+        "newton",
+        "Newton on the optimality system of the one-step scheme (reduced dual, sparse Cholesky, barrier for bounds)",
     ),
     (
         "quantile",
@@ -39,6 +45,7 @@ impl SolverConfig {
     pub fn name(&self) -> &'static str {
         match self {
             SolverConfig::Conic(_) => "conic",
+            SolverConfig::Newton(_) => "newton",
             SolverConfig::Quantile(_) => "quantile",
         }
     }
@@ -47,6 +54,7 @@ impl SolverConfig {
     pub fn default_for(name: &str) -> Result<SolverConfig, RunError> {
         match name {
             "conic" => Ok(SolverConfig::Conic(Default::default())),
+            "newton" => Ok(SolverConfig::Newton(Default::default())),
             "quantile" => Ok(SolverConfig::Quantile(Default::default())),
             other => Err(RunError::Config(format!(
                 "unknown solver `{other}`; known solvers: {}",
@@ -62,15 +70,39 @@ impl SolverConfig {
     pub fn validate(&self) -> Result<(), RunError> {
         match self {
             SolverConfig::Conic(p) => p.validate()?,
+            SolverConfig::Newton(p) => p.validate()?,
             SolverConfig::Quantile(p) => p.validate()?,
         }
         Ok(())
+    }
+
+    /// Time levels of a multi-level scheme, when the backend has them.
+    pub fn levels(&self) -> Option<usize> {
+        match self {
+            SolverConfig::Conic(p) => p.levels,
+            _ => None,
+        }
+    }
+
+    /// The same backend with `factor` times as many time levels (`--refine levels`).
+    pub fn with_levels_scaled(&self, factor: usize) -> Result<SolverConfig, RunError> {
+        match self {
+            SolverConfig::Conic(p) if p.levels.is_some() => Ok(SolverConfig::Conic(jko_conic::ConicParams {
+                levels: p.levels.map(|l| l * factor),
+                ..p.clone()
+            })),
+            _ => Err(RunError::Config(format!(
+                "--refine levels needs a backend with time levels (conic with `levels`); `{}` has none",
+                self.name()
+            ))),
+        }
     }
 
     /// Build the backend.
     pub fn build(&self) -> Result<Box<dyn StepSolver>, RunError> {
         Ok(match self {
             SolverConfig::Conic(p) => Box::new(jko_conic::ConicSolver::new(p.clone())?),
+            SolverConfig::Newton(p) => Box::new(jko_newton::NewtonSolver::new(p.clone())?),
             SolverConfig::Quantile(p) => Box::new(jko_quantile::QuantileSolver::new(p.clone())?),
         })
     }

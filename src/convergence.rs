@@ -282,19 +282,3 @@ impl ConvergenceReport {
         Ok(())
     }
 }
-
-impl SolverConfig {
-    /// Time levels of a multi-level scheme, when the backend has them.
-    pub fn levels(&self) -> Option<usize> {
-        None
-    }
-
-    /// The same backend with `factor` times as many time levels.
-    pub fn with_levels_scaled(&self, factor: usize) -> Result<SolverConfig, RunError> {
-        let _ = factor;
-        Err(RunError::Config(format!(
-            "--refine levels needs a backend with time levels (conic with `levels`); `{}` has none",
-            self.name()
-        )))
-    }
-}

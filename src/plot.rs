@@ -15,8 +15,10 @@
 //!   errors of the JKO iterates against the gradient flow of J (first order in η) and
 //!   against the flow of the modified energy J^η (second order), with order-1 and order-2
 //!   reference lines.
-//! - `convergence.png` when the directory holds `convergence.json` (see [`ConvergenceTable`]):
-//!   log-log error against h (or τ) with the same reference lines.
+//! - `convergence.png` when the directory holds `convergence.json` (the report of
+//!   `jko convergence`, [`crate::convergence::ConvergenceReport`]): log-log error against the
+//!   refined parameter (h, τ, or 1/levels for the number of Benamou–Brenier time levels), and
+//!   the error to the exact JKO iterates when the report has it, with the same reference lines.
 //!
 //! A directory holding only the JSON tables (a study without a run) is plotted too.
 //!
@@ -24,13 +26,14 @@
 //! embedded DejaVu Sans (data/fonts, with its licence) is registered once as "sans-serif".
 
 use crate::config::{read_npy, Config};
+use crate::convergence::{ConvergenceReport, ConvergenceRow};
 use crate::error::RunError;
 use crate::output::{step_file, Summary};
 use jko_core::Mesh;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -103,91 +106,6 @@ pub struct ImplicitBiasTable {
     pub rows: Vec<ImplicitBiasRow>,
 }
 
-/// The refinement parameter a convergence study is plotted against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Refinement {
-    H,
-    Tau,
-}
-
-/// One row of `convergence.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ConvergenceRow {
-    /// Series name (rows with the same label form one line; default "error").
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub label: Option<String>,
-    /// Mesh size.
-    pub h: f64,
-    /// Time step.
-    pub tau: f64,
-    pub error: f64,
-    /// Observed order against the previous row of the same series,
-    /// ln(e_prev/e)/ln(x_prev/x) with x = h or τ; absent on a series' first row.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub order: Option<f64>,
-}
-
-/// Contents of `convergence.json`:
-///
-/// ```json
-/// { "quantity": "L1 error at T = 1", "against": "h",
-///   "rows": [ { "label": "conic", "h": 0.2, "tau": 0.1, "error": 4.1e-2 },
-///             { "label": "conic", "h": 0.1, "tau": 0.05, "error": 2.0e-2, "order": 1.03 } ] }
-/// ```
-///
-/// `against` (`"h"` or `"tau"`) is optional: by default h when it varies between rows, else τ.
-/// `order` is optional: [`ConvergenceTable::fill_orders`] computes it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConvergenceTable {
-    /// What `error` measures (the y-axis label).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quantity: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub against: Option<Refinement>,
-    pub rows: Vec<ConvergenceRow>,
-}
-
-/// Observed order between two refinements: ln(e_coarse/e_fine) / ln(x_coarse/x_fine).
-pub fn observed_order(x_coarse: f64, e_coarse: f64, x_fine: f64, e_fine: f64) -> f64 {
-    (e_coarse / e_fine).ln() / (x_coarse / x_fine).ln()
-}
-
-impl ConvergenceTable {
-    /// The refinement parameter: `against`, or h when it varies between rows, else τ.
-    pub fn refinement(&self) -> Refinement {
-        self.against.unwrap_or_else(|| {
-            let h0 = self.rows.first().map_or(0.0, |r| r.h);
-            if self.rows.iter().any(|r| r.h != h0) {
-                Refinement::H
-            } else {
-                Refinement::Tau
-            }
-        })
-    }
-
-    fn abscissa(&self, row: &ConvergenceRow) -> f64 {
-        match self.refinement() {
-            Refinement::H => row.h,
-            Refinement::Tau => row.tau,
-        }
-    }
-
-    /// Set every row's `order` against the previous row of its series (rows in file order).
-    pub fn fill_orders(&mut self) {
-        let mut last: BTreeMap<String, (f64, f64)> = BTreeMap::new();
-        let xs: Vec<f64> = self.rows.iter().map(|r| self.abscissa(r)).collect();
-        for (row, x) in self.rows.iter_mut().zip(xs) {
-            let key = row.label.clone().unwrap_or_default();
-            row.order = last
-                .get(&key)
-                .map(|&(xp, ep)| observed_order(xp, ep, x, row.error));
-            last.insert(key, (x, row.error));
-        }
-    }
-}
-
 /// Render the figures of a run directory (see the module docs) without writing them.
 pub fn render_run(dir: &Path) -> Result<Vec<Figure>, RunError> {
     register_font()?;
@@ -205,7 +123,7 @@ pub fn render_run(dir: &Path) -> Result<Vec<Figure>, RunError> {
     }
     let conv_path = dir.join("convergence.json");
     if conv_path.exists() {
-        let table: ConvergenceTable = read_json(&conv_path)?;
+        let table: ConvergenceReport = read_json(&conv_path)?;
         figures.push(convergence_figure(&table)?);
     }
     if figures.is_empty() {
@@ -880,19 +798,27 @@ fn error_figure(
     } else {
         (x_min / 2.0, x_max * 2.0)
     };
+    // Ticks at the refinements themselves (plotters' log axis labels only some decades).
+    let mut x_ticks = xs.clone();
+    x_ticks.sort_by(f64::total_cmp);
+    x_ticks.dedup();
     render(name, (900, 650), |root| {
         let mut chart = ChartBuilder::on(root)
             .caption(title, font(21))
             .margin(15)
             .x_label_area_size(45)
             .y_label_area_size(75)
-            .build_cartesian_2d((xlo..xhi).log_scale(), (ylo..yhi).log_scale())?;
+            .build_cartesian_2d(
+                (xlo..xhi).log_scale().with_key_points(x_ticks.clone()),
+                (ylo..yhi).log_scale(),
+            )?;
         chart
             .configure_mesh()
             .x_desc(x_desc)
             .y_desc(y_desc)
             .label_style(font(14))
             .axis_desc_style(font(16))
+            .y_labels(12)
             .x_label_formatter(&|v| format_value(*v))
             .y_label_formatter(&|v| format_log(*v))
             .light_line_style(RGBColor(242, 242, 242))
@@ -957,25 +883,35 @@ fn implicit_bias_figure(table: &ImplicitBiasTable) -> Result<Figure, RunError> {
     )
 }
 
-fn convergence_figure(table: &ConvergenceTable) -> Result<Figure, RunError> {
+fn convergence_figure(report: &ConvergenceReport) -> Result<Figure, RunError> {
+    let (x_desc, abscissa): (&str, fn(&ConvergenceRow) -> Option<f64>) =
+        match report.against.as_str() {
+            "h" => ("h (mesh size)", |r| Some(r.h)),
+            "tau" => ("τ (time step)", |r| Some(r.tau)),
+            "levels" => ("1 / time levels", |r| r.levels.map(|l| 1.0 / l as f64)),
+            other => {
+                return Err(RunError::Config(format!(
+                    "convergence.json: unknown `against` = {other:?} (h, tau or levels)"
+                )))
+            }
+        };
     let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
-    for row in &table.rows {
-        let label = row.label.clone().unwrap_or_else(|| "error".into());
-        let point = (table.abscissa(row), row.error);
-        match series.iter_mut().find(|s| s.0 == label) {
-            Some(s) => s.1.push(point),
-            None => series.push((label, vec![point])),
+    let mut push = |name: String, point: (f64, f64)| match series.iter_mut().find(|s| s.0 == name) {
+        Some(s) => s.1.push(point),
+        None => series.push((name, vec![point])),
+    };
+    for row in &report.rows {
+        let Some(x) = abscissa(row) else { continue };
+        push(format!("{} vs {}", row.label, report.reference), (x, row.error));
+        if let Some(e) = row.error_jko {
+            push(format!("{} vs exact JKO iterates", row.label), (x, e));
         }
     }
-    let x_desc = match table.refinement() {
-        Refinement::H => "h (mesh size)",
-        Refinement::Tau => "τ (time step)",
-    };
     error_figure(
         "convergence",
-        "convergence",
+        &format!("convergence of the {} backend", report.solver),
         x_desc,
-        table.quantity.as_deref().unwrap_or("error"),
+        &report.quantity,
         &series,
     )
 }

@@ -1,5 +1,8 @@
 //! Where the time of one conic JKO step goes, for growing 1D and 2D OU problems.
-//! `cargo run --release -p jko-conic --example timing`
+//! `cargo run --release -p jko-conic --example timing [-- --levels L]`
+//!
+//! With `--levels L`, the multi-level scheme (DESIGN §2.2) with L time levels on the 2D grids
+//! 32² and 64² only (peak memory: run the binary under `/usr/bin/time -v`).
 //!
 //! Columns: cells, linear solver, build (assembling the conic program), Clarabel setup
 //! (presolve, equilibration, symbolic KKT analysis), Clarabel iterations, iteration count,
@@ -10,11 +13,27 @@ use jko_conic::{ConicParams, ConicSolver, DirectSolver};
 use jko_core::{Energy, JkoStep, Mesh, Potential};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let auto = ConicSolver::new(ConicParams::default())?;
-    let qdldl = ConicSolver::new(ConicParams {
-        direct_solver: DirectSolver::Qdldl,
+    let args: Vec<String> = std::env::args().collect();
+    let levels = match args.iter().position(|a| a == "--levels") {
+        Some(i) => Some(
+            args.get(i + 1)
+                .ok_or("--levels needs a number")?
+                .parse::<usize>()?,
+        ),
+        None => None,
+    };
+    let auto = ConicSolver::new(ConicParams {
+        levels,
         ..ConicParams::default()
     })?;
+    let qdldl = ConicSolver::new(ConicParams {
+        direct_solver: DirectSolver::Qdldl,
+        levels,
+        ..ConicParams::default()
+    })?;
+    if let Some(l) = levels {
+        println!("multi-level scheme, {l} levels");
+    }
     println!(
         "{:>9} {:>6} {:>9} {:>9} {:>9} {:>5} {:>9} {:>9} {:>9} {:>13}",
         "cells",
@@ -28,7 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "solve s",
         "status"
     );
-    let runs = [
+    let all = [
         (vec![256], &auto),
         (vec![1024], &auto),
         (vec![4096], &auto),
@@ -38,6 +57,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (vec![64, 64], &qdldl),
         (vec![128, 128], &auto),
     ];
+    let runs: Vec<_> = match levels {
+        None => all.into_iter().collect(),
+        Some(_) => vec![(vec![32, 32], &auto), (vec![64, 64], &auto)],
+    };
     for (cells, solver) in runs {
         let d = cells.len();
         let mesh = Mesh::grid(&cells, &vec![-4.0; d], &vec![4.0; d])?;

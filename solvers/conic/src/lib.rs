@@ -3,7 +3,9 @@
 //! The foundation backend of the jko engine: it solves the one-step two-point-flux JKO
 //! problem (DESIGN §2.1, the variational finite-volume scheme of Cancès, Gallouët and
 //! Todeschi, Numer. Math. 2020) to interior-point accuracy, and the other backends are
-//! checked against it.
+//! checked against it. With [`ConicParams::levels`] it solves the multi-level dynamic
+//! Benamou–Brenier step of DESIGN §2.2 instead (see [below](#the-multi-level-scheme-design-22)),
+//! whose iterates converge to the exact JKO iterates.
 //!
 //! ## The problem
 //!
@@ -36,6 +38,77 @@
 //!
 //! The whole objective is divided by the mass M of ρⁿ (energy per unit mass), so that
 //! Clarabel's relative gap tolerance has the same meaning whatever the mass.
+//!
+//! ## The multi-level scheme (DESIGN §2.2)
+//!
+//! With `levels = Some(L)`: levels j = 0..L on the unit time interval, ρ_0 = ρⁿ fixed,
+//! ρ_1..ρ_L free (ρ_L = ρ^{n+1}), one flux G_{σ,j+½} per face and interval, and
+//!
+//! ```text
+//! minimise   (1/(2τ)) L Σ_j Σ_σ G²_{σ,j+½}/(T_σ θ_{σ,j+½}) + F_h(ρ_L)
+//! subject to |K|(ρ_{j+1,K} − ρ_{j,K}) + Σ_{σ∋K} ±G_{σ,j+½} = 0,  ρ_j ≥ 0 (≤ ρ_max),
+//! θ_{σ,j+½} = (ρ_{j,K} + ρ_{j,L} + ρ_{j+1,K} + ρ_{j+1,L})/4.
+//! ```
+//!
+//! *Scaling of the action.* Benamou–Brenier on [0, 1] with Δt = 1/L: W² = ∫₀¹ ∫ |m|²/ρ.
+//! With G_{σ,j+½} = Δt |σ| m_σ the mass crossing σ during interval j (continuity
+//! ρ_{j+1} − ρ_j + Δt div m = 0 becomes the constraint above), the action
+//! Σ_j Δt Σ_σ |σ| d_σ m_σ²/θ = Σ_j Σ_σ G²/(Δt T_σ θ) = L Σ_j Σ_σ G²/(T_σ θ).
+//! For a translation by δ (measured: cos² bump, δ = 0.4, [-1, 1]) action/(δ²·mass) − 1 is
+//! 2.1e-1, 3.0e-2, 4.6e-3, 8.4e-4, 2.5e-4 for L = 1, 2, 4, 8, 16 at N = 100 (order ≈ 2.8 in L
+//! down to an O(h²) floor: 1.1e-3, 2.5e-4, 1.0e-4 at L = 16 for N = 50, 100, 200).
+//!
+//! *L = 1* is one interval with θ averaged over ρⁿ and ρ^{n+1}: not the one-step scheme of
+//! §2.1 (`levels = None`), whose θ uses ρ^{n+1} only. Both are consistent O(1)-interval
+//! discretisations; L = 1 is simply the coarsest member of the converging family, so
+//! `levels = Some(1)` is kept as that (documented, tested to differ from §2.1).
+//!
+//! *Energy* (entropy, porous medium, potential including a frozen interaction) acts on ρ_L
+//! only. *Congestion* ρ ≤ ρ_max is imposed on every free level: in the continuous model the
+//! W² geodesic between two densities ≤ ρ_max stays ≤ ρ_max (the constraint is displacement
+//! convex, McCann 1997), so imposing it along the path costs nothing in the limit and keeps
+//! the discrete path admissible for crowd motion (a path through ρ > ρ_max is not a crowd
+//! motion); ρ ≥ 0 is imposed on every free level as well.
+//!
+//! *What a step returns.* `rho` = ρ_L; `flux` = Σ_j G_{σ,j+½}, the total mass moved across
+//! each face over the step (so |K|(ρ_L − ρⁿ) + div flux = 0); `info.kinetic` = the discrete
+//! action above; `potential` = φ of the last interval, the Benamou–Brenier potential on the
+//! unit time interval: G_{σ,L−½} = (1/L) T_σ θ_{σ,L−½} (φ_L − φ_K), and where ρ_L > 0
+//! |K|(f'(ρ_L) + V_K) + |K| φ_K/τ − (1/(8τL)) Σ_{σ∋K} T_σ (φ_L − φ_K)² = 0 (with L = 1 and θ
+//! from ρ^{n+1} alone, 1/(8τL) becomes §2.1's 1/(4τ)). [`ConicSolver::step_path`] returns all
+//! levels and fluxes; [`ConicSolver::transport`] the discrete W² between two given densities.
+//!
+//! *Scalings* as for one step, with ĝ_{σ,j} = L G_{σ,j+½}/(τ|σ|c): continuity
+//! r_{j+1,K} − r_{j,K} + (τ/(L|K|)) Σ ±|σ| ĝ_{σ,j} = 0 and kinetic cost (τ/(2L))|σ| d_σ c u
+//! with u ≥ ĝ²/θ̂; fixed levels enter θ̂ and the continuity rows as constants. The one-step
+//! scheme is the same assembly with L = 1 and θ weights (0, ½) instead of (¼, ¼).
+//!
+//! *Convergence to the exact JKO iterates* (OU, β = k = 1, on [-5, 5] from N(1, 0.5²),
+//! τ = 0.1, 3 steps; errors against `OrnsteinUhlenbeck::jko_iterates`; measured with
+//! `cargo run --release -p jko-conic --example multilevel`):
+//!
+//! | N   | L        | mean err | var err | L1 err  | order (var, L1) |
+//! |-----|----------|----------|---------|---------|-----------------|
+//! | 100 | one-step | 2.13e-2  | 4.35e-2 | 2.84e-2 |                 |
+//! | 400 | one-step | 2.16e-2  | 4.31e-2 | 2.86e-2 |                 |
+//! | 50  | 1        | 4.13e-4  | 6.17e-3 | 4.77e-3 |                 |
+//! | 100 | 2        | 2.01e-4  | 1.80e-3 | 1.25e-3 | 1.78, 1.93      |
+//! | 200 | 4        | 5.89e-5  | 4.73e-4 | 3.19e-4 | 1.93, 1.97      |
+//! | 400 | 8        | 1.54e-5  | 1.20e-4 | 8.04e-5 | 1.98, 1.99      |
+//! | 800 | 16       | 3.88e-6  | 3.01e-5 | 2.01e-5 | 2.00, 2.00      |
+//!
+//! Refining one parameter alone: at N = 800 the mean error is second order in L (7.1e-4,
+//! 2.3e-4, 6.1e-5, 1.5e-5, 3.9e-6 for L = 1..16) while variance and L1 reach the O(h²) floor;
+//! at L = 16 variance and L1 are second order in h (orders 1.93, 1.95, 1.86 for N = 50..400).
+//! So the multi-level error is O(h² + 1/L²) against the exact JKO iterate, while the
+//! one-step scheme keeps its O(τ) gap whatever h.
+//!
+//! *Cost.* L times the unknowns of one step (plus the energy cones once). One OU 2D step on
+//! [-4, 4]² with L = 4 (`examples/timing.rs --levels 4`, release, faer): 32² (21k unknowns)
+//! 100 iterations, `AlmostSolved`; 64² (85k unknowns) 70 iterations, `AlmostSolved`, 91 s wall
+//! on the shared 2-core machine at load 11 (the whole run: 39 s CPU for 115 s wall), peak RSS
+//! 212 MiB. The Gaussian tails of that problem (1e-17 of the peak) make Clarabel stall as
+//! for one step (see below).
 //!
 //! ## Dual potential
 //!
@@ -73,15 +146,45 @@
 //! with the achieved gap in the notes (or is an error when `accept_almost_solved` is false).
 //! Any other Clarabel status is [`StepError::NotConverged`] naming it. Clarabel has no warm
 //! start: a [`WarmStart`] is ignored.
+//!
+//! *Tails, measured* (`examples/accuracy.rs`: one step of data/examples/ou-2d.toml, Gaussian
+//! mean (1, −0.5), std (0.5, 0.8), τ = 0.1; "spread" is max|Δρ|/max ρ to a run at gap 1e-14,
+//! itself `AlmostSolved`):
+//!
+//! | variant                                           | 32²                      | 64²                       |
+//! |---------------------------------------------------|--------------------------|---------------------------|
+//! | default, [-5, 5]² (tails 1e-31)                   | AlmostSolved, 100 it     | AlmostSolved, 37–100 it   |
+//! | spread to the gap-1e-14 run                       | 1.8e-8 – 2.6e-8          | 0 – 1.6e-8                |
+//! | same Gaussian on [-3, 3]² (tails 1e-14)           | Solved, 47 it            | Solved, 55 it             |
+//! | same Gaussian on [-2, 2]²                         | Solved, 48 it            | Solved, 51 it             |
+//! | same Gaussian on [-4, 4]² (tails 1e-22)           | AlmostSolved, 100 it     | AlmostSolved, 86 it       |
+//! | per-cell scaling s_K = max(ρⁿ_K, f max ρⁿ), f = 1e-4, 1e-8, 1e-12, 1e-20 | 1 of 4 Solved (66 it, but 1.7e-5 spread) | 1 of 4 Solved (49 it) |
+//! | QDLDL; or without the ρ ≥ 0 rows (redundant with the exponential cone) | AlmostSolved, 81–100 it | AlmostSolved, 52–100 it |
+//!
+//! Clarabel settings changed nothing or made it worse: equilibration (50 passes, scaling
+//! range 1e-8..1e8), presolve off, iterative refinement (tolerances 1e-15, 50 passes: more
+//! iterations), max step fraction 0.999 and 0.9999, line-search backtracking 0.5 (all still
+//! `AlmostSolved`); static regularisation 1e-11 and dynamic regularisation δ = 1e-10 fail
+//! (MaxIterations, negative densities beyond round-off). None is kept. The cause is the tails,
+//! not the scaling: a positive diagonal rescaling of the unknowns changes every barrier only
+//! by a constant (after an affine change of the epigraph variables), so the central path that
+//! Clarabel follows is the same; only round-off differs. On that
+//! path a tail cell sits near ρ ~ μ/(its multiplier) rather than at its 1e-31 value; reaching
+//! a gap of 1e-11 over ~10⁴ cones needs μ ~ 1e-15, where the KKT system spans about 30 orders
+//! of magnitude: in the 32² log the primal residual jumps from 5e-11 to 4e-9 at iteration 27
+//! and the steps collapse. The densities are nevertheless accurate to a few 1e-8 of the peak
+//! (the spread above), so the step is usable; `AlmostSolved` says so honestly.
 
-mod one_step;
 mod program;
+mod scheme;
 
 pub use program::SolveTiming;
 
 use jko_core::{
-    EnergyTerm, InputError, JkoStep, StepError, StepInfo, StepOutput, StepSolver, WarmStart,
+    EnergyTerm, InputError, JkoStep, Mesh, StepError, StepInfo, StepOutput, StepSolver, WarmStart,
 };
+use ndarray::Array1;
+use scheme::{End, PathProblem, Scheme};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
@@ -114,6 +217,9 @@ pub struct ConicParams {
     pub accept_almost_solved: bool,
     /// Print Clarabel's iteration log.
     pub verbose: bool,
+    /// Time levels of the multi-level dynamic scheme (DESIGN §2.2); `None` is the one-step
+    /// scheme (§2.1). `Some(1)` is one interval with θ averaged over both ends, not §2.1.
+    pub levels: Option<usize>,
 }
 
 impl Default for ConicParams {
@@ -126,6 +232,7 @@ impl Default for ConicParams {
             direct_solver: DirectSolver::Auto,
             accept_almost_solved: true,
             verbose: false,
+            levels: None,
         }
     }
 }
@@ -145,6 +252,13 @@ impl ConicParams {
                     "a tolerance must be finite and in (0, 1)",
                 ));
             }
+        }
+        if self.levels == Some(0) {
+            return Err(InputError::parameter(
+                "levels",
+                0,
+                "a multi-level scheme needs at least 1 time level (omit it for the one-step scheme)",
+            ));
         }
         if self.max_iter == 0 {
             return Err(InputError::parameter(
@@ -167,7 +281,22 @@ pub struct StepTiming {
     pub iterations: usize,
 }
 
-/// The conic (Clarabel) backend for the one-step two-point-flux scheme.
+/// The discrete transport path of a step or of [`ConicSolver::transport`].
+///
+/// For the one-step scheme: `densities = [ρⁿ, ρ^{n+1}]`, one flux. For the multi-level
+/// scheme with L levels: ρ_0 = ρⁿ, …, ρ_L = ρ^{n+1} and the fluxes G_{σ,j+½}, j = 0..L−1.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransportPath {
+    /// ρ_j, j = 0..=L (cell values).
+    pub densities: Vec<Array1<f64>>,
+    /// G_{σ,j+½}, j = 0..L: mass moved across each face (oriented k → l) during interval j.
+    pub fluxes: Vec<Array1<f64>>,
+    /// The discrete action L Σ_j Σ_σ G²_{σ,j+½}/(T_σ θ_{σ,j+½}) (the scheme's W_h²).
+    pub action: f64,
+}
+
+/// The conic (Clarabel) backend: the one-step two-point-flux scheme (DESIGN §2.1) or, with
+/// [`ConicParams::levels`], the multi-level dynamic scheme (§2.2).
 #[derive(Debug, Clone)]
 pub struct ConicSolver {
     params: ConicParams,
@@ -183,10 +312,18 @@ impl ConicSolver {
         &self.params
     }
 
-    /// The linear solver actually used on `problem`.
-    fn direct_solver(&self, problem: &JkoStep<'_>) -> DirectSolver {
+    /// The discretisation selected by the parameters.
+    fn scheme(&self) -> Scheme {
+        match self.params.levels {
+            None => Scheme::OneStep,
+            Some(l) => Scheme::MultiLevel(l),
+        }
+    }
+
+    /// The linear solver actually used on `mesh`.
+    fn direct_solver(&self, mesh: &Mesh) -> DirectSolver {
         match self.params.direct_solver {
-            DirectSolver::Auto if problem.mesh.dim() == 1 => DirectSolver::Qdldl,
+            DirectSolver::Auto if mesh.dim() == 1 => DirectSolver::Qdldl,
             DirectSolver::Auto => DirectSolver::Faer,
             other => other,
         }
@@ -196,17 +333,49 @@ impl ConicSolver {
     pub fn step_timed(
         &self,
         problem: &JkoStep<'_>,
-        _warm: Option<&WarmStart>,
+        warm: Option<&WarmStart>,
     ) -> Result<(StepOutput, StepTiming), StepError> {
+        self.step_full(problem, warm)
+            .map(|(out, _, timing)| (out, timing))
+    }
+
+    /// [`StepSolver::step`] that also returns the whole transport path (every time level of
+    /// the multi-level scheme).
+    pub fn step_path(
+        &self,
+        problem: &JkoStep<'_>,
+        warm: Option<&WarmStart>,
+    ) -> Result<(StepOutput, TransportPath), StepError> {
+        self.step_full(problem, warm)
+            .map(|(out, path, _)| (out, path))
+    }
+
+    fn step_full(
+        &self,
+        problem: &JkoStep<'_>,
+        _warm: Option<&WarmStart>,
+    ) -> Result<(StepOutput, TransportPath, StepTiming), StepError> {
         self.check_supported(problem.energy)?;
         let start = Instant::now();
-        let (program, layout) = one_step::assemble(problem);
+        let path_problem = PathProblem {
+            mesh: problem.mesh,
+            start: problem.rho_prev,
+            end: End::Free(problem.energy),
+            tau: problem.tau,
+            scheme: self.scheme(),
+        };
+        let (program, layout) = path_problem.assemble();
         let build = start.elapsed().as_secs_f64();
-        let sol = program.solve(&self.params, self.direct_solver(problem))?;
-        let rec = one_step::recover(problem, &layout, &sol, self.params.tol_feas)?;
-        let kinetic = problem.mesh.kinetic_action(&rec.rho, &rec.flux);
-        let objective =
-            problem.energy.value(problem.mesh, &rec.rho) + kinetic / (2.0 * problem.tau);
+        let sol = program.solve(&self.params, self.direct_solver(problem.mesh))?;
+        let rec = path_problem.recover(&layout, &sol, self.params.tol_feas)?;
+        let path = rec.path;
+        let rho = path.densities[path.densities.len() - 1].clone();
+        let flux = path
+            .fluxes
+            .iter()
+            .fold(Array1::zeros(problem.mesh.faces().len()), |acc, g| acc + g);
+        let kinetic = path.action;
+        let objective = problem.energy.value(problem.mesh, &rho) + kinetic / (2.0 * problem.tau);
         let mut notes = rec.notes;
         if sol.gap_rel > self.params.tol_gap_rel {
             notes.push(format!("relative duality gap {:.3e}", sol.gap_rel));
@@ -228,15 +397,52 @@ impl ConicSolver {
             clarabel: sol.timing,
             iterations: sol.iterations,
         };
-        Ok((
-            StepOutput {
-                rho: rec.rho,
-                flux: Some(rec.flux),
-                potential: Some(rec.potential),
-                info,
-            },
-            timing,
-        ))
+        let out = StepOutput {
+            rho,
+            flux: Some(flux),
+            potential: Some(rec.potential),
+            info,
+        };
+        Ok((out, path, timing))
+    }
+
+    /// The discrete transport cost between two densities of equal mass with the selected
+    /// scheme: min action over paths from `from` to `to` (both fixed). With `levels` this is
+    /// the multi-level Benamou–Brenier W_h² (→ W² as L → ∞, h → 0); without, the one-step
+    /// cost Σ_σ G²/(T θ(`to`)), which is what a one-step JKO step charges. That one-step cost
+    /// is infinite when mass must cross faces where `to` vanishes on both sides (then Clarabel
+    /// fails and the error says so), and with L = 1 and both ends vanishing somewhere the
+    /// program has no strictly feasible point, which Clarabel may not survive either.
+    pub fn transport(
+        &self,
+        mesh: &Mesh,
+        from: &Array1<f64>,
+        to: &Array1<f64>,
+    ) -> Result<TransportPath, StepError> {
+        jko_core::check_density(mesh, from, "`from` density")?;
+        jko_core::check_density(mesh, to, "`to` density")?;
+        let (m0, m1) = (mesh.mass(from), mesh.mass(to));
+        if (m0 - m1).abs() > 1e-12 * m0.max(m1) {
+            return Err(InputError::parameter(
+                "to",
+                format!("mass {m1:e}"),
+                &format!("transport needs equal masses; `from` has mass {m0:e}"),
+            )
+            .into());
+        }
+        // No energy; τ = 1/2 makes the objective action/(2τ) the action itself.
+        let path_problem = PathProblem {
+            mesh,
+            start: from,
+            end: End::Fixed(to),
+            tau: 0.5,
+            scheme: self.scheme(),
+        };
+        let (program, layout) = path_problem.assemble();
+        let sol = program.solve(&self.params, self.direct_solver(mesh))?;
+        Ok(path_problem
+            .recover(&layout, &sol, self.params.tol_feas)?
+            .path)
     }
 }
 

@@ -1,0 +1,86 @@
+//! Parameters of the Newton backend.
+
+use jko_core::InputError;
+use serde::{Deserialize, Serialize};
+
+/// Sparse factorisation of the reduced (Schur complement) system in φ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Factorization {
+    /// Sparse Cholesky LLᵀ of the lower triangle (the system is symmetric positive definite).
+    Cholesky,
+    /// Sparse LU of the full matrix (kept for comparison; slower).
+    Lu,
+}
+
+/// Settings of [`crate::NewtonSolver`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NewtonParams {
+    /// Stop when the scaled residual (relative mass balance per cell, and the scaled
+    /// complementarity when a bound is active) is at most `tol`.
+    pub tol: f64,
+    /// Largest number of Newton iterations per step (a safeguard, not the stopping rule).
+    pub max_iter: usize,
+    /// On failure, retry the step as two half steps, recursively up to this depth (0 = off).
+    pub fallback_halving: usize,
+    /// Initial barrier parameter μ (scaled by the energy and density scales), used when a
+    /// bound ρ ≥ 0 (no entropy) or ρ ≤ ρ_max can be active.
+    pub mu_initial: f64,
+    /// Final barrier parameter (scaled): the complementarity λ_K ρ_K / |K| reached at the end.
+    pub mu_final: f64,
+    /// Factorisation of the reduced system.
+    pub factorization: Factorization,
+}
+
+impl Default for NewtonParams {
+    fn default() -> Self {
+        NewtonParams {
+            tol: 1e-10,
+            max_iter: 100,
+            fallback_halving: 0,
+            mu_initial: 1e-1,
+            mu_final: 1e-16,
+            factorization: Factorization::Cholesky,
+        }
+    }
+}
+
+impl NewtonParams {
+    /// Check the values: tolerances finite and in (0, 1), at least one iteration,
+    /// mu_final ≤ mu_initial, fallback depth ≤ 20.
+    pub fn validate(&self) -> Result<(), InputError> {
+        let unit = |name: &str, v: f64| {
+            if v.is_finite() && v > 0.0 && v < 1.0 {
+                Ok(())
+            } else {
+                Err(InputError::parameter(
+                    name,
+                    v,
+                    "must be finite and in (0, 1)",
+                ))
+            }
+        };
+        unit("tol", self.tol)?;
+        unit("mu_initial", self.mu_initial)?;
+        unit("mu_final", self.mu_final)?;
+        if self.mu_final > self.mu_initial {
+            return Err(InputError::parameter(
+                "mu_final",
+                self.mu_final,
+                "must not exceed mu_initial",
+            ));
+        }
+        if self.max_iter == 0 {
+            return Err(InputError::parameter("max_iter", 0, "must be at least 1"));
+        }
+        if self.fallback_halving > 20 {
+            return Err(InputError::parameter(
+                "fallback_halving",
+                self.fallback_halving,
+                "at most 20 halvings (2^20 sub-steps)",
+            ));
+        }
+        Ok(())
+    }
+}
