@@ -5,7 +5,6 @@
 //! (restricted to the coarser grid by cell averaging), and writes `convergence.json` and
 //! `convergence.md` with the observed orders.
 
-use crate::backend::SolverConfig;
 use crate::config::Config;
 use crate::error::RunError;
 use crate::reference::{l1_relative, ExactSolution};
@@ -78,6 +77,9 @@ pub struct ConvergenceRow {
     /// Relative L1 distance to the exact JKO iterates (exact W²), where known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_jko: Option<f64>,
+    /// Observed order of `error_jko`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_jko: Option<f64>,
     /// Total solve time (s).
     pub wall_time: f64,
 }
@@ -156,6 +158,10 @@ pub fn convergence(
         let order = rows
             .last()
             .map(|p: &ConvergenceRow| (p.error / error).ln() / 2f64.ln());
+        let order_jko = rows
+            .last()
+            .and_then(|p| p.error_jko.zip(error_jko))
+            .map(|(a, b)| (a / b).ln() / 2f64.ln());
         let row = ConvergenceRow {
             label: label.clone(),
             cells: c.mesh.cells.clone(),
@@ -166,6 +172,7 @@ pub fn convergence(
             error,
             order,
             error_jko,
+            order_jko,
             wall_time: *wall,
         };
         progress(&row);
@@ -252,7 +259,7 @@ impl ConvergenceReport {
         for r in &self.rows {
             let _ = writeln!(
                 s,
-                "| {:?} | {:.4e} | {:.4e} | {} | {} | {:.3e} | {} | {} | {:.2} |",
+                "| {:?} | {:.4e} | {:.4e} | {} | {} | {:.3e} | {} | {} | {} | {:.2} |",
                 r.cells,
                 r.h,
                 r.tau,
@@ -261,6 +268,7 @@ impl ConvergenceReport {
                 r.error,
                 r.order.map_or("-".into(), |o| format!("{o:.2}")),
                 r.error_jko.map_or("-".into(), |e| format!("{e:.3e}")),
+                r.order_jko.map_or("-".into(), |o| format!("{o:.2}")),
                 r.wall_time
             );
         }

@@ -902,7 +902,10 @@ fn convergence_figure(report: &ConvergenceReport) -> Result<Figure, RunError> {
     };
     for row in &report.rows {
         let Some(x) = abscissa(row) else { continue };
-        push(format!("{} vs {}", row.label, report.reference), (x, row.error));
+        push(
+            format!("{} vs {}", row.label, report.reference),
+            (x, row.error),
+        );
         if let Some(e) = row.error_jko {
             push(format!("{} vs exact JKO iterates", row.label), (x, e));
         }
