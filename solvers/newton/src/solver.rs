@@ -468,10 +468,17 @@ impl<'a> Newton<'a> {
     }
 
     /// Starting point: warm (ρ, φ) when given and usable, else ρⁿ kept away from the bounds
-    /// and a first-order guess φ = −τ (f'(ρ) + V). At a vacuum edge that guess has large jumps,
-    /// whose quadratic term Q makes ρ(φ) explode; the guess is then also tried with stronger
-    /// floors on ρ, and the candidate with the largest dual value ψ is kept (ψ is concave
-    /// and the solution maximises it).
+    /// and a first-order guess φ = −τ (f'(ρ) + V), exact as τ → 0. Where the step moves mass
+    /// far (steep V or steep tails of ρⁿ: τ|∇(f'(ρ) + V)|² ≫ β) that guess has large jumps,
+    /// whose quadratic term Q_K ≈ τ|∇(f' + V)|²/2 makes ρ(φ) = exp(s/β − 1) explode (to 5e36
+    /// on the quartic-1d example); from there Newton removes about one e-fold per iteration
+    /// (the Newton step of e^u − c u from u ≫ ln c is −1). So the guess is also tried with
+    /// stronger floors on ρ and scaled by λ ∈ [0, 1] (Q scales like λ², the drift like λ:
+    /// ρ(λφ) ∝ ρ^λ e^{−(1−λ)V/β} without Q, between ρⁿ and the Gibbs state), and the candidate
+    /// whose densities are closest to ρ⁰ (ρⁿ with the weakest floor) in max_K |ln(ρ_K(φ)/ρ⁰_K)|
+    /// is kept (ties: the larger dual value ψ). The largest ψ alone is not a safe choice: on
+    /// crowd-2d it prefers a candidate with underflowed cells (ρ = 0), where the Newton
+    /// direction is unbounded.
     fn start(&self, warm: Option<&WarmStart>) -> Option<Point> {
         let n = self.mesh.n_cells();
         let usable = |a: &Option<Array1<f64>>| {
@@ -504,21 +511,30 @@ impl<'a> Newton<'a> {
             }
         }
         // The first-order guess leaves the barrier out: its μ/ρ terms would be a poor guess of φ.
-        let guess = |rho: &[f64]| -> Vec<f64> {
+        let guess = |rho: &[f64], lambda: f64| -> Vec<f64> {
             (0..n)
-                .map(|k| -self.tau * (self.law.slope(rho[k], 0.0) + self.potential[k]))
+                .map(|k| -lambda * self.tau * (self.law.slope(rho[k], 0.0) + self.potential[k]))
                 .collect()
         };
-        let mut best: Option<Point> = None;
+        // Spread of a candidate: max_K |ln(ρ_K(φ)/ρ⁰_K)|, about the number of e-folds Newton
+        // must undo (from above it removes one per iteration, from below it overshoots).
+        let spread = |p: &Point| log_spread(&p.rho, &rho0);
+        let mut best: Option<(f64, Point)> = None;
         for fraction in [1e-3, 1e-1, 1.0] {
             let rho = regularised(fraction);
-            if let Some(p) = self.admissible(guess(&rho), &rho) {
-                if best.as_ref().is_none_or(|b| p.value > b.value) {
-                    best = Some(p);
+            for lambda in [1.0, 0.75, 0.5, 0.25, 0.125, 0.0] {
+                if let Some(p) = self.admissible(guess(&rho, lambda), &rho) {
+                    let sp = spread(&p);
+                    let better = best
+                        .as_ref()
+                        .is_none_or(|(bs, b)| sp < *bs || (sp == *bs && p.value > b.value));
+                    if p.value.is_finite() && better {
+                        best = Some((sp, p));
+                    }
                 }
             }
         }
-        best
+        best.map(|(_, p)| p)
     }
 
     /// The point at φ, shifting φ by a constant when the cell law has no solution somewhere
@@ -769,6 +785,23 @@ impl<'a> Newton<'a> {
             },
         }
     }
+}
+
+/// max_K |ln(a_K / b_K)|: how far apart two density fields are in Newton's natural (logarithmic)
+/// scale; equal zeros count as 0, a single zero as ∞.
+fn log_spread(a: &[f64], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| {
+            if x == y {
+                0.0
+            } else if x > 0.0 && y > 0.0 {
+                (x / y).ln().abs()
+            } else {
+                f64::INFINITY
+            }
+        })
+        .fold(0.0, f64::max)
 }
 
 #[cfg(test)]

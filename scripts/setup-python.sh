@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Set up the Python bindings (`import jko`) in a virtual environment at .venv, and optionally
+# run their tests.
+#
+#   scripts/setup-python.sh          create/refresh .venv, install maturin, numpy, pytest, and
+#                                    build + install the extension (release build)
+#   scripts/setup-python.sh test     the same, then run the pytest suite (python/tests)
+#   scripts/setup-python.sh compare  the same, then also install POT (for examples/python/compare_pot.py)
+#
+# Needs only python3 (with the venv module and pip) and the Rust toolchain. Idempotent: an
+# existing .venv is reused, pip skips what is installed, and the Rust build is incremental in
+# target/python (override with CARGO_TARGET_DIR).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root="$PWD"
+mode="${1:-setup}"
+python="${PYTHON:-python3}"
+
+if [ ! -x .venv/bin/python ]; then
+    "$python" -m venv .venv
+fi
+# Keep the environment out of git without touching the repository's .gitignore.
+[ -f .venv/.gitignore ] || echo '*' > .venv/.gitignore
+venv_python="$root/.venv/bin/python"
+export VIRTUAL_ENV="$root/.venv"
+export PATH="$VIRTUAL_ENV/bin:$PATH"
+
+pip_install() {
+    "$venv_python" -m pip install --disable-pip-version-check --quiet "$@"
+}
+pip_install "maturin>=1.8,<2" "numpy>=1.21" "pytest>=7"
+if [ "$mode" = compare ]; then
+    pip_install "pot>=0.9"
+fi
+
+# An explicit CARGO_TARGET_DIR serves both builds below; by default the extension builds in
+# target/python and the CLI in target/ (where `cargo test --workspace` already built it).
+cli_target="${CARGO_TARGET_DIR:-$root/target}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target/python}"
+# `maturin develop` builds the extension and installs the package editable: python/jko/ is
+# used in place (the compiled jko/_jko.abi3.so is placed beside it, git-ignored).
+(cd python && maturin develop --release --quiet)
+"$venv_python" -c 'import jko; print("jko", jko.__version__, "installed in .venv; backends:", ", ".join(s["name"] for s in jko.solvers()))'
+
+case "$mode" in
+    setup | compare) ;;
+    test)
+        # The CLI-agreement test runs the engine's own binary on a built-in example.
+        if [ -z "${JKO_CLI:-}" ]; then
+            CARGO_TARGET_DIR="$cli_target" cargo build --locked --quiet --bin jko
+            export JKO_CLI="$cli_target/debug/jko"
+        fi
+        "$venv_python" -m pytest -q python/tests
+        ;;
+    *)
+        echo "usage: $0 [setup|test|compare]" >&2
+        exit 2
+        ;;
+esac

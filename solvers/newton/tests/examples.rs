@@ -1,0 +1,197 @@
+//! Regression tests on the project's built-in examples `crowd-2d` and `quartic-1d`
+//! (data/examples/*.toml), on the same meshes and initial data: cold starts with extreme
+//! density tails, on which the first-order guess of φ makes ρ(φ) = exp(…) explode. The newton
+//! backend must converge at every step and agree with the conic backend.
+
+use jko_conic::{ConicParams, ConicSolver};
+use jko_core::{Energy, JkoStep, Mesh, Potential, StepEnergy, StepSolver, WarmStart};
+use jko_newton::{NewtonParams, NewtonSolver};
+use ndarray::Array1;
+
+/// The initial Gaussian sampled at cell centres, normalised to `mass`.
+fn gaussian(mesh: &Mesh, mean: &[f64], std: &[f64], mass: f64) -> Array1<f64> {
+    let raw = mesh.sample(|x| {
+        let q: f64 = x
+            .iter()
+            .zip(mean)
+            .zip(std)
+            .map(|((a, m), s)| (a - m) * (a - m) / (2.0 * s * s))
+            .sum();
+        (-q).exp()
+    });
+    let total = mesh.mass(&raw);
+    raw * (mass / total)
+}
+
+/// Largest |ρ_K − ρ(s_K(φ))| / max ρ over cells for pure entropy β, ρ(s) = exp(s/β − 1): how far
+/// a backend's own (ρ, φ) pair is from the cell stationarity equation
+/// (s_K = −V_K − φ_K/τ + Σ_σ T_σ (φ_L − φ_K)² / (4τ|K|)).
+fn entropy_law_residual(
+    mesh: &Mesh,
+    e: &StepEnergy,
+    tau: f64,
+    rho: &Array1<f64>,
+    phi: &Array1<f64>,
+) -> Option<f64> {
+    let beta = e.entropy?;
+    if e.max_density.is_some() || e.porous.is_some() {
+        return None;
+    }
+    let mut q = vec![0.0; mesh.n_cells()];
+    for f in mesh.faces() {
+        let d = phi[f.l] - phi[f.k];
+        q[f.k] += f.transmissibility() * d * d / (4.0 * tau);
+        q[f.l] += f.transmissibility() * d * d / (4.0 * tau);
+    }
+    let scale = rho.iter().cloned().fold(0.0, f64::max);
+    Some(
+        (0..mesh.n_cells())
+            .map(|k| {
+                let v = e.potential.as_ref().map_or(0.0, |v| v[k]);
+                let s = -v - phi[k] / tau + q[k] / mesh.volumes()[k];
+                (rho[k] - (s / beta - 1.0).exp()).abs() / scale
+            })
+            .fold(0.0, f64::max),
+    )
+}
+
+/// Run `steps` steps with both backends (newton warm-started from its previous step, as a run
+/// does), checking convergence, mass, bounds and agreement at every step; returns the largest
+/// max|ρ_newton − ρ_conic| / max ρ and newton's iteration counts.
+fn run(
+    name: &str,
+    mesh: &Mesh,
+    energy: &Energy,
+    rho0: Array1<f64>,
+    tau: f64,
+    steps: usize,
+) -> (f64, Vec<usize>) {
+    let newton = NewtonSolver::new(NewtonParams::default()).unwrap();
+    let conic = ConicSolver::new(ConicParams {
+        tol_gap_abs: 1e-15,
+        tol_gap_rel: 1e-15,
+        tol_feas: 1e-13,
+        max_iter: 500,
+        ..ConicParams::default()
+    })
+    .unwrap();
+    let mass = mesh.mass(&rho0);
+    let mut rho = rho0;
+    let mut warm: Option<WarmStart> = None;
+    let mut worst = 0.0f64;
+    let mut iterations = Vec::new();
+    for step in 0..steps {
+        let e = energy.freeze(mesh, &rho).unwrap();
+        let problem = JkoStep::new(mesh, &rho, tau, &e).unwrap();
+        let a = match newton.step(&problem, warm.as_ref()) {
+            Ok(a) => a,
+            Err(err) => panic!("{name} step {step}: {err:?}"),
+        };
+        let b = conic.step(&problem, None).unwrap();
+        let scale = b.rho.iter().cloned().fold(0.0, f64::max);
+        let diff = (&a.rho - &b.rho).iter().fold(0.0f64, |m, d| m.max(d.abs())) / scale;
+        println!(
+            "{name} step {step}: max|drho|/max rho = {diff:.2e}, newton {} iterations \
+             (residual {:.1e}), conic residuals {:.1e}/{:.1e}, history {:?}",
+            a.info.iterations,
+            a.info.primal_residual,
+            b.info.primal_residual,
+            b.info.dual_residual,
+            a.info
+                .history
+                .iter()
+                .map(|h| format!("{h:.1e}"))
+                .collect::<Vec<_>>()
+        );
+        if let (Some(kn), Some(kc)) = (
+            entropy_law_residual(mesh, &e, tau, &a.rho, a.potential.as_ref().unwrap()),
+            entropy_law_residual(mesh, &e, tau, &b.rho, b.potential.as_ref().unwrap()),
+        ) {
+            println!("  cell-law residual: newton {kn:.1e}, conic {kc:.1e}");
+            assert!(
+                kn <= 1e-8,
+                "{name} step {step}: newton cell-law residual {kn:e}"
+            );
+            // Agreement to 1e-6, or else the conic is the inexact side: the difference is
+            // within its own cell-law residual while newton's is negligible.
+            assert!(
+                diff <= 1e-6 || (diff <= 10.0 * kc && diff <= 1e-5),
+                "{name} step {step}: max|drho|/max rho = {diff:e}, conic cell-law residual {kc:e}"
+            );
+        } else {
+            assert!(
+                diff <= 1e-6,
+                "{name} step {step}: max|drho|/max rho = {diff:e}"
+            );
+        }
+        assert!(a.rho.iter().all(|r| *r >= 0.0 && r.is_finite()));
+        let merr = (mesh.mass(&a.rho) - mass).abs() / mass;
+        assert!(merr < 1e-9, "{name} step {step}: mass error {merr:e}");
+        if let Some(cap) = e.max_density {
+            assert!(a.rho.iter().all(|r| *r <= cap));
+        }
+        worst = worst.max(diff);
+        iterations.push(a.info.iterations);
+        warm = Some(WarmStart::from(&a));
+        rho = a.rho;
+    }
+    (worst, iterations)
+}
+
+/// data/examples/crowd-2d.toml: congestion ρ ≤ 1 with entropy 0.01 around a disc obstacle.
+///
+/// Known limitation, not fixed: the first step still fails (line search, or the iteration
+/// limit). With β = 0.01 against a potential range of ~53, ρ(φ) = exp(s/β − 1) changes by e
+/// when s moves by 0.01: the barrier path at the initial μ (scaled by the potential range)
+/// drives far cells to ρ = 0 (underflow) after one Newton step, where dρ/ds = 0, the reduced
+/// Hessian S is singular up to its 1e-14 shift and the Newton direction is unbounded; each
+/// later reduction of μ at fixed φ moves ρ by e^{Δμ/β}. Measured remedies that did not suffice
+/// (see the crate report): μ in units of β, a φ predictor keeping ρ when μ is lowered, and a
+/// per-cell Levenberg–Marquardt term (converges, but > 100 iterations). The fix is
+/// structural: a primal–dual Newton on (ρ, φ) that updates ρ linearly with a
+/// fraction-to-the-boundary rule, as the conic backend's interior point does.
+/// Run with `cargo test -p jko-newton --test examples -- --ignored`.
+#[test]
+#[ignore]
+fn crowd_2d_example() {
+    let n = 32;
+    let (lo, hi) = (-5.0, 5.0);
+    let h = (hi - lo) / n as f64;
+    let mask: Vec<bool> = (0..n * n)
+        .map(|i| {
+            let x = lo + (i / n) as f64 * h + 0.5 * h;
+            let y = lo + (i % n) as f64 * h + 0.5 * h;
+            (x - 1.0).powi(2) + y * y > 1.2 * 1.2
+        })
+        .collect();
+    let mesh = Mesh::masked_grid(&[n, n], &[lo, lo], &[hi, hi], Some(mask)).unwrap();
+    let energy = Energy {
+        entropy: Some(0.01),
+        potential: Some(Potential::Quadratic {
+            center: vec![4.0, 0.0],
+            stiffness: 1.0,
+        }),
+        max_density: Some(1.0),
+        ..Energy::default()
+    };
+    let rho0 = gaussian(&mesh, &[-2.5, 0.0], &[1.5, 1.5], 10.0);
+    let (worst, iterations) = run("crowd 2d", &mesh, &energy, rho0, 0.2, 3);
+    println!("crowd 2d: iterations {iterations:?}, max|drho|/max rho = {worst:.1e}");
+}
+
+/// data/examples/quartic-1d.toml: Langevin dynamics in V = x⁴/4.
+#[test]
+fn quartic_1d_example() {
+    let mesh = Mesh::grid(&[200], &[-4.0], &[4.0]).unwrap();
+    let energy = Energy::fokker_planck(1.0, Potential::Quartic);
+    let rho0 = gaussian(&mesh, &[1.0], &[0.5], 1.0);
+    // The first 10 of the 20 steps (all 20 pass too, in ~5 s); the cold first step used to stall
+    // (ρ up to e^88 at the start).
+    let (worst, iterations) = run("quartic 1d", &mesh, &energy, rho0, 0.05, 10);
+    println!("quartic 1d: iterations {iterations:?}, max|drho|/max rho = {worst:.1e}");
+    assert!(
+        iterations[0] <= 40,
+        "cold step took {} iterations",
+        iterations[0]
+    );
+}
