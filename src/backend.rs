@@ -15,6 +15,56 @@ pub enum SolverConfig {
     Newton(jko_newton::NewtonParams),
     /// 1D Lagrangian (quantile) steps with exact W².
     Quantile(jko_quantile::QuantileParams),
+    /// JKO-Flow surrogate: the gradient flow of the modified energy J^η over each step,
+    /// optionally checked against a proximal backend.
+    Flow(FlowConfig),
+}
+
+/// `[solver] kind = "flow"`: the surrogate's parameters plus its check against true proximal
+/// steps: every `check_every` steps the step is also solved by `check_solver` from the same
+/// ρⁿ; the discrepancy is recorded, and when it exceeds `check_tol` (relative L1) the proximal
+/// result replaces the surrogate's (a fallback, recorded in the step record).
+///
+/// ```toml
+/// [solver]
+/// kind = "flow"
+/// check_every = 5
+/// check_solver = "newton"
+/// check_tol = 1e-2
+/// [solver.flow]          # the integrator's parameters (jko_flow::FlowParams), optional
+/// variant = "resummed"
+/// rtol = 1e-6
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowConfig {
+    #[serde(default)]
+    pub flow: jko_flow::FlowParams,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_every: Option<usize>,
+    #[serde(default = "default_check_solver")]
+    pub check_solver: String,
+    #[serde(default = "default_check_tol")]
+    pub check_tol: f64,
+}
+
+fn default_check_solver() -> String {
+    "newton".into()
+}
+
+fn default_check_tol() -> f64 {
+    1e-2
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig {
+            flow: Default::default(),
+            check_every: None,
+            check_solver: default_check_solver(),
+            check_tol: default_check_tol(),
+        }
+    }
 }
 
 /// Registered backends: (name, one-line summary).
@@ -30,6 +80,10 @@ pub const BACKENDS: &[(&str, &str)] = &[
     (
         "quantile",
         "1D Lagrangian JKO with exact W2: Newton on the quantile function (1D meshes only)",
+    ),
+    (
+        "flow",
+        "JKO-Flow surrogate (Halmos-Hanin): explicit RK integration of the modified energy's flow, resummed",
     ),
 ];
 
@@ -47,6 +101,7 @@ impl SolverConfig {
             SolverConfig::Conic(_) => "conic",
             SolverConfig::Newton(_) => "newton",
             SolverConfig::Quantile(_) => "quantile",
+            SolverConfig::Flow(_) => "flow",
         }
     }
 
@@ -56,6 +111,7 @@ impl SolverConfig {
             "conic" => Ok(SolverConfig::Conic(Default::default())),
             "newton" => Ok(SolverConfig::Newton(Default::default())),
             "quantile" => Ok(SolverConfig::Quantile(Default::default())),
+            "flow" => Ok(SolverConfig::Flow(Default::default())),
             other => Err(RunError::Config(format!(
                 "unknown solver `{other}`; known solvers: {}",
                 Self::names().join(", ")
@@ -72,6 +128,33 @@ impl SolverConfig {
             SolverConfig::Conic(p) => p.validate()?,
             SolverConfig::Newton(p) => p.validate()?,
             SolverConfig::Quantile(p) => p.validate()?,
+            SolverConfig::Flow(f) => {
+                f.flow.validate()?;
+                if f.check_every == Some(0) {
+                    return Err(jko_core::InputError::parameter(
+                        "solver.check_every",
+                        0,
+                        "must be >= 1",
+                    )
+                    .into());
+                }
+                if !(f.check_tol.is_finite() && f.check_tol > 0.0) {
+                    return Err(jko_core::InputError::parameter(
+                        "solver.check_tol",
+                        f.check_tol,
+                        "must be finite and > 0",
+                    )
+                    .into());
+                }
+                if f.check_every.is_some() {
+                    let check = SolverConfig::default_for(&f.check_solver)?;
+                    if matches!(check, SolverConfig::Flow(_)) {
+                        return Err(RunError::Config(
+                            "solver.check_solver must be a proximal backend, not `flow`".into(),
+                        ));
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -104,7 +187,25 @@ impl SolverConfig {
             SolverConfig::Conic(p) => Box::new(jko_conic::ConicSolver::new(p.clone())?),
             SolverConfig::Newton(p) => Box::new(jko_newton::NewtonSolver::new(p.clone())?),
             SolverConfig::Quantile(p) => Box::new(jko_quantile::QuantileSolver::new(p.clone())?),
+            SolverConfig::Flow(f) => Box::new(jko_flow::FlowSolver::new(f.flow.clone())?),
         })
+    }
+
+    /// The surrogate check of a `flow` config: (every, proximal backend, tolerance).
+    pub fn surrogate_check(&self) -> Result<Option<crate::driver::SurrogateCheck>, RunError> {
+        match self {
+            SolverConfig::Flow(FlowConfig {
+                check_every: Some(every),
+                check_solver,
+                check_tol,
+                ..
+            }) => Ok(Some(crate::driver::SurrogateCheck {
+                every: *every,
+                solver: SolverConfig::default_for(check_solver)?.build()?,
+                tol: *check_tol,
+            })),
+            _ => Ok(None),
+        }
     }
 }
 

@@ -135,7 +135,6 @@ pub fn convergence(
     let exact = ExactSolution::detect(config, &problem)?;
     let mut rows: Vec<ConvergenceRow> = Vec::new();
     let label = config.solver.name().to_string();
-    let reference;
     let finest = results.len() - 1;
     for (i, (c, mesh, rho, wall)) in results.iter().enumerate() {
         let (error, error_jko) = match &exact {
@@ -178,7 +177,7 @@ pub fn convergence(
         progress(&row);
         rows.push(row);
     }
-    reference = match &exact {
+    let reference = match &exact {
         Some(ex) if ex.fits(&results[finest].1, final_time) => format!("exact: {}", ex.name()),
         _ => "finest run".to_string(),
     };
@@ -226,9 +225,9 @@ pub fn restrict(fine: &Mesh, rho: &Array1<f64>, coarse: &Mesh) -> Result<Array1<
     let mut count = vec![0.0; cg.len()];
     for gi in 0..fg.len() {
         let mut ci = 0;
-        for a in 0..d {
+        for (a, r) in ratio.iter().enumerate() {
             let ia = (gi / fstride(a)) % fg.cells[a];
-            ci += (ia / ratio[a]) * cstride(a);
+            ci += (ia / r) * cstride(a);
         }
         sum[ci] += fv[gi];
         count[ci] += fa[gi];

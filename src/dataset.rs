@@ -399,7 +399,7 @@ impl DatasetSpec {
         for (i, fam) in self.initial.iter().enumerate() {
             fam.validate(i)?;
         }
-        if !(self.initial.iter().map(|f| f.weight()).sum::<f64>() > 0.0) {
+        if self.initial.iter().map(|f| f.weight()).sum::<f64>() <= 0.0 {
             return Err(InputError::parameter(
                 "initial.weight",
                 0,
@@ -488,6 +488,9 @@ impl Observer for Trajectory {
     }
 }
 
+/// A sample's family index and trajectory, or why it failed.
+type SampleResult = Result<(usize, Trajectory), RunError>;
+
 /// One sample: its initial density marched `steps` steps.
 fn run_sample(
     spec: &DatasetSpec,
@@ -495,7 +498,7 @@ fn run_sample(
     energy: &Energy,
     solver: &dyn StepSolver,
     index: usize,
-) -> Result<(usize, Trajectory), RunError> {
+) -> SampleResult {
     let (family, rho0) = spec.sample_initial(mesh, energy, index)?;
     let stepper = Stepper::new(
         mesh,
@@ -550,7 +553,7 @@ pub fn run_dataset(
     std::fs::create_dir_all(out).map_err(|e| RunError::io(out, e))?;
 
     let indices = shard.indices(spec.samples);
-    let results: Vec<(usize, Result<(usize, Trajectory), RunError>)> = indices
+    let results: Vec<(usize, SampleResult)> = indices
         .par_iter()
         .map(|&i| (i, run_sample(spec, &mesh, &energy, solver.as_ref(), i)))
         .collect();

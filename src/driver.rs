@@ -41,6 +41,31 @@ pub struct StepRecord {
     pub wall_time: f64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Surrogate check made at this step (flow backend with `check_every`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<CheckRecord>,
+}
+
+/// Checking a surrogate backend against true proximal steps.
+pub struct SurrogateCheck {
+    /// Check steps whose number is a multiple of `every`.
+    pub every: usize,
+    /// The proximal backend.
+    pub solver: Box<dyn StepSolver>,
+    /// Relative L1 discrepancy above which the proximal result replaces the surrogate's.
+    pub tol: f64,
+}
+
+/// What a surrogate check found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckRecord {
+    pub proximal_solver: String,
+    /// Relative L1 distance between the surrogate's and the proximal step's densities.
+    pub l1: f64,
+    /// W2-like distance ([`crate::reference::w2_like`]).
+    pub w2: f64,
+    /// True when the discrepancy exceeded the tolerance and the proximal result was kept.
+    pub fell_back: bool,
 }
 
 /// One checked JKO step at a time: the piece to embed in a user's own time loop.
@@ -67,6 +92,8 @@ pub struct Stepper<'a> {
     pub checks: Checks,
     /// Mass of the initial state, against which every step's mass is checked.
     pub mass0: f64,
+    /// Optional check of a surrogate backend against proximal steps.
+    pub check: Option<SurrogateCheck>,
 }
 
 impl<'a> Stepper<'a> {
@@ -87,7 +114,7 @@ impl<'a> Stepper<'a> {
             return Err(RunError::Solver(jko_core::StepError::Unsupported {
                 solver: solver.name().to_string(),
                 term: term.to_string(),
-                hint: format!("; backends that treat it: see `jko solvers`"),
+                hint: "; backends that treat it: see `jko solvers`".to_string(),
             }));
         }
         Ok(Stepper {
@@ -97,6 +124,7 @@ impl<'a> Stepper<'a> {
             tau,
             checks,
             mass0,
+            check: None,
         })
     }
 
@@ -115,13 +143,46 @@ impl<'a> Stepper<'a> {
                 source,
             })?;
         let problem = JkoStep::new(self.mesh, rho, self.tau, &frozen)?;
-        let out = self
+        let mut out = self
             .solver
             .step(&problem, warm)
             .map_err(|source| RunError::Step {
                 step: index,
                 source,
             })?;
+        let mut producer = self.solver;
+        let mut check_record = None;
+        if let Some(check) = self
+            .check
+            .as_ref()
+            .filter(|c| index.is_multiple_of(c.every))
+        {
+            let proximal = check
+                .solver
+                .step(&problem, None)
+                .map_err(|source| RunError::Step {
+                    step: index,
+                    source,
+                })?;
+            let l1 = crate::reference::l1_relative(self.mesh, &out.rho, &proximal.rho);
+            let w2 = crate::reference::w2_like(self.mesh, &out.rho, &proximal.rho);
+            let fell_back = l1 > check.tol;
+            check_record = Some(CheckRecord {
+                proximal_solver: check.solver.name().to_string(),
+                l1,
+                w2,
+                fell_back,
+            });
+            if fell_back {
+                let mut p = proximal;
+                p.info.notes.push(format!(
+                    "surrogate discrepancy {l1:.3e} > check_tol {:.3e}: proximal step kept",
+                    check.tol
+                ));
+                out = p;
+                producer = check.solver.as_ref();
+            }
+        }
         let new = &out.rho;
         let invariant = |what: &str, value: f64, limit: f64| RunError::Invariant {
             step: index,
@@ -169,7 +230,7 @@ impl<'a> Stepper<'a> {
         let dissipation = out.info.kinetic / (2.0 * self.tau);
         let slack = before - after - dissipation;
         let allowed = self.checks.energy_rtol * (before.abs() + dissipation + self.mass0);
-        if self.solver.satisfies_energy_inequality() && slack < -allowed {
+        if producer.satisfies_energy_inequality() && slack < -allowed {
             return Err(invariant(
                 "JKO energy inequality F(rho+) + W2/(2 tau) <= F(rho) (excess)",
                 -slack,
@@ -191,6 +252,7 @@ impl<'a> Stepper<'a> {
             dual_residual: out.info.dual_residual,
             wall_time: out.info.wall_time,
             notes: out.info.notes.clone(),
+            check: check_record,
         };
         Ok((out, record))
     }

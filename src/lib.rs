@@ -19,6 +19,7 @@ pub mod dataset;
 pub mod driver;
 pub mod error;
 pub mod examples;
+pub mod implicit_bias;
 pub mod output;
 pub mod plot;
 pub mod reference;
@@ -83,7 +84,7 @@ pub fn run(
     let solver = config.solver.build()?;
     let mesh = &problem.mesh;
     let mass0 = mesh.mass(&problem.initial);
-    let stepper = Stepper::new(
+    let mut stepper = Stepper::new(
         mesh,
         &problem.energy,
         solver.as_ref(),
@@ -91,6 +92,7 @@ pub fn run(
         config.checks.clone(),
         mass0,
     )?;
+    stepper.check = config.solver.surrogate_check()?;
     let steps = config.scheme.steps;
 
     let (mut dir, first, rho, warm) = match (&opts.out, opts.resume) {

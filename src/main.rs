@@ -75,6 +75,33 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Plot a run directory (densities, energy and dissipation, implicit_bias.json,
+    /// convergence.json) as PNG files.
+    Plot {
+        dir: PathBuf,
+        /// Where to write the PNGs (default: DIR).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Trajectories from random initial densities, for learned JKO operators.
+    Dataset {
+        spec: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// i/n: run the samples whose index is i modulo n (a cluster job array's slice).
+        #[arg(long, default_value = "0/1")]
+        shard: jko::dataset::Shard,
+    },
+    /// Implicit bias of the JKO scheme: JKO iterates vs JKO-Flow vs the plain gradient flow
+    /// over a range of step sizes η (Gaussian initial state with a quadratic potential).
+    ImplicitBias {
+        config: PathBuf,
+        /// Step sizes, comma separated (default 0.2, 0.1, 0.05, 0.025, 0.0125, 0.00625).
+        #[arg(long, value_delimiter = ',')]
+        etas: Option<Vec<f64>>,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Print a built-in example config (without NAME: list them).
     Example { name: Option<String> },
     /// List the backends and the energy terms each one treats.
@@ -234,6 +261,37 @@ fn execute(command: Command) -> Result<(), RunError> {
             })?;
             report.write(&out)?;
             print!("{}", report.markdown());
+            Ok(())
+        }
+        Command::Plot { dir, out } => {
+            for p in jko::plot::plot_run(&dir, out.as_deref().unwrap_or(&dir))? {
+                println!("{}", p.display());
+            }
+            Ok(())
+        }
+        Command::Dataset { spec, out, shard } => {
+            let s = jko::dataset::DatasetSpec::from_file(&spec)?;
+            let m = jko::dataset::run_dataset(
+                &s,
+                spec.parent().unwrap_or(Path::new(".")),
+                &out,
+                shard,
+            )?;
+            println!(
+                "shard {}: {} samples with the {} backend -> {}",
+                m.shard,
+                m.sample_indices.len(),
+                m.solver,
+                out.display()
+            );
+            Ok(())
+        }
+        Command::ImplicitBias { config, etas, out } => {
+            let cfg = Config::from_file(&config)?;
+            let etas = etas.unwrap_or_else(|| vec![0.2, 0.1, 0.05, 0.025, 0.0125, 0.00625]);
+            let table = jko::implicit_bias::implicit_bias(&cfg, &etas)?;
+            table.write(&out)?;
+            print!("{}", table.markdown());
             Ok(())
         }
         Command::Example { name: None } => {

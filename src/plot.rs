@@ -32,7 +32,6 @@ use crate::output::{step_file, Summary};
 use jko_core::Mesh;
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -90,21 +89,7 @@ impl Figure {
     }
 }
 
-/// One row of `implicit_bias.json`: errors of the JKO iterates with step η at a fixed time,
-/// against the gradient flow of J (`err_flow`, O(η)) and against the flow of the modified
-/// energy J^η (`err_wgf`, O(η²)).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ImplicitBiasRow {
-    pub eta: f64,
-    pub err_flow: f64,
-    pub err_wgf: f64,
-}
-
-/// Contents of `implicit_bias.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ImplicitBiasTable {
-    pub rows: Vec<ImplicitBiasRow>,
-}
+pub use crate::implicit_bias::{ImplicitBiasRow, ImplicitBiasTable};
 
 /// Render the figures of a run directory (see the module docs) without writing them.
 pub fn render_run(dir: &Path) -> Result<Vec<Figure>, RunError> {
@@ -543,8 +528,21 @@ fn format_value(v: f64) -> String {
     }
 }
 
+/// Log-axis tick label: only mantissas 1, 2 and 5 are labelled (the others stay tick marks),
+/// so a decade never carries nine crowded labels.
 fn format_log(v: f64) -> String {
-    format!("{v:.0e}")
+    if !(v.is_finite() && v > 0.0) {
+        return String::new();
+    }
+    let mantissa = v / 10f64.powf(v.log10().floor());
+    if [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .any(|m| (mantissa - m).abs() < 1e-6 * m)
+    {
+        format!("{v:.0e}")
+    } else {
+        String::new()
+    }
 }
 
 fn energy_figure(run: &RunData) -> Result<Figure, RunError> {
@@ -657,12 +655,15 @@ fn log_range(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
     Some((lo, hi))
 }
 
+/// (legend, points, colour) of one line.
+type Curve<'a> = (&'a str, &'a [(f64, f64)], RGBColor);
+
 /// A panel with log y axis; non-positive values are left out (a log scale cannot show them).
 fn log_panel(
     area: &DrawingArea<BitMapBackend, Shift>,
     caption: &str,
     t_end: f64,
-    series: &[(&str, &[(f64, f64)], RGBColor)],
+    series: &[Curve],
 ) -> DrawResult {
     let all = series.iter().flat_map(|s| s.1.iter().map(|p| p.1));
     let Some((lo, hi)) = log_range(all) else {
@@ -877,8 +878,8 @@ fn implicit_bias_figure(table: &ImplicitBiasTable) -> Result<Figure, RunError> {
         "η (JKO step)",
         "error",
         &[
-            ("err_flow: to the flow of J".to_string(), flow),
-            ("err_wgf: to the flow of J^η".to_string(), wgf),
+            ("JKO-Flow (J^η flow) vs JKO iterates".to_string(), flow),
+            ("plain gradient flow of J vs JKO iterates".to_string(), wgf),
         ],
     )
 }

@@ -2,7 +2,8 @@
 //! carry text (the embedded font works) and data, and show masked cells.
 
 use jko::config::Config;
-use jko::plot::{plot_run, render_run, ConvergenceRow, ConvergenceTable, Figure};
+use jko::convergence::{convergence, Refine};
+use jko::plot::{plot_run, render_run, Figure};
 use jko::RunOptions;
 use std::path::Path;
 
@@ -116,31 +117,14 @@ fn one_d_run_with_error_tables() {
                      {"eta": 0.05, "err_flow": 0.005, "err_wgf": 0.00025}]}"#,
     )
     .unwrap();
-    let mut table = ConvergenceTable {
-        quantity: Some("L1 error".into()),
-        against: None,
-        rows: [0.2, 0.1, 0.05]
-            .iter()
-            .map(|&h| ConvergenceRow {
-                label: None,
-                h,
-                tau: h / 2.0,
-                error: 3.0 * h * h,
-                order: None,
-            })
-            .collect(),
+    // A real `jko convergence` report (τ halved once) in the format it writes.
+    let config = Config::from_toml(ONE_D).unwrap();
+    let tau = Refine {
+        tau: true,
+        ..Default::default()
     };
-    table.fill_orders();
-    // error = 3h²: halving h divides it by 4, order exactly 2.
-    assert_eq!(table.rows[0].order, None);
-    for r in &table.rows[1..] {
-        assert!((r.order.unwrap() - 2.0).abs() < 1e-12);
-    }
-    std::fs::write(
-        dir.join("convergence.json"),
-        serde_json::to_string(&table).unwrap(),
-    )
-    .unwrap();
+    let report = convergence(&config, tmp.path(), tau, 2, &mut |_| {}).unwrap();
+    report.write(&dir).unwrap();
 
     let out = tmp.path().join("fig");
     let paths = plot_run(&dir, &out).unwrap();

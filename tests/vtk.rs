@@ -54,7 +54,7 @@ fn vti_files_read_back_with_the_density_in_vtk_order() {
             }
             "mask" => {
                 seen_mask = true;
-                assert!(values.iter().any(|v| *v == 0.0), "the obstacle is masked");
+                assert!(values.contains(&0.0), "the obstacle is masked");
             }
             other => panic!("unexpected field {other}"),
         }
