@@ -312,7 +312,11 @@ impl DriftBox {
         mass: f64,
     ) -> Result<Self, InputError> {
         let d = slope.len();
-        if [lower.len(), upper.len(), modes.len(), amplitude.len()].iter().any(|&l| l != d) || d == 0 {
+        if [lower.len(), upper.len(), modes.len(), amplitude.len()]
+            .iter()
+            .any(|&l| l != d)
+            || d == 0
+        {
             return Err(InputError::ShapeMismatch {
                 what: "DriftBox slope, lower, upper, modes, amplitude".into(),
                 expected: format!("{d} (> 0) entries each"),
@@ -327,13 +331,25 @@ impl DriftBox {
             });
         }
         if !(beta.is_finite() && beta > 0.0) {
-            return Err(InputError::parameter("beta", beta, "must be finite and > 0"));
+            return Err(InputError::parameter(
+                "beta",
+                beta,
+                "must be finite and > 0",
+            ));
         }
         if !(mass.is_finite() && mass > 0.0) {
-            return Err(InputError::parameter("mass", mass, "must be finite and > 0"));
+            return Err(InputError::parameter(
+                "mass",
+                mass,
+                "must be finite and > 0",
+            ));
         }
         for i in 0..d {
-            if !(slope[i].is_finite() && lower[i].is_finite() && upper[i].is_finite() && lower[i] < upper[i]) {
+            if !(slope[i].is_finite()
+                && lower[i].is_finite()
+                && upper[i].is_finite()
+                && lower[i] < upper[i])
+            {
                 return Err(InputError::parameter(
                     "DriftBox axis",
                     format!("slope {}, [{}, {}]", slope[i], lower[i], upper[i]),
@@ -344,10 +360,22 @@ impl DriftBox {
                 return Err(InputError::parameter("modes", 0, "mode numbers start at 1"));
             }
             if !(0.0..1.0).contains(&amplitude[i]) {
-                return Err(InputError::parameter("amplitude", amplitude[i], "must lie in [0, 1)"));
+                return Err(InputError::parameter(
+                    "amplitude",
+                    amplitude[i],
+                    "must lie in [0, 1)",
+                ));
             }
         }
-        Ok(DriftBox { beta, slope, lower, upper, modes, amplitude, mass })
+        Ok(DriftBox {
+            beta,
+            slope,
+            lower,
+            upper,
+            modes,
+            amplitude,
+            mass,
+        })
     }
 
     pub fn dim(&self) -> usize {
@@ -393,7 +421,10 @@ impl DriftBox {
 
     /// ρ(t, x).
     pub fn density(&self, t: f64, x: &[f64]) -> f64 {
-        self.mass * (0..self.dim()).map(|i| self.axis_factor(i, t, x[i])).product::<f64>()
+        self.mass
+            * (0..self.dim())
+                .map(|i| self.axis_factor(i, t, x[i]))
+                .product::<f64>()
     }
 }
 
@@ -486,8 +517,16 @@ mod tests {
     fn drift_box_solves_the_pde_keeps_its_mass_and_has_no_flux() {
         let beta = 0.4;
         let a = [1.5, -0.7];
-        let db = DriftBox::new(beta, a.to_vec(), vec![0.0, -0.5], vec![1.0, 1.5], vec![1, 2], vec![0.9, 0.8], 2.0)
-            .unwrap();
+        let db = DriftBox::new(
+            beta,
+            a.to_vec(),
+            vec![0.0, -0.5],
+            vec![1.0, 1.5],
+            vec![1, 2],
+            vec![0.9, 0.8],
+            2.0,
+        )
+        .unwrap();
         let rho = |t: f64, x: f64, y: f64| db.density(t, &[x, y]);
         // ∂_t ρ = β Δρ + a·∇ρ (∇·(ρ a) with constant a) at interior points, by finite differences.
         let e = 1e-4;
@@ -499,7 +538,10 @@ mod tests {
             let dx = (rho(t, x + e, y) - rho(t, x - e, y)) / (2.0 * e);
             let dy = (rho(t, x, y + e) - rho(t, x, y - e)) / (2.0 * e);
             let rhs = beta * (dxx + dyy) + a[0] * dx + a[1] * dy;
-            assert!((dt - rhs).abs() < 1e-4 * dt.abs().max(1.0), "t {t}: {dt} vs {rhs}");
+            assert!(
+                (dt - rhs).abs() < 1e-4 * dt.abs().max(1.0),
+                "t {t}: {dt} vs {rhs}"
+            );
             assert!(dt.abs() > 1e-3, "the test point must see the decaying mode");
         }
         // No flux: β ∂_n ρ + a_n ρ = 0 on the walls.
@@ -534,7 +576,25 @@ mod tests {
             assert!((mass - 2.0).abs() < 1e-4, "t {t}: mass {mass}");
             assert!(min > 0.0, "t {t}: min {min}");
         }
-        assert!(DriftBox::new(beta, vec![1.0], vec![0.0], vec![1.0], vec![0], vec![0.5], 1.0).is_err());
-        assert!(DriftBox::new(beta, vec![1.0], vec![0.0], vec![1.0], vec![1], vec![1.0], 1.0).is_err());
+        assert!(DriftBox::new(
+            beta,
+            vec![1.0],
+            vec![0.0],
+            vec![1.0],
+            vec![0],
+            vec![0.5],
+            1.0
+        )
+        .is_err());
+        assert!(DriftBox::new(
+            beta,
+            vec![1.0],
+            vec![0.0],
+            vec![1.0],
+            vec![1],
+            vec![1.0],
+            1.0
+        )
+        .is_err());
     }
 }
