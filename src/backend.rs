@@ -13,6 +13,8 @@ pub enum SolverConfig {
     Conic(jko_conic::ConicParams),
     /// Newton on the optimality system of the same one-step scheme (DESIGN §2.1).
     Newton(jko_newton::NewtonParams),
+    /// Entropic JKO (Peyré 2015): generalised Sinkhorn with tensor-product kernels.
+    Sinkhorn(jko_sinkhorn::SinkhornParams),
     /// 1D Lagrangian (quantile) steps with exact W².
     Quantile(jko_quantile::QuantileParams),
     /// JKO-Flow surrogate: the gradient flow of the modified energy J^η over each step,
@@ -78,6 +80,10 @@ pub const BACKENDS: &[(&str, &str)] = &[
         "Newton on the optimality system of the one-step scheme (reduced dual, sparse Cholesky, barrier for bounds)",
     ),
     (
+        "sinkhorn",
+        "entropic JKO: generalised Sinkhorn, tensor-product Gibbs kernels, log-domain, eps-scaling",
+    ),
+    (
         "quantile",
         "1D Lagrangian JKO with exact W2: Newton on the quantile function (1D meshes only)",
     ),
@@ -100,6 +106,7 @@ impl SolverConfig {
         match self {
             SolverConfig::Conic(_) => "conic",
             SolverConfig::Newton(_) => "newton",
+            SolverConfig::Sinkhorn(_) => "sinkhorn",
             SolverConfig::Quantile(_) => "quantile",
             SolverConfig::Flow(_) => "flow",
         }
@@ -110,6 +117,7 @@ impl SolverConfig {
         match name {
             "conic" => Ok(SolverConfig::Conic(Default::default())),
             "newton" => Ok(SolverConfig::Newton(Default::default())),
+            "sinkhorn" => Ok(SolverConfig::Sinkhorn(Default::default())),
             "quantile" => Ok(SolverConfig::Quantile(Default::default())),
             "flow" => Ok(SolverConfig::Flow(Default::default())),
             other => Err(RunError::Config(format!(
@@ -127,6 +135,7 @@ impl SolverConfig {
         match self {
             SolverConfig::Conic(p) => p.validate()?,
             SolverConfig::Newton(p) => p.validate()?,
+            SolverConfig::Sinkhorn(p) => p.validate()?,
             SolverConfig::Quantile(p) => p.validate()?,
             SolverConfig::Flow(f) => {
                 f.flow.validate()?;
@@ -186,6 +195,7 @@ impl SolverConfig {
         Ok(match self {
             SolverConfig::Conic(p) => Box::new(jko_conic::ConicSolver::new(p.clone())?),
             SolverConfig::Newton(p) => Box::new(jko_newton::NewtonSolver::new(p.clone())?),
+            SolverConfig::Sinkhorn(p) => Box::new(jko_sinkhorn::SinkhornSolver::new(p.clone())?),
             SolverConfig::Quantile(p) => Box::new(jko_quantile::QuantileSolver::new(p.clone())?),
             SolverConfig::Flow(f) => Box::new(jko_flow::FlowSolver::new(f.flow.clone())?),
         })

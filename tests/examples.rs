@@ -58,3 +58,63 @@ fn every_builtin_example_runs_with_its_invariants() {
         }
     }
 }
+
+/// Known limitations (documented in the README), asserted so they are neither hidden nor
+/// forgotten: each must fail with an error, never a panic or a wrong result.
+const KNOWN_FAILURES: &[&str] = &[
+    // The resummed mesh surrogate stiffens in far Gaussian tails (density ~1e-20 at the walls).
+    "ou-2d/flow",
+    // Newton: entropy 0.01 with an active cap drives far cells to 0 (line search fails).
+    "crowd-2d/newton",
+];
+
+/// Every backend on every built-in example it treats (3 steps): the driver's invariant checks
+/// pass (mass, positivity, bound, and the energy inequality where it is a theorem). Known
+/// limitation, asserted so it is not forgotten: newton does not converge on crowd-2d (tiny
+/// entropy with an active cap; see solvers/newton/tests/examples.rs), and says so.
+#[test]
+fn every_backend_runs_the_examples_it_treats() {
+    let (mut solved, mut failed) = (Vec::new(), Vec::new());
+    for (name, _, text) in EXAMPLES {
+        for backend in ["newton", "sinkhorn", "quantile", "flow"] {
+            let mut config = Config::from_toml(text).unwrap();
+            config.scheme.steps = 3;
+            config.solver = jko::backend::SolverConfig::default_for(backend).unwrap();
+            let problem = config.build(Path::new(".")).unwrap();
+            let solver = config.solver.build().unwrap();
+            let treats = problem.energy.terms().iter().all(|t| solver.treats(*t));
+            let one_d = problem.mesh.dim() == 1;
+            if !treats || (backend == "quantile" && !one_d) {
+                continue;
+            }
+            let result = jko::run(
+                &config,
+                Path::new("."),
+                &RunOptions::default(),
+                &mut [],
+                &|| false,
+            );
+            match result {
+                Ok(r) => {
+                    assert_eq!(r.records.len(), 3, "{name} with {backend}");
+                    solved.push(format!("{name}/{backend}"));
+                }
+                Err(e) => failed.push(format!("{name}/{backend}: {e}")),
+            }
+        }
+    }
+    eprintln!("solved: {solved:?}\nfailed: {failed:#?}");
+    let expected_failures = KNOWN_FAILURES;
+    for f in &failed {
+        assert!(
+            expected_failures.iter().any(|k| f.starts_with(k)),
+            "unexpected failure: {f}"
+        );
+    }
+    for k in expected_failures {
+        assert!(
+            failed.iter().any(|f| f.starts_with(k)),
+            "{k} now works: update KNOWN_FAILURES and the docs"
+        );
+    }
+}

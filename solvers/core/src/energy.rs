@@ -52,7 +52,11 @@ impl Potential {
             Potential::Quadratic { center, stiffness } => {
                 dims("center", center.len())?;
                 mesh.sample(|x| {
-                    0.5 * stiffness * x.iter().zip(center).map(|(a, c)| (a - c) * (a - c)).sum::<f64>()
+                    0.5 * stiffness
+                        * x.iter()
+                            .zip(center)
+                            .map(|(a, c)| (a - c) * (a - c))
+                            .sum::<f64>()
                 })
             }
             Potential::Linear { slope } => {
@@ -132,7 +136,8 @@ impl Interaction {
                         (0..n)
                             .map(|l| {
                                 let xl = mesh.centre(l);
-                                let z2: f64 = xk.iter().zip(xl).map(|(a, b)| (a - b) * (a - b)).sum();
+                                let z2: f64 =
+                                    xk.iter().zip(xl).map(|(a, b)| (a - b) * (a - b)).sum();
                                 mesh.volumes()[l] * rho[l] * self.kernel(z2)
                             })
                             .sum()
@@ -210,7 +215,11 @@ impl Energy {
     pub fn validate(&self) -> Result<(), InputError> {
         if let Some(b) = self.entropy {
             if !(b.is_finite() && b > 0.0) {
-                return Err(InputError::parameter("entropy", b, "the temperature must be finite and > 0"));
+                return Err(InputError::parameter(
+                    "entropy",
+                    b,
+                    "the temperature must be finite and > 0",
+                ));
             }
         }
         if let Some(m) = self.porous {
@@ -224,23 +233,39 @@ impl Energy {
         }
         if let Some(r) = self.max_density {
             if !(r.is_finite() && r > 0.0) {
-                return Err(InputError::parameter("max_density", r, "must be finite and > 0"));
+                return Err(InputError::parameter(
+                    "max_density",
+                    r,
+                    "must be finite and > 0",
+                ));
             }
         }
         match &self.potential {
             Some(Potential::Quadratic { center, stiffness })
                 if !stiffness.is_finite() || center.iter().any(|c| !c.is_finite()) =>
             {
-                return Err(InputError::parameter("potential", format!("{:?}", self.potential), "non-finite parameter"));
+                return Err(InputError::parameter(
+                    "potential",
+                    format!("{:?}", self.potential),
+                    "non-finite parameter",
+                ));
             }
             Some(Potential::Linear { slope }) if slope.iter().any(|s| !s.is_finite()) => {
-                return Err(InputError::parameter("potential.slope", format!("{slope:?}"), "non-finite slope"));
+                return Err(InputError::parameter(
+                    "potential.slope",
+                    format!("{slope:?}"),
+                    "non-finite slope",
+                ));
             }
             _ => {}
         }
         match self.interaction {
             Some(Interaction::Quadratic { strength }) if !strength.is_finite() => {
-                return Err(InputError::parameter("interaction.strength", strength, "must be finite"));
+                return Err(InputError::parameter(
+                    "interaction.strength",
+                    strength,
+                    "must be finite",
+                ));
             }
             Some(Interaction::Gaussian { strength, width })
                 if !(strength.is_finite() && width.is_finite() && width > 0.0) =>
@@ -309,9 +334,15 @@ impl Energy {
         .freeze(mesh, rho)?
         .value(mesh, rho);
         let pair = match &self.interaction {
-            Some(w) => 0.5 * mesh.volumes().iter().zip(rho).zip(w.convolve(mesh, rho).iter())
-                .map(|((v, r), c)| v * r * c)
-                .sum::<f64>(),
+            Some(w) => {
+                0.5 * mesh
+                    .volumes()
+                    .iter()
+                    .zip(rho)
+                    .zip(w.convolve(mesh, rho).iter())
+                    .map(|((v, r), c)| v * r * c)
+                    .sum::<f64>()
+            }
             None => 0.0,
         };
         Ok(local + pair)
@@ -403,9 +434,9 @@ impl StepEnergy {
 
     /// First variation δF/δρ at each cell: f'(ρ_K) + V_K.
     pub fn first_variation(&self, rho: &Array1<f64>) -> Array1<f64> {
-        Array1::from_iter((0..rho.len()).map(|k| {
-            self.df(rho[k]) + self.potential.as_ref().map_or(0.0, |p| p[k])
-        }))
+        Array1::from_iter(
+            (0..rho.len()).map(|k| self.df(rho[k]) + self.potential.as_ref().map_or(0.0, |p| p[k])),
+        )
     }
 }
 
@@ -452,7 +483,12 @@ mod tests {
         for k in 0..mesh.n_cells() {
             let direct: f64 = (0..mesh.n_cells())
                 .map(|l| {
-                    let z2: f64 = mesh.centre(k).iter().zip(mesh.centre(l)).map(|(a, b)| (a - b) * (a - b)).sum();
+                    let z2: f64 = mesh
+                        .centre(k)
+                        .iter()
+                        .zip(mesh.centre(l))
+                        .map(|(a, b)| (a - b) * (a - b))
+                        .sum();
                     mesh.volumes()[l] * rho[l] * w.kernel(z2)
                 })
                 .sum();
@@ -462,10 +498,16 @@ mod tests {
 
     #[test]
     fn invalid_parameters_are_named() {
-        let e = Energy { porous: Some(1.0), ..Energy::default() };
+        let e = Energy {
+            porous: Some(1.0),
+            ..Energy::default()
+        };
         let msg = e.validate().unwrap_err().to_string();
         assert!(msg.contains("porous"), "{msg}");
-        let e = Energy { entropy: Some(-1.0), ..Energy::default() };
+        let e = Energy {
+            entropy: Some(-1.0),
+            ..Energy::default()
+        };
         assert!(e.validate().unwrap_err().to_string().contains("entropy"));
     }
 }

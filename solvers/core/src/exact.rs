@@ -39,7 +39,9 @@ impl Gaussian {
         let mut q = 0.0;
         let mut det = 1.0;
         for j in 0..d {
-            let proj: f64 = (0..d).map(|i| vecs[i * d + j] * (x[i] - self.mean[i])).sum();
+            let proj: f64 = (0..d)
+                .map(|i| vecs[i * d + j] * (x[i] - self.mean[i]))
+                .sum();
             q += proj * proj / vals[j];
             det *= vals[j];
         }
@@ -55,7 +57,9 @@ impl Gaussian {
         let mut cov = vec![0.0; d * d];
         for i in 0..d {
             for j in 0..d {
-                cov[i * d + j] = (0..d).map(|e| vecs[i * d + e] * s[e] * s[e] * vecs[j * d + e]).sum();
+                cov[i * d + j] = (0..d)
+                    .map(|e| vecs[i * d + e] * s[e] * s[e] * vecs[j * d + e])
+                    .sum();
             }
         }
         cov
@@ -151,10 +155,18 @@ pub struct Barenblatt {
 impl Barenblatt {
     pub fn new(m: f64, dim: usize, mass: f64) -> Result<Self, InputError> {
         if !(m.is_finite() && m > 1.0) {
-            return Err(InputError::parameter("m", m, "Barenblatt profiles need m > 1"));
+            return Err(InputError::parameter(
+                "m",
+                m,
+                "Barenblatt profiles need m > 1",
+            ));
         }
         if !(mass.is_finite() && mass > 0.0) {
-            return Err(InputError::parameter("mass", mass, "must be finite and > 0"));
+            return Err(InputError::parameter(
+                "mass",
+                mass,
+                "must be finite and > 0",
+            ));
         }
         let d = dim as f64;
         let (alpha, kappa) = Self::exponents(m, dim);
@@ -456,11 +468,23 @@ mod tests {
             c * s * (a - b),
             s * s * a + c * c * b,
         ];
-        let g = Gaussian { mean: vec![1.0, -1.0], cov };
+        let g = Gaussian {
+            mean: vec![1.0, -1.0],
+            cov,
+        };
         let out = ou.jko_step(&g, 0.3);
-        let da = ou.jko_step(&Gaussian::diagonal(&[0.0], &[a.sqrt()]), 0.3).cov[0];
-        let db = ou.jko_step(&Gaussian::diagonal(&[0.0], &[b.sqrt()]), 0.3).cov[0];
-        let expect = [c * c * da + s * s * db, c * s * (da - db), c * s * (da - db), s * s * da + c * c * db];
+        let da = ou
+            .jko_step(&Gaussian::diagonal(&[0.0], &[a.sqrt()]), 0.3)
+            .cov[0];
+        let db = ou
+            .jko_step(&Gaussian::diagonal(&[0.0], &[b.sqrt()]), 0.3)
+            .cov[0];
+        let expect = [
+            c * c * da + s * s * db,
+            c * s * (da - db),
+            c * s * (da - db),
+            s * s * da + c * c * db,
+        ];
         for (i, (a, b)) in out.cov.iter().zip(expect).enumerate() {
             assert!((a - b).abs() < 1e-13, "{i}");
         }
@@ -489,12 +513,16 @@ mod tests {
             let n = 4000;
             let h = 2.0 * r / n as f64;
             let mass = if d == 1 {
-                (0..n).map(|i| b.density(t, &[-r + (i as f64 + 0.5) * h]) * h).sum::<f64>()
+                (0..n)
+                    .map(|i| b.density(t, &[-r + (i as f64 + 0.5) * h]) * h)
+                    .sum::<f64>()
             } else {
-                (0..n).map(|i| {
-                    let rr = (i as f64 + 0.5) * r / n as f64;
-                    2.0 * std::f64::consts::PI * rr * b.density(t, &[rr, 0.0]) * r / n as f64
-                }).sum::<f64>()
+                (0..n)
+                    .map(|i| {
+                        let rr = (i as f64 + 0.5) * r / n as f64;
+                        2.0 * std::f64::consts::PI * rr * b.density(t, &[rr, 0.0]) * r / n as f64
+                    })
+                    .sum::<f64>()
             };
             assert!((mass - 1.7).abs() < 1e-4, "m {m} d {d}: mass {mass}");
         }

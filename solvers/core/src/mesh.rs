@@ -108,18 +108,12 @@ impl Mesh {
             return Err(InputError::ShapeMismatch {
                 what: "mesh `cells`, `lower`, `upper`".into(),
                 expected: format!("{d} entries each"),
-                found: format!(
-                    "cells: {d}, lower: {}, upper: {}",
-                    lower.len(),
-                    upper.len()
-                ),
+                found: format!("cells: {d}, lower: {}, upper: {}", lower.len(), upper.len()),
             });
         }
         for a in 0..d {
             if cells[a] == 0 {
-                return Err(InputError::InvalidMesh(format!(
-                    "axis {a} has zero cells"
-                )));
+                return Err(InputError::InvalidMesh(format!("axis {a} has zero cells")));
             }
             if !lower[a].is_finite() || !upper[a].is_finite() {
                 return Err(InputError::InvalidMesh(format!(
@@ -140,7 +134,11 @@ impl Mesh {
             .filter(|&n| n <= MAX_CELLS)
             .ok_or_else(|| InputError::TooLarge {
                 what: format!("a grid of {cells:?} cells"),
-                bytes: cells.iter().map(|&c| c as u64).product::<u64>().saturating_mul(64),
+                bytes: cells
+                    .iter()
+                    .map(|&c| c as u64)
+                    .product::<u64>()
+                    .saturating_mul(64),
                 limit: MAX_CELLS as u64 * 64,
             })?;
         if let Some(m) = &mask {
@@ -170,7 +168,9 @@ impl Mesh {
             }
         }
         if grid_index.is_empty() {
-            return Err(InputError::InvalidMesh("the mask removes every cell".into()));
+            return Err(InputError::InvalidMesh(
+                "the mask removes every cell".into(),
+            ));
         }
         // C-order strides.
         let mut strides = vec![1usize; d];
@@ -250,8 +250,7 @@ impl Mesh {
                     f.k, f.l
                 )));
             }
-            if !(f.area > 0.0 && f.distance > 0.0 && f.area.is_finite() && f.distance.is_finite())
-            {
+            if !(f.area > 0.0 && f.distance > 0.0 && f.area.is_finite() && f.distance.is_finite()) {
                 return Err(InputError::InvalidMesh(format!(
                     "face {s} has area {} and distance {}; both must be finite and > 0",
                     f.area, f.distance
@@ -333,7 +332,11 @@ impl Mesh {
 
     /// Mass Σ_K |K| ρ_K of a density.
     pub fn mass(&self, rho: &Array1<f64>) -> f64 {
-        self.volumes.iter().zip(rho.iter()).map(|(v, r)| v * r).sum()
+        self.volumes
+            .iter()
+            .zip(rho.iter())
+            .map(|(v, r)| v * r)
+            .sum()
     }
 
     /// Smallest centre distance over all faces (the mesh size h on a uniform grid).
@@ -389,7 +392,11 @@ impl Mesh {
     }
 
     /// Gather cell values from a grid-shaped array (C order). Errors on a shape mismatch.
-    pub fn from_grid_array(&self, what: &str, array: &ArrayD<f64>) -> Result<Array1<f64>, InputError> {
+    pub fn from_grid_array(
+        &self,
+        what: &str,
+        array: &ArrayD<f64>,
+    ) -> Result<Array1<f64>, InputError> {
         let grid = self
             .grid
             .as_ref()
@@ -405,7 +412,9 @@ impl Mesh {
         let flat = standard
             .as_slice()
             .ok_or_else(|| InputError::InvalidMesh("array is not contiguous".into()))?;
-        Ok(Array1::from_iter(self.grid_index.iter().map(|&gi| flat[gi])))
+        Ok(Array1::from_iter(
+            self.grid_index.iter().map(|&gi| flat[gi]),
+        ))
     }
 }
 

@@ -168,7 +168,11 @@ pub trait StepSolver: Send + Sync {
     fn treats(&self, term: EnergyTerm) -> bool;
 
     /// Solve one step. `warm` may carry the previous step's result.
-    fn step(&self, problem: &JkoStep<'_>, warm: Option<&WarmStart>) -> Result<StepOutput, StepError>;
+    fn step(
+        &self,
+        problem: &JkoStep<'_>,
+        warm: Option<&WarmStart>,
+    ) -> Result<StepOutput, StepError>;
 
     /// Whether F_h(ρ^{n+1}) + kinetic/(2τ) ≤ F_h(ρⁿ) is a theorem for this backend's discrete
     /// problem (true for exact minimisers whose transport cost vanishes at ρ = ρⁿ). Entropic and
@@ -210,17 +214,38 @@ mod tests {
         let e = energy();
         let good = Array1::from(vec![0.5, 0.5, 0.5, 0.5]);
         assert!(JkoStep::new(&mesh, &good, 0.1, &e).is_ok());
-        assert_eq!(JkoStep::new(&mesh, &good, 0.0, &e).unwrap_err(), InputError::InvalidTau(0.0));
-        assert!(matches!(JkoStep::new(&mesh, &good, f64::NAN, &e), Err(InputError::InvalidTau(_))));
+        assert_eq!(
+            JkoStep::new(&mesh, &good, 0.0, &e).unwrap_err(),
+            InputError::InvalidTau(0.0)
+        );
+        assert!(matches!(
+            JkoStep::new(&mesh, &good, f64::NAN, &e),
+            Err(InputError::InvalidTau(_))
+        ));
         let neg = Array1::from(vec![0.5, -0.1, 0.5, 0.5]);
-        assert!(matches!(JkoStep::new(&mesh, &neg, 0.1, &e), Err(InputError::NegativeDensity { index: 1, .. })));
+        assert!(matches!(
+            JkoStep::new(&mesh, &neg, 0.1, &e),
+            Err(InputError::NegativeDensity { index: 1, .. })
+        ));
         let nan = Array1::from(vec![0.5, f64::NAN, 0.5, 0.5]);
-        assert!(matches!(JkoStep::new(&mesh, &nan, 0.1, &e), Err(InputError::NonFinite { .. })));
+        assert!(matches!(
+            JkoStep::new(&mesh, &nan, 0.1, &e),
+            Err(InputError::NonFinite { .. })
+        ));
         let zero = Array1::zeros(4);
-        assert!(matches!(JkoStep::new(&mesh, &zero, 0.1, &e), Err(InputError::ZeroMass { .. })));
+        assert!(matches!(
+            JkoStep::new(&mesh, &zero, 0.1, &e),
+            Err(InputError::ZeroMass { .. })
+        ));
         let short = Array1::from(vec![0.5; 3]);
-        assert!(matches!(JkoStep::new(&mesh, &short, 0.1, &e), Err(InputError::ShapeMismatch { .. })));
+        assert!(matches!(
+            JkoStep::new(&mesh, &short, 0.1, &e),
+            Err(InputError::ShapeMismatch { .. })
+        ));
         let heavy = Array1::from(vec![2.0; 4]);
-        assert!(matches!(JkoStep::new(&mesh, &heavy, 0.1, &e), Err(InputError::InfeasibleCongestion { .. })));
+        assert!(matches!(
+            JkoStep::new(&mesh, &heavy, 0.1, &e),
+            Err(InputError::InfeasibleCongestion { .. })
+        ));
     }
 }

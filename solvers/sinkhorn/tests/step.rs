@@ -1,0 +1,575 @@
+//! Integration tests of the Sinkhorn backend: exact Ornstein–Uhlenbeck JKO iterates, the
+//! log domain at small ε, congestion, porous medium, tensor vs dense kernels on the same
+//! discrete problem, determinism, warm starts and honest failures.
+
+use jko_core::exact::{Barenblatt, Gaussian, OrnsteinUhlenbeck};
+use jko_core::{
+    Energy, Face, InputError, Interaction, JkoStep, Mesh, Potential, StepError, StepOutput,
+    StepSolver, StepStatus, WarmStart,
+};
+use jko_sinkhorn::{EpsilonScaling, KernelChoice, LogDomain, SinkhornParams, SinkhornSolver};
+use ndarray::Array1;
+
+fn solver(p: SinkhornParams) -> SinkhornSolver {
+    SinkhornSolver::new(p).expect("valid parameters")
+}
+
+fn eps(e: f64) -> SinkhornParams {
+    SinkhornParams {
+        epsilon: Some(e),
+        ..Default::default()
+    }
+}
+
+fn normalised(mesh: &Mesh, rho: Array1<f64>) -> Array1<f64> {
+    let m = mesh.mass(&rho);
+    rho / m
+}
+
+fn ou_energy(dim: usize) -> Energy {
+    Energy::fokker_planck(
+        1.0,
+        Potential::Quadratic {
+            center: vec![0.0; dim],
+            stiffness: 1.0,
+        },
+    )
+}
+
+fn step(
+    s: &SinkhornSolver,
+    mesh: &Mesh,
+    rho: &Array1<f64>,
+    tau: f64,
+    energy: &Energy,
+    warm: Option<&WarmStart>,
+) -> Result<StepOutput, StepError> {
+    let e = energy.freeze(mesh, rho).expect("energy");
+    let problem = JkoStep::new(mesh, rho, tau, &e).expect("problem");
+    s.step(&problem, warm)
+}
+
+/// Mean and variance along each axis.
+fn moments(mesh: &Mesh, rho: &Array1<f64>) -> (Vec<f64>, Vec<f64>) {
+    let d = mesh.dim();
+    let v = mesh.volumes();
+    let m = mesh.mass(rho);
+    let mean: Vec<f64> = (0..d)
+        .map(|a| {
+            (0..mesh.n_cells())
+                .map(|k| v[k] * rho[k] * mesh.centre(k)[a])
+                .sum::<f64>()
+                / m
+        })
+        .collect();
+    let var = (0..d)
+        .map(|a| {
+            (0..mesh.n_cells())
+                .map(|k| v[k] * rho[k] * (mesh.centre(k)[a] - mean[a]).powi(2))
+                .sum::<f64>()
+                / m
+        })
+        .collect();
+    (mean, var)
+}
+
+/// The continuous entropic JKO step of a 1D Gaussian N(m, s²) for β ∫ρ ln ρ + (k/2)∫x²ρ:
+/// min over Gaussian couplings of [E|X − Y|² + ε ∫π ln π]/(2τ) + F(law of Y). With correlation
+/// r and new standard deviation s', stationarity gives ε r = 2 s s' (1 − r²) and
+/// (2s' − 2rs − ε/s')/(2τ) − β/s' + k s' = 0 (the mean is unbiased: m' = m/(1 + kτ)).
+/// Solved by alternating the closed-form r and a Newton step in s'. Independent of the code
+/// under test; on a grid the discrete problem converges to this as h → 0 with ε fixed.
+fn entropic_ou_std(s: f64, tau: f64, beta: f64, k: f64, eps: f64) -> f64 {
+    let mut sp = s;
+    for _ in 0..200 {
+        let a = 2.0 * s * sp;
+        let r = (-eps + (eps * eps + 4.0 * a * a).sqrt()) / (2.0 * a);
+        for _ in 0..3 {
+            let f = (2.0 * sp - 2.0 * r * s - eps / sp) / (2.0 * tau) - beta / sp + k * sp;
+            let df = (2.0 + eps / (sp * sp)) / (2.0 * tau) + beta / (sp * sp) + k;
+            sp -= f / df;
+        }
+    }
+    sp
+}
+
+fn l1_to(mesh: &Mesh, rho: &Array1<f64>, exact: impl Fn(&[f64]) -> f64) -> f64 {
+    (0..mesh.n_cells())
+        .map(|k| mesh.volumes()[k] * (rho[k] - exact(mesh.centre(k))).abs())
+        .sum()
+}
+
+fn assert_valid(mesh: &Mesh, rho0: &Array1<f64>, out: &StepOutput, tol: f64) {
+    assert!(
+        out.rho.iter().all(|r| r.is_finite() && *r >= 0.0),
+        "non-finite or negative density"
+    );
+    let (m0, m1) = (mesh.mass(rho0), mesh.mass(&out.rho));
+    assert!((m1 - m0).abs() <= tol * m0, "mass {m1} vs {m0}");
+    assert!(out.info.primal_residual <= tol);
+    let pot = out.potential.as_ref().expect("potential");
+    assert_eq!(pot.len(), mesh.n_cells());
+    assert!(pot.iter().all(|g| g.is_finite()));
+}
+
+/// 1D OU on [-5, 5]: the entropic step approaches the exact JKO iterate as ε → 0 (bias ∝ ε in
+/// the variance; the mean is unbiased by symmetry of the blur), and the variance is the one of
+/// the continuous entropic step (closed form) up to the discretisation.
+#[test]
+fn ou_1d_bias_against_the_exact_jko_iterate_shrinks_with_epsilon() {
+    let mesh = Mesh::grid(&[400], &[-5.0], &[5.0]).unwrap();
+    let g0 = Gaussian::diagonal(&[1.0], &[0.5]);
+    let rho0 = normalised(&mesh, mesh.sample(|x| g0.density(x)));
+    let exact = OrnsteinUhlenbeck::standard(1).jko_step(&g0, 0.1);
+    let mut err_var = Vec::new();
+    for e in [1e-2, 1e-3] {
+        let out = step(&solver(eps(e)), &mesh, &rho0, 0.1, &ou_energy(1), None).unwrap();
+        assert_valid(&mesh, &rho0, &out, 1e-9);
+        assert_eq!(out.info.status, StepStatus::Solved);
+        let (mean, var) = moments(&mesh, &out.rho);
+        assert!(
+            (mean[0] - exact.mean[0]).abs() < 1e-8,
+            "mean {} vs {}",
+            mean[0],
+            exact.mean[0]
+        );
+        err_var.push((var[0] - exact.cov[0]).abs());
+        let entropic = entropic_ou_std(0.5, 0.1, 1.0, 1.0, e).powi(2);
+        assert!(
+            (var[0] - entropic).abs() < 1e-3 * (entropic - exact.cov[0]).abs(),
+            "eps {e}: variance {} vs entropic closed form {entropic}",
+            var[0]
+        );
+        if e == 1e-3 {
+            let l1 = l1_to(&mesh, &out.rho, |x| exact.density(x));
+            assert!(l1 < 1e-3, "L1 error {l1}");
+        }
+    }
+    assert!(
+        err_var[1] < 6e-4,
+        "variance error at eps = 1e-3: {}",
+        err_var[1]
+    );
+    assert!(
+        err_var[0] / err_var[1] > 5.0,
+        "bias does not shrink: {err_var:?}"
+    );
+}
+
+/// ε = 1e-4 on [-5, 5]: the plain kernel underflows (e^{-c/ε} = 0 beyond 0.27 apart), the
+/// log domain takes over; no NaN, no underflow, mass conserved, close to the exact iterate.
+#[test]
+fn small_epsilon_runs_in_the_log_domain_without_nan() {
+    let mesh = Mesh::grid(&[400], &[-5.0], &[5.0]).unwrap();
+    let g0 = Gaussian::diagonal(&[1.0], &[0.5]);
+    let rho0 = normalised(&mesh, mesh.sample(|x| g0.density(x)));
+    let out = step(&solver(eps(1e-4)), &mesh, &rho0, 0.1, &ou_energy(1), None).unwrap();
+    assert_valid(&mesh, &rho0, &out, 1e-9);
+    assert!(
+        out.info
+            .notes
+            .iter()
+            .any(|n| n.starts_with("log-domain: from")),
+        "{:?}",
+        out.info.notes
+    );
+    assert!(
+        out.info.kinetic.is_finite() && out.info.kinetic > 0.0 && out.info.objective.is_finite()
+    );
+    let exact = OrnsteinUhlenbeck::standard(1).jko_step(&g0, 0.1);
+    let (_, var) = moments(&mesh, &out.rho);
+    assert!((var[0] - exact.cov[0]).abs() < 1e-4);
+    assert!(l1_to(&mesh, &out.rho, |x| exact.density(x)) < 2e-3);
+
+    // The same step with the plain kernel only is refused, not returned wrong.
+    let never = SinkhornParams {
+        log_domain: LogDomain::Never,
+        ..eps(1e-4)
+    };
+    match step(&solver(never), &mesh, &rho0, 0.1, &ou_energy(1), None) {
+        Err(StepError::Numerical { message, .. }) => {
+            assert!(message.contains("log_domain"), "{message}")
+        }
+        other => panic!(
+            "expected a numerical error, got {:?}",
+            other.map(|o| o.info)
+        ),
+    }
+}
+
+/// 2D OU on [-4, 4]², anisotropic Gaussian: mean and both variances against the exact iterate.
+/// ε stays above h² = 0.0069: below it the plan cannot move mass by less than a cell and the
+/// discretisation error takes over from the entropic bias (see examples/ou_bias.rs).
+#[test]
+fn ou_2d_matches_the_exact_jko_iterate() {
+    let mesh = Mesh::grid(&[96, 96], &[-4.0; 2], &[4.0; 2]).unwrap();
+    let g0 = Gaussian::diagonal(&[1.0, -0.5], &[0.5, 0.7]);
+    let rho0 = normalised(&mesh, mesh.sample(|x| g0.density(x)));
+    let exact = OrnsteinUhlenbeck::standard(2).jko_step(&g0, 0.1);
+    let mut errs = Vec::new();
+    for e in [2e-2, 1e-2] {
+        let out = step(&solver(eps(e)), &mesh, &rho0, 0.1, &ou_energy(2), None).unwrap();
+        assert_valid(&mesh, &rho0, &out, 1e-9);
+        let (mean, var) = moments(&mesh, &out.rho);
+        for (a, (m, x)) in mean.iter().zip(&exact.mean).enumerate() {
+            assert!((m - x).abs() < 1e-5, "axis {a}: mean {m} vs {x}");
+        }
+        errs.push(((var[0] - exact.cov[0]).abs(), (var[1] - exact.cov[3]).abs()));
+        // The problem separates over the axes: each variance is the 1D entropic closed form, up
+        // to 1% of the entropic bias (the domain cuts the N(-0.5, 0.49) tail at 5 sigma).
+        for (a, (s0, x)) in [(0.5, exact.cov[0]), (0.7, exact.cov[3])]
+            .into_iter()
+            .enumerate()
+        {
+            let entropic = entropic_ou_std(s0, 0.1, 1.0, 1.0, e).powi(2);
+            assert!(
+                (var[a] - entropic).abs() < 1e-2 * (entropic - x),
+                "axis {a}: {} vs {entropic}",
+                var[a]
+            );
+        }
+    }
+    assert!(errs[1].0 < 5e-3 && errs[1].1 < 5e-3, "{errs:?}");
+    // bias ∝ ε: halving ε about halves it
+    assert!(
+        errs[0].0 > 1.7 * errs[1].0 && errs[0].1 > 1.7 * errs[1].1,
+        "bias does not shrink: {errs:?}"
+    );
+}
+
+/// Crowd motion: potential towards a corner with ρ ≤ ρ_max. The bound holds to round-off,
+/// becomes active, mass is conserved and the energy decreases.
+#[test]
+fn congestion_2d_respects_the_bound_and_conserves_mass() {
+    let mesh = Mesh::grid(&[48, 48], &[0.0; 2], &[1.0; 2]).unwrap();
+    let mut rho = mesh.sample(|x| {
+        if (x[0] - 0.7).abs() < 0.2 && (x[1] - 0.6).abs() < 0.25 {
+            0.8
+        } else {
+            0.0
+        }
+    });
+    let m0 = mesh.mass(&rho);
+    let energy = Energy {
+        potential: Some(Potential::Quadratic {
+            center: vec![0.1, 0.1],
+            stiffness: 2.0,
+        }),
+        max_density: Some(1.0),
+        ..Energy::default()
+    };
+    let s = solver(eps(1e-3));
+    let mut warm: Option<WarmStart> = None;
+    let mut f_prev = energy.value(&mesh, &rho).unwrap();
+    let mut peak: f64 = 0.0;
+    for _ in 0..4 {
+        let out = step(&s, &mesh, &rho, 0.05, &energy, warm.as_ref()).unwrap();
+        let max = out.rho.iter().fold(0.0f64, |a, &b| a.max(b));
+        assert!(max <= 1.0 + 1e-12, "max density {max}");
+        peak = peak.max(max);
+        assert!((mesh.mass(&out.rho) - m0).abs() <= 1e-9 * m0);
+        let f = energy.value(&mesh, &out.rho).unwrap();
+        assert!(f < f_prev, "energy {f} after {f_prev}");
+        f_prev = f;
+        warm = Some(WarmStart::from(&out));
+        rho = out.rho;
+    }
+    assert!(
+        peak > 0.999,
+        "the congestion bound never became active: {peak}"
+    );
+}
+
+/// The tensor-product and the dense kernel solve the same discrete problem: same density, on a
+/// masked grid (an obstacle), in the plain and in the log domain.
+#[test]
+fn tensor_and_dense_kernels_agree_on_a_masked_grid() {
+    let (nx, ny) = (14, 11);
+    let mask: Vec<bool> = (0..nx * ny)
+        .map(|i| {
+            let (a, b) = (i / ny, i % ny);
+            !((5..8).contains(&a) && (2..9).contains(&b))
+        })
+        .collect();
+    let mesh = Mesh::masked_grid(&[nx, ny], &[0.0; 2], &[1.4, 1.1], Some(mask)).unwrap();
+    let rho0 = normalised(
+        &mesh,
+        mesh.sample(|x| (-((x[0] - 0.3).powi(2) + (x[1] - 0.5).powi(2)) / 0.05).exp()),
+    );
+    let energy = Energy::fokker_planck(
+        0.1,
+        Potential::Quadratic {
+            center: vec![1.2, 0.6],
+            stiffness: 3.0,
+        },
+    );
+    for log_domain in [LogDomain::Auto, LogDomain::Always] {
+        let base = SinkhornParams {
+            log_domain,
+            tol: 1e-11,
+            almost_tol: 1e-9,
+            ..eps(5e-3)
+        };
+        let tensor = step(&solver(base.clone()), &mesh, &rho0, 0.05, &energy, None).unwrap();
+        let dense = step(
+            &solver(SinkhornParams {
+                kernel: KernelChoice::Dense,
+                ..base
+            }),
+            &mesh,
+            &rho0,
+            0.05,
+            &energy,
+            None,
+        )
+        .unwrap();
+        assert_valid(&mesh, &rho0, &tensor, 1e-9);
+        assert!(dense
+            .info
+            .notes
+            .iter()
+            .any(|n| n.starts_with("kernel: dense")));
+        let max = tensor.rho.iter().fold(0.0f64, |a, &b| a.max(b));
+        let diff = tensor
+            .rho
+            .iter()
+            .zip(&dense.rho)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            diff <= 1e-7 * max,
+            "{log_domain:?}: max difference {diff} (max density {max})"
+        );
+        assert!((tensor.info.kinetic - dense.info.kinetic).abs() <= 1e-7 * tensor.info.kinetic);
+    }
+}
+
+/// A general mesh (built from parts, no grid structure) takes the dense path and gives the
+/// grid's answer when its cells are the grid's cells. Porous medium + potential + congestion:
+/// the Newton proximal map with the bound.
+#[test]
+fn general_mesh_dense_path_matches_the_grid() {
+    let grid = Mesh::grid(&[60], &[-1.5], &[1.5]).unwrap();
+    let n = grid.n_cells();
+    let faces: Vec<Face> = grid.faces().to_vec();
+    let centres: Vec<f64> = (0..n).map(|k| grid.centre(k)[0]).collect();
+    let general = Mesh::from_parts(1, grid.volumes().to_vec(), centres, faces).unwrap();
+    assert!(general.as_grid().is_none());
+    let b = Barenblatt::new(2.0, 1, 1.0).unwrap();
+    let rho0 = grid.sample(|x| b.density(0.05, x));
+    let energy = Energy {
+        porous: Some(2.0),
+        potential: Some(Potential::Quadratic {
+            center: vec![0.3],
+            stiffness: 1.0,
+        }),
+        max_density: Some(1.6),
+        ..Energy::default()
+    };
+    let p = SinkhornParams {
+        tol: 1e-11,
+        almost_tol: 1e-9,
+        ..eps(4e-3)
+    };
+    let on_grid = step(&solver(p.clone()), &grid, &rho0, 0.02, &energy, None).unwrap();
+    let on_general = step(&solver(p), &general, &rho0, 0.02, &energy, None).unwrap();
+    assert_valid(&grid, &rho0, &on_grid, 1e-9);
+    assert!(on_grid.rho.iter().all(|&r| r <= 1.6 * (1.0 + 1e-12)));
+    let diff = on_grid
+        .rho
+        .iter()
+        .zip(&on_general.rho)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(diff < 1e-8, "grid vs general mesh: {diff}");
+}
+
+/// Porous medium: a few steps from a Barenblatt profile follow the Barenblatt solution.
+#[test]
+fn porous_medium_follows_barenblatt() {
+    let mesh = Mesh::grid(&[160], &[-2.0], &[2.0]).unwrap();
+    let b = Barenblatt::new(2.0, 1, 1.0).unwrap();
+    let (t0, tau, steps) = (0.1, 0.02, 3);
+    let rho0 = mesh.sample(|x| b.density(t0, x));
+    let mut rho = rho0.clone();
+    let energy = Energy {
+        porous: Some(2.0),
+        ..Energy::default()
+    };
+    let s = solver(eps(2e-4));
+    let mut warm: Option<WarmStart> = None;
+    for _ in 0..steps {
+        let out = step(&s, &mesh, &rho, tau, &energy, warm.as_ref()).unwrap();
+        assert_valid(&mesh, &rho0, &out, 1e-8);
+        warm = Some(WarmStart::from(&out));
+        rho = out.rho;
+    }
+    let t1 = t0 + tau * steps as f64;
+    let err = l1_to(&mesh, &rho, |x| b.density(t1, x));
+    let motion = l1_to(&mesh, &rho0, |x| b.density(t1, x));
+    assert!(
+        err < 0.2 * motion,
+        "L1 error {err} against the motion {motion}"
+    );
+}
+
+/// Every energy term at once (entropy, porous, potential, frozen interaction, congestion).
+#[test]
+fn all_terms_together() {
+    let mesh = Mesh::grid(&[24, 20], &[0.0; 2], &[1.2, 1.0]).unwrap();
+    let rho0 = normalised(
+        &mesh,
+        mesh.sample(|x| 0.2 + (-((x[0] - 0.4).powi(2) + (x[1] - 0.5).powi(2)) / 0.02).exp()),
+    );
+    let energy = Energy {
+        entropy: Some(0.05),
+        porous: Some(3.0),
+        potential: Some(Potential::Linear {
+            slope: vec![1.0, -0.5],
+        }),
+        interaction: Some(Interaction::Quadratic { strength: 0.5 }),
+        max_density: Some(3.0),
+    };
+    let s = solver(eps(5e-3));
+    let out = step(&s, &mesh, &rho0, 0.05, &energy, None).unwrap();
+    assert_valid(&mesh, &rho0, &out, 1e-9);
+    assert!(out.rho.iter().all(|&r| r <= 3.0 * (1.0 + 1e-12)));
+    assert!(out.info.notes.iter().any(|n| n.contains("semi-implicitly")));
+}
+
+/// The result does not depend on the number of threads (bitwise).
+#[test]
+fn results_are_independent_of_the_thread_count() {
+    let mesh = Mesh::grid(&[40, 30], &[-2.0, -1.5], &[2.0, 1.5]).unwrap();
+    let g0 = Gaussian::diagonal(&[0.3, -0.2], &[0.6, 0.4]);
+    let rho0 = normalised(&mesh, mesh.sample(|x| g0.density(x)));
+    let run = |threads: usize| {
+        let s = solver(SinkhornParams {
+            threads: Some(threads),
+            ..eps(5e-3)
+        });
+        step(&s, &mesh, &rho0, 0.1, &ou_energy(2), None).unwrap()
+    };
+    let (a, b) = (run(1), run(3));
+    assert_eq!(a.info.iterations, b.info.iterations);
+    assert!(a
+        .rho
+        .iter()
+        .zip(&b.rho)
+        .all(|(x, y)| x.to_bits() == y.to_bits()));
+    let (pa, pb) = (a.potential.unwrap(), b.potential.unwrap());
+    assert!(pa.iter().zip(&pb).all(|(x, y)| x.to_bits() == y.to_bits()));
+    assert_eq!(a.info.kinetic.to_bits(), b.info.kinetic.to_bits());
+}
+
+/// A warm-started step solves the same problem as a cold one.
+#[test]
+fn warm_start_gives_the_same_step() {
+    let mesh = Mesh::grid(&[200], &[-5.0], &[5.0]).unwrap();
+    let g0 = Gaussian::diagonal(&[1.0], &[0.5]);
+    let rho0 = normalised(&mesh, mesh.sample(|x| g0.density(x)));
+    let s = solver(eps(5e-3));
+    let first = step(&s, &mesh, &rho0, 0.1, &ou_energy(1), None).unwrap();
+    let warm = WarmStart::from(&first);
+    let cold = step(&s, &mesh, &first.rho, 0.1, &ou_energy(1), None).unwrap();
+    let warmed = step(&s, &mesh, &first.rho, 0.1, &ou_energy(1), Some(&warm)).unwrap();
+    assert!(warmed.info.notes.iter().any(|n| n.contains("warm-started")));
+    let diff: f64 = cold
+        .rho
+        .iter()
+        .zip(&warmed.rho)
+        .map(|(a, b)| (a - b).abs())
+        .sum::<f64>()
+        * 10.0
+        / 200.0;
+    assert!(diff < 1e-7, "L1 difference {diff}");
+    // a warm start of the wrong length is ignored, with a note
+    let bad = WarmStart {
+        rho: None,
+        potential: Some(Array1::zeros(7)),
+    };
+    let out = step(&s, &mesh, &first.rho, 0.1, &ou_energy(1), Some(&bad)).unwrap();
+    assert!(out.info.notes.iter().any(|n| n.contains("ignored")));
+}
+
+/// Iteration caps are reported: an error with the residual, or `AlmostSolved` with a note
+/// when the residual is below `almost_tol`.
+#[test]
+fn iteration_caps_are_reported_honestly() {
+    let mesh = Mesh::grid(&[100], &[-5.0], &[5.0]).unwrap();
+    let g0 = Gaussian::diagonal(&[1.0], &[0.5]);
+    let rho0 = normalised(&mesh, mesh.sample(|x| g0.density(x)));
+    let capped = SinkhornParams {
+        max_iter: 3,
+        omega: Some(1.0),
+        epsilon_scaling: EpsilonScaling {
+            enabled: false,
+            ..Default::default()
+        },
+        ..eps(1e-2)
+    };
+    match step(
+        &solver(capped.clone()),
+        &mesh,
+        &rho0,
+        0.1,
+        &ou_energy(1),
+        None,
+    ) {
+        Err(StepError::NotConverged {
+            iterations,
+            primal_residual,
+            ..
+        }) => {
+            assert_eq!(iterations, 3);
+            assert!(primal_residual > 1e-9);
+        }
+        other => panic!("expected NotConverged, got {:?}", other.map(|o| o.info)),
+    }
+    let lenient = SinkhornParams {
+        almost_tol: 0.99,
+        ..capped
+    };
+    let out = step(&solver(lenient), &mesh, &rho0, 0.1, &ou_energy(1), None).unwrap();
+    assert_eq!(out.info.status, StepStatus::AlmostSolved);
+    assert!(out.info.primal_residual > 1e-9 && out.info.primal_residual <= 0.99);
+    assert!(out.info.notes.iter().any(|n| n.contains("iteration cap")));
+}
+
+/// The dense kernel is refused on a mesh too large for it, with the memory it would need.
+#[test]
+fn dense_kernel_is_refused_with_its_memory() {
+    let mesh = Mesh::grid(&[60, 60], &[0.0; 2], &[1.0; 2]).unwrap();
+    let rho0 = mesh.sample(|_| 1.0);
+    let p = SinkhornParams {
+        kernel: KernelChoice::Dense,
+        dense_limit_bytes: 1 << 20,
+        ..eps(1e-2)
+    };
+    match step(&solver(p), &mesh, &rho0, 0.1, &ou_energy(2), None) {
+        Err(StepError::Input(InputError::TooLarge { bytes, limit, .. })) => {
+            assert_eq!(bytes, 3600 * 3600 * 8);
+            assert_eq!(limit, 1 << 20);
+        }
+        other => panic!("expected TooLarge, got {:?}", other.map(|o| o.info)),
+    }
+}
+
+#[test]
+fn bad_parameters_are_rejected_at_construction() {
+    assert!(SinkhornSolver::new(SinkhornParams {
+        epsilon: Some(-1.0),
+        ..Default::default()
+    })
+    .is_err());
+    assert!(SinkhornSolver::new(SinkhornParams {
+        threads: Some(0),
+        ..Default::default()
+    })
+    .is_err());
+    let s = solver(SinkhornParams::default());
+    assert_eq!(s.name(), "sinkhorn");
+    // the mesh default ε is 2h²
+    let mesh = Mesh::grid(&[50], &[0.0], &[1.0]).unwrap();
+    assert!((s.epsilon_for(&mesh) - 2.0 * 0.02f64.powi(2)).abs() < 1e-15);
+}
