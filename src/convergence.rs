@@ -252,9 +252,9 @@ impl ConvergenceReport {
         );
         let _ = writeln!(
             s,
-            "| cells | h | τ | steps | levels | error | order | error vs exact JKO | time (s) |"
+            "| cells | h | τ | steps | levels | error | order | error vs exact JKO | order | time (s) |"
         );
-        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
         for r in &self.rows {
             let _ = writeln!(
                 s,
