@@ -49,8 +49,11 @@ enum Command {
         #[arg(long, default_value = "npy", value_delimiter = ',')]
         format: Vec<String>,
         /// Print nothing but errors.
-        #[arg(long, short)]
+        #[arg(long, short, conflicts_with = "verbose")]
         quiet: bool,
+        /// Print every step with the solver's notes and surrogate checks.
+        #[arg(long, short)]
+        verbose: bool,
     },
     /// Refinement study: run the config at successive refinements, report errors and orders.
     Convergence {
@@ -126,17 +129,47 @@ fn main() -> ExitCode {
     }
 }
 
-/// One line per finished step on stderr.
+/// Progress on stderr: on a terminal, one self-updating line (step, residual, ETA); otherwise
+/// (a log file, CI) one line per finished step. `--verbose` adds each step's notes.
 struct Progress {
     steps: usize,
+    tty: bool,
+    verbose: bool,
+    start: std::time::Instant,
+    first: Option<usize>,
 }
 
 impl Observer for Progress {
     fn observe(&mut self, r: &StepRecord, _: &jko::core::StepOutput) -> Result<(), RunError> {
-        eprintln!(
-            "step {:>5}/{}  t = {:<9.4}  F = {:<+13.6e}  W2 = {:<10.3e}  mass = {:<12.9e}  {:?} in {} it, {:.3} s",
-            r.step, self.steps, r.t, r.energy, r.kinetic, r.mass, r.status, r.iterations, r.wall_time
-        );
+        let first = *self.first.get_or_insert(r.step);
+        let done = r.step + 1 - first;
+        let left = self.steps.saturating_sub(r.step);
+        let eta = self.start.elapsed().as_secs_f64() / done as f64 * left as f64;
+        if self.tty && !self.verbose {
+            eprint!(
+                "\rstep {}/{}  t = {:.4}  F = {:+.6e}  residual {:.1e}  {} it  ETA {:.0} s   ",
+                r.step, self.steps, r.t, r.energy, r.primal_residual, r.iterations, eta
+            );
+            if left == 0 {
+                eprintln!();
+            }
+        } else {
+            eprintln!(
+                "step {:>5}/{}  t = {:<9.4}  F = {:<+13.6e}  W2 = {:<10.3e}  mass = {:<12.9e}  {:?} in {} it, {:.3} s",
+                r.step, self.steps, r.t, r.energy, r.kinetic, r.mass, r.status, r.iterations, r.wall_time
+            );
+        }
+        if self.verbose {
+            for n in &r.notes {
+                eprintln!("    {n}");
+            }
+            if let Some(c) = &r.check {
+                eprintln!(
+                    "    check against {}: L1 {:.3e}, W2 {:.3e}, fell back: {}",
+                    c.proximal_solver, c.l1, c.w2, c.fell_back
+                );
+            }
+        }
         Ok(())
     }
 }
@@ -153,6 +186,7 @@ fn execute(command: Command) -> Result<(), RunError> {
             force,
             format,
             quiet,
+            verbose,
         } => {
             let mut vtk = false;
             for f in &format {
@@ -190,6 +224,10 @@ fn execute(command: Command) -> Result<(), RunError> {
             });
             let mut progress = Progress {
                 steps: cfg.scheme.steps,
+                tty: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                verbose,
+                start: std::time::Instant::now(),
+                first: None,
             };
             let mut extra: Vec<&mut dyn Observer> = Vec::new();
             if !quiet {
