@@ -162,6 +162,22 @@ fn bad_inputs_fail_with_a_named_problem() {
         &GOOD.replace("center = [0.0]", "center = [0.0, 1.0]"),
         &["center"],
     );
+    // ρ_max below the initial density (here ρ_max × domain < mass, so no admissible state exists).
+    must_fail(
+        d,
+        "congestion",
+        &GOOD.replace("entropy = 1.0", "entropy = 1.0\nmax_density = 0.1"),
+        &["max_density"],
+    );
+    // A backend that does not treat a term says which one.
+    must_fail(
+        d,
+        "unsupported",
+        &GOOD
+            .replace("entropy = 1.0", "entropy = 1.0\nmax_density = 5.0")
+            .replace("kind = \"conic\"", "kind = \"quantile\""),
+        &["quantile", "max_density"],
+    );
 
     let npy_cfg = |name: &str| {
         GOOD.replace(
