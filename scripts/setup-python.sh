@@ -39,7 +39,14 @@ cli_target="${CARGO_TARGET_DIR:-$root/target}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target/python}"
 # `maturin develop` builds the extension and installs the package editable: python/jko/ is
 # used in place (the compiled jko/_jko.abi3.so is placed beside it, git-ignored).
-(cd python && maturin develop --release --quiet)
+if ! (cd python && maturin develop --release --quiet); then
+    # numpy's ndarray and the engine's must be one crate, or arrays do not convert.
+    if [ "$(grep -c '^name = "ndarray"$' python/Cargo.lock)" != 1 ]; then
+        echo "python/Cargo.lock resolves two ndarray versions; pin numpy's to the engine's:" >&2
+        echo "  (cd python && cargo update -p ndarray@<newer> --precise <engine's version>)" >&2
+    fi
+    exit 1
+fi
 "$venv_python" -c 'import jko; print("jko", jko.__version__, "installed in .venv; backends:", ", ".join(s["name"] for s in jko.solvers()))'
 
 case "$mode" in

@@ -19,6 +19,16 @@ Run (after `scripts/setup-python.sh compare`, which installs POT into .venv):
 
     .venv/bin/python examples/python/compare_pot.py            # 1D, 200 cells, and 2D, 48² cells
     .venv/bin/python examples/python/compare_pot.py --dim 2 --n 64
+    .venv/bin/python examples/python/compare_pot.py --dim 1 --eps-factor 20   # a blur POT's plain Sinkhorn survives
+
+Measured here (2 cores; POT 0.9.7 with its dense cost matrix; jko: tensor-product kernel, log domain,
+eps-scaling), tau = 0.1:
+    1D, 200 cells, eps = 2h^2:  POT sinkhorn and sinkhorn_stabilized stop on under/overflow with the wrong
+        mass (1.37 and 2e-7); jko 20 ms, mass 1 - 1e-12, covariance error 1.8e-3 against the exact JKO
+        iterate (conic, unregularised: 2.8e-2).
+    2D, 48^2 cells, eps = 2h^2: POT 0.9 s / 1.1 s, jko 24 ms; the densities agree to 1.8e-9 / 6.4e-11
+        (relative), both 3.4e-2 from the exact iterate's covariance (the entropic bias).
+    1D with --eps-factor 20: POT sinkhorn 11 ms, jko 4 ms, agreeing to 1.8e-9.
 """
 
 import argparse
@@ -93,13 +103,13 @@ def report(name, mesh, x, rho, exact_mean, exact_cov, elapsed, iters):
     )
 
 
-def compare(dim, n, tau):
+def compare(dim, n, tau, eps_factor):
     mesh, x, rho0, energy = setup(dim, n, tau)
     h = mesh.spacing[0]
-    eps = 2 * h * h
+    eps = eps_factor * h * h
     m0, c0 = moments(mesh, x, rho0)
     exact_mean, exact_cov = jko.exact.ou_jko_step(m0, c0, tau)
-    print(f"\n{dim}D, {mesh.n_cells} cells (h = {h:.4f}), tau = {tau}, eps = 2h^2 = {eps:.2e}")
+    print(f"\n{dim}D, {mesh.n_cells} cells (h = {h:.4f}), tau = {tau}, eps = {eps_factor:g} h^2 = {eps:.2e}")
     print(f"  {'':28s} {'time':>12s}  {'iters':>7}")
     results = {}
     for method in ("sinkhorn", "sinkhorn_stabilized"):
@@ -144,10 +154,11 @@ def main():
     parser.add_argument("--dim", type=int, choices=[1, 2], help="only this dimension")
     parser.add_argument("--n", type=int, help="cells per axis (default 200 in 1D, 48 in 2D)")
     parser.add_argument("--tau", type=float, default=0.1)
+    parser.add_argument("--eps-factor", type=float, default=2.0, help="eps = factor * h^2 (default 2, the backend's default)")
     args = parser.parse_args()
     print(f"POT {ot.__version__}, jko {jko.__version__}; backends: {', '.join(s['name'] for s in jko.solvers())}")
     for dim in [args.dim] if args.dim else [1, 2]:
-        compare(dim, args.n or (200 if dim == 1 else 48), args.tau)
+        compare(dim, args.n or (200 if dim == 1 else 48), args.tau, args.eps_factor)
 
 
 if __name__ == "__main__":

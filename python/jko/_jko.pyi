@@ -1,0 +1,233 @@
+"""Type stubs of the extension module ``jko._jko`` (re-exported by ``jko``)."""
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, Optional, Union, final
+
+import numpy as np
+import numpy.typing as npt
+
+from . import exact as exact
+
+__version__: str
+__all__ = [
+    "JkoError",
+    "InputError",
+    "ConfigError",
+    "SolverError",
+    "UnsupportedError",
+    "NotConvergedError",
+    "InvariantError",
+    "OutputError",
+    "Mesh",
+    "Energy",
+    "step",
+    "run",
+    "solvers",
+    "example",
+    "examples",
+    "parse_config",
+    "__version__",
+    "exact",
+]
+
+_ArrayLike = npt.ArrayLike
+_FloatArray = npt.NDArray[np.float64]
+_PathLike = Union[str, "os.PathLike[str]"]
+_Status = Literal["solved", "almost_solved"]
+
+# ---------------------------------------------------------------------------------------------
+# Exceptions. The message is the engine's own (e.g. "density is negative (-5e-1) at cell 3;
+# a density must be >= 0").
+
+class JkoError(Exception):
+    """Base class of every error raised by jko; the message is the engine's."""
+
+class InputError(JkoError, ValueError):
+    """Invalid input: mesh, density (negative, non-finite, wrong shape, zero mass), energy
+    parameters, time step, solver parameters."""
+
+class ConfigError(InputError):
+    """A run config or solver parameter set that does not parse (unknown key or solver,
+    missing key, wrong type)."""
+
+class SolverError(JkoError, RuntimeError):
+    """A backend could not produce a JKO step. ``step`` (run step number) is set when known."""
+
+    step: int
+
+class UnsupportedError(SolverError):
+    """The chosen backend does not treat a term of the energy (see ``jko.solvers()``)."""
+
+class NotConvergedError(SolverError):
+    """The backend stopped without converging; a non-converged step is never returned."""
+
+    iterations: int
+    primal_residual: float
+    dual_residual: float
+    history: list[float]
+
+class InvariantError(SolverError):
+    """A step violated an invariant checked after every step (mass, positivity, max_density,
+    JKO energy inequality)."""
+
+    what: str
+    value: float
+    limit: float
+
+class OutputError(JkoError, OSError):
+    """A file could not be read or written (run directory, .npy input)."""
+
+# ---------------------------------------------------------------------------------------------
+
+@final
+class Mesh:
+    """A mesh in two-point-flux form: cell volumes, cell centres and interior faces.
+
+    Densities on a mesh are numpy arrays of the grid's shape ``mesh.shape`` (C order; masked
+    cells ignored on input, 0 on output) or flat over the active cells (``mesh.n_cells``).
+    """
+
+    @staticmethod
+    def grid(
+        cells: Sequence[int],
+        lower: Sequence[float],
+        upper: Sequence[float],
+        mask: Optional[_ArrayLike] = None,
+        obstacles: Optional[Sequence[Mapping[str, Any]]] = None,
+    ) -> Mesh:
+        """A uniform Cartesian grid (1 to 3 axes) on the box ``[lower, upper]``.
+
+        ``mask``: array of shape ``cells``, nonzero = inside the domain. ``obstacles``: dicts
+        ``{"kind": "disc", "center", "radius"}`` or ``{"kind": "box", "lower", "upper"}``
+        removed from the domain. Faces next to removed cells are walls (no flux).
+        """
+
+    @staticmethod
+    def from_config(config: Mapping[str, Any], base: Optional[_PathLike] = None) -> Mesh:
+        """A mesh from the ``[mesh]`` table of a run config (``mask`` path relative to ``base``)."""
+
+    @property
+    def n_cells(self) -> int:
+        """Number of active cells."""
+
+    @property
+    def dim(self) -> int:
+        """Space dimension."""
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Cells per axis (the shape of grid-shaped arrays)."""
+
+    @property
+    def lower(self) -> list[float]: ...
+    @property
+    def upper(self) -> list[float]: ...
+    @property
+    def spacing(self) -> list[float]:
+        """Cell width along each axis."""
+
+    @property
+    def volumes(self) -> _FloatArray:
+        """Cell volumes, shape ``(n_cells,)``."""
+
+    @property
+    def centres(self) -> _FloatArray:
+        """Cell centres, shape ``(n_cells, dim)``."""
+
+    @property
+    def axes(self) -> list[_FloatArray]:
+        """Cell-centre coordinates along each axis."""
+
+    @property
+    def mask(self) -> npt.NDArray[np.bool_]:
+        """True for active cells, shape ``shape``."""
+
+    @property
+    def grid_index(self) -> npt.NDArray[np.int64]:
+        """Grid index (C order) of each active cell."""
+
+    @property
+    def domain_volume(self) -> float: ...
+    def faces(self) -> dict[str, npt.NDArray[Any]]:
+        """Interior faces: arrays ``k``, ``l``, ``area``, ``distance``, ``axis``."""
+
+    def mass(self, rho: _ArrayLike) -> float:
+        """Mass ``sum_K |K| rho_K``."""
+
+    def to_grid(self, values: _ArrayLike, fill: float = 0.0) -> _FloatArray:
+        """Grid-shaped array from values flat over the active cells (masked cells = fill)."""
+
+    def from_grid(self, array: _ArrayLike) -> _FloatArray:
+        """Values flat over the active cells from a grid-shaped array."""
+
+@final
+class Energy:
+    """F(rho) = beta ∫ rho log rho + ∫ rho^m/(m-1) + ∫ V rho + ½∬ W(x-y) rho rho, optionally
+    with rho <= max_density. The keywords are the keys of the config's ``[energy]`` table."""
+
+    def __new__(
+        cls,
+        *,
+        entropy: Optional[float] = None,
+        porous: Union[float, Mapping[str, float], None] = None,
+        potential: Union[Mapping[str, Any], _ArrayLike, None] = None,
+        interaction: Optional[Mapping[str, Any]] = None,
+        max_density: Optional[float] = None,
+    ) -> Energy: ...
+    def value(self, rho: _ArrayLike, mesh: Mesh) -> float:
+        """The discrete energy F_h(rho) (interaction included)."""
+
+    @property
+    def terms(self) -> list[str]:
+        """Names of the terms present."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The constructor arguments."""
+
+def step(
+    rho: _ArrayLike,
+    tau: float,
+    energy: Energy,
+    mesh: Mesh,
+    solver: str = "conic",
+    *,
+    warm: Optional[Mapping[str, Optional[_ArrayLike]]] = None,
+    checks: Optional[Mapping[str, float]] = None,
+    **params: Any,
+) -> tuple[_FloatArray, dict[str, Any]]:
+    """One checked JKO step by the backend ``solver`` with parameters ``**params``.
+
+    Returns ``(rho_next, info)``; rho_next has the layout of ``rho``. ``info`` holds the step
+    record (energy, mass, kinetic, energy_slack, min_density, max_density, status,
+    iterations, primal_residual, dual_residual, wall_time, notes) plus solver, objective,
+    history, and potential / flux when the backend returns them. The GIL is released.
+    """
+
+def run(
+    config: Union[_PathLike, Mapping[str, Any]],
+    out: Optional[_PathLike] = None,
+    *,
+    solver: Optional[str] = None,
+    tau: Optional[float] = None,
+    steps: Optional[int] = None,
+    resume: bool = False,
+    force: bool = False,
+    vtk: bool = False,
+    base: Optional[_PathLike] = None,
+    progress: Optional[Callable[[dict[str, Any]], Any]] = None,
+) -> tuple[_FloatArray, dict[str, Any]]:
+    """Run a config (path or dict) as ``jko run`` does; returns ``(trajectory, records)`` with
+    trajectory of shape ``(steps + 1, *mesh.shape)`` and records a dict of per-step columns."""
+
+def solvers() -> list[dict[str, Any]]:
+    """Registered backends: name, summary, treats, energy_inequality, defaults."""
+
+def example(name: str) -> str:
+    """TOML text of a built-in example config."""
+
+def examples() -> dict[str, str]:
+    """Built-in examples: name -> description."""
+
+def parse_config(text: str) -> dict[str, Any]:
+    """Parse and validate TOML config text into a dict that ``run`` accepts."""
