@@ -112,6 +112,15 @@ impl SolverConfig {
         }
     }
 
+    /// `--solver NAME`: keep the configured parameters when NAME is the configured backend,
+    /// otherwise switch to NAME's defaults.
+    pub fn overridden(self, name: Option<&str>) -> Result<SolverConfig, RunError> {
+        match name {
+            Some(n) if n != self.name() => SolverConfig::default_for(n),
+            _ => Ok(self),
+        }
+    }
+
     /// Default parameters of the backend called `name`.
     pub fn default_for(name: &str) -> Result<SolverConfig, RunError> {
         match name {

@@ -455,13 +455,6 @@ impl CompareReport {
 
     /// Write `compare.json` and `compare.md` into `dir`.
     pub fn write(&self, dir: &Path) -> Result<(), RunError> {
-        std::fs::create_dir_all(dir).map_err(|e| RunError::io(dir, e))?;
-        let json =
-            serde_json::to_string_pretty(self).map_err(|e| RunError::Config(e.to_string()))?;
-        for (name, text) in [("compare.json", json), ("compare.md", self.markdown())] {
-            let path = dir.join(name);
-            std::fs::write(&path, text).map_err(|e| RunError::io(&path, e))?;
-        }
-        Ok(())
+        crate::output::write_report(dir, "compare", self, &self.markdown())
     }
 }

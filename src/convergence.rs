@@ -276,16 +276,6 @@ impl ConvergenceReport {
 
     /// Write `convergence.json` and `convergence.md` into `dir`.
     pub fn write(&self, dir: &Path) -> Result<(), RunError> {
-        std::fs::create_dir_all(dir).map_err(|e| RunError::io(dir, e))?;
-        let json =
-            serde_json::to_string_pretty(self).map_err(|e| RunError::Config(e.to_string()))?;
-        for (name, text) in [
-            ("convergence.json", json),
-            ("convergence.md", self.markdown()),
-        ] {
-            let path = dir.join(name);
-            std::fs::write(&path, text).map_err(|e| RunError::io(&path, e))?;
-        }
-        Ok(())
+        crate::output::write_report(dir, "convergence", self, &self.markdown())
     }
 }

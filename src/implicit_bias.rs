@@ -134,16 +134,6 @@ impl ImplicitBiasTable {
 
     /// Write `implicit_bias.json` and `implicit_bias.md` into `dir`.
     pub fn write(&self, dir: &Path) -> Result<(), RunError> {
-        std::fs::create_dir_all(dir).map_err(|e| RunError::io(dir, e))?;
-        let json =
-            serde_json::to_string_pretty(self).map_err(|e| RunError::Config(e.to_string()))?;
-        for (name, text) in [
-            ("implicit_bias.json", json),
-            ("implicit_bias.md", self.markdown()),
-        ] {
-            let path = dir.join(name);
-            std::fs::write(&path, text).map_err(|e| RunError::io(&path, e))?;
-        }
-        Ok(())
+        crate::output::write_report(dir, "implicit_bias", self, &self.markdown())
     }
 }

@@ -1,7 +1,7 @@
 //! The `jko` command line: run configs, print built-in examples, list backends.
 
 use clap::{Parser, Subcommand};
-use jko::backend::{backends, treated_terms, SolverConfig};
+use jko::backend::{backends, treated_terms};
 use jko::config::Config;
 use jko::driver::{Observer, StepRecord};
 use jko::error::RunError;
@@ -201,11 +201,7 @@ fn execute(command: Command) -> Result<(), RunError> {
                 }
             }
             let mut cfg = Config::from_file(&config)?;
-            if let Some(name) = solver {
-                if name != cfg.solver.name() {
-                    cfg.solver = SolverConfig::default_for(&name)?;
-                }
-            }
+            cfg.solver = cfg.solver.overridden(solver.as_deref())?;
             if let Some(t) = tau {
                 cfg.scheme.tau = t;
             }
@@ -261,11 +257,7 @@ fn execute(command: Command) -> Result<(), RunError> {
             out,
         } => {
             let mut cfg = Config::from_file(&config)?;
-            if let Some(name) = solver {
-                if name != cfg.solver.name() {
-                    cfg.solver = SolverConfig::default_for(&name)?;
-                }
-            }
+            cfg.solver = cfg.solver.overridden(solver.as_deref())?;
             let refine = jko::convergence::Refine::parse(&refine)?;
             let base = config.parent().unwrap_or(Path::new(".")).to_path_buf();
             let report = jko::convergence::convergence(&cfg, &base, refine, runs, &mut |r| {

@@ -233,3 +233,22 @@ pub fn peak_rss_kib() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
+
+/// Write a report as `STEM.json` (serde) and `STEM.md` (Markdown) into `dir`.
+pub fn write_report<T: Serialize>(
+    dir: &Path,
+    stem: &str,
+    report: &T,
+    markdown: &str,
+) -> Result<(), RunError> {
+    std::fs::create_dir_all(dir).map_err(|e| RunError::io(dir, e))?;
+    let json = serde_json::to_string_pretty(report).map_err(|e| RunError::Config(e.to_string()))?;
+    for (name, text) in [
+        (format!("{stem}.json"), json.as_str()),
+        (format!("{stem}.md"), markdown),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|e| RunError::io(&path, e))?;
+    }
+    Ok(())
+}
