@@ -2,8 +2,8 @@
 //! τ = 0.1, from the built-in examples' initial states): `cargo bench --bench backends`.
 //! Backend-specific benches live in solvers/*/benches.
 
-use criterion::{criterion_group, criterion_main, Criterion};
-use jko::backend::{SolverConfig, BACKENDS};
+use criterion::{Criterion, criterion_group, criterion_main};
+use jko::backend::{BACKENDS, SolverConfig};
 use jko::config::Config;
 use jko_core::JkoStep;
 use std::path::Path;

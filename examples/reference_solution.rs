@@ -13,8 +13,8 @@
 //! `jko convergence CONFIG --refine tau` runs such a study from a config and writes
 //! `convergence.json`, which `jko plot` draws.
 
-use jko::config::Config;
 use jko::RunOptions;
+use jko::config::Config;
 use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
 use std::path::Path;
 

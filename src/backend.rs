@@ -188,10 +188,12 @@ impl SolverConfig {
     /// The same backend with `factor` times as many time levels (`--refine levels`).
     pub fn with_levels_scaled(&self, factor: usize) -> Result<SolverConfig, RunError> {
         match self {
-            SolverConfig::Conic(p) if p.levels.is_some() => Ok(SolverConfig::Conic(jko_conic::ConicParams {
-                levels: p.levels.map(|l| l * factor),
-                ..p.clone()
-            })),
+            SolverConfig::Conic(p) if p.levels.is_some() => {
+                Ok(SolverConfig::Conic(jko_conic::ConicParams {
+                    levels: p.levels.map(|l| l * factor),
+                    ..p.clone()
+                }))
+            }
             _ => Err(RunError::Config(format!(
                 "--refine levels needs a backend with time levels (conic with `levels`); `{}` has none",
                 self.name()

@@ -18,12 +18,12 @@
 //! reference = "quantile"      # reference backend where no exact solution is known
 //! ```
 
-use crate::backend::{SolverConfig, BACKENDS};
-use crate::config::{read_npy, Config};
+use crate::backend::{BACKENDS, SolverConfig};
+use crate::config::{Config, read_npy};
 use crate::convergence::restrict;
 use crate::error::RunError;
 use crate::output::Summary;
-use crate::reference::{l1_relative, ExactSolution};
+use crate::reference::{ExactSolution, l1_relative};
 use jko_core::Mesh;
 use ndarray::Array1;
 use serde::{Deserialize, Serialize};
@@ -426,7 +426,10 @@ impl CompareReport {
             "Suite `{}`, jko {}, on {}.\n",
             self.suite, self.jko_version, self.machine
         );
-        let _ = writeln!(s, "| problem | cells | backend | τ × steps | time/step (s) | total (s) | it/step | peak MiB | L1 error | error × time | against | status |");
+        let _ = writeln!(
+            s,
+            "| problem | cells | backend | τ × steps | time/step (s) | total (s) | it/step | peak MiB | L1 error | error × time | against | status |"
+        );
         let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|");
         let f = |v: Option<f64>, p: usize| v.map_or("-".to_string(), |x| format!("{x:.p$}"));
         let e = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.2e}"));

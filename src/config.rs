@@ -269,15 +269,15 @@ impl Config {
         let energy = self.energy.build(&mesh, base)?;
         energy.validate()?;
         let initial = self.initial.build(&mesh, &energy, base)?;
-        if let Some(rmax) = energy.max_density {
-            if let Some((k, r)) = initial.iter().enumerate().find(|(_, r)| **r > rmax) {
-                return Err(InputError::parameter(
+        if let Some(rmax) = energy.max_density
+            && let Some((k, r)) = initial.iter().enumerate().find(|(_, r)| **r > rmax)
+        {
+            return Err(InputError::parameter(
                     "initial",
                     format!("density {r:.6} at cell {k}"),
                     &format!("exceeds max_density = {rmax}; start from an admissible density (spread it out or lower its mass)"),
                 )
                 .into());
-            }
         }
         Ok(Problem {
             mesh,

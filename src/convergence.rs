@@ -5,10 +5,10 @@
 //! (restricted to the coarser grid by cell averaging), and writes `convergence.json` and
 //! `convergence.md` with the observed orders.
 
+use crate::RunOptions;
 use crate::config::Config;
 use crate::error::RunError;
-use crate::reference::{l1_relative, ExactSolution};
-use crate::RunOptions;
+use crate::reference::{ExactSolution, l1_relative};
 use jko_core::Mesh;
 use ndarray::Array1;
 use serde::{Deserialize, Serialize};
@@ -35,7 +35,7 @@ impl Refine {
                 other => {
                     return Err(RunError::Config(format!(
                         "--refine: unknown parameter `{other}`; use a comma-separated subset of h, tau, levels"
-                    )))
+                    )));
                 }
             }
         }

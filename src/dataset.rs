@@ -54,7 +54,7 @@
 
 use crate::backend::SolverConfig;
 use crate::config::{Checks, EnergyConfig, MeshConfig, SchemeConfig};
-use crate::driver::{march, Observer, StepRecord, Stepper};
+use crate::driver::{Observer, StepRecord, Stepper, march};
 use crate::error::RunError;
 use jko_core::exact::Gaussian;
 use jko_core::{Energy, InputError, Mesh, StepOutput, StepSolver};
@@ -168,14 +168,14 @@ impl InitialFamily {
                         "must be [min, max] with 0 < min <= max, finite",
                     ));
                 }
-                if let Some(m) = mean {
-                    if !(m[0].is_finite() && m[1].is_finite() && m[0] <= m[1]) {
-                        return Err(bad(
-                            "mean",
-                            format!("{m:?}"),
-                            "must be [min, max] with min <= max, finite",
-                        ));
-                    }
+                if let Some(m) = mean
+                    && !(m[0].is_finite() && m[1].is_finite() && m[0] <= m[1])
+                {
+                    return Err(bad(
+                        "mean",
+                        format!("{m:?}"),
+                        "must be [min, max] with min <= max, finite",
+                    ));
                 }
             }
             InitialFamily::SmoothField {
@@ -460,15 +460,15 @@ impl DatasetSpec {
             return Err(InputError::ZeroMass { what }.into());
         }
         let rho = raw * (self.mass() / mass);
-        if let Some(rmax) = energy.max_density {
-            if let Some((k, r)) = rho.iter().enumerate().find(|(_, r)| **r > rmax) {
-                return Err(InputError::parameter(
-                    &what,
-                    format!("{r:.6} at cell {k}"),
-                    &format!("exceeds max_density = {rmax}; widen the std range or lower the mass"),
-                )
-                .into());
-            }
+        if let Some(rmax) = energy.max_density
+            && let Some((k, r)) = rho.iter().enumerate().find(|(_, r)| **r > rmax)
+        {
+            return Err(InputError::parameter(
+                &what,
+                format!("{r:.6} at cell {k}"),
+                &format!("exceeds max_density = {rmax}; widen the std range or lower the mass"),
+            )
+            .into());
         }
         Ok((family, rho))
     }

@@ -7,8 +7,8 @@
 
 use crate::config::{Config, InitialConfig};
 use crate::error::RunError;
-use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
 use jko_core::Potential;
+use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 use std::path::Path;
@@ -71,7 +71,7 @@ pub fn implicit_bias(config: &Config, etas: &[f64]) -> Result<ImplicitBiasTable,
         Some(_) => {
             return Err(RunError::Config(
                 "implicit-bias needs a quadratic potential (or none)".into(),
-            ))
+            ));
         }
     };
     if let Some(eta) = etas.iter().find(|e| !(e.is_finite() && **e > 0.0)) {

@@ -28,7 +28,7 @@ pub mod vtk;
 pub use jko_core as core;
 
 use config::Config;
-use driver::{march, Observer, Stepper};
+use driver::{Observer, Stepper, march};
 use error::RunError;
 use ndarray::Array1;
 use output::{OutputDir, RunStatus, Summary};

@@ -5,7 +5,7 @@ use jko::backend::{backends, treated_terms};
 use jko::config::Config;
 use jko::driver::{Observer, StepRecord};
 use jko::error::RunError;
-use jko::{examples, RunOptions};
+use jko::{RunOptions, examples};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -156,7 +156,15 @@ impl Observer for Progress {
         } else {
             eprintln!(
                 "step {:>5}/{}  t = {:<9.4}  F = {:<+13.6e}  W2 = {:<10.3e}  mass = {:<12.9e}  {:?} in {} it, {:.3} s",
-                r.step, self.steps, r.t, r.energy, r.kinetic, r.mass, r.status, r.iterations, r.wall_time
+                r.step,
+                self.steps,
+                r.t,
+                r.energy,
+                r.kinetic,
+                r.mass,
+                r.status,
+                r.iterations,
+                r.wall_time
             );
         }
         if self.verbose {
@@ -196,7 +204,7 @@ fn execute(command: Command) -> Result<(), RunError> {
                     other => {
                         return Err(RunError::Config(format!(
                             "unknown output format `{other}`; known: npy, vtk"
-                        )))
+                        )));
                     }
                 }
             }
@@ -353,7 +361,9 @@ fn execute(command: Command) -> Result<(), RunError> {
                     treated_terms(b.solver.as_ref()).join(", ")
                 );
             }
-            println!("\nInteraction energies are treated semi-implicitly by every backend (W * rho^n frozen in the step).");
+            println!(
+                "\nInteraction energies are treated semi-implicitly by every backend (W * rho^n frozen in the step)."
+            );
             Ok(())
         }
     }

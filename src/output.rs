@@ -7,7 +7,7 @@
 //! `summary.json` is written last for each step and is the commit point used by `--resume`.
 //! With VTK output on, `rho_NNNNN.vti` and the `rho.pvd` series are written too (see [`crate::vtk`]).
 
-use crate::config::{read_npy, Config};
+use crate::config::{Config, read_npy};
 use crate::driver::{Observer, StepRecord};
 use crate::error::RunError;
 use jko_core::{Mesh, StepOutput, WarmStart};
@@ -208,10 +208,10 @@ impl Observer for OutputDir {
         if self.vtk {
             self.write_vtk(record.step, &output.rho)?;
         }
-        if let Some(p) = &output.potential {
-            if p.len() == self.mesh.n_cells() {
-                self.write_cells(&step_file("potential", record.step), p)?;
-            }
+        if let Some(p) = &output.potential
+            && p.len() == self.mesh.n_cells()
+        {
+            self.write_cells(&step_file("potential", record.step), p)?;
         }
         self.summary.steps.push(record.clone());
         self.write_summary()

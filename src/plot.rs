@@ -25,10 +25,10 @@
 //! Text needs a font: plotters with `ab_glyph` draws none unless one is registered, so the
 //! embedded DejaVu Sans (data/fonts, with its licence) is registered once as "sans-serif".
 
-use crate::config::{read_npy, Config};
+use crate::config::{Config, read_npy};
 use crate::convergence::{ConvergenceReport, ConvergenceRow};
 use crate::error::RunError;
-use crate::output::{step_file, Summary};
+use crate::output::{Summary, step_file};
 use jko_core::Mesh;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -893,7 +893,7 @@ fn convergence_figure(report: &ConvergenceReport) -> Result<Figure, RunError> {
             other => {
                 return Err(RunError::Config(format!(
                     "convergence.json: unknown `against` = {other:?} (h, tau or levels)"
-                )))
+                )));
             }
         };
     let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();

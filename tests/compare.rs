@@ -2,8 +2,8 @@
 //! and its error column is the error of the written result against the exact solution,
 //! recomputed here independently.
 
-use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
 use jko_core::Mesh;
+use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
 use ndarray::ArrayD;
 use std::process::Command;
 
@@ -48,9 +48,11 @@ reference = "conic"
         serde_json::from_str(&std::fs::read_to_string(out.join("compare.json")).unwrap()).unwrap();
     let rows = report["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 6);
-    assert!(std::fs::read_to_string(out.join("compare.md"))
-        .unwrap()
-        .contains("| ou-1d | 80 | quantile |"));
+    assert!(
+        std::fs::read_to_string(out.join("compare.md"))
+            .unwrap()
+            .contains("| ou-1d | 80 | quantile |")
+    );
 
     // Recompute the OU errors from the written densities.
     let ou = OrnsteinUhlenbeck::standard(1);
@@ -78,8 +80,10 @@ reference = "conic"
     }
     let crowd: Vec<_> = rows.iter().filter(|r| r["problem"] == "crowd-2d").collect();
     assert_eq!(crowd[0]["status"], "ok (the reference)");
-    assert!(crowd[1]["status"]
-        .as_str()
-        .unwrap()
-        .starts_with("unsupported"));
+    assert!(
+        crowd[1]["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("unsupported")
+    );
 }

@@ -2,7 +2,7 @@
 //! 2D Fokker–Planck problem with an exact solution (linear drift on a box, `drift_box`).
 
 use jko::config::Config;
-use jko::convergence::{convergence, Refine};
+use jko::convergence::{Refine, convergence};
 use std::path::Path;
 
 #[test]
@@ -44,7 +44,9 @@ kind = "newton"
     );
     let dir = tempfile::tempdir().unwrap();
     report.write(dir.path()).unwrap();
-    assert!(std::fs::read_to_string(dir.path().join("convergence.md"))
-        .unwrap()
-        .contains("| [80, 80] |"));
+    assert!(
+        std::fs::read_to_string(dir.path().join("convergence.md"))
+            .unwrap()
+            .contains("| [80, 80] |")
+    );
 }

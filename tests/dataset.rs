@@ -1,7 +1,7 @@
 //! `jko::dataset`: sharding must not change a sample, the same spec must give the same files,
 //! and every row must be a real trajectory (mass conserved, energy non-increasing).
 
-use jko::dataset::{manifest_file, run_dataset, DatasetSpec, Manifest, Shard};
+use jko::dataset::{DatasetSpec, Manifest, Shard, manifest_file, run_dataset};
 use ndarray::{ArrayD, Axis};
 use std::path::Path;
 

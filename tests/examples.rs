@@ -1,9 +1,9 @@
 //! Every built-in example runs with its configured backend and every invariant holds on every
 //! step (the driver checks them; here they are re-checked from the written files).
 
+use jko::RunOptions;
 use jko::config::Config;
 use jko::examples::EXAMPLES;
-use jko::RunOptions;
 use ndarray::ArrayD;
 use std::path::Path;
 

@@ -1,8 +1,8 @@
 //! The JKO-Flow surrogate in the driver: checks against proximal steps are recorded and fall
 //! back when the discrepancy exceeds `check_tol`; `jko implicit-bias` shows orders 2 and 1.
 
-use jko::config::Config;
 use jko::RunOptions;
+use jko::config::Config;
 use std::path::Path;
 
 fn flow_config(check_tol: f64) -> Config {

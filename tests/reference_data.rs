@@ -5,8 +5,8 @@
 
 use jko_core::exact::{Barenblatt, Gaussian, OrnsteinUhlenbeck};
 use jko_core::{Energy, Potential};
-use jko_quantile::{from_gaussian, jko_step, QuantileEnergy, QuantileGrid, QuantileParams};
-use serde_json::{json, Value};
+use jko_quantile::{QuantileEnergy, QuantileGrid, QuantileParams, from_gaussian, jko_step};
+use serde_json::{Value, json};
 use std::path::PathBuf;
 
 fn path(name: &str) -> PathBuf {

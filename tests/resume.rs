@@ -1,7 +1,7 @@
 //! A run stopped part way and resumed produces the same remaining steps, bit for bit.
 
-use jko::config::Config;
 use jko::RunOptions;
+use jko::config::Config;
 use ndarray::ArrayD;
 use std::path::Path;
 

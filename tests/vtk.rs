@@ -1,7 +1,7 @@
 //! VTK output opens in a VTK reader (the vtkio crate) with the values the run wrote.
 
-use jko::config::Config;
 use jko::RunOptions;
+use jko::config::Config;
 use ndarray::ArrayD;
 use std::path::Path;
 use vtkio::model::{Attribute, DataSet, ElementType};

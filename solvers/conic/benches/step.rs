@@ -1,7 +1,7 @@
 //! One OU (Fokker–Planck, quadratic potential) step with default parameters, 1D and 2D.
 //! `cargo bench -p jko-conic`.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use jko_conic::{ConicParams, ConicSolver};
 use jko_core::{Energy, JkoStep, Mesh, Potential, StepEnergy, StepSolver};
 use ndarray::Array1;

@@ -214,7 +214,7 @@ impl ConicProgram {
                     primal_residual: info.res_primal,
                     dual_residual: info.res_dual,
                     history: Vec::new(),
-                })
+                });
             }
         };
         let timing = SolveTiming {

@@ -11,7 +11,7 @@
 //! between two densities, [`crate::ConicSolver::transport`]). See the crate documentation for
 //! the scalings.
 
-use crate::program::{row, ConicProgram, ConicSolution, SOLVER_NAME};
+use crate::program::{ConicProgram, ConicSolution, SOLVER_NAME, row};
 use clarabel::solver::SupportedConeT;
 use jko_core::{Mesh, StepEnergy, StepError};
 use ndarray::Array1;

@@ -47,7 +47,10 @@ fn congestion_bound_becomes_active_and_holds() {
             .iter()
             .filter(|&&r| r > rho_max * (1.0 - 1e-6))
             .count();
-        println!("congestion step {step}: max {hi:.12} min {lo:.3e} mass err {dm:.2e}, {saturated} cells at the bound, {} it", out.info.iterations);
+        println!(
+            "congestion step {step}: max {hi:.12} min {lo:.3e} mass err {dm:.2e}, {saturated} cells at the bound, {} it",
+            out.info.iterations
+        );
         rho = out.rho;
     }
     assert!(
@@ -157,7 +160,10 @@ fn porous_medium_with_potential_in_2d() {
             .iter()
             .filter(|&&r| r < 1e-8 * max_abs(&out.rho))
             .count();
-        println!("porous 2D step {step}: mass err {dm:.2e}, energy change {de:.3e}, {vacuum} vacuum cells, {:?} {} it", out.info.status, out.info.iterations);
+        println!(
+            "porous 2D step {step}: mass err {dm:.2e}, energy change {de:.3e}, {vacuum} vacuum cells, {:?} {} it",
+            out.info.status, out.info.iterations
+        );
         assert!(vacuum > 50, "compact support lost ({vacuum} vacuum cells)");
         rho = out.rho;
     }

@@ -413,10 +413,12 @@ fn levels_parameter_is_validated_and_serialised() {
         levels: Some(0),
         ..ConicParams::default()
     };
-    assert!(ConicSolver::new(bad)
-        .unwrap_err()
-        .to_string()
-        .contains("levels"));
+    assert!(
+        ConicSolver::new(bad)
+            .unwrap_err()
+            .to_string()
+            .contains("levels")
+    );
     // Unequal masses cannot be transported.
     let mesh = Mesh::grid(&[8], &[0.0], &[1.0]).unwrap();
     let a = Array1::from_elem(8, 1.0);

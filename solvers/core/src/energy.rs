@@ -213,32 +213,32 @@ impl Energy {
 
     /// Check the parameters (β > 0, m > 1, ρ_max > 0, finite kernel parameters).
     pub fn validate(&self) -> Result<(), InputError> {
-        if let Some(b) = self.entropy {
-            if !(b.is_finite() && b > 0.0) {
-                return Err(InputError::parameter(
-                    "entropy",
-                    b,
-                    "the temperature must be finite and > 0",
-                ));
-            }
+        if let Some(b) = self.entropy
+            && !(b.is_finite() && b > 0.0)
+        {
+            return Err(InputError::parameter(
+                "entropy",
+                b,
+                "the temperature must be finite and > 0",
+            ));
         }
-        if let Some(m) = self.porous {
-            if !(m.is_finite() && m > 1.0) {
-                return Err(InputError::parameter(
-                    "porous.m",
-                    m,
-                    "the porous-medium exponent must be finite and > 1 (m = 1 is the entropy)",
-                ));
-            }
+        if let Some(m) = self.porous
+            && !(m.is_finite() && m > 1.0)
+        {
+            return Err(InputError::parameter(
+                "porous.m",
+                m,
+                "the porous-medium exponent must be finite and > 1 (m = 1 is the entropy)",
+            ));
         }
-        if let Some(r) = self.max_density {
-            if !(r.is_finite() && r > 0.0) {
-                return Err(InputError::parameter(
-                    "max_density",
-                    r,
-                    "must be finite and > 0",
-                ));
-            }
+        if let Some(r) = self.max_density
+            && !(r.is_finite() && r > 0.0)
+        {
+            return Err(InputError::parameter(
+                "max_density",
+                r,
+                "must be finite and > 0",
+            ));
         }
         match &self.potential {
             Some(Potential::Quadratic { center, stiffness })
@@ -386,10 +386,10 @@ impl StepEnergy {
     /// Internal energy density f(s) = β s log s + s^m/(m−1), with 0 log 0 = 0.
     pub fn f(&self, s: f64) -> f64 {
         let mut v = 0.0;
-        if let Some(b) = self.entropy {
-            if s > 0.0 {
-                v += b * s * s.ln();
-            }
+        if let Some(b) = self.entropy
+            && s > 0.0
+        {
+            v += b * s * s.ln();
         }
         if let Some(m) = self.porous {
             v += s.max(0.0).powf(m) / (m - 1.0);

@@ -604,25 +604,29 @@ mod tests {
             assert!((mass - 2.0).abs() < 1e-4, "t {t}: mass {mass}");
             assert!(min > 0.0, "t {t}: min {min}");
         }
-        assert!(DriftBox::new(
-            beta,
-            vec![1.0],
-            vec![0.0],
-            vec![1.0],
-            vec![0],
-            vec![0.5],
-            1.0
-        )
-        .is_err());
-        assert!(DriftBox::new(
-            beta,
-            vec![1.0],
-            vec![0.0],
-            vec![1.0],
-            vec![1],
-            vec![1.0],
-            1.0
-        )
-        .is_err());
+        assert!(
+            DriftBox::new(
+                beta,
+                vec![1.0],
+                vec![0.0],
+                vec![1.0],
+                vec![0],
+                vec![0.5],
+                1.0
+            )
+            .is_err()
+        );
+        assert!(
+            DriftBox::new(
+                beta,
+                vec![1.0],
+                vec![0.0],
+                vec![1.0],
+                vec![1],
+                vec![1.0],
+                1.0
+            )
+            .is_err()
+        );
     }
 }

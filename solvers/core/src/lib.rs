@@ -17,4 +17,4 @@ pub mod step;
 pub use energy::{Energy, EnergyTerm, Interaction, Potential, StepEnergy};
 pub use error::{InputError, StepError};
 pub use mesh::{Face, Grid, Mesh};
-pub use step::{check_density, JkoStep, StepInfo, StepOutput, StepSolver, StepStatus, WarmStart};
+pub use step::{JkoStep, StepInfo, StepOutput, StepSolver, StepStatus, WarmStart, check_density};

@@ -141,14 +141,14 @@ impl Mesh {
                     .saturating_mul(64),
                 limit: MAX_CELLS as u64 * 64,
             })?;
-        if let Some(m) = &mask {
-            if m.len() != total {
-                return Err(InputError::ShapeMismatch {
-                    what: "cell mask".into(),
-                    expected: format!("{total} entries ({cells:?})"),
-                    found: format!("{}", m.len()),
-                });
-            }
+        if let Some(m) = &mask
+            && m.len() != total
+        {
+            return Err(InputError::ShapeMismatch {
+                what: "cell mask".into(),
+                expected: format!("{total} entries ({cells:?})"),
+                found: format!("{}", m.len()),
+            });
         }
         let grid = Grid {
             cells: cells.to_vec(),

@@ -4,7 +4,7 @@
 //! part of the backend (one-step two-point flux, multi-level Benamou–Brenier, entropic); every
 //! backend validates nothing itself — [`JkoStep::new`] already has.
 
-use crate::energy::{check_finite, EnergyTerm, StepEnergy};
+use crate::energy::{EnergyTerm, StepEnergy, check_finite};
 use crate::error::{InputError, StepError};
 use crate::mesh::Mesh;
 use ndarray::Array1;

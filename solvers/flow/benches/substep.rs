@@ -1,7 +1,7 @@
 //! One surrogate (JKO-Flow, resummed) step against one proximal step (jko-newton, one-step
 //! two-point-flux scheme) with the same τ on the same mesh: Fokker–Planck with V = |x|²/2 from a
 //! resolved Gaussian. Run: cargo bench -p jko-flow --bench substep
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{Criterion, criterion_group, criterion_main};
 use jko_core::exact::Gaussian;
 use jko_core::{Energy, JkoStep, Mesh, Potential, StepEnergy, StepSolver};
 use jko_flow::{FlowParams, FlowSolver};

@@ -1,7 +1,7 @@
 //! Implicit-bias study on Gaussian states (exact Bures–Wasserstein paths).
 //! Run: CARGO_TARGET_DIR=... cargo run --release -p jko-flow --example gaussian_bias
 use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
-use jko_flow::gaussian::{observed_orders, GaussianFlow};
+use jko_flow::gaussian::{GaussianFlow, observed_orders};
 
 fn table(name: &str, flow: &GaussianFlow, g: &Gaussian) {
     let etas = [0.2, 0.1, 0.05, 0.025, 0.0125, 0.00625, 0.003125];
@@ -30,8 +30,10 @@ fn table(name: &str, flow: &GaussianFlow, g: &Gaussian) {
             let o = orders[i - 1];
             (o.1, o.2, o.3)
         };
-        println!("{:>9.6} {:>5} | {:>11.4e} {:>5.2} | {:>11.4e} {:>5.2} | {:>11.4e} {:>5.2} | {:>10.3e} {:>10.3e}",
-            r.eta, r.steps, r.err_flow, a, r.err_resummed, b, r.err_wgf, c, r.w2_flow, r.w2_wgf);
+        println!(
+            "{:>9.6} {:>5} | {:>11.4e} {:>5.2} | {:>11.4e} {:>5.2} | {:>11.4e} {:>5.2} | {:>10.3e} {:>10.3e}",
+            r.eta, r.steps, r.err_flow, a, r.err_resummed, b, r.err_wgf, c, r.w2_flow, r.w2_wgf
+        );
     }
 }
 
@@ -52,14 +54,14 @@ fn main() {
         &ou2,
         &g2,
     );
-    let gen = GaussianFlow {
+    let r#gen = GaussianFlow {
         beta: 0.8,
         stiffness: 1.5,
         center: vec![0.3, -0.2],
     };
     table(
         "2D, beta = 0.8, k = 1.5, c = (0.3, -0.2), same initial state",
-        &gen,
+        &r#gen,
         &g2,
     );
     let heat = GaussianFlow::from(&OrnsteinUhlenbeck::heat(1.0, 2));

@@ -2,7 +2,7 @@
 //! Run: cargo run --release -p jko-flow --example mesh_gaussian
 use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
 use jko_core::{Energy, Mesh, Potential};
-use jko_flow::gaussian::{moment_error, GaussianFlow};
+use jko_flow::gaussian::{GaussianFlow, moment_error};
 use jko_flow::{FlowError, FlowStats, MeshFlow, Variant};
 use ndarray::Array1;
 
@@ -62,7 +62,9 @@ fn main() {
         (Gaussian::diagonal(&[0.5], &[0.8]), -5.0, 5.0),
         (Gaussian::diagonal(&[1.0], &[0.5]), -5.0, 5.0),
     ] {
-        println!("\n(a) modified (J^eta_h) variant inside eta*lambda_max < 2: refinement against the Gaussian J^eta flow");
+        println!(
+            "\n(a) modified (J^eta_h) variant inside eta*lambda_max < 2: refinement against the Gaussian J^eta flow"
+        );
         println!(
             "    initial N({}, {}^2), domain [{lo}, {hi}]",
             g0.mean[0],
@@ -110,7 +112,10 @@ fn main() {
                     let (o1, o2) = prev.map_or((f64::NAN, f64::NAN), |p| {
                         ((p.0 / e).log2(), (p.1 / e_bw).log2())
                     });
-                    println!("{eta:>9} | {e:>11.4e} {o1:>5.2} | {e_bw:>11.4e} {o2:>5.2} | {e_wgf:>11.4e} | {:>6} {secs:>8.3}", s.substeps);
+                    println!(
+                        "{eta:>9} | {e:>11.4e} {o1:>5.2} | {e_bw:>11.4e} {o2:>5.2} | {e_wgf:>11.4e} | {:>6} {secs:>8.3}",
+                        s.substeps
+                    );
                     prev = Some((e, e_bw));
                 }
                 Err(err) => {

@@ -3,10 +3,10 @@
 //!     JKO iterates (closed form) and against the quantile proximal steps on the same grid.
 //! (2) Quartic V = x⁴/4 (entropy + V), N(1, 0.5²), T = 1: against the quantile proximal steps.
 //! Run: cargo run --release -p jko-flow --example quantile_bias
-use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
 use jko_core::Potential;
-use jko_flow::quantile::{jko_step, QuantileEnergy, QuantileFlow, QuantileGrid};
+use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
 use jko_flow::Variant;
+use jko_flow::quantile::{QuantileEnergy, QuantileFlow, QuantileGrid, jko_step};
 use std::time::Instant;
 
 const ETAS: [f64; 7] = [0.2, 0.1, 0.05, 0.025, 0.0125, 0.00625, 0.003125];
@@ -83,7 +83,9 @@ fn study(name: &str, energy: &QuantileEnergy, n: usize, z_max: f64, exact_ou: bo
         let (o1, o2, o3) = prev.map_or((f64::NAN, f64::NAN, f64::NAN), |p| {
             (o(p.0, e_res), o(p.1, e_mod), o(p.2, e_wgf))
         });
-        println!("{eta:>9} | {e_res:>11.4e} {o1:>5.2} | {e_mod:>11.4e} {o2:>5.2} | {e_wgf:>11.4e} {o3:>5.2} | {newton:>6} {prox_s:>8.4} {flow_s:>8.4} | {exact} {substeps:>6}");
+        println!(
+            "{eta:>9} | {e_res:>11.4e} {o1:>5.2} | {e_mod:>11.4e} {o2:>5.2} | {e_wgf:>11.4e} {o3:>5.2} | {newton:>6} {prox_s:>8.4} {flow_s:>8.4} | {exact} {substeps:>6}"
+        );
         prev = Some((e_res, e_mod, e_wgf));
     }
 }
@@ -117,7 +119,9 @@ fn cross_check() {
     .unwrap();
     let params = jko_quantile::QuantileParams::default();
     let wgf = Some(grid.moments(&plain_flow(&grid, &energy, &x0, 1.0)));
-    println!("\nQuartic, cross-check against jko_quantile::jko_step (4001 Gaussian nodes, z_max 8; independent code):");
+    println!(
+        "\nQuartic, cross-check against jko_quantile::jko_step (4001 Gaussian nodes, z_max 8; independent code):"
+    );
     println!("error = |dmean| + |dvar| at T = 1");
     println!(
         "{:>9} | {:>11} {:>5} | {:>11} {:>5} | {:>8}",
@@ -175,7 +179,9 @@ fn main() {
     // OU against the exact JKO iterates (closed form), resummed flow on the grid: spatial floor.
     let grid = QuantileGrid::gaussian_levels(4001, 7.0).unwrap();
     let x0 = grid.gaussian(1.0, 0.5);
-    println!("\nOU, 4001 particles: resummed quantile JKO-Flow against the EXACT JKO iterates (Gaussian quantiles)");
+    println!(
+        "\nOU, 4001 particles: resummed quantile JKO-Flow against the EXACT JKO iterates (Gaussian quantiles)"
+    );
     println!("{:>9} | {:>11} {:>5}", "eta", "W2", "ord");
     let mut prev = None;
     for &eta in &ETAS {

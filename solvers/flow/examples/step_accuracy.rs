@@ -68,7 +68,9 @@ fn main() {
         .freeze(&mesh, &rho0)
         .unwrap();
         let tau = 0.1;
-        println!("\nmesh {cells:?} on [-{half}, {half}]^{d}, N({mean:?}, 0.8^2 I), tau = eta = {tau}; {steps} steps (T = 1); error = |dm| + ||dS||_F vs exact JKO iterates");
+        println!(
+            "\nmesh {cells:?} on [-{half}, {half}]^{d}, N({mean:?}, 0.8^2 I), tau = eta = {tau}; {steps} steps (T = 1); error = |dm| + ||dS||_F vs exact JKO iterates"
+        );
         let exact = OrnsteinUhlenbeck::standard(d).jko_iterates(&g0, tau, steps);
         let run = |s: &dyn StepSolver| {
             let mut rho = rho0.clone();
@@ -98,7 +100,14 @@ fn main() {
             let ((rf, itf), tf) = time(2, || run(&flow));
             let p = JkoStep::new(&mesh, &rho0, tau, &e).unwrap();
             let note = flow.step(&p, None).unwrap().info.notes[0].clone();
-            println!("  flow resummed, rtol {rtol:.0e}: err {:.3e}  {:>5} substeps  {:.4} s  (speed-up {:.2}x)\n      first step: {}", moment_error(&moments(&mesh, &rf), &exact), itf, tf, tn / tf, note);
+            println!(
+                "  flow resummed, rtol {rtol:.0e}: err {:.3e}  {:>5} substeps  {:.4} s  (speed-up {:.2}x)\n      first step: {}",
+                moment_error(&moments(&mesh, &rf), &exact),
+                itf,
+                tf,
+                tn / tf,
+                note
+            );
         }
     }
 }

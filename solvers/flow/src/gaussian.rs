@@ -38,10 +38,10 @@
 //! Distances: [`moment_error`] = |Δm|₂ + ‖ΔS‖_F (used in the tables), [`bures_wasserstein`]
 //! = the exact W₂ between Gaussians.
 
-use crate::ode::{integrate, OdeOptions};
+use crate::ode::{OdeOptions, integrate};
 use crate::{FlowError, Variant};
-use jko_core::exact::{symmetric_eigen, Gaussian, OrnsteinUhlenbeck};
 use jko_core::InputError;
+use jko_core::exact::{Gaussian, OrnsteinUhlenbeck, symmetric_eigen};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 

@@ -79,7 +79,9 @@ pub enum FlowError {
     Inadmissible { reason: String },
     #[error("the flow collapsed at t = {time:e}: {reason}")]
     Collapse { time: f64, reason: String },
-    #[error("the linear solve of the resummed velocity did not converge: {iterations} iterations, relative residual {residual:e}")]
+    #[error(
+        "the linear solve of the resummed velocity did not converge: {iterations} iterations, relative residual {residual:e}"
+    )]
     LinearSolve { iterations: usize, residual: f64 },
 }
 

@@ -53,9 +53,9 @@
 //! density (or a zero one under entropy) is rejected. Cell and face loops run in parallel
 //! (rayon) on large meshes.
 
-use crate::ode::{integrate, OdeOptions};
+use crate::ode::{OdeOptions, integrate};
 use crate::{FlowError, Variant};
-use jko_core::{check_density, EnergyTerm, Mesh, StepEnergy};
+use jko_core::{EnergyTerm, Mesh, StepEnergy, check_density};
 use ndarray::Array1;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -152,15 +152,15 @@ impl<'a> MeshFlow<'a> {
                 jko_core::InputError::parameter("eta", eta, "must be finite and >= 0").into(),
             );
         }
-        if let Some(v) = &energy.potential {
-            if v.len() != mesh.n_cells() {
-                return Err(jko_core::InputError::ShapeMismatch {
-                    what: "cell potential".into(),
-                    expected: mesh.n_cells().to_string(),
-                    found: v.len().to_string(),
-                }
-                .into());
+        if let Some(v) = &energy.potential
+            && v.len() != mesh.n_cells()
+        {
+            return Err(jko_core::InputError::ShapeMismatch {
+                what: "cell potential".into(),
+                expected: mesh.n_cells().to_string(),
+                found: v.len().to_string(),
             }
+            .into());
         }
         let faces = mesh.faces();
         let chain = mesh.dim() == 1
@@ -278,11 +278,7 @@ impl<'a> MeshFlow<'a> {
         } else {
             (0..n).map(row).fold(0.0, f64::max)
         };
-        if m.is_finite() {
-            m
-        } else {
-            f64::INFINITY
-        }
+        if m.is_finite() { m } else { f64::INFINITY }
     }
 
     /// J_h(ρ).

@@ -22,7 +22,7 @@
 //! line search keeping the particles ordered), so flow and JKO iterates are compared without
 //! spatial error.
 
-use crate::ode::{integrate, OdeOptions, OdeStats};
+use crate::ode::{OdeOptions, OdeStats, integrate};
 use crate::{FlowError, Variant};
 use jko_core::{InputError, Potential};
 

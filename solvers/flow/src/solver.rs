@@ -134,7 +134,12 @@ impl StepSolver for FlowSolver {
         let mut notes = vec![format!(
             "JKO-Flow surrogate ({:?}): flow of J^eta with eta = tau over a time tau; {} substeps ({} rejected), \
              {} stages, {} CG iterations; max eta*lambda_max = {:.3e}; kinetic = tau * integral of |velocity|^2",
-            p.variant, stats.substeps, stats.rejected, stats.evaluations, stats.linear_iterations, stats.max_eta_lambda
+            p.variant,
+            stats.substeps,
+            stats.rejected,
+            stats.evaluations,
+            stats.linear_iterations,
+            stats.max_eta_lambda
         )];
         if problem.energy.interaction_frozen {
             notes.push("interaction frozen at rho^n inside the step (semi-implicit)".into());

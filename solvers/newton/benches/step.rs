@@ -1,7 +1,7 @@
 //! Time per warm OU step of the newton backend on 2D 64² and 128² grids.
 //! cargo bench -p jko-newton --bench step
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{Criterion, criterion_group, criterion_main};
 use jko_core::{Energy, JkoStep, Mesh, Potential, StepSolver, WarmStart};
 use jko_newton::{NewtonParams, NewtonSolver};
 

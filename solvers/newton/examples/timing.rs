@@ -81,10 +81,15 @@ fn main() {
     let only: Option<usize> = std::env::args().nth(1).and_then(|a| a.parse().ok());
     if let Some(n) = only {
         let (cold, warm, its, share) = run(&[n, n], Factorization::Cholesky, 3);
-        println!("{n}x{n}: cold {cold:.3} s, warm {warm:.3} s/step, iterations {its:?}, linear share {:.0}%", share * 100.0);
+        println!(
+            "{n}x{n}: cold {cold:.3} s, warm {warm:.3} s/step, iterations {its:?}, linear share {:.0}%",
+            share * 100.0
+        );
         return;
     }
-    println!("| grid | factorisation | cold step (s) | warm step (s) | Newton iterations (cold, warm...) | linear-solve share |");
+    println!(
+        "| grid | factorisation | cold step (s) | warm step (s) | Newton iterations (cold, warm...) | linear-solve share |"
+    );
     println!("|---|---|---|---|---|---|");
     let cases: Vec<(Vec<usize>, Factorization)> = vec![
         (vec![64, 64], Factorization::Cholesky),

@@ -124,10 +124,10 @@ impl CellLaw {
             if self.lower_barrier && s <= 0.0 {
                 return Some(0.0);
             }
-            if let Some(r) = self.rho_max {
-                if s >= self.slope(r, 0.0) {
-                    return Some(r);
-                }
+            if let Some(r) = self.rho_max
+                && s >= self.slope(r, 0.0)
+            {
+                return Some(r);
             }
         }
         if let (Some(b), None, None) = (self.beta, self.m, self.rho_max) {

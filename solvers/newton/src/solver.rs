@@ -505,10 +505,10 @@ impl<'a> Newton<'a> {
                 .collect()
         };
         let rho0 = regularised(1e-3);
-        if let Some(phi) = usable(&warm.and_then(|w| w.potential.clone())) {
-            if let Some(p) = self.admissible(phi, &rho0) {
-                return Some(p);
-            }
+        if let Some(phi) = usable(&warm.and_then(|w| w.potential.clone()))
+            && let Some(p) = self.admissible(phi, &rho0)
+        {
+            return Some(p);
         }
         // The first-order guess leaves the barrier out: its μ/ρ terms would be a poor guess of φ.
         let guess = |rho: &[f64], lambda: f64| -> Vec<f64> {

@@ -70,7 +70,11 @@ fn agree(
              newton {} iterations, history {:?}",
             a.info.objective - b.info.objective,
             a.info.iterations,
-            a.info.history.iter().map(|h| format!("{h:.1e}")).collect::<Vec<_>>()
+            a.info
+                .history
+                .iter()
+                .map(|h| format!("{h:.1e}"))
+                .collect::<Vec<_>>()
         );
         if let Some(law) = law {
             let kn = cell_consistency(mesh, &e, tau, &a.rho, a.potential.as_ref().unwrap(), law);

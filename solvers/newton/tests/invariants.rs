@@ -180,16 +180,20 @@ fn failures_are_typed_and_carry_the_history_and_fallback_is_reported() {
 #[test]
 fn params_are_validated_and_deserialised_strictly() {
     assert!(NewtonParams::default().validate().is_ok());
-    assert!(NewtonSolver::new(NewtonParams {
-        tol: 0.0,
-        ..NewtonParams::default()
-    })
-    .is_err());
-    assert!(NewtonSolver::new(NewtonParams {
-        max_iter: 0,
-        ..NewtonParams::default()
-    })
-    .is_err());
+    assert!(
+        NewtonSolver::new(NewtonParams {
+            tol: 0.0,
+            ..NewtonParams::default()
+        })
+        .is_err()
+    );
+    assert!(
+        NewtonSolver::new(NewtonParams {
+            max_iter: 0,
+            ..NewtonParams::default()
+        })
+        .is_err()
+    );
     let e = NewtonParams {
         mu_final: 0.5,
         mu_initial: 0.1,

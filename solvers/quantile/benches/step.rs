@@ -2,10 +2,10 @@
 //!
 //! Run: `cargo bench -p jko-quantile --bench step`.
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{Criterion, criterion_group, criterion_main};
 use jko_core::Potential;
 use jko_quantile::{
-    from_gaussian, jko_step, QuantileEnergy, QuantileGrid, QuantileParams, QuantilePotential,
+    QuantileEnergy, QuantileGrid, QuantileParams, QuantilePotential, from_gaussian, jko_step,
 };
 use std::hint::black_box;
 

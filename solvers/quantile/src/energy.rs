@@ -94,23 +94,23 @@ impl QuantileEnergy {
             )
             .into());
         }
-        if let Some((a, b)) = self.domain {
-            if !(a.is_finite() && b.is_finite() && a < b) {
-                return Err(InputError::parameter(
-                    "domain",
-                    format!("({a}, {b})"),
-                    "need finite a < b",
-                )
-                .into());
-            }
+        if let Some((a, b)) = self.domain
+            && !(a.is_finite() && b.is_finite() && a < b)
+        {
+            return Err(InputError::parameter(
+                "domain",
+                format!("({a}, {b})"),
+                "need finite a < b",
+            )
+            .into());
         }
-        if self.interaction_treatment == InteractionTreatment::Implicit {
-            if let Some(Interaction::Gaussian { .. }) = self.interaction {
-                return Err(unsupported(
-                    EnergyTerm::Interaction,
-                    ": an implicit Gaussian kernel needs a dense Hessian; use interaction_treatment = semi_implicit",
-                ));
-            }
+        if self.interaction_treatment == InteractionTreatment::Implicit
+            && let Some(Interaction::Gaussian { .. }) = self.interaction
+        {
+            return Err(unsupported(
+                EnergyTerm::Interaction,
+                ": an implicit Gaussian kernel needs a dense Hessian; use interaction_treatment = semi_implicit",
+            ));
         }
         Ok(())
     }
@@ -120,10 +120,10 @@ impl QuantileEnergy {
         self.validate()?;
         let m = state.mass;
         let (w, c, x) = (state.grid.weights(), state.grid.cell_masses(), &state.x);
-        if let Some((a, b)) = self.domain {
-            if x[0] < a || x[x.len() - 1] > b {
-                return Ok(f64::INFINITY);
-            }
+        if let Some((a, b)) = self.domain
+            && (x[0] < a || x[x.len() - 1] > b)
+        {
+            return Ok(f64::INFINITY);
         }
         let cells = CellTerms::new(self, m);
         let mut local: Vec<f64> = c

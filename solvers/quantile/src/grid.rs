@@ -38,14 +38,14 @@ pub enum NodeDistribution {
 impl NodeDistribution {
     /// Check the parameters (0 < z_max ≤ 12).
     pub fn validate(&self) -> Result<(), InputError> {
-        if let NodeDistribution::Gaussian { z_max } = *self {
-            if !(z_max.is_finite() && z_max > 0.0 && z_max <= MAX_Z) {
-                return Err(InputError::parameter(
-                    "z_max",
-                    z_max,
-                    "must be in (0, 12]; 8 resolves Gaussian tails to ~1e-15, 6 suits mesh data",
-                ));
-            }
+        if let NodeDistribution::Gaussian { z_max } = *self
+            && !(z_max.is_finite() && z_max > 0.0 && z_max <= MAX_Z)
+        {
+            return Err(InputError::parameter(
+                "z_max",
+                z_max,
+                "must be in (0, 12]; 8 resolves Gaussian tails to ~1e-15, 6 suits mesh data",
+            ));
         }
         Ok(())
     }
@@ -282,9 +282,11 @@ mod tests {
         let text = serde_json::to_string(&g).unwrap();
         let back: QuantileGrid = serde_json::from_str(&text).unwrap();
         assert_eq!(back, g);
-        assert!(serde_json::from_str::<QuantileGrid>(
-            r#"{"nodes":2,"distribution":{"kind":"uniform"}}"#
-        )
-        .is_err());
+        assert!(
+            serde_json::from_str::<QuantileGrid>(
+                r#"{"nodes":2,"distribution":{"kind":"uniform"}}"#
+            )
+            .is_err()
+        );
     }
 }

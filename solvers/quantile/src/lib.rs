@@ -38,12 +38,12 @@ pub mod state;
 pub use energy::{InteractionTreatment, QuantileEnergy};
 pub use grid::{NodeDistribution, QuantileGrid};
 pub use line::LineMesh;
-pub use newton::{jko_step, QuantileParams, QuantileStepInfo};
+pub use newton::{QuantileParams, QuantileStepInfo, jko_step};
 pub use potential::{CubicSpline, PotentialFn, QuantilePotential};
 pub use solver::{QuantileSolver, QuantileStepOutput};
 pub use state::{
-    from_density, from_gaussian, from_quantile, w2_squared, w2_squared_nodal, Moments,
-    QuantileState,
+    Moments, QuantileState, from_density, from_gaussian, from_quantile, w2_squared,
+    w2_squared_nodal,
 };
 
 /// Cell densities of a state on a 1D mesh (the mesh must tile one interval).

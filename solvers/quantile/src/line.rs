@@ -48,7 +48,11 @@ impl LineMesh {
                 return Err(InputError::InvalidMesh(format!(
                     "the quantile backend needs the cells of a 1D mesh to tile one interval; cells {a} \
                      and {b} are {} by {:e} (a masked grid with holes?)",
-                    if gap > 0.0 { "separated" } else { "overlapping" },
+                    if gap > 0.0 {
+                        "separated"
+                    } else {
+                        "overlapping"
+                    },
                     gap.abs()
                 )));
             }
@@ -174,9 +178,11 @@ mod tests {
         assert_eq!(l.order(), &[1, 0]);
         assert_eq!(l.position(0), 1);
         let wall = Mesh::from_parts(1, vec![1.0, 1.0], vec![1.5, 0.5], vec![]).unwrap();
-        assert!(LineMesh::new(&wall)
-            .unwrap_err()
-            .to_string()
-            .contains("wall"));
+        assert!(
+            LineMesh::new(&wall)
+                .unwrap_err()
+                .to_string()
+                .contains("wall")
+        );
     }
 }

@@ -24,7 +24,7 @@
 //! which on the stiff entropy Laplacian would underestimate the smooth error modes by ~n².
 
 use crate::energy::{CellTerms, InteractionTreatment, QuantileEnergy};
-use crate::grid::{pairwise_sum, NodeDistribution};
+use crate::grid::{NodeDistribution, pairwise_sum};
 use crate::potential::QuantilePotential;
 use crate::state::QuantileState;
 use jko_core::{InputError, Interaction, StepError, StepStatus};
@@ -585,7 +585,7 @@ fn numerical(message: &str) -> StepError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{from_gaussian, QuantileGrid};
+    use crate::{QuantileGrid, from_gaussian};
     use jko_core::Potential;
 
     fn problem_fixture() -> (QuantileState, QuantileEnergy) {
@@ -711,18 +711,22 @@ mod tests {
         assert_eq!(p.nodes, 501);
         assert_eq!(p.distribution, NodeDistribution::Uniform);
         assert!(toml::from_str::<QuantileParams>("nodez = 5").is_err());
-        assert!(QuantileParams {
-            nodes: 2,
-            ..QuantileParams::default()
-        }
-        .validate()
-        .is_err());
-        assert!(QuantileParams {
-            tol: 0.0,
-            ..QuantileParams::default()
-        }
-        .validate()
-        .is_err());
+        assert!(
+            QuantileParams {
+                nodes: 2,
+                ..QuantileParams::default()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            QuantileParams {
+                tol: 0.0,
+                ..QuantileParams::default()
+            }
+            .validate()
+            .is_err()
+        );
         assert!(QuantileParams::default().validate().is_ok());
     }
 }

@@ -7,12 +7,12 @@
 //! crossed each face, Fⁿ(e) − F^{n+1}(e) with F the cumulative cell mass, so the discrete
 //! continuity equation |K|(ρ^{n+1} − ρⁿ) + div G = 0 holds exactly.
 
-use crate::energy::{unsupported, QuantileEnergy};
-use crate::line::LineMesh;
-use crate::newton::{jko_step, QuantileParams, QuantileStepInfo};
-use crate::potential::{CubicSpline, QuantilePotential};
-use crate::state::{from_density, QuantileState};
 use crate::QuantileGrid;
+use crate::energy::{QuantileEnergy, unsupported};
+use crate::line::LineMesh;
+use crate::newton::{QuantileParams, QuantileStepInfo, jko_step};
+use crate::potential::{CubicSpline, QuantilePotential};
+use crate::state::{QuantileState, from_density};
 use jko_core::{EnergyTerm, JkoStep, StepError, StepInfo, StepOutput, StepSolver, WarmStart};
 use ndarray::Array1;
 
@@ -95,11 +95,7 @@ impl QuantileSolver {
             let (pk, pl) = (line.position(f.k), line.position(f.l));
             let edge = pk.max(pl);
             let crossed = before[edge] - after[edge]; // mass moved left → right
-            if pk < pl {
-                crossed
-            } else {
-                -crossed
-            }
+            if pk < pl { crossed } else { -crossed }
         }));
         let output = StepOutput {
             rho,

@@ -9,10 +9,10 @@
 //! at the kinks that fall between nodes). Tail masses are always taken from the side they are
 //! small on (u near 0 from u, u near 1 from 1 − u).
 
-use crate::grid::{pairwise_sum, QuantileGrid};
+use crate::grid::{QuantileGrid, pairwise_sum};
 use crate::line::LineMesh;
 use crate::normal;
-use jko_core::{check_density, InputError, Mesh};
+use jko_core::{InputError, Mesh, check_density};
 use ndarray::Array1;
 use serde::{Deserialize, Serialize};
 

@@ -2,12 +2,12 @@
 //!
 //! Numbers measured when these tests were written are quoted next to each tolerance.
 
-use jko_core::exact::{Barenblatt, Gaussian, OrnsteinUhlenbeck};
 use jko_core::Interaction;
 use jko_core::Potential;
+use jko_core::exact::{Barenblatt, Gaussian, OrnsteinUhlenbeck};
 use jko_quantile::{
-    from_gaussian, from_quantile, jko_step, w2_squared, InteractionTreatment, NodeDistribution,
-    QuantileEnergy, QuantileGrid, QuantileParams, QuantilePotential, QuantileState,
+    InteractionTreatment, NodeDistribution, QuantileEnergy, QuantileGrid, QuantileParams,
+    QuantilePotential, QuantileState, from_gaussian, from_quantile, jko_step, w2_squared,
 };
 
 fn sci(v: &[f64]) -> String {
@@ -158,11 +158,7 @@ fn barenblatt_quantile(t: f64, mass: f64, u: f64, uc: f64) -> f64 {
         }
         t.cbrt() * (s - a)
     };
-    if u <= 0.5 {
-        lower(u)
-    } else {
-        -lower(uc)
-    }
+    if u <= 0.5 { lower(u) } else { -lower(uc) }
 }
 
 #[test]
@@ -226,7 +222,10 @@ fn quartic_steps_dissipate_and_satisfy_the_jko_inequality() {
         assert!(f1 < f0);
         assert!((info.objective - (f1 + w2n / (2.0 * tau))).abs() < 1e-12 * f0.abs().max(1.0));
         if k == 0 {
-            eprintln!("quartic step 0: F {f0:.6} -> {f1:.6}, W2 exact {w2:.6e}, nodal {w2n:.6e}, {} Newton its", info.iterations);
+            eprintln!(
+                "quartic step 0: F {f0:.6} -> {f1:.6}, W2 exact {w2:.6e}, nodal {w2n:.6e}, {} Newton its",
+                info.iterations
+            );
         }
         s = next;
     }

@@ -3,8 +3,8 @@
 use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
 use jko_core::{Energy, Interaction, JkoStep, Mesh, Potential, StepError, StepSolver, StepStatus};
 use jko_quantile::{
-    from_density, jko_step, LineMesh, NodeDistribution, QuantileEnergy, QuantileGrid,
-    QuantileParams, QuantilePotential, QuantileSolver,
+    LineMesh, NodeDistribution, QuantileEnergy, QuantileGrid, QuantileParams, QuantilePotential,
+    QuantileSolver, from_density, jko_step,
 };
 use ndarray::Array1;
 
@@ -163,7 +163,10 @@ fn a_uniform_density_between_walls_is_stationary_up_to_the_node_discretisation()
     let gauss = NodeDistribution::Gaussian { z_max: 6.0 };
     let (d1, d2) = (uniform_drift(gauss, 2001), uniform_drift(gauss, 4001));
     let h = 12.0 / 2000.0;
-    eprintln!("uniform density, Gaussian nodes: drift {d1:.2e} (2001 nodes), {d2:.2e} (4001), order {:.3}", (d1 / d2).log2());
+    eprintln!(
+        "uniform density, Gaussian nodes: drift {d1:.2e} (2001 nodes), {d2:.2e} (4001), order {:.3}",
+        (d1 / d2).log2()
+    );
     assert!(d1 < h * h);
     assert!((d1 / d2).log2() > 1.5);
 }

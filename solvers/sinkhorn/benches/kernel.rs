@@ -9,7 +9,7 @@
 //!
 //! Run: cargo bench -p jko-sinkhorn --bench kernel
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use jko_core::{Energy, JkoStep, Mesh, Potential, StepSolver};
 use jko_sinkhorn::{GibbsKernel, GibbsOperator, KernelChoice, SinkhornParams, SinkhornSolver};
 use std::hint::black_box;

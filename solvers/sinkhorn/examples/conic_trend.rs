@@ -87,7 +87,9 @@ fn main() {
         .unwrap()
         .step(&problem, None)
         .unwrap();
-    println!("\n## Crowd motion 2D, 16^2 on the unit square, rho_max = 1, tau = 0.05, one step (h^2 = 3.9e-3)");
+    println!(
+        "\n## Crowd motion 2D, 16^2 on the unit square, rho_max = 1, tau = 0.05, one step (h^2 = 3.9e-3)"
+    );
     println!(
         "conic one-step: max rho {:.6}",
         conic.rho.iter().fold(0.0f64, |a, &b| a.max(b))

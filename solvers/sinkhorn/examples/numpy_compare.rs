@@ -95,8 +95,12 @@ fn main() {
         .collect();
     let n = args.first().copied().unwrap_or(128);
     let repeats = args.get(1).copied().unwrap_or(3);
-    println!("One JKO step, {n}x{n} unit square, eps = 1e-2, tol = 1e-9 (best of {repeats}); load average: {}",
-        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim());
+    println!(
+        "One JKO step, {n}x{n} unit square, eps = 1e-2, tol = 1e-9 (best of {repeats}); load average: {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
     println!(
         "| problem | implementation | threads | iterations | time (s) | mean_x | var_x | max rho |"
     );

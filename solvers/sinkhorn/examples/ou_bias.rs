@@ -126,7 +126,9 @@ fn run(
 }
 
 fn header() {
-    println!("| eps | h | err mean | err var (vs exact JKO) | err var (vs entropic closed form) | L1 error | iterations | time (s) | log-domain |");
+    println!(
+        "| eps | h | err mean | err var (vs exact JKO) | err var (vs entropic closed form) | L1 error | iterations | time (s) | log-domain |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|");
 }
 
@@ -151,7 +153,9 @@ fn main() {
         line(eps, 0.01, &run(1, 1000, 5.0, tau, 1, Some(eps), true));
     }
 
-    println!("\n## 1D, fixed eps = 1e-3, refining h: the discrete step converges to the continuous entropic step");
+    println!(
+        "\n## 1D, fixed eps = 1e-3, refining h: the discrete step converges to the continuous entropic step"
+    );
     header();
     for n in [100, 200, 400, 800] {
         line(
@@ -186,13 +190,17 @@ fn main() {
     line(1e-3, 0.025, &run(1, 400, 5.0, tau, 5, Some(1e-3), false));
     println!("(first row warm-started from the previous potential, second cold)");
 
-    println!("\n## 2D OU on [-4,4]^2, 128^2 cells (h^2 = 3.9e-3), one step from N((1,-0.5), diag(0.25, 0.49)); variance along axis 0");
+    println!(
+        "\n## 2D OU on [-4,4]^2, 128^2 cells (h^2 = 3.9e-3), one step from N((1,-0.5), diag(0.25, 0.49)); variance along axis 0"
+    );
     header();
     for eps in [4e-2, 2e-2, 1e-2, 5e-3, 2.5e-3] {
         line(eps, 8.0 / 128.0, &run(2, 128, 4.0, tau, 1, Some(eps), true));
     }
 
-    println!("\n## 2D on [-5,5]^2, 64^2 cells, eps = 1e-4 (log domain only, far below h^2: robustness, not accuracy)");
+    println!(
+        "\n## 2D on [-5,5]^2, 64^2 cells, eps = 1e-4 (log domain only, far below h^2: robustness, not accuracy)"
+    );
     header();
     line(
         1e-4,

@@ -301,30 +301,34 @@ unsafe fn micro_avx2<const R: usize>(
     jlo: usize,
     jhi: usize,
 ) -> [[f64; 8]; R] {
-    use std::arch::x86_64::*;
-    let c = n - 1;
-    // The largest table index read is c − jlo + i0 + 7 and the largest input index
-    // (o0 + R − 1) n + jhi − 1: check them once, then read without bounds checks.
-    assert!(jlo < jhi && jhi <= n && c - jlo + i0 + 8 <= table.len() && (o0 + R) * n <= inp.len());
-    let mut acc = [[_mm256_setzero_pd(); 2]; R];
-    let tp = table.as_ptr();
-    let ip = inp.as_ptr();
-    for j in jlo..jhi {
-        let s = c - j + i0;
-        let b0 = _mm256_loadu_pd(tp.add(s));
-        let b1 = _mm256_loadu_pd(tp.add(s + 4));
-        for (r, a) in acc.iter_mut().enumerate() {
-            let x = _mm256_set1_pd(*ip.add((o0 + r) * n + j));
-            a[0] = _mm256_fmadd_pd(x, b0, a[0]);
-            a[1] = _mm256_fmadd_pd(x, b1, a[1]);
+    unsafe {
+        use std::arch::x86_64::*;
+        let c = n - 1;
+        // The largest table index read is c − jlo + i0 + 7 and the largest input index
+        // (o0 + R − 1) n + jhi − 1: check them once, then read without bounds checks.
+        assert!(
+            jlo < jhi && jhi <= n && c - jlo + i0 + 8 <= table.len() && (o0 + R) * n <= inp.len()
+        );
+        let mut acc = [[_mm256_setzero_pd(); 2]; R];
+        let tp = table.as_ptr();
+        let ip = inp.as_ptr();
+        for j in jlo..jhi {
+            let s = c - j + i0;
+            let b0 = _mm256_loadu_pd(tp.add(s));
+            let b1 = _mm256_loadu_pd(tp.add(s + 4));
+            for (r, a) in acc.iter_mut().enumerate() {
+                let x = _mm256_set1_pd(*ip.add((o0 + r) * n + j));
+                a[0] = _mm256_fmadd_pd(x, b0, a[0]);
+                a[1] = _mm256_fmadd_pd(x, b1, a[1]);
+            }
         }
+        let mut out = [[0.0; 8]; R];
+        for (o, a) in out.iter_mut().zip(&acc) {
+            _mm256_storeu_pd(o.as_mut_ptr(), a[0]);
+            _mm256_storeu_pd(o.as_mut_ptr().add(4), a[1]);
+        }
+        out
     }
-    let mut out = [[0.0; 8]; R];
-    for (o, a) in out.iter_mut().zip(&acc) {
-        _mm256_storeu_pd(o.as_mut_ptr(), a[0]);
-        _mm256_storeu_pd(o.as_mut_ptr().add(4), a[1]);
-    }
-    out
 }
 
 /// AVX-512 intrinsics; only used inside `block_avx512`, called only when the CPU has it.
@@ -375,29 +379,33 @@ unsafe fn micro_avx512<const R: usize>(
     jlo: usize,
     jhi: usize,
 ) -> [[f64; 16]; R] {
-    use std::arch::x86_64::*;
-    let c = n - 1;
-    // As in `micro_avx2`, with 16 outputs.
-    assert!(jlo < jhi && jhi <= n && c - jlo + i0 + 16 <= table.len() && (o0 + R) * n <= inp.len());
-    let mut acc = [[_mm512_setzero_pd(); 2]; R];
-    let tp = table.as_ptr();
-    let ip = inp.as_ptr();
-    for j in jlo..jhi {
-        let s = c - j + i0;
-        let b0 = _mm512_loadu_pd(tp.add(s));
-        let b1 = _mm512_loadu_pd(tp.add(s + 8));
-        for (r, a) in acc.iter_mut().enumerate() {
-            let x = _mm512_set1_pd(*ip.add((o0 + r) * n + j));
-            a[0] = _mm512_fmadd_pd(x, b0, a[0]);
-            a[1] = _mm512_fmadd_pd(x, b1, a[1]);
+    unsafe {
+        use std::arch::x86_64::*;
+        let c = n - 1;
+        // As in `micro_avx2`, with 16 outputs.
+        assert!(
+            jlo < jhi && jhi <= n && c - jlo + i0 + 16 <= table.len() && (o0 + R) * n <= inp.len()
+        );
+        let mut acc = [[_mm512_setzero_pd(); 2]; R];
+        let tp = table.as_ptr();
+        let ip = inp.as_ptr();
+        for j in jlo..jhi {
+            let s = c - j + i0;
+            let b0 = _mm512_loadu_pd(tp.add(s));
+            let b1 = _mm512_loadu_pd(tp.add(s + 8));
+            for (r, a) in acc.iter_mut().enumerate() {
+                let x = _mm512_set1_pd(*ip.add((o0 + r) * n + j));
+                a[0] = _mm512_fmadd_pd(x, b0, a[0]);
+                a[1] = _mm512_fmadd_pd(x, b1, a[1]);
+            }
         }
+        let mut out = [[0.0; 16]; R];
+        for (o, a) in out.iter_mut().zip(&acc) {
+            _mm512_storeu_pd(o.as_mut_ptr(), a[0]);
+            _mm512_storeu_pd(o.as_mut_ptr().add(8), a[1]);
+        }
+        out
     }
-    let mut out = [[0.0; 16]; R];
-    for (o, a) in out.iter_mut().zip(&acc) {
-        _mm512_storeu_pd(o.as_mut_ptr(), a[0]);
-        _mm512_storeu_pd(o.as_mut_ptr().add(8), a[1]);
-    }
-    out
 }
 
 /// Rows i0..i0+ni of the transposed product: out[i − i0][o] = Σ_j inp[o][j] ξ_{ji} for all m
@@ -509,7 +517,7 @@ fn pass_plain(table: &[f64], band: usize, n: usize, inp: &[f64], out: &mut [f64]
 #[inline(always)]
 fn exp_nonpositive(x: f64) -> f64 {
     const MAGIC: f64 = 6_755_399_441_055_744.0; // 1.5 · 2^52
-                                                // ln 2 = LN2_HI + LN2_LO, LN2_HI with 32 trailing zero bits so that k·LN2_HI is exact
+    // ln 2 = LN2_HI + LN2_LO, LN2_HI with 32 trailing zero bits so that k·LN2_HI is exact
     const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
     const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
     let y = x * std::f64::consts::LOG2_E + MAGIC;
@@ -618,7 +626,7 @@ pub(crate) fn fast_exp(x: f64) -> f64 {
     }
     const MAGIC: f64 = 6_755_399_441_055_744.0; // 1.5 · 2^52
     const INV: f64 = 92.332_482_616_893_66; // 64 / ln 2
-                                            // ln2/64 = HI + LO, HI with 32 significant bits so that k·HI is exact for |k| < 2^21
+    // ln2/64 = HI + LO, HI with 32 significant bits so that k·HI is exact for |k| < 2^21
     const HI: f64 = f64::from_bits(0x3f86_2e42_ff00_0000);
     const LO: f64 = f64::from_bits(0xbd67_1843_2a1b_0e26);
     let y = x * INV + MAGIC;
@@ -916,11 +924,7 @@ impl GibbsOperator for GibbsKernel {
             self.passes(true, Some(axis), lb, &mut out, &mut work);
             total += deterministic_sum(n, |k| {
                 let e = la[k] + out[k];
-                if e == f64::NEG_INFINITY {
-                    0.0
-                } else {
-                    e.exp()
-                }
+                if e == f64::NEG_INFINITY { 0.0 } else { e.exp() }
             });
         }
         Ok(total)

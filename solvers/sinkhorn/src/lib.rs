@@ -72,7 +72,7 @@ pub mod prox;
 mod scaling;
 
 pub use kernel::{DenseGibbsKernel, GibbsKernel, GibbsOperator};
-pub use params::{default_epsilon, EpsilonScaling, KernelChoice, LogDomain, SinkhornParams};
+pub use params::{EpsilonScaling, KernelChoice, LogDomain, SinkhornParams, default_epsilon};
 pub use prox::KlProx;
 
 use jko_core::{
@@ -80,7 +80,7 @@ use jko_core::{
     WarmStart,
 };
 use ndarray::Array1;
-use scaling::{log_stage, plain_stage, Buffers, Stage, StageOutcome};
+use scaling::{Buffers, Stage, StageOutcome, log_stage, plain_stage};
 use std::time::Instant;
 
 const NAME: &str = "sinkhorn";

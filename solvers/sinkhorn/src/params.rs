@@ -117,14 +117,14 @@ impl Default for SinkhornParams {
 impl SinkhornParams {
     /// Check every parameter; the error names the offending one.
     pub fn validate(&self) -> Result<(), InputError> {
-        if let Some(e) = self.epsilon {
-            if !(e.is_finite() && e > 0.0) {
-                return Err(InputError::parameter(
-                    "solver.epsilon",
-                    e,
-                    "must be finite and > 0",
-                ));
-            }
+        if let Some(e) = self.epsilon
+            && !(e.is_finite() && e > 0.0)
+        {
+            return Err(InputError::parameter(
+                "solver.epsilon",
+                e,
+                "must be finite and > 0",
+            ));
         }
         if !(self.tol.is_finite() && self.tol > 0.0 && self.tol < 1.0) {
             return Err(InputError::parameter(
@@ -140,14 +140,14 @@ impl SinkhornParams {
                 "must lie in [tol, 1)",
             ));
         }
-        if let Some(w) = self.omega {
-            if !(w.is_finite() && w > 0.0 && w < 2.0) {
-                return Err(InputError::parameter(
-                    "solver.omega",
-                    w,
-                    "the relaxation must lie in (0, 2)",
-                ));
-            }
+        if let Some(w) = self.omega
+            && !(w.is_finite() && w > 0.0 && w < 2.0)
+        {
+            return Err(InputError::parameter(
+                "solver.omega",
+                w,
+                "the relaxation must lie in (0, 2)",
+            ));
         }
         if !(self.omega_max.is_finite() && (1.0..2.0).contains(&self.omega_max)) {
             return Err(InputError::parameter(
@@ -181,14 +181,14 @@ impl SinkhornParams {
                 "must lie in (0, 1)",
             ));
         }
-        if let Some(e) = s.start {
-            if !(e.is_finite() && e > 0.0) {
-                return Err(InputError::parameter(
-                    "solver.epsilon_scaling.start",
-                    e,
-                    "must be finite and > 0",
-                ));
-            }
+        if let Some(e) = s.start
+            && !(e.is_finite() && e > 0.0)
+        {
+            return Err(InputError::parameter(
+                "solver.epsilon_scaling.start",
+                e,
+                "must be finite and > 0",
+            ));
         }
         if !(s.stage_tol.is_finite() && s.stage_tol > 0.0 && s.stage_tol < 1.0) {
             return Err(InputError::parameter(
@@ -319,10 +319,11 @@ mod tests {
         // warm start: `warm_stages` stages above the target
         let w = p.schedule(1e-3, 100.0, true);
         assert_eq!(w.len(), 4);
-        assert!(w
-            .iter()
-            .zip([8e-3, 4e-3, 2e-3, 1e-3])
-            .all(|(a, b)| (a - b).abs() < 1e-15));
+        assert!(
+            w.iter()
+                .zip([8e-3, 4e-3, 2e-3, 1e-3])
+                .all(|(a, b)| (a - b).abs() < 1e-15)
+        );
         let mut q = p.clone();
         q.epsilon_scaling.warm_stages = 0;
         assert_eq!(q.schedule(1e-3, 100.0, true), vec![1e-3]);

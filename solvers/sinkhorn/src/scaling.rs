@@ -23,7 +23,7 @@
 //! must divide, or a scaling leaves e^{±650}: the caller then reruns the stage in the log
 //! domain from the same starting potential.
 
-use crate::kernel::{fast_exp, GibbsOperator};
+use crate::kernel::{GibbsOperator, fast_exp};
 use crate::prox::KlProx;
 use jko_core::InputError;
 use rayon::prelude::*;

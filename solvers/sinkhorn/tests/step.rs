@@ -324,11 +324,13 @@ fn tensor_and_dense_kernels_agree_on_a_masked_grid() {
         )
         .unwrap();
         assert_valid(&mesh, &rho0, &tensor, 1e-9);
-        assert!(dense
-            .info
-            .notes
-            .iter()
-            .any(|n| n.starts_with("kernel: dense")));
+        assert!(
+            dense
+                .info
+                .notes
+                .iter()
+                .any(|n| n.starts_with("kernel: dense"))
+        );
         let max = tensor.rho.iter().fold(0.0f64, |a, &b| a.max(b));
         let diff = tensor
             .rho
@@ -452,11 +454,12 @@ fn results_are_independent_of_the_thread_count() {
     };
     let (a, b) = (run(1), run(3));
     assert_eq!(a.info.iterations, b.info.iterations);
-    assert!(a
-        .rho
-        .iter()
-        .zip(&b.rho)
-        .all(|(x, y)| x.to_bits() == y.to_bits()));
+    assert!(
+        a.rho
+            .iter()
+            .zip(&b.rho)
+            .all(|(x, y)| x.to_bits() == y.to_bits())
+    );
     let (pa, pb) = (a.potential.unwrap(), b.potential.unwrap());
     assert!(pa.iter().zip(&pb).all(|(x, y)| x.to_bits() == y.to_bits()));
     assert_eq!(a.info.kinetic.to_bits(), b.info.kinetic.to_bits());
@@ -557,16 +560,20 @@ fn dense_kernel_is_refused_with_its_memory() {
 
 #[test]
 fn bad_parameters_are_rejected_at_construction() {
-    assert!(SinkhornSolver::new(SinkhornParams {
-        epsilon: Some(-1.0),
-        ..Default::default()
-    })
-    .is_err());
-    assert!(SinkhornSolver::new(SinkhornParams {
-        threads: Some(0),
-        ..Default::default()
-    })
-    .is_err());
+    assert!(
+        SinkhornSolver::new(SinkhornParams {
+            epsilon: Some(-1.0),
+            ..Default::default()
+        })
+        .is_err()
+    );
+    assert!(
+        SinkhornSolver::new(SinkhornParams {
+            threads: Some(0),
+            ..Default::default()
+        })
+        .is_err()
+    );
     let s = solver(SinkhornParams::default());
     assert_eq!(s.name(), "sinkhorn");
     // the mesh default ε is 2h²

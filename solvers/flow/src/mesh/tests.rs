@@ -281,7 +281,7 @@ fn modified_variant_reproduces_the_gaussian_modified_flow_under_refinement() {
     // Inside η·λ_max < 2: the mesh J^η_h flow converges at O(h²) to the Bures–Wasserstein J^η
     // flow, and the η-effect measured on the mesh (modified minus plain, same mesh: the spatial
     // error cancels) matches the closed-form one.
-    use crate::gaussian::{moment_error, GaussianFlow};
+    use crate::gaussian::{GaussianFlow, moment_error};
     let gf = GaussianFlow::from(&OrnsteinUhlenbeck::standard(1));
     let g0 = Gaussian::diagonal(&[0.5], &[0.8]);
     let eta = 0.0005;
@@ -321,7 +321,7 @@ fn modified_variant_reproduces_the_gaussian_modified_flow_under_refinement() {
 #[test]
 fn resummed_variant_tracks_exact_jko_iterates_at_second_order_on_a_fine_mesh() {
     // h = 0.01 on [−5, 5], N(1, 0.5²), T = 1: error against the exact (closed-form) JKO iterates.
-    use crate::gaussian::{moment_error, GaussianFlow};
+    use crate::gaussian::{GaussianFlow, moment_error};
     let gf = GaussianFlow::from(&OrnsteinUhlenbeck::standard(1));
     let g0 = Gaussian::diagonal(&[1.0], &[0.5]);
     let errs: Vec<f64> = [0.05f64, 0.025, 0.0125]
