@@ -1,5 +1,5 @@
 //! Where the time of one conic JKO step goes, for growing 1D and 2D OU problems.
-//! `cargo run --release -p jko-conic --example timing [-- --levels L]`
+//! `cargo run --release -p jko-conic --example conic_timing [-- --levels L]`
 //!
 //! With `--levels L`, the multi-level scheme (DESIGN §2.2) with L time levels on the 2D grids
 //! 32² and 64² only (peak memory: run the binary under `/usr/bin/time -v`).

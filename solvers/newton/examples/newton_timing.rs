@@ -2,7 +2,7 @@
 //! share of the linear solves (factorisation + substitution), Cholesky against LU, and the
 //! conic backend at 64² for the speed ratio.
 //!
-//! cargo run --release -p jko-newton --example timing            # the whole table
+//! cargo run --release -p jko-newton --example newton_timing            # the whole table
 //! /usr/bin/time -v target/release/examples/timing 256           # one size, for peak RSS
 
 use jko_conic::{ConicParams, ConicSolver};
