@@ -3,7 +3,7 @@
 //! conic backend at 64² for the speed ratio.
 //!
 //! cargo run --release -p jko-newton --example newton_timing            # the whole table
-//! /usr/bin/time -v target/release/examples/timing 256           # one size, for peak RSS
+//! /usr/bin/time -v target/release/examples/newton_timing 256           # one size, for peak RSS
 
 use jko_conic::{ConicParams, ConicSolver};
 use jko_core::{Energy, JkoStep, Mesh, Potential, StepOutput, StepSolver, WarmStart};
