@@ -5,7 +5,19 @@ use crate::error::RunError;
 use jko_core::{EnergyTerm, StepSolver};
 use serde::{Deserialize, Serialize};
 
-/// `[solver]` table: `kind` selects the backend, the other keys are its parameters.
+/// `[solver]` table: `kind` selects the backend, the other keys are its parameters (each
+/// backend's params struct, with defaults for missing keys). `jko solvers` lists the backends.
+///
+/// ```rust
+/// use jko::backend::SolverConfig;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let config: SolverConfig = toml::from_str("kind = \"sinkhorn\"")?;
+/// assert_eq!(config.name(), "sinkhorn");
+/// assert_eq!(config, SolverConfig::default_for("sinkhorn")?);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SolverConfig {
@@ -37,15 +49,31 @@ pub enum SolverConfig {
 /// variant = "resummed"
 /// rtol = 1e-6
 /// ```
+///
+/// ```rust
+/// use jko::backend::{FlowConfig, SolverConfig};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let config: SolverConfig = toml::from_str("kind = \"flow\"\ncheck_every = 5")?;
+/// let SolverConfig::Flow(flow) = &config else { unreachable!() };
+/// assert_eq!((flow.check_every, flow.check_solver.as_str(), flow.check_tol), (Some(5), "newton", 1e-2));
+/// assert_eq!(FlowConfig::default().check_every, None);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FlowConfig {
+    /// `[solver.flow]`: the integrator's parameters.
     #[serde(default)]
     pub flow: jko_flow::FlowParams,
+    /// Check every `check_every`-th step against a proximal backend (None: no checks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check_every: Option<usize>,
+    /// The proximal backend of the checks, with its default parameters (default `newton`).
     #[serde(default = "default_check_solver")]
     pub check_solver: String,
+    /// Relative L1 discrepancy above which the proximal result is kept (default 1e-2).
     #[serde(default = "default_check_tol")]
     pub check_tol: f64,
 }
@@ -69,7 +97,7 @@ impl Default for FlowConfig {
     }
 }
 
-/// Registered backends: (name, one-line summary).
+/// Registered backends: (name, one-line summary), in the order `jko solvers` lists them.
 pub const BACKENDS: &[(&str, &str)] = &[
     (
         "conic",
@@ -93,15 +121,29 @@ pub const BACKENDS: &[(&str, &str)] = &[
     ),
 ];
 
-/// What `jko solvers` prints about one backend.
+/// What `jko solvers` prints about one backend (see [`backends`]).
+///
+/// ```rust
+/// let info = &jko::backend::backends().unwrap()[0];
+/// assert_eq!((info.name, info.solver.name()), ("conic", "conic"));
+/// ```
 pub struct BackendInfo {
+    /// The name as written in configs (`kind`).
     pub name: &'static str,
+    /// One line on the method.
     pub summary: &'static str,
+    /// The backend with default parameters.
     pub solver: Box<dyn StepSolver>,
 }
 
 impl SolverConfig {
     /// The backend's name as written in configs.
+    ///
+    /// ```rust
+    /// use jko::backend::SolverConfig;
+    ///
+    /// assert_eq!(SolverConfig::Newton(Default::default()).name(), "newton");
+    /// ```
     pub fn name(&self) -> &'static str {
         match self {
             SolverConfig::Conic(_) => "conic",
@@ -113,7 +155,22 @@ impl SolverConfig {
     }
 
     /// `--solver NAME`: keep the configured parameters when NAME is the configured backend,
-    /// otherwise switch to NAME's defaults.
+    /// otherwise switch to NAME's defaults (None: no override).
+    ///
+    /// # Errors
+    /// [`RunError::Config`] for an unknown name, listing the known ones.
+    ///
+    /// ```rust
+    /// use jko::backend::SolverConfig;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let conic: SolverConfig = toml::from_str("kind = \"conic\"\nlevels = 4")?;
+    /// assert_eq!(conic.clone().overridden(Some("conic"))?, conic);
+    /// assert_eq!(conic.clone().overridden(None)?, conic);
+    /// assert_eq!(conic.overridden(Some("newton"))?, SolverConfig::default_for("newton")?);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn overridden(self, name: Option<&str>) -> Result<SolverConfig, RunError> {
         match name {
             Some(n) if n != self.name() => SolverConfig::default_for(n),
@@ -122,6 +179,17 @@ impl SolverConfig {
     }
 
     /// Default parameters of the backend called `name`.
+    ///
+    /// # Errors
+    /// [`RunError::Config`] for an unknown name, listing the known ones.
+    ///
+    /// ```rust
+    /// use jko::backend::SolverConfig;
+    ///
+    /// assert!(matches!(SolverConfig::default_for("quantile"), Ok(SolverConfig::Quantile(_))));
+    /// let err = SolverConfig::default_for("lbfgs").unwrap_err();
+    /// assert!(err.to_string().contains("known solvers: conic, newton"));
+    /// ```
     pub fn default_for(name: &str) -> Result<SolverConfig, RunError> {
         match name {
             "conic" => Ok(SolverConfig::Conic(Default::default())),
@@ -136,10 +204,33 @@ impl SolverConfig {
         }
     }
 
+    /// The registered backends' names (from [`BACKENDS`]).
+    ///
+    /// ```rust
+    /// assert_eq!(jko::backend::SolverConfig::names(), ["conic", "newton", "sinkhorn", "quantile", "flow"]);
+    /// ```
     pub fn names() -> Vec<&'static str> {
         BACKENDS.iter().map(|b| b.0).collect()
     }
 
+    /// Check the backend's parameters (and, for `flow`, the surrogate check's settings).
+    ///
+    /// # Errors
+    /// [`RunError::Input`] naming the parameter; [`RunError::Config`] for a `flow` check
+    /// against an unknown or non-proximal backend.
+    ///
+    /// ```rust
+    /// use jko::backend::SolverConfig;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// SolverConfig::default_for("flow")?.validate()?;
+    /// let bad: SolverConfig = toml::from_str("kind = \"flow\"\ncheck_every = 0")?;
+    /// assert!(bad.validate().unwrap_err().to_string().contains("solver.check_every"));
+    /// let circular: SolverConfig = toml::from_str("kind = \"flow\"\ncheck_every = 2\ncheck_solver = \"flow\"")?;
+    /// assert!(circular.validate().is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn validate(&self) -> Result<(), RunError> {
         match self {
             SolverConfig::Conic(p) => p.validate()?,
@@ -178,7 +269,7 @@ impl SolverConfig {
     }
 
     /// Time levels of a multi-level scheme, when the backend has them.
-    pub fn levels(&self) -> Option<usize> {
+    pub(crate) fn levels(&self) -> Option<usize> {
         match self {
             SolverConfig::Conic(p) => p.levels,
             _ => None,
@@ -186,7 +277,7 @@ impl SolverConfig {
     }
 
     /// The same backend with `factor` times as many time levels (`--refine levels`).
-    pub fn with_levels_scaled(&self, factor: usize) -> Result<SolverConfig, RunError> {
+    pub(crate) fn with_levels_scaled(&self, factor: usize) -> Result<SolverConfig, RunError> {
         match self {
             SolverConfig::Conic(p) if p.levels.is_some() => {
                 Ok(SolverConfig::Conic(jko_conic::ConicParams {
@@ -201,7 +292,23 @@ impl SolverConfig {
         }
     }
 
-    /// Build the backend.
+    /// Build the backend, ready for [`crate::driver::Stepper`] or direct
+    /// [`StepSolver::step`] calls.
+    ///
+    /// # Errors
+    /// [`RunError::Input`] / [`RunError::Solver`] when the parameters are invalid.
+    ///
+    /// ```rust
+    /// use jko::backend::SolverConfig;
+    /// use jko_core::EnergyTerm;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let quantile = SolverConfig::default_for("quantile")?.build()?;
+    /// assert_eq!(quantile.name(), "quantile");
+    /// assert!(!quantile.treats(EnergyTerm::MaxDensity));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn build(&self) -> Result<Box<dyn StepSolver>, RunError> {
         Ok(match self {
             SolverConfig::Conic(p) => Box::new(jko_conic::ConicSolver::new(p.clone())?),
@@ -212,7 +319,23 @@ impl SolverConfig {
         })
     }
 
-    /// The surrogate check of a `flow` config: (every, proximal backend, tolerance).
+    /// The surrogate check of a `flow` config with `check_every` (None for any other config):
+    /// what [`crate::run`] sets as [`crate::driver::Stepper::check`].
+    ///
+    /// # Errors
+    /// [`RunError::Config`] for an unknown `check_solver`; errors of building it.
+    ///
+    /// ```rust
+    /// use jko::backend::SolverConfig;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let flow: SolverConfig = toml::from_str("kind = \"flow\"\ncheck_every = 3\ncheck_solver = \"conic\"")?;
+    /// let check = flow.surrogate_check()?.unwrap();
+    /// assert_eq!((check.every, check.solver.name(), check.tol), (3, "conic", 1e-2));
+    /// assert!(SolverConfig::default_for("newton")?.surrogate_check()?.is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn surrogate_check(&self) -> Result<Option<crate::driver::SurrogateCheck>, RunError> {
         match self {
             SolverConfig::Flow(FlowConfig {
@@ -231,6 +354,14 @@ impl SolverConfig {
 }
 
 /// Every registered backend with default parameters, for `jko solvers`.
+///
+/// # Errors
+/// Errors of building a backend (none with default parameters).
+///
+/// ```rust
+/// let names: Vec<_> = jko::backend::backends().unwrap().iter().map(|b| b.name).collect();
+/// assert_eq!(names, jko::backend::SolverConfig::names());
+/// ```
 pub fn backends() -> Result<Vec<BackendInfo>, RunError> {
     BACKENDS
         .iter()
@@ -244,7 +375,19 @@ pub fn backends() -> Result<Vec<BackendInfo>, RunError> {
         .collect()
 }
 
-/// The energy terms a backend treats, as words.
+/// The energy terms a backend treats, as words (what `jko solvers` prints).
+///
+/// ```rust
+/// use jko::backend::{SolverConfig, treated_terms};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let flow = SolverConfig::default_for("flow")?.build()?;
+/// let terms = treated_terms(flow.as_ref());
+/// assert!(terms.contains(&"entropy".to_string()));
+/// assert!(!terms.contains(&"porous".to_string()));
+/// # Ok(())
+/// # }
+/// ```
 pub fn treated_terms(solver: &dyn StepSolver) -> Vec<String> {
     EnergyTerm::ALL
         .iter()

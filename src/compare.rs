@@ -3,8 +3,9 @@
 //! accuracy — each run in its own process (so peak memory is per run), and writes
 //! `compare.json` and `compare.md`: time per step (median over steps and repeats), iterations,
 //! peak memory, and the relative L1 error at the final time against the exact solution where
-//! one is known ([`crate::reference`]), else against a named reference backend at the finest
-//! size (restricted to coarser grids by cell averaging).
+//! one is known (Gaussians with entropy and a quadratic potential, Barenblatt profiles,
+//! `drift_box`), else against a named reference backend at the finest size (restricted to
+//! coarser grids by cell averaging).
 //!
 //! A suite is a TOML file (built in: `quick`, `standard`, in `data/compare/`):
 //! ```toml
@@ -31,10 +32,10 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// A comparison suite.
+/// A comparison suite (the TOML format of the module docs).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Suite {
+pub(crate) struct Suite {
     #[serde(default = "one")]
     pub repeats: usize,
     #[serde(rename = "case")]
@@ -45,9 +46,10 @@ fn one() -> usize {
     1
 }
 
+/// One `[[case]]` of a suite.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Case {
+pub(crate) struct Case {
     pub problem: String,
     pub sizes: Vec<Vec<usize>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -61,7 +63,7 @@ pub struct Case {
 }
 
 /// Built-in suites: (name, TOML).
-pub const SUITES: &[(&str, &str)] = &[
+pub(crate) const SUITES: &[(&str, &str)] = &[
     ("quick", include_str!("../data/compare/quick.toml")),
     ("standard", include_str!("../data/compare/standard.toml")),
 ];
@@ -69,7 +71,7 @@ pub const SUITES: &[(&str, &str)] = &[
 impl Suite {
     /// A built-in suite by name, or a suite file. Returns the suite and the base directory
     /// for relative problem paths.
-    pub fn load(name_or_path: &str) -> Result<(Suite, PathBuf), RunError> {
+    pub(crate) fn load(name_or_path: &str) -> Result<(Suite, PathBuf), RunError> {
         let (text, base) = match SUITES.iter().find(|s| s.0 == name_or_path) {
             Some((_, text)) => (text.to_string(), PathBuf::from(".")),
             None => {
@@ -93,24 +95,42 @@ impl Suite {
     }
 }
 
-/// One table row.
+/// One table row: one backend on one problem at one mesh size.
+///
+/// ```rust
+/// use jko::compare::CompareRow;
+///
+/// let row: CompareRow = serde_json::from_str(r#"{"problem": "porous-1d", "cells": [100],
+///     "backend": "flow", "tau": 0.01, "steps": 5, "status": "unsupported: porous"}"#).unwrap();
+/// assert!(row.error.is_none() && row.status.starts_with("unsupported"));
+/// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CompareRow {
+    /// The case's problem (a built-in example name or a config path).
     pub problem: String,
+    /// Cells per axis.
     pub cells: Vec<usize>,
+    /// The backend's name.
     pub backend: String,
+    /// Time step.
     pub tau: f64,
+    /// Number of steps.
     pub steps: usize,
     /// `ok`, `unsupported: …` or `failed: …`.
     pub status: String,
+    /// Median solve time of one step over steps and repeats (s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_per_step: Option<f64>,
+    /// Wall time of the whole `jko run` process (s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_time: Option<f64>,
+    /// Mean backend iterations per step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iterations_per_step: Option<f64>,
+    /// Peak resident memory of the run's process (MiB), where the OS reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_rss_mib: Option<f64>,
+    /// Relative L1 error at the final time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<f64>,
     /// What `error` is measured against.
@@ -118,12 +138,24 @@ pub struct CompareRow {
     pub error_against: Option<String>,
 }
 
-/// `compare.json`.
+/// The report of `jko compare`, written as `compare.json` and `compare.md`.
+///
+/// ```rust
+/// use jko::compare::CompareReport;
+///
+/// let json = r#"{"suite": "quick", "machine": "m", "jko_version": "0.1.0", "rows": []}"#;
+/// let report: CompareReport = serde_json::from_str(json).unwrap();
+/// assert!(report.markdown().starts_with("Suite `quick`, jko 0.1.0, on m."));
+/// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CompareReport {
+    /// The suite's name or path, as given.
     pub suite: String,
+    /// CPU, core count and OS of the machine that ran it.
     pub machine: String,
+    /// Version of this crate.
     pub jko_version: String,
+    /// One row per (case, size, backend), in suite order.
     pub rows: Vec<CompareRow>,
 }
 
@@ -135,8 +167,30 @@ struct RunOutcome {
     elapsed: f64,
 }
 
-/// Run the suite. `jko_exe` is the `jko` binary used for the isolated runs; `work` holds their
-/// output directories.
+/// Run the suite `suite_name` (a built-in suite, `quick` or `standard`, or a suite file):
+/// `jko compare SUITE --out DIR`. `jko_exe` is the `jko` binary used for the isolated runs;
+/// `work` holds their output directories (one per run, `PROBLEM-CELLS-BACKEND/`, with the
+/// config written and the run directory). `progress` sees every row as it is finished.
+///
+/// A backend that does not treat the problem's energy gets a row with status
+/// `unsupported: TERM`; a failed run gets `failed: MESSAGE` — neither stops the suite.
+///
+/// # Errors
+/// [`RunError::Config`] for an unknown suite, a malformed suite or config, or a failed
+/// reference run (nothing to measure the others against).
+///
+/// ```rust,no_run
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // Takes about a minute; needs the `jko` binary (`cargo build --release`).
+/// let exe = std::path::Path::new("target/release/jko");
+/// let report = jko::compare::compare("quick", exe, "out/compare/runs".as_ref(), &mut |row| {
+///     eprintln!("{} {} {}", row.problem, row.backend, row.status);
+/// })?;
+/// report.write("out/compare".as_ref())?;
+/// assert!(report.rows.iter().any(|r| r.backend == "conic" && r.status == "ok"));
+/// # Ok(())
+/// # }
+/// ```
 pub fn compare(
     suite_name: &str,
     jko_exe: &Path,
@@ -397,7 +451,7 @@ fn run_isolated_inner(
 }
 
 /// A one-line description of this machine.
-pub fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {
@@ -419,6 +473,35 @@ pub fn machine() -> String {
 }
 
 impl CompareReport {
+    /// The table in Markdown (what `jko compare` prints and writes as `compare.md`); the
+    /// `error × time` column is the L1 error times the total run time (smaller is better).
+    ///
+    /// ```rust
+    /// use jko::compare::{CompareReport, CompareRow};
+    ///
+    /// let row = CompareRow {
+    ///     problem: "ou-1d".into(),
+    ///     cells: vec![100],
+    ///     backend: "newton".into(),
+    ///     tau: 0.1,
+    ///     steps: 5,
+    ///     status: "ok".into(),
+    ///     time_per_step: Some(2e-3),
+    ///     total_time: Some(0.5),
+    ///     iterations_per_step: Some(6.0),
+    ///     peak_rss_mib: None,
+    ///     error: Some(1e-2),
+    ///     error_against: Some("exact: Ornstein-Uhlenbeck (Gaussian)".into()),
+    /// };
+    /// let report = CompareReport {
+    ///     suite: "mine".into(),
+    ///     machine: "test".into(),
+    ///     jko_version: "0.1.0".into(),
+    ///     rows: vec![row],
+    /// };
+    /// let md = report.markdown();
+    /// assert!(md.contains("| ou-1d | 100 | newton | 0.1 × 5 | 2.00e-3 | 0.50 | 6.0 | - | 1.00e-2 | 5.00e-3 |"));
+    /// ```
     pub fn markdown(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(
@@ -456,7 +539,27 @@ impl CompareReport {
         s
     }
 
-    /// Write `compare.json` and `compare.md` into `dir`.
+    /// Write `compare.json` and `compare.md` into `dir` (created if needed).
+    ///
+    /// # Errors
+    /// [`RunError::Io`] when `dir` or a file cannot be written.
+    ///
+    /// ```rust
+    /// use jko::compare::CompareReport;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let report = CompareReport {
+    ///     suite: "mine".into(),
+    ///     machine: "test".into(),
+    ///     jko_version: "0.1.0".into(),
+    ///     rows: vec![],
+    /// };
+    /// let dir = tempfile::tempdir()?;
+    /// report.write(dir.path())?;
+    /// assert!(std::fs::read_to_string(dir.path().join("compare.md"))?.starts_with("Suite `mine`"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn write(&self, dir: &Path) -> Result<(), RunError> {
         crate::output::write_report(dir, "compare", self, &self.markdown())
     }

@@ -1,9 +1,10 @@
 //! Convergence reports: `jko convergence CONFIG --refine h,tau[,levels]` runs a refinement
 //! sequence (each level halves h and/or τ — at fixed final time — and/or doubles the number of
 //! Benamou–Brenier time levels), measures the relative L1 error at the final time against the
-//! exact solution when one is known ([`crate::reference`]) or against the finest run otherwise
-//! (restricted to the coarser grid by cell averaging), and writes `convergence.json` and
-//! `convergence.md` with the observed orders.
+//! exact solution when one is known (Gaussians with entropy and a quadratic potential,
+//! Barenblatt profiles while their support stays inside the box, `drift_box`) or against the
+//! finest run otherwise (restricted to the coarser grid by cell averaging), and writes
+//! `convergence.json` and `convergence.md` with the observed orders.
 
 use crate::RunOptions;
 use crate::config::Config;
@@ -15,16 +16,38 @@ use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 use std::path::Path;
 
-/// What a refinement sequence refines.
+/// What a refinement sequence refines (`--refine h,tau[,levels]`); level i of the sequence
+/// multiplies each refined parameter's resolution by 2^i.
+///
+/// ```rust
+/// use jko::convergence::Refine;
+///
+/// assert_eq!(Refine::parse("h,tau").unwrap(), Refine { h: true, tau: true, levels: false });
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refine {
+    /// Halve the cell width: double the cells on every axis.
     pub h: bool,
+    /// Halve τ and double the number of steps (same final time).
     pub tau: bool,
+    /// Double the Benamou–Brenier time levels (a `conic` backend with `levels`).
     pub levels: bool,
 }
 
 impl Refine {
-    /// Parse `h,tau[,levels]` (any non-empty subset).
+    /// Parse `h,tau[,levels]` (any non-empty subset, comma separated).
+    ///
+    /// # Errors
+    /// [`RunError::Config`] naming an unknown part, or for an empty list.
+    ///
+    /// ```rust
+    /// use jko::convergence::Refine;
+    ///
+    /// let r = Refine::parse("tau, levels").unwrap();
+    /// assert!(r.tau && r.levels && !r.h);
+    /// assert!(Refine::parse("h,dt").unwrap_err().to_string().contains("`dt`"));
+    /// assert!(Refine::parse("").is_err());
+    /// ```
     pub fn parse(text: &str) -> Result<Refine, RunError> {
         let mut r = Refine::default();
         for part in text.split(',').map(str::trim) {
@@ -58,15 +81,28 @@ impl Refine {
     }
 }
 
-/// One refinement level.
+/// One refinement level of a [`ConvergenceReport`].
+///
+/// ```rust
+/// use jko::convergence::ConvergenceRow;
+///
+/// let row: ConvergenceRow = serde_json::from_str(r#"{"label": "conic", "cells": [64],
+///     "h": 0.15625, "tau": 0.1, "steps": 10, "error": 0.012, "wall_time": 1.5}"#).unwrap();
+/// assert!(row.order.is_none() && row.levels.is_none());
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConvergenceRow {
+    /// The backend's name.
     pub label: String,
+    /// Cells per axis.
     pub cells: Vec<usize>,
     /// Smallest cell width.
     pub h: f64,
+    /// Time step.
     pub tau: f64,
+    /// Number of steps (τ · steps is the same on every row).
     pub steps: usize,
+    /// Benamou–Brenier time levels, for a multi-level backend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub levels: Option<usize>,
     /// Relative L1 error at the final time.
@@ -84,7 +120,17 @@ pub struct ConvergenceRow {
     pub wall_time: f64,
 }
 
-/// `convergence.json`.
+/// The report of `jko convergence`, written as `convergence.json` and `convergence.md` (and
+/// drawn by `jko plot` as `convergence.png`). See [`convergence`] for one computed.
+///
+/// ```rust
+/// use jko::convergence::ConvergenceReport;
+///
+/// let json = r#"{"quantity": "relative L1 error at t = 1", "against": "h",
+///     "reference": "finest run", "final_time": 1.0, "solver": "newton", "rows": []}"#;
+/// let report: ConvergenceReport = serde_json::from_str(json).unwrap();
+/// assert!(report.markdown().starts_with("Convergence of the `newton` backend"));
+/// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConvergenceReport {
     /// What `error` measures.
@@ -93,12 +139,49 @@ pub struct ConvergenceReport {
     pub against: String,
     /// `exact: NAME` or `finest run`.
     pub reference: String,
+    /// The time at which errors are measured, τ · steps.
     pub final_time: f64,
+    /// The backend's name.
     pub solver: String,
+    /// One row per level, coarsest first. Against the finest run, the finest level has no row.
     pub rows: Vec<ConvergenceRow>,
 }
 
-/// Run the refinement sequence with `runs` levels (≥ 2).
+/// Run the refinement sequence with `runs` levels (≥ 2): `jko convergence CONFIG --refine ...
+/// --runs N`. Each level is a whole run of [`crate::run`] without output (paths in the config
+/// relative to `base`); `progress` sees every row as it is finished. The error is the
+/// relative L1 error at the final time against the exact solution when the engine knows one
+/// for the config (Gaussians with entropy and a quadratic potential, Barenblatt profiles,
+/// `drift_box`), else against the finest run.
+///
+/// # Errors
+/// [`RunError::Config`] for `runs < 2` or `--refine levels` on a backend without levels; any
+/// error of the runs (an invariant violated, a backend failure).
+///
+/// ```rust
+/// use jko::config::Config;
+/// use jko::convergence::{Refine, convergence};
+/// use std::path::Path;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // Ornstein–Uhlenbeck from N(1, 0.5²), refined in h and τ together.
+/// let config = Config::from_toml(r#"
+///     mesh = { cells = [40], lower = [-5.0], upper = [5.0] }
+///     initial = { kind = "gaussian", mean = [1.0], std = [0.5] }
+///     energy = { entropy = 1.0, potential = { kind = "quadratic" } }
+///     scheme = { tau = 0.2, steps = 2 }
+///     solver = { kind = "newton" }
+/// "#)?;
+/// let refine = Refine::parse("h,tau")?;
+/// let report = convergence(&config, Path::new("."), refine, 2, &mut |_| {})?;
+/// assert_eq!(report.reference, "exact: Ornstein-Uhlenbeck (Gaussian)");
+/// assert_eq!((report.rows[1].cells[0], report.rows[1].steps), (80, 4));
+/// // First order: the error halves with h and τ.
+/// let order = report.rows[1].order.unwrap();
+/// assert!(order > 0.7 && order < 1.5, "order {order}");
+/// # Ok(())
+/// # }
+/// ```
 pub fn convergence(
     config: &Config,
     base: &Path,
@@ -194,7 +277,11 @@ pub fn convergence(
 /// Average a fine grid density onto a coarser grid whose cells it refines by an integer
 /// factor per axis (masked fine cells carry no mass; coarse cells average their active
 /// children by volume).
-pub fn restrict(fine: &Mesh, rho: &Array1<f64>, coarse: &Mesh) -> Result<Array1<f64>, RunError> {
+pub(crate) fn restrict(
+    fine: &Mesh,
+    rho: &Array1<f64>,
+    coarse: &Mesh,
+) -> Result<Array1<f64>, RunError> {
     let (Some(fg), Some(cg)) = (fine.as_grid(), coarse.as_grid()) else {
         return Err(RunError::Config("restriction needs grid meshes".into()));
     };
@@ -242,7 +329,34 @@ pub fn restrict(fine: &Mesh, rho: &Array1<f64>, coarse: &Mesh) -> Result<Array1<
 }
 
 impl ConvergenceReport {
-    /// The Markdown table.
+    /// The Markdown table (what `jko convergence` prints and writes as `convergence.md`).
+    ///
+    /// ```rust
+    /// use jko::convergence::{ConvergenceReport, ConvergenceRow};
+    ///
+    /// let row = ConvergenceRow {
+    ///     label: "newton".into(),
+    ///     cells: vec![40],
+    ///     h: 0.25,
+    ///     tau: 0.1,
+    ///     steps: 10,
+    ///     levels: None,
+    ///     error: 2e-2,
+    ///     order: None,
+    ///     error_jko: None,
+    ///     order_jko: None,
+    ///     wall_time: 0.5,
+    /// };
+    /// let report = ConvergenceReport {
+    ///     quantity: "relative L1 error at t = 1".into(),
+    ///     against: "h".into(),
+    ///     reference: "finest run".into(),
+    ///     final_time: 1.0,
+    ///     solver: "newton".into(),
+    ///     rows: vec![row],
+    /// };
+    /// assert!(report.markdown().contains("| [40] | 2.5000e-1 | 1.0000e-1 | 10 | - | 2.000e-2 |"));
+    /// ```
     pub fn markdown(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(
@@ -274,7 +388,30 @@ impl ConvergenceReport {
         s
     }
 
-    /// Write `convergence.json` and `convergence.md` into `dir`.
+    /// Write `convergence.json` and `convergence.md` into `dir` (created if needed).
+    ///
+    /// # Errors
+    /// [`RunError::Io`] when `dir` or a file cannot be written.
+    ///
+    /// ```rust
+    /// use jko::convergence::ConvergenceReport;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let report = ConvergenceReport {
+    ///     quantity: "relative L1 error at t = 1".into(),
+    ///     against: "tau".into(),
+    ///     reference: "finest run".into(),
+    ///     final_time: 1.0,
+    ///     solver: "conic".into(),
+    ///     rows: vec![],
+    /// };
+    /// let dir = tempfile::tempdir()?;
+    /// report.write(dir.path())?;
+    /// let json = std::fs::read_to_string(dir.path().join("convergence.json"))?;
+    /// assert!(json.contains(r#""against": "tau""#));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn write(&self, dir: &Path) -> Result<(), RunError> {
         crate::output::write_report(dir, "convergence", self, &self.markdown())
     }

@@ -65,38 +65,88 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-/// A dataset description (TOML; every table denies unknown keys).
+/// A dataset description (TOML, see the module docs; every table denies unknown keys).
+///
+/// ```rust
+/// use jko::dataset::DatasetSpec;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let spec = DatasetSpec::from_toml(r#"
+///     samples = 3
+///     seed = 7
+///     [base]
+///     mesh = { cells = [16], lower = [-4.0], upper = [4.0] }
+///     energy = { entropy = 1.0, potential = { kind = "quadratic" } }
+///     scheme = { tau = 0.1, steps = 2 }
+///     solver = { kind = "newton" }
+///     [[initial]]
+///     kind = "gaussian_mixture"
+///     components = [1, 2]
+///     std = [0.5, 1.0]
+/// "#)?;
+/// assert_eq!(spec.initial[0].kind(), "gaussian_mixture");
+/// assert_eq!(spec.mass(), 1.0);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetSpec {
     /// Number of samples (indices 0..samples).
     pub samples: usize,
+    /// With the sample index, fixes every sample's initial density.
     pub seed: u64,
     /// Mass of every initial density (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mass: Option<f64>,
+    /// Mesh, energy, scheme, backend and checks shared by every sample (`[base]`).
     pub base: BaseConfig,
     /// The random initial-density families (`[[initial]]`).
     pub initial: Vec<InitialFamily>,
 }
 
 /// A run config without `[initial]`: the tables of [`crate::config::Config`].
+///
+/// ```rust
+/// use jko::dataset::BaseConfig;
+///
+/// let base: BaseConfig = toml::from_str(r#"
+///     mesh = { cells = [32], lower = [0.0], upper = [1.0] }
+///     scheme = { tau = 0.01, steps = 4 }
+///     solver = { kind = "quantile" }
+/// "#).unwrap();
+/// assert_eq!(base.energy, Default::default());
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BaseConfig {
+    /// `[base.mesh]`, as in a run config.
     pub mesh: MeshConfig,
+    /// `[base.energy]`, as in a run config.
     #[serde(default)]
     pub energy: EnergyConfig,
+    /// `[base.scheme]`: τ and the number of steps of every trajectory.
     pub scheme: SchemeConfig,
+    /// `[base.solver]`: the backend that computes every trajectory.
     pub solver: SolverConfig,
+    /// `[base.checks]`: the driver's invariant checks.
     #[serde(default)]
     pub checks: Checks,
 }
 
 /// A family of random initial densities (see the module docs).
+///
+/// ```rust
+/// use jko::dataset::InitialFamily;
+///
+/// let f: InitialFamily = toml::from_str("kind = \"gaussian_mixture\"\ncomponents = [1, 3]\nstd = [0.3, 1.0]").unwrap();
+/// assert_eq!((f.kind(), f.weight()), ("gaussian_mixture", 1.0));
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum InitialFamily {
+    /// `kind = "gaussian_mixture"`: K components, K uniform in `components`; random weights,
+    /// means and standard deviations.
     GaussianMixture {
         /// Inclusive range of the number of components.
         components: [usize; 2],
@@ -105,9 +155,11 @@ pub enum InitialFamily {
         mean: Option<[f64; 2]>,
         /// Range of every standard deviation.
         std: [f64; 2],
+        /// Relative probability of drawing this family (default 1).
         #[serde(default = "one")]
         weight: f64,
     },
+    /// `kind = "smooth_field"`: ρ ∝ exp(f), f a random sum of cosine modes.
     SmoothField {
         /// Number of cosine modes.
         modes: usize,
@@ -115,6 +167,7 @@ pub enum InitialFamily {
         max_wavenumber: usize,
         /// Scale of the log-density f.
         amplitude: f64,
+        /// Relative probability of drawing this family (default 1).
         #[serde(default = "one")]
         weight: f64,
     },
@@ -125,6 +178,14 @@ fn one() -> f64 {
 }
 
 impl InitialFamily {
+    /// The family's relative probability (`weight`, default 1).
+    ///
+    /// ```rust
+    /// use jko::dataset::InitialFamily;
+    ///
+    /// let f = InitialFamily::SmoothField { modes: 4, max_wavenumber: 3, amplitude: 1.0, weight: 2.0 };
+    /// assert_eq!(f.weight(), 2.0);
+    /// ```
     pub fn weight(&self) -> f64 {
         match self {
             InitialFamily::GaussianMixture { weight, .. }
@@ -132,6 +193,14 @@ impl InitialFamily {
         }
     }
 
+    /// The family's `kind` as written in specs.
+    ///
+    /// ```rust
+    /// use jko::dataset::InitialFamily;
+    ///
+    /// let f = InitialFamily::SmoothField { modes: 4, max_wavenumber: 3, amplitude: 1.0, weight: 1.0 };
+    /// assert_eq!(f.kind(), "smooth_field");
+    /// ```
     pub fn kind(&self) -> &'static str {
         match self {
             InitialFamily::GaussianMixture { .. } => "gaussian_mixture",
@@ -279,14 +348,36 @@ impl InitialFamily {
     }
 }
 
-/// Which samples a process runs: index ≡ `index` (mod `count`).
+/// Which samples a process runs: index ≡ `index` (mod `count`) (`--shard index/count`).
+///
+/// ```rust
+/// use jko::dataset::Shard;
+///
+/// let shard: Shard = "1/3".parse().unwrap();
+/// assert_eq!(shard.indices(8), [1, 4, 7]);
+/// assert_eq!(shard.to_string(), "1/3");
+/// assert!("3/3".parse::<Shard>().is_err());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Shard {
+    /// This shard's number, `0 <= index < count`.
     pub index: usize,
+    /// Number of shards.
     pub count: usize,
 }
 
 impl Shard {
+    /// Shard `index` of `count`.
+    ///
+    /// # Errors
+    /// [`RunError::Input`] unless `0 <= index < count`.
+    ///
+    /// ```rust
+    /// use jko::dataset::Shard;
+    ///
+    /// assert_eq!(Shard::new(0, 1).unwrap(), Shard::all());
+    /// assert!(Shard::new(2, 2).is_err());
+    /// ```
     pub fn new(index: usize, count: usize) -> Result<Shard, RunError> {
         if count == 0 || index >= count {
             return Err(InputError::parameter(
@@ -300,16 +391,30 @@ impl Shard {
     }
 
     /// Every sample (shard 0/1).
+    ///
+    /// ```rust
+    /// assert_eq!(jko::dataset::Shard::all().indices(3), [0, 1, 2]);
+    /// ```
     pub fn all() -> Shard {
         Shard { index: 0, count: 1 }
     }
 
-    /// The sample indices of this shard among `samples`.
+    /// The sample indices of this shard among `samples` (round robin).
+    ///
+    /// ```rust
+    /// use jko::dataset::Shard;
+    ///
+    /// assert_eq!(Shard::new(0, 2).unwrap().indices(5), [0, 2, 4]);
+    /// ```
     pub fn indices(&self, samples: usize) -> Vec<usize> {
         (self.index..samples).step_by(self.count.max(1)).collect()
     }
 
     /// `00001-of-00004`, used in the file names.
+    ///
+    /// ```rust
+    /// assert_eq!(jko::dataset::Shard::new(1, 4).unwrap().tag(), "00001-of-00004");
+    /// ```
     pub fn tag(&self) -> String {
         format!("{:05}-of-{:05}", self.index, self.count)
     }
@@ -342,28 +447,113 @@ impl FromStr for Shard {
     }
 }
 
-/// Names of the files a shard writes.
+/// Names of the files a shard writes (in the output directory).
+///
+/// ```rust
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let spec = jko::dataset::DatasetSpec::from_toml(r#"
+///     samples = 2
+///     seed = 1
+///     [base]
+///     mesh = { cells = [8, 8], lower = [-1.0, -1.0], upper = [1.0, 1.0] }
+///     energy = { entropy = 1.0 }
+///     scheme = { tau = 0.05, steps = 1 }
+///     solver = { kind = "newton" }
+///     [[initial]]
+///     kind = "smooth_field"
+///     modes = 2
+///     max_wavenumber = 2
+///     amplitude = 0.5
+/// "#)?;
+/// let out = tempfile::tempdir()?;
+/// let manifest = jko::dataset::run_dataset(&spec, ".".as_ref(), out.path(), jko::dataset::Shard::all())?;
+/// assert_eq!(manifest.files.trajectories, "trajectories_00000-of-00001.npy");
+/// assert!(out.path().join(&manifest.files.inputs).exists());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShardFiles {
+    /// `inputs_SHARD.npy`: the initial densities.
     pub inputs: String,
+    /// `trajectories_SHARD.npy`: ρ⁰ … ρ^steps of every sample.
     pub trajectories: String,
+    /// `energies_SHARD.npy`: F_h(ρⁿ) of every sample and step.
     pub energies: String,
 }
 
-/// Array shapes of a shard.
+/// Array shapes of a shard (`n` samples, `steps + 1` states, `cells…` the grid).
+///
+/// ```rust
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let spec = jko::dataset::DatasetSpec::from_toml(r#"
+///     samples = 2
+///     seed = 1
+///     [base]
+///     mesh = { cells = [8, 8], lower = [-1.0, -1.0], upper = [1.0, 1.0] }
+///     energy = { entropy = 1.0 }
+///     scheme = { tau = 0.05, steps = 1 }
+///     solver = { kind = "newton" }
+///     [[initial]]
+///     kind = "smooth_field"
+///     modes = 2
+///     max_wavenumber = 2
+///     amplitude = 0.5
+/// "#)?;
+/// let out = tempfile::tempdir()?;
+/// let manifest = jko::dataset::run_dataset(&spec, ".".as_ref(), out.path(), jko::dataset::Shard::all())?;
+/// assert_eq!(manifest.shapes.inputs, [2, 8, 8]);
+/// assert_eq!(manifest.shapes.trajectories, [2, 2, 8, 8]);
+/// assert_eq!(manifest.shapes.energies, [2, 2]);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShardShapes {
+    /// `[n, cells…]`.
     pub inputs: Vec<usize>,
+    /// `[n, steps + 1, cells…]`.
     pub trajectories: Vec<usize>,
+    /// `[n, steps + 1]`.
     pub energies: Vec<usize>,
 }
 
 /// Contents of `manifest_SHARD.json`. Deterministic (no timings), so the same spec and shard
 /// give identical files.
+///
+/// ```rust
+/// use jko::dataset::{Manifest, Shard, manifest_file};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let spec = jko::dataset::DatasetSpec::from_toml(r#"
+///     samples = 2
+///     seed = 1
+///     [base]
+///     mesh = { cells = [8, 8], lower = [-1.0, -1.0], upper = [1.0, 1.0] }
+///     energy = { entropy = 1.0 }
+///     scheme = { tau = 0.05, steps = 1 }
+///     solver = { kind = "newton" }
+///     [[initial]]
+///     kind = "smooth_field"
+///     modes = 2
+///     max_wavenumber = 2
+///     amplitude = 0.5
+/// "#)?;
+/// let out = tempfile::tempdir()?;
+/// let manifest = jko::dataset::run_dataset(&spec, ".".as_ref(), out.path(), jko::dataset::Shard::all())?;
+/// let text = std::fs::read_to_string(out.path().join(manifest_file(Shard::all())))?;
+/// assert_eq!(serde_json::from_str::<Manifest>(&text)?, manifest);
+/// assert_eq!((manifest.sample_indices, manifest.times), (vec![0, 1], vec![0.0, 0.05]));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
+    /// Version of this crate that wrote the shard.
     pub jko_version: String,
+    /// The backend's name.
     pub solver: String,
+    /// Which shard this is.
     pub shard: Shard,
     /// Sample index of each row of the arrays.
     pub sample_indices: Vec<usize>,
@@ -371,22 +561,80 @@ pub struct Manifest {
     pub families: Vec<usize>,
     /// t_n = nτ of each trajectory column, n = 0..=steps.
     pub times: Vec<f64>,
+    /// The array files of the shard.
     pub files: ShardFiles,
+    /// Their shapes.
     pub shapes: ShardShapes,
+    /// Element type of the arrays (`float64`).
     pub dtype: String,
+    /// The spec the shard was made from.
     pub spec: DatasetSpec,
 }
 
 impl DatasetSpec {
+    /// Parse a spec from TOML text.
+    ///
+    /// # Errors
+    /// [`RunError::Config`] naming the offending key (unknown, missing or mistyped).
+    ///
+    /// ```rust
+    /// use jko::dataset::DatasetSpec;
+    ///
+    /// let err = DatasetSpec::from_toml("samples = 2\nsed = 1").unwrap_err();
+    /// assert!(err.to_string().contains("sed"));
+    /// ```
     pub fn from_toml(text: &str) -> Result<DatasetSpec, RunError> {
         toml::from_str(text).map_err(|e| RunError::Config(e.to_string()))
     }
 
+    /// Read and parse a spec file (`jko dataset SPEC.toml`).
+    ///
+    /// # Errors
+    /// [`RunError::Io`] when the file cannot be read; [`RunError::Config`] as for
+    /// [`DatasetSpec::from_toml`], prefixed with the path.
+    ///
+    /// ```rust
+    /// use jko::dataset::DatasetSpec;
+    /// use jko::error::RunError;
+    ///
+    /// let err = DatasetSpec::from_file("no/such/spec.toml".as_ref()).unwrap_err();
+    /// assert!(matches!(err, RunError::Io { .. }));
+    /// ```
     pub fn from_file(path: &Path) -> Result<DatasetSpec, RunError> {
         let text = std::fs::read_to_string(path).map_err(|e| RunError::io(path, e))?;
         Self::from_toml(&text).map_err(|e| RunError::Config(format!("{}: {e}", path.display())))
     }
 
+    /// Check what serde cannot: at least one sample and one family, family parameters in
+    /// range (errors name `initial[i].KEY`), weights not all 0, a positive mass and τ, and the
+    /// backend's parameters.
+    ///
+    /// # Errors
+    /// [`RunError::Input`] or [`RunError::Config`] naming the parameter.
+    ///
+    /// ```rust
+    /// use jko::dataset::DatasetSpec;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut spec = DatasetSpec::from_toml(r#"
+    ///     samples = 3
+    ///     seed = 7
+    ///     [base]
+    ///     mesh = { cells = [16], lower = [-4.0], upper = [4.0] }
+    ///     energy = { entropy = 1.0, potential = { kind = "quadratic" } }
+    ///     scheme = { tau = 0.1, steps = 2 }
+    ///     solver = { kind = "newton" }
+    ///     [[initial]]
+    ///     kind = "gaussian_mixture"
+    ///     components = [1, 2]
+    ///     std = [0.5, 1.0]
+    /// "#)?;
+    /// spec.validate()?;
+    /// spec.samples = 0;
+    /// assert!(spec.validate().unwrap_err().to_string().contains("`samples`"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn validate(&self) -> Result<(), RunError> {
         if self.samples == 0 {
             return Err(InputError::parameter("samples", 0, "must be >= 1").into());
@@ -418,11 +666,62 @@ impl DatasetSpec {
         self.base.solver.validate()
     }
 
+    /// Mass of every initial density (`mass`, default 1).
+    ///
+    /// ```rust
+    /// use jko::dataset::DatasetSpec;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let spec = DatasetSpec::from_toml(r#"
+    ///     samples = 3
+    ///     seed = 7
+    ///     [base]
+    ///     mesh = { cells = [16], lower = [-4.0], upper = [4.0] }
+    ///     energy = { entropy = 1.0, potential = { kind = "quadratic" } }
+    ///     scheme = { tau = 0.1, steps = 2 }
+    ///     solver = { kind = "newton" }
+    ///     [[initial]]
+    ///     kind = "gaussian_mixture"
+    ///     components = [1, 2]
+    ///     std = [0.5, 1.0]
+    /// "#)?;
+    /// assert_eq!(spec.mass(), 1.0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn mass(&self) -> f64 {
         self.mass.unwrap_or(1.0)
     }
 
-    /// Mesh and energy of the base config (paths relative to `base`).
+    /// Mesh and energy of the base config (paths relative to `base`), after
+    /// [`DatasetSpec::validate`].
+    ///
+    /// # Errors
+    /// As for [`DatasetSpec::validate`], and the mesh and energy errors of a run config.
+    ///
+    /// ```rust
+    /// use jko::dataset::DatasetSpec;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let spec = DatasetSpec::from_toml(r#"
+    ///     samples = 3
+    ///     seed = 7
+    ///     [base]
+    ///     mesh = { cells = [16], lower = [-4.0], upper = [4.0] }
+    ///     energy = { entropy = 1.0, potential = { kind = "quadratic" } }
+    ///     scheme = { tau = 0.1, steps = 2 }
+    ///     solver = { kind = "newton" }
+    ///     [[initial]]
+    ///     kind = "gaussian_mixture"
+    ///     components = [1, 2]
+    ///     std = [0.5, 1.0]
+    /// "#)?;
+    /// let (mesh, energy) = spec.build(".".as_ref())?;
+    /// assert_eq!(mesh.n_cells(), 16);
+    /// assert_eq!(energy.entropy, Some(1.0));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn build(&self, base: &Path) -> Result<(Mesh, Energy), RunError> {
         self.validate()?;
         let mesh = self.base.mesh.build(base)?;
@@ -431,7 +730,39 @@ impl DatasetSpec {
     }
 
     /// The initial density of sample `index` on `mesh` (from [`DatasetSpec::build`]) and the
-    /// family it was drawn from. Depends only on (spec, index).
+    /// family it was drawn from. Depends only on (spec, index); normalised to
+    /// [`DatasetSpec::mass`].
+    ///
+    /// # Errors
+    /// [`RunError::Input`] for a density that is invalid (non-finite, zero mass) or above the
+    /// energy's `max_density`; [`RunError::Config`] on a mesh without grid structure.
+    ///
+    /// ```rust
+    /// use jko::dataset::DatasetSpec;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let spec = DatasetSpec::from_toml(r#"
+    ///     samples = 3
+    ///     seed = 7
+    ///     [base]
+    ///     mesh = { cells = [16], lower = [-4.0], upper = [4.0] }
+    ///     energy = { entropy = 1.0, potential = { kind = "quadratic" } }
+    ///     scheme = { tau = 0.1, steps = 2 }
+    ///     solver = { kind = "newton" }
+    ///     [[initial]]
+    ///     kind = "gaussian_mixture"
+    ///     components = [1, 2]
+    ///     std = [0.5, 1.0]
+    /// "#)?;
+    /// let (mesh, energy) = spec.build(".".as_ref())?;
+    /// let (family, rho) = spec.sample_initial(&mesh, &energy, 2)?;
+    /// assert_eq!(family, 0);
+    /// assert!((mesh.mass(&rho) - 1.0).abs() < 1e-12);
+    /// // The same sample index always gives the same density.
+    /// assert_eq!(spec.sample_initial(&mesh, &energy, 2)?.1, rho);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn sample_initial(
         &self,
         mesh: &Mesh,
@@ -525,7 +856,44 @@ fn run_sample(
 }
 
 /// Run the samples of `shard` and write its arrays and manifest into `out` (see the module
-/// docs). Paths in the spec are relative to `base`.
+/// docs): `jko dataset SPEC --out DIR --shard i/n`. Paths in the spec are relative to `base`.
+/// Every step of every trajectory is checked by the driver ([`crate::driver::Stepper`]).
+///
+/// # Errors
+/// Errors of [`DatasetSpec::build`]; [`RunError::Solver`] when the backend does not treat the
+/// energy (before any sample runs); [`RunError::Config`] naming the sample(s) whose initial
+/// density or trajectory failed; [`RunError::Io`] / [`RunError::Npy`] when writing fails.
+///
+/// ```rust
+/// use jko::config::read_npy;
+/// use jko::dataset::{DatasetSpec, Shard, run_dataset};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let spec = DatasetSpec::from_toml(r#"
+///     samples = 3
+///     seed = 7
+///     [base]
+///     mesh = { cells = [16], lower = [-4.0], upper = [4.0] }
+///     energy = { entropy = 1.0, potential = { kind = "quadratic" } }
+///     scheme = { tau = 0.1, steps = 2 }
+///     solver = { kind = "newton" }
+///     [[initial]]
+///     kind = "gaussian_mixture"
+///     components = [1, 2]
+///     std = [0.5, 1.0]
+/// "#)?;
+/// let out = tempfile::tempdir()?;
+/// let manifest = run_dataset(&spec, ".".as_ref(), out.path(), Shard::all())?;
+/// assert_eq!(manifest.shapes.trajectories, [3, 3, 16]);
+/// let energies = read_npy(&out.path().join(&manifest.files.energies))?;
+/// // Every trajectory's energy decreases step by step.
+/// for row in energies.outer_iter() {
+///     assert!(row[1] < row[0] && row[2] < row[1]);
+/// }
+/// assert!(out.path().join(jko::dataset::manifest_file(Shard::all())).exists());
+/// # Ok(())
+/// # }
+/// ```
 pub fn run_dataset(
     spec: &DatasetSpec,
     base: &Path,
@@ -647,7 +1015,13 @@ pub fn run_dataset(
     Ok(manifest)
 }
 
-/// `manifest_00001-of-00004.json`.
+/// The manifest's file name for `shard`: `manifest_00001-of-00004.json`.
+///
+/// ```rust
+/// use jko::dataset::{Shard, manifest_file};
+///
+/// assert_eq!(manifest_file(Shard::new(1, 4).unwrap()), "manifest_00001-of-00004.json");
+/// ```
 pub fn manifest_file(shard: Shard) -> String {
     format!("manifest_{}.json", shard.tag())
 }
@@ -682,7 +1056,7 @@ fn write_npy(path: &Path, shape: &[usize], values: Vec<f64>) -> Result<(), RunEr
 
 /// xoshiro256** (Blackman & Vigna), seeded by SplitMix64: the per-sample random generator.
 #[derive(Debug, Clone)]
-pub struct SampleRng {
+pub(crate) struct SampleRng {
     s: [u64; 4],
 }
 

@@ -11,13 +11,35 @@
 //!
 //! A violation stops the run with [`RunError::Invariant`]; the violating step is not written.
 
-use crate::config::Checks;
+use crate::config::{Checks, Limits};
 use crate::error::RunError;
 use jko_core::{Energy, JkoStep, Mesh, StepOutput, StepSolver, StepStatus, WarmStart};
 use ndarray::Array1;
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-/// What the driver records about one finished step.
+/// What the driver records about one finished step: the rows of `summary.json`'s `steps`
+/// and what [`Observer`]s see.
+///
+/// ```rust
+/// use jko::config::Checks;
+/// use jko::driver::Stepper;
+/// use jko_core::{Energy, Mesh, Potential};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mesh = Mesh::grid(&[40], &[-4.0], &[4.0])?;
+/// let energy = Energy::fokker_planck(1.0, Potential::Quadratic { center: vec![0.0], stiffness: 1.0 });
+/// let solver = jko_newton::NewtonSolver::new(Default::default())?;
+/// let rho0 = mesh.sample(|x| (-(x[0] - 1.0).powi(2) / 0.5).exp());
+/// let stepper = Stepper::new(&mesh, &energy, &solver, 0.1, Checks::default(), mesh.mass(&rho0))?;
+/// let (_, record) = stepper.step(1, &rho0, None)?;
+/// assert_eq!((record.step, record.t), (1, 0.1));
+/// // The JKO energy inequality: F(ρ⁰) − F(ρ¹) ≥ W²/(2τ), up to the solver's accuracy.
+/// assert!(record.energy_slack > -1e-9 && record.kinetic > 0.0);
+/// assert!(record.min_density > -1e-10 * record.max_density);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
     /// Step number (1-based; step n produced `rho_{n:05}.npy`).
@@ -26,19 +48,27 @@ pub struct StepRecord {
     pub t: f64,
     /// Full energy F_h(ρ^{n}) (interaction included).
     pub energy: f64,
+    /// Mass M^{n} = Σ_K |K| ρ_K.
     pub mass: f64,
     /// Kinetic action W_h²(ρ^{n−1}, ρ^{n}) of the backend's discretisation.
     pub kinetic: f64,
     /// F(ρ^{n−1}) − F(ρ^{n}) − W_h²/(2τ) with the step's (frozen) energy: ≥ 0 for exact minimisers.
     pub energy_slack: f64,
+    /// Smallest cell value of ρ^{n}.
     pub min_density: f64,
+    /// Largest cell value of ρ^{n}.
     pub max_density: f64,
+    /// The backend's convergence status.
     pub status: StepStatus,
+    /// The backend's iterations.
     pub iterations: usize,
+    /// The backend's final primal residual (its own measure).
     pub primal_residual: f64,
+    /// The backend's final dual residual (its own measure).
     pub dual_residual: f64,
     /// Wall time of the solve (seconds).
     pub wall_time: f64,
+    /// What the backend or the driver noted (a fallback, a relaxed tolerance, ...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
     /// Surrogate check made at this step (flow backend with `check_every`).
@@ -46,7 +76,30 @@ pub struct StepRecord {
     pub check: Option<CheckRecord>,
 }
 
-/// Checking a surrogate backend against true proximal steps.
+/// Checking a surrogate backend against true proximal steps (`[solver] kind = "flow"` with
+/// `check_every`; see [`crate::backend::FlowConfig`]).
+///
+/// ```rust
+/// use jko::backend::SolverConfig;
+/// use jko::config::Checks;
+/// use jko::driver::{Stepper, SurrogateCheck};
+/// use jko_core::{Energy, Mesh, Potential};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mesh = Mesh::grid(&[40], &[-4.0], &[4.0])?;
+/// let energy = Energy::fokker_planck(1.0, Potential::Quadratic { center: vec![0.0], stiffness: 1.0 });
+/// let flow = SolverConfig::default_for("flow")?.build()?;
+/// let rho0 = mesh.sample(|x| (-(x[0] - 1.0).powi(2) / 0.5).exp());
+/// let mut stepper = Stepper::new(&mesh, &energy, flow.as_ref(), 0.05, Checks::default(), mesh.mass(&rho0))?;
+/// stepper.check = Some(SurrogateCheck { every: 1, solver: SolverConfig::default_for("newton")?.build()?, tol: 0.5 });
+/// let (_, record) = stepper.step(1, &rho0, None)?;
+/// let check = record.check.unwrap();
+/// assert_eq!(check.proximal_solver, "newton");
+/// // A small step: the surrogate agrees with the proximal step and is kept.
+/// assert!(check.l1 < 0.05 && !check.fell_back);
+/// # Ok(())
+/// # }
+/// ```
 pub struct SurrogateCheck {
     /// Check steps whose number is a multiple of `every`.
     pub every: usize,
@@ -56,13 +109,24 @@ pub struct SurrogateCheck {
     pub tol: f64,
 }
 
-/// What a surrogate check found.
+/// What a surrogate check found (see [`SurrogateCheck`] for the check itself).
+///
+/// ```rust
+/// use jko::driver::CheckRecord;
+///
+/// let check: CheckRecord = serde_json::from_str(
+///     r#"{"proximal_solver": "newton", "l1": 0.03, "w2": 0.001, "fell_back": true}"#,
+/// ).unwrap();
+/// assert!(check.fell_back && check.l1 > 1e-2);
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckRecord {
+    /// The proximal backend's name.
     pub proximal_solver: String,
     /// Relative L1 distance between the surrogate's and the proximal step's densities.
     pub l1: f64,
-    /// W2-like distance ([`crate::reference::w2_like`]).
+    /// W2-like distance between them: exact W₂ on 1D grids (quantile functions), else the
+    /// Gelbrich lower bound (W₂ between the moment-matched Gaussians).
     pub w2: f64,
     /// True when the discrepancy exceeded the tolerance and the proximal result was kept.
     pub fell_back: bool,
@@ -85,18 +149,97 @@ pub struct CheckRecord {
 /// assert!(record.energy_slack >= -1e-7);
 /// ```
 pub struct Stepper<'a> {
+    /// The mesh of every density.
     pub mesh: &'a Mesh,
+    /// The energy F (frozen at ρⁿ for each step's semi-implicit terms).
     pub energy: &'a Energy,
+    /// The backend that solves each step.
     pub solver: &'a dyn StepSolver,
+    /// Time step τ.
     pub tau: f64,
+    /// Tolerances of the invariant checks.
     pub checks: Checks,
     /// Mass of the initial state, against which every step's mass is checked.
     pub mass0: f64,
     /// Optional check of a surrogate backend against proximal steps.
     pub check: Option<SurrogateCheck>,
+    /// Memory the steps may use: set by [`Stepper::new`] from `JKO_MAX_MEMORY_GIB` or the
+    /// available memory, checked against the backend's estimate before the first step
+    /// (`None`: no check).
+    pub memory: Option<MemoryBudget>,
+    /// Whether the memory check has been made.
+    memory_checked: AtomicBool,
+}
+
+/// A memory limit for the steps, and what already counts against it.
+///
+/// ```rust
+/// use jko::config::Limits;
+/// use jko::driver::MemoryBudget;
+///
+/// let budget = MemoryBudget::from_limits(&Limits { max_memory_gib: Some(1.0) }, 4096).unwrap().unwrap();
+/// assert_eq!((budget.bytes, budget.committed), (1 << 30, 4096));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemoryBudget {
+    /// The limit, in bytes.
+    pub bytes: u64,
+    /// Where it comes from, for the message ("available (MemAvailable)", ...).
+    pub source: String,
+    /// Bytes already committed when the limit was read, added to the backend's estimate
+    /// (the mesh, when the limit was read before building it).
+    pub committed: u64,
+}
+
+impl MemoryBudget {
+    /// The limit of `limits` (config key, else environment, else available memory).
+    ///
+    /// # Errors
+    /// [`RunError::Input`] when `JKO_MAX_MEMORY_GIB` is not a positive number.
+    ///
+    /// ```rust
+    /// use jko::config::Limits;
+    /// use jko::driver::MemoryBudget;
+    ///
+    /// let budget = MemoryBudget::from_limits(&Limits { max_memory_gib: Some(0.5) }, 0).unwrap();
+    /// assert_eq!(budget.unwrap().source, "set by limits.max_memory_gib");
+    /// ```
+    pub fn from_limits(limits: &Limits, committed: u64) -> Result<Option<Self>, RunError> {
+        Ok(limits.memory_limit()?.map(|(bytes, source)| MemoryBudget {
+            bytes,
+            source,
+            committed,
+        }))
+    }
 }
 
 impl<'a> Stepper<'a> {
+    /// A stepper for `energy` on `mesh` with the backend `solver`; `mass0` is the mass every
+    /// step's mass is checked against (the initial mass).
+    ///
+    /// # Errors
+    /// [`RunError::Input`] for τ not finite and > 0 or an invalid energy;
+    /// [`RunError::Solver`] (`StepError::Unsupported`) when the backend does not treat one of
+    /// the energy's terms — refused before any step.
+    ///
+    /// ```rust
+    /// use jko::config::Checks;
+    /// use jko::driver::Stepper;
+    /// use jko_core::{Energy, Mesh};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mesh = Mesh::grid(&[10, 10], &[0.0, 0.0], &[1.0, 1.0])?;
+    /// let energy = Energy { porous: Some(2.0), ..Default::default() };
+    /// let newton = jko_newton::NewtonSolver::new(Default::default())?;
+    /// assert!(Stepper::new(&mesh, &energy, &newton, 0.1, Checks::default(), 1.0).is_ok());
+    /// assert!(Stepper::new(&mesh, &energy, &newton, 0.0, Checks::default(), 1.0).is_err());
+    /// // The flow backend does not treat the porous-medium term: refused, naming the term.
+    /// let flow = jko_flow::FlowSolver::new(Default::default())?;
+    /// let err = Stepper::new(&mesh, &energy, &flow, 0.1, Checks::default(), 1.0).err().unwrap();
+    /// assert!(err.to_string().contains("porous"), "{err}");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new(
         mesh: &'a Mesh,
         energy: &'a Energy,
@@ -125,16 +268,111 @@ impl<'a> Stepper<'a> {
             checks,
             mass0,
             check: None,
+            memory: MemoryBudget::from_limits(&Limits::default(), 0)?,
+            memory_checked: AtomicBool::new(false),
         })
     }
 
-    /// Step `index` (1-based) from `rho`: solve, check the invariants, and record.
+    /// Refuse, before anything is allocated, steps whose estimated memory
+    /// ([`StepSolver::memory_estimate`], plus the budget's committed bytes) exceeds the budget.
+    /// Made once: [`Stepper::step`] calls it before the first step.
+    ///
+    /// # Errors
+    /// [`RunError::Input`] (`InputError::OutOfMemory`) naming the backend, the mesh, the
+    /// estimate and the limit.
+    ///
+    /// ```rust
+    /// use jko::config::Checks;
+    /// use jko::driver::{MemoryBudget, Stepper};
+    /// use jko_core::{Energy, Mesh};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mesh = Mesh::grid(&[100, 100], &[0.0, 0.0], &[1.0, 1.0])?;
+    /// let energy = Energy { entropy: Some(1.0), ..Default::default() };
+    /// let solver = jko_newton::NewtonSolver::new(Default::default())?;
+    /// let mut stepper = Stepper::new(&mesh, &energy, &solver, 0.1, Checks::default(), 1.0)?;
+    /// stepper.memory = Some(MemoryBudget { bytes: 1 << 10, source: "a test".into(), committed: 0 });
+    /// assert!(stepper.check_memory().unwrap_err().to_string().contains("a test"));
+    /// stepper.memory = Some(MemoryBudget { bytes: 1 << 40, source: "a test".into(), committed: 0 });
+    /// assert!(stepper.check_memory().is_ok());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn check_memory(&self) -> Result<(), RunError> {
+        if self.memory_checked.swap(true, Ordering::Relaxed) {
+            return Ok(());
+        }
+        let Some(budget) = &self.memory else {
+            return Ok(());
+        };
+        let terms = self.energy.terms();
+        let mut solvers = vec![self.solver];
+        if let Some(c) = &self.check {
+            solvers.push(c.solver.as_ref());
+        }
+        for s in solvers {
+            jko_core::step::check_memory(
+                s,
+                self.mesh,
+                &terms,
+                budget.committed,
+                budget.bytes,
+                &budget.source,
+            )
+            .inspect_err(|_| self.memory_checked.store(false, Ordering::Relaxed))?;
+        }
+        Ok(())
+    }
+
+    /// Step `index` (1-based) from `rho`: solve, check the invariants (see the module docs),
+    /// and record. `warm` is the previous step's solution ([`WarmStart::from`] its output),
+    /// which makes some backends converge in fewer iterations.
+    ///
+    /// # Errors
+    /// [`RunError::Step`] when the backend fails (with the step number);
+    /// [`RunError::Invariant`] when the result violates an invariant; [`RunError::Input`] for
+    /// an invalid `rho` (wrong length, negative, zero mass).
+    ///
+    /// ```rust
+    /// use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
+    /// use jko_core::WarmStart;
+    /// use jko::config::Checks;
+    /// use jko::driver::Stepper;
+    /// use jko_core::{Energy, Mesh, Potential};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mesh = Mesh::grid(&[40], &[-4.0], &[4.0])?;
+    /// let energy = Energy::fokker_planck(1.0, Potential::Quadratic { center: vec![0.0], stiffness: 1.0 });
+    /// let solver = jko_newton::NewtonSolver::new(Default::default())?;
+    /// let rho0 = mesh.sample(|x| (-(x[0] - 1.0).powi(2) / 0.5).exp());
+    /// let stepper = Stepper::new(&mesh, &energy, &solver, 0.1, Checks::default(), mesh.mass(&rho0))?;
+    /// // Two steps with a warm start: the energy decreases, the mass is kept.
+    /// let (out1, record1) = stepper.step(1, &rho0, None)?;
+    /// let (out2, record2) = stepper.step(2, &out1.rho, Some(&WarmStart::from(&out1)))?;
+    /// assert!(record2.energy < record1.energy);
+    /// assert!((mesh.mass(&out2.rho) - mesh.mass(&rho0)).abs() < 1e-9);
+    ///
+    /// // The quantile backend computes the JKO step with exact W² (1D): its mean follows the
+    /// // exact JKO iterates of the OU process, m ↦ m/(1 + τ).
+    /// let quantile = jko_quantile::QuantileSolver::new(Default::default())?;
+    /// let rho0 = mesh.sample(|x| Gaussian::diagonal(&[1.0], &[0.5]).density(x));
+    /// let stepper = Stepper::new(&mesh, &energy, &quantile, 0.1, Checks::default(), mesh.mass(&rho0))?;
+    /// let (out, _) = stepper.step(1, &rho0, None)?;
+    /// let mean = |rho: &ndarray::Array1<f64>| -> f64 {
+    ///     (0..mesh.n_cells()).map(|k| mesh.volumes()[k] * rho[k] * mesh.centre(k)[0]).sum::<f64>() / mesh.mass(rho)
+    /// };
+    /// let exact = OrnsteinUhlenbeck::standard(1).jko_step(&Gaussian::diagonal(&[1.0], &[0.5]), 0.1);
+    /// assert!((mean(&out.rho) - exact.mean[0]).abs() < 1e-3, "{} vs {}", mean(&out.rho), exact.mean[0]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn step(
         &self,
         index: usize,
         rho: &Array1<f64>,
         warm: Option<&WarmStart>,
     ) -> Result<(StepOutput, StepRecord), RunError> {
+        self.check_memory()?;
         let frozen = self.energy.freeze(self.mesh, rho)?;
         self.solver
             .check_supported(&frozen)
@@ -230,7 +468,12 @@ impl<'a> Stepper<'a> {
         let dissipation = out.info.kinetic / (2.0 * self.tau);
         let slack = before - after - dissipation;
         let allowed = self.checks.energy_rtol * (before.abs() + dissipation + self.mass0);
-        if producer.satisfies_energy_inequality() && slack < -allowed {
+        // With ρⁿ above the cap, ρⁿ is not a competitor (F(ρⁿ) = +∞) and the inequality says nothing.
+        let prev_feasible = self.energy.max_density.is_none_or(|rmax| {
+            rho.iter()
+                .all(|&r| r <= rmax * (1.0 + self.checks.bound_rtol))
+        });
+        if producer.satisfies_energy_inequality() && prev_feasible && slack < -allowed {
             return Err(invariant(
                 "JKO energy inequality F(rho+) + W2/(2 tau) <= F(rho) (excess)",
                 -slack,
@@ -258,13 +501,108 @@ impl<'a> Stepper<'a> {
     }
 }
 
-/// Receives every finished step (after its invariants passed).
+/// Receives every finished step (after its invariants passed): the run directory writer,
+/// the CLI's progress line, the dataset's trajectory recorder are observers.
+///
+/// ```rust
+/// use jko::driver::{Observer, StepRecord};
+/// use jko::error::RunError;
+/// use jko_core::StepOutput;
+///
+/// /// Keeps the energy of every step.
+/// struct Energies(Vec<f64>);
+///
+/// impl Observer for Energies {
+///     fn observe(&mut self, record: &StepRecord, _: &StepOutput) -> Result<(), RunError> {
+///         self.0.push(record.energy);
+///         Ok(())
+///     }
+/// }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = jko::config::Config::from_toml(r#"
+///     mesh = { cells = [30], lower = [-4.0], upper = [4.0] }
+///     initial = { kind = "gaussian", mean = [1.0], std = [0.5] }
+///     energy = { entropy = 1.0, potential = { kind = "quadratic" } }
+///     scheme = { tau = 0.1, steps = 3 }
+///     solver = { kind = "newton" }
+/// "#)?;
+/// let mut energies = Energies(Vec::new());
+/// jko::run(&config, ".".as_ref(), &Default::default(), &mut [&mut energies], &|| false)?;
+/// assert_eq!(energies.0.len(), 3);
+/// assert!(energies.0.windows(2).all(|w| w[1] < w[0]));
+/// # Ok(())
+/// # }
+/// ```
 pub trait Observer {
+    /// Called once per finished step, in order; an error stops the run.
+    ///
+    /// ```rust
+    /// use jko::driver::{Observer, StepRecord};
+    /// use jko::error::RunError;
+    /// use jko_core::StepOutput;
+    ///
+    /// /// Stops a run whose density leaves a band (an observer's error ends the run).
+    /// struct MaxBelow(f64);
+    ///
+    /// impl Observer for MaxBelow {
+    ///     fn observe(&mut self, record: &StepRecord, _: &StepOutput) -> Result<(), RunError> {
+    ///         if record.max_density > self.0 {
+    ///             return Err(RunError::Config(format!("step {}: max density too high", record.step)));
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Diffusion from a narrow Gaussian: the maximum only decreases.
+    /// let config = jko::config::Config::from_toml(r#"
+    ///     mesh = { cells = [30], lower = [-3.0], upper = [3.0] }
+    ///     initial = { kind = "gaussian", mean = [0.0], std = [0.5] }
+    ///     energy = { entropy = 1.0 }
+    ///     scheme = { tau = 0.05, steps = 2 }
+    ///     solver = { kind = "newton" }
+    /// "#)?;
+    /// let peak = 1.0 / (0.5 * (2.0 * std::f64::consts::PI).sqrt());
+    /// let mut band = MaxBelow(peak);
+    /// jko::run(&config, ".".as_ref(), &Default::default(), &mut [&mut band], &|| false)?;
+    /// let mut tight = MaxBelow(0.1);
+    /// assert!(jko::run(&config, ".".as_ref(), &Default::default(), &mut [&mut tight], &|| false).is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     fn observe(&mut self, record: &StepRecord, output: &StepOutput) -> Result<(), RunError>;
 }
 
-/// Run `steps` steps from `rho` (whose step number is `first - 1`), carrying the warm start.
-/// Stops early, with [`RunError::Interrupted`], when `stop()` returns true between steps.
+/// Run steps `first..=last` from `rho` (whose step number is `first - 1`), carrying the warm
+/// start, and hand each to the observers in order; returns the last density. Stops early, with
+/// [`RunError::Interrupted`], when `stop()` returns true between steps. The loop behind
+/// [`crate::run`] (which adds the writer and resume) and `jko dataset`.
+///
+/// # Errors
+/// The first error of [`Stepper::step`] or of an observer; [`RunError::Interrupted`].
+///
+/// ```rust
+/// use jko::driver::march;
+/// use jko::error::RunError;
+/// use jko::config::Checks;
+/// use jko::driver::Stepper;
+/// use jko_core::{Energy, Mesh, Potential};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mesh = Mesh::grid(&[40], &[-4.0], &[4.0])?;
+/// let energy = Energy::fokker_planck(1.0, Potential::Quadratic { center: vec![0.0], stiffness: 1.0 });
+/// let solver = jko_newton::NewtonSolver::new(Default::default())?;
+/// let rho0 = mesh.sample(|x| (-(x[0] - 1.0).powi(2) / 0.5).exp());
+/// let stepper = Stepper::new(&mesh, &energy, &solver, 0.1, Checks::default(), mesh.mass(&rho0))?;
+/// let rho2 = march(&stepper, rho0.clone(), None, 1, 2, &mut [], &|| false)?;
+/// assert!((mesh.mass(&rho2) - mesh.mass(&rho0)).abs() < 1e-9);
+/// // A stop request after step 1 interrupts the march.
+/// let stopped = march(&stepper, rho0, None, 1, 2, &mut [], &|| true);
+/// assert!(matches!(stopped, Err(RunError::Interrupted(1))));
+/// # Ok(())
+/// # }
+/// ```
 pub fn march(
     stepper: &Stepper<'_>,
     mut rho: Array1<f64>,

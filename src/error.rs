@@ -1,48 +1,105 @@
 //! Errors of the engine (driver, configuration, I/O). Backends' errors arrive as
 //! [`jko_core::StepError`], input problems as [`jko_core::InputError`].
+//!
+//! Every fallible function of this crate returns [`RunError`]; the CLI prints its `Display`
+//! text (and its `source` chain) and exits with status 1.
 
 use jko_core::{InputError, StepError};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
+/// Why a run, a study or a file operation of the engine failed.
+///
+/// The message names what to fix: the config key, the file, the step and the invariant.
+///
+/// ```rust
+/// use jko::config::Config;
+/// use jko::error::RunError;
+///
+/// // A typo in a key is a config error that names the key.
+/// let err = Config::from_toml("[mesh]\ncels = [4]").unwrap_err();
+/// assert!(matches!(err, RunError::Config(_)));
+/// assert!(err.to_string().contains("cels"));
+///
+/// // Backend input errors are unwrapped into `RunError::Input`.
+/// let step = jko_core::StepError::from(jko_core::InputError::InvalidTau(0.0));
+/// assert!(matches!(RunError::from(step), RunError::Input(_)));
+/// ```
 #[derive(Debug, Error)]
 pub enum RunError {
+    /// The config (or suite, dataset spec, command-line option) is malformed or inconsistent;
+    /// the text names the key.
     #[error("config: {0}")]
     Config(String),
+    /// A parameter, mesh, density or array is invalid ([`InputError`]).
     #[error(transparent)]
     Input(#[from] InputError),
+    /// The backend failed on step `step` (not converged, numerical failure, unsupported term).
     #[error("step {step}: {source}")]
     Step {
+        /// Number of the failed step (1-based).
         step: usize,
+        /// The backend's error.
         #[source]
         source: StepError,
     },
+    /// A backend error outside a step (building the backend, an unsupported energy term
+    /// refused before the first step).
     #[error(transparent)]
     Solver(StepError),
+    /// A step violated an invariant checked by the driver (mass, positivity, bound, energy
+    /// inequality; see [`crate::driver`]); the step is not written.
     #[error(
         "step {step}: invariant violated: {what} ({value:.3e} exceeds the allowed {limit:.3e})"
     )]
     Invariant {
+        /// Number of the offending step (1-based).
         step: usize,
+        /// The invariant, in words.
         what: String,
+        /// The measured violation.
         value: f64,
+        /// The tolerance it exceeds (from [`crate::config::Checks`]).
         limit: f64,
     },
+    /// Reading or writing `path` failed.
     #[error("{path}: {source}")]
     Io {
+        /// The file or directory.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
+    /// `path` is not a float64 `.npy` array (or could not be written as one).
     #[error("{path}: not a readable .npy array: {message}")]
-    Npy { path: PathBuf, message: String },
+    Npy {
+        /// The file.
+        path: PathBuf,
+        /// What the `.npy` reader or writer reported.
+        message: String,
+    },
+    /// A run directory cannot be resumed (no `--out`, unreadable `summary.json`, or a config
+    /// that differs from the one it was run with in more than `scheme.steps`).
     #[error("cannot resume: {0}")]
     Resume(String),
+    /// The stop callback asked to stop after this step (Ctrl-C in the CLI); every finished step
+    /// is saved and the run can be resumed.
     #[error("interrupted after step {0}; finished steps are saved (resume with --resume)")]
     Interrupted(usize),
 }
 
 impl RunError {
+    /// [`RunError::Io`] for `path`.
+    ///
+    /// ```rust
+    /// use jko::error::RunError;
+    /// use std::path::Path;
+    ///
+    /// let path = Path::new("/nonexistent/config.toml");
+    /// let err = std::fs::read(path).map_err(|e| RunError::io(path, e)).unwrap_err();
+    /// assert!(err.to_string().starts_with("/nonexistent/config.toml: "));
+    /// ```
     pub fn io(path: &Path, source: std::io::Error) -> Self {
         RunError::Io {
             path: path.to_path_buf(),

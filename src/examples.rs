@@ -1,6 +1,8 @@
 //! Built-in example configs (`jko example NAME`), kept as TOML files in `data/examples/`.
+//! `jko example` lists them; `jko example NAME > NAME.toml` writes one to start from.
 
-/// (name, description, TOML text).
+/// The built-in examples: (name, one-line description, TOML text of the config). Every one
+/// parses as a [`crate::config::Config`] and runs with `jko run`.
 pub const EXAMPLES: &[(&str, &str, &str)] = &[
     (
         "ou-1d",
@@ -34,7 +36,19 @@ pub const EXAMPLES: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// The TOML text of a built-in example.
+/// The TOML text of the built-in example `name` (None for an unknown name).
+///
+/// ```rust
+/// use jko::config::Config;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = Config::from_toml(jko::examples::example("ou-1d").unwrap())?;
+/// assert_eq!(config.mesh.cells.len(), 1);
+/// assert_eq!(config.solver.name(), "conic");
+/// assert!(jko::examples::example("no-such-example").is_none());
+/// # Ok(())
+/// # }
+/// ```
 pub fn example(name: &str) -> Option<&'static str> {
     EXAMPLES
         .iter()

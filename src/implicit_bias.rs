@@ -13,9 +13,18 @@ use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 use std::path::Path;
 
-/// One step size.
+/// The errors for one step size η.
+///
+/// ```rust
+/// use jko::implicit_bias::ImplicitBiasRow;
+///
+/// let row: ImplicitBiasRow =
+///     serde_json::from_str(r#"{"eta": 0.1, "err_flow": 1e-4, "err_wgf": 1e-2}"#).unwrap();
+/// assert_eq!((row.err_resummed, row.order_flow), (None, None));
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImplicitBiasRow {
+    /// The step size η = τ.
     pub eta: f64,
     /// Error of the JKO-Flow (the J^η flow) against the JKO iterates: O(η²).
     pub err_flow: f64,
@@ -24,23 +33,73 @@ pub struct ImplicitBiasRow {
     /// Error of the resummed JKO-Flow −(I + (η/2) Hess J)⁻¹ grad J: O(η²).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub err_resummed: Option<f64>,
+    /// Observed order of `err_flow` against the previous row's η (None on the first row).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order_flow: Option<f64>,
+    /// Observed order of `err_wgf` against the previous row's η (None on the first row).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order_wgf: Option<f64>,
 }
 
-/// `implicit_bias.json`.
+/// The report of `jko implicit-bias`, written as `implicit_bias.json` (and drawn by `jko plot`
+/// as `implicit_bias.png`).
+///
+/// ```rust
+/// use jko::implicit_bias::{ImplicitBiasRow, ImplicitBiasTable};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let row = |eta: f64| ImplicitBiasRow {
+///     eta,
+///     err_flow: eta * eta,
+///     err_wgf: eta,
+///     err_resummed: None,
+///     order_flow: None,
+///     order_wgf: None,
+/// };
+/// let table = ImplicitBiasTable { rows: vec![row(0.1), row(0.05)], final_time: Some(1.0), method: None };
+/// let dir = tempfile::tempdir()?;
+/// table.write(dir.path())?;
+/// let text = std::fs::read_to_string(dir.path().join("implicit_bias.json"))?;
+/// assert_eq!(serde_json::from_str::<ImplicitBiasTable>(&text)?, table);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImplicitBiasTable {
+    /// One row per step size, in the order given.
     pub rows: Vec<ImplicitBiasRow>,
+    /// The time T = τ·steps at which the errors are measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub final_time: Option<f64>,
+    /// How the errors were computed, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
 }
 
-/// The study for a config (Gaussian initial state, entropy + optional quadratic potential).
+/// The study for a config (Gaussian initial state, entropy + optional quadratic potential):
+/// `jko implicit-bias CONFIG --etas ...`. The config's mesh only fixes the dimension (the
+/// computation is exact, not on the mesh); its solver is not used; T = `scheme.tau` ·
+/// `scheme.steps`.
+///
+/// # Errors
+/// [`RunError::Config`] for another initial state or energy; [`RunError::Input`] for an η
+/// that is not finite and > 0; [`RunError::Solver`] if the reference ODE integration fails.
+///
+/// ```rust
+/// use jko::config::Config;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = Config::from_toml(jko::examples::example("ou-1d").unwrap())?;
+/// let table = jko::implicit_bias::implicit_bias(&config, &[0.2, 0.1])?;
+/// let r = &table.rows[1];
+/// // The JKO-Flow tracks the JKO iterates at second order, the plain flow at first order.
+/// assert!(r.err_flow < r.err_wgf);
+/// assert!((r.order_flow.unwrap() - 2.0).abs() < 0.3);
+/// assert!((r.order_wgf.unwrap() - 1.0).abs() < 0.3);
+/// assert!(table.markdown().starts_with("| η |"));
+/// # Ok(())
+/// # }
+/// ```
 pub fn implicit_bias(config: &Config, etas: &[f64]) -> Result<ImplicitBiasTable, RunError> {
     let e = &config.energy;
     let InitialConfig::Gaussian { mean, std, .. } = &config.initial else {
@@ -109,6 +168,22 @@ pub fn implicit_bias(config: &Config, etas: &[f64]) -> Result<ImplicitBiasTable,
 }
 
 impl ImplicitBiasTable {
+    /// The table in Markdown (what `jko implicit-bias` prints and writes as `implicit_bias.md`).
+    ///
+    /// ```rust
+    /// use jko::implicit_bias::{ImplicitBiasRow, ImplicitBiasTable};
+    ///
+    /// let row = ImplicitBiasRow {
+    ///     eta: 0.1,
+    ///     err_flow: 1e-3,
+    ///     err_wgf: 1e-2,
+    ///     err_resummed: None,
+    ///     order_flow: None,
+    ///     order_wgf: None,
+    /// };
+    /// let table = ImplicitBiasTable { rows: vec![row], final_time: None, method: None };
+    /// assert!(table.markdown().contains("| 0.1 | 1.000e-3 | - | - | 1.000e-2 | - |"));
+    /// ```
     pub fn markdown(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(
@@ -132,7 +207,22 @@ impl ImplicitBiasTable {
         s
     }
 
-    /// Write `implicit_bias.json` and `implicit_bias.md` into `dir`.
+    /// Write `implicit_bias.json` and `implicit_bias.md` into `dir` (created if needed).
+    ///
+    /// # Errors
+    /// [`RunError::Io`] when `dir` or a file cannot be written.
+    ///
+    /// ```rust
+    /// use jko::implicit_bias::ImplicitBiasTable;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let table = ImplicitBiasTable { rows: vec![], final_time: None, method: None };
+    /// let dir = tempfile::tempdir()?;
+    /// table.write(&dir.path().join("study"))?;
+    /// assert!(dir.path().join("study/implicit_bias.md").exists());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn write(&self, dir: &Path) -> Result<(), RunError> {
         crate::output::write_report(dir, "implicit_bias", self, &self.markdown())
     }

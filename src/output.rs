@@ -6,6 +6,35 @@
 //! Every file is written to a temporary name and renamed, so a file that exists is complete;
 //! `summary.json` is written last for each step and is the commit point used by `--resume`.
 //! With VTK output on, `rho_NNNNN.vti` and the `rho.pvd` series are written too (see [`crate::vtk`]).
+//!
+//! Run directories are written by [`crate::run`] (`jko run --out DIR`); `--force` removes a
+//! previous run's step files first, `--resume` continues from the last step recorded in
+//! `summary.json`. To read one:
+//!
+//! ```rust
+//! use jko::config::{Config, read_npy};
+//! use jko::output::{Summary, step_file};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config::from_toml(r#"
+//!     mesh = { cells = [20], lower = [-4.0], upper = [4.0] }
+//!     initial = { kind = "gaussian", mean = [0.5], std = [1.0] }
+//!     energy = { entropy = 1.0 }
+//!     scheme = { tau = 0.05, steps = 1 }
+//!     solver = { kind = "newton" }
+//! "#)?;
+//! let dir = tempfile::tempdir()?;
+//! let opts = jko::RunOptions { out: Some(dir.path().into()), ..Default::default() };
+//! jko::run(&config, ".".as_ref(), &opts, &mut [], &|| false)?;
+//! let summary: Summary = serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json"))?)?;
+//! assert_eq!(summary.config, config);
+//! let rho1 = read_npy(&dir.path().join(step_file("rho", 1)))?;
+//! assert_eq!(rho1.shape(), &[20]);
+//! // Cell volume 0.4: the density integrates to the recorded mass.
+//! assert!((rho1.sum() * 0.4 - summary.steps[0].mass).abs() < 1e-12);
+//! # Ok(())
+//! # }
+//! ```
 
 use crate::config::{Config, read_npy};
 use crate::driver::{Observer, StepRecord};
@@ -16,35 +45,77 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// The run status written in `summary.json`.
+///
+/// ```rust
+/// use jko::output::RunStatus;
+///
+/// assert_eq!(serde_json::to_string(&RunStatus::Completed).unwrap(), r#""completed""#);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
+    /// The run is in progress, or its process was killed (resume it).
     Running,
+    /// Every step of the config finished.
     Completed,
+    /// Stopped between steps on request (Ctrl-C); resume it.
     Interrupted,
+    /// A step failed; `error` in the summary says why.
     Failed,
 }
 
-/// Contents of `summary.json`.
+/// Contents of `summary.json` (see the module docs for an example that reads one).
+///
+/// ```rust
+/// use jko::config::Config;
+/// use jko::output::{RunStatus, Summary};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = Config::from_toml(r#"
+///     mesh = { cells = [10], lower = [0.0], upper = [1.0] }
+///     initial = { kind = "uniform", mass = 2.0 }
+///     energy = { entropy = 1.0 }
+///     scheme = { tau = 0.1, steps = 1 }
+///     solver = { kind = "newton" }
+/// "#)?;
+/// let dir = tempfile::tempdir()?;
+/// let opts = jko::RunOptions { out: Some(dir.path().into()), ..Default::default() };
+/// jko::run(&config, ".".as_ref(), &opts, &mut [], &|| false)?;
+/// let summary: Summary = serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json"))?)?;
+/// assert_eq!((summary.status, summary.solver.as_str(), summary.mesh_cells), (RunStatus::Completed, "newton", 10));
+/// assert!((summary.initial_mass - 2.0).abs() < 1e-12);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
+    /// Version of this crate that wrote the run.
     pub jko_version: String,
+    /// The backend's name.
     pub solver: String,
+    /// The config as run (after command-line overrides); `--resume` requires the same one
+    /// up to `scheme.steps`.
     pub config: Config,
+    /// Where the run stands.
     pub status: RunStatus,
+    /// The error that ended a failed or interrupted run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Number of active cells of the mesh.
     pub mesh_cells: usize,
+    /// Mass of ρ⁰, against which every step's mass is checked.
     pub initial_mass: f64,
+    /// F_h(ρ⁰).
     pub initial_energy: f64,
+    /// One record per finished step, in order; the last one is the resume point.
     pub steps: Vec<StepRecord>,
     /// Peak resident memory of the process (KiB) when the run ended, where the OS reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_rss_kib: Option<u64>,
 }
 
-/// A run directory.
-pub struct OutputDir {
+/// A run directory being written.
+pub(crate) struct OutputDir {
     dir: PathBuf,
     mesh: Mesh,
     pub summary: Summary,
@@ -144,10 +215,6 @@ impl OutputDir {
         ))
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Write cell values as a grid-shaped `.npy` (write-then-rename).
     pub fn write_cells(&self, name: &str, values: &Array1<f64>) -> Result<(), RunError> {
         let path = self.dir.join(name);
@@ -222,20 +289,24 @@ fn vti_file(step: usize) -> String {
     format!("rho_{step:05}.vti")
 }
 
-/// `rho_00012.npy` and friends.
+/// The file name of step `step` for `prefix` (`rho` or `potential`): `rho_00012.npy`.
+///
+/// ```rust
+/// assert_eq!(jko::output::step_file("rho", 12), "rho_00012.npy");
+/// ```
 pub fn step_file(prefix: &str, step: usize) -> String {
     format!("{prefix}_{step:05}.npy")
 }
 
 /// Peak resident set size of this process in KiB (Linux: VmHWM in /proc/self/status).
-pub fn peak_rss_kib() -> Option<u64> {
+pub(crate) fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Write a report as `STEM.json` (serde) and `STEM.md` (Markdown) into `dir`.
-pub fn write_report<T: Serialize>(
+pub(crate) fn write_report<T: Serialize>(
     dir: &Path,
     stem: &str,
     report: &T,

@@ -44,11 +44,21 @@ const MASKED: RGBColor = RGBColor(190, 190, 190);
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
 /// One rendered figure: RGB pixels, row-major from the top-left corner.
+///
+/// ```rust
+/// use jko::plot::Figure;
+///
+/// // A 2 × 1 figure: one white and one black pixel.
+/// let fig = Figure { name: "tiny".into(), width: 2, height: 1, rgb: vec![255, 255, 255, 0, 0, 0] };
+/// assert_eq!(fig.distinct_colours(), 2);
+/// ```
 #[derive(Debug, Clone)]
 pub struct Figure {
     /// File stem (`density`, `energy`, ...).
     pub name: String,
+    /// Width in pixels.
     pub width: u32,
+    /// Height in pixels.
     pub height: u32,
     /// 3 bytes per pixel.
     pub rgb: Vec<u8>,
@@ -56,6 +66,13 @@ pub struct Figure {
 
 impl Figure {
     /// Number of distinct colours (1 for a blank figure).
+    ///
+    /// ```rust
+    /// use jko::plot::Figure;
+    ///
+    /// let blank = Figure { name: "blank".into(), width: 4, height: 4, rgb: vec![255; 48] };
+    /// assert_eq!(blank.distinct_colours(), 1);
+    /// ```
     pub fn distinct_colours(&self) -> usize {
         self.rgb
             .chunks_exact(3)
@@ -65,11 +82,35 @@ impl Figure {
     }
 
     /// Number of pixels of exactly this colour.
+    ///
+    /// ```rust
+    /// use jko::plot::Figure;
+    ///
+    /// let fig = Figure { name: "tiny".into(), width: 3, height: 1, rgb: vec![0, 0, 0, 9, 9, 9, 0, 0, 0] };
+    /// assert_eq!(fig.count_colour([0, 0, 0]), 2);
+    /// assert_eq!(fig.count_colour([1, 2, 3]), 0);
+    /// ```
     pub fn count_colour(&self, rgb: [u8; 3]) -> usize {
         self.rgb.chunks_exact(3).filter(|p| **p == rgb).count()
     }
 
     /// Write as PNG (to a temporary name, then renamed).
+    ///
+    /// # Errors
+    /// [`RunError::Config`] when the PNG cannot be encoded or written, [`RunError::Io`] when
+    /// it cannot be renamed into place.
+    ///
+    /// ```rust
+    /// use jko::plot::Figure;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let fig = Figure { name: "grey".into(), width: 8, height: 4, rgb: vec![128; 8 * 4 * 3] };
+    /// let dir = tempfile::tempdir()?;
+    /// fig.save(&dir.path().join("grey.png"))?;
+    /// assert!(std::fs::read(dir.path().join("grey.png"))?.starts_with(b"\x89PNG"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn save(&self, path: &Path) -> Result<(), RunError> {
         let dir = path.parent().unwrap_or(Path::new("."));
         let file = path
@@ -89,9 +130,38 @@ impl Figure {
     }
 }
 
-pub use crate::implicit_bias::{ImplicitBiasRow, ImplicitBiasTable};
+use crate::implicit_bias::ImplicitBiasTable;
 
 /// Render the figures of a run directory (see the module docs) without writing them.
+///
+/// # Errors
+/// [`RunError::Config`] when the directory holds nothing to plot or a file is malformed;
+/// [`RunError::Io`] / [`RunError::Npy`] when a file cannot be read.
+///
+/// ```rust
+/// use jko::implicit_bias::{ImplicitBiasRow, ImplicitBiasTable};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let row = |eta: f64| ImplicitBiasRow {
+///     eta,
+///     err_flow: eta * eta,
+///     err_wgf: eta,
+///     err_resummed: None,
+///     order_flow: None,
+///     order_wgf: None,
+/// };
+/// let dir = tempfile::tempdir()?;
+/// ImplicitBiasTable { rows: vec![row(0.2), row(0.1), row(0.05)], final_time: None, method: None }
+///     .write(dir.path())?;
+/// let figures = jko::plot::render_run(dir.path())?;
+/// assert_eq!(figures.len(), 1);
+/// assert_eq!(figures[0].name, "implicit_bias");
+/// assert!(figures[0].distinct_colours() > 2);
+/// // An empty directory has nothing to plot.
+/// assert!(jko::plot::render_run(tempfile::tempdir()?.path()).is_err());
+/// # Ok(())
+/// # }
+/// ```
 pub fn render_run(dir: &Path) -> Result<Vec<Figure>, RunError> {
     register_font()?;
     let mut figures = Vec::new();
@@ -120,7 +190,30 @@ pub fn render_run(dir: &Path) -> Result<Vec<Figure>, RunError> {
     Ok(figures)
 }
 
-/// Plot a run directory into `out` (created if needed); returns the PNG paths written.
+/// Plot a run directory into `out` (created if needed); returns the PNG paths written
+/// (`jko plot DIR --out FIG_DIR`). Errors as for [`render_run`], and [`RunError::Io`] when
+/// `out` cannot be written.
+///
+/// ```rust
+/// use jko::config::Config;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = Config::from_toml(r#"
+///     mesh = { cells = [20], lower = [-4.0], upper = [4.0] }
+///     initial = { kind = "gaussian", mean = [0.5], std = [1.0] }
+///     energy = { entropy = 1.0, potential = { kind = "quadratic" } }
+///     scheme = { tau = 0.1, steps = 2 }
+///     solver = { kind = "newton" }
+/// "#)?;
+/// let dir = tempfile::tempdir()?;
+/// let opts = jko::RunOptions { out: Some(dir.path().into()), ..Default::default() };
+/// jko::run(&config, ".".as_ref(), &opts, &mut [], &|| false)?;
+/// let written = jko::plot::plot_run(dir.path(), &dir.path().join("figures"))?;
+/// let names: Vec<_> = written.iter().map(|p| p.file_name().unwrap().to_owned()).collect();
+/// assert_eq!(names, ["density.png", "energy.png"]);
+/// # Ok(())
+/// # }
+/// ```
 pub fn plot_run(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, RunError> {
     let figures = render_run(dir)?;
     std::fs::create_dir_all(out).map_err(|e| RunError::io(out, e))?;

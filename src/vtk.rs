@@ -10,6 +10,24 @@ use ndarray::Array1;
 use std::fmt::Write;
 
 /// The `.vti` text of cell values on a grid mesh (None for meshes without grid structure).
+///
+/// `fields` are (name, cell values) pairs, each written as a `Float64` cell array; the first
+/// is the active scalar. Masked grids get a `UInt8` `mask` array (1 = inside). Cells outside
+/// the domain hold 0.
+///
+/// ```rust
+/// use jko_core::Mesh;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mesh = Mesh::grid(&[3, 2], &[0.0, 0.0], &[3.0, 1.0])?;
+/// let rho = mesh.sample(|x| x[0]);
+/// let vti = jko::vtk::image_data(&mesh, &[("rho", &rho)]).unwrap();
+/// assert!(vti.contains(r#"WholeExtent="0 3 0 2 0 1""#));
+/// // x fastest: the first row holds the cells (0, 0), (1, 0), (2, 0).
+/// assert!(vti.contains("  5e-1 1.5e0 2.5e0\n"));
+/// # Ok(())
+/// # }
+/// ```
 pub fn image_data(mesh: &Mesh, fields: &[(&str, &Array1<f64>)]) -> Option<String> {
     let grid = mesh.as_grid()?;
     let d = grid.cells.len();
@@ -79,7 +97,14 @@ pub fn image_data(mesh: &Mesh, fields: &[(&str, &Array1<f64>)]) -> Option<String
     Some(s)
 }
 
-/// The `.pvd` collection text for (time, file name) pairs.
+/// The `.pvd` collection text for (time, file name) pairs: ParaView opens it as a time
+/// series of the `.vti` files (written by `jko run --format vtk` as `rho.pvd`).
+///
+/// ```rust
+/// let pvd = jko::vtk::collection(&[(0.0, "rho_00000.vti".into()), (0.1, "rho_00001.vti".into())]);
+/// assert!(pvd.contains(r#"<DataSet timestep="1e-1" part="0" file="rho_00001.vti"/>"#));
+/// assert_eq!(pvd.matches("<DataSet").count(), 2);
+/// ```
 pub fn collection(entries: &[(f64, String)]) -> String {
     let mut s = String::from(
         "<?xml version=\"1.0\"?>\n<VTKFile type=\"Collection\" version=\"0.1\">\n  <Collection>\n",

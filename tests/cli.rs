@@ -218,3 +218,87 @@ fn examples_and_solvers_are_listed() {
     assert!(ok);
     assert!(text.contains("conic") && text.contains("entropy"), "{text}");
 }
+
+/// Issue 8, resource and failure limits: each refusal exits non-zero with a message that names
+/// the problem in words, before any step is written.
+#[test]
+fn limits_and_failures_are_named_for_a_person() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // ρ_max·|Ω| = 0.1 × 8 < mass 1: no admissible density exists.
+    must_fail(
+        d,
+        "infeasible-congestion",
+        &GOOD.replace("entropy = 1.0", "entropy = 1.0\nmax_density = 0.1"),
+        &[
+            "congestion bound is infeasible",
+            "below the mass",
+            "max_density",
+        ],
+    );
+    // m ≤ 1 is not a porous medium (m = 1 is the entropy).
+    must_fail(
+        d,
+        "porous-m-below-1",
+        &GOOD.replace("entropy = 1.0", "porous = { m = 0.5 }"),
+        &["porous", "exponent", "> 1"],
+    );
+    // A memory limit below the backend's estimate.
+    must_fail(
+        d,
+        "memory",
+        &format!("{GOOD}\n[limits]\nmax_memory_gib = 0.0001\n"),
+        &[
+            "conic backend",
+            "needs about",
+            "more than",
+            "max_memory_gib",
+        ],
+    );
+}
+
+/// τ so large that the backend does not reach its tolerance: a porous medium (m = 2) in a
+/// quadratic well converges at τ = 0.1 and 10 (checked first), but at τ = 10³ Newton's barrier
+/// path stalls at the free boundary for its 100 iterations, and at τ = 10⁹ Clarabel stops with
+/// InsufficientProgress. Both are typed NotConverged errors; the CLI names the backend, the
+/// iteration count and suggests a smaller τ.
+#[test]
+fn a_step_that_does_not_converge_is_an_error_naming_tau() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let porous = GOOD.replace("entropy = 1.0", "porous = { m = 2.0 }");
+    for (solver, tau) in [("newton", "10.0"), ("conic", "10.0")] {
+        let cfg = d.join(format!("ok-{solver}.toml"));
+        std::fs::write(
+            &cfg,
+            porous
+                .replace("tau = 0.1", &format!("tau = {tau}"))
+                .replace("kind = \"conic\"", &format!("kind = \"{solver}\"")),
+        )
+        .unwrap();
+        let out = d.join(format!("out-ok-{solver}"));
+        let (ok, _, err) = jko(&["run", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        assert!(ok, "{solver} at tau = {tau}: {err}");
+    }
+    for (solver, tau, words) in [
+        (
+            "newton",
+            "1e3",
+            ["newton backend did not converge", "100 iterations"],
+        ),
+        (
+            "conic",
+            "1e9",
+            ["conic backend did not converge", "InsufficientProgress"],
+        ),
+    ] {
+        must_fail(
+            d,
+            &format!("not-converged-{solver}"),
+            &porous
+                .replace("tau = 0.1", &format!("tau = {tau}"))
+                .replace("kind = \"conic\"", &format!("kind = \"{solver}\"")),
+            &[words[0], words[1], "smaller time step tau"],
+        );
+    }
+}

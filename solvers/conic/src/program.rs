@@ -255,6 +255,24 @@ pub(crate) struct ConicSolution {
 }
 
 /// Where the time of one Clarabel run went, in seconds.
+///
+/// ```rust
+/// use jko_conic::{ConicParams, ConicSolver};
+/// use jko_core::{Energy, JkoStep, Mesh};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mesh = Mesh::grid(&[4], &[0.0], &[1.0])?;
+/// let rho0 = mesh.sample(|x| 1.0 + x[0]);
+/// let energy = Energy { entropy: Some(1.0), ..Energy::default() }.freeze(&mesh, &rho0)?;
+/// let problem = JkoStep::new(&mesh, &rho0, 0.1, &energy)?;
+/// let (_, timing) = ConicSolver::new(ConicParams::default())?.step_timed(&problem, None)?;
+/// let t = timing.clarabel;
+/// assert!(t.setup >= 0.0 && t.solve >= 0.0);
+/// // The KKT parts, when reported, are parts of the iterations' time.
+/// assert!(t.kkt_update.unwrap_or(0.0) + t.kkt_solve.unwrap_or(0.0) <= t.solve * 1.01 + 1e-6);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SolveTiming {
     /// Setup: presolve, equilibration, KKT symbolic analysis.

@@ -11,6 +11,22 @@
 //! semi-implicitly: inside a step it is frozen into the potential, V_eff = V + W * ρⁿ
 //! ([`Energy::freeze`]). This is a first-order-in-τ consistent treatment, stated in
 //! `jko solvers` and in the step record.
+//!
+//! All quantities are per cell: ρ_K and V_K are cell values, and F_h weights them by |K|.
+//!
+//! ```rust
+//! use jko_core::{Energy, Mesh, Potential};
+//! use ndarray::array;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // β ∫ ρ log ρ + ∫ x ρ on [0, 1], two cells: at ρ ≡ 1 the entropy vanishes and the
+//! // potential energy is Σ_K |K| x_K = ½ (1/4 + 3/4) = 1/2.
+//! let mesh = Mesh::grid(&[2], &[0.0], &[1.0])?;
+//! let energy = Energy::fokker_planck(1.0, Potential::Linear { slope: vec![1.0] });
+//! assert_eq!(energy.value(&mesh, &array![1.0, 1.0])?, 0.5);
+//! # Ok(())
+//! # }
+//! ```
 
 use crate::error::InputError;
 use crate::mesh::Mesh;
@@ -18,24 +34,70 @@ use ndarray::Array1;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// External potential V(x).
+/// External potential V(x), described as data (serde: `kind = "quadratic"`, ...).
+///
+/// Evaluated at the cell centres by [`Potential::on_mesh`]; it enters the energy as
+/// Σ_K |K| V_K ρ_K.
+///
+/// ```rust
+/// use jko_core::{Mesh, Potential};
+/// use ndarray::array;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mesh = Mesh::grid(&[2], &[-1.0], &[1.0])?; // centres ±1/2
+/// let v = Potential::DoubleWell.on_mesh(&mesh)?;
+/// // (x² − 1)²/4 at x = ±1/2: (3/4)²/4 = 9/64.
+/// assert_eq!(v, array![9.0 / 64.0, 9.0 / 64.0]);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Potential {
     /// stiffness · |x − center|² / 2
-    Quadratic { center: Vec<f64>, stiffness: f64 },
+    Quadratic {
+        /// Minimum c of the potential, one coordinate per axis.
+        center: Vec<f64>,
+        /// Stiffness k ≥ 0 (k = 1 with β = 1 is the standard Ornstein–Uhlenbeck process).
+        stiffness: f64,
+    },
     /// slope · x (one slope per axis)
-    Linear { slope: Vec<f64> },
+    Linear {
+        /// The constant force −∇V is −slope; one entry per axis.
+        slope: Vec<f64>,
+    },
     /// Σ_i x_i⁴ / 4
     Quartic,
     /// Σ_i (x_i² − 1)² / 4
     DoubleWell,
     /// Given cell values V_K (one per active cell).
-    Cells { values: Vec<f64> },
+    Cells {
+        /// V_K, one value per active cell in cell order.
+        values: Vec<f64>,
+    },
 }
 
 impl Potential {
-    /// Cell values V_K on a mesh.
+    /// Cell values V_K = V(x_K) on a mesh (for `Cells`, the given values).
+    ///
+    /// # Errors
+    /// [`InputError::ShapeMismatch`] when `center` or `slope` does not have one entry per axis,
+    /// or `Cells` does not have one value per cell; [`InputError::NonFinite`] when a value is
+    /// not finite.
+    ///
+    /// ```rust
+    /// use jko_core::{InputError, Mesh, Potential};
+    /// use ndarray::array;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mesh = Mesh::grid(&[2], &[-1.0], &[1.0])?; // centres ±1/2
+    /// let quadratic = Potential::Quadratic { center: vec![0.5], stiffness: 2.0 };
+    /// assert_eq!(quadratic.on_mesh(&mesh)?, array![1.0, 0.0]);
+    /// let wrong = Potential::Linear { slope: vec![1.0, 1.0] };
+    /// assert!(matches!(wrong.on_mesh(&mesh), Err(InputError::ShapeMismatch { .. })));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn on_mesh(&self, mesh: &Mesh) -> Result<Array1<f64>, InputError> {
         let d = mesh.dim();
         let dims = |what: &str, len: usize| -> Result<(), InputError> {
@@ -83,17 +145,44 @@ impl Potential {
     }
 }
 
-/// Interaction kernel W(z).
+/// Interaction kernel W(z), a function of the squared distance |z|².
+///
+/// It enters the energy as ½ Σ_{K,L} |K||L| W(x_K − x_L) ρ_K ρ_L; inside a JKO step it is
+/// frozen into the potential ([`Energy::freeze`]).
+///
+/// ```rust
+/// use jko_core::Interaction;
+///
+/// let w = Interaction::Gaussian { strength: 2.0, width: 1.0 };
+/// assert_eq!(w.kernel(0.0), 2.0);
+/// assert_eq!(w.kernel(2.0), 2.0 * (-1.0f64).exp());
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Interaction {
     /// strength · |z|² / 2 (attractive for strength > 0)
-    Quadratic { strength: f64 },
+    Quadratic {
+        /// Strength (finite; > 0 attracts, < 0 repels).
+        strength: f64,
+    },
     /// strength · exp(−|z|² / (2 width²)) (repulsive for strength > 0)
-    Gaussian { strength: f64, width: f64 },
+    Gaussian {
+        /// Strength (finite; > 0 repels, < 0 attracts).
+        strength: f64,
+        /// Width (finite and > 0), in units of length.
+        width: f64,
+    },
 }
 
 impl Interaction {
+    /// W(z) as a function of the squared distance `z2` = |z|².
+    ///
+    /// ```rust
+    /// use jko_core::Interaction;
+    ///
+    /// // |z| = 3: strength · 9 / 2.
+    /// assert_eq!(Interaction::Quadratic { strength: 2.0 }.kernel(9.0), 9.0);
+    /// ```
     pub fn kernel(&self, z2: f64) -> f64 {
         match *self {
             Interaction::Quadratic { strength } => 0.5 * strength * z2,
@@ -103,8 +192,9 @@ impl Interaction {
         }
     }
 
-    /// (W * ρ)_K = Σ_L |L| W(x_K − x_L) ρ_L.
-    pub fn convolve(&self, mesh: &Mesh, rho: &Array1<f64>) -> Array1<f64> {
+    /// (W * ρ)_K = Σ_L |L| W(x_K − x_L) ρ_L; `rho` has one value per cell. O(N) for the
+    /// quadratic kernel (through the moments of ρ), O(N²) (parallel) for the Gaussian one.
+    pub(crate) fn convolve(&self, mesh: &Mesh, rho: &Array1<f64>) -> Array1<f64> {
         use rayon::prelude::*;
         let n = mesh.n_cells();
         let d = mesh.dim();
@@ -149,7 +239,24 @@ impl Interaction {
     }
 }
 
-/// The energy functional, as a user describes it.
+/// The energy functional, as a user describes it (serde: unknown fields are rejected).
+///
+/// F(ρ) = β ∫ ρ log ρ + ∫ ρ^m/(m − 1) + ∫ V ρ + ½ ∬ W(x − y) ρ(x) ρ(y), each term present
+/// when its field is `Some`, subject to ρ ≤ ρ_max when `max_density` is set. The default is
+/// the zero energy. Call [`Energy::validate`] (or [`Energy::freeze`], which does) before use.
+///
+/// ```rust
+/// use jko_core::{Energy, EnergyTerm, Interaction};
+///
+/// let energy = Energy {
+///     porous: Some(2.0),
+///     interaction: Some(Interaction::Quadratic { strength: 1.0 }),
+///     ..Energy::default()
+/// };
+/// assert!(energy.validate().is_ok());
+/// assert_eq!(energy.terms(), vec![EnergyTerm::Porous, EnergyTerm::Interaction]);
+/// assert!(Energy::default().terms().is_empty());
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Energy {
@@ -159,8 +266,10 @@ pub struct Energy {
     /// m in ∫ ρ^m / (m − 1) (m > 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub porous: Option<f64>,
+    /// External potential V.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub potential: Option<Potential>,
+    /// Interaction kernel W (treated semi-implicitly inside a step).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interaction: Option<Interaction>,
     /// Congestion bound ρ ≤ ρ_max (crowd motion).
@@ -168,18 +277,35 @@ pub struct Energy {
     pub max_density: Option<f64>,
 }
 
-/// The terms an energy can have; backends state which ones they treat.
+/// The terms an energy can have; backends state which ones they treat
+/// ([`crate::StepSolver::treats`]).
+///
+/// Displayed as in configs (`entropy`, `porous`, ...); the interaction is displayed as
+/// `interaction (semi-implicit)`.
+///
+/// ```rust
+/// use jko_core::EnergyTerm;
+///
+/// assert_eq!(EnergyTerm::MaxDensity.to_string(), "max_density");
+/// assert_eq!(EnergyTerm::ALL.len(), 5);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EnergyTerm {
+    /// β ∫ ρ log ρ.
     Entropy,
+    /// ∫ ρ^m / (m − 1).
     Porous,
+    /// ∫ V ρ.
     Potential,
+    /// ½ ∬ W(x − y) ρ(x) ρ(y), frozen inside a step.
     Interaction,
+    /// The constraint ρ ≤ ρ_max.
     MaxDensity,
 }
 
 impl EnergyTerm {
+    /// Every term, in the order [`Energy::terms`] lists them.
     pub const ALL: [EnergyTerm; 5] = [
         EnergyTerm::Entropy,
         EnergyTerm::Porous,
@@ -202,7 +328,16 @@ impl fmt::Display for EnergyTerm {
 }
 
 impl Energy {
-    /// β KL(ρ | e^{−V/β}/Z) up to a constant: entropy β plus potential V.
+    /// β KL(ρ | e^{−V/β}/Z) up to a constant: entropy β plus potential V. Its gradient flow
+    /// is the Fokker–Planck equation ∂_t ρ = β Δρ + ∇·(ρ ∇V). Not validated here.
+    ///
+    /// ```rust
+    /// use jko_core::{Energy, EnergyTerm, Potential};
+    ///
+    /// let energy = Energy::fokker_planck(0.5, Potential::Quartic);
+    /// assert_eq!(energy.entropy, Some(0.5));
+    /// assert_eq!(energy.terms(), vec![EnergyTerm::Entropy, EnergyTerm::Potential]);
+    /// ```
     pub fn fokker_planck(beta: f64, potential: Potential) -> Energy {
         Energy {
             entropy: Some(beta),
@@ -211,7 +346,23 @@ impl Energy {
         }
     }
 
-    /// Check the parameters (β > 0, m > 1, ρ_max > 0, finite kernel parameters).
+    /// Check the parameters: β finite and > 0, m finite and > 1, ρ_max finite and > 0,
+    /// finite potential and kernel parameters, Gaussian width > 0. Shapes against a mesh are
+    /// checked later, by [`Energy::freeze`].
+    ///
+    /// # Errors
+    /// [`InputError::InvalidParameter`] naming the offending parameter.
+    ///
+    /// ```rust
+    /// use jko_core::{Energy, InputError};
+    ///
+    /// let m_is_one = Energy { porous: Some(1.0), ..Energy::default() };
+    /// match m_is_one.validate() {
+    ///     Err(InputError::InvalidParameter { name, .. }) => assert_eq!(name, "porous.m"),
+    ///     other => panic!("expected InvalidParameter, got {other:?}"),
+    /// }
+    /// assert!(Energy { entropy: Some(1.0), ..Energy::default() }.validate().is_ok());
+    /// ```
     pub fn validate(&self) -> Result<(), InputError> {
         if let Some(b) = self.entropy
             && !(b.is_finite() && b > 0.0)
@@ -281,7 +432,14 @@ impl Energy {
         Ok(())
     }
 
-    /// The terms present.
+    /// The terms present, in the order of [`EnergyTerm::ALL`].
+    ///
+    /// ```rust
+    /// use jko_core::{Energy, EnergyTerm};
+    ///
+    /// let energy = Energy { max_density: Some(2.0), entropy: Some(1.0), ..Energy::default() };
+    /// assert_eq!(energy.terms(), vec![EnergyTerm::Entropy, EnergyTerm::MaxDensity]);
+    /// ```
     pub fn terms(&self) -> Vec<EnergyTerm> {
         let mut t = Vec::new();
         if self.entropy.is_some() {
@@ -303,8 +461,41 @@ impl Energy {
     }
 
     /// Freeze the energy for one step from ρⁿ: cell potential V_K + (W * ρⁿ)_K.
+    ///
+    /// `rho_prev` holds the cell values of ρⁿ and must have one value per cell (check it with
+    /// [`crate::check_density`] first). Without an interaction the result does not depend on
+    /// `rho_prev`.
+    ///
+    /// # Errors
+    /// Those of [`Energy::validate`] and of [`Potential::on_mesh`].
+    ///
+    /// ```rust
+    /// use jko_core::{Energy, Interaction, Mesh};
+    /// use ndarray::array;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Two unit cells at distance 1, W(z) = |z|²/2: (W * ρ)_K = Σ_L |L| W(x_K − x_L) ρ_L = 1/2.
+    /// let mesh = Mesh::grid(&[2], &[0.0], &[2.0])?;
+    /// let energy = Energy {
+    ///     interaction: Some(Interaction::Quadratic { strength: 1.0 }),
+    ///     ..Energy::default()
+    /// };
+    /// let step = energy.freeze(&mesh, &array![1.0, 1.0])?;
+    /// assert!(step.interaction_frozen);
+    /// let v = step.potential.ok_or("frozen potential")?;
+    /// assert!(v.iter().all(|&x| (x - 0.5).abs() < 1e-14));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn freeze(&self, mesh: &Mesh, rho_prev: &Array1<f64>) -> Result<StepEnergy, InputError> {
         self.validate()?;
+        if rho_prev.len() != mesh.n_cells() {
+            return Err(InputError::ShapeMismatch {
+                what: "density".into(),
+                expected: format!("{} values (active cells)", mesh.n_cells()),
+                found: rho_prev.len().to_string(),
+            });
+        }
         let mut potential = match &self.potential {
             Some(p) => Some(p.on_mesh(mesh)?),
             None => None,
@@ -325,7 +516,28 @@ impl Energy {
         })
     }
 
-    /// The full discrete energy F_h(ρ), interaction included (not frozen).
+    /// The full discrete energy F_h(ρ) of cell values ρ (one per cell), interaction included
+    /// (not frozen): Σ_K |K| [f(ρ_K) + V_K ρ_K] + ½ Σ_{K,L} |K||L| W(x_K − x_L) ρ_K ρ_L.
+    /// The bound ρ ≤ ρ_max is a constraint, not a term, and adds nothing.
+    ///
+    /// # Errors
+    /// Those of [`Energy::freeze`].
+    ///
+    /// ```rust
+    /// use jko_core::{Energy, Interaction, Mesh};
+    /// use ndarray::array;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Two unit cells at distance 1, W(z) = |z|²/2, ρ ≡ 1: ½ · 2 · W(1) = 1/2.
+    /// let mesh = Mesh::grid(&[2], &[0.0], &[2.0])?;
+    /// let energy = Energy {
+    ///     interaction: Some(Interaction::Quadratic { strength: 1.0 }),
+    ///     ..Energy::default()
+    /// };
+    /// assert!((energy.value(&mesh, &array![1.0, 1.0])? - 0.5).abs() < 1e-14);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn value(&self, mesh: &Mesh, rho: &Array1<f64>) -> Result<f64, InputError> {
         let local = Energy {
             interaction: None,
@@ -350,19 +562,67 @@ impl Energy {
 }
 
 /// The energy as one JKO step sees it: local terms and a cell potential (interaction frozen).
+///
+/// F_h(ρ) = Σ_K |K| [ f(ρ_K) + V_K ρ_K ], f(s) = β s log s + s^m/(m−1), subject to
+/// ρ_K ≤ ρ_max. Usually built by [`Energy::freeze`], which validates the parameters;
+/// [`crate::JkoStep::new`] checks the potential against the mesh.
+///
+/// ```rust
+/// use jko_core::{Mesh, StepEnergy};
+/// use ndarray::array;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mesh = Mesh::grid(&[2], &[0.0], &[2.0])?; // |K| = 1
+/// let energy = StepEnergy {
+///     entropy: None,
+///     porous: Some(2.0),
+///     potential: Some(array![0.0, 1.0]),
+///     max_density: None,
+///     interaction_frozen: false,
+/// };
+/// // ρ = (1, 2): f(1) + f(2) + V·ρ = 1 + 4 + 2.
+/// assert_eq!(energy.value(&mesh, &array![1.0, 2.0]), 7.0);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepEnergy {
+    /// Temperature β of the entropy β s log s (β > 0).
     pub entropy: Option<f64>,
+    /// Exponent m of the porous-medium term s^m/(m − 1) (m > 1).
     pub porous: Option<f64>,
     /// V_K (+ (W * ρⁿ)_K when an interaction is frozen in).
     pub potential: Option<Array1<f64>>,
+    /// Congestion bound ρ_max > 0 on the cell values.
     pub max_density: Option<f64>,
     /// True when `potential` contains a frozen interaction term.
     pub interaction_frozen: bool,
 }
 
 impl StepEnergy {
-    /// Terms present (the frozen interaction counts as `Interaction`).
+    /// Terms present (the frozen interaction counts as `Interaction`), in the order of
+    /// [`EnergyTerm::ALL`].
+    ///
+    /// ```rust
+    /// use jko_core::{Energy, EnergyTerm, Interaction, Mesh};
+    /// use ndarray::array;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mesh = Mesh::grid(&[2], &[0.0], &[1.0])?;
+    /// let energy = Energy {
+    ///     entropy: Some(1.0),
+    ///     interaction: Some(Interaction::Quadratic { strength: 1.0 }),
+    ///     ..Energy::default()
+    /// };
+    /// // The frozen W * ρⁿ becomes a cell potential, but the term is still named.
+    /// let step = energy.freeze(&mesh, &array![1.0, 1.0])?;
+    /// assert_eq!(
+    ///     step.terms(),
+    ///     vec![EnergyTerm::Entropy, EnergyTerm::Potential, EnergyTerm::Interaction]
+    /// );
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn terms(&self) -> Vec<EnergyTerm> {
         let mut t = Vec::new();
         if self.entropy.is_some() {
@@ -383,7 +643,25 @@ impl StepEnergy {
         t
     }
 
-    /// Internal energy density f(s) = β s log s + s^m/(m−1), with 0 log 0 = 0.
+    /// Internal energy density f(s) = β s log s + s^m/(m−1), with 0 log 0 = 0 (s is a cell
+    /// value of the density; absent terms contribute 0).
+    ///
+    /// ```rust
+    /// use jko_core::StepEnergy;
+    ///
+    /// let entropy = StepEnergy {
+    ///     entropy: Some(1.0),
+    ///     porous: None,
+    ///     potential: None,
+    ///     max_density: None,
+    ///     interaction_frozen: false,
+    /// };
+    /// assert_eq!(entropy.f(1.0), 0.0);
+    /// assert_eq!(entropy.f(0.0), 0.0);
+    /// // e log e = e.
+    /// let e = std::f64::consts::E;
+    /// assert!((entropy.f(e) - e).abs() < 1e-15);
+    /// ```
     pub fn f(&self, s: f64) -> f64 {
         let mut v = 0.0;
         if let Some(b) = self.entropy
@@ -397,7 +675,22 @@ impl StepEnergy {
         v
     }
 
-    /// f'(s) = β (log s + 1) + m s^{m−1}/(m−1).
+    /// f'(s) = β (log s + 1) + m s^{m−1}/(m−1); −∞ at s = 0 with entropy.
+    ///
+    /// ```rust
+    /// use jko_core::StepEnergy;
+    ///
+    /// let both = StepEnergy {
+    ///     entropy: Some(1.0),
+    ///     porous: Some(2.0),
+    ///     potential: None,
+    ///     max_density: None,
+    ///     interaction_frozen: false,
+    /// };
+    /// // β (log 1 + 1) + 2 · 1 = 3.
+    /// assert_eq!(both.df(1.0), 3.0);
+    /// assert_eq!(both.df(0.0), f64::NEG_INFINITY);
+    /// ```
     pub fn df(&self, s: f64) -> f64 {
         let mut v = 0.0;
         if let Some(b) = self.entropy {
@@ -409,7 +702,22 @@ impl StepEnergy {
         v
     }
 
-    /// f''(s) = β / s + m s^{m−2}.
+    /// f''(s) = β / s + m s^{m−2} (> 0 for s > 0: f is strictly convex); +∞ at s = 0 with
+    /// entropy.
+    ///
+    /// ```rust
+    /// use jko_core::StepEnergy;
+    ///
+    /// let both = StepEnergy {
+    ///     entropy: Some(1.0),
+    ///     porous: Some(2.0),
+    ///     potential: None,
+    ///     max_density: None,
+    ///     interaction_frozen: false,
+    /// };
+    /// // 1/2 + 2.
+    /// assert_eq!(both.d2f(2.0), 2.5);
+    /// ```
     pub fn d2f(&self, s: f64) -> f64 {
         let mut v = 0.0;
         if let Some(b) = self.entropy {
@@ -421,7 +729,31 @@ impl StepEnergy {
         v
     }
 
-    /// F_h(ρ) = Σ_K |K| [ f(ρ_K) + V_K ρ_K ].
+    /// F_h(ρ) = Σ_K |K| [ f(ρ_K) + V_K ρ_K ] of cell values ρ, the frozen interaction
+    /// included through V. The bound ρ ≤ ρ_max is not checked here.
+    ///
+    /// # Panics
+    /// If `rho` has more entries than the mesh or the potential (a validated
+    /// [`crate::JkoStep`] rules this out).
+    ///
+    /// ```rust
+    /// use jko_core::{Mesh, StepEnergy};
+    /// use ndarray::array;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mesh = Mesh::grid(&[2], &[0.0], &[1.0])?; // |K| = 1/2
+    /// let energy = StepEnergy {
+    ///     entropy: Some(2.0),
+    ///     porous: None,
+    ///     potential: Some(array![1.0, 3.0]),
+    ///     max_density: None,
+    ///     interaction_frozen: false,
+    /// };
+    /// // ρ ≡ 1: no entropy, ½ (1 + 3) of potential energy.
+    /// assert_eq!(energy.value(&mesh, &array![1.0, 1.0]), 2.0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn value(&self, mesh: &Mesh, rho: &Array1<f64>) -> f64 {
         let vols = mesh.volumes();
         (0..rho.len())
@@ -432,7 +764,23 @@ impl StepEnergy {
             .sum()
     }
 
-    /// First variation δF/δρ at each cell: f'(ρ_K) + V_K.
+    /// First variation δF/δρ at each cell: f'(ρ_K) + V_K (per unit mass: the gradient of F_h
+    /// with respect to ρ_K divided by |K|).
+    ///
+    /// ```rust
+    /// use jko_core::StepEnergy;
+    /// use ndarray::array;
+    ///
+    /// let energy = StepEnergy {
+    ///     entropy: Some(1.0),
+    ///     porous: None,
+    ///     potential: Some(array![0.0, 1.0]),
+    ///     max_density: None,
+    ///     interaction_frozen: false,
+    /// };
+    /// // log 1 + 1 + V_K.
+    /// assert_eq!(energy.first_variation(&array![1.0, 1.0]), array![1.0, 2.0]);
+    /// ```
     pub fn first_variation(&self, rho: &Array1<f64>) -> Array1<f64> {
         Array1::from_iter(
             (0..rho.len()).map(|k| self.df(rho[k]) + self.potential.as_ref().map_or(0.0, |p| p[k])),
@@ -440,7 +788,21 @@ impl StepEnergy {
     }
 }
 
-/// Error on the first non-finite entry.
+/// Check that every value is finite; `what` names the values in the error.
+///
+/// # Errors
+/// [`InputError::NonFinite`] with the index and value of the first non-finite entry.
+///
+/// ```rust
+/// use jko_core::InputError;
+/// use jko_core::energy::check_finite;
+///
+/// assert!(check_finite("potential", &[1.0, 2.0]).is_ok());
+/// assert!(matches!(
+///     check_finite("potential", &[1.0, f64::NAN, f64::INFINITY]),
+///     Err(InputError::NonFinite { index: 1, .. })
+/// ));
+/// ```
 pub fn check_finite(what: &str, values: &[f64]) -> Result<(), InputError> {
     match values.iter().position(|v| !v.is_finite()) {
         Some(i) => Err(InputError::NonFinite {

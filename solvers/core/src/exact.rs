@@ -8,14 +8,38 @@
 use crate::error::InputError;
 
 /// A Gaussian N(mean, cov) in d dimensions; `cov` is d×d row major.
+///
+/// A probability density (unit mass); scale it by the mass to compare with a density of
+/// another mass.
+///
+/// ```rust
+/// use jko_core::exact::Gaussian;
+///
+/// let g = Gaussian { mean: vec![0.0], cov: vec![1.0] };
+/// let peak = 1.0 / (2.0 * std::f64::consts::PI).sqrt();
+/// assert!((g.density(&[0.0]) - peak).abs() < 1e-15);
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gaussian {
+    /// Mean m, d coordinates.
     pub mean: Vec<f64>,
+    /// Covariance S, d×d row major, symmetric positive definite.
     pub cov: Vec<f64>,
 }
 
 impl Gaussian {
-    /// A Gaussian with independent coordinates of the given standard deviations.
+    /// A Gaussian with independent coordinates of the given standard deviations
+    /// (`std` has one entry per coordinate of `mean`).
+    ///
+    /// # Panics
+    /// If `std` is shorter than `mean`.
+    ///
+    /// ```rust
+    /// use jko_core::exact::Gaussian;
+    ///
+    /// let g = Gaussian::diagonal(&[1.0, -1.0], &[2.0, 3.0]);
+    /// assert_eq!(g.cov, vec![4.0, 0.0, 0.0, 9.0]);
+    /// ```
     pub fn diagonal(mean: &[f64], std: &[f64]) -> Gaussian {
         let d = mean.len();
         let mut cov = vec![0.0; d * d];
@@ -28,11 +52,27 @@ impl Gaussian {
         }
     }
 
+    /// Dimension d.
+    ///
+    /// ```rust
+    /// use jko_core::exact::Gaussian;
+    ///
+    /// assert_eq!(Gaussian::diagonal(&[0.0, 0.0], &[1.0, 1.0]).dim(), 2);
+    /// ```
     pub fn dim(&self) -> usize {
         self.mean.len()
     }
 
-    /// Probability density at x (unit mass).
+    /// Probability density at x (unit mass): (2π)^{−d/2} det(S)^{−1/2} e^{−(x−m)ᵀS⁻¹(x−m)/2}.
+    ///
+    /// ```rust
+    /// use jko_core::exact::Gaussian;
+    ///
+    /// // At the mean: 1 / (2π σ₁ σ₂).
+    /// let g = Gaussian::diagonal(&[1.0, 2.0], &[1.0, 2.0]);
+    /// let peak = 1.0 / (4.0 * std::f64::consts::PI);
+    /// assert!((g.density(&[1.0, 2.0]) - peak).abs() < 1e-15 * peak);
+    /// ```
     pub fn density(&self, x: &[f64]) -> f64 {
         let d = self.dim();
         let (vals, vecs) = symmetric_eigen(&self.cov, d);
@@ -66,16 +106,40 @@ impl Gaussian {
     }
 }
 
-/// Fokker–Planck with quadratic potential: F(ρ) = β ∫ ρ log ρ + (k/2) ∫ |x − c|² ρ.
+/// Fokker–Planck with quadratic potential: F(ρ) = β ∫ ρ log ρ + (k/2) ∫ |x − c|² ρ, on the
+/// whole space. Its stationary state is N(c, (β/k) I); k = 0 is the heat equation.
+///
+/// The matching [`crate::Energy`] is
+/// `Energy::fokker_planck(beta, Potential::Quadratic { center, stiffness })`.
+///
+/// ```rust
+/// use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
+///
+/// // The Gibbs measure N(0, 1) of the standard process is a fixed point of the exact JKO step.
+/// let ou = OrnsteinUhlenbeck::standard(1);
+/// let next = ou.jko_step(&Gaussian::diagonal(&[0.0], &[1.0]), 0.1);
+/// assert!((next.cov[0] - 1.0).abs() < 1e-14);
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct OrnsteinUhlenbeck {
+    /// Temperature β > 0 (diffusion coefficient).
     pub beta: f64,
+    /// Stiffness k ≥ 0 of the potential (k/2)|x − c|².
     pub stiffness: f64,
+    /// Centre c of the potential, one coordinate per axis.
     pub center: Vec<f64>,
 }
 
 impl OrnsteinUhlenbeck {
     /// The standard OU process of DESIGN §3: β = 1, k = 1, c = 0.
+    ///
+    /// ```rust
+    /// use jko_core::exact::OrnsteinUhlenbeck;
+    ///
+    /// let ou = OrnsteinUhlenbeck::standard(2);
+    /// assert_eq!((ou.beta, ou.stiffness), (1.0, 1.0));
+    /// assert_eq!(ou.center, vec![0.0, 0.0]);
+    /// ```
     pub fn standard(dim: usize) -> Self {
         OrnsteinUhlenbeck {
             beta: 1.0,
@@ -84,7 +148,16 @@ impl OrnsteinUhlenbeck {
         }
     }
 
-    /// The heat equation ∂_t ρ = β Δρ.
+    /// The heat equation ∂_t ρ = β Δρ (k = 0).
+    ///
+    /// ```rust
+    /// use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
+    ///
+    /// // The variance grows like 2βt.
+    /// let heat = OrnsteinUhlenbeck::heat(0.5, 1);
+    /// let later = heat.flow(&Gaussian::diagonal(&[0.0], &[1.0]), 3.0);
+    /// assert_eq!(later.cov, vec![4.0]);
+    /// ```
     pub fn heat(beta: f64, dim: usize) -> Self {
         OrnsteinUhlenbeck {
             beta,
@@ -96,6 +169,21 @@ impl OrnsteinUhlenbeck {
     /// The exact JKO iterate (exact W²) from N(m, S) with step τ:
     /// m' = c + (m − c)/(1 + τk); along each principal axis of S the standard deviation s maps to
     /// s' = (s + √(s² + 4τβ(1 + τk))) / (2(1 + τk)).
+    ///
+    /// These solve the optimality conditions of the continuous JKO step; a discrete step
+    /// approaches them as the mesh is refined.
+    ///
+    /// ```rust
+    /// use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
+    ///
+    /// // Standard OU, 1D: m' = m/(1 + τ) and (s' − s)/τ + s' − 1/s' = 0.
+    /// let ou = OrnsteinUhlenbeck::standard(1);
+    /// let (s, tau) = (0.5, 0.1);
+    /// let next = ou.jko_step(&Gaussian::diagonal(&[1.0], &[s]), tau);
+    /// let s1 = next.cov[0].sqrt();
+    /// assert!((next.mean[0] - 1.0 / 1.1).abs() < 1e-15);
+    /// assert!(((s1 - s) / tau + s1 - 1.0 / s1).abs() < 1e-13);
+    /// ```
     pub fn jko_step(&self, g: &Gaussian, tau: f64) -> Gaussian {
         let a = 1.0 + tau * self.stiffness;
         let mean = g
@@ -108,13 +196,35 @@ impl OrnsteinUhlenbeck {
         Gaussian { mean, cov }
     }
 
-    /// `steps` exact JKO iterates.
+    /// `steps` exact JKO iterates of step τ ([`OrnsteinUhlenbeck::jko_step`] applied `steps`
+    /// times; `steps = 0` returns `g`).
+    ///
+    /// ```rust
+    /// use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
+    ///
+    /// // The mean contracts by 1/(1 + τk) per step.
+    /// let ou = OrnsteinUhlenbeck::standard(1);
+    /// let g = ou.jko_iterates(&Gaussian::diagonal(&[1.0], &[0.5]), 0.1, 10);
+    /// assert!((g.mean[0] - 1.1f64.powi(-10)).abs() < 1e-15);
+    /// ```
     pub fn jko_iterates(&self, g: &Gaussian, tau: f64, steps: usize) -> Gaussian {
         (0..steps).fold(g.clone(), |g, _| self.jko_step(&g, tau))
     }
 
     /// The exact gradient flow at time t: m(t) = c + (m − c) e^{−kt};
     /// S(t) = (β/k) I + (S − (β/k) I) e^{−2kt}  (S + 2βt I when k = 0).
+    ///
+    /// The JKO iterates converge to it at first order in τ.
+    ///
+    /// ```rust
+    /// use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
+    ///
+    /// // Standard OU from N(2, 1): the variance is already stationary, the mean decays.
+    /// let ou = OrnsteinUhlenbeck::standard(1);
+    /// let g = ou.flow(&Gaussian::diagonal(&[2.0], &[1.0]), 0.5);
+    /// assert!((g.mean[0] - 2.0 * (-0.5f64).exp()).abs() < 1e-15);
+    /// assert_eq!(g.cov, vec![1.0]);
+    /// ```
     pub fn flow(&self, g: &Gaussian, t: f64) -> Gaussian {
         let d = g.dim();
         let k = self.stiffness;
@@ -144,16 +254,62 @@ impl OrnsteinUhlenbeck {
 /// ρ(t, x) = t^{−α} (C − κ |x|² t^{−2α/d})_+^{1/(m−1)},
 /// α = d/(d(m−1)+2), κ = α(m−1)/(2md).
 /// It is the gradient flow of ∫ ρ^m/(m−1) (the energy of the `porous` term).
+///
+/// Time t is measured from the Dirac mass at t = 0; the profile has compact support of
+/// radius [`Barenblatt::support_radius`].
+///
+/// ```rust
+/// use jko_core::exact::Barenblatt;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // m = 2 in 1D: α = 1/3, so the support grows like t^{1/3}.
+/// let b = Barenblatt::new(2.0, 1, 1.0)?;
+/// assert!((b.support_radius(8.0) / b.support_radius(1.0) - 2.0).abs() < 1e-14);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Barenblatt {
+    /// Porous-medium exponent m > 1.
     pub m: f64,
+    /// Space dimension d ≥ 1.
     pub dim: usize,
+    /// Total mass ∫ ρ (conserved in time).
     pub mass: f64,
     c: f64,
 }
 
 impl Barenblatt {
+    /// The profile of exponent `m`, dimension `dim` and mass `mass`; the constant C is fixed by
+    /// the mass.
+    ///
+    /// # Errors
+    /// [`InputError::InvalidParameter`] when `m` is not finite and > 1 or `mass` is not finite
+    /// and > 0.
+    ///
+    /// ```rust
+    /// use jko_core::InputError;
+    /// use jko_core::exact::Barenblatt;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Midpoint quadrature over the support recovers the mass.
+    /// let b = Barenblatt::new(2.0, 1, 1.5)?;
+    /// let (t, n) = (0.5, 2000);
+    /// let r = b.support_radius(t);
+    /// let h = 2.0 * r / n as f64;
+    /// let mass: f64 = (0..n).map(|i| b.density(t, &[-r + (i as f64 + 0.5) * h]) * h).sum();
+    /// assert!((mass - 1.5).abs() < 1e-5);
+    /// assert!(matches!(
+    ///     Barenblatt::new(1.0, 1, 1.0),
+    ///     Err(InputError::InvalidParameter { .. })
+    /// ));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new(m: f64, dim: usize, mass: f64) -> Result<Self, InputError> {
+        if dim == 0 {
+            return Err(InputError::parameter("dim", dim, "must be >= 1"));
+        }
         if !(m.is_finite() && m > 1.0) {
             return Err(InputError::parameter(
                 "m",
@@ -186,7 +342,21 @@ impl Barenblatt {
         (alpha, alpha * (m - 1.0) / (2.0 * m * d))
     }
 
-    /// ρ(t, x) for t > 0.
+    /// ρ(t, x) for t > 0 (`x` has `dim` coordinates); 0 outside the support.
+    ///
+    /// ```rust
+    /// use jko_core::exact::Barenblatt;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let b = Barenblatt::new(2.0, 2, 1.0)?;
+    /// let r = b.support_radius(1.0);
+    /// assert!(b.density(1.0, &[0.0, 0.99 * r]) > 0.0);
+    /// assert_eq!(b.density(1.0, &[0.0, 1.01 * r]), 0.0);
+    /// // Radial symmetry.
+    /// assert_eq!(b.density(1.0, &[0.3, 0.0]), b.density(1.0, &[0.0, 0.3]));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn density(&self, t: f64, x: &[f64]) -> f64 {
         let (alpha, kappa) = Self::exponents(self.m, self.dim);
         let r2: f64 = x.iter().map(|a| a * a).sum();
@@ -198,7 +368,19 @@ impl Barenblatt {
         }
     }
 
-    /// Radius of the support at time t.
+    /// Radius √(C/κ) t^{α/d} of the support at time t > 0.
+    ///
+    /// ```rust
+    /// use jko_core::exact::Barenblatt;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let b = Barenblatt::new(3.0, 1, 1.0)?;
+    /// let r = b.support_radius(0.5);
+    /// assert!(b.density(0.5, &[0.999 * r]) > 0.0);
+    /// assert_eq!(b.density(0.5, &[1.001 * r]), 0.0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn support_radius(&self, t: f64) -> f64 {
         let (alpha, kappa) = Self::exponents(self.m, self.dim);
         (self.c / kappa).sqrt() * t.powf(alpha / self.dim as f64)
@@ -206,7 +388,7 @@ impl Barenblatt {
 }
 
 /// ln Γ(x) for x > 0 (Lanczos, g = 7, ~1e-15 relative).
-pub fn ln_gamma(x: f64) -> f64 {
+pub(crate) fn ln_gamma(x: f64) -> f64 {
     const G: [f64; 9] = [
         0.999_999_999_999_809_9,
         676.520_368_121_885_1,
@@ -232,7 +414,25 @@ pub fn ln_gamma(x: f64) -> f64 {
 }
 
 /// Eigen-decomposition of a symmetric d×d matrix (row major) by cyclic Jacobi rotations.
-/// Returns (eigenvalues, eigenvectors as columns, row major).
+/// Returns (eigenvalues, eigenvectors as columns, row major), in no particular order; the
+/// eigenvectors are orthonormal. Only the symmetric part of `a` is meaningful.
+///
+/// ```rust
+/// use jko_core::exact::symmetric_eigen;
+///
+/// let a = [2.0, 1.0, 1.0, 2.0];
+/// let (vals, vecs) = symmetric_eigen(&a, 2);
+/// let mut sorted = vals.clone();
+/// sorted.sort_by(f64::total_cmp);
+/// assert!((sorted[0] - 1.0).abs() < 1e-14 && (sorted[1] - 3.0).abs() < 1e-14);
+/// // V Λ Vᵀ = A.
+/// for i in 0..2 {
+///     for j in 0..2 {
+///         let aij: f64 = (0..2).map(|e| vecs[i * 2 + e] * vals[e] * vecs[j * 2 + e]).sum();
+///         assert!((aij - a[i * 2 + j]).abs() < 1e-14);
+///     }
+/// }
+/// ```
 pub fn symmetric_eigen(a: &[f64], d: usize) -> (Vec<f64>, Vec<f64>) {
     let mut a = a.to_vec();
     let mut v = vec![0.0; d * d];
@@ -297,23 +497,69 @@ pub fn symmetric_eigen(a: &[f64], d: usize) -> (Vec<f64>, Vec<f64>) {
 /// whose mode part carries no mass (it decays while the flux through the walls vanishes). It
 /// stays positive when A max|X| < min e^{−a y/(2β)}, i.e. A < min(1, e^{−aL/(2β)}) / √(1 + (a/(2βk))²);
 /// `amplitude` is A as a fraction of that bound.
+///
+/// The matching [`crate::Energy`] is `Energy::fokker_planck(beta, Potential::Linear { slope })`
+/// on a grid of the same box.
+///
+/// ```rust
+/// use jko_core::exact::DriftBox;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // Without a mode the profile is stationary: ρ ∝ e^{−a x/β}, so ρ(0)/ρ(1) = e^{a/β}.
+/// let db = DriftBox::new(0.5, vec![1.0], vec![0.0], vec![1.0], vec![1], vec![0.0], 1.0)?;
+/// let ratio = db.density(0.0, &[0.0]) / db.density(7.0, &[1.0]);
+/// assert!((ratio - 2f64.exp()).abs() < 1e-13);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct DriftBox {
+    /// Temperature β > 0 (diffusion coefficient).
     pub beta: f64,
     /// Drift a (the slope of V), one entry per axis.
     pub slope: Vec<f64>,
+    /// Lower corner l of the box, one entry per axis.
     pub lower: Vec<f64>,
+    /// Upper corner u of the box, one entry per axis (u_i > l_i).
     pub upper: Vec<f64>,
     /// Mode number n_i ≥ 1 per axis (k_i = n_i π / L_i).
     pub modes: Vec<usize>,
     /// Mode amplitude per axis as a fraction in [0, 1) of the largest amplitude keeping ρ > 0.
     pub amplitude: Vec<f64>,
+    /// Total mass M (conserved in time).
     pub mass: f64,
 }
 
 impl DriftBox {
     /// Check the parameters: β > 0, finite slopes, lower < upper, modes ≥ 1, 0 ≤ amplitude < 1,
     /// mass > 0, all vectors of the same length.
+    ///
+    /// # Errors
+    /// [`InputError::ShapeMismatch`] when the vectors are empty or of different lengths;
+    /// [`InputError::InvalidParameter`] for any other violated condition.
+    ///
+    /// ```rust
+    /// use jko_core::InputError;
+    /// use jko_core::exact::DriftBox;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // The mode part carries no mass: midpoint quadrature recovers M = 2 at t = 0.
+    /// let db = DriftBox::new(0.4, vec![1.5], vec![0.0], vec![1.0], vec![2], vec![0.9], 2.0)?;
+    /// let n = 1000;
+    /// let h = 1.0 / n as f64;
+    /// let mass: f64 = (0..n).map(|i| db.density(0.0, &[(i as f64 + 0.5) * h]) * h).sum();
+    /// assert!((mass - 2.0).abs() < 1e-5);
+    /// assert!(matches!(
+    ///     DriftBox::new(0.4, vec![1.5], vec![0.0], vec![1.0], vec![0], vec![0.9], 2.0),
+    ///     Err(InputError::InvalidParameter { .. })
+    /// ));
+    /// assert!(matches!(
+    ///     DriftBox::new(0.4, vec![1.5, 0.0], vec![0.0], vec![1.0], vec![1], vec![0.9], 2.0),
+    ///     Err(InputError::ShapeMismatch { .. })
+    /// ));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new(
         beta: f64,
         slope: Vec<f64>,
@@ -390,6 +636,18 @@ impl DriftBox {
         })
     }
 
+    /// Dimension d (number of axes).
+    ///
+    /// ```rust
+    /// use jko_core::exact::DriftBox;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (lower, upper) = (vec![0.0; 2], vec![1.0; 2]);
+    /// let db = DriftBox::new(1.0, vec![0.0; 2], lower, upper, vec![1; 2], vec![0.5; 2], 1.0)?;
+    /// assert_eq!(db.dim(), 2);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn dim(&self) -> usize {
         self.slope.len()
     }
@@ -398,7 +656,22 @@ impl DriftBox {
         self.modes[axis] as f64 * std::f64::consts::PI / (self.upper[axis] - self.lower[axis])
     }
 
-    /// Decay rate λ_i = β k_i² + a_i²/(4β) of the mode along `axis`.
+    /// Decay rate λ_i = β k_i² + a_i²/(4β) of the mode along `axis`, k_i = n_i π / L_i.
+    ///
+    /// # Panics
+    /// If `axis ≥ dim()`.
+    ///
+    /// ```rust
+    /// use jko_core::exact::DriftBox;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // β = 1, a = 2, L = π, n = 1: λ = 1 + 4/4 = 2.
+    /// let pi = std::f64::consts::PI;
+    /// let db = DriftBox::new(1.0, vec![2.0], vec![0.0], vec![pi], vec![1], vec![0.5], 1.0)?;
+    /// assert!((db.decay_rate(0) - 2.0).abs() < 1e-15);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn decay_rate(&self, axis: usize) -> f64 {
         let k = self.wavenumber(axis);
         let a = self.slope[axis];
@@ -431,7 +704,20 @@ impl DriftBox {
         value / self.axis_mass(axis)
     }
 
-    /// ρ(t, x).
+    /// ρ(t, x) at time t ≥ 0, for x in the box (`dim` coordinates); positive there.
+    ///
+    /// ```rust
+    /// use jko_core::exact::DriftBox;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Heat equation on [0, 1] (a = 0): ρ(t, x) = 1 + A cos(πx) e^{−π² t}, A = 0.5.
+    /// let db = DriftBox::new(1.0, vec![0.0], vec![0.0], vec![1.0], vec![1], vec![0.5], 1.0)?;
+    /// let pi = std::f64::consts::PI;
+    /// let expect = 1.0 + 0.5 * (-pi * pi * 0.1).exp();
+    /// assert!((db.density(0.1, &[0.0]) - expect).abs() < 1e-14);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn density(&self, t: f64, x: &[f64]) -> f64 {
         self.mass
             * (0..self.dim())

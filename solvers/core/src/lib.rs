@@ -7,6 +7,7 @@
 //!
 //! A JKO step computes ρ^{n+1} = argmin_ρ W_h²(ρⁿ, ρ)/(2τ) + F_h(ρ); see DESIGN.md §2 for the
 //! discretisations the backends use.
+#![warn(missing_docs)]
 
 pub mod energy;
 pub mod error;

@@ -6,14 +6,47 @@
 //! not stored. Cartesian grids in 1D–3D, optionally with a cell mask, keep their axis structure
 //! ([`Grid`]) for backends that exploit it (tensor-product kernels); a general mesh can be built
 //! from its parts with [`Mesh::from_parts`].
+//!
+//! Conventions: cells are numbered `0..n_cells()` (active cells only); a density is one *cell
+//! value* ρ_K per cell (a density, not a mass), and its mass is M = Σ_K |K| ρ_K
+//! ([`Mesh::mass`]). A face flux G_σ is the *mass* moved across σ, oriented from `k` to `l`.
+//!
+//! ```rust
+//! use jko_core::Mesh;
+//! use ndarray::array;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Four cells of width 1/4 on [0, 1]: three interior faces, each with T_σ = 1/(1/4) = 4.
+//! let mesh = Mesh::grid(&[4], &[0.0], &[1.0])?;
+//! assert_eq!(mesh.n_cells(), 4);
+//! assert_eq!(mesh.faces().len(), 3);
+//! assert!(mesh.faces().iter().all(|f| f.transmissibility() == 4.0));
+//! // A constant density 2 has mass 2 · |Ω| = 2.
+//! assert_eq!(mesh.mass(&array![2.0, 2.0, 2.0, 2.0]), 2.0);
+//! # Ok(())
+//! # }
+//! ```
 
 use crate::error::InputError;
 use ndarray::{Array1, ArrayD, IxDyn};
 
 /// An interior face σ = K|L, oriented from `k` to `l`.
+///
+/// A face flux G_σ > 0 moves mass from cell `k` to cell `l`. [`Mesh::from_parts`] checks that
+/// `k ≠ l` are cells of the mesh and that `area` and `distance` are finite and > 0.
+///
+/// ```rust
+/// use jko_core::Face;
+///
+/// // Two unit squares side by side: |σ| = 1, d_σ = 1, so T_σ = 1.
+/// let face = Face { k: 0, l: 1, area: 1.0, distance: 1.0, axis: 0 };
+/// assert_eq!(face.transmissibility(), 1.0);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Face {
+    /// Cell K the orientation starts from.
     pub k: usize,
+    /// Cell L the orientation points to.
     pub l: usize,
     /// Face measure |σ| (length in 2D, area in 3D, 1 in 1D).
     pub area: f64,
@@ -24,41 +57,121 @@ pub struct Face {
 }
 
 impl Face {
-    /// T_σ = |σ| / d_σ.
+    /// The transmissibility T_σ = |σ| / d_σ (h^{d−2} on a uniform grid of width h).
+    ///
+    /// ```rust
+    /// use jko_core::Mesh;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // 2D grid of width h = 1/2: |σ| = h, d_σ = h, T_σ = h⁰ = 1.
+    /// let mesh = Mesh::grid(&[2, 2], &[0.0, 0.0], &[1.0, 1.0])?;
+    /// assert!(mesh.faces().iter().all(|f| f.transmissibility() == 1.0));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn transmissibility(&self) -> f64 {
         self.area / self.distance
     }
 }
 
 /// Axis structure of a (masked) uniform Cartesian grid.
+///
+/// Grid cells are numbered in C order over the whole box, active or not; [`Mesh::grid_index`]
+/// maps each (active) mesh cell to its grid index.
+///
+/// ```rust
+/// use jko_core::Mesh;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mesh = Mesh::grid(&[2, 4], &[0.0, 0.0], &[1.0, 2.0])?;
+/// let grid = mesh.as_grid().ok_or("a grid mesh has grid structure")?;
+/// assert_eq!(grid.cells, vec![2, 4]);
+/// assert_eq!(grid.spacing(), vec![0.5, 0.5]);
+/// assert_eq!(grid.len(), 8);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Grid {
     /// Cells per axis (C order: the last axis varies fastest).
     pub cells: Vec<usize>,
+    /// Lower corner of the box, one coordinate per axis.
     pub lower: Vec<f64>,
+    /// Upper corner of the box, one coordinate per axis (`upper[a] > lower[a]`).
     pub upper: Vec<f64>,
     /// `mask[i]` is true when grid cell `i` (C order) belongs to the domain.
     pub mask: Option<Vec<bool>>,
 }
 
 impl Grid {
-    /// Cell width along each axis.
+    /// Cell width h_a = (upper_a − lower_a) / cells_a along each axis.
+    ///
+    /// ```rust
+    /// use jko_core::Mesh;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mesh = Mesh::grid(&[4, 2], &[0.0, -1.0], &[1.0, 1.0])?;
+    /// assert_eq!(mesh.as_grid().ok_or("grid")?.spacing(), vec![0.25, 1.0]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn spacing(&self) -> Vec<f64> {
         (0..self.cells.len())
             .map(|a| (self.upper[a] - self.lower[a]) / self.cells[a] as f64)
             .collect()
     }
 
-    /// Number of grid cells, active or not.
+    /// Number of grid cells, active or not (the product of `cells`).
+    ///
+    /// ```rust
+    /// use jko_core::Mesh;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // A 2×2 grid with one cell masked out: 4 grid cells, 3 mesh cells.
+    /// let mask = vec![true, false, true, true];
+    /// let mesh = Mesh::masked_grid(&[2, 2], &[0.0, 0.0], &[1.0, 1.0], Some(mask))?;
+    /// assert_eq!(mesh.as_grid().ok_or("grid")?.len(), 4);
+    /// assert_eq!(mesh.n_cells(), 3);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn len(&self) -> usize {
         self.cells.iter().product()
     }
 
+    /// Whether the grid has no cells; never true for a grid built by [`Mesh::grid`] or
+    /// [`Mesh::masked_grid`], which reject empty axes.
+    ///
+    /// ```rust
+    /// use jko_core::Mesh;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mesh = Mesh::grid(&[3], &[0.0], &[1.0])?;
+    /// assert!(!mesh.as_grid().ok_or("grid")?.is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Centre coordinate of cell `i` along `axis`.
+    /// Centre coordinate lower_a + (i + ½) h_a of the `i`-th cell along `axis` (a per-axis
+    /// index, not a cell number).
+    ///
+    /// # Panics
+    /// If `axis` is not an axis of the grid.
+    ///
+    /// ```rust
+    /// use jko_core::Mesh;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mesh = Mesh::grid(&[4], &[0.0], &[1.0])?;
+    /// let grid = mesh.as_grid().ok_or("grid")?;
+    /// assert_eq!(grid.coordinate(0, 0), 0.125);
+    /// assert_eq!(grid.coordinate(0, 3), 0.875);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn coordinate(&self, axis: usize, i: usize) -> f64 {
         let h = (self.upper[axis] - self.lower[axis]) / self.cells[axis] as f64;
         self.lower[axis] + (i as f64 + 0.5) * h
@@ -66,6 +179,27 @@ impl Grid {
 }
 
 /// A mesh in two-point-flux form. Cells are numbered 0..n (active cells only).
+///
+/// Built by [`Mesh::grid`], [`Mesh::masked_grid`] or [`Mesh::from_parts`], which validate their
+/// input, so every mesh has at least one cell, volumes finite and > 0, and faces joining two
+/// distinct cells with finite positive area and distance. Immutable once built.
+///
+/// ```rust
+/// use jko_core::Mesh;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // 3 × 4 cells on [0, 3] × [0, 2]: h = (1, 1/2), |K| = 1/2,
+/// // 2·4 faces normal to axis 0 and 3·3 normal to axis 1.
+/// let mesh = Mesh::grid(&[3, 4], &[0.0, 0.0], &[3.0, 2.0])?;
+/// assert_eq!(mesh.n_cells(), 12);
+/// assert_eq!(mesh.faces().len(), 2 * 4 + 3 * 3);
+/// assert_eq!(mesh.domain_volume(), 6.0);
+/// // Every cell is balanced by its faces: Σ_K (div G)_K = 0 for any flux.
+/// let flux = ndarray::Array1::from_elem(mesh.faces().len(), 1.0);
+/// assert_eq!(mesh.divergence(&flux).sum(), 0.0);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Mesh {
     dim: usize,
@@ -81,17 +215,65 @@ pub struct Mesh {
     grid_index: Vec<usize>,
 }
 
-/// Largest number of cells a mesh may have (keeps memory estimates honest; ~ 2^27).
+/// Largest number of grid cells (active or not) a grid may have: 2^27 (keeps memory
+/// estimates honest). Larger grids are rejected with [`InputError::TooLarge`].
 pub const MAX_CELLS: usize = 1 << 27;
 
 impl Mesh {
-    /// A uniform Cartesian grid on the box [lower, upper] with `cells[a]` cells along axis `a`.
+    /// A uniform Cartesian grid on the box [lower, upper] with `cells[a]` cells along axis `a`
+    /// (1 to 3 axes). Cells are numbered in C order (the last axis varies fastest).
+    ///
+    /// # Errors
+    /// [`InputError::InvalidMesh`] for 0 or more than 3 axes, an axis with zero cells, or a
+    /// bound that is non-finite or has `lower ≥ upper`; [`InputError::ShapeMismatch`] when
+    /// `lower` or `upper` do not have one entry per axis; [`InputError::TooLarge`] beyond
+    /// [`MAX_CELLS`] cells.
+    ///
+    /// ```rust
+    /// use jko_core::{InputError, Mesh};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mesh = Mesh::grid(&[2, 2], &[0.0, 0.0], &[1.0, 1.0])?;
+    /// assert_eq!(mesh.volumes(), &[0.25; 4]);
+    /// assert!(matches!(
+    ///     Mesh::grid(&[4], &[1.0], &[0.0]),
+    ///     Err(InputError::InvalidMesh(_))
+    /// ));
+    /// assert!(matches!(
+    ///     Mesh::grid(&[4], &[0.0, 0.0], &[1.0]),
+    ///     Err(InputError::ShapeMismatch { .. })
+    /// ));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn grid(cells: &[usize], lower: &[f64], upper: &[f64]) -> Result<Mesh, InputError> {
         Self::masked_grid(cells, lower, upper, None)
     }
 
-    /// A uniform Cartesian grid restricted to the cells where `mask` is true (C order).
-    /// Faces between an active and an inactive cell become walls (no flux).
+    /// A uniform Cartesian grid restricted to the cells where `mask` is true (C order, one
+    /// entry per grid cell). Faces between an active and an inactive cell become walls (no
+    /// flux). `None` keeps every cell, as [`Mesh::grid`].
+    ///
+    /// # Errors
+    /// Those of [`Mesh::grid`]; [`InputError::ShapeMismatch`] when `mask` does not have one
+    /// entry per grid cell; [`InputError::InvalidMesh`] when the mask removes every cell.
+    ///
+    /// ```rust
+    /// use jko_core::{InputError, Mesh};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // 2×2 grid without grid cell 1: the two faces touching it are walls.
+    /// let mask = vec![true, false, true, true];
+    /// let mesh = Mesh::masked_grid(&[2, 2], &[0.0, 0.0], &[1.0, 1.0], Some(mask))?;
+    /// assert_eq!(mesh.n_cells(), 3);
+    /// assert_eq!(mesh.faces().len(), 2);
+    /// assert!(matches!(
+    ///     Mesh::masked_grid(&[2], &[0.0], &[1.0], Some(vec![false, false])),
+    ///     Err(InputError::InvalidMesh(_))
+    /// ));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn masked_grid(
         cells: &[usize],
         lower: &[f64],
@@ -136,8 +318,7 @@ impl Mesh {
                 what: format!("a grid of {cells:?} cells"),
                 bytes: cells
                     .iter()
-                    .map(|&c| c as u64)
-                    .product::<u64>()
+                    .fold(1u64, |a, &c| a.saturating_mul(c as u64))
                     .saturating_mul(64),
                 limit: MAX_CELLS as u64 * 64,
             })?;
@@ -206,8 +387,33 @@ impl Mesh {
         Ok(mesh)
     }
 
-    /// A general two-point-flux mesh (e.g. a Voronoi mesh) from its parts.
-    /// `centres` holds `dim` coordinates per cell.
+    /// A general two-point-flux mesh (e.g. a Voronoi mesh) from its parts: cell volumes |K|,
+    /// cell centres (`dim` coordinates per cell, cell after cell) and the interior faces.
+    /// The mesh has no grid structure ([`Mesh::as_grid`] is `None`).
+    ///
+    /// # Errors
+    /// [`InputError::InvalidMesh`] when there is no cell, a volume is not finite and > 0, or a
+    /// face joins a cell to itself or to a cell out of range, or has a non-finite or
+    /// non-positive area or distance; [`InputError::ShapeMismatch`] when `centres` does not
+    /// hold `dim` values per cell.
+    ///
+    /// ```rust
+    /// use jko_core::{Face, InputError, Mesh};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Two cells of volumes 1 and 2 on a line, centres 0.5 and 2, one face between them.
+    /// let face = Face { k: 0, l: 1, area: 1.0, distance: 1.5, axis: 0 };
+    /// let mesh = Mesh::from_parts(1, vec![1.0, 2.0], vec![0.5, 2.0], vec![face])?;
+    /// assert_eq!(mesh.domain_volume(), 3.0);
+    /// assert!(mesh.as_grid().is_none());
+    /// let loop_face = Face { k: 1, l: 1, ..face };
+    /// assert!(matches!(
+    ///     Mesh::from_parts(1, vec![1.0, 2.0], vec![0.5, 2.0], vec![loop_face]),
+    ///     Err(InputError::InvalidMesh(_))
+    /// ));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn from_parts(
         dim: usize,
         volumes: Vec<f64>,
@@ -285,52 +491,166 @@ impl Mesh {
         })
     }
 
-    /// Number of (active) cells.
+    /// Number of (active) cells: the length of every density on this mesh.
+    ///
+    /// ```rust
+    /// use jko_core::Mesh;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// assert_eq!(Mesh::grid(&[3, 2], &[0.0; 2], &[1.0; 2])?.n_cells(), 6);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn n_cells(&self) -> usize {
         self.volumes.len()
     }
 
-    /// Space dimension.
+    /// Space dimension d (number of coordinates of a centre).
+    ///
+    /// ```rust
+    /// use jko_core::Mesh;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// assert_eq!(Mesh::grid(&[3, 2], &[0.0; 2], &[1.0; 2])?.dim(), 2);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn dim(&self) -> usize {
         self.dim
     }
 
-    /// Cell volumes |K|.
+    /// Cell volumes |K| (length in 1D, area in 2D), one per cell.
+    ///
+    /// ```rust
+    /// use jko_core::Mesh;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mesh = Mesh::grid(&[2, 4], &[0.0; 2], &[1.0; 2])?;
+    /// assert_eq!(mesh.volumes(), &[0.125; 8]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn volumes(&self) -> &[f64] {
         &self.volumes
     }
 
-    /// Centre of cell `k` (`dim` coordinates).
+    /// Centre x_K of cell `k` (`dim` coordinates).
+    ///
+    /// # Panics
+    /// If `k ≥ n_cells()`.
+    ///
+    /// ```rust
+    /// use jko_core::Mesh;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // C order: cell 1 is the second cell along the last axis.
+    /// let mesh = Mesh::grid(&[2, 2], &[0.0; 2], &[1.0; 2])?;
+    /// assert_eq!(mesh.centre(1), &[0.25, 0.75]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn centre(&self, k: usize) -> &[f64] {
         &self.centres[k * self.dim..(k + 1) * self.dim]
     }
 
-    /// All interior faces.
+    /// All interior faces; a face flux has one entry per face, in this order.
+    ///
+    /// ```rust
+    /// use jko_core::Mesh;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mesh = Mesh::grid(&[3], &[0.0], &[3.0])?;
+    /// let joined: Vec<(usize, usize)> = mesh.faces().iter().map(|f| (f.k, f.l)).collect();
+    /// assert_eq!(joined, vec![(0, 1), (1, 2)]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn faces(&self) -> &[Face] {
         &self.faces
     }
 
-    /// Indices of the faces touching cell `k`.
+    /// Indices (into [`Mesh::faces`]) of the faces touching cell `k`, in increasing order.
+    ///
+    /// # Panics
+    /// If `k ≥ n_cells()`.
+    ///
+    /// ```rust
+    /// use jko_core::Mesh;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mesh = Mesh::grid(&[3], &[0.0], &[3.0])?;
+    /// assert_eq!(mesh.faces_of(0), &[0]);
+    /// assert_eq!(mesh.faces_of(1), &[0, 1]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn faces_of(&self, k: usize) -> &[usize] {
         &self.cell_faces[self.cell_face_start[k]..self.cell_face_start[k + 1]]
     }
 
-    /// The grid structure when the mesh is a (masked) Cartesian grid.
+    /// The grid structure when the mesh is a (masked) Cartesian grid, `None` for a mesh from
+    /// [`Mesh::from_parts`].
+    ///
+    /// ```rust
+    /// use jko_core::Mesh;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mesh = Mesh::grid(&[4], &[0.0], &[2.0])?;
+    /// assert_eq!(mesh.as_grid().map(|g| g.spacing()), Some(vec![0.5]));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn as_grid(&self) -> Option<&Grid> {
         self.grid.as_ref()
     }
 
-    /// For grids: the grid index (C order) of each cell.
+    /// For grids: the grid index (C order) of each cell. For a mesh without grid structure it
+    /// is the identity `0..n_cells()`.
+    ///
+    /// ```rust
+    /// use jko_core::Mesh;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mask = vec![true, false, true, true];
+    /// let mesh = Mesh::masked_grid(&[2, 2], &[0.0; 2], &[1.0; 2], Some(mask))?;
+    /// assert_eq!(mesh.grid_index(), &[0, 2, 3]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn grid_index(&self) -> &[usize] {
         &self.grid_index
     }
 
-    /// Total volume of the domain.
+    /// Total volume |Ω| = Σ_K |K| of the domain (active cells only).
+    ///
+    /// ```rust
+    /// use jko_core::Mesh;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mask = vec![true, false, true, true];
+    /// let mesh = Mesh::masked_grid(&[2, 2], &[0.0; 2], &[1.0; 2], Some(mask))?;
+    /// assert_eq!(mesh.domain_volume(), 0.75);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn domain_volume(&self) -> f64 {
         self.volumes.iter().sum()
     }
 
-    /// Mass Σ_K |K| ρ_K of a density.
+    /// Mass M = Σ_K |K| ρ_K of a density given by its cell values ρ_K. `rho` should have
+    /// [`Mesh::n_cells`] entries (extra or missing entries are ignored; [`crate::check_density`]
+    /// rejects them).
+    ///
+    /// ```rust
+    /// use jko_core::Mesh;
+    /// use ndarray::array;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mesh = Mesh::grid(&[2], &[0.0], &[4.0])?; // |K| = 2
+    /// assert_eq!(mesh.mass(&array![1.0, 3.0]), 8.0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn mass(&self, rho: &Array1<f64>) -> f64 {
         self.volumes
             .iter()
@@ -339,7 +659,19 @@ impl Mesh {
             .sum()
     }
 
-    /// Smallest centre distance over all faces (the mesh size h on a uniform grid).
+    /// Smallest centre distance d_σ over all faces (the mesh size h on a uniform grid);
+    /// `f64::INFINITY` for a mesh without faces.
+    ///
+    /// ```rust
+    /// use jko_core::Mesh;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mesh = Mesh::grid(&[4, 2], &[0.0; 2], &[1.0; 2])?;
+    /// assert_eq!(mesh.min_distance(), 0.25);
+    /// assert_eq!(Mesh::grid(&[1], &[0.0], &[1.0])?.min_distance(), f64::INFINITY);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn min_distance(&self) -> f64 {
         self.faces
             .iter()
@@ -347,12 +679,40 @@ impl Mesh {
             .fold(f64::INFINITY, f64::min)
     }
 
-    /// Cell values of a function of position.
+    /// Cell values f(x_K) of a function of position, evaluated at the cell centres (a
+    /// second-order approximation of the cell averages).
+    ///
+    /// ```rust
+    /// use jko_core::Mesh;
+    /// use ndarray::array;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mesh = Mesh::grid(&[4], &[0.0], &[1.0])?;
+    /// assert_eq!(mesh.sample(|x| x[0]), array![0.125, 0.375, 0.625, 0.875]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn sample(&self, f: impl Fn(&[f64]) -> f64) -> Array1<f64> {
         Array1::from_iter((0..self.n_cells()).map(|k| f(self.centre(k))))
     }
 
     /// Divergence of a face flux: (div G)_K = Σ_{σ∋K} G_{K,σ}, with G oriented k → l.
+    ///
+    /// It is the net *mass* leaving cell K (not divided by |K|), so the discrete continuity
+    /// equation reads |K| (ρ_K − ρⁿ_K) + (div G)_K = 0, and Σ_K (div G)_K = 0 for every flux.
+    /// `flux` has one entry per face of [`Mesh::faces`].
+    ///
+    /// ```rust
+    /// use jko_core::Mesh;
+    /// use ndarray::array;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Three cells, mass 1 moved from cell 0 to cell 1 across the first face.
+    /// let mesh = Mesh::grid(&[3], &[0.0], &[3.0])?;
+    /// assert_eq!(mesh.divergence(&array![1.0, 0.0]), array![1.0, -1.0, 0.0]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn divergence(&self, flux: &Array1<f64>) -> Array1<f64> {
         let mut div = Array1::zeros(self.n_cells());
         for (f, g) in self.faces.iter().zip(flux.iter()) {
@@ -362,8 +722,23 @@ impl Mesh {
         div
     }
 
-    /// Discrete kinetic action Σ_σ G_σ² / (T_σ θ_σ(ρ)) with the arithmetic mean θ_σ; this
-    /// approximates W²(ρⁿ, ρ) for the one-step scheme. Faces with θ_σ = 0 and G_σ = 0 add 0.
+    /// Discrete kinetic action Σ_σ G_σ² / (T_σ θ_σ(ρ)) with the arithmetic mean
+    /// θ_σ = (ρ_K + ρ_L)/2; this approximates W²(ρⁿ, ρ) for the one-step scheme (DESIGN §2.1,
+    /// with ρ the density at the end of the step). Faces with G_σ = 0 add 0; a face with
+    /// G_σ ≠ 0 and θ_σ = 0 makes the action infinite.
+    ///
+    /// ```rust
+    /// use jko_core::Mesh;
+    /// use ndarray::array;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Two unit cells, T_σ = 1, θ_σ = 1: the action of G = 1/2 is G² = 1/4.
+    /// let mesh = Mesh::grid(&[2], &[0.0], &[2.0])?;
+    /// assert_eq!(mesh.kinetic_action(&array![1.0, 1.0], &array![0.5]), 0.25);
+    /// assert_eq!(mesh.kinetic_action(&array![0.0, 0.0], &array![0.5]), f64::INFINITY);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn kinetic_action(&self, rho: &Array1<f64>, flux: &Array1<f64>) -> f64 {
         self.faces
             .iter()
@@ -379,8 +754,25 @@ impl Mesh {
             .sum()
     }
 
-    /// Scatter cell values into a grid-shaped array (inactive cells get `fill`).
+    /// Scatter cell values into an array of shape `cells` (inactive cells get `fill`).
     /// Returns `None` for meshes without grid structure.
+    ///
+    /// # Panics
+    /// If `values` has fewer than [`Mesh::n_cells`] entries.
+    ///
+    /// ```rust
+    /// use jko_core::Mesh;
+    /// use ndarray::array;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mask = vec![true, false, true, true];
+    /// let mesh = Mesh::masked_grid(&[2, 2], &[0.0; 2], &[1.0; 2], Some(mask))?;
+    /// let a = mesh.to_grid_array(&array![1.0, 2.0, 3.0], 0.0).ok_or("grid")?;
+    /// assert_eq!(a.shape(), &[2, 2]);
+    /// assert_eq!(a.as_slice(), Some(&[1.0, 0.0, 2.0, 3.0][..]));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn to_grid_array(&self, values: &Array1<f64>, fill: f64) -> Option<ArrayD<f64>> {
         let grid = self.grid.as_ref()?;
         let mut out = ArrayD::from_elem(IxDyn(&grid.cells), fill);
@@ -391,7 +783,30 @@ impl Mesh {
         Some(out)
     }
 
-    /// Gather cell values from a grid-shaped array (C order). Errors on a shape mismatch.
+    /// Gather cell values from an array of shape `cells` (values at inactive cells are
+    /// ignored); the inverse of [`Mesh::to_grid_array`]. `what` names the array in errors.
+    ///
+    /// # Errors
+    /// [`InputError::ShapeMismatch`] when the array's shape is not the grid's;
+    /// [`InputError::InvalidMesh`] for a mesh without grid structure.
+    ///
+    /// ```rust
+    /// use jko_core::{InputError, Mesh};
+    /// use ndarray::{ArrayD, IxDyn, array};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mask = vec![true, false, true, true];
+    /// let mesh = Mesh::masked_grid(&[2, 2], &[0.0; 2], &[1.0; 2], Some(mask))?;
+    /// let a = ArrayD::from_shape_vec(IxDyn(&[2, 2]), vec![1.0, 9.0, 2.0, 3.0])?;
+    /// assert_eq!(mesh.from_grid_array("rho", &a)?, array![1.0, 2.0, 3.0]);
+    /// let wrong = ArrayD::zeros(IxDyn(&[4]));
+    /// assert!(matches!(
+    ///     mesh.from_grid_array("rho", &wrong),
+    ///     Err(InputError::ShapeMismatch { .. })
+    /// ));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn from_grid_array(
         &self,
         what: &str,

@@ -35,8 +35,8 @@
 //! smaller root of (2k − ηk²)λ² − 2βλ + ηβ² collapses to 0 in finite time; that is reported as
 //! an error, never returned.
 //!
-//! Distances: [`moment_error`] = |Δm|₂ + ‖ΔS‖_F (used in the tables), [`bures_wasserstein`]
-//! = the exact W₂ between Gaussians.
+//! Distances: [`moment_error`] = |Δm|₂ + ‖ΔS‖_F (used in the tables), and the exact
+//! (Bures–Wasserstein) W₂ between Gaussians in the `w2_*` columns of [`ImplicitBiasRow`].
 
 use crate::ode::{OdeOptions, integrate};
 use crate::{FlowError, Variant};
@@ -46,10 +46,24 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// The energy β ∫ ρ log ρ + (k/2) ∫ |x − c|² ρ on Gaussian states.
+///
+/// ```rust
+/// use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
+/// use jko_flow::gaussian::GaussianFlow;
+///
+/// // Built from an Ornstein–Uhlenbeck process; its plain flow is the process's exact flow.
+/// let ou = OrnsteinUhlenbeck::standard(2);
+/// let flow = GaussianFlow::from(&ou);
+/// let g = Gaussian::diagonal(&[1.0, -1.0], &[0.5, 2.0]);
+/// assert_eq!(flow.plain_flow(&g, 0.7), ou.flow(&g, 0.7));
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct GaussianFlow {
+    /// Temperature β > 0.
     pub beta: f64,
+    /// Stiffness k ≥ 0 of the quadratic potential (0: heat equation).
     pub stiffness: f64,
+    /// Centre c of the potential, one coordinate per axis.
     pub center: Vec<f64>,
 }
 
@@ -64,9 +78,21 @@ impl From<&OrnsteinUhlenbeck> for GaussianFlow {
 }
 
 /// One row of the implicit-bias study: errors at time T against the exact JKO iterates.
+/// See [`GaussianFlow::implicit_bias_table`] for an example.
+///
+/// ```rust
+/// use jko_flow::gaussian::ImplicitBiasRow;
+///
+/// let row = ImplicitBiasRow {
+///     eta: 0.1, steps: 10, err_flow: 4e-3, err_resummed: 1e-3, err_wgf: 2e-2, w2_flow: 3e-3, w2_wgf: 1e-2,
+/// };
+/// assert_eq!(row.eta * row.steps as f64, 1.0);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ImplicitBiasRow {
+    /// JKO step η.
     pub eta: f64,
+    /// Number of JKO steps, T/η.
     pub steps: usize,
     /// |Δm| + ‖ΔS‖_F between the JKO iterates and the J^η (modified) flow.
     pub err_flow: f64,
@@ -82,6 +108,18 @@ pub struct ImplicitBiasRow {
 
 /// Observed orders log₂(e(η)/e(η/2))-style between consecutive rows (any ratio of η).
 /// Returns (η, order of err_flow, order of err_resummed, order of err_wgf) for rows 1.. .
+///
+/// ```rust
+/// use jko_flow::gaussian::{ImplicitBiasRow, observed_orders};
+///
+/// let row = |eta: f64| ImplicitBiasRow {
+///     eta, steps: 1, err_flow: eta * eta, err_resummed: eta * eta, err_wgf: eta, w2_flow: 0.0, w2_wgf: 0.0,
+/// };
+/// let orders = observed_orders(&[row(0.2), row(0.1)]);
+/// let (eta, o_flow, _, o_wgf) = orders[0];
+/// assert_eq!(eta, 0.1);
+/// assert!((o_flow - 2.0).abs() < 1e-12 && (o_wgf - 1.0).abs() < 1e-12);
+/// ```
 pub fn observed_orders(rows: &[ImplicitBiasRow]) -> Vec<(f64, f64, f64, f64)> {
     rows.windows(2)
         .map(|w| {
@@ -98,6 +136,15 @@ pub fn observed_orders(rows: &[ImplicitBiasRow]) -> Vec<(f64, f64, f64, f64)> {
 }
 
 /// |Δm|₂ + ‖ΔS‖_F.
+///
+/// ```rust
+/// use jko_core::exact::Gaussian;
+/// use jko_flow::gaussian::moment_error;
+///
+/// let a = Gaussian::diagonal(&[0.0, 0.0], &[1.0, 1.0]);
+/// let b = Gaussian::diagonal(&[3.0, 4.0], &[1.0, 1.0]);
+/// assert_eq!(moment_error(&a, &b), 5.0);
+/// ```
 pub fn moment_error(a: &Gaussian, b: &Gaussian) -> f64 {
     let dm: f64 = a
         .mean
@@ -115,7 +162,7 @@ pub fn moment_error(a: &Gaussian, b: &Gaussian) -> f64 {
 }
 
 /// Exact W₂(N(m₁, S₁), N(m₂, S₂)) = (|Δm|² + tr S₁ + tr S₂ − 2 tr (S₁^{½} S₂ S₁^{½})^{½})^{½}.
-pub fn bures_wasserstein(a: &Gaussian, b: &Gaussian) -> f64 {
+pub(crate) fn bures_wasserstein(a: &Gaussian, b: &Gaussian) -> f64 {
     let d = a.dim();
     let dm: f64 = a
         .mean
@@ -190,6 +237,15 @@ impl GaussianFlow {
     }
 
     /// J(N(m, S)) = −(β/2) log det S − (βd/2)(1 + log 2π) + (k/2)(|m − c|² + tr S).
+    ///
+    /// ```rust
+    /// use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
+    /// use jko_flow::gaussian::GaussianFlow;
+    ///
+    /// // Standard OU at its equilibrium N(0, 1): J = −½(1 + log 2π) + ½ = −½ log 2π.
+    /// let j = GaussianFlow::from(&OrnsteinUhlenbeck::standard(1)).energy(&Gaussian::diagonal(&[0.0], &[1.0]));
+    /// assert!((j + 0.5 * (2.0 * std::f64::consts::PI).ln()).abs() < 1e-15);
+    /// ```
     pub fn energy(&self, g: &Gaussian) -> f64 {
         let d = g.dim();
         let logdet = cholesky(&g.cov, d)
@@ -208,6 +264,16 @@ impl GaussianFlow {
     }
 
     /// I(ρ) = ∫ |∇δJ/δρ|² ρ = k²|m − c|² + tr(k²S − 2kβI + β²S⁻¹).
+    ///
+    /// ```rust
+    /// use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
+    /// use jko_flow::gaussian::GaussianFlow;
+    ///
+    /// let flow = GaussianFlow::from(&OrnsteinUhlenbeck::standard(1));
+    /// // Zero at the equilibrium N(0, 1); 4 − 2 + 1/4 at N(0, 4).
+    /// assert_eq!(flow.fisher_information(&Gaussian::diagonal(&[0.0], &[1.0])), 0.0);
+    /// assert!((flow.fisher_information(&Gaussian::diagonal(&[0.0], &[2.0])) - 2.25).abs() < 1e-15);
+    /// ```
     pub fn fisher_information(&self, g: &Gaussian) -> f64 {
         let d = g.dim();
         let (b, k) = (self.beta, self.stiffness);
@@ -228,16 +294,47 @@ impl GaussianFlow {
     }
 
     /// J^η = J − (η/4) I.
+    ///
+    /// ```rust
+    /// use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
+    /// use jko_flow::gaussian::GaussianFlow;
+    ///
+    /// let flow = GaussianFlow::from(&OrnsteinUhlenbeck::standard(1));
+    /// let g = Gaussian::diagonal(&[1.0], &[2.0]);
+    /// let expected = flow.energy(&g) - 0.025 * flow.fisher_information(&g);
+    /// assert_eq!(flow.modified_energy(&g, 0.1), expected);
+    /// ```
     pub fn modified_energy(&self, g: &Gaussian, eta: f64) -> f64 {
         self.energy(g) - 0.25 * eta * self.fisher_information(g)
     }
 
     /// The exact gradient flow of J at time t (the plain flow).
+    ///
+    /// ```rust
+    /// use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
+    /// use jko_flow::gaussian::GaussianFlow;
+    ///
+    /// // Heat flow: the variance grows by 2βt.
+    /// let heat = GaussianFlow { beta: 0.5, stiffness: 0.0, center: vec![0.0] };
+    /// let later = heat.plain_flow(&Gaussian::diagonal(&[0.0], &[1.0]), 2.0);
+    /// assert!((later.cov[0] - 3.0).abs() < 1e-14);
+    /// ```
     pub fn plain_flow(&self, g: &Gaussian, t: f64) -> Gaussian {
         self.ou().flow(g, t)
     }
 
     /// `steps` exact JKO iterates with step η.
+    ///
+    /// ```rust
+    /// use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
+    /// use jko_flow::gaussian::GaussianFlow;
+    ///
+    /// let ou = OrnsteinUhlenbeck::standard(1);
+    /// let g = Gaussian::diagonal(&[1.0], &[0.5]);
+    /// // One JKO step contracts the mean by 1/(1 + η k).
+    /// let next = GaussianFlow::from(&ou).jko_iterates(&g, 0.1, 1);
+    /// assert!((next.mean[0] - 1.0 / 1.1).abs() < 1e-15);
+    /// ```
     pub fn jko_iterates(&self, g: &Gaussian, eta: f64, steps: usize) -> Gaussian {
         self.ou().jko_iterates(g, eta, steps)
     }
@@ -251,6 +348,24 @@ impl GaussianFlow {
     }
 
     /// The gradient flow of J^η (modified energy) at time t, integrated to relative tolerance `tol`.
+    ///
+    /// # Errors
+    /// [`FlowError::Input`] for invalid η, t, `tol` or Gaussian; [`FlowError::Collapse`] when
+    /// the covariance collapses (a variance below the smaller root of
+    /// (2k − ηk²)λ² − 2βλ + ηβ²): the flow is ill-posed from there.
+    ///
+    /// ```rust
+    /// use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
+    /// use jko_flow::gaussian::GaussianFlow;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // ṁ = −k(1 − ηk/2)(m − c): the mean decays at rate 1 − η/2 for the standard OU.
+    /// let flow = GaussianFlow::from(&OrnsteinUhlenbeck::standard(1));
+    /// let out = flow.modified_flow(&Gaussian::diagonal(&[1.0], &[0.8]), 0.2, 1.0, 1e-12)?;
+    /// assert!((out.mean[0] - (-0.9f64).exp()).abs() < 1e-10);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn modified_flow(
         &self,
         g: &Gaussian,
@@ -262,6 +377,23 @@ impl GaussianFlow {
     }
 
     /// The resummed flow −(I + (η/2) Hess J)⁻¹ grad J at time t.
+    ///
+    /// # Errors
+    /// [`FlowError::Input`] for invalid η, t, `tol` or Gaussian.
+    ///
+    /// ```rust
+    /// use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
+    /// use jko_flow::gaussian::GaussianFlow;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // ṁ = −k(m − c)/(1 + ηk/2), and the equilibrium N(c, β/k) stays put.
+    /// let flow = GaussianFlow::from(&OrnsteinUhlenbeck::standard(1));
+    /// let out = flow.resummed_flow(&Gaussian::diagonal(&[1.0], &[1.0]), 0.2, 1.0, 1e-12)?;
+    /// assert!((out.mean[0] - (-1.0f64 / 1.1).exp()).abs() < 1e-10);
+    /// assert!((out.cov[0] - 1.0).abs() < 1e-12);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn resummed_flow(
         &self,
         g: &Gaussian,
@@ -273,7 +405,7 @@ impl GaussianFlow {
     }
 
     /// Velocity (ṁ, Ṡ) of a variant at (m, S); `None` when S is not positive definite.
-    pub fn velocity(
+    pub(crate) fn velocity(
         &self,
         variant: Variant,
         eta: f64,
@@ -334,7 +466,7 @@ impl GaussianFlow {
     }
 
     /// Integrate a variant's ODE for (m, S) over [0, t] with Dormand–Prince 5(4), rtol = atol = tol.
-    pub fn flow(
+    pub(crate) fn flow(
         &self,
         g: &Gaussian,
         variant: Variant,
@@ -379,7 +511,25 @@ impl GaussianFlow {
         }
     }
 
-    /// [`GaussianFlow::flow`] for many initial Gaussians in parallel (rayon).
+    /// The flow of `variant` (as [`GaussianFlow::modified_flow`] or
+    /// [`GaussianFlow::resummed_flow`]) for many initial Gaussians in parallel (rayon); one
+    /// result per initial Gaussian, in order, each with its own error.
+    ///
+    /// ```rust
+    /// use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
+    /// use jko_flow::Variant;
+    /// use jko_flow::gaussian::GaussianFlow;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let flow = GaussianFlow::from(&OrnsteinUhlenbeck::standard(1));
+    /// let starts = [Gaussian::diagonal(&[1.0], &[0.8]), Gaussian::diagonal(&[-1.0], &[1.5])];
+    /// let batch = flow.flow_batch(&starts, Variant::Resummed, 0.1, 0.5, 1e-10);
+    /// for (g, out) in starts.iter().zip(batch) {
+    ///     assert_eq!(out?, flow.resummed_flow(g, 0.1, 0.5, 1e-10)?);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn flow_batch(
         &self,
         initial: &[Gaussian],
@@ -397,6 +547,26 @@ impl GaussianFlow {
     /// Errors at time `t_end` of the modified flow, the resummed flow and the plain gradient flow
     /// against the exact JKO iterates with step η, for each η (t_end/η must be an integer).
     /// The η are processed in parallel.
+    ///
+    /// # Errors
+    /// [`FlowError::Input`] when an η is not positive or t_end/η is not an integer; the errors
+    /// of the flows.
+    ///
+    /// ```rust
+    /// use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
+    /// use jko_flow::gaussian::GaussianFlow;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // The plain gradient flow is O(η) from the JKO iterates, the resummed flow O(η²).
+    /// let flow = GaussianFlow::from(&OrnsteinUhlenbeck::standard(1));
+    /// let rows = flow.implicit_bias_table(&Gaussian::diagonal(&[1.0], &[0.5]), &[0.1, 0.05], 1.0, 1e-12)?;
+    /// assert_eq!(rows[1].steps, 20);
+    /// let (_, _, o_resummed, o_wgf) = jko_flow::gaussian::observed_orders(&rows)[0];
+    /// assert!((o_wgf - 1.0).abs() < 0.1 && (o_resummed - 2.0).abs() < 0.1);
+    /// assert!(flow.implicit_bias_table(&Gaussian::diagonal(&[1.0], &[0.5]), &[0.3], 1.0, 1e-12).is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn implicit_bias_table(
         &self,
         initial: &Gaussian,

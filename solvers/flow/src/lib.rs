@@ -24,6 +24,8 @@
 //!   integrates the flow with η = τ over a time τ.
 //! - [`ode`]: the adaptive Runge–Kutta integrator both use.
 
+#![warn(missing_docs)]
+
 pub mod gaussian;
 pub mod mesh;
 pub mod ode;
@@ -38,6 +40,14 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Which velocity field is integrated.
+///
+/// ```rust
+/// use jko_flow::{FlowParams, Variant};
+///
+/// let params: FlowParams = serde_json::from_str(r#"{ "variant": "modified" }"#).unwrap();
+/// assert_eq!(params.variant, Variant::Modified);
+/// assert_eq!(Variant::default(), Variant::Resummed);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Variant {
@@ -51,8 +61,23 @@ pub enum Variant {
 }
 
 /// Why a JKO-Flow integration failed.
+///
+/// Converts into [`StepError`]: input problems and the stability limit become
+/// [`StepError::Input`] (the limit names `tau`), unsupported terms
+/// [`StepError::Unsupported`], integration failures [`StepError::Numerical`].
+///
+/// ```rust
+/// use jko_core::StepError;
+/// use jko_flow::FlowError;
+///
+/// let e = FlowError::StabilityLimit { eta: 0.1, lambda_max: 40.0, product: 4.0 };
+/// assert!(matches!(StepError::from(e), StepError::Input(_)));
+/// let e = FlowError::StepSizeUnderflow { t: 0.01, dt: 1e-15 };
+/// assert!(matches!(StepError::from(e), StepError::Numerical { .. }));
+/// ```
 #[derive(Debug, Error, Clone)]
 pub enum FlowError {
+    /// The data or the parameters were rejected before any work.
     #[error(transparent)]
     Input(#[from] InputError),
     #[error(
@@ -60,29 +85,63 @@ pub enum FlowError {
          lambda_max = {lambda_max:e} (Gershgorin bound of the discrete Hessian, ~4 d beta / h^2 for entropy), \
          eta*lambda_max = {product:.3}: use variant = \"resummed\", a smaller eta or a coarser mesh"
     )]
+    /// The `modified` variant was asked for η·λ_max ≥ 2, where it is unstable.
     StabilityLimit {
+        /// Step η (= τ).
         eta: f64,
+        /// Gershgorin bound of the discrete Hessian of J.
         lambda_max: f64,
+        /// η·λ_max.
         product: f64,
     },
     #[error("the flow backend does not treat the energy term `{term}`")]
-    Unsupported { term: String },
+    /// An energy term the surrogate does not treat.
+    Unsupported {
+        /// The term, as displayed in configs.
+        term: String,
+    },
     #[error("more than {max} substeps: reached t = {t_reached:e} of {t_end:e}")]
+    /// The Runge–Kutta integration needed more than `max` substeps.
     TooManySubsteps {
+        /// The substep cap.
         max: usize,
+        /// Time reached.
         t_reached: f64,
+        /// Time to reach.
         t_end: f64,
     },
     #[error("the substep fell to {dt:e} at t = {t:e} (stiffness or a state leaving the domain)")]
-    StepSizeUnderflow { t: f64, dt: f64 },
+    /// The adaptive substep became negligible against t.
+    StepSizeUnderflow {
+        /// Time reached.
+        t: f64,
+        /// The substep at failure.
+        dt: f64,
+    },
     #[error("inadmissible state: {reason}")]
-    Inadmissible { reason: String },
+    /// The initial state is outside the flow's domain (e.g. a zero density with entropy).
+    Inadmissible {
+        /// What is wrong.
+        reason: String,
+    },
     #[error("the flow collapsed at t = {time:e}: {reason}")]
-    Collapse { time: f64, reason: String },
+    /// The state left the domain during the integration.
+    Collapse {
+        /// Time of the collapse.
+        time: f64,
+        /// What happened.
+        reason: String,
+    },
     #[error(
         "the linear solve of the resummed velocity did not converge: {iterations} iterations, relative residual {residual:e}"
     )]
-    LinearSolve { iterations: usize, residual: f64 },
+    /// The conjugate-gradient solve of the resummed velocity did not reach `linear_tol`.
+    LinearSolve {
+        /// CG iterations done.
+        iterations: usize,
+        /// Final relative residual.
+        residual: f64,
+    },
 }
 
 impl From<FlowError> for StepError {

@@ -65,10 +65,27 @@ use std::cell::Cell;
 const PAR_MIN: usize = 4096;
 
 /// Work and diagnostics of one integration.
+///
+/// ```rust
+/// use jko_core::{Energy, Mesh};
+/// use jko_flow::{MeshFlow, Variant};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mesh = Mesh::grid(&[8], &[0.0], &[1.0])?;
+/// let rho = mesh.sample(|x| 1.0 + 0.5 * (std::f64::consts::PI * x[0]).cos());
+/// let energy = Energy { entropy: Some(1.0), ..Energy::default() }.freeze(&mesh, &rho)?;
+/// let flow = MeshFlow::new(&mesh, &energy, 0.01, Variant::Resummed)?;
+/// let (_, stats) = flow.integrate(&rho, 0.01)?;
+/// assert!(stats.substeps > 0 && stats.evaluations >= 6 * stats.substeps);
+/// assert!(stats.mass_drift < 1e-12 && stats.max_error <= 1.0);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct FlowStats {
     /// Accepted Runge–Kutta substeps.
     pub substeps: usize,
+    /// Rejected substeps (error too large or an inadmissible stage).
     pub rejected: usize,
     /// Velocity evaluations (stages).
     pub evaluations: usize,
@@ -87,7 +104,28 @@ pub struct FlowStats {
     pub max_error: f64,
 }
 
-/// The JKO-Flow integrator for one energy on one mesh.
+/// The JKO-Flow integrator for one energy on one mesh, with step η and a [`Variant`].
+///
+/// The public fields tune the integration (defaults: `rtol = 1e-6`, `atol = 1e-12`, 10 000
+/// substeps; CG to 1e-11 in at most 5000 iterations).
+///
+/// ```rust
+/// use jko_core::{Energy, Mesh};
+/// use jko_flow::{MeshFlow, Variant};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mesh = Mesh::grid(&[8], &[0.0], &[1.0])?;
+/// let rho = mesh.sample(|x| 1.0 + 0.5 * (std::f64::consts::PI * x[0]).cos());
+/// let energy = Energy { entropy: Some(1.0), ..Energy::default() }.freeze(&mesh, &rho)?;
+/// let flow = MeshFlow::new(&mesh, &energy, 0.01, Variant::Resummed)?;
+/// // The flow conserves mass, keeps ρ > 0 and decreases J_h.
+/// let (next, _) = flow.integrate(&rho, 0.01)?;
+/// assert!((mesh.mass(&next) - mesh.mass(&rho)).abs() < 1e-12);
+/// assert!(next.iter().all(|&r| r > 0.0));
+/// assert!(flow.energy(&next) < flow.energy(&rho));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct MeshFlow<'a> {
     mesh: &'a Mesh,
@@ -98,9 +136,11 @@ pub struct MeshFlow<'a> {
     trans: Vec<f64>,
     /// Cells 0..n joined by faces (i, i+1) in order: the resummed solve is tridiagonal.
     chain: bool,
+    /// Runge–Kutta tolerances and the substep cap.
     pub ode: OdeOptions,
     /// Relative residual of the CG solve.
     pub linear_tol: f64,
+    /// Largest number of CG iterations per solve.
     pub linear_max_iter: usize,
 }
 
@@ -132,6 +172,23 @@ struct Evaluation {
 impl<'a> MeshFlow<'a> {
     /// Check the energy (entropy, porous medium, potential — a frozen interaction counts as a
     /// potential; no congestion bound) and η ≥ 0.
+    ///
+    /// # Errors
+    /// [`FlowError::Unsupported`] for `max_density`; [`FlowError::Input`] for η < 0 or a
+    /// potential of the wrong length.
+    ///
+    /// ```rust
+    /// use jko_core::{Energy, Mesh};
+    /// use jko_flow::{FlowError, MeshFlow, Variant};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mesh = Mesh::grid(&[4], &[0.0], &[1.0])?;
+    /// let rho = mesh.sample(|_| 1.0);
+    /// let capped = Energy { entropy: Some(1.0), max_density: Some(2.0), ..Energy::default() }.freeze(&mesh, &rho)?;
+    /// assert!(matches!(MeshFlow::new(&mesh, &capped, 0.1, Variant::Resummed), Err(FlowError::Unsupported { .. })));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new(
         mesh: &'a Mesh,
         energy: &'a StepEnergy,
@@ -193,7 +250,7 @@ impl<'a> MeshFlow<'a> {
     }
 
     /// Whether ρ lies in the domain of the velocity (finite; > 0 under entropy, ≥ 0 otherwise).
-    pub fn admissible(&self, rho: &[f64]) -> bool {
+    pub(crate) fn admissible(&self, rho: &[f64]) -> bool {
         let strict = self.energy.entropy.is_some();
         rho.iter()
             .all(|&r| r.is_finite() && if strict { r > 0.0 } else { r >= 0.0 })
@@ -249,7 +306,23 @@ impl<'a> MeshFlow<'a> {
         }
     }
 
-    /// Gershgorin bound of D^{½} L D^{½} at ρ (λ_max of the linearised Hessian).
+    /// Gershgorin bound of D^{½} L D^{½} at ρ (λ_max of the linearised Hessian); 0 without
+    /// entropy or porous medium.
+    ///
+    /// ```rust
+    /// use jko_core::{Energy, Mesh};
+    /// use jko_flow::{MeshFlow, Variant};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Entropy β on a uniform 1D grid, constant ρ: exactly 4β/h² (interior cells).
+    /// let mesh = Mesh::grid(&[8], &[0.0], &[1.0])?;
+    /// let rho = mesh.sample(|_| 3.0);
+    /// let energy = Energy { entropy: Some(0.5), ..Energy::default() }.freeze(&mesh, &rho)?;
+    /// let flow = MeshFlow::new(&mesh, &energy, 0.01, Variant::Modified)?;
+    /// assert!((flow.lambda_max(rho.as_slice().unwrap()) - 4.0 * 0.5 * 64.0).abs() < 1e-10);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn lambda_max(&self, rho: &[f64]) -> f64 {
         if !self.has_internal() {
             return 0.0;
@@ -281,12 +354,43 @@ impl<'a> MeshFlow<'a> {
         if m.is_finite() { m } else { f64::INFINITY }
     }
 
-    /// J_h(ρ).
+    /// J_h(ρ) = Σ_K |K| [f(ρ_K) + V_K ρ_K], as [`jko_core::StepEnergy::value`].
+    ///
+    /// ```rust
+    /// use jko_core::{Energy, Mesh};
+    /// use jko_flow::{MeshFlow, Variant};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mesh = Mesh::grid(&[8], &[0.0], &[1.0])?;
+    /// let rho = mesh.sample(|x| 1.0 + 0.5 * (std::f64::consts::PI * x[0]).cos());
+    /// let energy = Energy { entropy: Some(1.0), ..Energy::default() }.freeze(&mesh, &rho)?;
+    /// let flow = MeshFlow::new(&mesh, &energy, 0.01, Variant::Resummed)?;
+    /// assert_eq!(flow.energy(&rho), energy.value(&mesh, &rho));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn energy(&self, rho: &Array1<f64>) -> f64 {
         self.energy.value(self.mesh, rho)
     }
 
     /// Discrete Fisher information Φ(ρ) = Σ_σ T_σ θ_σ (Δ_σψ)² = |grad J_h|².
+    ///
+    /// ```rust
+    /// use jko_core::{Energy, Mesh, Potential};
+    /// use jko_flow::{MeshFlow, Variant};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Zero exactly at the discrete Gibbs state ρ_K ∝ e^{−V_K/β}, where ψ is constant.
+    /// let mesh = Mesh::grid(&[8], &[-1.0], &[1.0])?;
+    /// let gibbs = mesh.sample(|x| (-x[0] * x[0]).exp());
+    /// let fp = Energy::fokker_planck(1.0, Potential::Quadratic { center: vec![0.0], stiffness: 2.0 });
+    /// let energy = fp.freeze(&mesh, &gibbs)?;
+    /// let flow = MeshFlow::new(&mesh, &energy, 0.1, Variant::Resummed)?;
+    /// assert!(flow.fisher_information(&gibbs) < 1e-25);
+    /// assert!(flow.fisher_information(&mesh.sample(|_| 1.0)) > 0.1);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn fisher_information(&self, rho: &Array1<f64>) -> f64 {
         let r = rho.as_slice().unwrap_or(&[]);
         let psi = self.psi(r);
@@ -299,11 +403,47 @@ impl<'a> MeshFlow<'a> {
     }
 
     /// J^η_h(ρ) = J_h − (η/4) Φ.
+    ///
+    /// ```rust
+    /// use jko_core::{Energy, Mesh};
+    /// use jko_flow::{MeshFlow, Variant};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mesh = Mesh::grid(&[8], &[0.0], &[1.0])?;
+    /// let rho = mesh.sample(|x| 1.0 + 0.5 * (std::f64::consts::PI * x[0]).cos());
+    /// let energy = Energy { entropy: Some(1.0), ..Energy::default() }.freeze(&mesh, &rho)?;
+    /// let flow = MeshFlow::new(&mesh, &energy, 0.01, Variant::Resummed)?;
+    /// let expected = flow.energy(&rho) - 0.25 * 0.01 * flow.fisher_information(&rho);
+    /// assert_eq!(flow.modified_energy(&rho), expected);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn modified_energy(&self, rho: &Array1<f64>) -> f64 {
         self.energy(rho) - 0.25 * self.eta * self.fisher_information(rho)
     }
 
     /// ρ̇ of the chosen variant at ρ (ρ must be admissible).
+    ///
+    /// # Errors
+    /// [`FlowError::Inadmissible`] for a density of the wrong length, non-finite, negative or
+    /// zero under entropy; [`FlowError::LinearSolve`] when the resummed solve fails.
+    ///
+    /// ```rust
+    /// use jko_core::{Energy, Mesh};
+    /// use jko_flow::{MeshFlow, Variant};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mesh = Mesh::grid(&[8], &[0.0], &[1.0])?;
+    /// let rho = mesh.sample(|x| 1.0 + 0.5 * (std::f64::consts::PI * x[0]).cos());
+    /// let energy = Energy { entropy: Some(1.0), ..Energy::default() }.freeze(&mesh, &rho)?;
+    /// let flow = MeshFlow::new(&mesh, &energy, 0.01, Variant::Resummed)?;
+    /// let rho_dot = flow.velocity(&rho)?;
+    /// // Mass conservation: Σ_K |K| ρ̇_K = 0 (1ᵀL = 0), up to the linear tolerance.
+    /// assert!(mesh.mass(&rho_dot).abs() < 1e-9);
+    /// assert!(flow.velocity(&mesh.sample(|_| 0.0)).is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn velocity(&self, rho: &Array1<f64>) -> Result<Array1<f64>, FlowError> {
         let r = rho.as_slice().unwrap_or(&[]);
         if r.len() != self.mesh.n_cells() || !self.admissible(r) {
@@ -570,6 +710,30 @@ impl<'a> MeshFlow<'a> {
     }
 
     /// Integrate the chosen flow from ρ over a time `t`.
+    ///
+    /// # Errors
+    /// [`FlowError::Input`] for an invalid density or t; [`FlowError::Inadmissible`] for a
+    /// zero density under entropy; [`FlowError::StabilityLimit`] (modified variant,
+    /// η·λ_max ≥ 2); the integrator's [`FlowError::TooManySubsteps`] and
+    /// [`FlowError::StepSizeUnderflow`]; [`FlowError::LinearSolve`].
+    ///
+    /// ```rust
+    /// use jko_core::{Energy, Mesh};
+    /// use jko_flow::{MeshFlow, Variant};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // The modified variant refuses η·λ_max ≥ 2 (here 0.1 · 256 = 25.6); the resummed one runs.
+    /// let mesh = Mesh::grid(&[8], &[0.0], &[1.0])?;
+    /// let rho = mesh.sample(|x| 1.0 + 0.5 * (std::f64::consts::PI * x[0]).cos());
+    /// let energy = Energy { entropy: Some(1.0), ..Energy::default() }.freeze(&mesh, &rho)?;
+    /// let modified = MeshFlow::new(&mesh, &energy, 0.1, Variant::Modified)?;
+    /// assert!(matches!(modified.integrate(&rho, 0.1), Err(jko_flow::FlowError::StabilityLimit { .. })));
+    /// let resummed = MeshFlow::new(&mesh, &energy, 0.1, Variant::Resummed)?;
+    /// let (next, _) = resummed.integrate(&rho, 0.1)?;
+    /// assert!((mesh.mass(&next) - mesh.mass(&rho)).abs() < 1e-9);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn integrate(
         &self,
         rho: &Array1<f64>,

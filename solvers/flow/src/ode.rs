@@ -10,10 +10,20 @@
 use crate::FlowError;
 use rayon::prelude::*;
 
-/// Tolerances and limits of one integration.
+/// Tolerances and limits of one integration. Defaults: `rtol = 1e-8`, `atol = 1e-12`, 100 000
+/// steps, automatic first step, no step limit.
+///
+/// ```rust
+/// use jko_flow::ode::OdeOptions;
+///
+/// let opts = OdeOptions { rtol: 1e-10, ..OdeOptions::default() };
+/// assert_eq!((opts.atol, opts.initial_dt), (1e-12, None));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OdeOptions {
+    /// Relative tolerance of the local error (weights atol + rtol·|y|).
     pub rtol: f64,
+    /// Absolute tolerance of the local error, in the units of y.
     pub atol: f64,
     /// Largest number of attempted steps (accepted + rejected).
     pub max_steps: usize,
@@ -35,10 +45,19 @@ impl Default for OdeOptions {
     }
 }
 
-/// Work done by one integration.
+/// Work done by one integration (see [`integrate`] for an example).
+///
+/// ```rust
+/// use jko_flow::ode::OdeStats;
+///
+/// // Nothing to integrate, no work.
+/// assert_eq!(OdeStats::default().evaluations, 0);
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct OdeStats {
+    /// Accepted steps.
     pub accepted: usize,
+    /// Rejected steps (error too large, or an inadmissible stage).
     pub rejected: usize,
     /// Right-hand-side evaluations.
     pub evaluations: usize,
@@ -151,6 +170,27 @@ fn weighted_rms(v: &[f64], y: &[f64], opts: &OdeOptions) -> f64 {
 ///
 /// `rhs(y, dy)` writes f(y) into `dy` and returns `Ok(false)` when `y` is inadmissible (the
 /// step is then rejected). `on_accept(dt, y_new, f_new)` sees every accepted step.
+///
+/// # Errors
+/// [`FlowError::Inadmissible`] when the initial state is inadmissible,
+/// [`FlowError::TooManySubsteps`] past `max_steps`, [`FlowError::StepSizeUnderflow`] when dt
+/// becomes negligible, and any error `rhs` returns.
+///
+/// ```rust
+/// use jko_flow::ode::{OdeOptions, integrate};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // y' = −y from y(0) = 1: y(1) = e^{−1} to about the tolerance.
+/// let mut y = [1.0];
+/// let opts = OdeOptions { rtol: 1e-10, ..OdeOptions::default() };
+/// let mut steps = 0;
+/// let stats = integrate(&mut y, 1.0, &opts, |y, dy| { dy[0] = -y[0]; Ok(true) }, |_, _, _| steps += 1)?;
+/// assert!((y[0] - (-1.0f64).exp()).abs() < 1e-9);
+/// assert_eq!(stats.accepted, steps);
+/// assert!(stats.max_error <= 1.0);
+/// # Ok(())
+/// # }
+/// ```
 pub fn integrate<F, O>(
     y: &mut [f64],
     t_end: f64,

@@ -27,6 +27,20 @@ use crate::{FlowError, Variant};
 use jko_core::{InputError, Potential};
 
 /// Quantile levels, cell masses and particle weights (total mass 1).
+///
+/// ```rust
+/// use jko_flow::quantile::QuantileGrid;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let grid = QuantileGrid::gaussian_levels(201, 7.0)?;
+/// let total: f64 = grid.weights.iter().sum();
+/// assert!((total - 1.0).abs() < 1e-14);
+/// // Trapezoidal weights: the variance of N(1, 0.5²) to second order in the z spacing.
+/// let (mean, var) = grid.moments(&grid.gaussian(1.0, 0.5));
+/// assert!((mean - 1.0).abs() < 1e-14 && (var - 0.25).abs() < 1e-3);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuantileGrid {
     /// z_i with u_i = Φ(z_i).
@@ -39,6 +53,20 @@ pub struct QuantileGrid {
 
 impl QuantileGrid {
     /// n particles at u_i = Φ(z_i), z_i evenly spaced on [−z_max, z_max].
+    ///
+    /// # Errors
+    /// [`InputError::InvalidParameter`] for n < 3 or z_max outside (0, 30].
+    ///
+    /// ```rust
+    /// use jko_flow::quantile::QuantileGrid;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let grid = QuantileGrid::gaussian_levels(5, 2.0)?;
+    /// assert_eq!(grid.z, vec![-2.0, -1.0, 0.0, 1.0, 2.0]);
+    /// assert!(QuantileGrid::gaussian_levels(2, 2.0).is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn gaussian_levels(n: usize, z_max: f64) -> Result<Self, InputError> {
         if n < 3 {
             return Err(InputError::parameter("n", n, "need at least 3 particles"));
@@ -64,20 +92,62 @@ impl QuantileGrid {
         })
     }
 
+    /// Number of particles.
+    ///
+    /// ```rust
+    /// use jko_flow::quantile::QuantileGrid;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// assert_eq!(QuantileGrid::gaussian_levels(11, 5.0)?.len(), 11);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn len(&self) -> usize {
         self.weights.len()
     }
 
+    /// Always false: a grid has at least 3 particles.
+    ///
+    /// ```rust
+    /// use jko_flow::quantile::QuantileGrid;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// assert!(!QuantileGrid::gaussian_levels(3, 1.0)?.is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.weights.is_empty()
     }
 
     /// Particles of N(mean, std²): X_i = mean + std z_i (its exact quantiles at the levels).
+    ///
+    /// ```rust
+    /// use jko_flow::quantile::QuantileGrid;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let grid = QuantileGrid::gaussian_levels(3, 1.0)?;
+    /// assert_eq!(grid.gaussian(2.0, 0.5), vec![1.5, 2.0, 2.5]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn gaussian(&self, mean: f64, std: f64) -> Vec<f64> {
         self.z.iter().map(|z| mean + std * z).collect()
     }
 
     /// W₂ between two states on this grid: (Σ_i w_i |X_i − Y_i|²)^{½}.
+    ///
+    /// ```rust
+    /// use jko_flow::quantile::QuantileGrid;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // A translation by d is at distance |d| (the weights sum to 1).
+    /// let grid = QuantileGrid::gaussian_levels(41, 6.0)?;
+    /// let w = grid.w2(&grid.gaussian(0.0, 1.0), &grid.gaussian(0.3, 1.0));
+    /// assert!((w - 0.3).abs() < 1e-14);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn w2(&self, x: &[f64], y: &[f64]) -> f64 {
         self.weights
             .iter()
@@ -88,6 +158,17 @@ impl QuantileGrid {
     }
 
     /// (mean, variance) by the particle quadrature.
+    ///
+    /// ```rust
+    /// use jko_flow::quantile::QuantileGrid;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let grid = QuantileGrid::gaussian_levels(101, 7.0)?;
+    /// let (mean, _) = grid.moments(&grid.gaussian(-2.0, 1.0));
+    /// assert!((mean + 2.0).abs() < 1e-14);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn moments(&self, x: &[f64]) -> (f64, f64) {
         let m: f64 = self.weights.iter().zip(x).map(|(w, a)| w * a).sum();
         let v: f64 = self
@@ -139,14 +220,41 @@ fn normal_tail(z: f64) -> f64 {
 }
 
 /// The energy β ∫ ρ log ρ + ∫ V ρ in quantile coordinates.
+///
+/// ```rust
+/// use jko_core::Potential;
+/// use jko_flow::quantile::QuantileEnergy;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let ou = QuantileEnergy::new(1.0, Some(Potential::Quadratic { center: vec![0.0], stiffness: 1.0 }))?;
+/// assert_eq!(ou.beta, 1.0);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuantileEnergy {
+    /// Temperature β ≥ 0 (0: potential energy only).
     pub beta: f64,
     /// A closed-form potential (quadratic, linear, quartic, double well); `Cells` is refused.
     pub potential: Option<Potential>,
 }
 
 impl QuantileEnergy {
+    /// Check β ≥ 0 and a one-dimensional closed-form potential.
+    ///
+    /// # Errors
+    /// [`FlowError::Input`] for β or a potential of the wrong dimension;
+    /// [`FlowError::Unsupported`] for `Cells` potentials.
+    ///
+    /// ```rust
+    /// use jko_core::Potential;
+    /// use jko_flow::FlowError;
+    /// use jko_flow::quantile::QuantileEnergy;
+    ///
+    /// let cells = Potential::Cells { values: vec![0.0; 4] };
+    /// assert!(matches!(QuantileEnergy::new(1.0, Some(cells)), Err(FlowError::Unsupported { .. })));
+    /// assert!(QuantileEnergy::new(-1.0, None).is_err());
+    /// ```
     pub fn new(beta: f64, potential: Option<Potential>) -> Result<Self, FlowError> {
         if !(beta.is_finite() && beta >= 0.0) {
             return Err(InputError::parameter("beta", beta, "must be finite and >= 0").into());
@@ -187,7 +295,7 @@ impl QuantileEnergy {
     }
 
     /// J(X); +∞ unless the particles are strictly increasing.
-    pub fn value(&self, grid: &QuantileGrid, x: &[f64]) -> f64 {
+    pub(crate) fn value(&self, grid: &QuantileGrid, x: &[f64]) -> f64 {
         let mut e: f64 = grid
             .weights
             .iter()
@@ -205,7 +313,7 @@ impl QuantileEnergy {
     }
 
     /// ∂J/∂X.
-    pub fn gradient(&self, grid: &QuantileGrid, x: &[f64]) -> Vec<f64> {
+    pub(crate) fn gradient(&self, grid: &QuantileGrid, x: &[f64]) -> Vec<f64> {
         let n = x.len();
         let mut g: Vec<f64> = (0..n).map(|i| grid.weights[i] * self.v(x[i]).1).collect();
         for (j, m) in grid.cell_mass.iter().enumerate() {
@@ -217,7 +325,7 @@ impl QuantileEnergy {
     }
 
     /// ∇²J as (diagonal, off-diagonal (i, i+1)).
-    pub fn hessian(&self, grid: &QuantileGrid, x: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    pub(crate) fn hessian(&self, grid: &QuantileGrid, x: &[f64]) -> (Vec<f64>, Vec<f64>) {
         let n = x.len();
         let mut diag: Vec<f64> = (0..n).map(|i| grid.weights[i] * self.v(x[i]).2).collect();
         let mut off = vec![0.0; n - 1];
@@ -262,17 +370,60 @@ fn increasing(x: &[f64]) -> bool {
     x.iter().all(|v| v.is_finite()) && x.windows(2).all(|w| w[1] > w[0])
 }
 
-/// JKO-Flow (or the plain flow, η = 0) on a quantile grid.
+/// JKO-Flow (or the plain flow, η = 0) on a quantile grid. The public fields may be changed
+/// after [`QuantileFlow::new`] (defaults of `ode`: `rtol = 1e-10`, `atol = 1e-12`, 10⁶ steps).
+///
+/// ```rust
+/// use jko_core::Potential;
+/// use jko_flow::Variant;
+/// use jko_flow::quantile::{QuantileEnergy, QuantileFlow, QuantileGrid};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // V = x²/2 without entropy: ∂J = W k X and ∇²J = W k, so the resummed flow is
+/// // Ẋ = −k X/(1 + ηk/2): X(t) = X(0) e^{−t/(1 + η/2)} exactly.
+/// let grid = QuantileGrid::gaussian_levels(21, 5.0)?;
+/// let energy = QuantileEnergy::new(0.0, Some(Potential::Quadratic { center: vec![0.0], stiffness: 1.0 }))?;
+/// let flow = QuantileFlow::new(&grid, &energy, 0.1, Variant::Resummed)?;
+/// let x0 = grid.gaussian(1.0, 0.5);
+/// let (x1, _) = flow.integrate(&x0, 1.0)?;
+/// let decay = (-1.0f64 / 1.05).exp();
+/// assert!(x0.iter().zip(&x1).all(|(a, b)| (a * decay - b).abs() < 1e-8));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct QuantileFlow<'a> {
+    /// The particle grid.
     pub grid: &'a QuantileGrid,
+    /// The energy J.
     pub energy: &'a QuantileEnergy,
+    /// Step η of the modified energy (0: the plain gradient flow).
     pub eta: f64,
+    /// Modified or resummed velocity.
     pub variant: Variant,
+    /// Runge–Kutta tolerances and the substep cap.
     pub ode: OdeOptions,
 }
 
 impl<'a> QuantileFlow<'a> {
+    /// The flow of `energy` on `grid` with step η ≥ 0.
+    ///
+    /// # Errors
+    /// [`FlowError::Input`] for η negative or not finite.
+    ///
+    /// ```rust
+    /// use jko_core::Potential;
+    /// use jko_flow::Variant;
+    /// use jko_flow::quantile::{QuantileEnergy, QuantileFlow, QuantileGrid};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let grid = QuantileGrid::gaussian_levels(5, 2.0)?;
+    /// let energy = QuantileEnergy::new(1.0, None)?;
+    /// assert!(QuantileFlow::new(&grid, &energy, 0.0, Variant::Modified).is_ok());
+    /// assert!(QuantileFlow::new(&grid, &energy, -0.1, Variant::Modified).is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new(
         grid: &'a QuantileGrid,
         energy: &'a QuantileEnergy,
@@ -297,7 +448,7 @@ impl<'a> QuantileFlow<'a> {
     }
 
     /// Ẋ at X; `None` when X is not strictly increasing (or the resummed matrix is not SPD).
-    pub fn velocity(&self, x: &[f64]) -> Option<Vec<f64>> {
+    pub(crate) fn velocity(&self, x: &[f64]) -> Option<Vec<f64>> {
         if !increasing(x) {
             return None;
         }
@@ -340,6 +491,27 @@ impl<'a> QuantileFlow<'a> {
     }
 
     /// Integrate from X over a time t.
+    ///
+    /// # Errors
+    /// [`FlowError::Input`] for X of the wrong length; [`FlowError::Inadmissible`] when X is
+    /// not strictly increasing; the integrator's errors ([`crate::ode::integrate`]).
+    ///
+    /// ```rust
+    /// use jko_core::Potential;
+    /// use jko_flow::Variant;
+    /// use jko_flow::quantile::{QuantileEnergy, QuantileFlow, QuantileGrid};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Plain flow (η = 0) of V = x²/2: X(t) = X(0) e^{−t}.
+    /// let grid = QuantileGrid::gaussian_levels(11, 4.0)?;
+    /// let energy = QuantileEnergy::new(0.0, Some(Potential::Quadratic { center: vec![0.0], stiffness: 1.0 }))?;
+    /// let flow = QuantileFlow::new(&grid, &energy, 0.0, Variant::Modified)?;
+    /// let (x, stats) = flow.integrate(&grid.gaussian(0.0, 1.0), 0.5)?;
+    /// assert!((x[10] - 4.0 * (-0.5f64).exp()).abs() < 1e-8 && stats.accepted > 0);
+    /// assert!(flow.integrate(&[0.0, 1.0], 0.5).is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn integrate(&self, x: &[f64], t: f64) -> Result<(Vec<f64>, OdeStats), FlowError> {
         if x.len() != self.grid.len() {
             return Err(InputError::ShapeMismatch {
@@ -370,6 +542,27 @@ impl<'a> QuantileFlow<'a> {
 /// One proximal (JKO) step on the grid: argmin_X Σ w_i |X_i − Xⁿ_i|²/(2τ) + J(X), by Newton with
 /// backtracking until the Newton step is below `tol` in the W-norm (the W₂ distance to the
 /// minimiser, to second order). Returns (X, Newton iterations).
+///
+/// # Errors
+/// [`FlowError::Input`] for τ ≤ 0; [`FlowError::Inadmissible`] for particles that are not
+/// strictly increasing or of the wrong number; [`FlowError::StepSizeUnderflow`] when the line
+/// search fails, [`FlowError::TooManySubsteps`] (`max` = 200) when Newton does not converge.
+///
+/// ```rust
+/// use jko_core::Potential;
+/// use jko_flow::quantile::{QuantileEnergy, QuantileGrid, jko_step};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // V = x²/2 without entropy: the step is X = Xⁿ/(1 + τ) exactly.
+/// let grid = QuantileGrid::gaussian_levels(11, 4.0)?;
+/// let energy = QuantileEnergy::new(0.0, Some(Potential::Quadratic { center: vec![0.0], stiffness: 1.0 }))?;
+/// let x0 = grid.gaussian(1.0, 0.5);
+/// let (x1, _) = jko_step(&grid, &energy, &x0, 0.1, 1e-12)?;
+/// assert!(x0.iter().zip(&x1).all(|(a, b)| (a / 1.1 - b).abs() < 1e-12));
+/// assert!(jko_step(&grid, &energy, &x0, 0.0, 1e-12).is_err());
+/// # Ok(())
+/// # }
+/// ```
 pub fn jko_step(
     grid: &QuantileGrid,
     energy: &QuantileEnergy,

@@ -37,6 +37,30 @@
 //! and μ has reached `mu_final`; with pure entropy the convergence is quadratic.
 //!
 //! Works on any two-point-flux mesh: it only uses volumes, faces and transmissibilities.
+//!
+//! ## Example
+//! The discrete Gibbs state ρ_K ∝ e^{−V_K/β} is an exact fixed point of the discrete step
+//! (G = 0, φ constant solve the optimality system), so one step must leave it in place:
+//!
+//! ```rust
+//! use jko_core::{Energy, JkoStep, Mesh, Potential, StepSolver};
+//! use jko_newton::{NewtonParams, NewtonSolver};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mesh = Mesh::grid(&[8], &[-1.0], &[1.0])?;
+//! let energy = Energy::fokker_planck(1.0, Potential::Quadratic { center: vec![0.0], stiffness: 2.0 });
+//! let v = mesh.sample(|x| x[0] * x[0]); // stiffness · x² / 2
+//! let gibbs = v.mapv(|v| (-v).exp());
+//! let frozen = energy.freeze(&mesh, &gibbs)?;
+//! let problem = JkoStep::new(&mesh, &gibbs, 0.1, &frozen)?;
+//! let out = NewtonSolver::new(NewtonParams::default())?.step(&problem, None)?;
+//! let change = (&out.rho - &gibbs).mapv(f64::abs).fold(0.0_f64, |a, &b| a.max(b));
+//! assert!(change < 1e-9, "Gibbs state moved by {change:e}");
+//! # Ok(())
+//! # }
+//! ```
+
+#![warn(missing_docs)]
 
 mod cell;
 mod params;

@@ -4,6 +4,28 @@ use jko_core::InputError;
 use serde::{Deserialize, Serialize};
 
 /// Sparse factorisation of the reduced (Schur complement) system in φ.
+///
+/// Both factorisations solve the same system S d = ∇ψ, so the step does not depend on the
+/// choice beyond round-off:
+///
+/// ```rust
+/// use jko_core::{Energy, JkoStep, Mesh, StepSolver};
+/// use jko_newton::{Factorization, NewtonParams, NewtonSolver};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mesh = Mesh::grid(&[6], &[0.0], &[1.0])?;
+/// let rho0 = mesh.sample(|x| 1.0 + 0.5 * (3.0 * x[0]).cos());
+/// let energy = Energy { entropy: Some(1.0), ..Energy::default() }.freeze(&mesh, &rho0)?;
+/// let problem = JkoStep::new(&mesh, &rho0, 0.01, &energy)?;
+/// let run = |factorization| -> Result<_, Box<dyn std::error::Error>> {
+///     let params = NewtonParams { factorization, ..NewtonParams::default() };
+///     Ok(NewtonSolver::new(params)?.step(&problem, None)?.rho)
+/// };
+/// let (llt, lu) = (run(Factorization::Cholesky)?, run(Factorization::Lu)?);
+/// assert!((&llt - &lu).iter().all(|d| d.abs() < 1e-10));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Factorization {
@@ -13,7 +35,19 @@ pub enum Factorization {
     Lu,
 }
 
-/// Settings of [`crate::NewtonSolver`].
+/// Settings of [`crate::NewtonSolver`] (serde: unknown fields are rejected, missing ones
+/// take the defaults below).
+///
+/// Defaults: `tol = 1e-10`, `max_iter = 100`, `fallback_halving = 0`, `mu_initial = 0.1`,
+/// `mu_final = 1e-16`, Cholesky.
+///
+/// ```rust
+/// use jko_newton::{Factorization, NewtonParams};
+///
+/// let params = NewtonParams { tol: 1e-8, fallback_halving: 2, ..NewtonParams::default() };
+/// assert!(params.validate().is_ok());
+/// assert_eq!(params.factorization, Factorization::Cholesky);
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NewtonParams {
@@ -49,6 +83,20 @@ impl Default for NewtonParams {
 impl NewtonParams {
     /// Check the values: tolerances finite and in (0, 1), at least one iteration,
     /// mu_final ≤ mu_initial, fallback depth ≤ 20.
+    ///
+    /// # Errors
+    /// [`InputError::InvalidParameter`] naming the first offending field.
+    ///
+    /// ```rust
+    /// use jko_core::InputError;
+    /// use jko_newton::NewtonParams;
+    ///
+    /// let params = NewtonParams { mu_final: 0.5, mu_initial: 0.1, ..NewtonParams::default() };
+    /// match params.validate() {
+    ///     Err(InputError::InvalidParameter { name, .. }) => assert_eq!(name, "mu_final"),
+    ///     other => panic!("expected an invalid mu_final, got {other:?}"),
+    /// }
+    /// ```
     pub fn validate(&self) -> Result<(), InputError> {
         let unit = |name: &str, v: f64| {
             if v.is_finite() && v > 0.0 && v < 1.0 {

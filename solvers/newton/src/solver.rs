@@ -14,6 +14,31 @@ use std::time::Instant;
 use thiserror::Error;
 
 /// Why the Newton iteration stopped without converging.
+///
+/// ```rust
+/// use jko_core::{Energy, JkoStep, Mesh};
+/// use jko_newton::{FailureReason, NewtonError, NewtonParams, NewtonSolver};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // One Newton iteration cannot reach tol = 1e-10 from a non-equilibrium start.
+/// let mesh = Mesh::grid(&[6], &[0.0], &[1.0])?;
+/// let rho0 = mesh.sample(|x| 1.0 + 0.5 * (3.0 * x[0]).cos());
+/// let energy = Energy { entropy: Some(1.0), ..Energy::default() }.freeze(&mesh, &rho0)?;
+/// let problem = JkoStep::new(&mesh, &rho0, 0.1, &energy)?;
+/// let solver = NewtonSolver::new(NewtonParams { max_iter: 1, ..NewtonParams::default() })?;
+/// match solver.solve(&problem, None) {
+///     Err(NewtonError::NotConverged { reason, iterations, residual, diagnostics, .. }) => {
+///         assert_eq!(reason, FailureReason::MaxIterations);
+///         assert_eq!(iterations, 1);
+///         assert!(residual > 1e-10);
+///         // ρ(φ) > 0 holds at every iterate, converged or not.
+///         assert!(diagnostics.min_rho > 0.0 && diagnostics.max_rho >= diagnostics.min_rho);
+///     }
+///     other => panic!("expected MaxIterations, got {other:?}"),
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub enum FailureReason {
     /// `max_iter` iterations without reaching the tolerance.
@@ -37,14 +62,25 @@ impl fmt::Display for FailureReason {
     }
 }
 
-/// Diagnostics of the last iterate of a failed step.
+/// Diagnostics of the last iterate of a failed step (see the example of [`FailureReason`]).
+///
+/// ```rust
+/// use jko_newton::IterateDiagnostics;
+///
+/// let d = IterateDiagnostics {
+///     mass_residual: 1e-3, mu: 0.0, min_rho: 0.2, max_rho: 1.5, mass_error: 1e-12, last_step: 1.0,
+/// };
+/// assert!(d.min_rho <= d.max_rho);
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct IterateDiagnostics {
     /// Scaled mass-balance residual max_K |r_K| τ / (|K| max ρⁿ).
     pub mass_residual: f64,
     /// Scaled barrier parameter (0 without a barrier).
     pub mu: f64,
+    /// Smallest cell density min_K ρ_K of the last iterate.
     pub min_rho: f64,
+    /// Largest cell density max_K ρ_K of the last iterate.
     pub max_rho: f64,
     /// Relative mass error |Σ|K|ρ_K − M| / M of the last iterate.
     pub mass_error: f64,
@@ -53,8 +89,35 @@ pub struct IterateDiagnostics {
 }
 
 /// A failed Newton step, with its residual history and the last iterate's diagnostics.
+///
+/// Converts into [`StepError`] (`NotConverged` keeps the reason, the residual history and
+/// the diagnostics in its status text; the barrier parameter goes to `dual_residual`):
+///
+/// ```rust
+/// use jko_core::StepError;
+/// use jko_newton::{FailureReason, IterateDiagnostics, NewtonError};
+///
+/// let e = NewtonError::NotConverged {
+///     reason: FailureReason::LineSearch,
+///     iterations: 7,
+///     residual: 3e-4,
+///     history: vec![1e-1, 3e-4],
+///     diagnostics: IterateDiagnostics {
+///         mass_residual: 3e-4, mu: 0.0, min_rho: 0.1, max_rho: 2.0, mass_error: 0.0, last_step: 1e-12,
+///     },
+/// };
+/// match StepError::from(e) {
+///     StepError::NotConverged { solver, status, iterations, history, .. } => {
+///         assert_eq!(solver, "newton");
+///         assert!(status.starts_with("line search failed"));
+///         assert_eq!((iterations, history.len()), (7, 2));
+///     }
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// ```
 #[derive(Debug, Clone, Error)]
 pub enum NewtonError {
+    /// The problem or the parameters were rejected before any iteration.
     #[error(transparent)]
     Input(#[from] InputError),
     #[error(
@@ -63,11 +126,17 @@ pub enum NewtonError {
         mu = diagnostics.mu, min = diagnostics.min_rho, max = diagnostics.max_rho,
         merr = diagnostics.mass_error, step = diagnostics.last_step
     )]
+    /// The iteration stopped before the tolerance was met; no result is returned.
     NotConverged {
+        /// Why it stopped.
         reason: FailureReason,
+        /// Newton iterations done (over all barrier levels).
         iterations: usize,
+        /// Final scaled residual (the quantity compared with `tol`).
         residual: f64,
+        /// Scaled residual after each iteration.
         history: Vec<f64>,
+        /// State of the last iterate.
         diagnostics: IterateDiagnostics,
     },
 }
@@ -114,12 +183,50 @@ struct Cache {
 }
 
 /// The Newton backend (`"newton"`): DESIGN §2.1 solved on its optimality system.
+///
+/// Treats entropy, porous medium, potential, frozen interaction and the congestion bound
+/// ρ ≤ ρ_max. The reduced system's sparsity pattern and symbolic factorisation are cached
+/// and reused while the mesh stays the same, so one solver should be kept across steps.
+/// [`StepSolver::step`] adds the `fallback_halving` retries to [`NewtonSolver::solve`].
+///
+/// ```rust
+/// use jko_core::{Energy, JkoStep, Mesh, StepSolver, StepStatus};
+/// use jko_newton::{NewtonParams, NewtonSolver};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // Heat flow with a congestion cap: mass is conserved and 0 < ρ ≤ ρ_max holds.
+/// let mesh = Mesh::grid(&[8], &[0.0], &[1.0])?;
+/// let rho0 = mesh.sample(|x| if x[0] < 0.5 { 1.9 } else { 0.1 });
+/// let energy = Energy { entropy: Some(0.1), max_density: Some(2.0), ..Energy::default() };
+/// let frozen = energy.freeze(&mesh, &rho0)?;
+/// let problem = JkoStep::new(&mesh, &rho0, 0.05, &frozen)?;
+/// let solver = NewtonSolver::new(NewtonParams::default())?;
+/// let out = solver.step(&problem, None)?;
+/// assert_eq!(out.info.status, StepStatus::Solved);
+/// assert!((mesh.mass(&out.rho) - mesh.mass(&rho0)).abs() < 1e-9);
+/// assert!(out.rho.iter().all(|&r| r > 0.0 && r <= 2.0 + 1e-9));
+/// // Energy inequality of an exact minimiser: F(ρ¹) + W²/(2τ) ≤ F(ρ⁰).
+/// assert!(frozen.value(&mesh, &out.rho) + out.info.kinetic / 0.1 <= frozen.value(&mesh, &rho0));
+/// # Ok(())
+/// # }
+/// ```
 pub struct NewtonSolver {
     params: NewtonParams,
     cache: Mutex<Option<Cache>>,
 }
 
 impl NewtonSolver {
+    /// A solver with validated parameters.
+    ///
+    /// # Errors
+    /// [`InputError::InvalidParameter`] from [`NewtonParams::validate`].
+    ///
+    /// ```rust
+    /// use jko_newton::{NewtonParams, NewtonSolver};
+    ///
+    /// assert!(NewtonSolver::new(NewtonParams::default()).is_ok());
+    /// assert!(NewtonSolver::new(NewtonParams { max_iter: 0, ..NewtonParams::default() }).is_err());
+    /// ```
     pub fn new(params: NewtonParams) -> Result<Self, InputError> {
         params.validate()?;
         Ok(NewtonSolver {
@@ -128,11 +235,51 @@ impl NewtonSolver {
         })
     }
 
+    /// The parameters the solver was built with.
+    ///
+    /// ```rust
+    /// use jko_newton::{NewtonParams, NewtonSolver};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let solver = NewtonSolver::new(NewtonParams { tol: 1e-8, ..NewtonParams::default() })?;
+    /// assert_eq!(solver.params().tol, 1e-8);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn params(&self) -> &NewtonParams {
         &self.params
     }
 
     /// One step at the problem's τ, without fallback, with the backend's own error type.
+    ///
+    /// Unlike [`StepSolver::step`] it does not check which energy terms are present (every
+    /// term of [`jko_core::StepEnergy`] is treated) and does not retry with half steps.
+    /// `warm` may carry the previous step's potential φ (and density), which shortens the
+    /// iteration when consecutive steps are close.
+    ///
+    /// # Errors
+    /// [`NewtonError::NotConverged`] with the reason, the residual history and the last
+    /// iterate's diagnostics; no unconverged result is ever returned.
+    ///
+    /// ```rust
+    /// use jko_core::{Energy, JkoStep, Mesh, WarmStart};
+    /// use jko_newton::{NewtonParams, NewtonSolver};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mesh = Mesh::grid(&[4, 4], &[0.0, 0.0], &[1.0, 1.0])?;
+    /// let rho0 = mesh.sample(|x| 1.0 + x[0] * x[1]);
+    /// let energy = Energy { porous: Some(2.0), ..Energy::default() }.freeze(&mesh, &rho0)?;
+    /// let problem = JkoStep::new(&mesh, &rho0, 0.01, &energy)?;
+    /// let solver = NewtonSolver::new(NewtonParams::default())?;
+    /// let first = solver.solve(&problem, None)?;
+    /// assert!((mesh.mass(&first.rho) - mesh.mass(&rho0)).abs() < 1e-9);
+    /// // Warm started from its own solution, the same step converges at once to the same ρ.
+    /// let again = solver.solve(&problem, Some(&WarmStart::from(&first)))?;
+    /// assert!(again.info.iterations <= first.info.iterations);
+    /// assert!((&again.rho - &first.rho).iter().all(|d| d.abs() < 1e-8));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn solve(
         &self,
         problem: &JkoStep<'_>,
@@ -269,6 +416,51 @@ impl StepSolver for NewtonSolver {
     ) -> Result<StepOutput, StepError> {
         self.check_supported(problem.energy)?;
         self.step_with_fallback(problem, warm, self.params.fallback_halving)
+    }
+
+    /// From [`ReducedSystem::new`] and the iteration (n cells, F faces, s = 1 + faces per
+    /// cell): the face list (24 B per face, twice: cached and per step), the stencils (8 B ×
+    /// n·s) and per-cell pair positions (8 B × n·s²), the column lists built once (up to 2 × 8
+    /// B × n·s²/2 with Vec growth, plus a 24 B header per cell), the pattern and values of S
+    /// (16 B per stored nonzero, n·(1 + s₂)/2 with s₂ = 2s − 2 + 2·(s−1)(s−3)/4 cells within
+    /// distance two, the 2·d² − d + … of a grid: 4, 12, 24 in 1D–3D), ~30 cell vectors of the
+    /// iteration, and the Cholesky factor: the nested-dissection model
+    /// [`jko_core::step::factor_nonzeros`] with 8 B per nonzero, doubled for faer's AMD
+    /// ordering, supernodal fronts and the symbolic factor cloned per factorisation (LU:
+    /// doubled again). That sum was 0.56–1.0 of the measured peak of one step
+    /// (examples/memory_estimate.rs: 1D–3D, 10⁴–2.6·10⁵ cells), so it is doubled.
+    fn memory_estimate(&self, mesh: &Mesh, _terms: &[EnergyTerm]) -> Option<u64> {
+        let n = mesh.n_cells() as f64;
+        let nf = mesh.faces().len() as f64;
+        let s = 1.0 + 2.0 * nf / n;
+        let within_two = match mesh.dim() {
+            1 => 4.0,
+            2 => 12.0,
+            _ => 24.0,
+        };
+        let nnz_s = n * (1.0 + within_two) / 2.0;
+        let sides: Vec<f64> = match mesh.as_grid() {
+            Some(g) => {
+                let shrink = (n / g.len() as f64).powf(1.0 / g.cells.len() as f64);
+                g.cells.iter().map(|&c| c as f64 * shrink).collect()
+            }
+            None => vec![n.powf(1.0 / mesh.dim() as f64); mesh.dim()],
+        };
+        let lu = if self.params.factorization == crate::Factorization::Lu {
+            2.0
+        } else {
+            1.0
+        };
+        let factor = lu * 2.0 * 8.0 * jko_core::step::factor_nonzeros(&sides, 1.0);
+        let bytes = 2.0 * 24.0 * nf
+            + 8.0 * n * s
+            + 8.0 * n * s * s
+            + 16.0 * n * s * s / 2.0
+            + 24.0 * n
+            + 16.0 * nnz_s * lu
+            + 30.0 * 8.0 * n
+            + factor;
+        Some((2.0 * bytes) as u64)
     }
 }
 

@@ -25,18 +25,43 @@ use crate::normal;
 use jko_core::InputError;
 use serde::{Deserialize, Serialize};
 
-/// How the mass levels are spread over (0, 1).
+/// How the mass levels are spread over (0, 1). Serde form: `{ kind = "gaussian", z_max = 6 }`
+/// or `{ kind = "uniform" }`; the default is Gaussian with z_max = 6.
+///
+/// ```rust
+/// use jko_quantile::{NodeDistribution, QuantileGrid};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let uniform = QuantileGrid::new(4, NodeDistribution::Uniform)?;
+/// assert_eq!(uniform.levels(), &[0.125, 0.375, 0.625, 0.875]);
+/// assert_eq!(NodeDistribution::default(), NodeDistribution::Gaussian { z_max: 6.0 });
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum NodeDistribution {
     /// Equal-mass nodes u_i = (i + ½)/n (first order for densities with tails).
     Uniform,
     /// u_i = Φ(z_i), z_i evenly spaced on [−z_max, z_max] (second order; exact on Gaussians).
-    Gaussian { z_max: f64 },
+    Gaussian {
+        /// Largest |z| of a node, in (0, [`MAX_Z`]].
+        z_max: f64,
+    },
 }
 
 impl NodeDistribution {
     /// Check the parameters (0 < z_max ≤ 12).
+    ///
+    /// # Errors
+    /// [`InputError::InvalidParameter`] for `z_max`.
+    ///
+    /// ```rust
+    /// use jko_quantile::NodeDistribution;
+    ///
+    /// assert!(NodeDistribution::Gaussian { z_max: 8.0 }.validate().is_ok());
+    /// assert!(NodeDistribution::Gaussian { z_max: 20.0 }.validate().is_err());
+    /// ```
     pub fn validate(&self) -> Result<(), InputError> {
         if let NodeDistribution::Gaussian { z_max } = *self
             && !(z_max.is_finite() && z_max > 0.0 && z_max <= MAX_Z)
@@ -67,6 +92,22 @@ struct GridSpec {
 
 /// Mass levels u_i, their complements 1 − u_i, node weights w_i (Σ w = 1) and cell masses
 /// c_{i+½} between consecutive nodes.
+///
+/// On Gaussian nodes w_i ∝ φ(z_i) and c_{i+½} are the trapezoidal masses, so that
+/// Σ_i w_i f(X_i) is spectrally accurate for f(X(Φ(z))) smooth in z. Serialised as its node
+/// count and distribution only.
+///
+/// ```rust
+/// use jko_quantile::QuantileGrid;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // The node quadrature integrates z² against the Gaussian: Σ w_i z_i² = 1.
+/// let grid = QuantileGrid::gaussian(41, 8.0)?;
+/// let second: f64 = grid.weights().iter().zip(grid.parameters()).map(|(w, z)| w * z * z).sum();
+/// assert!((second - 1.0).abs() < 1e-12);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "GridSpec", into = "GridSpec")]
 pub struct QuantileGrid {
@@ -84,7 +125,21 @@ pub struct QuantileGrid {
 pub const MAX_Z: f64 = 12.0;
 
 impl QuantileGrid {
-    /// A grid of `nodes` nodes (at least 3).
+    /// A grid of `nodes` nodes (at least 3, at most 2²⁷).
+    ///
+    /// # Errors
+    /// [`InputError::InvalidParameter`] for the node count or the distribution.
+    ///
+    /// ```rust
+    /// use jko_quantile::{NodeDistribution, QuantileGrid};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let grid = QuantileGrid::new(5, NodeDistribution::Gaussian { z_max: 4.0 })?;
+    /// assert_eq!(grid.parameters(), &[-4.0, -2.0, 0.0, 2.0, 4.0]);
+    /// assert!(QuantileGrid::new(2, NodeDistribution::Uniform).is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new(nodes: usize, distribution: NodeDistribution) -> Result<Self, InputError> {
         if nodes < 3 {
             return Err(InputError::parameter(
@@ -104,11 +159,39 @@ impl QuantileGrid {
     }
 
     /// Equal-mass nodes u_i = (i + ½)/n.
+    ///
+    /// # Errors
+    /// As [`QuantileGrid::new`].
+    ///
+    /// ```rust
+    /// use jko_quantile::QuantileGrid;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let grid = QuantileGrid::uniform(10)?;
+    /// assert!(grid.weights().iter().all(|&w| w == 0.1));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn uniform(nodes: usize) -> Result<Self, InputError> {
         Self::new(nodes, NodeDistribution::Uniform)
     }
 
     /// Nodes at u = Φ(z), z evenly spaced on [−z_max, z_max].
+    ///
+    /// # Errors
+    /// As [`QuantileGrid::new`].
+    ///
+    /// ```rust
+    /// use jko_quantile::QuantileGrid;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let grid = QuantileGrid::gaussian(3, 1.0)?;
+    /// // Φ(0) = 1/2 at the middle node, symmetric levels around it.
+    /// assert_eq!(grid.levels()[1], 0.5);
+    /// assert_eq!(grid.levels()[0], grid.level_complements()[2]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn gaussian(nodes: usize, z_max: f64) -> Result<Self, InputError> {
         Self::new(nodes, NodeDistribution::Gaussian { z_max })
     }
@@ -159,45 +242,137 @@ impl QuantileGrid {
     }
 
     /// Number of nodes.
+    ///
+    /// ```rust
+    /// use jko_quantile::QuantileGrid;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// assert_eq!(QuantileGrid::uniform(7)?.len(), 7);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn len(&self) -> usize {
         self.u.len()
     }
 
     /// Always false: a grid has at least 3 nodes.
+    ///
+    /// ```rust
+    /// use jko_quantile::QuantileGrid;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// assert!(!QuantileGrid::uniform(3)?.is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.u.is_empty()
     }
 
+    /// The distribution the grid was built with.
+    ///
+    /// ```rust
+    /// use jko_quantile::{NodeDistribution, QuantileGrid};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// assert_eq!(QuantileGrid::gaussian(9, 5.0)?.distribution(), NodeDistribution::Gaussian { z_max: 5.0 });
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn distribution(&self) -> NodeDistribution {
         self.distribution
     }
 
     /// Mass levels u_i ∈ (0, 1), increasing.
+    ///
+    /// ```rust
+    /// use jko_quantile::QuantileGrid;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let grid = QuantileGrid::gaussian(21, 8.0)?;
+    /// assert!(grid.levels().windows(2).all(|p| 0.0 < p[0] && p[0] < p[1] && p[1] < 1.0));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn levels(&self) -> &[f64] {
         &self.u
     }
 
     /// 1 − u_i, computed without cancellation.
+    ///
+    /// ```rust
+    /// use jko_quantile::QuantileGrid;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // At z = 8, 1 − u ≈ 6.2e−16 would round to 0 or 1.1e−16 as 1 − u; kept exactly here.
+    /// let grid = QuantileGrid::gaussian(3, 8.0)?;
+    /// assert!((grid.level_complements()[2] / 6.22096057427e-16 - 1.0).abs() < 1e-9);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn level_complements(&self) -> &[f64] {
         &self.u_complement
     }
 
     /// Node parameter s_i (z_i for Gaussian nodes, u_i for uniform ones).
+    ///
+    /// ```rust
+    /// use jko_quantile::QuantileGrid;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let grid = QuantileGrid::uniform(4)?;
+    /// assert_eq!(grid.parameters(), grid.levels());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn parameters(&self) -> &[f64] {
         &self.s
     }
 
     /// Spacing h of the node parameter.
+    ///
+    /// ```rust
+    /// use jko_quantile::QuantileGrid;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// assert_eq!(QuantileGrid::gaussian(5, 4.0)?.spacing(), 2.0);
+    /// assert_eq!(QuantileGrid::uniform(4)?.spacing(), 0.25);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn spacing(&self) -> f64 {
         self.spacing
     }
 
     /// Node weights w_i (Σ w = 1): ∫₀¹ f(X(u)) du ≈ Σ w_i f(X_i).
+    ///
+    /// ```rust
+    /// use jko_quantile::QuantileGrid;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let total: f64 = QuantileGrid::gaussian(31, 6.0)?.weights().iter().sum();
+    /// assert!((total - 1.0).abs() < 1e-14);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn weights(&self) -> &[f64] {
         &self.weights
     }
 
     /// Cell masses c_{i+½} between nodes i and i + 1 (len − 1 values).
+    ///
+    /// ```rust
+    /// use jko_quantile::QuantileGrid;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Mass strictly between the end levels: Σ c ≈ u_{n−1} − u_0 (spectrally on Gaussian nodes).
+    /// let grid = QuantileGrid::gaussian(41, 8.0)?;
+    /// let inner: f64 = grid.cell_masses().iter().sum();
+    /// assert_eq!(grid.cell_masses().len(), 40);
+    /// assert!((inner - (grid.levels()[40] - grid.levels()[0])).abs() < 1e-12);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn cell_masses(&self) -> &[f64] {
         &self.cell_masses
     }

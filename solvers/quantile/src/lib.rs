@@ -26,11 +26,13 @@
 //! [`QuantileSolver`], the `quantile` backend of the [`jko_core::StepSolver`] trait (1D meshes
 //! whose cells tile one interval; mesh walls become bounds on the end nodes).
 
+#![warn(missing_docs)]
+
 pub mod energy;
 pub mod grid;
 pub mod line;
 pub mod newton;
-pub mod normal;
+mod normal;
 pub mod potential;
 pub mod solver;
 pub mod state;
@@ -46,7 +48,28 @@ pub use state::{
     w2_squared_nodal,
 };
 
-/// Cell densities of a state on a 1D mesh (the mesh must tile one interval).
+/// Cell densities of a state on a 1D mesh (the mesh must tile one interval): the cell masses
+/// of the reconstructed piecewise-linear CDF, divided by the cell volumes. Mass that the
+/// reconstruction puts outside the mesh goes to the end cells, so the mass is conserved.
+///
+/// # Errors
+/// [`jko_core::InputError::InvalidMesh`] when the mesh is not one line of cells
+/// ([`LineMesh::new`]).
+///
+/// ```rust
+/// use jko_core::Mesh;
+/// use jko_quantile::{QuantileGrid, from_gaussian, to_density};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let grid = QuantileGrid::gaussian(41, 8.0)?;
+/// let state = from_gaussian(0.0, 0.3, &grid, 2.0)?;
+/// let mesh = Mesh::grid(&[10], &[-2.0], &[2.0])?;
+/// let rho = to_density(&state, &mesh)?;
+/// assert!((mesh.mass(&rho) - 2.0).abs() < 1e-12);
+/// assert!(rho.iter().all(|&r| r >= 0.0));
+/// # Ok(())
+/// # }
+/// ```
 pub fn to_density(
     state: &QuantileState,
     mesh: &jko_core::Mesh,

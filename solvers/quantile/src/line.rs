@@ -8,6 +8,19 @@
 use jko_core::{InputError, Mesh};
 
 /// The cells of a 1D mesh in increasing order, with their edges.
+///
+/// ```rust
+/// use jko_core::Mesh;
+/// use jko_quantile::LineMesh;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mesh = Mesh::grid(&[4], &[0.0], &[2.0])?;
+/// let line = LineMesh::new(&mesh)?;
+/// assert_eq!(line.edges(), &[0.0, 0.5, 1.0, 1.5, 2.0]);
+/// assert_eq!(line.domain(), (0.0, 2.0));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct LineMesh {
     /// `order[j]` is the mesh cell at position j from the left.
@@ -20,6 +33,23 @@ pub struct LineMesh {
 
 impl LineMesh {
     /// Order the cells of a 1D mesh; errors on anything that is not one interval of cells.
+    ///
+    /// # Errors
+    /// [`InputError::InvalidMesh`] for a mesh of dimension ≠ 1, a masked grid with holes, an
+    /// internal wall, or faces between non-consecutive cells; the message says which.
+    ///
+    /// ```rust
+    /// use jko_core::{InputError, Mesh};
+    /// use jko_quantile::LineMesh;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let square = Mesh::grid(&[2, 2], &[0.0, 0.0], &[1.0, 1.0])?;
+    /// assert!(matches!(LineMesh::new(&square), Err(InputError::InvalidMesh(_))));
+    /// let holes = Mesh::masked_grid(&[3], &[0.0], &[3.0], Some(vec![true, false, true]))?;
+    /// assert!(LineMesh::new(&holes).is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new(mesh: &Mesh) -> Result<Self, InputError> {
         if mesh.dim() != 1 {
             return Err(InputError::InvalidMesh(format!(
@@ -95,35 +125,112 @@ impl LineMesh {
     }
 
     /// Number of cells.
+    ///
+    /// ```rust
+    /// use jko_core::Mesh;
+    /// use jko_quantile::LineMesh;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// assert_eq!(LineMesh::new(&Mesh::grid(&[5], &[0.0], &[1.0])?)?.len(), 5);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn len(&self) -> usize {
         self.order.len()
     }
 
+    /// Always false: a mesh has at least one cell.
+    ///
+    /// ```rust
+    /// use jko_core::Mesh;
+    /// use jko_quantile::LineMesh;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// assert!(!LineMesh::new(&Mesh::grid(&[1], &[0.0], &[1.0])?)?.is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.order.is_empty()
     }
 
     /// Cell edges e_0 < … < e_n.
+    ///
+    /// ```rust
+    /// use jko_core::Mesh;
+    /// use jko_quantile::LineMesh;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let line = LineMesh::new(&Mesh::grid(&[2], &[-1.0], &[1.0])?)?;
+    /// assert_eq!(line.edges(), &[-1.0, 0.0, 1.0]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn edges(&self) -> &[f64] {
         &self.edges
     }
 
     /// Mesh cell at position j from the left.
+    ///
+    /// ```rust
+    /// use jko_core::Mesh;
+    /// use jko_quantile::LineMesh;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // On a grid the cells are already in order.
+    /// let line = LineMesh::new(&Mesh::grid(&[3], &[0.0], &[1.0])?)?;
+    /// assert_eq!(line.order(), &[0, 1, 2]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn order(&self) -> &[usize] {
         &self.order
     }
 
-    /// Position on the line of mesh cell k.
+    /// Position on the line of mesh cell k (the inverse of [`LineMesh::order`]).
+    ///
+    /// ```rust
+    /// use jko_core::Mesh;
+    /// use jko_quantile::LineMesh;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let line = LineMesh::new(&Mesh::grid(&[3], &[0.0], &[1.0])?)?;
+    /// assert!((0..3).all(|k| line.order()[line.position(k)] == k));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn position(&self, k: usize) -> usize {
         self.position[k]
     }
 
     /// The domain [e_0, e_n].
+    ///
+    /// ```rust
+    /// use jko_core::Mesh;
+    /// use jko_quantile::LineMesh;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let line = LineMesh::new(&Mesh::grid(&[8], &[-3.0], &[5.0])?)?;
+    /// assert_eq!(line.domain(), (-3.0, 5.0));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn domain(&self) -> (f64, f64) {
         (self.edges[0], self.edges[self.edges.len() - 1])
     }
 
     /// Cell centres in line order (for interpolating cell values).
+    ///
+    /// ```rust
+    /// use jko_core::Mesh;
+    /// use jko_quantile::LineMesh;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mesh = Mesh::grid(&[2], &[0.0], &[1.0])?;
+    /// assert_eq!(LineMesh::new(&mesh)?.centres(&mesh), vec![0.25, 0.75]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn centres(&self, mesh: &Mesh) -> Vec<f64> {
         self.order.iter().map(|&k| mesh.centre(k)[0]).collect()
     }

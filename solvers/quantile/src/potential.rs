@@ -19,6 +19,15 @@ use crate::line::LineMesh;
 pub type PotentialFn = Arc<dyn Fn(f64) -> [f64; 3] + Send + Sync>;
 
 /// A potential the quantile backend can evaluate at any x, with two derivatives.
+///
+/// ```rust
+/// use jko_quantile::QuantilePotential;
+/// use std::sync::Arc;
+///
+/// // V = cosh x, given with V′ and V″.
+/// let v = QuantilePotential::Custom(Arc::new(|x: f64| [x.cosh(), x.sinh(), x.cosh()]));
+/// assert_eq!(v.eval(0.0), [1.0, 0.0, 1.0]);
+/// ```
 #[derive(Clone)]
 pub enum QuantilePotential {
     /// A 1D closed form (not `Cells`; convert those with [`QuantilePotential::from_potential`]).
@@ -40,7 +49,29 @@ impl fmt::Debug for QuantilePotential {
 }
 
 impl QuantilePotential {
-    /// From a core potential; `Cells` needs the 1D mesh the values live on.
+    /// From a core potential; `Cells` needs the 1D mesh the values live on (they become a
+    /// [`CubicSpline`] through the cell centres).
+    ///
+    /// # Errors
+    /// [`InputError::ShapeMismatch`] for a centre or slope that is not one-dimensional or cell
+    /// values of the wrong length; [`InputError::InvalidParameter`] for `Cells` without a mesh;
+    /// [`InputError::InvalidMesh`] when the mesh is not one line of cells.
+    ///
+    /// ```rust
+    /// use jko_core::{Mesh, Potential};
+    /// use jko_quantile::QuantilePotential;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Cell values of x² are interpolated by a spline that reproduces quadratics exactly.
+    /// let mesh = Mesh::grid(&[6], &[-1.5], &[1.5])?;
+    /// let cells = Potential::Cells { values: mesh.sample(|x| x[0] * x[0]).to_vec() };
+    /// let v = QuantilePotential::from_potential(&cells, Some(&mesh))?;
+    /// let [v0, d1, d2] = v.eval(0.3);
+    /// assert!((v0 - 0.09).abs() < 1e-12 && (d1 - 0.6).abs() < 1e-12 && (d2 - 2.0).abs() < 1e-10);
+    /// assert!(QuantilePotential::from_potential(&cells, None).is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn from_potential(p: &Potential, mesh: Option<&Mesh>) -> Result<Self, InputError> {
         let one = |what: &str, len: usize| {
             if len != 1 {
@@ -101,6 +132,14 @@ impl QuantilePotential {
     }
 
     /// [V, V′, V″] at x.
+    ///
+    /// ```rust
+    /// use jko_core::Potential;
+    /// use jko_quantile::QuantilePotential;
+    ///
+    /// let double_well = QuantilePotential::Closed(Potential::DoubleWell); // (x² − 1)²/4
+    /// assert_eq!(double_well.eval(1.0), [0.0, 0.0, 2.0]);
+    /// ```
     pub fn eval(&self, x: f64) -> [f64; 3] {
         match self {
             QuantilePotential::Closed(p) => closed_form(p, x),
@@ -127,7 +166,19 @@ fn closed_form(p: &Potential, x: f64) -> [f64; 3] {
     }
 }
 
-/// A clamped cubic spline through (x_j, y_j), x increasing.
+/// A clamped cubic spline through (x_j, y_j), x increasing, with end slopes from three-point
+/// one-sided differences (exact for quadratics).
+///
+/// ```rust
+/// use jko_quantile::CubicSpline;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let s = CubicSpline::new(vec![0.0, 1.0, 2.0, 3.0], vec![1.0, 2.0, 5.0, 10.0])?; // 1 + x²
+/// let [v, d1, d2] = s.eval(1.5);
+/// assert!((v - 3.25).abs() < 1e-12 && (d1 - 3.0).abs() < 1e-12 && (d2 - 2.0).abs() < 1e-12);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CubicSpline {
     x: Vec<f64>,
@@ -138,6 +189,18 @@ pub struct CubicSpline {
 
 impl CubicSpline {
     /// Knots must be strictly increasing and values finite. One knot: constant; two: linear.
+    ///
+    /// # Errors
+    /// [`InputError::ShapeMismatch`] for no knots or mismatched lengths,
+    /// [`InputError::NonFinite`] for non-finite data, [`InputError::InvalidParameter`] for
+    /// knots that do not increase.
+    ///
+    /// ```rust
+    /// use jko_quantile::CubicSpline;
+    ///
+    /// assert!(CubicSpline::new(vec![0.0, 0.0], vec![1.0, 2.0]).is_err());
+    /// assert!(CubicSpline::new(vec![0.0, 1.0], vec![1.0]).is_err());
+    /// ```
     pub fn new(x: Vec<f64>, y: Vec<f64>) -> Result<Self, InputError> {
         let n = x.len();
         if n == 0 || y.len() != n {
@@ -195,6 +258,17 @@ impl CubicSpline {
     }
 
     /// [S, S′, S″] at t (the end cubics are continued outside the knots).
+    ///
+    /// ```rust
+    /// use jko_quantile::CubicSpline;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Two knots: the straight line, continued outside.
+    /// let s = CubicSpline::new(vec![0.0, 1.0], vec![0.0, 2.0])?;
+    /// assert_eq!(s.eval(3.0), [6.0, 2.0, 0.0]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn eval(&self, t: f64) -> [f64; 3] {
         let n = self.x.len();
         if n == 1 {

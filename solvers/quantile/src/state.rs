@@ -17,26 +17,72 @@ use ndarray::Array1;
 use serde::{Deserialize, Serialize};
 
 /// The quantile function X at the grid's mass levels, and the total mass.
+///
+/// ```rust
+/// use jko_quantile::{QuantileGrid, QuantileState};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // Uniform measure on [0, 1] on equal-mass nodes: X(u) = u.
+/// let grid = QuantileGrid::uniform(4)?;
+/// let state = QuantileState::new(grid.clone(), grid.levels().to_vec(), 1.0)?;
+/// let m = state.moments();
+/// assert!((m.mean - 0.5).abs() < 1e-15);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QuantileState {
+    /// The mass levels u_i at which X is known.
     pub grid: QuantileGrid,
     /// X_i, strictly increasing.
     pub x: Vec<f64>,
+    /// Total mass M > 0.
     pub mass: f64,
 }
 
 /// Mass, mean and variance by the node quadrature (Σ w_i X_i, Σ w_i (X_i − mean)²), which is
-/// spectrally accurate on Gaussian nodes for quantiles smooth in z.
+/// spectrally accurate on Gaussian nodes for quantiles smooth in z. Mean and variance are
+/// those of the probability ρ/M.
+///
+/// ```rust
+/// use jko_quantile::{QuantileGrid, from_gaussian};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let m = from_gaussian(2.0, 0.5, &QuantileGrid::gaussian(41, 8.0)?, 3.0)?.moments();
+/// assert_eq!(m.mass, 3.0);
+/// assert!((m.mean - 2.0).abs() < 1e-14 && (m.variance - 0.25).abs() < 1e-14);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Moments {
+    /// Total mass M.
     pub mass: f64,
+    /// Mean Σ w_i X_i.
     pub mean: f64,
+    /// Variance Σ w_i (X_i − mean)².
     pub variance: f64,
 }
 
 impl QuantileState {
     /// Validate X (finite, strictly increasing, right length) and the mass.
+    ///
+    /// # Errors
+    /// [`InputError::ShapeMismatch`], [`InputError::NonFinite`], or
+    /// [`InputError::InvalidParameter`] for a non-positive mass or X not strictly increasing.
+    ///
+    /// ```rust
+    /// use jko_quantile::{QuantileGrid, QuantileState};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let grid = QuantileGrid::uniform(3)?;
+    /// assert!(QuantileState::new(grid.clone(), vec![0.0, 1.0, 2.0], 1.0).is_ok());
+    /// assert!(QuantileState::new(grid.clone(), vec![0.0, 1.0, 1.0], 1.0).is_err()); // a tie
+    /// assert!(QuantileState::new(grid, vec![0.0, 1.0, 2.0], 0.0).is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new(grid: QuantileGrid, x: Vec<f64>, mass: f64) -> Result<Self, InputError> {
         if x.len() != grid.len() {
             return Err(InputError::ShapeMismatch {
@@ -65,11 +111,32 @@ impl QuantileState {
     }
 
     /// Mass levels u_i.
+    ///
+    /// ```rust
+    /// use jko_quantile::{QuantileGrid, from_gaussian};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let state = from_gaussian(0.0, 1.0, &QuantileGrid::uniform(5)?, 1.0)?;
+    /// assert_eq!(state.levels(), state.grid.levels());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn levels(&self) -> &[f64] {
         self.grid.levels()
     }
 
     /// Moments by the node quadrature.
+    ///
+    /// ```rust
+    /// use jko_quantile::{QuantileGrid, from_gaussian};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Equal-mass nodes are only first order for a Gaussian's tails: the variance is low.
+    /// let m = from_gaussian(0.0, 1.0, &QuantileGrid::uniform(1000)?, 1.0)?.moments();
+    /// assert!(m.mean.abs() < 1e-12 && m.variance < 1.0 && m.variance > 0.99);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn moments(&self) -> Moments {
         let w = self.grid.weights();
         let wx: Vec<f64> = w.iter().zip(&self.x).map(|(w, x)| w * x).collect();
@@ -142,6 +209,23 @@ impl QuantileState {
     /// Cell densities on a line of cells: cell mass = CDF difference at the cell edges, / |K|.
     /// Mass that the reconstruction puts outside the mesh goes to the end cells, so the mass is
     /// conserved exactly.
+    ///
+    /// ```rust
+    /// use jko_core::Mesh;
+    /// use jko_quantile::{LineMesh, QuantileGrid, from_density};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // A round trip through quantile coordinates returns a cellwise-constant density exactly
+    /// // when the grid resolves every cell.
+    /// let mesh = Mesh::grid(&[4], &[0.0], &[1.0])?;
+    /// let line = LineMesh::new(&mesh)?;
+    /// let rho = ndarray::array![0.5, 1.5, 1.0, 1.0];
+    /// let state = from_density(&mesh, &line, &rho, &QuantileGrid::uniform(40)?)?;
+    /// let back = state.to_density(&line, &mesh);
+    /// assert!((mesh.mass(&back) - mesh.mass(&rho)).abs() < 1e-14);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn to_density(&self, line: &LineMesh, mesh: &Mesh) -> Array1<f64> {
         let masses = self.cell_masses_on(line);
         let mut rho = Array1::zeros(line.len());
@@ -172,6 +256,21 @@ impl QuantileState {
 }
 
 /// The quantile of N(mean, std²) at the grid's levels (exactly mean + std·z on Gaussian nodes).
+///
+/// # Errors
+/// [`InputError::InvalidParameter`] unless mean is finite and std finite and > 0; the errors
+/// of [`QuantileState::new`].
+///
+/// ```rust
+/// use jko_quantile::{QuantileGrid, from_gaussian};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let grid = QuantileGrid::gaussian(5, 4.0)?;
+/// assert_eq!(from_gaussian(1.0, 0.5, &grid, 1.0)?.x, vec![-1.0, 0.0, 1.0, 2.0, 3.0]);
+/// assert!(from_gaussian(0.0, -1.0, &grid, 1.0).is_err());
+/// # Ok(())
+/// # }
+/// ```
 pub fn from_gaussian(
     mean: f64,
     std: f64,
@@ -201,6 +300,22 @@ pub fn from_gaussian(
 
 /// From a quantile function given as a closure of (u, 1 − u), so that both tails can be
 /// evaluated without cancellation.
+///
+/// # Errors
+/// The errors of [`QuantileState::new`] (e.g. a quantile that is not strictly increasing).
+///
+/// ```rust
+/// use jko_quantile::{QuantileGrid, from_quantile};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // Exponential law of rate 1: X(u) = −ln(1 − u), from the complement for the right tail.
+/// let grid = QuantileGrid::uniform(10)?;
+/// let state = from_quantile(&grid, 1.0, |_u, uc| -uc.ln())?;
+/// assert!((state.x[9] - 20f64.ln()).abs() < 1e-14); // u = 0.95
+/// assert!(from_quantile(&grid, 1.0, |_, _| 0.0).is_err()); // constant: not increasing
+/// # Ok(())
+/// # }
+/// ```
 pub fn from_quantile(
     grid: &QuantileGrid,
     mass: f64,
@@ -216,6 +331,26 @@ pub fn from_quantile(
 }
 
 /// From cell densities on a 1D mesh, through the piecewise-linear CDF of the cell densities.
+///
+/// # Errors
+/// The density checks of [`jko_core::check_density`] (length, finite, ≥ 0, positive mass)
+/// and the errors of [`QuantileState::new`].
+///
+/// ```rust
+/// use jko_core::Mesh;
+/// use jko_quantile::{LineMesh, QuantileGrid, from_density};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // Uniform density 2 on [0, 1]: X(u) = u exactly, mass 2.
+/// let mesh = Mesh::grid(&[5], &[0.0], &[1.0])?;
+/// let line = LineMesh::new(&mesh)?;
+/// let grid = QuantileGrid::uniform(8)?;
+/// let state = from_density(&mesh, &line, &mesh.sample(|_| 2.0), &grid)?;
+/// assert_eq!(state.mass, 2.0);
+/// assert!(state.x.iter().zip(grid.levels()).all(|(x, u)| (x - u).abs() < 1e-15));
+/// # Ok(())
+/// # }
+/// ```
 pub fn from_density(
     mesh: &Mesh,
     line: &LineMesh,
@@ -264,6 +399,23 @@ pub fn from_density(
 /// Exact W²(a, b) between the reconstructed measures (any two grids, equal masses):
 /// M ∫₀¹ |X_a(u) − X_b(u)|² du with both quantile functions piecewise linear in u, integrated
 /// exactly on the merged knots.
+///
+/// # Errors
+/// [`InputError::InvalidParameter`] when the masses differ (relative 1e-12).
+///
+/// ```rust
+/// use jko_quantile::{QuantileGrid, from_gaussian, w2_squared};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // A translation by d costs M d², whatever the two grids.
+/// let a = from_gaussian(0.0, 1.0, &QuantileGrid::gaussian(21, 6.0)?, 2.0)?;
+/// let b = from_gaussian(0.5, 1.0, &QuantileGrid::uniform(30)?, 2.0)?;
+/// let shifted = from_gaussian(0.5, 1.0, &a.grid, 2.0)?;
+/// assert!((w2_squared(&a, &shifted)? - 2.0 * 0.25).abs() < 1e-12);
+/// assert!(w2_squared(&a, &b)? > 0.0);
+/// # Ok(())
+/// # }
+/// ```
 pub fn w2_squared(a: &QuantileState, b: &QuantileState) -> Result<f64, InputError> {
     check_masses(a, b)?;
     let (ka, kb) = (a.knots(), b.knots());
@@ -303,6 +455,23 @@ pub fn w2_squared(a: &QuantileState, b: &QuantileState) -> Result<f64, InputErro
 /// W² by the node quadrature M Σ w_i (X_i − Y_i)² (the kinetic term of the quantile JKO step);
 /// both states must be on the same grid. Spectrally accurate on Gaussian nodes for quantiles
 /// smooth in z.
+///
+/// # Errors
+/// [`InputError::InvalidParameter`] when the masses or the grids differ.
+///
+/// ```rust
+/// use jko_quantile::{QuantileGrid, from_gaussian, w2_squared_nodal};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // Gaussians N(0, 1) and N(0, 4): W² = (σ₁ − σ₀)² = 1, spectrally on Gaussian nodes.
+/// let grid = QuantileGrid::gaussian(41, 8.0)?;
+/// let w2 = w2_squared_nodal(&from_gaussian(0.0, 1.0, &grid, 1.0)?, &from_gaussian(0.0, 2.0, &grid, 1.0)?)?;
+/// assert!((w2 - 1.0).abs() < 1e-12);
+/// let other = from_gaussian(0.0, 1.0, &QuantileGrid::uniform(41)?, 1.0)?;
+/// assert!(w2_squared_nodal(&from_gaussian(0.0, 1.0, &grid, 1.0)?, &other).is_err());
+/// # Ok(())
+/// # }
+/// ```
 pub fn w2_squared_nodal(a: &QuantileState, b: &QuantileState) -> Result<f64, InputError> {
     check_masses(a, b)?;
     if a.grid != b.grid {

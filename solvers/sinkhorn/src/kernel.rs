@@ -18,12 +18,13 @@
 //! of the sum, so dropping them changes the result by less than n·2·10⁻²² relative — below
 //! round-off for any grid line. The log domain never under- or overflows.
 //!
-//! **Dense** ([`DenseGibbsKernel`]): the N×N matrix, for general meshes and for comparisons;
+//! **Dense** (`DenseGibbsKernel`, chosen by [`crate::KernelChoice::Dense`] or on non-grid
+//! meshes): the N×N matrix, for general meshes and for comparisons;
 //! refused (with the memory it would need) above a byte limit.
 //!
 //! **Determinism.** Every output entry is accumulated by one thread, over the input index in
 //! increasing order, and global sums go through fixed-size chunks summed in order
-//! ([`deterministic_sum`]): results are bitwise independent of the number of threads.
+//! (`deterministic_sum`): results are bitwise independent of the number of threads.
 
 use jko_core::{Grid, InputError, Mesh};
 use rayon::prelude::*;
@@ -35,7 +36,7 @@ const SUM_CHUNK: usize = 4096;
 
 /// Σ_i f(i) over 0..n, computed in fixed chunks summed in order: the result does not depend
 /// on the number of threads.
-pub fn deterministic_sum(n: usize, f: impl Fn(usize) -> f64 + Sync) -> f64 {
+pub(crate) fn deterministic_sum(n: usize, f: impl Fn(usize) -> f64 + Sync) -> f64 {
     let parts: Vec<f64> = (0..n.div_ceil(SUM_CHUNK))
         .into_par_iter()
         .map(|c| {
@@ -50,24 +51,193 @@ pub fn deterministic_sum(n: usize, f: impl Fn(usize) -> f64 + Sync) -> f64 {
 /// What a Sinkhorn iteration needs from a kernel: products with ξ (symmetric, so ξᵀ = ξ)
 /// in the plain and the log domain, and the transport cost ⟨c, diag(a) ξ diag(b)⟩.
 /// Vectors live in the kernel's own layout of [`GibbsOperator::len`] entries.
+///
+/// Here ξ_{KL} = exp(−|x_K − x_L|²/ε) with x_K the cell centres; terms below e^{−50} of the
+/// largest one in a product are dropped (relative error ≤ e^{−50} per entry).
+///
+/// # Errors
+/// The products return [`InputError::ShapeMismatch`] when a slice does not have
+/// [`GibbsOperator::len`] entries.
+///
+/// ```rust
+/// use jko_core::Mesh;
+/// use jko_sinkhorn::{GibbsKernel, GibbsOperator};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // Used behind `dyn`, as the Sinkhorn iteration does.
+/// let mesh = Mesh::grid(&[3], &[0.0], &[3.0])?;
+/// let kernel: Box<dyn GibbsOperator> = Box::new(GibbsKernel::new(&mesh, 1.0)?);
+/// let (mut out, mut work) = (vec![0.0; 3], vec![0.0; 3]);
+/// kernel.apply(&[0.0, 1.0, 0.0], &mut out, &mut work)?;
+/// // Column 1 of ξ: e^{−1}, 1, e^{−1} (neighbours at distance 1).
+/// let e1 = (-1.0f64).exp();
+/// assert!((out[0] - e1).abs() < 1e-15 && out[1] == 1.0 && (out[2] - e1).abs() < 1e-15);
+/// # Ok(())
+/// # }
+/// ```
 pub trait GibbsOperator: Send + Sync {
     /// Length of the vectors the kernel acts on.
+    ///
+    /// For [`GibbsKernel`] this is the full grid length (masked cells included).
+    ///
+    /// ```rust
+    /// use jko_core::Mesh;
+    /// use jko_sinkhorn::{GibbsKernel, GibbsOperator};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Two cells of [0, 1]: centres 1/4 and 3/4, cost c₀₁ = 1/4, so ξ₀₁ = e^{−1} at ε = 1/4.
+    /// let mesh = Mesh::grid(&[2], &[0.0], &[1.0])?;
+    /// let kernel = GibbsKernel::new(&mesh, 0.25)?;
+    /// assert_eq!(kernel.len(), 2);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn len(&self) -> usize;
+    /// Whether the kernel acts on empty vectors (never, for a kernel built from a mesh).
+    ///
+    /// ```rust
+    /// use jko_core::Mesh;
+    /// use jko_sinkhorn::{GibbsKernel, GibbsOperator};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Two cells of [0, 1]: centres 1/4 and 3/4, cost c₀₁ = 1/4, so ξ₀₁ = e^{−1} at ε = 1/4.
+    /// let mesh = Mesh::grid(&[2], &[0.0], &[1.0])?;
+    /// let kernel = GibbsKernel::new(&mesh, 0.25)?;
+    /// assert!(!kernel.is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// The regularisation ε (units of the cost |x − y|², length²).
+    ///
+    /// ```rust
+    /// use jko_core::Mesh;
+    /// use jko_sinkhorn::{GibbsKernel, GibbsOperator};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Two cells of [0, 1]: centres 1/4 and 3/4, cost c₀₁ = 1/4, so ξ₀₁ = e^{−1} at ε = 1/4.
+    /// let mesh = Mesh::grid(&[2], &[0.0], &[1.0])?;
+    /// let kernel = GibbsKernel::new(&mesh, 0.25)?;
+    /// assert_eq!(kernel.epsilon(), 0.25);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn epsilon(&self) -> f64;
     /// Rebuild the kernel for another ε.
+    ///
+    /// # Errors
+    /// [`InputError::InvalidParameter`] unless ε is finite and > 0 (the kernel is unchanged).
+    ///
+    /// ```rust
+    /// use jko_core::Mesh;
+    /// use jko_sinkhorn::{GibbsKernel, GibbsOperator};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Two cells of [0, 1]: centres 1/4 and 3/4, cost c₀₁ = 1/4, so ξ₀₁ = e^{−1} at ε = 1/4.
+    /// let mesh = Mesh::grid(&[2], &[0.0], &[1.0])?;
+    /// let kernel = GibbsKernel::new(&mesh, 0.25)?;
+    /// let mut kernel = kernel;
+    /// kernel.set_epsilon(0.125)?;
+    /// let (mut out, mut work) = (vec![0.0; 2], vec![0.0; 2]);
+    /// kernel.apply(&[1.0, 0.0], &mut out, &mut work)?;
+    /// assert!((out[1] - (-2.0f64).exp()).abs() < 1e-15);
+    /// assert!(kernel.set_epsilon(0.0).is_err());
+    /// assert_eq!(kernel.epsilon(), 0.125);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn set_epsilon(&mut self, epsilon: f64) -> Result<(), InputError>;
     /// out = ξ v (`work`: scratch of the same length).
+    ///
+    /// ```rust
+    /// use jko_core::Mesh;
+    /// use jko_sinkhorn::{GibbsKernel, GibbsOperator};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Two cells of [0, 1]: centres 1/4 and 3/4, cost c₀₁ = 1/4, so ξ₀₁ = e^{−1} at ε = 1/4.
+    /// let mesh = Mesh::grid(&[2], &[0.0], &[1.0])?;
+    /// let kernel = GibbsKernel::new(&mesh, 0.25)?;
+    /// let (mut out, mut work) = (vec![0.0; 2], vec![0.0; 2]);
+    /// kernel.apply(&[1.0, 0.0], &mut out, &mut work)?;
+    /// assert_eq!(out[0], 1.0);
+    /// assert!((out[1] - (-1.0f64).exp()).abs() < 1e-15);
+    /// assert!(kernel.apply(&[1.0], &mut out, &mut work).is_err()); // wrong length
+    /// # Ok(())
+    /// # }
+    /// ```
     fn apply(&self, v: &[f64], out: &mut [f64], work: &mut [f64]) -> Result<(), InputError>;
-    /// out = ln(ξ e^{lv}) (entries −∞ allowed).
+    /// out = ln(ξ e^{lv}) (entries −∞ allowed), by log-sum-exp: no underflow for any ε.
+    ///
+    /// ```rust
+    /// use jko_core::Mesh;
+    /// use jko_sinkhorn::{GibbsKernel, GibbsOperator};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Two cells of [0, 1]: centres 1/4 and 3/4, cost c₀₁ = 1/4, so ξ₀₁ = e^{−1} at ε = 1/4.
+    /// let mesh = Mesh::grid(&[2], &[0.0], &[1.0])?;
+    /// let kernel = GibbsKernel::new(&mesh, 0.25)?;
+    /// let (mut out, mut work) = (vec![0.0; 2], vec![0.0; 2]);
+    /// kernel.apply_log(&[0.0, f64::NEG_INFINITY], &mut out, &mut work)?;
+    /// assert!(out[0].abs() < 1e-15 && (out[1] + 1.0).abs() < 1e-15);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn apply_log(&self, lv: &[f64], out: &mut [f64], work: &mut [f64]) -> Result<(), InputError>;
-    /// Σ_{K,L} a_K c_{KL} ξ_{KL} b_L.
+    /// Σ_{K,L} a_K c_{KL} ξ_{KL} b_L: the transport cost ⟨c, π⟩ of the plan
+    /// π = diag(a) ξ diag(b).
+    ///
+    /// ```rust
+    /// use jko_core::Mesh;
+    /// use jko_sinkhorn::{GibbsKernel, GibbsOperator};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Two cells of [0, 1]: centres 1/4 and 3/4, cost c₀₁ = 1/4, so ξ₀₁ = e^{−1} at ε = 1/4.
+    /// let mesh = Mesh::grid(&[2], &[0.0], &[1.0])?;
+    /// let kernel = GibbsKernel::new(&mesh, 0.25)?;
+    /// // Only the two off-diagonal entries cost: 2 · c₀₁ ξ₀₁ = e^{−1}/2.
+    /// let cost = kernel.transport_cost(&[1.0, 1.0], &[1.0, 1.0])?;
+    /// assert!((cost - 0.5 * (-1.0f64).exp()).abs() < 1e-15);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn transport_cost(&self, a: &[f64], b: &[f64]) -> Result<f64, InputError>;
-    /// Σ_{K,L} c_{KL} exp(la_K − c_{KL}/ε + lb_L).
+    /// Σ_{K,L} c_{KL} exp(la_K − c_{KL}/ε + lb_L): [`GibbsOperator::transport_cost`] from
+    /// log-scalings.
+    ///
+    /// ```rust
+    /// use jko_core::Mesh;
+    /// use jko_sinkhorn::{GibbsKernel, GibbsOperator};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Two cells of [0, 1]: centres 1/4 and 3/4, cost c₀₁ = 1/4, so ξ₀₁ = e^{−1} at ε = 1/4.
+    /// let mesh = Mesh::grid(&[2], &[0.0], &[1.0])?;
+    /// let kernel = GibbsKernel::new(&mesh, 0.25)?;
+    /// let plain = kernel.transport_cost(&[2.0, 0.5], &[1.0, 3.0])?;
+    /// let log = kernel.transport_cost_log(&[2f64.ln(), 0.5f64.ln()], &[0.0, 3f64.ln()])?;
+    /// assert!((plain - log).abs() < 1e-14 * plain);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn transport_cost_log(&self, la: &[f64], lb: &[f64]) -> Result<f64, InputError>;
-    /// Bytes of kernel storage (not counting the vectors).
+    /// Bytes of kernel storage (not counting the vectors): O(Σ_axes n) for the tensor-product
+    /// kernel, 8N² for the dense one.
+    ///
+    /// ```rust
+    /// use jko_core::Mesh;
+    /// use jko_sinkhorn::{GibbsKernel, GibbsOperator};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Two cells of [0, 1]: centres 1/4 and 3/4, cost c₀₁ = 1/4, so ξ₀₁ = e^{−1} at ε = 1/4.
+    /// let mesh = Mesh::grid(&[2], &[0.0], &[1.0])?;
+    /// let kernel = GibbsKernel::new(&mesh, 0.25)?;
+    /// // 1D tables on 400 cells: far below the 8 · 400² bytes of the dense matrix.
+    /// let fine = GibbsKernel::new(&Mesh::grid(&[400], &[0.0], &[1.0])?, 1e-4)?;
+    /// assert!(fine.storage_bytes() > 0 && fine.storage_bytes() < 8 * 400 * 400 / 10);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn storage_bytes(&self) -> u64;
 }
 
@@ -777,6 +947,27 @@ enum Table {
 /// The Gibbs kernel of a (masked) Cartesian grid as a tensor product of 1D kernels.
 /// Vectors are full grid arrays in C order (`Grid::len()` entries, inactive cells included:
 /// give them 0, or −∞ in the log domain).
+///
+/// On a grid, |x_K − x_L|² = Σ_axes (i_a − j_a)² h_a², so ξ = ⊗_a ξ_a: one product costs
+/// O(N Σ_a n_a) instead of O(N²), and the 1D tables are cut where they fall below e^{−50}
+/// relative to 1 (the band).
+///
+/// ```rust
+/// use jko_core::Mesh;
+/// use jko_sinkhorn::{GibbsKernel, GibbsOperator};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // 2 × 2 grid of unit cells: the tensor product gives ξ(K, L) = e^{−|x_K − x_L|²/ε}, so
+/// // ξ 1 is 1 + 2e^{−1/ε} + e^{−2/ε} in every cell.
+/// let mesh = Mesh::grid(&[2, 2], &[0.0, 0.0], &[2.0, 2.0])?;
+/// let kernel = GibbsKernel::new(&mesh, 0.5)?;
+/// let (mut out, mut work) = (vec![0.0; 4], vec![0.0; 4]);
+/// kernel.apply(&[1.0; 4], &mut out, &mut work)?;
+/// let exact = 1.0 + 2.0 * (-2.0f64).exp() + (-4.0f64).exp();
+/// assert!(out.iter().all(|v| (v - exact).abs() < 1e-14));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct GibbsKernel {
     shape: Vec<usize>,
@@ -785,7 +976,23 @@ pub struct GibbsKernel {
 }
 
 impl GibbsKernel {
-    /// The kernel of a grid mesh. Errors on a mesh without grid structure.
+    /// The kernel of a grid mesh (masked grids included) at regularisation ε.
+    ///
+    /// # Errors
+    /// [`InputError::InvalidMesh`] on a mesh without grid structure,
+    /// [`InputError::InvalidParameter`] unless ε is finite and > 0.
+    ///
+    /// ```rust
+    /// use jko_core::{InputError, Mesh};
+    /// use jko_sinkhorn::{GibbsKernel, GibbsOperator};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mesh = Mesh::grid(&[4, 3], &[0.0, 0.0], &[1.0, 1.0])?;
+    /// assert_eq!(GibbsKernel::new(&mesh, 0.01)?.len(), 12);
+    /// assert!(matches!(GibbsKernel::new(&mesh, -1.0), Err(InputError::InvalidParameter { .. })));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new(mesh: &Mesh, epsilon: f64) -> Result<Self, InputError> {
         let grid = mesh.as_grid().ok_or_else(|| {
             InputError::InvalidMesh(
@@ -796,7 +1003,7 @@ impl GibbsKernel {
         Self::from_grid(grid, epsilon)
     }
 
-    pub fn from_grid(grid: &Grid, epsilon: f64) -> Result<Self, InputError> {
+    pub(crate) fn from_grid(grid: &Grid, epsilon: f64) -> Result<Self, InputError> {
         check_epsilon(epsilon)?;
         let h = grid.spacing();
         let axes = grid
@@ -812,8 +1019,9 @@ impl GibbsKernel {
         })
     }
 
-    /// Largest |i − j| with a nonzero 1D kernel entry, per axis.
-    pub fn bands(&self) -> Vec<usize> {
+    /// Largest |i − j| with a nonzero 1D kernel entry, per axis (checked by the unit tests).
+    #[cfg(test)]
+    pub(crate) fn bands(&self) -> Vec<usize> {
         self.axes.iter().map(|a| a.band).collect()
     }
 
@@ -937,7 +1145,7 @@ impl GibbsOperator for GibbsKernel {
 
 /// The Gibbs kernel as a dense N×N matrix, on any mesh. Vectors have one entry per cell.
 #[derive(Debug, Clone)]
-pub struct DenseGibbsKernel {
+pub(crate) struct DenseGibbsKernel {
     dim: usize,
     centres: Vec<f64>,
     xi: Vec<f64>,

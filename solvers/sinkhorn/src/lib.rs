@@ -16,7 +16,7 @@
 //!   a ← p / (ξ b),   b ← prox^{KL}_{σF}(ξᵀ a) / (ξᵀ a),
 //! where prox^{KL}_{σF}(z) = argmin_q σF(q) + KL(q|z) acts cell by cell for the local energy
 //! F_K(q) = β q ln(q/|K|) + |K|(q/|K|)^m/(m−1) + V_K q (q ≤ |K|ρ_max). Closed forms and the
-//! porous Newton solve are derived in [`prox`]; the interaction term enters frozen in V
+//! porous Newton solve are derived in the [`prox`] module; the interaction term enters frozen in V
 //! (semi-implicit, as for every backend: [`jko_core::Energy::freeze`]). An energy term without
 //! a proximal map would be refused with `StepError::Unsupported`; every current term has one.
 //!
@@ -66,14 +66,18 @@
 //! Results are bitwise independent of the thread count: every entry of a kernel product is
 //! accumulated by one thread in a fixed order, and sums use fixed chunks added in order.
 
+#![warn(missing_docs)]
+
 pub mod kernel;
 pub mod params;
 pub mod prox;
 mod scaling;
 
-pub use kernel::{DenseGibbsKernel, GibbsKernel, GibbsOperator};
-pub use params::{EpsilonScaling, KernelChoice, LogDomain, SinkhornParams, default_epsilon};
-pub use prox::KlProx;
+use kernel::DenseGibbsKernel;
+pub use kernel::{GibbsKernel, GibbsOperator};
+use params::default_epsilon;
+pub use params::{EpsilonScaling, KernelChoice, LogDomain, SinkhornParams};
+use prox::KlProx;
 
 use jko_core::{
     EnergyTerm, InputError, JkoStep, Mesh, StepError, StepInfo, StepOutput, StepSolver, StepStatus,
@@ -85,7 +89,35 @@ use std::time::Instant;
 
 const NAME: &str = "sinkhorn";
 
-/// The entropic JKO backend.
+/// The entropic JKO backend (`"sinkhorn"`): generalised Sinkhorn on the entropic JKO step,
+/// with ε-scaling, automatic log-domain stabilisation and over-relaxation (see the crate
+/// docs for what a step returns).
+///
+/// Treats entropy, porous medium, potential, frozen interaction and the congestion bound.
+/// Its discrete problem differs from the flux backends' (W² is entropically regularised), so
+/// [`StepSolver::satisfies_energy_inequality`] is false.
+///
+/// ```rust
+/// use jko_core::{Energy, JkoStep, Mesh, StepSolver, StepStatus};
+/// use jko_sinkhorn::{SinkhornParams, SinkhornSolver};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // Heat flow with a congestion cap on 8 cells.
+/// let mesh = Mesh::grid(&[8], &[0.0], &[1.0])?;
+/// let rho0 = mesh.sample(|x| if x[0] < 0.5 { 1.8 } else { 0.2 });
+/// let energy = Energy { entropy: Some(0.1), max_density: Some(2.0), ..Energy::default() };
+/// let frozen = energy.freeze(&mesh, &rho0)?;
+/// let problem = JkoStep::new(&mesh, &rho0, 0.05, &frozen)?;
+/// let solver = SinkhornSolver::new(SinkhornParams::default())?;
+/// let out = solver.step(&problem, None)?;
+/// assert_eq!(out.info.status, StepStatus::Solved);
+/// // Mass is conserved to the marginal tolerance, 0 ≤ ρ ≤ ρ_max to round-off.
+/// assert!((mesh.mass(&out.rho) / mesh.mass(&rho0) - 1.0).abs() < 1e-9);
+/// assert!(out.rho.iter().all(|&r| r >= 0.0 && r <= 2.0 * (1.0 + 1e-12)));
+/// assert!(!solver.satisfies_energy_inequality());
+/// # Ok(())
+/// # }
+/// ```
 pub struct SinkhornSolver {
     params: SinkhornParams,
     pool: Option<rayon::ThreadPool>,
@@ -101,6 +133,17 @@ impl std::fmt::Debug for SinkhornSolver {
 
 impl SinkhornSolver {
     /// Validate the parameters and build the thread pool (when `threads` is set).
+    ///
+    /// # Errors
+    /// [`InputError::InvalidParameter`] from [`SinkhornParams::validate`], or when the thread
+    /// pool cannot be built.
+    ///
+    /// ```rust
+    /// use jko_sinkhorn::{SinkhornParams, SinkhornSolver};
+    ///
+    /// assert!(SinkhornSolver::new(SinkhornParams { threads: Some(1), ..SinkhornParams::default() }).is_ok());
+    /// assert!(SinkhornSolver::new(SinkhornParams { threads: Some(0), ..SinkhornParams::default() }).is_err());
+    /// ```
     pub fn new(params: SinkhornParams) -> Result<Self, InputError> {
         params.validate()?;
         let pool = match params.threads {
@@ -115,11 +158,38 @@ impl SinkhornSolver {
         Ok(SinkhornSolver { params, pool })
     }
 
+    /// The parameters the solver was built with.
+    ///
+    /// ```rust
+    /// use jko_sinkhorn::{SinkhornParams, SinkhornSolver};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let solver = SinkhornSolver::new(SinkhornParams { tol: 1e-8, ..SinkhornParams::default() })?;
+    /// assert_eq!(solver.params().tol, 1e-8);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn params(&self) -> &SinkhornParams {
         &self.params
     }
 
-    /// The ε a step on `mesh` uses.
+    /// The ε a step on `mesh` uses: [`SinkhornParams::epsilon`] when set, else 2h² with h the
+    /// largest grid spacing (on a general mesh, the side of a cube of the mean cell volume), so
+    /// that the entropic blur √(ε/2) is one cell.
+    ///
+    /// ```rust
+    /// use jko_core::Mesh;
+    /// use jko_sinkhorn::{SinkhornParams, SinkhornSolver};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mesh = Mesh::grid(&[10, 4], &[0.0, 0.0], &[1.0, 1.0])?; // h = 0.1 and 0.25
+    /// let default = SinkhornSolver::new(SinkhornParams::default())?;
+    /// assert!((default.epsilon_for(&mesh) - 2.0 * 0.25 * 0.25).abs() < 1e-15);
+    /// let fixed = SinkhornSolver::new(SinkhornParams { epsilon: Some(1e-3), ..SinkhornParams::default() })?;
+    /// assert_eq!(fixed.epsilon_for(&mesh), 1e-3);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn epsilon_for(&self, mesh: &Mesh) -> f64 {
         self.params.epsilon.unwrap_or_else(|| default_epsilon(mesh))
     }
@@ -424,5 +494,27 @@ impl StepSolver for SinkhornSolver {
             Some(pool) => pool.install(|| self.solve(problem, warm)),
             None => self.solve(problem, warm),
         }
+    }
+
+    /// From `solve`: with the tensor-product kernel, arrays over the full grid G (inactive
+    /// cells included): the eight [`scaling::Buffers`], g, p, ln p, ln |K|, the potential,
+    /// the active mask and the cell map, about 16 arrays of 8 B, doubled for the output and
+    /// per-stage copies and the proximal maps' scratch; plus the 1D kernels, four tables of
+    /// 2nₐ − 1 entries per axis. With the dense kernel: the N×N matrix
+    /// ([`DenseGibbsKernel::bytes_needed`], refused above `dense_limit_bytes` by the kernel
+    /// itself) plus the same cell arrays.
+    fn memory_estimate(&self, mesh: &Mesh, _terms: &[EnergyTerm]) -> Option<u64> {
+        let tensor = self.params.kernel == KernelChoice::Auto && mesh.as_grid().is_some();
+        let (len, kernel) = match mesh.as_grid() {
+            Some(g) if tensor => (
+                g.len() as u64,
+                g.cells.iter().map(|&c| 4 * 8 * (2 * c as u64 - 1)).sum(),
+            ),
+            _ => (
+                mesh.n_cells() as u64,
+                DenseGibbsKernel::bytes_needed(mesh.n_cells()),
+            ),
+        };
+        Some(kernel.saturating_add(32 * 8 * len))
     }
 }

@@ -4,6 +4,14 @@ use jko_core::{InputError, Mesh};
 use serde::{Deserialize, Serialize};
 
 /// When to run the iterations on log-scalings (log-sum-exp kernel) instead of the plain kernel.
+///
+/// ```rust
+/// use jko_sinkhorn::{LogDomain, SinkhornParams};
+///
+/// let params: SinkhornParams = toml::from_str(r#"log_domain = "always""#).unwrap();
+/// assert_eq!(params.log_domain, LogDomain::Always);
+/// assert_eq!(SinkhornParams::default().log_domain, LogDomain::Auto);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogDomain {
@@ -18,6 +26,13 @@ pub enum LogDomain {
 }
 
 /// How the Gibbs kernel is applied.
+///
+/// ```rust
+/// use jko_sinkhorn::{KernelChoice, SinkhornParams};
+///
+/// let params: SinkhornParams = toml::from_str(r#"kernel = "dense""#).unwrap();
+/// assert_eq!(params.kernel, KernelChoice::Dense);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KernelChoice {
@@ -31,9 +46,22 @@ pub enum KernelChoice {
 /// ε-scaling: solve a decreasing sequence ε₀ > ε₀θ > … > ε, each stage started from the
 /// potentials of the previous one. Intermediate stages stop at `stage_tol` (or after
 /// `stage_max_iter` iterations); only the last stage must reach `tol`.
+///
+/// Defaults: enabled, ε₀ = diam²/100, θ = 1/2, stage tolerance 1e-4, 2000 iterations per
+/// stage, 3 stages above ε after a warm start.
+///
+/// ```rust
+/// use jko_sinkhorn::SinkhornParams;
+///
+/// let params: SinkhornParams = toml::from_str("[epsilon_scaling]\nfactor = 0.25").unwrap();
+/// assert_eq!(params.epsilon_scaling.factor, 0.25);
+/// assert!(params.epsilon_scaling.enabled); // the other fields keep their defaults
+/// assert!(params.validate().is_ok());
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EpsilonScaling {
+    /// Run the ε ladder (false: one stage at the target ε, from a cold or warm start).
     pub enabled: bool,
     /// First ε of a cold start; `None`: ε₀ = diam²/100 (diam = diameter of the mesh's
     /// bounding box), never below the target ε.
@@ -64,12 +92,25 @@ impl Default for EpsilonScaling {
     }
 }
 
-/// Parameters of [`crate::SinkhornSolver`].
+/// Parameters of [`crate::SinkhornSolver`] (serde: unknown fields are rejected, missing ones
+/// take the defaults).
+///
+/// Defaults: ε from the mesh, `tol = 1e-10`, 50 000 iterations, `almost_tol = 1e-6`,
+/// ε-scaling on, log domain `auto`, kernel `auto`, automatic over-relaxation capped at 1.95,
+/// the global thread pool, dense kernels up to 512 MiB, no history.
+///
+/// ```rust
+/// use jko_sinkhorn::SinkhornParams;
+///
+/// let params: SinkhornParams = toml::from_str("epsilon = 0.01\ntol = 1e-9").unwrap();
+/// assert_eq!((params.epsilon, params.tol), (Some(0.01), 1e-9));
+/// assert!(toml::from_str::<SinkhornParams>("eps = 0.01").is_err()); // unknown field
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SinkhornParams {
     /// Entropic regularisation ε (units of the cost |x − y|², i.e. length²). `None`: the mesh
-    /// default [`default_epsilon`] (2h² on a grid of spacing h).
+    /// default (2h² on a grid of spacing h; see [`crate::SinkhornSolver::epsilon_for`]).
     pub epsilon: Option<f64>,
     /// Stop when the relative ℓ¹ violation of the first marginal ‖π1 − p‖₁/‖p‖₁ is below this.
     pub tol: f64,
@@ -79,13 +120,17 @@ pub struct SinkhornParams {
     /// When the cap is reached with a violation below this, the step is returned with status
     /// `AlmostSolved` (and a note); above it the step fails with `NotConverged`.
     pub almost_tol: f64,
+    /// The ε ladder of a step.
     pub epsilon_scaling: EpsilonScaling,
+    /// When to iterate on log-scalings.
     pub log_domain: LogDomain,
+    /// Tensor-product or dense Gibbs kernel.
     pub kernel: KernelChoice,
     /// Over-relaxation ω of the scaling updates: `None` chooses ω = 2/(1 + √(1 − θ)) per stage
     /// from the measured plain rate θ (capped at `omega_max`); `Some(1.0)` is plain Sinkhorn;
     /// `Some(ω)`, ω ∈ (0, 2), a fixed value. The last update is always unrelaxed.
     pub omega: Option<f64>,
+    /// Cap of the automatic over-relaxation, in [1, 2).
     pub omega_max: f64,
     /// Rayon threads for this backend (`None`: the global pool). Results do not depend on it.
     pub threads: Option<usize>,
@@ -115,7 +160,23 @@ impl Default for SinkhornParams {
 }
 
 impl SinkhornParams {
-    /// Check every parameter; the error names the offending one.
+    /// Check every parameter: ε and ε₀ finite and > 0, tolerances in (0, 1) with
+    /// `tol ≤ almost_tol`, ω ∈ (0, 2), `omega_max` ∈ [1, 2), θ ∈ (0, 1), positive caps.
+    ///
+    /// # Errors
+    /// [`InputError::InvalidParameter`] naming the offending parameter as in a config
+    /// (`solver.tol`, `solver.epsilon_scaling.factor`, ...).
+    ///
+    /// ```rust
+    /// use jko_core::InputError;
+    /// use jko_sinkhorn::SinkhornParams;
+    ///
+    /// let params = SinkhornParams { tol: 1e-6, almost_tol: 1e-8, ..SinkhornParams::default() };
+    /// match params.validate() {
+    ///     Err(InputError::InvalidParameter { name, .. }) => assert_eq!(name, "solver.almost_tol"),
+    ///     other => panic!("expected an invalid almost_tol, got {other:?}"),
+    /// }
+    /// ```
     pub fn validate(&self) -> Result<(), InputError> {
         if let Some(e) = self.epsilon
             && !(e.is_finite() && e > 0.0)
@@ -208,7 +269,7 @@ impl SinkhornParams {
     }
 
     /// The ε schedule of one step: decreasing, ending exactly at `epsilon`.
-    pub fn schedule(&self, epsilon: f64, diameter2: f64, warm: bool) -> Vec<f64> {
+    pub(crate) fn schedule(&self, epsilon: f64, diameter2: f64, warm: bool) -> Vec<f64> {
         let s = &self.epsilon_scaling;
         if !s.enabled {
             return vec![epsilon];
@@ -233,7 +294,7 @@ impl SinkhornParams {
 /// side of a cube of the mean cell volume). The entropic blur has width √(ε/2) = h: the
 /// Gibbs kernel reaches neighbouring cells (a smaller ε locks mass in its cell and slows
 /// Sinkhorn down) and the bias, of order ε/τ, shrinks with h².
-pub fn default_epsilon(mesh: &Mesh) -> f64 {
+pub(crate) fn default_epsilon(mesh: &Mesh) -> f64 {
     let h = match mesh.as_grid() {
         Some(g) => g.spacing().into_iter().fold(0.0, f64::max),
         None => {

@@ -15,7 +15,7 @@
 //! - Without the porous term this is linear in u:
 //!   q = (z |K|^{σβ} e^{−σ(β + V)})^{1/(1+σβ)}  (DESIGN §2.3; V alone gives q = z e^{−σV}).
 //! - With it, the left side is convex and increasing in u: one scalar Newton solve per cell
-//!   (see [`KlProx::log_mass`]), started to the right of the root so that it cannot overshoot.
+//!   (see `KlProx::log_mass`), started to the right of the root so that it cannot overshoot.
 //! - The bound q ≤ |K|ρ_max of a convex one-dimensional problem is applied by clipping the
 //!   unconstrained minimiser: q = min(q*, |K|ρ_max) (congestion alone: q = min(z, |K|ρ_max)).
 //!
@@ -25,7 +25,8 @@ use crate::kernel::fast_exp;
 
 /// The KL proximal map of one step's cell energy with step σ = 2τ/ε.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct KlProx {
+pub(crate) struct KlProx {
+    /// Proximal step σ = 2τ/ε.
     pub sigma: f64,
     /// Temperature β (0 without an entropy term).
     pub beta: f64,
@@ -38,7 +39,7 @@ pub struct KlProx {
 impl KlProx {
     /// ln q of the proximal map at ln z, for a cell with ln|K| = `ln_vol` and potential `v`.
     /// ln z = −∞ (z = 0) gives ln q = −∞.
-    pub fn log_mass(&self, lz: f64, ln_vol: f64, v: f64) -> f64 {
+    pub(crate) fn log_mass(&self, lz: f64, ln_vol: f64, v: f64) -> f64 {
         if lz == f64::NEG_INFINITY {
             return f64::NEG_INFINITY;
         }
