@@ -659,7 +659,7 @@ impl StepSolver for ConicSolver {
         self.step_timed(problem, warm).map(|(out, _)| out)
     }
 
-    /// The sizes of the program [`scheme::PathProblem::assemble`] builds (n cells, F faces, L
+    /// The sizes of the program `scheme::PathProblem::assemble` builds (n cells, F faces, L
     /// intervals): unknowns L·n + 2L·F (+ n per entropy or porous term), rows L·n continuity,
     /// L·n (+ L·n with congestion) bounds, 3L·F second-order cone rows (+ 3n per energy cone).
     /// Memory, fitted to the measured peak of one step (examples/memory_estimate.rs, 1D–3D,

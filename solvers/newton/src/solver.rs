@@ -418,7 +418,7 @@ impl StepSolver for NewtonSolver {
         self.step_with_fallback(problem, warm, self.params.fallback_halving)
     }
 
-    /// From [`ReducedSystem::new`] and the iteration (n cells, F faces, s = 1 + faces per
+    /// From `ReducedSystem::new` and the iteration (n cells, F faces, s = 1 + faces per
     /// cell): the face list (24 B per face, twice: cached and per step), the stencils (8 B ×
     /// n·s) and per-cell pair positions (8 B × n·s²), the column lists built once (up to 2 × 8
     /// B × n·s²/2 with Vec growth, plus a 24 B header per cell), the pattern and values of S

@@ -497,11 +497,11 @@ impl StepSolver for SinkhornSolver {
     }
 
     /// From `solve`: with the tensor-product kernel, arrays over the full grid G (inactive
-    /// cells included): the eight [`scaling::Buffers`], g, p, ln p, ln |K|, the potential,
+    /// cells included): the eight `scaling::Buffers`, g, p, ln p, ln |K|, the potential,
     /// the active mask and the cell map, about 16 arrays of 8 B, doubled for the output and
     /// per-stage copies and the proximal maps' scratch; plus the 1D kernels, four tables of
     /// 2nₐ − 1 entries per axis. With the dense kernel: the N×N matrix
-    /// ([`DenseGibbsKernel::bytes_needed`], refused above `dense_limit_bytes` by the kernel
+    /// (`DenseGibbsKernel::bytes_needed`, refused above `dense_limit_bytes` by the kernel
     /// itself) plus the same cell arrays.
     fn memory_estimate(&self, mesh: &Mesh, _terms: &[EnergyTerm]) -> Option<u64> {
         let tensor = self.params.kernel == KernelChoice::Auto && mesh.as_grid().is_some();
