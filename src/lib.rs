@@ -94,6 +94,45 @@ use ndarray::Array1;
 use output::{OutputDir, RunStatus, Summary};
 use std::path::{Path, PathBuf};
 
+/// The checked stepper `jko run` marches with, for `problem` built from `config` and the
+/// config's backend `solver`: τ, checks and surrogate check from the config, the mass of the
+/// initial density as the reference mass. Its memory check is off: [`Config::build`] already
+/// compared mesh + backend estimate with the config's `[limits]`.
+///
+/// # Errors
+/// As [`Stepper::new`], and [`RunError::Config`] for a surrogate check naming an unknown backend.
+///
+/// ```rust
+/// use jko::config::Config;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = Config::from_toml(jko::examples::example("ou-1d").unwrap())?;
+/// let problem = config.build(".".as_ref())?;
+/// let solver = config.solver.build()?;
+/// let stepper = jko::stepper(&config, &problem, solver.as_ref())?;
+/// assert_eq!(stepper.tau, config.scheme.tau);
+/// assert!(stepper.memory.is_none());
+/// # Ok(())
+/// # }
+/// ```
+pub fn stepper<'a>(
+    config: &Config,
+    problem: &'a config::Problem,
+    solver: &'a dyn core::StepSolver,
+) -> Result<Stepper<'a>, RunError> {
+    let mut stepper = Stepper::new(
+        &problem.mesh,
+        &problem.energy,
+        solver,
+        config.scheme.tau,
+        config.checks.clone(),
+        problem.mesh.mass(&problem.initial),
+    )?;
+    stepper.check = config.solver.surrogate_check()?;
+    stepper.memory = None;
+    Ok(stepper)
+}
+
 /// How to run a config: the options of `jko run` (`--out`, `--resume`, `--force`,
 /// `--format vtk`). The default writes nothing and keeps the records in memory.
 ///
@@ -214,18 +253,7 @@ pub fn run(
     let problem = config.build(base)?;
     let solver = config.solver.build()?;
     let mesh = &problem.mesh;
-    let mass0 = mesh.mass(&problem.initial);
-    let mut stepper = Stepper::new(
-        mesh,
-        &problem.energy,
-        solver.as_ref(),
-        config.scheme.tau,
-        config.checks.clone(),
-        mass0,
-    )?;
-    stepper.check = config.solver.surrogate_check()?;
-    // The config's [limits] decide (the mesh itself was counted in Config::build).
-    stepper.memory = driver::MemoryBudget::from_limits(&config.limits, 0)?;
+    let stepper = stepper(config, &problem, solver.as_ref())?;
     let steps = config.scheme.steps;
 
     let (mut dir, first, rho, warm) = match (&opts.out, opts.resume) {
@@ -243,7 +271,7 @@ pub fn run(
                 status: RunStatus::Running,
                 error: None,
                 mesh_cells: mesh.n_cells(),
-                initial_mass: mass0,
+                initial_mass: stepper.mass0,
                 initial_energy: problem.energy.value(mesh, &problem.initial)?,
                 steps: Vec::new(),
                 peak_rss_kib: None,

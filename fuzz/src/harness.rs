@@ -4,7 +4,7 @@
 //!
 //! - [`fuzz_config`]: TOML text → [`Config::from_toml`] → [`Config::build_with`] (mesh,
 //!   energy, initial density, as `jko run` builds them) → the backend and the checked stepper
-//!   (`jko::driver::Stepper::new`) → the initial energy; plus a serialisation round trip
+//!   (`jko::stepper`, as `jko::run` makes it) → the initial energy; plus a serialisation round trip
 //!   (`to_toml` → `from_toml` → `to_toml` is a fixed point: run directories store the config
 //!   this way and `--resume` reads it back).
 //! - [`fuzz_npy`]: bytes → [`read_npy_from`] (the reader behind every `.npy` file the engine
@@ -17,7 +17,6 @@
 
 use jko::config::{Config, InitialConfig, PotentialConfig, read_npy_from};
 use jko::core::mesh::MAX_CELLS;
-use jko::driver::Stepper;
 use jko::error::RunError;
 use ndarray::{ArrayD, IxDyn};
 use std::path::{Path, PathBuf};
@@ -81,19 +80,9 @@ fn round_trip(config: &Config) {
 fn build_like_run(config: &Config, load: &jko::config::NpyLoader) -> Result<usize, RunError> {
     let problem = config.build_with(load)?;
     let solver = config.solver.build()?;
-    let mesh = &problem.mesh;
-    let mass0 = mesh.mass(&problem.initial);
-    let mut stepper = Stepper::new(
-        mesh,
-        &problem.energy,
-        solver.as_ref(),
-        config.scheme.tau,
-        config.checks.clone(),
-        mass0,
-    )?;
-    stepper.check = config.solver.surrogate_check()?;
-    problem.energy.value(mesh, &problem.initial)?;
-    Ok(mesh.n_cells())
+    jko::stepper(config, &problem, solver.as_ref())?;
+    problem.energy.value(&problem.mesh, &problem.initial)?;
+    Ok(problem.mesh.n_cells())
 }
 
 /// The arrays a fuzzed config may name, by file stem; any other path is a missing file.
