@@ -712,8 +712,8 @@ impl<'a> MeshFlow<'a> {
     /// Integrate the chosen flow from ρ over a time `t`.
     ///
     /// # Errors
-    /// [`FlowError::Input`] for an invalid density or t; [`FlowError::Inadmissible`] for a
-    /// zero density under entropy; [`FlowError::StabilityLimit`] (modified variant,
+    /// [`FlowError::Input`] for an invalid density or t, and for a zero density under
+    /// entropy; [`FlowError::StabilityLimit`] (modified variant,
     /// η·λ_max ≥ 2); the integrator's [`FlowError::TooManySubsteps`] and
     /// [`FlowError::StepSizeUnderflow`]; [`FlowError::LinearSolve`].
     ///
@@ -744,10 +744,17 @@ impl<'a> MeshFlow<'a> {
             return Err(jko_core::InputError::parameter("t", t, "must be finite and >= 0").into());
         }
         let mut y: Vec<f64> = rho.to_vec();
+        // check_density leaves only an empty cell under the entropy (log ρ is its first
+        // variation): a refusal of the data, not a failure of the integration.
         if !self.admissible(&y) {
-            return Err(FlowError::Inadmissible {
-                reason: "the entropy needs a density > 0 in every cell".into(),
-            });
+            let empty = y.iter().filter(|&&r| r <= 0.0).count();
+            return Err(jko_core::InputError::parameter(
+                "density",
+                format!("{empty} empty cells"),
+                "the flow backend integrates the entropy only from a density > 0 in every cell; \
+                 use a proximal backend (newton, conic)",
+            )
+            .into());
         }
         let limit = |r: &[f64]| -> Result<f64, FlowError> {
             let lambda = self.lambda_max(r);

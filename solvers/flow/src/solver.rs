@@ -188,17 +188,6 @@ impl StepSolver for FlowSolver {
         _warm: Option<&WarmStart>,
     ) -> Result<StepOutput, StepError> {
         self.check_supported(problem.energy)?;
-        // log ρ is the entropy's first variation: an empty cell is a refusal of the data, not a
-        // solver failure.
-        let empty = problem.rho_prev.iter().filter(|&&r| r <= 0.0).count();
-        if problem.energy.entropy.is_some() && empty > 0 {
-            return Err(StepError::Input(jko_core::InputError::parameter(
-                "density",
-                format!("{empty} empty cells"),
-                "the flow backend integrates the entropy only from a density > 0 in every cell; \
-                 use a proximal backend (newton, conic)",
-            )));
-        }
         let start = Instant::now();
         let p = &self.params;
         let mut flow = MeshFlow::new(problem.mesh, problem.energy, problem.tau, p.variant)?;
