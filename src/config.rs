@@ -718,22 +718,19 @@ impl Config {
         let mesh = self.mesh.build_with(load)?;
         let energy = self.energy.build_with(&mesh, load)?;
         energy.validate()?;
-        if let Some((limit, source)) = &memory {
-            let terms = energy.terms();
-            let mut solvers = vec![self.solver.build()?];
-            if let Some(check) = self.solver.surrogate_check()? {
-                solvers.push(check.solver);
+        if let Some((bytes, source)) = memory {
+            let solver = self.solver.build()?;
+            let check = self.solver.surrogate_check()?;
+            let mut solvers = vec![solver.as_ref()];
+            if let Some(c) = &check {
+                solvers.push(c.solver.as_ref());
             }
-            for solver in &solvers {
-                jko_core::step::check_memory(
-                    solver.as_ref(),
-                    &mesh,
-                    &terms,
-                    mesh_size,
-                    *limit,
-                    source,
-                )?;
-            }
+            let budget = crate::driver::MemoryBudget {
+                bytes,
+                source,
+                committed: mesh_size,
+            };
+            budget.check(&solvers, &mesh, &energy)?;
         }
         let initial = self.initial.build_with(&mesh, &energy, load)?;
         // No density fits under ρ_max when ρ_max·|Ω| < mass: say so, rather than name a cell.

@@ -211,6 +211,48 @@ impl MemoryBudget {
             committed,
         }))
     }
+
+    /// Refuse when a step of any of `solvers` (a backend and its surrogate check's backend)
+    /// on `mesh` with `energy` would need more than the budget: estimate + `committed` > `bytes`.
+    ///
+    /// # Errors
+    /// [`RunError::Input`] (`InputError::OutOfMemory`) naming the backend, the estimate and
+    /// the limit's source.
+    ///
+    /// ```rust
+    /// use jko::driver::MemoryBudget;
+    /// use jko_core::{Energy, Mesh};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mesh = Mesh::grid(&[64, 64], &[0.0, 0.0], &[1.0, 1.0])?;
+    /// let energy = Energy { entropy: Some(1.0), ..Default::default() };
+    /// let conic = jko_conic::ConicSolver::new(Default::default())?;
+    /// let tiny = MemoryBudget { bytes: 1 << 20, source: "a test".into(), committed: 0 };
+    /// assert!(tiny.check(&[&conic], &mesh, &energy).is_err());
+    /// let ample = MemoryBudget { bytes: 1 << 40, ..tiny };
+    /// assert!(ample.check(&[&conic], &mesh, &energy).is_ok());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn check(
+        &self,
+        solvers: &[&dyn StepSolver],
+        mesh: &Mesh,
+        energy: &Energy,
+    ) -> Result<(), RunError> {
+        let terms = energy.terms();
+        for solver in solvers {
+            jko_core::step::check_memory(
+                *solver,
+                mesh,
+                &terms,
+                self.committed,
+                self.bytes,
+                &self.source,
+            )?;
+        }
+        Ok(())
+    }
 }
 
 impl<'a> Stepper<'a> {
@@ -305,23 +347,13 @@ impl<'a> Stepper<'a> {
         let Some(budget) = &self.memory else {
             return Ok(());
         };
-        let terms = self.energy.terms();
         let mut solvers = vec![self.solver];
         if let Some(c) = &self.check {
             solvers.push(c.solver.as_ref());
         }
-        for s in solvers {
-            jko_core::step::check_memory(
-                s,
-                self.mesh,
-                &terms,
-                budget.committed,
-                budget.bytes,
-                &budget.source,
-            )
-            .inspect_err(|_| self.memory_checked.store(false, Ordering::Relaxed))?;
-        }
-        Ok(())
+        budget
+            .check(&solvers, self.mesh, self.energy)
+            .inspect_err(|_| self.memory_checked.store(false, Ordering::Relaxed))
     }
 
     /// Step `index` (1-based) from `rho`: solve, check the invariants (see the module docs),
