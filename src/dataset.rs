@@ -831,7 +831,7 @@ fn run_sample(
     index: usize,
 ) -> SampleResult {
     let (family, rho0) = spec.sample_initial(mesh, energy, index)?;
-    let stepper = Stepper::new(
+    let mut stepper = Stepper::new(
         mesh,
         energy,
         solver,
@@ -839,6 +839,7 @@ fn run_sample(
         spec.base.checks.clone(),
         mesh.mass(&rho0),
     )?;
+    stepper.memory = None; // checked once, before any sample ran
     let mut traj = Trajectory {
         rho: vec![rho0.clone()],
         energy: vec![energy.value(mesh, &rho0)?],
@@ -908,7 +909,8 @@ pub fn run_dataset(
     let cells = grid.cells.clone();
     let grid_len = grid.len();
     let solver = spec.base.solver.build()?;
-    // Refuse an energy the backend cannot treat before any sample runs.
+    // Refuse an energy the backend cannot treat, or a step that does not fit in memory,
+    // before any sample runs.
     let probe = mesh.sample(|_| 1.0);
     Stepper::new(
         &mesh,
@@ -917,7 +919,8 @@ pub fn run_dataset(
         spec.base.scheme.tau,
         spec.base.checks.clone(),
         mesh.mass(&probe),
-    )?;
+    )?
+    .check_memory()?;
     std::fs::create_dir_all(out).map_err(|e| RunError::io(out, e))?;
 
     let indices = shard.indices(spec.samples);
