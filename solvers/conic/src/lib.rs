@@ -179,8 +179,12 @@
 
 mod program;
 mod scheme;
+mod step_file;
 
 pub use program::SolveTiming;
+pub use step_file::{
+    EnergyData, FaceArrays, GridBox, PeerSolution, STEP_FILE_FORMAT, StepFile, StepFileError,
+};
 
 use jko_core::{
     EnergyTerm, InputError, JkoStep, Mesh, StepError, StepInfo, StepOutput, StepSolver, WarmStart,
