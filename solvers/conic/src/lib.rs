@@ -177,6 +177,7 @@
 
 #![warn(missing_docs)]
 
+mod polish;
 mod program;
 mod scheme;
 mod step_file;
@@ -187,9 +188,12 @@ pub use step_file::{
 };
 
 use jko_core::{
-    EnergyTerm, InputError, JkoStep, Mesh, StepError, StepInfo, StepOutput, StepSolver, WarmStart,
+    EnergyTerm, InputError, JkoStep, Mesh, StepError, StepInfo, StepOutput, StepSolver,
+    StepStatus, WarmStart,
 };
 use ndarray::Array1;
+use polish::{PathPoint, PolishSettings};
+use program::IpmStatus;
 use scheme::{End, PathProblem, Scheme};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
@@ -252,19 +256,26 @@ pub struct ConicParams {
     /// Time levels of the multi-level dynamic scheme (DESIGN §2.2); `None` is the one-step
     /// scheme (§2.1). `Some(1)` is one interval with θ averaged over both ends, not §2.1.
     pub levels: Option<usize>,
+    /// Polish Clarabel's solution by Newton's method on the optimality system (crate docs,
+    /// "Polishing"); the step is `Solved` when the polished point satisfies it.
+    pub polish: bool,
+    /// Relative residual of the optimality system the polish must reach.
+    pub polish_tol: f64,
 }
 
 impl Default for ConicParams {
     fn default() -> Self {
         ConicParams {
-            tol_gap_abs: 1e-11,
-            tol_gap_rel: 1e-11,
-            tol_feas: 1e-10,
+            tol_gap_abs: 1e-8,
+            tol_gap_rel: 1e-8,
+            tol_feas: 1e-8,
             max_iter: 100,
             direct_solver: DirectSolver::Auto,
             accept_almost_solved: true,
             verbose: false,
             levels: None,
+            polish: true,
+            polish_tol: 1e-10,
         }
     }
 }
@@ -291,6 +302,7 @@ impl ConicParams {
             ("tol_gap_abs", self.tol_gap_abs),
             ("tol_gap_rel", self.tol_gap_rel),
             ("tol_feas", self.tol_feas),
+            ("polish_tol", self.polish_tol),
         ] {
             if !(v.is_finite() && v > 0.0 && v < 1.0) {
                 return Err(InputError::parameter(
@@ -326,9 +338,10 @@ impl ConicParams {
 /// let t = StepTiming {
 ///     build: 1e-4,
 ///     clarabel: SolveTiming { setup: 2e-4, solve: 3e-3, kkt_update: None, kkt_solve: None },
+///     polish: 1e-3,
 ///     iterations: 12,
 /// };
-/// assert!(t.build + t.clarabel.setup + t.clarabel.solve < 1.0);
+/// assert!(t.build + t.clarabel.setup + t.clarabel.solve + t.polish < 1.0);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StepTiming {
@@ -336,7 +349,10 @@ pub struct StepTiming {
     pub build: f64,
     /// Clarabel's setup and iterations.
     pub clarabel: SolveTiming,
-    /// Interior-point iterations Clarabel took.
+    /// Polishing, in seconds (0 without it).
+    pub polish: f64,
+    /// Interior-point iterations Clarabel took (the step's `info.iterations` adds the Newton
+    /// steps of the polish).
     pub iterations: usize,
 }
 
@@ -473,7 +489,8 @@ impl ConicSolver {
     /// let energy = Energy { porous: Some(2.0), ..Energy::default() }.freeze(&mesh, &rho0)?;
     /// let problem = JkoStep::new(&mesh, &rho0, 0.05, &energy)?;
     /// let (out, timing) = ConicSolver::new(ConicParams::default())?.step_timed(&problem, None)?;
-    /// assert_eq!(timing.iterations, out.info.iterations);
+    /// // Interior-point iterations, then the Newton steps of the polish.
+    /// assert!(timing.iterations <= out.info.iterations);
     /// assert!((mesh.mass(&out.rho) - mesh.mass(&rho0)).abs() < 1e-8);
     /// assert!(out.rho.iter().all(|&r| r >= 0.0));
     /// # Ok(())
@@ -536,11 +553,8 @@ impl ConicSolver {
             tau: problem.tau,
             scheme: self.scheme(),
         };
-        let (program, layout) = path_problem.assemble();
-        let build = start.elapsed().as_secs_f64();
-        let sol = program.solve(&self.params, self.direct_solver(problem.mesh))?;
-        let rec = path_problem.recover(&layout, &sol, self.params.tol_feas)?;
-        let path = rec.path;
+        let solved = self.solve_path(&path_problem)?;
+        let path = solved.path;
         let rho = path.densities[path.densities.len() - 1].clone();
         let flux = path
             .fluxes
@@ -548,31 +562,28 @@ impl ConicSolver {
             .fold(Array1::zeros(problem.mesh.faces().len()), |acc, g| acc + g);
         let kinetic = path.action;
         let objective = problem.energy.value(problem.mesh, &rho) + kinetic / (2.0 * problem.tau);
-        let mut notes = rec.notes;
-        if sol.gap_rel > self.params.tol_gap_rel {
-            notes.push(format!("relative duality gap {:.3e}", sol.gap_rel));
-        }
         let info = StepInfo {
             solver: self.name().to_string(),
-            status: sol.status,
-            iterations: sol.iterations,
-            primal_residual: sol.primal_residual,
-            dual_residual: sol.dual_residual,
+            status: solved.status,
+            iterations: solved.iterations,
+            primal_residual: solved.primal_residual,
+            dual_residual: solved.dual_residual,
             objective,
             kinetic,
             wall_time: start.elapsed().as_secs_f64(),
             history: Vec::new(),
-            notes,
+            notes: solved.notes,
         };
         let timing = StepTiming {
-            build,
-            clarabel: sol.timing,
-            iterations: sol.iterations,
+            build: solved.build,
+            clarabel: solved.clarabel,
+            polish: solved.polish,
+            iterations: solved.ipm_iterations,
         };
         let out = StepOutput {
             rho,
             flux: Some(flux),
-            potential: Some(rec.potential),
+            potential: Some(solved.potential),
             info,
         };
         Ok((out, path, timing))
@@ -632,13 +643,180 @@ impl ConicSolver {
             tau: 0.5,
             scheme: self.scheme(),
         };
-        let (program, layout) = path_problem.assemble();
-        let sol = program.solve(&self.params, self.direct_solver(mesh))?;
-        Ok(path_problem
-            .recover(&layout, &sol, self.params.tol_feas)?
-            .path)
+        Ok(self.solve_path(&path_problem)?.path)
+    }
+
+    /// Clarabel on the assembled program, then polishing (or, without it or when it fails,
+    /// Clarabel's iterate with its mass projected back).
+    fn solve_path(&self, pp: &PathProblem<'_>) -> Result<SolvedPath, StepError> {
+        let start = Instant::now();
+        let (program, layout) = pp.assemble();
+        let build = start.elapsed().as_secs_f64();
+        let sol = program.solve(&self.params, self.direct_solver(pp.mesh))?;
+        let params = &self.params;
+        // Polishing repairs densities Clarabel left slightly negative; without it only
+        // round-off (the feasibility tolerance) is tolerated.
+        let negative_tol = if params.polish { 1e-2 } else { params.tol_feas };
+        let rec = pp.recover(&layout, &sol, negative_tol)?;
+        let ipm_name = match &sol.status {
+            IpmStatus::Solved => "Solved".to_string(),
+            IpmStatus::AlmostSolved => "AlmostSolved".to_string(),
+            IpmStatus::Stopped(name) => name.clone(),
+        };
+        let mut notes = Vec::new();
+        let ipm = PathPoint {
+            densities: rec.path.densities,
+            fluxes: rec.path.fluxes,
+            psi: rec.psi,
+        };
+        let polish_start = Instant::now();
+        if params.polish {
+            let mut point = ipm.clone();
+            let report = polish::polish(
+                pp,
+                &mut point,
+                PolishSettings {
+                    tol: params.polish_tol,
+                    max_newton: 30,
+                    max_rounds: 50,
+                },
+            );
+            let polish_time = polish_start.elapsed().as_secs_f64();
+            if report.converged {
+                if report.mass_correction > 1e-15 {
+                    notes.push(format!(
+                        "mass projected back onto the transport constraint after polishing \
+                         (relative correction {:.1e})",
+                        report.mass_correction
+                    ));
+                }
+                notes.push(format!(
+                    "polished: {} Newton steps in {} rounds to relative KKT residual {:.1e} \
+                     ({} densities held at 0, {} at the cap); interior point: {ipm_name} after \
+                     {} iterations",
+                    report.newton_steps,
+                    report.rounds,
+                    report.residual,
+                    report.held.0,
+                    report.held.1,
+                    sol.iterations
+                ));
+                let action = pp.action(&point.densities, &point.fluxes, 0.0);
+                let potential = &point.psi[point.psi.len() - 1] * pp.tau;
+                return Ok(SolvedPath {
+                    path: TransportPath {
+                        densities: point.densities,
+                        fluxes: point.fluxes,
+                        action,
+                    },
+                    potential,
+                    status: StepStatus::Solved,
+                    iterations: sol.iterations + report.newton_steps,
+                    ipm_iterations: sol.iterations,
+                    primal_residual: report.continuity,
+                    dual_residual: report.residual,
+                    notes,
+                    build,
+                    clarabel: sol.timing,
+                    polish: polish_time,
+                });
+            }
+            notes.push(format!(
+                "polishing failed ({}); the interior-point solution is returned",
+                report.message
+            ));
+        }
+        let polish_time = polish_start.elapsed().as_secs_f64();
+        let status = match (&sol.status, params.polish) {
+            (IpmStatus::Stopped(name), _) => {
+                return Err(StepError::NotConverged {
+                    solver: self.name().to_string(),
+                    status: name.clone(),
+                    iterations: sol.iterations,
+                    primal_residual: sol.primal_residual,
+                    dual_residual: sol.dual_residual,
+                    history: Vec::new(),
+                });
+            }
+            (IpmStatus::Solved, false) => StepStatus::Solved,
+            _ => StepStatus::AlmostSolved,
+        };
+        if status == StepStatus::AlmostSolved && !params.accept_almost_solved {
+            return Err(StepError::NotConverged {
+                solver: self.name().to_string(),
+                status: if params.polish {
+                    format!("{ipm_name}, polishing failed")
+                } else {
+                    ipm_name
+                },
+                iterations: sol.iterations,
+                primal_residual: sol.primal_residual,
+                dual_residual: sol.dual_residual,
+                history: Vec::new(),
+            });
+        }
+        if rec.clipped > params.tol_feas.max(1e-12) {
+            return Err(StepError::Numerical {
+                solver: self.name().to_string(),
+                message: format!(
+                    "Clarabel returned densities down to {:.3e} of their maximum below 0, \
+                     beyond its feasibility tolerance",
+                    -rec.clipped
+                ),
+            });
+        }
+        notes.extend(rec.notes);
+        if sol.gap_rel > params.tol_gap_rel {
+            notes.push(format!("relative duality gap {:.3e}", sol.gap_rel));
+        }
+        let mut densities = ipm.densities;
+        let free = match pp.end {
+            End::Free(_) => densities.len() - 1,
+            End::Fixed(_) => densities.len() - 2,
+        };
+        let projected = polish::project_masses_of(pp.mesh, &mut densities, free);
+        if projected > 1e-15 {
+            notes.push(format!(
+                "mass projected back onto the transport constraint (relative correction {projected:.2e})"
+            ));
+        }
+        let action = pp.action(&densities, &ipm.fluxes, params.tol_feas.max(1e-12));
+        Ok(SolvedPath {
+            path: TransportPath {
+                densities,
+                fluxes: ipm.fluxes,
+                action,
+            },
+            potential: rec.potential,
+            status,
+            iterations: sol.iterations,
+            ipm_iterations: sol.iterations,
+            primal_residual: sol.primal_residual,
+            dual_residual: sol.dual_residual,
+            notes,
+            build,
+            clarabel: sol.timing,
+            polish: polish_time,
+        })
     }
 }
+
+/// What [`ConicSolver::solve_path`] found.
+struct SolvedPath {
+    path: TransportPath,
+    potential: Array1<f64>,
+    status: StepStatus,
+    iterations: usize,
+    ipm_iterations: usize,
+    primal_residual: f64,
+    dual_residual: f64,
+    notes: Vec<String>,
+    build: f64,
+    clarabel: SolveTiming,
+    polish: f64,
+}
+
+
 
 impl StepSolver for ConicSolver {
     fn name(&self) -> &str {

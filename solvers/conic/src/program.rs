@@ -6,9 +6,8 @@
 //! problem as "these variables, these cones" and never handles row offsets by hand; a
 //! multi-level scheme adds one block of variables per time level with the same calls.
 //!
-//! [`ConicProgram::solve`] runs Clarabel and maps its outcome onto the engine's vocabulary:
-//! `Solved` and (when accepted) `AlmostSolved` give a [`ConicSolution`]; every other status is
-//! [`StepError::NotConverged`] naming Clarabel's status; setup failures and panics inside
+//! [`ConicProgram::solve`] runs Clarabel and returns its last iterate with its status (the
+//! caller decides what a status means, after polishing); setup failures and panics inside
 //! Clarabel are [`StepError::Numerical`].
 
 use crate::{ConicParams, DirectSolver};
@@ -16,7 +15,7 @@ use clarabel::algebra::CscMatrix;
 use clarabel::solver::{
     DefaultSettingsBuilder, DefaultSolver, IPSolver, SolverStatus, SupportedConeT,
 };
-use jko_core::{StepError, StepStatus};
+use jko_core::StepError;
 use std::ops::Range;
 use std::time::Instant;
 
@@ -99,6 +98,12 @@ impl ConicProgram {
             self.cones.push(make_cone(n));
         }
         start..self.b.len()
+    }
+
+    /// Number of cones added so far.
+    #[cfg(test)]
+    pub fn cone_count(&self) -> usize {
+        self.cones.len()
     }
 
     /// A in compressed sparse column form; duplicate (row, column) entries are summed.
@@ -204,18 +209,9 @@ impl ConicProgram {
         let total = start.elapsed().as_secs_f64();
         let info = &solver.info;
         let status = match info.status {
-            SolverStatus::Solved => StepStatus::Solved,
-            SolverStatus::AlmostSolved if params.accept_almost_solved => StepStatus::AlmostSolved,
-            other => {
-                return Err(StepError::NotConverged {
-                    solver: SOLVER_NAME.to_string(),
-                    status: format!("{other:?}"),
-                    iterations: info.iterations as usize,
-                    primal_residual: info.res_primal,
-                    dual_residual: info.res_dual,
-                    history: Vec::new(),
-                });
-            }
+            SolverStatus::Solved => IpmStatus::Solved,
+            SolverStatus::AlmostSolved => IpmStatus::AlmostSolved,
+            other => IpmStatus::Stopped(format!("{other:?}")),
         };
         let timing = SolveTiming {
             setup: setup_time,
@@ -240,13 +236,23 @@ impl ConicProgram {
     }
 }
 
-/// What Clarabel returned for a converged program.
+/// How Clarabel's iterations ended.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum IpmStatus {
+    Solved,
+    AlmostSolved,
+    /// Any other status (`MaxIterations`, `InsufficientProgress`, ...), by name. The iterate
+    /// is still returned: polishing may finish the job.
+    Stopped(String),
+}
+
+/// What Clarabel returned: its last iterate and how it got there.
 #[derive(Debug, Clone)]
 pub(crate) struct ConicSolution {
     pub x: Vec<f64>,
     /// Dual variables, one per row of A (Lagrangian qᵀx + zᵀ(Ax − b)).
     pub z: Vec<f64>,
-    pub status: StepStatus,
+    pub status: IpmStatus,
     pub iterations: usize,
     pub primal_residual: f64,
     pub dual_residual: f64,
@@ -368,6 +374,6 @@ mod tests {
             .solve(&ConicParams::default(), DirectSolver::Qdldl)
             .unwrap();
         assert!((sol.x[0] - 1.0).abs() < 1e-8, "{:?}", sol.x);
-        assert_eq!(sol.status, StepStatus::Solved);
+        assert_eq!(sol.status, IpmStatus::Solved);
     }
 }

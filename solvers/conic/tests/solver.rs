@@ -154,6 +154,7 @@ fn iteration_limit_is_an_error_naming_the_status() {
     let p = JkoStep::new(&mesh, &rho, 0.1, &e).unwrap();
     let s = ConicSolver::new(ConicParams {
         max_iter: 2,
+        polish: false,
         ..ConicParams::default()
     })
     .unwrap();
@@ -170,6 +171,34 @@ fn iteration_limit_is_an_error_naming_the_status() {
         }
         other => panic!("expected NotConverged, got {other:?}"),
     }
+}
+
+/// Polishing needs a point near the solution only to start from: after two interior-point
+/// iterations Newton still reaches the optimality system, and the step is then `Solved`
+/// because the returned point satisfies it (checked here independently), not because
+/// Clarabel said so.
+#[test]
+fn polishing_finishes_a_stopped_interior_point_run() {
+    let (mesh, rho, e) = fokker_planck_2d(8);
+    let p = JkoStep::new(&mesh, &rho, 0.1, &e).unwrap();
+    let out = ConicSolver::new(ConicParams {
+        max_iter: 2,
+        ..ConicParams::default()
+    })
+    .unwrap()
+    .step(&p, None)
+    .unwrap();
+    assert_eq!(out.info.status, StepStatus::Solved, "{:?}", out.info.notes);
+    assert!(
+        out.info.notes.iter().any(|n| n.contains("MaxIterations")),
+        "{:?}",
+        out.info.notes
+    );
+    let opt = optimality(&p, &out);
+    assert!(opt.stationarity < 1e-10 && opt.flux < 1e-10, "{opt:?}");
+    let reference = solver().step(&p, None).unwrap();
+    let d = max_abs_diff(&out.rho, &reference.rho) / max_abs(&reference.rho);
+    assert!(d < 1e-10, "{d:.2e}");
 }
 
 /// Both converge (`Solved`) on this problem and must then agree. (On the same data at 16x16,

@@ -85,7 +85,12 @@ pub struct Optimality {
     pub flux: f64,
     /// max over cells with ρ_K > 1e-6 max ρ (and below ρ_max) of |λ_K| / scale_K (λ must vanish).
     pub stationarity: f64,
-    /// min over cells of λ_K / scale_K where ρ ≈ 0 (must be ≥ −tol).
+    /// max over cells with 0 < ρ_K ≤ 1e-6 max ρ (a tail) of |λ_K| ρ_K / (scale_K max ρ): the
+    /// error in log ρ_K weighted by ρ_K relative to the peak (what it does to the density).
+    pub tail: f64,
+    /// min over cells with ρ_K = 0 next to a cell with mass of λ_K / max_K scale_K (must be
+    /// ≥ −tol). Mass enters an empty region only through these cells; deeper in it the
+    /// multiplier φ is any extension, and one with λ ≥ 0 exists when these cells have it.
     pub min_lambda: f64,
     /// max over cells at ρ_max of λ_K / scale_K (λ − μ ≤ 0 there).
     pub max_at_bound: f64,
@@ -113,8 +118,7 @@ pub fn optimality(p: &JkoStep<'_>, out: &StepOutput) -> Optimality {
         }
     }
 
-    let (mut stationarity, mut min_lambda, mut max_at_bound) =
-        (0.0f64, f64::INFINITY, f64::NEG_INFINITY);
+    let mut rows = Vec::with_capacity(mesh.n_cells());
     for k in 0..mesh.n_cells() {
         let vol = mesh.volumes()[k];
         let v = e.potential.as_ref().map_or(0.0, |v| v[k]);
@@ -131,14 +135,27 @@ pub fn optimality(p: &JkoStep<'_>, out: &StepOutput) -> Optimality {
         quad /= 4.0 * tau;
         let lambda = vol * (df + v) + vol * phi[k] / tau - quad;
         let scale = vol * (df.abs() + v.abs() + phi[k].abs() / tau) + quad;
-        let rel = lambda / scale.max(1e-300);
+        rows.push((lambda, scale.max(1e-300)));
+    }
+    let global = rows.iter().fold(0.0f64, |a, r| a.max(r.1));
+    let (mut stationarity, mut tail, mut min_lambda, mut max_at_bound) =
+        (0.0f64, 0.0f64, f64::INFINITY, f64::NEG_INFINITY);
+    for (k, &(lambda, scale)) in rows.iter().enumerate() {
         let at_bound = e.max_density.is_some_and(|m| rho[k] >= m * (1.0 - 1e-6));
         if at_bound {
-            max_at_bound = max_at_bound.max(rel);
+            max_at_bound = max_at_bound.max(lambda / scale);
         } else if rho[k] > 1e-6 * rho_max {
-            stationarity = stationarity.max(rel.abs());
+            stationarity = stationarity.max((lambda / scale).abs());
+        } else if rho[k] > 0.0 {
+            tail = tail.max((lambda / scale).abs() * rho[k] / rho_max);
         } else {
-            min_lambda = min_lambda.min(rel);
+            let frontier = mesh.faces_of(k).iter().any(|&s| {
+                let f = &faces[s];
+                rho[if f.k == k { f.l } else { f.k }] > 0.0
+            });
+            if frontier {
+                min_lambda = min_lambda.min(lambda / global);
+            }
         }
     }
 
@@ -153,6 +170,7 @@ pub fn optimality(p: &JkoStep<'_>, out: &StepOutput) -> Optimality {
     Optimality {
         flux,
         stationarity,
+        tail,
         min_lambda,
         max_at_bound,
         continuity: continuity / scale,

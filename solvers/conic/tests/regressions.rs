@@ -1,0 +1,152 @@
+//! The failures reported in issue 17, kept as regression tests: at its defaults the backend
+//! must end every step `Solved`, with the mass of ρⁿ to round-off and the optimality system of
+//! DESIGN §2.1 satisfied by the returned (ρ, G, φ).
+//!
+//! The issue's cases on 64² grids take tens of seconds in a debug build and are `#[ignore]`d:
+//! `cargo test --release -p jko-conic --test regressions -- --ignored --nocapture`.
+
+mod common;
+
+use common::*;
+use jko_core::exact::{Barenblatt, Gaussian};
+use jko_core::{Energy, JkoStep, Mesh, Potential, StepSolver, StepStatus};
+use ndarray::Array1;
+
+/// Run `steps` steps at the defaults; every step must be `Solved`, conserve mass to 1e-13
+/// (relative), stay ≥ 0 and satisfy the optimality system (continuity to 1e-12 of the largest
+/// cell mass, the flux relation and stationarity to `stationarity`).
+fn run_solved(
+    name: &str,
+    mesh: &Mesh,
+    rho0: Array1<f64>,
+    energy: &Energy,
+    tau: f64,
+    steps: usize,
+    stationarity: f64,
+) {
+    let s = solver();
+    let mass = mesh.mass(&rho0);
+    let mut rho = rho0;
+    for n in 0..steps {
+        let e = energy.freeze(mesh, &rho).unwrap();
+        let p = JkoStep::new(mesh, &rho, tau, &e).unwrap();
+        let out = s
+            .step(&p, None)
+            .unwrap_or_else(|err| panic!("{name}, step {n}: {err}"));
+        let drift = (mesh.mass(&out.rho) - mass).abs() / mass;
+        let opt = optimality(&p, &out);
+        println!(
+            "{name}, step {n}: {:?}, {} iterations, {:.2} s, mass drift {drift:.1e}, {opt:?}",
+            out.info.status, out.info.iterations, out.info.wall_time
+        );
+        assert_eq!(
+            out.info.status,
+            StepStatus::Solved,
+            "{name}, step {n}: {:?}",
+            out.info.notes
+        );
+        assert!(drift < 1e-13, "{name}, step {n}: mass drift {drift:.3e}");
+        assert!(out.rho.iter().all(|&r| r >= 0.0), "{name}, step {n}");
+        assert!(opt.continuity < 1e-12, "{name}, step {n}: {opt:?}");
+        assert!(opt.flux < 1e-8, "{name}, step {n}: {opt:?}");
+        assert!(opt.stationarity < stationarity, "{name}, step {n}: {opt:?}");
+        assert!(opt.tail < stationarity, "{name}, step {n}: {opt:?}");
+        assert!(opt.min_lambda > -stationarity, "{name}, step {n}: {opt:?}");
+        assert!(energy_decrease(&p, &out) < 1e-10, "{name}, step {n}");
+        rho = out.rho;
+    }
+}
+
+fn fokker_planck(d: usize) -> Energy {
+    Energy::fokker_planck(
+        1.0,
+        Potential::Quadratic {
+            center: vec![0.0; d],
+            stiffness: 1.0,
+        },
+    )
+}
+
+fn barenblatt(mesh: &Mesh, m: f64, t0: f64) -> Array1<f64> {
+    let b = Barenblatt::new(m, mesh.dim(), 1.0).unwrap();
+    normalised(mesh, 1.0, |x| b.density(t0, x))
+}
+
+/// Issue 17: "porous medium m = 2 from a Barenblatt profile on a 1000-cell line ([-3, 3],
+/// t0 = 0.01, τ = 0.005): did not converge: status InsufficientProgress after 5 iterations".
+/// The power cone was the cause; m = 2 is now one second-order cone.
+#[test]
+fn porous_barenblatt_on_a_fine_line_is_solved() {
+    let mesh = Mesh::grid(&[1000], &[-3.0], &[3.0]).unwrap();
+    let rho = barenblatt(&mesh, 2.0, 0.01);
+    let energy = Energy {
+        porous: Some(2.0),
+        ..Energy::default()
+    };
+    run_solved("porous m=2, 1000 cells", &mesh, rho, &energy, 0.005, 3, 1e-8);
+}
+
+/// The same with m = 3 and m = 3/2 (second-order cone towers) on 400 cells.
+#[test]
+fn porous_other_exponents_are_solved() {
+    let mesh = Mesh::grid(&[400], &[-2.0], &[2.0]).unwrap();
+    for m in [3.0, 1.5] {
+        let rho = barenblatt(&mesh, m, 0.05);
+        let energy = Energy {
+            porous: Some(m),
+            ..Energy::default()
+        };
+        run_solved(&format!("porous m={m}"), &mesh, rho, &energy, 0.01, 2, 1e-8);
+    }
+}
+
+/// Issue 17: "AlmostSolved steps drift in mass by 1.1–1.3e-9 and the driver's 1e-9 check then
+/// stops the run (a Gaussian of std 0.1 on a 1000-cell line at τ = 0.05)".
+#[test]
+fn narrow_gaussian_keeps_its_mass() {
+    let mesh = Mesh::grid(&[1000], &[-5.0], &[5.0]).unwrap();
+    let g = Gaussian::diagonal(&[0.5], &[0.1]);
+    let rho = normalised(&mesh, 1.0, |x| g.density(x));
+    run_solved("narrow 1D", &mesh, rho, &fokker_planck(1), 0.05, 3, 1e-8);
+}
+
+/// Issue 17: "at its defaults it ends `AlmostSolved in 100 it` on step 1 of the main example
+/// (`ou-1d`)": data/examples/ou-1d.toml, 200 cells on [-5, 5], N(1, 0.5²), τ = 0.1.
+#[test]
+fn ou_1d_example_is_solved() {
+    let mesh = Mesh::grid(&[200], &[-5.0], &[5.0]).unwrap();
+    let g = Gaussian::diagonal(&[1.0], &[0.5]);
+    let rho = normalised(&mesh, 1.0, |x| g.density(x));
+    run_solved("ou-1d", &mesh, rho, &fokker_planck(1), 0.1, 3, 1e-8);
+}
+
+/// Issue 17: "... and on every `ou-2d` step": data/examples/ou-2d.toml (32², [-5, 5]²).
+#[test]
+fn ou_2d_example_is_solved() {
+    let mesh = Mesh::grid(&[32, 32], &[-5.0; 2], &[5.0; 2]).unwrap();
+    let g = Gaussian::diagonal(&[1.0, -0.5], &[0.5, 0.8]);
+    let rho = normalised(&mesh, 1.0, |x| g.density(x));
+    run_solved("ou-2d 32²", &mesh, rho, &fokker_planck(2), 0.1, 2, 1e-8);
+}
+
+/// The issue's 2D cases at their size: ou-2d at 64² (3 steps) and porous m = 3 with a
+/// quadratic well at 64² (5 steps; the mass drift was at step 4).
+#[test]
+#[ignore = "64² steps take tens of seconds in a debug build; run with --release --ignored"]
+fn issue_cases_at_64_squared() {
+    let mesh = Mesh::grid(&[64, 64], &[-5.0; 2], &[5.0; 2]).unwrap();
+    let g = Gaussian::diagonal(&[1.0, -0.5], &[0.5, 0.8]);
+    let rho = normalised(&mesh, 1.0, |x| g.density(x));
+    run_solved("ou-2d 64²", &mesh, rho, &fokker_planck(2), 0.1, 3, 1e-8);
+    let mesh = Mesh::grid(&[64, 64], &[-1.5; 2], &[1.5; 2]).unwrap();
+    let rho = barenblatt(&mesh, 3.0, 0.05);
+    let energy = Energy {
+        porous: Some(3.0),
+        potential: Some(Potential::Quadratic {
+            center: vec![0.0; 2],
+            stiffness: 1.0,
+        }),
+        ..Energy::default()
+    };
+    run_solved("porous m=3 well 64²", &mesh, rho, &energy, 0.01, 5, 1e-8);
+}
