@@ -188,8 +188,8 @@ pub use step_file::{
 };
 
 use jko_core::{
-    EnergyTerm, InputError, JkoStep, Mesh, StepError, StepInfo, StepOutput, StepSolver,
-    StepStatus, WarmStart,
+    EnergyTerm, InputError, JkoStep, Mesh, StepError, StepInfo, StepOutput, StepSolver, StepStatus,
+    WarmStart,
 };
 use ndarray::Array1;
 use polish::{PathPoint, PolishSettings};
@@ -197,6 +197,9 @@ use program::IpmStatus;
 use scheme::{End, PathProblem, Scheme};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
+
+/// Largest interior-point tolerance used with `levels` and polishing.
+pub const MULTILEVEL_IPM_TOL: f64 = 1e-8;
 
 /// Sparse LDLᵀ factorisation used inside Clarabel.
 ///
@@ -266,16 +269,16 @@ pub struct ConicParams {
 impl Default for ConicParams {
     fn default() -> Self {
         ConicParams {
-            tol_gap_abs: 1e-8,
-            tol_gap_rel: 1e-8,
-            tol_feas: 1e-8,
+            tol_gap_abs: 1e-6,
+            tol_gap_rel: 1e-6,
+            tol_feas: 1e-6,
             max_iter: 100,
             direct_solver: DirectSolver::Auto,
             accept_almost_solved: true,
             verbose: false,
             levels: None,
             polish: true,
-            polish_tol: 1e-10,
+            polish_tol: 1e-9,
         }
     }
 }
@@ -542,7 +545,7 @@ impl ConicSolver {
     fn step_full(
         &self,
         problem: &JkoStep<'_>,
-        _warm: Option<&WarmStart>,
+        warm: Option<&WarmStart>,
     ) -> Result<(StepOutput, TransportPath, StepTiming), StepError> {
         self.check_supported(problem.energy)?;
         let start = Instant::now();
@@ -553,7 +556,10 @@ impl ConicSolver {
             tau: problem.tau,
             scheme: self.scheme(),
         };
-        let solved = self.solve_path(&path_problem)?;
+        let solved = match self.warm_polish(&path_problem, warm) {
+            Some(solved) => solved,
+            None => self.solve_path(&path_problem)?,
+        };
         let path = solved.path;
         let rho = path.densities[path.densities.len() - 1].clone();
         let flux = path
@@ -646,14 +652,91 @@ impl ConicSolver {
         Ok(self.solve_path(&path_problem)?.path)
     }
 
+    /// The parameters Clarabel runs with: the user's, except that with `levels` and polishing
+    /// the tolerances are at most [`MULTILEVEL_IPM_TOL`] (polishing a multi-level path from
+    /// a looser interior point takes many more rounds, or fails).
+    fn ipm_params(&self) -> ConicParams {
+        let mut p = self.params.clone();
+        if p.polish && self.scheme() != Scheme::OneStep {
+            p.tol_gap_abs = p.tol_gap_abs.min(MULTILEVEL_IPM_TOL);
+            p.tol_gap_rel = p.tol_gap_rel.min(MULTILEVEL_IPM_TOL);
+            p.tol_feas = p.tol_feas.min(MULTILEVEL_IPM_TOL);
+        }
+        p
+    }
+
+    fn polish_settings(&self) -> PolishSettings {
+        PolishSettings {
+            tol: self.params.polish_tol,
+            max_newton: 30,
+            max_total_newton: 150,
+            max_rounds: 50,
+        }
+    }
+
+    /// One-step scheme with a warm start (the previous step's ρ and φ, which the driver
+    /// passes): polish from it directly, without Clarabel. `None` when there is no usable
+    /// warm start or the polish does not converge from it (then the step runs cold).
+    fn warm_polish(&self, pp: &PathProblem<'_>, warm: Option<&WarmStart>) -> Option<SolvedPath> {
+        let warm = warm?;
+        let (rho, phi) = (warm.rho.as_ref()?, warm.potential.as_ref()?);
+        let n = pp.mesh.n_cells();
+        let usable = |v: &Array1<f64>| v.len() == n && v.iter().all(|x| x.is_finite());
+        if !self.params.polish
+            || self.scheme() != Scheme::OneStep
+            || !usable(rho)
+            || !usable(phi)
+            || rho.iter().any(|&r| r < 0.0)
+        {
+            return None;
+        }
+        let start = Instant::now();
+        // G = T θ (φ_L − φ_K), θ from the guessed end density; ψ = φ/τ.
+        let flux =
+            Array1::from_iter(pp.mesh.faces().iter().map(|f| {
+                f.transmissibility() * 0.5 * (rho[f.k] + rho[f.l]) * (phi[f.l] - phi[f.k])
+            }));
+        let mut point = PathPoint {
+            densities: vec![pp.start.clone(), rho.clone()],
+            fluxes: vec![flux],
+            psi: vec![phi / pp.tau],
+        };
+        let report = polish::polish(pp, &mut point, self.polish_settings());
+        report.converged.then(|| {
+            let notes = vec!["warm start from the previous step: no interior-point run".into()];
+            polished(
+                pp,
+                point,
+                &report,
+                notes,
+                0,
+                0.0,
+                SolveTiming::default(),
+                start.elapsed().as_secs_f64(),
+            )
+        })
+    }
+
     /// Clarabel on the assembled program, then polishing (or, without it or when it fails,
     /// Clarabel's iterate with its mass projected back).
     fn solve_path(&self, pp: &PathProblem<'_>) -> Result<SolvedPath, StepError> {
+        self.solve_path_with(pp, self.ipm_params())
+    }
+
+    /// [`Self::solve_path`] with Clarabel run at `ipm_params`. When polishing fails from an
+    /// interior point looser than [`MULTILEVEL_IPM_TOL`] (a free boundary whose active set
+    /// the loose point does not yet show), Clarabel runs again at that tolerance and the
+    /// polish is retried from its point.
+    fn solve_path_with(
+        &self,
+        pp: &PathProblem<'_>,
+        ipm_params: ConicParams,
+    ) -> Result<SolvedPath, StepError> {
         let start = Instant::now();
         let (program, layout) = pp.assemble();
         let build = start.elapsed().as_secs_f64();
-        let sol = program.solve(&self.params, self.direct_solver(pp.mesh))?;
-        let params = &self.params;
+        let sol = program.solve(&ipm_params, self.direct_solver(pp.mesh))?;
+        let params = &ipm_params;
         // Polishing repairs densities Clarabel left slightly negative; without it only
         // round-off (the feasibility tolerance) is tolerated.
         let negative_tol = if params.polish { 1e-2 } else { params.tol_feas };
@@ -672,54 +755,50 @@ impl ConicSolver {
         let polish_start = Instant::now();
         if params.polish {
             let mut point = ipm.clone();
-            let report = polish::polish(
-                pp,
-                &mut point,
-                PolishSettings {
-                    tol: params.polish_tol,
-                    max_newton: 30,
-                    max_rounds: 50,
-                },
-            );
+            let report = polish::polish(pp, &mut point, self.polish_settings());
             let polish_time = polish_start.elapsed().as_secs_f64();
             if report.converged {
-                if report.mass_correction > 1e-15 {
-                    notes.push(format!(
-                        "mass projected back onto the transport constraint after polishing \
-                         (relative correction {:.1e})",
-                        report.mass_correction
-                    ));
-                }
                 notes.push(format!(
-                    "polished: {} Newton steps in {} rounds to relative KKT residual {:.1e} \
-                     ({} densities held at 0, {} at the cap); interior point: {ipm_name} after \
-                     {} iterations",
-                    report.newton_steps,
-                    report.rounds,
-                    report.residual,
-                    report.held.0,
-                    report.held.1,
+                    "interior point: {ipm_name} after {} iterations",
                     sol.iterations
                 ));
-                let action = pp.action(&point.densities, &point.fluxes, 0.0);
-                let potential = &point.psi[point.psi.len() - 1] * pp.tau;
-                return Ok(SolvedPath {
-                    path: TransportPath {
-                        densities: point.densities,
-                        fluxes: point.fluxes,
-                        action,
-                    },
-                    potential,
-                    status: StepStatus::Solved,
-                    iterations: sol.iterations + report.newton_steps,
-                    ipm_iterations: sol.iterations,
-                    primal_residual: report.continuity,
-                    dual_residual: report.residual,
+                return Ok(polished(
+                    pp,
+                    point,
+                    &report,
                     notes,
+                    sol.iterations,
                     build,
-                    clarabel: sol.timing,
-                    polish: polish_time,
-                });
+                    sol.timing,
+                    polish_time,
+                ));
+            }
+            let loose = params
+                .tol_gap_abs
+                .max(params.tol_gap_rel)
+                .max(params.tol_feas);
+            if loose > MULTILEVEL_IPM_TOL {
+                let tight = ConicParams {
+                    tol_gap_abs: params.tol_gap_abs.min(MULTILEVEL_IPM_TOL),
+                    tol_gap_rel: params.tol_gap_rel.min(MULTILEVEL_IPM_TOL),
+                    tol_feas: params.tol_feas.min(MULTILEVEL_IPM_TOL),
+                    ..params.clone()
+                };
+                let mut retried = self.solve_path_with(pp, tight)?;
+                retried.notes.insert(
+                    0,
+                    format!(
+                        "polishing from the interior point at tolerance {loose:.0e} failed \
+                         ({}); Clarabel ran again at {MULTILEVEL_IPM_TOL:.0e}",
+                        report.message
+                    ),
+                );
+                retried.build += build;
+                retried.clarabel = retried.clarabel.plus(&sol.timing);
+                retried.polish += polish_time;
+                retried.iterations += sol.iterations;
+                retried.ipm_iterations += sol.iterations;
+                return Ok(retried);
             }
             notes.push(format!(
                 "polishing failed ({}); the interior-point solution is returned",
@@ -801,6 +880,51 @@ impl ConicSolver {
     }
 }
 
+/// The step from a converged polish.
+#[allow(clippy::too_many_arguments)]
+fn polished(
+    pp: &PathProblem<'_>,
+    point: PathPoint,
+    report: &polish::PolishReport,
+    mut notes: Vec<String>,
+    ipm_iterations: usize,
+    build: f64,
+    clarabel: SolveTiming,
+    polish_time: f64,
+) -> SolvedPath {
+    if report.mass_correction > 1e-15 {
+        notes.push(format!(
+            "mass projected back onto the transport constraint after polishing (relative \
+             correction {:.1e})",
+            report.mass_correction
+        ));
+    }
+    notes.push(format!(
+        "polished: {} Newton steps in {} rounds to relative KKT residual {:.1e} ({} densities \
+         held at 0, {} at the cap)",
+        report.newton_steps, report.rounds, report.residual, report.held.0, report.held.1,
+    ));
+    let action = pp.action(&point.densities, &point.fluxes, 0.0);
+    let potential = &point.psi[point.psi.len() - 1] * pp.tau;
+    SolvedPath {
+        path: TransportPath {
+            densities: point.densities,
+            fluxes: point.fluxes,
+            action,
+        },
+        potential,
+        status: StepStatus::Solved,
+        iterations: ipm_iterations + report.newton_steps,
+        ipm_iterations,
+        primal_residual: report.continuity,
+        dual_residual: report.residual,
+        notes,
+        build,
+        clarabel,
+        polish: polish_time,
+    }
+}
+
 /// What [`ConicSolver::solve_path`] found.
 struct SolvedPath {
     path: TransportPath,
@@ -815,8 +939,6 @@ struct SolvedPath {
     clarabel: SolveTiming,
     polish: f64,
 }
-
-
 
 impl StepSolver for ConicSolver {
     fn name(&self) -> &str {

@@ -35,9 +35,8 @@
 //! right sign: the KKT conditions of the convex problem, which certify the minimiser.
 
 use crate::scheme::{End, PathProblem};
-use faer::Mat;
-use faer::linalg::solvers::Solve;
-use faer::sparse::{SparseColMat, Triplet};
+use clarabel::algebra::CscMatrix;
+use clarabel::qdldl::{QDLDLFactorisation, QDLDLSettingsBuilder};
 use ndarray::Array1;
 
 /// A point of the path problem: densities of every level (fixed ones included), fluxes and
@@ -85,21 +84,26 @@ pub(crate) struct PolishSettings {
     /// Relative residual to reach.
     pub tol: f64,
     pub max_newton: usize,
+    /// Newton steps over all rounds.
+    pub max_total_newton: usize,
     pub max_rounds: usize,
 }
 
+/// Largest decrease of log ρ in one Newton step.
 const MAX_LOG_STEP: f64 = 30.0;
+
+/// Largest increase of log ρ in one Newton step.
+const MAX_LOG_GROWTH: f64 = 5.0;
 
 /// A held density is released when its multiplier has the wrong sign by more than this many
 /// polish tolerances (relative to the largest density row).
 const RELEASE_TOL: f64 = 100.0;
 
 /// Iterative refinement steps of a Newton direction.
-const REFINEMENT_STEPS: usize = 3;
+const REFINEMENT_STEPS: usize = 5;
 
 /// Diagonal shift of the equilibrated Newton matrix.
 const DIAGONAL_SHIFT: f64 = 1e-13;
-
 
 struct Polisher<'a> {
     problem: &'a PathProblem<'a>,
@@ -407,9 +411,8 @@ impl<'a> Polisher<'a> {
                 }
             }
         }
-        let weighted_max = |sc: &[f64], w: &[f64]| {
-            sc.iter().zip(w).fold(0.0f64, |a, (s, w)| a.max(s * w))
-        };
+        let weighted_max =
+            |sc: &[f64], w: &[f64]| sc.iter().zip(w).fold(0.0f64, |a, (s, w)| a.max(s * w));
         let d_rho = weighted_max(&scale[..n_rho], &weight[..n_rho]);
         let d_c = weighted_max(&scale[n_rho..], &weight[n_rho..]);
         let d_g = weighted_max(&sg, &theta);
@@ -442,21 +445,61 @@ impl<'a> Polisher<'a> {
                     for &s in self.problem.mesh.faces_of(k) {
                         let f = self.problem.mesh.faces()[s];
                         let o = if f.k == k { f.l } else { f.k };
-                        info += &format!(" [face {s} to {o}: live {} theta {:.3e} G {:.3e} rg {:.3e} nb rho {:.3e} hold {:?} psi {:.3e}/{:.3e}]", self.live[j*self.nf+s], res.theta[j*self.nf+s], p.fluxes[j][s], res.rg[j*self.nf+s], p.densities[j+1][o], self.hold_of(j+1,o), p.psi[j][k], p.psi[j][o]);
+                        info += &format!(
+                            " [face {s} to {o}: live {} theta {:.3e} G {:.3e} rg {:.3e} nb rho {:.3e} hold {:?} psi {:.3e}/{:.3e}]",
+                            self.live[j * self.nf + s],
+                            res.theta[j * self.nf + s],
+                            p.fluxes[j][s],
+                            res.rg[j * self.nf + s],
+                            p.densities[j + 1][o],
+                            self.hold_of(j + 1, o),
+                            p.psi[j][k],
+                            p.psi[j][o]
+                        );
                     }
-                    best = (x, format!("C row ({j},{k}) r {:.3e} s {:.3e} rho {:.3e}->{:.3e} hold {:?}{info}", res.r[v], res.scale[v], p.densities[j][k], p.densities[j+1][k], self.hold_of(j+1,k)));
+                    best = (
+                        x,
+                        format!(
+                            "C row ({j},{k}) r {:.3e} s {:.3e} rho {:.3e}->{:.3e} hold {:?}{info}",
+                            res.r[v],
+                            res.scale[v],
+                            p.densities[j][k],
+                            p.densities[j + 1][k],
+                            self.hold_of(j + 1, k)
+                        ),
+                    );
                 }
             }
         }
         for (j, k) in (1..=self.free_levels).flat_map(|j| (0..self.n).map(move |k| (j, k))) {
             if let Some(v) = self.rho_var[(j - 1) * self.n + k] {
                 let x = rel(res.r[v], res.scale[v]);
-                if x > best.0 { best = (x, format!("rho row ({j},{k}) r {:.3e} s {:.3e} rho {:.3e}", res.r[v], res.scale[v], p.densities[j][k])); }
+                if x > best.0 {
+                    best = (
+                        x,
+                        format!(
+                            "rho row ({j},{k}) r {:.3e} s {:.3e} rho {:.3e}",
+                            res.r[v], res.scale[v], p.densities[j][k]
+                        ),
+                    );
+                }
             }
         }
         for (i, (&r, &s)) in res.rg.iter().zip(&res.sg).enumerate() {
             let x = rel(r, s);
-            if x > best.0 { let f = self.problem.mesh.faces()[i % self.nf]; best = (x, format!("G row {i} ({}-{}) r {r:.3e} s {s:.3e} theta {:.3e} G {:.3e}", f.k, f.l, res.theta[i], p.fluxes[i / self.nf][i % self.nf])); }
+            if x > best.0 {
+                let f = self.problem.mesh.faces()[i % self.nf];
+                best = (
+                    x,
+                    format!(
+                        "G row {i} ({}-{}) r {r:.3e} s {s:.3e} theta {:.3e} G {:.3e}",
+                        f.k,
+                        f.l,
+                        res.theta[i],
+                        p.fluxes[i / self.nf][i % self.nf]
+                    ),
+                );
+            }
         }
         eprintln!("   worst: {:.3e} {}", best.0, best.1);
     }
@@ -489,9 +532,9 @@ impl<'a> Polisher<'a> {
         let tau = self.problem.tau;
         let l = big_l as f64;
         let (wa, wb) = self.weights;
-        let mut trip: Vec<Triplet<usize, usize, f64>> = Vec::new();
+        let mut trip: Vec<Triplet> = Vec::new();
         let mut rhs: Vec<f64> = res.r.iter().map(|r| -r).collect();
-        let push = |i: usize, j: usize, v: f64, trip: &mut Vec<Triplet<usize, usize, f64>>| {
+        let push = |i: usize, j: usize, v: f64, trip: &mut Vec<Triplet>| {
             trip.push(Triplet::new(i, j, v));
             if i != j {
                 trip.push(Triplet::new(j, i, v));
@@ -577,54 +620,72 @@ impl<'a> Polisher<'a> {
                 }
             }
         }
-        let mut scaled: Vec<Triplet<usize, usize, f64>> = trip
+        let scaled: Vec<Triplet> = trip
             .iter()
             .map(|t| Triplet::new(t.row, t.col, t.val * dscale[t.row] * dscale[t.col]))
             .collect();
-        // A tiny quasi-definite shift (+ on densities, − on multipliers, relative to the
-        // equilibrated entries of size ≤ 1) keeps exactly singular pivots away (a density
-        // row without energy has a zero diagonal) at a negligible change of the direction.
-        for i in 0..nv {
-            let sign = if i < self.n_rho { 1.0 } else { -1.0 };
-            scaled.push(Triplet::new(i, i, sign * DIAGONAL_SHIFT));
-        }
-        let mat = SparseColMat::<usize, f64>::try_new_from_triplets(nv, nv, &scaled)
-            .map_err(|e| format!("assembling the Newton matrix: {e:?}"))?;
         let rhs_scaled: Vec<f64> = (0..nv).map(|i| rhs[i] * dscale[i]).collect();
-        // faer's sparse LU panics on an exactly zero pivot: contain it as a failure.
-        // Residual of the unshifted equilibrated system, for iterative refinement.
+        // LDLᵀ of the symmetric quasi-definite matrix (densities +, multipliers −) by QDLDL,
+        // from its upper triangle; a tiny shift of the diagonal with those signs keeps zero
+        // pivots away (a density row without energy has a zero diagonal), and QDLDL's dynamic
+        // regularisation catches any left. Iterative refinement against the unshifted matrix
+        // then recovers the exact Newton direction.
+        let (mut ii, mut jj, mut vv) = (Vec::new(), Vec::new(), Vec::new());
+        for t in scaled.iter().filter(|t| t.row <= t.col) {
+            ii.push(t.row);
+            jj.push(t.col);
+            vv.push(t.val);
+        }
+        let signs: Vec<i8> = (0..nv)
+            .map(|i| if i < self.n_rho { 1 } else { -1 })
+            .collect();
+        for (i, &sign) in signs.iter().enumerate() {
+            ii.push(i);
+            jj.push(i);
+            vv.push(f64::from(sign) * DIAGONAL_SHIFT);
+        }
+        let upper = CscMatrix::new_from_triplets(nv, nv, ii, jj, vv);
+        let settings = QDLDLSettingsBuilder::<f64>::default()
+            .Dsigns(signs)
+            .build()
+            .map_err(|e| format!("LDLᵀ settings: {e}"))?;
         let residual = |x: &[f64]| {
             let mut r = rhs_scaled.clone();
-            for t in &scaled[..trip.len()] {
+            for t in &scaled {
                 r[t.row] -= t.val * x[t.col];
             }
             r
         };
-        let solved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let lu = mat
-                .sp_lu()
-                .map_err(|e| format!("LU of the Newton matrix: {e:?}"))?;
-            let solve = |b: &[f64]| {
-                let mut x = Mat::<f64>::from_fn(nv, 1, |i, _| b[i]);
-                lu.solve_in_place(x.as_mut());
-                (0..nv).map(|i| x[(i, 0)]).collect::<Vec<f64>>()
-            };
-            let mut x = solve(&rhs_scaled);
-            // The shift makes this the solution of a nearby system; a few refinement
-            // steps against the unshifted one recover the exact Newton direction.
-            let norm = |v: &[f64]| v.iter().fold(0.0f64, |a, b| a.max(b.abs()));
-            let target = 1e-15 * norm(&rhs_scaled);
+        let norm = |v: &[f64]| v.iter().fold(0.0f64, |a, b| a.max(b.abs()));
+        let target = 1e-15 * norm(&rhs_scaled);
+        let refine = |solve: &mut dyn FnMut(&mut [f64])| {
+            let mut x = rhs_scaled.clone();
+            solve(&mut x);
             for _ in 0..REFINEMENT_STEPS {
-                let r = residual(&x);
-                if norm(&r) <= target {
+                let mut r = residual(&x);
+                if !(norm(&r) > target) {
                     break;
                 }
-                let dx = solve(&r);
-                x.iter_mut().zip(&dx).for_each(|(a, b)| *a += b);
+                solve(&mut r);
+                x.iter_mut().zip(&r).for_each(|(a, b)| *a += b);
             }
-            Ok::<_, String>(x)
-        }))
-        .map_err(|_| "the Newton matrix is singular".to_string())??;
+            let accurate = norm(&residual(&x)) <= 1e-10 * norm(&rhs_scaled);
+            (x, accurate)
+        };
+        let ldl = QDLDLFactorisation::new(&upper, Some(settings));
+        let mut solved = None;
+        if let Ok(mut ldl) = ldl {
+            let (x, accurate) = refine(&mut |b: &mut [f64]| ldl.solve(b));
+            if accurate && x.iter().all(|v| v.is_finite()) {
+                solved = Some(x);
+            }
+        }
+        // Without a useful quasi-definite structure (intermediate levels of the multi-level
+        // scheme have no energy on the diagonal), an LU with partial pivoting (faer).
+        let solved = match solved {
+            Some(x) => x,
+            None => self.lu_solve(nv, &scaled, &refine)?,
+        };
         let sol: Vec<f64> = (0..nv).map(|i| solved[i] * dscale[i]).collect();
         if std::env::var("JKO_POLISH_DEBUG").is_ok() {
             let mut ax = vec![0.0; nv];
@@ -638,7 +699,10 @@ impl<'a> Polisher<'a> {
             }
             let dmin = dscale.iter().cloned().fold(f64::INFINITY, f64::min);
             let dmax = dscale.iter().cloned().fold(0.0, f64::max);
-            eprintln!("   linear solve: scaled residual {:.3e} (rhs {den:.3e}), D in [{dmin:.2e}, {dmax:.2e}]", num);
+            eprintln!(
+                "   linear solve: scaled residual {:.3e} (rhs {den:.3e}), D in [{dmin:.2e}, {dmax:.2e}]",
+                num
+            );
         }
         if sol.iter().any(|v| !v.is_finite()) {
             return Err("the Newton direction is not finite".into());
@@ -662,6 +726,39 @@ impl<'a> Polisher<'a> {
         Ok(Direction { x: sol, dv })
     }
 
+    /// Solve the equilibrated system by a sparse LU with partial pivoting (faer), refined.
+    fn lu_solve(
+        &self,
+        nv: usize,
+        scaled: &[Triplet],
+        refine: &dyn Fn(&mut dyn FnMut(&mut [f64])) -> (Vec<f64>, bool),
+    ) -> Result<Vec<f64>, String> {
+        use faer::linalg::solvers::Solve;
+        let entries: Vec<faer::sparse::Triplet<usize, usize, f64>> = scaled
+            .iter()
+            .map(|t| faer::sparse::Triplet::new(t.row, t.col, t.val))
+            .chain((0..nv).map(|i| {
+                let sign = if i < self.n_rho { 1.0 } else { -1.0 };
+                faer::sparse::Triplet::new(i, i, sign * DIAGONAL_SHIFT)
+            }))
+            .collect();
+        let mat = faer::sparse::SparseColMat::<usize, f64>::try_new_from_triplets(nv, nv, &entries)
+            .map_err(|e| format!("assembling the Newton matrix: {e:?}"))?;
+        // faer's sparse LU panics on an exactly zero pivot: contain it as a failure.
+        let (x, _) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let lu = mat
+                .sp_lu()
+                .map_err(|e| format!("LU of the Newton matrix: {e:?}"))?;
+            Ok::<_, String>(refine(&mut |b: &mut [f64]| {
+                let mut x = faer::Mat::<f64>::from_fn(nv, 1, |i, _| b[i]);
+                lu.solve_in_place(x.as_mut());
+                b.iter_mut().enumerate().for_each(|(i, v)| *v = x[(i, 0)]);
+            }))
+        }))
+        .map_err(|_| "the Newton matrix is singular".to_string())??;
+        Ok(x)
+    }
+
     /// The point after a step of length α along `dir`, or the free cells without entropy that
     /// the step would push to (or below) 0.
     fn step(
@@ -679,14 +776,16 @@ impl<'a> Polisher<'a> {
                 let Some(v) = self.rho_var[i] else { continue };
                 let r = p.densities[j][k];
                 let d = dir.x[v];
-                // Densities move multiplicatively, ρ ← ρ exp(δρ/ρ): Newton in log ρ, which
-                // keeps them positive. A density without entropy whose additive Newton step
+                // Densities that decrease move multiplicatively, ρ ← ρ exp(δρ/ρ) (Newton in
+                // log ρ, which keeps them positive). A density without entropy whose additive Newton step
                 // would reach 0 (δρ ≤ −0.99 ρ) is held there instead (unless it was released
                 // by the multiplier check, then it just moves).
                 if !self.entropy_cell(j) && d <= -0.99 * r && !self.released[i] {
                     blocked.push((i, Hold::Lower));
                 }
-                let mut next = r * (alpha * (d / r).clamp(-MAX_LOG_STEP, MAX_LOG_STEP)).exp();
+                // Growth is capped at a factor e^MAX_LOG_GROWTH per step (e^x ≫ 1 + x would
+                // overshoot a density that must grow by orders, such as a released cell).
+                let mut next = r * (alpha * (d / r).clamp(-MAX_LOG_STEP, MAX_LOG_GROWTH)).exp();
                 if let Some(cap) = self.rho_max
                     && next >= cap
                 {
@@ -826,6 +925,20 @@ impl<'a> Polisher<'a> {
     }
 }
 
+/// One entry of a sparse matrix.
+#[derive(Debug, Clone, Copy)]
+struct Triplet {
+    row: usize,
+    col: usize,
+    val: f64,
+}
+
+impl Triplet {
+    fn new(row: usize, col: usize, val: f64) -> Self {
+        Triplet { row, col, val }
+    }
+}
+
 struct Residuals {
     /// ρ rows then ψ rows, in variable order.
     r: Vec<f64>,
@@ -918,11 +1031,17 @@ pub(crate) fn polish(
         let (mut worst, mut cont) = pol.measure(&res);
         let mut released_by_step = false;
         for _ in 0..settings.max_newton {
+            if report.newton_steps >= settings.max_total_newton {
+                break;
+            }
             if target(worst, cont) {
                 break;
             }
             if std::env::var("JKO_POLISH_DEBUG").is_ok() {
-                eprintln!("   newton: worst {worst:.3e} cont {cont:.3e} merit {:.3e}", merit(&res, &res));
+                eprintln!(
+                    "   newton: worst {worst:.3e} cont {cont:.3e} merit {:.3e}",
+                    merit(&res, &res)
+                );
                 pol.debug_worst(&res, &current);
             }
             let dir = match pol.direction(&current, &res) {
@@ -952,8 +1071,10 @@ pub(crate) fn polish(
                     }
                     Ok(q) => {
                         let r = pol.residuals(&q);
-                        if merit(&r, &res) < (1.0 - 1e-4 * alpha) * merit0 || { let (w, c) = pol.measure(&r); target(w, c) }
-                        {
+                        if merit(&r, &res) < (1.0 - 1e-4 * alpha) * merit0 || {
+                            let (w, c) = pol.measure(&r);
+                            target(w, c)
+                        } {
                             accepted = Some((q, r));
                             break;
                         }
@@ -1083,7 +1204,9 @@ pub(crate) fn polish(
         }
         report.multiplier_violation = violation;
         if std::env::var("JKO_POLISH_DEBUG").is_ok() {
-            eprintln!("  check: limit {limit:.3e} scale {scale:.3e} violation {violation:.3e} changed {changed}");
+            eprintln!(
+                "  check: limit {limit:.3e} scale {scale:.3e} violation {violation:.3e} changed {changed}"
+            );
         }
         if !changed {
             report.mass_correction =
@@ -1159,6 +1282,11 @@ fn merit(res: &Residuals, scales: &Residuals) -> f64 {
         .iter()
         .zip(&scales.scale)
         .map(|(&r, &s)| rel(r, s).powi(2))
-        .chain(res.rg.iter().zip(&scales.sg).map(|(&r, &s)| rel(r, s).powi(2)))
+        .chain(
+            res.rg
+                .iter()
+                .zip(&scales.sg)
+                .map(|(&r, &s)| rel(r, s).powi(2)),
+        )
         .sum()
 }

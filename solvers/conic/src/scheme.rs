@@ -569,7 +569,13 @@ mod tests {
     /// min t − a·r subject to t ≥ r^m, 0 ≤ r ≤ 1: the minimiser is r = (a/m)^{1/(m−1)}.
     #[test]
     fn power_tower_is_exact() {
-        for (m, a) in [(2.0, 1.0), (3.0, 0.75), (1.5, 1.2), (2.5, 2.0), (5.0 / 3.0, 1.0)] {
+        for (m, a) in [
+            (2.0, 1.0),
+            (3.0, 0.75),
+            (1.5, 1.2),
+            (2.5, 2.0),
+            (5.0 / 3.0, 1.0),
+        ] {
             let tower = PowerTower::new(m).unwrap();
             let mut p = ConicProgram::new();
             let v = p.add_variables(2);
@@ -592,7 +598,11 @@ mod tests {
             // only accurate to about the square root of the gap; the value to the gap.
             let expect = (a / m).powf(1.0 / (m - 1.0));
             let value = expect.powf(m) - a * expect;
-            assert!((sol.x[r] - expect).abs() < 1e-5, "m = {m}: r = {} vs {expect}", sol.x[r]);
+            assert!(
+                (sol.x[r] - expect).abs() < 1e-5,
+                "m = {m}: r = {} vs {expect}",
+                sol.x[r]
+            );
             assert!((sol.x[t] - a * sol.x[r] - value).abs() < 1e-9, "m = {m}");
             assert!(sol.x[t] >= sol.x[r].powf(m) - 1e-9, "m = {m}");
         }

@@ -92,6 +92,11 @@ pub struct Optimality {
     /// ≥ −tol). Mass enters an empty region only through these cells; deeper in it the
     /// multiplier φ is any extension, and one with λ ≥ 0 exists when these cells have it.
     pub min_lambda: f64,
+    /// With a porous term f = s^m/(m−1): max over those cells of the density a negative λ_K
+    /// would put there, ρ = ((m−1)/m · (−λ_K)/|K|)^{1/(m−1)} (from f'(ρ) = −λ_K/|K|),
+    /// relative to max ρ. Near a free boundary ρ and λ both vanish (a degenerate
+    /// complementarity) and λ of either sign is then within round-off of the solution.
+    pub frontier_density: f64,
     /// max over cells at ρ_max of λ_K / scale_K (λ − μ ≤ 0 there).
     pub max_at_bound: f64,
     /// max |K|(ρ − ρⁿ) + div G, relative to max |K| ρⁿ.
@@ -140,6 +145,7 @@ pub fn optimality(p: &JkoStep<'_>, out: &StepOutput) -> Optimality {
     let global = rows.iter().fold(0.0f64, |a, r| a.max(r.1));
     let (mut stationarity, mut tail, mut min_lambda, mut max_at_bound) =
         (0.0f64, 0.0f64, f64::INFINITY, f64::NEG_INFINITY);
+    let mut frontier_density = 0.0f64;
     for (k, &(lambda, scale)) in rows.iter().enumerate() {
         let at_bound = e.max_density.is_some_and(|m| rho[k] >= m * (1.0 - 1e-6));
         if at_bound {
@@ -155,6 +161,11 @@ pub fn optimality(p: &JkoStep<'_>, out: &StepOutput) -> Optimality {
             });
             if frontier {
                 min_lambda = min_lambda.min(lambda / global);
+                if let (Some(m), true) = (e.porous, lambda < 0.0) {
+                    let vol = mesh.volumes()[k];
+                    let implied = ((m - 1.0) / m * -lambda / vol).powf(1.0 / (m - 1.0));
+                    frontier_density = frontier_density.max(implied / rho_max);
+                }
             }
         }
     }
@@ -172,6 +183,7 @@ pub fn optimality(p: &JkoStep<'_>, out: &StepOutput) -> Optimality {
         stationarity,
         tail,
         min_lambda,
+        frontier_density,
         max_at_bound,
         continuity: continuity / scale,
     }
