@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""One JKO step of the one-step two-point-flux scheme (DESIGN §2.1), written in CVXPY the way a
+"""One JKO step of the one-step two-point-flux scheme (docs/mathematics.md §2.1), written in CVXPY the way a
 user would write it, solved by Clarabel: the independent peer of the `conic` and `newton` backends.
 
     minimise   (1/(2τ)) Σ_σ G_σ² / (T_σ θ_σ) + Σ_K |K| [β ρ_K log ρ_K + ρ_K^m/(m−1) + V_K ρ_K]

@@ -1,6 +1,6 @@
 //! One JKO step problem as a self-contained JSON document, and what a peer program returns.
 //!
-//! The document carries everything that defines the discrete problem of DESIGN §2.1 — cell
+//! The document carries everything that defines the discrete problem of docs/mathematics.md §2.1 — cell
 //! volumes and centres, the interior faces (k, l, |σ|, d_σ), ρⁿ, τ and the frozen step energy
 //! (β, m, the cell potential, ρ_max) — so that an independent program (the CVXPY + Clarabel
 //! script `benches/peers/tpfa_cvxpy.py`) solves *the same* discrete problem as our backends,
@@ -72,7 +72,7 @@ pub struct GridBox {
     pub mask: Option<Vec<bool>>,
 }
 
-/// The frozen energy of the step (DESIGN §1): f(s) = β s log s + s^m/(m−1), the cell potential
+/// The frozen energy of the step (docs/mathematics.md §1): f(s) = β s log s + s^m/(m−1), the cell potential
 /// V_K (with any interaction W∗ρⁿ already frozen into it) and the bound ρ ≤ ρ_max.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -94,7 +94,7 @@ pub struct EnergyData {
     pub interaction_frozen: bool,
 }
 
-/// One JKO step problem of the one-step two-point-flux scheme (DESIGN §2.1), as a JSON
+/// One JKO step problem of the one-step two-point-flux scheme (docs/mathematics.md §2.1), as a JSON
 /// document:
 ///
 /// ```text
@@ -363,7 +363,7 @@ pub struct PeerSolution {
     pub rho: Vec<f64>,
     /// G_σ.
     pub flux: Vec<f64>,
-    /// φ (the continuity multiplier times τ, DESIGN's sign: G = Tθ(φ_L − φ_K)).
+    /// φ (the continuity multiplier times τ, the sign of docs/mathematics.md: G = Tθ(φ_L − φ_K)).
     pub potential: Vec<f64>,
 }
 

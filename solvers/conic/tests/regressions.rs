@@ -1,6 +1,6 @@
 //! The failures reported in issue 17, kept as regression tests: at its defaults the backend
 //! must end every step `Solved`, with the mass of ρⁿ to round-off and the optimality system of
-//! DESIGN §2.1 satisfied by the returned (ρ, G, φ).
+//! docs/mathematics.md §2.1 satisfied by the returned (ρ, G, φ).
 //!
 //! The issue's cases on 64² grids take tens of seconds in a debug build and are `#[ignore]`d:
 //! `cargo test --release -p jko-conic --test regressions -- --ignored --nocapture`.
