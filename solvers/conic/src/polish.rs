@@ -21,8 +21,11 @@
 //!
 //! with E'' = |K| f''(ρ) on the energy level, B = the continuity coefficients |K| plus the
 //! kinetic couplings G w/θ, Λ the graph Laplacian with weights θ/(2a) = τTθ/L, and
-//! δG = −(θ/(2a)) r_G + (G/θ) Σ w δρ − (θ/(2a))(δψ_k − δψ_l). It is solved by a sparse LU
-//! (faer) after a symmetric equilibration. Cells with entropy move multiplicatively,
+//! δG = −(θ/(2a)) r_G + (G/θ) Σ w δρ − (θ/(2a))(δψ_k − δψ_l). After a symmetric
+//! equilibration it is factorised by QDLDL (LDLᵀ with signs + on densities, − on
+//! multipliers) and refined iteratively; a sparse LU (faer) is the fallback when the
+//! factorisation is not accurate (intermediate levels of the multi-level scheme carry no
+//! energy on the diagonal). Cells with entropy move multiplicatively,
 //! ρ ← ρ exp(δρ/ρ) (Newton in log ρ, which keeps ρ > 0 and reaches densities many orders
 //! below the peak); other free densities move additively and stay positive; a cell the step
 //! would push below 0 joins the set held at 0.
@@ -360,11 +363,10 @@ impl<'a> Polisher<'a> {
         }
         // Density rows: energy and multiplier terms.
         for j in 1..=self.free_levels {
-            for k in 0..n {
+            for (k, &vol) in vols.iter().enumerate() {
                 let Some(v) = self.rho_var[(j - 1) * n + k] else {
                     continue;
                 };
-                let vol = vols[k];
                 if self.energy_level(j) {
                     let (d1, _) = self.energy_derivatives(k, p.densities[j][k]);
                     r[v] += vol * d1;
@@ -382,11 +384,11 @@ impl<'a> Polisher<'a> {
         }
         // Continuity rows: |K|(ρ_{j+1} − ρ_j) (the flux part was added above).
         for j in 0..big_l {
-            for k in 0..n {
+            for (k, &vol) in vols.iter().enumerate() {
                 if let Some(v) = self.psi_var[j * n + k] {
                     let (a, b) = (p.densities[j + 1][k], p.densities[j][k]);
-                    r[v] += vols[k] * (a - b);
-                    scale[v] += vols[k] * (a.abs() + b.abs());
+                    r[v] += vol * (a - b);
+                    scale[v] += vol * (a.abs() + b.abs());
                 }
             }
         }
@@ -542,11 +544,10 @@ impl<'a> Polisher<'a> {
         };
         // Energy diagonal and continuity coefficients of the densities.
         for j in 1..=self.free_levels {
-            for k in 0..n {
+            for (k, &vol) in vols.iter().enumerate() {
                 let Some(v) = self.rho_var[(j - 1) * n + k] else {
                     continue;
                 };
-                let vol = vols[k];
                 let mut diag = 0.0;
                 if self.energy_level(j) {
                     diag = vol * self.energy_derivatives(k, p.densities[j][k]).1;
@@ -663,7 +664,7 @@ impl<'a> Polisher<'a> {
             solve(&mut x);
             for _ in 0..REFINEMENT_STEPS {
                 let mut r = residual(&x);
-                if !(norm(&r) > target) {
+                if norm(&r).partial_cmp(&target) != Some(std::cmp::Ordering::Greater) {
                     break;
                 }
                 solve(&mut r);
@@ -731,7 +732,7 @@ impl<'a> Polisher<'a> {
         &self,
         nv: usize,
         scaled: &[Triplet],
-        refine: &dyn Fn(&mut dyn FnMut(&mut [f64])) -> (Vec<f64>, bool),
+        refine: &Refine<'_>,
     ) -> Result<Vec<f64>, String> {
         use faer::linalg::solvers::Solve;
         let entries: Vec<faer::sparse::Triplet<usize, usize, f64>> = scaled
@@ -924,6 +925,10 @@ impl<'a> Polisher<'a> {
         (lam, scale)
     }
 }
+
+/// Iterative refinement of a solve (a linear solver applied in place): the solution and
+/// whether it reached the accuracy asked for.
+type Refine<'a> = dyn Fn(&mut dyn FnMut(&mut [f64])) -> (Vec<f64>, bool) + 'a;
 
 /// One entry of a sparse matrix.
 #[derive(Debug, Clone, Copy)]
