@@ -150,7 +150,9 @@ impl Suite {
                         "{} with `{}`{} is not a run of this suite",
                         e.problem,
                         e.backend,
-                        e.cells.as_ref().map_or(String::new(), |c| format!(" at {c:?}"))
+                        e.cells
+                            .as_ref()
+                            .map_or(String::new(), |c| format!(" at {c:?}"))
                     ),
                 ));
             }

@@ -321,7 +321,11 @@ fn execute(command: Command) -> Result<(), ToolError> {
                     e.problem, e.backend, e.issue
                 );
             }
-            let runs = report.rows.iter().filter(|r| !r.status.starts_with("unsupported")).count();
+            let runs = report
+                .rows
+                .iter()
+                .filter(|r| !r.status.starts_with("unsupported"))
+                .count();
             println!(
                 "robustness: {} passed, {} failed ({} expected failures, {} refused as outside the domain)",
                 runs - outcome.unexpected.len() - outcome.expected.len(),
@@ -336,7 +340,12 @@ fn execute(command: Command) -> Result<(), ToolError> {
                     list: outcome
                         .unexpected
                         .iter()
-                        .map(|r| format!("\n  {} {:?} {}: {}", r.problem, r.cells, r.backend, r.status))
+                        .map(|r| {
+                            format!(
+                                "\n  {} {:?} {}: {}",
+                                r.problem, r.cells, r.backend, r.status
+                            )
+                        })
                         .collect(),
                 }),
             }

@@ -99,7 +99,10 @@ fn every_backend_conforms_on_the_shared_cases() {
     cases.push(no_energy);
     for solver in kit::backends() {
         for case in &cases {
-            match (conform(solver.as_ref(), case), expected(solver.name(), case.name)) {
+            match (
+                conform(solver.as_ref(), case),
+                expected(solver.name(), case.name),
+            ) {
                 (Ok(()), None) | (Err(_), Some(_)) => {}
                 (Ok(()), Some(issue)) => fixed.push(format!(
                     "{} on {} passes: delete it from EXPECTED_FAILURES (issue {issue})",

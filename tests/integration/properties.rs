@@ -41,7 +41,7 @@
 //! seed saved in `tests/properties.proptest-regressions`, replayed first on later runs. The
 //! counts and the largest deviation seen per property are printed (`-- --nocapture`).
 //! The heavier variant (more cases, larger meshes) is `#[ignore]`d:
-//! `cargo test --test properties -- --ignored --nocapture`.
+//! `cargo test --test integration properties -- --ignored --nocapture`.
 
 use jko::backend::SolverConfig;
 use jko::config::Checks;
@@ -992,9 +992,9 @@ fn flow_2d() {
 }
 
 /// The heavier variant: more cases and larger meshes for every backend. Run with
-/// `cargo test --test properties heavy -- --ignored --nocapture` (a few minutes).
+/// `cargo test --test integration properties::heavy -- --ignored --nocapture` (a few minutes).
 #[test]
-#[ignore = "heavy: run with `cargo test --test properties heavy -- --ignored --nocapture`"]
+#[ignore = "heavy: run with `cargo test --test integration properties::heavy -- --ignored --nocapture`"]
 fn heavy_all_backends() {
     // Every backend runs even when an earlier one fails; the failures are listed at the end.
     let mut failed = Vec::new();

@@ -116,7 +116,10 @@ fn check_names_expected_failures_that_pass_and_refuses_stale_ones() {
         stdout.contains("no longer fails: ou-1d quantile (issue 99)"),
         "{stdout}"
     );
-    assert!(stdout.contains("robustness: 2 passed, 0 failed"), "{stdout}");
+    assert!(
+        stdout.contains("robustness: 2 passed, 0 failed"),
+        "{stdout}"
+    );
     // An entry that names no run of the suite is refused before any run.
     let out = run(r#"{ problem = "ou-2d", backend = "newton", issue = 14 }"#);
     let stderr = String::from_utf8_lossy(&out.stderr);
