@@ -13,6 +13,9 @@ use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
 use jko_core::{Energy, Interaction, Mesh, Potential, StepOutput, StepSolver};
 use ndarray::Array1;
 
+/// The exact density on a mesh at time t.
+pub type ExactDensity = Box<dyn Fn(&Mesh, f64) -> Array1<f64>>;
+
 /// One small problem: a mesh, an energy, ρ⁰ and τ, with the exact density at time t where one
 /// is known.
 pub struct Case {
@@ -23,7 +26,7 @@ pub struct Case {
     pub rho0: Array1<f64>,
     pub tau: f64,
     /// The exact solution of the PDE at time t, when known.
-    pub exact: Option<Box<dyn Fn(&Mesh, f64) -> Array1<f64>>>,
+    pub exact: Option<ExactDensity>,
 }
 
 /// The Ornstein–Uhlenbeck problem from N(1, 0.5²) per axis (β = 1, V = |x|²/2) on [−4, 4]^d,
