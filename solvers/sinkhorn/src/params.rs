@@ -1,6 +1,6 @@
 //! Parameters of the Sinkhorn backend (the `[solver]` table of a config with `kind = "sinkhorn"`).
 
-use jko_core::{InputError, Mesh};
+use jko_core::InputError;
 use serde::{Deserialize, Serialize};
 
 /// When to run the iterations on log-scalings (log-sum-exp kernel) instead of the plain kernel.
@@ -95,7 +95,7 @@ impl Default for EpsilonScaling {
 /// Parameters of [`crate::SinkhornSolver`] (serde: unknown fields are rejected, missing ones
 /// take the defaults).
 ///
-/// Defaults: ε from the mesh, `tol = 1e-10`, 50 000 iterations, `almost_tol = 1e-6`,
+/// Defaults: ε from the default rule (`epsilon_factor = 0.25`), `tol = 1e-10`, 50 000 iterations, `almost_tol = 1e-6`,
 /// ε-scaling on, log domain `auto`, kernel `auto`, automatic over-relaxation capped at 1.95,
 /// the global thread pool, dense kernels up to 512 MiB, no history.
 ///
@@ -109,9 +109,13 @@ impl Default for EpsilonScaling {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SinkhornParams {
-    /// Entropic regularisation ε (units of the cost |x − y|², i.e. length²). `None`: the mesh
-    /// default (2h² on a grid of spacing h; see [`crate::SinkhornSolver::epsilon_for`]).
+    /// Entropic regularisation ε (units of the cost |x − y|², i.e. length²). `None`: the
+    /// default rule ε = clamp(`epsilon_factor` · τ² · F², 2h², ε_max) of each step (see
+    /// [`crate::SinkhornSolver::epsilon_for`] and the crate docs).
     pub epsilon: Option<f64>,
+    /// The constant c of the default rule ε = c τ² F² (F² the mean squared driving force at
+    /// ρⁿ): the entropic bias is then of the order of the step's own time-discretisation error.
+    pub epsilon_factor: f64,
     /// Stop when the relative ℓ¹ violation of the first marginal ‖π1 − p‖₁/‖p‖₁ is below this.
     pub tol: f64,
     /// Cap on the total number of iterations over the ε schedule (one iteration = one update
@@ -144,6 +148,7 @@ impl Default for SinkhornParams {
     fn default() -> Self {
         SinkhornParams {
             epsilon: None,
+            epsilon_factor: 0.25,
             tol: 1e-10,
             max_iter: 50_000,
             almost_tol: 1e-6,
@@ -184,6 +189,13 @@ impl SinkhornParams {
             return Err(InputError::parameter(
                 "solver.epsilon",
                 e,
+                "must be finite and > 0",
+            ));
+        }
+        if !(self.epsilon_factor.is_finite() && self.epsilon_factor > 0.0) {
+            return Err(InputError::parameter(
+                "solver.epsilon_factor",
+                self.epsilon_factor,
                 "must be finite and > 0",
             ));
         }
@@ -288,21 +300,6 @@ impl SinkhornParams {
         out.push(epsilon);
         out
     }
-}
-
-/// The default ε of a mesh: 2h², with h the largest grid spacing (or, on a general mesh, the
-/// side of a cube of the mean cell volume). The entropic blur has width √(ε/2) = h: the
-/// Gibbs kernel reaches neighbouring cells (a smaller ε locks mass in its cell and slows
-/// Sinkhorn down) and the bias, of order ε/τ, shrinks with h².
-pub(crate) fn default_epsilon(mesh: &Mesh) -> f64 {
-    let h = match mesh.as_grid() {
-        Some(g) => g.spacing().into_iter().fold(0.0, f64::max),
-        None => {
-            let mean = mesh.domain_volume() / mesh.n_cells() as f64;
-            mean.powf(1.0 / mesh.dim().max(1) as f64)
-        }
-    };
-    2.0 * h * h
 }
 
 #[cfg(test)]
