@@ -408,9 +408,9 @@ impl SinkhornSolver {
             Some((0, _, why)) if prm.log_domain == LogDomain::Always => {
                 format!("log-domain: always ({why})")
             }
-            Some((s, e, why)) => format!(
-                "log-domain: from stage {s} (epsilon = {e:.3e}): {why}; {absorptions} absorptions before"
-            ),
+            Some((s, e, why)) => {
+                format!("log-domain: from stage {s} (epsilon = {e:.3e}): {why}")
+            }
         });
         notes.push(if tensor {
             "kernel: tensor product of 1D kernels (GEMM per axis)".into()

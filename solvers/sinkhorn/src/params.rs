@@ -47,16 +47,22 @@ pub enum KernelChoice {
 /// potentials of the previous one. Intermediate stages stop at `stage_tol` (or after
 /// `stage_max_iter` iterations); only the last stage must reach `tol`.
 ///
-/// Defaults: enabled, ε₀ = diam²/100, θ = 1/2, stage tolerance 1e-4, 2000 iterations per
-/// stage, 3 stages above ε after a warm start.
+/// Off by default: the proximal map of an internal energy damps every b-update, so a cold
+/// start at the target ε converges in fewer iterations than the ladder (measured on the
+/// robustness matrix: 1.3–2.5× fewer on every case, see the crate docs); it can help steps
+/// without internal energy under a congestion bound at very small ε. When enabled:
+/// ε₀ = diam²/100, θ = 1/2, stage tolerance 1e-4, 2000 iterations per stage, 3 stages above ε
+/// after a warm start.
 ///
 /// ```rust
 /// use jko_sinkhorn::SinkhornParams;
 ///
-/// let params: SinkhornParams = toml::from_str("[epsilon_scaling]\nfactor = 0.25").unwrap();
+/// let params: SinkhornParams =
+///     toml::from_str("[epsilon_scaling]\nenabled = true\nfactor = 0.25").unwrap();
 /// assert_eq!(params.epsilon_scaling.factor, 0.25);
-/// assert!(params.epsilon_scaling.enabled); // the other fields keep their defaults
+/// assert_eq!(params.epsilon_scaling.stage_tol, 1e-4); // the other fields keep their defaults
 /// assert!(params.validate().is_ok());
+/// assert!(!jko_sinkhorn::SinkhornParams::default().epsilon_scaling.enabled);
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -82,7 +88,7 @@ pub struct EpsilonScaling {
 impl Default for EpsilonScaling {
     fn default() -> Self {
         EpsilonScaling {
-            enabled: true,
+            enabled: false,
             start: None,
             factor: 0.5,
             stage_tol: 1e-4,
@@ -96,7 +102,7 @@ impl Default for EpsilonScaling {
 /// take the defaults).
 ///
 /// Defaults: ε from the default rule (`epsilon_factor = 0.25`), `tol = 1e-10`, 50 000 iterations, `almost_tol = 1e-6`,
-/// ε-scaling on, log domain `auto`, kernel `auto`, automatic over-relaxation capped at 1.95,
+/// ε-scaling off, log domain `auto`, kernel `auto`, automatic over-relaxation capped at 1.95,
 /// the global thread pool, dense kernels up to 512 MiB, no history.
 ///
 /// ```rust
@@ -369,7 +375,9 @@ mod tests {
 
     #[test]
     fn schedule_decreases_to_the_target() {
-        let p = SinkhornParams::default();
+        let mut p = SinkhornParams::default();
+        assert_eq!(p.schedule(1e-3, 100.0, false), vec![1e-3]);
+        p.epsilon_scaling.enabled = true;
         let s = p.schedule(1e-3, 100.0, false);
         assert_eq!(*s.last().unwrap(), 1e-3);
         assert!((s[0] - 1.0).abs() < 1e-15);

@@ -385,8 +385,9 @@ fn combine(parts: &[([f64; 3], f64, bool)]) -> ([f64; 3], f64, bool) {
 
 multiversion! {
 /// One chunk of the a-update: next ũ ← p / (K̃ṽ), relaxed in the log domain as
-/// ũ (p / (ũ K̃ṽ))^ω where a previous ũ exists. Returns (violation Σ|ũ K̃ṽ − p| of the current
-/// ũ, Σ next, ·), max next, bad (a cell with mass and no finite positive next ũ).
+/// ũ (p / (ũ K̃ṽ))^ω where a previous ũ exists. A row whose product vanishes (its kernel row
+/// sees only cells without mass yet) gets ũ = 0: its mass is dropped and counted. Returns
+/// (violation Σ|ũ K̃ṽ − p| of the current ũ, Σ next, dropped mass), max next, ·.
 fn a_chunk(p: &[f64], kb: &[f64], u: &[f64], next: &mut [f64], omega: f64) -> ([f64; 3], f64, bool) {
     let n = next.len();
     assert!(p.len() == n && kb.len() == n && u.len() == n);
@@ -399,15 +400,12 @@ fn a_chunk(p: &[f64], kb: &[f64], u: &[f64], next: &mut [f64], omega: f64) -> ([
             let relaxed = u[i] * exp(omega * ln(plain / u[i]));
             if u[i] > 0.0 { relaxed } else { plain }
         };
-        next[i] = if p[i] > 0.0 { x } else { 0.0 };
+        next[i] = if p[i] > 0.0 && x > 0.0 && x < f64::INFINITY { x } else { 0.0 };
     }
     reduce(n, |i| {
         let x = next[i];
-        (
-            [(u[i] * kb[i] - p[i]).abs(), x, 0.0],
-            x,
-            p[i] > 0.0 && !(x > 0.0 && x < f64::INFINITY),
-        )
+        let dropped = if p[i] > 0.0 && x == 0.0 { p[i] } else { 0.0 };
+        ([(u[i] * kb[i] - p[i]).abs(), x, dropped], x, false)
     })
 }
 }
@@ -415,8 +413,10 @@ fn a_chunk(p: &[f64], kb: &[f64], u: &[f64], next: &mut [f64], omega: f64) -> ([
 multiversion! {
 /// One chunk of the b-update, cells `base..` (`qn`: scratch): ln z = ln K̃ᵀũ − Ĝ,
 /// ln q = prox(ln z), ln ṽ ← relax(ln ṽ, ln q − ln K̃ᵀũ). Cells without mass (inactive, or q
-/// below the floor) get ṽ = 0, ln ṽ = −∞, q = 0. Returns (Σ|Δq|, Σ q/K̃ᵀũ, ·), max ln ṽ, bad
-/// (an active cell with K̃ᵀũ not finite and positive).
+/// below the floor) get ṽ = 0, ln ṽ = −∞, q = 0. An active cell whose product K̃ᵀũ is 0 (all of
+/// its column truncated) gets q = 0, and the mass the proximal map would give to the largest
+/// value the truncation may have hidden, K̃ᵀũ = e^{lk_hidden}, is counted. Returns (Σ|Δq|,
+/// Σ q/K̃ᵀũ, hidden mass), max ln ṽ, bad (an active cell with a non-finite product).
 #[allow(clippy::too_many_arguments)]
 fn b_chunk(
     st: &Stage,
@@ -429,6 +429,7 @@ fn b_chunk(
     qn: &mut [f64],
     omega: f64,
     ln_floor: f64,
+    lk_hidden: f64,
 ) -> ([f64; 3], f64, bool) {
     let n = v.len();
     let r = base..base + n;
@@ -457,7 +458,7 @@ fn b_chunk(
                 let x = exp(l);
                 let qx = if omega == 1.0 { x * k } else { exp(lq) };
                 let keep = act[i] & (k > 0.0) & (lq >= ln_floor) & (lq < f64::INFINITY);
-                let bad = act[i] & !(k > 0.0 && k < f64::INFINITY);
+                let bad = act[i] & !(k >= 0.0 && k < f64::INFINITY);
                 v[i] = if keep { x } else { 0.0 };
                 lv[i] = if keep { l } else { f64::NEG_INFINITY };
                 qn[i] = if bad { f64::NAN } else if keep { qx } else { 0.0 };
@@ -472,7 +473,13 @@ fn b_chunk(
     let out = reduce(n, |i| {
         let x = qn[i];
         let ratio = if x > 0.0 { x / ka[i] } else { 0.0 };
-        ([(x - q[i]).abs(), ratio, 0.0], lv[i], x.is_nan())
+        let hidden = if act[i] && ka[i] == 0.0 {
+            let lq = prox.log_mass(lk_hidden - ghat[i], lnv[i], pot[i]);
+            if lq >= ln_floor { exp(lq) } else { 0.0 }
+        } else {
+            0.0
+        };
+        ([(x - q[i]).abs(), ratio, hidden], lv[i], x.is_nan())
     });
     for i in 0..n {
         q[i] = if qn[i].is_nan() { 0.0 } else { qn[i] };
@@ -505,8 +512,9 @@ pub fn scaling_stage(
     absorb(st, kernel, theta, buf, true);
     let mut absorptions = 1;
     // A dropped kernel entry is below δ = e^{−θ}: the a-update's marginal error is at most
-    // δ Σṽ Σũ' (ũ' the new ũ) and the b-update's δ Σũ Σ(q/K̃ᵀũ); both are held below
-    // 10⁻² tol · mass for the iterations the stage may stop at.
+    // δ Σṽ Σũ' (ũ' the new ũ) plus the mass of rows dropped, the b-update's δ Σũ Σ(q/K̃ᵀũ)
+    // plus the mass hidden columns may miss; both are held below 10⁻² tol · mass for the
+    // iterations the stage may stop at.
     let delta = kernel.truncation();
     let allowed = 1e-2 * st.tol * st.mass;
     let mut relaxation = Relaxation::new(st);
@@ -533,7 +541,7 @@ pub fn scaling_stage(
                 a_chunk(&st.p[r.clone()], &kb[r.clone()], &u_now[r], next, omega)
             })
             .collect();
-        let ([viol, sum_u, _], max_u, bad) = combine(&parts);
+        let ([viol, sum_u, dropped], max_u, _) = combine(&parts);
         if it > 0 {
             violation_now = viol / st.mass;
             if !violation_now.is_finite() {
@@ -549,10 +557,7 @@ pub fn scaling_stage(
         if it >= st.cap {
             break false;
         }
-        if bad {
-            return Err(Trouble("a kernel product vanished where mass must go"));
-        }
-        let bound_a = delta * sum_v * sum_u;
+        let bound_a = delta * sum_v * sum_u + dropped;
         std::mem::swap(&mut buf.u, &mut buf.ka);
         // the b-update follows the decision just taken (ω = 1 when finishing)
         let omega = if it == 0 { 1.0 } else { relaxation.omega };
@@ -560,6 +565,8 @@ pub fn scaling_stage(
             .apply_transpose(&buf.u, &mut buf.ka, &mut buf.work)
             .map_err(|_| Trouble("kernel product"))?;
         let (ka, ghat) = (&buf.ka, &buf.ghat);
+        // The most a fully truncated column can have received: e^{−θ} Σũ.
+        let lk_hidden = delta.ln() + sum_u.ln();
         let parts: Vec<_> = buf
             .v
             .par_chunks_mut(CHUNK)
@@ -568,13 +575,25 @@ pub fn scaling_stage(
             .zip(buf.work.par_chunks_mut(CHUNK))
             .enumerate()
             .map(|(c, (((vc, lvc), qc), sc))| {
-                b_chunk(st, c * CHUNK, ka, ghat, vc, lvc, qc, sc, omega, ln_floor)
+                b_chunk(
+                    st,
+                    c * CHUNK,
+                    ka,
+                    ghat,
+                    vc,
+                    lvc,
+                    qc,
+                    sc,
+                    omega,
+                    ln_floor,
+                    lk_hidden,
+                )
             })
             .collect();
-        let ([dq, ratio, _], max_lv, bad) = combine(&parts);
+        let ([dq, ratio, hidden], max_lv, bad) = combine(&parts);
         change = dq / st.mass;
         sum_v = buf.v.iter().sum();
-        let bound = bound_a.max(delta * sum_u * ratio);
+        let bound = bound_a.max(delta * sum_u * ratio + hidden);
         exact = bound <= allowed && !bad;
         it += 1;
         if !exact || max_lv > RANGE || max_u.ln() > RANGE {
