@@ -63,6 +63,8 @@ use rayon::prelude::*;
 pub(crate) const TILE: usize = 32;
 /// Lines per task of a pass along the last axis.
 const LINES: usize = 64;
+/// Stored kernel entries per task of a one-line product.
+const LINE_WORK: usize = 1 << 16;
 /// A log-sum-exp term below e^{−LSE_CUT} of the largest is dropped (see module docs).
 const LSE_CUT: f64 = 50.0;
 /// Chunk length of deterministic reductions.
@@ -206,18 +208,37 @@ impl Tiles {
         (&self.table[start..start + (hi - lo)], lo - self.lo[t])
     }
 
-    /// y = A x for one line (tiles in parallel).
-    fn apply_line(&self, n: usize, x: &[f64], y: &mut [f64]) {
-        y.par_chunks_mut(self.size)
-            .enumerate()
-            .for_each(|(t, yt)| line_tile(self, t, n, x, yt));
+    /// Tiles per parallel task of a one-line product: about `LINE_WORK` stored entries each
+    /// (depends on the kernel only, never on the thread count).
+    fn tiles_per_task(&self, n: usize) -> usize {
+        let entries: usize = (0..n).map(|i| self.row_hi[i] - self.row_lo[i]).sum();
+        let per_tile = entries / self.tiles().max(1) + 1;
+        (LINE_WORK / per_tile).clamp(1, self.tiles().max(1))
     }
 
-    /// y = Aᵀ x for one line: each tile's contribution in parallel, added in tile order.
+    /// y = A x for one line (groups of tiles in parallel).
+    fn apply_line(&self, n: usize, x: &[f64], y: &mut [f64]) {
+        let group = self.tiles_per_task(n);
+        y.par_chunks_mut(self.size * group)
+            .enumerate()
+            .for_each(|(c, yc)| {
+                for (k, yt) in yc.chunks_mut(self.size).enumerate() {
+                    line_tile(self, c * group + k, n, x, yt);
+                }
+            });
+    }
+
+    /// y = Aᵀ x for one line: each tile's contribution (groups of tiles in parallel), added in
+    /// tile order.
     fn apply_line_transpose(&self, n: usize, x: &[f64], y: &mut [f64]) {
-        let parts: Vec<Vec<f64>> = (0..self.tiles())
+        let group = self.tiles_per_task(n);
+        let parts: Vec<Vec<f64>> = (0..self.tiles().div_ceil(group))
             .into_par_iter()
-            .map(|t| line_tile_transpose(self, t, n, x))
+            .flat_map_iter(|c| {
+                (c * group..((c + 1) * group).min(self.tiles()))
+                    .map(|t| line_tile_transpose(self, t, n, x))
+                    .collect::<Vec<_>>()
+            })
             .collect();
         y.fill(0.0);
         for (t, c) in parts.iter().enumerate() {
@@ -517,6 +538,9 @@ struct Factor {
     /// Absorbed row and column potentials (dimensionless, already divided by ε).
     f: Vec<f64>,
     g: Vec<f64>,
+    /// Row maxima of g_j − c_ij/ε (= −f_i) and their arg-maxima.
+    row_max: Vec<f64>,
+    arg: Vec<usize>,
     rows: Tiles,
 }
 
@@ -538,6 +562,8 @@ impl Factor {
             line,
             f: vec![0.0; n],
             g: vec![0.0; n],
+            row_max: vec![0.0; n],
+            arg: (0..n).collect(),
             rows: Tiles::default(),
         }
     }
@@ -580,15 +606,14 @@ impl Factor {
         }
     }
 
-    /// Absorb a potential (dimensionless; −∞ allowed): the column potential g0 when
-    /// `from_rows` is false, the row potential f0 when it is true. With h^c(i) =
+    /// Absorb a potential (dimensionless; −∞ allowed; the kernel is built by `build`): the
+    /// column potential g0 when `from_rows` is false, the row potential f0 when it is true. With h^c(i) =
     /// −max_j (h_j − c_ij/ε) the absorbed pair is (f, g) = (g0^c, g0^{cc}), or
     /// (f0^{cc}, f0^c): in both cases f = g^c and g = f^c, so K̃(i, j) = exp(f_i + g_j − c_ij/ε)
     /// ≤ 1 with largest entry 1 in every row and every column (no row or column is ever
     /// truncated away); the largest entries sit where the given potential is attained (g = g0,
-    /// or f = f0). Entries below e^{−θ} are dropped.
-    fn absorb(&mut self, eps: f64, pot: Vec<f64>, from_rows: bool, theta: f64) {
-        let n = self.n;
+    /// or f = f0).
+    fn set_potentials(&mut self, eps: f64, pot: Vec<f64>, from_rows: bool) {
         let transform = |h: &[f64]| -> Vec<f64> {
             let (_, m) = self.c_transform(eps, h);
             m.iter()
@@ -600,8 +625,21 @@ impl Factor {
         } else {
             transform(&transform(&pot))
         };
-        let term = |i: usize, j: usize| g[j] - self.cost(i, j) / eps;
         let (arg, max) = self.c_transform(eps, &g);
+        self.f = max
+            .iter()
+            .map(|&m| if m.is_finite() { -m } else { 0.0 })
+            .collect();
+        self.g = g;
+        self.arg = arg;
+        self.row_max = max;
+    }
+
+    /// Build the truncated kernel of the absorbed potentials: entries below e^{−θ} dropped.
+    fn build(&mut self, eps: f64, theta: f64) {
+        let n = self.n;
+        let (g, arg, max) = (&self.g, &self.arg, &self.row_max);
+        let term = |i: usize, j: usize| g[j] - self.cost(i, j) / eps;
         // On a grid axis term_i(j) = h_j + (2 x_i x_j − x_i²)/ε with h_j = g_j − x_j²/ε: its
         // upper concave envelope bounds every row by a concave function of x_j.
         let hull = if self.sorted() {
@@ -656,10 +694,7 @@ impl Factor {
                 (lo, hi)
             })
             .collect();
-        let f: Vec<f64> = max
-            .iter()
-            .map(|&m| if m.is_finite() { -m } else { 0.0 })
-            .collect();
+        let f = &self.f;
         let size = if n <= TILE + TILE / 2 { n } else { TILE };
         let tiles = n.div_ceil(size);
         let mut t = Tiles {
@@ -748,8 +783,6 @@ impl Factor {
             }
         }
         self.rows = t;
-        self.f = f;
-        self.g = g;
     }
 
     /// out_i = ln Σ_j exp(x_j − c_ij/ε) (+ ln c_ij when `weighted`) for one line x.
@@ -1091,21 +1124,31 @@ impl GibbsKernel {
 
     fn reset(&mut self) {
         let eps = self.epsilon;
-        let theta = self.theta;
         for f in &mut self.factors {
             let n = f.n;
-            f.absorb(eps, vec![0.0; n], false, theta);
+            f.set_potentials(eps, vec![0.0; n], false);
         }
+        self.truncate(self.theta);
     }
 
     /// Absorb separable potentials (one vector per factor, dimensionless, −∞ allowed): column
     /// potentials Ĝ = ⊕ pot[a] (`from_rows` false) or row potentials F̂ = ⊕ pot[a], completed to
-    /// a c-conjugate pair factor by factor (see `Factor::absorb`), truncation level θ.
-    pub(crate) fn absorb(&mut self, pot: Vec<Vec<f64>>, from_rows: bool, theta: f64) {
-        self.theta = theta;
+    /// a c-conjugate pair factor by factor (see `Factor::set_potentials`). The kernel must then
+    /// be built by [`GibbsKernel::truncate`].
+    pub(crate) fn absorb(&mut self, pot: Vec<Vec<f64>>, from_rows: bool) {
         let eps = self.epsilon;
         for (f, pa) in self.factors.iter_mut().zip(pot) {
-            f.absorb(eps, pa, from_rows, theta);
+            f.set_potentials(eps, pa, from_rows);
+        }
+    }
+
+    /// Build the kernel of the absorbed potentials with truncation level θ (entries below
+    /// e^{−θ} dropped).
+    pub(crate) fn truncate(&mut self, theta: f64) {
+        self.theta = theta;
+        let eps = self.epsilon;
+        for f in &mut self.factors {
+            f.build(eps, theta);
         }
     }
 
@@ -1631,7 +1674,8 @@ mod tests {
                     .collect()
             })
             .collect();
-        k.absorb(g, false, 60.0);
+        k.absorb(g, false);
+        k.truncate(60.0);
     }
 
     /// K̃v, K̃ᵀu and the transport cost against direct double sums over the cells, with and
@@ -1778,7 +1822,8 @@ mod tests {
         let g: Vec<f64> = (0..100)
             .map(|j| if j == 80 { 0.0 } else { f64::NEG_INFINITY })
             .collect();
-        k.absorb(vec![g], false, 60.0);
+        k.absorb(vec![g], false);
+        k.truncate(60.0);
         let mut e80 = vec![0.0; 100];
         e80[80] = 1.0;
         let (mut out, mut work) = (vec![0.0; 100], vec![0.0; 100]);

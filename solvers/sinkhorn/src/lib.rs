@@ -286,7 +286,9 @@ impl SinkhornSolver {
         let mut last: Option<StageOutcome> = None;
         for (s, &e) in schedule.iter().enumerate() {
             let final_stage = s + 1 == schedule.len();
-            kernel.set_epsilon(e)?;
+            if s > 0 {
+                kernel.set_epsilon(e)?;
+            }
             let remaining = prm.max_iter.saturating_sub(total);
             let cap = if final_stage {
                 remaining.max(1)

@@ -49,8 +49,9 @@ use rayon::prelude::*;
 /// Absorb again when a residual scaling leaves e^{±RANGE} (overflow guard; exactness is
 /// guarded by the truncation bound).
 pub const RANGE: f64 = 300.0;
-/// Spread e^{SPREAD} of the residual scalings the truncation level is chosen for.
-pub const SPREAD: f64 = 30.0;
+/// Growth e^{MARGIN} of the spread of the residual scalings a kernel is built to allow before
+/// the next absorption (see `absorb`).
+pub const MARGIN: f64 = 10.0;
 /// Relative mass below which a cell carries none (see module docs).
 pub const FLOOR: f64 = 1e-150;
 /// Chunk length of the element-wise updates (fixed: results do not depend on threads).
@@ -135,11 +136,10 @@ impl Buffers {
     }
 }
 
-/// Truncation level of a kernel for a stage: entries below e^{−θ} of their row's largest are
-/// dropped, with θ = ln(100/tol) + ln N + SPREAD, so that the bounds of the module docs stay
-/// below 10⁻² tol · mass while the residual scalings spread over less than e^{SPREAD}.
+/// The largest truncation level of a stage (the first absorption's, with the spread bounded by
+/// the number of cells N): θ = ln(100/tol) + ln N + MARGIN; later absorptions choose less.
 pub fn truncation_level(tol: f64, shape: &[usize]) -> f64 {
-    (100.0 / tol).ln() + (shape.iter().product::<usize>() as f64).ln() + SPREAD
+    (100.0 / tol).ln() + (shape.iter().product::<usize>() as f64).ln() + MARGIN
 }
 
 /// Iterations near convergence (violation ≤ 10 tol) whose products are not exact (each followed
@@ -285,13 +285,16 @@ fn relax(x: f64, y: f64, omega: f64) -> f64 {
     }
 }
 
-/// Absorb the current potentials into the kernel. First call (`first`): the starting potential
-/// G = g/ε (in `lb`) is fitted and absorbed as column potential. Later calls: the row potential
-/// F = F̂ + ln ũ of the current iterate (on the rows with mass) is fitted and absorbed, so that
-/// every column's largest kernel entry sits on a row that carries mass (the b-side products are
-/// the ones the proximal map amplifies); G = Ĝ + ln ṽ is carried over exactly. Recomputes ũ, ṽ
-/// (0 where out of range: no previous value / no mass).
-fn absorb(st: &Stage, kernel: &mut GibbsKernel, theta: f64, buf: &mut Buffers, first: bool) {
+/// Absorb the current potentials into the kernel and rebuild it. First call (`first`): the
+/// starting potential G = g/ε (in `lb`) is fitted and absorbed as column potential. Later calls:
+/// the row potential F = F̂ + ln ũ of the current iterate (on the rows with mass) is fitted and
+/// absorbed, so that every column's largest kernel entry sits on a row that carries mass (the
+/// b-side products are the ones the proximal map amplifies); G = Ĝ + ln ṽ is carried over
+/// exactly. Recomputes ũ, ṽ (0 where out of range: no previous value / no mass), then chooses
+/// the truncation level from the spread S = Σṽ Σũ / mass of the residual scalings:
+/// θ = ln(100/tol) + ln S + MARGIN (S = N before the first a-update), so that the bounds of
+/// the module docs hold until S has grown by e^{MARGIN}. Returns δ = e^{−θ}.
+fn absorb(st: &Stage, kernel: &mut GibbsKernel, buf: &mut Buffers, first: bool) -> f64 {
     let len = st.p.len();
     if !first {
         for w in 0..len {
@@ -313,12 +316,12 @@ fn absorb(st: &Stage, kernel: &mut GibbsKernel, theta: f64, buf: &mut Buffers, f
         let weight: Vec<bool> = (0..len)
             .map(|w| st.active[w] && buf.lb[w].is_finite())
             .collect();
-        kernel.absorb(fit_separable(st.shape, &buf.lb, &weight), false, theta);
+        kernel.absorb(fit_separable(st.shape, &buf.lb, &weight), false);
     } else {
         let weight: Vec<bool> = (0..len)
             .map(|w| st.p[w] > 0.0 && buf.la[w].is_finite())
             .collect();
-        kernel.absorb(fit_separable(st.shape, &buf.la, &weight), true, theta);
+        kernel.absorb(fit_separable(st.shape, &buf.la, &weight), true);
     }
     kernel.absorbed(&mut buf.fhat, &mut buf.ghat);
     for w in 0..len {
@@ -332,42 +335,57 @@ fn absorb(st: &Stage, kernel: &mut GibbsKernel, theta: f64, buf: &mut Buffers, f
         let lu = buf.la[w] - buf.fhat[w];
         buf.u[w] = if lu.abs() <= RANGE { exp(lu) } else { 0.0 };
     }
+    let (sum_u, sum_v): (f64, f64) = (buf.u.iter().sum(), buf.v.iter().sum());
+    let spread = if first || sum_u == 0.0 {
+        len as f64
+    } else {
+        (sum_u * sum_v / st.mass).max(1.0)
+    };
+    let theta = (100.0 / st.tol).ln() + spread.ln() + MARGIN;
+    kernel.truncate(theta);
+    kernel.truncation()
 }
 
 /// Lanes of the reductions (fixed order, vectorised by the compiler).
 const L: usize = 8;
 
-/// Σ f(i) (three sums), max g(i) and any(bad(i)) over 0..n, in L lanes combined in a fixed order.
-#[inline(always)]
-fn reduce(n: usize, mut f: impl FnMut(usize) -> ([f64; 3], f64, bool)) -> ([f64; 3], f64, bool) {
-    let mut sum = [[0.0; L]; 3];
-    let mut max = [f64::NEG_INFINITY; L];
-    let mut bad = [false; L];
-    let full = n / L * L;
-    for b in (0..full).step_by(L) {
-        for l in 0..L {
-            let (s, m, x) = f(b + l);
-            for k in 0..3 {
-                sum[k][l] += s[k];
+/// Σ s(i) (three sums), max m(i) and any(bad(i)) over 0..n, `$f` an expression of `$i` giving
+/// (s, m, bad): L lanes combined in a fixed order (expanded in place so that the lane loop
+/// vectorises).
+macro_rules! reduce {
+    ($n:expr, |$i:ident| $f:expr) => {{
+        let n = $n;
+        let mut sum = [[0.0f64; L]; 3];
+        let mut max = [f64::NEG_INFINITY; L];
+        let mut bad = [false; L];
+        let full = n / L * L;
+        for b in (0..full).step_by(L) {
+            for l in 0..L {
+                let $i = b + l;
+                let (s, m, x): ([f64; 3], f64, bool) = $f;
+                for k in 0..3 {
+                    sum[k][l] += s[k];
+                }
+                max[l] = if m > max[l] { m } else { max[l] };
+                bad[l] |= x;
             }
-            max[l] = if m > max[l] { m } else { max[l] };
-            bad[l] |= x;
         }
-    }
-    for i in full..n {
-        let (s, m, x) = f(i);
-        for k in 0..3 {
-            sum[k][0] += s[k];
+        for $i in full..n {
+            let (s, m, x): ([f64; 3], f64, bool) = $f;
+            for k in 0..3 {
+                sum[k][0] += s[k];
+            }
+            max[0] = if m > max[0] { m } else { max[0] };
+            bad[0] |= x;
         }
-        max[0] = if m > max[0] { m } else { max[0] };
-        bad[0] |= x;
-    }
-    let total = |a: &[f64; L]| ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
-    (
-        [total(&sum[0]), total(&sum[1]), total(&sum[2])],
-        max.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b)),
-        bad.iter().any(|&b| b),
-    )
+        let total =
+            |a: &[f64; L]| ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+        (
+            [total(&sum[0]), total(&sum[1]), total(&sum[2])],
+            max.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b)),
+            bad.iter().any(|&b| b),
+        )
+    }};
 }
 
 /// Reduce per-chunk results in chunk order.
@@ -402,7 +420,7 @@ fn a_chunk(p: &[f64], kb: &[f64], u: &[f64], next: &mut [f64], omega: f64) -> ([
         };
         next[i] = if p[i] > 0.0 && x > 0.0 && x < f64::INFINITY { x } else { 0.0 };
     }
-    reduce(n, |i| {
+    reduce!(n, |i| {
         let x = next[i];
         let dropped = if p[i] > 0.0 && x == 0.0 { p[i] } else { 0.0 };
         ([(u[i] * kb[i] - p[i]).abs(), x, dropped], x, false)
@@ -470,7 +488,7 @@ fn b_chunk(
     } else {
         map!(log_mass);
     }
-    let out = reduce(n, |i| {
+    let out = reduce!(n, |i| {
         let x = qn[i];
         let ratio = if x > 0.0 { x / ka[i] } else { 0.0 };
         let hidden = if act[i] && ka[i] == 0.0 {
@@ -497,7 +515,6 @@ pub fn scaling_stage(
     eps: f64,
     buf: &mut Buffers,
 ) -> Result<StageOutcome, Trouble> {
-    let theta = truncation_level(st.tol, st.shape);
     let len = st.p.len();
     let ln_floor = (FLOOR * st.mass).ln();
     for w in 0..len {
@@ -509,13 +526,12 @@ pub fn scaling_stage(
         buf.u[w] = 0.0;
         buf.q[w] = 0.0;
     }
-    absorb(st, kernel, theta, buf, true);
+    let mut delta = absorb(st, kernel, buf, true);
     let mut absorptions = 1;
     // A dropped kernel entry is below δ = e^{−θ}: the a-update's marginal error is at most
     // δ Σṽ Σũ' (ũ' the new ũ) plus the mass of rows dropped, the b-update's δ Σũ Σ(q/K̃ᵀũ)
     // plus the mass hidden columns may miss; both are held below 10⁻² tol · mass for the
     // iterations the stage may stop at.
-    let delta = kernel.truncation();
     let allowed = 1e-2 * st.tol * st.mass;
     let mut relaxation = Relaxation::new(st);
     let mut history = Vec::new();
@@ -609,7 +625,7 @@ pub fn scaling_stage(
                 }
             }
             last_bound = bound;
-            absorb(st, kernel, theta, buf, false);
+            delta = absorb(st, kernel, buf, false);
             sum_v = buf.v.iter().sum();
             absorptions += 1;
         } else {

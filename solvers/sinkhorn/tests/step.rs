@@ -181,8 +181,13 @@ fn small_epsilon_stays_exact_in_the_scaling_domain() {
     let (_, var) = moments(&mesh, &out.rho);
     assert!((var[0] - exact.cov[0]).abs() < 1e-4);
     assert!(l1_to(&mesh, &out.rho, |x| exact.density(x)) < 2e-3);
+    // The reference: the log domain throughout (with ε-scaling, which it needs at this ε).
     let log = SinkhornParams {
         log_domain: LogDomain::Always,
+        epsilon_scaling: EpsilonScaling {
+            enabled: true,
+            ..Default::default()
+        },
         ..eps(1e-4)
     };
     let reference = step(&solver(log), &mesh, &rho0, 0.1, &ou_energy(1), None).unwrap();
