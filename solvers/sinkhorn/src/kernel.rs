@@ -72,8 +72,9 @@ const SUM_CHUNK: usize = 4096;
 
 /// Define `fn name(args) -> ret` whose body is compiled twice, for the baseline instruction set
 /// and for AVX2 + FMA, the latter chosen at run time when the CPU has them: one implementation,
-/// vectorised where the hardware allows. Results do not depend on the choice (no reassociation,
-/// no contraction into fused multiply-adds: the same operations in the same order).
+/// vectorised where the hardware allows. The same operations run in the same order either way
+/// (explicit `mul_add` is a fused multiply-add on both; it is only slower without FMA), so
+/// results depend on neither the instruction set nor the number of threads.
 macro_rules! multiversion {
     ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$m])*
@@ -467,7 +468,7 @@ fn line_tile_transpose(a: &Tiles, t: usize, n: usize, x: &[f64]) -> Vec<f64> {
             for (i, row) in a.rows(t, n).zip(a.data[off..].chunks_exact(w)) {
                 if x[i] != 0.0 {
                     for (ck, bk) in c.iter_mut().zip(row) {
-                        *ck += x[i] * bk;
+                        *ck = x[i].mul_add(*bk, *ck);
                     }
                 }
             }
@@ -478,7 +479,7 @@ fn line_tile_transpose(a: &Tiles, t: usize, n: usize, x: &[f64]) -> Vec<f64> {
                 if z != 0.0 {
                     let (tab, k) = a.toeplitz_row(t, i);
                     for (ck, m) in c[k..k + tab.len()].iter_mut().zip(tab) {
-                        *ck += z * m;
+                        *ck = z.mul_add(*m, *ck);
                     }
                 }
             }
@@ -503,21 +504,23 @@ struct SharedMut(*mut f64);
 // SAFETY: tasks holding it write disjoint entries (see `Tiles::apply_transpose`).
 unsafe impl Sync for SharedMut {}
 
-/// Σ a_k b_k in eight lanes, fixed order.
+/// Σ a_k b_k in sixteen lanes (fused multiply-adds), fixed order.
 #[inline(always)]
 fn dot(a: &[f64], b: &[f64]) -> f64 {
-    let mut acc = [0.0; 8];
-    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let mut acc = [0.0; 16];
+    let (ac, bc) = (a.chunks_exact(16), b.chunks_exact(16));
     let tail: f64 = ac
         .remainder()
         .iter()
         .zip(bc.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
+        .fold(0.0, |s, (x, y)| x.mul_add(*y, s));
     for (x, y) in ac.zip(bc) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
+        for l in 0..16 {
+            acc[l] = x[l].mul_add(y[l], acc[l]);
         }
+    }
+    for l in 0..8 {
+        acc[l] += acc[l + 8];
     }
     ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail
 }
