@@ -21,36 +21,46 @@
 //! a proximal map would be refused with `StepError::Unsupported`; every current term has one.
 //!
 //! ## Kernels
-//! On grids ξ is applied as a tensor product of 1D kernels (O(N·n) per product, O(N)
-//! memory, rayon-parallel over grid lines, masks exact); on general meshes as a dense N×N
-//! matrix, refused above `dense_limit_bytes` with the memory it would need. See [`kernel`].
+//! On grids ξ is applied as a tensor product of 1D kernels, one GEMM-based pass per axis
+//! (O(N Σ_a w_a) work for bandwidths w_a, O(N) memory, never an N×N matrix; masks exact); on
+//! general meshes as a dense N×N matrix, refused above `dense_limit_bytes` with the memory it
+//! would need. Entries below the truncation level are exact zeros, never subnormals. See
+//! [`kernel`].
 //!
-//! ## Stabilisation, ε-scaling, warm starts
-//! - Log domain ([`LogDomain`]): iterations on ln a, ln b with log-sum-exp products. In `auto`
-//!   mode a stage runs with the plain kernel until a product underflows or a scaling leaves
-//!   e^{±650}; it is then rerun in the log domain, and so are the later stages.
-//! - ε-scaling ([`EpsilonScaling`]): stages ε₀ > θε₀ > … > ε; each starts from the previous
-//!   stage's potential g = ε ln b (the potentials have the units of the cost, so they carry
-//!   over between ε). Intermediate stages stop at a looser tolerance.
+//! ## Stabilisation
+//! - Scaling domain with absorption (the default; Schmitzer 2019, POT's
+//!   `sinkhorn_stabilized`): the iteration runs on residual scalings, the (separable part of
+//!   the) potentials absorbed into the kernel, re-absorbed when a residual leaves e^{±300} or the
+//!   mass the truncation may drop exceeds 10⁻² tol. Two plain GEMM products per iteration.
+//! - Log domain ([`LogDomain`]): iterations on ln a, ln b with log-sum-exp products, one
+//!   exponential per kernel term. In `auto` mode it is used only where the scaling domain is not
+//!   exact to the tolerance (potentials too far from separable, or a product vanishing where
+//!   mass must go): that stage is rerun in the log domain, and the step notes say from which
+//!   stage and why. Details and the bounds checked in the `scaling` module.
 //! - Over-relaxation (`omega`): the updates are relaxed in the log domain with ω ∈ [1, 2),
 //!   chosen per stage from the measured rate (SOR Sinkhorn; details in the `scaling` module).
-//!   Plain Sinkhorn needs O(1/ε) iterations; the relaxed one about O(1/√ε).
+//!   Plain Sinkhorn needs O(τ/ε) iterations here; the relaxed one about O(√(τ/ε)).
+//! - ε-scaling ([`EpsilonScaling`], off by default: with the default ε it cost more iterations
+//!   on every robustness case than it saved): stages ε₀ > θε₀ > … > ε, each from the previous
+//!   stage's potential g = ε ln b (the potentials have the units of the cost, so they carry
+//!   over between ε). Intermediate stages stop at a looser tolerance.
 //! - Warm start: the step returns `potential` = g, the dual (Kantorovich) potential of the
 //!   new density, g_K = ε ln b_K on every cell (finite wherever q_K > 0). Handed back through
-//!   `WarmStart::potential`, it initialises b = e^{g/ε} of the next step: for a smooth flow
-//!   the backward displacement −∇g/2 from ρ^{n+1} changes little from one step to the next.
-//!   Little is not much against ε, though (g moves by O(τ)), so a warm step still runs
-//!   `warm_stages` (default 3) ε-stages from the warm potential; measured on OU and the porous
-//!   medium, warm and cold steps cost about the same (examples/ou_bias.rs). Only a potential
+//!   `WarmStart::potential`, it initialises b = e^{g/ε} of the next step. Only a potential
 //!   from this backend is meaningful here (a flux potential φ of another backend is not g).
 //!
 //! ## Choosing ε
-//! The default is ε = 2h² (h the grid spacing): the blur √(ε/2) is one cell. Measured on OU
-//! (examples/ou_bias.rs): for ε ≳ h² the discrete step reproduces the *continuous* entropic
-//! JKO step of a Gaussian to 1e-10, and its bias against the exact JKO iterate is ∝ ε (variance
-//! error ≈ 0.36 ε for τ = 0.1). For ε ≪ h² the plan can no longer move mass by less than a
-//! cell ("lock-in"): the error stops shrinking and Sinkhorn needs many more iterations. So
-//! ε → 0 must go with h → 0 at ε/h² ≳ 1.
+//! The entropic blur acts, to first order, as an extra temperature ε/(4τ) added to the
+//! energy (module [`epsilon`]: derivation, and a test against the continuous entropic step of
+//! a Gaussian). The default ties ε to the displacement of the step rather than to the mesh:
+//! ε = clamp(0.25 τ² F², 2h², ε_max), F² the mean squared driving force at ρⁿ, so the bias
+//! relative to the driving terms is O(τ), like the time discretisation itself, and the
+//! iteration count ~ ½ ln(1/tol) √(1 + 2τβ/ε) does not grow as h → 0 (until the blur reaches
+//! its cap of 32 cells). The floor 2h² (blur of one cell) avoids lock-in: for ε ≪ h² the plan
+//! can no longer move mass by less than a cell. Every step's notes state ε, the rule, the
+//! extra temperature (absolute and relative to β) and the blur; a warning is added when the
+//! estimated iteration count exceeds [`epsilon::LONG_SOLVE`] (a user ε that is too small).
+//! The previous default, ε = 2h², made a 1024-cell line take ~3 000 iterations per step.
 //!
 //! ## What a step returns
 //! - `rho`: ρ_K = q_K/|K|, q the second marginal of the final plan (exactly the proximal
@@ -199,7 +209,7 @@ impl SinkhornSolver {
         epsilon::choose(&self.params, problem)
     }
 
-    fn solve(
+    fn solve_step(
         &self,
         problem: &JkoStep<'_>,
         warm: Option<&WarmStart>,
@@ -500,12 +510,12 @@ impl StepSolver for SinkhornSolver {
         warm: Option<&WarmStart>,
     ) -> Result<StepOutput, StepError> {
         match &self.pool {
-            Some(pool) => pool.install(|| self.solve(problem, warm)),
-            None => self.solve(problem, warm),
+            Some(pool) => pool.install(|| self.solve_step(problem, warm)),
+            None => self.solve_step(problem, warm),
         }
     }
 
-    /// From `solve`: about 24 arrays over the kernel's layout (the full grid G with the tensor
+    /// From `solve_step`: about 24 arrays over the kernel's layout (the full grid G with the tensor
     /// kernel: the stage buffers, p, ln p, ln |K|, the potential, g, the mask, the cell map and
     /// the transport-cost scratch), plus the kernel: per axis n_a rows of at most
     /// 2√(θ ε_max)/h_a + 2·TILE stored entries (θ the truncation level at `tol`, ε_max the
