@@ -2,7 +2,7 @@
 //!
 //! **Tensor product.** On a Cartesian grid the cost splits over the axes, |x − y|² =
 //! Σ_a (x_a − y_a)², so ξ = ξ⁽¹⁾ ⊗ … ⊗ ξ⁽ᵈ⁾ with 1D kernels of size n_a × n_a. A product ξv
-//! is d passes, one per axis: viewing v as an array [outer][n_a][inner], each pass multiplies
+//! is d passes, one per axis: viewing v as an array (outer, n_a, inner), each pass multiplies
 //! every line along axis a by the n_a × n_a factor — a matrix product, done by an optimised
 //! GEMM (`matrixmultiply`): O(N Σ_a w_a) work for N cells and factors of bandwidth w_a ≤ n_a,
 //! O(N) memory, never an N×N matrix. A mesh without grid structure is the one-factor case: one
@@ -14,7 +14,7 @@
 //!   K̃ = diag(e^{F̂}) ξ diag(e^{Ĝ}),   a = e^{F̂} ⊙ ũ,   b = e^{Ĝ} ⊙ ṽ,
 //! so that the iteration works on residual scalings ũ, ṽ of moderate size (`crate::scaling`).
 //! To keep the tensor structure the absorbed potentials are separable, Ĝ(K) = Σ_a ĝ_a(K_a):
-//! [`fit_separable`] takes the additive fit of the current G (exact in 1D, and whenever the
+//! `fit_separable` takes the additive fit of the current G (exact in 1D, and whenever the
 //! problem separates over the axes, e.g. a Gaussian with diagonal covariance). Each factor's
 //! row potential is the 1D c-transform of its column potential,
 //!   f̂_a(i) = −max_j (ĝ_a(j) − c_a(i, j)/ε),
@@ -23,7 +23,7 @@
 //!
 //! **Truncation.** Entries below e^{−θ} (of their row's largest, 1) are set to exact zeros
 //! (never computed as subnormals); each factor keeps, per row, the interval of its nonzero
-//! entries. The rows are grouped in tiles of [`TILE`] outputs, each stored as a dense block over
+//! entries. The rows are grouped in tiles of `TILE` (32) outputs, each stored as a dense block over
 //! the union of its rows' intervals: one GEMM per tile. A dropped entry of the tensor product
 //! has one factor below e^{−θ} and the others ≤ 1, so a product K̃ṽ drops at most
 //! δ · max ṽ per unit of ũ, δ = Σ_a n_a e^{−θ} Π_{b≠a} W_b (W_b the widest row of factor b), a
