@@ -1,17 +1,19 @@
-//! Speed of the Gibbs kernel and of one Sinkhorn JKO step.
+//! Speed of the Gibbs kernel products and of one Sinkhorn JKO step.
 //!
-//! - `apply/<grid>`: one application ξv of the tensor-product kernel (plain domain) on 2D grids
-//!   64²…512² and the 3D grid 64³. Work is N·Σn_a, so 128² → 256² should cost about 8×.
-//! - `log/<grid>`: the log-domain product ln(ξ e^v) at ε = 1e-3 (log-sum-exp passes; two scans
-//!   per output, exponentials only within e^{-50} of the largest term).
-//! - `step/{tensor,dense}/64x64`: one full JKO step (Fokker–Planck on the unit square) with the
-//!   tensor-product kernel and with the dense N×N kernel, same parameters.
+//! - `iteration/<grid>`: the kernel work of one Sinkhorn iteration, K̃v then K̃ᵀu, on 1D lines,
+//!   2D and 3D grids of the unit box at ε = 0.1, where no kernel entry is truncated: every
+//!   factor is dense, so the work is 2·N·Σ_a n_a = 2d·N^{1+1/d} multiply-adds (GEMM per axis;
+//!   Toeplitz-factored tiles on lines). Time per iteration should grow as N^{1+1/d}: ×8 from
+//!   128² to 256², ×4 per doubling of a line.
+//! - `log/<grid>`: the log-domain product ln(ξ e^v) (the fallback) at ε = 1e-3.
+//! - `step/{tensor,dense}/48x48`: one full JKO step (Fokker–Planck on the unit square, ε = 1e-2)
+//!   with the tensor-product kernel and with the dense N×N kernel, same problem.
 //!
 //! Run: cargo bench -p jko-sinkhorn --bench kernel
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use jko_core::{Energy, JkoStep, Mesh, Potential, StepSolver};
-use jko_sinkhorn::{GibbsKernel, GibbsOperator, KernelChoice, SinkhornParams, SinkhornSolver};
+use jko_sinkhorn::{GibbsKernel, KernelChoice, SinkhornParams, SinkhornSolver};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -20,39 +22,48 @@ fn grid(cells: &[usize]) -> Mesh {
     Mesh::grid(cells, &vec![0.0; d], &vec![1.0; d]).expect("grid")
 }
 
-fn bench_apply(c: &mut Criterion) {
-    let mut group = c.benchmark_group("apply");
+fn name(shape: &[usize]) -> String {
+    shape
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join("x")
+}
+
+fn bench_iteration(c: &mut Criterion) {
+    let mut group = c.benchmark_group("iteration");
     group
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
     let shapes: Vec<Vec<usize>> = vec![
+        vec![1024],
+        vec![2048],
+        vec![4096],
         vec![64, 64],
         vec![128, 128],
         vec![256, 256],
         vec![512, 512],
+        vec![32, 32, 32],
         vec![64, 64, 64],
     ];
     for shape in &shapes {
-        let mesh = grid(shape);
-        // ε = 0.1 on the unit box: no kernel entry underflows, so the full O(N·n) work is done.
-        let k = GibbsKernel::new(&mesh, 0.1).expect("kernel");
+        let k = GibbsKernel::new(&grid(shape), 0.1).expect("kernel");
         let n = k.len();
         let v: Vec<f64> = (0..n).map(|i| 1.0 + (i as f64 * 0.37).sin()).collect();
-        let (mut out, mut work) = (vec![0.0; n], vec![0.0; n]);
-        let name = shape
-            .iter()
-            .map(|s| s.to_string())
-            .collect::<Vec<_>>()
-            .join("x");
-        group.bench_with_input(BenchmarkId::new("plain", &name), &v, |b, v| {
-            b.iter(|| k.apply(black_box(v), &mut out, &mut work).expect("apply"))
+        let (mut out, mut back, mut work) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+        group.bench_with_input(BenchmarkId::new("plain", name(shape)), &v, |b, v| {
+            b.iter(|| {
+                k.apply(black_box(v), &mut out, &mut work).expect("apply");
+                k.apply_transpose(&out, &mut back, &mut work)
+                    .expect("apply_transpose")
+            })
         });
-        if n <= 256 * 256 {
+        if n <= 128 * 128 {
             let mut kl = k.clone();
             kl.set_epsilon(1e-3).expect("epsilon");
             let lv: Vec<f64> = v.iter().map(|x| x.ln() * 50.0).collect();
-            group.bench_with_input(BenchmarkId::new("log", &name), &lv, |b, lv| {
+            group.bench_with_input(BenchmarkId::new("log", name(shape)), &lv, |b, lv| {
                 b.iter(|| {
                     kl.apply_log(black_box(lv), &mut out, &mut work)
                         .expect("apply_log")
@@ -69,7 +80,12 @@ fn bench_step(c: &mut Criterion) {
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(5));
-    let mesh = grid(&[64, 64]);
+    let mesh = grid(&[48, 48]);
+    let rho = {
+        let r = mesh.sample(|x| (-((x[0] - 0.3).powi(2) + (x[1] - 0.6).powi(2)) / 0.02).exp());
+        let m = mesh.mass(&r);
+        r / m
+    };
     let energy = Energy::fokker_planck(
         0.05,
         Potential::Quadratic {
@@ -77,15 +93,10 @@ fn bench_step(c: &mut Criterion) {
             stiffness: 5.0,
         },
     )
-    .freeze(&mesh, &mesh.sample(|_| 1.0))
+    .freeze(&mesh, &rho)
     .expect("energy");
-    let rho = {
-        let r = mesh.sample(|x| (-((x[0] - 0.3).powi(2) + (x[1] - 0.6).powi(2)) / 0.02).exp());
-        let m = mesh.mass(&r);
-        r / m
-    };
     let problem = JkoStep::new(&mesh, &rho, 0.05, &energy).expect("step");
-    for (name, kernel) in [
+    for (label, kernel) in [
         ("tensor", KernelChoice::Auto),
         ("dense", KernelChoice::Dense),
     ] {
@@ -96,12 +107,12 @@ fn bench_step(c: &mut Criterion) {
             ..Default::default()
         })
         .expect("solver");
-        group.bench_function(BenchmarkId::new(name, "64x64"), |b| {
+        group.bench_function(BenchmarkId::new(label, "48x48"), |b| {
             b.iter(|| solver.step(black_box(&problem), None).expect("solve"))
         });
     }
     group.finish();
 }
 
-criterion_group!(benches, bench_apply, bench_step);
+criterion_group!(benches, bench_iteration, bench_step);
 criterion_main!(benches);

@@ -3,7 +3,7 @@
 //! 128² (the dense kernel at 128² holds a 2 GiB matrix).
 //!
 //! Problem: Fokker–Planck on the unit square (cube), β = 0.05, V = (5/2)|x − c|², τ = 0.5,
-//! ε = 1e-2, tol = 1e-9 (as examples/numpy_step.py).
+//! ε = 1e-2, tol = 1e-9.
 //!
 //! Run: cargo run --release -p jko-sinkhorn --example scaling [-- no-dense]
 

@@ -21,36 +21,46 @@
 //! a proximal map would be refused with `StepError::Unsupported`; every current term has one.
 //!
 //! ## Kernels
-//! On grids ξ is applied as a tensor product of 1D kernels (O(N·n) per product, O(N)
-//! memory, rayon-parallel over grid lines, masks exact); on general meshes as a dense N×N
-//! matrix, refused above `dense_limit_bytes` with the memory it would need. See [`kernel`].
+//! On grids ξ is applied as a tensor product of 1D kernels, one GEMM-based pass per axis
+//! (O(N Σ_a w_a) work for bandwidths w_a, O(N) memory, never an N×N matrix; masks exact); on
+//! general meshes as a dense N×N matrix, refused above `dense_limit_bytes` with the memory it
+//! would need. Entries below the truncation level are exact zeros, never subnormals. See
+//! [`kernel`].
 //!
-//! ## Stabilisation, ε-scaling, warm starts
-//! - Log domain ([`LogDomain`]): iterations on ln a, ln b with log-sum-exp products. In `auto`
-//!   mode a stage runs with the plain kernel until a product underflows or a scaling leaves
-//!   e^{±650}; it is then rerun in the log domain, and so are the later stages.
-//! - ε-scaling ([`EpsilonScaling`]): stages ε₀ > θε₀ > … > ε; each starts from the previous
-//!   stage's potential g = ε ln b (the potentials have the units of the cost, so they carry
-//!   over between ε). Intermediate stages stop at a looser tolerance.
+//! ## Stabilisation
+//! - Scaling domain with absorption (the default; Schmitzer 2019, POT's
+//!   `sinkhorn_stabilized`): the iteration runs on residual scalings, the (separable part of
+//!   the) potentials absorbed into the kernel, re-absorbed when a residual leaves e^{±300} or the
+//!   mass the truncation may drop exceeds 10⁻² tol. Two plain GEMM products per iteration.
+//! - Log domain ([`LogDomain`]): iterations on ln a, ln b with log-sum-exp products, one
+//!   exponential per kernel term. In `auto` mode it is used only where the scaling domain is not
+//!   exact to the tolerance (potentials too far from separable, or a product vanishing where
+//!   mass must go): that stage is rerun in the log domain, and the step notes say from which
+//!   stage and why. Details and the bounds checked in the `scaling` module.
 //! - Over-relaxation (`omega`): the updates are relaxed in the log domain with ω ∈ [1, 2),
 //!   chosen per stage from the measured rate (SOR Sinkhorn; details in the `scaling` module).
-//!   Plain Sinkhorn needs O(1/ε) iterations; the relaxed one about O(1/√ε).
+//!   Plain Sinkhorn needs O(τ/ε) iterations here; the relaxed one about O(√(τ/ε)).
+//! - ε-scaling ([`EpsilonScaling`], off by default: with the default ε it cost more iterations
+//!   on every robustness case than it saved): stages ε₀ > θε₀ > … > ε, each from the previous
+//!   stage's potential g = ε ln b (the potentials have the units of the cost, so they carry
+//!   over between ε). Intermediate stages stop at a looser tolerance.
 //! - Warm start: the step returns `potential` = g, the dual (Kantorovich) potential of the
 //!   new density, g_K = ε ln b_K on every cell (finite wherever q_K > 0). Handed back through
-//!   `WarmStart::potential`, it initialises b = e^{g/ε} of the next step: for a smooth flow
-//!   the backward displacement −∇g/2 from ρ^{n+1} changes little from one step to the next.
-//!   Little is not much against ε, though (g moves by O(τ)), so a warm step still runs
-//!   `warm_stages` (default 3) ε-stages from the warm potential; measured on OU and the porous
-//!   medium, warm and cold steps cost about the same (examples/ou_bias.rs). Only a potential
+//!   `WarmStart::potential`, it initialises b = e^{g/ε} of the next step. Only a potential
 //!   from this backend is meaningful here (a flux potential φ of another backend is not g).
 //!
 //! ## Choosing ε
-//! The default is ε = 2h² (h the grid spacing): the blur √(ε/2) is one cell. Measured on OU
-//! (examples/ou_bias.rs): for ε ≳ h² the discrete step reproduces the *continuous* entropic
-//! JKO step of a Gaussian to 1e-10, and its bias against the exact JKO iterate is ∝ ε (variance
-//! error ≈ 0.36 ε for τ = 0.1). For ε ≪ h² the plan can no longer move mass by less than a
-//! cell ("lock-in"): the error stops shrinking and Sinkhorn needs many more iterations. So
-//! ε → 0 must go with h → 0 at ε/h² ≳ 1.
+//! The entropic blur acts, to first order, as an extra temperature ε/(4τ) added to the
+//! energy (module [`epsilon`]: derivation, and a test against the continuous entropic step of
+//! a Gaussian). The default ties ε to the displacement of the step rather than to the mesh:
+//! ε = clamp(0.25 τ² F², 2h², ε_max), F² the mean squared driving force at ρⁿ, so the bias
+//! relative to the driving terms is O(τ), like the time discretisation itself, and the
+//! iteration count ~ ½ ln(1/tol) √(1 + 2τβ/ε) does not grow as h → 0 (until the blur reaches
+//! its cap of 32 cells). The floor 2h² (blur of one cell) avoids lock-in: for ε ≪ h² the plan
+//! can no longer move mass by less than a cell. Every step's notes state ε, the rule, the
+//! extra temperature (absolute and relative to β) and the blur; a warning is added when the
+//! estimated iteration count exceeds [`epsilon::LONG_SOLVE`] (a user ε that is too small).
+//! The previous default, ε = 2h², made a 1024-cell line take ~3 000 iterations per step.
 //!
 //! ## What a step returns
 //! - `rho`: ρ_K = q_K/|K|, q the second marginal of the final plan (exactly the proximal
@@ -68,14 +78,14 @@
 
 #![warn(missing_docs)]
 
+pub mod epsilon;
 pub mod kernel;
 pub mod params;
 pub mod prox;
 mod scaling;
 
-use kernel::DenseGibbsKernel;
-pub use kernel::{GibbsKernel, GibbsOperator};
-use params::default_epsilon;
+pub use epsilon::EpsilonChoice;
+pub use kernel::GibbsKernel;
 pub use params::{EpsilonScaling, KernelChoice, LogDomain, SinkhornParams};
 use prox::KlProx;
 
@@ -84,14 +94,14 @@ use jko_core::{
     WarmStart,
 };
 use ndarray::Array1;
-use scaling::{Buffers, Stage, StageOutcome, log_stage, plain_stage};
+use scaling::{Buffers, FLOOR, Stage, StageOutcome, Trouble, log_stage, scaling_stage};
 use std::time::Instant;
 
 const NAME: &str = "sinkhorn";
 
 /// The entropic JKO backend (`"sinkhorn"`): generalised Sinkhorn on the entropic JKO step,
-/// with ε-scaling, automatic log-domain stabilisation and over-relaxation (see the crate
-/// docs for what a step returns).
+/// in the scaling domain with absorbed potentials (log domain where that is not exact),
+/// ε-scaling and over-relaxation (see the crate docs for what a step returns).
 ///
 /// Treats entropy, porous medium, potential, frozen interaction and the congestion bound.
 /// Its discrete problem differs from the flux backends' (W² is entropically regularised), so
@@ -173,28 +183,33 @@ impl SinkhornSolver {
         &self.params
     }
 
-    /// The ε a step on `mesh` uses: [`SinkhornParams::epsilon`] when set, else 2h² with h the
-    /// largest grid spacing (on a general mesh, the side of a cube of the mean cell volume), so
-    /// that the entropic blur √(ε/2) is one cell.
+    /// The ε a step uses and what it implies: [`SinkhornParams::epsilon`] when set, else the
+    /// default rule ε = clamp(c τ² F², 2h², ε_max) (module [`epsilon`]), with the entropic bias
+    /// (an extra temperature ε/(4τ)) and the estimated iteration count.
     ///
     /// ```rust
-    /// use jko_core::Mesh;
+    /// use jko_core::{Energy, JkoStep, Mesh, Potential};
     /// use jko_sinkhorn::{SinkhornParams, SinkhornSolver};
     ///
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let mesh = Mesh::grid(&[10, 4], &[0.0, 0.0], &[1.0, 1.0])?; // h = 0.1 and 0.25
-    /// let default = SinkhornSolver::new(SinkhornParams::default())?;
-    /// assert!((default.epsilon_for(&mesh) - 2.0 * 0.25 * 0.25).abs() < 1e-15);
+    /// let rho = mesh.sample(|_| 1.0);
+    /// let energy = Energy { entropy: Some(1.0), ..Energy::default() }.freeze(&mesh, &rho)?;
+    /// let problem = JkoStep::new(&mesh, &rho, 0.1, &energy)?;
+    /// // A uniform density under pure entropy does not move (F² = 0): the floor 2h², h the
+    /// // largest spacing.
+    /// let default = SinkhornSolver::new(SinkhornParams::default())?.epsilon_for(&problem);
+    /// assert!((default.epsilon - 2.0 * 0.25 * 0.25).abs() < 1e-15 && default.drive2 == 0.0);
     /// let fixed = SinkhornSolver::new(SinkhornParams { epsilon: Some(1e-3), ..SinkhornParams::default() })?;
-    /// assert_eq!(fixed.epsilon_for(&mesh), 1e-3);
+    /// assert_eq!(fixed.epsilon_for(&problem).epsilon, 1e-3);
     /// # Ok(())
     /// # }
     /// ```
-    pub fn epsilon_for(&self, mesh: &Mesh) -> f64 {
-        self.params.epsilon.unwrap_or_else(|| default_epsilon(mesh))
+    pub fn epsilon_for(&self, problem: &JkoStep<'_>) -> EpsilonChoice {
+        epsilon::choose(&self.params, problem)
     }
 
-    fn solve(
+    fn solve_step(
         &self,
         problem: &JkoStep<'_>,
         warm: Option<&WarmStart>,
@@ -204,16 +219,19 @@ impl SinkhornSolver {
         let mesh = problem.mesh;
         let energy = problem.energy;
         let tau = problem.tau;
-        let eps = self.epsilon_for(mesh);
+        let choice = self.epsilon_for(problem);
+        let eps = choice.epsilon;
         let n_cells = mesh.n_cells();
-        let mut notes = Vec::new();
+        let mut notes = vec![choice.describe(tau)];
+        notes.extend(choice.warning());
 
         // Layout: full grid arrays for the tensor kernel, cell arrays for the dense one.
         let tensor = prm.kernel == KernelChoice::Auto && mesh.as_grid().is_some();
-        let (len, map): (usize, Vec<usize>) = match (tensor, mesh.as_grid()) {
-            (true, Some(g)) => (g.len(), mesh.grid_index().to_vec()),
-            _ => (n_cells, (0..n_cells).collect()),
+        let (shape, map): (Vec<usize>, Vec<usize>) = match (tensor, mesh.as_grid()) {
+            (true, Some(g)) => (g.cells.clone(), mesh.grid_index().to_vec()),
+            _ => (vec![n_cells], (0..n_cells).collect()),
         };
+        let len: usize = shape.iter().product();
 
         // Warm start: the previous step's potential g, if it fits this mesh.
         let mut g = vec![0.0; len];
@@ -232,15 +250,11 @@ impl SinkhornSolver {
             }
         }
 
-        let schedule = prm.schedule(eps, diameter2(mesh), warm_used);
-        let mut kernel: Box<dyn GibbsOperator> = if tensor {
-            Box::new(GibbsKernel::new(mesh, schedule[0])?)
+        let schedule = prm.schedule(eps, epsilon::diameter2(mesh), warm_used);
+        let mut kernel = if tensor {
+            GibbsKernel::new(mesh, schedule[0])?
         } else {
-            Box::new(DenseGibbsKernel::new(
-                mesh,
-                schedule[0],
-                prm.dense_limit_bytes,
-            )?)
+            GibbsKernel::dense(mesh, schedule[0], prm.dense_limit_bytes)?
         };
 
         let mut p = vec![0.0; len];
@@ -255,6 +269,12 @@ impl SinkhornSolver {
             potential[w] = energy.potential.as_ref().map_or(0.0, |v| v[k]);
         }
         let mass = kernel::deterministic_sum(len, |w| p[w]);
+        // Cells with less than FLOOR · mass carry none (see the scaling module).
+        for x in &mut p {
+            if *x < FLOOR * mass {
+                *x = 0.0;
+            }
+        }
         let ln_p: Vec<f64> = p
             .iter()
             .map(|&x| if x > 0.0 { x.ln() } else { f64::NEG_INFINITY })
@@ -263,18 +283,21 @@ impl SinkhornSolver {
 
         let mut buf = Buffers::new(len);
         let mut use_log = prm.log_domain == LogDomain::Always;
-        let mut log_from: Option<(usize, f64)> = if use_log {
-            Some((0, schedule[0]))
+        let mut log_from: Option<(usize, f64, &'static str)> = if use_log {
+            Some((0, schedule[0], "log_domain = always"))
         } else {
             None
         };
         let mut total = 0usize;
         let mut per_stage = Vec::with_capacity(schedule.len());
+        let mut absorptions = 0usize;
         let mut omega_used: f64 = 1.0;
         let mut last: Option<StageOutcome> = None;
         for (s, &e) in schedule.iter().enumerate() {
             let final_stage = s + 1 == schedule.len();
-            kernel.set_epsilon(e)?;
+            if s > 0 {
+                kernel.set_epsilon(e)?;
+            }
             let remaining = prm.max_iter.saturating_sub(total);
             let cap = if final_stage {
                 remaining.max(1)
@@ -282,18 +305,13 @@ impl SinkhornSolver {
                 prm.epsilon_scaling.stage_max_iter.min(remaining / 2).max(1)
             };
             let stage = Stage {
-                kernel: kernel.as_ref(),
-                prox: KlProx {
-                    sigma: 2.0 * tau / e,
-                    beta,
-                    porous: energy.porous,
-                    max_density: energy.max_density,
-                },
+                prox: KlProx::new(2.0 * tau / e, beta, energy.porous, energy.max_density),
                 p: &p,
                 ln_p: &ln_p,
                 active: &active,
                 ln_vol: &ln_vol,
                 potential: &potential,
+                shape: &shape,
                 mass,
                 tol: if final_stage {
                     prm.tol
@@ -307,32 +325,31 @@ impl SinkhornSolver {
             };
             let mut outcome = None;
             if !use_log {
-                match plain_stage(&stage, &g, e, &mut buf) {
+                match scaling_stage(&stage, &mut kernel, &g, e, &mut buf) {
                     Ok(o) => outcome = Some(o),
-                    Err(_) if prm.log_domain == LogDomain::Never => {
+                    Err(Trouble(why)) if prm.log_domain == LogDomain::Never => {
                         return Err(StepError::Numerical {
                             solver: NAME.into(),
                             message: format!(
-                                "the plain Gibbs kernel under- or overflowed at epsilon = {e:.3e}; \
+                                "the scaling domain is not exact at epsilon = {e:.3e} ({why}); \
                                  set solver.log_domain = \"auto\" or \"always\""
                             ),
                         });
                     }
-                    Err(_) => {
+                    Err(Trouble(why)) => {
                         use_log = true;
-                        log_from = Some((s, e));
+                        log_from = Some((s, e, why));
                     }
                 }
             }
             let outcome = match outcome {
                 Some(o) => o,
-                None => log_stage(&stage, &g, e, &mut buf)?,
+                None => log_stage(&stage, &kernel, &g, e, &mut buf)?,
             };
-            for w in 0..len {
-                g[w] = if active[w] { e * buf.lb[w] } else { 0.0 };
-            }
+            finite_potential(&buf.lb, &active, e, &mut g);
             total += outcome.iterations;
             per_stage.push(outcome.iterations);
+            absorptions += outcome.absorptions;
             omega_used = omega_used.max(outcome.omega);
             last = Some(outcome);
         }
@@ -378,32 +395,36 @@ impl SinkhornSolver {
         let kinetic = if use_log {
             kernel.transport_cost_log(&buf.la, &buf.lb)?
         } else {
-            kernel.transport_cost(&buf.a, &buf.b)?
+            kernel.transport_cost(&buf.u, &buf.v)?
         };
         let objective = kinetic / (2.0 * tau) + energy.value(mesh, &rho);
         let pot = Array1::from_iter(map.iter().map(|&w| g[w]));
 
         notes.push(format!(
-            "epsilon = {eps:.3e}{}; {} stage(s) from {:.3e}, iterations per stage {:?}",
-            if prm.epsilon.is_none() {
-                " (mesh default 2h^2)"
-            } else {
-                ""
-            },
+            "{} stage(s) from epsilon = {:.3e}, iterations per stage {:?}",
             schedule.len(),
             schedule[0],
             per_stage
         ));
         notes.push(format!("over-relaxation: largest omega {omega_used:.3}"));
         notes.push(match log_from {
-            None => "log-domain: not needed".into(),
-            Some((0, _)) if prm.log_domain == LogDomain::Always => "log-domain: always".into(),
-            Some((s, e)) => {
-                format!("log-domain: from stage {s} (epsilon = {e:.3e}), plain kernel underflowed")
+            None => format!(
+                "scaling domain with absorption throughout ({absorptions} absorptions; kernel bandwidths {:?})",
+                kernel
+                    .bandwidths()
+                    .iter()
+                    .map(|w| w.round() as usize)
+                    .collect::<Vec<_>>()
+            ),
+            Some((0, _, why)) if prm.log_domain == LogDomain::Always => {
+                format!("log-domain: always ({why})")
+            }
+            Some((s, e, why)) => {
+                format!("log-domain: from stage {s} (epsilon = {e:.3e}): {why}")
             }
         });
         notes.push(if tensor {
-            "kernel: tensor product of 1D kernels".into()
+            "kernel: tensor product of 1D kernels (GEMM per axis)".into()
         } else {
             format!(
                 "kernel: dense {n_cells}x{n_cells} ({} bytes)",
@@ -439,27 +460,25 @@ impl SinkhornSolver {
     }
 }
 
-/// Squared diameter of the mesh's bounding box (of the grid box, or of the cell centres).
-fn diameter2(mesh: &Mesh) -> f64 {
-    if let Some(g) = mesh.as_grid() {
-        return g
-            .lower
-            .iter()
-            .zip(&g.upper)
-            .map(|(l, u)| (u - l) * (u - l))
-            .sum();
+/// g = ε ln b on the active cells, finite everywhere: where b = 0 (no mass arrives) the
+/// smallest finite value (a low potential: the next stage or step starts with little mass
+/// there); 0 on inactive cells.
+fn finite_potential(lb: &[f64], active: &[bool], eps: f64, g: &mut [f64]) {
+    let low = lb
+        .iter()
+        .zip(active)
+        .filter(|(x, a)| **a && x.is_finite())
+        .fold(f64::INFINITY, |m, (x, _)| m.min(*x));
+    let low = if low.is_finite() { low } else { 0.0 };
+    for ((gw, &x), &a) in g.iter_mut().zip(lb).zip(active) {
+        *gw = if !a {
+            0.0
+        } else if x.is_finite() {
+            eps * x
+        } else {
+            eps * low
+        };
     }
-    let d = mesh.dim();
-    (0..d)
-        .map(|a| {
-            let (lo, hi) = (0..mesh.n_cells())
-                .map(|k| mesh.centre(k)[a])
-                .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), x| {
-                    (l.min(x), h.max(x))
-                });
-            (hi - lo) * (hi - lo)
-        })
-        .sum()
 }
 
 impl StepSolver for SinkhornSolver {
@@ -491,30 +510,54 @@ impl StepSolver for SinkhornSolver {
         warm: Option<&WarmStart>,
     ) -> Result<StepOutput, StepError> {
         match &self.pool {
-            Some(pool) => pool.install(|| self.solve(problem, warm)),
-            None => self.solve(problem, warm),
+            Some(pool) => pool.install(|| self.solve_step(problem, warm)),
+            None => self.solve_step(problem, warm),
         }
     }
 
-    /// From `solve`: with the tensor-product kernel, arrays over the full grid G (inactive
-    /// cells included): the eight `scaling::Buffers`, g, p, ln p, ln |K|, the potential,
-    /// the active mask and the cell map, about 16 arrays of 8 B, doubled for the output and
-    /// per-stage copies and the proximal maps' scratch; plus the 1D kernels, four tables of
-    /// 2nₐ − 1 entries per axis. With the dense kernel: the N×N matrix
-    /// (`DenseGibbsKernel::bytes_needed`, refused above `dense_limit_bytes` by the kernel
-    /// itself) plus the same cell arrays.
+    /// From `solve_step`: about 24 arrays over the kernel's layout (the full grid G with the tensor
+    /// kernel: the stage buffers, p, ln p, ln |K|, the potential, g, the mask, the cell map and
+    /// the transport-cost scratch), plus the kernel: per axis n_a rows of at most
+    /// 2√(θ ε_max)/h_a + 2·TILE stored entries (θ the truncation level at `tol`, ε_max the
+    /// largest ε the step can use: `epsilon` when set, else the default rule's cap 2(32h)²,
+    /// or the first ε-scaling stage when larger), doubled for the cost-weighted copy the
+    /// transport cost builds. With the dense kernel: the N×N matrix
+    /// ([`GibbsKernel::dense_bytes`], refused above `dense_limit_bytes` by the kernel itself).
     fn memory_estimate(&self, mesh: &Mesh, _terms: &[EnergyTerm]) -> Option<u64> {
         let tensor = self.params.kernel == KernelChoice::Auto && mesh.as_grid().is_some();
         let (len, kernel) = match mesh.as_grid() {
-            Some(g) if tensor => (
-                g.len() as u64,
-                g.cells.iter().map(|&c| 4 * 8 * (2 * c as u64 - 1)).sum(),
-            ),
+            Some(g) if tensor => {
+                let h = epsilon::spacing(mesh);
+                let mut eps_max = self
+                    .params
+                    .epsilon
+                    .unwrap_or(2.0 * (epsilon::MAX_BLUR_CELLS * h).powi(2));
+                if self.params.epsilon_scaling.enabled {
+                    let start = self
+                        .params
+                        .epsilon_scaling
+                        .start
+                        .unwrap_or(epsilon::diameter2(mesh) / 100.0);
+                    eps_max = eps_max.max(start);
+                }
+                let theta = scaling::truncation_level(self.params.tol, &g.cells);
+                let bytes: f64 = g
+                    .cells
+                    .iter()
+                    .zip(g.spacing())
+                    .map(|(&n, h)| {
+                        let band = (2.0 * (theta * eps_max).sqrt() / h + 2.0 * kernel::TILE as f64)
+                            .min(n as f64);
+                        2.0 * 8.0 * n as f64 * band
+                    })
+                    .sum();
+                (g.len() as u64, bytes as u64)
+            }
             _ => (
                 mesh.n_cells() as u64,
-                DenseGibbsKernel::bytes_needed(mesh.n_cells()),
+                GibbsKernel::dense_bytes(mesh.n_cells()),
             ),
         };
-        Some(kernel.saturating_add(32 * 8 * len))
+        Some(kernel.saturating_add(24 * 8 * len))
     }
 }

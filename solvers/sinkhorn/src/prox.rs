@@ -21,7 +21,7 @@
 //!
 //! Everything is computed from ln z and returned as ln q, so the map works in the log domain.
 
-use crate::kernel::fast_exp;
+use crate::kernel::exp;
 
 /// The KL proximal map of one step's cell energy with step σ = 2τ/ε.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -34,11 +34,45 @@ pub(crate) struct KlProx {
     pub porous: Option<f64>,
     /// Congestion bound ρ_max.
     pub max_density: Option<f64>,
+    /// ln ρ_max (+∞ without a bound).
+    pub ln_max_density: f64,
 }
 
 impl KlProx {
+    /// The map for step σ and the energy's β, porous exponent and bound.
+    pub(crate) fn new(
+        sigma: f64,
+        beta: f64,
+        porous: Option<f64>,
+        max_density: Option<f64>,
+    ) -> Self {
+        KlProx {
+            sigma,
+            beta,
+            porous,
+            max_density,
+            ln_max_density: max_density.map_or(f64::INFINITY, f64::ln),
+        }
+    }
+
+    /// Whether the map has the closed form (no porous term): see `log_mass_closed`.
+    pub(crate) fn closed_form(&self) -> bool {
+        self.porous.is_none()
+    }
+
+    /// [`KlProx::log_mass`] without the porous term, branch-free (vectorises):
+    /// ln q = min((ln z − σβ(1 − ln|K|) − σV)/(1 + σβ), ln(|K| ρ_max)); −∞ at ln z = −∞.
+    #[inline(always)]
+    pub(crate) fn log_mass_closed(&self, lz: f64, ln_vol: f64, v: f64) -> f64 {
+        let sb = self.sigma * self.beta;
+        let u = (lz - sb * (1.0 - ln_vol) - self.sigma * v) / (1.0 + sb);
+        let cap = ln_vol + self.ln_max_density;
+        if u < cap { u } else { cap }
+    }
+
     /// ln q of the proximal map at ln z, for a cell with ln|K| = `ln_vol` and potential `v`.
     /// ln z = −∞ (z = 0) gives ln q = −∞.
+    #[inline(always)]
     pub(crate) fn log_mass(&self, lz: f64, ln_vol: f64, v: f64) -> f64 {
         if lz == f64::NEG_INFINITY {
             return f64::NEG_INFINITY;
@@ -55,10 +89,7 @@ impl KlProx {
                 porous_root(ln_a, k, b, free)
             }
         };
-        match self.max_density {
-            Some(r) => u.min(ln_vol + r.ln()),
-            None => u,
-        }
+        u.min(ln_vol + self.ln_max_density)
     }
 }
 
@@ -75,10 +106,10 @@ fn porous_root(ln_a: f64, k: f64, b: f64, hi: f64) -> f64 {
         let d = hi - x;
         // g(x)/g'(x), written to avoid overflowing e^e.
         let step_g = if e > 0.0 {
-            let ie = fast_exp(-e);
+            let ie = exp(-e);
             (1.0 - b * d * ie) / (k + b * ie)
         } else {
-            let ex = fast_exp(e);
+            let ex = exp(e);
             (ex - b * d) / (k * ex + b)
         };
         let mut next = x - step_g;
@@ -157,12 +188,7 @@ mod tests {
     fn entropy_potential_closed_form_matches_brute_force() {
         for &sigma in &[0.1, 2.0, 40.0] {
             for &beta in &[0.5, 1.0] {
-                let p = KlProx {
-                    sigma,
-                    beta,
-                    porous: None,
-                    max_density: None,
-                };
+                let p = KlProx::new(sigma, beta, None, None);
                 for (z, vol, v) in cases() {
                     let u = p.log_mass(z.ln(), vol.ln(), v);
                     // the closed form of docs/mathematics.md §2.3, written in masses
@@ -185,12 +211,7 @@ mod tests {
 
     #[test]
     fn potential_only_and_congestion() {
-        let p = KlProx {
-            sigma: 3.0,
-            beta: 0.0,
-            porous: None,
-            max_density: Some(2.0),
-        };
+        let p = KlProx::new(3.0, 0.0, None, Some(2.0));
         for (z, vol, v) in cases() {
             let u = p.log_mass(z.ln(), vol.ln(), v);
             let expect = (z * (-3.0 * v).exp()).min(2.0 * vol);
@@ -199,12 +220,7 @@ mod tests {
             assert!((u - ub).abs() < 1e-6, "{u} vs {ub}");
         }
         // congestion alone: q = min(z, |K| ρ_max)
-        let p = KlProx {
-            sigma: 3.0,
-            beta: 0.0,
-            porous: None,
-            max_density: Some(1.0),
-        };
+        let p = KlProx::new(3.0, 0.0, None, Some(1.0));
         assert_eq!(p.log_mass(2f64.ln(), 0.0, 0.0), 0.0);
         assert!((p.log_mass(0.5f64.ln(), 0.0, 0.0).exp() - 0.5).abs() < 1e-15);
     }
@@ -215,12 +231,7 @@ mod tests {
             for &sigma in &[0.05, 5.0, 200.0] {
                 for &beta in &[0.0, 0.3] {
                     for &cap in &[None, Some(3.0)] {
-                        let p = KlProx {
-                            sigma,
-                            beta,
-                            porous: Some(m),
-                            max_density: cap,
-                        };
+                        let p = KlProx::new(sigma, beta, Some(m), cap);
                         for (z, vol, v) in cases() {
                             let u = p.log_mass(z.ln(), vol.ln(), v);
                             assert!(u.is_finite());
@@ -249,12 +260,7 @@ mod tests {
 
     #[test]
     fn porous_newton_survives_extreme_arguments() {
-        let p = KlProx {
-            sigma: 1e4,
-            beta: 0.0,
-            porous: Some(3.0),
-            max_density: None,
-        };
+        let p = KlProx::new(1e4, 0.0, Some(3.0), None);
         for &lz in &[-700.0, -30.0, 0.0, 50.0, 700.0] {
             let u = p.log_mass(lz, (1e-4f64).ln(), -2.0);
             assert!(u.is_finite(), "ln z {lz}");

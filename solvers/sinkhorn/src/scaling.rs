@@ -6,6 +6,29 @@
 //! the first marginal a ⊙ ξb differs from p by the violation measured at the next iteration,
 //! ‖a ⊙ ξb − p‖₁ / ‖p‖₁ (computed from the product ξb the next a-update needs anyway).
 //!
+//! **Scaling domain with absorption** ([`scaling_stage`], the default). The iteration runs on
+//! residual scalings a = e^{F̂} ⊙ ũ, b = e^{Ĝ} ⊙ ṽ with the separable potentials (F̂, Ĝ)
+//! absorbed into the kernel K̃ = diag(e^{F̂}) ξ diag(e^{Ĝ}) (see [`crate::kernel`]):
+//!   ũ ← p / (K̃ṽ),   ln z = ln(K̃ᵀũ) − Ĝ,   ṽ ← prox_σ(z) / (K̃ᵀũ),
+//! plain floating point and two GEMM-based products per iteration. The largest entry of each
+//! row of K̃ is 1, so the mass its truncation drops from the plan is at most
+//! T = max ṽ · Σũ · δ (δ from the kernel); every iteration checks T ≤ 10⁻² tol · Σq (the mass
+//! of the current plan, which tends to the mass of ρⁿ), and when it
+//! fails, or a residual scaling leaves e^{±[`RANGE`]}, the current potentials G = Ĝ + ln ṽ are
+//! fitted again and absorbed (the iterate itself is unchanged: an exact change of variables;
+//! a uniform growth of ṽ, compensated by ũ, needs none). When that cannot be
+//! had — the potentials are too far from separable for the residuals to stay in range, or a
+//! product vanishes where mass must go — the stage reports [`Trouble`] and the caller reruns
+//! it in the log domain from the same starting potential. So the scaling domain is used
+//! exactly where it is exact to the tolerance.
+//!
+//! **Log domain** ([`log_stage`]): the same iteration on ln a, ln b with log-sum-exp products
+//! of the plain kernel; never under- or overflows, one exponential per kernel term.
+//!
+//! Masses below [`FLOOR`] · mass (in ρⁿ, or in the second marginal) are set to zero: they are
+//! 10⁻¹⁵⁰ of the total, far below any tolerance, and would otherwise be carried as subnormal
+//! numbers through the products.
+//!
 //! **Over-relaxation.** Each update is relaxed in the log domain, ln a ← ln a + ω(ln a* − ln a)
 //! (same for b), with ω ∈ [1, 2). Linearised at the solution, Sinkhorn is block Gauss–Seidel on
 //! the (positive definite) Hessian of the dual, so this is SOR: convergent for ω ∈ (0, 2), and
@@ -17,41 +40,41 @@
 //! is then below tol the stage stops, otherwise relaxation resumes towards a 10× smaller
 //! target. A stage therefore always ends on an unrelaxed b-update: q = b ⊙ ξᵀa is exactly the
 //! proximal map's output (this is what makes ρ ≤ ρ_max hold to round-off).
-//!
-//! The plain stage works on a, b; the log stage on ln a, ln b with log-sum-exp kernel products.
-//! A plain stage reports [`Trouble`] when a kernel product falls below [`TINY`] where it
-//! must divide, or a scaling leaves e^{±650}: the caller then reruns the stage in the log
-//! domain from the same starting potential.
 
-use crate::kernel::{GibbsOperator, fast_exp};
+use crate::kernel::{GibbsKernel, exp, fit_separable, ln, multiversion};
 use crate::prox::KlProx;
 use jko_core::InputError;
 use rayon::prelude::*;
 
-/// Smallest kernel product the plain stage divides by.
-const TINY: f64 = 1e-280;
-/// Largest |ln scaling| of the plain stage.
-const LOG_RANGE: f64 = 650.0;
+/// Absorb again when a residual scaling leaves e^{±RANGE} (overflow guard; exactness is
+/// guarded by the truncation bound).
+pub const RANGE: f64 = 300.0;
+/// Growth e^{MARGIN} of the spread of the residual scalings a kernel is built to allow before
+/// the next absorption (see `absorb`).
+pub const MARGIN: f64 = 10.0;
+/// Relative mass below which a cell carries none (see module docs).
+pub const FLOOR: f64 = 1e-150;
 /// Chunk length of the element-wise updates (fixed: results do not depend on threads).
 const CHUNK: usize = 4096;
 /// Plain iterations whose violations estimate the rate θ: θ = (v[B]/v[A])^{1/(B−A)}.
 const RATE_FROM: usize = 4;
 const RATE_TO: usize = 10;
 
-/// The plain kernel under- or overflowed: run the stage in the log domain.
+/// Why a stage could not run in the scaling domain: the caller reruns it in the log domain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Trouble;
+pub struct Trouble(pub &'static str);
 
 /// The data of one stage, in the kernel's layout.
 pub struct Stage<'a> {
-    pub kernel: &'a dyn GibbsOperator,
     pub prox: KlProx,
-    /// Masses of ρⁿ (0 on inactive cells) and their logarithms (−∞ where 0).
+    /// Masses of ρⁿ (0 on inactive cells and below the floor) and their logarithms.
     pub p: &'a [f64],
     pub ln_p: &'a [f64],
     pub active: &'a [bool],
     pub ln_vol: &'a [f64],
     pub potential: &'a [f64],
+    /// Grid shape of the layout (one entry for a dense kernel).
+    pub shape: &'a [usize],
     pub mass: f64,
     pub tol: f64,
     /// Iteration cap of the stage (≥ 1).
@@ -73,16 +96,22 @@ pub struct StageOutcome {
     pub change: f64,
     /// Largest ω used.
     pub omega: f64,
+    /// Absorptions (scaling domain; the first one included).
+    pub absorptions: usize,
     pub history: Vec<f64>,
 }
 
-/// Work vectors, all of the kernel's length. After a stage, `lb` holds ln b and `q` the second
-/// marginal (masses); `a`, `b` hold the scalings after a plain stage, `la` ln a after a log one.
+/// Work vectors, all of the kernel's length. After a scaling stage `u`, `v` hold the residual
+/// scalings and `fhat`, `ghat` the absorbed potentials; after a log stage `la`, `lb` hold
+/// ln a, ln b. After either, `lb` holds ln b (−∞ where b = 0) and `q` the second marginal.
 pub struct Buffers {
-    pub a: Vec<f64>,
-    pub b: Vec<f64>,
+    pub u: Vec<f64>,
+    pub v: Vec<f64>,
+    pub lv: Vec<f64>,
     pub la: Vec<f64>,
     pub lb: Vec<f64>,
+    pub fhat: Vec<f64>,
+    pub ghat: Vec<f64>,
     pub kb: Vec<f64>,
     pub ka: Vec<f64>,
     pub q: Vec<f64>,
@@ -92,10 +121,13 @@ pub struct Buffers {
 impl Buffers {
     pub fn new(n: usize) -> Self {
         Buffers {
-            a: vec![0.0; n],
-            b: vec![0.0; n],
+            u: vec![0.0; n],
+            v: vec![0.0; n],
+            lv: vec![f64::NEG_INFINITY; n],
             la: vec![f64::NEG_INFINITY; n],
             lb: vec![f64::NEG_INFINITY; n],
+            fhat: vec![0.0; n],
+            ghat: vec![0.0; n],
             kb: vec![0.0; n],
             ka: vec![0.0; n],
             q: vec![0.0; n],
@@ -103,6 +135,18 @@ impl Buffers {
         }
     }
 }
+
+/// The largest truncation level of a stage (the first absorption's, with the spread bounded by
+/// the number of cells N): θ = ln(100/tol) + ln N + MARGIN; later absorptions choose less.
+pub fn truncation_level(tol: f64, shape: &[usize]) -> f64 {
+    (100.0 / tol).ln() + (shape.iter().product::<usize>() as f64).ln() + MARGIN
+}
+
+/// Iterations near convergence (violation ≤ 10 tol) whose products are not exact (each followed
+/// by an absorption) without the truncation bound shrinking by 10 %, after which the stage gives
+/// up the scaling domain. (In a cold start the far tails of strongly damped steps take many
+/// iterations to drain, with the bound shrinking steadily; that is progress.)
+const PATIENCE: usize = 30;
 
 /// The ω schedule of a stage.
 ///
@@ -231,11 +275,6 @@ impl Relaxation {
     }
 }
 
-/// |ln scaling| beyond what the plain stage represents (or NaN).
-fn out_of_range(x: f64) -> bool {
-    x.is_nan() || x.abs() > LOG_RANGE
-}
-
 /// x + ω (y − x), with −∞ handled (a cell without mass stays without mass).
 #[inline]
 fn relax(x: f64, y: f64, omega: f64) -> f64 {
@@ -246,9 +285,376 @@ fn relax(x: f64, y: f64, omega: f64) -> f64 {
     }
 }
 
+/// Absorb the current potentials into the kernel and rebuild it. First call (`first`): the
+/// starting potential G = g/ε (in `lb`) is fitted and absorbed as column potential. Later calls:
+/// the row potential F = F̂ + ln ũ of the current iterate (on the rows with mass) is fitted and
+/// absorbed, so that every column's largest kernel entry sits on a row that carries mass (the
+/// b-side products are the ones the proximal map amplifies); G = Ĝ + ln ṽ is carried over
+/// exactly. Recomputes ũ, ṽ (0 where out of range: no previous value / no mass), then chooses
+/// the truncation level from the spread S = Σṽ Σũ / mass of the residual scalings:
+/// θ = ln(100/tol) + ln S + MARGIN (S = N before the first a-update), so that the bounds of
+/// the module docs hold until S has grown by e^{MARGIN}. Returns δ = e^{−θ}.
+fn absorb(st: &Stage, kernel: &mut GibbsKernel, buf: &mut Buffers, first: bool) -> f64 {
+    let len = st.p.len();
+    if !first {
+        for w in 0..len {
+            buf.lb[w] = if buf.v[w] > 0.0 {
+                buf.ghat[w] + buf.lv[w]
+            } else {
+                f64::NEG_INFINITY
+            };
+        }
+    }
+    for w in 0..len {
+        buf.la[w] = if buf.u[w] > 0.0 {
+            buf.fhat[w] + buf.u[w].ln()
+        } else {
+            f64::NEG_INFINITY
+        };
+    }
+    if first {
+        let weight: Vec<bool> = (0..len)
+            .map(|w| st.active[w] && buf.lb[w].is_finite())
+            .collect();
+        kernel.absorb(fit_separable(st.shape, &buf.lb, &weight), false);
+    } else {
+        let weight: Vec<bool> = (0..len)
+            .map(|w| st.p[w] > 0.0 && buf.la[w].is_finite())
+            .collect();
+        kernel.absorb(fit_separable(st.shape, &buf.la, &weight), true);
+    }
+    kernel.absorbed(&mut buf.fhat, &mut buf.ghat);
+    for w in 0..len {
+        let lv = buf.lb[w] - buf.ghat[w];
+        (buf.lv[w], buf.v[w]) = if lv.is_finite() && lv.abs() <= RANGE {
+            (lv, exp(lv))
+        } else {
+            (f64::NEG_INFINITY, 0.0)
+        };
+        // ũ = 0 means "no previous value": the next a-update is then unrelaxed there.
+        let lu = buf.la[w] - buf.fhat[w];
+        buf.u[w] = if lu.abs() <= RANGE { exp(lu) } else { 0.0 };
+    }
+    let (sum_u, sum_v): (f64, f64) = (buf.u.iter().sum(), buf.v.iter().sum());
+    let spread = if first || sum_u == 0.0 {
+        len as f64
+    } else {
+        (sum_u * sum_v / st.mass).max(1.0)
+    };
+    let theta = (100.0 / st.tol).ln() + spread.ln() + MARGIN;
+    kernel.truncate(theta);
+    kernel.truncation()
+}
+
+/// Lanes of the reductions (fixed order, vectorised by the compiler).
+const L: usize = 8;
+
+/// Σ s(i) (three sums), max m(i) and any(bad(i)) over 0..n, `$f` an expression of `$i` giving
+/// (s, m, bad): L lanes combined in a fixed order (expanded in place so that the lane loop
+/// vectorises).
+macro_rules! reduce {
+    ($n:expr, |$i:ident| $f:expr) => {{
+        let n = $n;
+        let mut sum = [[0.0f64; L]; 3];
+        let mut max = [f64::NEG_INFINITY; L];
+        let mut bad = [false; L];
+        let full = n / L * L;
+        for b in (0..full).step_by(L) {
+            for l in 0..L {
+                let $i = b + l;
+                let (s, m, x): ([f64; 3], f64, bool) = $f;
+                for k in 0..3 {
+                    sum[k][l] += s[k];
+                }
+                max[l] = if m > max[l] { m } else { max[l] };
+                bad[l] |= x;
+            }
+        }
+        for $i in full..n {
+            let (s, m, x): ([f64; 3], f64, bool) = $f;
+            for k in 0..3 {
+                sum[k][0] += s[k];
+            }
+            max[0] = if m > max[0] { m } else { max[0] };
+            bad[0] |= x;
+        }
+        let total =
+            |a: &[f64; L]| ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+        (
+            [total(&sum[0]), total(&sum[1]), total(&sum[2])],
+            max.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b)),
+            bad.iter().any(|&b| b),
+        )
+    }};
+}
+
+/// Reduce per-chunk results in chunk order.
+fn combine(parts: &[([f64; 3], f64, bool)]) -> ([f64; 3], f64, bool) {
+    let mut out = ([0.0; 3], f64::NEG_INFINITY, false);
+    for (s, m, b) in parts {
+        for k in 0..3 {
+            out.0[k] += s[k];
+        }
+        out.1 = out.1.max(*m);
+        out.2 |= *b;
+    }
+    out
+}
+
+multiversion! {
+/// One chunk of the a-update: next ũ ← p / (K̃ṽ), relaxed in the log domain as
+/// ũ (p / (ũ K̃ṽ))^ω where a previous ũ exists. A row whose product vanishes (its kernel row
+/// sees only cells without mass yet) gets ũ = 0: its mass is dropped and counted. Returns
+/// (violation Σ|ũ K̃ṽ − p| of the current ũ, Σ next, dropped mass), max next, ·.
+fn a_chunk(p: &[f64], kb: &[f64], u: &[f64], next: &mut [f64], omega: f64) -> ([f64; 3], f64, bool) {
+    let n = next.len();
+    assert!(p.len() == n && kb.len() == n && u.len() == n);
+    // A pure map first (vectorises), then the reductions.
+    for i in 0..n {
+        let plain = p[i] / kb[i];
+        let x = if omega == 1.0 {
+            plain
+        } else {
+            let relaxed = u[i] * exp(omega * ln(plain / u[i]));
+            if u[i] > 0.0 { relaxed } else { plain }
+        };
+        next[i] = if p[i] > 0.0 && x > 0.0 && x < f64::INFINITY { x } else { 0.0 };
+    }
+    reduce!(n, |i| {
+        let x = next[i];
+        let dropped = if p[i] > 0.0 && x == 0.0 { p[i] } else { 0.0 };
+        ([(u[i] * kb[i] - p[i]).abs(), x, dropped], x, false)
+    })
+}
+}
+
+multiversion! {
+/// One chunk of the b-update, cells `base..` (`qn`: scratch): ln z = ln K̃ᵀũ − Ĝ,
+/// ln q = prox(ln z), ln ṽ ← relax(ln ṽ, ln q − ln K̃ᵀũ). Cells without mass (inactive, or q
+/// below the floor) get ṽ = 0, ln ṽ = −∞, q = 0. An active cell whose product K̃ᵀũ is 0 (all of
+/// its column truncated) gets q = 0, and the mass the proximal map would give to the largest
+/// value the truncation may have hidden, K̃ᵀũ = e^{lk_hidden}, is counted. Returns (Σ|Δq|,
+/// Σ q/K̃ᵀũ, hidden mass), max ln ṽ, bad (an active cell with a non-finite product).
+#[allow(clippy::too_many_arguments)]
+fn b_chunk(
+    st: &Stage,
+    base: usize,
+    ka: &[f64],
+    ghat: &[f64],
+    v: &mut [f64],
+    lv: &mut [f64],
+    q: &mut [f64],
+    qn: &mut [f64],
+    omega: f64,
+    ln_floor: f64,
+    lk_hidden: f64,
+) -> ([f64; 3], f64, bool) {
+    let n = v.len();
+    let r = base..base + n;
+    let (ka, ghat) = (&ka[r.clone()], &ghat[r.clone()]);
+    let (act, lnv, pot) = (&st.active[r.clone()], &st.ln_vol[r.clone()], &st.potential[r]);
+    let prox = st.prox;
+    // Equal lengths, stated once: the loops below run without bounds checks.
+    assert!(
+        ka.len() == n && ghat.len() == n && act.len() == n && lnv.len() == n && pot.len() == n
+            && lv.len() == n && q.len() == n && qn.len() == n
+    );
+    // A pure map first (vectorises with the closed-form proximal map; the porous Newton solve
+    // does not), then the reductions.
+    macro_rules! map {
+        ($log_mass:ident) => {
+            for i in 0..n {
+                let k = ka[i];
+                let lk = ln(k);
+                let lq = prox.$log_mass(lk - ghat[i], lnv[i], pot[i]);
+                let target = lq - lk;
+                let l = if omega == 1.0 || lv[i] == f64::NEG_INFINITY {
+                    target
+                } else {
+                    lv[i] + omega * (target - lv[i])
+                };
+                let x = exp(l);
+                let qx = if omega == 1.0 { x * k } else { exp(lq) };
+                let keep = act[i] & (k > 0.0) & (lq >= ln_floor) & (lq < f64::INFINITY);
+                let bad = act[i] & !(k >= 0.0 && k < f64::INFINITY);
+                v[i] = if keep { x } else { 0.0 };
+                lv[i] = if keep { l } else { f64::NEG_INFINITY };
+                qn[i] = if bad { f64::NAN } else if keep { qx } else { 0.0 };
+            }
+        };
+    }
+    if prox.closed_form() {
+        map!(log_mass_closed);
+    } else {
+        map!(log_mass);
+    }
+    let out = reduce!(n, |i| {
+        let x = qn[i];
+        let ratio = if x > 0.0 { x / ka[i] } else { 0.0 };
+        let hidden = if act[i] && ka[i] == 0.0 {
+            let lq = prox.log_mass(lk_hidden - ghat[i], lnv[i], pot[i]);
+            if lq >= ln_floor { exp(lq) } else { 0.0 }
+        } else {
+            0.0
+        };
+        ([(x - q[i]).abs(), ratio, hidden], lv[i], x.is_nan())
+    });
+    for i in 0..n {
+        q[i] = if qn[i].is_nan() { 0.0 } else { qn[i] };
+    }
+    out
+}
+}
+
+/// One stage in the scaling domain with absorption, starting from the potential g (cost
+/// units; b = e^{g/ε}).
+pub fn scaling_stage(
+    st: &Stage,
+    kernel: &mut GibbsKernel,
+    g: &[f64],
+    eps: f64,
+    buf: &mut Buffers,
+) -> Result<StageOutcome, Trouble> {
+    let len = st.p.len();
+    let ln_floor = (FLOOR * st.mass).ln();
+    for w in 0..len {
+        buf.lb[w] = if st.active[w] {
+            g[w] / eps
+        } else {
+            f64::NEG_INFINITY
+        };
+        buf.u[w] = 0.0;
+        buf.q[w] = 0.0;
+    }
+    let mut delta = absorb(st, kernel, buf, true);
+    let mut absorptions = 1;
+    // A dropped kernel entry is below δ = e^{−θ}: the a-update's marginal error is at most
+    // δ Σṽ Σũ' (ũ' the new ũ) plus the mass of rows dropped, the b-update's δ Σũ Σ(q/K̃ᵀũ)
+    // plus the mass hidden columns may miss; both are held below 10⁻² tol · mass for the
+    // iterations the stage may stop at.
+    let allowed = 1e-2 * st.tol * st.mass;
+    let mut relaxation = Relaxation::new(st);
+    let mut history = Vec::new();
+    let (mut violation_now, mut change) = (f64::INFINITY, f64::INFINITY);
+    let mut sum_v: f64 = buf.v.iter().sum();
+    // The last iteration's products were exact to the tolerance (needed to stop).
+    let mut exact = false;
+    let (mut stalled, mut last_bound) = (0usize, f64::INFINITY);
+    let mut it = 0;
+    let converged = loop {
+        kernel
+            .apply(&buf.v, &mut buf.kb, &mut buf.work)
+            .map_err(|_| Trouble("kernel product"))?;
+        let omega = if it == 0 { 1.0 } else { relaxation.omega };
+        // The violation of the current ũ, and the next ũ (into `ka`, swapped in below).
+        let (kb, u_now) = (&buf.kb, &buf.u);
+        let parts: Vec<_> = buf
+            .ka
+            .par_chunks_mut(CHUNK)
+            .enumerate()
+            .map(|(c, next)| {
+                let r = c * CHUNK..c * CHUNK + next.len();
+                a_chunk(&st.p[r.clone()], &kb[r.clone()], &u_now[r], next, omega)
+            })
+            .collect();
+        let ([viol, sum_u, dropped], max_u, _) = combine(&parts);
+        if it > 0 {
+            violation_now = viol / st.mass;
+            if !violation_now.is_finite() {
+                return Err(Trouble("non-finite marginal violation"));
+            }
+            if st.record {
+                history.push(violation_now);
+            }
+            if relaxation.observe(it, violation_now, st.tol) && exact {
+                break true;
+            }
+        }
+        if it >= st.cap {
+            break false;
+        }
+        let bound_a = delta * sum_v * sum_u + dropped;
+        std::mem::swap(&mut buf.u, &mut buf.ka);
+        // the b-update follows the decision just taken (ω = 1 when finishing)
+        let omega = if it == 0 { 1.0 } else { relaxation.omega };
+        kernel
+            .apply_transpose(&buf.u, &mut buf.ka, &mut buf.work)
+            .map_err(|_| Trouble("kernel product"))?;
+        let (ka, ghat) = (&buf.ka, &buf.ghat);
+        // The most a fully truncated column can have received: e^{−θ} Σũ.
+        let lk_hidden = delta.ln() + sum_u.ln();
+        let parts: Vec<_> = buf
+            .v
+            .par_chunks_mut(CHUNK)
+            .zip(buf.lv.par_chunks_mut(CHUNK))
+            .zip(buf.q.par_chunks_mut(CHUNK))
+            .zip(buf.work.par_chunks_mut(CHUNK))
+            .enumerate()
+            .map(|(c, (((vc, lvc), qc), sc))| {
+                b_chunk(
+                    st,
+                    c * CHUNK,
+                    ka,
+                    ghat,
+                    vc,
+                    lvc,
+                    qc,
+                    sc,
+                    omega,
+                    ln_floor,
+                    lk_hidden,
+                )
+            })
+            .collect();
+        let ([dq, ratio, hidden], max_lv, bad) = combine(&parts);
+        change = dq / st.mass;
+        sum_v = buf.v.iter().sum();
+        let bound = bound_a.max(delta * sum_u * ratio + hidden);
+        exact = bound <= allowed && !bad;
+        it += 1;
+        if !exact || max_lv > RANGE || max_u.ln() > RANGE {
+            // Absorb, so that the next products are exact again (an inexact iteration only
+            // perturbs the iterate; the stage stops only after an exact one). Near convergence
+            // the bound must keep shrinking, or the scaling domain is given up.
+            if violation_now <= 10.0 * st.tol && bound > 0.9 * last_bound {
+                stalled += 1;
+                if stalled > PATIENCE {
+                    return Err(Trouble(
+                        "the products stay inexact after absorption (potentials far from separable)",
+                    ));
+                }
+            }
+            last_bound = bound;
+            delta = absorb(st, kernel, buf, false);
+            sum_v = buf.v.iter().sum();
+            absorptions += 1;
+        } else {
+            stalled = 0;
+            last_bound = f64::INFINITY;
+        }
+    };
+    for w in 0..len {
+        buf.lb[w] = if buf.v[w] > 0.0 {
+            buf.ghat[w] + buf.lv[w]
+        } else {
+            f64::NEG_INFINITY
+        };
+    }
+    Ok(StageOutcome {
+        iterations: it,
+        converged,
+        violation: violation_now,
+        change,
+        omega: relaxation.largest,
+        absorptions,
+        history,
+    })
+}
+
 /// The log-domain b-update from ln z = ln ξᵀa: ln b ← relax(ln b, ln q − ln z), q = prox(z).
 /// Returns Σ|Δq|.
 fn update_b_log(st: &Stage, lz: &[f64], omega: f64, lb: &mut [f64], q: &mut [f64]) -> f64 {
+    let ln_floor = (FLOOR * st.mass).ln();
     let parts: Vec<f64> = lb
         .par_chunks_mut(CHUNK)
         .zip(q.par_chunks_mut(CHUNK))
@@ -261,7 +667,11 @@ fn update_b_log(st: &Stage, lz: &[f64], omega: f64, lb: &mut [f64], q: &mut [f64
                     (f64::NEG_INFINITY, 0.0)
                 } else {
                     let lq = st.prox.log_mass(lz[w], st.ln_vol[w], st.potential[w]);
-                    (relax(lbc[i], lq - lz[w], omega), fast_exp(lq))
+                    if lq < ln_floor {
+                        (f64::NEG_INFINITY, 0.0)
+                    } else {
+                        (relax(lbc[i], lq - lz[w], omega), exp(lq))
+                    }
                 };
                 dq += (qw - qc[i]).abs();
                 qc[i] = qw;
@@ -273,168 +683,10 @@ fn update_b_log(st: &Stage, lz: &[f64], omega: f64, lb: &mut [f64], q: &mut [f64
     parts.iter().sum()
 }
 
-/// The plain b-update from z = ξᵀa: b ← prox(z)/z (relaxed in the log domain), ln b kept
-/// for the potential. One ln and one exp per cell without relaxation. Returns (Σ|Δq|, trouble).
-fn update_b_plain(
-    st: &Stage,
-    z: &[f64],
-    omega: f64,
-    b: &mut [f64],
-    lb: &mut [f64],
-    q: &mut [f64],
-) -> (f64, bool) {
-    let parts: Vec<(f64, bool)> = b
-        .par_chunks_mut(CHUNK)
-        .zip(lb.par_chunks_mut(CHUNK))
-        .zip(q.par_chunks_mut(CHUNK))
-        .enumerate()
-        .map(|(c, ((bc, lbc), qc))| {
-            let mut dq = 0.0;
-            let mut bad = false;
-            for i in 0..bc.len() {
-                let w = c * CHUNK + i;
-                if !st.active[w] {
-                    bc[i] = 0.0;
-                    lbc[i] = f64::NEG_INFINITY;
-                    qc[i] = 0.0;
-                    continue;
-                }
-                let zw = z[w];
-                if !(zw >= TINY && zw.is_finite()) {
-                    bad = true;
-                    continue;
-                }
-                let lz = zw.ln();
-                let lbn = st.prox.log_mass(lz, st.ln_vol[w], st.potential[w]) - lz;
-                let bn = fast_exp(lbn);
-                let qw = bn * zw;
-                let lbw = relax(lbc[i], lbn, omega);
-                if out_of_range(lbw) {
-                    bad = true;
-                }
-                bc[i] = if omega == 1.0 { bn } else { fast_exp(lbw) };
-                lbc[i] = lbw;
-                dq += (qw - qc[i]).abs();
-                qc[i] = qw;
-            }
-            (dq, bad)
-        })
-        .collect();
-    (parts.iter().map(|x| x.0).sum(), parts.iter().any(|x| x.1))
-}
-
-/// One stage in the plain domain, starting from the potential g (b = e^{g/ε}).
-pub fn plain_stage(
-    st: &Stage,
-    g: &[f64],
-    eps: f64,
-    buf: &mut Buffers,
-) -> Result<StageOutcome, Trouble> {
-    for (((lb, b), &gw), &active) in buf
-        .lb
-        .iter_mut()
-        .zip(buf.b.iter_mut())
-        .zip(g)
-        .zip(st.active)
-    {
-        if active {
-            let x = gw / eps;
-            if out_of_range(x) {
-                return Err(Trouble);
-            }
-            *lb = x;
-            *b = x.exp();
-        } else {
-            *lb = f64::NEG_INFINITY;
-            *b = 0.0;
-        }
-    }
-    let mut relaxation = Relaxation::new(st);
-    let mut history = Vec::new();
-    let (mut violation_now, mut change) = (f64::INFINITY, f64::INFINITY);
-    let mut it = 0;
-    let converged = loop {
-        st.kernel
-            .apply(&buf.b, &mut buf.kb, &mut buf.work)
-            .map_err(|_| Trouble)?;
-        let omega = if it == 0 { 1.0 } else { relaxation.omega };
-        // One pass: the violation of the current a, and the next a ← p / ξb (relaxed as
-        // a ← a (p / (a ξb))^ω) written to `ka`, swapped in only if the stage goes on.
-        let (kb, a_now) = (&buf.kb, &buf.a);
-        let parts: Vec<(f64, bool)> = buf
-            .ka
-            .par_chunks_mut(CHUNK)
-            .enumerate()
-            .map(|(c, next)| {
-                let (mut viol, mut bad) = (0.0, false);
-                for (i, an) in next.iter_mut().enumerate() {
-                    let w = c * CHUNK + i;
-                    let (p, k, a) = (st.p[w], kb[w], a_now[w]);
-                    viol += (a * k - p).abs();
-                    *an = if p > 0.0 {
-                        if !(k >= TINY && k.is_finite()) {
-                            bad = true;
-                        }
-                        let x = if omega == 1.0 {
-                            p / k
-                        } else {
-                            a * fast_exp(omega * (p / (k * a)).ln())
-                        };
-                        if !(x > 0.0 && x.is_finite()) {
-                            bad = true;
-                        }
-                        x
-                    } else {
-                        0.0
-                    };
-                }
-                (viol, bad)
-            })
-            .collect();
-        if it > 0 {
-            violation_now = parts.iter().map(|x| x.0).sum::<f64>() / st.mass;
-            if !violation_now.is_finite() {
-                return Err(Trouble);
-            }
-            if st.record {
-                history.push(violation_now);
-            }
-            if relaxation.observe(it, violation_now, st.tol) {
-                break true;
-            }
-        }
-        if it >= st.cap {
-            break false;
-        }
-        if parts.iter().any(|x| x.1) {
-            return Err(Trouble);
-        }
-        std::mem::swap(&mut buf.a, &mut buf.ka);
-        // the b-update follows the decision just taken (ω = 1 when finishing)
-        let omega = if it == 0 { 1.0 } else { relaxation.omega };
-        st.kernel
-            .apply(&buf.a, &mut buf.ka, &mut buf.work)
-            .map_err(|_| Trouble)?;
-        let (dq, bad) = update_b_plain(st, &buf.ka, omega, &mut buf.b, &mut buf.lb, &mut buf.q);
-        if bad {
-            return Err(Trouble);
-        }
-        change = dq / st.mass;
-        it += 1;
-    };
-    Ok(StageOutcome {
-        iterations: it,
-        converged,
-        violation: violation_now,
-        change,
-        omega: relaxation.largest,
-        history,
-    })
-}
-
 /// One stage in the log domain, starting from the potential g (ln b = g/ε).
 pub fn log_stage(
     st: &Stage,
+    kernel: &GibbsKernel,
     g: &[f64],
     eps: f64,
     buf: &mut Buffers,
@@ -442,12 +694,13 @@ pub fn log_stage(
     for ((lb, &gw), &active) in buf.lb.iter_mut().zip(g).zip(st.active) {
         *lb = if active { gw / eps } else { f64::NEG_INFINITY };
     }
+    buf.la.fill(f64::NEG_INFINITY);
     let mut relaxation = Relaxation::new(st);
     let mut history = Vec::new();
     let (mut violation_now, mut change) = (f64::INFINITY, f64::INFINITY);
     let mut it = 0;
     let converged = loop {
-        st.kernel.apply_log(&buf.lb, &mut buf.kb, &mut buf.work)?;
+        kernel.apply_log(&buf.lb, &mut buf.kb, &mut buf.work)?;
         let omega = if it == 0 { 1.0 } else { relaxation.omega };
         // One pass: the violation of the current ln a and the next one (in `ka`).
         let (lkb, la_now) = (&buf.kb, &buf.la);
@@ -460,7 +713,7 @@ pub fn log_stage(
                 for (i, ln) in next.iter_mut().enumerate() {
                     let w = c * CHUNK + i;
                     let (p, e) = (st.p[w], la_now[w] + lkb[w]);
-                    viol += (fast_exp(e) - p).abs();
+                    viol += (exp(e) - p).abs();
                     *ln = if p > 0.0 {
                         relax(la_now[w], st.ln_p[w] - lkb[w], omega)
                     } else {
@@ -487,7 +740,7 @@ pub fn log_stage(
         }
         std::mem::swap(&mut buf.la, &mut buf.ka);
         let omega = if it == 0 { 1.0 } else { relaxation.omega };
-        st.kernel.apply_log(&buf.la, &mut buf.ka, &mut buf.work)?;
+        kernel.apply_log(&buf.la, &mut buf.ka, &mut buf.work)?;
         let dq = update_b_log(st, &buf.ka, omega, &mut buf.lb, &mut buf.q);
         change = dq / st.mass;
         it += 1;
@@ -498,6 +751,7 @@ pub fn log_stage(
         violation: violation_now,
         change,
         omega: relaxation.largest,
+        absorptions: 0,
         history,
     })
 }

@@ -156,10 +156,11 @@ fn ou_1d_bias_against_the_exact_jko_iterate_shrinks_with_epsilon() {
     );
 }
 
-/// ε = 1e-4 on [-5, 5]: the plain kernel underflows (e^{-c/ε} = 0 beyond 0.27 apart), the
-/// log domain takes over; no NaN, no underflow, mass conserved, close to the exact iterate.
+/// ε = 1e-4 on [-5, 5]: the plain kernel underflows 3 cells apart (e^{-c/ε} = 0 beyond 0.27),
+/// but absorption keeps the scaling domain exact: the step agrees with the log-domain solve of
+/// the same problem, conserves mass and is close to the exact iterate.
 #[test]
-fn small_epsilon_runs_in_the_log_domain_without_nan() {
+fn small_epsilon_stays_exact_in_the_scaling_domain() {
     let mesh = Mesh::grid(&[400], &[-5.0], &[5.0]).unwrap();
     let g0 = Gaussian::diagonal(&[1.0], &[0.5]);
     let rho0 = normalised(&mesh, mesh.sample(|x| g0.density(x)));
@@ -169,7 +170,7 @@ fn small_epsilon_runs_in_the_log_domain_without_nan() {
         out.info
             .notes
             .iter()
-            .any(|n| n.starts_with("log-domain: from")),
+            .any(|n| n.starts_with("scaling domain with absorption throughout")),
         "{:?}",
         out.info.notes
     );
@@ -180,13 +181,88 @@ fn small_epsilon_runs_in_the_log_domain_without_nan() {
     let (_, var) = moments(&mesh, &out.rho);
     assert!((var[0] - exact.cov[0]).abs() < 1e-4);
     assert!(l1_to(&mesh, &out.rho, |x| exact.density(x)) < 2e-3);
-
-    // The same step with the plain kernel only is refused, not returned wrong.
-    let never = SinkhornParams {
-        log_domain: LogDomain::Never,
+    // The reference: the log domain throughout (with ε-scaling, which it needs at this ε).
+    let log = SinkhornParams {
+        log_domain: LogDomain::Always,
+        epsilon_scaling: EpsilonScaling {
+            enabled: true,
+            ..Default::default()
+        },
         ..eps(1e-4)
     };
-    match step(&solver(never), &mesh, &rho0, 0.1, &ou_energy(1), None) {
+    let reference = step(&solver(log), &mesh, &rho0, 0.1, &ou_energy(1), None).unwrap();
+    assert!(
+        reference
+            .info
+            .notes
+            .iter()
+            .any(|n| n.starts_with("log-domain: always"))
+    );
+    let max = reference.rho.iter().fold(0.0f64, |a, &b| a.max(b));
+    let diff = out
+        .rho
+        .iter()
+        .zip(&reference.rho)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(diff < 1e-8 * max, "scaling vs log domain: {diff}");
+    assert!((out.info.kinetic - reference.info.kinetic).abs() < 1e-8 * reference.info.kinetic);
+}
+
+/// Two blobs on a diagonal under a weak entropy at small ε: the potentials are far from
+/// separable, the residual scalings cannot stay in range, and the step falls back to the log
+/// domain (said in the notes), with the answer of a log-domain solve. With `log_domain = never`
+/// the step is refused, not returned inexact.
+#[test]
+fn non_separable_potentials_fall_back_to_the_log_domain() {
+    let mesh = Mesh::grid(&[48, 48], &[-2.0; 2], &[2.0; 2]).unwrap();
+    let rho0 = normalised(
+        &mesh,
+        mesh.sample(|x| {
+            (-((x[0] + 1.0).powi(2) + (x[1] + 1.0).powi(2)) / 0.1).exp()
+                + (-((x[0] - 1.0).powi(2) + (x[1] - 1.0).powi(2)) / 0.1).exp()
+        }),
+    );
+    let energy = Energy::fokker_planck(
+        0.05,
+        Potential::Quadratic {
+            center: vec![0.0; 2],
+            stiffness: 2.0,
+        },
+    );
+    let p = SinkhornParams {
+        tol: 1e-11,
+        almost_tol: 1e-9,
+        ..eps(2e-3)
+    };
+    let out = step(&solver(p.clone()), &mesh, &rho0, 0.2, &energy, None).unwrap();
+    assert_valid(&mesh, &rho0, &out, 1e-9);
+    assert!(
+        out.info
+            .notes
+            .iter()
+            .any(|n| n.starts_with("log-domain: from")),
+        "{:?}",
+        out.info.notes
+    );
+    let log = SinkhornParams {
+        log_domain: LogDomain::Always,
+        ..p.clone()
+    };
+    let reference = step(&solver(log), &mesh, &rho0, 0.2, &energy, None).unwrap();
+    let max = reference.rho.iter().fold(0.0f64, |a, &b| a.max(b));
+    let diff = out
+        .rho
+        .iter()
+        .zip(&reference.rho)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(diff < 1e-7 * max, "fallback vs log domain: {diff}");
+    let never = SinkhornParams {
+        log_domain: LogDomain::Never,
+        ..p
+    };
+    match step(&solver(never), &mesh, &rho0, 0.2, &energy, None) {
         Err(StepError::Numerical { message, .. }) => {
             assert!(message.contains("log_domain"), "{message}")
         }
@@ -577,7 +653,15 @@ fn bad_parameters_are_rejected_at_construction() {
     );
     let s = solver(SinkhornParams::default());
     assert_eq!(s.name(), "sinkhorn");
-    // the mesh default ε is 2h²
+    // a state that does not move (uniform, entropy only: F² = 0) gets the floor 2h²
     let mesh = Mesh::grid(&[50], &[0.0], &[1.0]).unwrap();
-    assert!((s.epsilon_for(&mesh) - 2.0 * 0.02f64.powi(2)).abs() < 1e-15);
+    let rho = mesh.sample(|_| 1.0);
+    let energy = Energy {
+        entropy: Some(1.0),
+        ..Energy::default()
+    }
+    .freeze(&mesh, &rho)
+    .unwrap();
+    let problem = JkoStep::new(&mesh, &rho, 0.1, &energy).unwrap();
+    assert!((s.epsilon_for(&problem).epsilon - 2.0 * 0.02f64.powi(2)).abs() < 1e-15);
 }

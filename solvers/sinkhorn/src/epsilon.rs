@@ -1,0 +1,243 @@
+//! Choosing ε: the default rule, the entropic bias it implies and the cost it implies.
+//!
+//! **Bias.** For small ε the entropic transport cost of a plan with marginals p, q is
+//! OT_ε(p, q) = W²(p, q) + (ε/2)(H(p) + H(q)) + const + o(ε), H(q) = ∫ q ln q (for the cost
+//! |x − y|²). The entropic JKO step, min_q OT_ε(ρⁿ, q)/(2τ) + F(q), is therefore to first order
+//! the exact JKO step of F + (ε/(4τ)) H: **the blur acts as an extra temperature ε/(4τ)**. For
+//! a Gaussian this is exact to first order: the continuous entropic step of N(m, s²) under
+//! β H + (k/2)∫x²ρ solves (s′ − s)/τ − (β + ε/(4τ))/s′ + k s′ = O(ε²) (the closed form is in the
+//! crate's tests). The step record states this temperature beside β.
+//!
+//! **Default ε.** The one-step schemes and the JKO iterates themselves differ from the flow at
+//! O(τ) over a fixed time, and a step's own error is O(δ²) relative, δ the distance mass moves in
+//! it. Choosing ε ∝ δ² puts the entropic bias at that order too: ε/(4τ) relative to the driving
+//! terms is then O(τ). The default is
+//!
+//!   ε = clamp(c · τ² · F², 2h², ε_max),   F² = (1/M) Σ_σ T_σ θ_σ Σ_terms (Δ_σ δF_term/δρ)²,
+//!
+//! c = `epsilon_factor` (0.25), F² the mean squared driving force of each energy term at ρⁿ
+//! (entropy β ln ρ, pressure m ρ^{m−1}/(m − 1), potential V; a finite-volume ∫ ρ |∇ φ|² with
+//! θ_σ the mean density of the face; faces with an empty side skip the entropy term), so τ²F²
+//! is the squared displacement of a step. The floor 2h² keeps the blur √(ε/2) at least one cell
+//! (below it the plan cannot move mass by less than a cell: the discrete problem locks in), and
+//! ε_max = max(2h², min(0.4 τ β, diam²/100, 2 (32 h)²)) keeps the extra temperature within 10 %
+//! of β on rough data, where F² overestimates the motion, and the blur within 32 cells. As h
+//! decreases the rule stops depending on h, so the iteration count stays bounded, until the
+//! blur reaches 32 cells: on finer meshes ε follows 2(32h)², trading iterations (∝ 1/h) for a
+//! kernel band that stays ~ 2·32·√(2θ) cells wide (memory and work per product ∝ N, not N²).
+//!
+//! **Cost.** The proximal map damps each b-update by the factor κ = σβ_e/(1 + σβ_e),
+//! σ = 2τ/ε, β_e = β + max m ρ^{m−1} the stiffest internal-energy curvature ρ f''(ρ): plain
+//! Sinkhorn contracts at about κ per iteration, the over-relaxed one at about 1 − 2√(1 − κ), so a
+//! solve takes about ½ ln(1/tol) √(1 + 2τβ_e/ε) iterations — growing with τ/ε, not with the
+//! number of cells. [`EpsilonChoice::estimated_iterations`] is this estimate (times a factor
+//! measured on OU steps); above [`LONG_SOLVE`] the step notes carry a warning.
+
+use crate::SinkhornParams;
+use jko_core::{JkoStep, Mesh};
+
+/// Largest blur of the default rule, in cells of the mesh: ε ≤ 2 (32 h)².
+pub const MAX_BLUR_CELLS: f64 = 32.0;
+
+/// Estimated iterations above which a step's notes warn of a long solve.
+pub const LONG_SOLVE: f64 = 20_000.0;
+
+/// How a step's ε was chosen and what it implies (see the module docs of `epsilon`).
+///
+/// ```rust
+/// use jko_core::{Energy, JkoStep, Mesh, Potential};
+/// use jko_sinkhorn::{SinkhornParams, SinkhornSolver};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // OU from a Gaussian, 1000 cells on [-5, 5], τ = 0.1: ε = 0.25 τ² F² (above the floor 2h²).
+/// let mesh = Mesh::grid(&[1000], &[-5.0], &[5.0])?;
+/// let rho = mesh.sample(|x| (-(x[0] - 1.0).powi(2) / 0.5).exp());
+/// let rho = &rho / mesh.mass(&rho);
+/// let energy = Energy::fokker_planck(1.0, Potential::Quadratic { center: vec![0.0], stiffness: 1.0 })
+///     .freeze(&mesh, &rho)?;
+/// let problem = JkoStep::new(&mesh, &rho, 0.1, &energy)?;
+/// let choice = SinkhornSolver::new(SinkhornParams::default())?.epsilon_for(&problem);
+/// assert!(choice.default);
+/// // Per term: E[(ρ'/ρ)²] + E[x²] = 4 + 1.25 for N(1, 0.5²) (entropy and potential).
+/// assert!((choice.drive2 - 5.25).abs() < 0.01);
+/// assert!((choice.epsilon - 0.25 * 0.01 * choice.drive2).abs() < 1e-12);
+/// assert!((choice.extra_temperature - choice.epsilon / 0.4).abs() < 1e-15);
+/// assert!(choice.estimated_iterations < 1000.0);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpsilonChoice {
+    /// The regularisation ε (length²).
+    pub epsilon: f64,
+    /// True for the default rule, false when `epsilon` is set.
+    pub default: bool,
+    /// F², the mean squared driving force of the energy terms at ρⁿ.
+    pub drive2: f64,
+    /// The resolution floor 2h².
+    pub floor: f64,
+    /// The upper clamp ε_max of the default rule.
+    pub cap: f64,
+    /// The temperature the blur adds, ε/(4τ).
+    pub extra_temperature: f64,
+    /// The temperature β of the energy (0 without entropy).
+    pub beta: f64,
+    /// Blur length √(ε/2).
+    pub blur: f64,
+    /// Estimated over-relaxed iterations to the tolerance (the last ε-stage).
+    pub estimated_iterations: f64,
+}
+
+impl EpsilonChoice {
+    /// A one-line account for the step notes.
+    pub(crate) fn describe(&self, tau: f64) -> String {
+        let rule = if self.default {
+            format!(
+                "default 0.25 tau^2 F^2 clamped to [2h^2, eps_max] = [{:.3e}, {:.3e}], F^2 = {:.3e}",
+                self.floor, self.cap, self.drive2
+            )
+        } else {
+            "set by solver.epsilon".to_string()
+        };
+        let relative = if self.beta > 0.0 {
+            format!(
+                " ({:.2} % of beta = {})",
+                100.0 * self.extra_temperature / self.beta,
+                self.beta
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "epsilon = {:.3e} ({rule}); entropic bias: acts as an extra temperature eps/(4 tau) = {:.3e}{relative} at tau = {tau}; blur sqrt(eps/2) = {:.3e}",
+            self.epsilon, self.extra_temperature, self.blur
+        )
+    }
+
+    /// The warning of a long solve, if the estimate is above [`LONG_SOLVE`].
+    pub(crate) fn warning(&self) -> Option<String> {
+        (self.estimated_iterations > LONG_SOLVE).then(|| {
+            format!(
+                "warning: epsilon = {:.3e} is small against tau times the stiffness of the energy: \
+                 about {:.0} iterations expected (each Sinkhorn iteration contracts by ~ 1 - 2 sqrt(eps / (2 tau beta))); \
+                 leave solver.epsilon unset for the default, or raise it",
+                self.epsilon, self.estimated_iterations
+            )
+        })
+    }
+}
+
+/// Largest grid spacing, or the side of a cube of the mean cell volume on a general mesh.
+pub(crate) fn spacing(mesh: &Mesh) -> f64 {
+    match mesh.as_grid() {
+        Some(g) => g.spacing().into_iter().fold(0.0, f64::max),
+        None => {
+            let mean = mesh.domain_volume() / mesh.n_cells() as f64;
+            mean.powf(1.0 / mesh.dim().max(1) as f64)
+        }
+    }
+}
+
+/// Squared diameter of the mesh's bounding box (of the grid box, or of the cell centres).
+pub(crate) fn diameter2(mesh: &Mesh) -> f64 {
+    if let Some(g) = mesh.as_grid() {
+        return g
+            .lower
+            .iter()
+            .zip(&g.upper)
+            .map(|(l, u)| (u - l) * (u - l))
+            .sum();
+    }
+    (0..mesh.dim())
+        .map(|a| {
+            let (lo, hi) = (0..mesh.n_cells())
+                .map(|k| mesh.centre(k)[a])
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), x| {
+                    (l.min(x), h.max(x))
+                });
+            (hi - lo) * (hi - lo)
+        })
+        .sum()
+}
+
+/// F² = (1/M) Σ_σ T_σ θ_σ Σ_terms (Δ_σ δF_term/δρ)² at ρⁿ (module docs).
+pub(crate) fn drive2(problem: &JkoStep<'_>) -> f64 {
+    let (mesh, rho, energy) = (problem.mesh, problem.rho_prev, problem.energy);
+    let mut sum = 0.0;
+    for f in mesh.faces() {
+        let (a, b) = (rho[f.k], rho[f.l]);
+        let theta = 0.5 * (a + b);
+        if theta <= 0.0 {
+            continue;
+        }
+        let mut s = 0.0;
+        if let Some(beta) = energy.entropy
+            && a > 0.0
+            && b > 0.0
+        {
+            let d = beta * (b.ln() - a.ln());
+            s += d * d;
+        }
+        if let Some(m) = energy.porous {
+            let d = m / (m - 1.0) * (b.powf(m - 1.0) - a.powf(m - 1.0));
+            s += d * d;
+        }
+        if let Some(v) = &energy.potential {
+            let d = v[f.l] - v[f.k];
+            s += d * d;
+        }
+        sum += f.transmissibility() * theta * s;
+    }
+    sum / problem.mass()
+}
+
+/// The ε of a step and what it implies.
+pub(crate) fn choose(params: &SinkhornParams, problem: &JkoStep<'_>) -> EpsilonChoice {
+    let mesh = problem.mesh;
+    let tau = problem.tau;
+    let energy = problem.energy;
+    let beta = energy.entropy.unwrap_or(0.0);
+    let h = spacing(mesh);
+    let floor = 2.0 * h * h;
+    let temperature_cap = if beta > 0.0 {
+        0.4 * tau * beta
+    } else {
+        f64::INFINITY
+    };
+    let blur_cap = 2.0 * (MAX_BLUR_CELLS * h).powi(2);
+    let cap = floor.max(temperature_cap.min(diameter2(mesh) / 100.0).min(blur_cap));
+    let drive2 = drive2(problem);
+    let (epsilon, default) = match params.epsilon {
+        Some(e) => (e, false),
+        None => (
+            (params.epsilon_factor * tau * tau * drive2).clamp(floor, cap),
+            true,
+        ),
+    };
+    // β_e: the stiffest internal-energy curvature ρ f''(ρ) among the cells with mass.
+    let porous = energy.porous.map_or(0.0, |m| {
+        problem
+            .rho_prev
+            .iter()
+            .fold(0.0f64, |acc, &r| acc.max(m * r.powf(m - 1.0)))
+    });
+    let beta_e = beta + porous;
+    let estimated_iterations = ITERATION_FACTOR
+        * 0.5
+        * (1.0 / params.tol).ln()
+        * (1.0 + 2.0 * tau * beta_e / epsilon).sqrt();
+    EpsilonChoice {
+        epsilon,
+        default,
+        drive2,
+        floor,
+        cap,
+        extra_temperature: epsilon / (4.0 * tau),
+        beta,
+        blur: (0.5 * epsilon).sqrt(),
+        estimated_iterations,
+    }
+}
+
+/// Measured ratio of the iterations of over-relaxed steps to ½ ln(1/tol) √(1 + 2τβ_e/ε).
+const ITERATION_FACTOR: f64 = 1.0;
