@@ -1,33 +1,34 @@
-//! # jko-bfm: exact-W² JKO steps on uniform grids by the back-and-forth method
+//! # jko-bfm: exact-W² JKO steps on uniform grids through the dual (work in progress)
 //!
-//! (Jacobs & Léger, Numer. Math. 2020, for optimal transport; Jacobs, Lee & Léger,
-//! ESAIM:COCV 2021, for JKO steps.) The mathematics is derived in `docs/bfm.md`; the summary:
+//! After Jacobs & Léger (Numer. Math. 2020, optimal transport) and Jacobs, Lee & Léger
+//! (ESAIM:COCV 2021, JKO steps). Not yet registered as a backend: the iteration does not yet
+//! reach tight tolerances on every step (see the notes of issue 20).
 //!
 //! ## The dual problem
 //! With the cost c(x, y) = |x − y|²/(2τ), the JKO step ρ = argmin F(ρ) + W²(ρ, μ)/(2τ),
 //! μ = ρⁿ, F(ρ) = ∫ U(ρ) + V ρ, has the dual
 //!
-//!   sup_{φ}  J(φ) = ∫ φ^c μ − ∫ U*(φ − V),   φ^c(x) = min_y φ(y) + |x − y|²/(2τ),
+//!   sup_φ  J(φ) = ∫ φ^c μ − ∫ U*(φ − V),   φ^c(x) = min_y φ(y) + |x − y|²/(2τ),
 //!
-//! with the new density ρ = (U*)'(φ − V) at the optimum, and the optimality condition
-//! T#μ = ρ for the map T(x) = x − τ∇φ^c(x). Its inverse is S(y) = y + τ∇φ(y) when φ is
-//! c-convex, so the marginal T#μ(y) = μ(S(y)) det(I + τD²φ(y)) needs φ only.
+//! with the new density ρ = (U*)'(φ − V) at the optimum and the optimality condition T#μ = ρ
+//! for the map T(x) = x − τ∇φ^c(x). Its inverse is S(y) = y + τ∇φ(y) when φ is c-convex, so
+//! T#μ(y) = μ(S(y)) det(I + τD²φ(y)) (a Monge–Ampère expression in φ alone; second order in
+//! h with centred differences and multilinear interpolation of μ). δJ/δφ = T#μ − ρ(φ).
 //!
-//! ## The iteration
-//! Gradient ascent in Ḣ¹, alternately on φ and on ψ = φ^c, linked by c-transforms:
-//! - back: ψ ← ψ + σ P⁻¹(μ − S#ρ), with μ − S#ρ the pull-back of the target residual;
-//! - forth: φ ← ψ_c̄, then φ ← φ + σ P⁻¹(T#μ − ρ(φ)), ψ ← φ^c;
-//!
-//! with P = a I + b(−Δ_h) (Neumann, inverted by DCT; b = τ max μ, a = max dρ/dp, the two parts
-//! of the Hessian of J), steps σ adapted to the increase of the dual value, and after every
-//! transform the constant shift of φ that gives ρ(φ − V) exactly the mass of μ (the exact
-//! maximisation of J along constants). The c-transforms are separable lower envelopes of
-//! parabolas, linear time per grid line, rayon-parallel over lines. One iteration costs
-//! O(N log N); memory is O(N).
+//! ## The iteration (default)
+//! Ascent on φ: φ ← φ + σ (1 + τκ(−Δ_h))⁻¹ [(T#μ − ρ)/(ρ/κ)], κ = max ρ U''(ρ) (β for the
+//! entropy), i.e. the Hessian −(τ div(ρ∇·) + dρ/dp) with its coefficients frozen, the
+//! Neumann operator inverted by DCT in O(N log N); σ is shortened when the marginal error
+//! grows. After every step φ is shifted by the constant that gives ρ(φ − V) exactly the mass
+//! of μ (the exact maximisation of J along constants). With `back_and_forth = true` the
+//! ascent alternates with steps on ψ = φ^c linked by grid c-transforms (separable lower
+//! envelopes of parabolas, linear time per line, rayon over lines); on grids that transform
+//! is not idempotent where the map compresses, and the alternation was measured to stall.
 //!
 //! The iteration stops when the relative L1 marginal error Σ|K| |T#μ − ρ| / M is below `tol`.
 //! The returned density is ρ(φ − V): its mass is that of ρⁿ to round-off, 0 ≤ ρ ≤ ρ_max holds
-//! exactly, and F(ρ) + W²/(2τ) ≤ F(ρⁿ) holds for the dual estimate of W² (weak duality).
+//! exactly, and F(ρ) + W²/(2τ) ≤ F(ρⁿ) holds for the dual estimate W² = 2τ(Σψμ − Σφρ),
+//! ψ = φ^c, by weak duality.
 #![warn(missing_docs)]
 
 mod ctransform;
