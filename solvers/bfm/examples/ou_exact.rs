@@ -18,7 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tol: f64 = std::env::var("BFM_TOL")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(1e-7);
+        .unwrap_or(1e-9);
     let tau = 0.1;
     let steps = 3;
     let g0 = Gaussian::diagonal(&[1.0, -0.5], &[0.5, 0.8]);
@@ -30,13 +30,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             stiffness: 1.0,
         },
     );
-    let sigma: f64 = std::env::var("BFM_SIGMA")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1.0);
     let solver = BfmSolver::new(BfmParams {
         tol,
-        sigma,
         ..BfmParams::default()
     })?;
     for &n in &sizes {

@@ -16,7 +16,6 @@
 //! equation, which is why every density the solver returns has exactly the mass of ρⁿ.
 
 use crate::lattice::par_sum;
-use rayon::prelude::*;
 
 /// U, U* and ρ = (U*)' of the local energy terms of one step.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -42,6 +41,7 @@ impl LocalDual {
         self.cap
     }
 
+    #[cfg(test)]
     /// Internal energy density U(s) (without the cap).
     pub fn u(&self, s: f64) -> f64 {
         if s <= 0.0 {
@@ -117,6 +117,19 @@ impl LocalDual {
         1.0 / u2
     }
 
+    /// κ(s) = s U''(s) = β + m s^{m−1}: the pressure change per relative density change.
+    pub fn kappa(&self, s: f64) -> f64 {
+        let mut k = 0.0;
+        if let Some(b) = self.beta {
+            k += b;
+        }
+        if let Some(m) = self.m {
+            k += m * s.max(0.0).powf(m - 1.0);
+        }
+        k
+    }
+
+    #[cfg(test)]
     /// U*(p) = p ρ(p) − U(ρ(p)).
     pub fn ustar(&self, p: f64) -> f64 {
         let s = self.rho(p);
@@ -206,62 +219,6 @@ impl LocalDual {
             }
         }
         Some(c)
-    }
-}
-
-/// What the dual potential φ of the target side is paired with.
-#[derive(Debug, Clone)]
-pub(crate) enum TargetSide {
-    /// A JKO step: the local energy's conjugate, with the cell potential V.
-    Energy(LocalDual),
-}
-
-impl TargetSide {
-    /// Density at box cell `i` for the dual value p = φ_i − V_i.
-    #[inline]
-    pub fn rho(&self, i: usize, p: f64) -> f64 {
-        match self {
-            TargetSide::Energy(e) => {
-                let _ = i;
-                e.rho(p)
-            }
-        }
-    }
-
-    /// U*(p) at box cell `i`.
-    #[inline]
-    pub fn ustar(&self, i: usize, p: f64) -> f64 {
-        match self {
-            TargetSide::Energy(e) => {
-                let _ = i;
-                e.ustar(p)
-            }
-        }
-    }
-
-    /// dρ/dp at box cell `i`.
-    #[inline]
-    pub fn drho(&self, p: f64) -> f64 {
-        match self {
-            TargetSide::Energy(e) => e.drho(p),
-        }
-    }
-
-    /// Fill `rho` with ρ(φ − V) on active cells (0 elsewhere).
-    pub fn densities(
-        &self,
-        phi: &[f64],
-        v: &[f64],
-        active: impl Fn(usize) -> bool + Sync,
-        rho: &mut [f64],
-    ) {
-        rho.par_iter_mut().enumerate().for_each(|(i, r)| {
-            *r = if active(i) {
-                self.rho(i, phi[i] - v[i])
-            } else {
-                0.0
-            };
-        });
     }
 }
 

@@ -99,6 +99,7 @@ impl Lattice {
     /// Neighbour of box cell `i` one step along `axis` in direction `dir` (±1), or `i` itself
     /// when that neighbour is outside the box or masked (a mirror ghost: zero normal
     /// derivative at walls and obstacles).
+    #[cfg(test)]
     #[inline]
     pub fn neighbour(&self, i: usize, c: &[usize; 3], axis: usize, dir: isize) -> usize {
         let j = c[axis] as isize + dir;
@@ -113,38 +114,7 @@ impl Lattice {
         if self.is_active(n) { n } else { i }
     }
 
-    /// Centred gradient and Hessian of `f` at box cell `i` (mirror ghosts at walls and
-    /// masked cells).
-    pub fn derivatives(&self, f: &[f64], i: usize) -> ([f64; 3], [[f64; 3]; 3]) {
-        let d = self.dim();
-        let c = self.coords(i);
-        let mut g = [0.0; 3];
-        let mut hess = [[0.0; 3]; 3];
-        let mut plus = [0usize; 3];
-        let mut minus = [0usize; 3];
-        for a in 0..d {
-            plus[a] = self.neighbour(i, &c, a, 1);
-            minus[a] = self.neighbour(i, &c, a, -1);
-            let ha = self.h[a];
-            g[a] = (f[plus[a]] - f[minus[a]]) / (2.0 * ha);
-            hess[a][a] = (f[plus[a]] - 2.0 * f[i] + f[minus[a]]) / (ha * ha);
-        }
-        for a in 0..d {
-            for b in (a + 1)..d {
-                let corner = |n: usize, dir: isize| {
-                    let cn = self.coords(n);
-                    f[self.neighbour(n, &cn, b, dir)]
-                };
-                let v = corner(plus[a], 1) - corner(plus[a], -1) - corner(minus[a], 1)
-                    + corner(minus[a], -1);
-                let hab = v / (4.0 * self.h[a] * self.h[b]);
-                hess[a][b] = hab;
-                hess[b][a] = hab;
-            }
-        }
-        (g, hess)
-    }
-
+    #[cfg(test)]
     /// Multilinear interpolation of the cell values `f` (active cells only) at the point `x`.
     /// The point is clamped into the box of cell centres (constant extrapolation over the
     /// half cell along walls); masked corners are left out and the weights renormalised, so
@@ -182,20 +152,85 @@ impl Lattice {
         }
         if den > 0.0 { num / den } else { 0.0 }
     }
-}
 
-/// det(I + s·H) for the leading `d`×`d` block of `hess`.
-#[inline]
-pub(crate) fn det_shifted(hess: &[[f64; 3]; 3], s: f64, d: usize) -> f64 {
-    let m = |a: usize, b: usize| (if a == b { 1.0 } else { 0.0 }) + s * hess[a][b];
-    match d {
-        1 => m(0, 0),
-        2 => m(0, 0) * m(1, 1) - m(0, 1) * m(1, 0),
-        _ => {
-            m(0, 0) * (m(1, 1) * m(2, 2) - m(1, 2) * m(2, 1))
-                - m(0, 1) * (m(1, 0) * m(2, 2) - m(1, 2) * m(2, 0))
-                + m(0, 2) * (m(1, 0) * m(2, 1) - m(1, 1) * m(2, 0))
+    /// The multilinear interpolant of the cell values `f` at `x`, with its gradient, extended
+    /// linearly beyond the outermost cell centres (no kink at the last centre line, unlike
+    /// [`Lattice::interpolate`]'s clamp). Masked corners are left out and the weights
+    /// renormalised, as in [`Lattice::interpolate`]; where that would divide by a small total
+    /// weight (extrapolating next to a masked cell) the point is clamped instead.
+    pub fn interpolate_with_gradient(&self, f: &[f64], x: &[f64; 3]) -> (f64, [f64; 3]) {
+        let extrapolated = self.multilinear(f, x, false);
+        if let Some(v) = extrapolated {
+            return v;
         }
+        self.multilinear(f, x, true).unwrap_or((0.0, [0.0; 3]))
+    }
+
+    fn multilinear(&self, f: &[f64], x: &[f64; 3], clamp: bool) -> Option<(f64, [f64; 3])> {
+        let d = self.dim();
+        let mut base = 0usize;
+        let mut frac = [0.0f64; 3];
+        let mut step = [0usize; 3];
+        let mut live = [false; 3];
+        for a in 0..d {
+            let n = self.shape[a];
+            let raw = (x[a] - self.lower[a]) / self.h[a] - 0.5;
+            let top = (n - 1) as f64;
+            let t = if clamp { raw.clamp(0.0, top) } else { raw };
+            live[a] = n > 1 && (!clamp || (raw > 0.0 && raw < top));
+            let j = (t.max(0.0).floor() as usize).min(n.saturating_sub(2));
+            frac[a] = if n > 1 { t - j as f64 } else { 0.0 };
+            step[a] = if n > 1 { self.strides[a] } else { 0 };
+            base += j * self.strides[a];
+        }
+        let mut num = 0.0;
+        let mut den = 0.0;
+        let mut dnum = [0.0; 3];
+        let mut dden = [0.0; 3];
+        for corner in 0..(1usize << d) {
+            let mut idx = base;
+            let mut w = 1.0;
+            let mut factors = [0.0; 3];
+            let mut slopes = [0.0; 3];
+            for a in 0..d {
+                if corner >> a & 1 == 1 {
+                    idx += step[a];
+                    factors[a] = frac[a];
+                    slopes[a] = 1.0;
+                } else {
+                    factors[a] = 1.0 - frac[a];
+                    slopes[a] = -1.0;
+                }
+                w *= factors[a];
+            }
+            if !self.is_active(idx) {
+                continue;
+            }
+            num += w * f[idx];
+            den += w;
+            for a in 0..d {
+                if !live[a] {
+                    continue;
+                }
+                let mut dw = slopes[a] / self.h[a];
+                for (b, fb) in factors.iter().enumerate().take(d) {
+                    if b != a {
+                        dw *= fb;
+                    }
+                }
+                dnum[a] += dw * f[idx];
+                dden[a] += dw;
+            }
+        }
+        if !(den >= 0.5 || (clamp && den > 0.0)) {
+            return None;
+        }
+        let value = num / den;
+        let mut grad = [0.0; 3];
+        for a in 0..d {
+            grad[a] = (dnum[a] - value * dden[a]) / den;
+        }
+        Some((value, grad))
     }
 }
 

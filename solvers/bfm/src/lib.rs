@@ -33,20 +33,25 @@
 
 mod ctransform;
 mod dual;
+mod krylov;
 mod lattice;
-mod method;
+mod newton;
 mod params;
 mod poisson;
+mod source;
+#[cfg(test)]
+mod study;
 
 pub use params::BfmParams;
 
-use dual::{LocalDual, TargetSide};
+use ctransform::CTransform;
+use dual::LocalDual;
 use jko_core::{
     EnergyTerm, InputError, JkoStep, Mesh, StepError, StepInfo, StepOutput, StepSolver, StepStatus,
     WarmStart,
 };
 use lattice::{Lattice, par_sum};
-use method::{DualProblem, solve};
+use source::{SourceGrid, SourceModel};
 use std::time::Instant;
 
 const NAME: &str = "bfm";
@@ -196,60 +201,127 @@ impl StepSolver for BfmSolver {
             Some(v) => lat.to_box(v, 0.0),
             None => vec![0.0; lat.len],
         };
-        let phi0 = initial_potential(&lat, &local, &mu, &v, warm);
-        let dp = DualProblem {
-            lat: &lat,
+        let grid = SourceGrid::new(&lat, &mu);
+        let model = SourceModel {
+            grid: &grid,
             tau: problem.tau,
-            mu,
-            v,
-            target: TargetSide::Energy(local),
+            mu: &mu,
+            v: &v,
+            local,
+            kappa: pressure_scale(&local, &lat, &mu, mass),
             mass,
         };
-        let out = solve(&dp, &self.params, phi0).map_err(|message| StepError::Numerical {
-            solver: NAME.into(),
-            message,
-        })?;
+        let warm_psi = warm
+            .and_then(|w| w.potential.as_ref())
+            .filter(|p| p.len() == lat.box_index.len())
+            .map(|p| lat.to_box(p, f64::NAN))
+            .filter(|p| (0..lat.len).all(|i| !grid.in_s[i] || p[i].is_finite()));
+        let out = newton::solve(&model, &self.params, warm_psi);
         if !out.converged {
             return Err(StepError::NotConverged {
                 solver: NAME.into(),
-                status: "max_iter".into(),
+                status: format!(
+                    "{} (continuation stages at tau = {:?})",
+                    out.failure.unwrap_or("the continuation ran out of stages"),
+                    out.stages
+                ),
                 iterations: out.iterations,
-                primal_residual: out.residual,
+                primal_residual: out.marginal,
                 dual_residual: 0.0,
                 history: out.history,
             });
         }
+        // The target potential φ = ψ^c̄ and the new density ρ(φ − V), shifted to the mass.
+        let mut ct = CTransform::new(&lat, problem.tau);
+        let mut phi = Vec::with_capacity(lat.len);
+        ct.cbar_transform(&lat, &out.psi, |i| grid.in_s[i], true, &mut phi);
+        let pv: Vec<f64> = phi.iter().zip(&v).map(|(a, b)| a - b).collect();
+        let shift = local
+            .mass_shift(&pv, |i| lat.is_active(i), lat.volume, mass)
+            .filter(|c| c.is_finite())
+            .ok_or_else(|| StepError::Numerical {
+                solver: NAME.into(),
+                message: "no constant shift of the target potential gives the mass of rho^n".into(),
+            })?;
+        let rho_box: Vec<f64> = (0..lat.len)
+            .map(|i| {
+                if lat.is_active(i) {
+                    local.rho(pv[i] + shift)
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        // W² estimate from the dual pair (ψ + c, φ + c), feasible on the grid: a lower bound.
         let w = lat.volume;
-        let dual_transport = w * par_sum(lat.len, |i| {
-            if lat.is_active(i) {
-                dp.mu[i] * out.psi[i] - out.phi[i] * out.rho[i]
+        let transport = w * par_sum(lat.len, |i| {
+            let source = if grid.in_s[i] {
+                mu[i] * out.psi[i]
             } else {
                 0.0
-            }
+            };
+            let target = if lat.is_active(i) {
+                phi[i] * rho_box[i]
+            } else {
+                0.0
+            };
+            source - target
         });
-        let kinetic = (2.0 * problem.tau * dual_transport).max(0.0);
-        let rho = lat.to_mesh(&out.rho);
+        let kinetic = (2.0 * problem.tau * transport).max(0.0);
+        let rho = lat.to_mesh(&rho_box);
         let objective = e.value(mesh, &rho) + kinetic / (2.0 * problem.tau);
+        // The potential handed to the next step: ψ + c on the source cells and the c-concave
+        // extension (φ + c)^c elsewhere.
+        let mut ext = Vec::with_capacity(lat.len);
+        let phi_shifted: Vec<f64> = phi.iter().map(|p| p + shift).collect();
+        ct.c_transform(&lat, &phi_shifted, |i| lat.is_active(i), true, &mut ext);
+        let potential: Vec<f64> = (0..lat.len)
+            .map(|i| {
+                if grid.in_s[i] {
+                    out.psi[i] + shift
+                } else {
+                    ext[i]
+                }
+            })
+            .collect();
         let mut i = info(
             out.iterations,
-            out.residual,
+            out.marginal,
             objective,
             kinetic,
             start,
-            Vec::new(),
+            vec![
+                format!(
+                    "newton {} iterations, {} GMRES products, continuation stages {:?}",
+                    out.iterations, out.linear, out.stages
+                ),
+                format!(
+                    "mass shift of the target potential {:.3e} (pressure units; kappa = {:.3e})",
+                    shift, model.kappa
+                ),
+            ],
         );
         i.history = out.history;
-        i.notes.push(format!(
-            "dual value {:.12e}, final ascent steps {:.3e} (phi), {:.3e} (psi)",
-            out.value, out.sigma.0, out.sigma.1
-        ));
         Ok(StepOutput {
             rho,
             flux: None,
-            potential: Some(lat.to_mesh(&out.phi)),
+            potential: Some(lat.to_mesh(&potential)),
             info: i,
         })
     }
+}
+
+/// κ of the preconditioner: β plus the mass average of m ρ^{m−1} for the porous medium.
+fn pressure_scale(local: &LocalDual, lat: &Lattice, mu: &[f64], mass: f64) -> f64 {
+    let w = lat.volume;
+    let k = w * par_sum(lat.len, |i| {
+        if lat.is_active(i) && mu[i] > 0.0 {
+            mu[i] * local.kappa(mu[i])
+        } else {
+            0.0
+        }
+    }) / mass;
+    if k > 0.0 && k.is_finite() { k } else { 1.0 }
 }
 
 fn info(
@@ -272,29 +344,4 @@ fn info(
         history: Vec::new(),
         notes,
     }
-}
-
-/// The starting potential: the warm start's φ when it fits the mesh, else φ = U'(ρⁿ) + V (the
-/// potential whose density is ρⁿ itself), with ρⁿ floored at 10⁻³⁰ max ρⁿ for the entropy.
-fn initial_potential(
-    lat: &Lattice,
-    local: &LocalDual,
-    mu: &[f64],
-    v: &[f64],
-    warm: Option<&WarmStart>,
-) -> Vec<f64> {
-    if let Some(p) = warm.and_then(|w| w.potential.as_ref())
-        && p.len() == lat.box_index.len()
-        && p.iter().all(|x| x.is_finite())
-    {
-        return lat.to_box(p, 0.0);
-    }
-    let floor = mu.iter().fold(0.0f64, |a, &b| a.max(b)) * 1e-30;
-    (0..lat.len)
-        .map(|i| {
-            let s = mu[i].max(floor);
-            let du = local.du(s);
-            if du.is_finite() { du + v[i] } else { v[i] }
-        })
-        .collect()
 }

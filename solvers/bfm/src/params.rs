@@ -1,9 +1,9 @@
-//! Parameters of the back-and-forth iteration (`[solver]` keys of `kind = "bfm"`).
+//! Parameters of the dual Newton–Krylov iteration (`[solver]` keys of `kind = "bfm"`).
 
 use jko_core::InputError;
 use serde::{Deserialize, Serialize};
 
-/// Parameters of the back-and-forth method. Every field has a default.
+/// Parameters of the `bfm` backend. Every field has a default.
 ///
 /// ```rust
 /// use jko_bfm::BfmParams;
@@ -16,35 +16,34 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BfmParams {
-    /// Stop when the relative L1 marginal error Σ|K| |T#ρⁿ − ρ(φ)| / M is at most this.
+    /// Stop when the relative L1 marginal error Σ|K| |ρ(p) det(I − τD²ψ) − ρⁿ| / M (the
+    /// mismatch between ρⁿ and the new density pulled back by the map) is at most this.
     pub tol: f64,
-    /// Maximum number of back-and-forth iterations (one ascent step on ψ and one on φ each).
+    /// Maximum Newton iterations per continuation stage.
     pub max_iter: usize,
-    /// Initial ascent step σ, in units of the preconditioner (a I + b(−Δ)) scaled to the
-    /// problem; adapted during the iteration.
-    pub sigma: f64,
-    /// Alternate ascent steps on ψ = φ^c with the steps on φ, linked by grid c-transforms
-    /// (the back-and-forth scheme of Jacobs & Léger). Off by default: on grids the discrete
-    /// c-transform is not idempotent where the map compresses (some nodes are never a
-    /// minimiser), so the envelope (φ^c)_c̄ cuts the smooth potential and the marginal error
-    /// stalls (measured: 7e-2 at 64² on OU). With `false` the iteration is the preconditioned
-    /// ascent on φ alone, the c-transform only giving ψ = φ^c for the dual value and W².
-    pub back_and_forth: bool,
+    /// Krylov dimension of restarted GMRES (memory: this many arrays over the grid).
+    pub krylov_dim: usize,
+    /// Maximum GMRES matrix-vector products per Newton iteration.
+    pub max_linear: usize,
+    /// Maximum continuation stages in τ (used only when the plain Newton solve fails).
+    pub max_stages: usize,
 }
 
 impl Default for BfmParams {
     fn default() -> Self {
         BfmParams {
-            tol: 1e-6,
-            max_iter: 2000,
-            sigma: 0.5,
-            back_and_forth: false,
+            tol: 1e-9,
+            max_iter: 40,
+            krylov_dim: 20,
+            max_linear: 200,
+            max_stages: 40,
         }
     }
 }
 
 impl BfmParams {
-    /// Check the ranges: `tol` finite and > 0, `max_iter` ≥ 1, `sigma` finite and > 0.
+    /// Check the ranges: `tol` finite and > 0; `max_iter`, `krylov_dim`, `max_linear`,
+    /// `max_stages` ≥ 1.
     ///
     /// # Errors
     /// [`InputError::InvalidParameter`] naming the parameter.
@@ -63,19 +62,15 @@ impl BfmParams {
                 "must be finite and > 0",
             ));
         }
-        if self.max_iter == 0 {
-            return Err(InputError::parameter(
-                "max_iter",
-                self.max_iter,
-                "must be >= 1",
-            ));
-        }
-        if !(self.sigma.is_finite() && self.sigma > 0.0) {
-            return Err(InputError::parameter(
-                "sigma",
-                self.sigma,
-                "must be finite and > 0",
-            ));
+        for (name, value) in [
+            ("max_iter", self.max_iter),
+            ("krylov_dim", self.krylov_dim),
+            ("max_linear", self.max_linear),
+            ("max_stages", self.max_stages),
+        ] {
+            if value == 0 {
+                return Err(InputError::parameter(name, value, "must be >= 1"));
+            }
         }
         Ok(())
     }
