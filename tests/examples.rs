@@ -76,15 +76,17 @@ const KNOWN_FAILURES: &[&str] = &[
 fn every_backend_runs_the_examples_it_treats() {
     let (mut solved, mut failed) = (Vec::new(), Vec::new());
     for (name, _, text) in EXAMPLES {
-        for backend in ["newton", "sinkhorn", "quantile", "flow"] {
+        for backend in ["newton", "sinkhorn", "quantile", "flow", "bfm"] {
             let mut config = Config::from_toml(text).unwrap();
             config.scheme.steps = 3;
             config.solver = jko::backend::SolverConfig::default_for(backend).unwrap();
             let problem = config.build(Path::new(".")).unwrap();
             let solver = config.solver.build().unwrap();
-            let treats = problem.energy.terms().iter().all(|t| solver.treats(*t));
-            let one_d = problem.mesh.dim() == 1;
-            if !treats || (backend == "quantile" && !one_d) {
+            // What the backend refuses (a term, or a mesh: quantile is 1D only) is skipped.
+            if solver
+                .check_supported(&problem.mesh, &problem.energy.terms())
+                .is_err()
+            {
                 continue;
             }
             let result = jko::run(

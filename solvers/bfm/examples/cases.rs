@@ -34,7 +34,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let text = std::fs::read_to_string(&path)?;
         let cfg: Value = toml::from_str(&text)?;
         let mesh_t = &cfg["mesh"];
-        let mut cells: Vec<usize> = floats(&mesh_t["cells"]).iter().map(|&c| c as usize).collect();
+        let mut cells: Vec<usize> = floats(&mesh_t["cells"])
+            .iter()
+            .map(|&c| c as usize)
+            .collect();
         if let Ok(s) = std::env::var("BFM_CELLS") {
             let c: Vec<usize> = s.split(',').map(|x| x.parse().unwrap()).collect();
             if c.len() == cells.len() {
@@ -49,8 +52,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             (0..probe.n_cells())
                 .map(|k| {
                     let x = probe.centre(k);
-                    !obs.as_array().unwrap().iter().any(|o| {
-                        match o["kind"].as_str().unwrap() {
+                    !obs.as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|o| match o["kind"].as_str().unwrap() {
                             "disc" => {
                                 let c = floats(&o["center"]);
                                 let r = num(&o["radius"]);
@@ -62,8 +67,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                                 (0..d).all(|a| x[a] > lo[a] && x[a] < hi[a])
                             }
                             k => panic!("obstacle kind {k}"),
-                        }
-                    })
+                        })
                 })
                 .collect()
         });
@@ -93,35 +97,39 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let m = mesh.mass(&rho);
         rho *= mass0 / m;
         let e = &cfg["energy"];
-        let potential = e.get("potential").map(|p| match p["kind"].as_str().unwrap() {
-            "quadratic" => Potential::Quadratic {
-                center: floats(&p["center"]),
-                stiffness: num(&p["stiffness"]),
-            },
-            "double_well" => Potential::DoubleWell,
-            "quartic" => Potential::Quartic,
-            "linear" => Potential::Linear {
-                slope: {
-                    let s = floats(&p["slope"]);
-                    if s.len() == 1 { vec![s[0]; d] } else { s }
+        let potential = e
+            .get("potential")
+            .map(|p| match p["kind"].as_str().unwrap() {
+                "quadratic" => Potential::Quadratic {
+                    center: floats(&p["center"]),
+                    stiffness: num(&p["stiffness"]),
                 },
-            },
-            k => panic!("potential kind {k}"),
-        });
+                "double_well" => Potential::DoubleWell,
+                "quartic" => Potential::Quartic,
+                "linear" => Potential::Linear {
+                    slope: {
+                        let s = floats(&p["slope"]);
+                        if s.len() == 1 { vec![s[0]; d] } else { s }
+                    },
+                },
+                k => panic!("potential kind {k}"),
+            });
         let energy = Energy {
             entropy: e.get("entropy").map(num),
             porous: e.get("porous").map(|p| num(&p["m"])),
             potential: potential.clone(),
-            interaction: e.get("interaction").map(|i| match i["kind"].as_str().unwrap() {
-                "quadratic" => Interaction::Quadratic {
-                    strength: num(&i["strength"]),
-                },
-                "gaussian" => Interaction::Gaussian {
-                    strength: num(&i["strength"]),
-                    width: num(&i["width"]),
-                },
-                k => panic!("interaction kind {k}"),
-            }),
+            interaction: e
+                .get("interaction")
+                .map(|i| match i["kind"].as_str().unwrap() {
+                    "quadratic" => Interaction::Quadratic {
+                        strength: num(&i["strength"]),
+                    },
+                    "gaussian" => Interaction::Gaussian {
+                        strength: num(&i["strength"]),
+                        width: num(&i["width"]),
+                    },
+                    k => panic!("interaction kind {k}"),
+                }),
             max_density: e.get("max_density").map(num),
         };
         let tau = num(&cfg["scheme"]["tau"]);

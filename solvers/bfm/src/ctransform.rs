@@ -110,7 +110,7 @@ fn refined(f: &[f64], p: usize, i: usize, w: f64) -> f64 {
         (None, None) => return f64::INFINITY,
     };
     let curvature = d2 + 2.0 * w;
-    if !(curvature > 0.0) {
+    if curvature.is_nan() || curvature <= 0.0 {
         return f64::INFINITY;
     }
     let di = i as f64 - p as f64;

@@ -90,8 +90,6 @@ pub(crate) struct SourceGrid<'a> {
     pub in_s: Vec<bool>,
     /// The rule of each cell along each axis (source cells only; `Flat` elsewhere).
     rules: Vec<[Rule; 3]>,
-    #[cfg(test)]
-    walled: Vec<bool>,
 }
 
 /// What lies next to a source cell along one axis.
@@ -166,13 +164,7 @@ impl<'a> SourceGrid<'a> {
                 r
             })
             .collect();
-        SourceGrid {
-            lat,
-            in_s,
-            rules,
-            #[cfg(test)]
-            walled,
-        }
+        SourceGrid { lat, in_s, rules }
     }
 
     /// The derivative along axis `a` at cell `i` of the field `f` (read through `at`).
@@ -225,6 +217,7 @@ impl<'a> SourceGrid<'a> {
     /// and its gradient fields: cross derivatives are the symmetrised differences of the
     /// gradients, so walls and vacuum edges are treated as for the gradient.
     #[inline]
+    #[allow(clippy::needless_range_loop)] // slot k indexes the output and names its axes
     pub fn seconds(&self, f: &[f64], grad: &[[f64; 3]], i: usize) -> [f64; 6] {
         let d = self.lat.dim();
         let mut out = [0.0; 6];
@@ -242,6 +235,7 @@ impl<'a> SourceGrid<'a> {
 
 /// Cholesky of a symmetric positive definite d×d matrix (d ≤ 3): `None` when not positive
 /// definite. Returns (L, det).
+#[allow(clippy::needless_range_loop)] // textbook index form of a 3×3 factorisation
 fn cholesky(m: &[[f64; 3]; 3], d: usize) -> Option<([[f64; 3]; 3], f64)> {
     let mut l = [[0.0; 3]; 3];
     let mut det = 1.0;
@@ -250,7 +244,7 @@ fn cholesky(m: &[[f64; 3]; 3], d: usize) -> Option<([[f64; 3]; 3], f64)> {
         for k in 0..j {
             s -= l[j][k] * l[j][k];
         }
-        if !(s > 0.0) {
+        if s.is_nan() || s <= 0.0 {
             return None;
         }
         let ljj = s.sqrt();
@@ -268,6 +262,7 @@ fn cholesky(m: &[[f64; 3]; 3], d: usize) -> Option<([[f64; 3]; 3], f64)> {
 }
 
 /// Inverse of a symmetric positive definite matrix from its Cholesky factor.
+#[allow(clippy::needless_range_loop)] // textbook index form of 3×3 substitutions
 fn spd_inverse(l: &[[f64; 3]; 3], d: usize) -> [[f64; 3]; 3] {
     // Columns of A⁻¹ by forward and back substitution.
     let mut inv = [[0.0; 3]; 3];
@@ -390,9 +385,7 @@ impl SourceModel<'_> {
             for (p, row) in a.iter_mut().enumerate().take(d) {
                 row[p] += 1.0;
             }
-            let Some((l, det)) = cholesky(&a, d) else {
-                return None;
-            };
+            let (l, det) = cholesky(&a, d)?;
             let s = self.mu[i] / det;
             let c = lat.coords(i);
             let g = grad[i];
