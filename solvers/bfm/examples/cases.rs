@@ -4,7 +4,8 @@
 //! against the exact solution when one is known (Ornstein–Uhlenbeck JKO iterates, Barenblatt).
 //!
 //! `cargo run --release -p jko-bfm --example cases -- data/compare/robust/*.toml`
-//! (`BFM_CELLS=64,64` overrides the mesh size, `BFM_STEPS=n` the number of steps).
+//! (`BFM_CELLS=64,64` overrides the mesh size, `BFM_STEPS=n` the number of steps,
+//! `BFM_NPY=path.npy` writes the last density as a flat float64 .npy file).
 use jko_bfm::{BfmParams, BfmSolver};
 use jko_core::exact::{Barenblatt, Gaussian, OrnsteinUhlenbeck};
 use jko_core::{Energy, Interaction, JkoStep, Mesh, Potential, StepSolver, WarmStart};
@@ -22,6 +23,25 @@ fn floats(v: &Value) -> Vec<f64> {
         Value::Integer(i) => vec![*i as f64],
         _ => panic!("not numbers: {v}"),
     }
+}
+
+/// A flat little-endian float64 array in the .npy format (version 1.0).
+fn write_npy(path: &str, values: &[f64]) -> std::io::Result<()> {
+    let mut header = format!(
+        "{{'descr': '<f8', 'fortran_order': False, 'shape': ({},), }}",
+        values.len()
+    );
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    for v in values {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(path, bytes)
 }
 
 fn num(v: &Value) -> f64 {
@@ -184,6 +204,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             continue;
         }
         let total = start.elapsed().as_secs_f64();
+        if let Ok(out) = std::env::var("BFM_NPY") {
+            write_npy(&out, rho.as_slice().unwrap_or(&[]))?;
+        }
         let l1 = |f: &dyn Fn(&[f64]) -> f64| -> f64 {
             (0..mesh.n_cells())
                 .map(|k| mesh.volumes()[k] * (rho[k] - f(mesh.centre(k))).abs())
