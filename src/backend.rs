@@ -210,6 +210,13 @@ backends! {
         summary: "JKO-Flow surrogate (Halmos-Hanin): explicit RK integration of the modified energy's flow, resummed",
         proximal: false,
     }
+    /// Exact W² on uniform grids through the dual of the step (docs/mathematics.md §5): the
+    /// source-side optimality system solved by Newton–Krylov with a DCT Helmholtz preconditioner.
+    Bfm(jko_bfm::BfmParams) => jko_bfm::BfmSolver {
+        name: "bfm",
+        summary: "exact W2 on uniform grids: dual Monge-Ampere system, Newton-Krylov with DCT Poisson preconditioner (after the back-and-forth method)",
+        proximal: true,
+    }
 }
 
 /// The registry row of the backend called `name`.

@@ -76,7 +76,7 @@ const KNOWN_FAILURES: &[&str] = &[
 fn every_backend_runs_the_examples_it_treats() {
     let (mut solved, mut failed) = (Vec::new(), Vec::new());
     for (name, _, text) in EXAMPLES {
-        for backend in ["newton", "sinkhorn", "quantile", "flow"] {
+        for backend in ["newton", "sinkhorn", "quantile", "flow", "bfm"] {
             let mut config = Config::from_toml(text).unwrap();
             config.scheme.steps = 3;
             config.solver = jko::backend::SolverConfig::default_for(backend).unwrap();

@@ -1,0 +1,332 @@
+//! Inexact Newton on the source-side system r(ψ) = 0 (see [`crate::source`]): GMRES on
+//! J δ = −r right-preconditioned by the DCT Helmholtz solve (1 + τκ(−Δ))⁻¹, Eisenstat–Walker
+//! forcing terms, a backtracking line search on Σ r² that also keeps ψ c-concave
+//! (A = I − τD²ψ positive definite at every source cell), and, when the start is not
+//! c-concave or Newton stalls, continuation in the step size: the same step solved with
+//! τ' < τ first (whose explicit-Euler start is c-concave when τ' max D²ψ < 1), then τ' raised
+//! towards τ, each solution starting the next.
+
+use crate::krylov::gmres;
+use crate::params::BfmParams;
+use crate::poisson::Helmholtz;
+use crate::source::{Coef, Fields, SourceModel};
+use rayon::prelude::*;
+
+/// What the solve ends with.
+pub(crate) struct NewtonOutcome {
+    /// The source potential ψ (box values; only source cells are meaningful).
+    pub psi: Vec<f64>,
+    /// Newton iterations, over all continuation stages.
+    pub iterations: usize,
+    /// GMRES matrix-vector products, over all stages.
+    pub linear: usize,
+    /// Final relative L1 marginal error.
+    pub marginal: f64,
+    /// Marginal error after each Newton iteration (all stages).
+    pub history: Vec<f64>,
+    pub converged: bool,
+    /// Step sizes of the continuation stages (just τ when none was needed).
+    pub stages: Vec<f64>,
+    /// Why the last failed stage failed.
+    pub failure: Option<&'static str>,
+}
+
+struct Workspace {
+    fields: Fields,
+    r: Vec<f64>,
+    coef: Vec<Coef>,
+    rhs: Vec<f64>,
+    dir: Vec<f64>,
+    trial: Vec<f64>,
+    r_trial: Vec<f64>,
+    helm: Helmholtz,
+}
+
+enum StageEnd {
+    Converged,
+    /// Not admissible at the start, or the line search or the iteration budget ran out.
+    Failed(&'static str),
+}
+
+struct Stage {
+    end: StageEnd,
+    marginal: f64,
+}
+
+/// One Newton solve at the model's τ, from and into `psi`, to the marginal tolerance `tol`.
+fn newton_stage(
+    model: &SourceModel<'_>,
+    params: &BfmParams,
+    tol: f64,
+    psi: &mut Vec<f64>,
+    ws: &mut Workspace,
+    counters: &mut (usize, usize, Vec<f64>),
+) -> Stage {
+    let in_s = &model.grid.in_s;
+    let Some(mut eval) = model.evaluate(psi, &mut ws.fields, &mut ws.r, Some(&mut ws.coef)) else {
+        return Stage {
+            end: StageEnd::Failed("the start is not c-concave"),
+            marginal: f64::INFINITY,
+        };
+    };
+    let b = model.tau * model.kappa;
+    let mut eta = 0.1f64;
+    let mut previous_merit = f64::NAN;
+    for _ in 0..params.max_iter {
+        counters.2.push(eval.marginal);
+        if eval.marginal <= tol {
+            return Stage {
+                end: StageEnd::Converged,
+                marginal: eval.marginal,
+            };
+        }
+        counters.0 += 1;
+        // Eisenstat–Walker (choice 2, γ = 0.9, α = 2) with the usual safeguard.
+        if previous_merit.is_finite() {
+            let ratio = (eval.merit / previous_merit).sqrt();
+            let candidate = 0.9 * ratio * ratio;
+            let safeguard = 0.9 * eta * eta;
+            eta = if safeguard > 0.1 {
+                candidate.max(safeguard)
+            } else {
+                candidate
+            };
+            eta = eta.clamp(1e-10, 0.1);
+        }
+        ws.rhs.par_iter_mut().zip(&ws.r).for_each(|(a, b)| *a = -b);
+        let coef = &ws.coef;
+        let fields = &mut ws.fields;
+        let helm = &mut ws.helm;
+        let info = gmres(
+            |v, out| model.apply(coef, v, fields, out),
+            |v| {
+                mask(v, in_s);
+                helm.solve(v, 1.0, b);
+                mask(v, in_s);
+            },
+            &ws.rhs,
+            &mut ws.dir,
+            eta,
+            params.krylov_dim,
+            params.max_linear,
+        );
+        counters.1 += info.iterations;
+        if std::env::var("BFM_DEBUG").is_ok() {
+            let (mut worst, mut at) = (0.0f64, 0usize);
+            for (i, x) in ws.r.iter().enumerate() {
+                if x.abs() > worst {
+                    worst = x.abs();
+                    at = i;
+                }
+            }
+            eprintln!(
+                "tau {:.3e} merit {:.3e} marginal {:.3e} max|r| {:.3e} at {:?} mu {:.3e}; gmres {} its rel {:.1e} eta {:.1e}",
+                model.tau,
+                eval.merit,
+                eval.marginal,
+                worst,
+                model.grid.lat.coords(at),
+                model.mu[at],
+                info.iterations,
+                info.relative_residual,
+                eta
+            );
+        }
+        // Backtracking on Σ r², staying c-concave.
+        let mut lambda = 1.0;
+        let mut accepted = None;
+        for _ in 0..40 {
+            ws.trial
+                .par_iter_mut()
+                .zip(psi.par_iter())
+                .zip(&ws.dir)
+                .for_each(|((t, p), d)| *t = p + lambda * d);
+            if let Some(e) = model.evaluate(&ws.trial, &mut ws.fields, &mut ws.r_trial, None)
+                && e.merit <= (1.0 - 1e-4 * lambda) * eval.merit
+            {
+                accepted = Some(e);
+                break;
+            }
+            lambda *= 0.5;
+        }
+        if accepted.is_none() {
+            if std::env::var("BFM_DEBUG").is_ok() {
+                let mut l = 1.0;
+                for _ in 0..6 {
+                    ws.trial
+                        .par_iter_mut()
+                        .zip(psi.par_iter())
+                        .zip(&ws.dir)
+                        .for_each(|((t, p), d)| *t = p + l * d);
+                    let e = model.evaluate(&ws.trial, &mut ws.fields, &mut ws.r_trial, None);
+                    let (mut worst, mut at) = (0.0f64, 0usize);
+                    for (i, x) in ws.r_trial.iter().enumerate() {
+                        if (x - ws.r[i]).abs() > worst {
+                            worst = (x - ws.r[i]).abs();
+                            at = i;
+                        }
+                    }
+                    eprintln!(
+                        "  line search failed: lambda {l:.2e} merit {:?} (from {:.3e}); largest change {worst:.2e} at {:?} mu {:.2e} r {:.2e} -> {:.2e}",
+                        e.map(|e| e.merit),
+                        eval.merit,
+                        model.grid.lat.coords(at),
+                        model.mu[at],
+                        ws.r[at],
+                        ws.r_trial[at]
+                    );
+                    l *= 0.5;
+                }
+            }
+            return Stage {
+                end: StageEnd::Failed("the line search found no decrease"),
+                marginal: eval.marginal,
+            };
+        }
+        std::mem::swap(psi, &mut ws.trial);
+        previous_merit = eval.merit;
+        eval = match model.evaluate(psi, &mut ws.fields, &mut ws.r, Some(&mut ws.coef)) {
+            Some(e) => e,
+            None => {
+                return Stage {
+                    end: StageEnd::Failed("an accepted iterate is not c-concave"),
+                    marginal: f64::INFINITY,
+                };
+            }
+        };
+    }
+    counters.2.push(eval.marginal);
+    if eval.marginal <= tol {
+        return Stage {
+            end: StageEnd::Converged,
+            marginal: eval.marginal,
+        };
+    }
+    Stage {
+        end: StageEnd::Failed("the Newton iteration budget ran out"),
+        marginal: eval.marginal,
+    }
+}
+
+fn mask(v: &mut [f64], in_s: &[bool]) {
+    v.par_iter_mut().zip(in_s).for_each(|(x, &s)| {
+        if !s {
+            *x = 0.0;
+        }
+    });
+}
+
+/// Solves the step: Newton from the cold start, then (if that fails) from the warm start, then
+/// continuation in τ from the cold start.
+pub(crate) fn solve(
+    model: &SourceModel<'_>,
+    params: &BfmParams,
+    warm: Option<Vec<f64>>,
+) -> NewtonOutcome {
+    let n = model.grid.lat.len;
+    let mut ws = Workspace {
+        fields: Fields::new(),
+        r: vec![0.0; n],
+        coef: vec![[0.0; 10]; n],
+        rhs: vec![0.0; n],
+        dir: vec![0.0; n],
+        trial: vec![0.0; n],
+        r_trial: vec![0.0; n],
+        helm: Helmholtz::new(model.grid.lat),
+    };
+    let mut counters = (0usize, 0usize, Vec::new());
+    let tau = model.tau;
+    let mut stages = vec![tau];
+    let mut marginal = f64::INFINITY;
+    let mut failure = None;
+    for start in std::iter::once(model.cold_start()).chain(warm) {
+        let mut psi = start;
+        let first = newton_stage(model, params, params.tol, &mut psi, &mut ws, &mut counters);
+        marginal = first.marginal;
+        if let StageEnd::Failed(why) = first.end {
+            failure = Some(why);
+        }
+        if matches!(first.end, StageEnd::Converged) {
+            return NewtonOutcome {
+                psi,
+                iterations: counters.0,
+                linear: counters.1,
+                marginal,
+                history: counters.2,
+                converged: true,
+                stages,
+                failure: None,
+            };
+        }
+    }
+    // Continuation in τ: from the largest τ' = τ/2^k at which the start is c-concave, raised
+    // towards τ with the map-preserving predictor ψ' = (τ_done/τ_try) ψ (the map
+    // x − τ∇ψ and so A = I − τD²ψ stay as they are; the residual changes by O(Δτ/τ)).
+    stages.clear();
+    let at = |t: f64| SourceModel { tau: t, ..*model };
+    let mut good = model.cold_start();
+    let mut t_try = tau;
+    for _ in 0..60 {
+        t_try *= 0.5;
+        if at(t_try)
+            .evaluate(&good, &mut ws.fields, &mut ws.r, None)
+            .is_some()
+        {
+            break;
+        }
+    }
+    let mut t_done = 0.0;
+    let mut increment = t_try;
+    let mut converged = false;
+    for _ in 0..params.max_stages {
+        let mut trial: Vec<f64> = if t_done > 0.0 {
+            let ratio = t_done / t_try;
+            good.par_iter().map(|x| ratio * x).collect()
+        } else {
+            good.clone()
+        };
+        let stage_tol = if t_try >= tau {
+            params.tol
+        } else {
+            params.tol.max(1e-6)
+        };
+        let m = at(t_try);
+        let out = newton_stage(&m, params, stage_tol, &mut trial, &mut ws, &mut counters);
+        stages.push(t_try);
+        marginal = out.marginal;
+        match out.end {
+            StageEnd::Converged => {
+                good = trial;
+                t_done = t_try;
+                if t_done >= tau {
+                    converged = true;
+                    break;
+                }
+                increment *= 2.0;
+                t_try = (t_done + increment).min(tau);
+            }
+            StageEnd::Failed(why) => {
+                failure = Some(why);
+                increment *= 0.5;
+                if increment < 1e-6 * tau {
+                    break;
+                }
+                t_try = if t_done > 0.0 {
+                    t_done + increment
+                } else {
+                    increment
+                };
+            }
+        }
+    }
+    NewtonOutcome {
+        psi: good,
+        iterations: counters.0,
+        linear: counters.1,
+        marginal,
+        history: counters.2,
+        converged,
+        stages,
+        failure,
+    }
+}

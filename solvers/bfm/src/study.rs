@@ -1,0 +1,403 @@
+//! Studies (ignored tests): the authors' back-and-forth iteration as published in
+//! wonjunee/wgfBFMcodes (python/BFM-porous.py with python/src/BFM.h, FLT.h), re-implemented
+//! from its description in our sign convention, to measure where it converges to.
+//!
+//! Their iteration, per pass (φ here = −φ of their code; ψ the same):
+//! - forth: ψ = φ^c, φ = ψ^c̄, shift φ for the mass (bisection to 1e-4 M), push = T#μ by
+//!   μ(S(y))/det(I − τD²ψ(S(y))) (det > 0.2) else μ(S(y)) det(I + τD²φ(y)) (capped at h^{-1/2}),
+//!   second differences over 2h, S(y) = y + τ∇φ(y); φ += σ (θ₁ + θ₂(−Δ))⁻¹ (push − ρ(φ − V));
+//! - back: ψ = φ^c, pull = S#ρ by the mirror formula (threshold 0.99);
+//!   ψ += σ (θ₁ + θ₂(−Δ))⁻¹ (μ − pull); φ = ψ^c̄;
+//! - stop when the relative change of mean|u f| (either half) is below 1e-3 · mass, or after
+//!   500 passes; σ = 0.05, θ₁ = 1, θ₂ = 10⁻³ on the unit square.
+
+use crate::ctransform::CTransform;
+use crate::lattice::Lattice;
+use crate::poisson::Helmholtz;
+
+pub(crate) struct Authors<'a> {
+    pub lat: &'a Lattice,
+    pub tau: f64,
+    pub rho: &'a dyn Fn(f64) -> f64,
+    pub sigma: f64,
+    pub theta: (f64, f64),
+}
+
+impl Authors<'_> {
+    fn second(&self, f: &[f64]) -> Vec<[f64; 3]> {
+        // Their 2h-stencil second differences, indices clamped at the walls (2D only).
+        let lat = self.lat;
+        let (n0, n1) = (lat.shape[0], lat.shape[1]);
+        let (h0, h1) = (lat.h[0], lat.h[1]);
+        let at = |i: isize, j: isize| {
+            let i = i.clamp(0, n0 as isize - 1) as usize;
+            let j = j.clamp(0, n1 as isize - 1) as usize;
+            f[i * n1 + j]
+        };
+        (0..lat.len)
+            .map(|k| {
+                let (i, j) = ((k / n1) as isize, (k % n1) as isize);
+                let c = at(i, j);
+                [
+                    (at(i + 2, j) - 2.0 * c + at(i - 2, j)) / (4.0 * h0 * h0),
+                    (at(i, j + 2) - 2.0 * c + at(i, j - 2)) / (4.0 * h1 * h1),
+                    (at(i + 1, j + 1) - at(i + 1, j - 1) - at(i - 1, j + 1) + at(i - 1, j - 1))
+                        / (4.0 * h0 * h1),
+                ]
+            })
+            .collect()
+    }
+
+    /// push(y) = f(y + s τ∇g(y)) / |det(I − s τ D²k(...))| or the fallback; `s` = +1 for the
+    /// push of μ by φ (forth), −1 for the pull of ρ by ψ (back).
+    #[allow(clippy::too_many_arguments)]
+    fn push(&self, f: &[f64], g: &[f64], k: &[f64], s: f64, threshold: f64, out: &mut [f64]) {
+        let lat = self.lat;
+        let (n0, n1) = (lat.shape[0], lat.shape[1]);
+        let (h0, h1) = (lat.h[0], lat.h[1]);
+        let dk = self.second(k);
+        let dg = self.second(g);
+        let eps = (h0 / (lat.shape[0] as f64 * h0)).sqrt();
+        let tau = self.tau;
+        let kxx: Vec<f64> = dk.iter().map(|d| d[0]).collect();
+        let kyy: Vec<f64> = dk.iter().map(|d| d[1]).collect();
+        let kxy: Vec<f64> = dk.iter().map(|d| d[2]).collect();
+        for idx in 0..lat.len {
+            let (i, j) = (idx / n1, idx % n1);
+            let ip = (i + 1).min(n0 - 1);
+            let im = i.saturating_sub(1);
+            let jp = (j + 1).min(n1 - 1);
+            let jm = j.saturating_sub(1);
+            let gx = (g[ip * n1 + j] - g[im * n1 + j]) / (2.0 * h0);
+            let gy = (g[i * n1 + jp] - g[i * n1 + jm]) / (2.0 * h1);
+            let x = [
+                lat.centre(0, i) + s * tau * gx,
+                lat.centre(1, j) + s * tau * gy,
+                0.0,
+            ];
+            let v = lat.interpolate(f, &x);
+            if v <= 0.0 {
+                out[idx] = 0.0;
+                continue;
+            }
+            let hxx = lat.interpolate(&kxx, &x);
+            let hyy = lat.interpolate(&kyy, &x);
+            let hxy = lat.interpolate(&kxy, &x);
+            // The map's inverse Jacobian at the far end: I − s τ D²k.
+            let det = ((1.0 - s * tau * hxx) * (1.0 - s * tau * hyy) - tau * tau * hxy * hxy).abs();
+            out[idx] = if det > threshold {
+                v / det
+            } else {
+                let [a, b, c] = dg[idx];
+                let det = ((1.0 + s * tau * a) * (1.0 + s * tau * b) - tau * tau * c * c).abs();
+                v * det.min(1.0 / eps)
+            };
+        }
+    }
+
+    /// Runs the iteration; `observe(pass, phi, err_forth, err_back)` after every pass.
+    pub fn run(
+        &self,
+        mu: &[f64],
+        v: &[f64],
+        mass: f64,
+        phi: &mut Vec<f64>,
+        max_pass: usize,
+        mut observe: impl FnMut(usize, &[f64], f64, f64),
+    ) -> usize {
+        let lat = self.lat;
+        let n = lat.len;
+        let w = lat.volume;
+        let mut ct = CTransform::new(lat, self.tau);
+        let mut hh = Helmholtz::new(lat);
+        let mut psi = vec![0.0; n];
+        let mut push = vec![0.0; n];
+        let mut f = vec![0.0; n];
+        let (mut prev_f, mut prev_b) = (1.0, 1.0);
+        let rho = |p: &[f64], vv: &[f64]| -> Vec<f64> {
+            p.iter().zip(vv).map(|(a, b)| (self.rho)(a - b)).collect()
+        };
+        // Unit-square scale of their θ₂: θ₂ (−Δ) on [0,1]² is θ₂ L² (−Δ) on a box of side L.
+        let side = lat.shape[0] as f64 * lat.h[0];
+        let theta2 = self.theta.1 * side * side;
+        for pass in 0..max_pass {
+            // forth
+            ct.c_transform(lat, phi, |i| lat.is_active(i), false, &mut psi);
+            ct.cbar_transform(lat, &psi, |i| lat.is_active(i), false, phi);
+            // mass normalisation by bisection on the shift, tolerance 1e-4 M (theirs)
+            let m_of = |c: f64, phi: &[f64]| -> f64 {
+                w * phi
+                    .iter()
+                    .zip(v)
+                    .map(|(a, b)| (self.rho)(a + c - b))
+                    .sum::<f64>()
+            };
+            let mut lo = -1.0;
+            let mut hi = 1.0;
+            while m_of(lo, phi) > mass {
+                lo *= 2.0;
+            }
+            while m_of(hi, phi) < mass {
+                hi *= 2.0;
+            }
+            let mut c = 0.0;
+            if (m_of(0.0, phi) - mass).abs() >= 1e-4 * mass {
+                for _ in 0..20 {
+                    c = 0.5 * (lo + hi);
+                    let val = m_of(c, phi) - mass;
+                    if val.abs() < 1e-4 {
+                        break;
+                    }
+                    if val < 0.0 {
+                        lo = c;
+                    } else {
+                        hi = c;
+                    }
+                }
+            }
+            phi.iter_mut().for_each(|p| *p += c);
+            let r = rho(phi, v);
+            self.push(mu, phi, &psi, 1.0, 0.2, &mut push);
+            for i in 0..n {
+                f[i] = push[i] - r[i];
+            }
+            let mut u = f.clone();
+            hh.solve(&mut u, self.theta.0, theta2);
+            for i in 0..n {
+                phi[i] += self.sigma * u[i];
+            }
+            let err_f = u.iter().zip(&f).map(|(a, b)| (a * b).abs()).sum::<f64>() / n as f64;
+            // back
+            ct.c_transform(lat, phi, |i| lat.is_active(i), false, &mut psi);
+            let r = rho(phi, v);
+            self.push(&r, &psi, phi, -1.0, 0.99, &mut push);
+            for i in 0..n {
+                f[i] = mu[i] - push[i];
+            }
+            let mut u = f.clone();
+            hh.solve(&mut u, self.theta.0, theta2);
+            for i in 0..n {
+                psi[i] += self.sigma * u[i];
+            }
+            ct.cbar_transform(lat, &psi, |i| lat.is_active(i), false, phi);
+            let err_b = u.iter().zip(&f).map(|(a, b)| (a * b).abs()).sum::<f64>() / n as f64;
+            observe(pass, phi, err_f, err_b);
+            let e1 = ((err_f - prev_f) / prev_f).abs();
+            let e2 = ((err_b - prev_b) / prev_b).abs();
+            if e1.min(e2) < 1e-3 * mass && std::env::var("BFM_NOSTOP").is_err() {
+                return pass + 1;
+            }
+            prev_f = err_f;
+            prev_b = err_b;
+        }
+        max_pass
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jko_core::Mesh;
+    use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
+
+    /// Their porous example (m = 2, three squares of mass 0.02 on [0,1]², V = |x − (0.9, 0.9)|²/2,
+    /// τ = 0.1): passes, stopping rule, mass drift. `cargo test --release -p jko-bfm
+    /// authors_porous -- --ignored --nocapture` (BFM_N sets the grid, default 128).
+    #[test]
+    #[ignore]
+    fn authors_porous() {
+        let n: usize = std::env::var("BFM_N")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(128);
+        let mesh = Mesh::grid(&[n, n], &[0.0, 0.0], &[1.0, 1.0]).unwrap();
+        let lat = Lattice::of_mesh(&mesh).unwrap();
+        let inside =
+            |x: &[f64], c: [f64; 2]| (x[0] - c[0]).abs() < 0.1 && (x[1] - c[1]).abs() < 0.1;
+        let mut mu: Vec<f64> = lat.to_box(
+            &mesh.sample(|x| {
+                if inside(x, [0.3, 0.3]) || inside(x, [0.3, 0.7]) || inside(x, [0.7, 0.3]) {
+                    1.0
+                } else {
+                    0.0
+                }
+            }),
+            0.0,
+        );
+        let mean = mu.iter().sum::<f64>() / mu.len() as f64;
+        mu.iter_mut().for_each(|m| *m *= 0.02 / mean);
+        let mass = 0.02;
+        let v = lat.to_box(
+            &mesh.sample(|x| ((x[0] - 0.9).powi(2) + (x[1] - 0.9).powi(2)) / 2.0),
+            0.0,
+        );
+        let m = 2.0;
+        let rho = move |p: f64| ((m - 1.0) / m * p).max(0.0).powf(1.0 / (m - 1.0));
+        let a = Authors {
+            lat: &lat,
+            tau: 0.1,
+            rho: &rho,
+            sigma: 0.05,
+            theta: (1.0, 0.001),
+        };
+        let mut phi = v.clone();
+        for step in 1..=3 {
+            let t0 = std::time::Instant::now();
+            let passes = a.run(&mu, &v, mass, &mut phi, 500, |p, phi, ef, eb| {
+                if p % 50 == 0 {
+                    let m: f64 =
+                        lat.volume * phi.iter().zip(&v).map(|(a, b)| rho(a - b)).sum::<f64>();
+                    eprintln!(
+                        "  pass {p}: errors {ef:.3e} {eb:.3e}, mass drift {:.2e}",
+                        m / mass - 1.0
+                    );
+                }
+            });
+            let new: Vec<f64> = phi.iter().zip(&v).map(|(a, b)| rho(a - b)).collect();
+            let m: f64 = lat.volume * new.iter().sum::<f64>();
+            eprintln!(
+                "step {step}: {passes} passes, {:.2} s, mass drift {:.2e}",
+                t0.elapsed().as_secs_f64(),
+                m / mass - 1.0
+            );
+            mu = new;
+        }
+    }
+
+    /// The same iteration on OU 2D (entropy 1, V = |x|²/2, τ = 0.1, one step) with the preconditioner
+    /// of their m = 2 code adapted (θ₁ = max dρ/dp, θ₂ = τ max μ, σ = 1): L1 of ρ(φ − V) against the
+    /// exact JKO iterate along the passes. `cargo test --release -p jko-bfm authors_ou -- --ignored
+    /// --nocapture` (BFM_N, default 64).
+    #[test]
+    #[ignore]
+    fn authors_ou() {
+        let n: usize = std::env::var("BFM_N")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(64);
+        let mesh = Mesh::grid(&[n, n], &[-5.0, -5.0], &[5.0, 5.0]).unwrap();
+        let lat = Lattice::of_mesh(&mesh).unwrap();
+        let g0 = Gaussian::diagonal(&[1.0, -0.5], &[0.5, 0.8]);
+        let g1 = OrnsteinUhlenbeck::standard(2).jko_step(&g0, 0.1);
+        let mu = lat.to_box(&mesh.sample(|x| g0.density(x)), 0.0);
+        let exact = lat.to_box(&mesh.sample(|x| g1.density(x)), 0.0);
+        let mass = lat.volume * mu.iter().sum::<f64>();
+        let v = lat.to_box(&mesh.sample(|x| 0.5 * (x[0] * x[0] + x[1] * x[1])), 0.0);
+        let rho = |p: f64| (p - 1.0).exp();
+        let mu_max = mu.iter().fold(0.0f64, |a, &b| a.max(b));
+        let side = 10.0;
+        for sigma in [1.0, 0.3] {
+            let a = Authors {
+                lat: &lat,
+                tau: 0.1,
+                rho: &rho,
+                sigma,
+                // θ₂ is given on the unit square: divide by side² here.
+                theta: (mu_max, 0.1 * mu_max / (side * side)),
+            };
+            let mut phi: Vec<f64> = mu
+                .iter()
+                .zip(&v)
+                .map(|(m, vv)| m.max(1e-300).ln() + 1.0 + vv)
+                .collect();
+            let passes = a.run(&mu, &v, mass, &mut phi, 500, |p, phi, ef, eb| {
+                if p % 100 == 0 || p < 3 {
+                    let l1: f64 = lat.volume
+                        * phi
+                            .iter()
+                            .zip(&v)
+                            .zip(&exact)
+                            .map(|((a, b), e)| (rho(a - b) - mass * e).abs())
+                            .sum::<f64>();
+                    eprintln!("  sigma {sigma} pass {p}: errors {ef:.3e} {eb:.3e}, L1 vs exact JKO {l1:.3e}");
+                }
+            });
+            eprintln!("sigma {sigma}: {passes} passes");
+        }
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use crate::dual::LocalDual;
+    use crate::lattice::Lattice;
+    use crate::poisson::Helmholtz;
+    use crate::source::{Fields, SourceGrid, SourceModel};
+    use jko_core::Mesh;
+    use std::time::Instant;
+
+    /// Time of the pieces of one Newton–Krylov iteration at 256². `cargo test --release -p
+    /// jko-bfm pieces -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn pieces() {
+        let n: usize = std::env::var("BFM_N")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(256);
+        let mesh = Mesh::grid(&[n, n], &[-5.0, -5.0], &[5.0, 5.0]).unwrap();
+        let lat = Lattice::of_mesh(&mesh).unwrap();
+        let mu: Vec<f64> = (0..lat.len)
+            .map(|i| {
+                let c = lat.coords(i);
+                let (x, y) = (lat.centre(0, c[0]), lat.centre(1, c[1]));
+                (-(x - 1.0).powi(2) / 0.5 - (y + 0.5).powi(2) / 1.28).exp()
+            })
+            .collect();
+        let v: Vec<f64> = (0..lat.len)
+            .map(|i| {
+                let c = lat.coords(i);
+                0.5 * (lat.centre(0, c[0]).powi(2) + lat.centre(1, c[1]).powi(2))
+            })
+            .collect();
+        let grid = SourceGrid::new(&lat, &mu);
+        let model = SourceModel {
+            grid: &grid,
+            tau: 0.1,
+            mu: &mu,
+            v: &v,
+            local: LocalDual::new(Some(1.0), None, None).unwrap(),
+            kappa: 1.0,
+            mass: 1.0,
+        };
+        let psi = model.cold_start();
+        let mut fields = Fields::new();
+        let mut r = vec![0.0; lat.len];
+        let mut coef = vec![[0.0; 10]; lat.len];
+        let reps = 20;
+        let t = Instant::now();
+        for _ in 0..reps {
+            model.evaluate(&psi, &mut fields, &mut r, Some(&mut coef));
+        }
+        eprintln!(
+            "evaluate with coefficients: {:.2} ms",
+            t.elapsed().as_secs_f64() * 1e3 / reps as f64
+        );
+        let t = Instant::now();
+        for _ in 0..reps {
+            model.evaluate(&psi, &mut fields, &mut r, None);
+        }
+        eprintln!(
+            "evaluate: {:.2} ms",
+            t.elapsed().as_secs_f64() * 1e3 / reps as f64
+        );
+        let mut out = vec![0.0; lat.len];
+        let t = Instant::now();
+        for _ in 0..reps {
+            model.apply(&coef, &psi, &mut fields, &mut out);
+        }
+        eprintln!(
+            "apply: {:.2} ms",
+            t.elapsed().as_secs_f64() * 1e3 / reps as f64
+        );
+        let mut hh = Helmholtz::new(&lat);
+        let t = Instant::now();
+        for _ in 0..reps {
+            hh.solve(&mut out, 1.0, 0.1);
+        }
+        eprintln!(
+            "helmholtz: {:.2} ms",
+            t.elapsed().as_secs_f64() * 1e3 / reps as f64
+        );
+    }
+}
