@@ -8,7 +8,8 @@
 //! while the plain gradient flow of J is only O(η) away. [`FlowSolver`] (backend `flow`)
 //! integrates a well-posed form of that flow with η = τ over a time τ on the two-point-flux
 //! meshes of the proximal backends ([`mesh`]). This page derives the form and the integrator and
-//! says why each piece is there; the numbers quoted were measured with the code in this crate.
+//! says why each piece is there (docs/mathematics.md §2.4 is the summary); the numbers quoted were
+//! measured with the code in this crate.
 //!
 //! ## 1. The J^η flow
 //!
@@ -236,12 +237,20 @@ impl From<FlowError> for StepError {
     fn from(e: FlowError) -> Self {
         match e {
             FlowError::Input(i) => StepError::Input(i),
-            FlowError::Unsupported { term } => StepError::Unsupported {
-                solver: "flow".into(),
-                term,
-                hint: " (the JKO-Flow surrogate treats entropy, porous medium and potentials)"
-                    .into(),
-            },
+            FlowError::Unsupported { term } => {
+                // The term's name starts the text; what follows it is detail for the hint.
+                let (energy_term, detail) = jko_core::EnergyTerm::ALL
+                    .iter()
+                    .find_map(|t| term.strip_prefix(&t.to_string()).map(|rest| (*t, rest)))
+                    .unwrap_or((jko_core::EnergyTerm::Potential, term.as_str()));
+                StepError::Unsupported {
+                    solver: "flow".into(),
+                    term: energy_term,
+                    hint: format!(
+                        "{detail} (the JKO-Flow surrogate treats entropy, porous medium and potentials)"
+                    ),
+                }
+            }
             FlowError::StabilityLimit { eta, .. } => {
                 StepError::Input(InputError::parameter("tau", eta, &e.to_string()))
             }

@@ -2,7 +2,7 @@
 //! (y, ζ), y = log(ρ + ρ*), integrated by a linearly implicit Rosenbrock method whose four
 //! stages share one sparse factorisation.
 //!
-//! The derivation is in the crate documentation ([`crate`], §1–§5). In short, with
+//! The derivation is in the crate documentation ([`crate`], §1–§5; docs/mathematics.md §2.4). In short, with
 //! Scharfetter–Gummel face fluxes F_σ and the drift potential W = V + ζ:
 //!
 //!   ρ̇_K = R_K(ρ, ζ) = −(1/|K|) Σ_{σ∋K} ±F_σ(ρ, V + ζ),

@@ -202,7 +202,6 @@ impl StepSolver for FlowSolver {
         problem: &JkoStep<'_>,
         _warm: Option<&WarmStart>,
     ) -> Result<StepOutput, StepError> {
-        self.check_supported(problem.energy)?;
         let start = Instant::now();
         let p = &self.params;
         let mut notes = Vec::new();
@@ -292,6 +291,7 @@ impl StepSolver for FlowSolver {
                 wall_time: start.elapsed().as_secs_f64(),
                 history: Vec::new(),
                 notes,
+                check: None,
             },
         })
     }

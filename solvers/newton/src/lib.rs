@@ -1,6 +1,6 @@
 //! # jko-newton
 //!
-//! The `newton` backend: the one-step two-point-flux JKO scheme of DESIGN §2.1 solved by a
+//! The `newton` backend: the one-step two-point-flux JKO scheme of docs/mathematics.md §2.1 solved by a
 //! damped Newton method on its optimality system, reduced to the potential φ.
 //!
 //! ## The problem
@@ -13,7 +13,7 @@
 //! and the convex–concave function
 //!   Φ(ρ, φ) = Σ_K |K| [e_μ(ρ_K) + V_K ρ_K] + (1/τ) Σ_K |K| φ_K (ρ_K − ρⁿ_K)
 //!             − (1/(2τ)) Σ_σ T_σ θ_σ(ρ) (φ_L − φ_K)²,
-//! whose stationarity equations are DESIGN's optimality system:
+//! whose stationarity equations are docs/mathematics.md's optimality system:
 //!   ∂Φ/∂ρ_K = |K| (g_μ(ρ_K) + V_K + φ_K/τ) − Q_K(φ) = 0,  Q_K = (1/(4τ)) Σ_{σ∋K} T_σ (φ_L − φ_K)²,
 //!   τ ∂Φ/∂φ_K = |K| (ρ_K − ρⁿ_K) + Σ_{σ∋K} T_σ θ_σ (φ_L − φ_K) = 0.
 //! Here e_μ = f − μ ln ρ [without entropy] − μ ln(ρ_max − ρ) [with a cap] and g_μ = e_μ'. The

@@ -182,7 +182,7 @@ struct Cache {
     system: ReducedSystem,
 }
 
-/// The Newton backend (`"newton"`): DESIGN §2.1 solved on its optimality system.
+/// The Newton backend (`"newton"`): docs/mathematics.md §2.1 solved on its optimality system.
 ///
 /// Treats entropy, porous medium, potential, frozen interaction and the congestion bound
 /// ρ ≤ ρ_max. The reduced system's sparsity pattern and symbolic factorisation are cached
@@ -346,6 +346,7 @@ impl NewtonSolver {
         let half_warm = warm.map(|w| WarmStart {
             rho: w.rho.clone(),
             potential: w.potential.as_ref().map(|p| p * 0.5),
+            backend: w.backend.clone(),
         });
         let p1 = JkoStep::new(problem.mesh, problem.rho_prev, half, problem.energy)?;
         let a = self.step_with_fallback(&p1, half_warm.as_ref(), depth - 1)?;
@@ -374,6 +375,7 @@ impl NewtonSolver {
             wall_time: start.elapsed().as_secs_f64(),
             history,
             notes,
+            check: None,
         };
         Ok(StepOutput {
             rho: b.rho,
@@ -414,7 +416,6 @@ impl StepSolver for NewtonSolver {
         problem: &JkoStep<'_>,
         warm: Option<&WarmStart>,
     ) -> Result<StepOutput, StepError> {
-        self.check_supported(problem.energy)?;
         self.step_with_fallback(problem, warm, self.params.fallback_halving)
     }
 
@@ -974,6 +975,7 @@ impl<'a> Newton<'a> {
                 wall_time: 0.0,
                 history,
                 notes,
+                check: None,
             },
         }
     }

@@ -1,4 +1,4 @@
-//! The newton and conic backends solve the same discrete problem (DESIGN §2.1): their densities
+//! The newton and conic backends solve the same discrete problem (docs/mathematics.md §2.1): their densities
 //! must agree to max|ρ_newton − ρ_conic| / max ρ ≤ 1e-7 at every step. Each case runs a few
 //! steps, each backend from its own previous iterate (newton warm-started).
 

@@ -66,10 +66,12 @@ fn warm_start_does_not_change_the_result() {
     let poor = WarmStart {
         rho: Some(mesh.sample(|_| 0.1)),
         potential: Some(mesh.sample(|_| 0.0)),
+        backend: "newton".into(),
     };
     let wrong = WarmStart {
         rho: Some(ndarray::Array1::ones(3)),
         potential: None,
+        backend: "newton".into(),
     };
     let good = WarmStart::from(&cold);
     for w in [&poor, &wrong, &good] {
