@@ -189,12 +189,30 @@ impl StepSolver for FlowSolver {
         !matches!(term, EnergyTerm::MaxDensity)
     }
 
-    /// O(cells + faces): the seven Runge–Kutta stages, the state, trial state and error
-    /// estimate, the conjugate-gradient vectors and per-evaluation cell arrays (~40 cell arrays
-    /// of 8 B), and per-face transmissibilities and weights (~12 face arrays); the resummed
-    /// solve on a chain is tridiagonal, elsewhere matrix-free CG, so no matrix is stored.
+    /// The cell and face arrays of the integrator (~60 cell arrays and ~12 face arrays of 8 B:
+    /// four Rosenbrock stages of (y, ζ), fluxes, weights) plus the stage matrix (2n unknowns
+    /// with the mesh graph's 2×2 blocks, 16 B per entry with its index) and its factorisation:
+    /// O(n) on a 1D chain; on a grid, bounded by the fill of a band ordering, 2 · 2n · 2b
+    /// entries with b = 2n / (the largest number of cells along one axis), an upper bound of
+    /// what the sparse LU (with its fill-reducing ordering) stores; on other meshes a 2D-like
+    /// bound with b = 2√n.
     fn memory_estimate(&self, mesh: &jko_core::Mesh, _terms: &[EnergyTerm]) -> Option<u64> {
-        Some(8 * (40 * mesh.n_cells() as u64 + 12 * mesh.faces().len() as u64))
+        let (n, faces) = (mesh.n_cells() as u64, mesh.faces().len() as u64);
+        let arrays = 8 * (60 * n + 12 * faces);
+        let matrix = 16 * 4 * (n + 2 * faces);
+        let band = match mesh.as_grid() {
+            Some(grid) => {
+                let longest = grid.cells.iter().copied().max().unwrap_or(1).max(1) as u64;
+                2 * n / longest
+            }
+            None => 2 * (n as f64).sqrt().ceil() as u64,
+        };
+        let factor = if mesh.dim() == 1 {
+            8 * 16 * n
+        } else {
+            8 * 2 * (2 * n) * (2 * band).max(4)
+        };
+        Some(arrays + matrix + factor)
     }
 
     fn step(

@@ -302,3 +302,49 @@ fn porous_medium_keeps_compact_support_mass_and_tracks_barenblatt() {
         }
     }
 }
+
+/// Found by the robustness matrix (data/compare/robust.toml), NOT fixed: a porous front
+/// entering empty cells (m = 3 in 1D; m = 2 and 3 in 2D) and the plain step from vacuum under the
+/// entropy (`vacuum-fp-1d`) stall — "more than 1000 substeps" in the first 2 % of the step,
+/// "the substep fell to 3.3e-12". Restricting the logarithmic error criterion to the corrected
+/// flow under the entropy did not change the porous failures (same time reached), so the cause
+/// is elsewhere (to find: trace the controller at the front cells). With the backend's
+/// defaults at τ (rtol = 0.05 τ³, floor 1e-6 / 1e-12, 1000 substeps).
+#[test]
+#[ignore = "known failure (issue 15, open): porous fronts and steps from vacuum stall the flow integrator"]
+fn porous_fronts_and_steps_from_vacuum_take_few_substeps() {
+    use jko_core::exact::Barenblatt;
+    let mesh = Mesh::grid(&[400], &[-2.0], &[2.0]).unwrap();
+    let b = Barenblatt::new(3.0, 1, 1.0).unwrap();
+    let rho = mesh.sample(|x| b.density(0.05, x));
+    let rho = &rho / mesh.mass(&rho);
+    let porous = Energy {
+        porous: Some(3.0),
+        ..Energy::default()
+    }
+    .freeze(&mesh, &rho)
+    .unwrap();
+    // The Barenblatt profile of m = 2 on [−4, 4] (empty outside |x| < 0.56) under the entropy.
+    let wide = Mesh::grid(&[400], &[-4.0], &[4.0]).unwrap();
+    let b2 = Barenblatt::new(2.0, 1, 1.0).unwrap();
+    let vac = wide.sample(|x| b2.density(0.05, x));
+    let vac = &vac / wide.mass(&vac);
+    let fp = ou(&wide, &vac);
+    for (mesh, rho, e, tau, variant, floor) in [
+        (&mesh, &rho, &porous, 0.01, Variant::Resummed, 1e-6),
+        (&mesh, &rho, &porous, 0.01, Variant::Plain, 1e-6),
+        (&wide, &vac, &fp, 0.05, Variant::Plain, 1e-12),
+    ] {
+        let mut flow = MeshFlow::new(mesh, e, tau, variant).unwrap();
+        flow.rtol = 0.05 * tau * tau * tau;
+        flow.floor = floor;
+        let mut ws = Workspace::new(mesh).unwrap();
+        let (out, stats) = flow.integrate_with(rho, tau, &mut ws).unwrap();
+        assert!(
+            stats.substeps + stats.rejected < 200,
+            "{variant:?}: {stats:?}"
+        );
+        assert!((mesh.mass(&out) - 1.0).abs() < 1e-12);
+        assert!(out.iter().all(|&r| r >= 0.0));
+    }
+}
