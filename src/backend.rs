@@ -207,7 +207,7 @@ backends! {
     /// (docs/mathematics.md §2.4); check it against a proximal backend with `check_every`.
     Flow(jko_flow::FlowParams) => jko_flow::FlowSolver {
         name: "flow",
-        summary: "JKO-Flow surrogate (Halmos-Hanin): explicit RK integration of the modified energy's flow, resummed",
+        summary: "JKO-Flow surrogate (Halmos-Hanin): the modified energy's flow, resummed; Scharfetter-Gummel fluxes, Rosenbrock-W substeps",
         proximal: false,
     }
     /// Exact W² on uniform grids through the dual of the step (docs/mathematics.md §5): the

@@ -146,10 +146,6 @@ impl fmt::Display for Symmetry {
 }
 
 impl Case {
-    fn has_vacuum(&self) -> bool {
-        (0..self.grid.len()).any(|gi| self.grid.active(gi) && self.rho[gi] == 0.0)
-    }
-
     /// The problem as the engine sees it: mesh, ρⁿ on active cells, energy.
     fn build(&self) -> (Mesh, Array1<f64>, Energy) {
         let g = &self.grid;
@@ -388,8 +384,9 @@ const GENERAL: Profile = Profile {
     cells_potential: 4,
 };
 
-/// The surrogate's range (crate docs of jko-flow): entropy, ρ > 0, smooth data; porous media and
-/// caps are refused, so they are drawn rarely (to check the refusal).
+/// The surrogate's range (crate docs of jko-flow): entropy, porous media, potentials, interaction,
+/// smooth data (a step from empty cells under the entropy is the plain flow); caps are refused,
+/// so they are drawn rarely (to check the refusal).
 const FLOW: Profile = Profile {
     internal: [17, 2, 1],
     cap: 0.1,
@@ -522,8 +519,7 @@ struct Backend {
     /// goes down to ~3e-3, so ρ to ~1e-5 relative (measured: up to 1.2e-5); the objective itself
     /// is compared to [`OBJECTIVE_SYMMETRY_TOL`]. newton stops at a 1e-10 scaled mass-balance
     /// residual with quadratic convergence; sinkhorn at a 1e-10 marginal violation; quantile at a
-    /// 1e-12 scaled gradient; flow's integrator at rtol 1e-6 (the substep sequence is the same for
-    /// mirrored data, so the mirrored difference is round-off, far below rtol).
+    /// 1e-12 scaled gradient; flow's integrator at its default rtol (see its entry).
     symmetry_tol: f64,
 }
 
@@ -553,7 +549,10 @@ const BACKENDS: &[Backend] = &[
     },
     Backend {
         name: "flow",
-        symmetry_tol: 1e-6,
+        // Mirrored data can take different substep sequences (in 2D the sparse LU's pivoting is
+        // not mirror-symmetric), so mirrored runs differ by the integration error, not
+        // round-off: measured 2.0e-6 (flow_2d, 33 cases).
+        symmetry_tol: 2e-5,
     },
 ];
 
@@ -579,8 +578,8 @@ fn outside_documented_range(
         // cap active ([`newton_active_cap_with_moderate_entropy`]), so every capped case is
         // counted as outside newton's range; its accepted capped steps are still checked.
         "newton" if case.cap.is_some() => Some("congestion cap (README: crowd motion)"),
-        // jko-flow `mesh` module, "Limits": far from equilibrium, where η|∇ψ|² ≫ 1 (ψ = δF/δρ),
-        // the connection terms are not resummed and the explicit integration stiffens.
+        // jko-flow crate docs §5: far from equilibrium, where η|∇ψ|² ≫ 1 (ψ = δF/δρ), the
+        // corrected integration may not proceed and the step is the plain flow (first order).
         "flow" => {
             let psi = frozen.first_variation(rho);
             let grad2 = mesh
@@ -595,10 +594,8 @@ fn outside_documented_range(
 }
 
 /// Whether the backend may refuse the case: a term it does not treat, or a mesh it cannot use.
-fn may_refuse(solver: &dyn StepSolver, case: &Case, mesh: &Mesh, energy: &Energy) -> bool {
+fn may_refuse(solver: &dyn StepSolver, mesh: &Mesh, energy: &Energy) -> bool {
     solver.check_supported(mesh, &energy.terms()).is_err()
-        // The explicit surrogate needs ρ > 0 in every cell under the entropy (an input error).
-        || (solver.name() == "flow" && case.has_vacuum() && energy.entropy.is_some())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -698,7 +695,7 @@ fn step_and_check(
     let problem = JkoStep::new(&mesh, &rho, case.tau, &frozen)
         .map_err(|e| TestCaseError::fail(format!("generated step rejected by core: {e}")))?;
     let name = format!("{} ({what})", solver.name());
-    let refusable = may_refuse(solver, case, &mesh, &energy);
+    let refusable = may_refuse(solver, &mesh, &energy);
     let out = match solver.solve(&problem, None) {
         Ok(out) => out,
         Err(
@@ -839,10 +836,9 @@ fn check_case(solver: &dyn StepSolver, case: &Case, stats: &RefCell<Stats>) -> T
     }
     let scale = out.rho.iter().cloned().fold(0.0, f64::max);
     // Outside its documented range an accepted step is checked for the invariants above, but its
-    // accuracy is not promised: flow far from equilibrium (τ|∇ψ|² > 1) takes thousands of
-    // substeps and its mirrored runs differ by its global integration error (2.6e-4 measured on
-    // uniform ρ = 0.02, β = 0.05, V = x⁴/4 on [−2.93, 1.58], τ = 0.0195: 2179 substeps). There
-    // the symmetry is recorded, not asserted.
+    // accuracy is not promised: flow far from equilibrium (τ|∇ψ|² > 1) may fall back to the
+    // plain flow, and its mirrored runs differ by its global integration error. There the
+    // symmetry is recorded, not asserted.
     let in_range = {
         let (m, r, e) = case.build();
         let frozen = e
@@ -1111,11 +1107,15 @@ fn newton_active_cap_with_moderate_entropy() {
     assert!(matches!(step, Ok(Some(_))), "{step:?}");
 }
 
-/// Found by `flow_1d`: a density with an empty cell under the entropy is refused by `flow` as
-/// `StepError::Numerical` ("the entropy needs a density > 0 in every cell"), not as an input
-/// error, so it read as a solver failure rather than a refusal of the data. Fixed: an input error.
+/// Found by `flow_1d`: a density with an empty cell under the entropy was refused by `flow` as
+/// `StepError::Numerical`, then (fixed) as an input error. Since the integrator of issue 15 the
+/// step is taken: from empty cells under the entropy it is the plain gradient flow (the J^η
+/// correction needs log ρ > −∞), which should fill the empty cell, conserve mass, and say so.
+/// It does not yet: "the substep fell to 6.1e-13 at t = 0 … largest at cell 2 (density 8.3e-11)"
+/// (as `vacuum-fp-1d` in the robustness matrix).
 #[test]
-fn flow_refuses_vacuum_as_input_error() {
+#[ignore = "known failure (issue 15, open): the plain flow step from an empty cell under the entropy stalls"]
+fn flow_steps_from_vacuum_with_the_plain_flow() {
     let mesh = Mesh::grid(&[8], &[0.0], &[1.0]).unwrap();
     let rho = Array1::from(vec![1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0]);
     let energy = Energy {
@@ -1125,8 +1125,30 @@ fn flow_refuses_vacuum_as_input_error() {
     let frozen = energy.freeze(&mesh, &rho).unwrap();
     let problem = JkoStep::new(&mesh, &rho, 0.01, &frozen).unwrap();
     let solver = SolverConfig::default_for("flow").unwrap().build().unwrap();
-    let err = solver.solve(&problem, None).unwrap_err();
-    assert!(matches!(err, StepError::Input(_)), "{err:?}");
+    let out = solver.solve(&problem, None).unwrap();
+    let mass = |r: &Array1<f64>| {
+        mesh.volumes()
+            .iter()
+            .zip(r)
+            .map(|(v, r)| v * r)
+            .sum::<f64>()
+    };
+    assert!((mass(&out.rho) - mass(&rho)).abs() < 1e-12 * mass(&rho));
+    assert!(out.rho.iter().all(|&r| r > 0.0), "{:?}", out.rho);
+    // Diffusion moves mass into the empty cell from both neighbours.
+    assert!(
+        out.rho[2] > 0.1 && out.rho[1] < 1.0 && out.rho[3] < 1.0,
+        "{:?}",
+        out.rho
+    );
+    assert!(
+        out.info
+            .notes
+            .iter()
+            .any(|n| n.contains("plain gradient flow")),
+        "{:?}",
+        out.info.notes
+    );
 }
 
 /// Found by the heavy `newton 2D` run (a random per-cell potential, vacuum and an attractive

@@ -47,9 +47,8 @@ fn run(
     .freeze(&mesh, &rho0)
     .unwrap();
     let mut flow = MeshFlow::new(&mesh, &e, eta, v)?;
-    flow.ode.rtol = rtol;
-    flow.ode.atol = 1e-14;
-    flow.ode.max_steps = 200_000;
+    flow.rtol = rtol;
+    flow.max_substeps = 200_000;
     let t0 = std::time::Instant::now();
     let (rho, stats) = flow.integrate(&rho0, 1.0)?;
     Ok((moments(&mesh, &rho), stats, t0.elapsed().as_secs_f64()))

@@ -93,7 +93,7 @@ fn main() {
         );
         for rtol in [1e-6, 1e-4, 1e-3] {
             let flow = FlowSolver::new(FlowParams {
-                rtol,
+                rtol: Some(rtol),
                 ..FlowParams::default()
             })
             .unwrap();

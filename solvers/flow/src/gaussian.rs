@@ -417,8 +417,9 @@ impl GaussianFlow {
         let d = m.len();
         let (b, k) = (self.beta, self.stiffness);
         let l = cholesky(s, d)?;
+        let eta = if variant == Variant::Plain { 0.0 } else { eta };
         match variant {
-            Variant::Modified => {
+            Variant::Modified | Variant::Plain => {
                 let rate = k * (1.0 - 0.5 * eta * k);
                 for i in 0..d {
                     dm[i] = -rate * (m[i] - self.center[i]);

@@ -246,7 +246,11 @@ where
             dt = remaining;
         }
         if dt.is_nan() || dt <= 1e-14 * t_end.max(t) {
-            return Err(FlowError::StepSizeUnderflow { t, dt });
+            return Err(FlowError::StepSizeUnderflow {
+                t,
+                dt,
+                reason: "stiffness or a state leaving the domain".into(),
+            });
         }
         let mut admissible = true;
         for s in 1..7 {

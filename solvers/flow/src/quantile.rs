@@ -454,12 +454,12 @@ impl<'a> QuantileFlow<'a> {
         }
         let w = &self.grid.weights;
         let g = self.energy.gradient(self.grid, x);
-        if self.eta == 0.0 {
+        if self.eta == 0.0 || self.variant == Variant::Plain {
             return Some(g.iter().zip(w).map(|(a, b)| -a / b).collect());
         }
         let (diag, off) = self.energy.hessian(self.grid, x);
         match self.variant {
-            Variant::Modified => {
+            Variant::Modified | Variant::Plain => {
                 let wg: Vec<f64> = g.iter().zip(w).map(|(a, b)| a / b).collect();
                 let n = x.len();
                 Some(
@@ -636,7 +636,11 @@ pub fn jko_step(
             }
             step *= 0.5;
             if step < 1e-12 {
-                return Err(FlowError::StepSizeUnderflow { t: 0.0, dt: step });
+                return Err(FlowError::StepSizeUnderflow {
+                    t: 0.0,
+                    dt: step,
+                    reason: "the line search found no descent".into(),
+                });
             }
         }
     }

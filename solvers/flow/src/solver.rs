@@ -1,58 +1,57 @@
 //! The JKO-Flow surrogate as a [`StepSolver`]: one "step" of size τ integrates the mesh flow of
 //! J^η with η = τ over a time τ from ρⁿ ([`crate::mesh`]).
 
-use crate::mesh::MeshFlow;
+use crate::mesh::{MeshFlow, Workspace};
 use crate::{FlowError, Variant};
 use jko_core::{
     EnergyTerm, InputError, JkoStep, StepError, StepInfo, StepOutput, StepSolver, StepStatus,
     WarmStart,
 };
 use serde::{Deserialize, Serialize};
+use std::sync::Mutex;
 use std::time::Instant;
 
 /// Settings of the surrogate (serde: unknown fields are rejected, missing ones take the
-/// defaults: resummed, `rtol = 1e-6`, `atol = 1e-12`, 10 000 substeps, CG to 1e-10 in at most
-/// 5 000 iterations).
+/// defaults: resummed, automatic `rtol` and `floor`, 1000 substeps).
 ///
 /// ```rust
 /// use jko_flow::{FlowParams, Variant};
 ///
 /// let params: FlowParams = serde_json::from_str(r#"{ "rtol": 1e-8 }"#).unwrap();
-/// assert_eq!((params.rtol, params.variant), (1e-8, Variant::Resummed));
+/// assert_eq!((params.rtol, params.variant), (Some(1e-8), Variant::Resummed));
 /// assert!(serde_json::from_str::<FlowParams>(r#"{ "tol": 1e-8 }"#).is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FlowParams {
-    /// `resummed` (default, stable at any mesh size) or `modified` (only while η·λ_max < 2).
+    /// `resummed` (default), `modified` (only while η·λ_max < 2) or `plain` (the gradient flow
+    /// of J, η ignored).
     pub variant: Variant,
-    /// Relative tolerance of the Runge–Kutta error control.
-    pub rtol: f64,
-    /// Absolute tolerance (density units).
-    pub atol: f64,
+    /// Local error tolerance of a substep: L1 norm of the error estimate relative to the mass.
+    /// Default (None): 0.05 τ³ within [1e-9, 1e-2], a small fraction of the surrogate's own
+    /// O(τ³) local error at every τ.
+    pub rtol: Option<f64>,
     /// Largest number of attempted substeps per step.
     pub max_substeps: usize,
-    /// Relative residual of the CG solves (resummed variant on meshes that are not 1D chains).
-    pub linear_tol: f64,
-    /// Largest number of CG iterations per solve.
-    pub linear_max_iter: usize,
+    /// The state variable is log(ρ + ρ*), ρ* = floor · max ρⁿ (crate docs); the η-correction
+    /// sees ρ + ρ*. Default (None): 1e-150 with entropy (tails resolved down to there), 1e-6
+    /// without (porous-medium fronts enter empty cells).
+    pub floor: Option<f64>,
 }
 
 impl Default for FlowParams {
     fn default() -> Self {
         FlowParams {
             variant: Variant::Resummed,
-            rtol: 1e-6,
-            atol: 1e-12,
-            max_substeps: 10_000,
-            linear_tol: 1e-10,
-            linear_max_iter: 5_000,
+            rtol: None,
+            max_substeps: 1000,
+            floor: None,
         }
     }
 }
 
 impl FlowParams {
-    /// Check the values: `rtol`, `linear_tol` in (0, 1), `atol` finite and > 0, caps ≥ 1.
+    /// Check the values: `rtol` and `floor` in (0, 1), `max_substeps` ≥ 1.
     ///
     /// # Errors
     /// [`InputError::InvalidParameter`] naming the field.
@@ -61,39 +60,33 @@ impl FlowParams {
     /// use jko_flow::FlowParams;
     ///
     /// assert!(FlowParams::default().validate().is_ok());
-    /// assert!(FlowParams { rtol: 2.0, ..FlowParams::default() }.validate().is_err());
+    /// assert!(FlowParams { rtol: Some(2.0), ..FlowParams::default() }.validate().is_err());
     /// ```
     pub fn validate(&self) -> Result<(), InputError> {
-        if !(self.rtol.is_finite() && self.rtol > 0.0 && self.rtol < 1.0) {
-            return Err(InputError::parameter(
-                "rtol",
-                self.rtol,
-                "must be in (0, 1)",
-            ));
+        if let Some(rtol) = self.rtol
+            && !(rtol.is_finite() && rtol > 0.0 && rtol < 1.0)
+        {
+            return Err(InputError::parameter("rtol", rtol, "must be in (0, 1)"));
         }
-        if !(self.atol.is_finite() && self.atol > 0.0) {
-            return Err(InputError::parameter(
-                "atol",
-                self.atol,
-                "must be finite and > 0",
-            ));
+        if let Some(floor) = self.floor
+            && !(floor.is_finite() && floor > 0.0 && floor < 1.0)
+        {
+            return Err(InputError::parameter("floor", floor, "must be in (0, 1)"));
         }
         if self.max_substeps == 0 {
             return Err(InputError::parameter("max_substeps", 0, "must be >= 1"));
         }
-        if !(self.linear_tol.is_finite() && self.linear_tol > 0.0 && self.linear_tol < 1.0) {
-            return Err(InputError::parameter(
-                "linear_tol",
-                self.linear_tol,
-                "must be in (0, 1)",
-            ));
-        }
-        if self.linear_max_iter == 0 {
-            return Err(InputError::parameter("linear_max_iter", 0, "must be >= 1"));
-        }
         Ok(())
     }
 }
+
+/// 0.05 τ³ within [1e-9, 1e-2].
+fn default_rtol(tau: f64) -> f64 {
+    (0.05 * tau.powi(3)).clamp(1e-9, 1e-2)
+}
+
+/// ρ*/max ρⁿ for a step from a state with empty cells under the entropy.
+const VACUUM_FLOOR: f64 = 1e-12;
 
 /// The `flow` backend: one step of size τ integrates the mesh flow of J^η, η = τ, over a time
 /// τ from ρⁿ ([`crate::mesh`]). Treats entropy, porous medium and potentials (the frozen
@@ -118,9 +111,29 @@ impl FlowParams {
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Default)]
 pub struct FlowSolver {
     params: FlowParams,
+    /// Kept between steps on one mesh: symbolic factorisations, the last correction potential
+    /// and substep, the last stage-matrix factorisation ([`crate::mesh`]).
+    workspace: Mutex<Option<Workspace>>,
+}
+
+impl std::fmt::Debug for FlowSolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowSolver")
+            .field("params", &self.params)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Clone for FlowSolver {
+    fn clone(&self) -> Self {
+        FlowSolver {
+            params: self.params.clone(),
+            workspace: Mutex::new(None),
+        }
+    }
 }
 
 impl FlowSolver {
@@ -137,7 +150,10 @@ impl FlowSolver {
     /// ```
     pub fn new(params: FlowParams) -> Result<Self, InputError> {
         params.validate()?;
-        Ok(FlowSolver { params })
+        Ok(FlowSolver {
+            params,
+            workspace: Mutex::new(None),
+        })
     }
 
     /// The parameters the solver was built with.
@@ -146,8 +162,8 @@ impl FlowSolver {
     /// use jko_flow::{FlowParams, FlowSolver};
     ///
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let solver = FlowSolver::new(FlowParams { atol: 1e-9, ..FlowParams::default() })?;
-    /// assert_eq!(solver.params().atol, 1e-9);
+    /// let solver = FlowSolver::new(FlowParams { rtol: Some(1e-6), ..FlowParams::default() })?;
+    /// assert_eq!(solver.params().rtol, Some(1e-6));
     /// # Ok(())
     /// # }
     /// ```
@@ -168,18 +184,35 @@ impl StepSolver for FlowSolver {
     }
 
     fn treats(&self, term: EnergyTerm) -> bool {
-        // A frozen interaction is a potential inside the step. The porous-medium flow is
-        // implemented in `MeshFlow` but not validated: its compact support (ρ = 0 cells) stalls
-        // the explicit integrator at once, so the backend refuses it rather than fail mid-run.
-        !matches!(term, EnergyTerm::MaxDensity | EnergyTerm::Porous)
+        // A frozen interaction is a potential inside the step; the congestion bound has no
+        // smooth flow.
+        !matches!(term, EnergyTerm::MaxDensity)
     }
 
-    /// O(cells + faces): the seven Runge–Kutta stages, the state, trial state and error
-    /// estimate, the conjugate-gradient vectors and per-evaluation cell arrays (~40 cell arrays
-    /// of 8 B), and per-face transmissibilities and weights (~12 face arrays); the resummed
-    /// solve on a chain is tridiagonal, elsewhere matrix-free CG, so no matrix is stored.
+    /// The cell and face arrays of the integrator (~60 cell arrays and ~12 face arrays of 8 B:
+    /// four Rosenbrock stages of (y, ζ), fluxes, weights) plus the stage matrix (2n unknowns
+    /// with the mesh graph's 2×2 blocks, 16 B per entry with its index) and its factorisation:
+    /// O(n) on a 1D chain; on a grid, bounded by the fill of a band ordering, 2 · 2n · 2b
+    /// entries with b = 2n / (the largest number of cells along one axis), an upper bound of
+    /// what the sparse LU (with its fill-reducing ordering) stores; on other meshes a 2D-like
+    /// bound with b = 2√n.
     fn memory_estimate(&self, mesh: &jko_core::Mesh, _terms: &[EnergyTerm]) -> Option<u64> {
-        Some(8 * (40 * mesh.n_cells() as u64 + 12 * mesh.faces().len() as u64))
+        let (n, faces) = (mesh.n_cells() as u64, mesh.faces().len() as u64);
+        let arrays = 8 * (60 * n + 12 * faces);
+        let matrix = 16 * 4 * (n + 2 * faces);
+        let band = match mesh.as_grid() {
+            Some(grid) => {
+                let longest = grid.cells.iter().copied().max().unwrap_or(1).max(1) as u64;
+                2 * n / longest
+            }
+            None => 2 * (n as f64).sqrt().ceil() as u64,
+        };
+        let factor = if mesh.dim() == 1 {
+            8 * 16 * n
+        } else {
+            8 * 2 * (2 * n) * (2 * band).max(4)
+        };
+        Some(arrays + matrix + factor)
     }
 
     fn step(
@@ -189,31 +222,74 @@ impl StepSolver for FlowSolver {
     ) -> Result<StepOutput, StepError> {
         let start = Instant::now();
         let p = &self.params;
-        let mut flow = MeshFlow::new(problem.mesh, problem.energy, problem.tau, p.variant)?;
-        flow.ode.rtol = p.rtol;
-        flow.ode.atol = p.atol;
-        flow.ode.max_steps = p.max_substeps;
-        flow.linear_tol = p.linear_tol;
-        flow.linear_max_iter = p.linear_max_iter;
-        let (rho, stats) = flow.integrate(problem.rho_prev, problem.tau).map_err(|e| match e {
-            FlowError::Inadmissible { reason } => StepError::Numerical {
-                solver: "flow".into(),
-                message: format!("{reason} (the explicit surrogate cannot integrate from this state; use a proximal backend)"),
-            },
-            other => other.into(),
-        })?;
+        let mut notes = Vec::new();
+        // The η-correction needs log ρ > −∞: from a state with empty cells under the entropy the
+        // step is the plain flow (which fills them), and so is the retry of a step whose
+        // corrected integration cannot proceed.
+        let empty = problem.rho_prev.iter().filter(|&&r| r <= 0.0).count();
+        let mut variant = p.variant;
+        if variant != Variant::Plain && problem.energy.entropy.is_some() && empty > 0 {
+            notes.push(format!(
+                "{empty} empty cells under the entropy: this step is the plain gradient flow (first order in tau; the J^eta correction needs rho > 0)"
+            ));
+            variant = Variant::Plain;
+        }
+        let mut guard = self
+            .workspace
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let from_vacuum = variant == Variant::Plain && p.variant != Variant::Plain;
+        let mut run = |variant: Variant| -> Result<_, FlowError> {
+            let mut flow = MeshFlow::new(problem.mesh, problem.energy, problem.tau, variant)?;
+            flow.rtol = p.rtol.unwrap_or_else(|| default_rtol(problem.tau));
+            flow.max_substeps = p.max_substeps;
+            match p.floor {
+                Some(floor) => flow.floor = floor,
+                // Empty cells fill within the step: the log variable must be linear up to a
+                // density they reach in a substep.
+                None if from_vacuum => flow.floor = VACUUM_FLOOR,
+                None => {}
+            }
+            let ws = match guard.as_mut() {
+                Some(ws) => ws,
+                None => guard.insert(Workspace::new(problem.mesh)?),
+            };
+            let result = flow.integrate_with(problem.rho_prev, problem.tau, ws);
+            if result.is_err() {
+                // Nothing from a failed integration is reused.
+                *guard = None;
+            }
+            result
+        };
+        let mut status = StepStatus::Solved;
+        let (rho, stats) = match run(variant) {
+            Ok(out) => out,
+            Err(
+                e @ (FlowError::StepSizeUnderflow { .. }
+                | FlowError::TooManySubsteps { .. }
+                | FlowError::Linear { .. }),
+            ) if variant != Variant::Plain => {
+                notes.push(format!(
+                    "the {variant:?} flow could not proceed ({e}); this step is the plain gradient flow (first order in tau)"
+                ));
+                status = StepStatus::AlmostSolved;
+                variant = Variant::Plain;
+                run(variant)?
+            }
+            Err(e) => return Err(e.into()),
+        };
         let objective =
             stats.kinetic / (2.0 * problem.tau) + problem.energy.value(problem.mesh, &rho);
-        let mut notes = vec![format!(
+        notes.insert(0, format!(
             "JKO-Flow surrogate ({:?}): flow of J^eta with eta = tau over a time tau; {} substeps ({} rejected), \
-             {} stages, {} CG iterations; max eta*lambda_max = {:.3e}; kinetic = tau * integral of |velocity|^2",
-            p.variant,
+             {} stages, {} factorisations; max eta*lambda_max = {:.3e}; kinetic = tau * integral of |velocity|^2",
+            variant,
             stats.substeps,
             stats.rejected,
             stats.evaluations,
-            stats.linear_iterations,
+            stats.factorizations,
             stats.max_eta_lambda
-        )];
+        ));
         if problem.energy.interaction_frozen {
             notes.push("interaction frozen at rho^n inside the step (semi-implicit)".into());
         }
@@ -223,10 +299,11 @@ impl StepSolver for FlowSolver {
             potential: None,
             info: StepInfo {
                 solver: "flow".into(),
-                status: StepStatus::Solved,
+                status,
                 iterations: stats.substeps,
                 primal_residual: stats.mass_drift.abs(),
-                dual_residual: stats.max_error * p.rtol,
+                dual_residual: stats.max_error
+                    * p.rtol.unwrap_or_else(|| default_rtol(problem.tau)),
                 objective,
                 kinetic: stats.kinetic,
                 wall_time: start.elapsed().as_secs_f64(),
@@ -248,7 +325,7 @@ mod tests {
     fn params_validate_and_deserialize_strictly() {
         assert!(FlowParams::default().validate().is_ok());
         let bad = FlowParams {
-            rtol: 0.0,
+            rtol: Some(0.0),
             ..FlowParams::default()
         };
         assert!(bad.validate().unwrap_err().to_string().contains("rtol"));

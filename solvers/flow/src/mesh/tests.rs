@@ -1,345 +1,350 @@
 use super::*;
-use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
 use jko_core::{Energy, Potential};
 
-fn fokker_planck(mesh: &Mesh, beta: f64, k: f64) -> StepEnergy {
-    let rho = Array1::ones(mesh.n_cells());
+fn ou(mesh: &Mesh, rho: &Array1<f64>) -> StepEnergy {
     Energy::fokker_planck(
-        beta,
+        1.0,
         Potential::Quadratic {
             center: vec![0.0; mesh.dim()],
-            stiffness: k,
+            stiffness: 1.0,
         },
     )
-    .freeze(mesh, &rho)
+    .freeze(mesh, rho)
     .unwrap()
 }
 
-fn gaussian_on(mesh: &Mesh, g: &Gaussian) -> Array1<f64> {
-    let rho = mesh.sample(|x| g.density(x));
-    let mass = mesh.mass(&rho);
-    rho / mass
-}
-
-#[test]
-fn modified_potential_is_the_derivative_of_the_discrete_modified_energy() {
-    // φ = ∂J^η_h/∂u_K, checked by central differences of J_h − (η/4)Φ, in 1D and on a 2D grid,
-    // with entropy + potential and with porous medium + potential.
-    let meshes = [
-        Mesh::grid(&[12], &[-2.0], &[2.5]).unwrap(),
-        Mesh::grid(&[5, 4], &[-1.0, -1.0], &[1.5, 1.0]).unwrap(),
-    ];
-    for mesh in &meshes {
-        let mut energies = vec![fokker_planck(mesh, 0.7, 1.3)];
-        let mut por = fokker_planck(mesh, 0.7, 1.3);
-        por.entropy = None;
-        por.porous = Some(2.5);
-        energies.push(por);
-        for e in &energies {
-            let flow = MeshFlow::new(mesh, e, 0.3, Variant::Modified).unwrap();
-            let rho =
-                mesh.sample(|x| 1.0 + 0.5 * (2.0 * x[0]).sin() + 0.3 * x.iter().sum::<f64>().cos());
-            let ev = flow.evaluate(rho.as_slice().unwrap()).unwrap().unwrap();
-            for k in 0..mesh.n_cells() {
-                let v = mesh.volumes()[k];
-                let eps = 1e-6;
-                let mut p = rho.clone();
-                p[k] += eps / v;
-                let mut m = rho.clone();
-                m[k] -= eps / v;
-                let fd = (flow.modified_energy(&p) - flow.modified_energy(&m)) / (2.0 * eps);
-                assert!(
-                    (fd - ev.phi[k]).abs() < 1e-6 * (1.0 + fd.abs()),
-                    "cell {k}: fd {fd} vs {}",
-                    ev.phi[k]
-                );
-            }
+/// −J from `assemble` (shift 0) against central differences of (ẏ, G), y = log(ρ + ρ*).
+fn check_jacobian(mesh: &Mesh, e: &StepEnergy, rho: &[f64], zeta: &[f64], variant: Variant) {
+    let mut flow = MeshFlow::new(mesh, e, 0.1, variant).unwrap();
+    flow.floor = 1e-3;
+    let n = rho.len();
+    let fz = flow.scale(rho);
+    let rc = fz.rho_floor;
+    let mut sys = BlockSystem::new(mesh).unwrap();
+    flow.assemble(rho, zeta, &fz, Some(0.0), &mut sys);
+    let y: Vec<f64> = rho.iter().map(|r| (r + rc).ln()).collect();
+    let rho = &y;
+    let eval = |y: &[f64], z: &[f64]| {
+        let r: Vec<f64> = y.iter().map(|v| v.exp() - rc).collect();
+        let ev = flow.evaluate(&r, z, &fz);
+        let mut out = vec![0.0; 2 * n];
+        for k in 0..n {
+            out[2 * k] = ev.rate[k] / (r[k] + rc);
+            out[2 * k + 1] = ev.algebraic[k];
         }
-    }
-}
-
-#[test]
-fn stability_limit_is_enforced_and_named() {
-    // Uniform density, entropy β: λ_max = 4dβ/h² exactly (Gershgorin of a uniform Laplacian).
-    let mesh = Mesh::grid(&[20, 20], &[0.0, 0.0], &[1.0, 1.0]).unwrap();
-    let e = StepEnergy {
-        entropy: Some(0.5),
-        porous: None,
-        potential: None,
-        max_density: None,
-        interaction_frozen: false,
+        out
     };
-    let rho = Array1::ones(mesh.n_cells());
-    let h: f64 = 0.05;
-    let flow = MeshFlow::new(&mesh, &e, 0.01, Variant::Modified).unwrap();
-    let lambda = flow.lambda_max(rho.as_slice().unwrap());
-    assert!(
-        (lambda - 4.0 * 2.0 * 0.5 / (h * h)).abs() < 1e-9 * lambda,
-        "{lambda}"
-    );
-    // η λ = 0.01 · 1600 = 16 ≥ 2: refused with a message naming the limit.
-    let err = flow.integrate(&rho, 0.01).unwrap_err();
-    assert!(matches!(err, FlowError::StabilityLimit { .. }));
-    assert!(err.to_string().contains("eta*lambda_max < 2"), "{err}");
-    // Inside the limit (η λ = 1.6) it runs; the resummed variant runs beyond it.
-    let ok = MeshFlow::new(&mesh, &e, 0.001, Variant::Modified).unwrap();
-    assert!(ok.integrate(&rho, 0.001).is_ok());
-    let res = MeshFlow::new(&mesh, &e, 0.01, Variant::Resummed).unwrap();
-    assert!(res.integrate(&rho, 0.01).is_ok());
-}
-
-fn test_energies(mesh: &Mesh) -> Vec<StepEnergy> {
-    let mut es = vec![fokker_planck(mesh, 0.7, 1.3)];
-    let mut por = fokker_planck(mesh, 0.7, 1.3);
-    por.entropy = None;
-    por.porous = Some(2.5);
-    es.push(por);
-    es
-}
-
-#[test]
-fn hessian_maps_the_gradient_to_the_gradient_of_half_the_fisher_information() {
-    // Riemannian identity Hess J[grad J] = grad ½|grad J|²: Ĥψ = ½ Lχ, exactly.
-    for mesh in [
-        Mesh::grid(&[12], &[-2.0], &[2.5]).unwrap(),
-        Mesh::grid(&[5, 4], &[-1.0, -1.0], &[1.5, 1.0]).unwrap(),
-    ] {
-        for e in test_energies(&mesh) {
-            let flow = MeshFlow::new(&mesh, &e, 0.3, Variant::Resummed).unwrap();
-            let rho =
-                mesh.sample(|x| 1.0 + 0.5 * (2.0 * x[0]).sin() + 0.3 * x.iter().sum::<f64>().cos());
-            let r = rho.as_slice().unwrap();
-            let psi = flow.psi(r);
-            let w: Vec<f64> = mesh
-                .faces()
-                .iter()
-                .zip(&flow.trans)
-                .map(|(f, t)| t * 0.5 * (r[f.k] + r[f.l]))
-                .collect();
-            let fr = flow.frame(r, &psi, w.clone());
-            let g = flow.laplacian(&w, &psi);
-            let lchi = flow.laplacian(&w, &flow.chi(r, &psi, &g));
-            let hpsi = flow.hessian_apply(&fr, &psi);
-            let scale = lchi.iter().map(|x| x.abs()).fold(0.0, f64::max);
-            for k in 0..mesh.n_cells() {
-                assert!(
-                    (hpsi[k] - 0.5 * lchi[k]).abs() < 1e-11 * scale,
-                    "cell {k}: {} vs {}",
-                    hpsi[k],
-                    0.5 * lchi[k]
-                );
+    let mut worst = 0.0f64;
+    for col in 0..2 * n {
+        let (mut rp, mut zp) = (rho.to_vec(), zeta.to_vec());
+        let (mut rm, mut zm) = (rho.to_vec(), zeta.to_vec());
+        let k = col / 2;
+        let h = 1e-6;
+        if col % 2 == 0 {
+            rp[k] += h;
+            rm[k] -= h;
+        } else {
+            zp[k] += h;
+            zm[k] -= h;
+        }
+        let (fp, fm) = (eval(&rp, &zp), eval(&rm, &zm));
+        for row in 0..2 * n {
+            let fd = (fp[row] - fm[row]) / (2.0 * h);
+            let a = -sys.entry(row, col);
+            let scale = 1.0 + fd.abs().max(a.abs());
+            let rel = (a - fd).abs() / scale;
+            if rel > 1e-5 {
+                panic!("{variant:?} J[{row}][{col}] = {a}, finite differences {fd}");
             }
+            worst = worst.max(rel);
         }
     }
 }
 
 #[test]
-fn hessian_form_is_the_second_derivative_along_geodesics() {
-    // φᵀĤφ = d²/dt² J_h(γ(t)) at 0 for the geodesic u̇ = −L(u)φ, φ̇ = ½ ∂_u(φᵀL(u)φ).
-    // Second-order Taylor of γ, central differences in t.
-    for mesh in [
-        Mesh::grid(&[9], &[-2.0], &[2.5]).unwrap(),
-        Mesh::grid(&[4, 3], &[-1.0, -1.0], &[1.5, 1.0]).unwrap(),
-    ] {
-        for e in test_energies(&mesh) {
-            let flow = MeshFlow::new(&mesh, &e, 0.3, Variant::Resummed).unwrap();
-            let rho =
-                mesh.sample(|x| 1.0 + 0.5 * (2.0 * x[0]).sin() + 0.3 * x.iter().sum::<f64>().cos());
-            let r = rho.as_slice().unwrap();
-            let phi =
-                mesh.sample(|x| (1.3 * x[0]).cos() + 0.2 * x.iter().map(|a| a * a).sum::<f64>());
-            let vols = mesh.volumes();
-            let w = |r: &[f64]| -> Vec<f64> {
-                mesh.faces()
-                    .iter()
-                    .zip(&flow.trans)
-                    .map(|(f, t)| t * 0.5 * (r[f.k] + r[f.l]))
-                    .collect()
-            };
-            let p = phi.as_slice().unwrap();
-            // u̇ = −L(u)φ; ü = −L(u̇)φ − L(u)φ̇ with L(u̇) the Laplacian with weights T θ(ρ̇).
-            let udot: Vec<f64> = flow.laplacian(&w(r), p).iter().map(|x| -x).collect();
-            let rdot: Vec<f64> = udot.iter().zip(vols).map(|(a, v)| a / v).collect();
-            let mut phidot = vec![0.0; r.len()];
-            for (s, f) in mesh.faces().iter().enumerate() {
-                let q = flow.trans[s] * (p[f.l] - p[f.k]).powi(2) / 4.0;
-                phidot[f.k] += q / vols[f.k];
-                phidot[f.l] += q / vols[f.l];
+fn jacobian_matches_finite_differences() {
+    let mesh = Mesh::grid(&[12], &[-3.0], &[3.0]).unwrap();
+    let rho = mesh.sample(|x| (-(x[0] - 1.0).powi(2) * 2.0).exp() + 0.05);
+    let zeta: Vec<f64> = mesh.sample(|x| 0.3 * x[0] * x[0] - 0.1 * x[0]).to_vec();
+    let r = rho.to_vec();
+    for variant in [Variant::Resummed, Variant::Modified, Variant::Plain] {
+        check_jacobian(&mesh, &ou(&mesh, &rho), &r, &zeta, variant);
+        let porous = Energy {
+            porous: Some(3.0),
+            potential: Some(Potential::Quadratic {
+                center: vec![0.0],
+                stiffness: 1.0,
+            }),
+            ..Energy::default()
+        }
+        .freeze(&mesh, &rho)
+        .unwrap();
+        check_jacobian(&mesh, &porous, &r, &zeta, variant);
+    }
+    let mesh = Mesh::grid(&[4, 3], &[-1.0, -1.0], &[1.0, 1.0]).unwrap();
+    let rho = mesh.sample(|x| (-(x[0] - 0.3).powi(2) - x[1] * x[1]).exp());
+    let zeta: Vec<f64> = mesh.sample(|x| 0.2 * x[0] * x[1]).to_vec();
+    check_jacobian(
+        &mesh,
+        &ou(&mesh, &rho),
+        &rho.to_vec(),
+        &zeta,
+        Variant::Resummed,
+    );
+}
+
+/// Dense reduced Jacobian J = R_ρ − R_ζ G_ζ⁻¹ G_ρ of the DAE at (ρ, ζ consistent).
+fn reduced_jacobian(flow: &MeshFlow, rho: &[f64]) -> (faer::Mat<f64>, Vec<f64>) {
+    let n = rho.len();
+    let fz = flow.scale(rho);
+    let mut ws = Workspace::new(flow.mesh).unwrap();
+    let (zeta, _) = flow
+        .consistent_correction(rho, None, &mut ws.llt, &fz)
+        .unwrap();
+    let mut sys = BlockSystem::new(flow.mesh).unwrap();
+    flow.assemble(rho, &zeta, &fz, Some(0.0), &mut sys);
+    let get = |r: usize, c: usize| -sys.entry(r, c);
+    let blk = |a: usize, b: usize| faer::Mat::from_fn(n, n, |i, j| get(2 * i + a, 2 * j + b));
+    let (rr, rz, gr, gz) = (blk(0, 0), blk(0, 1), blk(1, 0), blk(1, 1));
+    use faer::linalg::solvers::Solve;
+    let x = gz.partial_piv_lu().solve(&gr);
+    (&rr - &rz * &x, zeta)
+}
+
+#[test]
+#[ignore]
+fn spectrum_study() {
+    for cells in [50usize, 100, 200] {
+        let mesh = Mesh::grid(&[cells], &[-5.0], &[5.0]).unwrap();
+        let rho = mesh.sample(|x| (-(x[0] - 1.0).powi(2) * 2.0).exp());
+        let e = ou(&mesh, &rho);
+        for variant in [Variant::Plain, Variant::Resummed] {
+            let flow = MeshFlow::new(&mesh, &e, 0.1, variant).unwrap();
+            let (j, _) = reduced_jacobian(&flow, &rho.to_vec());
+            let ev = j.as_ref().eigen_from_real().unwrap();
+            let vals = ev.S();
+            let vecs = ev.U();
+            let mut best = (f64::NEG_INFINITY, 0usize);
+            let mut most_neg = 0.0f64;
+            for i in 0..cells {
+                let re = vals[i].re;
+                most_neg = most_neg.min(re);
+                if re > best.0 {
+                    best = (re, i);
+                }
             }
-            let a1 = flow.laplacian(&w(&rdot), p);
-            let a2 = flow.laplacian(&w(r), &phidot);
-            let uddot: Vec<f64> = a1.iter().zip(&a2).map(|(x, y)| -x - y).collect();
-            let at = |t: f64| -> f64 {
-                let rt = Array1::from_iter(
-                    (0..r.len()).map(|k| r[k] + (t * udot[k] + 0.5 * t * t * uddot[k]) / vols[k]),
-                );
-                flow.energy(&rt)
-            };
-            let eps = 1e-3;
-            let fd = (at(eps) - 2.0 * at(0.0) + at(-eps)) / (eps * eps);
-            let psi = flow.psi(r);
-            let fr = flow.frame(r, &psi, w(r));
-            let form: f64 = flow
-                .hessian_apply(&fr, p)
-                .iter()
-                .zip(p)
-                .map(|(a, b)| a * b)
-                .sum();
-            assert!(
-                (fd - form).abs() < 1e-4 * (1.0 + form.abs()),
-                "fd {fd} vs form {form}"
+            let v = vecs.col(best.1);
+            let loc = (0..cells)
+                .max_by(|&a, &b| (v[a].re.hypot(v[a].im)).total_cmp(&v[b].re.hypot(v[b].im)))
+                .unwrap();
+            eprintln!(
+                "cells {cells} {variant:?}: max Re {:.3e} (Im {:.3e}) at x = {:.2}, min Re {most_neg:.3e}",
+                best.0,
+                vals[best.1].im,
+                mesh.centre(loc)[0]
             );
-            // Symmetry of Ĥ.
-            let q2 = mesh.sample(|x| (0.7 * x[0] - 0.3).sin());
-            let q2 = q2.as_slice().unwrap();
-            let a: f64 = flow
-                .hessian_apply(&fr, p)
-                .iter()
-                .zip(q2)
-                .map(|(a, b)| a * b)
-                .sum();
-            let b: f64 = flow
-                .hessian_apply(&fr, q2)
-                .iter()
-                .zip(p)
-                .map(|(a, b)| a * b)
-                .sum();
-            assert!((a - b).abs() < 1e-12 * (a.abs() + b.abs() + 1.0));
         }
     }
 }
 
-#[test]
-fn tridiagonal_and_cg_solves_agree() {
-    // A 1D chain solved by the tridiagonal (Thomas) elimination and, with the faces listed in reverse
-    // (so the mesh is not recognised as a chain), by CG on the same operator.
-    let mesh = Mesh::grid(&[40], &[-3.0], &[3.0]).unwrap();
-    let rev_faces: Vec<_> = mesh.faces().iter().rev().copied().collect();
-    let centres: Vec<f64> = (0..mesh.n_cells())
-        .flat_map(|k| mesh.centre(k).to_vec())
-        .collect();
-    let general = Mesh::from_parts(1, mesh.volumes().to_vec(), centres, rev_faces).unwrap();
-    let e = fokker_planck(&mesh, 1.0, 1.0);
-    let g = Gaussian::diagonal(&[0.5], &[0.7]);
-    let rho = gaussian_on(&mesh, &g);
-    let a = MeshFlow::new(&mesh, &e, 0.2, Variant::Resummed).unwrap();
-    let b = MeshFlow::new(&general, &e, 0.2, Variant::Resummed).unwrap();
-    assert!(a.chain && !b.chain);
-    let va = a.velocity(&rho).unwrap();
-    let vb = b.velocity(&rho).unwrap();
-    let scale = va.iter().map(|x| x.abs()).fold(0.0, f64::max);
-    for k in 0..mesh.n_cells() {
-        assert!(
-            (va[k] - vb[k]).abs() < 1e-8 * scale,
-            "{k}: {} vs {}",
-            va[k],
-            vb[k]
-        );
-    }
-    let _ = OrnsteinUhlenbeck::standard(1);
-}
-
-/// Moments (mean, variance) of a 1D mesh density as a Gaussian.
-fn moments(mesh: &Mesh, rho: &Array1<f64>) -> Gaussian {
-    let m = mesh.mass(rho);
-    let x = |k: usize| mesh.centre(k)[0];
-    let mean: f64 = (0..mesh.n_cells())
-        .map(|k| mesh.volumes()[k] * rho[k] * x(k))
-        .sum::<f64>()
-        / m;
-    let var: f64 = (0..mesh.n_cells())
-        .map(|k| mesh.volumes()[k] * rho[k] * (x(k) - mean).powi(2))
-        .sum::<f64>()
-        / m;
-    Gaussian {
-        mean: vec![mean],
-        cov: vec![var],
-    }
-}
-
-fn ou_on_mesh(
-    h: f64,
-    g0: &Gaussian,
-    eta: f64,
+/// L1 distance to the exact JKO iterate of OU from N(mean, std²) after `steps` steps of τ.
+#[allow(clippy::too_many_arguments)]
+fn ou_run(
+    cells: &[usize],
+    half: f64,
+    mean: &[f64],
+    std: &[f64],
+    tau: f64,
+    steps: usize,
     variant: Variant,
-) -> Result<(Gaussian, FlowStats), FlowError> {
-    let n = (10.0 / h).round() as usize;
-    let mesh = Mesh::grid(&[n], &[-5.0], &[5.0]).unwrap();
-    let rho0 = gaussian_on(&mesh, g0);
-    let e = fokker_planck(&mesh, 1.0, 1.0);
-    let mut flow = MeshFlow::new(&mesh, &e, eta, variant)?;
-    flow.ode.rtol = 1e-10;
-    flow.ode.atol = 1e-14;
-    flow.ode.max_steps = 100_000;
-    let (rho, stats) = flow.integrate(&rho0, 1.0)?;
-    assert!((mesh.mass(&rho) - 1.0).abs() < 1e-12);
-    Ok((moments(&mesh, &rho), stats))
+    rtol: f64,
+) -> (f64, FlowStats) {
+    use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
+    let d = cells.len();
+    let mesh = Mesh::grid(cells, &vec![-half; d], &vec![half; d]).unwrap();
+    let g0 = Gaussian::diagonal(mean, std);
+    let rho0 = mesh.sample(|x| g0.density(x));
+    let mut rho = &rho0 / mesh.mass(&rho0);
+    let mut ws = Workspace::new(&mesh).unwrap();
+    let mut last = FlowStats::default();
+    for _ in 0..steps {
+        let e = ou(&mesh, &rho);
+        let mut flow = MeshFlow::new(&mesh, &e, tau, variant).unwrap();
+        flow.rtol = rtol;
+        let (next, stats) = flow.integrate_with(&rho, tau, &mut ws).unwrap();
+        assert!(
+            (mesh.mass(&next) - 1.0).abs() < 1e-12,
+            "mass {}",
+            mesh.mass(&next)
+        );
+        assert!(next.iter().all(|&r| r >= 0.0));
+        rho = next;
+        last = stats;
+    }
+    let exact = OrnsteinUhlenbeck::standard(d).jko_iterates(&g0, tau, steps);
+    let ex = mesh.sample(|x| exact.density(x));
+    let ex = &ex / mesh.mass(&ex);
+    let l1 = (0..mesh.n_cells())
+        .map(|k| mesh.volumes()[k] * (rho[k] - ex[k]).abs())
+        .sum();
+    (l1, last)
 }
 
 #[test]
-fn modified_variant_reproduces_the_gaussian_modified_flow_under_refinement() {
-    // Inside η·λ_max < 2: the mesh J^η_h flow converges at O(h²) to the Bures–Wasserstein J^η
-    // flow, and the η-effect measured on the mesh (modified minus plain, same mesh: the spatial
-    // error cancels) matches the closed-form one.
-    use crate::gaussian::{GaussianFlow, moment_error};
-    let gf = GaussianFlow::from(&OrnsteinUhlenbeck::standard(1));
-    let g0 = Gaussian::diagonal(&[0.5], &[0.8]);
-    let eta = 0.0005;
-    let bw = gf.modified_flow(&g0, eta, 1.0, 1e-13).unwrap();
-    let errs: Vec<f64> = [0.2, 0.1, 0.05]
-        .iter()
-        .map(|&h| {
-            let (m, s) = ou_on_mesh(h, &g0, eta, Variant::Modified).unwrap();
-            assert!(s.max_eta_lambda < 2.0);
-            moment_error(&m, &bw)
-        })
-        .collect();
-    for w in errs.windows(2) {
-        let order = (w[0] / w[1]).log2();
+fn the_reported_failures_run_and_track_the_exact_jko_iterates() {
+    // Issue 15: 1D OU at 1000/1024 cells, τ = 0.1 ("more than 10000 substeps"); 256 cells,
+    // τ = 0.01 ("the substep fell to 1.7e-18"); τ = 0.5; 2D OU ("substep fell to 6.8e-16").
+    // The bounds are ≈ 3× the errors measured when this test was written.
+    for (cells, tau, bound) in [
+        (1000usize, 0.1, 5e-3),
+        (1024, 0.1, 5e-3),
+        (256, 0.01, 3e-4),
+        (256, 0.5, 3e-2),
+    ] {
+        let (l1, stats) = ou_run(
+            &[cells],
+            5.0,
+            &[1.0],
+            &[0.5],
+            tau,
+            3,
+            Variant::Resummed,
+            1e-4,
+        );
+        eprintln!("{cells} cells, tau {tau}: L1 {l1:.3e}");
         assert!(
-            (1.8..=2.2).contains(&order),
-            "spatial order {order}: {errs:?}"
+            l1 < bound,
+            "{cells} cells, tau {tau}: L1 {l1:.3e}, {stats:?}"
         );
     }
-    let (m_mod, _) = ou_on_mesh(0.05, &g0, eta, Variant::Modified).unwrap();
-    let (m_plain, _) = ou_on_mesh(0.05, &g0, 0.0, Variant::Modified).unwrap();
-    let bw_plain = gf.plain_flow(&g0, 1.0);
-    let mesh_effect = m_mod.cov[0] - m_plain.cov[0];
-    let bw_effect = bw.cov[0] - bw_plain.cov[0];
-    assert!(
-        (mesh_effect - bw_effect).abs() < 0.05 * bw_effect.abs(),
-        "{mesh_effect} vs {bw_effect}"
+    let (l1, stats) = ou_run(
+        &[32, 32],
+        5.0,
+        &[1.0, -0.5],
+        &[0.5, 0.8],
+        0.1,
+        2,
+        Variant::Resummed,
+        1e-3,
     );
-    let mesh_effect = m_mod.mean[0] - m_plain.mean[0];
-    let bw_effect = bw.mean[0] - bw_plain.mean[0];
-    assert!(
-        (mesh_effect - bw_effect).abs() < 0.05 * bw_effect.abs(),
-        "{mesh_effect} vs {bw_effect}"
-    );
+    assert!(l1 < 2e-2, "2D 32x32: L1 {l1:.3e}, {stats:?}");
 }
 
 #[test]
-fn resummed_variant_tracks_exact_jko_iterates_at_second_order_on_a_fine_mesh() {
-    // h = 0.01 on [−5, 5], N(1, 0.5²), T = 1: error against the exact (closed-form) JKO iterates.
-    use crate::gaussian::{GaussianFlow, moment_error};
-    let gf = GaussianFlow::from(&OrnsteinUhlenbeck::standard(1));
-    let g0 = Gaussian::diagonal(&[1.0], &[0.5]);
-    let errs: Vec<f64> = [0.05f64, 0.025, 0.0125]
+fn errors_against_exact_jko_iterates_fall_at_second_order_in_eta_and_first_for_the_plain_flow() {
+    // OU 1D from N(1, 0.5²) to T = 0.4 on a fine mesh (h = 0.006: the spatial error is far
+    // below the η² term), integration to 1e-9.
+    let run = |tau: f64, variant| {
+        ou_run(
+            &[2000],
+            6.0,
+            &[1.0],
+            &[0.5],
+            tau,
+            (0.4 / tau).round() as usize,
+            variant,
+            1e-9,
+        )
+        .0
+    };
+    let flow: Vec<f64> = [0.2, 0.1, 0.05]
         .iter()
-        .map(|&eta| {
-            let jko = gf.jko_iterates(&g0, eta, (1.0 / eta).round() as usize);
-            let (m, s) = ou_on_mesh(0.01, &g0, eta, Variant::Resummed).unwrap();
-            // η·λ_max ≫ 2: far beyond the limit of the modified variant.
-            assert!(s.max_eta_lambda > 100.0);
-            moment_error(&m, &jko)
-        })
+        .map(|&t| run(t, Variant::Resummed))
         .collect();
-    for w in errs.windows(2) {
+    let plain: Vec<f64> = [0.2, 0.1, 0.05]
+        .iter()
+        .map(|&t| run(t, Variant::Plain))
+        .collect();
+    eprintln!("flow {flow:?}\nplain {plain:?}");
+    for w in flow.windows(2) {
         let order = (w[0] / w[1]).log2();
-        assert!((1.8..=2.2).contains(&order), "order {order}: {errs:?}");
+        assert!((1.7..2.4).contains(&order), "flow orders {flow:?}");
     }
-    // The plain flow on the same mesh is O(η) away.
-    let jko = gf.jko_iterates(&g0, 0.0125, 80);
-    let (wgf, _) = ou_on_mesh(0.01, &g0, 0.0, Variant::Resummed).unwrap();
-    assert!(moment_error(&wgf, &jko) > 100.0 * errs[2]);
+    for w in plain.windows(2) {
+        let order = (w[0] / w[1]).log2();
+        assert!((0.8..1.2).contains(&order), "plain orders {plain:?}");
+    }
+    assert!(flow[2] < 0.1 * plain[2], "{flow:?} {plain:?}");
+}
+
+#[test]
+fn porous_medium_keeps_compact_support_mass_and_tracks_barenblatt() {
+    use jko_core::exact::Barenblatt;
+    let mesh = Mesh::grid(&[400], &[-2.0], &[2.0]).unwrap();
+    let b = Barenblatt::new(2.0, 1, 1.0).unwrap();
+    let (t0, tau) = (0.05, 0.01);
+    let mut rho = mesh.sample(|x| b.density(t0, x));
+    rho = &rho / mesh.mass(&rho);
+    let e = Energy {
+        porous: Some(2.0),
+        ..Energy::default()
+    }
+    .freeze(&mesh, &rho)
+    .unwrap();
+    let mut ws = Workspace::new(&mesh).unwrap();
+    for _ in 0..3 {
+        let mut flow = MeshFlow::new(&mesh, &e, tau, Variant::Resummed).unwrap();
+        flow.rtol = 1e-4;
+        rho = flow.integrate_with(&rho, tau, &mut ws).unwrap().0;
+        assert!((mesh.mass(&rho) - 1.0).abs() < 1e-12);
+        assert!(rho.iter().all(|&r| r >= 0.0));
+    }
+    let exact = mesh.sample(|x| b.density(t0 + 3.0 * tau, x));
+    let l1: f64 = (0..400)
+        .map(|k| mesh.volumes()[k] * (rho[k] - exact[k]).abs())
+        .sum();
+    assert!(l1 < 2e-2, "L1 {l1:.3e}");
+    // Far outside the support nothing has arrived.
+    let r = b.support_radius(t0 + 3.0 * tau);
+    for k in 0..400 {
+        if mesh.centre(k)[0].abs() > r + 0.2 {
+            assert!(rho[k] < 1e-10, "cell {k}: {}", rho[k]);
+        }
+    }
+}
+
+/// Found by the robustness matrix (data/compare/robust.toml), NOT fixed: a porous front
+/// entering empty cells (m = 3 in 1D; m = 2 and 3 in 2D) and the plain step from vacuum under the
+/// entropy (`vacuum-fp-1d`) stall — "more than 1000 substeps" in the first 2 % of the step,
+/// "the substep fell to 3.3e-12". Restricting the logarithmic error criterion to the corrected
+/// flow under the entropy did not change the porous failures (same time reached), so the cause
+/// is elsewhere (to find: trace the controller at the front cells). With the backend's
+/// defaults at τ (rtol = 0.05 τ³, floor 1e-6 / 1e-12, 1000 substeps).
+#[test]
+#[ignore = "known failure (issue 15, open): porous fronts and steps from vacuum stall the flow integrator"]
+fn porous_fronts_and_steps_from_vacuum_take_few_substeps() {
+    use jko_core::exact::Barenblatt;
+    let mesh = Mesh::grid(&[400], &[-2.0], &[2.0]).unwrap();
+    let b = Barenblatt::new(3.0, 1, 1.0).unwrap();
+    let rho = mesh.sample(|x| b.density(0.05, x));
+    let rho = &rho / mesh.mass(&rho);
+    let porous = Energy {
+        porous: Some(3.0),
+        ..Energy::default()
+    }
+    .freeze(&mesh, &rho)
+    .unwrap();
+    // The Barenblatt profile of m = 2 on [−4, 4] (empty outside |x| < 0.56) under the entropy.
+    let wide = Mesh::grid(&[400], &[-4.0], &[4.0]).unwrap();
+    let b2 = Barenblatt::new(2.0, 1, 1.0).unwrap();
+    let vac = wide.sample(|x| b2.density(0.05, x));
+    let vac = &vac / wide.mass(&vac);
+    let fp = ou(&wide, &vac);
+    for (mesh, rho, e, tau, variant, floor) in [
+        (&mesh, &rho, &porous, 0.01, Variant::Resummed, 1e-6),
+        (&mesh, &rho, &porous, 0.01, Variant::Plain, 1e-6),
+        (&wide, &vac, &fp, 0.05, Variant::Plain, 1e-12),
+    ] {
+        let mut flow = MeshFlow::new(mesh, e, tau, variant).unwrap();
+        flow.rtol = 0.05 * tau * tau * tau;
+        flow.floor = floor;
+        let mut ws = Workspace::new(mesh).unwrap();
+        let (out, stats) = flow.integrate_with(rho, tau, &mut ws).unwrap();
+        assert!(
+            stats.substeps + stats.rejected < 200,
+            "{variant:?}: {stats:?}"
+        );
+        assert!((mesh.mass(&out) - 1.0).abs() < 1e-12);
+        assert!(out.iter().all(|&r| r >= 0.0));
+    }
 }

@@ -1,0 +1,130 @@
+//! The measured targets of issue 15, in one run (release build; timings are ratios measured
+//! here, interleaved, on a shared machine):
+//!
+//! 1. OU 1D, 1000 cells on [−5, 5], ρ⁰ = N(1, 0.5²), η = τ ∈ {0.1, 0.05, 0.025} to T = 1: L1
+//!    error of `flow` (and of the plain gradient flow) against the exact JKO iterates (closed
+//!    form), and the observed orders.
+//! 2. OU 2D 64² on [−5, 5]² (the `ou-2d` example's data), τ = 0.1, 5 steps: L1 errors of `flow`
+//!    and `newton` against the exact JKO iterate, and the median wall time per step of each
+//!    (flow and newton steps alternate, so both see the same machine load).
+//!
+//! Run: cargo run --release -p jko-flow --example issue15_targets
+use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
+use jko_core::{Energy, JkoStep, Mesh, Potential, StepSolver};
+use jko_flow::{FlowParams, FlowSolver, Variant};
+use jko_newton::{NewtonParams, NewtonSolver};
+use ndarray::Array1;
+use std::time::Instant;
+
+fn ou_energy(d: usize) -> Energy {
+    Energy::fokker_planck(
+        1.0,
+        Potential::Quadratic {
+            center: vec![0.0; d],
+            stiffness: 1.0,
+        },
+    )
+}
+
+/// L1 distance Σ|K||ρ − ρ_exact| to the exact JKO iterate (sampled at centres, normalised).
+fn l1_to_jko(mesh: &Mesh, rho: &Array1<f64>, g0: &Gaussian, tau: f64, steps: usize) -> f64 {
+    let exact = OrnsteinUhlenbeck::standard(mesh.dim()).jko_iterates(g0, tau, steps);
+    let ex = mesh.sample(|x| exact.density(x));
+    let ex = &ex / mesh.mass(&ex);
+    (0..mesh.n_cells())
+        .map(|k| mesh.volumes()[k] * (rho[k] - ex[k]).abs())
+        .sum()
+}
+
+/// One step of `solver` from ρ; the output and the wall time.
+fn step(solver: &dyn StepSolver, mesh: &Mesh, rho: &Array1<f64>, tau: f64) -> (Array1<f64>, f64) {
+    let e = ou_energy(mesh.dim()).freeze(mesh, rho).unwrap();
+    let problem = JkoStep::new(mesh, rho, tau, &e).unwrap();
+    let t0 = Instant::now();
+    let out = solver.solve(&problem, None).unwrap();
+    (out.rho, t0.elapsed().as_secs_f64())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    // 1. Order in η, OU 1D, 1000 cells.
+    let mesh = Mesh::grid(&[1000], &[-5.0], &[5.0]).unwrap();
+    let g0 = Gaussian::diagonal(&[1.0], &[0.5]);
+    let rho0 = mesh.sample(|x| g0.density(x));
+    let rho0 = &rho0 / mesh.mass(&rho0);
+    println!("OU 1D, 1000 cells, T = 1: L1 against the exact JKO iterates");
+    println!("| eta | flow L1 | order | plain flow L1 | order | flow s/step |");
+    let mut prev: Option<(f64, f64)> = None;
+    for tau in [0.1f64, 0.05, 0.025] {
+        let steps = (1.0 / tau).round() as usize;
+        let mut errs = [0.0; 2];
+        let mut flow_time = 0.0;
+        for (i, variant) in [Variant::Resummed, Variant::Plain].into_iter().enumerate() {
+            let solver = FlowSolver::new(FlowParams {
+                variant,
+                ..FlowParams::default()
+            })
+            .unwrap();
+            let mut rho = rho0.clone();
+            for _ in 0..steps {
+                let (next, t) = step(&solver, &mesh, &rho, tau);
+                if i == 0 {
+                    flow_time += t / steps as f64;
+                }
+                rho = next;
+            }
+            errs[i] = l1_to_jko(&mesh, &rho, &g0, tau, steps);
+        }
+        let order = |now: f64, before: Option<f64>| {
+            before.map_or("-".to_string(), |b| format!("{:.2}", (b / now).log2()))
+        };
+        println!(
+            "| {tau} | {:.3e} | {} | {:.3e} | {} | {:.2e} |",
+            errs[0],
+            order(errs[0], prev.map(|p| p.0)),
+            errs[1],
+            order(errs[1], prev.map(|p| p.1)),
+            flow_time
+        );
+        prev = Some((errs[0], errs[1]));
+    }
+
+    // 2. OU 2D 64², τ = 0.1, 5 steps: flow against newton, errors and median step times.
+    let (tau, steps, repeats) = (0.1, 5usize, 3usize);
+    let mesh = Mesh::grid(&[64, 64], &[-5.0, -5.0], &[5.0, 5.0]).unwrap();
+    let g0 = Gaussian::diagonal(&[1.0, -0.5], &[0.5, 0.8]);
+    let rho0 = mesh.sample(|x| g0.density(x));
+    let rho0 = &rho0 / mesh.mass(&rho0);
+    let (mut t_flow, mut t_newton) = (Vec::new(), Vec::new());
+    let (mut e_flow, mut e_newton) = (0.0, 0.0);
+    for _ in 0..repeats {
+        // Fresh solvers per repeat: flow's kept factorisation starts cold, as in a new run.
+        let flow = FlowSolver::new(FlowParams::default()).unwrap();
+        let newton = NewtonSolver::new(NewtonParams::default()).unwrap();
+        let (mut rf, mut rn) = (rho0.clone(), rho0.clone());
+        for _ in 0..steps {
+            let (next, t) = step(&flow, &mesh, &rf, tau);
+            t_flow.push(t);
+            rf = next;
+            let (next, t) = step(&newton, &mesh, &rn, tau);
+            t_newton.push(t);
+            rn = next;
+        }
+        e_flow = l1_to_jko(&mesh, &rf, &g0, tau, steps);
+        e_newton = l1_to_jko(&mesh, &rn, &g0, tau, steps);
+    }
+    let (mf, mn) = (median(t_flow), median(t_newton));
+    println!("\nOU 2D 64x64, tau = 0.1, 5 steps ({repeats} repeats, steps interleaved)");
+    println!("| backend | L1 vs exact JKO iterate | median s/step |");
+    println!("| flow | {e_flow:.3e} | {mf:.3e} |");
+    println!("| newton | {e_newton:.3e} | {mn:.3e} |");
+    println!(
+        "error ratio flow/newton = {:.3} (target < 1/3), time ratio flow/newton = {:.3} (target < 1/5)",
+        e_flow / e_newton,
+        mf / mn
+    );
+}
