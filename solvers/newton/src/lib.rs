@@ -63,6 +63,9 @@
 #![warn(missing_docs)]
 
 mod cell;
+mod ipm;
+mod kkt;
+mod ordering;
 mod params;
 mod solver;
 mod system;

@@ -195,10 +195,12 @@ fn params_are_validated_and_deserialised_strictly() {
         .is_err()
     );
     let e = NewtonParams {
-        mu_final: 0.5,
-        mu_initial: 0.1,
+        mu_initial: 1.5,
         ..NewtonParams::default()
     }
     .validate();
-    assert!(e.unwrap_err().to_string().contains("mu_final"));
+    assert!(e.unwrap_err().to_string().contains("mu_initial"));
+    // An unknown key (such as the removed `mu_final`) is an error naming it.
+    let e = toml::from_str::<NewtonParams>("mu_final = 1e-16").unwrap_err();
+    assert!(e.to_string().contains("mu_final"), "{e}");
 }
