@@ -64,14 +64,11 @@ fn every_builtin_example_runs_with_its_invariants() {
 const KNOWN_FAILURES: &[&str] = &[
     // The resummed mesh surrogate stiffens in far Gaussian tails (density ~1e-20 at the walls).
     "ou-2d/flow",
-    // Newton: entropy 0.01 with an active cap drives far cells to 0 (line search fails).
-    "crowd-2d/newton",
 ];
 
 /// Every backend on every built-in example it treats (3 steps): the driver's invariant checks
 /// pass (mass, positivity, bound, and the energy inequality where it is a theorem). Known
-/// limitation, asserted so it is not forgotten: newton does not converge on crowd-2d (tiny
-/// entropy with an active cap; see solvers/newton/tests/examples.rs), and says so.
+/// limitations (KNOWN_FAILURES) are asserted so they are not forgotten.
 #[test]
 fn every_backend_runs_the_examples_it_treats() {
     let (mut solved, mut failed) = (Vec::new(), Vec::new());

@@ -740,9 +740,32 @@ impl<'a> Run<'a> {
     /// else Newton ascent on the dual function.
     fn iterate(&mut self, pt: Point) -> Result<Converged, NewtonError> {
         if self.barrier {
-            self.iterate_ipm(pt)
-        } else {
-            self.iterate_dual(pt)
+            return self.iterate_ipm(pt);
+        }
+        match self.iterate_dual(pt) {
+            Ok(c) => Ok(c),
+            Err(first) => {
+                // The dual function of a stiff entropy step (far from its Gibbs state, small
+                // β) can defeat the damped Newton ascent from every start: the primal–dual
+                // interior point, which updates ρ linearly, takes over from its own cold start.
+                self.barrier = true;
+                self.p.lower_active = true;
+                let again = self
+                    .cold_start()
+                    .ok_or_else(|| self.domain_failure())
+                    .and_then(|x| self.iterate_ipm(x));
+                let spent = match &first {
+                    NewtonError::NotConverged { iterations, .. } => *iterations,
+                    NewtonError::Input(_) => 0,
+                };
+                again.map(|mut c| {
+                    self.notes.push(format!(
+                        "dual Newton failed ({first}); solved by the primal-dual interior point"
+                    ));
+                    c.iterations += spent;
+                    c
+                })
+            }
         }
     }
 
