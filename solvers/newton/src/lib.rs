@@ -45,8 +45,9 @@
 //!
 //! with R1, R2 the residual combinations written out in `ipm.rs`. S couples cells at graph
 //! distance ≤ 2. It is assembled into a pattern fixed per mesh, scaled to unit diagonal, and
-//! factorised by sparse Cholesky (faer) in a nested-dissection order on 2D/3D grids (two-plane
-//! separators, since S reaches two cells; minimum degree elsewhere); the symbolic factorisation,
+//! factorised by sparse Cholesky (faer) in a nested-dissection order on 3D grids (two-plane
+//! separators, since S reaches two cells) and an approximate-minimum-degree order elsewhere (on
+//! 2D grids it fills in less; measured in the README); the symbolic factorisation,
 //! the factor's storage and the workspace are reused for every iteration and step on a mesh.
 //! Solves are refined iteratively. A row that vanishes identically (a cell that exchanges no
 //! mass) is pinned: δφ_K = 0.
@@ -158,5 +159,5 @@ mod params;
 mod solver;
 mod system;
 
-pub use params::{Factorization, NewtonParams};
-pub use solver::{FailureReason, IterateDiagnostics, NewtonError, NewtonSolver};
+pub use params::{Factorization, NewtonParams, Ordering};
+pub use solver::{Factorisation, FailureReason, IterateDiagnostics, NewtonError, NewtonSolver};

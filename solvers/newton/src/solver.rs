@@ -184,6 +184,24 @@ impl From<NewtonError> for StepError {
     }
 }
 
+/// One timed numeric factorisation of a step's Newton matrix ([`NewtonSolver::factorisation`]).
+///
+/// ```rust
+/// use jko_newton::Factorisation;
+///
+/// let f = Factorisation { seconds: 2e-3, matrix_nonzeros: 1000, factor_nonzeros: 4000 };
+/// assert!(f.factor_nonzeros >= f.matrix_nonzeros);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Factorisation {
+    /// Wall time of the numeric factorisation (symbolic factorisation reused).
+    pub seconds: f64,
+    /// Stored nonzeros of S (lower triangle for Cholesky).
+    pub matrix_nonzeros: usize,
+    /// Stored nonzeros of its Cholesky factor (0 for LU).
+    pub factor_nonzeros: usize,
+}
+
 /// Reduced systems (pattern, ordering, symbolic factorisation) are reused while the mesh stays
 /// the same.
 struct Cache {
@@ -300,25 +318,7 @@ impl NewtonSolver {
         warm: Option<&WarmStart>,
     ) -> Result<StepOutput, NewtonError> {
         let start = Instant::now();
-        let mesh = problem.mesh;
-        let faces: Vec<(usize, usize, f64)> = mesh
-            .faces()
-            .iter()
-            .map(|f| (f.k, f.l, f.transmissibility()))
-            .collect();
-        let mut guard = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        let reuse = matches!(&*guard, Some(c) if c.n == mesh.n_cells() && c.faces == faces
-            && c.system.factorization() == self.params.factorization);
-        if !reuse {
-            *guard = None;
-            let system = ReducedSystem::new(mesh, self.params.factorization)
-                .map_err(|e| linear_setup_failure(e.0))?;
-            *guard = Some(Cache {
-                n: mesh.n_cells(),
-                faces: faces.clone(),
-                system,
-            });
-        }
+        let (faces, mut guard) = self.system_for(problem.mesh)?;
         let cache = guard
             .as_mut()
             .ok_or_else(|| InputError::InvalidMesh("internal: reduced system missing".into()))?;
@@ -326,6 +326,76 @@ impl NewtonSolver {
         let mut out = run.solve(warm)?;
         out.info.wall_time = start.elapsed().as_secs_f64();
         Ok(out)
+    }
+
+    /// One numeric factorisation of this step's Newton matrix S (assembled at the step's cold
+    /// start; the symbolic factorisation is the one every step on this mesh reuses), timed,
+    /// with the sizes of S and of its factor: the unit a step's time is compared with in the
+    /// benches (a warm step costs about its number of iterations in factorisations).
+    ///
+    /// # Errors
+    /// [`NewtonError::NotConverged`] with [`FailureReason::LinearSolver`] or
+    /// [`FailureReason::Domain`] when the matrix cannot be built or factorised.
+    ///
+    /// ```rust
+    /// use jko_core::{Energy, JkoStep, Mesh, Potential};
+    /// use jko_newton::{NewtonParams, NewtonSolver};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mesh = Mesh::grid(&[16, 16], &[-3.0, -3.0], &[3.0, 3.0])?;
+    /// let rho0 = mesh.sample(|x| (-(x[0] * x[0] + x[1] * x[1])).exp());
+    /// let energy = Energy::fokker_planck(1.0, Potential::Quadratic { center: vec![0.0; 2], stiffness: 1.0 });
+    /// let frozen = energy.freeze(&mesh, &rho0)?;
+    /// let problem = JkoStep::new(&mesh, &rho0, 0.1, &frozen)?;
+    /// let f = NewtonSolver::new(NewtonParams::default())?.factorisation(&problem)?;
+    /// // 13-point stencil: 7 stored entries per row of the lower triangle, fewer at the walls.
+    /// assert!(f.matrix_nonzeros <= 7 * 256 && f.factor_nonzeros >= f.matrix_nonzeros);
+    /// assert!(f.seconds > 0.0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn factorisation(&self, problem: &JkoStep<'_>) -> Result<Factorisation, NewtonError> {
+        let (faces, mut guard) = self.system_for(problem.mesh)?;
+        let cache = guard
+            .as_mut()
+            .ok_or_else(|| InputError::InvalidMesh("internal: reduced system missing".into()))?;
+        let mut run = Run::new(problem, &faces, &self.params, &mut cache.system);
+        run.time_factorisation()
+    }
+
+    /// The cached reduced system for this mesh (built when the mesh or the linear algebra
+    /// parameters change), with the face list.
+    #[allow(clippy::type_complexity)]
+    fn system_for(
+        &self,
+        mesh: &Mesh,
+    ) -> Result<
+        (
+            Vec<(usize, usize, f64)>,
+            std::sync::MutexGuard<'_, Option<Cache>>,
+        ),
+        NewtonError,
+    > {
+        let faces: Vec<(usize, usize, f64)> = mesh
+            .faces()
+            .iter()
+            .map(|f| (f.k, f.l, f.transmissibility()))
+            .collect();
+        let mut guard = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let reuse = matches!(&*guard, Some(c) if c.n == mesh.n_cells() && c.faces == faces
+            && c.system.factorization() == self.params.factorization
+            && c.system.ordering() == self.params.ordering);
+        if !reuse {
+            *guard = None;
+            let system = ReducedSystem::new(mesh, self.params.factorization, self.params.ordering)
+                .map_err(|e| linear_setup_failure(e.0))?;
+            *guard = Some(Cache {
+                n: mesh.n_cells(),
+                faces: faces.clone(),
+                system,
+            });
+        }
+        Ok((faces, guard))
     }
 
     fn step_with_fallback(
@@ -736,6 +806,28 @@ impl<'a> Run<'a> {
         Ok(self.output(c))
     }
 
+    /// Assemble the Newton matrix at the cold start and time one numeric factorisation.
+    fn time_factorisation(&mut self) -> Result<Factorisation, NewtonError> {
+        let pt = self.cold_start().ok_or_else(|| self.domain_failure())?;
+        let linear = |e: crate::system::LinearFailure| {
+            linear_setup_failure(format!("factorisation: {}", e.0))
+        };
+        if self.barrier {
+            let x = ipm::State::from_point(&self.p, &pt);
+            let res = self.p.pd_residuals(&x);
+            ipm::Linearisation::new(&self.p, &x, &res, self.system).map_err(linear)?;
+        } else {
+            self.p.newton_direction(&pt, self.system).map_err(linear)?;
+        }
+        let t0 = Instant::now();
+        self.system.factorize(0.0).map_err(linear)?;
+        Ok(Factorisation {
+            seconds: t0.elapsed().as_secs_f64(),
+            matrix_nonzeros: self.system.nnz(),
+            factor_nonzeros: self.system.factor_nnz(),
+        })
+    }
+
     /// The iteration from a start point: the primal–dual interior point when a bound matters,
     /// else Newton ascent on the dual function.
     fn iterate(&mut self, pt: Point) -> Result<Converged, NewtonError> {
@@ -1049,7 +1141,7 @@ fn energy_value(p: &Problem<'_>, rho: &Array1<f64>) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::params::Factorization;
+    use crate::params::{Factorization, Ordering};
     use jko_core::StepEnergy;
 
     fn energy(
@@ -1103,7 +1195,7 @@ mod tests {
                 factorization: fact,
                 ..NewtonParams::default()
             };
-            let mut system = ReducedSystem::new(&mesh, fact).unwrap();
+            let mut system = ReducedSystem::new(&mesh, fact, Ordering::Auto).unwrap();
             let run = Run::new(&problem, &faces, &params, &mut system);
             let mu = 1e-2 * run.scale();
             let start = run.cold_start().expect("start");
@@ -1116,7 +1208,7 @@ mod tests {
                 .collect();
             let p = &run.p;
             let pt = run.admissible(phi, mu).expect("point");
-            let mut sys = ReducedSystem::new(&mesh, fact).unwrap();
+            let mut sys = ReducedSystem::new(&mesh, fact, Ordering::Auto).unwrap();
             p.newton_direction(&pt, &mut sys).unwrap();
             let dir: Vec<f64> = (0..n).map(|k| (0.7 * k as f64).cos()).collect();
             let sv = sys.apply(&dir);

@@ -14,7 +14,7 @@
 //! iterative refinement while it reduces the residual.
 
 use crate::ordering;
-use crate::params::Factorization;
+use crate::params::{Factorization, Ordering};
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::solvers::Solve;
 use faer::sparse::linalg::cholesky::{
@@ -30,6 +30,7 @@ use jko_core::Mesh;
 pub(crate) struct ReducedSystem {
     n: usize,
     factorization: Factorization,
+    order: Ordering,
     /// Stencil of cell K: K itself, then the cell across each face of `faces_of(K)`.
     stencil_start: Vec<usize>,
     /// Value positions of the stencil pairs (a, b) of each cell, stored as s×s blocks.
@@ -68,7 +69,11 @@ enum Numeric {
 pub(crate) struct LinearFailure(pub String);
 
 impl ReducedSystem {
-    pub fn new(mesh: &Mesh, factorization: Factorization) -> Result<Self, LinearFailure> {
+    pub fn new(
+        mesh: &Mesh,
+        factorization: Factorization,
+        order: Ordering,
+    ) -> Result<Self, LinearFailure> {
         let n = mesh.n_cells();
         let full = factorization == Factorization::Lu;
         let mut stencil_start = Vec::with_capacity(n + 1);
@@ -132,7 +137,16 @@ impl ReducedSystem {
         let pattern = SymbolicSparseColMat::new_checked(n, n, col_ptr, None, row_idx);
         let numeric = match factorization {
             Factorization::Cholesky => {
-                let perm = ordering::nested_dissection(mesh);
+                // Measured (README): nested dissection fills in less than minimum degree on 3D
+                // grids (24³: 58 against 73 factor entries per entry of S, factorisation
+                // 1.9× faster), more on 2D grids (256²: 21 against 15).
+                let perm = match order {
+                    Ordering::MinimumDegree => None,
+                    Ordering::Auto if mesh.dim() < 3 => None,
+                    Ordering::Auto | Ordering::NestedDissection => {
+                        ordering::nested_dissection(mesh)
+                    }
+                };
                 let inverse = perm.as_deref().map(ordering::inverse);
                 let ord = match (&perm, &inverse) {
                     (Some(p), Some(i)) => {
@@ -169,6 +183,7 @@ impl ReducedSystem {
         Ok(ReducedSystem {
             n,
             factorization,
+            order,
             stencil_start,
             pair_start,
             pair_pos,
@@ -410,5 +425,9 @@ impl ReducedSystem {
 
     pub fn factorization(&self) -> Factorization {
         self.factorization
+    }
+
+    pub fn ordering(&self) -> Ordering {
+        self.order
     }
 }
