@@ -3,7 +3,7 @@
 //! Backend-specific benches live in solvers/*/benches.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use jko::backend::{BACKENDS, SolverConfig};
+use jko::backend::BACKENDS;
 use jko::config::Config;
 use jko_core::JkoStep;
 use std::path::Path;
@@ -20,14 +20,14 @@ fn backends(c: &mut Criterion) {
             .unwrap();
         let step =
             JkoStep::new(&problem.mesh, &problem.initial, config.scheme.tau, &frozen).unwrap();
-        for (name, _) in BACKENDS {
-            let solver = SolverConfig::default_for(name).unwrap().build().unwrap();
+        for backend in BACKENDS {
+            let solver = backend.defaults().build().unwrap();
             // Skip what a backend refuses (quantile on 2D) or cannot solve here.
-            if solver.step(&step, None).is_err() {
+            if solver.solve(&step, None).is_err() {
                 continue;
             }
-            group.bench_function(format!("{example}/{name}"), |b| {
-                b.iter(|| solver.step(&step, None).unwrap())
+            group.bench_function(format!("{example}/{}", backend.name), |b| {
+                b.iter(|| solver.solve(&step, None).unwrap())
             });
         }
     }

@@ -18,7 +18,7 @@
 //! 2D 64²–512² 1.45–1.86, 3D 16³–32³ 1.62–2.05; sinkhorn 2D 64²–256² 1.53–1.95, 3D 16³–32³
 //! 1.60–1.85; quantile 1.01–1.57; flow 1D/2D 1.84–2.52.
 
-use jko::backend::SolverConfig;
+use jko::backend::BackendConfig;
 use jko_core::{Energy, EnergyTerm, JkoStep, Mesh, Potential};
 use std::process::Command;
 
@@ -44,11 +44,11 @@ fn child(backend: &str, dim: usize, n: usize) -> Result<(), Box<dyn std::error::
     );
     // `conic-l4`: the multi-level conic scheme with 4 levels.
     let solver = match backend {
-        "conic-l4" => SolverConfig::Conic(jko_conic::ConicParams {
+        "conic-l4" => BackendConfig::Conic(jko_conic::ConicParams {
             levels: Some(4),
             ..Default::default()
         }),
-        name => SolverConfig::default_for(name)?,
+        name => BackendConfig::default_for(name)?,
     }
     .build()?;
     let rho0 = mesh.sample(|x| {
@@ -65,7 +65,7 @@ fn child(backend: &str, dim: usize, n: usize) -> Result<(), Box<dyn std::error::
     let problem = JkoStep::new(&mesh, &rho0, 0.05, &frozen)?;
     let before = status_kib("VmRSS:").ok_or("no /proc/self/status")?;
     let start = std::time::Instant::now();
-    let status = match solver.step(&problem, None) {
+    let status = match solver.solve(&problem, None) {
         Ok(out) => format!("{:?}", out.info.status),
         Err(e) => format!("error: {e}"),
     };

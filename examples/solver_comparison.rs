@@ -1,4 +1,4 @@
-//! The same JKO step with every registered backend (`jko::backend::backends()`): wall time,
+//! The same JKO step with every registered backend (`jko::backend::BACKENDS`): wall time,
 //! iterations, and the L1 difference of ρ¹ to the first backend's, for a 1D and a 2D
 //! Fokker–Planck step. A backend that does not treat an energy term says so.
 //!
@@ -6,7 +6,7 @@
 //! cargo run --release -p jko --example solver_comparison
 //! ```
 
-use jko::backend::backends;
+use jko::backend::BACKENDS;
 use jko::config::Checks;
 use jko::driver::Stepper;
 use jko_core::exact::Gaussian;
@@ -26,18 +26,19 @@ fn compare(
         "backend", "status", "iters", "L1 to first", "time s"
     );
     let mut first: Option<Array1<f64>> = None;
-    for info in backends()? {
+    for backend in BACKENDS {
+        let solver = backend.defaults().build()?;
         let stepper = match Stepper::new(
             mesh,
             energy,
-            info.solver.as_ref(),
+            solver.as_ref(),
             tau,
             Checks::default(),
             mesh.mass(rho0),
         ) {
             Ok(s) => s,
             Err(e) => {
-                println!("{:>10} skipped: {e}", info.name);
+                println!("{:>10} skipped: {e}", backend.name);
                 continue;
             }
         };
@@ -53,7 +54,7 @@ fn compare(
                 };
                 println!(
                     "{:>10} {:>10} {:>8} {:>16.3e} {:>12.3}",
-                    info.name,
+                    backend.name,
                     format!("{:?}", record.status),
                     record.iterations,
                     diff,
@@ -61,14 +62,14 @@ fn compare(
                 );
                 first.get_or_insert(out.rho);
             }
-            Err(e) => println!("{:>10} failed: {e}", info.name),
+            Err(e) => println!("{:>10} failed: {e}", backend.name),
         }
     }
     Ok(())
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let names: Vec<&str> = backends()?.iter().map(|b| b.name).collect();
+    let names: Vec<&str> = BACKENDS.iter().map(|b| b.name).collect();
     println!("registered backends: {}", names.join(", "));
 
     let mesh = Mesh::grid(&[200], &[-5.0], &[5.0])?;

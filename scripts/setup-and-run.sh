@@ -8,8 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 example="${1:-ou-1d}"
 out="${2:-out/$example}"
-cargo build --release --locked --bin jko
+cargo build --release --locked -p jko-cli --bin jko
 mkdir -p "$(dirname "$out")"
 ./target/release/jko example "$example" > "out/$example.toml"
 ./target/release/jko run "out/$example.toml" --out "$out" --force
-echo "wrote $out (rho_NNNNN.npy per step, summary.json)"
+echo "wrote $out (rho_NNNNN.npy per step, steps.jsonl, run.json)"

@@ -54,7 +54,7 @@ case "$mode" in
     test)
         # The CLI-agreement test runs the engine's own binary on a built-in example.
         if [ -z "${JKO_CLI:-}" ]; then
-            CARGO_TARGET_DIR="$cli_target" cargo build --locked --quiet --bin jko
+            CARGO_TARGET_DIR="$cli_target" cargo build --locked --quiet -p jko-cli --bin jko
             export JKO_CLI="$cli_target/debug/jko"
         fi
         "$venv_python" -m pytest -q python/tests

@@ -7,7 +7,7 @@
 # dataset for any number of tasks; a failed task can be resubmitted alone
 # (sbatch --array=5 ... with the same array size: set JKO_SHARD_COUNT, see below).
 #
-# Usage (build the binary once, on a login node: cargo build --release -p jko):
+# Usage (build the binary once, on a login node: cargo build --release -p jko-cli):
 #   sbatch --array=0-15 scripts/slurm-dataset.sh data/dataset-example.toml out/dataset
 #   JKO_SHARD_COUNT=16 sbatch --array=5 scripts/slurm-dataset.sh data/dataset-example.toml out/dataset
 # Locally, without Slurm (shard 1 of 4):

@@ -1,12 +1,401 @@
-//! The backend registry: a backend is chosen by name at run time (config `[solver] kind = ...`
-//! or `--solver`) and used through [`jko_core::StepSolver`]. Adding a backend is one variant here.
+//! The backend registry: ONE table, [`BACKENDS`], from which everything that names a backend
+//! derives — the `[solver]` table of a config ([`SolverConfig`], [`BackendConfig`]), the
+//! `--solver NAME` override, `jko solvers` and Python's `jko.solvers()`.
+//!
+//! Words: a *backend* is a way of computing a JKO step (a crate implementing
+//! [`jko_core::StepSolver`], one row of the table, named by `kind`); a *solver* is a backend
+//! configured with parameters (the `[solver]` table, a `Box<dyn StepSolver>` built from it).
+//!
+//! # Adding a backend
+//! 1. a crate under `solvers/` whose solver implements [`jko_core::StepSolver`] and whose
+//!    parameters type has `Default`, serde (`deny_unknown_fields`) and `validate()`, with a
+//!    constructor `new(params) -> Result<Self, E>` (`E` converts into [`RunError`]);
+//! 2. one entry in the `backends!` table below (variant, params type, solver type, name,
+//!    one-line summary, whether it computes proximal steps);
+//! 3. the crate as a dependency of this one (`Cargo.toml`, `[dependencies]` and
+//!    `[workspace.dependencies]`).
+//!
+//! Configs, `--solver`, `jko solvers`, `jko compare` and Python pick it up from the table. A
+//! backend that only works on some meshes says so in
+//! [`jko_core::StepSolver::supports_mesh`]; nothing here names it.
 
+use crate::check::SurrogateCheck;
 use crate::error::RunError;
-use jko_core::{EnergyTerm, StepSolver};
-use serde::{Deserialize, Serialize};
+use jko_core::{EnergyTerm, Mesh, StepSolver};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
 
-/// `[solver]` table: `kind` selects the backend, the other keys are its parameters (each
-/// backend's params struct, with defaults for missing keys). `jko solvers` lists the backends.
+/// One row of the registry: what `jko solvers` lists and what configs name.
+///
+/// ```rust
+/// let quantile = jko::backend::find("quantile").unwrap();
+/// assert!(quantile.proximal && quantile.summary.contains("1D"));
+/// assert_eq!(quantile.defaults().name(), "quantile");
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Backend {
+    /// The name configs use (`kind`).
+    pub name: &'static str,
+    /// One line on the method.
+    pub summary: &'static str,
+    /// Whether it computes proximal (JKO) steps, so it can check a surrogate; false for a
+    /// surrogate such as `flow`.
+    pub proximal: bool,
+    defaults: fn() -> BackendConfig,
+}
+
+impl Backend {
+    /// The backend with its default parameters.
+    ///
+    /// ```rust
+    /// use jko::backend::{BackendConfig, find};
+    ///
+    /// assert!(matches!(find("newton").unwrap().defaults(), BackendConfig::Newton(_)));
+    /// ```
+    pub fn defaults(&self) -> BackendConfig {
+        (self.defaults)()
+    }
+
+    /// The parameters with their defaults, as `jko solvers` lists them (key → value).
+    ///
+    /// ```rust
+    /// let params = jko::backend::find("newton").unwrap().parameters();
+    /// assert_eq!(params["tol"], 1e-10);
+    /// assert!(!params.contains_key("kind"));
+    /// ```
+    pub fn parameters(&self) -> Map<String, Value> {
+        let mut map = self.defaults().to_map();
+        map.remove("kind");
+        map
+    }
+}
+
+/// Declares the registry: the [`BackendConfig`] enum, its dispatch, and [`BACKENDS`], from one
+/// entry per backend.
+macro_rules! backends {
+    ($(
+        $(#[$doc:meta])*
+        $variant:ident($params:ty) => $solver:ty {
+            name: $name:literal,
+            summary: $summary:literal,
+            proximal: $proximal:literal $(,)?
+        }
+    )*) => {
+        /// The backend of a `[solver]` table and its parameters, tagged by `kind` (generated
+        /// from the registry table, one variant per backend).
+        ///
+        /// ```rust
+        /// use jko::backend::BackendConfig;
+        ///
+        /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+        /// let conic: BackendConfig = toml::from_str("kind = \"conic\"\nlevels = 4")?;
+        /// let BackendConfig::Conic(params) = &conic else { unreachable!() };
+        /// assert_eq!((conic.name(), params.levels), ("conic", Some(4)));
+        /// # Ok(())
+        /// # }
+        /// ```
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "kind")]
+        pub enum BackendConfig {
+            $(
+                $(#[$doc])*
+                #[serde(rename = $name)]
+                $variant($params),
+            )*
+        }
+
+        /// The registered backends, in the order `jko solvers` lists them.
+        pub const BACKENDS: &[Backend] = &[
+            $(
+                Backend {
+                    name: $name,
+                    summary: $summary,
+                    proximal: $proximal,
+                    defaults: || BackendConfig::$variant(<$params>::default()),
+                },
+            )*
+        ];
+
+        impl BackendConfig {
+            /// The backend's name as written in configs.
+            ///
+            /// ```rust
+            /// use jko::backend::BackendConfig;
+            ///
+            /// assert_eq!(BackendConfig::Newton(Default::default()).name(), "newton");
+            /// ```
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(BackendConfig::$variant(_) => $name,)*
+                }
+            }
+
+            /// Check the parameters.
+            ///
+            /// # Errors
+            /// [`RunError::Input`] naming the parameter.
+            ///
+            /// ```rust
+            /// use jko::backend::BackendConfig;
+            ///
+            /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+            /// let bad: BackendConfig = toml::from_str("kind = \"newton\"\ntol = -1.0")?;
+            /// assert!(bad.validate().unwrap_err().to_string().contains("tol"));
+            /// # Ok(())
+            /// # }
+            /// ```
+            pub fn validate(&self) -> Result<(), RunError> {
+                match self {
+                    $(BackendConfig::$variant(p) => p.validate()?,)*
+                }
+                Ok(())
+            }
+
+            /// Build the backend.
+            ///
+            /// # Errors
+            /// [`RunError::Input`] / [`RunError::Solver`] when the parameters are invalid.
+            ///
+            /// ```rust
+            /// use jko::backend::BackendConfig;
+            /// use jko_core::EnergyTerm;
+            ///
+            /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+            /// let quantile = BackendConfig::default_for("quantile")?.build()?;
+            /// assert_eq!(quantile.name(), "quantile");
+            /// assert!(!quantile.treats(EnergyTerm::MaxDensity));
+            /// # Ok(())
+            /// # }
+            /// ```
+            pub fn build(&self) -> Result<Box<dyn StepSolver>, RunError> {
+                Ok(match self {
+                    $(BackendConfig::$variant(p) => Box::new(<$solver>::new(p.clone())?),)*
+                })
+            }
+        }
+    };
+}
+
+backends! {
+    /// Clarabel interior point on the one-step two-point-flux scheme, or on the multi-level
+    /// dynamic Benamou–Brenier scheme with `levels` (docs/mathematics.md §2.1, §2.2).
+    Conic(jko_conic::ConicParams) => jko_conic::ConicSolver {
+        name: "conic",
+        summary: "Clarabel interior point: one-step two-point-flux scheme, or multi-level Benamou-Brenier with `levels = L`",
+        proximal: true,
+    }
+    /// Newton on the optimality system of the same one-step scheme (docs/mathematics.md §2.1).
+    Newton(jko_newton::NewtonParams) => jko_newton::NewtonSolver {
+        name: "newton",
+        summary: "Newton on the optimality system of the one-step scheme (reduced dual, sparse Cholesky, barrier for bounds)",
+        proximal: true,
+    }
+    /// Entropic JKO (Peyré 2015): generalised Sinkhorn with tensor-product kernels
+    /// (docs/mathematics.md §2.3).
+    Sinkhorn(jko_sinkhorn::SinkhornParams) => jko_sinkhorn::SinkhornSolver {
+        name: "sinkhorn",
+        summary: "entropic JKO: generalised Sinkhorn, tensor-product Gibbs kernels, log-domain, eps-scaling",
+        proximal: true,
+    }
+    /// 1D Lagrangian (quantile) steps with exact W² (docs/mathematics.md §3).
+    Quantile(jko_quantile::QuantileParams) => jko_quantile::QuantileSolver {
+        name: "quantile",
+        summary: "1D Lagrangian JKO with exact W2: Newton on the quantile function (1D meshes only)",
+        proximal: true,
+    }
+    /// JKO-Flow surrogate: the gradient flow of the modified energy J^η over each step
+    /// (docs/mathematics.md §2.4); check it against a proximal backend with `check_every`.
+    Flow(jko_flow::FlowParams) => jko_flow::FlowSolver {
+        name: "flow",
+        summary: "JKO-Flow surrogate (Halmos-Hanin): explicit RK integration of the modified energy's flow, resummed",
+        proximal: false,
+    }
+}
+
+/// The registry row of the backend called `name`.
+///
+/// # Errors
+/// [`RunError::UnknownBackend`], listing the known names.
+///
+/// ```rust
+/// assert_eq!(jko::backend::find("sinkhorn").unwrap().name, "sinkhorn");
+/// let err = jko::backend::find("lbfgs").unwrap_err();
+/// assert!(err.to_string().contains("known backends: conic, newton"), "{err}");
+/// ```
+pub fn find(name: &str) -> Result<&'static Backend, RunError> {
+    BACKENDS
+        .iter()
+        .find(|b| b.name == name)
+        .ok_or_else(|| RunError::UnknownBackend {
+            name: name.to_string(),
+            known: names(),
+        })
+}
+
+/// The registered backends' names, in table order.
+///
+/// ```rust
+/// assert_eq!(jko::backend::names(), ["conic", "newton", "sinkhorn", "quantile", "flow"]);
+/// ```
+pub fn names() -> Vec<&'static str> {
+    BACKENDS.iter().map(|b| b.name).collect()
+}
+
+impl BackendConfig {
+    /// Default parameters of the backend called `name`.
+    ///
+    /// # Errors
+    /// [`RunError::UnknownBackend`], listing the known names.
+    ///
+    /// ```rust
+    /// use jko::backend::BackendConfig;
+    ///
+    /// assert!(matches!(BackendConfig::default_for("quantile"), Ok(BackendConfig::Quantile(_))));
+    /// assert!(BackendConfig::default_for("lbfgs").is_err());
+    /// ```
+    pub fn default_for(name: &str) -> Result<BackendConfig, RunError> {
+        Ok(find(name)?.defaults())
+    }
+
+    /// The parameters as a JSON object with `kind` (unset optional parameters left out, at every
+    /// depth).
+    ///
+    /// ```rust
+    /// use jko::backend::BackendConfig;
+    ///
+    /// let map = BackendConfig::default_for("conic").unwrap().to_map();
+    /// assert_eq!(map["kind"], "conic");
+    /// assert!(!map.contains_key("levels"));
+    /// // Every backend's defaults survive a TOML round trip (TOML has no null).
+    /// for b in jko::backend::BACKENDS {
+    ///     let config = jko::backend::SolverConfig::default_for(b.name).unwrap();
+    ///     let text = toml::to_string(&config).unwrap();
+    ///     assert_eq!(toml::from_str::<jko::backend::SolverConfig>(&text).unwrap(), config);
+    /// }
+    /// ```
+    pub fn to_map(&self) -> Map<String, Value> {
+        /// Unset optional values (null), at every depth: TOML has no null.
+        fn strip_nulls(map: &mut Map<String, Value>) {
+            map.retain(|_, v| !v.is_null());
+            for v in map.values_mut() {
+                if let Value::Object(inner) = v {
+                    strip_nulls(inner);
+                }
+            }
+        }
+        match serde_json::to_value(self) {
+            Ok(Value::Object(mut map)) => {
+                strip_nulls(&mut map);
+                map
+            }
+            // Every params type is a struct: serialised as an object.
+            _ => Map::new(),
+        }
+    }
+
+    /// Time levels of a multi-level scheme: the backend's `levels` parameter, when it has
+    /// one set.
+    ///
+    /// ```rust
+    /// use jko::backend::BackendConfig;
+    ///
+    /// let conic: BackendConfig = toml::from_str("kind = \"conic\"\nlevels = 4").unwrap();
+    /// assert_eq!(conic.levels(), Some(4));
+    /// assert_eq!(BackendConfig::default_for("newton").unwrap().levels(), None);
+    /// ```
+    pub fn levels(&self) -> Option<usize> {
+        self.to_map()
+            .get("levels")
+            .and_then(Value::as_u64)
+            .map(|l| l as usize)
+    }
+
+    /// The same backend with `factor` times as many time levels (`--refine levels`).
+    ///
+    /// # Errors
+    /// [`RunError::Config`] for a backend without `levels` set.
+    ///
+    /// ```rust
+    /// use jko::backend::BackendConfig;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let conic: BackendConfig = toml::from_str("kind = \"conic\"\nlevels = 2")?;
+    /// assert_eq!(conic.with_levels_scaled(4)?.levels(), Some(8));
+    /// assert!(BackendConfig::default_for("newton")?.with_levels_scaled(2).is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_levels_scaled(&self, factor: usize) -> Result<BackendConfig, RunError> {
+        let Some(levels) = self.levels() else {
+            return Err(RunError::config(
+                "solver.levels",
+                format!(
+                    "--refine levels needs a backend with time levels (conic with `levels`); `{}` has none",
+                    self.name()
+                ),
+            ));
+        };
+        let mut map = self.to_map();
+        map.insert("levels".into(), Value::from(levels * factor));
+        serde_json::from_value(Value::Object(map))
+            .map_err(|e| RunError::config("solver.levels", e.to_string()))
+    }
+}
+
+/// The check of a surrogate against true proximal steps (`[solver]` keys `check_every`,
+/// `check_solver`, `check_tol`; see [`SurrogateCheck`]): every `every`-th step is also solved by
+/// the backend `solver` from the same ρⁿ; the discrepancy is recorded, and above `tol`
+/// (relative L1) the proximal result is kept.
+///
+/// ```rust
+/// use jko::backend::{CheckConfig, SolverConfig};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let config: SolverConfig = toml::from_str("kind = \"flow\"\ncheck_every = 5")?;
+/// assert_eq!(config.check, Some(CheckConfig { every: 5, ..CheckConfig::default() }));
+/// assert_eq!(CheckConfig::default().solver, "newton");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckConfig {
+    /// Check the steps whose number is a multiple of `every` (≥ 1).
+    pub every: usize,
+    /// The proximal backend of the checks, with its default parameters.
+    pub solver: String,
+    /// Relative L1 discrepancy above which the proximal result is kept.
+    pub tol: f64,
+}
+
+/// The backend that checks a surrogate unless `check_solver` names another.
+pub const DEFAULT_CHECK_SOLVER: &str = "newton";
+
+/// The relative L1 discrepancy above which a check keeps the proximal step, unless
+/// `check_tol` sets another.
+pub const DEFAULT_CHECK_TOL: f64 = 1e-2;
+
+impl Default for CheckConfig {
+    fn default() -> Self {
+        CheckConfig {
+            every: 1,
+            solver: DEFAULT_CHECK_SOLVER.into(),
+            tol: DEFAULT_CHECK_TOL,
+        }
+    }
+}
+
+/// The `[solver]` table: `kind` selects the backend, its parameters sit beside it (each
+/// backend's params struct, defaults for missing keys), and the optional keys `check_every`,
+/// `check_solver`, `check_tol` check it against a proximal backend ([`CheckConfig`]). One
+/// shape for every backend; `jko solvers` lists them.
+///
+/// ```toml
+/// [solver]
+/// kind = "flow"
+/// variant = "resummed"   # the backend's parameters
+/// rtol = 1e-6
+/// check_every = 5        # optional: check every 5th step against newton
+/// ```
 ///
 /// ```rust
 /// use jko::backend::SolverConfig;
@@ -15,150 +404,122 @@ use serde::{Deserialize, Serialize};
 /// let config: SolverConfig = toml::from_str("kind = \"sinkhorn\"")?;
 /// assert_eq!(config.name(), "sinkhorn");
 /// assert_eq!(config, SolverConfig::default_for("sinkhorn")?);
+/// let checked: SolverConfig = toml::from_str("kind = \"flow\"\nrtol = 1e-7\ncheck_every = 2\ncheck_solver = \"conic\"")?;
+/// let solver = checked.build()?;
+/// assert_eq!(solver.name(), "flow");
+/// // Round trip through TOML.
+/// assert_eq!(toml::from_str::<SolverConfig>(&toml::to_string(&checked)?)?, checked);
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum SolverConfig {
-    /// Clarabel on the one-step two-point-flux scheme (DESIGN §2.1).
-    Conic(jko_conic::ConicParams),
-    /// Newton on the optimality system of the same one-step scheme (DESIGN §2.1).
-    Newton(jko_newton::NewtonParams),
-    /// Entropic JKO (Peyré 2015): generalised Sinkhorn with tensor-product kernels.
-    Sinkhorn(jko_sinkhorn::SinkhornParams),
-    /// 1D Lagrangian (quantile) steps with exact W².
-    Quantile(jko_quantile::QuantileParams),
-    /// JKO-Flow surrogate: the gradient flow of the modified energy J^η over each step,
-    /// optionally checked against a proximal backend.
-    Flow(FlowConfig),
+#[derive(Debug, Clone, PartialEq)]
+pub struct SolverConfig {
+    /// The backend and its parameters.
+    pub backend: BackendConfig,
+    /// An optional check against a proximal backend.
+    pub check: Option<CheckConfig>,
 }
 
-/// `[solver] kind = "flow"`: the surrogate's parameters plus its check against true proximal
-/// steps: every `check_every` steps the step is also solved by `check_solver` from the same
-/// ρⁿ; the discrepancy is recorded, and when it exceeds `check_tol` (relative L1) the proximal
-/// result replaces the surrogate's (a fallback, recorded in the step record).
-///
-/// ```toml
-/// [solver]
-/// kind = "flow"
-/// check_every = 5
-/// check_solver = "newton"
-/// check_tol = 1e-2
-/// [solver.flow]          # the integrator's parameters (jko_flow::FlowParams), optional
-/// variant = "resummed"
-/// rtol = 1e-6
-/// ```
-///
-/// ```rust
-/// use jko::backend::{FlowConfig, SolverConfig};
-///
-/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let config: SolverConfig = toml::from_str("kind = \"flow\"\ncheck_every = 5")?;
-/// let SolverConfig::Flow(flow) = &config else { unreachable!() };
-/// assert_eq!((flow.check_every, flow.check_solver.as_str(), flow.check_tol), (Some(5), "newton", 1e-2));
-/// assert_eq!(FlowConfig::default().check_every, None);
-/// # Ok(())
-/// # }
-/// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FlowConfig {
-    /// `[solver.flow]`: the integrator's parameters.
-    #[serde(default)]
-    pub flow: jko_flow::FlowParams,
-    /// Check every `check_every`-th step against a proximal backend (None: no checks).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub check_every: Option<usize>,
-    /// The proximal backend of the checks, with its default parameters (default `newton`).
-    #[serde(default = "default_check_solver")]
-    pub check_solver: String,
-    /// Relative L1 discrepancy above which the proximal result is kept (default 1e-2).
-    #[serde(default = "default_check_tol")]
-    pub check_tol: f64,
-}
-
-fn default_check_solver() -> String {
-    "newton".into()
-}
-
-fn default_check_tol() -> f64 {
-    1e-2
-}
-
-impl Default for FlowConfig {
-    fn default() -> Self {
-        FlowConfig {
-            flow: Default::default(),
-            check_every: None,
-            check_solver: default_check_solver(),
-            check_tol: default_check_tol(),
+impl Serialize for SolverConfig {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = self.backend.to_map();
+        if let Some(c) = &self.check {
+            map.insert("check_every".into(), Value::from(c.every));
+            map.insert("check_solver".into(), Value::from(c.solver.clone()));
+            map.insert("check_tol".into(), Value::from(c.tol));
         }
+        map.serialize(serializer)
     }
 }
 
-/// Registered backends: (name, one-line summary), in the order `jko solvers` lists them.
-pub const BACKENDS: &[(&str, &str)] = &[
-    (
-        "conic",
-        "Clarabel interior point: one-step two-point-flux scheme, or multi-level Benamou-Brenier with `levels = L`",
-    ),
-    (
-        "newton",
-        "Newton on the optimality system of the one-step scheme (reduced dual, sparse Cholesky, barrier for bounds)",
-    ),
-    (
-        "sinkhorn",
-        "entropic JKO: generalised Sinkhorn, tensor-product Gibbs kernels, log-domain, eps-scaling",
-    ),
-    (
-        "quantile",
-        "1D Lagrangian JKO with exact W2: Newton on the quantile function (1D meshes only)",
-    ),
-    (
-        "flow",
-        "JKO-Flow surrogate (Halmos-Hanin): explicit RK integration of the modified energy's flow, resummed",
-    ),
-];
-
-/// What `jko solvers` prints about one backend (see [`backends`]).
-///
-/// ```rust
-/// let info = &jko::backend::backends().unwrap()[0];
-/// assert_eq!((info.name, info.solver.name()), ("conic", "conic"));
-/// ```
-pub struct BackendInfo {
-    /// The name as written in configs (`kind`).
-    pub name: &'static str,
-    /// One line on the method.
-    pub summary: &'static str,
-    /// The backend with default parameters.
-    pub solver: Box<dyn StepSolver>,
+impl<'de> Deserialize<'de> for SolverConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut map = Map::<String, Value>::deserialize(deserializer)?;
+        let kind = match map.get("kind") {
+            Some(Value::String(k)) => k.clone(),
+            Some(other) => return Err(D::Error::custom(format!("kind = {other}: not a name"))),
+            None => return Err(D::Error::missing_field("kind")),
+        };
+        find(&kind).map_err(D::Error::custom)?;
+        let every = map.remove("check_every");
+        let solver = map.remove("check_solver");
+        let tol = map.remove("check_tol");
+        let check = match every {
+            None => {
+                if let Some(key) = [("check_solver", &solver), ("check_tol", &tol)]
+                    .iter()
+                    .find(|(_, v)| v.is_some())
+                    .map(|(k, _)| k)
+                {
+                    return Err(D::Error::custom(format!(
+                        "{key} needs check_every (the steps to check)"
+                    )));
+                }
+                None
+            }
+            Some(every) => {
+                let field =
+                    |key: &str, e: serde_json::Error| D::Error::custom(format!("{key}: {e}"));
+                let defaults = CheckConfig::default();
+                Some(CheckConfig {
+                    every: serde_json::from_value(every).map_err(|e| field("check_every", e))?,
+                    solver: match solver {
+                        Some(s) => {
+                            serde_json::from_value(s).map_err(|e| field("check_solver", e))?
+                        }
+                        None => defaults.solver,
+                    },
+                    tol: match tol {
+                        Some(t) => serde_json::from_value(t).map_err(|e| field("check_tol", e))?,
+                        None => defaults.tol,
+                    },
+                })
+            }
+        };
+        let backend: BackendConfig = serde_json::from_value(Value::Object(map))
+            .map_err(|e| D::Error::custom(format!("{kind} parameters: {e}")))?;
+        Ok(SolverConfig { backend, check })
+    }
 }
 
 impl SolverConfig {
+    /// The backend `name` with its default parameters and no check.
+    ///
+    /// # Errors
+    /// [`RunError::UnknownBackend`], listing the known names.
+    ///
+    /// ```rust
+    /// use jko::backend::SolverConfig;
+    ///
+    /// let newton = SolverConfig::default_for("newton").unwrap();
+    /// assert!(newton.check.is_none());
+    /// assert!(SolverConfig::default_for("lbfgs").unwrap_err().to_string().contains("lbfgs"));
+    /// ```
+    pub fn default_for(name: &str) -> Result<SolverConfig, RunError> {
+        Ok(SolverConfig {
+            backend: BackendConfig::default_for(name)?,
+            check: None,
+        })
+    }
+
     /// The backend's name as written in configs.
     ///
     /// ```rust
     /// use jko::backend::SolverConfig;
     ///
-    /// assert_eq!(SolverConfig::Newton(Default::default()).name(), "newton");
+    /// assert_eq!(SolverConfig::default_for("newton").unwrap().name(), "newton");
     /// ```
     pub fn name(&self) -> &'static str {
-        match self {
-            SolverConfig::Conic(_) => "conic",
-            SolverConfig::Newton(_) => "newton",
-            SolverConfig::Sinkhorn(_) => "sinkhorn",
-            SolverConfig::Quantile(_) => "quantile",
-            SolverConfig::Flow(_) => "flow",
-        }
+        self.backend.name()
     }
 
-    /// `--solver NAME`: keep the configured parameters when NAME is the configured backend,
-    /// otherwise switch to NAME's defaults (None: no override).
+    /// `--solver NAME`: keep the configured parameters (and check) when NAME is the
+    /// configured backend, otherwise switch to NAME's defaults without a check (None: no
+    /// override).
     ///
     /// # Errors
-    /// [`RunError::Config`] for an unknown name, listing the known ones.
+    /// [`RunError::UnknownBackend`] for an unknown name, listing the known ones.
     ///
     /// ```rust
     /// use jko::backend::SolverConfig;
@@ -178,46 +539,11 @@ impl SolverConfig {
         }
     }
 
-    /// Default parameters of the backend called `name`.
+    /// Check the backend's parameters and the check's settings.
     ///
     /// # Errors
-    /// [`RunError::Config`] for an unknown name, listing the known ones.
-    ///
-    /// ```rust
-    /// use jko::backend::SolverConfig;
-    ///
-    /// assert!(matches!(SolverConfig::default_for("quantile"), Ok(SolverConfig::Quantile(_))));
-    /// let err = SolverConfig::default_for("lbfgs").unwrap_err();
-    /// assert!(err.to_string().contains("known solvers: conic, newton"));
-    /// ```
-    pub fn default_for(name: &str) -> Result<SolverConfig, RunError> {
-        match name {
-            "conic" => Ok(SolverConfig::Conic(Default::default())),
-            "newton" => Ok(SolverConfig::Newton(Default::default())),
-            "sinkhorn" => Ok(SolverConfig::Sinkhorn(Default::default())),
-            "quantile" => Ok(SolverConfig::Quantile(Default::default())),
-            "flow" => Ok(SolverConfig::Flow(Default::default())),
-            other => Err(RunError::Config(format!(
-                "unknown solver `{other}`; known solvers: {}",
-                Self::names().join(", ")
-            ))),
-        }
-    }
-
-    /// The registered backends' names (from [`BACKENDS`]).
-    ///
-    /// ```rust
-    /// assert_eq!(jko::backend::SolverConfig::names(), ["conic", "newton", "sinkhorn", "quantile", "flow"]);
-    /// ```
-    pub fn names() -> Vec<&'static str> {
-        BACKENDS.iter().map(|b| b.0).collect()
-    }
-
-    /// Check the backend's parameters (and, for `flow`, the surrogate check's settings).
-    ///
-    /// # Errors
-    /// [`RunError::Input`] naming the parameter; [`RunError::Config`] for a `flow` check
-    /// against an unknown or non-proximal backend.
+    /// [`RunError::Input`] naming the parameter; [`RunError::UnknownBackend`] for an unknown
+    /// `check_solver`; [`RunError::Config`] for a check by a backend that is not proximal.
     ///
     /// ```rust
     /// use jko::backend::SolverConfig;
@@ -227,76 +553,42 @@ impl SolverConfig {
     /// let bad: SolverConfig = toml::from_str("kind = \"flow\"\ncheck_every = 0")?;
     /// assert!(bad.validate().unwrap_err().to_string().contains("solver.check_every"));
     /// let circular: SolverConfig = toml::from_str("kind = \"flow\"\ncheck_every = 2\ncheck_solver = \"flow\"")?;
-    /// assert!(circular.validate().is_err());
+    /// assert!(circular.validate().unwrap_err().to_string().contains("proximal"));
     /// # Ok(())
     /// # }
     /// ```
     pub fn validate(&self) -> Result<(), RunError> {
-        match self {
-            SolverConfig::Conic(p) => p.validate()?,
-            SolverConfig::Newton(p) => p.validate()?,
-            SolverConfig::Sinkhorn(p) => p.validate()?,
-            SolverConfig::Quantile(p) => p.validate()?,
-            SolverConfig::Flow(f) => {
-                f.flow.validate()?;
-                if f.check_every == Some(0) {
-                    return Err(jko_core::InputError::parameter(
-                        "solver.check_every",
-                        0,
-                        "must be >= 1",
-                    )
-                    .into());
-                }
-                if !(f.check_tol.is_finite() && f.check_tol > 0.0) {
-                    return Err(jko_core::InputError::parameter(
-                        "solver.check_tol",
-                        f.check_tol,
-                        "must be finite and > 0",
-                    )
-                    .into());
-                }
-                if f.check_every.is_some() {
-                    let check = SolverConfig::default_for(&f.check_solver)?;
-                    if matches!(check, SolverConfig::Flow(_)) {
-                        return Err(RunError::Config(
-                            "solver.check_solver must be a proximal backend, not `flow`".into(),
-                        ));
-                    }
-                }
+        self.backend.validate()?;
+        if let Some(c) = &self.check {
+            if c.every == 0 {
+                return Err(jko_core::InputError::parameter(
+                    "solver.check_every",
+                    0,
+                    "must be >= 1",
+                )
+                .into());
+            }
+            jko_core::finite_positive("solver.check_tol", c.tol)?;
+            if !find(&c.solver)?.proximal {
+                return Err(RunError::config(
+                    "solver.check_solver",
+                    format!(
+                        "must be a proximal backend, not the surrogate `{}`",
+                        c.solver
+                    ),
+                ));
             }
         }
         Ok(())
     }
 
-    /// Time levels of a multi-level scheme, when the backend has them.
-    pub(crate) fn levels(&self) -> Option<usize> {
-        match self {
-            SolverConfig::Conic(p) => p.levels,
-            _ => None,
-        }
-    }
-
-    /// The same backend with `factor` times as many time levels (`--refine levels`).
-    pub(crate) fn with_levels_scaled(&self, factor: usize) -> Result<SolverConfig, RunError> {
-        match self {
-            SolverConfig::Conic(p) if p.levels.is_some() => {
-                Ok(SolverConfig::Conic(jko_conic::ConicParams {
-                    levels: p.levels.map(|l| l * factor),
-                    ..p.clone()
-                }))
-            }
-            _ => Err(RunError::Config(format!(
-                "--refine levels needs a backend with time levels (conic with `levels`); `{}` has none",
-                self.name()
-            ))),
-        }
-    }
-
-    /// Build the backend, ready for [`crate::driver::Stepper`] or direct
-    /// [`StepSolver::step`] calls.
+    /// Build the solver: the backend, wrapped in a [`SurrogateCheck`] when the config has a
+    /// check. Ready for [`crate::driver::Stepper`] or direct
+    /// [`StepSolver::solve`] calls.
     ///
     /// # Errors
-    /// [`RunError::Input`] / [`RunError::Solver`] when the parameters are invalid.
+    /// As [`SolverConfig::validate`], and [`RunError::Input`] / [`RunError::Solver`] from the
+    /// backends' constructors.
     ///
     /// ```rust
     /// use jko::backend::SolverConfig;
@@ -310,72 +602,21 @@ impl SolverConfig {
     /// # }
     /// ```
     pub fn build(&self) -> Result<Box<dyn StepSolver>, RunError> {
-        Ok(match self {
-            SolverConfig::Conic(p) => Box::new(jko_conic::ConicSolver::new(p.clone())?),
-            SolverConfig::Newton(p) => Box::new(jko_newton::NewtonSolver::new(p.clone())?),
-            SolverConfig::Sinkhorn(p) => Box::new(jko_sinkhorn::SinkhornSolver::new(p.clone())?),
-            SolverConfig::Quantile(p) => Box::new(jko_quantile::QuantileSolver::new(p.clone())?),
-            SolverConfig::Flow(f) => Box::new(jko_flow::FlowSolver::new(f.flow.clone())?),
+        self.validate()?;
+        let backend = self.backend.build()?;
+        Ok(match &self.check {
+            None => backend,
+            Some(c) => Box::new(SurrogateCheck::new(
+                backend,
+                BackendConfig::default_for(&c.solver)?.build()?,
+                c.every,
+                c.tol,
+            )),
         })
-    }
-
-    /// The surrogate check of a `flow` config with `check_every` (None for any other config):
-    /// what [`crate::run`] sets as [`crate::driver::Stepper::check`].
-    ///
-    /// # Errors
-    /// [`RunError::Config`] for an unknown `check_solver`; errors of building it.
-    ///
-    /// ```rust
-    /// use jko::backend::SolverConfig;
-    ///
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let flow: SolverConfig = toml::from_str("kind = \"flow\"\ncheck_every = 3\ncheck_solver = \"conic\"")?;
-    /// let check = flow.surrogate_check()?.unwrap();
-    /// assert_eq!((check.every, check.solver.name(), check.tol), (3, "conic", 1e-2));
-    /// assert!(SolverConfig::default_for("newton")?.surrogate_check()?.is_none());
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn surrogate_check(&self) -> Result<Option<crate::driver::SurrogateCheck>, RunError> {
-        match self {
-            SolverConfig::Flow(FlowConfig {
-                check_every: Some(every),
-                check_solver,
-                check_tol,
-                ..
-            }) => Ok(Some(crate::driver::SurrogateCheck {
-                every: *every,
-                solver: SolverConfig::default_for(check_solver)?.build()?,
-                tol: *check_tol,
-            })),
-            _ => Ok(None),
-        }
     }
 }
 
-/// Every registered backend with default parameters, for `jko solvers`.
-///
-/// # Errors
-/// Errors of building a backend (none with default parameters).
-///
-/// ```rust
-/// let names: Vec<_> = jko::backend::backends().unwrap().iter().map(|b| b.name).collect();
-/// assert_eq!(names, jko::backend::SolverConfig::names());
-/// ```
-pub fn backends() -> Result<Vec<BackendInfo>, RunError> {
-    BACKENDS
-        .iter()
-        .map(|&(name, summary)| {
-            Ok(BackendInfo {
-                name,
-                summary,
-                solver: SolverConfig::default_for(name)?.build()?,
-            })
-        })
-        .collect()
-}
-
-/// The energy terms a backend treats, as words (what `jko solvers` prints).
+/// The energy terms a solver treats, as words (what `jko solvers` prints).
 ///
 /// ```rust
 /// use jko::backend::{SolverConfig, treated_terms};
@@ -393,5 +634,41 @@ pub fn treated_terms(solver: &dyn StepSolver) -> Vec<String> {
         .iter()
         .filter(|t| solver.treats(**t))
         .map(|t| t.to_string())
+        .collect()
+}
+
+/// The kinds of mesh a solver works on, probed with [`StepSolver::supports_mesh`] on one
+/// small mesh of each kind: `1D`, `2D`, `3D` grids and a `masked 2D` grid.
+///
+/// ```rust
+/// use jko::backend::{SolverConfig, supported_meshes};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let quantile = SolverConfig::default_for("quantile")?.build()?;
+/// assert_eq!(supported_meshes(quantile.as_ref()), ["1D"]);
+/// let newton = SolverConfig::default_for("newton")?.build()?;
+/// assert_eq!(supported_meshes(newton.as_ref()).len(), 4);
+/// # Ok(())
+/// # }
+/// ```
+pub fn supported_meshes(solver: &dyn StepSolver) -> Vec<&'static str> {
+    let probes: [(&str, Result<Mesh, _>); 4] = [
+        ("1D", Mesh::grid(&[4], &[0.0], &[1.0])),
+        ("2D", Mesh::grid(&[4, 4], &[0.0; 2], &[1.0; 2])),
+        ("3D", Mesh::grid(&[4, 4, 4], &[0.0; 3], &[1.0; 3])),
+        (
+            "masked 2D",
+            Mesh::masked_grid(
+                &[4, 4],
+                &[0.0; 2],
+                &[1.0; 2],
+                Some((0..16).map(|i| i != 5).collect()),
+            ),
+        ),
+    ];
+    probes
+        .into_iter()
+        .filter(|(_, mesh)| mesh.as_ref().is_ok_and(|m| solver.supports_mesh(m).is_ok()))
+        .map(|(name, _)| name)
         .collect()
 }

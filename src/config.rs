@@ -73,7 +73,8 @@ pub struct Config {
 
 /// `[limits]`: resources a run may use. A run whose estimated memory (the mesh plus the
 /// backend's [`jko_core::StepSolver::memory_estimate`]) exceeds the limit is refused before
-/// anything large is allocated.
+/// anything large is allocated (by [`crate::plan::Plan::build`], which reads the limit through
+/// [`crate::plan::MemoryBudget::from_limits`]).
 ///
 /// ```toml
 /// [limits]
@@ -98,89 +99,6 @@ impl Limits {
     fn is_default(&self) -> bool {
         *self == Limits::default()
     }
-
-    /// The memory limit in bytes and where it comes from: `max_memory_gib`, else the
-    /// environment variable `JKO_MAX_MEMORY_GIB`, else the memory the OS reports available
-    /// (MemAvailable of /proc/meminfo on Linux); `None` (no check) when none is known.
-    ///
-    /// # Errors
-    /// [`RunError::Input`] when `JKO_MAX_MEMORY_GIB` is not a positive number.
-    ///
-    /// ```rust
-    /// use jko::config::Limits;
-    ///
-    /// let limits = Limits { max_memory_gib: Some(2.0) };
-    /// let (bytes, source) = limits.memory_limit().unwrap().unwrap();
-    /// assert_eq!(bytes, 2 << 30);
-    /// assert_eq!(source, "set by limits.max_memory_gib");
-    /// ```
-    pub fn memory_limit(&self) -> Result<Option<(u64, String)>, RunError> {
-        let gib = |v: f64| (v * (1u64 << 30) as f64) as u64;
-        if let Some(v) = self.max_memory_gib {
-            return Ok(Some((gib(v), "set by limits.max_memory_gib".into())));
-        }
-        if let Ok(text) = std::env::var("JKO_MAX_MEMORY_GIB") {
-            let v: f64 = text.trim().parse().map_err(|_| {
-                InputError::parameter(
-                    "JKO_MAX_MEMORY_GIB",
-                    &text,
-                    "must be a number of GiB, e.g. 8 or 0.5",
-                )
-            })?;
-            check_gib("JKO_MAX_MEMORY_GIB", v)?;
-            return Ok(Some((gib(v), "set by JKO_MAX_MEMORY_GIB".into())));
-        }
-        Ok(available_memory().map(|b| (b, "available (MemAvailable)".into())))
-    }
-}
-
-fn check_gib(name: &str, v: f64) -> Result<(), InputError> {
-    if v.is_finite() && v > 0.0 {
-        Ok(())
-    } else {
-        Err(InputError::parameter(
-            name,
-            v,
-            "must be a finite number of GiB > 0",
-        ))
-    }
-}
-
-/// MemAvailable of /proc/meminfo in bytes (Linux); `None` elsewhere.
-///
-/// ```rust
-/// if cfg!(target_os = "linux") {
-///     assert!(jko::config::available_memory().unwrap() > 0);
-/// }
-/// ```
-pub fn available_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let kib: u64 = text
-        .lines()
-        .find(|l| l.starts_with("MemAvailable:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
-}
-
-/// Bytes a (masked) grid mesh of `cells` needs once built ([`Mesh::masked_grid`]): per cell
-/// the volume, d centre coordinates, the face offsets, the grid index and the build's cell map
-/// (8 B each); per face (≤ d per cell) the [`jko_core::Face`] record (40 B, up to twice over
-/// by Vec growth) and two cell-face entries (16 B). A few cell arrays more hold the densities.
-///
-/// ```rust
-/// use jko::config::mesh_bytes;
-///
-/// // Linear in the number of cells.
-/// assert_eq!(mesh_bytes(&[200, 200]), 4 * mesh_bytes(&[100, 100]));
-/// ```
-pub fn mesh_bytes(cells: &[usize]) -> u64 {
-    let n = cells.iter().map(|&c| c as f64).product::<f64>();
-    let d = cells.len() as f64;
-    let faces = d * n;
-    (8.0 * n * (4.0 + d) + faces * (2.0 * 40.0 + 16.0) + 8.0 * 8.0 * n) as u64
 }
 
 /// `[mesh]`: a Cartesian grid on the box [lower, upper] (1 to 3 axes), optionally with cells
@@ -548,7 +466,7 @@ impl Config {
     /// [`Config::validate`] and [`Config::build`].
     ///
     /// # Errors
-    /// [`RunError::Config`] naming the offending key (unknown, missing or mistyped).
+    /// [`RunError::Toml`] naming the offending key (unknown, missing or mistyped).
     ///
     /// ```rust
     /// use jko::config::Config;
@@ -558,14 +476,17 @@ impl Config {
     /// assert!(err.to_string().contains("unknown field `dt`"), "{err}");
     /// ```
     pub fn from_toml(text: &str) -> Result<Config, RunError> {
-        toml::from_str(text).map_err(|e| RunError::Config(e.to_string()))
+        toml::from_str(text).map_err(|e| RunError::Toml {
+            origin: None,
+            source: Box::new(e),
+        })
     }
 
     /// Read and parse a config file (`jko run CONFIG`).
     ///
     /// # Errors
-    /// [`RunError::Io`] when the file cannot be read; [`RunError::Config`] as for
-    /// [`Config::from_toml`], prefixed with the path.
+    /// [`RunError::Io`] when the file cannot be read; [`RunError::Toml`] as for
+    /// [`Config::from_toml`], with the path.
     ///
     /// ```rust
     /// use jko::config::Config;
@@ -580,9 +501,9 @@ impl Config {
     /// ```
     pub fn from_file(path: &Path) -> Result<Config, RunError> {
         let text = std::fs::read_to_string(path).map_err(|e| RunError::io(path, e))?;
-        Self::from_toml(&text).map_err(|e| match e {
-            RunError::Config(msg) => RunError::Config(format!("{}: {msg}", path.display())),
-            other => other,
+        toml::from_str(&text).map_err(|e| RunError::Toml {
+            origin: Some(path.to_path_buf()),
+            source: Box::new(e),
         })
     }
 
@@ -624,7 +545,7 @@ impl Config {
         }
         self.solver.validate()?;
         if let Some(v) = self.limits.max_memory_gib {
-            check_gib("limits.max_memory_gib", v)?;
+            jko_core::finite_positive("limits.max_memory_gib", v)?;
         }
         Ok(())
     }
@@ -664,11 +585,8 @@ impl Config {
     /// [`Config::build`] with the `.npy` arrays the config names (mask, potential, initial
     /// density) obtained from `load`, called with each path as written; no other file is
     /// touched. `build` is this with `load` = [`read_npy`] relative to its base (the fuzz
-    /// targets call this with in-memory arrays).
-    ///
-    /// Memory is checked against [`Limits::memory_limit`] (read before the mesh exists): the
-    /// mesh's size before it is built, then the mesh plus the backend's estimate
-    /// ([`jko_core::StepSolver::memory_estimate`]) before any step.
+    /// targets call this with in-memory arrays). Nothing here checks memory or the backend:
+    /// [`crate::plan::Plan::build_with`] does, around the same steps.
     ///
     /// # Errors
     /// As for [`Config::build`], plus whatever `load` returns.
@@ -696,43 +614,35 @@ impl Config {
     /// ```
     pub fn build_with(&self, load: &NpyLoader) -> Result<Problem, RunError> {
         self.validate()?;
-        let memory = self.limits.memory_limit()?;
-        let cells = &self.mesh.cells;
-        let mesh_size = mesh_bytes(cells);
-        let n = cells.iter().map(|&c| c as f64).product::<f64>();
-        if let Some((limit, source)) = &memory
-            && n <= jko_core::mesh::MAX_CELLS as f64
-            && mesh_size > *limit
-        {
-            return Err(InputError::OutOfMemory {
-                what: "the mesh itself".into(),
-                mesh: format!("{} cells ({cells:?})", n as u64),
-                bytes: mesh_size,
-                limit: *limit,
-                limit_source: source.clone(),
-                hint: "use a coarser mesh, or raise max_memory_gib in [limits] (or JKO_MAX_MEMORY_GIB)"
-                    .into(),
-            }
-            .into());
-        }
         let mesh = self.mesh.build_with(load)?;
         let energy = self.energy.build_with(&mesh, load)?;
-        energy.validate()?;
-        if let Some((bytes, source)) = memory {
-            let solver = self.solver.build()?;
-            let check = self.solver.surrogate_check()?;
-            let mut solvers = vec![solver.as_ref()];
-            if let Some(c) = &check {
-                solvers.push(c.solver.as_ref());
-            }
-            let budget = crate::driver::MemoryBudget {
-                bytes,
-                source,
-                committed: mesh_size,
-            };
-            budget.check(&solvers, &mesh, &energy)?;
-        }
         let initial = self.initial.build_with(&mesh, &energy, load)?;
+        Problem::new(mesh, energy, initial)
+    }
+}
+
+impl Problem {
+    /// Assemble a problem and check that ρ⁰ is admissible for the energy: with a congestion
+    /// bound, ρ_max·|Ω| must hold the mass and ρ⁰ must lie below ρ_max.
+    ///
+    /// # Errors
+    /// [`RunError::Input`]: `InputError::InfeasibleCongestion` when no density fits under
+    /// ρ_max, `InputError::InvalidParameter` naming the first cell above it.
+    ///
+    /// ```rust
+    /// use jko::config::Problem;
+    /// use jko_core::{Energy, Mesh};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mesh = Mesh::grid(&[4], &[0.0], &[1.0])?;
+    /// let capped = Energy { max_density: Some(2.0), ..Energy::default() };
+    /// assert!(Problem::new(mesh.clone(), capped.clone(), mesh.sample(|_| 1.0)).is_ok());
+    /// let err = Problem::new(mesh.clone(), capped, mesh.sample(|x| 4.0 * x[0])).unwrap_err();
+    /// assert!(err.to_string().contains("exceeds max_density"), "{err}");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn new(mesh: Mesh, energy: Energy, initial: Array1<f64>) -> Result<Problem, RunError> {
         // No density fits under ρ_max when ρ_max·|Ω| < mass: say so, rather than name a cell.
         if let Some(rmax) = energy.max_density {
             let capacity = rmax * mesh.domain_volume();
@@ -818,9 +728,9 @@ impl MeshConfig {
             return Ok(plain);
         }
         let d = self.cells.len();
-        let grid = plain
-            .as_grid()
-            .ok_or_else(|| RunError::Config("mesh without grid".into()))?;
+        let Some(grid) = plain.as_grid() else {
+            unreachable!("Mesh::grid builds a grid")
+        };
         let mut inside = vec![true; grid.len()];
         if let Some(path) = &self.mask {
             let arr = load(path)?;
@@ -1019,20 +929,14 @@ impl InitialConfig {
                         .into());
                     }
                 }
-                if let Some(s) = std.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
-                    return Err(
-                        InputError::parameter("initial.std", s, "must be finite and > 0").into(),
-                    );
+                for s in std {
+                    jko_core::finite_positive("initial.std", *s)?;
                 }
                 let g = Gaussian::diagonal(mean, std);
                 (mesh.sample(|x| g.density(x)), *mass)
             }
             InitialConfig::Barenblatt { m, t0, mass } => {
-                if !(t0.is_finite() && *t0 > 0.0) {
-                    return Err(
-                        InputError::parameter("initial.t0", t0, "must be finite and > 0").into(),
-                    );
-                }
+                jko_core::finite_positive("initial.t0", *t0)?;
                 let b = Barenblatt::new(*m, d, mass.unwrap_or(1.0))?;
                 (mesh.sample(|x| b.density(*t0, x)), *mass)
             }
@@ -1046,36 +950,52 @@ impl InitialConfig {
                 (mesh.from_grid_array("initial density npy", &arr)?, *mass)
             }
         };
-        let mass = mass.unwrap_or(1.0);
-        if !(mass.is_finite() && mass > 0.0) {
-            return Err(
-                InputError::parameter("initial.mass", mass, "must be finite and > 0").into(),
-            );
-        }
+        let mass = jko_core::finite_positive("initial.mass", mass.unwrap_or(1.0))?;
         jko_core::check_density(mesh, &raw, "initial density")?;
         let scale = mass / mesh.mass(&raw);
         Ok(raw * scale)
     }
 
     /// The exact solution behind `kind = "drift_box"`: it needs `entropy` and a linear potential.
-    pub(crate) fn drift_box(&self, mesh: &Mesh, energy: &Energy) -> Result<DriftBox, RunError> {
+    ///
+    /// # Errors
+    /// [`RunError::Config`] for another kind, an energy without entropy and a linear
+    /// potential, or a mesh without grid structure; [`RunError::Input`] for invalid modes or
+    /// amplitudes.
+    ///
+    /// ```rust
+    /// use jko::config::InitialConfig;
+    /// use jko_core::{Energy, Mesh, Potential};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mesh = Mesh::grid(&[20], &[0.0], &[1.0])?;
+    /// let energy = Energy::fokker_planck(1.0, Potential::Linear { slope: vec![1.0] });
+    /// let initial = InitialConfig::DriftBox { modes: vec![1], amplitude: vec![0.5], mass: None };
+    /// let exact = initial.drift_box(&mesh, &energy)?;
+    /// assert!((exact.mass - 1.0).abs() < 1e-15);
+    /// assert!(initial.drift_box(&mesh, &Energy::default()).is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn drift_box(&self, mesh: &Mesh, energy: &Energy) -> Result<DriftBox, RunError> {
         let InitialConfig::DriftBox {
             modes,
             amplitude,
             mass,
         } = self
         else {
-            return Err(RunError::Config("initial.kind is not drift_box".into()));
+            return Err(RunError::config("initial.kind", "is not drift_box"));
         };
         let (Some(beta), Some(Potential::Linear { slope })) = (energy.entropy, &energy.potential)
         else {
-            return Err(RunError::Config(
-                "initial.kind = \"drift_box\" needs [energy] entropy and a linear potential".into(),
+            return Err(RunError::config(
+                "initial.kind",
+                "drift_box needs [energy] entropy and a linear potential",
             ));
         };
         let grid = mesh
             .as_grid()
-            .ok_or_else(|| RunError::Config("drift_box needs a grid".into()))?;
+            .ok_or_else(|| RunError::config("initial.kind", "drift_box needs a grid mesh"))?;
         Ok(DriftBox::new(
             beta,
             slope.clone(),

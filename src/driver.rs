@@ -10,15 +10,19 @@
 //!   slack is recorded only.
 //!
 //! A violation stops the run with [`RunError::Invariant`]; the violating step is not written.
+//!
+//! [`march`] is the time loop: it hands every finished step to [`Observer`]s (the run
+//! directory writer, progress reports, recorders), which also see the start and the end of the
+//! march. The driver knows nothing about particular backends, surrogate checks or memory:
+//! those are the solver's ([`StepSolver`]) and the plan's ([`crate::plan::Plan`]).
 
-use crate::config::{Checks, Limits};
+use crate::config::Checks;
 use crate::error::RunError;
-use jko_core::{Energy, JkoStep, Mesh, StepOutput, StepSolver, StepStatus, WarmStart};
+use jko_core::{CheckReport, Energy, JkoStep, Mesh, StepOutput, StepSolver, StepStatus, WarmStart};
 use ndarray::Array1;
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicBool, Ordering};
 
-/// What the driver records about one finished step: the rows of `summary.json`'s `steps`
+/// What the driver records about one finished step: the lines of a run directory's `steps.jsonl`
 /// and what [`Observer`]s see.
 ///
 /// ```rust
@@ -58,6 +62,9 @@ pub struct StepRecord {
     pub min_density: f64,
     /// Largest cell value of ρ^{n}.
     pub max_density: f64,
+    /// The backend that produced the step ([`jko_core::StepInfo::solver`]): the configured one,
+    /// or the proximal backend of a surrogate check that fell back.
+    pub solver: String,
     /// The backend's convergence status.
     pub status: StepStatus,
     /// The backend's iterations.
@@ -71,65 +78,10 @@ pub struct StepRecord {
     /// What the backend or the driver noted (a fallback, a relaxed tolerance, ...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
-    /// Surrogate check made at this step (flow backend with `check_every`).
+    /// Surrogate check made at this step (a `[solver]` with `check_every`;
+    /// [`crate::check::SurrogateCheck`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub check: Option<CheckRecord>,
-}
-
-/// Checking a surrogate backend against true proximal steps (`[solver] kind = "flow"` with
-/// `check_every`; see [`crate::backend::FlowConfig`]).
-///
-/// ```rust
-/// use jko::backend::SolverConfig;
-/// use jko::config::Checks;
-/// use jko::driver::{Stepper, SurrogateCheck};
-/// use jko_core::{Energy, Mesh, Potential};
-///
-/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let mesh = Mesh::grid(&[40], &[-4.0], &[4.0])?;
-/// let energy = Energy::fokker_planck(1.0, Potential::Quadratic { center: vec![0.0], stiffness: 1.0 });
-/// let flow = SolverConfig::default_for("flow")?.build()?;
-/// let rho0 = mesh.sample(|x| (-(x[0] - 1.0).powi(2) / 0.5).exp());
-/// let mut stepper = Stepper::new(&mesh, &energy, flow.as_ref(), 0.05, Checks::default(), mesh.mass(&rho0))?;
-/// stepper.check = Some(SurrogateCheck { every: 1, solver: SolverConfig::default_for("newton")?.build()?, tol: 0.5 });
-/// let (_, record) = stepper.step(1, &rho0, None)?;
-/// let check = record.check.unwrap();
-/// assert_eq!(check.proximal_solver, "newton");
-/// // A small step: the surrogate agrees with the proximal step and is kept.
-/// assert!(check.l1 < 0.05 && !check.fell_back);
-/// # Ok(())
-/// # }
-/// ```
-pub struct SurrogateCheck {
-    /// Check steps whose number is a multiple of `every`.
-    pub every: usize,
-    /// The proximal backend.
-    pub solver: Box<dyn StepSolver>,
-    /// Relative L1 discrepancy above which the proximal result replaces the surrogate's.
-    pub tol: f64,
-}
-
-/// What a surrogate check found (see [`SurrogateCheck`] for the check itself).
-///
-/// ```rust
-/// use jko::driver::CheckRecord;
-///
-/// let check: CheckRecord = serde_json::from_str(
-///     r#"{"proximal_solver": "newton", "l1": 0.03, "w2": 0.001, "fell_back": true}"#,
-/// ).unwrap();
-/// assert!(check.fell_back && check.l1 > 1e-2);
-/// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CheckRecord {
-    /// The proximal backend's name.
-    pub proximal_solver: String,
-    /// Relative L1 distance between the surrogate's and the proximal step's densities.
-    pub l1: f64,
-    /// W2-like distance between them: exact W₂ on 1D grids (quantile functions), else the
-    /// Gelbrich lower bound (W₂ between the moment-matched Gaussians).
-    pub w2: f64,
-    /// True when the discrepancy exceeded the tolerance and the proximal result was kept.
-    pub fell_back: bool,
+    pub check: Option<CheckReport>,
 }
 
 /// One checked JKO step at a time: the piece to embed in a user's own time loop.
@@ -153,7 +105,7 @@ pub struct Stepper<'a> {
     pub mesh: &'a Mesh,
     /// The energy F (frozen at ρⁿ for each step's semi-implicit terms).
     pub energy: &'a Energy,
-    /// The backend that solves each step.
+    /// The solver of each step (a backend, possibly wrapped in a surrogate check).
     pub solver: &'a dyn StepSolver,
     /// Time step τ.
     pub tau: f64,
@@ -161,108 +113,18 @@ pub struct Stepper<'a> {
     pub checks: Checks,
     /// Mass of the initial state, against which every step's mass is checked.
     pub mass0: f64,
-    /// Optional check of a surrogate backend against proximal steps.
-    pub check: Option<SurrogateCheck>,
-    /// Memory the steps may use: set by [`Stepper::new`] from `JKO_MAX_MEMORY_GIB` or the
-    /// available memory, checked against the backend's estimate before the first step
-    /// (`None`: no check).
-    pub memory: Option<MemoryBudget>,
-    /// Whether the memory check has been made.
-    memory_checked: AtomicBool,
-}
-
-/// A memory limit for the steps, and what already counts against it.
-///
-/// ```rust
-/// use jko::config::Limits;
-/// use jko::driver::MemoryBudget;
-///
-/// let budget = MemoryBudget::from_limits(&Limits { max_memory_gib: Some(1.0) }, 4096).unwrap().unwrap();
-/// assert_eq!((budget.bytes, budget.committed), (1 << 30, 4096));
-/// ```
-#[derive(Debug, Clone, PartialEq)]
-pub struct MemoryBudget {
-    /// The limit, in bytes.
-    pub bytes: u64,
-    /// Where it comes from, for the message ("available (MemAvailable)", ...).
-    pub source: String,
-    /// Bytes already committed when the limit was read, added to the backend's estimate
-    /// (the mesh, when the limit was read before building it).
-    pub committed: u64,
-}
-
-impl MemoryBudget {
-    /// The limit of `limits` (config key, else environment, else available memory).
-    ///
-    /// # Errors
-    /// [`RunError::Input`] when `JKO_MAX_MEMORY_GIB` is not a positive number.
-    ///
-    /// ```rust
-    /// use jko::config::Limits;
-    /// use jko::driver::MemoryBudget;
-    ///
-    /// let budget = MemoryBudget::from_limits(&Limits { max_memory_gib: Some(0.5) }, 0).unwrap();
-    /// assert_eq!(budget.unwrap().source, "set by limits.max_memory_gib");
-    /// ```
-    pub fn from_limits(limits: &Limits, committed: u64) -> Result<Option<Self>, RunError> {
-        Ok(limits.memory_limit()?.map(|(bytes, source)| MemoryBudget {
-            bytes,
-            source,
-            committed,
-        }))
-    }
-
-    /// Refuse when a step of any of `solvers` (a backend and its surrogate check's backend)
-    /// on `mesh` with `energy` would need more than the budget: estimate + `committed` > `bytes`.
-    ///
-    /// # Errors
-    /// [`RunError::Input`] (`InputError::OutOfMemory`) naming the backend, the estimate and
-    /// the limit's source.
-    ///
-    /// ```rust
-    /// use jko::driver::MemoryBudget;
-    /// use jko_core::{Energy, Mesh};
-    ///
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let mesh = Mesh::grid(&[64, 64], &[0.0, 0.0], &[1.0, 1.0])?;
-    /// let energy = Energy { entropy: Some(1.0), ..Default::default() };
-    /// let conic = jko_conic::ConicSolver::new(Default::default())?;
-    /// let tiny = MemoryBudget { bytes: 1 << 20, source: "a test".into(), committed: 0 };
-    /// assert!(tiny.check(&[&conic], &mesh, &energy).is_err());
-    /// let ample = MemoryBudget { bytes: 1 << 40, ..tiny };
-    /// assert!(ample.check(&[&conic], &mesh, &energy).is_ok());
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn check(
-        &self,
-        solvers: &[&dyn StepSolver],
-        mesh: &Mesh,
-        energy: &Energy,
-    ) -> Result<(), RunError> {
-        let terms = energy.terms();
-        for solver in solvers {
-            jko_core::step::check_memory(
-                *solver,
-                mesh,
-                &terms,
-                self.committed,
-                self.bytes,
-                &self.source,
-            )?;
-        }
-        Ok(())
-    }
 }
 
 impl<'a> Stepper<'a> {
     /// A stepper for `energy` on `mesh` with the backend `solver`; `mass0` is the mass every
-    /// step's mass is checked against (the initial mass).
+    /// step's mass is checked against (the initial mass). It checks no memory limit: a
+    /// [`crate::plan::Plan`] does, once (or call [`crate::plan::MemoryBudget::check`]).
     ///
     /// # Errors
     /// [`RunError::Input`] for τ not finite and > 0 or an invalid energy;
-    /// [`RunError::Solver`] (`StepError::Unsupported`) when the backend does not treat one of
-    /// the energy's terms — refused before any step.
+    /// [`RunError::Solver`] (`StepError::Unsupported` / `UnsupportedMesh`) when the backend
+    /// does not treat one of the energy's terms or the mesh — refused before any step
+    /// ([`refuse_unsupported`]).
     ///
     /// ```rust
     /// use jko::config::Checks;
@@ -294,14 +156,7 @@ impl<'a> Stepper<'a> {
             return Err(jko_core::InputError::InvalidTau(tau).into());
         }
         energy.validate()?;
-        // Refuse an energy the backend cannot treat before any step is taken.
-        if let Some(term) = energy.terms().into_iter().find(|t| !solver.treats(*t)) {
-            return Err(RunError::Solver(jko_core::StepError::Unsupported {
-                solver: solver.name().to_string(),
-                term: term.to_string(),
-                hint: "; backends that treat it: see `jko solvers`".to_string(),
-            }));
-        }
+        refuse_unsupported(solver, mesh, energy)?;
         Ok(Stepper {
             mesh,
             energy,
@@ -309,51 +164,7 @@ impl<'a> Stepper<'a> {
             tau,
             checks,
             mass0,
-            check: None,
-            memory: MemoryBudget::from_limits(&Limits::default(), 0)?,
-            memory_checked: AtomicBool::new(false),
         })
-    }
-
-    /// Refuse, before anything is allocated, steps whose estimated memory
-    /// ([`StepSolver::memory_estimate`], plus the budget's committed bytes) exceeds the budget.
-    /// Made once: [`Stepper::step`] calls it before the first step.
-    ///
-    /// # Errors
-    /// [`RunError::Input`] (`InputError::OutOfMemory`) naming the backend, the mesh, the
-    /// estimate and the limit.
-    ///
-    /// ```rust
-    /// use jko::config::Checks;
-    /// use jko::driver::{MemoryBudget, Stepper};
-    /// use jko_core::{Energy, Mesh};
-    ///
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let mesh = Mesh::grid(&[100, 100], &[0.0, 0.0], &[1.0, 1.0])?;
-    /// let energy = Energy { entropy: Some(1.0), ..Default::default() };
-    /// let solver = jko_newton::NewtonSolver::new(Default::default())?;
-    /// let mut stepper = Stepper::new(&mesh, &energy, &solver, 0.1, Checks::default(), 1.0)?;
-    /// stepper.memory = Some(MemoryBudget { bytes: 1 << 10, source: "a test".into(), committed: 0 });
-    /// assert!(stepper.check_memory().unwrap_err().to_string().contains("a test"));
-    /// stepper.memory = Some(MemoryBudget { bytes: 1 << 40, source: "a test".into(), committed: 0 });
-    /// assert!(stepper.check_memory().is_ok());
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn check_memory(&self) -> Result<(), RunError> {
-        if self.memory_checked.swap(true, Ordering::Relaxed) {
-            return Ok(());
-        }
-        let Some(budget) = &self.memory else {
-            return Ok(());
-        };
-        let mut solvers = vec![self.solver];
-        if let Some(c) = &self.check {
-            solvers.push(c.solver.as_ref());
-        }
-        budget
-            .check(&solvers, self.mesh, self.energy)
-            .inspect_err(|_| self.memory_checked.store(false, Ordering::Relaxed))
     }
 
     /// Step `index` (1-based) from `rho`: solve, check the invariants (see the module docs),
@@ -404,55 +215,15 @@ impl<'a> Stepper<'a> {
         rho: &Array1<f64>,
         warm: Option<&WarmStart>,
     ) -> Result<(StepOutput, StepRecord), RunError> {
-        self.check_memory()?;
         let frozen = self.energy.freeze(self.mesh, rho)?;
-        self.solver
-            .check_supported(&frozen)
-            .map_err(|source| RunError::Step {
-                step: index,
-                source,
-            })?;
-        let problem = JkoStep::new(self.mesh, rho, self.tau, &frozen)?;
-        let mut out = self
+        let problem = JkoStep::new(self.mesh, rho, self.tau, &frozen)?.numbered(index);
+        let out = self
             .solver
-            .step(&problem, warm)
+            .solve(&problem, warm)
             .map_err(|source| RunError::Step {
                 step: index,
                 source,
             })?;
-        let mut producer = self.solver;
-        let mut check_record = None;
-        if let Some(check) = self
-            .check
-            .as_ref()
-            .filter(|c| index.is_multiple_of(c.every))
-        {
-            let proximal = check
-                .solver
-                .step(&problem, None)
-                .map_err(|source| RunError::Step {
-                    step: index,
-                    source,
-                })?;
-            let l1 = crate::reference::l1_relative(self.mesh, &out.rho, &proximal.rho);
-            let w2 = crate::reference::w2_like(self.mesh, &out.rho, &proximal.rho);
-            let fell_back = l1 > check.tol;
-            check_record = Some(CheckRecord {
-                proximal_solver: check.solver.name().to_string(),
-                l1,
-                w2,
-                fell_back,
-            });
-            if fell_back {
-                let mut p = proximal;
-                p.info.notes.push(format!(
-                    "surrogate discrepancy {l1:.3e} > check_tol {:.3e}: proximal step kept",
-                    check.tol
-                ));
-                out = p;
-                producer = check.solver.as_ref();
-            }
-        }
         let new = &out.rho;
         let invariant = |what: &str, value: f64, limit: f64| RunError::Invariant {
             step: index,
@@ -505,7 +276,7 @@ impl<'a> Stepper<'a> {
             rho.iter()
                 .all(|&r| r <= rmax * (1.0 + self.checks.bound_rtol))
         });
-        if producer.satisfies_energy_inequality() && prev_feasible && slack < -allowed {
+        if self.solver.energy_inequality_holds(&out.info) && prev_feasible && slack < -allowed {
             return Err(invariant(
                 "JKO energy inequality F(rho+) + W2/(2 tau) <= F(rho) (excess)",
                 -slack,
@@ -521,20 +292,131 @@ impl<'a> Stepper<'a> {
             energy_slack: slack,
             min_density: min,
             max_density: max,
+            solver: out.info.solver.clone(),
             status: out.info.status,
             iterations: out.info.iterations,
             primal_residual: out.info.primal_residual,
             dual_residual: out.info.dual_residual,
             wall_time: out.info.wall_time,
             notes: out.info.notes.clone(),
-            check: check_record,
+            check: out.info.check.clone(),
         };
         Ok((out, record))
     }
 }
 
-/// Receives every finished step (after its invariants passed): the run directory writer,
-/// the CLI's progress line, the dataset's trajectory recorder are observers.
+/// Refuse, before any step, a mesh or an energy that `solver` does not treat
+/// ([`StepSolver::check_supported`]); an unsupported term without a hint of the backend's own
+/// points to `jko solvers`.
+///
+/// # Errors
+/// [`RunError::Solver`] with `StepError::UnsupportedMesh` or `StepError::Unsupported`.
+///
+/// ```rust
+/// use jko::driver::refuse_unsupported;
+/// use jko_core::{Energy, Mesh};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mesh = Mesh::grid(&[10], &[0.0], &[1.0])?;
+/// let crowd = Energy { entropy: Some(1.0), max_density: Some(2.0), ..Energy::default() };
+/// let flow = jko_flow::FlowSolver::new(Default::default())?;
+/// let err = refuse_unsupported(&flow, &mesh, &crowd).unwrap_err();
+/// assert!(err.to_string().contains("max_density") && err.to_string().contains("jko solvers"));
+/// let newton = jko_newton::NewtonSolver::new(Default::default())?;
+/// assert!(refuse_unsupported(&newton, &mesh, &crowd).is_ok());
+/// # Ok(())
+/// # }
+/// ```
+pub fn refuse_unsupported(
+    solver: &dyn StepSolver,
+    mesh: &Mesh,
+    energy: &Energy,
+) -> Result<(), RunError> {
+    solver
+        .check_supported(mesh, &energy.terms())
+        .map_err(|e| match e {
+            jko_core::StepError::Unsupported { solver, term, hint } if hint.is_empty() => {
+                jko_core::StepError::Unsupported {
+                    solver,
+                    term,
+                    hint: "; backends that treat it: see `jko solvers`".to_string(),
+                }
+            }
+            other => other,
+        })?;
+    Ok(())
+}
+
+/// How a run stands or ended (the `status` of a run directory's `run.json`; an
+/// [`Observer`]'s [`Observer::finish`] sees one of the last three).
+///
+/// ```rust
+/// use jko::driver::RunStatus;
+///
+/// assert_eq!(serde_json::to_string(&RunStatus::Completed).unwrap(), r#""completed""#);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// The run is in progress, or its process was killed (resume it).
+    Running,
+    /// Every step of the run finished.
+    Completed,
+    /// Stopped between steps on request (Ctrl-C); resume it.
+    Interrupted,
+    /// A step (or an observer) failed; the error says why.
+    Failed,
+}
+
+/// Where a march starts: the state after step `first - 1` (ρ⁰ and step 1 for a new run, the
+/// last finished step of a resumed one) and its warm start.
+///
+/// ```rust
+/// use jko::driver::State;
+/// use ndarray::array;
+///
+/// let start = State::initial(array![0.5, 1.5]);
+/// assert_eq!((start.first, start.warm.is_none()), (1, true));
+/// ```
+#[derive(Debug, Clone)]
+pub struct State {
+    /// The density before step `first`.
+    pub rho: Array1<f64>,
+    /// The warm start for step `first` (the previous step's output, when known).
+    pub warm: Option<WarmStart>,
+    /// The number of the next step (1-based).
+    pub first: usize,
+}
+
+impl State {
+    /// The start of a new run from ρ⁰: step 1, no warm start.
+    ///
+    /// ```rust
+    /// assert_eq!(jko::driver::State::initial(ndarray::array![1.0]).first, 1);
+    /// ```
+    pub fn initial(rho: Array1<f64>) -> State {
+        State {
+            rho,
+            warm: None,
+            first: 1,
+        }
+    }
+}
+
+/// How a march ended, as its observers' [`Observer::finish`] sees it.
+#[derive(Debug)]
+pub struct End<'a> {
+    /// `Completed`, `Interrupted` or `Failed`.
+    pub status: RunStatus,
+    /// The error that ended an interrupted or failed march.
+    pub error: Option<&'a RunError>,
+    /// The last step that finished (the march's first step − 1 if none did).
+    pub last: usize,
+}
+
+/// Sees a march: its start, every finished step (after its invariants passed), its end. The
+/// run directory writer ([`crate::output::RunWriter`]), the CLI's progress line and the
+/// dataset's trajectory recorder are observers. Only [`Observer::step`] must be written.
 ///
 /// ```rust
 /// use jko::driver::{Observer, StepRecord};
@@ -545,7 +427,7 @@ impl<'a> Stepper<'a> {
 /// struct Energies(Vec<f64>);
 ///
 /// impl Observer for Energies {
-///     fn observe(&mut self, record: &StepRecord, _: &StepOutput) -> Result<(), RunError> {
+///     fn step(&mut self, record: &StepRecord, _: &StepOutput) -> Result<(), RunError> {
 ///         self.0.push(record.energy);
 ///         Ok(())
 ///     }
@@ -567,7 +449,43 @@ impl<'a> Stepper<'a> {
 /// # }
 /// ```
 pub trait Observer {
-    /// Called once per finished step, in order; an error stops the run.
+    /// Called once before the first step of a march, with the state it starts from; an error
+    /// stops the march before any step. The default does nothing.
+    ///
+    /// ```rust
+    /// use jko::driver::{Observer, State, StepRecord};
+    /// use jko::error::RunError;
+    /// use jko_core::StepOutput;
+    ///
+    /// /// Remembers where the march started.
+    /// struct From(Option<usize>);
+    ///
+    /// impl Observer for From {
+    ///     fn start(&mut self, state: &State) -> Result<(), RunError> {
+    ///         self.0 = Some(state.first);
+    ///         Ok(())
+    ///     }
+    ///     fn step(&mut self, _: &StepRecord, _: &StepOutput) -> Result<(), RunError> {
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = jko::config::Config::from_toml(jko::examples::example("porous-1d").unwrap())?;
+    /// let mut from = From(None);
+    /// let mut short = config.clone();
+    /// short.scheme.steps = 1;
+    /// jko::run(&short, ".".as_ref(), &Default::default(), &mut [&mut from], &|| false)?;
+    /// assert_eq!(from.0, Some(1));
+    /// # Ok(())
+    /// # }
+    /// ```
+    fn start(&mut self, state: &State) -> Result<(), RunError> {
+        let _ = state;
+        Ok(())
+    }
+
+    /// Called once per finished step, in order; an error stops the march.
     ///
     /// ```rust
     /// use jko::driver::{Observer, StepRecord};
@@ -578,9 +496,9 @@ pub trait Observer {
     /// struct MaxBelow(f64);
     ///
     /// impl Observer for MaxBelow {
-    ///     fn observe(&mut self, record: &StepRecord, _: &StepOutput) -> Result<(), RunError> {
+    ///     fn step(&mut self, record: &StepRecord, _: &StepOutput) -> Result<(), RunError> {
     ///         if record.max_density > self.0 {
-    ///             return Err(RunError::Config(format!("step {}: max density too high", record.step)));
+    ///             return Err(RunError::Observer(format!("step {}: max density too high", record.step)));
     ///         }
     ///         Ok(())
     ///     }
@@ -603,22 +521,61 @@ pub trait Observer {
     /// # Ok(())
     /// # }
     /// ```
-    fn observe(&mut self, record: &StepRecord, output: &StepOutput) -> Result<(), RunError>;
+    fn step(&mut self, record: &StepRecord, output: &StepOutput) -> Result<(), RunError>;
+
+    /// Called once when the march ends, however it ends. For a completed march an error is
+    /// the march's error; after a failure it is ignored (the failure matters more). The
+    /// default does nothing.
+    ///
+    /// ```rust
+    /// use jko::driver::{End, Observer, RunStatus, StepRecord};
+    /// use jko::error::RunError;
+    /// use jko_core::StepOutput;
+    ///
+    /// /// Keeps the final status.
+    /// struct Status(Option<RunStatus>);
+    ///
+    /// impl Observer for Status {
+    ///     fn step(&mut self, _: &StepRecord, _: &StepOutput) -> Result<(), RunError> {
+    ///         Ok(())
+    ///     }
+    ///     fn finish(&mut self, end: &End<'_>) -> Result<(), RunError> {
+    ///         self.0 = Some(end.status);
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut config = jko::config::Config::from_toml(jko::examples::example("porous-1d").unwrap())?;
+    /// config.scheme.steps = 2;
+    /// let mut status = Status(None);
+    /// let stop_at_once = || true;
+    /// let err = jko::run(&config, ".".as_ref(), &Default::default(), &mut [&mut status], &stop_at_once);
+    /// assert!(matches!(err, Err(RunError::Interrupted(1))));
+    /// assert_eq!(status.0, Some(RunStatus::Interrupted));
+    /// # Ok(())
+    /// # }
+    /// ```
+    fn finish(&mut self, end: &End<'_>) -> Result<(), RunError> {
+        let _ = end;
+        Ok(())
+    }
 }
 
-/// Run steps `first..=last` from `rho` (whose step number is `first - 1`), carrying the warm
-/// start, and hand each to the observers in order; returns the last density. Stops early, with
-/// [`RunError::Interrupted`], when `stop()` returns true between steps. The loop behind
-/// [`crate::run`] (which adds the writer and resume) and `jko dataset`.
+/// Run steps `state.first..=last` from `state.rho`, carrying the warm start, and show the
+/// march to the observers: [`Observer::start`], [`Observer::step`] for each finished step in
+/// order, [`Observer::finish`] at the end however it ends. Stops early, with
+/// [`RunError::Interrupted`], when `stop()` returns true between steps. Returns the last
+/// density (`state.rho` when there is no step to take). The loop behind [`crate::run`] and
+/// `jko dataset`.
 ///
 /// # Errors
 /// The first error of [`Stepper::step`] or of an observer; [`RunError::Interrupted`].
 ///
 /// ```rust
-/// use jko::driver::march;
-/// use jko::error::RunError;
 /// use jko::config::Checks;
-/// use jko::driver::Stepper;
+/// use jko::driver::{State, Stepper, march};
+/// use jko::error::RunError;
 /// use jko_core::{Energy, Mesh, Potential};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -627,28 +584,67 @@ pub trait Observer {
 /// let solver = jko_newton::NewtonSolver::new(Default::default())?;
 /// let rho0 = mesh.sample(|x| (-(x[0] - 1.0).powi(2) / 0.5).exp());
 /// let stepper = Stepper::new(&mesh, &energy, &solver, 0.1, Checks::default(), mesh.mass(&rho0))?;
-/// let rho2 = march(&stepper, rho0.clone(), None, 1, 2, &mut [], &|| false)?;
+/// let rho2 = march(&stepper, State::initial(rho0.clone()), 2, &mut [], &|| false)?;
 /// assert!((mesh.mass(&rho2) - mesh.mass(&rho0)).abs() < 1e-9);
 /// // A stop request after step 1 interrupts the march.
-/// let stopped = march(&stepper, rho0, None, 1, 2, &mut [], &|| true);
+/// let stopped = march(&stepper, State::initial(rho0), 2, &mut [], &|| true);
 /// assert!(matches!(stopped, Err(RunError::Interrupted(1))));
 /// # Ok(())
 /// # }
 /// ```
 pub fn march(
     stepper: &Stepper<'_>,
-    mut rho: Array1<f64>,
-    mut warm: Option<WarmStart>,
-    first: usize,
+    state: State,
     last: usize,
     observers: &mut [&mut dyn Observer],
     stop: &dyn Fn() -> bool,
 ) -> Result<Array1<f64>, RunError> {
+    let mut done = state.first.saturating_sub(1);
+    let result = march_steps(stepper, state, last, observers, stop, &mut done);
+    let (status, error) = match &result {
+        Ok(_) => (RunStatus::Completed, None),
+        Err(e @ RunError::Interrupted(_)) => (RunStatus::Interrupted, Some(e)),
+        Err(e) => (RunStatus::Failed, Some(e)),
+    };
+    let end = End {
+        status,
+        error,
+        last: done,
+    };
+    let mut finished = Ok(());
+    for o in observers.iter_mut() {
+        let r = o.finish(&end);
+        if finished.is_ok() {
+            finished = r;
+        }
+    }
+    // The march's own error matters more than a failure to record it.
+    let rho = result?;
+    finished.map(|()| rho)
+}
+
+fn march_steps(
+    stepper: &Stepper<'_>,
+    state: State,
+    last: usize,
+    observers: &mut [&mut dyn Observer],
+    stop: &dyn Fn() -> bool,
+    done: &mut usize,
+) -> Result<Array1<f64>, RunError> {
+    for o in observers.iter_mut() {
+        o.start(&state)?;
+    }
+    let State {
+        mut rho,
+        mut warm,
+        first,
+    } = state;
     for index in first..=last {
         let (out, record) = stepper.step(index, &rho, warm.as_ref())?;
         for o in observers.iter_mut() {
-            o.observe(&record, &out)?;
+            o.step(&record, &out)?;
         }
+        *done = index;
         warm = Some(WarmStart::from(&out));
         rho = out.rho;
         if index < last && stop() {

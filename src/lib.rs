@@ -4,26 +4,23 @@
 //! ρ^{n+1} = argmin_ρ W²(ρⁿ, ρ)/(2τ) + F(ρ), with interchangeable optimisation backends behind
 //! one trait, [`jko_core::StepSolver`].
 //!
-//! This crate is the engine behind the `jko` command: each CLI command is one library call.
+//! This crate is the engine: what a program that embeds JKO steps or whole runs needs, and
+//! nothing of the command line (the `jko` binary and its tools — convergence studies,
+//! comparisons, datasets, plots — are the `jko-cli` crate).
 //!
-//! | command | library |
-//! |---|---|
-//! | `jko run CONFIG --out DIR` | [`config::Config`] + [`run`] (checked steps, [`output`] directory, resume) |
-//! | `jko convergence CONFIG --refine h,tau` | [`convergence::convergence`] |
-//! | `jko compare SUITE` | [`compare::compare`] |
-//! | `jko implicit-bias CONFIG` | [`implicit_bias::implicit_bias`] |
-//! | `jko dataset SPEC --out DIR` | [`dataset::run_dataset`] |
-//! | `jko plot DIR` | [`plot::plot_run`] |
-//! | `jko solvers` | [`backend::backends`], [`backend::treated_terms`] |
-//! | `jko example NAME` | [`examples::example`] |
-//!
-//! - [`config`]: the TOML run description; [`backend`]: the backend registry;
-//! - [`driver`]: checked steps ([`driver::Stepper`]) and the time loop ([`driver::march`]);
-//! - [`output`]: `.npy` + `summary.json` run directories with resume; [`vtk`]: ParaView files;
+//! - [`config`]: the TOML run description; [`backend`]: the backend registry (one table);
+//! - [`plan`]: a config planned once ([`plan::Plan`]: problem, solver, memory budget);
+//! - [`driver`]: checked steps ([`driver::Stepper`]) and the time loop ([`driver::march`])
+//!   with its [`driver::Observer`]s;
+//! - [`check`]: a surrogate backend checked against proximal steps, as one solver;
+//! - [`output`]: run directories (`.npy` per step, `steps.jsonl`, `run.json`) with resume;
+//!   [`vtk`]: ParaView files;
+//! - [`reference`](mod@reference): exact solutions behind configs, distances between densities;
 //! - [`examples`]: the built-in example configs (`jko example NAME`);
 //! - [`error`]: [`error::RunError`], the error of every fallible function here.
 //!
-//! The mathematics shared by all backends is in `jko_core` (re-exported as [`core`]).
+//! The mathematics shared by all backends is in `jko_core` (re-exported as [`core`]) and in
+//! `docs/mathematics.md` of the repository.
 //!
 //! A whole run from a config, checked against the exact JKO iterates of the
 //! Ornstein–Uhlenbeck process (the `quantile` backend computes 1D steps with exact W²):
@@ -60,7 +57,7 @@
 //!   errors to the exact OU flow and to the exact JKO iterates of `jko_core::exact`, and the
 //!   observed order in τ;
 //! - `examples/solver_comparison.rs`: the same step with every registered backend
-//!   ([`backend::backends`]): time, iterations and the difference between backends, and how
+//!   ([`backend::BACKENDS`]): time, iterations and the difference between backends, and how
 //!   a backend refuses a term it does not treat;
 //! - `examples/embed_step.rs`: [`driver::Stepper::step`] in a user's own time loop
 //!   (Fisher–KPP by splitting: a checked JKO step, then an exact reaction step);
@@ -70,17 +67,14 @@
 #![warn(missing_docs)]
 
 pub mod backend;
-pub mod compare;
+pub mod check;
 pub mod config;
-pub mod convergence;
-pub mod dataset;
 pub mod driver;
 pub mod error;
 pub mod examples;
-pub mod implicit_bias;
 pub mod output;
-pub mod plot;
-pub(crate) mod reference;
+pub mod plan;
+pub mod reference;
 pub mod vtk;
 
 /// The core crate: meshes, energies, the step problem and the [`core::StepSolver`] trait, exact
@@ -88,50 +82,12 @@ pub mod vtk;
 pub use jko_core as core;
 
 use config::Config;
-use driver::{Observer, Stepper, march};
+use driver::{Observer, State, march};
 use error::RunError;
 use ndarray::Array1;
-use output::{OutputDir, RunStatus, Summary};
+use output::RunWriter;
+use plan::Plan;
 use std::path::{Path, PathBuf};
-
-/// The checked stepper `jko run` marches with, for `problem` built from `config` and the
-/// config's backend `solver`: τ, checks and surrogate check from the config, the mass of the
-/// initial density as the reference mass. Its memory check is off: [`Config::build`] already
-/// compared mesh + backend estimate with the config's `[limits]`.
-///
-/// # Errors
-/// As [`Stepper::new`], and [`RunError::Config`] for a surrogate check naming an unknown backend.
-///
-/// ```rust
-/// use jko::config::Config;
-///
-/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let config = Config::from_toml(jko::examples::example("ou-1d").unwrap())?;
-/// let problem = config.build(".".as_ref())?;
-/// let solver = config.solver.build()?;
-/// let stepper = jko::stepper(&config, &problem, solver.as_ref())?;
-/// assert_eq!(stepper.tau, config.scheme.tau);
-/// assert!(stepper.memory.is_none());
-/// # Ok(())
-/// # }
-/// ```
-pub fn stepper<'a>(
-    config: &Config,
-    problem: &'a config::Problem,
-    solver: &'a dyn core::StepSolver,
-) -> Result<Stepper<'a>, RunError> {
-    let mut stepper = Stepper::new(
-        &problem.mesh,
-        &problem.energy,
-        solver,
-        config.scheme.tau,
-        config.checks.clone(),
-        problem.mesh.mass(&problem.initial),
-    )?;
-    stepper.check = config.solver.surrogate_check()?;
-    stepper.memory = None;
-    Ok(stepper)
-}
 
 /// How to run a config: the options of `jko run` (`--out`, `--resume`, `--force`,
 /// `--format vtk`). The default writes nothing and keeps the records in memory.
@@ -188,7 +144,7 @@ pub struct RunResult {
 struct Recorder(Vec<driver::StepRecord>);
 
 impl Observer for Recorder {
-    fn observe(
+    fn step(
         &mut self,
         record: &driver::StepRecord,
         _: &jko_core::StepOutput,
@@ -198,22 +154,22 @@ impl Observer for Recorder {
     }
 }
 
-/// Run a config (`jko run`): build the problem (paths relative to `base`), step
-/// `scheme.steps` times with the config's backend, checking the invariants of every step
-/// ([`driver`]), and write each step as it finishes when `opts.out` is set (`rho_NNNNN.npy`,
-/// `summary.json`, see [`output`]). `extra` observers see every step (progress reports);
-/// `stop` is polled between steps (Ctrl-C).
+/// Run a config (`jko run`): plan it ([`Plan::build`], paths relative to `base`), step
+/// `scheme.steps` times checking the invariants of every step ([`driver`]), and write each
+/// step as it finishes when `opts.out` is set ([`output::RunWriter`]: `rho_NNNNN.npy`,
+/// `steps.jsonl`, `run.json`). `extra` observers see the march (progress reports); `stop` is
+/// polled between steps (Ctrl-C).
 ///
 /// # Errors
-/// [`RunError::Config`] / [`RunError::Input`] for an invalid config or input file;
-/// [`RunError::Solver`] when the backend does not treat an energy term; [`RunError::Step`]
-/// or [`RunError::Invariant`] for a failed step (the finished steps stay written, the summary
+/// Those of [`Plan::build`] for a config that cannot run; [`RunError::Step`] or
+/// [`RunError::Invariant`] for a failed step (the finished steps stay written, `run.json`
 /// records the failure); [`RunError::Interrupted`] when `stop` returned true;
-/// [`RunError::Resume`] when the run in `out` cannot be resumed with this config.
+/// [`RunError::OutputExists`], [`RunError::Resume`] for the output directory.
 ///
 /// ```rust
 /// use jko::config::Config;
-/// use jko::output::{RunStatus, Summary};
+/// use jko::driver::RunStatus;
+/// use jko::output::Summary;
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let mut config = Config::from_toml(r#"
@@ -238,8 +194,8 @@ impl Observer for Recorder {
 /// let resumed = jko::RunOptions { resume: true, ..opts };
 /// let result = jko::run(&config, ".".as_ref(), &resumed, &mut [], &|| false)?;
 /// assert_eq!(result.records.last().unwrap().step, 4);
-/// let summary: Summary = serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json"))?)?;
-/// assert_eq!((summary.status, summary.steps.len()), (RunStatus::Completed, 4));
+/// let summary = Summary::read(dir.path())?;
+/// assert_eq!((summary.header.status, summary.steps.len()), (RunStatus::Completed, 4));
 /// # Ok(())
 /// # }
 /// ```
@@ -250,91 +206,48 @@ pub fn run(
     extra: &mut [&mut dyn Observer],
     stop: &dyn Fn() -> bool,
 ) -> Result<RunResult, RunError> {
-    let problem = config.build(base)?;
-    let solver = config.solver.build()?;
-    let mesh = &problem.mesh;
-    let stepper = stepper(config, &problem, solver.as_ref())?;
-    let steps = config.scheme.steps;
-
-    let (mut dir, first, rho, warm) = match (&opts.out, opts.resume) {
+    let plan = Plan::build(config, base)?;
+    let mesh = &plan.problem.mesh;
+    let (writer, state, records) = match (&opts.out, opts.resume) {
         (Some(out), true) => {
-            let (mut dir, last, rho, warm) = OutputDir::resume(out, mesh, config)?;
-            dir.vtk = opts.vtk;
-            (Some(dir), last + 1, rho, warm)
+            let (w, state, records) = RunWriter::resume(out, config, mesh)?;
+            (Some(w), state, records)
         }
         (None, true) => return Err(RunError::Resume("--resume needs --out DIR".into())),
         (Some(out), false) => {
-            let summary = Summary {
-                jko_version: env!("CARGO_PKG_VERSION").to_string(),
-                solver: config.solver.name().to_string(),
-                config: config.clone(),
-                status: RunStatus::Running,
-                error: None,
-                mesh_cells: mesh.n_cells(),
-                initial_mass: stepper.mass0,
-                initial_energy: problem.energy.value(mesh, &problem.initial)?,
-                steps: Vec::new(),
-                peak_rss_kib: None,
-            };
-            let mut dir = OutputDir::create(out, mesh, summary, opts.force)?;
-            dir.vtk = opts.vtk;
-            dir.write_cells(&output::step_file("rho", 0), &problem.initial)?;
-            if dir.vtk {
-                dir.write_vtk(0, &problem.initial)?;
-            }
-            dir.write_summary()?;
-            (Some(dir), 1, problem.initial.clone(), None)
+            let w = RunWriter::create(out, config, &plan, opts.force)?;
+            (
+                Some(w),
+                State::initial(plan.problem.initial.clone()),
+                Vec::new(),
+            )
         }
-        (None, false) => (None, 1, problem.initial.clone(), None),
+        (None, false) => (
+            None,
+            State::initial(plan.problem.initial.clone()),
+            Vec::new(),
+        ),
     };
-
-    let mut recorder = Recorder::default();
-    if let Some(d) = &dir {
-        recorder.0 = d.summary.steps.clone();
+    let stepper = plan.stepper()?;
+    let mut recorder = Recorder(records);
+    let mut writer = writer.map(|mut w| {
+        w.vtk = opts.vtk;
+        w
+    });
+    let mut observers: Vec<&mut dyn Observer> = Vec::new();
+    if let Some(w) = writer.as_mut() {
+        observers.push(w);
     }
-    let result = {
-        let mut observers: Vec<&mut dyn Observer> = Vec::new();
-        if let Some(d) = dir.as_mut() {
-            observers.push(d);
-        }
-        observers.push(&mut recorder);
-        for o in extra.iter_mut() {
-            observers.push(*o);
-        }
-        march(
-            &stepper,
-            rho.clone(),
-            warm,
-            first,
-            steps,
-            &mut observers,
-            stop,
-        )
-    };
-    match result {
-        Ok(rho_final) => {
-            if let Some(d) = dir.as_mut() {
-                d.finish(RunStatus::Completed, None)?;
-            }
-            Ok(RunResult {
-                mesh: problem.mesh.clone(),
-                rho: if first > steps { rho } else { rho_final },
-                records: recorder.0,
-            })
-        }
-        Err(e) => {
-            if let Some(d) = dir.as_mut() {
-                let status = if matches!(e, RunError::Interrupted(_)) {
-                    RunStatus::Interrupted
-                } else {
-                    RunStatus::Failed
-                };
-                // The run's own error matters more than a failure to record it.
-                let _ = d.finish(status, Some(e.to_string()));
-            }
-            Err(e)
-        }
+    observers.push(&mut recorder);
+    for o in extra.iter_mut() {
+        observers.push(*o);
     }
+    let rho = march(&stepper, state, plan.steps, &mut observers, stop)?;
+    Ok(RunResult {
+        mesh: mesh.clone(),
+        rho,
+        records: recorder.0,
+    })
 }
 
 /// The README's Rust examples, compiled and run as doctests.

@@ -1,15 +1,23 @@
-//! Run output: one `rho_NNNNN.npy` per step (float64, shape = cells per axis, C order, density
-//! values, masked cells 0; `rho_00000.npy` is the initial state), `potential_NNNNN.npy` when
-//! the backend returns a dual potential (used to resume bit-identically), and `summary.json`
-//! (config as run, solver and parameters, crate version, per-step records, run status).
+//! Run directories. [`RunWriter`], an [`Observer`] of the march, writes:
 //!
-//! Every file is written to a temporary name and renamed, so a file that exists is complete;
-//! `summary.json` is written last for each step and is the commit point used by `--resume`.
-//! With VTK output on, `rho_NNNNN.vti` and the `rho.pvd` series are written too (see [`crate::vtk`]).
+//! - `rho_NNNNN.npy` per step (float64, shape = cells per axis, C order, density values,
+//!   masked cells 0; `rho_00000.npy` is the initial state);
+//! - `potential_NNNNN.npy` when the backend returns a dual potential (used to resume
+//!   bit-identically);
+//! - `steps.jsonl`: one [`StepRecord`] per line (JSON), appended as each step finishes — the
+//!   commit point of a step, written after its arrays;
+//! - `run.json`: the run's header and status ([`RunHeader`]: config as run, backend, crate
+//!   version, initial mass and energy, status, error, peak memory), small and rewritten only
+//!   when the run starts and ends;
+//! - with VTK output on, `rho_NNNNN.vti` per step and the `rho.pvd` series (see [`crate::vtk`];
+//!   the series is rewritten when the run ends).
 //!
-//! Run directories are written by [`crate::run`] (`jko run --out DIR`); `--force` removes a
-//! previous run's step files first, `--resume` continues from the last step recorded in
-//! `summary.json`. To read one:
+//! Arrays and `run.json` are written to a temporary name and renamed, so a file that exists is
+//! complete; a line of `steps.jsonl` cut by a crash is dropped on resume. Bytes written per
+//! step do not grow with the number of steps.
+//!
+//! `--force` removes a previous run's files first; `--resume` continues from the last step
+//! recorded in `steps.jsonl` ([`RunWriter::resume`]). To read a run directory, [`Summary::read`]:
 //!
 //! ```rust
 //! use jko::config::{Config, read_npy};
@@ -26,8 +34,8 @@
 //! let dir = tempfile::tempdir()?;
 //! let opts = jko::RunOptions { out: Some(dir.path().into()), ..Default::default() };
 //! jko::run(&config, ".".as_ref(), &opts, &mut [], &|| false)?;
-//! let summary: Summary = serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json"))?)?;
-//! assert_eq!(summary.config, config);
+//! let summary = Summary::read(dir.path())?;
+//! assert_eq!(summary.header.config, config);
 //! let rho1 = read_npy(&dir.path().join(step_file("rho", 1)))?;
 //! assert_eq!(rho1.shape(), &[20]);
 //! // Cell volume 0.4: the density integrates to the recorded mass.
@@ -37,38 +45,25 @@
 //! ```
 
 use crate::config::{Config, read_npy};
-use crate::driver::{Observer, StepRecord};
+use crate::driver::{End, Observer, RunStatus, State, StepRecord};
 use crate::error::RunError;
-use jko_core::{Mesh, StepOutput, WarmStart};
-use ndarray::Array1;
+use jko_core::{InputError, Mesh, StepOutput, WarmStart};
 use serde::{Deserialize, Serialize};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// The run status written in `summary.json`.
-///
-/// ```rust
-/// use jko::output::RunStatus;
-///
-/// assert_eq!(serde_json::to_string(&RunStatus::Completed).unwrap(), r#""completed""#);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunStatus {
-    /// The run is in progress, or its process was killed (resume it).
-    Running,
-    /// Every step of the config finished.
-    Completed,
-    /// Stopped between steps on request (Ctrl-C); resume it.
-    Interrupted,
-    /// A step failed; `error` in the summary says why.
-    Failed,
-}
+/// The header and status file of a run directory.
+pub const HEADER_FILE: &str = "run.json";
 
-/// Contents of `summary.json` (see the module docs for an example that reads one).
+/// The per-step record file of a run directory (JSON lines, one [`StepRecord`] each).
+pub const STEPS_FILE: &str = "steps.jsonl";
+
+/// Contents of `run.json`: what the run is and how it stands.
 ///
 /// ```rust
 /// use jko::config::Config;
-/// use jko::output::{RunStatus, Summary};
+/// use jko::driver::RunStatus;
+/// use jko::output::Summary;
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let config = Config::from_toml(r#"
@@ -81,15 +76,15 @@ pub enum RunStatus {
 /// let dir = tempfile::tempdir()?;
 /// let opts = jko::RunOptions { out: Some(dir.path().into()), ..Default::default() };
 /// jko::run(&config, ".".as_ref(), &opts, &mut [], &|| false)?;
-/// let summary: Summary = serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json"))?)?;
-/// assert_eq!((summary.status, summary.solver.as_str(), summary.mesh_cells), (RunStatus::Completed, "newton", 10));
-/// assert!((summary.initial_mass - 2.0).abs() < 1e-12);
+/// let header = Summary::read(dir.path())?.header;
+/// assert_eq!((header.status, header.solver.as_str(), header.mesh_cells), (RunStatus::Completed, "newton", 10));
+/// assert!((header.initial_mass - 2.0).abs() < 1e-12);
 /// # Ok(())
 /// # }
 /// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Summary {
-    /// Version of this crate that wrote the run.
+pub struct RunHeader {
+    /// Version of the engine that wrote the run.
     pub jko_version: String,
     /// The backend's name.
     pub solver: String,
@@ -107,41 +102,157 @@ pub struct Summary {
     pub initial_mass: f64,
     /// F_h(ρ⁰).
     pub initial_energy: f64,
-    /// One record per finished step, in order; the last one is the resume point.
-    pub steps: Vec<StepRecord>,
     /// Peak resident memory of the process (KiB) when the run ended, where the OS reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_rss_kib: Option<u64>,
 }
 
-/// A run directory being written.
-pub(crate) struct OutputDir {
-    dir: PathBuf,
-    mesh: Mesh,
-    pub summary: Summary,
-    /// Also write `rho_NNNNN.vti` per step and the `rho.pvd` time series.
-    pub vtk: bool,
+/// A run directory read back: its header and its step records, in order.
+///
+/// ```rust
+/// use jko::output::Summary;
+///
+/// let err = Summary::read("/nonexistent-run".as_ref()).unwrap_err();
+/// assert!(err.to_string().contains("run.json"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// `run.json`.
+    pub header: RunHeader,
+    /// `steps.jsonl`: one record per finished step, in order (a last line cut by a crash is
+    /// left out).
+    pub steps: Vec<StepRecord>,
 }
 
-impl OutputDir {
-    /// Create (or reuse) the directory. Refuses a directory that already holds a run unless
-    /// `resume` is set.
+impl Summary {
+    /// Read `run.json` and `steps.jsonl` of a run directory.
+    ///
+    /// # Errors
+    /// [`RunError::Io`] when a file cannot be read; [`RunError::Json`] when `run.json` or a
+    /// complete line of `steps.jsonl` does not parse.
+    ///
+    /// ```rust
+    /// use jko::config::Config;
+    /// use jko::output::Summary;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut config = Config::from_toml(jko::examples::example("porous-1d").unwrap())?;
+    /// config.scheme.steps = 2;
+    /// let dir = tempfile::tempdir()?;
+    /// let opts = jko::RunOptions { out: Some(dir.path().into()), ..Default::default() };
+    /// jko::run(&config, ".".as_ref(), &opts, &mut [], &|| false)?;
+    /// let steps: Vec<usize> = Summary::read(dir.path())?.steps.iter().map(|r| r.step).collect();
+    /// assert_eq!(steps, [1, 2]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn read(dir: &Path) -> Result<Summary, RunError> {
+        let path = dir.join(HEADER_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| RunError::io(&path, e))?;
+        let header =
+            serde_json::from_str(&text).map_err(|source| RunError::Json { path, source })?;
+        let (steps, _) = read_steps(dir)?;
+        Ok(Summary { header, steps })
+    }
+}
+
+/// The records of `steps.jsonl` (none if it does not exist) and the byte length of its
+/// complete lines; a last line without its newline (cut by a crash) is left out.
+fn read_steps(dir: &Path) -> Result<(Vec<StepRecord>, u64), RunError> {
+    let path = dir.join(STEPS_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) => return Err(RunError::io(&path, e)),
+    };
+    let complete = text.rfind('\n').map_or(0, |i| i + 1);
+    let steps = text[..complete]
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line).map_err(|source| RunError::Json {
+                path: path.clone(),
+                source,
+            })
+        })
+        .collect::<Result<Vec<StepRecord>, _>>()?;
+    Ok((steps, complete as u64))
+}
+
+/// Writes a run directory as the march goes: an [`Observer`] that owns the run's header and
+/// record file (see the module docs for the files). [`crate::run`] makes one for `--out`.
+///
+/// ```rust
+/// use jko::config::Config;
+/// use jko::driver::{State, march};
+/// use jko::output::{RunWriter, Summary};
+/// use jko::plan::Plan;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut config = Config::from_toml(jko::examples::example("porous-1d").unwrap())?;
+/// config.scheme.steps = 2;
+/// let plan = Plan::build(&config, ".".as_ref())?;
+/// let dir = tempfile::tempdir()?;
+/// let mut writer = RunWriter::create(dir.path(), &config, &plan, false)?;
+/// let stepper = plan.stepper()?;
+/// march(&stepper, State::initial(plan.problem.initial.clone()), 2, &mut [&mut writer], &|| false)?;
+/// assert_eq!(Summary::read(dir.path())?.steps.len(), 2);
+/// assert!(dir.path().join("rho_00002.npy").exists());
+/// # Ok(())
+/// # }
+/// ```
+pub struct RunWriter {
+    dir: PathBuf,
+    mesh: Mesh,
+    header: RunHeader,
+    /// Whether the march's start state is a new run's ρ⁰ (written as `rho_00000.npy`); false
+    /// when resuming.
+    initial: bool,
+    /// Also write `rho_NNNNN.vti` per step and the `rho.pvd` time series.
+    pub vtk: bool,
+    /// The last step written (for the VTK series).
+    last: usize,
+}
+
+impl RunWriter {
+    /// A new run in `dir` (created if needed): refuses a directory that already holds a run
+    /// unless `overwrite` (then the previous run's files are removed). Nothing is written
+    /// until the march starts.
+    ///
+    /// # Errors
+    /// [`RunError::OutputExists`]; [`RunError::Io`] when the directory cannot be created or
+    /// cleared; errors of evaluating the initial energy.
+    ///
+    /// ```rust
+    /// use jko::config::Config;
+    /// use jko::error::RunError;
+    /// use jko::output::RunWriter;
+    /// use jko::plan::Plan;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut config = Config::from_toml(jko::examples::example("porous-1d").unwrap())?;
+    /// config.scheme.steps = 1;
+    /// let plan = Plan::build(&config, ".".as_ref())?;
+    /// let dir = tempfile::tempdir()?;
+    /// let opts = jko::RunOptions { out: Some(dir.path().into()), ..Default::default() };
+    /// jko::run(&config, ".".as_ref(), &opts, &mut [], &|| false)?;
+    /// // The directory holds a run now.
+    /// assert!(matches!(RunWriter::create(dir.path(), &config, &plan, false), Err(RunError::OutputExists(_))));
+    /// assert!(RunWriter::create(dir.path(), &config, &plan, true).is_ok());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn create(
         dir: &Path,
-        mesh: &Mesh,
-        summary: Summary,
+        config: &Config,
+        plan: &crate::plan::Plan,
         overwrite: bool,
-    ) -> Result<Self, RunError> {
+    ) -> Result<RunWriter, RunError> {
         std::fs::create_dir_all(dir).map_err(|e| RunError::io(dir, e))?;
-        let existing = dir.join("summary.json");
-        if existing.exists() && !overwrite {
-            return Err(RunError::Config(format!(
-                "{} already holds a run: use --resume to continue it, --force to overwrite it, or another --out",
-                dir.display()
-            )));
+        if dir.join(HEADER_FILE).exists() && !overwrite {
+            return Err(RunError::OutputExists(dir.to_path_buf()));
         }
         if overwrite {
-            // Remove the previous run's step files so nothing stale looks like a result.
+            // Remove the previous run's files so nothing stale looks like a result.
             if let Ok(entries) = std::fs::read_dir(dir) {
                 for e in entries.flatten() {
                     let name = e.file_name().to_string_lossy().to_string();
@@ -149,33 +260,73 @@ impl OutputDir {
                         && (name.ends_with(".npy")
                             || name.ends_with(".vti")
                             || name.ends_with(".pvd"));
-                    if step_file {
+                    if step_file || name == HEADER_FILE || name == STEPS_FILE {
                         std::fs::remove_file(e.path())
                             .map_err(|err| RunError::io(&e.path(), err))?;
                     }
                 }
             }
         }
-        Ok(OutputDir {
+        let p = &plan.problem;
+        let header = RunHeader {
+            jko_version: env!("CARGO_PKG_VERSION").to_string(),
+            solver: config.solver.name().to_string(),
+            config: config.clone(),
+            status: RunStatus::Running,
+            error: None,
+            mesh_cells: p.mesh.n_cells(),
+            initial_mass: p.mesh.mass(&p.initial),
+            initial_energy: p.energy.value(&p.mesh, &p.initial)?,
+            peak_rss_kib: None,
+        };
+        Ok(RunWriter {
             dir: dir.to_path_buf(),
-            mesh: mesh.clone(),
-            summary,
+            mesh: p.mesh.clone(),
+            header,
+            initial: true,
             vtk: false,
+            last: 0,
         })
     }
 
-    /// Open a run directory to resume it: returns the directory, the last finished step number,
-    /// its density and warm start.
+    /// Open the run in `dir` to continue it with `config` on `mesh`: returns the writer, the
+    /// state after the last recorded step (its density, and its warm start from the written
+    /// potential and the recorded backend) and the records so far. A last line of
+    /// `steps.jsonl` cut by a crash is removed.
+    ///
+    /// # Errors
+    /// [`RunError::Resume`] when `dir` holds no readable run or `config` differs from the
+    /// run's in more than `scheme.steps`; [`RunError::Io`], [`RunError::Npy`],
+    /// [`RunError::Json`] for unreadable files.
+    ///
+    /// ```rust
+    /// use jko::config::Config;
+    /// use jko::output::RunWriter;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut config = Config::from_toml(jko::examples::example("porous-1d").unwrap())?;
+    /// config.scheme.steps = 2;
+    /// let dir = tempfile::tempdir()?;
+    /// let opts = jko::RunOptions { out: Some(dir.path().into()), ..Default::default() };
+    /// let straight = jko::run(&config, ".".as_ref(), &opts, &mut [], &|| false)?;
+    /// let (_, state, records) = RunWriter::resume(dir.path(), &config, &straight.mesh)?;
+    /// assert_eq!((state.first, records.len()), (3, 2));
+    /// assert_eq!(state.rho, straight.rho);
+    /// assert_eq!(state.warm.unwrap().backend, config.solver.name());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn resume(
         dir: &Path,
-        mesh: &Mesh,
         config: &Config,
-    ) -> Result<(Self, usize, Array1<f64>, Option<WarmStart>), RunError> {
-        let path = dir.join("summary.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| RunError::io(&path, e))?;
-        let mut summary: Summary = serde_json::from_str(&text)
+        mesh: &Mesh,
+    ) -> Result<(RunWriter, State, Vec<StepRecord>), RunError> {
+        let path = dir.join(HEADER_FILE);
+        let text = std::fs::read_to_string(&path)
             .map_err(|e| RunError::Resume(format!("{}: {e}", path.display())))?;
-        let mut stored = summary.config.clone();
+        let mut header: RunHeader = serde_json::from_str(&text)
+            .map_err(|e| RunError::Resume(format!("{}: {e}", path.display())))?;
+        let mut stored = header.config.clone();
         let mut wanted = config.clone();
         // The number of steps may grow on resume; everything else must match.
         stored.scheme.steps = 0;
@@ -186,7 +337,18 @@ impl OutputDir {
                 dir.display()
             )));
         }
-        let last = summary.steps.last().map_or(0, |r| r.step);
+        let (records, complete) = read_steps(dir)?;
+        let steps_path = dir.join(STEPS_FILE);
+        if steps_path.exists() {
+            // Drop a line cut by a crash, so the next record starts a line of its own.
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&steps_path)
+                .map_err(|e| RunError::io(&steps_path, e))?;
+            file.set_len(complete)
+                .map_err(|e| RunError::io(&steps_path, e))?;
+        }
+        let last = records.last().map_or(0, |r| r.step);
         let rho_path = dir.join(step_file("rho", last));
         let rho = mesh.from_grid_array("resumed density", &read_npy(&rho_path)?)?;
         let pot_path = dir.join(step_file("potential", last));
@@ -195,33 +357,36 @@ impl OutputDir {
         } else {
             None
         };
-        let warm = (last > 0).then(|| WarmStart {
+        let warm = records.last().map(|r| WarmStart {
             rho: Some(rho.clone()),
             potential,
+            backend: r.solver.clone(),
         });
-        summary.config = config.clone();
-        summary.status = RunStatus::Running;
-        summary.error = None;
-        Ok((
-            OutputDir {
-                dir: dir.to_path_buf(),
-                mesh: mesh.clone(),
-                summary,
-                vtk: false,
-            },
+        header.config = config.clone();
+        header.status = RunStatus::Running;
+        header.error = None;
+        let writer = RunWriter {
+            dir: dir.to_path_buf(),
+            mesh: mesh.clone(),
+            header,
+            initial: false,
+            vtk: false,
             last,
+        };
+        let state = State {
             rho,
             warm,
-        ))
+            first: last + 1,
+        };
+        Ok((writer, state, records))
     }
 
     /// Write cell values as a grid-shaped `.npy` (write-then-rename).
-    pub fn write_cells(&self, name: &str, values: &Array1<f64>) -> Result<(), RunError> {
+    fn write_cells(&self, name: &str, values: &ndarray::Array1<f64>) -> Result<(), RunError> {
         let path = self.dir.join(name);
-        let array = self
-            .mesh
-            .to_grid_array(values, 0.0)
-            .ok_or_else(|| RunError::Config("output needs a grid mesh".into()))?;
+        let array = self.mesh.to_grid_array(values, 0.0).ok_or_else(|| {
+            InputError::InvalidMesh("run directories need a grid mesh (.npy of the grid)".into())
+        })?;
         let tmp = self.dir.join(format!(".{name}.tmp"));
         let file = std::fs::File::create(&tmp).map_err(|e| RunError::io(&tmp, e))?;
         ndarray_npy::WriteNpyExt::write_npy(&array, std::io::BufWriter::new(file)).map_err(
@@ -241,47 +406,87 @@ impl OutputDir {
         std::fs::rename(&tmp, &path).map_err(|e| RunError::io(&path, e))
     }
 
-    /// Rewrite `summary.json`.
-    pub fn write_summary(&self) -> Result<(), RunError> {
-        let text = serde_json::to_string_pretty(&self.summary)
-            .map_err(|e| RunError::Config(format!("cannot serialise the summary: {e}")))?;
-        self.write_text("summary.json", &text)
+    /// Rewrite `run.json`.
+    fn write_header(&self) -> Result<(), RunError> {
+        let path = self.dir.join(HEADER_FILE);
+        let text = serde_json::to_string_pretty(&self.header)
+            .map_err(|source| RunError::Json { path, source })?;
+        self.write_text(HEADER_FILE, &text)
     }
 
-    /// Write step `step`'s density as `rho_NNNNN.vti` and rewrite the `rho.pvd` series
-    /// (steps 0..=step, as recorded in the summary).
-    pub fn write_vtk(&self, step: usize, rho: &Array1<f64>) -> Result<(), RunError> {
+    /// Append one record as a line of `steps.jsonl`.
+    fn append_record(&self, record: &StepRecord) -> Result<(), RunError> {
+        let path = self.dir.join(STEPS_FILE);
+        let mut line = serde_json::to_string(record).map_err(|source| RunError::Json {
+            path: path.clone(),
+            source,
+        })?;
+        line.push('\n');
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| RunError::io(&path, e))?;
+        file.write_all(line.as_bytes())
+            .map_err(|e| RunError::io(&path, e))
+    }
+
+    /// Write step `step`'s density as `rho_NNNNN.vti`.
+    fn write_vti(&self, step: usize, rho: &ndarray::Array1<f64>) -> Result<(), RunError> {
         let text = crate::vtk::image_data(&self.mesh, &[("rho", rho)])
-            .ok_or_else(|| RunError::Config("VTK output needs a grid mesh".into()))?;
-        self.write_text(&vti_file(step), &text)?;
-        let tau = self.summary.config.scheme.tau;
-        let entries: Vec<(f64, String)> =
-            (0..=step).map(|n| (n as f64 * tau, vti_file(n))).collect();
-        self.write_text("rho.pvd", &crate::vtk::collection(&entries))
+            .ok_or_else(|| InputError::InvalidMesh("VTK image data needs a grid mesh".into()))?;
+        self.write_text(&vti_file(step), &text)
     }
 
-    /// Record the end of the run.
-    pub fn finish(&mut self, status: RunStatus, error: Option<String>) -> Result<(), RunError> {
-        self.summary.status = status;
-        self.summary.error = error;
-        self.summary.peak_rss_kib = peak_rss_kib();
-        self.write_summary()
+    /// Rewrite the `rho.pvd` series: steps 0..=last.
+    fn write_pvd(&self) -> Result<(), RunError> {
+        let tau = self.header.config.scheme.tau;
+        let entries: Vec<(f64, String)> = (0..=self.last)
+            .map(|n| (n as f64 * tau, vti_file(n)))
+            .collect();
+        self.write_text("rho.pvd", &crate::vtk::collection(&entries))
     }
 }
 
-impl Observer for OutputDir {
-    fn observe(&mut self, record: &StepRecord, output: &StepOutput) -> Result<(), RunError> {
+impl Observer for RunWriter {
+    /// Writes `run.json` (status running) and, for a new run, ρ⁰ as `rho_00000.npy`.
+    fn start(&mut self, state: &State) -> Result<(), RunError> {
+        if self.initial {
+            self.write_cells(&step_file("rho", 0), &state.rho)?;
+            if self.vtk {
+                self.write_vti(0, &state.rho)?;
+                self.write_pvd()?;
+            }
+        }
+        self.write_header()
+    }
+
+    /// Writes the step's arrays, then appends its record (the step's commit point).
+    fn step(&mut self, record: &StepRecord, output: &StepOutput) -> Result<(), RunError> {
         self.write_cells(&step_file("rho", record.step), &output.rho)?;
         if self.vtk {
-            self.write_vtk(record.step, &output.rho)?;
+            self.write_vti(record.step, &output.rho)?;
         }
         if let Some(p) = &output.potential
             && p.len() == self.mesh.n_cells()
         {
             self.write_cells(&step_file("potential", record.step), p)?;
         }
-        self.summary.steps.push(record.clone());
-        self.write_summary()
+        self.append_record(record)?;
+        self.last = record.step;
+        Ok(())
+    }
+
+    /// Records the status, the error and the peak memory in `run.json`, and rewrites the VTK
+    /// series.
+    fn finish(&mut self, end: &End<'_>) -> Result<(), RunError> {
+        self.header.status = end.status;
+        self.header.error = end.error.map(|e| e.to_string());
+        self.header.peak_rss_kib = peak_rss_kib();
+        if self.vtk {
+            self.write_pvd()?;
+        }
+        self.write_header()
     }
 }
 
@@ -299,27 +504,14 @@ pub fn step_file(prefix: &str, step: usize) -> String {
 }
 
 /// Peak resident set size of this process in KiB (Linux: VmHWM in /proc/self/status).
-pub(crate) fn peak_rss_kib() -> Option<u64> {
+///
+/// ```rust
+/// if cfg!(target_os = "linux") {
+///     assert!(jko::output::peak_rss_kib().unwrap() > 0);
+/// }
+/// ```
+pub fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// Write a report as `STEM.json` (serde) and `STEM.md` (Markdown) into `dir`.
-pub(crate) fn write_report<T: Serialize>(
-    dir: &Path,
-    stem: &str,
-    report: &T,
-    markdown: &str,
-) -> Result<(), RunError> {
-    std::fs::create_dir_all(dir).map_err(|e| RunError::io(dir, e))?;
-    let json = serde_json::to_string_pretty(report).map_err(|e| RunError::Config(e.to_string()))?;
-    for (name, text) in [
-        (format!("{stem}.json"), json.as_str()),
-        (format!("{stem}.md"), markdown),
-    ] {
-        let path = dir.join(name);
-        std::fs::write(&path, text).map_err(|e| RunError::io(&path, e))?;
-    }
-    Ok(())
 }

@@ -7,6 +7,8 @@
 //!   outside it); also the exact JKO iterates (exact W²);
 //! - porous medium: `porous` alone from a Barenblatt profile, while its support stays inside;
 //! - `entropy` + linear potential from `drift_box`: the separable solution on the box.
+//!
+//! Also the distances used to compare densities on a mesh: [`l1_relative`] and [`w2_like`].
 
 use crate::config::{Config, InitialConfig, Problem};
 use crate::error::RunError;
@@ -15,22 +17,60 @@ use jko_core::{Mesh, Potential};
 use ndarray::Array1;
 
 /// A known solution of the config's gradient flow.
+///
+/// ```rust
+/// use jko::config::Config;
+/// use jko::reference::ExactSolution;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = Config::from_toml(jko::examples::example("porous-1d").unwrap())?;
+/// let problem = config.build(".".as_ref())?;
+/// let exact = ExactSolution::detect(&config, &problem)?.unwrap();
+/// assert_eq!(exact.name(), "Barenblatt profile");
+/// // At t = 0 it is the initial density (up to ρ⁰'s normalisation to mass 1 on the cells).
+/// let rho0 = exact.density(&problem.mesh, 0.0);
+/// assert!(jko::reference::l1_relative(&problem.mesh, &problem.initial, &rho0) < 1e-2);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub enum ExactSolution {
+    /// A Gaussian under the Ornstein–Uhlenbeck (or heat) flow.
     Gaussian {
+        /// The flow: temperature, stiffness and centre of the quadratic potential.
         ou: OrnsteinUhlenbeck,
+        /// The Gaussian at t = 0.
         initial: Gaussian,
+        /// Its mass.
         mass: f64,
     },
+    /// A Barenblatt profile of the porous medium equation.
     Barenblatt {
+        /// The profile (exponent, dimension, mass).
         profile: Barenblatt,
+        /// The profile's time at t = 0.
         t0: f64,
     },
+    /// The separable Fokker–Planck solution on a box with a linear potential.
     DriftBox(DriftBox),
 }
 
 impl ExactSolution {
-    /// The exact solution of `config`, if the engine knows one.
+    /// The exact solution of `config` (built as `problem`), if the engine knows one.
+    ///
+    /// # Errors
+    /// [`RunError::Input`] / [`RunError::Config`] for a profile the config cannot give.
+    ///
+    /// ```rust
+    /// use jko::config::Config;
+    /// use jko::reference::ExactSolution;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let quartic = Config::from_toml(jko::examples::example("quartic-1d").unwrap())?;
+    /// assert!(ExactSolution::detect(&quartic, &quartic.build(".".as_ref())?)?.is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn detect(config: &Config, problem: &Problem) -> Result<Option<ExactSolution>, RunError> {
         let e = &problem.energy;
         let mesh = &problem.mesh;
@@ -72,6 +112,19 @@ impl ExactSolution {
         })
     }
 
+    /// What the solution is, in words (the `against` of reports).
+    ///
+    /// ```rust
+    /// use jko::reference::ExactSolution;
+    /// use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
+    ///
+    /// let heat = ExactSolution::Gaussian {
+    ///     ou: OrnsteinUhlenbeck::heat(1.0, 1),
+    ///     initial: Gaussian::diagonal(&[0.0], &[1.0]),
+    ///     mass: 1.0,
+    /// };
+    /// assert_eq!(heat.name(), "heat kernel (Gaussian)");
+    /// ```
     pub fn name(&self) -> &'static str {
         match self {
             ExactSolution::Gaussian { ou, .. } if ou.stiffness == 0.0 => "heat kernel (Gaussian)",
@@ -82,6 +135,24 @@ impl ExactSolution {
     }
 
     /// Exact density at time t after the initial state (cell centre values).
+    ///
+    /// ```rust
+    /// use jko::reference::ExactSolution;
+    /// use jko_core::Mesh;
+    /// use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let ou = ExactSolution::Gaussian {
+    ///     ou: OrnsteinUhlenbeck::standard(1),
+    ///     initial: Gaussian::diagonal(&[0.0], &[1.0]),
+    ///     mass: 1.0,
+    /// };
+    /// // N(0, 1) is the equilibrium: it does not move.
+    /// let mesh = Mesh::grid(&[8], &[-2.0], &[2.0])?;
+    /// assert_eq!(ou.density(&mesh, 0.0), ou.density(&mesh, 3.0));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn density(&self, mesh: &Mesh, t: f64) -> Array1<f64> {
         match self {
             ExactSolution::Gaussian { ou, initial, mass } => {
@@ -96,6 +167,19 @@ impl ExactSolution {
     }
 
     /// Whether the solution at time t is exact on the mesh's box (Barenblatt support inside).
+    ///
+    /// ```rust
+    /// use jko::reference::ExactSolution;
+    /// use jko_core::Mesh;
+    /// use jko_core::exact::Barenblatt;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let b = ExactSolution::Barenblatt { profile: Barenblatt::new(2.0, 1, 1.0)?, t0: 0.1 };
+    /// let mesh = Mesh::grid(&[20], &[-2.0], &[2.0])?;
+    /// assert!(b.fits(&mesh, 0.0) && !b.fits(&mesh, 1e6));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn fits(&self, mesh: &Mesh, t: f64) -> bool {
         match (self, mesh.as_grid()) {
             (ExactSolution::Barenblatt { profile, t0 }, Some(g)) => {
@@ -107,6 +191,25 @@ impl ExactSolution {
     }
 
     /// The exact JKO iterate (exact W²) after `steps` steps of size τ, where known (Gaussians).
+    ///
+    /// ```rust
+    /// use jko::reference::ExactSolution;
+    /// use jko_core::Mesh;
+    /// use jko_core::exact::{Barenblatt, Gaussian, OrnsteinUhlenbeck};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mesh = Mesh::grid(&[8], &[-2.0], &[2.0])?;
+    /// let ou = ExactSolution::Gaussian {
+    ///     ou: OrnsteinUhlenbeck::standard(1),
+    ///     initial: Gaussian::diagonal(&[0.0], &[1.0]),
+    ///     mass: 1.0,
+    /// };
+    /// assert_eq!(ou.jko_density(&mesh, 0.1, 3), Some(ou.density(&mesh, 0.0)));
+    /// let b = ExactSolution::Barenblatt { profile: Barenblatt::new(2.0, 1, 1.0)?, t0: 0.1 };
+    /// assert!(b.jko_density(&mesh, 0.1, 3).is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn jko_density(&self, mesh: &Mesh, tau: f64, steps: usize) -> Option<Array1<f64>> {
         match self {
             ExactSolution::Gaussian { ou, initial, mass } => {
@@ -119,6 +222,17 @@ impl ExactSolution {
 }
 
 /// Relative L1 distance Σ_K |K| |a_K − b_K| / Σ_K |K| |b_K|.
+///
+/// ```rust
+/// use jko_core::Mesh;
+/// use ndarray::array;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mesh = Mesh::grid(&[2], &[0.0], &[1.0])?;
+/// assert_eq!(jko::reference::l1_relative(&mesh, &array![1.5, 0.5], &array![1.0, 1.0]), 0.5);
+/// # Ok(())
+/// # }
+/// ```
 pub fn l1_relative(mesh: &Mesh, a: &Array1<f64>, b: &Array1<f64>) -> f64 {
     let v = mesh.volumes();
     let num: f64 = (0..a.len()).map(|k| v[k] * (a[k] - b[k]).abs()).sum();
@@ -130,6 +244,19 @@ pub fn l1_relative(mesh: &Mesh, a: &Array1<f64>, b: &Array1<f64>) -> f64 {
 /// on 1D grids the exact W₂ between the piecewise-constant densities (through their quantile
 /// functions, midpoint rule on 4096 mass levels); otherwise the Gelbrich bound — the
 /// Bures–Wasserstein distance between the moment-matched Gaussians, a lower bound on W₂.
+///
+/// ```rust
+/// use jko_core::Mesh;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // A shift by s moves every quantile by s: W₂ = s (up to the cells' width).
+/// let mesh = Mesh::grid(&[400], &[-5.0], &[5.0])?;
+/// let bump = |c: f64| mesh.sample(|x| (-(x[0] - c).powi(2) * 2.0).exp());
+/// let w2 = jko::reference::w2_like(&mesh, &bump(0.0), &bump(0.5));
+/// assert!((w2 - 0.5).abs() < 1e-3, "{w2}");
+/// # Ok(())
+/// # }
+/// ```
 pub fn w2_like(mesh: &Mesh, a: &Array1<f64>, b: &Array1<f64>) -> f64 {
     if let Some(g) = mesh
         .as_grid()

@@ -53,7 +53,7 @@ fn expect_config(name: &str, v: &Verdict) -> Option<bool> {
             is_input(v, |e| matches!(e, InputError::InvalidTau(_)))
         }
         "negative-cells.toml" | "not-toml.toml" => {
-            matches!(v, Verdict::Rejected(RunError::Config(_)))
+            matches!(v, Verdict::Rejected(RunError::Toml { .. }))
         }
         "mask-nan.toml" | "potential-inf.toml" => non_finite(v),
         "initial-negative.toml" => is_input(v, |e| matches!(e, InputError::NegativeDensity { .. })),

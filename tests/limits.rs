@@ -3,8 +3,9 @@
 //! the available memory) is refused at once with a typed error naming the backend, the
 //! estimate and the limit.
 
-use jko::config::{Config, available_memory};
+use jko::config::Config;
 use jko::error::RunError;
+use jko::plan::{Plan, available_memory};
 use jko_core::{EnergyTerm, InputError, Mesh, StepSolver};
 use std::path::Path;
 use std::time::Instant;
@@ -35,17 +36,17 @@ fn small(solver: &str) -> String {
     config("[20]", "[-4.0]", "[4.0]", "[0.5]", "[0.7]", solver)
 }
 
+/// Plan a config: the memory checks are the plan's.
 fn build(text: &str) -> Result<jko::config::Problem, RunError> {
-    Config::from_toml(text)?.build(Path::new("."))
+    Ok(Plan::build(&Config::from_toml(text)?, Path::new("."))?.problem)
 }
 
 const TERMS: &[EnergyTerm] = &[EnergyTerm::Entropy, EnergyTerm::Potential];
 
 fn backends() -> Vec<Box<dyn StepSolver>> {
-    jko::backend::backends()
-        .unwrap()
-        .into_iter()
-        .map(|b| b.solver)
+    jko::backend::BACKENDS
+        .iter()
+        .map(|b| b.defaults().build().unwrap())
         .collect()
 }
 
@@ -182,9 +183,9 @@ fn a_step_that_does_not_converge_is_a_typed_error() {
     let frozen = problem.energy.freeze(mesh, rho0).unwrap();
     let solver = jko_newton::NewtonSolver::new(Default::default()).unwrap();
     let ok = JkoStep::new(mesh, rho0, 10.0, &frozen).unwrap();
-    assert!(solver.step(&ok, None).is_ok());
+    assert!(StepSolver::solve(&solver, &ok, None).is_ok());
     let big = JkoStep::new(mesh, rho0, 1e3, &frozen).unwrap();
-    let err = match solver.step(&big, None) {
+    let err = match StepSolver::solve(&solver, &big, None) {
         Err(e) => e,
         Ok(out) => panic!("expected NotConverged, got {:?}", out.info),
     };

@@ -590,9 +590,8 @@ fn outside_documented_range(
 }
 
 /// Whether the backend may refuse the case: a term it does not treat, or a mesh it cannot use.
-fn may_refuse(solver: &dyn StepSolver, case: &Case, energy: &Energy) -> bool {
-    energy.terms().iter().any(|t| !solver.treats(*t))
-        || (solver.name() == "quantile" && case.grid.cells.len() != 1)
+fn may_refuse(solver: &dyn StepSolver, case: &Case, mesh: &Mesh, energy: &Energy) -> bool {
+    solver.check_supported(mesh, &energy.terms()).is_err()
         // The explicit surrogate needs ρ > 0 in every cell under the entropy (an input error).
         || (solver.name() == "flow" && case.has_vacuum() && energy.entropy.is_some())
 }
@@ -694,10 +693,14 @@ fn step_and_check(
     let problem = JkoStep::new(&mesh, &rho, case.tau, &frozen)
         .map_err(|e| TestCaseError::fail(format!("generated step rejected by core: {e}")))?;
     let name = format!("{} ({what})", solver.name());
-    let refusable = may_refuse(solver, case, &energy);
-    let out = match solver.step(&problem, None) {
+    let refusable = may_refuse(solver, case, &mesh, &energy);
+    let out = match solver.solve(&problem, None) {
         Ok(out) => out,
-        Err(e @ (StepError::Input(_) | StepError::Unsupported { .. })) => {
+        Err(
+            e @ (StepError::Input(_)
+            | StepError::Unsupported { .. }
+            | StepError::UnsupportedMesh { .. }),
+        ) => {
             if !refusable {
                 return Err(TestCaseError::fail(format!(
                     "{name} refused a case it treats: {e}"
@@ -709,6 +712,7 @@ fn step_and_check(
                     i.to_string().chars().take(40).collect::<String>()
                 ),
                 StepError::Unsupported { term, .. } => format!("unsupported: {term}"),
+                StepError::UnsupportedMesh { .. } => "unsupported mesh".to_string(),
                 _ => unreachable!(),
             };
             *stats.borrow_mut().refused.entry(kind).or_default() += 1;
@@ -718,7 +722,7 @@ fn step_and_check(
             if refusable {
                 return Err(TestCaseError::fail(format!(
                     "{name} refused a case it does not treat with an error that is neither \
-                     input nor unsupported: {e}"
+                     input nor unsupported (term or mesh): {e}"
                 )));
             }
             return match outside_documented_range(solver.name(), case, &mesh, &frozen, &rho) {
@@ -1061,7 +1065,7 @@ fn conic_almost_solved_step_conserves_mass() {
     let frozen = energy.freeze(&mesh, &rho).unwrap();
     let problem = JkoStep::new(&mesh, &rho, case.tau, &frozen).unwrap();
     let solver = SolverConfig::default_for("conic").unwrap().build().unwrap();
-    let out = solver.step(&problem, None).unwrap();
+    let out = solver.solve(&problem, None).unwrap();
     let drift = (mesh.mass(&out.rho) - mesh.mass(&rho)).abs() / mesh.mass(&rho);
     assert!(
         drift <= Checks::default().mass_rtol,
@@ -1139,7 +1143,7 @@ fn flow_refuses_vacuum_as_input_error() {
     let frozen = energy.freeze(&mesh, &rho).unwrap();
     let problem = JkoStep::new(&mesh, &rho, 0.01, &frozen).unwrap();
     let solver = SolverConfig::default_for("flow").unwrap().build().unwrap();
-    let err = solver.step(&problem, None).unwrap_err();
+    let err = solver.solve(&problem, None).unwrap_err();
     assert!(matches!(err, StepError::Input(_)), "{err:?}");
 }
 

@@ -46,8 +46,8 @@ fn resumed_run_matches_an_uninterrupted_one() {
     .unwrap_err();
     assert!(matches!(err, jko::error::RunError::Interrupted(3)), "{err}");
     assert!(!parted.path().join("rho_00004.npy").exists());
-    let summary = std::fs::read_to_string(parted.path().join("summary.json")).unwrap();
-    assert!(summary.contains("\"interrupted\""));
+    let header = std::fs::read_to_string(parted.path().join("run.json")).unwrap();
+    assert!(header.contains("\"interrupted\""));
 
     let result = jko::run(
         &config,

@@ -4,7 +4,7 @@
 //!
 //! - [`fuzz_config`]: TOML text → [`Config::from_toml`] → [`Config::build_with`] (mesh,
 //!   energy, initial density, as `jko run` builds them) → the backend and the checked stepper
-//!   (`jko::stepper`, as `jko::run` makes it) → the initial energy; plus a serialisation round trip
+//!   (`jko::plan::Plan::build_with`, as `jko::run` plans it) → the initial energy; plus a serialisation round trip
 //!   (`to_toml` → `from_toml` → `to_toml` is a fixed point: run directories store the config
 //!   this way and `--resume` reads it back).
 //! - [`fuzz_npy`]: bytes → [`read_npy_from`] (the reader behind every `.npy` file the engine
@@ -78,9 +78,9 @@ fn round_trip(config: &Config) {
 }
 
 fn build_like_run(config: &Config, load: &jko::config::NpyLoader) -> Result<usize, RunError> {
-    let problem = config.build_with(load)?;
-    let solver = config.solver.build()?;
-    jko::stepper(config, &problem, solver.as_ref())?;
+    let plan = jko::plan::Plan::build_with(config, load)?;
+    plan.stepper()?;
+    let problem = &plan.problem;
     problem.energy.value(&problem.mesh, &problem.initial)?;
     Ok(problem.mesh.n_cells())
 }

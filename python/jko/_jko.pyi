@@ -221,7 +221,7 @@ def run(
     trajectory of shape ``(steps + 1, *mesh.shape)`` and records a dict of per-step columns."""
 
 def solvers() -> list[dict[str, Any]]:
-    """Registered backends: name, summary, treats, energy_inequality, defaults."""
+    """Registered backends: name, summary, treats, meshes, energy_inequality, proximal, defaults."""
 
 def example(name: str) -> str:
     """TOML text of a built-in example config."""

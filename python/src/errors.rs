@@ -189,7 +189,7 @@ pub fn from_input(py: Python<'_>, e: InputError) -> PyErr {
 fn step_kind(e: &StepError) -> Kind {
     match e {
         StepError::Input(_) => Kind::Input,
-        StepError::Unsupported { .. } => Kind::Unsupported,
+        StepError::Unsupported { .. } | StepError::UnsupportedMesh { .. } => Kind::Unsupported,
         StepError::NotConverged { .. } => Kind::NotConverged,
         StepError::Numerical { .. } => Kind::Solver,
     }
@@ -228,10 +228,14 @@ fn step_attrs(py: Python<'_>, e: &StepError) -> Vec<(&'static str, Py<PyAny>)> {
 pub fn from_run(py: Python<'_>, e: RunError) -> PyErr {
     let message = e.to_string();
     match &e {
-        RunError::Config(_) | RunError::Resume(_) => raise(py, Kind::Config, message, &[]),
+        RunError::Config { .. }
+        | RunError::Toml { .. }
+        | RunError::UnknownBackend { .. }
+        | RunError::OutputExists(_)
+        | RunError::Resume(_) => raise(py, Kind::Config, message, &[]),
         RunError::Input(_) => raise(py, Kind::Input, message, &[]),
         RunError::Npy { .. } => raise(py, Kind::Input, message, &[]),
-        RunError::Io { .. } => raise(py, Kind::Output, message, &[]),
+        RunError::Io { .. } | RunError::Json { .. } => raise(py, Kind::Output, message, &[]),
         RunError::Solver(s) => raise(py, step_kind(s), message, &step_attrs(py, s)),
         RunError::Step { step, source } => {
             let mut attrs = step_attrs(py, source);

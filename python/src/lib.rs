@@ -4,7 +4,8 @@
 //! `python/pyproject.toml` and `scripts/setup-python.sh`). Everything goes through the engine's
 //! public API: meshes and energies of `jko_core`, checked steps of [`jko::driver::Stepper`],
 //! whole runs of [`jko::run`], and backends chosen by name through the registry
-//! [`jko::backend::SolverConfig`], so a backend added there is available here unchanged.
+//! [`jko::backend::BACKENDS`] ([`jko::backend::SolverConfig`]), so a backend added to that
+//! table is available here unchanged.
 //!
 //! - configs and solver parameters are Python dicts deserialised (through JSON) into the engine's
 //!   serde types: one schema, the engine's error messages ([`convert`]);
@@ -21,10 +22,11 @@ mod mesh;
 use convert::{cells_from_array, cells_to_py, from_json, json_to_py, py_to_json, stack_frames};
 use energy::PyEnergy;
 use jko::backend::{self, SolverConfig};
-use jko::config::{Checks, Config};
+use jko::config::{Checks, Config, Limits};
 use jko::core::{StepOutput, WarmStart};
 use jko::driver::{Observer, StepRecord, Stepper};
 use jko::error::RunError;
+use jko::plan::MemoryBudget;
 use mesh::PyMesh;
 use ndarray::Array1;
 use numpy::{AllowTypeChange, IntoPyArray, PyArrayLikeDyn};
@@ -41,16 +43,7 @@ fn solver_config(
     solver: &str,
     params: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<SolverConfig> {
-    let known = SolverConfig::names();
-    if !known.contains(&solver) {
-        return Err(errors::config(
-            py,
-            format!(
-                "unknown solver `{solver}`; known solvers: {}",
-                known.join(", ")
-            ),
-        ));
-    }
+    backend::find(solver).map_err(|e| errors::from_run(py, e))?;
     let mut map = match params {
         Some(p) => match py_to_json(p.as_any(), "")? {
             Value::Object(m) => m,
@@ -158,9 +151,11 @@ fn step<'py>(
                     _ => Ok(None),
                 }
             };
+            // The caller hands this backend its own previous result.
             Some(WarmStart {
                 rho: get("rho")?,
                 potential: get("potential")?,
+                backend: config.name().to_string(),
             })
         }
     };
@@ -168,6 +163,10 @@ fn step<'py>(
     let result = py.detach(|| -> Result<(StepOutput, StepRecord), RunError> {
         let backend = config.build()?;
         let stepper = Stepper::new(&m, &energy, backend.as_ref(), tau, checks, mass0)?;
+        // The step's memory against the environment's limit, as a run without [limits].
+        if let Some(budget) = MemoryBudget::from_limits(&Limits::default())? {
+            budget.check(backend.as_ref(), &m, &energy)?;
+        }
         stepper.step(1, &rho, warm.as_ref())
     });
     let (out, record) = result.map_err(|e| errors::from_run(py, e))?;
@@ -193,7 +192,7 @@ fn step<'py>(
 struct Frames(Vec<Array1<f64>>);
 
 impl Observer for Frames {
-    fn observe(&mut self, _: &StepRecord, out: &StepOutput) -> Result<(), RunError> {
+    fn step(&mut self, _: &StepRecord, out: &StepOutput) -> Result<(), RunError> {
         self.0.push(out.rho.clone());
         Ok(())
     }
@@ -206,7 +205,7 @@ struct Progress {
 }
 
 impl Observer for Progress {
-    fn observe(&mut self, record: &StepRecord, _: &StepOutput) -> Result<(), RunError> {
+    fn step(&mut self, record: &StepRecord, _: &StepOutput) -> Result<(), RunError> {
         let result = Python::attach(|py| -> PyResult<()> {
             let v = serde_json::to_value(record)
                 .map_err(|e| errors::raise(py, errors::Kind::Jko, e.to_string(), &[]))?;
@@ -225,7 +224,7 @@ impl Observer for Progress {
                 Err(if interrupt {
                     RunError::Interrupted(record.step)
                 } else {
-                    RunError::Config("the progress callback raised an exception".into())
+                    RunError::Observer("the progress callback raised an exception".into())
                 })
             }
         }
@@ -284,7 +283,7 @@ fn columns<'py>(py: Python<'py>, records: &[StepRecord]) -> PyResult<Bound<'py, 
 ///         dict with the config's tables (``mesh``, ``initial``, ``energy``, ``scheme``,
 ///         ``solver``, optional ``checks``; relative paths relative to ``base``, default the
 ///         working directory). ``jko.parse_config(jko.example("ou-1d"))`` is such a dict.
-///     out: optional output directory: ``rho_NNNNN.npy`` per step and ``summary.json``,
+///     out: optional output directory: ``rho_NNNNN.npy`` per step, ``steps.jsonl`` and ``run.json``,
 ///         exactly as the CLI writes them.
 ///     solver, tau, steps: override the config (as ``--solver``, ``--tau``, ``--steps``).
 ///     resume: continue the run found in ``out`` (as ``--resume``).
@@ -336,11 +335,10 @@ fn run<'py>(
         };
         (cfg, base.unwrap_or(dir))
     };
-    if let Some(name) = solver {
-        if name != cfg.solver.name() {
-            cfg.solver = SolverConfig::default_for(&name).map_err(|e| errors::from_run(py, e))?;
-        }
-    }
+    cfg.solver = cfg
+        .solver
+        .overridden(solver.as_deref())
+        .map_err(|e| errors::from_run(py, e))?;
     if let Some(t) = tau {
         cfg.scheme.tau = t;
     }
@@ -421,18 +419,16 @@ fn run<'py>(
 #[pyfunction]
 fn solvers<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
     let list = PyList::empty(py);
-    for b in backend::backends().map_err(|e| errors::from_run(py, e))? {
+    for b in backend::BACKENDS {
+        let solver = b.defaults().build().map_err(|e| errors::from_run(py, e))?;
         let d = PyDict::new(py);
         d.set_item("name", b.name)?;
         d.set_item("summary", b.summary)?;
-        d.set_item("treats", backend::treated_terms(b.solver.as_ref()))?;
-        d.set_item("energy_inequality", b.solver.satisfies_energy_inequality())?;
-        let defaults = SolverConfig::default_for(b.name).map_err(|e| errors::from_run(py, e))?;
-        let v = convert::to_py(py, &defaults)?;
-        if let Ok(dd) = v.cast::<PyDict>() {
-            dd.del_item("kind")?;
-        }
-        d.set_item("defaults", v)?;
+        d.set_item("treats", backend::treated_terms(solver.as_ref()))?;
+        d.set_item("meshes", backend::supported_meshes(solver.as_ref()))?;
+        d.set_item("energy_inequality", solver.satisfies_energy_inequality())?;
+        d.set_item("proximal", b.proximal)?;
+        d.set_item("defaults", json_to_py(py, &Value::Object(b.parameters()))?)?;
         list.append(d)?;
     }
     Ok(list)

@@ -30,7 +30,7 @@ def jko_cli():
     for path in _candidates():
         if path.is_file() and os.access(path, os.X_OK):
             return path
-    message = "the jko CLI binary was not found: set JKO_CLI or run `cargo build --bin jko`"
+    message = "the jko CLI binary was not found: set JKO_CLI or run `cargo build -p jko-cli --bin jko`"
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)

@@ -11,6 +11,12 @@ import jko
 EXAMPLE = "ou-1d"
 
 
+def read_run(out):
+    """A run directory as one dict: run.json's header and the records of steps.jsonl."""
+    summary = json.loads((out / "run.json").read_text())
+    summary["steps"] = [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines()]
+    return summary
+
 @pytest.fixture(scope="module")
 def cli_run(jko_cli, tmp_path_factory):
     """`jko example ou-1d > ou-1d.toml; jko run ou-1d.toml --out out` with the CLI binary."""
@@ -27,7 +33,7 @@ def cli_run(jko_cli, tmp_path_factory):
         capture_output=True,
         text=True,
     )
-    summary = json.loads((out / "summary.json").read_text())
+    summary = read_run(out)
     steps = summary["config"]["scheme"]["steps"]
     frames = np.stack([np.load(out / f"rho_{n:05d}.npy") for n in range(steps + 1)])
     return config, toml, frames, summary
@@ -63,7 +69,7 @@ def test_run_from_a_dict_writes_what_the_cli_writes(cli_run, tmp_path):
     for n in range(frames.shape[0]):
         written = np.load(tmp_path / "py" / f"rho_{n:05d}.npy")
         assert np.abs(written - frames[n]).max() <= 1e-12 * scale
-    ours = json.loads((tmp_path / "py" / "summary.json").read_text())
+    ours = read_run(tmp_path / "py")
     assert ours["status"] == "completed"
     assert ours["config"] == summary["config"]
     assert len(records["energy"]) == len(summary["steps"])

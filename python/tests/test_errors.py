@@ -63,7 +63,7 @@ def test_bad_tau(problem, tau):
 
 def test_unknown_solver(problem):
     mesh, energy, rho = problem
-    with pytest.raises(jko.ConfigError, match=r"unknown solver `nope`; known solvers: .*conic"):
+    with pytest.raises(jko.ConfigError, match=r"unknown backend `nope`; known backends: .*conic"):
         jko.step(rho, 0.1, energy, mesh, solver="nope")
 
 
@@ -151,7 +151,7 @@ def test_bad_run_configs(tmp_path):
         jko.run(tmp_path / "no-such.toml")
     with pytest.raises(jko.ConfigError, match="unknown example"):
         jko.example("nope")
-    with pytest.raises(jko.ConfigError, match="unknown solver `nope`"):
+    with pytest.raises(jko.ConfigError, match="unknown backend `nope`"):
         jko.run(jko.parse_config(jko.example("ou-1d")), solver="nope")
 
 
@@ -192,9 +192,10 @@ def test_ctrl_c_stops_a_run_after_a_saved_step(tmp_path):
     config = jko.parse_config(jko.example("ou-1d"))
     with pytest.raises(KeyboardInterrupt):
         jko.run(config, out=tmp_path, steps=5, progress=interrupt)
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["status"] == "interrupted"
-    assert [s["step"] for s in summary["steps"]] == [1, 2]
+    header = json.loads((tmp_path / "run.json").read_text())
+    assert header["status"] == "interrupted"
+    steps = [json.loads(line) for line in (tmp_path / "steps.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in steps] == [1, 2]
     trajectory, records = jko.run(config, out=tmp_path, steps=5, resume=True)
     np.testing.assert_array_equal(records["step"], [1, 2, 3, 4, 5])
     assert trajectory.shape == (6, 200)

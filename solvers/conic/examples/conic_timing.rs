@@ -1,7 +1,7 @@
 //! Where the time of one conic JKO step goes, for growing 1D and 2D OU problems.
 //! `cargo run --release -p jko-conic --example conic_timing [-- --levels L]`
 //!
-//! With `--levels L`, the multi-level scheme (DESIGN §2.2) with L time levels on the 2D grids
+//! With `--levels L`, the multi-level scheme (docs/mathematics.md §2.2) with L time levels on the 2D grids
 //! 32² and 64² only (peak memory: run the binary under `/usr/bin/time -v`).
 //!
 //! Columns: cells, linear solver, build (assembling the conic program), Clarabel setup

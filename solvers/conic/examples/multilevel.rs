@@ -1,4 +1,4 @@
-//! Convergence studies of the multi-level dynamic scheme (DESIGN §2.2).
+//! Convergence studies of the multi-level dynamic scheme (docs/mathematics.md §2.2).
 //! `cargo run --release -p jko-conic --example multilevel [translation|ou|ou-h|ou-levels]`
 //!
 //! - `translation`: the discrete W_h² of a cos² bump and its translate by δ = 0.4 on [-1, 1],

@@ -1,10 +1,10 @@
 //! # jko-conic: the JKO step as a conic program, solved by Clarabel
 //!
 //! The foundation backend of the jko engine: it solves the one-step two-point-flux JKO
-//! problem (DESIGN §2.1, the variational finite-volume scheme of Cancès, Gallouët and
+//! problem (docs/mathematics.md §2.1, the variational finite-volume scheme of Cancès, Gallouët and
 //! Todeschi, Numer. Math. 2020) to interior-point accuracy, and the other backends are
 //! checked against it. With [`ConicParams::levels`] it solves the multi-level dynamic
-//! Benamou–Brenier step of DESIGN §2.2 instead (see [below](#the-multi-level-scheme-design-22)),
+//! Benamou–Brenier step of docs/mathematics.md §2.2 instead (see [below](#the-multi-level-scheme)),
 //! whose iterates converge to the exact JKO iterates.
 //!
 //! ## The problem
@@ -39,7 +39,9 @@
 //! The whole objective is divided by the mass M of ρⁿ (energy per unit mass), so that
 //! Clarabel's relative gap tolerance has the same meaning whatever the mass.
 //!
-//! ## The multi-level scheme (DESIGN §2.2)
+//! ## The multi-level scheme
+//!
+//! The scheme of docs/mathematics.md §2.2.
 //!
 //! With `levels = Some(L)`: levels j = 0..L on the unit time interval, ρ_0 = ρⁿ fixed,
 //! ρ_1..ρ_L free (ρ_L = ρ^{n+1}), one flux G_{σ,j+½} per face and interval, and
@@ -113,7 +115,7 @@
 //! ## Dual potential
 //!
 //! With multipliers ψ_K of the continuity constraints (in mass units), stationarity in G gives
-//! G_σ = τ T_σ θ_σ (ψ_L − ψ_K), so φ = τψ satisfies DESIGN's G_σ = T_σ θ_σ (φ_L − φ_K), and
+//! G_σ = τ T_σ θ_σ (ψ_L − ψ_K), so φ = τψ satisfies docs/mathematics.md's G_σ = T_σ θ_σ (φ_L − φ_K), and
 //! stationarity in ρ_K gives
 //!
 //! ```text
@@ -245,7 +247,7 @@ pub struct ConicParams {
     pub accept_almost_solved: bool,
     /// Print Clarabel's iteration log.
     pub verbose: bool,
-    /// Time levels of the multi-level dynamic scheme (DESIGN §2.2); `None` is the one-step
+    /// Time levels of the multi-level dynamic scheme (docs/mathematics.md §2.2); `None` is the one-step
     /// scheme (§2.1). `Some(1)` is one interval with θ averaged over both ends, not §2.1.
     pub levels: Option<usize>,
 }
@@ -373,7 +375,7 @@ pub struct TransportPath {
     pub action: f64,
 }
 
-/// The conic (Clarabel) backend: the one-step two-point-flux scheme (DESIGN §2.1) or, with
+/// The conic (Clarabel) backend: the one-step two-point-flux scheme (docs/mathematics.md §2.1) or, with
 /// [`ConicParams::levels`], the multi-level dynamic scheme (§2.2).
 ///
 /// Treats every energy term (entropy, porous medium, potential, frozen interaction, the
@@ -523,7 +525,6 @@ impl ConicSolver {
         problem: &JkoStep<'_>,
         _warm: Option<&WarmStart>,
     ) -> Result<(StepOutput, TransportPath, StepTiming), StepError> {
-        self.check_supported(problem.energy)?;
         let start = Instant::now();
         let path_problem = PathProblem {
             mesh: problem.mesh,
@@ -559,6 +560,7 @@ impl ConicSolver {
             wall_time: start.elapsed().as_secs_f64(),
             history: Vec::new(),
             notes,
+            check: None,
         };
         let timing = StepTiming {
             build,

@@ -1,4 +1,4 @@
-//! The flux-based transport schemes (DESIGN §2.1 and §2.2) as one conic program, and the
+//! The flux-based transport schemes (docs/mathematics.md §2.1 and §2.2) as one conic program, and the
 //! recovery of densities, fluxes and the dual potential from Clarabel's solution.
 //!
 //! Both schemes are a path ρ_0 = ρⁿ, ρ_1, …, ρ_L over L time intervals with one flux G_{σ,j+½}
@@ -23,9 +23,9 @@ const ROUND_OFF: f64 = 1e-12;
 /// Which discretisation of the transport cost a step uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Scheme {
-    /// DESIGN §2.1: one interval, θ from the end density.
+    /// docs/mathematics.md §2.1: one interval, θ from the end density.
     OneStep,
-    /// DESIGN §2.2 with this many (≥ 1) time intervals, θ the four-point mean.
+    /// docs/mathematics.md §2.2 with this many (≥ 1) time intervals, θ the four-point mean.
     MultiLevel(usize),
 }
 
@@ -361,7 +361,7 @@ impl PathProblem<'_> {
         // Lagrangian of the scaled program: J/M + Σ z C/(c|K|), with C the continuity
         // constraint in mass units; stationarity in G gives G = (τ/L) T θ (ψ_L − ψ_K) with
         // ψ = M z/(c|K|). φ = τψ is the Benamou–Brenier potential on the unit time interval:
-        // G_{σ,j+½} = (1/L) T θ (φ_L − φ_K), DESIGN's convention when L = 1.
+        // G_{σ,j+½} = (1/L) T θ (φ_L − φ_K), docs/mathematics.md's convention when L = 1.
         let last = layout.continuity.start + (big_l - 1) * n;
         let potential = Array1::from_iter(
             sol.z[last..last + n]

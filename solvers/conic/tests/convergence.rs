@@ -1,4 +1,4 @@
-//! Convergence of the one-step scheme to exact solutions (DESIGN §3) under joint refinement
+//! Convergence of the one-step scheme to exact solutions (docs/mathematics.md §3) under joint refinement
 //! of τ and h. Numbers are printed; run with `--nocapture` to see them.
 
 mod common;

@@ -1,4 +1,4 @@
-//! The multi-level dynamic Benamou–Brenier scheme (DESIGN §2.2): invariants along the path,
+//! The multi-level dynamic Benamou–Brenier scheme (docs/mathematics.md §2.2): invariants along the path,
 //! its optimality system, the action of a translation against δ²·mass, and convergence of the
 //! JKO iterates to the exact JKO iterates of OU, where the one-step scheme keeps its O(τ) gap.
 //! Numbers are printed; run with `--nocapture` to see them (larger studies:

@@ -1,6 +1,6 @@
 //! Energies F(ρ) = ∫ f(ρ) + V ρ + ½ ∬ W(x − y) ρ(x) ρ(y), with an optional bound ρ ≤ ρ_max.
 //!
-//! Discretised on a mesh (DESIGN §1):
+//! Discretised on a mesh (docs/mathematics.md §1):
 //! F_h(ρ) = Σ_K |K| [ f(ρ_K) + V_K ρ_K ] + ½ Σ_{K,L} |K||L| W(x_K − x_L) ρ_K ρ_L,
 //! with f(s) = β s log s (entropy) + s^m/(m−1) (porous medium).
 //!
@@ -382,14 +382,8 @@ impl Energy {
                 "the porous-medium exponent must be finite and > 1 (m = 1 is the entropy)",
             ));
         }
-        if let Some(r) = self.max_density
-            && !(r.is_finite() && r > 0.0)
-        {
-            return Err(InputError::parameter(
-                "max_density",
-                r,
-                "must be finite and > 0",
-            ));
+        if let Some(r) = self.max_density {
+            crate::error::finite_positive("max_density", r)?;
         }
         match &self.potential {
             Some(Potential::Quadratic { center, stiffness })

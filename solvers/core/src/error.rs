@@ -6,6 +6,7 @@
 //! Both are plain data (`Clone`, and `PartialEq` for input errors), so callers can match on a
 //! variant and read its fields; their `Display` is a complete sentence for a person.
 
+use crate::energy::EnergyTerm;
 use thiserror::Error;
 
 /// A problem with the data handed to the engine: mesh, density, energy or step size.
@@ -141,6 +142,47 @@ impl InputError {
     }
 }
 
+/// `Ok(value)` when `value` is finite and > 0, else [`InputError::InvalidParameter`] naming
+/// `name` ("must be finite and > 0"): the one check behind every positive parameter (τ,
+/// temperatures, tolerances, widths, masses).
+///
+/// ```rust
+/// use jko_core::{InputError, finite_positive};
+///
+/// assert_eq!(finite_positive("initial.std", 0.5), Ok(0.5));
+/// let err = finite_positive("initial.std", 0.0).unwrap_err();
+/// assert_eq!(err, InputError::parameter("initial.std", 0.0, "must be finite and > 0"));
+/// assert!(finite_positive("tol", f64::NAN).is_err() && finite_positive("tol", f64::INFINITY).is_err());
+/// ```
+pub fn finite_positive(name: &str, value: f64) -> Result<f64, InputError> {
+    if value.is_finite() && value > 0.0 {
+        Ok(value)
+    } else {
+        Err(InputError::parameter(name, value, "must be finite and > 0"))
+    }
+}
+
+/// `Ok(value)` when `value` is finite and ≥ 0, else [`InputError::InvalidParameter`] naming
+/// `name` ("must be finite and >= 0").
+///
+/// ```rust
+/// use jko_core::finite_non_negative;
+///
+/// assert_eq!(finite_non_negative("eta", 0.0), Ok(0.0));
+/// assert!(finite_non_negative("eta", -1e-300).unwrap_err().to_string().contains("`eta`"));
+/// ```
+pub fn finite_non_negative(name: &str, value: f64) -> Result<f64, InputError> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(value)
+    } else {
+        Err(InputError::parameter(
+            name,
+            value,
+            "must be finite and >= 0",
+        ))
+    }
+}
+
 /// Why a JKO step did not produce a result.
 ///
 /// ```rust
@@ -161,10 +203,19 @@ pub enum StepError {
     Unsupported {
         /// Backend name.
         solver: String,
-        /// The term, as [`crate::EnergyTerm`] displays it.
-        term: String,
+        /// The term.
+        term: EnergyTerm,
         /// Appended to the message as is: empty, or "; use ..." naming an alternative.
         hint: String,
+    },
+    /// The backend does not work on this mesh (its dimension, or a structure it needs such
+    /// as a uniform grid); see [`crate::StepSolver::supports_mesh`].
+    #[error("the {solver} backend does not treat this mesh: {reason}")]
+    UnsupportedMesh {
+        /// Backend name.
+        solver: String,
+        /// What the backend needs and what the mesh is ("1D meshes only; this mesh is 2D").
+        reason: String,
     },
     /// The backend stopped before meeting its tolerances; its result is not returned.
     #[error(

@@ -1,4 +1,4 @@
-//! Exact solutions used as references (DESIGN §3).
+//! Exact solutions used as references (docs/mathematics.md §3).
 //!
 //! - Fokker–Planck with a quadratic potential (Ornstein–Uhlenbeck), energy
 //!   β ∫ ρ log ρ + (k/2) ∫ |x − c|² ρ: Gaussians stay Gaussian, both along the gradient flow and
@@ -131,7 +131,7 @@ pub struct OrnsteinUhlenbeck {
 }
 
 impl OrnsteinUhlenbeck {
-    /// The standard OU process of DESIGN §3: β = 1, k = 1, c = 0.
+    /// The standard OU process of docs/mathematics.md §3: β = 1, k = 1, c = 0.
     ///
     /// ```rust
     /// use jko_core::exact::OrnsteinUhlenbeck;
@@ -317,13 +317,7 @@ impl Barenblatt {
                 "Barenblatt profiles need m > 1",
             ));
         }
-        if !(mass.is_finite() && mass > 0.0) {
-            return Err(InputError::parameter(
-                "mass",
-                mass,
-                "must be finite and > 0",
-            ));
-        }
+        crate::error::finite_positive("mass", mass)?;
         let d = dim as f64;
         let (alpha, kappa) = Self::exponents(m, dim);
         let _ = alpha;
@@ -588,20 +582,8 @@ impl DriftBox {
                 ),
             });
         }
-        if !(beta.is_finite() && beta > 0.0) {
-            return Err(InputError::parameter(
-                "beta",
-                beta,
-                "must be finite and > 0",
-            ));
-        }
-        if !(mass.is_finite() && mass > 0.0) {
-            return Err(InputError::parameter(
-                "mass",
-                mass,
-                "must be finite and > 0",
-            ));
-        }
+        crate::error::finite_positive("beta", beta)?;
+        crate::error::finite_positive("mass", mass)?;
         for i in 0..d {
             if !(slope[i].is_finite()
                 && lower[i].is_finite()

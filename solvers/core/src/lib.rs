@@ -5,7 +5,7 @@
 //! [`StepSolver`] trait that every backend implements, typed errors, and exact reference
 //! solutions ([`exact`]).
 //!
-//! A JKO step computes ρ^{n+1} = argmin_ρ W_h²(ρⁿ, ρ)/(2τ) + F_h(ρ); see DESIGN.md §2 for the
+//! A JKO step computes ρ^{n+1} = argmin_ρ W_h²(ρⁿ, ρ)/(2τ) + F_h(ρ); see docs/mathematics.md §2 for the
 //! discretisations the backends use.
 #![warn(missing_docs)]
 
@@ -16,6 +16,8 @@ pub mod mesh;
 pub mod step;
 
 pub use energy::{Energy, EnergyTerm, Interaction, Potential, StepEnergy};
-pub use error::{InputError, StepError};
+pub use error::{InputError, StepError, finite_non_negative, finite_positive};
 pub use mesh::{Face, Grid, Mesh};
-pub use step::{JkoStep, StepInfo, StepOutput, StepSolver, StepStatus, WarmStart, check_density};
+pub use step::{
+    CheckReport, JkoStep, StepInfo, StepOutput, StepSolver, StepStatus, WarmStart, check_density,
+};

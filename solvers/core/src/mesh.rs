@@ -723,7 +723,7 @@ impl Mesh {
     }
 
     /// Discrete kinetic action Σ_σ G_σ² / (T_σ θ_σ(ρ)) with the arithmetic mean
-    /// θ_σ = (ρ_K + ρ_L)/2; this approximates W²(ρⁿ, ρ) for the one-step scheme (DESIGN §2.1,
+    /// θ_σ = (ρ_K + ρ_L)/2; this approximates W²(ρⁿ, ρ) for the one-step scheme (docs/mathematics.md §2.1,
     /// with ρ the density at the end of the step). Faces with G_σ = 0 add 0; a face with
     /// G_σ ≠ 0 and θ_σ = 0 makes the action infinite.
     ///

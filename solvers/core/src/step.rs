@@ -5,9 +5,11 @@
 //! backend validates nothing itself — [`JkoStep::new`] already has.
 //!
 //! The flow of one step: freeze the energy ([`crate::Energy::freeze`]), build and validate the
-//! problem ([`JkoStep::new`]), let a backend check that it treats every term
-//! ([`StepSolver::check_supported`]) and solve it ([`StepSolver::step`]), and carry the result
-//! to the next step ([`WarmStart`]).
+//! problem ([`JkoStep::new`]), solve it with [`StepSolver::solve`] (which refuses a mesh or an
+//! energy term the backend does not treat, [`StepSolver::check_supported`], drops a warm start
+//! of another backend, and calls the backend's [`StepSolver::step`]), and carry the result to
+//! the next step ([`WarmStart`]). The schemes behind the backends are described in
+//! `docs/mathematics.md` of the repository.
 
 use crate::energy::{EnergyTerm, StepEnergy, check_finite};
 use crate::error::{InputError, StepError};
@@ -44,6 +46,10 @@ pub struct JkoStep<'a> {
     pub tau: f64,
     /// The energy for this step (interaction frozen at ρⁿ).
     pub energy: &'a StepEnergy,
+    /// The step's number n + 1 in a time loop (1-based), set with [`JkoStep::numbered`]; 0 for
+    /// a step that stands alone. Bookkeeping only: backends solve the same problem whatever it
+    /// is (a surrogate check uses it to check every k-th step).
+    pub number: usize,
 }
 
 impl<'a> JkoStep<'a> {
@@ -109,7 +115,27 @@ impl<'a> JkoStep<'a> {
             rho_prev,
             tau,
             energy,
+            number: 0,
         })
+    }
+
+    /// The same problem as step number `number` of a time loop (see [`JkoStep::number`]).
+    ///
+    /// ```rust
+    /// use jko_core::{Energy, JkoStep, Mesh};
+    /// use ndarray::array;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mesh = Mesh::grid(&[2], &[0.0], &[1.0])?;
+    /// let rho = array![1.0, 1.0];
+    /// let energy = Energy::default().freeze(&mesh, &rho)?;
+    /// let alone = JkoStep::new(&mesh, &rho, 0.1, &energy)?;
+    /// assert_eq!((alone.number, alone.numbered(7).number), (0, 7));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn numbered(self, number: usize) -> Self {
+        JkoStep { number, ..self }
     }
 
     /// Mass M = Σ_K |K| ρⁿ_K of ρⁿ, which every step conserves.
@@ -193,43 +219,12 @@ pub fn check_density(mesh: &Mesh, rho: &Array1<f64>, what: &str) -> Result<(), I
 /// Serialised in snake case (`solved`, `almost_solved`).
 ///
 /// ```rust
-/// # use jko_core::{EnergyTerm, JkoStep, StepError, StepInfo, StepOutput, StepSolver};
-/// # use jko_core::{StepStatus, WarmStart};
-/// # use ndarray::Array1;
-/// # struct Rest;
-/// # impl StepSolver for Rest {
-/// #     fn name(&self) -> &str {
-/// #         "rest"
-/// #     }
-/// #     fn treats(&self, _term: EnergyTerm) -> bool {
-/// #         false
-/// #     }
-/// #     fn step(&self, p: &JkoStep<'_>, _: Option<&WarmStart>) -> Result<StepOutput, StepError> {
-/// #         self.check_supported(p.energy)?;
-/// #         Ok(StepOutput {
-/// #             rho: p.rho_prev.clone(),
-/// #             flux: Some(Array1::zeros(p.mesh.faces().len())),
-/// #             potential: None,
-/// #             info: StepInfo {
-/// #                 solver: self.name().to_string(),
-/// #                 status: StepStatus::Solved,
-/// #                 iterations: 0,
-/// #                 primal_residual: 0.0,
-/// #                 dual_residual: 0.0,
-/// #                 objective: 0.0,
-/// #                 kinetic: 0.0,
-/// #                 wall_time: 0.0,
-/// #                 history: Vec::new(),
-/// #                 notes: Vec::new(),
-/// #             },
-/// #         })
-/// #     }
-/// # }
+/// # use jko_core::step::doc_support::Rest;
+/// use jko_core::{JkoStep, StepSolver, StepStatus, WarmStart};
 /// use jko_core::{Energy, Mesh};
 /// use ndarray::array;
 ///
 /// // `Rest` is the zero-energy backend of the `StepSolver` example.
-///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let mesh = Mesh::grid(&[2], &[0.0], &[1.0])?;
 /// let rho = array![1.0, 1.0];
@@ -270,6 +265,7 @@ pub enum StepStatus {
 ///     wall_time: 1e-3,
 ///     history: Vec::new(),
 ///     notes: vec!["reduced tolerances".into()],
+///     check: None,
 /// };
 /// assert_eq!(info.objective, info.kinetic / (2.0 * tau));
 /// assert_ne!(info.status, StepStatus::Solved);
@@ -298,6 +294,34 @@ pub struct StepInfo {
     /// Free-form remarks (fallbacks taken, reduced accuracy, ...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The check of a surrogate step against a proximal step, when one was made (the
+    /// engine's surrogate-check wrapper fills it; backends leave it `None`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<CheckReport>,
+}
+
+/// What checking a surrogate step against a true proximal (JKO) step from the same ρⁿ found:
+/// the two densities' distance, and whether the proximal result was kept instead
+/// ([`StepInfo::check`]).
+///
+/// ```rust
+/// use jko_core::CheckReport;
+///
+/// // A check with tolerance 1e-2 that found a relative L1 distance of 3e-2 kept the proximal step.
+/// let check = CheckReport { proximal_solver: "newton".into(), l1: 0.03, w2: 0.001, fell_back: true };
+/// assert_eq!(check.fell_back, check.l1 > 1e-2);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckReport {
+    /// The proximal backend's name.
+    pub proximal_solver: String,
+    /// Relative L1 distance between the surrogate's and the proximal step's densities.
+    pub l1: f64,
+    /// W2-like distance between them: exact W₂ on 1D grids (quantile functions), else the
+    /// Gelbrich lower bound (W₂ between the moment-matched Gaussians).
+    pub w2: f64,
+    /// True when the discrepancy exceeded the tolerance and the proximal result was kept.
+    pub fell_back: bool,
 }
 
 /// What a solver returns.
@@ -328,6 +352,7 @@ pub struct StepInfo {
 ///         wall_time: 0.0,
 ///         history: Vec::new(),
 ///         notes: Vec::new(),
+///         check: None,
 ///     },
 /// };
 /// let flux = out.flux.as_ref().ok_or("flux")?;
@@ -351,47 +376,19 @@ pub struct StepOutput {
 }
 
 /// A warm start carried from one step to the next: the previous step's density and dual
-/// potential, built from its output with `WarmStart::from(&output)`. A backend may ignore it;
-/// the default carries nothing.
+/// potential and the backend that produced them, built from its output with
+/// `WarmStart::from(&output)`. A dual potential means something different for each backend
+/// (φ of the flux scheme, Sinkhorn's log-scaling), so [`StepSolver::solve`] hands a backend
+/// only its own warm starts (another's is dropped, with a note). A backend may ignore it; the
+/// default carries nothing and names no backend.
 ///
 /// ```rust
-/// # use jko_core::{EnergyTerm, JkoStep, StepError, StepInfo, StepOutput, StepSolver};
-/// # use jko_core::{StepStatus, WarmStart};
-/// # use ndarray::Array1;
-/// # struct Rest;
-/// # impl StepSolver for Rest {
-/// #     fn name(&self) -> &str {
-/// #         "rest"
-/// #     }
-/// #     fn treats(&self, _term: EnergyTerm) -> bool {
-/// #         false
-/// #     }
-/// #     fn step(&self, p: &JkoStep<'_>, _: Option<&WarmStart>) -> Result<StepOutput, StepError> {
-/// #         self.check_supported(p.energy)?;
-/// #         Ok(StepOutput {
-/// #             rho: p.rho_prev.clone(),
-/// #             flux: Some(Array1::zeros(p.mesh.faces().len())),
-/// #             potential: None,
-/// #             info: StepInfo {
-/// #                 solver: self.name().to_string(),
-/// #                 status: StepStatus::Solved,
-/// #                 iterations: 0,
-/// #                 primal_residual: 0.0,
-/// #                 dual_residual: 0.0,
-/// #                 objective: 0.0,
-/// #                 kinetic: 0.0,
-/// #                 wall_time: 0.0,
-/// #                 history: Vec::new(),
-/// #                 notes: Vec::new(),
-/// #             },
-/// #         })
-/// #     }
-/// # }
+/// # use jko_core::step::doc_support::Rest;
+/// use jko_core::{JkoStep, StepSolver, StepStatus, WarmStart};
 /// use jko_core::{Energy, Mesh};
 /// use ndarray::array;
 ///
 /// // `Rest` is the zero-energy backend of the `StepSolver` example.
-///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let mesh = Mesh::grid(&[2], &[0.0], &[1.0])?;
 /// let rho = array![1.0, 1.0];
@@ -400,6 +397,7 @@ pub struct StepOutput {
 /// let warm = WarmStart::from(&out);
 /// assert_eq!(warm.rho.as_ref(), Some(&out.rho));
 /// assert!(warm.potential.is_none());
+/// assert_eq!(warm.backend, "rest");
 /// # Ok(())
 /// # }
 /// ```
@@ -409,6 +407,8 @@ pub struct WarmStart {
     pub rho: Option<Array1<f64>>,
     /// The previous step's dual potential ([`StepOutput::potential`]).
     pub potential: Option<Array1<f64>>,
+    /// The backend that produced it ([`StepInfo::solver`] of the output).
+    pub backend: String,
 }
 
 impl From<&StepOutput> for WarmStart {
@@ -416,15 +416,19 @@ impl From<&StepOutput> for WarmStart {
         WarmStart {
             rho: Some(out.rho.clone()),
             potential: out.potential.clone(),
+            backend: out.info.solver.clone(),
         }
     }
 }
 
 /// A JKO step backend. Object safe, so a backend can be chosen at run time.
 ///
-/// A backend receives a validated [`JkoStep`]; it states which [`EnergyTerm`]s it treats and
-/// returns [`StepError::Unsupported`] for the others (never a silent approximation), and
-/// [`StepError::NotConverged`] rather than an unconverged result.
+/// A backend receives a validated [`JkoStep`]; it states which meshes it works on
+/// ([`StepSolver::supports_mesh`]) and which [`EnergyTerm`]s it treats
+/// ([`StepSolver::treats`]), and returns [`StepError::NotConverged`] rather than an
+/// unconverged result. Callers use [`StepSolver::solve`], which refuses an unsupported mesh
+/// or term ([`StepSolver::check_supported`]) and a warm start from another backend before it
+/// calls [`StepSolver::step`]; a backend implements `step` and may assume both were checked.
 ///
 /// The example implements the exact step for the zero energy, whose minimiser is ρⁿ itself.
 ///
@@ -444,7 +448,6 @@ impl From<&StepOutput> for WarmStart {
 ///         false
 ///     }
 ///     fn step(&self, p: &JkoStep<'_>, _: Option<&WarmStart>) -> Result<StepOutput, StepError> {
-///         self.check_supported(p.energy)?;
 ///         Ok(StepOutput {
 ///             rho: p.rho_prev.clone(),
 ///             flux: Some(Array1::zeros(p.mesh.faces().len())),
@@ -460,6 +463,7 @@ impl From<&StepOutput> for WarmStart {
 ///                 wall_time: 0.0,
 ///                 history: Vec::new(),
 ///                 notes: Vec::new(),
+///                 check: None,
 ///             },
 ///         })
 ///     }
@@ -470,51 +474,21 @@ impl From<&StepOutput> for WarmStart {
 /// let mesh = Mesh::grid(&[3], &[0.0], &[1.0])?;
 /// let rho = array![1.0, 2.0, 0.0];
 /// let energy = Energy::default().freeze(&mesh, &rho)?;
-/// let out = solver.step(&JkoStep::new(&mesh, &rho, 0.1, &energy)?, None)?;
+/// let out = solver.solve(&JkoStep::new(&mesh, &rho, 0.1, &energy)?, None)?;
 /// assert_eq!(mesh.mass(&out.rho), mesh.mass(&rho));
 /// # Ok(())
 /// # }
 /// ```
+///
+/// The other examples on this trait use this `Rest` backend (as
+/// `jko_core::step::doc_support::Rest`).
 pub trait StepSolver: Send + Sync {
     /// Backend name as used in configs (`conic`, `newton`, ...).
     ///
     /// ```rust
-    /// # use jko_core::{EnergyTerm, JkoStep, StepError, StepInfo, StepOutput, StepSolver};
-    /// # use jko_core::{StepStatus, WarmStart};
-    /// # use ndarray::Array1;
-    /// # struct Rest;
-    /// # impl StepSolver for Rest {
-    /// #     fn name(&self) -> &str {
-    /// #         "rest"
-    /// #     }
-    /// #     fn treats(&self, _term: EnergyTerm) -> bool {
-    /// #         false
-    /// #     }
-    /// #     fn step(
-    /// #         &self,
-    /// #         p: &JkoStep<'_>,
-    /// #         _: Option<&WarmStart>,
-    /// #     ) -> Result<StepOutput, StepError> {
-    /// #         self.check_supported(p.energy)?;
-    /// #         Ok(StepOutput {
-    /// #             rho: p.rho_prev.clone(),
-    /// #             flux: Some(Array1::zeros(p.mesh.faces().len())),
-    /// #             potential: None,
-    /// #             info: StepInfo {
-    /// #                 solver: self.name().to_string(),
-    /// #                 status: StepStatus::Solved,
-    /// #                 iterations: 0,
-    /// #                 primal_residual: 0.0,
-    /// #                 dual_residual: 0.0,
-    /// #                 objective: 0.0,
-    /// #                 kinetic: 0.0,
-    /// #                 wall_time: 0.0,
-    /// #                 history: Vec::new(),
-    /// #                 notes: Vec::new(),
-    /// #             },
-    /// #         })
-    /// #     }
-    /// # }
+    /// use jko_core::StepSolver;
+    /// # use jko_core::step::doc_support::Rest;
+    ///
     /// let solver: &dyn StepSolver = &Rest;
     /// assert_eq!(solver.name(), "rest");
     /// ```
@@ -523,92 +497,64 @@ pub trait StepSolver: Send + Sync {
     /// Whether this backend treats an energy term.
     ///
     /// ```rust
-    /// # use jko_core::{EnergyTerm, JkoStep, StepError, StepInfo, StepOutput, StepSolver};
-    /// # use jko_core::{StepStatus, WarmStart};
-    /// # use ndarray::Array1;
-    /// # struct Rest;
-    /// # impl StepSolver for Rest {
-    /// #     fn name(&self) -> &str {
-    /// #         "rest"
-    /// #     }
-    /// #     fn treats(&self, _term: EnergyTerm) -> bool {
-    /// #         false
-    /// #     }
-    /// #     fn step(
-    /// #         &self,
-    /// #         p: &JkoStep<'_>,
-    /// #         _: Option<&WarmStart>,
-    /// #     ) -> Result<StepOutput, StepError> {
-    /// #         self.check_supported(p.energy)?;
-    /// #         Ok(StepOutput {
-    /// #             rho: p.rho_prev.clone(),
-    /// #             flux: Some(Array1::zeros(p.mesh.faces().len())),
-    /// #             potential: None,
-    /// #             info: StepInfo {
-    /// #                 solver: self.name().to_string(),
-    /// #                 status: StepStatus::Solved,
-    /// #                 iterations: 0,
-    /// #                 primal_residual: 0.0,
-    /// #                 dual_residual: 0.0,
-    /// #                 objective: 0.0,
-    /// #                 kinetic: 0.0,
-    /// #                 wall_time: 0.0,
-    /// #                 history: Vec::new(),
-    /// #                 notes: Vec::new(),
-    /// #             },
-    /// #         })
-    /// #     }
-    /// # }
+    /// use jko_core::{EnergyTerm, StepSolver};
+    /// # use jko_core::step::doc_support::Rest;
+    ///
     /// // The zero-energy backend treats no term at all.
     /// assert!(EnergyTerm::ALL.iter().all(|&term| !Rest.treats(term)));
     /// ```
     fn treats(&self, term: EnergyTerm) -> bool;
 
-    /// Solve one step. `warm` may carry the previous step's result.
+    /// Whether this backend works on `mesh`: a 1D-only backend refuses 2D meshes, a backend
+    /// that needs a uniform grid refuses masked or general meshes. Checked once, before the
+    /// first step ([`StepSolver::check_supported`]). The default accepts every mesh.
     ///
     /// # Errors
-    /// [`StepError::Unsupported`] for a term the backend does not treat,
+    /// [`StepError::UnsupportedMesh`] saying what the backend needs and what the mesh is.
+    ///
+    /// ```rust
+    /// use jko_core::{Mesh, StepError, StepSolver};
+    /// # use jko_core::step::doc_support::Rest;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// /// A backend for 1D meshes only (everything else as `Rest`).
+    /// struct Line;
+    /// # impl StepSolver for Line {
+    /// #     fn name(&self) -> &str { "line" }
+    /// #     fn treats(&self, t: jko_core::EnergyTerm) -> bool { Rest.treats(t) }
+    /// #     fn step(&self, p: &jko_core::JkoStep<'_>, w: Option<&jko_core::WarmStart>)
+    /// #         -> Result<jko_core::StepOutput, StepError> { Rest.step(p, w) }
+    /// #     fn supports_mesh(&self, mesh: &Mesh) -> Result<(), StepError> {
+    /// #         if mesh.dim() == 1 { return Ok(()); }
+    /// #         Err(StepError::UnsupportedMesh {
+    /// #             solver: self.name().into(),
+    /// #             reason: format!("1D meshes only; this mesh is {}D", mesh.dim()),
+    /// #         })
+    /// #     }
+    /// # }
+    /// let square = Mesh::grid(&[4, 4], &[0.0, 0.0], &[1.0, 1.0])?;
+    /// assert!(Rest.supports_mesh(&square).is_ok());
+    /// let err = Line.supports_mesh(&square).unwrap_err();
+    /// assert_eq!(err.to_string(), "the line backend does not treat this mesh: 1D meshes only; this mesh is 2D");
+    /// # Ok(())
+    /// # }
+    /// ```
+    fn supports_mesh(&self, mesh: &Mesh) -> Result<(), StepError> {
+        let _ = mesh;
+        Ok(())
+    }
+
+    /// Solve one step from a validated problem. `warm` may carry the previous step's result
+    /// of this backend ([`StepSolver::solve`] drops another backend's). Implement this; call
+    /// [`StepSolver::solve`].
+    ///
+    /// # Errors
     /// [`StepError::NotConverged`] when the tolerances are not met, [`StepError::Numerical`]
     /// for a breakdown.
     ///
     /// ```rust
-    /// # use jko_core::{EnergyTerm, JkoStep, StepError, StepInfo, StepOutput, StepSolver};
-    /// # use jko_core::{StepStatus, WarmStart};
-    /// # use ndarray::Array1;
-    /// # struct Rest;
-    /// # impl StepSolver for Rest {
-    /// #     fn name(&self) -> &str {
-    /// #         "rest"
-    /// #     }
-    /// #     fn treats(&self, _term: EnergyTerm) -> bool {
-    /// #         false
-    /// #     }
-    /// #     fn step(
-    /// #         &self,
-    /// #         p: &JkoStep<'_>,
-    /// #         _: Option<&WarmStart>,
-    /// #     ) -> Result<StepOutput, StepError> {
-    /// #         self.check_supported(p.energy)?;
-    /// #         Ok(StepOutput {
-    /// #             rho: p.rho_prev.clone(),
-    /// #             flux: Some(Array1::zeros(p.mesh.faces().len())),
-    /// #             potential: None,
-    /// #             info: StepInfo {
-    /// #                 solver: self.name().to_string(),
-    /// #                 status: StepStatus::Solved,
-    /// #                 iterations: 0,
-    /// #                 primal_residual: 0.0,
-    /// #                 dual_residual: 0.0,
-    /// #                 objective: 0.0,
-    /// #                 kinetic: 0.0,
-    /// #                 wall_time: 0.0,
-    /// #                 history: Vec::new(),
-    /// #                 notes: Vec::new(),
-    /// #             },
-    /// #         })
-    /// #     }
-    /// # }
-    /// use jko_core::{Energy, Mesh};
+    /// use jko_core::{Energy, JkoStep, Mesh, StepSolver, WarmStart};
+    /// # use jko_core::step::doc_support::Rest;
     /// use ndarray::array;
     ///
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -635,43 +581,8 @@ pub trait StepSolver: Send + Sync {
     /// The default is `true`.
     ///
     /// ```rust
-    /// # use jko_core::{EnergyTerm, JkoStep, StepError, StepInfo, StepOutput, StepSolver};
-    /// # use jko_core::{StepStatus, WarmStart};
-    /// # use ndarray::Array1;
-    /// # struct Rest;
-    /// # impl StepSolver for Rest {
-    /// #     fn name(&self) -> &str {
-    /// #         "rest"
-    /// #     }
-    /// #     fn treats(&self, _term: EnergyTerm) -> bool {
-    /// #         false
-    /// #     }
-    /// #     fn step(
-    /// #         &self,
-    /// #         p: &JkoStep<'_>,
-    /// #         _: Option<&WarmStart>,
-    /// #     ) -> Result<StepOutput, StepError> {
-    /// #         self.check_supported(p.energy)?;
-    /// #         Ok(StepOutput {
-    /// #             rho: p.rho_prev.clone(),
-    /// #             flux: Some(Array1::zeros(p.mesh.faces().len())),
-    /// #             potential: None,
-    /// #             info: StepInfo {
-    /// #                 solver: self.name().to_string(),
-    /// #                 status: StepStatus::Solved,
-    /// #                 iterations: 0,
-    /// #                 primal_residual: 0.0,
-    /// #                 dual_residual: 0.0,
-    /// #                 objective: 0.0,
-    /// #                 kinetic: 0.0,
-    /// #                 wall_time: 0.0,
-    /// #                 history: Vec::new(),
-    /// #                 notes: Vec::new(),
-    /// #             },
-    /// #         })
-    /// #     }
-    /// # }
-    /// use jko_core::{Energy, Mesh};
+    /// use jko_core::{Energy, JkoStep, Mesh, StepSolver};
+    /// # use jko_core::step::doc_support::Rest;
     /// use ndarray::array;
     ///
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -679,7 +590,7 @@ pub trait StepSolver: Send + Sync {
     /// let rho = array![0.5, 1.5];
     /// let energy = Energy::default().freeze(&mesh, &rho)?;
     /// let problem = JkoStep::new(&mesh, &rho, 0.1, &energy)?;
-    /// let out = Rest.step(&problem, None)?;
+    /// let out = Rest.solve(&problem, None)?;
     /// assert!(Rest.satisfies_energy_inequality());
     /// let after = energy.value(&mesh, &out.rho) + out.info.kinetic / (2.0 * problem.tau);
     /// assert!(after <= energy.value(&mesh, &rho));
@@ -690,6 +601,31 @@ pub trait StepSolver: Send + Sync {
         true
     }
 
+    /// Whether the energy inequality is a theorem for this particular output (described by its
+    /// `info`): what the driver enforces. The default is
+    /// [`StepSolver::satisfies_energy_inequality`]; a wrapper that may return another
+    /// backend's result (a surrogate check that fell back to a proximal step) answers for the
+    /// backend that produced it.
+    ///
+    /// ```rust
+    /// use jko_core::{Energy, JkoStep, Mesh, StepSolver};
+    /// # use jko_core::step::doc_support::Rest;
+    /// use ndarray::array;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mesh = Mesh::grid(&[2], &[0.0], &[1.0])?;
+    /// let rho = array![0.5, 1.5];
+    /// let energy = Energy::default().freeze(&mesh, &rho)?;
+    /// let out = Rest.solve(&JkoStep::new(&mesh, &rho, 0.1, &energy)?, None)?;
+    /// assert_eq!(Rest.energy_inequality_holds(&out.info), Rest.satisfies_energy_inequality());
+    /// # Ok(())
+    /// # }
+    /// ```
+    fn energy_inequality_holds(&self, info: &StepInfo) -> bool {
+        let _ = info;
+        self.satisfies_energy_inequality()
+    }
+
     /// Peak memory, in bytes, that one step on `mesh` with an energy made of `terms` needs,
     /// estimated from the backend's data structures before anything is allocated (the mesh
     /// itself not included); `None` when the backend cannot tell. Estimates are meant to be
@@ -697,44 +633,9 @@ pub trait StepSolver: Send + Sync {
     /// The default is `None`.
     ///
     /// ```rust
-    /// # use jko_core::{EnergyTerm, JkoStep, StepError, StepInfo, StepOutput, StepSolver};
-    /// # use jko_core::{StepStatus, WarmStart};
-    /// # use ndarray::Array1;
-    /// # struct Rest;
-    /// # impl StepSolver for Rest {
-    /// #     fn name(&self) -> &str {
-    /// #         "rest"
-    /// #     }
-    /// #     fn treats(&self, _term: EnergyTerm) -> bool {
-    /// #         false
-    /// #     }
-    /// #     fn step(
-    /// #         &self,
-    /// #         p: &JkoStep<'_>,
-    /// #         _: Option<&WarmStart>,
-    /// #     ) -> Result<StepOutput, StepError> {
-    /// #         self.check_supported(p.energy)?;
-    /// #         Ok(StepOutput {
-    /// #             rho: p.rho_prev.clone(),
-    /// #             flux: Some(Array1::zeros(p.mesh.faces().len())),
-    /// #             potential: None,
-    /// #             info: StepInfo {
-    /// #                 solver: self.name().to_string(),
-    /// #                 status: StepStatus::Solved,
-    /// #                 iterations: 0,
-    /// #                 primal_residual: 0.0,
-    /// #                 dual_residual: 0.0,
-    /// #                 objective: 0.0,
-    /// #                 kinetic: 0.0,
-    /// #                 wall_time: 0.0,
-    /// #                 history: Vec::new(),
-    /// #                 notes: Vec::new(),
-    /// #             },
-    /// #         })
-    /// #     }
-    /// # }
-    /// use jko_core::Mesh;
+    /// use jko_core::{Mesh, StepSolver};
     /// use jko_core::step::check_memory;
+    /// # use jko_core::step::doc_support::Rest;
     ///
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let mesh = Mesh::grid(&[8], &[0.0], &[1.0])?;
@@ -749,74 +650,131 @@ pub trait StepSolver: Send + Sync {
         None
     }
 
-    /// Error naming the first term of `energy` this backend does not treat (in the order of
-    /// [`EnergyTerm::ALL`]).
+    /// Refuse a mesh ([`StepSolver::supports_mesh`]) or an energy made of `terms` that this
+    /// backend does not treat: the error names the first untreated term, in the order of
+    /// [`EnergyTerm::ALL`]. Made before the first step (by the caller) and by
+    /// [`StepSolver::solve`]; override it only to add a hint.
     ///
     /// # Errors
-    /// [`StepError::Unsupported`] with the backend's name and the term's display name.
+    /// [`StepError::UnsupportedMesh`], or [`StepError::Unsupported`] with the backend's name
+    /// and the term.
     ///
     /// ```rust
-    /// # use jko_core::{EnergyTerm, JkoStep, StepError, StepInfo, StepOutput, StepSolver};
-    /// # use jko_core::{StepStatus, WarmStart};
-    /// # use ndarray::Array1;
-    /// # struct Rest;
-    /// # impl StepSolver for Rest {
-    /// #     fn name(&self) -> &str {
-    /// #         "rest"
-    /// #     }
-    /// #     fn treats(&self, _term: EnergyTerm) -> bool {
-    /// #         false
-    /// #     }
-    /// #     fn step(
-    /// #         &self,
-    /// #         p: &JkoStep<'_>,
-    /// #         _: Option<&WarmStart>,
-    /// #     ) -> Result<StepOutput, StepError> {
-    /// #         self.check_supported(p.energy)?;
-    /// #         Ok(StepOutput {
-    /// #             rho: p.rho_prev.clone(),
-    /// #             flux: Some(Array1::zeros(p.mesh.faces().len())),
-    /// #             potential: None,
-    /// #             info: StepInfo {
-    /// #                 solver: self.name().to_string(),
-    /// #                 status: StepStatus::Solved,
-    /// #                 iterations: 0,
-    /// #                 primal_residual: 0.0,
-    /// #                 dual_residual: 0.0,
-    /// #                 objective: 0.0,
-    /// #                 kinetic: 0.0,
-    /// #                 wall_time: 0.0,
-    /// #                 history: Vec::new(),
-    /// #                 notes: Vec::new(),
-    /// #             },
-    /// #         })
-    /// #     }
+    /// use jko_core::{Energy, EnergyTerm, Mesh, StepError, StepSolver};
+    /// # use jko_core::step::doc_support::Rest;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mesh = Mesh::grid(&[2], &[0.0], &[1.0])?;
+    /// let energy = Energy { entropy: Some(1.0), ..Energy::default() };
+    /// match Rest.check_supported(&mesh, &energy.terms()) {
+    ///     Err(StepError::Unsupported { solver, term, .. }) => {
+    ///         assert_eq!((solver.as_str(), term), ("rest", EnergyTerm::Entropy))
+    ///     }
+    ///     other => panic!("expected Unsupported, got {other:?}"),
+    /// }
+    /// assert!(Rest.check_supported(&mesh, &Energy::default().terms()).is_ok());
+    /// # Ok(())
     /// # }
-    /// use jko_core::{Energy, Mesh};
+    /// ```
+    fn check_supported(&self, mesh: &Mesh, terms: &[EnergyTerm]) -> Result<(), StepError> {
+        self.supports_mesh(mesh)?;
+        match terms.iter().find(|t| !self.treats(**t)) {
+            Some(&term) => Err(StepError::Unsupported {
+                solver: self.name().to_string(),
+                term,
+                hint: String::new(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Solve one step: refuse an unsupported mesh or term ([`StepSolver::check_supported`]),
+    /// drop a warm start that another backend produced (noted in the output's
+    /// [`StepInfo::notes`]: its potential means something else), then [`StepSolver::step`].
+    /// What every caller uses; backends implement `step`.
+    ///
+    /// # Errors
+    /// As [`StepSolver::check_supported`] and [`StepSolver::step`].
+    ///
+    /// ```rust
+    /// use jko_core::{Energy, JkoStep, Mesh, StepError, StepSolver, WarmStart};
+    /// # use jko_core::step::doc_support::Rest;
     /// use ndarray::array;
     ///
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let mesh = Mesh::grid(&[2], &[0.0], &[1.0])?;
-    /// let rho = array![1.0, 1.0];
-    /// let energy = Energy { entropy: Some(1.0), ..Energy::default() }.freeze(&mesh, &rho)?;
-    /// match Rest.check_supported(&energy) {
-    ///     Err(StepError::Unsupported { solver, term, .. }) => {
-    ///         assert_eq!((solver.as_str(), term.as_str()), ("rest", "entropy"))
-    ///     }
-    ///     other => panic!("expected Unsupported, got {other:?}"),
-    /// }
-    /// assert!(Rest.check_supported(&Energy::default().freeze(&mesh, &rho)?).is_ok());
+    /// let rho = array![0.5, 1.5];
+    /// let free = Energy::default().freeze(&mesh, &rho)?;
+    /// let out = Rest.solve(&JkoStep::new(&mesh, &rho, 0.1, &free)?, None)?;
+    /// // A warm start of another backend is dropped, and the output says so.
+    /// let foreign = WarmStart { backend: "newton".into(), ..WarmStart::from(&out) };
+    /// let again = Rest.solve(&JkoStep::new(&mesh, &rho, 0.1, &free)?, Some(&foreign))?;
+    /// assert!(again.info.notes.iter().any(|n| n.contains("newton")));
+    /// // An energy term the backend does not treat is refused before any work.
+    /// let heat = Energy { entropy: Some(1.0), ..Energy::default() }.freeze(&mesh, &rho)?;
+    /// let err = Rest.solve(&JkoStep::new(&mesh, &rho, 0.1, &heat)?, None).unwrap_err();
+    /// assert!(matches!(err, StepError::Unsupported { .. }));
     /// # Ok(())
     /// # }
     /// ```
-    fn check_supported(&self, energy: &StepEnergy) -> Result<(), StepError> {
-        match energy.terms().into_iter().find(|t| !self.treats(*t)) {
-            Some(term) => Err(StepError::Unsupported {
-                solver: self.name().to_string(),
-                term: term.to_string(),
-                hint: String::new(),
-            }),
-            None => Ok(()),
+    fn solve(
+        &self,
+        problem: &JkoStep<'_>,
+        warm: Option<&WarmStart>,
+    ) -> Result<StepOutput, StepError> {
+        self.check_supported(problem.mesh, &problem.energy.terms())?;
+        let foreign = warm.filter(|w| w.backend != self.name());
+        let mut out = self.step(problem, warm.filter(|w| w.backend == self.name()))?;
+        if let Some(w) = foreign {
+            out.info.notes.push(format!(
+                "warm start from the {} backend ignored (not a {} warm start)",
+                if w.backend.is_empty() {
+                    "unknown"
+                } else {
+                    &w.backend
+                },
+                self.name()
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// The zero-energy backend `Rest` used by the examples of [`StepSolver`] (not part of the
+/// API).
+#[doc(hidden)]
+pub mod doc_support {
+    use super::*;
+
+    /// F = 0: nothing moves (the example of [`StepSolver`]).
+    pub struct Rest;
+
+    impl StepSolver for Rest {
+        fn name(&self) -> &str {
+            "rest"
+        }
+        fn treats(&self, _term: EnergyTerm) -> bool {
+            false
+        }
+        fn step(&self, p: &JkoStep<'_>, _: Option<&WarmStart>) -> Result<StepOutput, StepError> {
+            Ok(StepOutput {
+                rho: p.rho_prev.clone(),
+                flux: Some(Array1::zeros(p.mesh.faces().len())),
+                potential: None,
+                info: StepInfo {
+                    solver: self.name().to_string(),
+                    status: StepStatus::Solved,
+                    iterations: 0,
+                    primal_residual: 0.0,
+                    dual_residual: 0.0,
+                    objective: 0.0,
+                    kinetic: 0.0,
+                    wall_time: 0.0,
+                    history: Vec::new(),
+                    notes: Vec::new(),
+                    check: None,
+                },
+            })
         }
     }
 }

@@ -18,7 +18,7 @@
 //!
 //! - modified flow:  ṁ = −k(1 − ηk/2)(m − c),   Ṡ = 2βI − 2kS + η(k²S − β²S⁻¹).
 //!
-//! In 1D with β = k = 1 this is DESIGN §2.4's J^η = (m² + s²)/2 − log s − (η/4)(m² + (s − 1/s)²)
+//! In 1D with β = k = 1 this is docs/mathematics.md §2.4's J^η = (m² + s²)/2 − log s − (η/4)(m² + (s − 1/s)²)
 //! with ṁ = −∂_m J^η, ṡ = −∂_s J^η (checked in the tests).
 //!
 //! **Resummed velocity** v = −(I + (η/2) Hess J)⁻¹ grad J. The Gaussians form a totally geodesic
@@ -689,7 +689,7 @@ mod tests {
 
     #[test]
     fn modified_flow_matches_the_design_formula_in_1d() {
-        // DESIGN §2.4: J^η = (m² + s²)/2 − log s − (η/4)(m² + (s − 1/s)²), ṁ = −∂_m, ṡ = −∂_s,
+        // docs/mathematics.md §2.4: J^η = (m² + s²)/2 − log s − (η/4)(m² + (s − 1/s)²), ṁ = −∂_m, ṡ = −∂_s,
         // integrated here independently by classical RK4 with a fixed small step.
         let eta = 0.1;
         let rhs = |m: f64, s: f64| {
@@ -814,7 +814,7 @@ mod tests {
                 "eta {eta}: plain order {o_wgf}"
             );
         }
-        // Mean gaps (DESIGN §2.4): −e⁻¹η²/3 (modified), −e⁻¹η²/12 (resummed).
+        // Mean gaps (docs/mathematics.md §2.4): −e⁻¹η²/3 (modified), −e⁻¹η²/12 (resummed).
         let eta = 0.00625;
         let n = 160;
         let jko = f.jko_iterates(&g, eta, n).mean[0];

@@ -9,7 +9,7 @@
 //! on any Riemannian manifold, grad J^η = grad J − (η/2) Hess J[grad J]; the **resummed**
 //! velocity −(I + (η/2) Hess J)⁻¹ grad J agrees with it to O(η²) and is well posed, where the
 //! J^η flow itself is anti-diffusive at fourth order (Fourier mode k grows at rate
-//! −k² + (η/2)k⁴; DESIGN §2.4).
+//! −k² + (η/2)k⁴; docs/mathematics.md §2.4).
 //!
 //! - [`gaussian`]: Bures–Wasserstein (Gaussian) JKO-Flow for KL to a Gaussian and for pure
 //!   entropy, any dimension: ODEs for (m, S) integrated to ~1e-12 next to the exact JKO iterates
@@ -148,12 +148,20 @@ impl From<FlowError> for StepError {
     fn from(e: FlowError) -> Self {
         match e {
             FlowError::Input(i) => StepError::Input(i),
-            FlowError::Unsupported { term } => StepError::Unsupported {
-                solver: "flow".into(),
-                term,
-                hint: " (the JKO-Flow surrogate treats entropy, porous medium and potentials)"
-                    .into(),
-            },
+            FlowError::Unsupported { term } => {
+                // The term's name starts the text; what follows it is detail for the hint.
+                let (energy_term, detail) = jko_core::EnergyTerm::ALL
+                    .iter()
+                    .find_map(|t| term.strip_prefix(&t.to_string()).map(|rest| (*t, rest)))
+                    .unwrap_or((jko_core::EnergyTerm::Potential, term.as_str()));
+                StepError::Unsupported {
+                    solver: "flow".into(),
+                    term: energy_term,
+                    hint: format!(
+                        "{detail} (the JKO-Flow surrogate treats entropy, porous medium and potentials)"
+                    ),
+                }
+            }
             FlowError::StabilityLimit { eta, .. } => {
                 StepError::Input(InputError::parameter("tau", eta, &e.to_string()))
             }

@@ -1,5 +1,5 @@
 //! JKO-Flow on a mesh: the gradient flow of the discrete modified energy J^η_h in the
-//! two-point-flux geometry of the proximal backends (DESIGN §2.1, §2.4).
+//! two-point-flux geometry of the proximal backends (docs/mathematics.md §2.1, §2.4).
 //!
 //! **Geometry.** Masses u_K = |K| ρ_K. The Onsager operator is the weighted graph Laplacian
 //! L(ρ) = Σ_σ T_σ θ_σ(ρ) (e_K − e_L)(e_K − e_L)ᵀ, θ_σ = (ρ_K + ρ_L)/2, and the gradient flow of

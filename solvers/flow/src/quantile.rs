@@ -1,8 +1,8 @@
 //! JKO-Flow in 1D quantile (Lagrangian) coordinates, where the Wasserstein geometry is flat.
 //!
-//! A density on ℝ is described by its quantile function X(u); W₂² = ∫₀¹ |X − Y|² du (DESIGN §3).
+//! A density on ℝ is described by its quantile function X(u); W₂² = ∫₀¹ |X − Y|² du (docs/mathematics.md §3).
 //! Discretisation: quantile levels u_i = Φ(z_i) with z_i evenly spaced on [−Z, Z] (second order
-//! for densities with tails, DESIGN §2.4), particles X_0 < … < X_{n−1}, cell masses
+//! for densities with tails, docs/mathematics.md §2.4), particles X_0 < … < X_{n−1}, cell masses
 //! μ_j = u_{j+1} − u_j, particle weights w_i = (μ_{i−1} + μ_i)/2 (the tail masses Φ(−Z) go to
 //! the end particles). With d_j = X_{j+1} − X_j and ρ_j = μ_j/d_j:
 //!
@@ -14,7 +14,7 @@
 //!
 //! - plain flow:     Ẋ = −W⁻¹ ∂J;
 //! - modified flow:  Ẋ = −W⁻¹ (∂J − (η/2) ∇²J W⁻¹ ∂J)  (gradient of J − (η/4) ∂Jᵀ W⁻¹ ∂J);
-//!   unstable once η λ_max(W⁻¹∇²J) ≥ 2, and in the tails where V'' > 2/η (DESIGN §2.4);
+//!   unstable once η λ_max(W⁻¹∇²J) ≥ 2, and in the tails where V'' > 2/η (docs/mathematics.md §2.4);
 //! - resummed flow:  (W + (η/2) ∇²J) Ẋ = −∂J, one tridiagonal SPD solve per stage (convex V):
 //!   "Hess" is the plain Hessian here because the metric is flat.
 //!

@@ -187,7 +187,6 @@ impl StepSolver for FlowSolver {
         problem: &JkoStep<'_>,
         _warm: Option<&WarmStart>,
     ) -> Result<StepOutput, StepError> {
-        self.check_supported(problem.energy)?;
         let start = Instant::now();
         let p = &self.params;
         let mut flow = MeshFlow::new(problem.mesh, problem.energy, problem.tau, p.variant)?;
@@ -233,6 +232,7 @@ impl StepSolver for FlowSolver {
                 wall_time: start.elapsed().as_secs_f64(),
                 history: Vec::new(),
                 notes,
+                check: None,
             },
         })
     }

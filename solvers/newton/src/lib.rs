@@ -1,6 +1,6 @@
 //! # jko-newton
 //!
-//! The `newton` backend: the one-step two-point-flux JKO scheme (DESIGN §2.1; Cancès, Gallouët
+//! The `newton` backend: the one-step two-point-flux JKO scheme (docs/mathematics.md §2.1; Cancès, Gallouët
 //! and Todeschi 2020) solved to high accuracy by Newton's method on its optimality system.
 //! Two methods share one sparse linear algebra: Newton ascent on the dual function for steps
 //! whose entropy keeps ρ > 0 (the Fokker–Planck class), and a primal–dual interior point with

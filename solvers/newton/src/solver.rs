@@ -210,7 +210,7 @@ struct Cache {
     system: ReducedSystem,
 }
 
-/// The Newton backend (`"newton"`): DESIGN §2.1 solved by a primal–dual interior-point Newton
+/// The Newton backend (`"newton"`): docs/mathematics.md §2.1 solved by a primal–dual interior-point Newton
 /// method on its optimality system (see the crate docs).
 ///
 /// Treats entropy, porous medium, potential, frozen interaction and the congestion bound
@@ -417,6 +417,7 @@ impl NewtonSolver {
         let half_warm = warm.map(|w| WarmStart {
             rho: w.rho.clone(),
             potential: w.potential.as_ref().map(|p| p * 0.5),
+            backend: w.backend.clone(),
         });
         let p1 = JkoStep::new(problem.mesh, problem.rho_prev, half, problem.energy)?;
         let a = self.step_with_fallback(&p1, half_warm.as_ref(), depth - 1)?;
@@ -445,6 +446,7 @@ impl NewtonSolver {
             wall_time: start.elapsed().as_secs_f64(),
             history,
             notes,
+            check: None,
         };
         Ok(StepOutput {
             rho: b.rho,
@@ -503,7 +505,6 @@ impl StepSolver for NewtonSolver {
         problem: &JkoStep<'_>,
         warm: Option<&WarmStart>,
     ) -> Result<StepOutput, StepError> {
-        self.check_supported(problem.energy)?;
         self.step_with_fallback(problem, warm, self.params.fallback_halving)
     }
 
@@ -1106,6 +1107,7 @@ impl<'a> Run<'a> {
                 wall_time: 0.0,
                 history: c.history,
                 notes,
+                check: None,
             },
         }
     }

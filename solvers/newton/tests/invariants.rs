@@ -66,10 +66,12 @@ fn warm_start_does_not_change_the_result() {
     let poor = WarmStart {
         rho: Some(mesh.sample(|_| 0.1)),
         potential: Some(mesh.sample(|_| 0.0)),
+        backend: "newton".into(),
     };
     let wrong = WarmStart {
         rho: Some(ndarray::Array1::ones(3)),
         potential: None,
+        backend: "newton".into(),
     };
     let good = WarmStart::from(&cold);
     for w in [&poor, &wrong, &good] {
@@ -136,7 +138,13 @@ fn failures_are_typed_and_carry_the_history_and_fallback_is_reported() {
         }) => {
             assert_eq!(iterations, 3);
             assert_eq!(history.len(), 4);
-            assert!(diagnostics.mass_residual > 1e-10);
+            // The failure names the residual that was above the tolerance, with its value.
+            assert!(history[3] > 1e-10, "{history:?}");
+            assert!(
+                diagnostics.limiting.contains("tol 1e-10"),
+                "{}",
+                diagnostics.limiting
+            );
         }
         other => panic!("expected NotConverged, got {:?}", other.map(|o| o.info)),
     }

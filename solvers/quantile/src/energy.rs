@@ -268,7 +268,7 @@ impl QuantileEnergy {
 pub(crate) fn unsupported(term: EnergyTerm, hint: &str) -> StepError {
     StepError::Unsupported {
         solver: "quantile".into(),
-        term: term.to_string(),
+        term,
         hint: hint.to_string(),
     }
 }

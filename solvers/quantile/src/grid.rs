@@ -5,7 +5,7 @@
 //! - [`NodeDistribution::Uniform`]: equal-mass nodes u_i = (i + ½)/n, node weights w_i = 1/n,
 //!   cell masses c_{i+½} = 1/n between consecutive nodes (the half cells at the two ends are
 //!   not resolved). For densities with tails X(u) blows up at u → 0, 1 and the scheme is only
-//!   first order in 1/n (DESIGN §2.4).
+//!   first order in 1/n (docs/mathematics.md §2.4).
 //! - [`NodeDistribution::Gaussian`]: u_i = Φ(z_i), z_i evenly spaced on [−z_max, z_max].
 //!   In z the quantile of a Gaussian is linear, X(Φ(z)) = m + σz, and the quantile of any
 //!   smooth density with Gaussian-like or compact tails is smooth. Node weights are the

@@ -117,7 +117,7 @@ impl QuantileSolver {
     /// ```
     pub fn step_quantiles(&self, problem: &JkoStep<'_>) -> Result<QuantileStepOutput, StepError> {
         self.params.validate()?;
-        self.check_supported(problem.energy)?;
+        self.check_supported(problem.mesh, &problem.energy.terms())?;
         let mesh = problem.mesh;
         let line = LineMesh::new(mesh)?;
         let grid = QuantileGrid::new(self.params.nodes, self.params.distribution)?;
@@ -187,6 +187,7 @@ impl QuantileSolver {
                 wall_time: info.wall_time,
                 history: info.history.clone(),
                 notes: info.notes.clone(),
+                check: None,
             },
         };
         Ok(QuantileStepOutput {
@@ -224,8 +225,26 @@ impl StepSolver for QuantileSolver {
         Some(40 * 8 * self.params.nodes as u64 + 20 * 8 * mesh.n_cells() as u64)
     }
 
-    fn check_supported(&self, energy: &jko_core::StepEnergy) -> Result<(), StepError> {
-        if energy.max_density.is_some() {
+    /// One line of cells: a 1D grid, possibly masked at its ends only (quantile coordinates
+    /// need the cells in one line).
+    fn supports_mesh(&self, mesh: &jko_core::Mesh) -> Result<(), StepError> {
+        match LineMesh::new(mesh) {
+            Ok(_) => Ok(()),
+            Err(jko_core::InputError::InvalidMesh(reason)) => Err(StepError::UnsupportedMesh {
+                solver: self.name().to_string(),
+                reason,
+            }),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    fn check_supported(
+        &self,
+        mesh: &jko_core::Mesh,
+        terms: &[EnergyTerm],
+    ) -> Result<(), StepError> {
+        self.supports_mesh(mesh)?;
+        if terms.contains(&EnergyTerm::MaxDensity) {
             return Err(unsupported(
                 EnergyTerm::MaxDensity,
                 " (congestion X' ≥ 1/ρ_max is not implemented in quantile coordinates)",

@@ -1,4 +1,4 @@
-//! Convergence of the quantile JKO step against exact solutions (DESIGN §3).
+//! Convergence of the quantile JKO step against exact solutions (docs/mathematics.md §3).
 //!
 //! Numbers measured when these tests were written are quoted next to each tolerance.
 

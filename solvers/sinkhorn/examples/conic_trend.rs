@@ -1,5 +1,5 @@
 //! Agreement trend between the Sinkhorn (entropic) step and the conic one-step scheme
-//! (DESIGN §2.1) on the same mesh, as ε → 0. The two discretise W² differently (entropic plan
+//! (docs/mathematics.md §2.1) on the same mesh, as ε → 0. The two discretise W² differently (entropic plan
 //! between cell centres vs two-point-flux Benamou–Brenier with one time level), so they do not
 //! converge to each other: the gap shrinks with the entropic bias and levels off at the
 //! difference of the schemes. Both are also compared with the exact JKO iterate (OU).

@@ -1,6 +1,6 @@
 //! KL proximal maps of the cell energy, in masses and in log form.
 //!
-//! For a cell K with volume |K|, potential V_K and mass q = |K|ρ, the energy of DESIGN §1 is
+//! For a cell K with volume |K|, potential V_K and mass q = |K|ρ, the energy of docs/mathematics.md §1 is
 //!
 //!   F_K(q) = β q (ln q − ln|K|) + |K| (q/|K|)^m/(m − 1) + V_K q,   q ≤ |K| ρ_max,
 //!
@@ -13,7 +13,7 @@
 //!   (1 + σβ) u + σ m/(m−1) |K|^{1−m} e^{(m−1)u} = ln z − σβ(1 − ln|K|) − σV_K.
 //!
 //! - Without the porous term this is linear in u:
-//!   q = (z |K|^{σβ} e^{−σ(β + V)})^{1/(1+σβ)}  (DESIGN §2.3; V alone gives q = z e^{−σV}).
+//!   q = (z |K|^{σβ} e^{−σ(β + V)})^{1/(1+σβ)}  (docs/mathematics.md §2.3; V alone gives q = z e^{−σV}).
 //! - With it, the left side is convex and increasing in u: one scalar Newton solve per cell
 //!   (see `KlProx::log_mass`), started to the right of the root so that it cannot overshoot.
 //! - The bound q ≤ |K|ρ_max of a convex one-dimensional problem is applied by clipping the
@@ -165,7 +165,7 @@ mod tests {
                 };
                 for (z, vol, v) in cases() {
                     let u = p.log_mass(z.ln(), vol.ln(), v);
-                    // the closed form of DESIGN §2.3, written in masses
+                    // the closed form of docs/mathematics.md §2.3, written in masses
                     let q = (z * vol.powf(sigma * beta) * (-sigma * (beta + v)).exp())
                         .powf(1.0 / (1.0 + sigma * beta));
                     assert!(

@@ -490,6 +490,7 @@ fn warm_start_gives_the_same_step() {
     let bad = WarmStart {
         rho: None,
         potential: Some(Array1::zeros(7)),
+        backend: "sinkhorn".into(),
     };
     let out = step(&s, &mesh, &first.rho, 0.1, &ou_energy(1), Some(&bad)).unwrap();
     assert!(out.info.notes.iter().any(|n| n.contains("ignored")));

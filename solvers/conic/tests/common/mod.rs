@@ -1,5 +1,5 @@
 //! Shared helpers of the conic backend's integration tests: initial data, moments, and the
-//! DESIGN §2.1 optimality system evaluated on a returned (ρ, G, φ).
+//! docs/mathematics.md §2.1 optimality system evaluated on a returned (ρ, G, φ).
 #![allow(dead_code)]
 
 use jko_conic::{ConicParams, ConicSolver};
@@ -77,7 +77,7 @@ pub fn run(
     rho
 }
 
-/// Residuals of the DESIGN §2.1 optimality system at a returned step, each relative to the
+/// Residuals of the docs/mathematics.md §2.1 optimality system at a returned step, each relative to the
 /// size of the terms it balances.
 #[derive(Debug)]
 pub struct Optimality {

@@ -10,10 +10,9 @@ fn jko() -> Command {
 }
 
 fn finished_steps(dir: &Path) -> usize {
-    std::fs::read_to_string(dir.join("summary.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v["steps"].as_array().map(|a| a.len()))
+    // Complete lines of the append-only record file.
+    std::fs::read_to_string(dir.join("steps.jsonl"))
+        .map(|t| t.matches('\n').count())
         .unwrap_or(0)
 }
 

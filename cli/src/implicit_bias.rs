@@ -5,8 +5,9 @@
 //! quadratic potential everything is exact on the Bures–Wasserstein manifold
 //! (`jko_flow::gaussian`); error = |Δmean| + ‖ΔS‖_F.
 
-use crate::config::{Config, InitialConfig};
-use crate::error::RunError;
+use crate::error::ToolError;
+use jko::config::{Config, InitialConfig};
+use jko::error::RunError;
 use jko_core::Potential;
 use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
 use serde::{Deserialize, Serialize};
@@ -16,7 +17,7 @@ use std::path::Path;
 /// The errors for one step size η.
 ///
 /// ```rust
-/// use jko::implicit_bias::ImplicitBiasRow;
+/// use jko_cli::implicit_bias::ImplicitBiasRow;
 ///
 /// let row: ImplicitBiasRow =
 ///     serde_json::from_str(r#"{"eta": 0.1, "err_flow": 1e-4, "err_wgf": 1e-2}"#).unwrap();
@@ -45,7 +46,7 @@ pub struct ImplicitBiasRow {
 /// as `implicit_bias.png`).
 ///
 /// ```rust
-/// use jko::implicit_bias::{ImplicitBiasRow, ImplicitBiasTable};
+/// use jko_cli::implicit_bias::{ImplicitBiasRow, ImplicitBiasTable};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let row = |eta: f64| ImplicitBiasRow {
@@ -82,7 +83,7 @@ pub struct ImplicitBiasTable {
 /// `scheme.steps`.
 ///
 /// # Errors
-/// [`RunError::Config`] for another initial state or energy; [`RunError::Input`] for an η
+/// [`ToolError::Unsuited`] for another initial state or energy; [`RunError::Input`] for an η
 /// that is not finite and > 0; [`RunError::Solver`] if the reference ODE integration fails.
 ///
 /// ```rust
@@ -90,7 +91,7 @@ pub struct ImplicitBiasTable {
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let config = Config::from_toml(jko::examples::example("ou-1d").unwrap())?;
-/// let table = jko::implicit_bias::implicit_bias(&config, &[0.2, 0.1])?;
+/// let table = jko_cli::implicit_bias::implicit_bias(&config, &[0.2, 0.1])?;
 /// let r = &table.rows[1];
 /// // The JKO-Flow tracks the JKO iterates at second order, the plain flow at first order.
 /// assert!(r.err_flow < r.err_wgf);
@@ -100,24 +101,26 @@ pub struct ImplicitBiasTable {
 /// # Ok(())
 /// # }
 /// ```
-pub fn implicit_bias(config: &Config, etas: &[f64]) -> Result<ImplicitBiasTable, RunError> {
+pub fn implicit_bias(config: &Config, etas: &[f64]) -> Result<ImplicitBiasTable, ToolError> {
     let e = &config.energy;
     let InitialConfig::Gaussian { mean, std, .. } = &config.initial else {
-        return Err(RunError::Config(
-            "implicit-bias needs a Gaussian initial state (the exact Bures-Wasserstein path); \
-             mesh studies: solvers/flow/examples/quantile_bias.rs"
+        return Err(ToolError::Unsuited {
+            tool: "implicit-bias",
+            what: "a Gaussian initial state (the exact Bures-Wasserstein path); \
+                   mesh studies: solvers/flow/examples/quantile_bias.rs"
                 .into(),
-        ));
+        });
     };
     let energy = e.build(&config.mesh.build(Path::new("."))?, Path::new("."))?;
-    let beta = energy
-        .entropy
-        .ok_or_else(|| RunError::Config("implicit-bias needs [energy] entropy".into()))?;
+    let beta = energy.entropy.ok_or_else(|| ToolError::Unsuited {
+        tool: "implicit-bias",
+        what: "[energy] entropy".into(),
+    })?;
     if energy.porous.is_some() || energy.interaction.is_some() || energy.max_density.is_some() {
-        return Err(RunError::Config(
-            "implicit-bias treats entropy + quadratic potential (Gaussian closed forms) only"
-                .into(),
-        ));
+        return Err(ToolError::Unsuited {
+            tool: "implicit-bias",
+            what: "entropy + a quadratic potential only (Gaussian closed forms)".into(),
+        });
     }
     let d = mean.len();
     let ou = match &energy.potential {
@@ -128,13 +131,19 @@ pub fn implicit_bias(config: &Config, etas: &[f64]) -> Result<ImplicitBiasTable,
             center: center.clone(),
         },
         Some(_) => {
-            return Err(RunError::Config(
-                "implicit-bias needs a quadratic potential (or none)".into(),
-            ));
+            return Err(ToolError::Unsuited {
+                tool: "implicit-bias",
+                what: "a quadratic potential (or none)".into(),
+            });
         }
     };
     if let Some(eta) = etas.iter().find(|e| !(e.is_finite() && **e > 0.0)) {
-        return Err(jko_core::InputError::parameter("etas", eta, "must be finite and > 0").into());
+        return Err(RunError::from(jko_core::InputError::parameter(
+            "etas",
+            eta,
+            "must be finite and > 0",
+        ))
+        .into());
     }
     let t_end = config.scheme.tau * config.scheme.steps as f64;
     let flow = jko_flow::gaussian::GaussianFlow::from(&ou);
@@ -171,7 +180,7 @@ impl ImplicitBiasTable {
     /// The table in Markdown (what `jko implicit-bias` prints and writes as `implicit_bias.md`).
     ///
     /// ```rust
-    /// use jko::implicit_bias::{ImplicitBiasRow, ImplicitBiasTable};
+    /// use jko_cli::implicit_bias::{ImplicitBiasRow, ImplicitBiasTable};
     ///
     /// let row = ImplicitBiasRow {
     ///     eta: 0.1,
@@ -210,10 +219,10 @@ impl ImplicitBiasTable {
     /// Write `implicit_bias.json` and `implicit_bias.md` into `dir` (created if needed).
     ///
     /// # Errors
-    /// [`RunError::Io`] when `dir` or a file cannot be written.
+    /// [`ToolError::Io`] when `dir` or a file cannot be written.
     ///
     /// ```rust
-    /// use jko::implicit_bias::ImplicitBiasTable;
+    /// use jko_cli::implicit_bias::ImplicitBiasTable;
     ///
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let table = ImplicitBiasTable { rows: vec![], final_time: None, method: None };
@@ -223,7 +232,7 @@ impl ImplicitBiasTable {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn write(&self, dir: &Path) -> Result<(), RunError> {
-        crate::output::write_report(dir, "implicit_bias", self, &self.markdown())
+    pub fn write(&self, dir: &Path) -> Result<(), ToolError> {
+        crate::write_report(dir, "implicit_bias", self, &self.markdown())
     }
 }

@@ -2,7 +2,7 @@
 //! 2D Fokker–Planck problem with an exact solution (linear drift on a box, `drift_box`).
 
 use jko::config::Config;
-use jko::convergence::{Refine, convergence};
+use jko_cli::convergence::{Refine, convergence};
 use std::path::Path;
 
 #[test]

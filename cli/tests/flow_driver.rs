@@ -77,7 +77,8 @@ fn unknown_flow_keys_are_rejected() {
 fn implicit_bias_orders_are_two_and_one() {
     let config = Config::from_toml(jko::examples::example("ou-1d").unwrap()).unwrap();
     let table =
-        jko::implicit_bias::implicit_bias(&config, &[0.1, 0.05, 0.025, 0.0125, 0.00625]).unwrap();
+        jko_cli::implicit_bias::implicit_bias(&config, &[0.1, 0.05, 0.025, 0.0125, 0.00625])
+            .unwrap();
     let last = table.rows.last().unwrap();
     let (of, ow) = (last.order_flow.unwrap(), last.order_wgf.unwrap());
     assert!((of - 2.0).abs() < 0.1, "JKO-Flow order {of}");

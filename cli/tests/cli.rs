@@ -80,15 +80,17 @@ fn good_config_runs_and_writes_every_step() {
         "rho_00000.npy",
         "rho_00001.npy",
         "rho_00002.npy",
-        "summary.json",
+        "run.json",
+        "steps.jsonl",
     ] {
         assert!(out.join(f).exists(), "{f} missing");
     }
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
-    assert_eq!(summary["status"], "completed");
-    assert_eq!(summary["steps"].as_array().unwrap().len(), 2);
-    assert_eq!(summary["solver"], "conic");
+    let header: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(header["status"], "completed");
+    assert_eq!(header["solver"], "conic");
+    let steps = std::fs::read_to_string(out.join("steps.jsonl")).unwrap();
+    assert_eq!(steps.lines().count(), 2);
     let rho: ArrayD<f64> = ndarray_npy::read_npy(out.join("rho_00002.npy")).unwrap();
     assert_eq!(rho.shape(), &[20]);
     // A second run into the same directory is refused without --force.

@@ -52,10 +52,12 @@
 //! Samples run in parallel (rayon), one solver instance shared by all. A sample whose
 //! initial density or trajectory fails is an error naming its index: no row is ever missing.
 
-use crate::backend::SolverConfig;
-use crate::config::{Checks, EnergyConfig, MeshConfig, SchemeConfig};
-use crate::driver::{Observer, StepRecord, Stepper, march};
-use crate::error::RunError;
+use crate::error::ToolError;
+use jko::backend::SolverConfig;
+use jko::config::{Checks, EnergyConfig, MeshConfig, SchemeConfig};
+use jko::driver::{Observer, State, StepRecord, Stepper, march};
+use jko::error::RunError;
+use jko::plan::MemoryBudget;
 use jko_core::exact::Gaussian;
 use jko_core::{Energy, InputError, Mesh, StepOutput, StepSolver};
 use ndarray::{Array1, ArrayD, IxDyn};
@@ -68,7 +70,7 @@ use std::str::FromStr;
 /// A dataset description (TOML, see the module docs; every table denies unknown keys).
 ///
 /// ```rust
-/// use jko::dataset::DatasetSpec;
+/// use jko_cli::dataset::DatasetSpec;
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let spec = DatasetSpec::from_toml(r#"
@@ -105,10 +107,10 @@ pub struct DatasetSpec {
     pub initial: Vec<InitialFamily>,
 }
 
-/// A run config without `[initial]`: the tables of [`crate::config::Config`].
+/// A run config without `[initial]`: the tables of [`jko::config::Config`].
 ///
 /// ```rust
-/// use jko::dataset::BaseConfig;
+/// use jko_cli::dataset::BaseConfig;
 ///
 /// let base: BaseConfig = toml::from_str(r#"
 ///     mesh = { cells = [32], lower = [0.0], upper = [1.0] }
@@ -137,7 +139,7 @@ pub struct BaseConfig {
 /// A family of random initial densities (see the module docs).
 ///
 /// ```rust
-/// use jko::dataset::InitialFamily;
+/// use jko_cli::dataset::InitialFamily;
 ///
 /// let f: InitialFamily = toml::from_str("kind = \"gaussian_mixture\"\ncomponents = [1, 3]\nstd = [0.3, 1.0]").unwrap();
 /// assert_eq!((f.kind(), f.weight()), ("gaussian_mixture", 1.0));
@@ -181,7 +183,7 @@ impl InitialFamily {
     /// The family's relative probability (`weight`, default 1).
     ///
     /// ```rust
-    /// use jko::dataset::InitialFamily;
+    /// use jko_cli::dataset::InitialFamily;
     ///
     /// let f = InitialFamily::SmoothField { modes: 4, max_wavenumber: 3, amplitude: 1.0, weight: 2.0 };
     /// assert_eq!(f.weight(), 2.0);
@@ -196,7 +198,7 @@ impl InitialFamily {
     /// The family's `kind` as written in specs.
     ///
     /// ```rust
-    /// use jko::dataset::InitialFamily;
+    /// use jko_cli::dataset::InitialFamily;
     ///
     /// let f = InitialFamily::SmoothField { modes: 4, max_wavenumber: 3, amplitude: 1.0, weight: 1.0 };
     /// assert_eq!(f.kind(), "smooth_field");
@@ -351,7 +353,7 @@ impl InitialFamily {
 /// Which samples a process runs: index ≡ `index` (mod `count`) (`--shard index/count`).
 ///
 /// ```rust
-/// use jko::dataset::Shard;
+/// use jko_cli::dataset::Shard;
 ///
 /// let shard: Shard = "1/3".parse().unwrap();
 /// assert_eq!(shard.indices(8), [1, 4, 7]);
@@ -373,7 +375,7 @@ impl Shard {
     /// [`RunError::Input`] unless `0 <= index < count`.
     ///
     /// ```rust
-    /// use jko::dataset::Shard;
+    /// use jko_cli::dataset::Shard;
     ///
     /// assert_eq!(Shard::new(0, 1).unwrap(), Shard::all());
     /// assert!(Shard::new(2, 2).is_err());
@@ -393,7 +395,7 @@ impl Shard {
     /// Every sample (shard 0/1).
     ///
     /// ```rust
-    /// assert_eq!(jko::dataset::Shard::all().indices(3), [0, 1, 2]);
+    /// assert_eq!(jko_cli::dataset::Shard::all().indices(3), [0, 1, 2]);
     /// ```
     pub fn all() -> Shard {
         Shard { index: 0, count: 1 }
@@ -402,7 +404,7 @@ impl Shard {
     /// The sample indices of this shard among `samples` (round robin).
     ///
     /// ```rust
-    /// use jko::dataset::Shard;
+    /// use jko_cli::dataset::Shard;
     ///
     /// assert_eq!(Shard::new(0, 2).unwrap().indices(5), [0, 2, 4]);
     /// ```
@@ -413,7 +415,7 @@ impl Shard {
     /// `00001-of-00004`, used in the file names.
     ///
     /// ```rust
-    /// assert_eq!(jko::dataset::Shard::new(1, 4).unwrap().tag(), "00001-of-00004");
+    /// assert_eq!(jko_cli::dataset::Shard::new(1, 4).unwrap().tag(), "00001-of-00004");
     /// ```
     pub fn tag(&self) -> String {
         format!("{:05}-of-{:05}", self.index, self.count)
@@ -451,7 +453,7 @@ impl FromStr for Shard {
 ///
 /// ```rust
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let spec = jko::dataset::DatasetSpec::from_toml(r#"
+/// let spec = jko_cli::dataset::DatasetSpec::from_toml(r#"
 ///     samples = 2
 ///     seed = 1
 ///     [base]
@@ -466,7 +468,7 @@ impl FromStr for Shard {
 ///     amplitude = 0.5
 /// "#)?;
 /// let out = tempfile::tempdir()?;
-/// let manifest = jko::dataset::run_dataset(&spec, ".".as_ref(), out.path(), jko::dataset::Shard::all())?;
+/// let manifest = jko_cli::dataset::run_dataset(&spec, ".".as_ref(), out.path(), jko_cli::dataset::Shard::all())?;
 /// assert_eq!(manifest.files.trajectories, "trajectories_00000-of-00001.npy");
 /// assert!(out.path().join(&manifest.files.inputs).exists());
 /// # Ok(())
@@ -486,7 +488,7 @@ pub struct ShardFiles {
 ///
 /// ```rust
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let spec = jko::dataset::DatasetSpec::from_toml(r#"
+/// let spec = jko_cli::dataset::DatasetSpec::from_toml(r#"
 ///     samples = 2
 ///     seed = 1
 ///     [base]
@@ -501,7 +503,7 @@ pub struct ShardFiles {
 ///     amplitude = 0.5
 /// "#)?;
 /// let out = tempfile::tempdir()?;
-/// let manifest = jko::dataset::run_dataset(&spec, ".".as_ref(), out.path(), jko::dataset::Shard::all())?;
+/// let manifest = jko_cli::dataset::run_dataset(&spec, ".".as_ref(), out.path(), jko_cli::dataset::Shard::all())?;
 /// assert_eq!(manifest.shapes.inputs, [2, 8, 8]);
 /// assert_eq!(manifest.shapes.trajectories, [2, 2, 8, 8]);
 /// assert_eq!(manifest.shapes.energies, [2, 2]);
@@ -522,10 +524,10 @@ pub struct ShardShapes {
 /// give identical files.
 ///
 /// ```rust
-/// use jko::dataset::{Manifest, Shard, manifest_file};
+/// use jko_cli::dataset::{Manifest, Shard, manifest_file};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let spec = jko::dataset::DatasetSpec::from_toml(r#"
+/// let spec = jko_cli::dataset::DatasetSpec::from_toml(r#"
 ///     samples = 2
 ///     seed = 1
 ///     [base]
@@ -540,7 +542,7 @@ pub struct ShardShapes {
 ///     amplitude = 0.5
 /// "#)?;
 /// let out = tempfile::tempdir()?;
-/// let manifest = jko::dataset::run_dataset(&spec, ".".as_ref(), out.path(), jko::dataset::Shard::all())?;
+/// let manifest = jko_cli::dataset::run_dataset(&spec, ".".as_ref(), out.path(), jko_cli::dataset::Shard::all())?;
 /// let text = std::fs::read_to_string(out.path().join(manifest_file(Shard::all())))?;
 /// assert_eq!(serde_json::from_str::<Manifest>(&text)?, manifest);
 /// assert_eq!((manifest.sample_indices, manifest.times), (vec![0, 1], vec![0.0, 0.05]));
@@ -575,34 +577,41 @@ impl DatasetSpec {
     /// Parse a spec from TOML text.
     ///
     /// # Errors
-    /// [`RunError::Config`] naming the offending key (unknown, missing or mistyped).
+    /// [`ToolError::Toml`] naming the offending key (unknown, missing or mistyped).
     ///
     /// ```rust
-    /// use jko::dataset::DatasetSpec;
+    /// use jko_cli::dataset::DatasetSpec;
     ///
     /// let err = DatasetSpec::from_toml("samples = 2\nsed = 1").unwrap_err();
     /// assert!(err.to_string().contains("sed"));
+    /// assert!(err.to_string().starts_with("dataset spec: "), "{err}");
     /// ```
-    pub fn from_toml(text: &str) -> Result<DatasetSpec, RunError> {
-        toml::from_str(text).map_err(|e| RunError::Config(e.to_string()))
+    pub fn from_toml(text: &str) -> Result<DatasetSpec, ToolError> {
+        toml::from_str(text).map_err(|e| ToolError::Toml {
+            origin: "dataset spec".into(),
+            source: Box::new(e),
+        })
     }
 
     /// Read and parse a spec file (`jko dataset SPEC.toml`).
     ///
     /// # Errors
-    /// [`RunError::Io`] when the file cannot be read; [`RunError::Config`] as for
-    /// [`DatasetSpec::from_toml`], prefixed with the path.
+    /// [`ToolError::Io`] when the file cannot be read; [`ToolError::Toml`] as for
+    /// [`DatasetSpec::from_toml`], naming the file.
     ///
     /// ```rust
-    /// use jko::dataset::DatasetSpec;
-    /// use jko::error::RunError;
+    /// use jko_cli::dataset::DatasetSpec;
+    /// use jko_cli::error::ToolError;
     ///
     /// let err = DatasetSpec::from_file("no/such/spec.toml".as_ref()).unwrap_err();
-    /// assert!(matches!(err, RunError::Io { .. }));
+    /// assert!(matches!(err, ToolError::Io { .. }));
     /// ```
-    pub fn from_file(path: &Path) -> Result<DatasetSpec, RunError> {
-        let text = std::fs::read_to_string(path).map_err(|e| RunError::io(path, e))?;
-        Self::from_toml(&text).map_err(|e| RunError::Config(format!("{}: {e}", path.display())))
+    pub fn from_file(path: &Path) -> Result<DatasetSpec, ToolError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ToolError::io(path, e))?;
+        toml::from_str(&text).map_err(|e| ToolError::Toml {
+            origin: path.display().to_string(),
+            source: Box::new(e),
+        })
     }
 
     /// Check what serde cannot: at least one sample and one family, family parameters in
@@ -610,10 +619,11 @@ impl DatasetSpec {
     /// backend's parameters.
     ///
     /// # Errors
-    /// [`RunError::Input`] or [`RunError::Config`] naming the parameter.
+    /// [`RunError::Input`] (as [`ToolError::Run`]) or [`ToolError::Option`] naming the
+    /// parameter.
     ///
     /// ```rust
-    /// use jko::dataset::DatasetSpec;
+    /// use jko_cli::dataset::DatasetSpec;
     ///
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let mut spec = DatasetSpec::from_toml(r#"
@@ -635,13 +645,14 @@ impl DatasetSpec {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn validate(&self) -> Result<(), RunError> {
+    pub fn validate(&self) -> Result<(), ToolError> {
         if self.samples == 0 {
-            return Err(InputError::parameter("samples", 0, "must be >= 1").into());
+            return Err(RunError::from(InputError::parameter("samples", 0, "must be >= 1")).into());
         }
         if self.initial.is_empty() {
-            return Err(RunError::Config(
-                "the spec needs at least one [[initial]] family".into(),
+            return Err(ToolError::option(
+                "initial",
+                "the spec needs at least one [[initial]] family",
             ));
         }
         for (i, fam) in self.initial.iter().enumerate() {
@@ -655,21 +666,18 @@ impl DatasetSpec {
             )
             .into());
         }
-        let mass = self.mass();
-        if !(mass.is_finite() && mass > 0.0) {
-            return Err(InputError::parameter("mass", mass, "must be finite and > 0").into());
-        }
+        jko_core::finite_positive("mass", self.mass())?;
         let tau = self.base.scheme.tau;
         if !(tau.is_finite() && tau > 0.0) {
             return Err(InputError::InvalidTau(tau).into());
         }
-        self.base.solver.validate()
+        Ok(self.base.solver.validate()?)
     }
 
     /// Mass of every initial density (`mass`, default 1).
     ///
     /// ```rust
-    /// use jko::dataset::DatasetSpec;
+    /// use jko_cli::dataset::DatasetSpec;
     ///
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let spec = DatasetSpec::from_toml(r#"
@@ -700,7 +708,7 @@ impl DatasetSpec {
     /// As for [`DatasetSpec::validate`], and the mesh and energy errors of a run config.
     ///
     /// ```rust
-    /// use jko::dataset::DatasetSpec;
+    /// use jko_cli::dataset::DatasetSpec;
     ///
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let spec = DatasetSpec::from_toml(r#"
@@ -722,7 +730,7 @@ impl DatasetSpec {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn build(&self, base: &Path) -> Result<(Mesh, Energy), RunError> {
+    pub fn build(&self, base: &Path) -> Result<(Mesh, Energy), ToolError> {
         self.validate()?;
         let mesh = self.base.mesh.build(base)?;
         let energy = self.base.energy.build(&mesh, base)?;
@@ -735,10 +743,10 @@ impl DatasetSpec {
     ///
     /// # Errors
     /// [`RunError::Input`] for a density that is invalid (non-finite, zero mass) or above the
-    /// energy's `max_density`; [`RunError::Config`] on a mesh without grid structure.
+    /// energy's `max_density`; [`ToolError::Unsuited`] on a mesh without grid structure.
     ///
     /// ```rust
-    /// use jko::dataset::DatasetSpec;
+    /// use jko_cli::dataset::DatasetSpec;
     ///
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let spec = DatasetSpec::from_toml(r#"
@@ -768,10 +776,8 @@ impl DatasetSpec {
         mesh: &Mesh,
         energy: &Energy,
         index: usize,
-    ) -> Result<(usize, Array1<f64>), RunError> {
-        let grid = mesh
-            .as_grid()
-            .ok_or_else(|| RunError::Config("datasets need a grid mesh".into()))?;
+    ) -> Result<(usize, Array1<f64>), ToolError> {
+        let grid = mesh.as_grid().ok_or_else(needs_grid)?;
         let mut rng = SampleRng::for_sample(self.seed, index as u64);
         let total: f64 = self.initial.iter().map(|f| f.weight()).sum();
         let mut u = rng.uniform() * total;
@@ -812,7 +818,7 @@ struct Trajectory {
 }
 
 impl Observer for Trajectory {
-    fn observe(&mut self, record: &StepRecord, output: &StepOutput) -> Result<(), RunError> {
+    fn step(&mut self, record: &StepRecord, output: &StepOutput) -> Result<(), RunError> {
         self.rho.push(output.rho.clone());
         self.energy.push(record.energy);
         Ok(())
@@ -820,7 +826,7 @@ impl Observer for Trajectory {
 }
 
 /// A sample's family index and trajectory, or why it failed.
-type SampleResult = Result<(usize, Trajectory), RunError>;
+type SampleResult = Result<(usize, Trajectory), ToolError>;
 
 /// One sample: its initial density marched `steps` steps.
 fn run_sample(
@@ -831,7 +837,7 @@ fn run_sample(
     index: usize,
 ) -> SampleResult {
     let (family, rho0) = spec.sample_initial(mesh, energy, index)?;
-    let mut stepper = Stepper::new(
+    let stepper = Stepper::new(
         mesh,
         energy,
         solver,
@@ -839,16 +845,13 @@ fn run_sample(
         spec.base.checks.clone(),
         mesh.mass(&rho0),
     )?;
-    stepper.memory = None; // checked once, before any sample ran
     let mut traj = Trajectory {
         rho: vec![rho0.clone()],
-        energy: vec![energy.value(mesh, &rho0)?],
+        energy: vec![energy.value(mesh, &rho0).map_err(RunError::from)?],
     };
     march(
         &stepper,
-        rho0,
-        None,
-        1,
+        State::initial(rho0),
         spec.base.scheme.steps,
         &mut [&mut traj],
         &|| false,
@@ -858,16 +861,17 @@ fn run_sample(
 
 /// Run the samples of `shard` and write its arrays and manifest into `out` (see the module
 /// docs): `jko dataset SPEC --out DIR --shard i/n`. Paths in the spec are relative to `base`.
-/// Every step of every trajectory is checked by the driver ([`crate::driver::Stepper`]).
+/// Every step of every trajectory is checked by the driver ([`jko::driver::Stepper`]).
 ///
 /// # Errors
 /// Errors of [`DatasetSpec::build`]; [`RunError::Solver`] when the backend does not treat the
-/// energy (before any sample runs); [`RunError::Config`] naming the sample(s) whose initial
-/// density or trajectory failed; [`RunError::Io`] / [`RunError::Npy`] when writing fails.
+/// mesh or the energy, [`RunError::Input`] when a step would not fit in memory (both before
+/// any sample runs); [`ToolError::Failed`] naming the sample(s) whose initial density or
+/// trajectory failed; [`ToolError::Io`] / [`RunError::Npy`] when writing fails.
 ///
 /// ```rust
 /// use jko::config::read_npy;
-/// use jko::dataset::{DatasetSpec, Shard, run_dataset};
+/// use jko_cli::dataset::{DatasetSpec, Shard, run_dataset};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let spec = DatasetSpec::from_toml(r#"
@@ -891,7 +895,7 @@ fn run_sample(
 /// for row in energies.outer_iter() {
 ///     assert!(row[1] < row[0] && row[2] < row[1]);
 /// }
-/// assert!(out.path().join(jko::dataset::manifest_file(Shard::all())).exists());
+/// assert!(out.path().join(jko_cli::dataset::manifest_file(Shard::all())).exists());
 /// # Ok(())
 /// # }
 /// ```
@@ -900,28 +904,20 @@ pub fn run_dataset(
     base: &Path,
     out: &Path,
     shard: Shard,
-) -> Result<Manifest, RunError> {
+) -> Result<Manifest, ToolError> {
     let shard = Shard::new(shard.index, shard.count)?;
     let (mesh, energy) = spec.build(base)?;
-    let grid = mesh
-        .as_grid()
-        .ok_or_else(|| RunError::Config("datasets need a grid mesh".into()))?;
+    let grid = mesh.as_grid().ok_or_else(needs_grid)?;
     let cells = grid.cells.clone();
     let grid_len = grid.len();
     let solver = spec.base.solver.build()?;
-    // Refuse an energy the backend cannot treat, or a step that does not fit in memory,
-    // before any sample runs.
-    let probe = mesh.sample(|_| 1.0);
-    Stepper::new(
-        &mesh,
-        &energy,
-        solver.as_ref(),
-        spec.base.scheme.tau,
-        spec.base.checks.clone(),
-        mesh.mass(&probe),
-    )?
-    .check_memory()?;
-    std::fs::create_dir_all(out).map_err(|e| RunError::io(out, e))?;
+    // Refuse a mesh or an energy the backend cannot treat, or a step that does not fit in
+    // memory (the environment's limit, as a run without [limits]), before any sample runs.
+    jko::driver::refuse_unsupported(solver.as_ref(), &mesh, &energy)?;
+    if let Some(budget) = MemoryBudget::from_limits(&Default::default())? {
+        budget.check(solver.as_ref(), &mesh, &energy)?;
+    }
+    std::fs::create_dir_all(out).map_err(|e| ToolError::io(out, e))?;
 
     let indices = shard.indices(spec.samples);
     let results: Vec<(usize, SampleResult)> = indices
@@ -947,30 +943,24 @@ pub fn run_dataset(
                 } else {
                     String::new()
                 };
-                return Err(RunError::Config(format!(
-                    "dataset sample {i} failed{others}: {e}"
-                )));
+                return Err(ToolError::failed(format!("dataset sample {i}{others}"), e));
             }
         }
     }
 
     let n = indices.len();
     let levels = spec.base.scheme.steps + 1;
-    let to_grid = |rho: &Array1<f64>| -> Result<Vec<f64>, RunError> {
+    let to_grid = |rho: &Array1<f64>| -> Result<Vec<f64>, ToolError> {
         mesh.to_grid_array(rho, 0.0)
             .map(|a| a.iter().cloned().collect())
-            .ok_or_else(|| RunError::Config("datasets need a grid mesh".into()))
+            .ok_or_else(needs_grid)
     };
     let mut inputs = Vec::with_capacity(n * grid_len);
     let mut traj_values = Vec::with_capacity(n * levels * grid_len);
     let mut energies = Vec::with_capacity(n * levels);
     for (i, t) in indices.iter().zip(&trajectories) {
-        if t.rho.len() != levels {
-            return Err(RunError::Config(format!(
-                "dataset sample {i}: {} states instead of {levels}",
-                t.rho.len()
-            )));
-        }
+        // The march ran every step or returned an error: a trajectory has `levels` states.
+        debug_assert_eq!(t.rho.len(), levels, "dataset sample {i}");
         inputs.extend(to_grid(&t.rho[0])?);
         for rho in &t.rho {
             traj_values.extend(to_grid(rho)?);
@@ -1010,10 +1000,13 @@ pub fn run_dataset(
         dtype: "float64".into(),
         spec: spec.clone(),
     };
-    let text = serde_json::to_string_pretty(&manifest)
-        .map_err(|e| RunError::Config(format!("cannot serialise the manifest: {e}")))?;
-    write_atomic(&out.join(manifest_file(shard)), |path| {
-        std::fs::write(path, &text).map_err(|e| RunError::io(path, e))
+    let path = out.join(manifest_file(shard));
+    let text = serde_json::to_string_pretty(&manifest).map_err(|source| ToolError::Json {
+        path: path.clone(),
+        source,
+    })?;
+    write_atomic(&path, |tmp| {
+        std::fs::write(tmp, &text).map_err(|e| ToolError::io(tmp, e))
     })?;
     Ok(manifest)
 }
@@ -1021,7 +1014,7 @@ pub fn run_dataset(
 /// The manifest's file name for `shard`: `manifest_00001-of-00004.json`.
 ///
 /// ```rust
-/// use jko::dataset::{Shard, manifest_file};
+/// use jko_cli::dataset::{Shard, manifest_file};
 ///
 /// assert_eq!(manifest_file(Shard::new(1, 4).unwrap()), "manifest_00001-of-00004.json");
 /// ```
@@ -1032,29 +1025,40 @@ pub fn manifest_file(shard: Shard) -> String {
 /// Write with `write` to a temporary name beside `path`, then rename.
 fn write_atomic(
     path: &Path,
-    write: impl FnOnce(&Path) -> Result<(), RunError>,
-) -> Result<(), RunError> {
+    write: impl FnOnce(&Path) -> Result<(), ToolError>,
+) -> Result<(), ToolError> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
     let tmp: PathBuf = path.with_file_name(format!(".{name}.tmp"));
     write(&tmp)?;
-    std::fs::rename(&tmp, path).map_err(|e| RunError::io(path, e))
+    std::fs::rename(&tmp, path).map_err(|e| ToolError::io(path, e))
 }
 
-fn write_npy(path: &Path, shape: &[usize], values: Vec<f64>) -> Result<(), RunError> {
-    let array = ArrayD::from_shape_vec(IxDyn(shape), values)
-        .map_err(|e| RunError::Config(format!("{}: {e}", path.display())))?;
+fn write_npy(path: &Path, shape: &[usize], values: Vec<f64>) -> Result<(), ToolError> {
+    let npy_error = |path: &Path, message: String| -> ToolError {
+        RunError::Npy {
+            path: path.to_path_buf(),
+            message,
+        }
+        .into()
+    };
+    let array =
+        ArrayD::from_shape_vec(IxDyn(shape), values).map_err(|e| npy_error(path, e.to_string()))?;
     write_atomic(path, |tmp| {
-        let file = std::fs::File::create(tmp).map_err(|e| RunError::io(tmp, e))?;
-        ndarray_npy::WriteNpyExt::write_npy(&array, std::io::BufWriter::new(file)).map_err(|e| {
-            RunError::Npy {
-                path: tmp.to_path_buf(),
-                message: e.to_string(),
-            }
-        })
+        let file = std::fs::File::create(tmp).map_err(|e| ToolError::io(tmp, e))?;
+        ndarray_npy::WriteNpyExt::write_npy(&array, std::io::BufWriter::new(file))
+            .map_err(|e| npy_error(tmp, e.to_string()))
     })
+}
+
+/// The error of a dataset on a mesh without grid structure.
+fn needs_grid() -> ToolError {
+    ToolError::Unsuited {
+        tool: "dataset",
+        what: "a grid mesh (its arrays have the grid's shape)".into(),
+    }
 }
 
 /// xoshiro256** (Blackman & Vigna), seeded by SplitMix64: the per-sample random generator.

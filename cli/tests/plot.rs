@@ -1,10 +1,10 @@
-//! `jko::plot`: figures of real run directories are written as PNGs of the rendered size,
+//! `jko_cli::plot`: figures of real run directories are written as PNGs of the rendered size,
 //! carry text (the embedded font works) and data, and show masked cells.
 
 use jko::RunOptions;
 use jko::config::Config;
-use jko::convergence::{Refine, convergence};
-use jko::plot::{Figure, plot_run, render_run};
+use jko_cli::convergence::{Refine, convergence};
+use jko_cli::plot::{Figure, plot_run, render_run};
 use std::path::Path;
 
 const ONE_D: &str = r#"

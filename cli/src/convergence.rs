@@ -6,10 +6,10 @@
 //! finest run otherwise (restricted to the coarser grid by cell averaging), and writes
 //! `convergence.json` and `convergence.md` with the observed orders.
 
-use crate::RunOptions;
-use crate::config::Config;
-use crate::error::RunError;
-use crate::reference::{ExactSolution, l1_relative};
+use crate::error::ToolError;
+use jko::RunOptions;
+use jko::config::Config;
+use jko::reference::{ExactSolution, l1_relative};
 use jko_core::Mesh;
 use ndarray::Array1;
 use serde::{Deserialize, Serialize};
@@ -20,7 +20,7 @@ use std::path::Path;
 /// multiplies each refined parameter's resolution by 2^i.
 ///
 /// ```rust
-/// use jko::convergence::Refine;
+/// use jko_cli::convergence::Refine;
 ///
 /// assert_eq!(Refine::parse("h,tau").unwrap(), Refine { h: true, tau: true, levels: false });
 /// ```
@@ -38,17 +38,17 @@ impl Refine {
     /// Parse `h,tau[,levels]` (any non-empty subset, comma separated).
     ///
     /// # Errors
-    /// [`RunError::Config`] naming an unknown part, or for an empty list.
+    /// [`ToolError::Option`] naming an unknown part, or for an empty list.
     ///
     /// ```rust
-    /// use jko::convergence::Refine;
+    /// use jko_cli::convergence::Refine;
     ///
     /// let r = Refine::parse("tau, levels").unwrap();
     /// assert!(r.tau && r.levels && !r.h);
     /// assert!(Refine::parse("h,dt").unwrap_err().to_string().contains("`dt`"));
     /// assert!(Refine::parse("").is_err());
     /// ```
-    pub fn parse(text: &str) -> Result<Refine, RunError> {
+    pub fn parse(text: &str) -> Result<Refine, ToolError> {
         let mut r = Refine::default();
         for part in text.split(',').map(str::trim) {
             match part {
@@ -56,15 +56,19 @@ impl Refine {
                 "tau" => r.tau = true,
                 "levels" => r.levels = true,
                 other => {
-                    return Err(RunError::Config(format!(
-                        "--refine: unknown parameter `{other}`; use a comma-separated subset of h, tau, levels"
-                    )));
+                    return Err(ToolError::option(
+                        "--refine",
+                        format!(
+                            "unknown parameter `{other}`; use a comma-separated subset of h, tau, levels"
+                        ),
+                    ));
                 }
             }
         }
         if !(r.h || r.tau || r.levels) {
-            return Err(RunError::Config(
-                "--refine needs at least one of h, tau, levels".into(),
+            return Err(ToolError::option(
+                "--refine",
+                "needs at least one of h, tau, levels",
             ));
         }
         Ok(r)
@@ -84,7 +88,7 @@ impl Refine {
 /// One refinement level of a [`ConvergenceReport`].
 ///
 /// ```rust
-/// use jko::convergence::ConvergenceRow;
+/// use jko_cli::convergence::ConvergenceRow;
 ///
 /// let row: ConvergenceRow = serde_json::from_str(r#"{"label": "conic", "cells": [64],
 ///     "h": 0.15625, "tau": 0.1, "steps": 10, "error": 0.012, "wall_time": 1.5}"#).unwrap();
@@ -124,7 +128,7 @@ pub struct ConvergenceRow {
 /// drawn by `jko plot` as `convergence.png`). See [`convergence`] for one computed.
 ///
 /// ```rust
-/// use jko::convergence::ConvergenceReport;
+/// use jko_cli::convergence::ConvergenceReport;
 ///
 /// let json = r#"{"quantity": "relative L1 error at t = 1", "against": "h",
 ///     "reference": "finest run", "final_time": 1.0, "solver": "newton", "rows": []}"#;
@@ -148,19 +152,19 @@ pub struct ConvergenceReport {
 }
 
 /// Run the refinement sequence with `runs` levels (≥ 2): `jko convergence CONFIG --refine ...
-/// --runs N`. Each level is a whole run of [`crate::run`] without output (paths in the config
+/// --runs N`. Each level is a whole run of [`jko::run`] without output (paths in the config
 /// relative to `base`); `progress` sees every row as it is finished. The error is the
 /// relative L1 error at the final time against the exact solution when the engine knows one
 /// for the config (Gaussians with entropy and a quadratic potential, Barenblatt profiles,
 /// `drift_box`), else against the finest run.
 ///
 /// # Errors
-/// [`RunError::Config`] for `runs < 2` or `--refine levels` on a backend without levels; any
-/// error of the runs (an invariant violated, a backend failure).
+/// [`ToolError::Option`] for `runs < 2`; [`jko::error::RunError`] for `--refine levels` on a
+/// backend without levels and any error of the runs (an invariant violated, a backend failure).
 ///
 /// ```rust
 /// use jko::config::Config;
-/// use jko::convergence::{Refine, convergence};
+/// use jko_cli::convergence::{Refine, convergence};
 /// use std::path::Path;
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -188,10 +192,11 @@ pub fn convergence(
     refine: Refine,
     runs: usize,
     progress: &mut dyn FnMut(&ConvergenceRow),
-) -> Result<ConvergenceReport, RunError> {
+) -> Result<ConvergenceReport, ToolError> {
     if runs < 2 {
-        return Err(RunError::Config(
-            "a convergence study needs at least 2 runs".into(),
+        return Err(ToolError::option(
+            "--runs",
+            "a convergence study needs at least 2 runs",
         ));
     }
     let final_time = config.scheme.tau * config.scheme.steps as f64;
@@ -207,10 +212,10 @@ pub fn convergence(
             c.scheme.steps = config.scheme.steps * factor;
         }
         if refine.levels {
-            c.solver = c.solver.with_levels_scaled(factor)?;
+            c.solver.backend = c.solver.backend.with_levels_scaled(factor)?;
         }
         let start = std::time::Instant::now();
-        let result = crate::run(&c, base, &RunOptions::default(), &mut [], &|| false)?;
+        let result = jko::run(&c, base, &RunOptions::default(), &mut [], &|| false)?;
         let elapsed = start.elapsed().as_secs_f64();
         results.push((c, result.mesh, result.rho, elapsed));
     }
@@ -250,7 +255,7 @@ pub fn convergence(
             h: mesh.min_distance(),
             tau: c.scheme.tau,
             steps: c.scheme.steps,
-            levels: c.solver.levels(),
+            levels: c.solver.backend.levels(),
             error,
             order,
             error_jko,
@@ -281,9 +286,12 @@ pub(crate) fn restrict(
     fine: &Mesh,
     rho: &Array1<f64>,
     coarse: &Mesh,
-) -> Result<Array1<f64>, RunError> {
+) -> Result<Array1<f64>, ToolError> {
     let (Some(fg), Some(cg)) = (fine.as_grid(), coarse.as_grid()) else {
-        return Err(RunError::Config("restriction needs grid meshes".into()));
+        return Err(ToolError::Unsuited {
+            tool: "restriction to a coarser run",
+            what: "grid meshes".into(),
+        });
     };
     let d = cg.cells.len();
     let ratio: Vec<usize> = (0..d).map(|a| fg.cells[a] / cg.cells[a]).collect();
@@ -291,17 +299,19 @@ pub(crate) fn restrict(
         || fg.lower != cg.lower
         || fg.upper != cg.upper
     {
-        return Err(RunError::Config(format!(
-            "cannot restrict a {:?} grid to a {:?} grid",
-            fg.cells, cg.cells
-        )));
+        return Err(ToolError::Unsuited {
+            tool: "restriction to a coarser run",
+            what: format!(
+                "a fine grid that refines the coarse one by whole cells (got {:?} and {:?})",
+                fg.cells, cg.cells
+            ),
+        });
     }
-    let fine_values = fine
-        .to_grid_array(rho, 0.0)
-        .ok_or_else(|| RunError::Config("grid".into()))?;
+    // Both are grids (checked above), so the arrays exist.
+    let fine_values = fine.to_grid_array(rho, 0.0).unwrap_or_default();
     let fine_active = fine
         .to_grid_array(&Array1::ones(fine.n_cells()), 0.0)
-        .ok_or_else(|| RunError::Config("grid".into()))?;
+        .unwrap_or_default();
     let (fv, fa) = (
         fine_values.as_slice().unwrap_or(&[]),
         fine_active.as_slice().unwrap_or(&[]),
@@ -332,7 +342,7 @@ impl ConvergenceReport {
     /// The Markdown table (what `jko convergence` prints and writes as `convergence.md`).
     ///
     /// ```rust
-    /// use jko::convergence::{ConvergenceReport, ConvergenceRow};
+    /// use jko_cli::convergence::{ConvergenceReport, ConvergenceRow};
     ///
     /// let row = ConvergenceRow {
     ///     label: "newton".into(),
@@ -391,10 +401,10 @@ impl ConvergenceReport {
     /// Write `convergence.json` and `convergence.md` into `dir` (created if needed).
     ///
     /// # Errors
-    /// [`RunError::Io`] when `dir` or a file cannot be written.
+    /// [`ToolError::Io`] when `dir` or a file cannot be written.
     ///
     /// ```rust
-    /// use jko::convergence::ConvergenceReport;
+    /// use jko_cli::convergence::ConvergenceReport;
     ///
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let report = ConvergenceReport {
@@ -412,7 +422,7 @@ impl ConvergenceReport {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn write(&self, dir: &Path) -> Result<(), RunError> {
-        crate::output::write_report(dir, "convergence", self, &self.markdown())
+    pub fn write(&self, dir: &Path) -> Result<(), ToolError> {
+        crate::write_report(dir, "convergence", self, &self.markdown())
     }
 }

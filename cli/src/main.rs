@@ -1,11 +1,12 @@
 //! The `jko` command line: run configs, print built-in examples, list backends.
 
 use clap::{Parser, Subcommand};
-use jko::backend::{backends, treated_terms};
+use jko::backend::{BACKENDS, supported_meshes, treated_terms};
 use jko::config::Config;
 use jko::driver::{Observer, StepRecord};
 use jko::error::RunError;
 use jko::{RunOptions, examples};
+use jko_cli::error::ToolError;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -93,7 +94,7 @@ enum Command {
         out: PathBuf,
         /// i/n: run the samples whose index is i modulo n (a cluster job array's slice).
         #[arg(long, default_value = "0/1")]
-        shard: jko::dataset::Shard,
+        shard: jko_cli::dataset::Shard,
     },
     /// Implicit bias of the JKO scheme: JKO iterates vs JKO-Flow vs the plain gradient flow
     /// over a range of step sizes η (Gaussian initial state with a quadratic potential).
@@ -140,7 +141,7 @@ struct Progress {
 }
 
 impl Observer for Progress {
-    fn observe(&mut self, r: &StepRecord, _: &jko::core::StepOutput) -> Result<(), RunError> {
+    fn step(&mut self, r: &StepRecord, _: &jko::core::StepOutput) -> Result<(), RunError> {
         let first = *self.first.get_or_insert(r.step);
         let done = r.step + 1 - first;
         let left = self.steps.saturating_sub(r.step);
@@ -182,7 +183,7 @@ impl Observer for Progress {
     }
 }
 
-fn execute(command: Command) -> Result<(), RunError> {
+fn execute(command: Command) -> Result<(), ToolError> {
     match command {
         Command::Run {
             config,
@@ -202,9 +203,10 @@ fn execute(command: Command) -> Result<(), RunError> {
                     "npy" => {}
                     "vtk" => vtk = true,
                     other => {
-                        return Err(RunError::Config(format!(
-                            "unknown output format `{other}`; known: npy, vtk"
-                        )));
+                        return Err(ToolError::option(
+                            "--format",
+                            format!("unknown output format `{other}`; known: npy, vtk"),
+                        ));
                     }
                 }
             }
@@ -266,9 +268,9 @@ fn execute(command: Command) -> Result<(), RunError> {
         } => {
             let mut cfg = Config::from_file(&config)?;
             cfg.solver = cfg.solver.overridden(solver.as_deref())?;
-            let refine = jko::convergence::Refine::parse(&refine)?;
+            let refine = jko_cli::convergence::Refine::parse(&refine)?;
             let base = config.parent().unwrap_or(Path::new(".")).to_path_buf();
-            let report = jko::convergence::convergence(&cfg, &base, refine, runs, &mut |r| {
+            let report = jko_cli::convergence::convergence(&cfg, &base, refine, runs, &mut |r| {
                 eprintln!(
                     "cells {:?}  tau {:.4e}  error {:.3e}  order {}  ({:.2} s)",
                     r.cells,
@@ -283,8 +285,8 @@ fn execute(command: Command) -> Result<(), RunError> {
             Ok(())
         }
         Command::Compare { suite, out } => {
-            let exe = std::env::current_exe().map_err(|e| RunError::io(Path::new("jko"), e))?;
-            let report = jko::compare::compare(&suite, &exe, &out.join("runs"), &mut |r| {
+            let exe = std::env::current_exe().map_err(|e| ToolError::io(Path::new("jko"), e))?;
+            let report = jko_cli::compare::compare(&suite, &exe, &out.join("runs"), &mut |r| {
                 eprintln!(
                     "{:<12} {:<10} {:<9} {}",
                     r.problem,
@@ -302,14 +304,14 @@ fn execute(command: Command) -> Result<(), RunError> {
             Ok(())
         }
         Command::Plot { dir, out } => {
-            for p in jko::plot::plot_run(&dir, out.as_deref().unwrap_or(&dir))? {
+            for p in jko_cli::plot::plot_run(&dir, out.as_deref().unwrap_or(&dir))? {
                 println!("{}", p.display());
             }
             Ok(())
         }
         Command::Dataset { spec, out, shard } => {
-            let s = jko::dataset::DatasetSpec::from_file(&spec)?;
-            let m = jko::dataset::run_dataset(
+            let s = jko_cli::dataset::DatasetSpec::from_file(&spec)?;
+            let m = jko_cli::dataset::run_dataset(
                 &s,
                 spec.parent().unwrap_or(Path::new(".")),
                 &out,
@@ -327,7 +329,7 @@ fn execute(command: Command) -> Result<(), RunError> {
         Command::ImplicitBias { config, etas, out } => {
             let cfg = Config::from_file(&config)?;
             let etas = etas.unwrap_or_else(|| vec![0.2, 0.1, 0.05, 0.025, 0.0125, 0.00625]);
-            let table = jko::implicit_bias::implicit_bias(&cfg, &etas)?;
+            let table = jko_cli::implicit_bias::implicit_bias(&cfg, &etas)?;
             table.write(&out)?;
             print!("{}", table.markdown());
             Ok(())
@@ -343,23 +345,38 @@ fn execute(command: Command) -> Result<(), RunError> {
                 print!("{text}");
                 Ok(())
             }
-            None => Err(RunError::Config(format!(
-                "no built-in example `{name}`; known: {}",
-                examples::EXAMPLES
-                    .iter()
-                    .map(|e| e.0)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))),
+            None => Err(ToolError::option(
+                "example",
+                format!(
+                    "no built-in example `{name}`; known: {}",
+                    examples::EXAMPLES
+                        .iter()
+                        .map(|e| e.0)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )),
         },
         Command::Solvers => {
-            for b in backends()? {
+            for b in BACKENDS {
+                let solver = b.defaults().build()?;
                 println!("{:<10} {}", b.name, b.summary);
                 println!(
                     "{:<10} treats: {}",
                     "",
-                    treated_terms(b.solver.as_ref()).join(", ")
+                    treated_terms(solver.as_ref()).join(", ")
                 );
+                println!(
+                    "{:<10} meshes: {}",
+                    "",
+                    supported_meshes(solver.as_ref()).join(", ")
+                );
+                let params: Vec<String> = b
+                    .parameters()
+                    .iter()
+                    .map(|(k, v)| format!("{k} = {v}"))
+                    .collect();
+                println!("{:<10} parameters: {}", "", params.join(", "));
             }
             println!(
                 "\nInteraction energies are treated semi-implicitly by every backend (W * rho^n frozen in the step)."

@@ -1,7 +1,7 @@
-//! `jko::dataset`: sharding must not change a sample, the same spec must give the same files,
+//! `jko_cli::dataset`: sharding must not change a sample, the same spec must give the same files,
 //! and every row must be a real trajectory (mass conserved, energy non-increasing).
 
-use jko::dataset::{DatasetSpec, Manifest, Shard, manifest_file, run_dataset};
+use jko_cli::dataset::{DatasetSpec, Manifest, Shard, manifest_file, run_dataset};
 use ndarray::{ArrayD, Axis};
 use std::path::Path;
 
@@ -174,7 +174,7 @@ fn spec_errors_name_the_key() {
 
 #[test]
 fn example_spec_parses() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/dataset-example.toml");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/dataset-example.toml");
     let spec = DatasetSpec::from_file(&path).unwrap();
     spec.validate().unwrap();
     assert_eq!(spec.samples, 8);

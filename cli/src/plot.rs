@@ -25,10 +25,10 @@
 //! Text needs a font: plotters with `ab_glyph` draws none unless one is registered, so the
 //! embedded DejaVu Sans (data/fonts, with its licence) is registered once as "sans-serif".
 
-use crate::config::{Config, read_npy};
 use crate::convergence::{ConvergenceReport, ConvergenceRow};
-use crate::error::RunError;
-use crate::output::{Summary, step_file};
+use crate::error::ToolError;
+use jko::config::{Config, read_npy};
+use jko::output::{Summary, step_file};
 use jko_core::Mesh;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 const FONT: &str = "sans-serif";
-static FONT_BYTES: &[u8] = include_bytes!("../data/fonts/DejaVuSans.ttf");
+static FONT_BYTES: &[u8] = include_bytes!("../../data/fonts/DejaVuSans.ttf");
 /// Colour of cells outside the domain (not a viridis colour).
 const MASKED: RGBColor = RGBColor(190, 190, 190);
 
@@ -46,7 +46,7 @@ type DrawResult = Result<(), Box<dyn std::error::Error>>;
 /// One rendered figure: RGB pixels, row-major from the top-left corner.
 ///
 /// ```rust
-/// use jko::plot::Figure;
+/// use jko_cli::plot::Figure;
 ///
 /// // A 2 × 1 figure: one white and one black pixel.
 /// let fig = Figure { name: "tiny".into(), width: 2, height: 1, rgb: vec![255, 255, 255, 0, 0, 0] };
@@ -68,7 +68,7 @@ impl Figure {
     /// Number of distinct colours (1 for a blank figure).
     ///
     /// ```rust
-    /// use jko::plot::Figure;
+    /// use jko_cli::plot::Figure;
     ///
     /// let blank = Figure { name: "blank".into(), width: 4, height: 4, rgb: vec![255; 48] };
     /// assert_eq!(blank.distinct_colours(), 1);
@@ -84,7 +84,7 @@ impl Figure {
     /// Number of pixels of exactly this colour.
     ///
     /// ```rust
-    /// use jko::plot::Figure;
+    /// use jko_cli::plot::Figure;
     ///
     /// let fig = Figure { name: "tiny".into(), width: 3, height: 1, rgb: vec![0, 0, 0, 9, 9, 9, 0, 0, 0] };
     /// assert_eq!(fig.count_colour([0, 0, 0]), 2);
@@ -97,11 +97,11 @@ impl Figure {
     /// Write as PNG (to a temporary name, then renamed).
     ///
     /// # Errors
-    /// [`RunError::Config`] when the PNG cannot be encoded or written, [`RunError::Io`] when
+    /// [`ToolError::Plot`] when the PNG cannot be encoded or written, [`ToolError::Io`] when
     /// it cannot be renamed into place.
     ///
     /// ```rust
-    /// use jko::plot::Figure;
+    /// use jko_cli::plot::Figure;
     ///
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let fig = Figure { name: "grey".into(), width: 8, height: 4, rgb: vec![128; 8 * 4 * 3] };
@@ -111,7 +111,7 @@ impl Figure {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn save(&self, path: &Path) -> Result<(), RunError> {
+    pub fn save(&self, path: &Path) -> Result<(), ToolError> {
         let dir = path.parent().unwrap_or(Path::new("."));
         let file = path
             .file_name()
@@ -124,9 +124,12 @@ impl Figure {
             backend
                 .blit_bitmap((0, 0), (self.width, self.height), &self.rgb)
                 .and_then(|_| backend.present())
-                .map_err(|e| RunError::Config(format!("cannot write {}: {e}", tmp.display())))?;
+                .map_err(|e| ToolError::Plot {
+                    what: tmp.display().to_string(),
+                    message: e.to_string(),
+                })?;
         }
-        std::fs::rename(&tmp, path).map_err(|e| RunError::io(path, e))
+        std::fs::rename(&tmp, path).map_err(|e| ToolError::io(path, e))
     }
 }
 
@@ -135,11 +138,12 @@ use crate::implicit_bias::ImplicitBiasTable;
 /// Render the figures of a run directory (see the module docs) without writing them.
 ///
 /// # Errors
-/// [`RunError::Config`] when the directory holds nothing to plot or a file is malformed;
-/// [`RunError::Io`] / [`RunError::Npy`] when a file cannot be read.
+/// [`ToolError::Unsuited`] when the directory holds nothing to plot, [`ToolError::Json`] for a
+/// malformed file;
+/// [`ToolError::Io`] / [`jko::error::RunError::Npy`] when a file cannot be read.
 ///
 /// ```rust
-/// use jko::implicit_bias::{ImplicitBiasRow, ImplicitBiasTable};
+/// use jko_cli::implicit_bias::{ImplicitBiasRow, ImplicitBiasTable};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let row = |eta: f64| ImplicitBiasRow {
@@ -153,19 +157,19 @@ use crate::implicit_bias::ImplicitBiasTable;
 /// let dir = tempfile::tempdir()?;
 /// ImplicitBiasTable { rows: vec![row(0.2), row(0.1), row(0.05)], final_time: None, method: None }
 ///     .write(dir.path())?;
-/// let figures = jko::plot::render_run(dir.path())?;
+/// let figures = jko_cli::plot::render_run(dir.path())?;
 /// assert_eq!(figures.len(), 1);
 /// assert_eq!(figures[0].name, "implicit_bias");
 /// assert!(figures[0].distinct_colours() > 2);
 /// // An empty directory has nothing to plot.
-/// assert!(jko::plot::render_run(tempfile::tempdir()?.path()).is_err());
+/// assert!(jko_cli::plot::render_run(tempfile::tempdir()?.path()).is_err());
 /// # Ok(())
 /// # }
 /// ```
-pub fn render_run(dir: &Path) -> Result<Vec<Figure>, RunError> {
+pub fn render_run(dir: &Path) -> Result<Vec<Figure>, ToolError> {
     register_font()?;
     let mut figures = Vec::new();
-    let summary_path = dir.join("summary.json");
+    let summary_path = dir.join(jko::output::HEADER_FILE);
     if summary_path.exists() {
         let run = RunData::read(dir)?;
         figures.push(density_figure(&run)?);
@@ -182,16 +186,19 @@ pub fn render_run(dir: &Path) -> Result<Vec<Figure>, RunError> {
         figures.push(convergence_figure(&table)?);
     }
     if figures.is_empty() {
-        return Err(RunError::Config(format!(
-            "{}: nothing to plot (no summary.json, implicit_bias.json or convergence.json)",
-            dir.display()
-        )));
+        return Err(ToolError::Unsuited {
+            tool: "plot",
+            what: format!(
+                "a run directory, implicit_bias.json or convergence.json (nothing to plot in {})",
+                dir.display()
+            ),
+        });
     }
     Ok(figures)
 }
 
 /// Plot a run directory into `out` (created if needed); returns the PNG paths written
-/// (`jko plot DIR --out FIG_DIR`). Errors as for [`render_run`], and [`RunError::Io`] when
+/// (`jko plot DIR --out FIG_DIR`). Errors as for [`render_run`], and [`ToolError::Io`] when
 /// `out` cannot be written.
 ///
 /// ```rust
@@ -208,15 +215,15 @@ pub fn render_run(dir: &Path) -> Result<Vec<Figure>, RunError> {
 /// let dir = tempfile::tempdir()?;
 /// let opts = jko::RunOptions { out: Some(dir.path().into()), ..Default::default() };
 /// jko::run(&config, ".".as_ref(), &opts, &mut [], &|| false)?;
-/// let written = jko::plot::plot_run(dir.path(), &dir.path().join("figures"))?;
+/// let written = jko_cli::plot::plot_run(dir.path(), &dir.path().join("figures"))?;
 /// let names: Vec<_> = written.iter().map(|p| p.file_name().unwrap().to_owned()).collect();
 /// assert_eq!(names, ["density.png", "energy.png"]);
 /// # Ok(())
 /// # }
 /// ```
-pub fn plot_run(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, RunError> {
+pub fn plot_run(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, ToolError> {
     let figures = render_run(dir)?;
-    std::fs::create_dir_all(out).map_err(|e| RunError::io(out, e))?;
+    std::fs::create_dir_all(out).map_err(|e| ToolError::io(out, e))?;
     let mut paths = Vec::new();
     for fig in &figures {
         let path = out.join(format!("{}.png", fig.name));
@@ -226,7 +233,7 @@ pub fn plot_run(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, RunError> {
     Ok(paths)
 }
 
-fn register_font() -> Result<(), RunError> {
+fn register_font() -> Result<(), ToolError> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
     let ok = *REGISTERED.get_or_init(|| {
         plotters::style::register_font(FONT, FontStyle::Normal, FONT_BYTES).is_ok()
@@ -234,19 +241,26 @@ fn register_font() -> Result<(), RunError> {
     if ok {
         Ok(())
     } else {
-        Err(RunError::Config(
-            "the embedded plot font could not be loaded".into(),
-        ))
+        Err(ToolError::Plot {
+            what: "any figure".into(),
+            message: "the embedded font could not be loaded".into(),
+        })
     }
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, RunError> {
-    let text = std::fs::read_to_string(path).map_err(|e| RunError::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| RunError::Config(format!("{}: {e}", path.display())))
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ToolError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ToolError::io(path, e))?;
+    serde_json::from_str(&text).map_err(|source| ToolError::Json {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
-fn draw_error(what: &str, e: Box<dyn std::error::Error>) -> RunError {
-    RunError::Config(format!("drawing {what}: {e}"))
+fn draw_error(what: &str, e: Box<dyn std::error::Error>) -> ToolError {
+    ToolError::Plot {
+        what: what.to_string(),
+        message: e.to_string(),
+    }
 }
 
 /// Render into an RGB buffer of the given size.
@@ -254,7 +268,7 @@ fn render(
     name: &str,
     (width, height): (u32, u32),
     draw: impl FnOnce(&DrawingArea<BitMapBackend, Shift>) -> DrawResult,
-) -> Result<Figure, RunError> {
+) -> Result<Figure, ToolError> {
     let mut rgb = vec![255u8; width as usize * height as usize * 3];
     {
         let root = BitMapBackend::with_buffer(&mut rgb, (width, height)).into_drawing_area();
@@ -283,10 +297,10 @@ struct RunData {
 }
 
 impl RunData {
-    fn read(dir: &Path) -> Result<RunData, RunError> {
-        let summary: Summary = read_json(&dir.join("summary.json"))?;
-        let mesh = plot_mesh(&summary.config, dir)?;
-        let tau = summary.config.scheme.tau;
+    fn read(dir: &Path) -> Result<RunData, ToolError> {
+        let summary = Summary::read(dir)?;
+        let mesh = plot_mesh(&summary.header.config, dir)?;
+        let tau = summary.header.config.scheme.tau;
         let mut steps = vec![(0usize, 0.0)];
         steps.extend(summary.steps.iter().map(|r| (r.step, r.t)));
         let mut snapshots = Vec::new();
@@ -300,10 +314,10 @@ impl RunData {
             snapshots.push((step, t, rho));
         }
         if snapshots.is_empty() {
-            return Err(RunError::Config(format!(
-                "{}: no rho_NNNNN.npy files",
-                dir.display()
-            )));
+            return Err(ToolError::Unsuited {
+                tool: "plot",
+                what: format!("rho_NNNNN.npy files: {} has none", dir.display()),
+            });
         }
         Ok(RunData {
             summary,
@@ -328,15 +342,15 @@ impl RunData {
 
 /// The run's mesh with its mask (obstacles; a mask file relative to the run directory or
 /// absolute). When the mask file cannot be found, the plain grid (no masked cells) is used.
-fn plot_mesh(config: &Config, dir: &Path) -> Result<Mesh, RunError> {
+fn plot_mesh(config: &Config, dir: &Path) -> Result<Mesh, ToolError> {
     match config.mesh.build(dir) {
         Ok(mesh) => Ok(mesh),
         Err(e) if config.mesh.mask.is_some() => {
             let mut plain = config.mesh.clone();
             plain.mask = None;
-            plain.build(dir).map_err(|_| e)
+            plain.build(dir).map_err(|_| e.into())
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -377,23 +391,26 @@ fn font(size: u32) -> TextStyle<'static> {
     TextStyle::from((FONT, size).into_font()).color(&BLACK)
 }
 
-fn density_figure(run: &RunData) -> Result<Figure, RunError> {
-    let grid = run
-        .mesh
-        .as_grid()
-        .ok_or_else(|| RunError::Config("plots need a grid mesh".into()))?;
+fn density_figure(run: &RunData) -> Result<Figure, ToolError> {
+    let grid = run.mesh.as_grid().ok_or_else(|| ToolError::Unsuited {
+        tool: "plot",
+        what: "a grid mesh".into(),
+    })?;
     match grid.cells.len() {
         1 => density_1d(run),
         2 | 3 => density_heat_maps(run),
-        d => Err(RunError::Config(format!("cannot plot a {d}D density"))),
+        d => Err(ToolError::Unsuited {
+            tool: "plot",
+            what: format!("a 1D to 3D density, not {d}D"),
+        }),
     }
 }
 
-fn density_1d(run: &RunData) -> Result<Figure, RunError> {
-    let grid = run
-        .mesh
-        .as_grid()
-        .ok_or_else(|| RunError::Config("no grid".into()))?;
+fn density_1d(run: &RunData) -> Result<Figure, ToolError> {
+    let grid = run.mesh.as_grid().ok_or_else(|| ToolError::Unsuited {
+        tool: "plot",
+        what: "a grid mesh".into(),
+    })?;
     let shown = run.chosen(6);
     let n = grid.cells[0];
     let inside = inside_mask(&run.mesh);
@@ -412,7 +429,7 @@ fn density_1d(run: &RunData) -> Result<Figure, RunError> {
     let ymax = if ymax > 0.0 { 1.08 * ymax } else { 1.0 };
     let title = format!(
         "density ρⁿ ({} cells, τ = {})",
-        n, run.summary.config.scheme.tau
+        n, run.summary.header.config.scheme.tau
     );
     render("density", (900, 560), |root| {
         let mut chart = ChartBuilder::on(root)
@@ -489,11 +506,11 @@ fn inside_mask(mesh: &Mesh) -> Vec<bool> {
 }
 
 /// 2D heat maps (3D: the slice through the middle of the last axis), side by side.
-fn density_heat_maps(run: &RunData) -> Result<Figure, RunError> {
-    let grid = run
-        .mesh
-        .as_grid()
-        .ok_or_else(|| RunError::Config("no grid".into()))?;
+fn density_heat_maps(run: &RunData) -> Result<Figure, ToolError> {
+    let grid = run.mesh.as_grid().ok_or_else(|| ToolError::Unsuited {
+        tool: "plot",
+        what: "a grid mesh".into(),
+    })?;
     let d = grid.cells.len();
     let (nx, ny) = (grid.cells[0], grid.cells[1]);
     let nz = if d == 3 { grid.cells[2] } else { 1 };
@@ -638,10 +655,10 @@ fn format_log(v: f64) -> String {
     }
 }
 
-fn energy_figure(run: &RunData) -> Result<Figure, RunError> {
+fn energy_figure(run: &RunData) -> Result<Figure, ToolError> {
     let s = &run.summary;
-    let tau = s.config.scheme.tau;
-    let mut energy = vec![(0.0, s.initial_energy)];
+    let tau = s.header.config.scheme.tau;
+    let mut energy = vec![(0.0, s.header.initial_energy)];
     energy.extend(s.steps.iter().map(|r| (r.t, r.energy)));
     let f_final = energy.last().map_or(0.0, |e| e.1);
     let gap: Vec<(f64, f64)> = energy[..energy.len() - 1]
@@ -842,7 +859,7 @@ fn error_figure(
     x_desc: &str,
     y_desc: &str,
     series: &[(String, Vec<(f64, f64)>)],
-) -> Result<Figure, RunError> {
+) -> Result<Figure, ToolError> {
     let points = || series.iter().flat_map(|s| s.1.iter().cloned());
     let positive = |p: &(f64, f64)| p.0 > 0.0 && p.1 > 0.0 && p.0.is_finite() && p.1.is_finite();
     let xs: Vec<f64> = points().filter(positive).map(|p| p.0).collect();
@@ -883,9 +900,10 @@ fn error_figure(
         .map(|p| p.1)
         .chain(references.iter().flat_map(|r| r.1.iter().map(|p| p.1)));
     let Some((ylo, yhi)) = log_range(ys) else {
-        return Err(RunError::Config(format!(
-            "{name}: no positive (abscissa, error) pairs to plot"
-        )));
+        return Err(ToolError::Plot {
+            what: name.to_string(),
+            message: "no positive (abscissa, error) pairs".into(),
+        });
     };
     let (xlo, xhi) = if x_max > x_min {
         (x_min / 1.25, x_max * 1.25)
@@ -962,7 +980,7 @@ fn error_figure(
     })
 }
 
-fn implicit_bias_figure(table: &ImplicitBiasTable) -> Result<Figure, RunError> {
+fn implicit_bias_figure(table: &ImplicitBiasTable) -> Result<Figure, ToolError> {
     let flow = table.rows.iter().map(|r| (r.eta, r.err_flow)).collect();
     let wgf = table.rows.iter().map(|r| (r.eta, r.err_wgf)).collect();
     error_figure(
@@ -977,16 +995,17 @@ fn implicit_bias_figure(table: &ImplicitBiasTable) -> Result<Figure, RunError> {
     )
 }
 
-fn convergence_figure(report: &ConvergenceReport) -> Result<Figure, RunError> {
+fn convergence_figure(report: &ConvergenceReport) -> Result<Figure, ToolError> {
     let (x_desc, abscissa): (&str, fn(&ConvergenceRow) -> Option<f64>) =
         match report.against.as_str() {
             "h" => ("h (mesh size)", |r| Some(r.h)),
             "tau" => ("τ (time step)", |r| Some(r.tau)),
             "levels" => ("1 / time levels", |r| r.levels.map(|l| 1.0 / l as f64)),
             other => {
-                return Err(RunError::Config(format!(
-                    "convergence.json: unknown `against` = {other:?} (h, tau or levels)"
-                )));
+                return Err(ToolError::Plot {
+                    what: "convergence.json".into(),
+                    message: format!("unknown `against` = {other:?} (h, tau or levels)"),
+                });
             }
         };
     let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();

@@ -19,12 +19,12 @@
 //! reference = "quantile"      # reference backend where no exact solution is known
 //! ```
 
-use crate::backend::{BACKENDS, SolverConfig};
-use crate::config::{Config, read_npy};
 use crate::convergence::restrict;
-use crate::error::RunError;
-use crate::output::Summary;
-use crate::reference::{ExactSolution, l1_relative};
+use crate::error::ToolError;
+use jko::backend::{BACKENDS, SolverConfig};
+use jko::config::{Config, read_npy};
+use jko::output::Summary;
+use jko::reference::{ExactSolution, l1_relative};
 use jko_core::Mesh;
 use ndarray::Array1;
 use serde::{Deserialize, Serialize};
@@ -64,32 +64,37 @@ pub(crate) struct Case {
 
 /// Built-in suites: (name, TOML).
 pub(crate) const SUITES: &[(&str, &str)] = &[
-    ("quick", include_str!("../data/compare/quick.toml")),
-    ("standard", include_str!("../data/compare/standard.toml")),
+    ("quick", include_str!("../../data/compare/quick.toml")),
+    ("standard", include_str!("../../data/compare/standard.toml")),
 ];
 
 impl Suite {
     /// A built-in suite by name, or a suite file. Returns the suite and the base directory
     /// for relative problem paths.
-    pub(crate) fn load(name_or_path: &str) -> Result<(Suite, PathBuf), RunError> {
+    pub(crate) fn load(name_or_path: &str) -> Result<(Suite, PathBuf), ToolError> {
         let (text, base) = match SUITES.iter().find(|s| s.0 == name_or_path) {
             Some((_, text)) => (text.to_string(), PathBuf::from(".")),
             None => {
                 let path = Path::new(name_or_path);
                 if !path.exists() {
-                    return Err(RunError::Config(format!(
-                        "no built-in suite `{name_or_path}` (known: {}) and no such file",
-                        SUITES.iter().map(|s| s.0).collect::<Vec<_>>().join(", ")
-                    )));
+                    return Err(ToolError::option(
+                        "suite",
+                        format!(
+                            "no built-in suite `{name_or_path}` (known: {}) and no such file",
+                            SUITES.iter().map(|s| s.0).collect::<Vec<_>>().join(", ")
+                        ),
+                    ));
                 }
-                let text = std::fs::read_to_string(path).map_err(|e| RunError::io(path, e))?;
+                let text = std::fs::read_to_string(path).map_err(|e| ToolError::io(path, e))?;
                 (text, path.parent().unwrap_or(Path::new(".")).to_path_buf())
             }
         };
-        let suite: Suite = toml::from_str(&text)
-            .map_err(|e| RunError::Config(format!("suite {name_or_path}: {e}")))?;
+        let suite: Suite = toml::from_str(&text).map_err(|e| ToolError::Toml {
+            origin: format!("suite {name_or_path}"),
+            source: Box::new(e),
+        })?;
         if suite.repeats == 0 {
-            return Err(RunError::Config("suite: repeats must be >= 1".into()));
+            return Err(ToolError::option("suite.repeats", "must be >= 1"));
         }
         Ok((suite, base))
     }
@@ -98,7 +103,7 @@ impl Suite {
 /// One table row: one backend on one problem at one mesh size.
 ///
 /// ```rust
-/// use jko::compare::CompareRow;
+/// use jko_cli::compare::CompareRow;
 ///
 /// let row: CompareRow = serde_json::from_str(r#"{"problem": "porous-1d", "cells": [100],
 ///     "backend": "flow", "tau": 0.01, "steps": 5, "status": "unsupported: porous"}"#).unwrap();
@@ -141,7 +146,7 @@ pub struct CompareRow {
 /// The report of `jko compare`, written as `compare.json` and `compare.md`.
 ///
 /// ```rust
-/// use jko::compare::CompareReport;
+/// use jko_cli::compare::CompareReport;
 ///
 /// let json = r#"{"suite": "quick", "machine": "m", "jko_version": "0.1.0", "rows": []}"#;
 /// let report: CompareReport = serde_json::from_str(json).unwrap();
@@ -176,14 +181,15 @@ struct RunOutcome {
 /// `unsupported: TERM`; a failed run gets `failed: MESSAGE` — neither stops the suite.
 ///
 /// # Errors
-/// [`RunError::Config`] for an unknown suite, a malformed suite or config, or a failed
+/// [`ToolError::Option`] / [`ToolError::Toml`] for an unknown or malformed suite,
+/// [`jko::error::RunError`] for a malformed config, [`ToolError::Failed`] for a failed
 /// reference run (nothing to measure the others against).
 ///
 /// ```rust,no_run
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// // Takes about a minute; needs the `jko` binary (`cargo build --release`).
+/// // Takes about a minute; needs the `jko` binary (`cargo build --release -p jko-cli`).
 /// let exe = std::path::Path::new("target/release/jko");
-/// let report = jko::compare::compare("quick", exe, "out/compare/runs".as_ref(), &mut |row| {
+/// let report = jko_cli::compare::compare("quick", exe, "out/compare/runs".as_ref(), &mut |row| {
 ///     eprintln!("{} {} {}", row.problem, row.backend, row.status);
 /// })?;
 /// report.write("out/compare".as_ref())?;
@@ -196,11 +202,11 @@ pub fn compare(
     jko_exe: &Path,
     work: &Path,
     progress: &mut dyn FnMut(&CompareRow),
-) -> Result<CompareReport, RunError> {
+) -> Result<CompareReport, ToolError> {
     let (suite, base) = Suite::load(suite_name)?;
     let mut rows = Vec::new();
     for case in &suite.cases {
-        let (mut config, config_base) = match crate::examples::example(&case.problem) {
+        let (mut config, config_base) = match jko::examples::example(&case.problem) {
             Some(text) => (Config::from_toml(text)?, base.clone()),
             None => {
                 let path = base.join(&case.problem);
@@ -218,11 +224,11 @@ pub fn compare(
         }
         let final_time = config.scheme.tau * config.scheme.steps as f64;
         let backends: Vec<String> = if case.backends.is_empty() {
-            BACKENDS.iter().map(|b| b.0.to_string()).collect()
+            BACKENDS.iter().map(|b| b.name.to_string()).collect()
         } else {
             case.backends.clone()
         };
-        let sized = |cells: &Vec<usize>, backend: &str| -> Result<Config, RunError> {
+        let sized = |cells: &Vec<usize>, backend: &str| -> Result<Config, ToolError> {
             let mut c = config.clone();
             c.mesh.cells = cells.clone();
             c.solver = SolverConfig::default_for(backend)?;
@@ -255,10 +261,10 @@ pub fn compare(
                 suite.repeats,
             )
             .map_err(|e| {
-                RunError::Config(format!(
-                    "{}: the reference run with `{name}` failed: {e}",
-                    case.problem
-                ))
+                ToolError::failed(
+                    format!("{}: the reference run with `{name}`", case.problem),
+                    ToolError::option("run", e),
+                )
             })?;
             reference = Some((name, outcome));
         }
@@ -281,13 +287,17 @@ pub fn compare(
                 };
                 let solver = c.solver.build()?;
                 let problem = c.build(&config_base)?;
-                if let Some(term) = problem
-                    .energy
-                    .terms()
-                    .into_iter()
-                    .find(|t| !solver.treats(*t))
-                {
-                    row.status = format!("unsupported: {term}");
+                let refused = solver.check_supported(&problem.mesh, &problem.energy.terms());
+                if let Err(e) = refused {
+                    row.status = match e {
+                        jko_core::StepError::Unsupported { term, .. } => {
+                            format!("unsupported: {term}")
+                        }
+                        jko_core::StepError::UnsupportedMesh { reason, .. } => {
+                            format!("unsupported mesh: {reason}")
+                        }
+                        other => format!("unsupported: {other}"),
+                    };
                 } else {
                     let dir =
                         work.join(format!("{}-{}-{}", case.problem, cells_tag(cells), backend));
@@ -297,7 +307,7 @@ pub fn compare(
                         row.status = "ok (the reference)".into();
                         row.time_per_step = median_step_time(&r.summary);
                         row.total_time = Some(r.elapsed);
-                        row.peak_rss_mib = r.summary.peak_rss_kib.map(|k| k as f64 / 1024.0);
+                        row.peak_rss_mib = r.summary.header.peak_rss_kib.map(|k| k as f64 / 1024.0);
                         progress(&row);
                         rows.push(row);
                         continue;
@@ -310,7 +320,8 @@ pub fn compare(
                             let its: usize = out.summary.steps.iter().map(|r| r.iterations).sum();
                             row.iterations_per_step =
                                 Some(its as f64 / out.summary.steps.len().max(1) as f64);
-                            row.peak_rss_mib = out.summary.peak_rss_kib.map(|k| k as f64 / 1024.0);
+                            row.peak_rss_mib =
+                                out.summary.header.peak_rss_kib.map(|k| k as f64 / 1024.0);
                             let (error, against) = match (&exact, &reference) {
                                 (Some(ex), _) => (
                                     Some(l1_relative(
@@ -361,7 +372,8 @@ fn cells_tag(cells: &[usize]) -> String {
 }
 
 /// Run a config in a separate `jko run` process (`repeats` times; the last run's output is
-/// kept, the step times of all runs are pooled).
+/// kept, the step times of all runs are pooled). A failure is the message for the table: the
+/// first line the run printed, or what went wrong around it.
 fn run_isolated(
     jko_exe: &Path,
     config: &Config,
@@ -369,20 +381,22 @@ fn run_isolated(
     dir: &Path,
     repeats: usize,
 ) -> Result<RunOutcome, String> {
-    run_isolated_inner(jko_exe, config, base, dir, repeats).map_err(|e| match e {
-        RunError::Config(msg) => msg,
-        other => other.to_string(),
-    })
+    match run_isolated_inner(jko_exe, config, base, dir, repeats) {
+        Ok(Ok(outcome)) => Ok(outcome),
+        Ok(Err(message)) => Err(message),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
+/// The outcome of the runs (`Err`: the failed run's first line), or an error around them.
 fn run_isolated_inner(
     jko_exe: &Path,
     config: &Config,
     base: &Path,
     dir: &Path,
     repeats: usize,
-) -> Result<RunOutcome, RunError> {
-    std::fs::create_dir_all(dir).map_err(|e| RunError::io(dir, e))?;
+) -> Result<Result<RunOutcome, String>, ToolError> {
+    std::fs::create_dir_all(dir).map_err(|e| ToolError::io(dir, e))?;
     let cfg_path = dir.join("config.toml");
     let mut config = config.clone();
     // Paths in the config are relative to its original directory.
@@ -396,13 +410,13 @@ fn run_isolated_inner(
     if let Some(m) = &config.mesh.mask {
         config.mesh.mask = Some(absolute(m));
     }
-    if let crate::config::InitialConfig::Npy { path, .. } = &mut config.initial {
+    if let jko::config::InitialConfig::Npy { path, .. } = &mut config.initial {
         *path = absolute(path);
     }
-    if let Some(crate::config::PotentialConfig::Npy { path }) = &mut config.energy.potential {
+    if let Some(jko::config::PotentialConfig::Npy { path }) = &mut config.energy.potential {
         *path = absolute(path);
     }
-    std::fs::write(&cfg_path, config.to_toml()).map_err(|e| RunError::io(&cfg_path, e))?;
+    std::fs::write(&cfg_path, config.to_toml()).map_err(|e| ToolError::io(&cfg_path, e))?;
     let out = dir.join("run");
     let mut pooled = Vec::new();
     let mut elapsed = 0.0;
@@ -416,7 +430,7 @@ fn run_isolated_inner(
             .arg(&out)
             .args(["--force", "--quiet"])
             .output()
-            .map_err(|e| RunError::io(jko_exe, e))?;
+            .map_err(|e| ToolError::io(jko_exe, e))?;
         elapsed = start.elapsed().as_secs_f64();
         if !result.status.success() {
             let msg = String::from_utf8_lossy(&result.stderr);
@@ -425,29 +439,28 @@ fn run_isolated_inner(
                 .next()
                 .unwrap_or("unknown error")
                 .trim_start_matches("error: ");
-            return Err(RunError::Config(first.to_string()));
+            return Ok(Err(first.to_string()));
         }
-        let path = out.join("summary.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| RunError::io(&path, e))?;
-        let s: Summary = serde_json::from_str(&text)
-            .map_err(|e| RunError::Config(format!("{}: {e}", path.display())))?;
+        let s = Summary::read(&out)?;
         pooled.extend(s.steps.iter().cloned());
         summary = Some(s);
     }
-    let mut summary = summary.ok_or_else(|| RunError::Config("no run".into()))?;
+    let Some(mut summary) = summary else {
+        return Ok(Err("no run (repeats = 0)".into()));
+    };
     let last = summary.steps.last().map_or(0, |r| r.step);
     let mesh = config.mesh.build(base)?;
     let rho = mesh.from_grid_array(
         "final density",
-        &read_npy(&out.join(crate::output::step_file("rho", last)))?,
+        &read_npy(&out.join(jko::output::step_file("rho", last)))?,
     )?;
     summary.steps = pooled;
-    Ok(RunOutcome {
+    Ok(Ok(RunOutcome {
         mesh,
         rho,
         summary,
         elapsed,
-    })
+    }))
 }
 
 /// A one-line description of this machine.
@@ -477,7 +490,7 @@ impl CompareReport {
     /// `error × time` column is the L1 error times the total run time (smaller is better).
     ///
     /// ```rust
-    /// use jko::compare::{CompareReport, CompareRow};
+    /// use jko_cli::compare::{CompareReport, CompareRow};
     ///
     /// let row = CompareRow {
     ///     problem: "ou-1d".into(),
@@ -542,10 +555,10 @@ impl CompareReport {
     /// Write `compare.json` and `compare.md` into `dir` (created if needed).
     ///
     /// # Errors
-    /// [`RunError::Io`] when `dir` or a file cannot be written.
+    /// [`ToolError::Io`] when `dir` or a file cannot be written.
     ///
     /// ```rust
-    /// use jko::compare::CompareReport;
+    /// use jko_cli::compare::CompareReport;
     ///
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let report = CompareReport {
@@ -560,7 +573,7 @@ impl CompareReport {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn write(&self, dir: &Path) -> Result<(), RunError> {
-        crate::output::write_report(dir, "compare", self, &self.markdown())
+    pub fn write(&self, dir: &Path) -> Result<(), ToolError> {
+        crate::write_report(dir, "compare", self, &self.markdown())
     }
 }

@@ -1,0 +1,69 @@
+//! # jko-cli
+//!
+//! The `jko` command line and the tools built on the engine library [`jko`]: refinement studies,
+//! backend comparisons, implicit-bias tables, datasets for learned solvers and plots. The
+//! engine itself (config, backend registry, plan, stepper, output) carries none of this, so a
+//! program that embeds a JKO step does not compile a plotting or command-line stack.
+//!
+//! | command | library |
+//! |---|---|
+//! | `jko run CONFIG --out DIR` | [`jko::run`] (the engine) |
+//! | `jko convergence CONFIG --refine h,tau` | [`convergence::convergence`] |
+//! | `jko compare SUITE` | [`compare::compare`] |
+//! | `jko implicit-bias CONFIG` | [`implicit_bias::implicit_bias`] |
+//! | `jko dataset SPEC --out DIR` | [`dataset::run_dataset`] |
+//! | `jko plot DIR` | [`plot::plot_run`] |
+//! | `jko solvers` | [`jko::backend::BACKENDS`] |
+//! | `jko example NAME` | [`jko::examples::example`] |
+//!
+//! A new subcommand is a variant of the `Command` enum in `src/main.rs` that calls one
+//! function of a module here (or of the engine); its errors are [`jko::error::RunError`] or,
+//! for a tool's own failures, [`error::ToolError`].
+//!
+//! A tool's error names what to fix, and is not a config error:
+//!
+//! ```rust
+//! use jko::config::Config;
+//! use jko_cli::error::ToolError;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // implicit-bias needs a Gaussian initial state (exact Bures–Wasserstein paths).
+//! let porous = Config::from_toml(jko::examples::example("porous-1d").unwrap())?;
+//! let err = jko_cli::implicit_bias::implicit_bias(&porous, &[0.1]).unwrap_err();
+//! assert!(matches!(err, ToolError::Unsuited { tool: "implicit-bias", .. }));
+//! assert!(err.to_string().starts_with("implicit-bias needs a Gaussian initial state"), "{err}");
+//! # Ok(())
+//! # }
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod compare;
+pub mod convergence;
+pub mod dataset;
+pub mod error;
+pub mod implicit_bias;
+pub mod plot;
+
+use error::ToolError;
+use serde::Serialize;
+use std::path::Path;
+
+/// Write a report as `STEM.json` (serde) and `STEM.md` (Markdown) into `dir`.
+pub(crate) fn write_report<T: Serialize>(
+    dir: &Path,
+    stem: &str,
+    report: &T,
+    markdown: &str,
+) -> Result<(), ToolError> {
+    std::fs::create_dir_all(dir).map_err(|e| ToolError::io(dir, e))?;
+    let json = serde_json::to_string_pretty(report).map_err(|e| ToolError::io(dir, e.into()))?;
+    for (name, text) in [
+        (format!("{stem}.json"), json.as_str()),
+        (format!("{stem}.md"), markdown),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|e| ToolError::io(&path, e))?;
+    }
+    Ok(())
+}
