@@ -119,6 +119,12 @@ fn main() {
     if !args.is_empty() {
         let r = measure(&args, Ordering::Auto, 3);
         print(&args, Ordering::Auto, &r);
+        let (mesh, energy, _) = problem(&args);
+        let estimate = NewtonSolver::new(NewtonParams::default())
+            .unwrap()
+            .memory_estimate(&mesh, &energy.terms())
+            .unwrap_or(0);
+        println!("memory_estimate: {:.0} MB", estimate as f64 / 1e6);
         return;
     }
     let grids: Vec<Vec<usize>> = vec![

@@ -1064,8 +1064,16 @@ impl<'a> Run<'a> {
     fn output(&mut self, c: Converged) -> StepOutput {
         let p = &self.p;
         let mesh = p.mesh;
-        let flux = Array1::from(c.flux);
         let rho = Array1::from(c.rho);
+        // A face between two empty cells carries no mass. Clipping a round-off-negative density
+        // to 0 in the active-set finish can leave such a face with a flux of round-off size,
+        // whose action would be G²/0 = ∞ (found by the robustness matrix: porous m = 3).
+        let flux: Array1<f64> = p
+            .faces
+            .iter()
+            .zip(c.flux)
+            .map(|(&(k, l, _), g)| if rho[k] + rho[l] > 0.0 { g } else { 0.0 })
+            .collect();
         let kinetic = mesh.kinetic_action(&rho, &flux);
         let objective = kinetic / (2.0 * p.tau) + energy_value(p, &rho);
         let e = c.errors;
