@@ -92,7 +92,7 @@ impl Errors {
     /// Take one residual into account: its value and round-off floor (in density units).
     pub fn consider(&mut self, part: Part, value: f64, floor: f64, tol: f64) {
         let q = value / tol.max(floor);
-        if !(q <= self.excess) {
+        if q.is_nan() || self.excess.is_nan() || q > self.excess {
             self.excess = q;
             self.dominant = part;
         }

@@ -150,6 +150,13 @@
 //! ```
 
 #![warn(missing_docs)]
+// `NewtonError::NotConverged` carries the iteration history and the last iterate's diagnostics by
+// value (what a failure must say); failures are rare, so the size of the `Err` variant is not a
+// cost worth an extra indirection in every signature.
+#![allow(clippy::result_large_err)]
+// Cell loops read and write several parallel per-cell arrays (ρ, λ, ν, the held flags) by the cell
+// number, which is also the index into the mesh's face lists.
+#![allow(clippy::needless_range_loop)]
 
 mod cell;
 mod ipm;

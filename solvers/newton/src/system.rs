@@ -249,7 +249,7 @@ impl ReducedSystem {
     pub fn pin_empty_rows(&mut self) -> Vec<usize> {
         let mut pinned = Vec::new();
         for (k, &p) in self.diag_pos.iter().enumerate() {
-            if !(self.values[p].abs() > 1e-300) {
+            if self.values[p].is_nan() || self.values[p].abs() <= 1e-300 {
                 self.values[p] = 1.0;
                 pinned.push(k);
             }
@@ -349,7 +349,7 @@ impl ReducedSystem {
         let mut rn = norm(&r);
         let bn = norm(&b).max(f64::MIN_POSITIVE);
         for _ in 0..2 {
-            if !(rn > 1e-15 * bn) {
+            if rn.is_nan() || bn.is_nan() || rn <= 1e-15 * bn {
                 break;
             }
             let mut c = r.clone();
