@@ -67,14 +67,11 @@ const KNOWN_FAILURES: &[&str] = &[
     // `porous_fronts_and_steps_from_vacuum_take_few_substeps`).
     "porous-1d/flow",
     "porous-2d/flow",
-    // Newton: entropy 0.01 with an active cap drives far cells to 0 (line search fails).
-    "crowd-2d/newton",
 ];
 
 /// Every backend on every built-in example it treats (3 steps): the driver's invariant checks
 /// pass (mass, positivity, bound, and the energy inequality where it is a theorem). Known
-/// limitation, asserted so it is not forgotten: newton does not converge on crowd-2d (tiny
-/// entropy with an active cap; see solvers/newton/tests/examples.rs), and says so.
+/// limitations (KNOWN_FAILURES) are asserted so they are not forgotten.
 #[test]
 fn every_backend_runs_the_examples_it_treats() {
     let (mut solved, mut failed) = (Vec::new(), Vec::new());

@@ -573,11 +573,6 @@ fn outside_documented_range(
     rho: &Array1<f64>,
 ) -> Option<&'static str> {
     match name {
-        // README: "the crowd-motion example (entropy 0.01 with an active cap) does not converge".
-        // Measured here: the line search also fails with β = 0.5 once a strong drift makes the
-        // cap active ([`newton_active_cap_with_moderate_entropy`]), so every capped case is
-        // counted as outside newton's range; its accepted capped steps are still checked.
-        "newton" if case.cap.is_some() => Some("congestion cap (README: crowd motion)"),
         // jko-flow crate docs §5: far from equilibrium, where η|∇ψ|² ≫ 1 (ψ = δF/δρ), the
         // corrected integration may not proceed and the step is the plain flow (first order).
         "flow" => {
@@ -1081,12 +1076,11 @@ fn driver_energy_check_from_density_above_cap() {
     assert!(out.rho.iter().all(|&r| r <= 1.0 + 1e-8));
 }
 
-/// Found by `newton_1d`: newton's line search fails as soon as the cap becomes active under a
+/// Found by `newton_1d`: newton's line search failed as soon as the cap became active under a
 /// strong drift, with a moderate entropy (β = 0.52, not the README's 0.01): uniform ρⁿ = 1 on 17
 /// cells of [−0.52, 4.95], double-well potential (V up to ~140 at the right wall), ρ_max = 1.2,
-/// τ = 0.066. conic solves it; newton converges with τ/10 (32 iterations).
+/// τ = 0.066. Fixed (issue 14): capped steps go to newton's primal–dual interior point.
 #[test]
-#[ignore = "limitation: newton does not converge once a cap is active under a strong drift (beta = 0.52)"]
 fn newton_active_cap_with_moderate_entropy() {
     let case = Case {
         grid: uniform_1d(17, -0.5191408411624016, 4.951335510758782),
@@ -1154,12 +1148,11 @@ fn flow_steps_from_vacuum_with_the_plain_flow() {
 /// Found by the heavy `newton 2D` run (a random per-cell potential, vacuum and an attractive
 /// quadratic interaction at τ = 0.32; minimised by hand): a strongly confining step, uniform
 /// ρⁿ = 3 on an 11×11 grid with entropy β = 0.5 and the quadratic interaction W = |z|²/2 frozen
-/// into V (V'' = M ≈ 26), τ = 0.3, makes newton stop at its iteration limit (mass error 2.4e-4);
-/// with β = 0.1 its iterates diverge (ρ up to 1e140) while the line search keeps accepting full
-/// steps. The error is typed and honest (`NotConverged`), but the case is in no documented
-/// limitation; τ = 0.1 fails too, and the data with ρⁿ = 1 converges in 11 iterations.
+/// into V (V'' = M ≈ 26), τ = 0.3, made newton stop at its iteration limit (mass error 2.4e-4);
+/// with β = 0.1 its iterates diverged (ρ up to 1e140) while the line search kept accepting full
+/// steps. Fixed (issue 14): the dual function is the merit and a change below its round-off is
+/// no longer accepted as progress.
 #[test]
-#[ignore = "limitation: newton does not converge on a strongly confining step (uniform rho 3, attractive interaction, tau 0.3)"]
 fn newton_strongly_confining_step() {
     let case = Case {
         grid: GridSpec {

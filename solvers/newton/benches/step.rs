@@ -1,48 +1,142 @@
-//! Time per warm OU step of the newton backend on 2D 64² and 128² grids.
-//! cargo bench -p jko-newton --bench step
+//! Speed of the newton backend (issue 14), measured in one run so that ratios are meaningful on
+//! a shared machine:
+//!
+//! - `newton_vs_conic/{64x64,128x128}`: one OU step (entropy + quadratic potential, τ = 0.05)
+//!   by newton (warm-started from the previous step, as in a time loop, and cold) and by conic,
+//!   both at tolerance 1e-8 (newton `tol`, Clarabel's gap and feasibility tolerances).
+//! - `newton_scaling/{64x64,…,512x512,32x32x32,48x48x48}`: newton's warm step and, beside it,
+//!   one numeric factorisation of the same step's Newton matrix (symbolic factorisation
+//!   reused): a warm step costs about its iteration count in factorisations.
+//!
+//! cargo bench -p jko-newton --bench step                      # everything (~15 min on 2 cores)
+//! cargo bench -p jko-newton --bench step -- newton_vs_conic   # the conic ratio only
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use jko_core::{Energy, JkoStep, Mesh, Potential, StepSolver, WarmStart};
+use jko_conic::{ConicParams, ConicSolver};
+use jko_core::{Energy, JkoStep, Mesh, Potential, StepEnergy, StepSolver, WarmStart};
 use jko_newton::{NewtonParams, NewtonSolver};
+use ndarray::Array1;
+use std::time::Duration;
 
-fn ou_step(c: &mut Criterion) {
-    let mut group = c.benchmark_group("newton_ou_step");
+const TOL: f64 = 1e-8;
+
+/// An OU step on an n^d grid: the first step from an off-centre Gaussian is taken, and the
+/// benchmarked step is the second one, with the first one's warm start.
+struct Case {
+    mesh: Mesh,
+    rho1: Array1<f64>,
+    frozen: StepEnergy,
+    warm: WarmStart,
+}
+
+const TAU: f64 = 0.05;
+
+fn case(cells: &[usize], newton: &NewtonSolver) -> Case {
+    let d = cells.len();
+    let mesh = Mesh::grid(cells, &vec![-4.0; d], &vec![4.0; d]).unwrap();
+    let energy = Energy::fokker_planck(
+        1.0,
+        Potential::Quadratic {
+            center: vec![0.0; d],
+            stiffness: 1.0,
+        },
+    );
+    let rho0 = mesh.sample(|x| {
+        let r2: f64 = x
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a - 0.5 + 0.2 * i as f64).powi(2))
+            .sum();
+        (-r2 / 0.72).exp()
+    });
+    let e0 = energy.freeze(&mesh, &rho0).unwrap();
+    let first = newton
+        .step(&JkoStep::new(&mesh, &rho0, TAU, &e0).unwrap(), None)
+        .unwrap();
+    let warm = WarmStart::from(&first);
+    let rho1 = first.rho;
+    let frozen = energy.freeze(&mesh, &rho1).unwrap();
+    Case {
+        mesh,
+        rho1,
+        frozen,
+        warm,
+    }
+}
+
+fn name(cells: &[usize]) -> String {
+    let parts: Vec<String> = cells.iter().map(|c| c.to_string()).collect();
+    parts.join("x")
+}
+
+fn newton_solver() -> NewtonSolver {
+    NewtonSolver::new(NewtonParams {
+        tol: TOL,
+        ..NewtonParams::default()
+    })
+    .unwrap()
+}
+
+fn newton_vs_conic(c: &mut Criterion) {
+    let mut group = c.benchmark_group("newton_vs_conic");
     group.sample_size(10);
+    group.measurement_time(Duration::from_secs(20));
+    let conic = ConicSolver::new(ConicParams {
+        tol_gap_abs: TOL,
+        tol_gap_rel: TOL,
+        tol_feas: TOL,
+        ..ConicParams::default()
+    })
+    .unwrap();
     for n in [64usize, 128] {
-        let mesh = Mesh::grid(&[n, n], &[-4.0, -4.0], &[4.0, 4.0]).unwrap();
-        let energy = Energy::fokker_planck(
-            1.0,
-            Potential::Quadratic {
-                center: vec![0.0, 0.0],
-                stiffness: 1.0,
-            },
-        );
-        let rho0 = mesh.sample(|x| (-((x[0] - 0.5).powi(2) + (x[1] + 0.3).powi(2)) / 0.72).exp());
-        let solver = NewtonSolver::new(NewtonParams::default()).unwrap();
-        let tau = 0.05;
-        // One step first: the benchmarked step is warm-started from it, as in a time loop.
-        let e0 = energy.freeze(&mesh, &rho0).unwrap();
-        let first = solver
-            .step(&JkoStep::new(&mesh, &rho0, tau, &e0).unwrap(), None)
-            .unwrap();
-        let warm = WarmStart::from(&first);
-        let rho1 = first.rho.clone();
-        let e1 = energy.freeze(&mesh, &rho1).unwrap();
-        group.bench_function(format!("{n}x{n}_warm"), |b| {
-            b.iter(|| {
-                let p = JkoStep::new(&mesh, &rho1, tau, &e1).unwrap();
-                solver.step(&p, Some(&warm)).unwrap()
-            })
+        let newton = newton_solver();
+        let cs = case(&[n, n], &newton);
+        let p = JkoStep::new(&cs.mesh, &cs.rho1, TAU, &cs.frozen).unwrap();
+        group.bench_function(format!("{n}x{n}/newton_warm"), |b| {
+            b.iter(|| newton.step(&p, Some(&cs.warm)).unwrap())
         });
-        group.bench_function(format!("{n}x{n}_cold"), |b| {
-            b.iter(|| {
-                let p = JkoStep::new(&mesh, &rho0, tau, &e0).unwrap();
-                solver.step(&p, None).unwrap()
+        group.bench_function(format!("{n}x{n}/newton_cold"), |b| {
+            b.iter(|| newton.step(&p, None).unwrap())
+        });
+        group.bench_function(format!("{n}x{n}/conic"), |b| {
+            b.iter(|| conic.step(&p, None).unwrap())
+        });
+    }
+    group.finish();
+}
+
+fn newton_scaling(c: &mut Criterion) {
+    let mut group = c.benchmark_group("newton_scaling");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    let grids: [&[usize]; 6] = [
+        &[64, 64],
+        &[128, 128],
+        &[256, 256],
+        &[512, 512],
+        &[32, 32, 32],
+        &[48, 48, 48],
+    ];
+    for cells in grids {
+        let newton = newton_solver();
+        let cs = case(cells, &newton);
+        let p = JkoStep::new(&cs.mesh, &cs.rho1, TAU, &cs.frozen).unwrap();
+        let g = name(cells);
+        group.bench_function(format!("{g}/warm_step"), |b| {
+            b.iter(|| newton.step(&p, Some(&cs.warm)).unwrap())
+        });
+        // The numeric factorisation alone, on its own clock (the assembly of the matrix at
+        // the cold start, done by the same call, is not counted).
+        group.bench_function(format!("{g}/factorisation"), |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| Duration::from_secs_f64(newton.factorisation(&p).unwrap().seconds))
+                    .sum()
             })
         });
     }
     group.finish();
 }
 
-criterion_group!(benches, ou_step);
+criterion_group!(benches, newton_vs_conic, newton_scaling);
 criterion_main!(benches);

@@ -1,28 +1,17 @@
-//! Time per OU step of the newton backend on 2D 64², 128², 256² and 3D 32³ grids, with the
-//! share of the linear solves (factorisation + substitution), Cholesky against LU, and the
-//! conic backend at 64² for the speed ratio.
+//! The newton backend's linear algebra and step times on OU problems (entropy + quadratic
+//! potential, τ = 0.05) on 2D and 3D grids: for each ordering (nested dissection, minimum
+//! degree) the nonzeros of S and of its Cholesky factor (the fill), the time of one numeric
+//! factorisation, of a cold step and of the mean warm step, the iterations, and the warm step's
+//! cost in factorisations. Single measurements, for the tables; the criterion bench
+//! (`cargo bench -p jko-newton --bench step`) repeats them.
 //!
 //! cargo run --release -p jko-newton --example newton_timing            # the whole table
-//! /usr/bin/time -v target/release/examples/newton_timing 256           # one size, for peak RSS
+//! cargo run --release -p jko-newton --example newton_timing 512 512    # one grid
+//! /usr/bin/time -v target/release/examples/newton_timing 512 512       # with peak RSS
 
-use jko_conic::{ConicParams, ConicSolver};
-use jko_core::{Energy, JkoStep, Mesh, Potential, StepOutput, StepSolver, WarmStart};
-use jko_newton::{Factorization, NewtonParams, NewtonSolver};
+use jko_core::{Energy, JkoStep, Mesh, Potential, StepSolver, WarmStart};
+use jko_newton::{NewtonParams, NewtonSolver, Ordering};
 use std::time::Instant;
-
-fn linear_ms(out: &StepOutput) -> f64 {
-    out.info
-        .notes
-        .iter()
-        .find_map(|n| {
-            n.strip_prefix("linear solves ")?
-                .split(' ')
-                .next()?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(f64::NAN)
-}
 
 fn problem(cells: &[usize]) -> (Mesh, Energy, ndarray::Array1<f64>) {
     let d = cells.len();
@@ -45,17 +34,30 @@ fn problem(cells: &[usize]) -> (Mesh, Energy, ndarray::Array1<f64>) {
     (mesh, energy, rho)
 }
 
-/// Cold first step, then `warm_steps` warm steps; returns (cold s, mean warm s, iterations, linear share).
-fn run(cells: &[usize], fact: Factorization, warm_steps: usize) -> (f64, f64, Vec<usize>, f64) {
+struct Row {
+    nnz_s: usize,
+    nnz_l: usize,
+    factor: f64,
+    cold: f64,
+    warm: f64,
+    its: Vec<usize>,
+}
+
+fn measure(cells: &[usize], ordering: Ordering, warm_steps: usize) -> Row {
     let (mesh, energy, mut rho) = problem(cells);
     let solver = NewtonSolver::new(NewtonParams {
-        factorization: fact,
+        ordering,
         ..NewtonParams::default()
     })
     .unwrap();
     let tau = 0.05;
+    let e0 = energy.freeze(&mesh, &rho).unwrap();
+    let p0 = JkoStep::new(&mesh, &rho, tau, &e0).unwrap();
+    // The first call also builds the pattern and the symbolic factorisation (not timed here).
+    solver.factorisation(&p0).unwrap();
+    let f = solver.factorisation(&p0).unwrap();
     let mut warm: Option<WarmStart> = None;
-    let (mut cold, mut warm_time, mut lin, mut total) = (0.0, 0.0, 0.0, 0.0);
+    let (mut cold, mut warm_time) = (0.0, 0.0);
     let mut its = Vec::new();
     for step in 0..=warm_steps {
         let e = energy.freeze(&mesh, &rho).unwrap();
@@ -67,73 +69,81 @@ fn run(cells: &[usize], fact: Factorization, warm_steps: usize) -> (f64, f64, Ve
             cold = dt;
         } else {
             warm_time += dt;
-            lin += linear_ms(&out) * 1e-3;
-            total += dt;
         }
         its.push(out.info.iterations);
         warm = Some(WarmStart::from(&out));
         rho = out.rho;
     }
-    (cold, warm_time / warm_steps as f64, its, lin / total)
+    Row {
+        nnz_s: f.matrix_nonzeros,
+        nnz_l: f.factor_nonzeros,
+        factor: f.seconds,
+        cold,
+        warm: warm_time / warm_steps as f64,
+        its,
+    }
+}
+
+fn name(cells: &[usize]) -> String {
+    cells
+        .iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join("x")
+}
+
+fn print(cells: &[usize], ordering: Ordering, r: &Row) {
+    println!(
+        "| {} | {ordering:?} | {} | {} | {:.1} | {:.2e} | {:.3} | {:.3} | {:?} | {:.1} |",
+        name(cells),
+        r.nnz_s,
+        r.nnz_l,
+        r.nnz_l as f64 / r.nnz_s as f64,
+        r.factor,
+        r.cold,
+        r.warm,
+        r.its,
+        r.warm / r.factor
+    );
 }
 
 fn main() {
-    let only: Option<usize> = std::env::args().nth(1).and_then(|a| a.parse().ok());
-    if let Some(n) = only {
-        let (cold, warm, its, share) = run(&[n, n], Factorization::Cholesky, 3);
-        println!(
-            "{n}x{n}: cold {cold:.3} s, warm {warm:.3} s/step, iterations {its:?}, linear share {:.0}%",
-            share * 100.0
-        );
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    println!(
+        "| grid | ordering | nnz(S) | nnz(L) | fill L/S | 1 factorisation (s) | cold step (s) | warm step (s) | iterations (cold, warm...) | warm step / factorisation |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    if !args.is_empty() {
+        let r = measure(&args, Ordering::Auto, 3);
+        print(&args, Ordering::Auto, &r);
+        let (mesh, energy, _) = problem(&args);
+        let estimate = NewtonSolver::new(NewtonParams::default())
+            .unwrap()
+            .memory_estimate(&mesh, &energy.terms())
+            .unwrap_or(0);
+        println!("memory_estimate: {:.0} MB", estimate as f64 / 1e6);
         return;
     }
-    println!(
-        "| grid | factorisation | cold step (s) | warm step (s) | Newton iterations (cold, warm...) | linear-solve share |"
-    );
-    println!("|---|---|---|---|---|---|");
-    let cases: Vec<(Vec<usize>, Factorization)> = vec![
-        (vec![64, 64], Factorization::Cholesky),
-        (vec![64, 64], Factorization::Lu),
-        (vec![128, 128], Factorization::Cholesky),
-        (vec![128, 128], Factorization::Lu),
-        (vec![256, 256], Factorization::Cholesky),
-        (vec![32, 32, 32], Factorization::Cholesky),
+    let grids: Vec<Vec<usize>> = vec![
+        vec![64, 64],
+        vec![128, 128],
+        vec![256, 256],
+        vec![512, 512],
+        vec![24, 24, 24],
+        vec![32, 32, 32],
+        vec![48, 48, 48],
     ];
-    for (cells, fact) in cases {
-        let (cold, warm, its, share) = run(&cells, fact, 3);
-        println!(
-            "| {} | {fact:?} | {cold:.3} | {warm:.3} | {its:?} | {:.0}% |",
-            cells
-                .iter()
-                .map(|c| c.to_string())
-                .collect::<Vec<_>>()
-                .join("x"),
-            share * 100.0
-        );
-    }
-    // Conic at 64², first step of the same problem.
-    let (mesh, energy, rho) = problem(&[64, 64]);
-    let e = energy.freeze(&mesh, &rho).unwrap();
-    let p = JkoStep::new(&mesh, &rho, 0.05, &e).unwrap();
-    let conic = ConicSolver::new(ConicParams::default()).unwrap();
-    let t0 = Instant::now();
-    match conic.step(&p, None) {
-        Ok(out) => {
-            let tc = t0.elapsed().as_secs_f64();
-            let newton = NewtonSolver::new(NewtonParams::default()).unwrap();
-            let t1 = Instant::now();
-            let cold = newton.step(&p, None).unwrap();
-            let tn = t1.elapsed().as_secs_f64();
-            let diff = (&cold.rho - &out.rho)
-                .iter()
-                .fold(0.0f64, |m, d| m.max(d.abs()))
-                / out.rho.iter().cloned().fold(0.0, f64::max);
-            println!(
-                "conic 64x64 step: {tc:.3} s ({} IPM iterations); newton same (cold) step {tn:.3} s: ratio {:.0}x; max|drho|/max rho {diff:.1e}",
-                out.info.iterations,
-                tc / tn
-            );
+    for cells in grids {
+        for ordering in [Ordering::NestedDissection, Ordering::MinimumDegree] {
+            // Minimum degree at 48³ takes minutes and gigabytes: measured once, see the README.
+            if ordering == Ordering::MinimumDegree && cells.len() == 3 && cells[0] > 32 {
+                continue;
+            }
+            let r = measure(&cells, ordering, 3);
+            print(&cells, ordering, &r);
         }
-        Err(err) => println!("conic 64x64 failed: {err}"),
     }
 }

@@ -1,13 +1,15 @@
-//! The cell law: ρ as a function of the local "chemical potential" s.
+//! The cell law: the density of one cell as a function of its "chemical potential" s.
 //!
-//! Per unit volume a cell carries the (barrier-augmented) internal energy
-//!   e_μ(ρ) = f(ρ) − μ ln ρ [no entropy] − μ ln(ρ_max − ρ) [congestion],
-//! f(ρ) = β ρ ln ρ + ρ^m/(m−1). Its derivative g_μ = e_μ' is strictly increasing on the open
-//! admissible interval, so g_μ(ρ) = s has at most one solution; with entropy and no bound it is
-//! the closed form ρ = exp(s/β − 1). Elsewhere a safeguarded Newton iteration in u = ln ρ
-//! solves it to machine precision.
-
-use jko_core::StepEnergy;
+//! Per unit volume a cell carries the internal energy f(ρ) = β ρ ln ρ + ρ^m/(m−1) and the
+//! barrier terms of its bounds, e(ρ) = f(ρ) − μ_L ln ρ − μ_U ln(ρ_max − ρ). Its derivative
+//! g = e' is strictly increasing on (0, ρ_max), so g(ρ) = s has at most one solution: the
+//! minimiser of e(ρ) − s ρ. A safeguarded Newton iteration solves it to machine precision in
+//! u = ln ρ, or, when the solution lies in the upper half of (0, ρ_max), in v = ln(ρ_max − ρ),
+//! so that the gap to the cap is exact even where ρ rounds to ρ_max. With entropy alone and a
+//! negligible barrier it is the closed form ρ = exp(s/β − 1).
+//!
+//! With μ_L = μ_U = 0 it is the exact (complementarity) law: ρ = 0 when s ≤ f'(0+) (possible
+//! without entropy), ρ = ρ_max when s ≥ f'(ρ_max), else f'(ρ) = s.
 
 /// The local law of one step's energy.
 #[derive(Debug, Clone, Copy)]
@@ -15,52 +17,18 @@ pub(crate) struct CellLaw {
     pub beta: Option<f64>,
     pub m: Option<f64>,
     pub rho_max: Option<f64>,
-    /// True when ρ ≥ 0 needs a barrier (no entropy term keeps ρ away from 0).
-    pub lower_barrier: bool,
+}
+
+/// A solution of the cell law: the density and, with a cap, its gap ρ_max − ρ (0 without).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Cell {
+    pub rho: f64,
+    pub gap: f64,
 }
 
 impl CellLaw {
-    pub fn new(e: &StepEnergy) -> Self {
-        CellLaw {
-            beta: e.entropy,
-            m: e.porous,
-            rho_max: e.max_density,
-            lower_barrier: e.entropy.is_none(),
-        }
-    }
-
-    pub fn has_barrier(&self) -> bool {
-        self.lower_barrier || self.rho_max.is_some()
-    }
-
-    /// Whether the exact (μ = 0) law ρ(s) is continuous, so that a semismooth Newton
-    /// iteration can finish the barrier continuation: true unless f = 0.
-    pub fn polishable(&self) -> bool {
-        self.beta.is_some() || self.m.is_some()
-    }
-
-    /// e_μ(ρ) (per unit volume), +∞ outside the admissible interval.
-    pub fn energy(&self, rho: f64, mu: f64) -> f64 {
-        let mut v = 0.0;
-        if let Some(b) = self.beta {
-            v += if rho > 0.0 { b * rho * rho.ln() } else { 0.0 };
-        }
-        if let Some(m) = self.m {
-            v += rho.max(0.0).powf(m) / (m - 1.0);
-        }
-        if mu > 0.0 {
-            if self.lower_barrier {
-                v -= mu * rho.ln();
-            }
-            if let Some(r) = self.rho_max {
-                v -= mu * (r - rho).ln();
-            }
-        }
-        v
-    }
-
-    /// g_μ(ρ) = e_μ'(ρ).
-    pub fn slope(&self, rho: f64, mu: f64) -> f64 {
+    /// f'(ρ) (without barriers).
+    pub fn f1(&self, rho: f64) -> f64 {
         let mut v = 0.0;
         if let Some(b) = self.beta {
             v += b * (rho.ln() + 1.0);
@@ -68,19 +36,11 @@ impl CellLaw {
         if let Some(m) = self.m {
             v += m * rho.powf(m - 1.0) / (m - 1.0);
         }
-        if mu > 0.0 {
-            if self.lower_barrier {
-                v -= mu / rho;
-            }
-            if let Some(r) = self.rho_max {
-                v += mu / (r - rho);
-            }
-        }
         v
     }
 
-    /// g_μ'(ρ) = e_μ''(ρ) > 0.
-    pub fn curvature(&self, rho: f64, mu: f64) -> f64 {
+    /// f''(ρ).
+    pub fn f2(&self, rho: f64) -> f64 {
         let mut v = 0.0;
         if let Some(b) = self.beta {
             v += b / rho;
@@ -88,102 +48,169 @@ impl CellLaw {
         if let Some(m) = self.m {
             v += m * rho.powf(m - 2.0);
         }
-        if mu > 0.0 {
-            if self.lower_barrier {
-                v += mu / (rho * rho);
-            }
-            if let Some(r) = self.rho_max {
-                v += mu / ((r - rho) * (r - rho));
-            }
+        v
+    }
+
+    /// g(ρ) = f'(ρ) − μ_L/ρ + μ_U/gap.
+    pub fn slope(&self, rho: f64, gap: f64, mu_l: f64, mu_u: f64) -> f64 {
+        let mut v = self.f1(rho) - mu_l / rho;
+        if self.rho_max.is_some() && mu_u > 0.0 {
+            v += mu_u / gap;
         }
         v
     }
 
-    /// dρ/ds = 1/g_μ'(ρ); 0 (not NaN) when ρ underflows to 0 with entropy, and, for μ = 0, the
-    /// element of the generalised derivative that is 0 on cells at a bound.
-    pub fn compliance(&self, rho: f64, mu: f64) -> f64 {
-        if rho <= 0.0 || self.rho_max.is_some_and(|r| rho >= r) {
-            return 0.0;
+    /// g'(ρ) = f''(ρ) + μ_L/ρ² + μ_U/gap².
+    pub fn curvature(&self, rho: f64, gap: f64, mu_l: f64, mu_u: f64) -> f64 {
+        let mut v = self.f2(rho) + mu_l / (rho * rho);
+        if self.rho_max.is_some() && mu_u > 0.0 {
+            v += mu_u / (gap * gap);
         }
-        1.0 / self.curvature(rho, mu)
+        v
     }
 
-    /// Solve g_μ(ρ) = s. `guess` is a previous value (any positive number, or ≤ 0 for none).
-    /// Returns `None` when s is outside the range of g_μ (or the solution overflows).
-    /// With μ = 0 (and f ≠ 0) this is the exact complementarity law: ρ = 0 when s ≤ f'(0+)
-    /// without entropy, ρ = ρ_max when s ≥ f'(ρ_max) with a cap, else f'(ρ) = s.
-    pub fn density(&self, s: f64, mu: f64, guess: f64) -> Option<f64> {
+    /// dρ/ds = 1/g'(ρ) at a solution; 0 at a bound of the exact law (the element of the
+    /// generalised derivative that keeps the cell at its bound).
+    pub fn compliance(&self, c: Cell, mu_l: f64, mu_u: f64) -> f64 {
+        if c.rho <= 0.0 || (self.rho_max.is_some() && c.gap <= 0.0) {
+            return 0.0;
+        }
+        1.0 / self.curvature(c.rho, c.gap, mu_l, mu_u)
+    }
+
+    /// Solve g(ρ) = s. `guess` is a previous density (≤ 0 for none). `None` when s is outside
+    /// the range of g, or for the exact law without internal energy (not a function of s).
+    pub fn density(&self, s: f64, mu_l: f64, mu_u: f64, guess: f64) -> Option<Cell> {
         if !s.is_finite() {
             return None;
         }
-        if mu == 0.0 {
-            if !self.polishable() {
+        let cap = self.rho_max;
+        if mu_l == 0.0 {
+            if self.beta.is_none() && self.m.is_none() {
                 return None;
             }
             // f'(0+) = 0 for the porous term alone.
-            if self.lower_barrier && s <= 0.0 {
-                return Some(0.0);
-            }
-            if let Some(r) = self.rho_max
-                && s >= self.slope(r, 0.0)
-            {
-                return Some(r);
+            if self.beta.is_none() && s <= 0.0 {
+                return Some(Cell {
+                    rho: 0.0,
+                    gap: cap.unwrap_or(0.0),
+                });
             }
         }
-        if let (Some(b), None, None) = (self.beta, self.m, self.rho_max) {
+        if let Some(c) = cap
+            && mu_u == 0.0
+            && s >= self.f1(c)
+        {
+            return Some(Cell { rho: c, gap: 0.0 });
+        }
+        if let (Some(b), None) = (self.beta, self.m) {
             let rho = (s / b - 1.0).exp();
-            return rho.is_finite().then_some(rho);
+            let negligible = mu_l <= 1e-17 * b * rho;
+            let below_cap = cap.is_none_or(|c| mu_u == 0.0 && rho < c);
+            if rho.is_finite() && rho > 0.0 && negligible && below_cap {
+                return Some(Cell {
+                    rho,
+                    gap: cap.map_or(0.0, |c| c - rho),
+                });
+            }
         }
-        // u = ln ρ; h(u) = g_μ(e^u) − s is increasing, h'(u) = ρ g_μ'(ρ).
-        let mut lo = f64::NEG_INFINITY;
-        let mut hi = self.rho_max.map_or(f64::INFINITY, f64::ln);
-        let mut u = if guess > 0.0 && guess.is_finite() {
-            guess.ln()
-        } else {
-            0.0
+        // Which half of (0, ρ_max) holds the solution decides the variable.
+        let upper = match cap {
+            Some(c) => self.slope(0.5 * c, 0.5 * c, mu_l, mu_u) < s,
+            None => false,
         };
-        if u >= hi {
-            u = hi - std::f64::consts::LN_2;
-        }
-        for _ in 0..200 {
-            let rho = u.exp();
-            let h = self.slope(rho, mu) - s;
-            if h.is_nan() {
-                return None;
-            }
-            if h > 0.0 {
-                hi = u;
-            } else if h < 0.0 {
-                lo = u;
+        if upper {
+            let c = cap?;
+            // v = ln(gap), ρ = c − e^v; h(v) = g(ρ) − s decreases in v.
+            let v = solve_monotone(
+                |v| {
+                    let gap = v.exp();
+                    let rho = c - gap;
+                    let h = self.slope(rho, gap, mu_l, mu_u) - s;
+                    let dh = -gap * self.curvature(rho, gap, mu_l, mu_u);
+                    (-h, -dh)
+                },
+                if guess > 0.5 * c && guess < c {
+                    (c - guess).ln()
+                } else {
+                    (0.25 * c).ln()
+                },
+                f64::NEG_INFINITY,
+                (0.5 * c).ln(),
+            )?;
+            let gap = v.exp();
+            Some(Cell { rho: c - gap, gap })
+        } else {
+            let hi = cap.map_or(f64::INFINITY, |c| (0.5 * c).ln());
+            let start = if guess > 0.0 && guess.is_finite() {
+                guess.ln().min(hi - std::f64::consts::LN_2)
             } else {
-                return Some(rho);
-            }
-            let dh = rho * self.curvature(rho, mu);
-            let mut step = -h / dh;
-            if !step.is_finite() {
-                step = if h > 0.0 { -1.0 } else { 1.0 };
-            }
-            step = step.clamp(-30.0, 30.0);
-            let mut next = u + step;
-            if next <= lo || next >= hi {
-                next = match (lo.is_finite(), hi.is_finite()) {
-                    (true, true) => 0.5 * (lo + hi),
-                    (true, false) => lo + 1.0,
-                    (false, true) => hi - 1.0,
-                    (false, false) => next,
-                };
-            }
-            if next > 700.0 {
-                return None;
-            }
-            let du = next - u;
-            u = next;
-            if du.abs() <= 1e-14 * u.abs().max(1.0) || (hi - lo) <= 1e-15 * u.abs().max(1.0) {
-                return Some(u.exp());
-            }
+                0.0f64.min(hi - std::f64::consts::LN_2)
+            };
+            let u = solve_monotone(
+                |u| {
+                    let rho = u.exp();
+                    let gap = cap.map_or(0.0, |c| c - rho);
+                    let h = self.slope(rho, gap, mu_l, mu_u) - s;
+                    (h, rho * self.curvature(rho, gap, mu_l, mu_u))
+                },
+                start,
+                f64::NEG_INFINITY,
+                hi,
+            )?;
+            let rho = u.exp();
+            (rho > 0.0).then_some(Cell {
+                rho,
+                gap: cap.map_or(0.0, |c| c - rho),
+            })
         }
-        None
     }
+}
+
+/// Root of an increasing function h on (lo, hi) by Newton's method safeguarded by bisection
+/// (steps of at most 30 in the log variable), from `x`. `f(x)` returns (h, h').
+fn solve_monotone(
+    f: impl Fn(f64) -> (f64, f64),
+    mut x: f64,
+    mut lo: f64,
+    mut hi: f64,
+) -> Option<f64> {
+    for _ in 0..200 {
+        let (h, dh) = f(x);
+        if h.is_nan() {
+            return None;
+        }
+        if h > 0.0 {
+            hi = x;
+        } else if h < 0.0 {
+            lo = x;
+        } else {
+            return Some(x);
+        }
+        let mut step = -h / dh;
+        if !step.is_finite() {
+            step = if h > 0.0 { -1.0 } else { 1.0 };
+        }
+        step = step.clamp(-30.0, 30.0);
+        let mut next = x + step;
+        if next <= lo || next >= hi {
+            next = match (lo.is_finite(), hi.is_finite()) {
+                (true, true) => 0.5 * (lo + hi),
+                (true, false) => lo + 1.0,
+                (false, true) => hi - 1.0,
+                (false, false) => next,
+            };
+        }
+        if !(-745.0..=709.0).contains(&next) {
+            return None;
+        }
+        let dx = next - x;
+        x = next;
+        if dx.abs() <= 1e-15 * x.abs().max(1.0) || (hi - lo) <= 1e-15 * x.abs().max(1.0) {
+            return Some(x);
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -191,12 +218,7 @@ mod tests {
     use super::*;
 
     fn laws() -> Vec<CellLaw> {
-        let law = |beta, m, rho_max| CellLaw {
-            beta,
-            m,
-            rho_max,
-            lower_barrier: beta.is_none(),
-        };
+        let law = |beta, m, rho_max| CellLaw { beta, m, rho_max };
         vec![
             law(Some(0.7), None, None),
             law(Some(0.7), Some(2.0), None),
@@ -205,33 +227,44 @@ mod tests {
             law(None, Some(1.5), None),
             law(Some(0.3), None, Some(1.5)),
             law(None, None, Some(1.0)),
-            law(None, None, None),
         ]
     }
 
     #[test]
-    fn density_inverts_the_slope_and_derivatives_match() {
+    fn density_inverts_the_slope_and_the_curvature_is_its_derivative() {
         for law in laws() {
-            for &mu in &[1e-2, 1e-9] {
+            for &(mu_l, mu_u) in &[(1e-2, 1e-2), (1e-9, 1e-3), (1e-20, 1e-9)] {
                 for &rho in &[1e-6, 0.01, 0.3, 0.9] {
-                    let s = law.slope(rho, mu);
-                    let back = law.density(s, mu, 0.5).expect("in range");
+                    let gap = law.rho_max.map_or(0.0, |c| c - rho);
+                    let s = law.slope(rho, gap, mu_l, mu_u);
+                    let back = law.density(s, mu_l, mu_u, 0.5).expect("in range");
                     assert!(
-                        (back - rho).abs() <= 1e-10 * rho,
-                        "{law:?} mu {mu}: {rho} -> {back}"
+                        (back.rho - rho).abs() <= 1e-10 * rho,
+                        "{law:?} mu {mu_l} {mu_u}: {rho} -> {back:?}"
                     );
                     let h = 1e-6 * rho;
-                    let fd1 = (law.energy(rho + h, mu) - law.energy(rho - h, mu)) / (2.0 * h);
-                    let fd2 = (law.slope(rho + h, mu) - law.slope(rho - h, mu)) / (2.0 * h);
-                    assert!(
-                        (fd1 - s).abs() < 1e-6 * (1.0 + s.abs() + mu / rho),
-                        "{law:?}"
-                    );
-                    let c = law.curvature(rho, mu);
-                    assert!((fd2 - c).abs() < 1e-5 * c, "{law:?}: {fd2} vs {c}");
+                    let g = |r: f64| law.slope(r, law.rho_max.map_or(0.0, |c| c - r), mu_l, mu_u);
+                    let fd = (g(rho + h) - g(rho - h)) / (2.0 * h);
+                    let c = law.curvature(rho, gap, mu_l, mu_u);
+                    assert!((fd - c).abs() < 1e-5 * c, "{law:?}: {fd} vs {c}");
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_gap_to_the_cap_is_exact_below_one_ulp() {
+        let law = CellLaw {
+            beta: Some(0.01),
+            m: None,
+            rho_max: Some(1.0),
+        };
+        // ρ = 1 − 1e-20 rounds to 1; its gap must not.
+        let gap = 1e-20;
+        let s = law.slope(1.0 - gap, gap, 1e-25, 1e-22);
+        let c = law.density(s, 1e-25, 1e-22, 0.9).unwrap();
+        assert!((c.gap - gap).abs() < 1e-9 * gap, "{c:?}");
+        assert_eq!(c.rho, 1.0);
     }
 
     #[test]
@@ -240,36 +273,36 @@ mod tests {
             beta: None,
             m: Some(2.0),
             rho_max: Some(1.0),
-            lower_barrier: true,
         };
-        assert_eq!(porous.density(-0.3, 0.0, 0.5), Some(0.0));
-        assert_eq!(porous.density(5.0, 0.0, 0.5), Some(1.0));
-        let r = porous.density(1.0, 0.0, 0.1).unwrap();
+        assert_eq!(porous.density(-0.3, 0.0, 0.0, 0.5).unwrap().rho, 0.0);
+        assert_eq!(porous.density(5.0, 0.0, 0.0, 0.5).unwrap().gap, 0.0);
+        let r = porous.density(1.0, 0.0, 0.0, 0.1).unwrap().rho;
         assert!((r - 0.5).abs() < 1e-14, "{r}");
-        assert_eq!(porous.compliance(0.0, 0.0), 0.0);
-        assert_eq!(porous.compliance(1.0, 0.0), 0.0);
-        assert!((porous.compliance(0.5, 0.0) - 0.5).abs() < 1e-14);
+        assert_eq!(
+            porous.compliance(Cell { rho: 0.0, gap: 1.0 }, 0.0, 0.0),
+            0.0
+        );
         let entropy = CellLaw {
             beta: Some(1.0),
             m: None,
             rho_max: Some(2.0),
-            lower_barrier: false,
         };
-        assert_eq!(entropy.density(10.0, 0.0, 1.0), Some(2.0));
-        let r = entropy.density(1.0, 0.0, 1.5).unwrap();
+        assert_eq!(entropy.density(10.0, 0.0, 0.0, 1.0).unwrap().rho, 2.0);
+        let r = entropy.density(1.0, 0.0, 0.0, 1.5).unwrap().rho;
         assert!((r - 1.0).abs() < 1e-13, "{r}");
     }
 
     #[test]
     fn out_of_range_is_reported() {
-        // Without internal energy and without a cap, g_μ = −μ/ρ < 0.
+        // Without internal energy and without a cap, g = −μ/ρ < 0.
         let law = CellLaw {
             beta: None,
             m: None,
             rho_max: None,
-            lower_barrier: true,
         };
-        assert!(law.density(0.1, 1e-3, 1.0).is_none());
-        assert!(law.density(f64::NAN, 1e-3, 1.0).is_none());
+        assert!(law.density(0.1, 1e-3, 0.0, 1.0).is_none());
+        assert!(law.density(f64::NAN, 1e-3, 0.0, 1.0).is_none());
+        assert!(law.density(-1.0, 0.0, 0.0, 1.0).is_none());
+        assert!((law.density(-1e-3, 1e-3, 0.0, 0.5).unwrap().rho - 1.0).abs() < 1e-12);
     }
 }

@@ -1,42 +1,131 @@
 //! # jko-newton
 //!
-//! The `newton` backend: the one-step two-point-flux JKO scheme of docs/mathematics.md §2.1 solved by a
-//! damped Newton method on its optimality system, reduced to the potential φ.
+//! The `newton` backend: the one-step two-point-flux JKO scheme (docs/mathematics.md §2.1; Cancès, Gallouët
+//! and Todeschi 2020) solved to high accuracy by Newton's method on its optimality system.
+//! Two methods share one sparse linear algebra: Newton ascent on the dual function for steps
+//! whose entropy keeps ρ > 0 (the Fokker–Planck class), and a primal–dual interior point with
+//! an active-set finish for steps where a bound matters (porous media, congestion, a potential
+//! alone, no energy). This page is the reference for the mathematics the code relies on.
 //!
 //! ## The problem
-//! minimise (1/(2τ)) Σ_σ G_σ² / (T_σ θ_σ(ρ)) + Σ_K |K| [f(ρ_K) + V_K ρ_K]
-//! subject to |K|(ρ_K − ρⁿ_K) + Σ_{σ∋K} G_{K,σ} = 0, 0 ≤ ρ ≤ ρ_max,
-//! with θ_σ = (ρ_K + ρ_L)/2, f(s) = β s ln s + s^m/(m−1); V contains a frozen interaction.
+//! Cells K (volume |K|), interior faces σ = K|L (transmissibility T_σ), densities ρ, fluxes
+//! G_σ (mass moved K → L):
 //!
-//! ## The saddle function
-//! Minimising over G at fixed ρ (multiplier φ/τ of the constraint) gives G_σ = T_σ θ_σ (φ_L − φ_K)
-//! and the convex–concave function
-//!   Φ(ρ, φ) = Σ_K |K| [e_μ(ρ_K) + V_K ρ_K] + (1/τ) Σ_K |K| φ_K (ρ_K − ρⁿ_K)
-//!             − (1/(2τ)) Σ_σ T_σ θ_σ(ρ) (φ_L − φ_K)²,
-//! whose stationarity equations are docs/mathematics.md's optimality system:
-//!   ∂Φ/∂ρ_K = |K| (g_μ(ρ_K) + V_K + φ_K/τ) − Q_K(φ) = 0,  Q_K = (1/(4τ)) Σ_{σ∋K} T_σ (φ_L − φ_K)²,
-//!   τ ∂Φ/∂φ_K = |K| (ρ_K − ρⁿ_K) + Σ_{σ∋K} T_σ θ_σ (φ_L − φ_K) = 0.
-//! Here e_μ = f − μ ln ρ [without entropy] − μ ln(ρ_max − ρ) [with a cap] and g_μ = e_μ'. The
-//! barrier terms are the multipliers of the bounds on the central path: λ_K = μ|K|/ρ_K,
-//! ν_K = μ|K|/(ρ_max − ρ_K), so λ_K ρ_K = ν_K (ρ_max − ρ_K) = μ|K| (complementarity relaxed
-//! by μ, driven to `mu_final` by continuation). With entropy, ρ > 0 holds without a barrier.
+//! ```text
+//! minimise   k(ρ, G) + F(ρ),   k = Σ_σ G_σ² / (2τ T_σ θ_σ),   θ_σ = (ρ_K + ρ_L)/2,
+//!            F = Σ_K |K| [f(ρ_K) + V_K ρ_K],   f(s) = β s ln s + s^m/(m−1),
+//! subject to r_p,K := |K|(ρ_K − ρⁿ_K) + Σ_{σ∋K} G_{K,σ} = 0,   0 ≤ ρ_K ≤ ρ_max,
+//! ```
 //!
-//! ## Reduction to φ
-//! ∂Φ/∂ρ is diagonal in ρ (Φ is linear in θ), so the ρ-equation of each cell is a scalar
-//! monotone equation g_μ(ρ_K) = s_K(φ) := −V_K − φ_K/τ + Q_K/|K|, solved exactly per cell (closed
-//! form ρ = e^{s/β − 1} for pure entropy). This leaves the concave dual function
-//! ψ(φ) = Φ(ρ(φ), φ), with gradient ∂Φ/∂φ (the mass balance) and Hessian −S,
-//!   S = Cᵀ D⁻¹ C + L_θ/τ,  D = diag(|K| g_μ'(ρ_K)),  C = ∂²Φ/∂ρ∂φ,
-//!   C_KK = (|K| + ½ Σ_σ T_σ (φ_L − φ_K))/τ,  C_KL = −T_σ (φ_L − φ_K)/(2τ),
-//! L_θ the graph Laplacian with weights T_σ θ_σ. S is symmetric positive definite (C·1 = |K|/τ
-//! is nonzero on every connected component) with the distance-2 stencil of the mesh; this is
-//! exactly the Schur complement of the (ρ, φ) Newton system after eliminating its diagonal
-//! ρ–ρ block. Newton's direction d = S⁻¹ ∇ψ is an ascent direction; the step is damped by an
-//! Armijo line search on ψ, which also rejects φ outside the dual domain, and ρ(φ) > 0 always.
-//! The iteration stops when the scaled mass balance max_K |τ ∂Φ/∂φ_K| / (|K| max ρⁿ) ≤ `tol`
-//! and μ has reached `mu_final`; with pure entropy the convergence is quadratic.
+//! V holds the potential and a frozen interaction. k is jointly convex (a perspective), the
+//! constraint linear: a convex program with a unique density when f is strictly convex.
 //!
-//! Works on any two-point-flux mesh: it only uses volumes, faces and transmissibilities.
+//! ## The optimality system
+//! With multipliers φ/τ of the mass balance, λ ≥ 0 of ρ ≥ 0 and ν ≥ 0 of ρ ≤ ρ_max, and the
+//! velocity w_σ = G_σ/(T_σ θ_σ):
+//!
+//! ```text
+//! r_ρ,K = |K| (f'(ρ_K) + V_K + φ_K/τ) − Σ_{σ∋K} T_σ w_σ²/(4τ) − λ_K + ν_K = 0   (stationarity in ρ)
+//! r_G,σ = (w_σ − (φ_L − φ_K))/τ = 0                                            (stationarity in G)
+//! r_p,K = 0,   λ_K ρ_K = 0,   ν_K (ρ_max − ρ_K) = 0,   λ, ν, ρ, ρ_max − ρ ≥ 0.
+//! ```
+//!
+//! At a solution G = T θ ∇φ, and the ρ-row says ρ_K = 0 or ρ_max or f'(ρ_K) = s_K with the
+//! "chemical potential" s_K = −V_K − φ_K/τ + Q_K/|K|, Q_K = Σ_σ T_σ (φ_L − φ_K)²/(4τ).
+//!
+//! ## The Newton matrix
+//! Linearising in (ρ, G, φ) and eliminating δG (its block is diagonal, 1/(τ T θ)) and then δρ
+//! (its block is the diagonal D = |K| f'' + λ/ρ + ν/(ρ_max − ρ): the kinetic Hessian is rank one
+//! per face and drops out) leaves one symmetric positive definite system for δφ,
+//!
+//! ```text
+//! S δφ = R2 − Cᵀ D⁻¹ R1,   S = Cᵀ D⁻¹ C + L_θ/τ,
+//! C_KK = (|K| + ½ Σ_σ T_σ w_{K,σ})/τ,   C_KL = −T_σ w_{K,σ}/(2τ),   L_θ: weights T_σ θ_σ,
+//! ```
+//!
+//! with R1, R2 the residual combinations written out in `ipm.rs`. S couples cells at graph
+//! distance ≤ 2. It is assembled into a pattern fixed per mesh, scaled to unit diagonal, and
+//! factorised by sparse Cholesky (faer) in a nested-dissection order on 3D grids (two-plane
+//! separators, since S reaches two cells) and an approximate-minimum-degree order elsewhere (on
+//! 2D grids it fills in less; measured in the README); the symbolic factorisation,
+//! the factor's storage and the workspace are reused for every iteration and step on a mesh.
+//! Solves are refined iteratively. A row that vanishes identically (a cell that exchanges no
+//! mass) is pinned: δφ_K = 0.
+//!
+//! ## Entropy without a cap: Newton on the dual function
+//! With β > 0 the entropy keeps ρ > 0, and ρ can be eliminated exactly: ρ_K(φ) solves the cell
+//! law g(ρ_K) = s_K(φ), g = f' − μ_F/ρ (closed form e^{s/β − 1} where the floor barrier is
+//! negligible). The floor μ_F = 0.1 tol² ρ_s E_s only keeps far tails representable (ρ ≥ μ_F/|s|
+//! instead of an underflow to 0, which made S singular). This leaves the concave dual function
+//!
+//! ```text
+//! ψ(φ) = Σ_K |K| [f(ρ_K) + V_K ρ_K − μ_F ln ρ_K] + (1/τ) Σ_K |K| φ_K (ρ_K − ρⁿ_K)
+//!        − (1/(2τ)) Σ_σ T_σ θ_σ (φ_L − φ_K)²,   ∇ψ = r_p/τ,   ∇²ψ = −S,
+//! ```
+//!
+//! maximised by Newton's method with an Armijo line search on ψ itself. ψ is an exact merit
+//! function: it increases at every accepted step and is bounded by the primal optimum, so no
+//! step can diverge; a change of ψ below its round-off (10 ε Σ|terms| at the current point) is
+//! no change. Convergence is quadratic (warm steps 4–10 iterations). If the ascent fails (a
+//! stiff step far from its Gibbs state, where ψ grows like e^{s/β}), the interior point below
+//! takes over from its own cold start, recorded in the notes.
+//!
+//! ## Bounds that matter: primal–dual interior point
+//! Without entropy, or with a cap, (ρ, G, φ, λ, ν) are iterated together, the gap ρ_max − ρ
+//! kept as its own variable (exact even within an ulp of the cap). The complementarity
+//! conditions are relaxed to λ_K ρ_K = μ|K|, ν_K(ρ_max − ρ_K) = μ|K| (with entropy, the lower
+//! one stays at μ_F: it cannot be active). Each iteration factorises S once and solves it three
+//! times: Mehrotra's affine (μ = 0) predictor sets the target μ_t = σ μ_c, σ = (μ_aff/μ_c)³,
+//! μ_c the average complementarity; the corrector adds the predictor's second-order term δλ δρ;
+//! the plain Newton direction to μ_t is kept as an alternative.
+//!
+//! Globalisation (path following in a wide neighbourhood): the step starts at the
+//! fraction to the boundary (0.99, common to primal and dual) and is halved until (i) the
+//! weighted KKT residual ‖W(r_ρ, r_G, r_p)‖₂ decreases by the Armijo fraction, W turning each
+//! residual into a density error (see the stopping rule), and (ii) every complementarity
+//! product stays above 10⁻³ times their average. (i) cannot accept a diverging step; (ii) keeps
+//! the iterates centred, without which cells at a free boundary collapse to 10⁻²⁰ and block
+//! every later step. A barrier-objective merit was tried first and rejected: along the
+//! primal–dual direction it is not consistent with the Newton model when μ changes each
+//! iteration (measured: steps cut to 10⁻³ for tens of iterations).
+//!
+//! Active-set finish: interior points converge only linearly at degenerate cells (ρ and λ both
+//! → 0 at a free boundary, where complementarity measures √μ). Once μ ≤ 10⁻⁸ ρ_s E_s, the cells
+//! with ρ_K/ρ_s ≤ λ_K/(|K| E_s) are held at 0 (and likewise at the cap), the barrier is dropped,
+//! and the smooth equality-constrained problem left is solved by Newton's method (quadratic,
+//! 3–6 iterations). The result is accepted only if complementary: free densities in [0, ρ_max]
+//! and the multipliers of held cells, read off their ρ-rows, ≥ 0 (to tol); otherwise cells are
+//! exchanged (primal–dual active set, at most 3 rounds) or the interior point goes on. The
+//! potential of held cells that exchange no mass is not determined by the step; it is set to
+//! make their multipliers nonnegative (Gauss–Seidel on a concave quadratic per cell).
+//!
+//! ## The stopping rule and its round-off floor
+//! Every residual is translated into the density error that would absorb it, relative to
+//! ρ_s = max ρⁿ: the mass balance |r_p,K|/(|K| ρ_s); stationarity in ρ through the cheaper of ρ_K
+//! (|r_ρ,K|/(D_K ρ_s)) and φ_K (|r_ρ,K| τ Σ_σ T_σ θ_σ/(|K|² ρ_s)); the flux relation through the
+//! flux it changes, |r_G,σ| τ T_σ θ_σ/(min(|K|,|L|) ρ_s); the natural complementarity residual
+//! min(ρ_K/ρ_s, λ_K/(|K| E_s)) (E_s = β + osc V + f'_porous(ρ_s)); the relative total mass. The
+//! step has converged when each is ≤ max(tol, its floor), where the floor is the round-off of
+//! evaluating it, derived from the data: (4d + 4) ε × the sum of the absolute values of the
+//! terms of that residual (for the flux relation ε(|w| + |φ_K| + |φ_L|): φ ~ τ E grows with τ
+//! and the 1/h² of the scaling grows with N). A residual at its floor cannot be reduced by any
+//! iteration and counts as converged; the step's notes then say so. When the iteration stops
+//! without converging, the error names the residual furthest above its target, with its value,
+//! tol and floor (`IterateDiagnostics::limiting`).
+//!
+//! Why refined OU 1D used to stall ("primal residual 2.4e-10, creeping ~1 % per iteration"): the
+//! old dual Newton added 10⁻¹⁰ × the mean diagonal to S to keep it definite where ρ underflowed.
+//! In tail cells (ρ ~ 10⁻¹⁰) that shift exceeds the matrix's own diagonal, so their Newton steps
+//! were damped by diag/(diag + shift) ~ 1 %: linear convergence at the tolerance's level.
+//! Removing the shift (the floor barrier keeps S definite; the scaled Cholesky handles its
+//! dynamic range) restores quadratic convergence; the round-off floor was not the cause.
+//!
+//! ## Warm starts
+//! A warm start's potential is validated (length, finite values) and used only when its
+//! densities ρ(φ) are at least as close to ρⁿ (in max |ln ρ/ρⁿ|) as the best cold start's; a
+//! warm-started solve that fails is repeated from the cold start. Each decision is recorded in
+//! the step's notes. Cold starts try the first-order guess φ = −λ τ (f'(ρⁿ) + V), exact as
+//! τ → 0, for λ ∈ [0, 1] and floors on ρⁿ, and keep the one closest to ρⁿ.
 //!
 //! ## Example
 //! The discrete Gibbs state ρ_K ∝ e^{−V_K/β} is an exact fixed point of the discrete step
@@ -61,11 +150,21 @@
 //! ```
 
 #![warn(missing_docs)]
+// `NewtonError::NotConverged` carries the iteration history and the last iterate's diagnostics by
+// value (what a failure must say); failures are rare, so the size of the `Err` variant is not a
+// cost worth an extra indirection in every signature.
+#![allow(clippy::result_large_err)]
+// Cell loops read and write several parallel per-cell arrays (ρ, λ, ν, the held flags) by the cell
+// number, which is also the index into the mesh's face lists.
+#![allow(clippy::needless_range_loop)]
 
 mod cell;
+mod ipm;
+mod kkt;
+mod ordering;
 mod params;
 mod solver;
 mod system;
 
-pub use params::{Factorization, NewtonParams};
-pub use solver::{FailureReason, IterateDiagnostics, NewtonError, NewtonSolver};
+pub use params::{Factorization, NewtonParams, Ordering};
+pub use solver::{Factorisation, FailureReason, IterateDiagnostics, NewtonError, NewtonSolver};

@@ -1,8 +1,11 @@
-//! The damped Newton iteration on the reduced (dual) problem in φ.
+//! The solver: start points (cold, warm with validation), the interior-point loop with its
+//! merit-function line search, failures that say why, and the `StepSolver` interface.
 
 use crate::cell::CellLaw;
+use crate::ipm;
+use crate::kkt::{Errors, Point, Problem};
 use crate::params::NewtonParams;
-use crate::system::{LinearFailure, ReducedSystem};
+use crate::system::ReducedSystem;
 use jko_core::{
     EnergyTerm, InputError, JkoStep, Mesh, StepError, StepInfo, StepOutput, StepSolver, StepStatus,
     WarmStart,
@@ -31,8 +34,10 @@ use thiserror::Error;
 ///         assert_eq!(reason, FailureReason::MaxIterations);
 ///         assert_eq!(iterations, 1);
 ///         assert!(residual > 1e-10);
-///         // ρ(φ) > 0 holds at every iterate, converged or not.
+///         // 0 < ρ holds at every iterate, converged or not, and the report names the
+///         // residual that was still above the tolerance.
 ///         assert!(diagnostics.min_rho > 0.0 && diagnostics.max_rho >= diagnostics.min_rho);
+///         assert!(!diagnostics.limiting.is_empty());
 ///     }
 ///     other => panic!("expected MaxIterations, got {other:?}"),
 /// }
@@ -43,11 +48,12 @@ use thiserror::Error;
 pub enum FailureReason {
     /// `max_iter` iterations without reaching the tolerance.
     MaxIterations,
-    /// The line search found no acceptable step (smallest step tried in the diagnostics).
+    /// The merit-function line search found no acceptable step (smallest step tried in the
+    /// diagnostics).
     LineSearch,
     /// The sparse factorisation failed or produced a non-finite direction.
     LinearSolver(String),
-    /// No admissible starting point: the cell law has no solution at the initial potential.
+    /// No admissible starting point (the merit function is not finite there).
     Domain,
 }
 
@@ -69,14 +75,15 @@ impl fmt::Display for FailureReason {
 ///
 /// let d = IterateDiagnostics {
 ///     mass_residual: 1e-3, mu: 0.0, min_rho: 0.2, max_rho: 1.5, mass_error: 1e-12, last_step: 1.0,
+///     limiting: "mass balance 1.0e-3 (round-off floor 1.0e-15)".into(),
 /// };
 /// assert!(d.min_rho <= d.max_rho);
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct IterateDiagnostics {
-    /// Scaled mass-balance residual max_K |r_K| τ / (|K| max ρⁿ).
+    /// Scaled mass-balance residual max_K |r_K| / (|K| max ρⁿ).
     pub mass_residual: f64,
-    /// Scaled barrier parameter (0 without a barrier).
+    /// Barrier parameter μ of the last iterate, relative to max ρⁿ × the energy scale.
     pub mu: f64,
     /// Smallest cell density min_K ρ_K of the last iterate.
     pub min_rho: f64,
@@ -86,6 +93,9 @@ pub struct IterateDiagnostics {
     pub mass_error: f64,
     /// Last accepted (or smallest tried) line-search step.
     pub last_step: f64,
+    /// The residual furthest above its target (tol or its round-off floor), with its value
+    /// and floor: what kept the iteration from stopping.
+    pub limiting: String,
 }
 
 /// A failed Newton step, with its residual history and the last iterate's diagnostics.
@@ -104,12 +114,14 @@ pub struct IterateDiagnostics {
 ///     history: vec![1e-1, 3e-4],
 ///     diagnostics: IterateDiagnostics {
 ///         mass_residual: 3e-4, mu: 0.0, min_rho: 0.1, max_rho: 2.0, mass_error: 0.0, last_step: 1e-12,
+///         limiting: "mass balance 3.0e-4 (round-off floor 1.0e-15)".into(),
 ///     },
 /// };
 /// match StepError::from(e) {
 ///     StepError::NotConverged { solver, status, iterations, history, .. } => {
 ///         assert_eq!(solver, "newton");
 ///         assert!(status.starts_with("line search failed"));
+///         assert!(status.contains("mass balance"));
 ///         assert_eq!((iterations, history.len()), (7, 2));
 ///     }
 ///     other => panic!("unexpected {other:?}"),
@@ -122,17 +134,18 @@ pub enum NewtonError {
     Input(#[from] InputError),
     #[error(
         "newton: {reason} after {iterations} iterations (scaled residual {residual:.3e}, \
-         mu {mu:.1e}, rho in [{min:.3e}, {max:.3e}], mass error {merr:.1e}, last step {step:.1e})",
-        mu = diagnostics.mu, min = diagnostics.min_rho, max = diagnostics.max_rho,
-        merr = diagnostics.mass_error, step = diagnostics.last_step
+         limited by {limiting}; mu {mu:.1e}, rho in [{min:.3e}, {max:.3e}], mass error \
+         {merr:.1e}, last step {step:.1e})",
+        limiting = diagnostics.limiting, mu = diagnostics.mu, min = diagnostics.min_rho,
+        max = diagnostics.max_rho, merr = diagnostics.mass_error, step = diagnostics.last_step
     )]
     /// The iteration stopped before the tolerance was met; no result is returned.
     NotConverged {
         /// Why it stopped.
         reason: FailureReason,
-        /// Newton iterations done (over all barrier levels).
+        /// Newton iterations done.
         iterations: usize,
-        /// Final scaled residual (the quantity compared with `tol`).
+        /// Final scaled residual (the largest of the scaled KKT residuals).
         residual: f64,
         /// Scaled residual after each iteration.
         history: Vec<f64>,
@@ -154,7 +167,8 @@ impl From<NewtonError> for StepError {
             } => StepError::NotConverged {
                 solver: "newton".into(),
                 status: format!(
-                    "{reason}; last iterate: rho in [{:.3e}, {:.3e}], mass error {:.1e}, mu {:.1e}, step {:.1e}",
+                    "{reason}: {}; last iterate: rho in [{:.3e}, {:.3e}], mass error {:.1e}, mu {:.1e}, step {:.1e}",
+                    diagnostics.limiting,
                     diagnostics.min_rho,
                     diagnostics.max_rho,
                     diagnostics.mass_error,
@@ -170,24 +184,40 @@ impl From<NewtonError> for StepError {
     }
 }
 
-/// Scaled μ below which the barrier path hands over to the semismooth Newton finish at μ = 0.
-const POLISH_MU: f64 = 1e-9;
-/// Iterations allowed to the semismooth finish before it hands back to the barrier path.
-const POLISH_ITERATIONS: usize = 15;
+/// One timed numeric factorisation of a step's Newton matrix ([`NewtonSolver::factorisation`]).
+///
+/// ```rust
+/// use jko_newton::Factorisation;
+///
+/// let f = Factorisation { seconds: 2e-3, matrix_nonzeros: 1000, factor_nonzeros: 4000 };
+/// assert!(f.factor_nonzeros >= f.matrix_nonzeros);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Factorisation {
+    /// Wall time of the numeric factorisation (symbolic factorisation reused).
+    pub seconds: f64,
+    /// Stored nonzeros of S (lower triangle for Cholesky).
+    pub matrix_nonzeros: usize,
+    /// Stored nonzeros of its Cholesky factor (0 for LU).
+    pub factor_nonzeros: usize,
+}
 
-/// Reduced systems are reused while the mesh stays the same.
+/// Reduced systems (pattern, ordering, symbolic factorisation) are reused while the mesh stays
+/// the same.
 struct Cache {
     n: usize,
     faces: Vec<(usize, usize, f64)>,
     system: ReducedSystem,
 }
 
-/// The Newton backend (`"newton"`): docs/mathematics.md §2.1 solved on its optimality system.
+/// The Newton backend (`"newton"`): docs/mathematics.md §2.1 solved by a primal–dual interior-point Newton
+/// method on its optimality system (see the crate docs).
 ///
 /// Treats entropy, porous medium, potential, frozen interaction and the congestion bound
-/// ρ ≤ ρ_max. The reduced system's sparsity pattern and symbolic factorisation are cached
-/// and reused while the mesh stays the same, so one solver should be kept across steps.
-/// [`StepSolver::step`] adds the `fallback_halving` retries to [`NewtonSolver::solve`].
+/// ρ ≤ ρ_max, and any combination, including no internal energy at all. The reduced system's
+/// sparsity pattern, ordering and symbolic factorisation are cached and reused while the mesh
+/// stays the same, so one solver should be kept across steps. [`StepSolver::step`] adds the
+/// `fallback_halving` retries to [`NewtonSolver::solve`].
 ///
 /// ```rust
 /// use jko_core::{Energy, JkoStep, Mesh, StepSolver, StepStatus};
@@ -204,7 +234,7 @@ struct Cache {
 /// let out = solver.step(&problem, None)?;
 /// assert_eq!(out.info.status, StepStatus::Solved);
 /// assert!((mesh.mass(&out.rho) - mesh.mass(&rho0)).abs() < 1e-9);
-/// assert!(out.rho.iter().all(|&r| r > 0.0 && r <= 2.0 + 1e-9));
+/// assert!(out.rho.iter().all(|&r| r > 0.0 && r <= 2.0));
 /// // Energy inequality of an exact minimiser: F(ρ¹) + W²/(2τ) ≤ F(ρ⁰).
 /// assert!(frozen.value(&mesh, &out.rho) + out.info.kinetic / 0.1 <= frozen.value(&mesh, &rho0));
 /// # Ok(())
@@ -254,8 +284,10 @@ impl NewtonSolver {
     ///
     /// Unlike [`StepSolver::step`] it does not check which energy terms are present (every
     /// term of [`jko_core::StepEnergy`] is treated) and does not retry with half steps.
-    /// `warm` may carry the previous step's potential φ (and density), which shortens the
-    /// iteration when consecutive steps are close.
+    /// `warm` may carry the previous step's potential φ; it is validated (length, finite
+    /// values), used only when its starting point is better than the cold one, and a
+    /// warm-started solve that fails is repeated from the cold start. Each of these decisions is
+    /// recorded in the step's notes.
     ///
     /// # Errors
     /// [`NewtonError::NotConverged`] with the reason, the residual history and the last
@@ -273,7 +305,7 @@ impl NewtonSolver {
     /// let solver = NewtonSolver::new(NewtonParams::default())?;
     /// let first = solver.solve(&problem, None)?;
     /// assert!((mesh.mass(&first.rho) - mesh.mass(&rho0)).abs() < 1e-9);
-    /// // Warm started from its own solution, the same step converges at once to the same ρ.
+    /// // Warm started from its own solution, the same step converges faster to the same ρ.
     /// let again = solver.solve(&problem, Some(&WarmStart::from(&first)))?;
     /// assert!(again.info.iterations <= first.info.iterations);
     /// assert!((&again.rho - &first.rho).iter().all(|d| d.abs() < 1e-8));
@@ -286,7 +318,64 @@ impl NewtonSolver {
         warm: Option<&WarmStart>,
     ) -> Result<StepOutput, NewtonError> {
         let start = Instant::now();
-        let mesh = problem.mesh;
+        let (faces, mut guard) = self.system_for(problem.mesh)?;
+        let cache = guard
+            .as_mut()
+            .ok_or_else(|| InputError::InvalidMesh("internal: reduced system missing".into()))?;
+        let mut run = Run::new(problem, &faces, &self.params, &mut cache.system);
+        let mut out = run.solve(warm)?;
+        out.info.wall_time = start.elapsed().as_secs_f64();
+        Ok(out)
+    }
+
+    /// One numeric factorisation of this step's Newton matrix S (assembled at the step's cold
+    /// start; the symbolic factorisation is the one every step on this mesh reuses), timed,
+    /// with the sizes of S and of its factor: the unit a step's time is compared with in the
+    /// benches (a warm step costs about its number of iterations in factorisations).
+    ///
+    /// # Errors
+    /// [`NewtonError::NotConverged`] with [`FailureReason::LinearSolver`] or
+    /// [`FailureReason::Domain`] when the matrix cannot be built or factorised.
+    ///
+    /// ```rust
+    /// use jko_core::{Energy, JkoStep, Mesh, Potential};
+    /// use jko_newton::{NewtonParams, NewtonSolver};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mesh = Mesh::grid(&[16, 16], &[-3.0, -3.0], &[3.0, 3.0])?;
+    /// let rho0 = mesh.sample(|x| (-(x[0] * x[0] + x[1] * x[1])).exp());
+    /// let energy = Energy::fokker_planck(1.0, Potential::Quadratic { center: vec![0.0; 2], stiffness: 1.0 });
+    /// let frozen = energy.freeze(&mesh, &rho0)?;
+    /// let problem = JkoStep::new(&mesh, &rho0, 0.1, &frozen)?;
+    /// let f = NewtonSolver::new(NewtonParams::default())?.factorisation(&problem)?;
+    /// // 13-point stencil: 7 stored entries per row of the lower triangle, fewer at the walls.
+    /// assert!(f.matrix_nonzeros <= 7 * 256 && f.factor_nonzeros >= f.matrix_nonzeros);
+    /// assert!(f.seconds > 0.0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn factorisation(&self, problem: &JkoStep<'_>) -> Result<Factorisation, NewtonError> {
+        let (faces, mut guard) = self.system_for(problem.mesh)?;
+        let cache = guard
+            .as_mut()
+            .ok_or_else(|| InputError::InvalidMesh("internal: reduced system missing".into()))?;
+        let mut run = Run::new(problem, &faces, &self.params, &mut cache.system);
+        run.time_factorisation()
+    }
+
+    /// The cached reduced system for this mesh (built when the mesh or the linear algebra
+    /// parameters change), with the face list.
+    #[allow(clippy::type_complexity)]
+    fn system_for(
+        &self,
+        mesh: &Mesh,
+    ) -> Result<
+        (
+            Vec<(usize, usize, f64)>,
+            std::sync::MutexGuard<'_, Option<Cache>>,
+        ),
+        NewtonError,
+    > {
         let faces: Vec<(usize, usize, f64)> = mesh
             .faces()
             .iter()
@@ -294,37 +383,19 @@ impl NewtonSolver {
             .collect();
         let mut guard = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         let reuse = matches!(&*guard, Some(c) if c.n == mesh.n_cells() && c.faces == faces
-            && c.system.factorization() == self.params.factorization);
+            && c.system.factorization() == self.params.factorization
+            && c.system.ordering() == self.params.ordering);
         if !reuse {
-            let system = ReducedSystem::new(mesh, self.params.factorization).map_err(|e| {
-                NewtonError::NotConverged {
-                    reason: FailureReason::LinearSolver(e.0),
-                    iterations: 0,
-                    residual: f64::INFINITY,
-                    history: Vec::new(),
-                    diagnostics: IterateDiagnostics {
-                        mass_residual: f64::INFINITY,
-                        mu: 0.0,
-                        min_rho: f64::NAN,
-                        max_rho: f64::NAN,
-                        mass_error: f64::NAN,
-                        last_step: 0.0,
-                    },
-                }
-            })?;
+            *guard = None;
+            let system = ReducedSystem::new(mesh, self.params.factorization, self.params.ordering)
+                .map_err(|e| linear_setup_failure(e.0))?;
             *guard = Some(Cache {
                 n: mesh.n_cells(),
                 faces: faces.clone(),
                 system,
             });
         }
-        let cache = guard
-            .as_mut()
-            .ok_or_else(|| InputError::InvalidMesh("internal: reduced system missing".into()))?;
-        let mut newton = Newton::new(problem, &faces, &self.params, &mut cache.system);
-        let mut out = newton.run(warm)?;
-        out.info.wall_time = start.elapsed().as_secs_f64();
-        Ok(out)
+        Ok((faces, guard))
     }
 
     fn step_with_fallback(
@@ -387,6 +458,24 @@ impl NewtonSolver {
     }
 }
 
+fn linear_setup_failure(message: String) -> NewtonError {
+    NewtonError::NotConverged {
+        reason: FailureReason::LinearSolver(message),
+        iterations: 0,
+        residual: f64::INFINITY,
+        history: Vec::new(),
+        diagnostics: IterateDiagnostics {
+            mass_residual: f64::INFINITY,
+            mu: 0.0,
+            min_rho: f64::NAN,
+            max_rho: f64::NAN,
+            mass_error: f64::NAN,
+            last_step: 0.0,
+            limiting: "the symbolic factorisation".into(),
+        },
+    }
+}
+
 impl fmt::Debug for NewtonSolver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NewtonSolver")
@@ -422,14 +511,14 @@ impl StepSolver for NewtonSolver {
     /// From `ReducedSystem::new` and the iteration (n cells, F faces, s = 1 + faces per
     /// cell): the face list (24 B per face, twice: cached and per step), the stencils (8 B ×
     /// n·s) and per-cell pair positions (8 B × n·s²), the column lists built once (up to 2 × 8
-    /// B × n·s²/2 with Vec growth, plus a 24 B header per cell), the pattern and values of S
-    /// (16 B per stored nonzero, n·(1 + s₂)/2 with s₂ = 2s − 2 + 2·(s−1)(s−3)/4 cells within
-    /// distance two, the 2·d² − d + … of a grid: 4, 12, 24 in 1D–3D), ~30 cell vectors of the
-    /// iteration, and the Cholesky factor: the nested-dissection model
-    /// [`jko_core::step::factor_nonzeros`] with 8 B per nonzero, doubled for faer's AMD
-    /// ordering, supernodal fronts and the symbolic factor cloned per factorisation (LU:
-    /// doubled again). That sum was 0.56–1.0 of the measured peak of one step
-    /// (examples/memory_estimate.rs: 1D–3D, 10⁴–2.6·10⁵ cells), so it is doubled.
+    /// B × n·s²/2 with Vec growth, plus a 24 B header per cell), the pattern, values, scaled
+    /// values and row/column indices of S (40 B per stored nonzero, n·(1 + s₂)/2 with s₂ = 2s
+    /// − 2 + 2·(s−1)(s−3)/4 cells within distance two, the 2·d² − d + … of a grid: 4, 12, 24
+    /// in 1D–3D), ~40 cell vectors and ~12 face vectors of the iteration, and the Cholesky
+    /// factor: the nested-dissection model [`jko_core::step::factor_nonzeros`] with 8 B per
+    /// nonzero, doubled for the supernodal structure and the factorisation workspace (LU:
+    /// doubled again). Checked against the measured peak of one step by
+    /// `examples/memory_estimate.rs` (README).
     fn memory_estimate(&self, mesh: &Mesh, _terms: &[EnergyTerm]) -> Option<u64> {
         let n = mesh.n_cells() as f64;
         let nf = mesh.faces().len() as f64;
@@ -458,47 +547,53 @@ impl StepSolver for NewtonSolver {
             + 8.0 * n * s * s
             + 16.0 * n * s * s / 2.0
             + 24.0 * n
-            + 16.0 * nnz_s * lu
-            + 30.0 * 8.0 * n
+            + 40.0 * nnz_s * lu
+            + 40.0 * 8.0 * n
+            + 12.0 * 8.0 * nf
             + factor;
         Some((2.0 * bytes) as u64)
     }
 }
 
-/// State of one Newton solve.
-struct Newton<'a> {
-    mesh: &'a Mesh,
-    faces: &'a [(usize, usize, f64)],
-    vols: &'a [f64],
-    potential: Vec<f64>,
-    rho_prev: &'a Array1<f64>,
-    tau: f64,
-    law: CellLaw,
+/// Which start a solve used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    Cold,
+    Warm,
+}
+
+/// Armijo constant of the line search on the dual function.
+const ARMIJO: f64 = 1e-4;
+/// Smallest line-search step before the search is declared failed.
+const MIN_STEP: f64 = 1e-12;
+
+/// One solve: the problem in the iteration's form and the reusable linear system.
+struct Run<'a> {
+    p: Problem<'a>,
     params: &'a NewtonParams,
     system: &'a mut ReducedSystem,
-    problem: &'a JkoStep<'a>,
-    /// max ρⁿ: density scale.
-    rho_scale: f64,
-    /// Energy per unit mass scale (β, porous pressure, potential range).
-    energy_scale: f64,
-    /// Current barrier parameter, scaled (μ_abs = mu · energy_scale · rho_scale).
-    mu: f64,
-    /// Time spent in factorisation and substitution.
+    /// Whether a bound needs the interior point: no entropy (ρ ≥ 0 can be active), or a cap.
+    barrier: bool,
+    /// Smallest barrier parameter when no finish is possible: 0.1 tol² ρ_s E_s, whose
+    /// perturbation of ρ is below tol ρ_s even at a degenerate free-boundary cell (√μ).
+    mu_min: f64,
     linear_time: f64,
+    factorisations: usize,
+    notes: Vec<String>,
 }
 
-/// An iterate: φ and the densities it determines, with the gradient of the dual function.
-#[derive(Clone)]
-struct Point {
-    phi: Vec<f64>,
+/// Result of one iteration run from a start point.
+struct Converged {
     rho: Vec<f64>,
-    grad: Vec<f64>,
-    value: f64,
-    value_scale: f64,
-    residual: f64,
+    flux: Vec<f64>,
+    phi: Vec<f64>,
+    mu: f64,
+    errors: Errors,
+    iterations: usize,
+    history: Vec<f64>,
 }
 
-impl<'a> Newton<'a> {
+impl<'a> Run<'a> {
     fn new(
         problem: &'a JkoStep<'a>,
         faces: &'a [(usize, usize, f64)],
@@ -507,128 +602,408 @@ impl<'a> Newton<'a> {
     ) -> Self {
         let mesh = problem.mesh;
         let n = mesh.n_cells();
-        let law = CellLaw::new(problem.energy);
-        let potential = problem
-            .energy
+        let e = problem.energy;
+        let potential = e
             .potential
             .as_ref()
             .map_or_else(|| vec![0.0; n], |v| v.to_vec());
-        let rho_scale = problem.rho_prev.iter().cloned().fold(0.0, f64::max);
+        let rho_prev = problem.rho_prev.to_vec();
+        let rho_scale = rho_prev.iter().cloned().fold(0.0, f64::max);
         let (vmin, vmax) = potential
             .iter()
             .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
                 (a.min(v), b.max(v))
             });
-        let mut energy_scale = (vmax - vmin).max(0.0);
-        if let Some(b) = law.beta {
-            energy_scale += b;
+        let mut e_scale = (vmax - vmin).max(0.0);
+        if let Some(b) = e.entropy {
+            e_scale += b;
         }
-        if let Some(m) = law.m {
-            energy_scale += m * rho_scale.powf(m - 1.0) / (m - 1.0);
+        if let Some(m) = e.porous {
+            e_scale += m * rho_scale.powf(m - 1.0) / (m - 1.0);
         }
-        if !(energy_scale > 0.0 && energy_scale.is_finite()) {
-            energy_scale = 1.0;
+        if !(e_scale > 0.0 && e_scale.is_finite()) {
+            // No energy: the work of moving mass by one cell in time τ.
+            e_scale = mesh.min_distance().powi(2) / problem.tau;
         }
-        let mu = if law.has_barrier() {
-            params.mu_initial
-        } else {
-            0.0
-        };
-        Newton {
-            mesh,
-            faces,
-            vols: mesh.volumes(),
-            potential,
-            rho_prev: problem.rho_prev,
-            tau: problem.tau,
-            law,
+        // The interior point drives both bounds whenever one of them matters; with entropy
+        // alone the lower bound's barrier stays at its floor.
+        let barrier = e.entropy.is_none() || e.max_density.is_some();
+        let lower_active = barrier;
+        let mu_min = 0.1 * params.tol * params.tol * rho_scale * e_scale;
+        Run {
+            p: Problem {
+                mesh,
+                faces,
+                vols: mesh.volumes(),
+                potential,
+                rho_prev,
+                tau: problem.tau,
+                law: CellLaw {
+                    beta: e.entropy,
+                    m: e.porous,
+                    rho_max: e.max_density,
+                },
+                rho_scale,
+                e_scale,
+                mass: problem.mass(),
+                mu_floor: mu_min,
+                lower_active,
+            },
             params,
             system,
-            problem,
-            rho_scale,
-            energy_scale,
-            mu,
+            barrier,
+            mu_min,
             linear_time: 0.0,
+            factorisations: 0,
+            notes: Vec::new(),
         }
     }
 
-    fn mu_abs(&self) -> f64 {
-        self.mu * self.energy_scale * self.rho_scale
+    fn scale(&self) -> f64 {
+        self.p.rho_scale * self.p.e_scale
     }
 
-    /// s_K = −V_K − φ_K/τ + Q_K/|K|, Q_K = (1/(4τ)) Σ_σ∋K T_σ (φ_L − φ_K)².
-    fn chemical_potential(&self, phi: &[f64]) -> Vec<f64> {
-        let mut q = vec![0.0; phi.len()];
-        for &(k, l, t) in self.faces {
-            let d = phi[l] - phi[k];
-            let e = t * d * d / (4.0 * self.tau);
-            q[k] += e;
-            q[l] += e;
+    /// Initial barrier parameter of a start (0 when no bound needs one).
+    fn mu0(&self, start: Start) -> f64 {
+        if !self.barrier {
+            return 0.0;
         }
-        (0..phi.len())
-            .map(|k| -self.potential[k] - phi[k] / self.tau + q[k] / self.vols[k])
-            .collect()
+        let relative = match start {
+            Start::Cold => self.params.mu_initial,
+            Start::Warm => self.params.mu_initial * 1e-4,
+        };
+        (relative * self.scale()).max(self.mu_min)
     }
 
-    /// The densities ρ(φ) solving the cell equations, or None outside the dual domain.
-    fn densities(&self, phi: &[f64], guess: &[f64]) -> Option<Vec<f64>> {
-        let s = self.chemical_potential(phi);
-        let mu = self.mu_abs();
-        s.iter()
-            .zip(guess)
-            .map(|(&s, &g)| self.law.density(s, mu, g))
-            .collect()
+    /// The point at φ, shifting φ by a constant when the cell law has no solution somewhere
+    /// (without internal energy and without a cap, g < 0, so s_K must be negative).
+    fn admissible(&self, mut phi: Vec<f64>, mu: f64) -> Option<Point> {
+        let p = &self.p;
+        if let Some(pt) = p.point(phi.clone(), mu, None) {
+            return Some(pt);
+        }
+        let s_max = p
+            .chemical_potential(&phi)
+            .into_iter()
+            .fold(f64::NEG_INFINITY, f64::max);
+        if s_max.is_finite() {
+            let shift = p.tau * (s_max.max(0.0) + p.e_scale);
+            phi.iter_mut().for_each(|v| *v += shift);
+            return p.point(phi, mu, None);
+        }
+        None
     }
 
-    /// Complete a point: gradient g = ∂Φ/∂φ, dual value ψ(φ) = Φ(ρ(φ), φ) and residual.
-    fn point(&self, phi: Vec<f64>, rho: Vec<f64>) -> Point {
-        let n = phi.len();
-        let tau = self.tau;
-        let mu = self.mu_abs();
-        let mut grad = vec![0.0; n];
-        let mut kinetic = 0.0;
-        for &(k, l, t) in self.faces {
-            let g = t * 0.5 * (rho[k] + rho[l]) * (phi[l] - phi[k]);
-            grad[k] += g;
-            grad[l] -= g;
-            kinetic += g * (phi[l] - phi[k]);
+    /// Cold start: the first-order guess φ = −λ τ (f'(ρ⁰) + V), exact as τ → 0, tried with
+    /// floors on ρⁿ and scaled by λ ∈ [0, 1]. Where the step moves mass far (steep V or steep
+    /// tails of ρⁿ: τ|∇(f'(ρ) + V)|² ≫ β) the full guess has large jumps whose quadratic term
+    /// Q makes ρ(φ) = exp(s/β − 1) explode (to 5e36 on the quartic-1d example); scaling by λ
+    /// interpolates between ρⁿ and the Gibbs state. The candidate whose densities are closest
+    /// to ρⁿ in max_K |ln(ρ_K(φ)/ρ⁰_K)| is kept (ties: the larger dual value).
+    fn cold_start(&self) -> Option<Point> {
+        let p = &self.p;
+        let n = p.n();
+        let mu = self.mu0(Start::Cold);
+        let mean = p.mass / p.mesh.domain_volume();
+        let regularised = |fraction: f64| -> Vec<f64> {
+            let mut floor = fraction * mean;
+            if let Some(c) = p.law.rho_max {
+                floor = floor.min(fraction * c);
+            }
+            p.rho_prev
+                .iter()
+                .map(|&r| {
+                    let r = r.max(floor);
+                    match p.law.rho_max {
+                        Some(c) => r.min(c - floor),
+                        None => r,
+                    }
+                })
+                .collect()
+        };
+        let rho0 = regularised(1e-3);
+        let mut best: Option<(f64, Point)> = None;
+        for fraction in [1e-3, 1e-1, 1.0] {
+            let rho = regularised(fraction);
+            for lambda in [1.0, 0.75, 0.5, 0.25, 0.125, 0.0] {
+                let phi = (0..n)
+                    .map(|k| -lambda * p.tau * (p.law.f1(rho[k]) + p.potential[k]))
+                    .collect();
+                if let Some(pt) = self.admissible(phi, mu) {
+                    let spread = log_spread(&pt, &rho0);
+                    let better = best.as_ref().is_none_or(|(bs, b)| {
+                        spread < *bs || (spread == *bs && pt.value > b.value)
+                    });
+                    if better {
+                        best = Some((spread, pt));
+                    }
+                }
+            }
         }
-        let mut value = -kinetic / (2.0 * tau);
-        let mut value_scale = kinetic.abs() / (2.0 * tau);
-        let mut residual: f64 = 0.0;
-        for k in 0..n {
-            let v = self.vols[k];
-            let change = v * (rho[k] - self.rho_prev[k]);
-            grad[k] = (change + grad[k]) / tau;
-            residual = residual.max(grad[k].abs() * tau / (v * self.rho_scale));
-            let local = v * (self.law.energy(rho[k], mu) + self.potential[k] * rho[k]);
-            let pair = phi[k] * change / tau;
-            value += local + pair;
-            value_scale += local.abs() + (v * phi[k] * (rho[k] + self.rho_prev[k]) / tau).abs();
+        best.map(|(_, pt)| pt)
+    }
+
+    fn solve(&mut self, warm: Option<&WarmStart>) -> Result<StepOutput, NewtonError> {
+        let n = self.p.n();
+        let cold = self.cold_start();
+        let mut start = cold.clone().map(|c| (c, Start::Cold));
+        if let Some(w) = warm.and_then(|w| w.potential.as_ref()) {
+            if w.len() != n {
+                self.notes.push(format!(
+                    "warm start ignored: its potential has {} values for {n} cells; cold start",
+                    w.len()
+                ));
+            } else if w.iter().any(|v| !v.is_finite()) {
+                self.notes
+                    .push("warm start ignored: its potential is not finite; cold start".into());
+            } else {
+                match self.admissible(w.to_vec(), self.mu0(Start::Warm)) {
+                    None => self.notes.push(
+                        "warm start rejected: no density solves the cell law at its potential; \
+                         cold start"
+                            .into(),
+                    ),
+                    Some(pt) => {
+                        let rho0: Vec<f64> = self.p.rho_prev.clone();
+                        let sw = log_spread(&pt, &rho0);
+                        let sc = cold
+                            .as_ref()
+                            .map_or(f64::INFINITY, |c| log_spread(c, &rho0));
+                        if sw <= sc {
+                            start = Some((pt, Start::Warm));
+                        } else {
+                            self.notes.push(format!(
+                                "warm start rejected: its densities are {sw:.1e} e-folds from \
+                                 the previous step's, the cold start's {sc:.1e}; cold start"
+                            ));
+                        }
+                    }
+                }
+            }
         }
-        if value.is_nan() {
-            residual = f64::INFINITY;
+        let Some((x0, kind)) = start else {
+            return Err(self.domain_failure());
+        };
+        let result = match self.iterate(x0) {
+            Err(first) if kind == Start::Warm => match cold {
+                Some(c) => {
+                    let again = self.iterate(c);
+                    if again.is_ok() {
+                        self.notes.push(format!(
+                            "warm-started solve failed ({first}); repeated from the cold start"
+                        ));
+                    }
+                    again.map(|c| (c, Start::Cold))
+                }
+                None => Err(first),
+            },
+            other => other.map(|c| (c, kind)),
+        };
+        let (c, kind) = result?;
+        if kind == Start::Warm {
+            self.notes
+                .insert(0, "warm start from the previous potential".into());
         }
-        Point {
-            phi,
-            rho,
-            grad,
-            value,
-            value_scale,
-            residual,
+        Ok(self.output(c))
+    }
+
+    /// Assemble the Newton matrix at the cold start and time one numeric factorisation.
+    fn time_factorisation(&mut self) -> Result<Factorisation, NewtonError> {
+        let pt = self.cold_start().ok_or_else(|| self.domain_failure())?;
+        let linear = |e: crate::system::LinearFailure| {
+            linear_setup_failure(format!("factorisation: {}", e.0))
+        };
+        if self.barrier {
+            let x = ipm::State::from_point(&self.p, &pt);
+            let res = self.p.pd_residuals(&x);
+            ipm::Linearisation::new(&self.p, &x, &res, self.system).map_err(linear)?;
+        } else {
+            self.p.newton_direction(&pt, self.system).map_err(linear)?;
+        }
+        let t0 = Instant::now();
+        self.system.factorize(0.0).map_err(linear)?;
+        Ok(Factorisation {
+            seconds: t0.elapsed().as_secs_f64(),
+            matrix_nonzeros: self.system.nnz(),
+            factor_nonzeros: self.system.factor_nnz(),
+        })
+    }
+
+    /// The iteration from a start point: the primal–dual interior point when a bound matters,
+    /// else Newton ascent on the dual function.
+    fn iterate(&mut self, pt: Point) -> Result<Converged, NewtonError> {
+        if self.barrier {
+            return self.iterate_ipm(pt);
+        }
+        match self.iterate_dual(pt) {
+            Ok(c) => Ok(c),
+            Err(first) => {
+                // The dual function of a stiff entropy step (far from its Gibbs state, small
+                // β) can defeat the damped Newton ascent from every start: the primal–dual
+                // interior point, which updates ρ linearly, takes over from its own cold start.
+                self.barrier = true;
+                self.p.lower_active = true;
+                let again = self
+                    .cold_start()
+                    .ok_or_else(|| self.domain_failure())
+                    .and_then(|x| self.iterate_ipm(x));
+                let spent = match &first {
+                    NewtonError::NotConverged { iterations, .. } => *iterations,
+                    NewtonError::Input(_) => 0,
+                };
+                again.map(|mut c| {
+                    self.notes.push(format!(
+                        "dual Newton failed ({first}); solved by the primal-dual interior point"
+                    ));
+                    c.iterations += spent;
+                    c
+                })
+            }
         }
     }
 
-    fn diagnostics(&self, p: &Point, last_step: f64) -> IterateDiagnostics {
-        let mass = self.problem.mass();
-        let m: f64 = self.vols.iter().zip(&p.rho).map(|(v, r)| v * r).sum();
-        IterateDiagnostics {
-            mass_residual: p.residual,
-            mu: self.mu,
-            min_rho: p.rho.iter().cloned().fold(f64::INFINITY, f64::min),
-            max_rho: p.rho.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
-            mass_error: ((m - mass) / mass).abs(),
-            last_step,
+    /// The primal–dual interior-point method from a (central) point.
+    fn iterate_ipm(&mut self, pt: Point) -> Result<Converged, NewtonError> {
+        let x = ipm::State::from_point(&self.p, &pt);
+        let result = ipm::run(
+            &self.p,
+            self.system,
+            x,
+            pt.mu,
+            self.mu_min,
+            self.params.tol,
+            self.params.max_iter,
+        );
+        match result {
+            Ok(r) => {
+                self.linear_time += r.linear_time;
+                self.factorisations += r.factorisations;
+                Ok(Converged {
+                    rho: r.x.rho,
+                    flux: r.x.g,
+                    phi: r.x.phi,
+                    mu: r.mu,
+                    errors: r.errors,
+                    iterations: r.iterations,
+                    history: r.history,
+                })
+            }
+            Err((stop, r)) => {
+                self.linear_time += r.linear_time;
+                self.factorisations += r.factorisations;
+                Err(self.fail_at(
+                    stop.reason,
+                    r.iterations,
+                    r.history,
+                    &stop.x.rho,
+                    stop.mu,
+                    &stop.errors,
+                    stop.last_step,
+                ))
+            }
+        }
+    }
+
+    /// Damped Newton ascent on the concave dual function ψ (entropy without a cap: ρ(φ) is the
+    /// exact cell law, whose lower barrier sits at its floor).
+    fn iterate_dual(&mut self, mut pt: Point) -> Result<Converged, NewtonError> {
+        let tol = self.params.tol;
+        let mut history = Vec::new();
+        let mut iterations = 0;
+        let mut last_step = 1.0;
+        loop {
+            let e = self.p.errors(&pt, tol);
+            history.push(e.total());
+            if e.excess <= 1.0 {
+                return Ok(Converged {
+                    rho: pt.cells.iter().map(|c| c.rho).collect(),
+                    flux: self.p.flux(&pt),
+                    phi: pt.phi,
+                    mu: pt.mu,
+                    errors: e,
+                    iterations,
+                    history,
+                });
+            }
+            if iterations == self.params.max_iter {
+                return Err(self.fail(
+                    FailureReason::MaxIterations,
+                    iterations,
+                    history,
+                    &pt,
+                    &e,
+                    last_step,
+                ));
+            }
+            iterations += 1;
+            self.factorisations += 1;
+            let (d, time) = match self.p.newton_direction(&pt, self.system) {
+                Ok(v) => v,
+                Err(err) => {
+                    return Err(self.fail(
+                        FailureReason::LinearSolver(err.0),
+                        iterations,
+                        history,
+                        &pt,
+                        &e,
+                        last_step,
+                    ));
+                }
+            };
+            self.linear_time += time;
+            match self.line_search(&pt, &d) {
+                Some((q, alpha)) => {
+                    pt = q;
+                    last_step = alpha;
+                }
+                None => {
+                    return Err(self.fail(
+                        FailureReason::LineSearch,
+                        iterations,
+                        history,
+                        &pt,
+                        &e,
+                        MIN_STEP,
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Backtracking (Armijo) on the concave dual function along φ + α d. A change below ψ's
+    /// round-off at the current point (10 ε × the sum of the absolute values of its terms) is
+    /// no change; steps that leave the dual domain are shortened.
+    fn line_search(&self, pt: &Point, d: &[f64]) -> Option<(Point, f64)> {
+        let slope: f64 = d.iter().zip(&pt.r_p).map(|(a, b)| a * b).sum::<f64>() / self.p.tau;
+        let roundoff = 10.0 * f64::EPSILON * pt.scale;
+        let mut alpha = 1.0;
+        while alpha >= MIN_STEP {
+            let phi: Vec<f64> = pt.phi.iter().zip(d).map(|(a, b)| a + alpha * b).collect();
+            if let Some(q) = self.p.point(phi, pt.mu, Some(&pt.cells))
+                && q.value >= pt.value + ARMIJO * alpha * slope.max(0.0) - roundoff
+            {
+                return Some((q, alpha));
+            }
+            alpha *= 0.5;
+        }
+        None
+    }
+
+    fn domain_failure(&self) -> NewtonError {
+        NewtonError::NotConverged {
+            reason: FailureReason::Domain,
+            iterations: 0,
+            residual: f64::INFINITY,
+            history: Vec::new(),
+            diagnostics: IterateDiagnostics {
+                mass_residual: f64::INFINITY,
+                mu: 0.0,
+                min_rho: f64::NAN,
+                max_rho: f64::NAN,
+                mass_error: f64::NAN,
+                last_step: 0.0,
+                limiting: "no potential with a density in every cell".into(),
+            },
         }
     }
 
@@ -637,343 +1012,108 @@ impl<'a> Newton<'a> {
         reason: FailureReason,
         iterations: usize,
         history: Vec<f64>,
-        p: Option<&Point>,
+        pt: &Point,
+        e: &Errors,
         last_step: f64,
     ) -> NewtonError {
-        let diagnostics = match p {
-            Some(p) => self.diagnostics(p, last_step),
-            None => IterateDiagnostics {
-                mass_residual: f64::INFINITY,
-                mu: self.mu,
-                min_rho: f64::NAN,
-                max_rho: f64::NAN,
-                mass_error: f64::NAN,
-                last_step,
-            },
+        let rho: Vec<f64> = pt.cells.iter().map(|c| c.rho).collect();
+        self.fail_at(reason, iterations, history, &rho, pt.mu, e, last_step)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn fail_at(
+        &self,
+        reason: FailureReason,
+        iterations: usize,
+        history: Vec<f64>,
+        rho: &[f64],
+        mu: f64,
+        e: &Errors,
+        last_step: f64,
+    ) -> NewtonError {
+        let p = &self.p;
+        let m: f64 = p.vols.iter().zip(rho).map(|(v, r)| v * r).sum();
+        let floor = if e.floor > 0.0 {
+            format!(", round-off floor {:.1e}", e.floor)
+        } else {
+            String::new()
         };
+        let limiting = format!(
+            "{} {:.1e} (tol {:.0e}{floor})",
+            e.dominant.describe(),
+            e.dominant_value(),
+            self.params.tol
+        );
         NewtonError::NotConverged {
             reason,
             iterations,
-            residual: diagnostics.mass_residual,
+            residual: e.total(),
             history,
-            diagnostics,
+            diagnostics: IterateDiagnostics {
+                mass_residual: e.primal,
+                mu: mu / self.scale(),
+                min_rho: rho.iter().cloned().fold(f64::INFINITY, f64::min),
+                max_rho: rho.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
+                mass_error: ((m - p.mass) / p.mass).abs(),
+                last_step,
+                limiting,
+            },
         }
     }
 
-    /// Starting point: warm (ρ, φ) when given and usable, else ρⁿ kept away from the bounds
-    /// and a first-order guess φ = −τ (f'(ρ) + V), exact as τ → 0. Where the step moves mass
-    /// far (steep V or steep tails of ρⁿ: τ|∇(f'(ρ) + V)|² ≫ β) that guess has large jumps,
-    /// whose quadratic term Q_K ≈ τ|∇(f' + V)|²/2 makes ρ(φ) = exp(s/β − 1) explode (to 5e36
-    /// on the quartic-1d example); from there Newton removes about one e-fold per iteration
-    /// (the Newton step of e^u − c u from u ≫ ln c is −1). So the guess is also tried with
-    /// stronger floors on ρ and scaled by λ ∈ [0, 1] (Q scales like λ², the drift like λ:
-    /// ρ(λφ) ∝ ρ^λ e^{−(1−λ)V/β} without Q, between ρⁿ and the Gibbs state), and the candidate
-    /// whose densities are closest to ρ⁰ (ρⁿ with the weakest floor) in max_K |ln(ρ_K(φ)/ρ⁰_K)|
-    /// is kept (ties: the larger dual value ψ). The largest ψ alone is not a safe choice: on
-    /// crowd-2d it prefers a candidate with underflowed cells (ρ = 0), where the Newton
-    /// direction is unbounded.
-    fn start(&self, warm: Option<&WarmStart>) -> Option<Point> {
-        let n = self.mesh.n_cells();
-        let usable = |a: &Option<Array1<f64>>| {
-            a.as_ref()
-                .filter(|a| a.len() == n && a.iter().all(|v| v.is_finite()))
-                .map(|a| a.to_vec())
-        };
-        let mean = self.problem.mass() / self.mesh.domain_volume();
-        let base =
-            usable(&warm.and_then(|w| w.rho.clone())).unwrap_or_else(|| self.rho_prev.to_vec());
-        let regularised = |fraction: f64| -> Vec<f64> {
-            let mut floor = fraction * mean;
-            if let Some(r) = self.law.rho_max {
-                floor = floor.min(fraction * r);
-            }
-            base.iter()
-                .map(|&r| {
-                    let r = r.max(floor);
-                    match self.law.rho_max {
-                        Some(m) => r.min(m - floor),
-                        None => r,
-                    }
-                })
-                .collect()
-        };
-        let rho0 = regularised(1e-3);
-        if let Some(phi) = usable(&warm.and_then(|w| w.potential.clone()))
-            && let Some(p) = self.admissible(phi, &rho0)
-        {
-            return Some(p);
-        }
-        // The first-order guess leaves the barrier out: its μ/ρ terms would be a poor guess of φ.
-        let guess = |rho: &[f64], lambda: f64| -> Vec<f64> {
-            (0..n)
-                .map(|k| -lambda * self.tau * (self.law.slope(rho[k], 0.0) + self.potential[k]))
-                .collect()
-        };
-        // Spread of a candidate: max_K |ln(ρ_K(φ)/ρ⁰_K)|, about the number of e-folds Newton
-        // must undo (from above it removes one per iteration, from below it overshoots).
-        let spread = |p: &Point| log_spread(&p.rho, &rho0);
-        let mut best: Option<(f64, Point)> = None;
-        for fraction in [1e-3, 1e-1, 1.0] {
-            let rho = regularised(fraction);
-            for lambda in [1.0, 0.75, 0.5, 0.25, 0.125, 0.0] {
-                if let Some(p) = self.admissible(guess(&rho, lambda), &rho) {
-                    let sp = spread(&p);
-                    let better = best
-                        .as_ref()
-                        .is_none_or(|(bs, b)| sp < *bs || (sp == *bs && p.value > b.value));
-                    if p.value.is_finite() && better {
-                        best = Some((sp, p));
-                    }
-                }
-            }
-        }
-        best.map(|(_, p)| p)
-    }
-
-    /// The point at φ, shifting φ by a constant when the cell law has no solution somewhere
-    /// (without internal energy and without a cap g_μ < 0, so s_K must be negative).
-    fn admissible(&self, mut phi: Vec<f64>, guess: &[f64]) -> Option<Point> {
-        if let Some(rho) = self.densities(&phi, guess) {
-            return Some(self.point(phi, rho));
-        }
-        let s_max = self
-            .chemical_potential(&phi)
-            .into_iter()
-            .fold(f64::NEG_INFINITY, f64::max);
-        if s_max.is_finite() {
-            let shift = self.tau * (s_max.max(0.0) + self.energy_scale);
-            phi.iter_mut().for_each(|p| *p += shift);
-            if let Some(rho) = self.densities(&phi, guess) {
-                return Some(self.point(phi, rho));
-            }
-        }
-        None
-    }
-
-    /// Newton direction d = S⁻¹ g.
-    fn direction(&mut self, p: &Point) -> Result<Vec<f64>, LinearFailure> {
-        let tau = self.tau;
-        let mu = self.mu_abs();
-        let law = self.law;
-        let dinv: Vec<f64> = (0..p.rho.len())
-            .map(|k| law.compliance(p.rho[k], mu) / self.vols[k])
+    fn output(&mut self, c: Converged) -> StepOutput {
+        let p = &self.p;
+        let mesh = p.mesh;
+        let rho = Array1::from(c.rho);
+        // A face between two empty cells carries no mass. Clipping a round-off-negative density
+        // to 0 in the active-set finish can leave such a face with a flux of round-off size,
+        // whose action would be G²/0 = ∞ (found by the robustness matrix: porous m = 3).
+        let flux: Array1<f64> = p
+            .faces
+            .iter()
+            .zip(c.flux)
+            .map(|(&(k, l, _), g)| if rho[k] + rho[l] > 0.0 { g } else { 0.0 })
             .collect();
-        let (faces, vols, mesh) = (self.faces, self.vols, self.mesh);
-        let (phi, rho) = (&p.phi, &p.rho);
-        self.system.assemble(
-            &dinv,
-            |k, c| {
-                let fk = mesh.faces_of(k);
-                c.push(0.0);
-                let mut diag = vols[k];
-                for &s in fk {
-                    let (a, b, t) = faces[s];
-                    let other = if a == k { b } else { a };
-                    let g = t * (phi[other] - phi[k]);
-                    diag += 0.5 * g;
-                    c.push(-0.5 * g / tau);
-                }
-                c[0] = diag / tau;
-            },
-            |k, j| {
-                let (a, b, t) = faces[mesh.faces_of(k)[j]];
-                t * 0.5 * (rho[a] + rho[b]) / tau
-            },
-        );
-        // A relative shift far below the tolerance keeps S definite when ρ underflows. At μ = 0
-        // the dual potential is not unique in vacuum (any φ with s_K ≤ 0 is optimal there) and
-        // the generalised Hessian is singular on those cells: a larger proximal shift keeps φ
-        // in place there, slowing the converging cells only by a factor ~1e-10 per iteration.
-        let relative = if mu == 0.0 { 1e-10 } else { 1e-14 };
-        let shift = relative * self.system.mean_diagonal();
-        self.system.shift_diagonal(shift);
-        let mut d = p.grad.clone();
-        let t0 = Instant::now();
-        let r = self.system.solve(&mut d);
-        self.linear_time += t0.elapsed().as_secs_f64();
-        r.map(|_| d)
-    }
-
-    /// Backtracking line search along d; returns the accepted point and step.
-    fn line_search(&self, p: &Point, d: &[f64]) -> (Option<Point>, f64) {
-        let slope: f64 = d.iter().zip(&p.grad).map(|(a, b)| a * b).sum();
-        let mut alpha = 1.0;
-        while alpha >= 1e-12 {
-            let phi: Vec<f64> = p.phi.iter().zip(d).map(|(a, b)| a + alpha * b).collect();
-            if let Some(rho) = self.densities(&phi, &p.rho) {
-                let q = self.point(phi, rho);
-                let roundoff = 1e-13 * p.value_scale.max(q.value_scale);
-                // Armijo on the concave dual; at the round-off level of ψ, a decrease of
-                // the residual decides instead.
-                let armijo = q.value >= p.value + 1e-4 * alpha * slope;
-                let flat = (q.value - p.value).abs() <= roundoff && q.residual < p.residual;
-                if q.residual.is_finite() && (armijo || flat) {
-                    return (Some(q), alpha);
-                }
-            }
-            alpha *= 0.5;
-        }
-        (None, alpha)
-    }
-
-    /// Lower μ while the barrier subproblem is solved well enough (superlinear schedule).
-    fn update_barrier(&mut self, mut p: Point) -> Point {
-        while self.mu > self.params.mu_final && p.residual <= 10.0 * self.mu {
-            self.mu = (0.2 * self.mu)
-                .min(self.mu.powf(1.5))
-                .max(self.params.mu_final);
-            match self.densities(&p.phi, &p.rho) {
-                Some(rho) => p = self.point(p.phi.clone(), rho),
-                None => break,
-            }
-        }
-        p
-    }
-
-    fn run(&mut self, warm: Option<&WarmStart>) -> Result<StepOutput, NewtonError> {
-        let barrier = self.law.has_barrier();
-        let mut p = match self.start(warm) {
-            Some(p) => p,
-            None => return Err(self.fail(FailureReason::Domain, 0, Vec::new(), None, 0.0)),
-        };
-        let mut history = Vec::new();
-        let mut last_step = 1.0;
-        let mut iterations = 0;
-        // Semismooth finish at μ = 0: (barrier μ and iterate at the switch, iterations since).
-        let mut polish: Option<(f64, Point, usize)> = None;
-        // Semismooth finish only for the cap: at a free boundary ρ = 0 (no entropy) the
-        // dual is kinked at nearly degenerate cells and the finish stalls (measured).
-        let mut polish_allowed = barrier && self.law.polishable() && !self.law.lower_barrier;
-        // A warm start is close to the solution: go straight to the exact (μ = 0) problem.
-        let warm_potential = warm.is_some_and(|w| {
-            w.potential
-                .as_ref()
-                .is_some_and(|p| p.len() == self.mesh.n_cells())
-        });
-        if polish_allowed && warm_potential {
-            self.mu = POLISH_MU;
-        }
-        loop {
-            if barrier && polish.is_none() {
-                p = self.update_barrier(p);
-                if polish_allowed && self.mu <= POLISH_MU {
-                    let saved = self.mu;
-                    self.mu = 0.0;
-                    match self.densities(&p.phi, &p.rho) {
-                        Some(rho) => {
-                            let exact = self.point(p.phi.clone(), rho);
-                            polish = Some((saved, std::mem::replace(&mut p, exact), 0));
-                        }
-                        None => {
-                            self.mu = saved;
-                            polish_allowed = false;
-                        }
-                    }
-                }
-            }
-            let total = if barrier && polish.is_none() {
-                p.residual.max(self.mu)
-            } else {
-                p.residual
-            };
-            history.push(total);
-            let mu_done = !barrier || polish.is_some() || self.mu <= self.params.mu_final;
-            if p.residual <= self.params.tol && mu_done {
-                break;
-            }
-            if iterations == self.params.max_iter {
-                return Err(self.fail(
-                    FailureReason::MaxIterations,
-                    iterations,
-                    history,
-                    Some(&p),
-                    last_step,
-                ));
-            }
-            iterations += 1;
-            let (next, reason) = match self.direction(&p) {
-                Ok(d) => {
-                    let (q, alpha) = self.line_search(&p, &d);
-                    last_step = alpha;
-                    (q, FailureReason::LineSearch)
-                }
-                Err(e) => (None, FailureReason::LinearSolver(e.0)),
-            };
-            if let Some((saved, at_switch, count)) = polish.take() {
-                // The semismooth phase must converge fast; otherwise resume the barrier path.
-                match next {
-                    Some(q) if count < POLISH_ITERATIONS => {
-                        p = q;
-                        polish = Some((saved, at_switch, count + 1));
-                    }
-                    _ => {
-                        self.mu = saved;
-                        polish_allowed = false;
-                        p = at_switch;
-                    }
-                }
-                continue;
-            }
-            match next {
-                Some(q) => p = q,
-                None => return Err(self.fail(reason, iterations, history, Some(&p), last_step)),
-            }
-        }
-        Ok(self.output(p, iterations, history))
-    }
-
-    fn output(&self, p: Point, iterations: usize, history: Vec<f64>) -> StepOutput {
-        let mesh = self.mesh;
-        let flux = Array1::from_iter(
-            self.faces
-                .iter()
-                .map(|&(k, l, t)| t * 0.5 * (p.rho[k] + p.rho[l]) * (p.phi[l] - p.phi[k])),
-        );
-        let rho = Array1::from(p.rho.clone());
         let kinetic = mesh.kinetic_action(&rho, &flux);
-        let objective = kinetic / (2.0 * self.tau) + self.problem.energy.value(mesh, &rho);
-        // Stationarity of the cell equations (solved per cell to machine precision),
-        // scaled like the energy; with a barrier the complementarity μ is the dual residual.
-        let s = self.chemical_potential(&p.phi);
-        let mu = self.mu_abs();
-        let stationarity = (0..rho.len())
-            .map(|k| {
-                let g = self.law.slope(p.rho[k], mu);
-                (g - s[k]).abs() / (s[k].abs() + self.energy_scale)
-            })
-            .fold(0.0, f64::max);
-        let dual = if self.law.has_barrier() {
-            stationarity.max(self.mu)
-        } else {
-            stationarity
-        };
-        let mut notes = Vec::new();
-        if self.law.has_barrier() {
+        let objective = kinetic / (2.0 * p.tau) + energy_value(p, &rho);
+        let e = c.errors;
+        let mut notes = std::mem::take(&mut self.notes);
+        if e.floor > self.params.tol {
             notes.push(format!(
-                "barrier continuation to mu = {:.1e} (scaled complementarity)",
-                self.mu
+                "converged to the round-off floor {:.1e} of the residuals (above tol {:.0e}; \
+                 (4d+4) eps x the sum of the absolute values of each residual's terms)",
+                e.floor, self.params.tol
+            ));
+        }
+        if self.barrier {
+            notes.push(format!(
+                "interior point: final mu {:.1e} (relative), complementarity {:.1e}",
+                c.mu / self.scale(),
+                e.complementarity
             ));
         }
         notes.push(format!(
-            "linear solves {:.1} ms ({} nonzeros in S, {:?})",
+            "linear solves {:.1} ms in {} factorisations ({} nonzeros in S, {} in its factor, {:?})",
             self.linear_time * 1e3,
+            self.factorisations,
             self.system.nnz(),
+            self.system.factor_nnz(),
             self.params.factorization
         ));
         StepOutput {
             rho,
             flux: Some(flux),
-            potential: Some(Array1::from(p.phi)),
+            potential: Some(Array1::from(c.phi)),
             info: StepInfo {
                 solver: "newton".into(),
                 status: StepStatus::Solved,
-                iterations,
-                primal_residual: p.residual,
-                dual_residual: dual,
+                iterations: c.iterations,
+                primal_residual: e.primal,
+                dual_residual: e.dual.max(e.complementarity),
                 objective,
                 kinetic,
                 wall_time: 0.0,
-                history,
+                history: c.history,
                 notes,
                 check: None,
             },
@@ -981,12 +1121,14 @@ impl<'a> Newton<'a> {
     }
 }
 
-/// max_K |ln(a_K / b_K)|: how far apart two density fields are in Newton's natural (logarithmic)
-/// scale; equal zeros count as 0, a single zero as ∞.
-fn log_spread(a: &[f64], b: &[f64]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(&x, &y)| {
+/// max_K |ln(ρ_K(φ)/ρ⁰_K)|: how far a point's densities are from ρ⁰ in Newton's natural
+/// (logarithmic) scale; equal zeros count as 0, a single zero as ∞.
+fn log_spread(pt: &Point, rho0: &[f64]) -> f64 {
+    pt.cells
+        .iter()
+        .zip(rho0)
+        .map(|(c, &y)| {
+            let x = c.rho;
             if x == y {
                 0.0
             } else if x > 0.0 && y > 0.0 {
@@ -998,10 +1140,18 @@ fn log_spread(a: &[f64], b: &[f64]) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// F_h(ρ) = Σ |K| (f(ρ_K) + V_K ρ_K) of the step's (frozen) energy.
+fn energy_value(p: &Problem<'_>, rho: &Array1<f64>) -> f64 {
+    rho.iter()
+        .enumerate()
+        .map(|(k, &r)| p.vols[k] * (p.f0(r) + p.potential[k] * r))
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::params::Factorization;
+    use crate::params::{Factorization, Ordering};
     use jko_core::StepEnergy;
 
     fn energy(
@@ -1019,9 +1169,11 @@ mod tests {
         }
     }
 
-    /// S must be minus the Jacobian of ∇ψ: compare S v with central differences of the gradient.
+    /// S must be minus the Hessian of ψ_μ: compare S v with central differences of the
+    /// gradient r_p/τ, and the gradient with central differences of ψ, for every energy family
+    /// (with and without a cap, without internal energy) and both factorisations.
     #[test]
-    fn reduced_hessian_matches_finite_differences() {
+    fn newton_matrix_is_the_hessian_of_the_dual_function() {
         let mask: Vec<bool> = (0..30).map(|i| i != 7 && i != 8).collect();
         let mesh = Mesh::masked_grid(&[5, 6], &[0.0, 0.0], &[1.0, 1.2], Some(mask)).unwrap();
         let n = mesh.n_cells();
@@ -1046,54 +1198,47 @@ mod tests {
                 Factorization::Cholesky,
             ),
             (energy(None, None, Some(2.0), v.clone()), Factorization::Lu),
+            (energy(None, None, None, v.clone()), Factorization::Cholesky),
         ] {
             let problem = JkoStep::new(&mesh, &rho_prev, 0.05, &e).unwrap();
             let params = NewtonParams {
                 factorization: fact,
                 ..NewtonParams::default()
             };
-            let mut system = ReducedSystem::new(&mesh, fact).unwrap();
-            let mut newton = Newton::new(&problem, &faces, &params, &mut system);
-            newton.mu = 1e-2;
-            let p = newton.start(None).expect("start");
+            let mut system = ReducedSystem::new(&mesh, fact, Ordering::Auto).unwrap();
+            let run = Run::new(&problem, &faces, &params, &mut system);
+            let mu = 1e-2 * run.scale();
+            let start = run.cold_start().expect("start");
             // Perturb φ so that the flux terms matter.
-            let phi: Vec<f64> = p
+            let phi: Vec<f64> = start
                 .phi
                 .iter()
                 .enumerate()
                 .map(|(k, f)| f + 0.01 * (k as f64).sin())
                 .collect();
-            let rho = newton.densities(&phi, &p.rho).unwrap();
-            let p = newton.point(phi, rho);
-            newton.direction(&p).unwrap();
+            let p = &run.p;
+            let pt = run.admissible(phi, mu).expect("point");
+            let mut sys = ReducedSystem::new(&mesh, fact, Ordering::Auto).unwrap();
+            p.newton_direction(&pt, &mut sys).unwrap();
             let dir: Vec<f64> = (0..n).map(|k| (0.7 * k as f64).cos()).collect();
-            let sv = newton.system.apply(&dir);
+            let sv = sys.apply(&dir);
             let eps = 1e-6;
-            let grad_at = |t: f64, nw: &Newton| {
-                let phi: Vec<f64> = p.phi.iter().zip(&dir).map(|(a, b)| a + t * b).collect();
-                let rho = nw.densities(&phi, &p.rho).unwrap();
-                nw.point(phi, rho).grad
+            let at = |t: f64| {
+                let phi: Vec<f64> = pt.phi.iter().zip(&dir).map(|(a, b)| a + t * b).collect();
+                p.point(phi, mu, Some(&pt.cells)).unwrap()
             };
-            let gp = grad_at(eps, &newton);
-            let gm = grad_at(-eps, &newton);
-            let scale = sv.iter().fold(0.0f64, |a, b| a.max(b.abs()));
+            let (qp, qm) = (at(eps), at(-eps));
+            let scale = sv.iter().fold(0.0f64, |m, b| m.max(b.abs()));
             for k in 0..n {
-                let fd = -(gp[k] - gm[k]) / (2.0 * eps);
+                let fd = -(qp.r_p[k] - qm.r_p[k]) / p.tau / (2.0 * eps);
                 assert!(
                     (fd - sv[k]).abs() < 1e-5 * scale,
-                    "{:?} cell {k}: {fd} vs {}",
-                    e,
+                    "{e:?} cell {k}: {fd} vs {}",
                     sv[k]
                 );
             }
-            // And the gradient is the derivative of the dual value.
-            let val_at = |t: f64| {
-                let phi: Vec<f64> = p.phi.iter().zip(&dir).map(|(a, b)| a + t * b).collect();
-                let rho = newton.densities(&phi, &p.rho).unwrap();
-                newton.point(phi, rho).value
-            };
-            let fd = (val_at(eps) - val_at(-eps)) / (2.0 * eps);
-            let exact: f64 = p.grad.iter().zip(&dir).map(|(a, b)| a * b).sum();
+            let fd = (qp.value - qm.value) / (2.0 * eps);
+            let exact: f64 = pt.r_p.iter().zip(&dir).map(|(a, b)| a * b).sum::<f64>() / p.tau;
             assert!(
                 (fd - exact).abs() < 1e-6 * (1.0 + exact.abs()),
                 "{fd} vs {exact}"

@@ -140,19 +140,12 @@ fn run(
 
 /// data/examples/crowd-2d.toml: congestion ρ ≤ 1 with entropy 0.01 around a disc obstacle.
 ///
-/// Known limitation, not fixed: the first step still fails (line search, or the iteration
-/// limit). With β = 0.01 against a potential range of ~53, ρ(φ) = exp(s/β − 1) changes by e
-/// when s moves by 0.01: the barrier path at the initial μ (scaled by the potential range)
-/// drives far cells to ρ = 0 (underflow) after one Newton step, where dρ/ds = 0, the reduced
-/// Hessian S is singular up to its 1e-14 shift and the Newton direction is unbounded; each
-/// later reduction of μ at fixed φ moves ρ by e^{Δμ/β}. Measured remedies that did not suffice
-/// (see the crate report): μ in units of β, a φ predictor keeping ρ when μ is lowered, and a
-/// per-cell Levenberg–Marquardt term (converges, but > 100 iterations). The fix is
-/// structural: a primal–dual Newton on (ρ, φ) that updates ρ linearly with a
-/// fraction-to-the-boundary rule, as the conic backend's interior point does.
-/// Run with `cargo test -p jko-newton --test examples -- --ignored`.
+/// Used to fail at the first step (line search): with β = 0.01 against a potential range of ~53
+/// the dual function is extremely stiff and the far cells underflowed to ρ = 0, where the reduced
+/// matrix is singular. Fixed (issue 14) by solving capped steps with the primal–dual interior
+/// point (the densities are its own unknowns, the cap's gap is kept exactly) and an active-set
+/// finish; every step agrees with the conic backend.
 #[test]
-#[ignore]
 fn crowd_2d_example() {
     let n = 32;
     let (lo, hi) = (-5.0, 5.0);

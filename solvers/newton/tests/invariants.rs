@@ -138,7 +138,13 @@ fn failures_are_typed_and_carry_the_history_and_fallback_is_reported() {
         }) => {
             assert_eq!(iterations, 3);
             assert_eq!(history.len(), 4);
-            assert!(diagnostics.mass_residual > 1e-10);
+            // The failure names the residual that was above the tolerance, with its value.
+            assert!(history[3] > 1e-10, "{history:?}");
+            assert!(
+                diagnostics.limiting.contains("tol 1e-10"),
+                "{}",
+                diagnostics.limiting
+            );
         }
         other => panic!("expected NotConverged, got {:?}", other.map(|o| o.info)),
     }
@@ -197,10 +203,12 @@ fn params_are_validated_and_deserialised_strictly() {
         .is_err()
     );
     let e = NewtonParams {
-        mu_final: 0.5,
-        mu_initial: 0.1,
+        mu_initial: 1.5,
         ..NewtonParams::default()
     }
     .validate();
-    assert!(e.unwrap_err().to_string().contains("mu_final"));
+    assert!(e.unwrap_err().to_string().contains("mu_initial"));
+    // An unknown key (such as the removed `mu_final`) is an error naming it.
+    let e = toml::from_str::<NewtonParams>("mu_final = 1e-16").unwrap_err();
+    assert!(e.to_string().contains("mu_final"), "{e}");
 }

@@ -1,0 +1,1022 @@
+//! The primal–dual interior-point method on (ρ, G, φ, λ, ν) for the steps whose bounds matter
+//! (no entropy, or a congestion cap); see the crate docs for the equations, the merit function
+//! and the path-following rule.
+
+use crate::kkt::{Errors, Part, Point, Problem};
+use crate::system::{LinearFailure, ReducedSystem};
+use std::time::Instant;
+
+/// Bound multipliers are kept within [μ|K|/(KAPPA_SIGMA ρ), KAPPA_SIGMA μ|K|/ρ] (as IPOPT does).
+const KAPPA_SIGMA: f64 = 1e10;
+/// Armijo constant of the merit-function line search.
+const ARMIJO: f64 = 1e-4;
+/// Relative barrier parameter from which the active-set finish is tried.
+const FINISH_MU: f64 = 1e-8;
+/// Smallest line-search step before the search is declared failed.
+pub(crate) const MIN_STEP: f64 = 1e-12;
+
+/// An iterate: primal (ρ, G), the multiplier φ of the mass balance (scaled by τ), the bound
+/// multipliers λ (ρ ≥ 0) and ν (ρ ≤ ρ_max), and the gap ρ_max − ρ kept as its own variable (a
+/// density within one ulp of the cap still has an exact, positive gap). `gap` and `nu` are
+/// empty without a cap.
+#[derive(Clone, Debug)]
+pub(crate) struct State {
+    pub rho: Vec<f64>,
+    pub gap: Vec<f64>,
+    pub g: Vec<f64>,
+    pub phi: Vec<f64>,
+    pub lam: Vec<f64>,
+    pub nu: Vec<f64>,
+}
+
+/// The KKT residuals at an iterate (unscaled), with the face quantities they use.
+pub(crate) struct Residuals {
+    /// Stationarity in ρ: |K|(f'(ρ) + V + φ/τ) − Σ_σ T w²/(4τ) − λ + ν.
+    pub r_rho: Vec<f64>,
+    /// Stationarity in G: (w − (φ_L − φ_K))/τ, w = G/(Tθ).
+    pub r_g: Vec<f64>,
+    /// Mass balance: |K|(ρ − ρⁿ) + Σ_σ G_{K,σ}.
+    pub r_p: Vec<f64>,
+    pub theta: Vec<f64>,
+    pub w: Vec<f64>,
+}
+
+/// A Newton direction.
+#[derive(Clone)]
+pub(crate) struct Direction {
+    pub rho: Vec<f64>,
+    pub g: Vec<f64>,
+    pub phi: Vec<f64>,
+    pub lam: Vec<f64>,
+    pub nu: Vec<f64>,
+}
+
+/// How a run of the method ended without converging.
+pub(crate) struct Stop {
+    pub reason: crate::FailureReason,
+    pub x: State,
+    pub errors: Errors,
+    pub mu: f64,
+    pub last_step: f64,
+}
+
+/// The result of a run: the last iterate, its errors, the iterations and the residual history.
+pub(crate) struct Run {
+    pub x: State,
+    pub errors: Errors,
+    pub mu: f64,
+    pub iterations: usize,
+    pub history: Vec<f64>,
+    pub linear_time: f64,
+    pub factorisations: usize,
+}
+
+impl State {
+    /// The primal–dual state of a point of the dual method (on the central path of its μ).
+    pub fn from_point(p: &Problem<'_>, pt: &Point) -> State {
+        let n = p.n();
+        let mu_l = p.mu_lower(pt.mu);
+        let rho: Vec<f64> = pt.cells.iter().map(|c| c.rho).collect();
+        let gap: Vec<f64> = match p.law.rho_max {
+            Some(_) => pt.cells.iter().map(|c| c.gap).collect(),
+            None => Vec::new(),
+        };
+        State {
+            lam: (0..n).map(|k| mu_l * p.vols[k] / rho[k]).collect(),
+            nu: gap
+                .iter()
+                .enumerate()
+                .map(|(k, g)| pt.mu * p.vols[k] / g)
+                .collect(),
+            g: p.flux(pt),
+            phi: pt.phi.clone(),
+            rho,
+            gap,
+        }
+    }
+}
+
+impl<'a> Problem<'a> {
+    pub fn pd_residuals(&self, x: &State) -> Residuals {
+        let n = self.n();
+        let tau = self.tau;
+        let nf = self.faces.len();
+        let mut theta = vec![0.0; nf];
+        let mut w = vec![0.0; nf];
+        let mut r_g = vec![0.0; nf];
+        let mut kin = vec![0.0; n];
+        let mut r_p: Vec<f64> = (0..n)
+            .map(|k| self.vols[k] * (x.rho[k] - self.rho_prev[k]))
+            .collect();
+        for (s, &(k, l, t)) in self.faces.iter().enumerate() {
+            let th = 0.5 * (x.rho[k] + x.rho[l]);
+            // Between two empty cells (the active-set finish) G = 0 and w = ∇φ.
+            let v = if th > 0.0 {
+                x.g[s] / (t * th)
+            } else {
+                x.phi[l] - x.phi[k]
+            };
+            theta[s] = th;
+            w[s] = v;
+            r_g[s] = (v - (x.phi[l] - x.phi[k])) / tau;
+            let e = t * v * v / (4.0 * tau);
+            kin[k] += e;
+            kin[l] += e;
+            r_p[k] += x.g[s];
+            r_p[l] -= x.g[s];
+        }
+        let r_rho = (0..n)
+            .map(|k| {
+                let mut r = self.vols[k]
+                    * (self.law.f1(x.rho[k]) + self.potential[k] + x.phi[k] / tau)
+                    - kin[k]
+                    - x.lam[k];
+                if !x.nu.is_empty() {
+                    r += x.nu[k];
+                }
+                r
+            })
+            .collect();
+        Residuals {
+            r_rho,
+            r_g,
+            r_p,
+            theta,
+            w,
+        }
+    }
+
+    /// The primal–dual Hessian diagonal D_K = |K| f''(ρ_K) + λ_K/ρ_K + ν_K/(ρ_max − ρ_K).
+    pub fn pd_hessian(&self, x: &State) -> Vec<f64> {
+        (0..self.n())
+            .map(|k| {
+                let mut d = self.vols[k] * self.law.f2(x.rho[k]) + x.lam[k] / x.rho[k];
+                if !x.nu.is_empty() {
+                    d += x.nu[k] / x.gap[k];
+                }
+                d
+            })
+            .collect()
+    }
+
+    /// Scaled KKT error with its round-off floors; each residual is translated into the
+    /// density error that would absorb it.
+    pub fn pd_errors(&self, x: &State, res: &Residuals, tol: f64) -> Errors {
+        let n = self.n();
+        let tau = self.tau;
+        let (rs, es) = (self.rho_scale, self.e_scale);
+        let gamma = self.gamma();
+        let d = self.pd_hessian(x);
+        // Per cell: Σ_σ T θ (for the φ-route of the ρ-row), Σ_σ |G| and Σ T w²/(4τ) (floors).
+        let mut tth = vec![0.0; n];
+        let mut gabs = vec![0.0; n];
+        let mut kin = vec![0.0; n];
+        for (s, &(k, l, t)) in self.faces.iter().enumerate() {
+            let a = t * res.theta[s];
+            tth[k] += a;
+            tth[l] += a;
+            gabs[k] += x.g[s].abs();
+            gabs[l] += x.g[s].abs();
+            let e = t * res.w[s] * res.w[s] / (4.0 * tau);
+            kin[k] += e;
+            kin[l] += e;
+        }
+        let mut e = Errors::default();
+        for k in 0..n {
+            let v = self.vols[k];
+            let r = res.r_p[k].abs() / (v * rs);
+            let floor = gamma * (v * (x.rho[k] + self.rho_prev[k]) + gabs[k]) / (v * rs);
+            e.primal = e.primal.max(r);
+            e.consider(Part::Primal, r, floor, tol);
+            // Stationarity in ρ: the smaller of the density changes that absorb it through
+            // ρ_K (1/D_K) or through φ_K (τ Σ T θ / |K|²).
+            let to_density = (1.0 / (d[k] * rs)).min(tau * tth[k] / (v * v * rs));
+            let r = res.r_rho[k].abs() * to_density;
+            let mut terms = v
+                * (self.law.f1(x.rho[k]).abs()
+                    + self.law.f2(x.rho[k]) * x.rho[k]
+                    + self.potential[k].abs()
+                    + x.phi[k].abs() / tau)
+                + kin[k]
+                + x.lam[k];
+            if !x.nu.is_empty() {
+                terms += x.nu[k];
+            }
+            e.dual = e.dual.max(r);
+            e.consider(Part::StationarityRho, r, gamma * terms * to_density, tol);
+            // Complementarity (natural residual).
+            let mut c = (x.rho[k] / rs).min(x.lam[k] / (v * es));
+            if !x.nu.is_empty() {
+                c = c.max((x.gap[k] / rs).min(x.nu[k] / (v * es)));
+            }
+            e.complementarity = e.complementarity.max(c);
+            e.consider(Part::Complementarity, c, 0.0, tol);
+        }
+        for (s, &(k, l, t)) in self.faces.iter().enumerate() {
+            let vmin = self.vols[k].min(self.vols[l]);
+            let to_density = tau * t * res.theta[s] / (vmin * rs);
+            let r = res.r_g[s].abs() * to_density;
+            let floor = gamma * (res.w[s].abs() + x.phi[k].abs() + x.phi[l].abs()) / tau;
+            e.dual = e.dual.max(r);
+            e.consider(Part::StationarityFlux, r, floor * to_density, tol);
+        }
+        let total: f64 = res.r_p.iter().sum();
+        let size: f64 = (0..n)
+            .map(|k| self.vols[k] * (x.rho[k] + self.rho_prev[k]))
+            .sum();
+        e.mass = total.abs() / self.mass;
+        e.consider(Part::Mass, e.mass, gamma * size / self.mass, tol);
+        if e.excess.is_nan() {
+            e.excess = f64::INFINITY;
+        }
+        e
+    }
+
+    /// Weights that turn the residuals (r_ρ, r_G, r_p) into density errors at x (the scalings
+    /// of `pd_errors`), fixed for one line search.
+    pub fn residual_weights(&self, x: &State, res: &Residuals) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let n = self.n();
+        let tau = self.tau;
+        let rs = self.rho_scale;
+        let d = self.pd_hessian(x);
+        let mut tth = vec![0.0; n];
+        for (s, &(k, l, t)) in self.faces.iter().enumerate() {
+            let a = t * res.theta[s];
+            tth[k] += a;
+            tth[l] += a;
+        }
+        let w_rho = (0..n)
+            .map(|k| {
+                let v = self.vols[k];
+                (1.0 / (d[k] * rs)).min(tau * tth[k] / (v * v * rs))
+            })
+            .collect();
+        let w_g = self
+            .faces
+            .iter()
+            .enumerate()
+            .map(|(s, &(k, l, t))| tau * t * res.theta[s] / (self.vols[k].min(self.vols[l]) * rs))
+            .collect();
+        let w_p = (0..n).map(|k| 1.0 / (self.vols[k] * rs)).collect();
+        (w_rho, w_g, w_p)
+    }
+
+    /// Whether every complementarity product of x is at least γ = 10⁻³ times their average
+    /// (the wide neighbourhood of the central path).
+    pub fn centred(&self, x: &State) -> bool {
+        let mu = self.pd_complementarity(&x.rho, &x.lam, &x.gap, &x.nu);
+        let gamma = 1e-3;
+        (0..self.n()).all(|k| {
+            let floor = gamma * mu * self.vols[k];
+            (!self.lower_active || x.lam[k] * x.rho[k] >= floor)
+                && (x.nu.is_empty() || x.nu[k] * x.gap[k] >= floor)
+        })
+    }
+
+    /// Σ of the squared weighted residuals (r_ρ, r_G, r_p) at x.
+    pub fn residual_norm2(&self, x: &State, w: &(Vec<f64>, Vec<f64>, Vec<f64>)) -> f64 {
+        let r = self.pd_residuals(x);
+        let sq =
+            |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(u, v)| (u * v) * (u * v)).sum::<f64>();
+        sq(&r.r_rho, &w.0) + sq(&r.r_g, &w.1) + sq(&r.r_p, &w.2)
+    }
+
+    /// Average complementarity μ_c of the bounds the interior point drives (both without
+    /// entropy, only the cap with it): Σ (λ ρ + ν (ρ_max − ρ)) / (n_bounds Σ |K|).
+    pub fn pd_complementarity(&self, rho: &[f64], lam: &[f64], gap: &[f64], nu: &[f64]) -> f64 {
+        let mut s = 0.0;
+        let mut nb = 0.0;
+        if self.lower_active {
+            s += rho.iter().zip(lam).map(|(r, l)| r * l).sum::<f64>();
+            nb += 1.0;
+        }
+        if self.law.rho_max.is_some() {
+            s += gap.iter().zip(nu).map(|(g, v)| g * v).sum::<f64>();
+            nb += 1.0;
+        }
+        if nb == 0.0 {
+            return 0.0;
+        }
+        s / (nb * self.vols.iter().sum::<f64>())
+    }
+
+    /// The point x + α d (λ, ν with their own step α_D).
+    pub fn advance(&self, x: &State, d: &Direction, alpha: f64, alpha_d: f64) -> State {
+        let lin = |a: &[f64], b: &[f64], t: f64| -> Vec<f64> {
+            a.iter().zip(b).map(|(p, q)| p + t * q).collect()
+        };
+        State {
+            rho: lin(&x.rho, &d.rho, alpha),
+            gap: x
+                .gap
+                .iter()
+                .zip(&d.rho)
+                .map(|(g, r)| g - alpha * r)
+                .collect(),
+            g: lin(&x.g, &d.g, alpha),
+            phi: lin(&x.phi, &d.phi, alpha),
+            lam: lin(&x.lam, &d.lam, alpha_d),
+            nu: lin(&x.nu, &d.nu, alpha_d),
+        }
+    }
+
+    /// Fraction to the boundary: the largest steps α_P, α_D ≤ 1 with ρ + α δρ ≥ (1 − t) ρ, the
+    /// same for the gap, and λ, ν likewise (t = 1: the step to the boundary itself).
+    pub fn fraction_to_boundary(&self, x: &State, d: &Direction, t: f64) -> (f64, f64) {
+        let mut ap: f64 = 1.0;
+        let mut ad: f64 = 1.0;
+        for k in 0..self.n() {
+            if d.rho[k] < 0.0 {
+                ap = ap.min(-t * x.rho[k] / d.rho[k]);
+            }
+            if !x.gap.is_empty() && d.rho[k] > 0.0 {
+                ap = ap.min(t * x.gap[k] / d.rho[k]);
+            }
+            if d.lam[k] < 0.0 {
+                ad = ad.min(-t * x.lam[k] / d.lam[k]);
+            }
+            if !x.nu.is_empty() && d.nu[k] < 0.0 {
+                ad = ad.min(-t * x.nu[k] / d.nu[k]);
+            }
+        }
+        (ap, ad)
+    }
+
+    /// Keep the bound multipliers within a factor KAPPA_SIGMA of the central path at μ.
+    pub fn safeguard(&self, x: &mut State, mu: f64) {
+        let mu_l = self.mu_lower(mu);
+        for k in 0..self.n() {
+            if mu_l > 0.0 {
+                let c = mu_l * self.vols[k] / x.rho[k];
+                x.lam[k] = x.lam[k].clamp(c / KAPPA_SIGMA, c * KAPPA_SIGMA);
+            }
+            if !x.nu.is_empty() && mu > 0.0 {
+                let c = mu * self.vols[k] / x.gap[k];
+                x.nu[k] = x.nu[k].clamp(c / KAPPA_SIGMA, c * KAPPA_SIGMA);
+            }
+        }
+    }
+}
+
+/// The Newton matrix of one iterate, factorised once and used for every direction of the
+/// iteration (affine predictor, corrector, fallback).
+pub(crate) struct Linearisation<'s> {
+    system: &'s mut ReducedSystem,
+    /// D⁻¹ (0 for a cell held at a bound by the active-set finish).
+    dinv: Vec<f64>,
+    /// C_KK.
+    c_diag: Vec<f64>,
+    /// Rows of S that vanish identically (their unknown is held: δφ_K = 0).
+    pinned: Vec<usize>,
+    pub time: f64,
+}
+
+impl<'s> Linearisation<'s> {
+    /// Assemble and factorise S = Cᵀ D⁻¹ C + L_θ/τ at x.
+    pub fn new(
+        p: &Problem<'_>,
+        x: &State,
+        res: &Residuals,
+        system: &'s mut ReducedSystem,
+    ) -> Result<Self, LinearFailure> {
+        let d = p.pd_hessian(x);
+        if d.iter().any(|v| !(*v > 0.0 && v.is_finite())) {
+            return Err(LinearFailure(
+                "the Hessian diagonal is not positive and finite".into(),
+            ));
+        }
+        let dinv: Vec<f64> = d.iter().map(|v| 1.0 / v).collect();
+        Self::with_compliance(p, res, dinv, system)
+    }
+
+    /// Assemble and factorise S = Cᵀ diag(dinv) C + L_θ/τ.
+    pub fn with_compliance(
+        p: &Problem<'_>,
+        res: &Residuals,
+        dinv: Vec<f64>,
+        system: &'s mut ReducedSystem,
+    ) -> Result<Self, LinearFailure> {
+        let t0 = Instant::now();
+        let tau = p.tau;
+        let n = p.n();
+        let mut c_diag: Vec<f64> = (0..n).map(|k| p.vols[k] / tau).collect();
+        for (s, &(k, l, t)) in p.faces.iter().enumerate() {
+            let a = 0.5 * t * res.w[s] / tau;
+            c_diag[k] += a;
+            c_diag[l] -= a;
+        }
+        let mesh = p.mesh;
+        system.assemble(
+            &dinv,
+            |k, c| {
+                c.push(c_diag[k]);
+                for &s in mesh.faces_of(k) {
+                    let (a, _, t) = p.faces[s];
+                    // w oriented away from K.
+                    let wk = if a == k { res.w[s] } else { -res.w[s] };
+                    c.push(-0.5 * t * wk / tau);
+                }
+            },
+            |k, j| {
+                let s = mesh.faces_of(k)[j];
+                p.faces[s].2 * res.theta[s] / tau
+            },
+        );
+        let pinned = system.pin_empty_rows();
+        let mut result = system.factorize(0.0);
+        if result.is_err() {
+            result = system.factorize(1e-12);
+        }
+        result?;
+        Ok(Linearisation {
+            system,
+            dinv,
+            c_diag,
+            pinned,
+            time: t0.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// The Newton direction for the complementarity target μ_t, with the optional Mehrotra
+    /// corrections (c_λ, c_ν) added to λρ and ν(ρ_max − ρ).
+    pub fn direction(
+        &mut self,
+        p: &Problem<'_>,
+        x: &State,
+        res: &Residuals,
+        mu_t: f64,
+        corr: Option<(&[f64], &[f64])>,
+    ) -> Result<Direction, LinearFailure> {
+        let t0 = Instant::now();
+        let tau = p.tau;
+        let n = p.n();
+        let capped = !x.nu.is_empty();
+        let mu_l = p.mu_lower(mu_t);
+        // r_λ = λρ − μ_L|K| (+ c_λ), r_ν = ν(ρ_max − ρ) − μ|K| (+ c_ν).
+        let r_lam: Vec<f64> = (0..n)
+            .map(|k| x.lam[k] * x.rho[k] - mu_l * p.vols[k] + corr.map_or(0.0, |(c, _)| c[k]))
+            .collect();
+        let r_nu: Vec<f64> = if capped {
+            (0..n)
+                .map(|k| x.nu[k] * x.gap[k] - mu_t * p.vols[k] + corr.map_or(0.0, |(_, v)| v[k]))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        // R1 = r_ρ + r_λ/ρ − r_ν/(ρ_max − ρ) + ½ Σ_σ T w r_G;  R2 = (r_p − τ Σ_σ T θ r_G)/τ.
+        // (A cell held at a bound by the active-set finish has ρ or its gap = 0 and no
+        // multiplier term.)
+        let over = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+        let mut r1: Vec<f64> = (0..n)
+            .map(|k| {
+                let mut v = res.r_rho[k] + over(r_lam[k], x.rho[k]);
+                if capped {
+                    v -= over(r_nu[k], x.gap[k]);
+                }
+                v
+            })
+            .collect();
+        let mut r2: Vec<f64> = res.r_p.clone();
+        for (s, &(k, l, t)) in p.faces.iter().enumerate() {
+            let a = 0.5 * t * res.w[s] * res.r_g[s];
+            r1[k] += a;
+            r1[l] += a;
+            let b = tau * t * res.theta[s] * res.r_g[s];
+            r2[k] -= b;
+            r2[l] += b;
+        }
+        r2.iter_mut().for_each(|v| *v /= tau);
+        // S δφ = R2 − Cᵀ D⁻¹ R1.
+        let y: Vec<f64> = (0..n).map(|k| r1[k] * self.dinv[k]).collect();
+        let cty = self.c_transpose(p, res, &y);
+        let mut dphi: Vec<f64> = (0..n).map(|k| r2[k] - cty[k]).collect();
+        for &k in &self.pinned {
+            dphi[k] = 0.0;
+        }
+        self.system.solve(&mut dphi)?;
+        // δρ = −D⁻¹ (R1 + C δφ).
+        let cd = self.c_times(p, res, &dphi);
+        let drho: Vec<f64> = (0..n).map(|k| -(r1[k] + cd[k]) * self.dinv[k]).collect();
+        // δG = −τ T θ r_G + T w δθ + T θ (δφ_L − δφ_K).
+        let dg: Vec<f64> = p
+            .faces
+            .iter()
+            .enumerate()
+            .map(|(s, &(k, l, t))| {
+                let th = res.theta[s];
+                -tau * t * th * res.r_g[s]
+                    + t * res.w[s] * 0.5 * (drho[k] + drho[l])
+                    + t * th * (dphi[l] - dphi[k])
+            })
+            .collect();
+        let dlam: Vec<f64> = (0..n)
+            .map(|k| over(-(r_lam[k] + x.lam[k] * drho[k]), x.rho[k]))
+            .collect();
+        let dnu: Vec<f64> = if capped {
+            (0..n)
+                .map(|k| over(-r_nu[k] + x.nu[k] * drho[k], x.gap[k]))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        self.time += t0.elapsed().as_secs_f64();
+        let d = Direction {
+            rho: drho,
+            g: dg,
+            phi: dphi,
+            lam: dlam,
+            nu: dnu,
+        };
+        let finite = d
+            .rho
+            .iter()
+            .chain(&d.g)
+            .chain(&d.lam)
+            .chain(&d.nu)
+            .all(|v| v.is_finite());
+        if finite {
+            Ok(d)
+        } else {
+            Err(LinearFailure("the Newton direction is not finite".into()))
+        }
+    }
+
+    /// C v: (C v)_K = C_KK v_K − Σ_σ T w_{K,σ}/(2τ) v_L.
+    fn c_times(&self, p: &Problem<'_>, res: &Residuals, v: &[f64]) -> Vec<f64> {
+        let mut out: Vec<f64> = (0..p.n()).map(|k| self.c_diag[k] * v[k]).collect();
+        for (s, &(k, l, t)) in p.faces.iter().enumerate() {
+            let a = 0.5 * t * res.w[s] / p.tau;
+            out[k] -= a * v[l];
+            out[l] += a * v[k];
+        }
+        out
+    }
+
+    /// Cᵀ v: (Cᵀ v)_K = C_KK v_K + Σ_σ T w_{K,σ}/(2τ) v_L.
+    fn c_transpose(&self, p: &Problem<'_>, res: &Residuals, v: &[f64]) -> Vec<f64> {
+        let mut out: Vec<f64> = (0..p.n()).map(|k| self.c_diag[k] * v[k]).collect();
+        for (s, &(k, l, t)) in p.faces.iter().enumerate() {
+            let a = 0.5 * t * res.w[s] / p.tau;
+            out[k] += a * v[l];
+            out[l] -= a * v[k];
+        }
+        out
+    }
+}
+
+/// Run the method from x with barrier parameter μ (absolute) down to `mu_min`, for at most
+/// `max_iter` iterations.
+///
+/// Each iteration factorises the Newton matrix once and takes Mehrotra's predictor–corrector
+/// direction: the affine (μ = 0) direction measures how much complementarity one step can
+/// remove and sets the target μ_t = σ μ_c with σ = (μ_aff/μ_c)³; the corrector adds its
+/// second-order term δλ δρ. The step starts at the fraction to the boundary (0.99) and is
+/// halved until (i) the weighted KKT residual ‖W (r_ρ, r_G, r_p)‖₂ decreases by the Armijo
+/// fraction and (ii) every complementarity product stays in the wide neighbourhood
+/// λ_K ρ_K ≥ γ μ |K| (γ = 10⁻³) of the central path. Once μ is small the active-set finish
+/// ([`finish`]) is tried.
+pub(crate) fn run(
+    p: &Problem<'_>,
+    system: &mut ReducedSystem,
+    mut x: State,
+    mut mu: f64,
+    mu_min: f64,
+    tol: f64,
+    max_iter: usize,
+) -> Result<Run, (Stop, Run)> {
+    let scale = p.rho_scale * p.e_scale;
+    let mut out = Run {
+        x: x.clone(),
+        errors: Errors::default(),
+        mu,
+        iterations: 0,
+        history: Vec::new(),
+        linear_time: 0.0,
+        factorisations: 0,
+    };
+    let mut last_step = 1.0;
+    let mut next_finish = 0;
+    loop {
+        let res = p.pd_residuals(&x);
+        let e = p.pd_errors(&x, &res, tol);
+        out.history.push(e.total());
+        let stop = |reason, x: State, out: Run, last_step, mu| {
+            Err((
+                Stop {
+                    reason,
+                    x,
+                    errors: e,
+                    mu,
+                    last_step,
+                },
+                out,
+            ))
+        };
+        if e.excess <= 1.0 {
+            certify_vacuum(p, &mut x, tol);
+            out.x = x;
+            out.errors = e;
+            out.mu = mu;
+            return Ok(out);
+        }
+        // Active-set finish once the barrier is small, then every few iterations.
+        if mu <= FINISH_MU * scale && out.iterations >= next_finish {
+            let mut t = 0.0;
+            let finished = finish(p, system, &x, tol, &mut t);
+            out.linear_time += t;
+            if let Some((y, ef, its)) = finished {
+                out.factorisations += its;
+                out.iterations += its;
+                out.history.push(ef.total());
+                out.x = y;
+                out.errors = ef;
+                out.mu = 0.0;
+                return Ok(out);
+            }
+            next_finish = out.iterations + 5;
+        }
+        if out.iterations >= max_iter {
+            return stop(crate::FailureReason::MaxIterations, x, out, last_step, mu);
+        }
+        out.iterations += 1;
+        out.factorisations += 1;
+        let mut lin = match Linearisation::new(p, &x, &res, system) {
+            Ok(l) => l,
+            Err(err) => {
+                return stop(
+                    crate::FailureReason::LinearSolver(err.0),
+                    x,
+                    out,
+                    last_step,
+                    mu,
+                );
+            }
+        };
+        let directions = (|| {
+            let mu_c = p.pd_complementarity(&x.rho, &x.lam, &x.gap, &x.nu);
+            if mu_c <= mu_min {
+                let d = lin.direction(p, &x, &res, mu_min, None)?;
+                return Ok::<_, LinearFailure>((mu_min, d, None));
+            }
+            let aff = lin.direction(p, &x, &res, 0.0, None)?;
+            let (ap, ad) = p.fraction_to_boundary(&x, &aff, 1.0);
+            let trial = p.advance(&x, &aff, ap, ad);
+            let mu_aff = p
+                .pd_complementarity(&trial.rho, &trial.lam, &trial.gap, &trial.nu)
+                .max(0.0);
+            let sigma = (mu_aff / mu_c).powi(3).clamp(0.0, 1.0);
+            let mu_t = (sigma * mu_c).max(mu_min);
+            let c_lam: Vec<f64> = (0..p.n()).map(|k| aff.lam[k] * aff.rho[k]).collect();
+            let c_nu: Vec<f64> = (0..x.nu.len()).map(|k| -aff.nu[k] * aff.rho[k]).collect();
+            let d = lin.direction(p, &x, &res, mu_t, Some((&c_lam, &c_nu)))?;
+            let plain = lin.direction(p, &x, &res, mu_t, None)?;
+            Ok((mu_t, d, Some(plain)))
+        })();
+        out.linear_time += lin.time;
+        drop(lin);
+        let (mu_t, d, plain) = match directions {
+            Ok(v) => v,
+            Err(err) => {
+                return stop(
+                    crate::FailureReason::LinearSolver(err.0),
+                    x,
+                    out,
+                    last_step,
+                    mu,
+                );
+            }
+        };
+        let w = p.residual_weights(&x, &res);
+        let r0 = p.residual_norm2(&x, &w);
+        // Residuals at their round-off floor count as zero.
+        let floor = (e.floor * e.floor + tol * tol) * 1e-4;
+        let search = |d: &Direction| -> Option<(State, f64)> {
+            let (ap, ad) = p.fraction_to_boundary(&x, d, 0.99);
+            let mut alpha = ap.min(ad);
+            while alpha >= MIN_STEP {
+                let trial = p.advance(&x, d, alpha, alpha);
+                let inside =
+                    trial.rho.iter().all(|r| *r > 0.0) && trial.gap.iter().all(|g| *g > 0.0);
+                if inside && p.centred(&trial) {
+                    let r1 = p.residual_norm2(&trial, &w);
+                    if r1 <= (1.0 - ARMIJO * alpha) * r0 + floor {
+                        return Some((trial, alpha));
+                    }
+                }
+                alpha *= 0.5;
+            }
+            None
+        };
+        // The corrector helps on the central path; where it shortens the step a lot, the plain
+        // Newton direction of the same target may go further.
+        let mut accepted = search(&d);
+        if accepted.as_ref().is_none_or(|(_, a)| *a < 0.1)
+            && let Some(plain) = plain
+            && let Some(other) = search(&plain)
+            && accepted.as_ref().is_none_or(|(_, a)| other.1 > *a)
+        {
+            accepted = Some(other);
+        }
+        match accepted {
+            Some((next, alpha)) => {
+                x = next;
+                last_step = alpha;
+            }
+            None => return stop(crate::FailureReason::LineSearch, x, out, MIN_STEP, mu),
+        }
+        mu = mu_t;
+        p.safeguard(&mut x, mu);
+    }
+}
+
+/// The active-set finish: hold the cells the interior point has put at a bound there
+/// (ρ_K/ρ_s ≤ λ_K/(|K| E_s), and likewise at the cap), drop the barrier, and solve the
+/// remaining smooth equality-constrained problem in (ρ_free, φ) with G = T θ ∇φ by Newton's
+/// method. Accepted only when it converges and its solution is complementary: free densities
+/// within the bounds, and the multipliers of the held cells, read off their stationarity
+/// rows, ≥ 0 (both up to tol). Degenerate cells (ρ and λ both ~0) are right either way.
+/// Returns the finished state and its iterations, or `None` (then the interior point goes on).
+pub(crate) fn finish(
+    p: &Problem<'_>,
+    system: &mut ReducedSystem,
+    x: &State,
+    tol: f64,
+    time: &mut f64,
+) -> Option<(State, Errors, usize)> {
+    // Without an internal energy the free densities are not determined by their cells.
+    if p.law.beta.is_none() && p.law.m.is_none() {
+        return None;
+    }
+    let n = p.n();
+    let (rs, es) = (p.rho_scale, p.e_scale);
+    let cap = p.law.rho_max;
+    // With entropy ρ > 0 always: only the cap can be active.
+    let lower = |k: usize| p.law.beta.is_none() && x.rho[k] / rs <= x.lam[k] / (p.vols[k] * es);
+    let upper = |k: usize| !x.nu.is_empty() && x.gap[k] / rs <= x.nu[k] / (p.vols[k] * es);
+    let mut held: Vec<u8> = (0..n)
+        .map(|k| {
+            if lower(k) {
+                1
+            } else if upper(k) {
+                2
+            } else {
+                0
+            }
+        })
+        .collect();
+    let mut rounds = 0;
+    // A held cell all of whose neighbours are held too exchanges no mass in this step: its
+    // potential (hence its multiplier) is not determined by the step, so its sign is not
+    // checked.
+    let coupled = |held: &[u8], k: usize| {
+        p.mesh.faces_of(k).iter().any(|&s| {
+            let (a, b, _) = p.faces[s];
+            held[if a == k { b } else { a }] == 0
+        })
+    };
+    let mut y = x.clone();
+    for k in 0..n {
+        match held[k] {
+            1 => {
+                y.rho[k] = 0.0;
+                if let Some(c) = cap {
+                    y.gap[k] = c;
+                }
+            }
+            2 => {
+                y.rho[k] = cap.unwrap_or(y.rho[k]);
+                y.gap[k] = 0.0;
+            }
+            _ => {}
+        }
+        y.lam[k] = 0.0;
+        if !y.nu.is_empty() {
+            y.nu[k] = 0.0;
+        }
+    }
+    let flux = |y: &State| -> Vec<f64> {
+        p.faces
+            .iter()
+            .map(|&(k, l, t)| t * 0.5 * (y.rho[k] + y.rho[l]) * (y.phi[l] - y.phi[k]))
+            .collect()
+    };
+    y.g = flux(&y);
+    for it in 0..12 {
+        repair_vacuum_potential(p, &held, &coupled, &mut y.phi);
+        let res = p.pd_residuals(&y);
+        // Errors: the free cells' stationarity, the mass balance, and the signs.
+        let mut e = Errors::default();
+        let gamma = p.gamma();
+        let mut ok_signs = true;
+        for k in 0..n {
+            let v = p.vols[k];
+            let r = res.r_p[k].abs() / (v * rs);
+            e.primal = e.primal.max(r);
+            e.consider(
+                Part::Primal,
+                r,
+                gamma * (v * (y.rho[k] + p.rho_prev[k])) / (v * rs),
+                tol,
+            );
+            match held[k] {
+                0 => {
+                    let d = v * p.law.f2(y.rho[k]);
+                    let r = res.r_rho[k].abs() / (d * rs);
+                    let terms = v
+                        * (p.law.f1(y.rho[k]).abs()
+                            + p.potential[k].abs()
+                            + y.phi[k].abs() / p.tau);
+                    e.dual = e.dual.max(r);
+                    e.consider(Part::StationarityRho, r, gamma * terms / (d * rs), tol);
+                    if y.rho[k] < -tol * rs || (cap.is_some() && y.gap[k] < -tol * rs) {
+                        ok_signs = false;
+                    }
+                }
+                // With the multipliers left out, r_ρ = λ at a held lower cell and −ν at a held
+                // upper cell: both multipliers must be ≥ 0.
+                1 => ok_signs &= res.r_rho[k] >= -tol * v * es || !coupled(&held, k),
+                _ => ok_signs &= -res.r_rho[k] >= -tol * v * es || !coupled(&held, k),
+            }
+        }
+        let total: f64 = res.r_p.iter().sum();
+        e.mass = total.abs() / p.mass;
+        e.consider(Part::Mass, e.mass, gamma, tol);
+        if e.excess <= 1.0 && !ok_signs {
+            // Primal–dual active set: release held cells with a negative multiplier, hold
+            // free cells that left their interval, and solve again.
+            rounds += 1;
+            if rounds > 3 {
+                return None;
+            }
+            let small = tol * rs;
+            for k in 0..n {
+                let c = coupled(&held, k);
+                match held[k] {
+                    1 if c && res.r_rho[k] < -tol * p.vols[k] * es => {
+                        held[k] = 0;
+                        y.rho[k] = small;
+                        if let Some(c) = cap {
+                            y.gap[k] = c - small;
+                        }
+                    }
+                    2 if c && -res.r_rho[k] < -tol * p.vols[k] * es => {
+                        held[k] = 0;
+                        if let Some(c) = cap {
+                            y.rho[k] = c - small;
+                            y.gap[k] = small;
+                        }
+                    }
+                    0 if y.rho[k] < -small => {
+                        held[k] = 1;
+                        y.rho[k] = 0.0;
+                        if let Some(c) = cap {
+                            y.gap[k] = c;
+                        }
+                    }
+                    0 if cap.is_some() && y.gap[k] < -small => {
+                        held[k] = 2;
+                        y.rho[k] = cap.unwrap_or(y.rho[k]);
+                        y.gap[k] = 0.0;
+                    }
+                    _ => {}
+                }
+            }
+            y.g = flux(&y);
+            continue;
+        }
+        if e.excess <= 1.0 {
+            // Clip round-off-sized excursions of free cells, recover the multipliers.
+            for k in 0..n {
+                match held[k] {
+                    1 => y.lam[k] = res.r_rho[k].max(0.0),
+                    2 => y.nu[k] = (-res.r_rho[k]).max(0.0),
+                    _ => {
+                        y.rho[k] = y.rho[k].max(0.0);
+                        if let Some(c) = cap {
+                            y.rho[k] = y.rho[k].min(c);
+                            y.gap[k] = y.gap[k].max(0.0);
+                        }
+                    }
+                }
+            }
+            return Some((y, e, it));
+        }
+        // Newton step on the free cells (held cells: δρ = 0).
+        let dinv: Vec<f64> = (0..n)
+            .map(|k| {
+                if held[k] == 0 {
+                    1.0 / (p.vols[k] * p.law.f2(y.rho[k].max(f64::MIN_POSITIVE)))
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        if dinv.iter().any(|v| !v.is_finite()) {
+            return None;
+        }
+        let mut lin = Linearisation::with_compliance(p, &res, dinv, system).ok()?;
+        let mut res0 = res;
+        for k in 0..n {
+            if held[k] != 0 {
+                res0.r_rho[k] = 0.0;
+            }
+        }
+        let d = lin.direction(p, &y, &res0, 0.0, None).ok()?;
+        *time += lin.time;
+        for k in 0..n {
+            if held[k] == 0 {
+                // With entropy ρ > 0: a cell the linear step would empty (a far tail, where
+                // the density is negligible) shrinks by 100 at most.
+                let mut step = d.rho[k];
+                if p.law.beta.is_some() && y.rho[k] + step < 0.01 * y.rho[k] {
+                    step = -0.99 * y.rho[k];
+                }
+                y.rho[k] += step;
+                if !y.gap.is_empty() {
+                    y.gap[k] -= step;
+                }
+                if !y.rho[k].is_finite() {
+                    return None;
+                }
+            }
+            y.phi[k] += d.phi[k];
+        }
+        y.g = flux(&y);
+    }
+    None
+}
+
+/// The potential of held-empty cells that exchange no mass (all their neighbours are held too)
+/// is not determined by the step; any value with a nonnegative multiplier
+/// λ_K(φ_K) = |K|(V_K + φ_K/τ) − Σ_σ T_σ(φ_L − φ_K)²/(4τ) is optimal. Gauss–Seidel sweeps (both
+/// directions) move each such φ_K to the nearest point of {λ_K ≥ 0}, an interval around the
+/// maximiser φ*_K = (Σ_σ T_σ φ_L + 2|K|)/Σ_σ T_σ (or to φ*_K when the interval is empty).
+fn repair_vacuum_potential(
+    p: &Problem<'_>,
+    held: &[u8],
+    coupled: &dyn Fn(&[u8], usize) -> bool,
+    phi: &mut [f64],
+) {
+    let n = p.n();
+    let tau = p.tau;
+    let cells: Vec<usize> = (0..n)
+        .filter(|&k| held[k] == 1 && !coupled(held, k))
+        .collect();
+    for sweep in 0..6 {
+        let order: Box<dyn Iterator<Item = &usize>> = if sweep % 2 == 0 {
+            Box::new(cells.iter())
+        } else {
+            Box::new(cells.iter().rev())
+        };
+        for &k in order {
+            // λ(φ) = a φ² + b φ + c with a = −ΣT/(4τ), b = |K|/τ + ΣTφ_L/(2τ),
+            // c = |K|V − ΣTφ_L²/(4τ).
+            let (mut t1, mut t2, mut t3) = (0.0, 0.0, 0.0);
+            for &s in p.mesh.faces_of(k) {
+                let (a, b, t) = p.faces[s];
+                let o = phi[if a == k { b } else { a }];
+                t1 += t;
+                t2 += t * o;
+                t3 += t * o * o;
+            }
+            if t1 <= 0.0 {
+                continue;
+            }
+            let v = p.vols[k];
+            let qa = -t1 / (4.0 * tau);
+            let qb = v / tau + t2 / (2.0 * tau);
+            let qc = v * p.potential[k] - t3 / (4.0 * tau);
+            let top = -qb / (2.0 * qa);
+            let disc = qb * qb - 4.0 * qa * qc;
+            if disc <= 0.0 {
+                phi[k] = top;
+                continue;
+            }
+            let half = disc.sqrt() / (2.0 * -qa);
+            let (lo, hi) = (top - half, top + half);
+            phi[k] = phi[k].clamp(lo, hi);
+        }
+    }
+}
+
+/// At the end of the interior point, give the empty region a dual certificate: the potential
+/// of a cell whose density and whose neighbours' densities are all below tol ρ_s · 10⁻³ does
+/// not change ρ (its rows are weighted by ~ρ in the stopping test), so it is set, as in the
+/// active-set finish, to make its multiplier nonnegative.
+fn certify_vacuum(p: &Problem<'_>, x: &mut State, tol: f64) {
+    if !p.lower_active || p.law.beta.is_some() {
+        return;
+    }
+    let empty: Vec<u8> = x
+        .rho
+        .iter()
+        .map(|&r| u8::from(r <= 1e-3 * tol * p.rho_scale))
+        .collect();
+    let coupled = |held: &[u8], k: usize| {
+        p.mesh.faces_of(k).iter().any(|&s| {
+            let (a, b, _) = p.faces[s];
+            held[if a == k { b } else { a }] == 0
+        })
+    };
+    repair_vacuum_potential(p, &empty, &coupled, &mut x.phi);
+}

@@ -1,0 +1,326 @@
+//! One step's optimality system: the data, the dual function ψ_μ and its gradient, the scaled
+//! KKT error with its round-off floors, and the Newton matrix (see the crate docs for the
+//! equations).
+
+use crate::cell::{Cell, CellLaw};
+use crate::system::{LinearFailure, ReducedSystem};
+use jko_core::Mesh;
+use std::time::Instant;
+
+/// One step's data, in the form the iteration uses.
+pub(crate) struct Problem<'a> {
+    pub mesh: &'a Mesh,
+    /// (K, L, T_σ) for every interior face.
+    pub faces: &'a [(usize, usize, f64)],
+    pub vols: &'a [f64],
+    pub potential: Vec<f64>,
+    pub rho_prev: Vec<f64>,
+    pub tau: f64,
+    pub law: CellLaw,
+    /// max ρⁿ: the density scale.
+    pub rho_scale: f64,
+    /// Energy per unit mass scale: β + osc V + f'_porous(ρ_s) (or h²/τ without energy).
+    pub e_scale: f64,
+    /// Mass of ρⁿ.
+    pub mass: f64,
+    /// Barrier parameter of the lower bound when the entropy keeps ρ > 0 by itself: a floor
+    /// that only keeps far tails representable (ρ ≥ μ/|s| instead of underflowing to 0).
+    pub mu_floor: f64,
+    /// Whether the lower bound ρ ≥ 0 can be active (no entropy): then its barrier follows μ.
+    pub lower_active: bool,
+}
+
+/// An iterate of the dual method: the potential φ, the barrier parameter μ of the active
+/// bounds, the cell densities ρ(φ) (with their gaps to the cap) and the dual value.
+#[derive(Clone, Debug)]
+pub(crate) struct Point {
+    pub phi: Vec<f64>,
+    pub mu: f64,
+    pub cells: Vec<Cell>,
+    /// ψ_μ(φ).
+    pub value: f64,
+    /// Σ of the absolute values of the terms of ψ (its round-off scale).
+    pub scale: f64,
+    /// Mass balance r_p,K = |K|(ρ_K − ρⁿ_K) + Σ_σ G_{K,σ} (τ ∂ψ/∂φ_K).
+    pub r_p: Vec<f64>,
+}
+
+/// The scaled KKT error of an iterate: every residual translated into a density error
+/// relative to ρ_scale, next to its round-off floor in the same units.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Errors {
+    /// Mass balance max_K |r_p,K| / (|K| ρ_s).
+    pub primal: f64,
+    /// Stationarity in ρ and G, density-equivalent (0 at the points of the dual method).
+    pub dual: f64,
+    /// Natural complementarity residual max_K min(ρ_K/ρ_s, λ_K/(|K| E_s)) (and at the cap).
+    pub complementarity: f64,
+    /// Relative mass error |Σ r_p| / M.
+    pub mass: f64,
+    /// Largest round-off floor among the residuals that are above `tol` (0 when none).
+    pub floor: f64,
+    /// max over residuals of residual / max(tol, floor): the iteration stops when ≤ 1.
+    pub excess: f64,
+    /// Which residual attains `excess`.
+    pub dominant: Part,
+}
+
+/// The residual groups, for diagnostics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Part {
+    #[default]
+    Primal,
+    StationarityRho,
+    StationarityFlux,
+    Complementarity,
+    Mass,
+}
+
+impl Part {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Part::Primal => "mass balance",
+            Part::StationarityRho => "stationarity in rho",
+            Part::StationarityFlux => "flux-potential relation G = T theta grad phi",
+            Part::Complementarity => "complementarity at a bound (barrier)",
+            Part::Mass => "total mass",
+        }
+    }
+}
+
+impl Errors {
+    /// Take one residual into account: its value and round-off floor (in density units).
+    pub fn consider(&mut self, part: Part, value: f64, floor: f64, tol: f64) {
+        let q = value / tol.max(floor);
+        if q.is_nan() || self.excess.is_nan() || q > self.excess {
+            self.excess = q;
+            self.dominant = part;
+        }
+        if value > tol {
+            self.floor = self.floor.max(floor);
+        }
+    }
+
+    /// The scalar recorded in the history: the largest scaled residual.
+    pub fn total(&self) -> f64 {
+        self.primal
+            .max(self.dual)
+            .max(self.complementarity)
+            .max(self.mass)
+    }
+
+    /// The value of the dominant residual.
+    pub fn dominant_value(&self) -> f64 {
+        match self.dominant {
+            Part::Primal => self.primal,
+            Part::StationarityRho | Part::StationarityFlux => self.dual,
+            Part::Complementarity => self.complementarity,
+            Part::Mass => self.mass,
+        }
+    }
+}
+
+impl<'a> Problem<'a> {
+    pub fn n(&self) -> usize {
+        self.vols.len()
+    }
+
+    /// Barrier parameter of the lower bound when the bounds' parameter is μ.
+    pub fn mu_lower(&self, mu: f64) -> f64 {
+        if self.lower_active { mu } else { self.mu_floor }
+    }
+
+    /// f(ρ) per unit volume: β ρ ln ρ + ρ^m/(m−1).
+    pub fn f0(&self, r: f64) -> f64 {
+        let mut v = 0.0;
+        if let Some(b) = self.law.beta {
+            v += if r > 0.0 { b * r * r.ln() } else { 0.0 };
+        }
+        if let Some(m) = self.law.m {
+            v += r.max(0.0).powf(m) / (m - 1.0);
+        }
+        v
+    }
+
+    /// The round-off of a sum of the terms of one residual: (4d + 4) ε (worst-case summation of
+    /// the at most 2d + 3 terms, with the rounding of the data).
+    pub fn gamma(&self) -> f64 {
+        (4.0 * self.mesh.dim() as f64 + 4.0) * f64::EPSILON
+    }
+
+    /// s_K = −V_K − φ_K/τ + Q_K/|K|, Q_K = Σ_σ T_σ (φ_L − φ_K)²/(4τ).
+    pub fn chemical_potential(&self, phi: &[f64]) -> Vec<f64> {
+        let mut q = vec![0.0; phi.len()];
+        for &(k, l, t) in self.faces {
+            let d = phi[l] - phi[k];
+            let e = t * d * d / (4.0 * self.tau);
+            q[k] += e;
+            q[l] += e;
+        }
+        (0..phi.len())
+            .map(|k| -self.potential[k] - phi[k] / self.tau + q[k] / self.vols[k])
+            .collect()
+    }
+
+    /// The point at φ and μ: ρ(φ) from the cell law, ψ_μ(φ) and the mass balance. `None` when
+    /// the cell law has no solution somewhere (outside the dual domain).
+    pub fn point(&self, phi: Vec<f64>, mu: f64, guess: Option<&[Cell]>) -> Option<Point> {
+        let n = self.n();
+        let tau = self.tau;
+        let s = self.chemical_potential(&phi);
+        let mu_l = self.mu_lower(mu);
+        let cells: Vec<Cell> = (0..n)
+            .map(|k| {
+                let g = guess.map_or(self.rho_prev[k], |c| c[k].rho);
+                self.law.density(s[k], mu_l, mu, g)
+            })
+            .collect::<Option<_>>()?;
+        let mut value = 0.0;
+        let mut scale = 0.0;
+        let mut r_p: Vec<f64> = (0..n)
+            .map(|k| self.vols[k] * (cells[k].rho - self.rho_prev[k]))
+            .collect();
+        for (k, c) in cells.iter().enumerate() {
+            let v = self.vols[k];
+            let mut local = v * (self.f0(c.rho) + self.potential[k] * c.rho);
+            if mu_l > 0.0 {
+                local -= mu_l * v * c.rho.ln();
+            }
+            if self.law.rho_max.is_some() && mu > 0.0 {
+                local -= mu * v * c.gap.ln();
+            }
+            let pair = phi[k] * r_p[k] / tau;
+            value += local + pair;
+            scale += local.abs() + (v * phi[k] * (c.rho + self.rho_prev[k]) / tau).abs();
+        }
+        for &(k, l, t) in self.faces {
+            let d = phi[l] - phi[k];
+            let g = t * 0.5 * (cells[k].rho + cells[l].rho) * d;
+            let e = g * d / (2.0 * tau);
+            value -= e;
+            scale += e.abs();
+            r_p[k] += g;
+            r_p[l] -= g;
+        }
+        value.is_finite().then_some(Point {
+            phi,
+            mu,
+            cells,
+            value,
+            scale,
+            r_p,
+        })
+    }
+
+    /// The two-point flux G_σ = T_σ θ_σ (φ_L − φ_K) of a point.
+    pub fn flux(&self, p: &Point) -> Vec<f64> {
+        self.faces
+            .iter()
+            .map(|&(k, l, t)| t * 0.5 * (p.cells[k].rho + p.cells[l].rho) * (p.phi[l] - p.phi[k]))
+            .collect()
+    }
+
+    /// Scaled KKT error with its round-off floors. Stationarity in ρ and in G holds exactly at
+    /// every point of the dual method (ρ solves its cell law, G = T θ ∇φ), so the residuals are
+    /// the mass balance and the complementarity of the barrier (λ_K = μ_L|K|/ρ_K,
+    /// ν_K = μ|K|/(ρ_max − ρ_K)).
+    pub fn errors(&self, p: &Point, tol: f64) -> Errors {
+        let n = self.n();
+        let (rs, es) = (self.rho_scale, self.e_scale);
+        let gamma = self.gamma();
+        let mu_l = self.mu_lower(p.mu);
+        let mut gabs = vec![0.0; n];
+        for &(k, l, t) in self.faces {
+            let g = (t * 0.5 * (p.cells[k].rho + p.cells[l].rho) * (p.phi[l] - p.phi[k])).abs();
+            // The flux is computed from φ: its round-off is that of φ_L − φ_K.
+            let gf =
+                t * 0.5 * (p.cells[k].rho + p.cells[l].rho) * (p.phi[l].abs() + p.phi[k].abs());
+            gabs[k] += g + gf;
+            gabs[l] += g + gf;
+        }
+        let mut e = Errors::default();
+        let consider = |part, value, floor, e: &mut Errors| e.consider(part, value, floor, tol);
+        for k in 0..n {
+            let v = self.vols[k];
+            let c = p.cells[k];
+            let r = p.r_p[k].abs() / (v * rs);
+            let floor = gamma * (v * (c.rho + self.rho_prev[k]) + gabs[k]) / (v * rs);
+            e.primal = e.primal.max(r);
+            consider(Part::Primal, r, floor, &mut e);
+            let mut comp = 0.0f64;
+            if mu_l > 0.0 && c.rho > 0.0 {
+                comp = (c.rho / rs).min(mu_l / (c.rho * es));
+            }
+            if self.law.rho_max.is_some() && p.mu > 0.0 && c.gap > 0.0 {
+                comp = comp.max((c.gap / rs).min(p.mu / (c.gap * es)));
+            }
+            e.complementarity = e.complementarity.max(comp);
+            consider(Part::Complementarity, comp, 0.0, &mut e);
+        }
+        let total: f64 = p.r_p.iter().sum();
+        let size: f64 = (0..n)
+            .map(|k| self.vols[k] * (p.cells[k].rho + self.rho_prev[k]))
+            .sum();
+        e.mass = total.abs() / self.mass;
+        consider(Part::Mass, e.mass, gamma * size / self.mass, &mut e);
+        if e.excess.is_nan() {
+            e.excess = f64::INFINITY;
+        }
+        e
+    }
+
+    /// Assemble and factorise the Newton matrix S = Cᵀ D⁻¹ C + L_θ/τ of ψ_μ at p (−S is its
+    /// Hessian), and solve S δφ = ∇ψ = r_p/τ. Rows of cells where S vanishes identically (deep
+    /// in a vacuum or at the cap, at μ = 0, where ψ does not depend on φ_K) are pinned:
+    /// δφ_K = 0. Returns the direction and the time spent.
+    pub fn newton_direction(
+        &self,
+        p: &Point,
+        system: &mut ReducedSystem,
+    ) -> Result<(Vec<f64>, f64), LinearFailure> {
+        let t0 = Instant::now();
+        let tau = self.tau;
+        let n = self.n();
+        let mu_l = self.mu_lower(p.mu);
+        let dinv: Vec<f64> = (0..n)
+            .map(|k| self.law.compliance(p.cells[k], mu_l, p.mu) / self.vols[k])
+            .collect();
+        let mut c_diag: Vec<f64> = (0..n).map(|k| self.vols[k] / tau).collect();
+        for &(k, l, t) in self.faces {
+            let a = 0.5 * t * (p.phi[l] - p.phi[k]) / tau;
+            c_diag[k] += a;
+            c_diag[l] -= a;
+        }
+        let mesh = self.mesh;
+        system.assemble(
+            &dinv,
+            |k, c| {
+                c.push(c_diag[k]);
+                for &s in mesh.faces_of(k) {
+                    let (a, b, t) = self.faces[s];
+                    // C_KL = −T_σ (φ_L − φ_K)/(2τ).
+                    let other = if a == k { b } else { a };
+                    c.push(-0.5 * t * (p.phi[other] - p.phi[k]) / tau);
+                }
+            },
+            |k, j| {
+                let (a, b, t) = self.faces[mesh.faces_of(k)[j]];
+                t * 0.5 * (p.cells[a].rho + p.cells[b].rho) / tau
+            },
+        );
+        let pinned = system.pin_empty_rows();
+        let mut result = system.factorize(0.0);
+        if result.is_err() {
+            // Round-off made the (positive definite) matrix numerically indefinite: a relative
+            // shift of the unit-diagonal scaled matrix far below the tolerances restores it.
+            result = system.factorize(1e-12);
+        }
+        result?;
+        let mut d: Vec<f64> = p.r_p.iter().map(|r| r / tau).collect();
+        for &k in &pinned {
+            d[k] = 0.0;
+        }
+        system.solve(&mut d)?;
+        Ok((d, t0.elapsed().as_secs_f64()))
+    }
+}
