@@ -26,8 +26,8 @@
 
 use crate::backend::SolverConfig;
 use crate::error::RunError;
-use jko_core::exact::{Barenblatt, DriftBox, Gaussian};
 use crate::expression::Expression;
+use jko_core::exact::{Barenblatt, DriftBox, Gaussian};
 use jko_core::{ControlVolumes, Energy, InputError, Interaction, Mesh, Potential};
 use ndarray::{Array1, ArrayD};
 use serde::{Deserialize, Serialize};

@@ -192,8 +192,8 @@ mod tests {
         .unwrap();
         let x: f64 = 0.3;
         let pi = std::f64::consts::PI;
-        let want = (x / 2.0).exp() * (pi * (pi * x).cos() + 0.5 * (pi * x).sin())
-            + pi * (x - 0.5).exp();
+        let want =
+            (x / 2.0).exp() * (pi * (pi * x).cos() + 0.5 * (pi * x).sin()) + pi * (x - 0.5).exp();
         assert!((u.eval(&[x, 0.9]) - want).abs() < 1e-13);
     }
 }

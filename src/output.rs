@@ -279,8 +279,14 @@ impl RunWriter {
                             || name.ends_with(".vtu")
                             || name.ends_with(".pvd"));
                     if step_file
-                        || [HEADER_FILE, STEPS_FILE, CENTRES_FILE, VOLUMES_FILE, MESH_FILE]
-                            .contains(&&*name)
+                        || [
+                            HEADER_FILE,
+                            STEPS_FILE,
+                            CENTRES_FILE,
+                            VOLUMES_FILE,
+                            MESH_FILE,
+                        ]
+                        .contains(&&*name)
                     {
                         std::fs::remove_file(e.path())
                             .map_err(|err| RunError::io(&e.path(), err))?;
@@ -415,9 +421,7 @@ impl RunWriter {
             return Ok(());
         }
         let (n, d) = (self.mesh.n_cells(), self.mesh.dim());
-        let centres: Vec<f64> = (0..n)
-            .flat_map(|k| self.mesh.centre(k).to_vec())
-            .collect();
+        let centres: Vec<f64> = (0..n).flat_map(|k| self.mesh.centre(k).to_vec()).collect();
         let centres = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[n, d]), centres)
             .map_err(|e| InputError::InvalidMesh(e.to_string()))?;
         self.write_npy(CENTRES_FILE, &centres)?;
@@ -430,12 +434,12 @@ impl RunWriter {
         let path = self.dir.join(name);
         let tmp = self.dir.join(format!(".{name}.tmp"));
         let file = std::fs::File::create(&tmp).map_err(|e| RunError::io(&tmp, e))?;
-        ndarray_npy::WriteNpyExt::write_npy(array, std::io::BufWriter::new(file)).map_err(
-            |e| RunError::Npy {
+        ndarray_npy::WriteNpyExt::write_npy(array, std::io::BufWriter::new(file)).map_err(|e| {
+            RunError::Npy {
                 path: tmp.clone(),
                 message: e.to_string(),
-            },
-        )?;
+            }
+        })?;
         std::fs::rename(&tmp, &path).map_err(|e| RunError::io(&path, e))
     }
 

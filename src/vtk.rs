@@ -151,7 +151,10 @@ pub fn unstructured_grid(mesh: &Mesh, fields: &[(&str, &Array1<f64>)]) -> Option
         r#"<VTKFile type="UnstructuredGrid" version="1.0" byte_order="LittleEndian" header_type="UInt64">"#
     );
     let _ = writeln!(s, "  <UnstructuredGrid>");
-    let _ = writeln!(s, r#"    <Piece NumberOfPoints="{np}" NumberOfCells="{nc}">"#);
+    let _ = writeln!(
+        s,
+        r#"    <Piece NumberOfPoints="{np}" NumberOfCells="{nc}">"#
+    );
     let _ = writeln!(s, "      <Points>");
     let _ = writeln!(
         s,
@@ -186,7 +189,12 @@ pub fn unstructured_grid(mesh: &Mesh, fields: &[(&str, &Array1<f64>)]) -> Option
         if values.len() != nc {
             return None;
         }
-        data_array(&mut s, name, "Float64", &mut values.iter().map(|v| format!("{v:e}")));
+        data_array(
+            &mut s,
+            name,
+            "Float64",
+            &mut values.iter().map(|v| format!("{v:e}")),
+        );
     }
     let _ = writeln!(s, "      </CellData>");
     let _ = writeln!(s, "    </Piece>");

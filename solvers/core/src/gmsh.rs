@@ -102,7 +102,7 @@ impl Triangulation {
             ));
         }
         let d = self.dim;
-        if self.points.len() % d != 0 || self.simplices.len() % (d + 1) != 0 {
+        if !self.points.len().is_multiple_of(d) || !self.simplices.len().is_multiple_of(d + 1) {
             return bad(format!(
                 "{} coordinates and {} simplex indices are not multiples of {d} and {}",
                 self.points.len(),

@@ -642,7 +642,7 @@ impl Mesh {
     /// ```
     pub fn with_shapes(mut self, shapes: CellShapes) -> Result<Mesh, InputError> {
         let bad = |m: String| Err(InputError::InvalidMesh(m));
-        if shapes.dim != self.dim || shapes.points.len() % self.dim.max(1) != 0 {
+        if shapes.dim != self.dim || !shapes.points.len().is_multiple_of(self.dim.max(1)) {
             return bad(format!(
                 "cell shapes of dimension {} ({} coordinates) for a {}D mesh",
                 shapes.dim,
