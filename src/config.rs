@@ -8,6 +8,8 @@
 //! upper = [5.0, 5.0]
 //! # obstacles = [{ kind = "disc", center = [0.0, 0.0], radius = 1.0 }]   # cells removed from the domain
 //! # mask = "mask.npy"        # or a mask array (nonzero = inside), shape = cells
+//! # file = "domain.msh"      # instead of the grid keys: a Gmsh MSH 4.1 triangle mesh
+//! # control_volumes = "elements"   # with `file`: elements (circumcentres) | voronoi
 //! [initial]                   # kind: gaussian (mean, std) | barenblatt (m, t0) | uniform | drift_box (modes, amplitude) | npy (path)
 //! kind = "gaussian"
 //! mean = [1.0, -0.5]
@@ -24,8 +26,9 @@
 
 use crate::backend::SolverConfig;
 use crate::error::RunError;
+use crate::expression::Expression;
 use jko_core::exact::{Barenblatt, DriftBox, Gaussian};
-use jko_core::{Energy, InputError, Interaction, Mesh, Potential};
+use jko_core::{ControlVolumes, Energy, InputError, Interaction, Mesh, Potential};
 use ndarray::{Array1, ArrayD};
 use serde::{Deserialize, Serialize};
 use std::io::Read;
@@ -102,7 +105,9 @@ impl Limits {
 }
 
 /// `[mesh]`: a Cartesian grid on the box [lower, upper] (1 to 3 axes), optionally with cells
-/// removed (obstacles, a mask).
+/// removed (obstacles, a mask); or, with `file`, a Gmsh MSH 4.1 mesh of triangles (2D) or
+/// tetrahedra (3D) turned into a two-point-flux mesh (`control_volumes`, see
+/// `jko_core::simplicial` and docs/mathematics.md §6).
 ///
 /// ```rust
 /// use jko::config::{MeshConfig, Obstacle};
@@ -113,21 +118,32 @@ impl Limits {
 ///     lower: vec![0.0],
 ///     upper: vec![1.0],
 ///     obstacles: vec![Obstacle::Box { lower: vec![0.0], upper: vec![0.3] }],
-///     mask: None,
+///     ..Default::default()
 /// };
 /// assert_eq!(config.build(".".as_ref())?.n_cells(), 7);
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MeshConfig {
-    /// Cells per axis.
+    /// Cells per axis (a grid; empty with `file`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cells: Vec<usize>,
-    /// Lower corner of the box.
+    /// Lower corner of the box (a grid).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lower: Vec<f64>,
-    /// Upper corner of the box.
+    /// Upper corner of the box (a grid).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub upper: Vec<f64>,
+    /// A Gmsh MSH 4.1 file (relative to the config's directory) instead of a grid: its
+    /// triangles (2D) or tetrahedra (3D) make the mesh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    /// With `file`: the control volumes, the file's elements centred at their circumcentres
+    /// (default) or the Voronoi cells of its vertices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_volumes: Option<ControlVolumes>,
     /// Regions removed from the domain (walls with no flux).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub obstacles: Vec<Obstacle>,
@@ -245,7 +261,17 @@ pub enum InitialConfig {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mass: Option<f64>,
     },
-    /// Cell values from a `.npy` file (float64, shape = cells), normalised to `mass` (default 1).
+    /// A formula in x, y, z (see [`crate::expression`]) evaluated at the cell centres,
+    /// normalised to `mass` (default 1). It must be finite and ≥ 0 at every centre.
+    Expression {
+        /// The formula.
+        expr: String,
+        /// Total mass (default 1).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mass: Option<f64>,
+    },
+    /// Cell values from a `.npy` file (float64, shape = cells; on a mesh read from a file, one
+    /// value per cell in the mesh's cell order), normalised to `mass` (default 1).
     Npy {
         /// The file, relative to the config's directory.
         path: PathBuf,
@@ -359,10 +385,16 @@ pub enum PotentialConfig {
     Quartic,
     /// Σ (x_i² − 1)²/4.
     DoubleWell,
-    /// Cell values from a `.npy` file of shape `cells`.
+    /// Cell values from a `.npy` file of shape `cells` (one value per cell on a mesh read from
+    /// a file).
     Npy {
         /// The file, relative to the config's directory.
         path: PathBuf,
+    },
+    /// A formula in x, y, z (see [`crate::expression`]) evaluated at the cell centres.
+    Expression {
+        /// The formula.
+        expr: String,
     },
 }
 
@@ -579,7 +611,9 @@ impl Config {
     /// # }
     /// ```
     pub fn build(&self, base: &Path) -> Result<Problem, RunError> {
-        self.build_with(&|p: &Path| read_npy(&base.join(p)))
+        let mut resolved = self.clone();
+        resolved.mesh = self.mesh.relative_to(base);
+        resolved.build_with(&|p: &Path| read_npy(&base.join(p)))
     }
 
     /// [`Config::build`] with the `.npy` arrays the config names (mask, potential, initial
@@ -687,7 +721,7 @@ impl MeshConfig {
     ///     lower: vec![-1.0, -1.0],
     ///     upper: vec![1.0, 1.0],
     ///     obstacles: vec![Obstacle::Disc { center: vec![0.0, 0.0], radius: 0.5 }],
-    ///     mask: None,
+    ///     ..Default::default()
     /// };
     /// let mesh = config.build(".".as_ref())?;
     /// // The disc of area π/4 removes about π/4 / 0.01 ≈ 79 cells of 400.
@@ -698,10 +732,31 @@ impl MeshConfig {
     /// # }
     /// ```
     pub fn build(&self, base: &Path) -> Result<Mesh, RunError> {
-        self.build_with(&|p: &Path| read_npy(&base.join(p)))
+        self.relative_to(base)
+            .build_with(&|p: &Path| read_npy(&base.join(p)))
     }
 
-    /// [`MeshConfig::build`] with the mask array from `load` (see [`Config::build_with`]).
+    /// The same config with its mesh `file` (if any) resolved against `base`: what
+    /// [`MeshConfig::build`] and [`Config::build`] read (the `.npy` paths go through their
+    /// loader instead).
+    ///
+    /// ```rust
+    /// use jko::config::MeshConfig;
+    ///
+    /// let config = MeshConfig { file: Some("square.msh".into()), ..Default::default() };
+    /// assert_eq!(config.relative_to("data".as_ref()).file, Some("data/square.msh".into()));
+    /// ```
+    pub fn relative_to(&self, base: &Path) -> MeshConfig {
+        let mut resolved = self.clone();
+        if let Some(f) = &self.file {
+            resolved.file = Some(base.join(f));
+        }
+        resolved
+    }
+
+    /// [`MeshConfig::build`] with the mask array from `load` (see [`Config::build_with`]); a
+    /// mesh `file` is read as written (relative to the working directory; [`MeshConfig::build`]
+    /// resolves it against its base first).
     ///
     /// ```rust
     /// use jko::config::MeshConfig;
@@ -712,8 +767,8 @@ impl MeshConfig {
     ///     cells: vec![2, 2],
     ///     lower: vec![0.0, 0.0],
     ///     upper: vec![1.0, 1.0],
-    ///     obstacles: vec![],
     ///     mask: Some("mask.npy".into()),
+    ///     ..Default::default()
     /// };
     /// let mask = ArrayD::from_shape_vec(IxDyn(&[2, 2]), vec![1.0, 0.0, 1.0, 1.0])?;
     /// let mesh = config.build_with(&|_| Ok(mask.clone()))?;
@@ -722,6 +777,38 @@ impl MeshConfig {
     /// # }
     /// ```
     pub fn build_with(&self, load: &NpyLoader) -> Result<Mesh, RunError> {
+        if let Some(file) = &self.file {
+            let grid_keys = [
+                ("cells", !self.cells.is_empty()),
+                ("lower", !self.lower.is_empty()),
+                ("upper", !self.upper.is_empty()),
+                ("obstacles", !self.obstacles.is_empty()),
+                ("mask", self.mask.is_some()),
+            ];
+            if let Some((key, _)) = grid_keys.iter().find(|(_, set)| *set) {
+                return Err(RunError::config(
+                    &format!("mesh.{key}"),
+                    "is a grid key; a mesh read from `file` takes only `control_volumes` \
+                     (cut holes and obstacles in the mesh file itself)",
+                ));
+            }
+            return Ok(Mesh::from_msh(
+                file,
+                self.control_volumes.unwrap_or_default(),
+            )?);
+        }
+        if self.control_volumes.is_some() {
+            return Err(RunError::config(
+                "mesh.control_volumes",
+                "applies to a mesh read from `file`, not to a grid",
+            ));
+        }
+        if self.cells.is_empty() {
+            return Err(RunError::config(
+                "mesh",
+                "give the grid keys `cells`, `lower`, `upper`, or a mesh `file`",
+            ));
+        }
         // Validate the box before anything uses it (the mesh constructor repeats these checks).
         let plain = Mesh::grid(&self.cells, &self.lower, &self.upper)?;
         if self.obstacles.is_empty() && self.mask.is_none() {
@@ -835,9 +922,15 @@ impl EnergyConfig {
             }),
             Some(PotentialConfig::Quartic) => Some(Potential::Quartic),
             Some(PotentialConfig::DoubleWell) => Some(Potential::DoubleWell),
+            Some(PotentialConfig::Expression { expr }) => {
+                let f = Expression::parse(expr, d, "energy.potential.expr")?;
+                Some(Potential::Cells {
+                    values: f.on_mesh(mesh, "energy.potential.expr")?.to_vec(),
+                })
+            }
             Some(PotentialConfig::Npy { path }) => {
                 let arr = load(path)?;
-                let values = mesh.from_grid_array("potential npy", &arr)?;
+                let values = mesh.from_cell_array("potential npy", &arr)?;
                 jko_core::energy::check_finite("potential npy", values.as_slice().unwrap_or(&[]))?;
                 Some(Potential::Cells {
                     values: values.to_vec(),
@@ -945,9 +1038,13 @@ impl InitialConfig {
                 let exact = self.drift_box(mesh, energy)?;
                 (mesh.sample(|x| exact.density(0.0, x)), Some(exact.mass))
             }
+            InitialConfig::Expression { expr, mass } => {
+                let f = Expression::parse(expr, d, "initial.expr")?;
+                (f.on_mesh(mesh, "initial.expr")?, *mass)
+            }
             InitialConfig::Npy { path, mass } => {
                 let arr = load(path)?;
-                (mesh.from_grid_array("initial density npy", &arr)?, *mass)
+                (mesh.from_cell_array("initial density npy", &arr)?, *mass)
             }
         };
         let mass = jko_core::finite_positive("initial.mass", mass.unwrap_or(1.0))?;

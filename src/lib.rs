@@ -72,6 +72,7 @@ pub mod config;
 pub mod driver;
 pub mod error;
 pub mod examples;
+pub mod expression;
 pub mod output;
 pub mod plan;
 pub mod reference;
@@ -105,7 +106,7 @@ pub struct RunOptions {
     pub resume: bool,
     /// Overwrite a previous run in `out` (without it, a directory holding a run is refused).
     pub force: bool,
-    /// Also write VTK image data (`.vti` per step, `.pvd` series).
+    /// Also write VTK files (`.vti` per step on grids, `.vtu` on meshes read from a file; `.pvd` series).
     pub vtk: bool,
 }
 
@@ -232,6 +233,7 @@ pub fn run(
     let mut recorder = Recorder(records);
     let mut writer = writer.map(|mut w| {
         w.vtk = opts.vtk;
+        w.mesh_source = config.mesh.file.as_ref().map(|f| base.join(f));
         w
     });
     let mut observers: Vec<&mut dyn Observer> = Vec::new();

@@ -1,7 +1,11 @@
 //! Run directories. [`RunWriter`], an [`Observer`] of the march, writes:
 //!
-//! - `rho_NNNNN.npy` per step (float64, shape = cells per axis, C order, density values,
-//!   masked cells 0; `rho_00000.npy` is the initial state);
+//! - `rho_NNNNN.npy` per step (float64 density values; on a grid, shape = cells per axis, C
+//!   order, masked cells 0; on a mesh read from a file, one value per cell in the mesh's cell
+//!   order); `rho_00000.npy` is the initial state;
+//! - on a mesh read from a file, `centres.npy` (n_cells × d) and `volumes.npy` (n_cells), the
+//!   geometry the values live on, and `mesh.msh`, a copy of the mesh file (when the run was
+//!   started by [`crate::run`]);
 //! - `potential_NNNNN.npy` when the backend returns a dual potential (used to resume
 //!   bit-identically);
 //! - `steps.jsonl`: one [`StepRecord`] per line (JSON), appended as each step finishes — the
@@ -9,8 +13,9 @@
 //! - `run.json`: the run's header and status ([`RunHeader`]: config as run, backend, crate
 //!   version, initial mass and energy, status, error, peak memory), small and rewritten only
 //!   when the run starts and ends;
-//! - with VTK output on, `rho_NNNNN.vti` per step and the `rho.pvd` series (see [`crate::vtk`];
-//!   the series is rewritten when the run ends).
+//! - with VTK output on, `rho_NNNNN.vti` (grids) or `rho_NNNNN.vtu` (meshes read from a file)
+//!   per step and the `rho.pvd` series (see [`crate::vtk`]; the series is rewritten when the run
+//!   ends).
 //!
 //! Arrays and `run.json` are written to a temporary name and renamed, so a file that exists is
 //! complete; a line of `steps.jsonl` cut by a crash is dropped on resume. Bytes written per
@@ -57,6 +62,16 @@ pub const HEADER_FILE: &str = "run.json";
 
 /// The per-step record file of a run directory (JSON lines, one [`StepRecord`] each).
 pub const STEPS_FILE: &str = "steps.jsonl";
+
+/// The cell centres of a run on a mesh read from a file (float64, n_cells × d).
+pub const CENTRES_FILE: &str = "centres.npy";
+
+/// The cell volumes of a run on a mesh read from a file (float64, n_cells).
+pub const VOLUMES_FILE: &str = "volumes.npy";
+
+/// The copy of the mesh file a run on a mesh read from a file keeps in its directory (so
+/// `jko plot` and readers of the directory need nothing else).
+pub const MESH_FILE: &str = "mesh.msh";
 
 /// Contents of `run.json`: what the run is and how it stands.
 ///
@@ -207,10 +222,12 @@ pub struct RunWriter {
     /// Whether the march's start state is a new run's ρ⁰ (written as `rho_00000.npy`); false
     /// when resuming.
     initial: bool,
-    /// Also write `rho_NNNNN.vti` per step and the `rho.pvd` time series.
+    /// Also write `rho_NNNNN.vti` (or `.vtu`) per step and the `rho.pvd` time series.
     pub vtk: bool,
     /// The last step written (for the VTK series).
     last: usize,
+    /// The mesh file to copy into the directory as [`MESH_FILE`] when a new run starts.
+    pub mesh_source: Option<PathBuf>,
 }
 
 impl RunWriter {
@@ -259,8 +276,18 @@ impl RunWriter {
                     let step_file = (name.starts_with("rho") || name.starts_with("potential_"))
                         && (name.ends_with(".npy")
                             || name.ends_with(".vti")
+                            || name.ends_with(".vtu")
                             || name.ends_with(".pvd"));
-                    if step_file || name == HEADER_FILE || name == STEPS_FILE {
+                    if step_file
+                        || [
+                            HEADER_FILE,
+                            STEPS_FILE,
+                            CENTRES_FILE,
+                            VOLUMES_FILE,
+                            MESH_FILE,
+                        ]
+                        .contains(&&*name)
+                    {
                         std::fs::remove_file(e.path())
                             .map_err(|err| RunError::io(&e.path(), err))?;
                     }
@@ -286,6 +313,7 @@ impl RunWriter {
             initial: true,
             vtk: false,
             last: 0,
+            mesh_source: None,
         })
     }
 
@@ -350,10 +378,10 @@ impl RunWriter {
         }
         let last = records.last().map_or(0, |r| r.step);
         let rho_path = dir.join(step_file("rho", last));
-        let rho = mesh.from_grid_array("resumed density", &read_npy(&rho_path)?)?;
+        let rho = mesh.from_cell_array("resumed density", &read_npy(&rho_path)?)?;
         let pot_path = dir.join(step_file("potential", last));
         let potential = if last > 0 && pot_path.exists() {
-            Some(mesh.from_grid_array("resumed potential", &read_npy(&pot_path)?)?)
+            Some(mesh.from_cell_array("resumed potential", &read_npy(&pot_path)?)?)
         } else {
             None
         };
@@ -372,6 +400,7 @@ impl RunWriter {
             initial: false,
             vtk: false,
             last,
+            mesh_source: None,
         };
         let state = State {
             rho,
@@ -381,20 +410,36 @@ impl RunWriter {
         Ok((writer, state, records))
     }
 
-    /// Write cell values as a grid-shaped `.npy` (write-then-rename).
+    /// Write cell values as a `.npy` of [`Mesh::array_shape`] (write-then-rename).
     fn write_cells(&self, name: &str, values: &ndarray::Array1<f64>) -> Result<(), RunError> {
+        self.write_npy(name, &self.mesh.to_cell_array(values, 0.0))
+    }
+
+    /// On a mesh that is not a grid, write `centres.npy` (n_cells × d) and `volumes.npy`.
+    fn write_geometry(&self) -> Result<(), RunError> {
+        if self.mesh.as_grid().is_some() {
+            return Ok(());
+        }
+        let (n, d) = (self.mesh.n_cells(), self.mesh.dim());
+        let centres: Vec<f64> = (0..n).flat_map(|k| self.mesh.centre(k).to_vec()).collect();
+        let centres = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[n, d]), centres)
+            .map_err(|e| InputError::InvalidMesh(e.to_string()))?;
+        self.write_npy(CENTRES_FILE, &centres)?;
+        let volumes = ndarray::Array1::from(self.mesh.volumes().to_vec()).into_dyn();
+        self.write_npy(VOLUMES_FILE, &volumes)
+    }
+
+    /// Write an array as `.npy` (write-then-rename).
+    fn write_npy(&self, name: &str, array: &ndarray::ArrayD<f64>) -> Result<(), RunError> {
         let path = self.dir.join(name);
-        let array = self.mesh.to_grid_array(values, 0.0).ok_or_else(|| {
-            InputError::InvalidMesh("run directories need a grid mesh (.npy of the grid)".into())
-        })?;
         let tmp = self.dir.join(format!(".{name}.tmp"));
         let file = std::fs::File::create(&tmp).map_err(|e| RunError::io(&tmp, e))?;
-        ndarray_npy::WriteNpyExt::write_npy(&array, std::io::BufWriter::new(file)).map_err(
-            |e| RunError::Npy {
+        ndarray_npy::WriteNpyExt::write_npy(array, std::io::BufWriter::new(file)).map_err(|e| {
+            RunError::Npy {
                 path: tmp.clone(),
                 message: e.to_string(),
-            },
-        )?;
+            }
+        })?;
         std::fs::rename(&tmp, &path).map_err(|e| RunError::io(&path, e))
     }
 
@@ -431,18 +476,34 @@ impl RunWriter {
             .map_err(|e| RunError::io(&path, e))
     }
 
-    /// Write step `step`'s density as `rho_NNNNN.vti`.
-    fn write_vti(&self, step: usize, rho: &ndarray::Array1<f64>) -> Result<(), RunError> {
-        let text = crate::vtk::image_data(&self.mesh, &[("rho", rho)])
-            .ok_or_else(|| InputError::InvalidMesh("VTK image data needs a grid mesh".into()))?;
-        self.write_text(&vti_file(step), &text)
+    /// Write step `step`'s density as `rho_NNNNN.vti` (grid) or `rho_NNNNN.vtu` (cell shapes).
+    fn write_vtk(&self, step: usize, rho: &ndarray::Array1<f64>) -> Result<(), RunError> {
+        let fields = [("rho", rho)];
+        let text = crate::vtk::image_data(&self.mesh, &fields)
+            .or_else(|| crate::vtk::unstructured_grid(&self.mesh, &fields))
+            .ok_or_else(|| {
+                InputError::InvalidMesh(
+                    "VTK output needs a grid or a mesh read from a file (cell shapes)".into(),
+                )
+            })?;
+        self.write_text(&self.vtk_file(step), &text)
+    }
+
+    /// `rho_NNNNN.vti` on a grid, `rho_NNNNN.vtu` otherwise.
+    fn vtk_file(&self, step: usize) -> String {
+        let ext = if self.mesh.as_grid().is_some() {
+            "vti"
+        } else {
+            "vtu"
+        };
+        format!("rho_{step:05}.{ext}")
     }
 
     /// Rewrite the `rho.pvd` series: steps 0..=last.
     fn write_pvd(&self) -> Result<(), RunError> {
         let tau = self.header.config.scheme.tau;
         let entries: Vec<(f64, String)> = (0..=self.last)
-            .map(|n| (n as f64 * tau, vti_file(n)))
+            .map(|n| (n as f64 * tau, self.vtk_file(n)))
             .collect();
         self.write_text("rho.pvd", &crate::vtk::collection(&entries))
     }
@@ -452,9 +513,14 @@ impl Observer for RunWriter {
     /// Writes `run.json` (status running) and, for a new run, ρ⁰ as `rho_00000.npy`.
     fn start(&mut self, state: &State) -> Result<(), RunError> {
         if self.initial {
+            if let Some(source) = &self.mesh_source {
+                let copy = self.dir.join(MESH_FILE);
+                std::fs::copy(source, &copy).map_err(|e| RunError::io(&copy, e))?;
+            }
+            self.write_geometry()?;
             self.write_cells(&step_file("rho", 0), &state.rho)?;
             if self.vtk {
-                self.write_vti(0, &state.rho)?;
+                self.write_vtk(0, &state.rho)?;
                 self.write_pvd()?;
             }
         }
@@ -465,7 +531,7 @@ impl Observer for RunWriter {
     fn step(&mut self, record: &StepRecord, output: &StepOutput) -> Result<(), RunError> {
         self.write_cells(&step_file("rho", record.step), &output.rho)?;
         if self.vtk {
-            self.write_vti(record.step, &output.rho)?;
+            self.write_vtk(record.step, &output.rho)?;
         }
         if let Some(p) = &output.potential
             && p.len() == self.mesh.n_cells()
@@ -488,10 +554,6 @@ impl Observer for RunWriter {
         }
         self.write_header()
     }
-}
-
-fn vti_file(step: usize) -> String {
-    format!("rho_{step:05}.vti")
 }
 
 /// The file name of step `step` for `prefix` (`rho` or `potential`): `rho_00012.npy`.

@@ -65,7 +65,9 @@ impl Plan {
     /// # }
     /// ```
     pub fn build(config: &Config, base: &Path) -> Result<Plan, RunError> {
-        Plan::build_with(config, &|p: &Path| read_npy(&base.join(p)))
+        let mut resolved = config.clone();
+        resolved.mesh = config.mesh.relative_to(base);
+        Plan::build_with(&resolved, &|p: &Path| read_npy(&base.join(p)))
     }
 
     /// Plan a config with the `.npy` arrays it names obtained from `load` (see

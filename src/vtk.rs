@@ -1,4 +1,5 @@
-//! VTK output for ParaView: one `.vti` (XML ImageData) file per step with the density as a cell
+//! VTK output for ParaView: one `.vti` (XML ImageData) file per step on grids, or `.vtu` (XML
+//! UnstructuredGrid, [`unstructured_grid`]) on meshes read from a file, with the density as a cell
 //! field (and the domain mask as a second cell field on masked grids), plus a `.pvd` collection
 //! that ParaView opens as a time series.
 //!
@@ -117,4 +118,100 @@ pub fn collection(entries: &[(f64, String)]) -> String {
     }
     s.push_str("  </Collection>\n</VTKFile>\n");
     s
+}
+
+/// The `.vtu` text (XML UnstructuredGrid) of cell values on a mesh with cell shapes (meshes
+/// read from a file: triangles, Voronoi polygons, tetrahedra), None for meshes without them.
+///
+/// `fields` are (name, cell values) pairs, each a `Float64` cell array in the mesh's cell
+/// order; the first is the active scalar. 2D points get z = 0.
+///
+/// ```rust
+/// use jko_core::{ControlVolumes, Mesh, Triangulation};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let points = vec![0.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.5, 0.5];
+/// let tri = Triangulation::new(2, points, vec![0, 1, 4, 1, 2, 4, 2, 3, 4, 3, 0, 4])?;
+/// let mesh = Mesh::from_triangulation(&tri, ControlVolumes::Elements)?;
+/// let rho = mesh.sample(|x| x[1]);
+/// let vtu = jko::vtk::unstructured_grid(&mesh, &[("rho", &rho)]).unwrap();
+/// assert!(vtu.contains(r#"<Piece NumberOfPoints="5" NumberOfCells="4">"#));
+/// assert!(vtu.contains("5 5 5 5")); // four VTK triangles
+/// assert!(jko::vtk::unstructured_grid(&Mesh::grid(&[2], &[0.0], &[1.0])?, &[]).is_none());
+/// # Ok(())
+/// # }
+/// ```
+pub fn unstructured_grid(mesh: &Mesh, fields: &[(&str, &Array1<f64>)]) -> Option<String> {
+    let shapes = mesh.shapes()?;
+    let (np, nc) = (shapes.n_points(), shapes.n_cells());
+    let mut s = String::new();
+    let _ = writeln!(s, r#"<?xml version="1.0"?>"#);
+    let _ = writeln!(
+        s,
+        r#"<VTKFile type="UnstructuredGrid" version="1.0" byte_order="LittleEndian" header_type="UInt64">"#
+    );
+    let _ = writeln!(s, "  <UnstructuredGrid>");
+    let _ = writeln!(
+        s,
+        r#"    <Piece NumberOfPoints="{np}" NumberOfCells="{nc}">"#
+    );
+    let _ = writeln!(s, "      <Points>");
+    let _ = writeln!(
+        s,
+        r#"        <DataArray type="Float64" NumberOfComponents="3" format="ascii">"#
+    );
+    for i in 0..np {
+        let p = shapes.point(i);
+        let c = |a: usize| p.get(a).copied().unwrap_or(0.0);
+        let _ = writeln!(s, "          {:e} {:e} {:e}", c(0), c(1), c(2));
+    }
+    let _ = writeln!(s, "        </DataArray>");
+    let _ = writeln!(s, "      </Points>");
+    let _ = writeln!(s, "      <Cells>");
+    data_array(
+        &mut s,
+        "connectivity",
+        "Int64",
+        &mut shapes.connectivity.iter().map(|c| c.to_string()),
+    );
+    data_array(
+        &mut s,
+        "offsets",
+        "Int64",
+        &mut shapes.offsets[1..].iter().map(|o| o.to_string()),
+    );
+    let ty = shapes.kind.vtk_type().to_string();
+    data_array(&mut s, "types", "UInt8", &mut (0..nc).map(|_| ty.clone()));
+    let _ = writeln!(s, "      </Cells>");
+    let first = fields.first().map_or("rho", |f| f.0);
+    let _ = writeln!(s, r#"      <CellData Scalars="{first}">"#);
+    for (name, values) in fields {
+        if values.len() != nc {
+            return None;
+        }
+        data_array(
+            &mut s,
+            name,
+            "Float64",
+            &mut values.iter().map(|v| format!("{v:e}")),
+        );
+    }
+    let _ = writeln!(s, "      </CellData>");
+    let _ = writeln!(s, "    </Piece>");
+    let _ = writeln!(s, "  </UnstructuredGrid>");
+    let _ = writeln!(s, "</VTKFile>");
+    Some(s)
+}
+
+/// One ASCII `DataArray` of `items`, twelve per line.
+fn data_array(s: &mut String, name: &str, ty: &str, items: &mut dyn Iterator<Item = String>) {
+    let _ = writeln!(
+        s,
+        r#"        <DataArray type="{ty}" Name="{name}" format="ascii">"#
+    );
+    let items: Vec<String> = items.collect();
+    for line in items.chunks(12) {
+        let _ = writeln!(s, "          {}", line.join(" "));
+    }
+    let _ = writeln!(s, "        </DataArray>");
 }

@@ -46,7 +46,7 @@ enum Command {
         /// Overwrite a previous run in DIR.
         #[arg(long, conflicts_with = "resume")]
         force: bool,
-        /// Output formats, comma separated: npy (always written) and vtk (.vti per step + .pvd).
+        /// Output formats, comma separated: npy (always written) and vtk (.vti per step on grids, .vtu on mesh files, + .pvd).
         #[arg(long, default_value = "npy", value_delimiter = ',')]
         format: Vec<String>,
         /// Print nothing but errors.

@@ -310,7 +310,7 @@ impl RunData {
                 continue;
             }
             let t = if t.is_finite() { t } else { step as f64 * tau };
-            let rho = mesh.from_grid_array(&path.display().to_string(), &read_npy(&path)?)?;
+            let rho = mesh.from_cell_array(&path.display().to_string(), &read_npy(&path)?)?;
             snapshots.push((step, t, rho));
         }
         if snapshots.is_empty() {
@@ -342,7 +342,15 @@ impl RunData {
 
 /// The run's mesh with its mask (obstacles; a mask file relative to the run directory or
 /// absolute). When the mask file cannot be found, the plain grid (no masked cells) is used.
+/// A mesh read from a file is rebuilt from the run directory's copy of it
+/// ([`jko::output::MESH_FILE`]), else from `file` relative to the run directory.
 fn plot_mesh(config: &Config, dir: &Path) -> Result<Mesh, ToolError> {
+    let copy = dir.join(jko::output::MESH_FILE);
+    if config.mesh.file.is_some() && copy.exists() {
+        let mut own = config.mesh.clone();
+        own.file = Some(copy);
+        return Ok(own.build_with(&|_| unreachable_npy())?);
+    }
     match config.mesh.build(dir) {
         Ok(mesh) => Ok(mesh),
         Err(e) if config.mesh.mask.is_some() => {
@@ -352,6 +360,14 @@ fn plot_mesh(config: &Config, dir: &Path) -> Result<Mesh, ToolError> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// A mesh from a file names no `.npy` (its config refuses a mask).
+fn unreachable_npy() -> Result<ndarray::ArrayD<f64>, jko::error::RunError> {
+    Err(jko::error::RunError::config(
+        "mesh.mask",
+        "is a grid key; a mesh read from `file` has none",
+    ))
 }
 
 /// Viridis, piecewise linear through 11 samples; `s` in [0, 1].
@@ -392,6 +408,9 @@ fn font(size: u32) -> TextStyle<'static> {
 }
 
 fn density_figure(run: &RunData) -> Result<Figure, ToolError> {
+    if let Some(shapes) = run.mesh.shapes() {
+        return density_cells(run, shapes);
+    }
     let grid = run.mesh.as_grid().ok_or_else(|| ToolError::Unsuited {
         tool: "plot",
         what: "a grid mesh".into(),
@@ -589,6 +608,73 @@ fn density_heat_maps(run: &RunData) -> Result<Figure, ToolError> {
                     [(x - hx / 2.0, y - hy / 2.0), (x + hx / 2.0, y + hy / 2.0)],
                     colour.filled(),
                 )
+            }))?;
+        }
+        colour_bar(&bar, vmax, plot_h)?;
+        Ok(())
+    })
+}
+
+/// A mesh read from a file (2D): every cell (triangle or Voronoi polygon) filled with its
+/// density's colour, snapshots side by side, one colour bar.
+fn density_cells(run: &RunData, shapes: &jko_core::CellShapes) -> Result<Figure, ToolError> {
+    if shapes.dim != 2 {
+        return Err(ToolError::Unsuited {
+            tool: "plot",
+            what: format!(
+                "a 2D mesh (this one is {}D: open rho.pvd in ParaView, from --format vtk)",
+                shapes.dim
+            ),
+        });
+    }
+    let shown = run.chosen(4);
+    let vmax = shown
+        .iter()
+        .flat_map(|(_, _, rho)| rho.iter())
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, |a, &b| a.max(b));
+    let vmax = if vmax > 0.0 { vmax } else { 1.0 };
+    let (x0, x1) = range((0..shapes.n_points()).map(|i| shapes.point(i)[0]));
+    let (y0, y1) = range((0..shapes.n_points()).map(|i| shapes.point(i)[1]));
+    let plot_w = 260.0;
+    let plot_h = (plot_w * (y1 - y0) / (x1 - x0).max(f64::MIN_POSITIVE)).clamp(120.0, 520.0);
+    let panel_w = plot_w as u32 + 70;
+    let panel_h = plot_h as u32 + 95;
+    let bar_w = 110;
+    let width = panel_w * shown.len() as u32 + bar_w;
+    let height = panel_h + 50;
+    let kind = match shapes.kind {
+        jko_core::CellKind::Triangle => "triangles",
+        jko_core::CellKind::Polygon => "Voronoi cells",
+        jko_core::CellKind::Tetrahedron => "tetrahedra",
+    };
+    let title = format!("density ρⁿ, {} {kind}", shapes.n_cells());
+    render("density", (width, height), |root| {
+        let (title_area, body) = root.split_vertically(45);
+        title_area.titled(&title, font(22))?;
+        let (panels, bar) = body.split_horizontally(panel_w * shown.len() as u32);
+        let areas = panels.split_evenly((1, shown.len()));
+        for (area, (step, t, rho)) in areas.iter().zip(&shown) {
+            let mut chart = ChartBuilder::on(area)
+                .caption(format!("step {step}, t = {}", format_value(*t)), font(17))
+                .margin(8)
+                .x_label_area_size(35)
+                .y_label_area_size(45)
+                .build_cartesian_2d(x0..x1, y0..y1)?;
+            chart
+                .configure_mesh()
+                .disable_mesh()
+                .x_labels(5)
+                .y_labels(5)
+                .label_style(font(15))
+                .draw()?;
+            chart.draw_series((0..shapes.n_cells()).map(|k| {
+                let corners: Vec<(f64, f64)> = shapes
+                    .cell(k)
+                    .iter()
+                    .map(|&i| (shapes.point(i)[0], shapes.point(i)[1]))
+                    .collect();
+                Polygon::new(corners, viridis(rho[k] / vmax).filled())
             }))?;
         }
         colour_bar(&bar, vmax, plot_h)?;

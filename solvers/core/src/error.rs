@@ -62,6 +62,25 @@ pub enum InputError {
     /// The mesh description is invalid (the reason, in words).
     #[error("invalid mesh: {0}")]
     InvalidMesh(String),
+    /// A mesh file that cannot be read: its path and what is wrong (with the section or
+    /// element concerned).
+    #[error("mesh file {path}: {message}")]
+    MeshFile {
+        /// The file, as given.
+        path: String,
+        /// What is wrong, in words.
+        message: String,
+    },
+    /// A mesh whose geometry does not give a two-point-flux scheme (docs/mathematics.md §6):
+    /// the reason with a few examples and what to do, and the file tags of every offending
+    /// element (or node, for Voronoi cells).
+    #[error("mesh not admissible for two-point fluxes: {reason}")]
+    InadmissibleMesh {
+        /// What fails, where, and what to do instead.
+        reason: String,
+        /// The mesh file's tags of the offending elements (nodes for Voronoi cells).
+        tags: Vec<u64>,
+    },
     /// A parameter is out of its range; see [`InputError::parameter`].
     #[error("invalid parameter `{name}` = {value}: {reason}")]
     InvalidParameter {

@@ -12,12 +12,16 @@
 pub mod energy;
 pub mod error;
 pub mod exact;
+pub mod gmsh;
 pub mod mesh;
+pub mod simplicial;
 pub mod step;
 
 pub use energy::{Energy, EnergyTerm, Interaction, Potential, StepEnergy};
 pub use error::{InputError, StepError, finite_non_negative, finite_positive};
-pub use mesh::{Face, Grid, Mesh};
+pub use gmsh::Triangulation;
+pub use mesh::{CellKind, CellShapes, Face, Grid, Mesh};
+pub use simplicial::ControlVolumes;
 pub use step::{
     CheckReport, JkoStep, StepInfo, StepOutput, StepSolver, StepStatus, WarmStart, check_density,
 };

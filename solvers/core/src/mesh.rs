@@ -29,6 +29,7 @@
 
 use crate::error::InputError;
 use ndarray::{Array1, ArrayD, IxDyn};
+use std::sync::Arc;
 
 /// An interior face σ = K|L, oriented from `k` to `l`.
 ///
@@ -213,6 +214,127 @@ pub struct Mesh {
     grid: Option<Grid>,
     /// For grids: grid index (C order) of each active cell.
     grid_index: Vec<usize>,
+    /// For meshes read from a file: the cells' shapes (output and plots only).
+    shapes: Option<Arc<CellShapes>>,
+}
+
+/// The kind of polygon or polyhedron every cell of a [`CellShapes`] is.
+///
+/// ```rust
+/// use jko_core::CellKind;
+///
+/// assert_eq!(CellKind::Triangle.vtk_type(), 5);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CellKind {
+    /// Triangles (3 points per cell).
+    Triangle,
+    /// Polygons with any number of points, in counter-clockwise order (Voronoi cells).
+    Polygon,
+    /// Tetrahedra (4 points per cell).
+    Tetrahedron,
+}
+
+impl CellKind {
+    /// The VTK cell type number (5 triangle, 7 polygon, 10 tetrahedron).
+    ///
+    /// ```rust
+    /// use jko_core::CellKind;
+    ///
+    /// assert_eq!((CellKind::Polygon.vtk_type(), CellKind::Tetrahedron.vtk_type()), (7, 10));
+    /// ```
+    pub fn vtk_type(self) -> u8 {
+        match self {
+            CellKind::Triangle => 5,
+            CellKind::Polygon => 7,
+            CellKind::Tetrahedron => 10,
+        }
+    }
+}
+
+/// The geometry of a mesh's cells, for output (VTK unstructured grids) and plots: points and,
+/// per cell, the indices of its corners. The two-point-flux data (volumes, centres, faces) is
+/// what the backends use; this is only how the cells look.
+///
+/// ```rust
+/// use jko_core::{CellKind, CellShapes};
+///
+/// // One triangle.
+/// let shapes = CellShapes {
+///     dim: 2,
+///     points: vec![0.0, 0.0, 1.0, 0.0, 0.0, 1.0],
+///     offsets: vec![0, 3],
+///     connectivity: vec![0, 1, 2],
+///     kind: CellKind::Triangle,
+/// };
+/// assert_eq!(shapes.cell(0), &[0, 1, 2]);
+/// assert_eq!(shapes.point(1), &[1.0, 0.0]);
+/// assert_eq!((shapes.n_cells(), shapes.n_points()), (1, 3));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellShapes {
+    /// Space dimension (coordinates per point).
+    pub dim: usize,
+    /// Point coordinates, `dim` per point.
+    pub points: Vec<f64>,
+    /// Cell k's corners are `connectivity[offsets[k]..offsets[k + 1]]` (n_cells + 1 entries).
+    pub offsets: Vec<usize>,
+    /// Point indices of the cells' corners.
+    pub connectivity: Vec<usize>,
+    /// What every cell is.
+    pub kind: CellKind,
+}
+
+impl CellShapes {
+    /// Number of cells.
+    ///
+    /// ```rust
+    /// # use jko_core::{CellKind, CellShapes};
+    /// let s = CellShapes { dim: 2, points: vec![], offsets: vec![0], connectivity: vec![], kind: CellKind::Polygon };
+    /// assert_eq!(s.n_cells(), 0);
+    /// ```
+    pub fn n_cells(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    /// Number of points.
+    ///
+    /// ```rust
+    /// # use jko_core::{CellKind, CellShapes};
+    /// let s = CellShapes { dim: 2, points: vec![0.0; 8], offsets: vec![0], connectivity: vec![], kind: CellKind::Polygon };
+    /// assert_eq!(s.n_points(), 4);
+    /// ```
+    pub fn n_points(&self) -> usize {
+        self.points.len() / self.dim.max(1)
+    }
+
+    /// Point indices of cell `k`'s corners.
+    ///
+    /// # Panics
+    /// If `k ≥ n_cells()`.
+    ///
+    /// ```rust
+    /// # use jko_core::{CellKind, CellShapes};
+    /// let s = CellShapes { dim: 2, points: vec![0.0; 8], offsets: vec![0, 3, 6], connectivity: vec![0, 1, 2, 1, 3, 2], kind: CellKind::Triangle };
+    /// assert_eq!(s.cell(1), &[1, 3, 2]);
+    /// ```
+    pub fn cell(&self, k: usize) -> &[usize] {
+        &self.connectivity[self.offsets[k]..self.offsets[k + 1]]
+    }
+
+    /// Coordinates of point `i`.
+    ///
+    /// # Panics
+    /// If `i ≥ n_points()`.
+    ///
+    /// ```rust
+    /// # use jko_core::{CellKind, CellShapes};
+    /// let s = CellShapes { dim: 2, points: vec![0.0, 1.0, 2.0, 3.0], offsets: vec![0], connectivity: vec![], kind: CellKind::Polygon };
+    /// assert_eq!(s.point(1), &[2.0, 3.0]);
+    /// ```
+    pub fn point(&self, i: usize) -> &[f64] {
+        &self.points[i * self.dim..(i + 1) * self.dim]
+    }
 }
 
 /// Largest number of grid cells (active or not) a grid may have: 2^27 (keeps memory
@@ -488,7 +610,169 @@ impl Mesh {
             cell_faces,
             grid: None,
             grid_index: (0..n).collect(),
+            shapes: None,
         })
+    }
+
+    /// The same mesh with its cells' shapes attached (for VTK output and plots; the backends
+    /// do not use them).
+    ///
+    /// # Errors
+    /// [`InputError::InvalidMesh`] when `shapes` does not have one cell per mesh cell, its
+    /// dimension differs from the mesh's, or its offsets or point indices are out of range.
+    ///
+    /// ```rust
+    /// use jko_core::{CellKind, CellShapes, Face, Mesh};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // The two triangles of the unit square split along its diagonal.
+    /// let face = Face { k: 0, l: 1, area: 2f64.sqrt(), distance: 0.5, axis: 0 };
+    /// let mesh = Mesh::from_parts(2, vec![0.5, 0.5], vec![0.6, 0.3, 0.3, 0.6], vec![face])?;
+    /// let shapes = CellShapes {
+    ///     dim: 2,
+    ///     points: vec![0.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0],
+    ///     offsets: vec![0, 3, 6],
+    ///     connectivity: vec![0, 1, 2, 0, 2, 3],
+    ///     kind: CellKind::Triangle,
+    /// };
+    /// let mesh = mesh.with_shapes(shapes)?;
+    /// assert_eq!(mesh.shapes().map(|s| s.cell(1).to_vec()), Some(vec![0, 2, 3]));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_shapes(mut self, shapes: CellShapes) -> Result<Mesh, InputError> {
+        let bad = |m: String| Err(InputError::InvalidMesh(m));
+        if shapes.dim != self.dim || !shapes.points.len().is_multiple_of(self.dim.max(1)) {
+            return bad(format!(
+                "cell shapes of dimension {} ({} coordinates) for a {}D mesh",
+                shapes.dim,
+                shapes.points.len(),
+                self.dim
+            ));
+        }
+        if shapes.n_cells() != self.n_cells() || shapes.offsets.first() != Some(&0) {
+            return bad(format!(
+                "{} cell shapes for {} cells",
+                shapes.n_cells(),
+                self.n_cells()
+            ));
+        }
+        if shapes.offsets.windows(2).any(|w| w[0] > w[1])
+            || shapes.offsets.last() != Some(&shapes.connectivity.len())
+        {
+            return bad("cell shape offsets are not increasing up to the connectivity".into());
+        }
+        let np = shapes.n_points();
+        if shapes.connectivity.iter().any(|&p| p >= np) {
+            return bad(format!("a cell shape uses a point past the {np} points"));
+        }
+        self.shapes = Some(Arc::new(shapes));
+        Ok(self)
+    }
+
+    /// The cells' shapes when the mesh has them (meshes read from a file), `None` otherwise.
+    ///
+    /// ```rust
+    /// use jko_core::Mesh;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// assert!(Mesh::grid(&[2], &[0.0], &[1.0])?.shapes().is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn shapes(&self) -> Option<&CellShapes> {
+        self.shapes.as_deref()
+    }
+
+    /// The shape of a cell-value array of this mesh as stored in files: the grid's `cells`
+    /// for a grid, `[n_cells]` otherwise.
+    ///
+    /// ```rust
+    /// use jko_core::{Face, Mesh};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// assert_eq!(Mesh::grid(&[3, 2], &[0.0; 2], &[1.0; 2])?.array_shape(), vec![3, 2]);
+    /// let face = Face { k: 0, l: 1, area: 1.0, distance: 1.0, axis: 0 };
+    /// let general = Mesh::from_parts(1, vec![1.0, 1.0], vec![0.5, 1.5], vec![face])?;
+    /// assert_eq!(general.array_shape(), vec![2]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn array_shape(&self) -> Vec<usize> {
+        match &self.grid {
+            Some(g) => g.cells.clone(),
+            None => vec![self.n_cells()],
+        }
+    }
+
+    /// Cell values as the array written to files ([`Mesh::array_shape`]): grid-shaped with
+    /// `fill` at inactive cells for a grid ([`Mesh::to_grid_array`]), the values themselves
+    /// (one per cell, in cell order) otherwise.
+    ///
+    /// # Panics
+    /// If `values` has fewer than [`Mesh::n_cells`] entries.
+    ///
+    /// ```rust
+    /// use jko_core::{Face, Mesh};
+    /// use ndarray::array;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let face = Face { k: 0, l: 1, area: 1.0, distance: 1.0, axis: 0 };
+    /// let general = Mesh::from_parts(1, vec![1.0, 1.0], vec![0.5, 1.5], vec![face])?;
+    /// assert_eq!(general.to_cell_array(&array![1.0, 2.0], 0.0).shape(), &[2]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn to_cell_array(&self, values: &Array1<f64>, fill: f64) -> ArrayD<f64> {
+        match self.to_grid_array(values, fill) {
+            Some(a) => a,
+            None => values
+                .slice(ndarray::s![..self.n_cells()])
+                .to_owned()
+                .into_dyn(),
+        }
+    }
+
+    /// Cell values from an array of [`Mesh::array_shape`]: the inverse of
+    /// [`Mesh::to_cell_array`] (for grids, [`Mesh::from_grid_array`]). `what` names the array
+    /// in errors.
+    ///
+    /// # Errors
+    /// [`InputError::ShapeMismatch`] when the array's shape is not the mesh's.
+    ///
+    /// ```rust
+    /// use jko_core::{Face, InputError, Mesh};
+    /// use ndarray::{ArrayD, IxDyn, array};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let face = Face { k: 0, l: 1, area: 1.0, distance: 1.0, axis: 0 };
+    /// let general = Mesh::from_parts(1, vec![1.0, 1.0], vec![0.5, 1.5], vec![face])?;
+    /// let a = ArrayD::from_shape_vec(IxDyn(&[2]), vec![3.0, 4.0])?;
+    /// assert_eq!(general.from_cell_array("rho", &a)?, array![3.0, 4.0]);
+    /// let wrong = ArrayD::zeros(IxDyn(&[3]));
+    /// assert!(matches!(general.from_cell_array("rho", &wrong), Err(InputError::ShapeMismatch { .. })));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn from_cell_array(
+        &self,
+        what: &str,
+        array: &ArrayD<f64>,
+    ) -> Result<Array1<f64>, InputError> {
+        if self.grid.is_some() {
+            return self.from_grid_array(what, array);
+        }
+        if array.shape() != [self.n_cells()] {
+            return Err(InputError::ShapeMismatch {
+                what: what.to_string(),
+                expected: format!(
+                    "[{}] (one value per mesh cell, in the mesh file's order)",
+                    self.n_cells()
+                ),
+                found: format!("{:?}", array.shape()),
+            });
+        }
+        Ok(Array1::from_iter(array.iter().copied()))
     }
 
     /// Number of (active) cells: the length of every density on this mesh.
