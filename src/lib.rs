@@ -75,6 +75,7 @@ pub mod examples;
 pub mod output;
 pub mod plan;
 pub mod reference;
+pub mod score;
 pub mod vtk;
 
 /// The core crate: meshes, energies, the step problem and the [`core::StepSolver`] trait, exact
