@@ -244,7 +244,8 @@ fn refusals_are_clear() {
     let err = solver
         .step(&JkoStep::new(&mesh2, &rho2, 0.1, &e).unwrap(), None)
         .unwrap_err();
-    assert!(matches!(err, StepError::Input(_)));
+    // A mesh the backend does not work on (supports_mesh), refused before any work.
+    assert!(matches!(err, StepError::UnsupportedMesh { .. }), "{err}");
     assert!(err.to_string().contains("1D meshes only"), "{err}");
 
     let holes = Mesh::masked_grid(
