@@ -44,13 +44,29 @@
 //! **Shards.** `--shard i/n` runs the samples whose index ≡ i (mod n) (round robin: samples
 //! of different cost spread evenly over shards); the default 0/1 runs all. Shard i of n writes
 //! `inputs_SHARD.npy` (samples × cells…), `trajectories_SHARD.npy` (samples × (steps+1) ×
-//! cells…, row 0 = the input), `energies_SHARD.npy` (samples × (steps+1), F_h(ρⁿ)) and
-//! `manifest_SHARD.json` (the spec, the sample indices of the rows, shapes, crate version,
-//! solver), with SHARD = `iiiii-of-nnnnn` (e.g. `00001-of-00004`). Arrays are float64,
-//! C order, grid-shaped per sample with cells outside the domain 0 (as in run directories).
-//! Every file is written to a temporary name and renamed; the manifest is written last.
-//! Samples run in parallel (rayon), one solver instance shared by all. A sample whose
-//! initial density or trajectory fails is an error naming its index: no row is ever missing.
+//! cells…, row 0 = the input), `energies_SHARD.npy` (samples × (steps+1), F_h(ρⁿ)),
+//! `progress_SHARD.jsonl` (one line per settled sample) and, once every sample is settled,
+//! `manifest_SHARD.json` (the spec, one record per row: sample index, family, status, backend,
+//! error, quality; shapes, times, crate version), with SHARD = `iiiii-of-nnnnn` (e.g.
+//! `00001-of-00004`). Arrays are float64, C order, grid-shaped per sample with cells outside
+//! the domain 0 (as in run directories). The union of the shards is the unsharded run, byte
+//! for byte.
+//!
+//! **Parallel, streamed, resumable.** Samples run on `--threads` workers (default: rayon's
+//! thread count), each with its own solver instance, so no lock inside a backend serialises
+//! them. The arrays are allocated at their final shape and each sample's rows are written in
+//! place as it finishes (memory: one trajectory per worker, not the dataset), then its line
+//! is appended to the progress log. A sample that fails (an inadmissible initial density, a
+//! step that does not converge or breaks an invariant) is recorded with its error and NaN
+//! rows; the others are kept. `--resume` finishes an interrupted shard (Ctrl-C stops after
+//! the running samples) and `--retry-failed [--solver NAME]` reruns the failed samples, with
+//! another backend if asked (the row's `backend` says which). A sample depends only on the
+//! spec and its index, so neither threads, sharding nor resuming change its bytes.
+//!
+//! **Quality.** `[quality]` chooses samples whose steps are scored against the exact-W² step
+//! from the same ρⁿ ([`jko::score`]): exact in 1D (default: one sample, every step), the
+//! multi-level conic discretisation in 2D/3D (default: none). The manifest states the
+//! reference, the per-step gaps and W distances, and their maxima.
 
 mod store;
 
