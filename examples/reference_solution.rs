@@ -18,25 +18,6 @@ use jko::config::Config;
 use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
 use std::path::Path;
 
-const CONFIG: &str = r#"
-[mesh]
-cells = [200]
-lower = [-5.0]
-upper = [5.0]
-[initial]
-kind = "gaussian"
-mean = [1.0]
-std = [0.5]
-[energy]
-entropy = 1.0
-potential = { kind = "quadratic", center = [0.0], stiffness = 1.0 }
-[scheme]
-tau = 0.1
-steps = 10
-[solver]
-kind = "conic"
-"#;
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let t_end = 1.0;
     let ou = OrnsteinUhlenbeck::standard(1);
@@ -49,7 +30,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "tau", "steps", "L1 to flow", "L1 to JKO", "mean err", "var err", "time s"
     );
     for steps in [10, 20, 40] {
-        let mut config = Config::from_toml(CONFIG)?;
+        // The built-in `ou-1d` example (`jko example ou-1d`): 200 cells on [-5, 5], conic.
+        let mut config = Config::from_toml(jko::examples::example("ou-1d").ok_or("no ou-1d")?)?;
         config.scheme.steps = steps;
         config.scheme.tau = t_end / steps as f64;
         let tau = config.scheme.tau;

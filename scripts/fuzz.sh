@@ -22,8 +22,8 @@
 # this script then prints how to minimise it and turn it into a regression test:
 #   cargo +nightly fuzz tmin <target> <artifact>          # writes minimized-from-* next to it
 #   cp fuzz/artifacts/<target>/minimized-from-... data/fuzz/<target>/<short-name>
-#   cargo test -p jko --test fuzz_regressions             # replays every file in data/fuzz/
-# and, if the outcome should be pinned, add the name to the tables in tests/fuzz_regressions.rs.
+#   cargo test -p jko --test integration fuzz_regressions             # replays every file in data/fuzz/
+# and, if the outcome should be pinned, add the name to the tables in tests/integration/fuzz_regressions.rs.
 set -euo pipefail
 
 SECONDS_PER_TARGET="${1:-120}"
@@ -80,8 +80,8 @@ for target in "${TARGETS[@]}"; do
    reproduce:  (cd fuzz && cargo +nightly fuzz run ${FUZZ_FLAGS[*]} $target artifacts/$target/$a)
    minimise:   (cd fuzz && cargo +nightly fuzz tmin ${FUZZ_FLAGS[*]} $target artifacts/$target/$a)
    regression: cp fuzz/artifacts/$target/minimized-from-* data/fuzz/$target/<short-name>
-               then cargo test -p jko --test fuzz_regressions (replays data/fuzz/$target/*),
-               pin the expected outcome in tests/fuzz_regressions.rs, and fix the bug.
+               then cargo test -p jko --test integration fuzz_regressions (replays data/fuzz/$target/*),
+               pin the expected outcome in tests/integration/fuzz_regressions.rs, and fix the bug.
 EOF
         done
     else

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write data/reference/{ou-1d-jko,barenblatt-1d}.json: closed-form references evaluated here,
 in Python's decimal arithmetic (40 digits), independently of the Rust code they check
-(jko_core::exact, compared in tests/reference_data.rs).
+(jko_core::exact, compared in tests/convergence/reference_data.rs).
 
     python3 scripts/reference_data.py
 

@@ -6,4 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --workspace --locked
+# The small robustness matrix: every backend on ordinary problems inside its domain (about a minute
+# of CPU). `cargo test` has just built the `jko` binary (test profile: optimised); --check fails on
+# any failed run the suite does not list as an expected failure.
+"${CARGO_TARGET_DIR:-target}/debug/jko" compare data/compare/robust-ci.toml --out "${CARGO_TARGET_DIR:-target}/robust-ci" --check
 scripts/setup-python.sh test

@@ -18,6 +18,10 @@
 //! backends = ["conic", "quantile"]   # default: every registered backend
 //! reference = "quantile"      # reference backend where no exact solution is known
 //! ```
+//!
+//! A suite may list failures it expects today (top-level `expected_failures`, see
+//! [`ExpectedFailure`]); `jko compare SUITE --check` ([`CompareReport::check`]) fails on any
+//! other failed run, so CI runs the robustness matrix `data/compare/robust-ci.toml` this way.
 
 use crate::convergence::restrict;
 use crate::error::ToolError;
@@ -38,6 +42,8 @@ use std::process::Command;
 pub(crate) struct Suite {
     #[serde(default = "one")]
     pub repeats: usize,
+    #[serde(default)]
+    pub expected_failures: Vec<ExpectedFailure>,
     #[serde(rename = "case")]
     pub cases: Vec<Case>,
 }
@@ -60,6 +66,40 @@ pub(crate) struct Case {
     pub backends: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
+}
+
+/// A failure a suite expects today: a known bug of `backend` on `problem` (at every size, or
+/// at `cells`), to be fixed under `issue`. [`CompareReport::check`] accepts it and reports it
+/// as fixed once it passes.
+///
+/// ```rust
+/// use jko_cli::compare::ExpectedFailure;
+///
+/// let e: ExpectedFailure =
+///     toml::from_str("problem = \"ou-1d\"\nbackend = \"flow\"\nissue = 15").unwrap();
+/// assert!(e.cells.is_none() && e.issue == 15);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedFailure {
+    /// The case's problem, as the suite names it.
+    pub problem: String,
+    /// The backend that fails.
+    pub backend: String,
+    /// Only at these cells per axis (default: every size of the problem's cases).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cells: Option<Vec<usize>>,
+    /// The issue whose fix removes this entry.
+    pub issue: u32,
+}
+
+impl ExpectedFailure {
+    /// Whether this entry is about `row`'s run.
+    fn matches(&self, row: &CompareRow) -> bool {
+        self.problem == row.problem
+            && self.backend == row.backend
+            && self.cells.as_ref().is_none_or(|c| *c == row.cells)
+    }
 }
 
 /// Built-in suites: (name, TOML).
@@ -95,6 +135,27 @@ impl Suite {
         })?;
         if suite.repeats == 0 {
             return Err(ToolError::option("suite.repeats", "must be >= 1"));
+        }
+        // An expected failure must name a run of the suite, or it would silently go stale.
+        for e in &suite.expected_failures {
+            let runs = suite.cases.iter().any(|c| {
+                c.problem == e.problem
+                    && e.cells.as_ref().is_none_or(|cells| c.sizes.contains(cells))
+                    && (c.backends.is_empty() || c.backends.contains(&e.backend))
+            });
+            if jko::backend::find(&e.backend).is_err() || !runs {
+                return Err(ToolError::option(
+                    "suite.expected_failures",
+                    format!(
+                        "{} with `{}`{} is not a run of this suite",
+                        e.problem,
+                        e.backend,
+                        e.cells
+                            .as_ref()
+                            .map_or(String::new(), |c| format!(" at {c:?}"))
+                    ),
+                ));
+            }
         }
         Ok((suite, base))
     }
@@ -162,6 +223,21 @@ pub struct CompareReport {
     pub jko_version: String,
     /// One row per (case, size, backend), in suite order.
     pub rows: Vec<CompareRow>,
+    /// The failures the suite expects today (see [`CompareReport::check`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expected_failures: Vec<ExpectedFailure>,
+}
+
+/// What [`CompareReport::check`] found: the failed runs the suite does not expect, the expected
+/// ones, and the expected failures that no longer fail.
+#[derive(Debug, Clone, Default)]
+pub struct CheckOutcome {
+    /// Failed runs that no expected failure covers: bugs.
+    pub unexpected: Vec<CompareRow>,
+    /// Failed runs covered by an expected failure, with its issue.
+    pub expected: Vec<(CompareRow, u32)>,
+    /// Expected failures whose runs all passed (or were refused): delete them from the suite.
+    pub fixed: Vec<ExpectedFailure>,
 }
 
 /// The finished run of one backend on one mesh.
@@ -354,6 +430,7 @@ pub fn compare(
         machine: machine(),
         jko_version: env!("CARGO_PKG_VERSION").to_string(),
         rows,
+        expected_failures: suite.expected_failures,
     })
 }
 
@@ -511,6 +588,7 @@ impl CompareReport {
     ///     machine: "test".into(),
     ///     jko_version: "0.1.0".into(),
     ///     rows: vec![row],
+    ///     expected_failures: vec![],
     /// };
     /// let md = report.markdown();
     /// assert!(md.contains("| ou-1d | 100 | newton | 0.1 × 5 | 2.00e-3 | 0.50 | 6.0 | - | 1.00e-2 | 5.00e-3 |"));
@@ -552,6 +630,51 @@ impl CompareReport {
         s
     }
 
+    /// The robustness verdict: every row whose run failed (status `failed: …`) is either
+    /// covered by one of the suite's expected failures or a bug. A refusal before the first
+    /// step (`unsupported: …`) is outside the backend's domain and not a failure.
+    ///
+    /// ```rust
+    /// use jko_cli::compare::{CompareReport, CompareRow, ExpectedFailure};
+    ///
+    /// let row = |backend: &str, status: &str| CompareRow {
+    ///     problem: "ou-1d".into(), cells: vec![64], backend: backend.into(), tau: 0.1,
+    ///     steps: 3, status: status.into(), time_per_step: None, total_time: None,
+    ///     iterations_per_step: None, peak_rss_mib: None, error: None, error_against: None,
+    /// };
+    /// let expect = |backend: &str| ExpectedFailure {
+    ///     problem: "ou-1d".into(), backend: backend.into(), cells: None, issue: 15,
+    /// };
+    /// let report = CompareReport {
+    ///     suite: "ci".into(), machine: "m".into(), jko_version: "0.1.0".into(),
+    ///     rows: vec![row("flow", "failed: step 3: ..."), row("newton", "ok"),
+    ///                row("sinkhorn", "failed: step 1: ..."), row("quantile", "unsupported: x")],
+    ///     expected_failures: vec![expect("flow"), expect("newton")],
+    /// };
+    /// let outcome = report.check();
+    /// assert_eq!(outcome.unexpected.len(), 1);
+    /// assert_eq!(outcome.unexpected[0].backend, "sinkhorn");
+    /// assert_eq!(outcome.expected[0].1, 15);
+    /// assert_eq!(outcome.fixed, vec![expect("newton")]);
+    /// ```
+    pub fn check(&self) -> CheckOutcome {
+        let failed = |r: &CompareRow| r.status.starts_with("failed");
+        let mut outcome = CheckOutcome::default();
+        for row in self.rows.iter().filter(|r| failed(r)) {
+            match self.expected_failures.iter().find(|e| e.matches(row)) {
+                Some(e) => outcome.expected.push((row.clone(), e.issue)),
+                None => outcome.unexpected.push(row.clone()),
+            }
+        }
+        outcome.fixed = self
+            .expected_failures
+            .iter()
+            .filter(|e| !self.rows.iter().any(|r| failed(r) && e.matches(r)))
+            .cloned()
+            .collect();
+        outcome
+    }
+
     /// Write `compare.json` and `compare.md` into `dir` (created if needed).
     ///
     /// # Errors
@@ -566,6 +689,7 @@ impl CompareReport {
     ///     machine: "test".into(),
     ///     jko_version: "0.1.0".into(),
     ///     rows: vec![],
+    ///     expected_failures: vec![],
     /// };
     /// let dir = tempfile::tempdir()?;
     /// report.write(dir.path())?;

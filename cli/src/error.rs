@@ -74,6 +74,15 @@ pub enum ToolError {
         /// The drawing library's message.
         message: String,
     },
+    /// `jko compare --check`: runs failed inside their backend's domain and the suite does not
+    /// expect them to.
+    #[error("{failures} run(s) failed that the suite does not expect:{list}")]
+    Check {
+        /// How many.
+        failures: usize,
+        /// One line per failed run: problem, cells, backend, status.
+        list: String,
+    },
     /// A run inside a study failed (a reference run, a dataset sample).
     #[error("{context}: {source}")]
     Failed {

@@ -78,6 +78,10 @@ enum Command {
         /// Where to write compare.json, compare.md and the runs.
         #[arg(long)]
         out: PathBuf,
+        /// Robustness check: exit with status 1 if a run fails that the suite does not list in
+        /// `expected_failures` (a backend's refusal of a term or mesh is not a failure).
+        #[arg(long)]
+        check: bool,
     },
     /// Plot a run directory (densities, energy and dissipation, implicit_bias.json,
     /// convergence.json) as PNG files.
@@ -329,7 +333,7 @@ fn execute(command: Command) -> Result<(), ToolError> {
             print!("{}", report.markdown());
             Ok(())
         }
-        Command::Compare { suite, out } => {
+        Command::Compare { suite, out, check } => {
             let exe = std::env::current_exe().map_err(|e| ToolError::io(Path::new("jko"), e))?;
             let report = jko_cli::compare::compare(&suite, &exe, &out.join("runs"), &mut |r| {
                 eprintln!(
@@ -346,7 +350,50 @@ fn execute(command: Command) -> Result<(), ToolError> {
             })?;
             report.write(&out)?;
             print!("{}", report.markdown());
-            Ok(())
+            if !check {
+                return Ok(());
+            }
+            let outcome = report.check();
+            for (r, issue) in &outcome.expected {
+                println!(
+                    "expected failure (issue {issue}): {} {:?} {}",
+                    r.problem, r.cells, r.backend
+                );
+            }
+            for e in &outcome.fixed {
+                println!(
+                    "no longer fails: {} {} (issue {}); delete it from the suite's expected_failures",
+                    e.problem, e.backend, e.issue
+                );
+            }
+            let runs = report
+                .rows
+                .iter()
+                .filter(|r| !r.status.starts_with("unsupported"))
+                .count();
+            println!(
+                "robustness: {} passed, {} failed ({} expected failures, {} refused as outside the domain)",
+                runs - outcome.unexpected.len() - outcome.expected.len(),
+                outcome.unexpected.len(),
+                outcome.expected.len(),
+                report.rows.len() - runs
+            );
+            match outcome.unexpected.len() {
+                0 => Ok(()),
+                n => Err(ToolError::Check {
+                    failures: n,
+                    list: outcome
+                        .unexpected
+                        .iter()
+                        .map(|r| {
+                            format!(
+                                "\n  {} {:?} {}: {}",
+                                r.problem, r.cells, r.backend, r.status
+                            )
+                        })
+                        .collect(),
+                }),
+            }
         }
         Command::Plot { dir, out } => {
             for p in jko_cli::plot::plot_run(&dir, out.as_deref().unwrap_or(&dir))? {

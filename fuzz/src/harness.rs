@@ -1,5 +1,5 @@
 //! The fuzzing harness, shared by the cargo-fuzz targets (`fuzz/fuzz_targets/*.rs`) and the
-//! regression tests (`tests/fuzz_regressions.rs`, which includes this file with `#[path]`), so
+//! regression tests (`tests/integration/fuzz_regressions.rs`, which includes this file with `#[path]`), so
 //! a crash input replays through exactly the code the fuzzer ran.
 //!
 //! - [`fuzz_config`]: TOML text → [`Config::from_toml`] → [`Config::build_with`] (mesh,

@@ -313,6 +313,15 @@ impl EnergyTerm {
         EnergyTerm::Interaction,
         EnergyTerm::MaxDensity,
     ];
+
+    /// The terms whose flag is set, in the order of [`EnergyTerm::ALL`].
+    fn present(flags: [bool; 5]) -> Vec<EnergyTerm> {
+        EnergyTerm::ALL
+            .into_iter()
+            .zip(flags)
+            .filter_map(|(term, on)| on.then_some(term))
+            .collect()
+    }
 }
 
 impl fmt::Display for EnergyTerm {
@@ -435,23 +444,13 @@ impl Energy {
     /// assert_eq!(energy.terms(), vec![EnergyTerm::Entropy, EnergyTerm::MaxDensity]);
     /// ```
     pub fn terms(&self) -> Vec<EnergyTerm> {
-        let mut t = Vec::new();
-        if self.entropy.is_some() {
-            t.push(EnergyTerm::Entropy);
-        }
-        if self.porous.is_some() {
-            t.push(EnergyTerm::Porous);
-        }
-        if self.potential.is_some() {
-            t.push(EnergyTerm::Potential);
-        }
-        if self.interaction.is_some() {
-            t.push(EnergyTerm::Interaction);
-        }
-        if self.max_density.is_some() {
-            t.push(EnergyTerm::MaxDensity);
-        }
-        t
+        EnergyTerm::present([
+            self.entropy.is_some(),
+            self.porous.is_some(),
+            self.potential.is_some(),
+            self.interaction.is_some(),
+            self.max_density.is_some(),
+        ])
     }
 
     /// Freeze the energy for one step from ρⁿ: cell potential V_K + (W * ρⁿ)_K.
@@ -618,23 +617,13 @@ impl StepEnergy {
     /// # }
     /// ```
     pub fn terms(&self) -> Vec<EnergyTerm> {
-        let mut t = Vec::new();
-        if self.entropy.is_some() {
-            t.push(EnergyTerm::Entropy);
-        }
-        if self.porous.is_some() {
-            t.push(EnergyTerm::Porous);
-        }
-        if self.potential.is_some() {
-            t.push(EnergyTerm::Potential);
-        }
-        if self.interaction_frozen {
-            t.push(EnergyTerm::Interaction);
-        }
-        if self.max_density.is_some() {
-            t.push(EnergyTerm::MaxDensity);
-        }
-        t
+        EnergyTerm::present([
+            self.entropy.is_some(),
+            self.porous.is_some(),
+            self.potential.is_some(),
+            self.interaction_frozen,
+            self.max_density.is_some(),
+        ])
     }
 
     /// Internal energy density f(s) = β s log s + s^m/(m−1), with 0 log 0 = 0 (s is a cell

@@ -87,3 +87,45 @@ reference = "conic"
             .starts_with("unsupported")
     );
 }
+
+#[test]
+fn check_names_expected_failures_that_pass_and_refuses_stale_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |expected: &str| {
+        let suite = dir.path().join("suite.toml");
+        std::fs::write(
+            &suite,
+            format!(
+                "expected_failures = [{expected}]\n[[case]]\nproblem = \"ou-1d\"\nsizes = [[20]]\n\
+                 steps = 1\nbackends = [\"newton\", \"quantile\"]\n"
+            ),
+        )
+        .unwrap();
+        Command::new(env!("CARGO_BIN_EXE_jko"))
+            .args(["compare", suite.to_str().unwrap(), "--out"])
+            .arg(dir.path().join("out"))
+            .arg("--check")
+            .output()
+            .unwrap()
+    };
+    // Both runs pass: the listed failure is reported as fixed, and the check passes.
+    let out = run(r#"{ problem = "ou-1d", backend = "quantile", issue = 99 }"#);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("no longer fails: ou-1d quantile (issue 99)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("robustness: 2 passed, 0 failed"),
+        "{stdout}"
+    );
+    // An entry that names no run of the suite is refused before any run.
+    let out = run(r#"{ problem = "ou-2d", backend = "newton", issue = 14 }"#);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("suite.expected_failures: ou-2d with `newton` is not a run of this suite"),
+        "{stderr}"
+    );
+}

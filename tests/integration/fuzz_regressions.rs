@@ -4,7 +4,7 @@
 //! built problem or a typed error, never a panic; inputs listed in the tables below must end
 //! in the stated outcome. A new crash input dropped into the folder is replayed automatically.
 
-#[path = "../fuzz/src/harness.rs"]
+#[path = "../../fuzz/src/harness.rs"]
 mod harness;
 
 use harness::{Verdict, fuzz_config, fuzz_npy, npy_bytes};

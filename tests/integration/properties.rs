@@ -41,7 +41,7 @@
 //! seed saved in `tests/properties.proptest-regressions`, replayed first on later runs. The
 //! counts and the largest deviation seen per property are printed (`-- --nocapture`).
 //! The heavier variant (more cases, larger meshes) is `#[ignore]`d:
-//! `cargo test --test properties -- --ignored --nocapture`.
+//! `cargo test --test integration properties -- --ignored --nocapture`.
 
 use jko::backend::SolverConfig;
 use jko::config::Checks;
@@ -940,61 +940,37 @@ fn property(name: &str, dim: usize, cases: u32, sizes: Sizes, profile: Profile) 
 // Properties (CI)
 // ---------------------------------------------------------------------------------------------
 
-#[test]
-fn conic_1d() {
-    property("conic", 1, 24, CI_SIZES, GENERAL);
+/// One `#[test]` per backend and dimension (run in parallel): `test: backend, dim, cases, profile`.
+macro_rules! properties {
+    ($($(#[$doc:meta])* $test:ident: $backend:literal, $dim:literal, $cases:literal, $profile:ident;)*) => {
+        $(
+            $(#[$doc])*
+            #[test]
+            fn $test() {
+                property($backend, $dim, $cases, CI_SIZES, $profile);
+            }
+        )*
+    };
 }
 
-#[test]
-fn conic_2d() {
-    property("conic", 2, 16, CI_SIZES, GENERAL);
-}
-
-#[test]
-fn newton_1d() {
-    property("newton", 1, 32, CI_SIZES, GENERAL);
-}
-
-#[test]
-fn newton_2d() {
-    property("newton", 2, 24, CI_SIZES, GENERAL);
-}
-
-#[test]
-fn sinkhorn_1d() {
-    property("sinkhorn", 1, 24, CI_SIZES, GENERAL);
-}
-
-#[test]
-fn sinkhorn_2d() {
-    property("sinkhorn", 2, 16, CI_SIZES, GENERAL);
-}
-
-#[test]
-fn quantile_1d() {
-    property("quantile", 1, 24, CI_SIZES, GENERAL);
-}
-
-/// Every 2D case must be refused with a typed input error.
-#[test]
-fn quantile_2d_is_refused() {
-    property("quantile", 2, 8, CI_SIZES, GENERAL);
-}
-
-#[test]
-fn flow_1d() {
-    property("flow", 1, 24, CI_SIZES, FLOW);
-}
-
-#[test]
-fn flow_2d() {
-    property("flow", 2, 16, CI_SIZES, FLOW);
+properties! {
+    conic_1d: "conic", 1, 24, GENERAL;
+    conic_2d: "conic", 2, 16, GENERAL;
+    newton_1d: "newton", 1, 32, GENERAL;
+    newton_2d: "newton", 2, 24, GENERAL;
+    sinkhorn_1d: "sinkhorn", 1, 24, GENERAL;
+    sinkhorn_2d: "sinkhorn", 2, 16, GENERAL;
+    quantile_1d: "quantile", 1, 24, GENERAL;
+    /// Every 2D case must be refused with a typed input error.
+    quantile_2d_is_refused: "quantile", 2, 8, GENERAL;
+    flow_1d: "flow", 1, 24, FLOW;
+    flow_2d: "flow", 2, 16, FLOW;
 }
 
 /// The heavier variant: more cases and larger meshes for every backend. Run with
-/// `cargo test --test properties heavy -- --ignored --nocapture` (a few minutes).
+/// `cargo test --test integration properties::heavy -- --ignored --nocapture` (a few minutes).
 #[test]
-#[ignore = "heavy: run with `cargo test --test properties heavy -- --ignored --nocapture`"]
+#[ignore = "heavy: run with `cargo test --test integration properties::heavy -- --ignored --nocapture`"]
 fn heavy_all_backends() {
     // Every backend runs even when an earlier one fails; the failures are listed at the end.
     let mut failed = Vec::new();
