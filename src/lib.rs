@@ -76,6 +76,7 @@ pub mod expression;
 pub mod output;
 pub mod plan;
 pub mod reference;
+pub mod score;
 pub mod vtk;
 
 /// The core crate: meshes, energies, the step problem and the [`core::StepSolver`] trait, exact

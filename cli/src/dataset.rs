@@ -44,13 +44,35 @@
 //! **Shards.** `--shard i/n` runs the samples whose index ≡ i (mod n) (round robin: samples
 //! of different cost spread evenly over shards); the default 0/1 runs all. Shard i of n writes
 //! `inputs_SHARD.npy` (samples × cells…), `trajectories_SHARD.npy` (samples × (steps+1) ×
-//! cells…, row 0 = the input), `energies_SHARD.npy` (samples × (steps+1), F_h(ρⁿ)) and
-//! `manifest_SHARD.json` (the spec, the sample indices of the rows, shapes, crate version,
-//! solver), with SHARD = `iiiii-of-nnnnn` (e.g. `00001-of-00004`). Arrays are float64,
-//! C order, grid-shaped per sample with cells outside the domain 0 (as in run directories).
-//! Every file is written to a temporary name and renamed; the manifest is written last.
-//! Samples run in parallel (rayon), one solver instance shared by all. A sample whose
-//! initial density or trajectory fails is an error naming its index: no row is ever missing.
+//! cells…, row 0 = the input), `energies_SHARD.npy` (samples × (steps+1), F_h(ρⁿ)),
+//! `progress_SHARD.jsonl` (one line per settled sample) and, once every sample is settled,
+//! `manifest_SHARD.json` (the spec, one record per row: sample index, family, status, backend,
+//! error, quality; shapes, times, crate version), with SHARD = `iiiii-of-nnnnn` (e.g.
+//! `00001-of-00004`). Arrays are float64, C order, grid-shaped per sample with cells outside
+//! the domain 0 (as in run directories). The union of the shards is the unsharded run, byte
+//! for byte.
+//!
+//! **Parallel, streamed, resumable.** Samples run on `--threads` workers (default: rayon's
+//! thread count), each with its own solver instance, so no lock inside a backend serialises
+//! them. The arrays are allocated at their final shape and each sample's rows are written in
+//! place as it finishes (memory: one trajectory per worker, not the dataset), then its line
+//! is appended to the progress log. A sample that fails (an inadmissible initial density, a
+//! step that does not converge or breaks an invariant) is recorded with its error and NaN
+//! rows; the others are kept. `--resume` finishes an interrupted shard (Ctrl-C stops after
+//! the running samples) and `--retry-failed [--solver NAME]` reruns the failed samples, with
+//! another backend if asked (the row's `backend` says which). A sample depends only on the
+//! spec and its index, so neither threads, sharding nor resuming change its bytes.
+//!
+//! **Quality.** `[quality]` chooses samples whose steps are scored against the exact-W² step
+//! from the same ρⁿ ([`jko::score`]): exact in 1D (default: one sample, every step), the
+//! multi-level conic discretisation in 2D/3D (default: none). The manifest states the
+//! reference, the per-step gaps and W distances, and their maxima.
+
+mod store;
+
+pub use store::{
+    Manifest, QualitySummary, SampleRecord, SampleStatus, ShardFiles, ShardShapes, StepQuality,
+};
 
 use crate::error::ToolError;
 use jko::backend::SolverConfig;
@@ -58,14 +80,19 @@ use jko::config::{Checks, EnergyConfig, MeshConfig, SchemeConfig};
 use jko::driver::{Observer, State, StepRecord, Stepper, march};
 use jko::error::RunError;
 use jko::plan::MemoryBudget;
+use jko::score::{ScoreMethod, ScoreOptions, score};
 use jko_core::exact::Gaussian;
-use jko_core::{Energy, InputError, Mesh, StepOutput, StepSolver};
-use ndarray::{Array1, ArrayD, IxDyn};
-use rayon::prelude::*;
+use jko_core::{
+    Energy, EnergyTerm, InputError, JkoStep, Mesh, StepError, StepOutput, StepSolver, WarmStart,
+};
+use ndarray::Array1;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use store::{ProgressLog, RowFile};
 
 /// A dataset description (TOML, see the module docs; every table denies unknown keys).
 ///
@@ -105,6 +132,42 @@ pub struct DatasetSpec {
     pub base: BaseConfig,
     /// The random initial-density families (`[[initial]]`).
     pub initial: Vec<InitialFamily>,
+    /// `[quality]`: which samples are measured against exact-W² steps (default: one sample,
+    /// every step, on 1D meshes; none on 2D/3D meshes, where the reference is expensive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<QualitySpec>,
+}
+
+/// `[quality]` of a dataset spec: the samples whose steps are scored against the exact-W²
+/// step from the same ρⁿ ([`jko::score::score`]; exact in 1D, multi-level conic with
+/// `levels` time levels in 2D/3D). Measured samples: ⌊j·samples/k⌋ for j < k.
+///
+/// ```rust
+/// use jko_cli::dataset::QualitySpec;
+///
+/// let q: QualitySpec = toml::from_str("samples = 4\nsteps = [1, 5]").unwrap();
+/// assert_eq!((q.samples, q.steps, q.levels), (4, Some(vec![1, 5]), 4));
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QualitySpec {
+    /// Number k of samples measured (0: none). Default 1.
+    #[serde(default = "one_sample")]
+    pub samples: usize,
+    /// Step numbers measured (default: every step in 1D, the first in 2D/3D).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<Vec<usize>>,
+    /// Time levels L of the 2D/3D reference. Default 4.
+    #[serde(default = "four_levels")]
+    pub levels: usize,
+}
+
+fn one_sample() -> usize {
+    1
+}
+
+fn four_levels() -> usize {
+    4
 }
 
 /// A run config without `[initial]`: the tables of [`jko::config::Config`].
@@ -449,131 +512,84 @@ impl FromStr for Shard {
     }
 }
 
-/// Names of the files a shard writes (in the output directory).
-///
-/// ```rust
-/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let spec = jko_cli::dataset::DatasetSpec::from_toml(r#"
-///     samples = 2
-///     seed = 1
-///     [base]
-///     mesh = { cells = [8, 8], lower = [-1.0, -1.0], upper = [1.0, 1.0] }
-///     energy = { entropy = 1.0 }
-///     scheme = { tau = 0.05, steps = 1 }
-///     solver = { kind = "newton" }
-///     [[initial]]
-///     kind = "smooth_field"
-///     modes = 2
-///     max_wavenumber = 2
-///     amplitude = 0.5
-/// "#)?;
-/// let out = tempfile::tempdir()?;
-/// let manifest = jko_cli::dataset::run_dataset(&spec, ".".as_ref(), out.path(), jko_cli::dataset::Shard::all())?;
-/// assert_eq!(manifest.files.trajectories, "trajectories_00000-of-00001.npy");
-/// assert!(out.path().join(&manifest.files.inputs).exists());
-/// # Ok(())
-/// # }
-/// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ShardFiles {
-    /// `inputs_SHARD.npy`: the initial densities.
-    pub inputs: String,
-    /// `trajectories_SHARD.npy`: ρ⁰ … ρ^steps of every sample.
-    pub trajectories: String,
-    /// `energies_SHARD.npy`: F_h(ρⁿ) of every sample and step.
-    pub energies: String,
-}
-
-/// Array shapes of a shard (`n` samples, `steps + 1` states, `cells…` the grid).
-///
-/// ```rust
-/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let spec = jko_cli::dataset::DatasetSpec::from_toml(r#"
-///     samples = 2
-///     seed = 1
-///     [base]
-///     mesh = { cells = [8, 8], lower = [-1.0, -1.0], upper = [1.0, 1.0] }
-///     energy = { entropy = 1.0 }
-///     scheme = { tau = 0.05, steps = 1 }
-///     solver = { kind = "newton" }
-///     [[initial]]
-///     kind = "smooth_field"
-///     modes = 2
-///     max_wavenumber = 2
-///     amplitude = 0.5
-/// "#)?;
-/// let out = tempfile::tempdir()?;
-/// let manifest = jko_cli::dataset::run_dataset(&spec, ".".as_ref(), out.path(), jko_cli::dataset::Shard::all())?;
-/// assert_eq!(manifest.shapes.inputs, [2, 8, 8]);
-/// assert_eq!(manifest.shapes.trajectories, [2, 2, 8, 8]);
-/// assert_eq!(manifest.shapes.energies, [2, 2]);
-/// # Ok(())
-/// # }
-/// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ShardShapes {
-    /// `[n, cells…]`.
-    pub inputs: Vec<usize>,
-    /// `[n, steps + 1, cells…]`.
-    pub trajectories: Vec<usize>,
-    /// `[n, steps + 1]`.
-    pub energies: Vec<usize>,
-}
-
-/// Contents of `manifest_SHARD.json`. Deterministic (no timings), so the same spec and shard
-/// give identical files.
-///
-/// ```rust
-/// use jko_cli::dataset::{Manifest, Shard, manifest_file};
-///
-/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let spec = jko_cli::dataset::DatasetSpec::from_toml(r#"
-///     samples = 2
-///     seed = 1
-///     [base]
-///     mesh = { cells = [8, 8], lower = [-1.0, -1.0], upper = [1.0, 1.0] }
-///     energy = { entropy = 1.0 }
-///     scheme = { tau = 0.05, steps = 1 }
-///     solver = { kind = "newton" }
-///     [[initial]]
-///     kind = "smooth_field"
-///     modes = 2
-///     max_wavenumber = 2
-///     amplitude = 0.5
-/// "#)?;
-/// let out = tempfile::tempdir()?;
-/// let manifest = jko_cli::dataset::run_dataset(&spec, ".".as_ref(), out.path(), jko_cli::dataset::Shard::all())?;
-/// let text = std::fs::read_to_string(out.path().join(manifest_file(Shard::all())))?;
-/// assert_eq!(serde_json::from_str::<Manifest>(&text)?, manifest);
-/// assert_eq!((manifest.sample_indices, manifest.times), (vec![0, 1], vec![0.0, 0.05]));
-/// # Ok(())
-/// # }
-/// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Manifest {
-    /// Version of this crate that wrote the shard.
-    pub jko_version: String,
-    /// The backend's name.
-    pub solver: String,
-    /// Which shard this is.
-    pub shard: Shard,
-    /// Sample index of each row of the arrays.
-    pub sample_indices: Vec<usize>,
-    /// Family (index into `spec.initial`) of each row.
-    pub families: Vec<usize>,
-    /// t_n = nτ of each trajectory column, n = 0..=steps.
-    pub times: Vec<f64>,
-    /// The array files of the shard.
-    pub files: ShardFiles,
-    /// Their shapes.
-    pub shapes: ShardShapes,
-    /// Element type of the arrays (`float64`).
-    pub dtype: String,
-    /// The spec the shard was made from.
-    pub spec: DatasetSpec,
-}
-
 impl DatasetSpec {
+    /// The family (index into `initial`) sample `index` is drawn from: the first draw of
+    /// its generator.
+    ///
+    /// ```rust
+    /// use jko_cli::dataset::DatasetSpec;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let spec = DatasetSpec::from_toml(r#"
+    ///     samples = 100
+    ///     seed = 7
+    ///     [base]
+    ///     mesh = { cells = [16], lower = [-4.0], upper = [4.0] }
+    ///     scheme = { tau = 0.1, steps = 2 }
+    ///     solver = { kind = "newton" }
+    ///     [[initial]]
+    ///     kind = "gaussian_mixture"
+    ///     components = [1, 2]
+    ///     std = [0.5, 1.0]
+    ///     [[initial]]
+    ///     kind = "smooth_field"
+    ///     modes = 2
+    ///     max_wavenumber = 2
+    ///     amplitude = 1.0
+    ///     weight = 3.0
+    /// "#)?;
+    /// let second = (0..100).filter(|&i| spec.family_of(i) == 1).count();
+    /// assert!(second > 60 && second < 90, "{second}"); // weight 3 of 4
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn family_of(&self, index: usize) -> usize {
+        self.pick_family(&mut SampleRng::for_sample(self.seed, index as u64))
+    }
+
+    fn pick_family(&self, rng: &mut SampleRng) -> usize {
+        let total: f64 = self.initial.iter().map(|f| f.weight()).sum();
+        let mut u = rng.uniform() * total;
+        for (i, f) in self.initial.iter().enumerate() {
+            if u < f.weight() {
+                return i;
+            }
+            u -= f.weight();
+        }
+        self.initial.len() - 1
+    }
+
+    /// The quality subset on `mesh` (see [`QualitySpec`]).
+    fn quality_plan(&self, mesh: &Mesh) -> Option<QualityPlan> {
+        let one_d = mesh.dim() == 1;
+        let q = match &self.quality {
+            Some(q) => q.clone(),
+            None if one_d => QualitySpec {
+                samples: 1,
+                steps: None,
+                levels: four_levels(),
+            },
+            None => return None,
+        };
+        let k = q.samples.min(self.samples);
+        if k == 0 {
+            return None;
+        }
+        Some(QualityPlan {
+            samples: (0..k).map(|j| j * self.samples / k).collect(),
+            steps: q.steps.or_else(|| (!one_d).then(|| vec![1])),
+            method: if one_d {
+                ScoreMethod::ExactCells
+            } else {
+                ScoreMethod::ConicMultiLevel { levels: q.levels }
+            },
+            options: ScoreOptions {
+                levels: q.levels,
+                normalize: false,
+            },
+        })
+    }
+
     /// Parse a spec from TOML text.
     ///
     /// # Errors
@@ -779,16 +795,7 @@ impl DatasetSpec {
     ) -> Result<(usize, Array1<f64>), ToolError> {
         let grid = mesh.as_grid().ok_or_else(needs_grid)?;
         let mut rng = SampleRng::for_sample(self.seed, index as u64);
-        let total: f64 = self.initial.iter().map(|f| f.weight()).sum();
-        let mut u = rng.uniform() * total;
-        let mut family = self.initial.len() - 1;
-        for (i, f) in self.initial.iter().enumerate() {
-            if u < f.weight() {
-                family = i;
-                break;
-            }
-            u -= f.weight();
-        }
+        let family = self.pick_family(&mut rng);
         let raw = self.initial[family].draw(mesh, &grid.lower, &grid.upper, &mut rng);
         let what = format!("initial density of sample {index}");
         jko_core::check_density(mesh, &raw, &what)?;
@@ -811,6 +818,50 @@ impl DatasetSpec {
     }
 }
 
+/// Options of [`run_dataset`]: the flags of `jko dataset`.
+///
+/// ```rust
+/// let opts = jko_cli::dataset::DatasetOptions { threads: Some(2), ..Default::default() };
+/// assert!(!opts.resume && opts.retry.is_none());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct DatasetOptions {
+    /// Samples run at the same time, one solver each (default: rayon's thread count, i.e.
+    /// `RAYON_NUM_THREADS` or the number of cores).
+    pub threads: Option<usize>,
+    /// Finish a started shard: run only the samples its progress log has not settled (a shard
+    /// not started yet is started).
+    pub resume: bool,
+    /// Start the shard over, deleting its files.
+    pub force: bool,
+    /// Run the failed samples of a finished shard again with this solver (`--retry-failed`,
+    /// with `--solver NAME` for another backend); their rows and records are replaced.
+    pub retry: Option<SolverConfig>,
+    /// Make these samples fail at their first step (a fault injection for tests of the
+    /// failure path; `--fail-sample`, not shown in `--help`).
+    pub fail_samples: Vec<usize>,
+    /// Stop after the samples running now (Ctrl-C); `--resume` finishes the shard.
+    pub stop: Option<&'static AtomicBool>,
+}
+
+/// How far a shard is, after each settled sample (for progress reports).
+///
+/// ```rust
+/// let p = jko_cli::dataset::ShardProgress { settled: 3, total: 10, failed: 1, wall_time: 0.5 };
+/// assert_eq!(p.total - p.settled, 7);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ShardProgress {
+    /// Samples settled (ok or failed), including those of earlier runs of the shard.
+    pub settled: usize,
+    /// Samples of the shard.
+    pub total: usize,
+    /// Samples failed so far.
+    pub failed: usize,
+    /// Wall time of the sample just settled (seconds).
+    pub wall_time: f64,
+}
+
 /// Keeps every density and energy of one trajectory.
 struct Trajectory {
     rho: Vec<Array1<f64>>,
@@ -825,53 +876,192 @@ impl Observer for Trajectory {
     }
 }
 
-/// A sample's family index and trajectory, or why it failed.
-type SampleResult = Result<(usize, Trajectory), ToolError>;
+/// A backend made to fail at its first step ([`DatasetOptions::fail_samples`]).
+struct InjectedFailure<'a>(&'a dyn StepSolver);
 
-/// One sample: its initial density marched `steps` steps.
-fn run_sample(
-    spec: &DatasetSpec,
-    mesh: &Mesh,
-    energy: &Energy,
-    solver: &dyn StepSolver,
-    index: usize,
-) -> SampleResult {
-    let (family, rho0) = spec.sample_initial(mesh, energy, index)?;
-    let stepper = Stepper::new(
-        mesh,
-        energy,
-        solver,
-        spec.base.scheme.tau,
-        spec.base.checks.clone(),
-        mesh.mass(&rho0),
-    )?;
-    let mut traj = Trajectory {
-        rho: vec![rho0.clone()],
-        energy: vec![energy.value(mesh, &rho0).map_err(RunError::from)?],
-    };
-    march(
-        &stepper,
-        State::initial(rho0),
-        spec.base.scheme.steps,
-        &mut [&mut traj],
-        &|| false,
-    )?;
-    Ok((family, traj))
+impl StepSolver for InjectedFailure<'_> {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    fn treats(&self, term: EnergyTerm) -> bool {
+        self.0.treats(term)
+    }
+
+    fn step(
+        &self,
+        _problem: &JkoStep<'_>,
+        _warm: Option<&WarmStart>,
+    ) -> Result<StepOutput, StepError> {
+        Err(StepError::Numerical {
+            solver: self.0.name().into(),
+            message: "injected failure (--fail-sample)".into(),
+        })
+    }
 }
 
-/// Run the samples of `shard` and write its arrays and manifest into `out` (see the module
-/// docs): `jko dataset SPEC --out DIR --shard i/n`. Paths in the spec are relative to `base`.
-/// Every step of every trajectory is checked by the driver ([`jko::driver::Stepper`]).
+/// What the workers share: the problem, the output files and the log.
+struct ShardRun<'a> {
+    spec: &'a DatasetSpec,
+    mesh: &'a Mesh,
+    energy: &'a Energy,
+    config: &'a SolverConfig,
+    options: &'a DatasetOptions,
+    quality: Option<QualityPlan>,
+    inputs: RowFile,
+    trajectories: RowFile,
+    energies: RowFile,
+    log: ProgressLog,
+}
+
+/// Which samples and steps are measured against exact-W² steps, and how.
+#[derive(Debug, Clone)]
+struct QualityPlan {
+    samples: Vec<usize>,
+    steps: Option<Vec<usize>>,
+    method: ScoreMethod,
+    options: ScoreOptions,
+}
+
+impl ShardRun<'_> {
+    /// Run sample `index` (row `row`) with `solver`, write its rows and its progress line.
+    fn settle(
+        &self,
+        solver: &dyn StepSolver,
+        row: usize,
+        index: usize,
+    ) -> Result<(SampleRecord, f64), ToolError> {
+        let start = std::time::Instant::now();
+        let family = self.spec.family_of(index);
+        let injected = InjectedFailure(solver);
+        let solver: &dyn StepSolver = if self.options.fail_samples.contains(&index) {
+            &injected
+        } else {
+            solver
+        };
+        let mut record = SampleRecord {
+            index,
+            family,
+            status: SampleStatus::Ok,
+            backend: solver.name().to_string(),
+            error: None,
+            quality: Vec::new(),
+        };
+        match self.trajectory(solver, index) {
+            Ok(traj) => {
+                let mut flat = Vec::with_capacity(self.trajectories.row_len());
+                for rho in &traj.rho {
+                    flat.extend(self.to_grid(rho)?);
+                }
+                self.inputs.write_row(row, &self.to_grid(&traj.rho[0])?)?;
+                self.trajectories.write_row(row, &flat)?;
+                self.energies.write_row(row, &traj.energy)?;
+                if let Some(plan) = &self.quality
+                    && plan.samples.contains(&index)
+                {
+                    record.quality = self.measure(plan, &traj).unwrap_or_default();
+                }
+            }
+            Err(e) => {
+                record.status = SampleStatus::Failed;
+                record.error = Some(e.to_string());
+                let nan = |len: usize| vec![f64::NAN; len];
+                self.inputs.write_row(row, &nan(self.inputs.row_len()))?;
+                self.trajectories
+                    .write_row(row, &nan(self.trajectories.row_len()))?;
+                self.energies
+                    .write_row(row, &nan(self.energies.row_len()))?;
+            }
+        }
+        let wall = start.elapsed().as_secs_f64();
+        self.log.record(&record, wall)?;
+        Ok((record, wall))
+    }
+
+    /// One sample: its initial density marched `steps` steps.
+    fn trajectory(&self, solver: &dyn StepSolver, index: usize) -> Result<Trajectory, ToolError> {
+        let (mesh, energy) = (self.mesh, self.energy);
+        let (_, rho0) = self.spec.sample_initial(mesh, energy, index)?;
+        let stepper = Stepper::new(
+            mesh,
+            energy,
+            solver,
+            self.spec.base.scheme.tau,
+            self.spec.base.checks.clone(),
+            mesh.mass(&rho0),
+        )?;
+        let mut traj = Trajectory {
+            rho: vec![rho0.clone()],
+            energy: vec![energy.value(mesh, &rho0).map_err(RunError::from)?],
+        };
+        march(
+            &stepper,
+            State::initial(rho0),
+            self.spec.base.scheme.steps,
+            &mut [&mut traj],
+            &|| false,
+        )?;
+        Ok(traj)
+    }
+
+    /// Score the steps of a trajectory against exact-W² steps from the same ρⁿ.
+    fn measure(&self, plan: &QualityPlan, traj: &Trajectory) -> Result<Vec<StepQuality>, RunError> {
+        let steps = traj.rho.len() - 1;
+        let chosen: Vec<usize> = match &plan.steps {
+            Some(s) => s
+                .iter()
+                .cloned()
+                .filter(|&n| n >= 1 && n <= steps)
+                .collect(),
+            None => (1..=steps).collect(),
+        };
+        chosen
+            .into_iter()
+            .map(|n| {
+                let s = score(
+                    self.mesh,
+                    self.energy,
+                    self.spec.base.scheme.tau,
+                    &traj.rho[n - 1],
+                    &traj.rho[n],
+                    &plan.options,
+                )?;
+                Ok(StepQuality {
+                    step: n,
+                    gap: s.gap,
+                    relative_gap: s.relative_gap,
+                    w2_to_exact: s.w2_to_minimiser,
+                    relative_l1: s.relative_l1,
+                })
+            })
+            .collect()
+    }
+
+    fn to_grid(&self, rho: &Array1<f64>) -> Result<Vec<f64>, ToolError> {
+        self.mesh
+            .to_grid_array(rho, 0.0)
+            .map(|a| a.iter().cloned().collect())
+            .ok_or_else(needs_grid)
+    }
+}
+
+/// Run the samples of `shard` and write its arrays, progress log and manifest into `out` (see
+/// the module docs): `jko dataset SPEC --out DIR --shard i/n`. Paths in the spec are relative
+/// to `base`. Every step of every trajectory is checked by the driver
+/// ([`jko::driver::Stepper`]); a sample that fails is recorded (its rows NaN, its error in
+/// the manifest) and the others are kept. `on_sample` sees every settled sample.
 ///
 /// # Errors
 /// Errors of [`DatasetSpec::build`]; [`RunError::Solver`] when the backend does not treat the
-/// mesh or the energy, [`RunError::Input`] when a step would not fit in memory (both before
-/// any sample runs); [`ToolError::Failed`] naming the sample(s) whose initial density or
-/// trajectory failed; [`ToolError::Io`] / [`RunError::Npy`] when writing fails.
+/// mesh or the energy, [`RunError::Input`] when `threads` steps at once would not fit in
+/// memory (both before any sample runs); [`ToolError::Option`] for a shard already started
+/// (without `resume` or `force`), a progress log of another spec, or a retry of a shard
+/// not finished; [`ToolError::Failed`] when stopped before the shard is finished;
+/// [`ToolError::Io`] when writing fails.
 ///
 /// ```rust
 /// use jko::config::read_npy;
-/// use jko_cli::dataset::{DatasetSpec, Shard, run_dataset};
+/// use jko_cli::dataset::{DatasetOptions, DatasetSpec, Shard, run_dataset};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let spec = DatasetSpec::from_toml(r#"
@@ -888,14 +1078,16 @@ fn run_sample(
 ///     std = [0.5, 1.0]
 /// "#)?;
 /// let out = tempfile::tempdir()?;
-/// let manifest = run_dataset(&spec, ".".as_ref(), out.path(), Shard::all())?;
-/// assert_eq!(manifest.shapes.trajectories, [3, 3, 16]);
+/// let manifest = run_dataset(&spec, ".".as_ref(), out.path(), Shard::all(), &DatasetOptions::default())?;
+/// assert_eq!((manifest.shapes.trajectories.clone(), manifest.failed), (vec![3, 3, 16], 0));
 /// let energies = read_npy(&out.path().join(&manifest.files.energies))?;
 /// // Every trajectory's energy decreases step by step.
 /// for row in energies.outer_iter() {
 ///     assert!(row[1] < row[0] && row[2] < row[1]);
 /// }
-/// assert!(out.path().join(jko_cli::dataset::manifest_file(Shard::all())).exists());
+/// // 1D: the steps of a sample are measured against exact-W² steps (newton is O(τ²) away).
+/// let q = manifest.quality.as_ref().unwrap();
+/// assert!(q.max_relative_l1 > 0.0 && q.max_relative_l1 < 0.1);
 /// # Ok(())
 /// # }
 /// ```
@@ -904,95 +1096,211 @@ pub fn run_dataset(
     base: &Path,
     out: &Path,
     shard: Shard,
+    options: &DatasetOptions,
+) -> Result<Manifest, ToolError> {
+    run_dataset_with(spec, base, out, shard, options, &|_, _| {})
+}
+
+/// [`run_dataset`] with a report of every settled sample (`jko dataset` prints progress).
+///
+/// # Errors
+/// As [`run_dataset`].
+///
+/// ```rust
+/// use jko_cli::dataset::{DatasetOptions, DatasetSpec, Shard, run_dataset_with};
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let spec = DatasetSpec::from_toml(r#"
+///     samples = 4
+///     seed = 7
+///     [base]
+///     mesh = { cells = [16], lower = [-4.0], upper = [4.0] }
+///     energy = { entropy = 1.0, potential = { kind = "quadratic" } }
+///     scheme = { tau = 0.1, steps = 1 }
+///     solver = { kind = "newton" }
+///     [[initial]]
+///     kind = "gaussian_mixture"
+///     components = [1, 2]
+///     std = [0.5, 1.0]
+/// "#)?;
+/// let out = tempfile::tempdir()?;
+/// let seen = AtomicUsize::new(0);
+/// let opts = DatasetOptions { fail_samples: vec![2], ..Default::default() };
+/// let m = run_dataset_with(&spec, ".".as_ref(), out.path(), Shard::all(), &opts, &|_, p| {
+///     seen.fetch_add(1, Ordering::SeqCst);
+///     assert!(p.settled <= p.total);
+/// })?;
+/// assert_eq!(seen.load(Ordering::SeqCst), 4);
+/// // The failed sample is recorded with its error; the other three are kept.
+/// assert_eq!(m.failed, 1);
+/// assert!(m.samples[2].error.as_deref().unwrap().contains("injected failure"));
+/// # Ok(())
+/// # }
+/// ```
+pub fn run_dataset_with(
+    spec: &DatasetSpec,
+    base: &Path,
+    out: &Path,
+    shard: Shard,
+    options: &DatasetOptions,
+    on_sample: &(dyn Fn(&SampleRecord, &ShardProgress) + Sync),
 ) -> Result<Manifest, ToolError> {
     let shard = Shard::new(shard.index, shard.count)?;
     let (mesh, energy) = spec.build(base)?;
     let grid = mesh.as_grid().ok_or_else(needs_grid)?;
     let cells = grid.cells.clone();
-    let grid_len = grid.len();
-    let solver = spec.base.solver.build()?;
-    // Refuse a mesh or an energy the backend cannot treat, or a step that does not fit in
-    // memory (the environment's limit, as a run without [limits]), before any sample runs.
+    let config = match &options.retry {
+        Some(c) => {
+            c.validate()?;
+            c
+        }
+        None => &spec.base.solver,
+    };
+    let solver = config.build()?;
+    let threads = options
+        .threads
+        .unwrap_or_else(rayon::current_num_threads)
+        .max(1);
+    // Refuse a mesh or an energy the backend cannot treat, or `threads` steps at once that do
+    // not fit in memory (the environment's limit, as a run without [limits]), before any
+    // sample runs.
     jko::driver::refuse_unsupported(solver.as_ref(), &mesh, &energy)?;
     if let Some(budget) = MemoryBudget::from_limits(&Default::default())? {
-        budget.check(solver.as_ref(), &mesh, &energy)?;
+        let share = MemoryBudget {
+            bytes: budget.bytes / threads as u64,
+            source: format!(
+                "{} shared by {threads} worker threads (--threads)",
+                budget.source
+            ),
+        };
+        share.check(solver.as_ref(), &mesh, &energy)?;
     }
     std::fs::create_dir_all(out).map_err(|e| ToolError::io(out, e))?;
 
     let indices = shard.indices(spec.samples);
-    let results: Vec<(usize, SampleResult)> = indices
-        .par_iter()
-        .map(|&i| (i, run_sample(spec, &mesh, &energy, solver.as_ref(), i)))
-        .collect();
-    let failed: Vec<usize> = results
-        .iter()
-        .filter(|r| r.1.is_err())
-        .map(|r| r.0)
-        .collect();
-    let mut trajectories = Vec::with_capacity(results.len());
-    let mut families = Vec::with_capacity(results.len());
-    for (i, r) in results {
-        match r {
-            Ok((family, traj)) => {
-                families.push(family);
-                trajectories.push(traj);
-            }
-            Err(e) => {
-                let others = if failed.len() > 1 {
-                    format!(" (samples that failed: {failed:?})")
-                } else {
-                    String::new()
-                };
-                return Err(ToolError::failed(format!("dataset sample {i}{others}"), e));
-            }
-        }
+    let steps = spec.base.scheme.steps;
+    let shapes = ShardShapes::new(indices.len(), steps, &cells);
+    let files = ShardFiles::of(shard);
+    let path = |name: &str| out.join(name);
+    let manifest_path = out.join(manifest_file(shard));
+    let started = path(&files.progress).exists();
+    if started && !(options.resume || options.force || options.retry.is_some()) {
+        return Err(ToolError::option(
+            "--out",
+            format!(
+                "shard {shard} was already started in {}: --resume finishes it, --retry-failed reruns its failed samples, --force starts it over",
+                out.display()
+            ),
+        ));
     }
+    if !started && options.retry.is_some() {
+        return Err(ToolError::option(
+            "--retry-failed",
+            format!("shard {shard} has not been run in {}", out.display()),
+        ));
+    }
+    let fresh = !started || options.force;
+    // A manifest describes a finished shard: remove it while the shard changes.
+    if manifest_path.exists() {
+        std::fs::remove_file(&manifest_path).map_err(|e| ToolError::io(&manifest_path, e))?;
+    }
+    let (log, mut settled, arrays) = if fresh {
+        let arrays = (
+            RowFile::create(&path(&files.inputs), &shapes.inputs)?,
+            RowFile::create(&path(&files.trajectories), &shapes.trajectories)?,
+            RowFile::create(&path(&files.energies), &shapes.energies)?,
+        );
+        let log = ProgressLog::create(&path(&files.progress), spec, shard)?;
+        (log, Vec::new(), arrays)
+    } else {
+        let (log, settled) = ProgressLog::open(&path(&files.progress), spec, shard)?;
+        let arrays = (
+            RowFile::open(&path(&files.inputs), &shapes.inputs)?,
+            RowFile::open(&path(&files.trajectories), &shapes.trajectories)?,
+            RowFile::open(&path(&files.energies), &shapes.energies)?,
+        );
+        (log, settled, arrays)
+    };
+    let pending: Vec<(usize, usize)> = if options.retry.is_some() {
+        let unsettled = indices
+            .iter()
+            .filter(|i| !settled.iter().any(|r| r.index == **i))
+            .count();
+        if unsettled > 0 {
+            return Err(ToolError::option(
+                "--retry-failed",
+                format!(
+                    "shard {shard} has {unsettled} samples not run yet: finish it with --resume first"
+                ),
+            ));
+        }
+        indices
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| {
+                settled
+                    .iter()
+                    .any(|r| r.index == **i && r.status == SampleStatus::Failed)
+            })
+            .map(|(row, &i)| (row, i))
+            .collect()
+    } else {
+        indices
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| !settled.iter().any(|r| r.index == **i))
+            .map(|(row, &i)| (row, i))
+            .collect()
+    };
 
-    let n = indices.len();
-    let levels = spec.base.scheme.steps + 1;
-    let to_grid = |rho: &Array1<f64>| -> Result<Vec<f64>, ToolError> {
-        mesh.to_grid_array(rho, 0.0)
-            .map(|a| a.iter().cloned().collect())
-            .ok_or_else(needs_grid)
+    let run = ShardRun {
+        spec,
+        mesh: &mesh,
+        energy: &energy,
+        config,
+        options,
+        quality: spec.quality_plan(&mesh),
+        inputs: arrays.0,
+        trajectories: arrays.1,
+        energies: arrays.2,
+        log,
     };
-    let mut inputs = Vec::with_capacity(n * grid_len);
-    let mut traj_values = Vec::with_capacity(n * levels * grid_len);
-    let mut energies = Vec::with_capacity(n * levels);
-    for (i, t) in indices.iter().zip(&trajectories) {
-        // The march ran every step or returned an error: a trajectory has `levels` states.
-        debug_assert_eq!(t.rho.len(), levels, "dataset sample {i}");
-        inputs.extend(to_grid(&t.rho[0])?);
-        for rho in &t.rho {
-            traj_values.extend(to_grid(rho)?);
+    let results = run_pending(&run, &pending, threads, &settled, indices.len(), on_sample)?;
+    for r in results {
+        match settled.iter_mut().find(|s| s.index == r.index) {
+            Some(old) => *old = r,
+            None => settled.push(r),
         }
-        energies.extend(&t.energy);
     }
-    let shape = |lead: &[usize]| -> Vec<usize> { lead.iter().chain(&cells).cloned().collect() };
-    let shapes = ShardShapes {
-        inputs: shape(&[n]),
-        trajectories: shape(&[n, levels]),
-        energies: vec![n, levels],
-    };
-    let tag = shard.tag();
-    let files = ShardFiles {
-        inputs: format!("inputs_{tag}.npy"),
-        trajectories: format!("trajectories_{tag}.npy"),
-        energies: format!("energies_{tag}.npy"),
-    };
-    write_npy(&out.join(&files.inputs), &shapes.inputs, inputs)?;
-    write_npy(
-        &out.join(&files.trajectories),
-        &shapes.trajectories,
-        traj_values,
-    )?;
-    write_npy(&out.join(&files.energies), &shapes.energies, energies)?;
+    let done = indices
+        .iter()
+        .filter(|i| settled.iter().any(|r| r.index == **i))
+        .count();
+    if done < indices.len() {
+        return Err(ToolError::option(
+            "dataset",
+            format!(
+                "stopped with {done} of {} samples of shard {shard} settled; `jko dataset ... --resume` finishes it",
+                indices.len()
+            ),
+        ));
+    }
+    let samples: Vec<SampleRecord> = indices
+        .iter()
+        .filter_map(|i| settled.iter().find(|r| r.index == *i).cloned())
+        .collect();
     let manifest = Manifest {
         jko_version: env!("CARGO_PKG_VERSION").to_string(),
-        solver: solver.name().to_string(),
+        solver: spec.base.solver.name().to_string(),
         shard,
-        sample_indices: indices,
-        families,
-        times: (0..levels)
+        failed: samples
+            .iter()
+            .filter(|s| s.status == SampleStatus::Failed)
+            .count(),
+        quality: run.quality.as_ref().and_then(|q| q.summary(&samples)),
+        samples,
+        times: (0..=steps)
             .map(|k| k as f64 * spec.base.scheme.tau)
             .collect(),
         files,
@@ -1000,15 +1308,115 @@ pub fn run_dataset(
         dtype: "float64".into(),
         spec: spec.clone(),
     };
-    let path = out.join(manifest_file(shard));
     let text = serde_json::to_string_pretty(&manifest).map_err(|source| ToolError::Json {
-        path: path.clone(),
+        path: manifest_path.clone(),
         source,
     })?;
-    write_atomic(&path, |tmp| {
+    write_atomic(&manifest_path, |tmp| {
         std::fs::write(tmp, &text).map_err(|e| ToolError::io(tmp, e))
     })?;
     Ok(manifest)
+}
+
+/// Run the pending (row, sample) pairs on `threads` workers, each with its own solver (no
+/// solver is shared, so no lock inside a backend serialises the samples). The workers run
+/// in a pool of `threads` threads, which is also where the backends' own parallel loops run.
+fn run_pending(
+    run: &ShardRun<'_>,
+    pending: &[(usize, usize)],
+    threads: usize,
+    settled: &[SampleRecord],
+    total: usize,
+    on_sample: &(dyn Fn(&SampleRecord, &ShardProgress) + Sync),
+) -> Result<Vec<SampleRecord>, ToolError> {
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(total - pending.len());
+    let failed = AtomicUsize::new(
+        settled
+            .iter()
+            .filter(|r| r.status == SampleStatus::Failed && !pending.iter().any(|p| p.1 == r.index))
+            .count(),
+    );
+    let results: Mutex<Vec<SampleRecord>> = Mutex::new(Vec::new());
+    let error: Mutex<Option<ToolError>> = Mutex::new(None);
+    let stopped = || run.options.stop.is_some_and(|s| s.load(Ordering::SeqCst));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| ToolError::option("--threads", e.to_string()))?;
+    let worker = || {
+        let solver = match run.config.build() {
+            Ok(s) => s,
+            Err(e) => {
+                *error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.into());
+                return;
+            }
+        };
+        loop {
+            if stopped() || error.lock().map(|e| e.is_some()).unwrap_or(true) {
+                return;
+            }
+            let p = next.fetch_add(1, Ordering::SeqCst);
+            let Some(&(row, index)) = pending.get(p) else {
+                return;
+            };
+            match run.settle(solver.as_ref(), row, index) {
+                Ok((record, wall_time)) => {
+                    if record.status == SampleStatus::Failed {
+                        failed.fetch_add(1, Ordering::SeqCst);
+                    }
+                    let progress = ShardProgress {
+                        settled: done.fetch_add(1, Ordering::SeqCst) + 1,
+                        total,
+                        failed: failed.load(Ordering::SeqCst),
+                        wall_time,
+                    };
+                    on_sample(&record, &progress);
+                    results
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(record);
+                }
+                Err(e) => {
+                    *error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    return;
+                }
+            }
+        }
+    };
+    pool.scope(|s| {
+        for _ in 0..threads.min(pending.len()) {
+            s.spawn(|_| worker());
+        }
+    });
+    if let Some(e) = error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
+    Ok(results.into_inner().unwrap_or_else(|p| p.into_inner()))
+}
+
+impl QualityPlan {
+    /// The manifest's summary of the measured rows (`None` when no row was measured).
+    fn summary(&self, samples: &[SampleRecord]) -> Option<QualitySummary> {
+        let measured: Vec<&SampleRecord> =
+            samples.iter().filter(|s| !s.quality.is_empty()).collect();
+        let rows: Vec<&StepQuality> = measured.iter().flat_map(|s| &s.quality).collect();
+        if rows.is_empty() {
+            return None;
+        }
+        let max = |f: &dyn Fn(&StepQuality) -> f64| rows.iter().map(|q| f(q)).fold(0.0, f64::max);
+        let relative: Vec<f64> = rows.iter().filter_map(|q| q.relative_gap).collect();
+        Some(QualitySummary {
+            reference: self.method,
+            samples: measured.iter().map(|s| s.index).collect(),
+            steps: rows.len(),
+            max_gap: max(&|q| q.gap),
+            max_relative_gap: (!relative.is_empty())
+                .then(|| relative.iter().cloned().fold(0.0, f64::max)),
+            max_w2_to_exact: max(&|q| q.w2_to_exact),
+            max_relative_l1: max(&|q| q.relative_l1),
+        })
+    }
 }
 
 /// The manifest's file name for `shard`: `manifest_00001-of-00004.json`.
@@ -1034,23 +1442,6 @@ fn write_atomic(
     let tmp: PathBuf = path.with_file_name(format!(".{name}.tmp"));
     write(&tmp)?;
     std::fs::rename(&tmp, path).map_err(|e| ToolError::io(path, e))
-}
-
-fn write_npy(path: &Path, shape: &[usize], values: Vec<f64>) -> Result<(), ToolError> {
-    let npy_error = |path: &Path, message: String| -> ToolError {
-        RunError::Npy {
-            path: path.to_path_buf(),
-            message,
-        }
-        .into()
-    };
-    let array =
-        ArrayD::from_shape_vec(IxDyn(shape), values).map_err(|e| npy_error(path, e.to_string()))?;
-    write_atomic(path, |tmp| {
-        let file = std::fs::File::create(tmp).map_err(|e| ToolError::io(tmp, e))?;
-        ndarray_npy::WriteNpyExt::write_npy(&array, std::io::BufWriter::new(file))
-            .map_err(|e| npy_error(tmp, e.to_string()))
-    })
 }
 
 /// The error of a dataset on a mesh without grid structure.

@@ -12,6 +12,7 @@
 //! | `jko compare SUITE` | [`compare::compare`] |
 //! | `jko implicit-bias CONFIG` | [`implicit_bias::implicit_bias`] |
 //! | `jko dataset SPEC --out DIR` | [`dataset::run_dataset`] |
+//! | `jko score CONFIG RHO_PREV RHO_CAND` | [`score::score_files`] ([`jko::score::score`]) |
 //! | `jko plot DIR` | [`plot::plot_run`] |
 //! | `jko solvers` | [`jko::backend::BACKENDS`] |
 //! | `jko example NAME` | [`jko::examples::example`] |
@@ -44,6 +45,7 @@ pub mod dataset;
 pub mod error;
 pub mod implicit_bias;
 pub mod plot;
+pub mod score;
 
 use error::ToolError;
 use serde::Serialize;

@@ -91,7 +91,8 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Trajectories from random initial densities, for learned JKO operators.
+    /// Trajectories from random initial densities, for learned JKO operators: NPY arrays
+    /// written row by row as samples finish, failures recorded in the manifest, resumable.
     Dataset {
         spec: PathBuf,
         #[arg(long)]
@@ -99,6 +100,50 @@ enum Command {
         /// i/n: run the samples whose index is i modulo n (a cluster job array's slice).
         #[arg(long, default_value = "0/1")]
         shard: jko_cli::dataset::Shard,
+        /// Samples run at the same time, one solver each (default: RAYON_NUM_THREADS or the
+        /// number of cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Finish a started shard (run only the samples not settled yet).
+        #[arg(long, conflicts_with_all = ["force", "retry_failed"])]
+        resume: bool,
+        /// Start the shard over, deleting its rows.
+        #[arg(long, conflicts_with = "retry_failed")]
+        force: bool,
+        /// Run the failed samples of a finished shard again (with --solver: another backend).
+        #[arg(long)]
+        retry_failed: bool,
+        /// Backend for --retry-failed (with its default parameters; default: the spec's).
+        #[arg(long, requires = "retry_failed")]
+        solver: Option<String>,
+        /// Make this sample fail at its first step (fault injection, for testing the failure path).
+        #[arg(long, hide = true)]
+        fail_sample: Vec<usize>,
+        /// Print nothing but errors.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Score a candidate JKO step: J(ρ̂) = W²(ρ̂, ρⁿ)/(2τ) + F(ρ̂) against the true minimiser's
+    /// value (suboptimality gap, distances to ρ*); W² exact in 1D, multi-level conic in 2D/3D.
+    Score {
+        /// The run config giving mesh, energy and τ ([initial] is not used).
+        config: PathBuf,
+        /// ρⁿ, cell values (.npy, grid-shaped or flat).
+        rho_prev: PathBuf,
+        /// The candidate ρ̂ for ρⁿ⁺¹ (.npy, same shape).
+        rho_candidate: PathBuf,
+        /// Time levels of the 2D/3D W² discretisation.
+        #[arg(long, default_value_t = 4)]
+        levels: usize,
+        /// Rescale a candidate whose mass differs from ρⁿ's (the defect is reported).
+        #[arg(long)]
+        normalize: bool,
+        /// Write ρ* here (.npy, grid-shaped).
+        #[arg(long)]
+        minimiser: Option<PathBuf>,
+        /// Print the score as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Implicit bias of the JKO scheme: JKO iterates vs JKO-Flow vs the plain gradient flow
     /// over a range of step sizes η (Gaussian initial state with a quadratic potential).
@@ -356,21 +401,110 @@ fn execute(command: Command) -> Result<(), ToolError> {
             }
             Ok(())
         }
-        Command::Dataset { spec, out, shard } => {
+        Command::Dataset {
+            spec,
+            out,
+            shard,
+            threads,
+            resume,
+            force,
+            retry_failed,
+            solver,
+            fail_sample,
+            quiet,
+        } => {
             let s = jko_cli::dataset::DatasetSpec::from_file(&spec)?;
-            let m = jko_cli::dataset::run_dataset(
+            let retry = if retry_failed {
+                Some(s.base.solver.clone().overridden(solver.as_deref())?)
+            } else {
+                None
+            };
+            // Ctrl-C: finish the samples running now, stop; --resume finishes the shard.
+            let _ = ctrlc::set_handler(|| {
+                if STOP.swap(true, Ordering::SeqCst) {
+                    std::process::exit(130);
+                }
+                eprintln!(
+                    "interrupt: stopping after the samples running now (--resume finishes the shard; Ctrl-C again aborts)"
+                );
+            });
+            let opts = jko_cli::dataset::DatasetOptions {
+                threads,
+                resume,
+                force,
+                retry,
+                fail_samples: fail_sample,
+                stop: Some(&STOP),
+            };
+            let start = std::time::Instant::now();
+            let m = jko_cli::dataset::run_dataset_with(
                 &s,
                 spec.parent().unwrap_or(Path::new(".")),
                 &out,
                 shard,
+                &opts,
+                &|r, p| {
+                    if quiet {
+                        return;
+                    }
+                    let status = match &r.error {
+                        Some(e) => format!("FAILED: {e}"),
+                        None => "ok".into(),
+                    };
+                    eprintln!(
+                        "sample {:>6} ({}/{}, {} failed)  {:.3} s  {}",
+                        r.index, p.settled, p.total, p.failed, p.wall_time, status
+                    );
+                },
             )?;
-            println!(
-                "shard {}: {} samples with the {} backend -> {}",
-                m.shard,
-                m.sample_indices.len(),
-                m.solver,
-                out.display()
-            );
+            if !quiet {
+                println!(
+                    "shard {}: {} samples ({} failed) with the {} backend in {:.2} s -> {}",
+                    m.shard,
+                    m.samples.len(),
+                    m.failed,
+                    m.solver,
+                    start.elapsed().as_secs_f64(),
+                    out.display()
+                );
+                if let Some(q) = &m.quality {
+                    println!(
+                        "quality ({}): {} steps of samples {:?}: max gap {:.3e}, max W2 to exact step {:.3e}, max relative L1 {:.3e}",
+                        q.reference,
+                        q.steps,
+                        q.samples,
+                        q.max_gap,
+                        q.max_w2_to_exact,
+                        q.max_relative_l1
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Score {
+            config,
+            rho_prev,
+            rho_candidate,
+            levels,
+            normalize,
+            minimiser,
+            json,
+        } => {
+            let opts = jko::score::ScoreOptions { levels, normalize };
+            let (s, grid_shape) =
+                jko_cli::score::score_files(&config, &rho_prev, &rho_candidate, &opts)?;
+            if let Some(path) = &minimiser {
+                jko_cli::score::write_minimiser(path, &s, &grid_shape)?;
+            }
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&s)
+                        .map_err(|e| ToolError::option("--json", e.to_string()))?
+                );
+            } else {
+                print!("{}", jko_cli::score::describe(&s));
+            }
             Ok(())
         }
         Command::ImplicitBias { config, etas, out } => {

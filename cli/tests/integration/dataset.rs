@@ -1,9 +1,22 @@
-//! `jko_cli::dataset`: sharding must not change a sample, the same spec must give the same files,
-//! and every row must be a real trajectory (mass conserved, energy non-increasing).
+//! `jko_cli::dataset`: sharding and the number of threads must not change a sample, the same
+//! spec must give the same files, every row must be a real trajectory (mass conserved, energy
+//! non-increasing), a failed sample is recorded while the others are kept, an interrupted
+//! shard resumes to the same bytes, and failed samples can be retried with another backend.
 
-use jko_cli::dataset::{DatasetSpec, Manifest, Shard, manifest_file, run_dataset};
+use jko_cli::dataset::{
+    DatasetOptions, DatasetSpec, Manifest, SampleStatus, Shard, manifest_file, run_dataset,
+    run_dataset_with,
+};
 use ndarray::{ArrayD, Axis};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+fn threads(n: usize) -> DatasetOptions {
+    DatasetOptions {
+        threads: Some(n),
+        ..Default::default()
+    }
+}
 
 const SPEC: &str = r#"
 samples = 6
@@ -45,8 +58,9 @@ fn shards_reproduce_the_single_run_and_runs_are_deterministic() {
         tmp.path().join("again"),
     );
     let all = Shard::all();
-    let m = run_dataset(&spec, tmp.path(), &one, all).unwrap();
-    assert_eq!(m.sample_indices, (0..6).collect::<Vec<_>>());
+    let m = run_dataset(&spec, tmp.path(), &one, all, &threads(2)).unwrap();
+    assert_eq!(m.sample_indices(), (0..6).collect::<Vec<_>>());
+    assert_eq!(m.failed, 0);
     assert_eq!(m.shapes.inputs, vec![6, 32]);
     assert_eq!(m.shapes.trajectories, vec![6, 4, 32]);
     assert_eq!(m.shapes.energies, vec![6, 4]);
@@ -58,10 +72,10 @@ fn shards_reproduce_the_single_run_and_runs_are_deterministic() {
     assert_eq!(inputs.shape(), &[6, 32]);
     assert_eq!(traj.shape(), &[6, 4, 32]);
     // Both families occur, and the samples differ from one another.
+    let families: Vec<usize> = m.samples.iter().map(|s| s.family).collect();
     assert!(
-        m.families.contains(&0) && m.families.contains(&1),
-        "{:?}",
-        m.families
+        families.contains(&0) && families.contains(&1),
+        "{families:?}"
     );
     for a in 0..6 {
         for b in 0..a {
@@ -95,18 +109,19 @@ fn shards_reproduce_the_single_run_and_runs_are_deterministic() {
         );
     }
 
-    // Two shards: round robin, and every sample bit-identical to the single run.
+    // Two shards on one thread each: round robin, and every sample bit-identical to the
+    // single run on two threads.
     let mut seen = Vec::new();
     for i in 0..2 {
         let shard = Shard::new(i, 2).unwrap();
-        let ms = run_dataset(&spec, tmp.path(), &two, shard).unwrap();
-        assert_eq!(ms.sample_indices, shard.indices(6));
+        let ms = run_dataset(&spec, tmp.path(), &two, shard, &threads(1)).unwrap();
+        assert_eq!(ms.sample_indices(), shard.indices(6));
         let (si, st, se) = (
             read(&two, &ms.files.inputs),
             read(&two, &ms.files.trajectories),
             read(&two, &ms.files.energies),
         );
-        for (row, &sample) in ms.sample_indices.iter().enumerate() {
+        for (row, &sample) in ms.sample_indices().iter().enumerate() {
             let bits =
                 |a: ndarray::ArrayViewD<f64>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
             assert_eq!(
@@ -121,15 +136,15 @@ fn shards_reproduce_the_single_run_and_runs_are_deterministic() {
                 bits(se.index_axis(Axis(0), row)),
                 bits(energies.index_axis(Axis(0), sample))
             );
-            assert_eq!(ms.families[row], m.families[sample]);
+            assert_eq!(ms.samples[row], m.samples[sample]);
             seen.push(sample);
         }
     }
     seen.sort();
     assert_eq!(seen, (0..6).collect::<Vec<_>>());
 
-    // The same spec twice: identical files, byte for byte.
-    run_dataset(&spec, tmp.path(), &again, all).unwrap();
+    // The same spec twice (one thread now): identical files, byte for byte.
+    run_dataset(&spec, tmp.path(), &again, all, &threads(1)).unwrap();
     for name in [
         m.files.inputs.clone(),
         m.files.trajectories.clone(),
@@ -143,7 +158,7 @@ fn shards_reproduce_the_single_run_and_runs_are_deterministic() {
 }
 
 #[test]
-fn a_failing_sample_is_an_error_naming_it() {
+fn an_inadmissible_sample_is_recorded_and_the_others_kept() {
     // max_density below the peak of narrow Gaussians: some initial densities are inadmissible.
     let text = SPEC.replace(
         "energy = { entropy = 1.0, potential = { kind = \"quadratic\" } }",
@@ -151,12 +166,114 @@ fn a_failing_sample_is_an_error_naming_it() {
     );
     let spec = DatasetSpec::from_toml(&text).unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let err = run_dataset(&spec, tmp.path(), tmp.path(), Shard::all())
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("dataset sample "), "{err}");
-    assert!(err.contains("max_density"), "{err}");
-    assert!(!tmp.path().join(manifest_file(Shard::all())).exists());
+    let m = run_dataset(&spec, tmp.path(), tmp.path(), Shard::all(), &threads(2)).unwrap();
+    assert!(m.failed > 0 && m.failed < 6, "{} failed", m.failed);
+    let traj = read(tmp.path(), &m.files.trajectories);
+    for (row, s) in m.samples.iter().enumerate() {
+        let values = traj.index_axis(Axis(0), row);
+        match s.status {
+            SampleStatus::Failed => {
+                let e = s.error.as_deref().unwrap();
+                assert!(e.contains(&format!("sample {}", s.index)), "{e}");
+                assert!(e.contains("max_density"), "{e}");
+                assert!(values.iter().all(|v| v.is_nan()));
+            }
+            SampleStatus::Ok => assert!(values.iter().all(|v| v.is_finite())),
+        }
+    }
+    assert_eq!(Manifest::read(tmp.path(), Shard::all()).unwrap(), m);
+}
+
+/// Stops the run once `after` samples are settled (as Ctrl-C does).
+static STOP: AtomicBool = AtomicBool::new(false);
+
+#[test]
+fn interrupted_shard_resumes_to_the_same_bytes_and_failures_are_retried() {
+    let spec = DatasetSpec::from_toml(&SPEC.replace("samples = 6", "samples = 10")).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (whole, cut) = (tmp.path().join("whole"), tmp.path().join("cut"));
+    let shard = Shard::new(1, 2).unwrap();
+    let failing = DatasetOptions {
+        threads: Some(2),
+        fail_samples: vec![3],
+        ..Default::default()
+    };
+    let m = run_dataset(&spec, tmp.path(), &whole, shard, &failing).unwrap();
+    assert_eq!(m.sample_indices(), [1, 3, 5, 7, 9]);
+    assert_eq!(m.failed, 1);
+    assert!(
+        m.samples[1]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("injected failure")
+    );
+
+    // The same shard, stopped after two samples: no manifest, and a plain rerun is refused.
+    let settled = AtomicUsize::new(0);
+    let stopping = DatasetOptions {
+        stop: Some(&STOP),
+        ..failing.clone()
+    };
+    let err = run_dataset_with(&spec, tmp.path(), &cut, shard, &stopping, &|_, _| {
+        if settled.fetch_add(1, Ordering::SeqCst) + 1 >= 2 {
+            STOP.store(true, Ordering::SeqCst);
+        }
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("--resume"), "{err}");
+    assert!(!cut.join(manifest_file(shard)).exists());
+    STOP.store(false, Ordering::SeqCst);
+    let err = run_dataset(&spec, tmp.path(), &cut, shard, &failing).unwrap_err();
+    assert!(err.to_string().contains("already started"), "{err}");
+
+    // --resume runs only the rest and ends with the uninterrupted run's bytes.
+    let ran = AtomicUsize::new(0);
+    let resume = DatasetOptions {
+        resume: true,
+        ..failing.clone()
+    };
+    let m2 = run_dataset_with(&spec, tmp.path(), &cut, shard, &resume, &|_, _| {
+        ran.fetch_add(1, Ordering::SeqCst);
+    })
+    .unwrap();
+    assert!(
+        ran.load(Ordering::SeqCst) <= 3,
+        "{}",
+        ran.load(Ordering::SeqCst)
+    );
+    assert_eq!(m2, m);
+    for name in [&m.files.inputs, &m.files.trajectories, &m.files.energies] {
+        assert!(
+            std::fs::read(whole.join(name)).unwrap() == std::fs::read(cut.join(name)).unwrap(),
+            "{name} differs after resume"
+        );
+    }
+
+    // --retry-failed with another backend replaces the failed row only.
+    let retry = DatasetOptions {
+        threads: Some(1),
+        retry: Some(jko::backend::SolverConfig::default_for("newton").unwrap()),
+        ..Default::default()
+    };
+    let m3 = run_dataset(&spec, tmp.path(), &cut, shard, &retry).unwrap();
+    assert_eq!(m3.failed, 0);
+    assert_eq!(m3.samples[1].backend, "newton");
+    assert_eq!(m3.samples[0], m.samples[0]);
+    let (before, after) = (
+        read(&whole, &m.files.trajectories),
+        read(&cut, &m.files.trajectories),
+    );
+    for row in [0, 2, 3, 4] {
+        assert_eq!(
+            before.index_axis(Axis(0), row),
+            after.index_axis(Axis(0), row)
+        );
+    }
+    let retried = after.index_axis(Axis(0), 1);
+    assert!(retried.iter().all(|v| v.is_finite()));
+    let h = 8.0 / 32.0;
+    assert!((retried.index_axis(Axis(0), 3).sum() * h - 1.0).abs() < 1e-8);
 }
 
 #[test]
@@ -167,7 +284,7 @@ fn spec_errors_name_the_key() {
     let bad = DatasetSpec::from_toml(&SPEC.replace("components = [1, 3]", "components = [3, 1]"))
         .unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let err = run_dataset(&bad, tmp.path(), tmp.path(), Shard::all()).unwrap_err();
+    let err = run_dataset(&bad, tmp.path(), tmp.path(), Shard::all(), &threads(1)).unwrap_err();
     assert!(err.to_string().contains("initial[0].components"), "{err}");
     assert!("2/2".parse::<Shard>().is_err());
 }

@@ -1,0 +1,141 @@
+//! `jko::score` on Ornstein–Uhlenbeck (docs/mathematics.md §9), against exact solutions:
+//! - the exact JKO iterate of a Gaussian (cell averages) scores a gap that vanishes like h⁴/τ
+//!   (its distance to the discrete minimiser is O(h²)), below 1e-8 on a fine mesh;
+//! - a step of the one-step scheme (newton) scores a gap that shrinks like τ³ (it is O(τ²)
+//!   from the exact step), large against the exact iterate's;
+//! - ρ* + εφ scores a gap quadratic in ε, with the constant of J's Hessian (≥ (1/τ)·W²/2).
+
+use jko::score::{ScoreOptions, cell_averages_1d, score};
+use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
+use jko_core::{Energy, JkoStep, Mesh, Potential, StepSolver};
+use ndarray::Array1;
+
+fn ou() -> Energy {
+    Energy::fokker_planck(
+        1.0,
+        Potential::Quadratic {
+            center: vec![0.0],
+            stiffness: 1.0,
+        },
+    )
+}
+
+/// ρⁿ and the exact JKO iterate from it, as cell averages of the Gaussians.
+fn exact_pair(mesh: &Mesh, tau: f64) -> (Array1<f64>, Array1<f64>) {
+    let g0 = Gaussian::diagonal(&[0.8], &[0.6]);
+    let g1 = OrnsteinUhlenbeck::standard(1).jko_step(&g0, tau);
+    (
+        cell_averages_1d(mesh, |x| g0.density(&[x])).unwrap(),
+        cell_averages_1d(mesh, |x| g1.density(&[x])).unwrap(),
+    )
+}
+
+#[test]
+fn exact_ou_iterate_scores_a_gap_vanishing_like_h4() {
+    let tau = 0.1;
+    let mut gaps = Vec::new();
+    for cells in [100, 200, 400, 800] {
+        let mesh = Mesh::grid(&[cells], &[-5.0], &[5.0]).unwrap();
+        let (prev, exact) = exact_pair(&mesh, tau);
+        // Cell averages of a normalised Gaussian on [−5, 5]: mass 1 up to 1e-12.
+        let exact = &exact * (mesh.mass(&prev) / mesh.mass(&exact));
+        let s = score(&mesh, &ou(), tau, &prev, &exact, &ScoreOptions::default()).unwrap();
+        assert!(s.method.is_exact());
+        assert!(s.certificate < 1e-12, "certificate {}", s.certificate);
+        assert!(s.gap >= -1e-12, "negative gap {}", s.gap);
+        // The distance to ρ* is O(h²) and the gap ≈ W²(ρ̂, ρ*)/(2τ)·(1 + τλ).
+        let bound = 0.5 * (1.0 / tau) * s.w2_to_minimiser.powi(2);
+        assert!(s.gap >= 0.9 * bound - 1e-14, "gap {} below {bound}", s.gap);
+        eprintln!(
+            "cells/tau: gap {:.3e}, W to rho* {:.3e}",
+            s.gap, s.w2_to_minimiser
+        );
+        gaps.push(s.gap);
+    }
+    for w in gaps.windows(2) {
+        let order = (w[0] / w[1]).log2();
+        assert!(
+            order > 3.5 && order < 4.5,
+            "observed order {order} ({gaps:?})"
+        );
+    }
+    // The target: the exact iterate scores a gap ≤ 1e-8.
+    assert!(*gaps.last().unwrap() <= 1e-8, "{gaps:?}");
+}
+
+#[test]
+fn one_step_scheme_scores_a_gap_of_order_tau_cubed() {
+    // Fine mesh so that the step's temporal error dominates its spatial one.
+    let mesh = Mesh::grid(&[400], &[-5.0], &[5.0]).unwrap();
+    let newton = jko_newton::NewtonSolver::new(Default::default()).unwrap();
+    let energy = ou();
+    let mut gaps = Vec::new();
+    for tau in [0.2, 0.1, 0.05] {
+        let (prev, exact) = exact_pair(&mesh, tau);
+        let frozen = energy.freeze(&mesh, &prev).unwrap();
+        let problem = JkoStep::new(&mesh, &prev, tau, &frozen).unwrap();
+        let step = StepSolver::solve(&newton, &problem, None).unwrap();
+        let opts = ScoreOptions::default();
+        let s = score(&mesh, &energy, tau, &prev, &step.rho, &opts).unwrap();
+        let exact = &exact * (mesh.mass(&prev) / mesh.mass(&exact));
+        let e = score(&mesh, &energy, tau, &prev, &exact, &opts).unwrap();
+        // Far worse than the exact iterate on the same mesh, and a small fraction of the
+        // decrease of J the exact step achieves.
+        assert!(
+            s.gap > 100.0 * e.gap,
+            "tau {tau}: {} vs exact {}",
+            s.gap,
+            e.gap
+        );
+        assert!(s.relative_gap.unwrap() < 0.05, "{:?}", s.relative_gap);
+        eprintln!(
+            "cells/tau: gap {:.3e}, W to rho* {:.3e}",
+            s.gap, s.w2_to_minimiser
+        );
+        gaps.push(s.gap);
+    }
+    for w in gaps.windows(2) {
+        let order = (w[0] / w[1]).log2();
+        assert!(
+            order > 2.5 && order < 3.5,
+            "observed order {order} in tau ({gaps:?})"
+        );
+    }
+}
+
+#[test]
+fn perturbed_minimiser_scores_a_gap_quadratic_in_the_perturbation() {
+    let mesh = Mesh::grid(&[300], &[-5.0], &[5.0]).unwrap();
+    let tau = 0.1;
+    let (prev, _) = exact_pair(&mesh, tau);
+    let energy = ou();
+    let opts = ScoreOptions::default();
+    let star = score(&mesh, &energy, tau, &prev, &prev, &opts)
+        .unwrap()
+        .minimiser;
+    // A mass-free perturbation supported where ρ* is not small (so ρ* + εφ ≥ 0).
+    let bump = mesh.sample(|x| (x[0] - 0.5) * (-(x[0] - 0.5).powi(2) / 0.3).exp());
+    let mut ratios = Vec::new();
+    let mut previous: Option<f64> = None;
+    for eps in [0.08, 0.04, 0.02, 0.01, 0.005] {
+        let cand = &star + &(&bump * eps);
+        assert!(cand.iter().all(|v| *v >= 0.0));
+        let s = score(&mesh, &energy, tau, &prev, &cand, &opts).unwrap();
+        assert!(s.gap > 0.0);
+        // (1/τ)-convexity along generalised geodesics (λ = 1 here): gap ≥ (1/τ + 1) W²/2.
+        let bound = 0.5 * (1.0 / tau + 1.0) * s.w2_to_minimiser.powi(2);
+        assert!(s.gap >= 0.99 * bound, "eps {eps}: gap {} < {bound}", s.gap);
+        if let Some(p) = previous {
+            ratios.push(p / s.gap);
+        }
+        previous = Some(s.gap);
+    }
+    // Halving ε divides the gap by 4 (up to the cubic term).
+    for r in &ratios {
+        assert!((r - 4.0).abs() < 0.15, "ratios {ratios:?}");
+    }
+    assert!(
+        (ratios.last().unwrap() - 4.0).abs() < 0.02,
+        "ratios {ratios:?}"
+    );
+}
