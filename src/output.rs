@@ -148,12 +148,6 @@ impl Summary {
     /// ```
     pub fn read(dir: &Path) -> Result<Summary, RunError> {
         let path = dir.join(HEADER_FILE);
-        if !path.exists() {
-            return Err(RunError::Resume(format!(
-                "{} holds no run to continue (no {HEADER_FILE}): start one there without --resume",
-                dir.display()
-            )));
-        }
         let text = std::fs::read_to_string(&path).map_err(|e| RunError::io(&path, e))?;
         let header =
             serde_json::from_str(&text).map_err(|source| RunError::Json { path, source })?;
@@ -351,6 +345,12 @@ impl RunWriter {
         mesh: &Mesh,
     ) -> Result<(RunWriter, State, Vec<StepRecord>), RunError> {
         let path = dir.join(HEADER_FILE);
+        if !path.exists() {
+            return Err(RunError::Resume(format!(
+                "{} holds no run to continue (no {HEADER_FILE}): start one there without --resume",
+                dir.display()
+            )));
+        }
         let text = std::fs::read_to_string(&path)
             .map_err(|e| RunError::Resume(format!("{}: {e}", path.display())))?;
         let mut header: RunHeader = serde_json::from_str(&text)

@@ -255,6 +255,21 @@ impl QuantileState {
     }
 }
 
+/// (below, above): below[j] = mass left of edge e_j, above[j] = mass right of it, each summed
+/// from its own end so that both are accurate on their small side.
+fn cumulative_masses(cell: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let n = cell.len();
+    let mut below = vec![0.0; n + 1];
+    for j in 0..n {
+        below[j + 1] = below[j] + cell[j];
+    }
+    let mut above = vec![0.0; n + 1];
+    for j in (0..n).rev() {
+        above[j] = above[j + 1] + cell[j];
+    }
+    (below, above)
+}
+
 /// Cell masses (in line order) of T_#ρⁿ, the push-forward of the cell density ρⁿ (cell masses
 /// `old`, in line order) by the monotone map T that moves each node of `prev` to the same node
 /// of `next`: T(x) = x + d(x) with the displacement d piecewise linear between the nodes and
@@ -326,14 +341,7 @@ pub fn pushforward_masses(
         let theta = (y - q[i]) / (q[i + 1] - q[i]);
         p[i] + theta * (p[i + 1] - p[i])
     };
-    let mut below = vec![0.0; n + 1];
-    for j in 0..n {
-        below[j + 1] = below[j] + old[j];
-    }
-    let mut above = vec![0.0; n + 1];
-    for j in (0..n).rev() {
-        above[j] = above[j + 1] + old[j];
-    }
+    let (below, above) = cumulative_masses(old);
     let mass = below[n];
     // (Fⁿ(x), M − Fⁿ(x)), each accurate on its small side.
     let cdf = |x: f64| -> (f64, f64) {
@@ -472,15 +480,7 @@ pub fn from_density(
         .iter()
         .map(|&k| mesh.volumes()[k] * rho[k])
         .collect();
-    // below[j] = mass left of e_j, above[j] = mass right of e_j.
-    let mut below = vec![0.0; n + 1];
-    for j in 0..n {
-        below[j + 1] = below[j] + cell[j];
-    }
-    let mut above = vec![0.0; n + 1];
-    for j in (0..n).rev() {
-        above[j] = above[j + 1] + cell[j];
-    }
+    let (below, above) = cumulative_masses(&cell);
     let mass = below[n];
     let x = grid
         .levels()
