@@ -304,10 +304,10 @@ pub fn memory_limit() -> Option<(u64, &'static str)> {
     let mut best: Option<(u64, &'static str)> =
         available_memory().map(|b| (b, "available (MemAvailable)"));
     let mut consider = |bytes: Option<u64>, source: &'static str| {
-        if let Some(b) = bytes {
-            if best.is_none_or(|(current, _)| b < current) {
-                best = Some((b, source));
-            }
+        if let Some(b) = bytes
+            && best.is_none_or(|(current, _)| b < current)
+        {
+            best = Some((b, source));
         }
     };
     consider(
@@ -368,10 +368,10 @@ fn cgroup_left() -> Option<u64> {
             continue;
         };
         // v1 reports "no limit" as a huge number (2⁶³ rounded to pages).
-        if let (Some(l), Some(u)) = (limit, usage) {
-            if l < (1u64 << 60) {
-                return Some(l.saturating_sub(u));
-            }
+        if let (Some(l), Some(u)) = (limit, usage)
+            && l < (1u64 << 60)
+        {
+            return Some(l.saturating_sub(u));
         }
     }
     None
