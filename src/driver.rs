@@ -54,7 +54,14 @@ pub struct StepRecord {
     pub energy: f64,
     /// Mass M^{n} = Σ_K |K| ρ_K.
     pub mass: f64,
-    /// Kinetic action W_h²(ρ^{n−1}, ρ^{n}) of the backend's discretisation.
+    /// The step's kinetic term, the W² of the backend's own discretisation (the quantity
+    /// divided by 2τ in its objective), not the exact W²(ρ^{n−1}, ρ^{n}): W_h², the action of
+    /// the one-step two-point-flux scheme (`conic`, `newton`); the exact W² of the
+    /// reconstructed measures in quantile coordinates (`quantile`); τ ∫ |v|² along the
+    /// integrated flow (`flow`); ⟨c, π⟩, the transport cost of the entropic plan (`sinkhorn`),
+    /// never below the W² between the plan's marginals, the blur making it larger. The first
+    /// three converge to W² as h → 0 and can be compared on one problem; sinkhorn's only as
+    /// ε → 0 too (docs/mathematics.md §2.3).
     pub kinetic: f64,
     /// F(ρ^{n−1}) − F(ρ^{n}) − W_h²/(2τ) with the step's (frozen) energy: ≥ 0 for exact minimisers.
     pub energy_slack: f64,

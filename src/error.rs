@@ -116,6 +116,15 @@ pub enum RunError {
         .0.display()
     )]
     OutputExists(PathBuf),
+    /// The output directory cannot hold a run: it is a file, or it cannot be created or
+    /// written. The reason says what to do.
+    #[error("{}: {reason}", .path.display())]
+    OutputDir {
+        /// The output directory given.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        reason: String,
+    },
     /// A run directory cannot be resumed (no `--out`, no readable run, or a config that
     /// differs from the one it was run with in more than `scheme.steps`).
     #[error("cannot resume: {0}")]

@@ -233,11 +233,12 @@ pub struct RunWriter {
 impl RunWriter {
     /// A new run in `dir` (created if needed): refuses a directory that already holds a run
     /// unless `overwrite` (then the previous run's files are removed). Nothing is written
-    /// until the march starts.
+    /// until the march starts (a probe that the directory is writable is removed at once).
     ///
     /// # Errors
-    /// [`RunError::OutputExists`]; [`RunError::Io`] when the directory cannot be created or
-    /// cleared; errors of evaluating the initial energy.
+    /// [`RunError::OutputExists`]; [`RunError::OutputDir`] when `dir` is a file or cannot be
+    /// created or written (a probe file, removed at once); [`RunError::Io`] when a previous
+    /// run cannot be cleared; errors of evaluating the initial energy.
     ///
     /// ```rust
     /// use jko::config::Config;
@@ -264,7 +265,29 @@ impl RunWriter {
         plan: &crate::plan::Plan,
         overwrite: bool,
     ) -> Result<RunWriter, RunError> {
-        std::fs::create_dir_all(dir).map_err(|e| RunError::io(dir, e))?;
+        let unusable = |reason: String| RunError::OutputDir {
+            path: dir.to_path_buf(),
+            reason,
+        };
+        if dir.exists() && !dir.is_dir() {
+            return Err(unusable(
+                "exists and is not a directory: choose another output directory".into(),
+            ));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| {
+            unusable(format!(
+                "cannot create the output directory ({e}): choose one you can write to"
+            ))
+        })?;
+        // Found now, not after the first step: can files be written here?
+        let probe = dir.join(".jko-write-test");
+        std::fs::write(&probe, b"")
+            .and_then(|()| std::fs::remove_file(&probe))
+            .map_err(|e| {
+                unusable(format!(
+                    "cannot write in the output directory ({e}): choose one you can write to"
+                ))
+            })?;
         if dir.join(HEADER_FILE).exists() && !overwrite {
             return Err(RunError::OutputExists(dir.to_path_buf()));
         }
@@ -350,6 +373,12 @@ impl RunWriter {
         mesh: &Mesh,
     ) -> Result<(RunWriter, State, Vec<StepRecord>), RunError> {
         let path = dir.join(HEADER_FILE);
+        if !path.exists() {
+            return Err(RunError::Resume(format!(
+                "{} holds no run to continue (no {HEADER_FILE}): start one there without --resume",
+                dir.display()
+            )));
+        }
         let text = std::fs::read_to_string(&path)
             .map_err(|e| RunError::Resume(format!("{}: {e}", path.display())))?;
         let mut header: RunHeader = serde_json::from_str(&text)

@@ -26,7 +26,7 @@ struct Cli {
 enum Command {
     /// Run a config: one JKO step after another, each written to DIR as it finishes.
     Run {
-        /// The TOML config (see `jko example ou-1d`).
+        /// The TOML config, or a built-in example's name (`jko example` lists them).
         config: PathBuf,
         /// Output directory.
         #[arg(long)]
@@ -58,6 +58,7 @@ enum Command {
     },
     /// Refinement study: run the config at successive refinements, report errors and orders.
     Convergence {
+        /// The TOML config, or a built-in example's name (`jko example` lists them).
         config: PathBuf,
         /// What to refine, comma separated: h, tau, levels (each run halves h / τ, doubles levels).
         #[arg(long, default_value = "h,tau")]
@@ -74,6 +75,7 @@ enum Command {
     },
     /// Compare every backend on a suite of problems (built in: quick, standard; or a TOML file).
     Compare {
+        /// The suite: `quick`, `standard`, or a suite TOML file.
         suite: String,
         /// Where to write compare.json, compare.md and the runs.
         #[arg(long)]
@@ -86,6 +88,7 @@ enum Command {
     /// Plot a run directory (densities, energy and dissipation, implicit_bias.json,
     /// convergence.json) as PNG files.
     Plot {
+        /// The directory to plot (a run, a convergence study, an implicit-bias study).
         dir: PathBuf,
         /// Where to write the PNGs (default: DIR).
         #[arg(long)]
@@ -94,6 +97,7 @@ enum Command {
     /// Trajectories from random initial densities, for learned JKO operators: NPY arrays
     /// written row by row as samples finish, failures recorded in the manifest, resumable.
     Dataset {
+        /// The dataset spec TOML.
         spec: PathBuf,
         #[arg(long)]
         out: PathBuf,
@@ -148,6 +152,7 @@ enum Command {
     /// Implicit bias of the JKO scheme: JKO iterates vs JKO-Flow vs the plain gradient flow
     /// over a range of step sizes η (Gaussian initial state with a quadratic potential).
     ImplicitBias {
+        /// The TOML config, or a built-in example's name.
         config: PathBuf,
         /// Step sizes, comma separated (default 0.2, 0.1, 0.05, 0.025, 0.0125, 0.00625).
         #[arg(long, value_delimiter = ',')]
@@ -156,7 +161,10 @@ enum Command {
         out: PathBuf,
     },
     /// Print a built-in example config (without NAME: list them).
-    Example { name: Option<String> },
+    Example {
+        /// The example's name.
+        name: Option<String>,
+    },
     /// List the backends and the energy terms each one treats.
     Solvers,
 }
@@ -168,10 +176,16 @@ fn main() -> ExitCode {
     match execute(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            // Each cause once: our errors already show their source in their own message.
+            let mut said = e.to_string();
+            eprintln!("error: {said}");
             let mut source = std::error::Error::source(&e);
             while let Some(s) = source {
-                eprintln!("  caused by: {s}");
+                let text = s.to_string();
+                if !said.contains(&text) {
+                    eprintln!("  caused by: {text}");
+                    said.push_str(&text);
+                }
                 source = s.source();
             }
             ExitCode::FAILURE
@@ -205,7 +219,7 @@ impl Observer for Progress {
             }
         } else {
             eprintln!(
-                "step {:>5}/{}  t = {:<9.4}  F = {:<+13.6e}  W2 = {:<10.3e}  mass = {:<12.9e}  {:?} in {} it, {:.3} s",
+                "step {:>5}/{}  t = {:<9.4}  F = {:<+13.6e}  kinetic = {:<10.3e}  mass = {:<12.9e}  {:?} in {} it, {:.3} s",
                 r.step,
                 self.steps,
                 r.t,
@@ -230,6 +244,74 @@ impl Observer for Progress {
         }
         Ok(())
     }
+}
+
+/// The end-of-run line: steps, times, the slowest step, reduced-tolerance and fallback counts,
+/// and the final mass with its drift from ρ⁰'s (the mass of the final density itself, so a run
+/// of zero steps reports ρ⁰'s mass).
+fn summary_line(cfg: &Config, result: &jko::RunResult, out: &Path) -> String {
+    let records = &result.records;
+    let mass = result.mesh.mass(&result.rho);
+    let mut line = format!(
+        "done: {} steps with the {} backend",
+        records.len(),
+        cfg.solver.name()
+    );
+    if !records.is_empty() {
+        let total: f64 = records.iter().map(|r| r.wall_time).sum();
+        let slowest = records
+            .iter()
+            .max_by(|a, b| a.wall_time.total_cmp(&b.wall_time))
+            .map_or((0, 0.0), |r| (r.step, r.wall_time));
+        let almost = records
+            .iter()
+            .filter(|r| r.status == jko::core::StepStatus::AlmostSolved)
+            .count();
+        let fell_back = records
+            .iter()
+            .filter(|r| r.check.as_ref().is_some_and(|c| c.fell_back))
+            .count();
+        line.push_str(&format!(
+            " in {total:.3} s ({:.3} s/step, slowest: step {} in {:.3} s); {almost} AlmostSolved, {fell_back} fell back",
+            total / records.len() as f64,
+            slowest.0,
+            slowest.1
+        ));
+    }
+    // Drift against ρ⁰'s mass as the run directory recorded it (also after a resume).
+    let initial = jko::output::Summary::read(out)
+        .ok()
+        .map(|s| s.header.initial_mass);
+    match initial {
+        Some(m0) if m0 > 0.0 => line.push_str(&format!(
+            "; final mass {mass:.12e} (relative drift {:.1e} from the initial density)",
+            (mass - m0).abs() / m0
+        )),
+        _ => line.push_str(&format!("; final mass {mass:.12e}")),
+    }
+    line.push_str(&format!("; output in {}", out.display()));
+    line
+}
+
+/// The config at `path` with the directory its relative paths are relative to; a path that is
+/// not a file but a built-in example's name (`jko run ou-1d`) loads that example.
+fn load_config(path: &Path) -> Result<(Config, PathBuf), ToolError> {
+    if !path.exists() {
+        if let Some(text) = path.to_str().and_then(examples::example) {
+            return Ok((Config::from_toml(text)?, PathBuf::from(".")));
+        }
+        let known: Vec<&str> = examples::EXAMPLES.iter().map(|e| e.0).collect();
+        return Err(ToolError::option(
+            "CONFIG",
+            format!(
+                "{}: no such file, nor a built-in example (known: {})",
+                path.display(),
+                known.join(", ")
+            ),
+        ));
+    }
+    let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    Ok((Config::from_file(path)?, base))
 }
 
 fn execute(command: Command) -> Result<(), ToolError> {
@@ -259,7 +341,7 @@ fn execute(command: Command) -> Result<(), ToolError> {
                     }
                 }
             }
-            let mut cfg = Config::from_file(&config)?;
+            let (mut cfg, base) = load_config(&config)?;
             cfg.solver = cfg.solver.overridden(solver.as_deref())?;
             if let Some(t) = tau {
                 cfg.scheme.tau = t;
@@ -267,7 +349,6 @@ fn execute(command: Command) -> Result<(), ToolError> {
             if let Some(n) = steps {
                 cfg.scheme.steps = n;
             }
-            let base = config.parent().unwrap_or(Path::new(".")).to_path_buf();
             // Ctrl-C: finish the current step, save it, stop.
             let _ = ctrlc::set_handler(|| {
                 if STOP.swap(true, Ordering::SeqCst) {
@@ -298,13 +379,7 @@ fn execute(command: Command) -> Result<(), ToolError> {
                 STOP.load(Ordering::SeqCst)
             })?;
             if !quiet {
-                eprintln!(
-                    "done: {} steps with the {} backend, final mass {:.12e}; output in {}",
-                    result.records.len(),
-                    cfg.solver.name(),
-                    result.records.last().map_or(0.0, |r| r.mass),
-                    out.display()
-                );
+                eprintln!("{}", summary_line(&cfg, &result, &out));
             }
             Ok(())
         }
@@ -315,10 +390,9 @@ fn execute(command: Command) -> Result<(), ToolError> {
             solver,
             out,
         } => {
-            let mut cfg = Config::from_file(&config)?;
+            let (mut cfg, base) = load_config(&config)?;
             cfg.solver = cfg.solver.overridden(solver.as_deref())?;
             let refine = jko_cli::convergence::Refine::parse(&refine)?;
-            let base = config.parent().unwrap_or(Path::new(".")).to_path_buf();
             let report = jko_cli::convergence::convergence(&cfg, &base, refine, runs, &mut |r| {
                 eprintln!(
                     "cells {:?}  tau {:.4e}  error {:.3e}  order {}  ({:.2} s)",
@@ -508,7 +582,7 @@ fn execute(command: Command) -> Result<(), ToolError> {
             Ok(())
         }
         Command::ImplicitBias { config, etas, out } => {
-            let cfg = Config::from_file(&config)?;
+            let (cfg, _) = load_config(&config)?;
             let etas = etas.unwrap_or_else(|| vec![0.2, 0.1, 0.05, 0.025, 0.0125, 0.00625]);
             let table = jko_cli::implicit_bias::implicit_bias(&cfg, &etas)?;
             table.write(&out)?;

@@ -803,7 +803,7 @@ fn energy_figure(run: &RunData) -> Result<Figure, ToolError> {
             "per step",
             t_end,
             &[
-                ("W²(ρⁿ⁻¹, ρⁿ)/τ", &dissipation, orange),
+                ("kinetic/τ (W_h² of the step)", &dissipation, orange),
                 ("F(ρⁿ⁻¹) − F(ρⁿ)", &drop, blue),
             ],
         )?;

@@ -216,9 +216,12 @@ def run(
     vtk: bool = False,
     base: Optional[_PathLike] = None,
     progress: Optional[Callable[[dict[str, Any]], Any]] = None,
+    initial: Optional[_ArrayLike] = None,
+    potential: Optional[_ArrayLike] = None,
 ) -> tuple[_FloatArray, dict[str, Any]]:
     """Run a config (path or dict) as ``jko run`` does; returns ``(trajectory, records)`` with
-    trajectory of shape ``(steps + 1, *mesh.shape)`` and records a dict of per-step columns."""
+    trajectory of shape ``(steps + 1, *mesh.shape)`` and records a dict of per-step columns.
+    ``initial`` / ``potential`` arrays replace the config's initial density / potential."""
 
 def solvers() -> list[dict[str, Any]]:
     """Registered backends: name, summary, treats, meshes, energy_inequality, proximal, defaults."""

@@ -224,15 +224,26 @@ fn step_attrs(py: Python<'_>, e: &StepError) -> Vec<(&'static str, Py<PyAny>)> {
     }
 }
 
-/// Map an engine error to its Python exception (the message is the engine's `Display`).
+/// The engine's run-directory messages name the CLI's flags; a Python user passes arguments.
+fn python_words(message: &str) -> String {
+    message
+        .replace("--out DIR", "out=DIR")
+        .replace("another --out", "another out")
+        .replace("--resume", "resume=True")
+        .replace("--force", "force=True")
+}
+
+/// Map an engine error to its Python exception (the message is the engine's `Display`, with
+/// the run-directory flags in Python's words).
 pub fn from_run(py: Python<'_>, e: RunError) -> PyErr {
     let message = e.to_string();
     match &e {
-        RunError::Config { .. }
-        | RunError::Toml { .. }
-        | RunError::UnknownBackend { .. }
-        | RunError::OutputExists(_)
-        | RunError::Resume(_) => raise(py, Kind::Config, message, &[]),
+        RunError::Config { .. } | RunError::Toml { .. } | RunError::UnknownBackend { .. } => {
+            raise(py, Kind::Config, message, &[])
+        }
+        RunError::OutputExists(_) | RunError::Resume(_) | RunError::OutputDir { .. } => {
+            raise(py, Kind::Config, python_words(&message), &[])
+        }
         RunError::Input(_) => raise(py, Kind::Input, message, &[]),
         RunError::Npy { .. } => raise(py, Kind::Input, message, &[]),
         RunError::Io { .. } | RunError::Json { .. } => raise(py, Kind::Output, message, &[]),

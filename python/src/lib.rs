@@ -37,6 +37,36 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
+/// Numbers the temporary directories of `run(..., initial=array)` without `out`.
+static SCRATCH: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A float64 C-order `.npy` file (format 1.0), as the engine's `read_npy` reads it.
+fn write_npy(path: &Path, a: &ndarray::ArrayD<f64>) -> std::io::Result<()> {
+    let shape = match a.shape() {
+        [n] => format!("({n},)"),
+        dims => format!(
+            "({})",
+            dims.iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let mut header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}");
+    // Magic (6) + version (2) + length (2) + header + newline: a multiple of 64 bytes.
+    let pad = (64 - (10 + header.len() + 1) % 64) % 64;
+    header.push_str(&" ".repeat(pad));
+    header.push('\n');
+    let mut bytes = Vec::with_capacity(10 + header.len() + 8 * a.len());
+    bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    for v in a.iter() {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(path, bytes)
+}
+
 /// Solver parameters `{"kind": solver, **params}` as the registry's `SolverConfig`.
 fn solver_config(
     py: Python<'_>,
@@ -90,9 +120,11 @@ fn record_dict<'py>(py: Python<'py>, record: &StepRecord) -> PyResult<Bound<'py,
 ///     tau: the time step, > 0.
 ///     energy: a ``jko.Energy``.
 ///     mesh: a ``jko.Mesh``.
-///     solver: backend name (``"conic"``, ...).
+///     solver: backend name (default ``"conic"``, which treats every energy term and mesh;
+///         ``jko.solvers()`` lists the others).
 ///     warm: optional warm start, a dict with ``"rho"`` and/or ``"potential"`` arrays (e.g.
-///         the previous step's ``rho_next`` and ``info["potential"]``).
+///         the previous step's ``rho_next`` and ``info["potential"]``), each of rho's shape and
+///         finite; another key is an InputError.
 ///     checks: optional invariant tolerances, a dict with keys of the config's ``[checks]``
 ///         (``mass_rtol``, ``positivity_atol``, ``bound_rtol``, ``energy_rtol``).
 ///     **params: the backend's parameters, as in the config's ``[solver]`` table.
@@ -140,13 +172,29 @@ fn step<'py>(
     let warm = match warm {
         None => None,
         Some(w) => {
+            // A misspelt key would silently start cold: refuse it.
+            for key in w.keys() {
+                let key: String = key.extract().unwrap_or_else(|_| format!("{key}"));
+                if key != "rho" && key != "potential" {
+                    return Err(errors::input(
+                        py,
+                        format!("warm: unknown key `{key}`; known: rho, potential"),
+                    ));
+                }
+            }
             let get = |key: &str| -> PyResult<Option<Array1<f64>>> {
                 match w.get_item(key)? {
                     Some(v) if !v.is_none() => {
                         let a: PyArrayLikeDyn<'_, f64, AllowTypeChange> = v.extract()?;
-                        Ok(Some(
-                            cells_from_array(py, &m, &format!("warm[\"{key}\"]"), a.as_array())?.0,
-                        ))
+                        let what = format!("warm[\"{key}\"]");
+                        let (values, _) = cells_from_array(py, &m, &what, a.as_array())?;
+                        if let Some(k) = values.iter().position(|v| !v.is_finite()) {
+                            return Err(errors::input(
+                                py,
+                                format!("{what}: value {} at cell {k} is not finite", values[k]),
+                            ));
+                        }
+                        Ok(Some(values))
                     }
                     _ => Ok(None),
                 }
@@ -288,8 +336,15 @@ fn columns<'py>(py: Python<'py>, records: &[StepRecord]) -> PyResult<Bound<'py, 
 ///     solver, tau, steps: override the config (as ``--solver``, ``--tau``, ``--steps``).
 ///     resume: continue the run found in ``out`` (as ``--resume``).
 ///     force: overwrite a previous run in ``out`` (as ``--force``).
-///     vtk: also write VTK files (as ``--vtk``).
+///     vtk: also write VTK files, a ``.vti`` per step and a ``.pvd`` series (as
+///         ``--format npy,vtk``).
 ///     progress: optional callable receiving each step record (a dict) as it finishes.
+///     initial: optional initial density, a numpy array of the mesh's shape (or flat over its
+///         cells), instead of the config's ``initial`` (its mass is kept).
+///     potential: optional potential V at the cell centres, an array like ``initial``, instead
+///         of the config's ``energy.potential``. Both are written as ``initial.npy`` /
+///         ``potential.npy`` in ``out`` (and named in its ``run.json``); without ``out``, in a
+///         temporary directory removed after the run.
 ///
 /// Returns:
 ///     ``(trajectory, records)``: trajectory is a float64 array of shape
@@ -304,7 +359,7 @@ fn columns<'py>(py: Python<'py>, records: &[StepRecord]) -> PyResult<Bound<'py, 
 ///
 /// The GIL is released while steps are solved.
 #[pyfunction]
-#[pyo3(signature = (config, out=None, *, solver=None, tau=None, steps=None, resume=false, force=false, vtk=false, base=None, progress=None))]
+#[pyo3(signature = (config, out=None, *, solver=None, tau=None, steps=None, resume=false, force=false, vtk=false, base=None, progress=None, initial=None, potential=None))]
 #[allow(clippy::too_many_arguments)]
 fn run<'py>(
     py: Python<'py>,
@@ -318,6 +373,8 @@ fn run<'py>(
     vtk: bool,
     base: Option<PathBuf>,
     progress: Option<Py<PyAny>>,
+    initial: Option<PyArrayLikeDyn<'py, f64, AllowTypeChange>>,
+    potential: Option<PyArrayLikeDyn<'py, f64, AllowTypeChange>>,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyDict>)> {
     let (mut cfg, base) = if config.cast::<PyDict>().is_ok() {
         let cfg: Config = from_json(py, "config", py_to_json(config, "")?)?;
@@ -345,6 +402,50 @@ fn run<'py>(
     if let Some(n) = steps {
         cfg.scheme.steps = n;
     }
+    // Arrays given directly are written as .npy files (in `out`, so run.json names them and a
+    // resume finds them; without `out`, in a temporary directory removed after the run) and
+    // named in the config: one path into the engine for arrays and files.
+    let scratch = if initial.is_some() || potential.is_some() {
+        let (dir, scratch) = match &out {
+            Some(o) => (o.clone(), None),
+            None => {
+                let d = std::env::temp_dir().join(format!(
+                    "jko-run-{}-{}",
+                    std::process::id(),
+                    SCRATCH.fetch_add(1, Ordering::SeqCst)
+                ));
+                (d.clone(), Some(d))
+            }
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| errors::from_run(py, RunError::io(&dir, e)))?;
+        let dir = std::path::absolute(&dir).unwrap_or(dir);
+        let mesh = cfg
+            .mesh
+            .build_with(&|p: &Path| jko::config::read_npy(&base.join(p)))
+            .map_err(|e| errors::from_run(py, e))?;
+        let write = |name: &str, a: &PyArrayLikeDyn<'py, f64, AllowTypeChange>| {
+            let (cells, _) = cells_from_array(py, &mesh, name, a.as_array())?;
+            let path = dir.join(format!("{name}.npy"));
+            let grid = stack_frames(&mesh, std::slice::from_ref(&cells));
+            write_npy(&path, &grid.index_axis(ndarray::Axis(0), 0).to_owned())
+                .map_err(|e| errors::from_run(py, RunError::io(&path, e)))?;
+            Ok::<_, PyErr>((path, cells))
+        };
+        if let Some(a) = &initial {
+            let (path, cells) = write("initial", a)?;
+            cfg.initial = jko::config::InitialConfig::Npy {
+                path,
+                mass: Some(mesh.mass(&cells)),
+            };
+        }
+        if let Some(v) = &potential {
+            let (path, _) = write("potential", v)?;
+            cfg.energy.potential = Some(jko::config::PotentialConfig::Npy { path });
+        }
+        scratch
+    } else {
+        None
+    };
     let opts = jko::RunOptions {
         out: out.clone(),
         resume,
@@ -379,6 +480,9 @@ fn run<'py>(
         let result = jko::run(&cfg, &base, &opts, &mut extra, &stop)?;
         Ok((result, problem.initial))
     });
+    if let Some(d) = scratch {
+        let _ = std::fs::remove_dir_all(d);
+    }
     if let Some(e) = progress.and_then(|p| p.error) {
         return Err(e);
     }

@@ -199,3 +199,29 @@ def test_ctrl_c_stops_a_run_after_a_saved_step(tmp_path):
     trajectory, records = jko.run(config, out=tmp_path, steps=5, resume=True)
     np.testing.assert_array_equal(records["step"], [1, 2, 3, 4, 5])
     assert trajectory.shape == (6, 200)
+
+
+def test_run_directory_errors_name_python_arguments(tmp_path):
+    # Issue 21: the messages named the CLI's --resume / --force.
+    config = jko.parse_config(jko.example("ou-1d"))
+    jko.run(config, out=tmp_path / "a", steps=1)
+    with pytest.raises(jko.ConfigError) as e:
+        jko.run(config, out=tmp_path / "a", steps=1)
+    assert "resume=True" in str(e.value) and "force=True" in str(e.value)
+    assert "--" not in str(e.value)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(jko.ConfigError, match="holds no run") as e:
+        jko.run(config, out=tmp_path / "empty", steps=1, resume=True)
+    assert "--" not in str(e.value)
+
+
+def test_warm_start_is_validated(problem):
+    mesh, energy, rho = problem
+    with pytest.raises(jko.InputError, match="unknown key `phi`"):
+        jko.step(rho, 0.1, energy, mesh, warm={"phi": rho})
+    bad = rho.copy()
+    bad[2] = np.nan
+    with pytest.raises(jko.InputError, match="not finite"):
+        jko.step(rho, 0.1, energy, mesh, warm={"rho": bad})
+    with pytest.raises(jko.InputError):
+        jko.step(rho, 0.1, energy, mesh, warm={"potential": np.zeros(5)})

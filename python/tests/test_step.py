@@ -242,3 +242,18 @@ def test_run_resume_returns_the_whole_trajectory(tmp_path):
     np.testing.assert_array_equal(records["step"], [1, 2, 3, 4])
     assert resumed.shape == full.shape
     np.testing.assert_allclose(resumed, full, rtol=0, atol=1e-9 * full.max())
+
+
+def test_run_takes_arrays_for_the_initial_density_and_the_potential(tmp_path):
+    # The same run from the config's Gaussian and from its cells as an array (issue 21).
+    config = jko.parse_config(jko.example("ou-1d"))
+    from_config, _ = jko.run(config, steps=2)
+    from_array, _ = jko.run(config, steps=2, initial=from_config[0])
+    np.testing.assert_allclose(from_array, from_config, rtol=0, atol=1e-12 * from_config.max())
+    # A potential array written into the run directory and named in run.json.
+    x = np.asarray(jko.Mesh.from_config(config["mesh"]).centres)[:, 0]
+    config["energy"]["potential"] = {"kind": "quadratic", "center": [0.0], "stiffness": 1.0}
+    quadratic, _ = jko.run(config, steps=2)
+    arrays, _ = jko.run(config, out=tmp_path, steps=2, potential=0.5 * x**2)
+    np.testing.assert_allclose(arrays, quadratic, rtol=0, atol=1e-9 * quadratic.max())
+    assert (tmp_path / "potential.npy").exists()

@@ -27,9 +27,6 @@ const EXPECTED_FAILURES: &[(&str, &str, u32)] = &[
     ("flow", "ou-2d", 15),
     // L1 error 0.81 against the exact solution: the default blur eps = 2h^2 at h = 0.8.
     ("sinkhorn", "ou-2d", 16),
-    // No energy: the step moves rho by 6.9e-4 (L1) with zero kinetic action — the projection
-    // from quantiles back to cells is not exact. Found by this suite; no backend issue yet.
-    ("quantile", "no-energy-1d", 18),
 ];
 
 fn expected(backend: &str, case: &str) -> Option<u32> {

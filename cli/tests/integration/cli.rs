@@ -55,6 +55,16 @@ fn must_fail(dir: &Path, name: &str, text: &str, expect: &[&str]) {
     ]);
     assert!(!ok, "{name}: expected failure");
     assert!(!err.contains("panicked"), "{name}: panic: {err}");
+    // Each cause once (issue 21: "error: step 1: X" was followed by "caused by: X").
+    let lines: Vec<&str> = err.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        if let Some(cause) = line.trim().strip_prefix("caused by: ") {
+            assert!(
+                !lines[..i].iter().any(|l| l.contains(cause)),
+                "{name}: `{cause}` said twice: {err}"
+            );
+        }
+    }
     for e in expect {
         assert!(
             err.contains(e),
@@ -304,4 +314,101 @@ fn a_step_that_does_not_converge_is_an_error_naming_tau() {
             &[words[0], words[1], "smaller time step tau"],
         );
     }
+}
+
+/// What a first-time user hits (issue 21): a run of zero steps reports ρ⁰'s mass; a built-in
+/// example's name runs as a config; an error's cause is printed once; an output directory that
+/// cannot hold a run, or a resume with nothing to resume, says what to do instead of an OS error.
+#[test]
+fn first_time_user_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cfg = d.join("good.toml");
+    std::fs::write(&cfg, GOOD).unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let out = |name: &str| d.join(name).to_str().unwrap().to_string();
+
+    // --steps 0: the final density is ρ⁰ (Gaussian cells normalised to mass 1).
+    let (ok, _, err) = jko(&["run", cfg, "--out", &out("zero"), "--steps", "0"]);
+    assert!(ok, "{err}");
+    assert!(err.contains("done: 0 steps"), "{err}");
+    assert!(err.contains("final mass 1.0000000"), "{err}");
+    // A completed run: the summary line names times, the slowest step and the mass drift.
+    let (ok, _, err) = jko(&["run", cfg, "--out", &out("two")]);
+    assert!(ok, "{err}");
+    for word in [
+        "done: 2 steps",
+        "s/step",
+        "slowest: step",
+        "AlmostSolved",
+        "drift",
+    ] {
+        assert!(err.contains(word), "`{word}` missing: {err}");
+    }
+
+    // A built-in example's name; an unknown name lists the known ones.
+    let (ok, _, err) = jko(&["run", "ou-1d", "--out", &out("ex"), "--steps", "1", "-q"]);
+    assert!(ok, "{err}");
+    assert!(d.join("ex").join("rho_00001.npy").exists());
+    let (ok, _, err) = jko(&["run", "ou-9d", "--out", &out("ex9")]);
+    assert!(
+        !ok && err.contains("nor a built-in example") && err.contains("ou-1d"),
+        "{err}"
+    );
+
+    // --out pointing at a file.
+    let file = d.join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let (ok, _, err) = jko(&["run", cfg, "--out", file.to_str().unwrap(), "-q"]);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("not a directory") && !err.contains("os error"),
+        "{err}"
+    );
+    // --resume on a directory with no run.
+    std::fs::create_dir(d.join("empty")).unwrap();
+    let (ok, _, err) = jko(&["run", cfg, "--out", &out("empty"), "--resume", "-q"]);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("holds no run") && !err.contains("os error"),
+        "{err}"
+    );
+    // Each cause once: no line of the message repeats another's text.
+    let (ok, _, err) = jko(&["run", cfg, "--out", &out("two"), "-q"]);
+    assert!(!ok && err.contains("already holds a run"), "{err}");
+    assert!(!err.contains("caused by"), "{err}");
+}
+
+/// Under `ulimit -v` a step that needs more than the address-space limit leaves is refused
+/// before allocating, naming the limit, instead of aborting on a failed allocation (issue 21).
+#[test]
+fn a_run_under_ulimit_v_is_refused_with_the_limit_named() {
+    if !cfg!(target_os = "linux") || std::env::var_os("JKO_MAX_MEMORY_GIB").is_some() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("dense.toml");
+    // A dense Gibbs kernel on 20000 cells: 20000² × 8 B = 3.2 GB, beyond 1 GiB of address space.
+    std::fs::write(
+        &cfg,
+        GOOD.replace("[20]", "[20000]").replace(
+            "kind = \"conic\"",
+            "kind = \"sinkhorn\"\nkernel = \"dense\"",
+        ),
+    )
+    .unwrap();
+    let script = format!(
+        "ulimit -v 1048576 && exec '{}' run '{}' --out '{}' -q",
+        env!("CARGO_BIN_EXE_jko"),
+        cfg.display(),
+        dir.path().join("out").display()
+    );
+    let out = Command::new("sh").arg("-c").arg(&script).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("ulimit -v") && err.contains("GiB"), "{err}");
+    assert!(
+        !err.contains("memory allocation") && !err.contains("panicked"),
+        "{err}"
+    );
 }

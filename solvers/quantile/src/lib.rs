@@ -24,7 +24,9 @@
 //! [`from_density`] and [`QuantileState::to_density`] to build and read states;
 //! [`w2_squared`] (exact W² between the reconstructed measures) and [`w2_squared_nodal`];
 //! [`QuantileSolver`], the `quantile` backend of the [`jko_core::StepSolver`] trait (1D meshes
-//! whose cells tile one interval; mesh walls become bounds on the end nodes).
+//! whose cells tile one interval; mesh walls become bounds on the end nodes). The backend maps
+//! a step back to the cells as the push-forward of ρⁿ by the nodes' displacement
+//! ([`pushforward_masses`]), so a step that moves no node returns ρⁿ exactly.
 
 #![warn(missing_docs)]
 
@@ -44,8 +46,8 @@ pub use newton::{QuantileParams, QuantileStepInfo, jko_step};
 pub use potential::{CubicSpline, PotentialFn, QuantilePotential};
 pub use solver::{QuantileSolver, QuantileStepOutput};
 pub use state::{
-    Moments, QuantileState, from_density, from_gaussian, from_quantile, w2_squared,
-    w2_squared_nodal,
+    Moments, QuantileState, from_density, from_gaussian, from_quantile, pushforward_masses,
+    w2_squared, w2_squared_nodal,
 };
 
 /// Cell densities of a state on a 1D mesh (the mesh must tile one interval): the cell masses

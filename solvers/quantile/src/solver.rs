@@ -3,7 +3,8 @@
 //! The cell density ρⁿ becomes a quantile state (piecewise-linear CDF sampled at the grid's
 //! levels), the step is solved in quantile coordinates with the mesh domain as walls and the
 //! cell potential (frozen interaction included) interpolated by a cubic spline, and ρ^{n+1} is
-//! the cell mass of the reconstructed CDF over each cell. The face flux is the mass that
+//! ρⁿ pushed forward by the map that moves each node of the step's start to its end
+//! ([`pushforward_masses`]; the identity when no node moves). The face flux is the mass that
 //! crossed each face, Fⁿ(e) − F^{n+1}(e) with F the cumulative cell mass, so the discrete
 //! continuity equation |K|(ρ^{n+1} − ρⁿ) + div G = 0 holds exactly.
 
@@ -12,7 +13,7 @@ use crate::energy::{QuantileEnergy, unsupported};
 use crate::line::LineMesh;
 use crate::newton::{QuantileParams, QuantileStepInfo, jko_step};
 use crate::potential::{CubicSpline, QuantilePotential};
-use crate::state::{QuantileState, from_density};
+use crate::state::{QuantileState, from_density, pushforward_masses};
 use jko_core::{EnergyTerm, JkoStep, StepError, StepInfo, StepOutput, StepSolver, WarmStart};
 use ndarray::Array1;
 
@@ -147,17 +148,19 @@ impl QuantileSolver {
             info.notes
                 .push("interaction frozen into the cell potential (semi-implicit)".into());
         }
-        let new_masses = next.cell_masses_on(&line);
-        let mut rho = Array1::zeros(mesh.n_cells());
-        for (j, &k) in line.order().iter().enumerate() {
-            rho[k] = new_masses[j] / mesh.volumes()[k];
-        }
-        // Cumulative mass left of each interior edge, before and after.
         let old_masses: Vec<f64> = line
             .order()
             .iter()
             .map(|&k| mesh.volumes()[k] * problem.rho_prev[k])
             .collect();
+        // ρⁿ pushed forward by the nodes' displacement, not `next` reconstructed on its own:
+        // a step that moves no node must return ρⁿ (see `pushforward_masses`).
+        let new_masses = pushforward_masses(&line, &old_masses, &prev, &next)?;
+        let mut rho = Array1::zeros(mesh.n_cells());
+        for (j, &k) in line.order().iter().enumerate() {
+            rho[k] = new_masses[j] / mesh.volumes()[k];
+        }
+        // Cumulative mass left of each interior edge, before and after.
         let cumulative = |m: &[f64]| {
             let mut c = vec![0.0; m.len() + 1];
             for j in 0..m.len() {

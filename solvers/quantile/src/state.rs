@@ -255,6 +255,121 @@ impl QuantileState {
     }
 }
 
+/// (below, above): below[j] = mass left of edge e_j, above[j] = mass right of it, each summed
+/// from its own end so that both are accurate on their small side.
+fn cumulative_masses(cell: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let n = cell.len();
+    let mut below = vec![0.0; n + 1];
+    for j in 0..n {
+        below[j + 1] = below[j] + cell[j];
+    }
+    let mut above = vec![0.0; n + 1];
+    for j in (0..n).rev() {
+        above[j] = above[j + 1] + cell[j];
+    }
+    (below, above)
+}
+
+/// Cell masses (in line order) of T_#ρⁿ, the push-forward of the cell density ρⁿ (cell masses
+/// `old`, in line order) by the monotone map T that moves each node of `prev` to the same node
+/// of `next`: T(x) = x + d(x) with the displacement d piecewise linear between the nodes and
+/// constant beyond the end nodes. The CDF of T_#ρⁿ at a cell edge y is Fⁿ(T⁻¹(y)), with Fⁿ the
+/// exact piecewise-linear CDF of the cell density; mass pushed past the domain's ends goes to the
+/// end cells. T is the identity when `next` equals `prev`, so a step that does not move the
+/// nodes returns ρⁿ exactly (the fixed point of a JKO step with no energy). Reconstructing the
+/// cell masses from `next`'s quantiles alone would not: the piecewise-linear quantile function
+/// at fixed levels does not reproduce the kinks of Fⁿ at the cell edges, an error of order h²
+/// made at every step that drifted ρ by 1.3 % over 20 steps with no energy (issue 21).
+///
+/// # Errors
+/// [`InputError::InvalidParameter`] when the two states do not have the same number of nodes,
+/// `old` is not one mass per cell, or the masses differ (relative 1e-12).
+///
+/// ```rust
+/// use jko_core::Mesh;
+/// use jko_quantile::{LineMesh, QuantileGrid, QuantileState, from_density, pushforward_masses};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mesh = Mesh::grid(&[8], &[0.0], &[1.0])?;
+/// let line = LineMesh::new(&mesh)?;
+/// let rho = mesh.sample(|x| 1.0 + 0.5 * x[0] * x[0]);
+/// let old: Vec<f64> = rho.iter().map(|r| r / 8.0).collect();
+/// let prev = from_density(&mesh, &line, &rho, &QuantileGrid::uniform(30)?)?;
+/// // The identity map returns ρⁿ exactly.
+/// let same = pushforward_masses(&line, &old, &prev, &prev)?;
+/// assert!(same.iter().zip(&old).all(|(a, b)| (a - b).abs() < 1e-15));
+/// // A translation by a quarter cell moves a quarter of each cell's mass to its right neighbour.
+/// let moved = QuantileState::new(prev.grid.clone(), prev.x.iter().map(|x| x + 1.0 / 32.0).collect(), prev.mass)?;
+/// let shifted = pushforward_masses(&line, &old, &prev, &moved)?;
+/// assert!((shifted[3] - (0.75 * old[3] + 0.25 * old[2])).abs() < 1e-15);
+/// assert!((shifted.iter().sum::<f64>() - old.iter().sum::<f64>()).abs() < 1e-14);
+/// # Ok(())
+/// # }
+/// ```
+pub fn pushforward_masses(
+    line: &LineMesh,
+    old: &[f64],
+    prev: &QuantileState,
+    next: &QuantileState,
+) -> Result<Vec<f64>, InputError> {
+    check_masses(prev, next)?;
+    let n = line.len();
+    if prev.x.len() != next.x.len() || old.len() != n {
+        return Err(InputError::InvalidParameter {
+            name: "pushforward_masses".into(),
+            value: format!(
+                "{} and {} nodes, {} cell masses",
+                prev.x.len(),
+                next.x.len(),
+                old.len()
+            ),
+            reason: format!("needs states on one grid and one mass per cell ({n} cells)"),
+        });
+    }
+    let e = line.edges();
+    let (p, q) = (&prev.x, &next.x);
+    let last = p.len() - 1;
+    // T⁻¹(y): y minus the displacement, interpolated between the nodes of `next`.
+    let inverse = |y: f64| -> f64 {
+        if y <= q[0] {
+            return y - (q[0] - p[0]);
+        }
+        if y >= q[last] {
+            return y - (q[last] - p[last]);
+        }
+        let i = q.partition_point(|&v| v <= y) - 1; // q[i] <= y < q[i+1]
+        let theta = (y - q[i]) / (q[i + 1] - q[i]);
+        p[i] + theta * (p[i + 1] - p[i])
+    };
+    let (below, above) = cumulative_masses(old);
+    let mass = below[n];
+    // (Fⁿ(x), M − Fⁿ(x)), each accurate on its small side.
+    let cdf = |x: f64| -> (f64, f64) {
+        if x <= e[0] {
+            return (0.0, mass);
+        }
+        if x >= e[n] {
+            return (mass, 0.0);
+        }
+        let j = (e.partition_point(|&v| v <= x) - 1).min(n - 1); // e[j] <= x < e[j+1]
+        let part = old[j] * (x - e[j]) / (e[j + 1] - e[j]);
+        (below[j] + part, above[j + 1] + (old[j] - part))
+    };
+    let mut f: Vec<(f64, f64)> = e.iter().map(|&y| cdf(inverse(y))).collect();
+    f[0] = (0.0, mass);
+    f[n] = (mass, 0.0);
+    Ok((0..n)
+        .map(|j| {
+            let d = if f[j + 1].0 <= 0.5 * mass {
+                f[j + 1].0 - f[j].0
+            } else {
+                f[j].1 - f[j + 1].1
+            };
+            d.max(0.0)
+        })
+        .collect())
+}
+
 /// The quantile of N(mean, std²) at the grid's levels (exactly mean + std·z on Gaussian nodes).
 ///
 /// # Errors
@@ -365,15 +480,7 @@ pub fn from_density(
         .iter()
         .map(|&k| mesh.volumes()[k] * rho[k])
         .collect();
-    // below[j] = mass left of e_j, above[j] = mass right of e_j.
-    let mut below = vec![0.0; n + 1];
-    for j in 0..n {
-        below[j + 1] = below[j] + cell[j];
-    }
-    let mut above = vec![0.0; n + 1];
-    for j in (0..n).rev() {
-        above[j] = above[j + 1] + cell[j];
-    }
+    let (below, above) = cumulative_masses(&cell);
     let mass = below[n];
     let x = grid
         .levels()

@@ -172,6 +172,40 @@ fn a_uniform_density_between_walls_is_stationary_up_to_the_node_discretisation()
 }
 
 #[test]
+fn with_no_energy_twenty_steps_return_rho_n_exactly() {
+    // Issue 21: mapping each step back to the cells through the piecewise-linear quantile
+    // function at fixed levels drifted ρ by 1.3 % (max relative) over 20 such steps; the
+    // push-forward of ρⁿ by the nodes' displacement is the identity when no node moves.
+    for distribution in [
+        NodeDistribution::Uniform,
+        NodeDistribution::Gaussian { z_max: 6.0 },
+    ] {
+        let mesh = Mesh::grid(&[40], &[-2.0], &[2.0]).unwrap();
+        let rho0 = mesh.sample(|x| 0.2 + (-2.0 * (x[0] - 0.5).powi(2)).exp());
+        let solver = QuantileSolver::new(QuantileParams {
+            distribution,
+            ..QuantileParams::default()
+        })
+        .unwrap();
+        let e = Energy::default().freeze(&mesh, &rho0).unwrap();
+        let mut rho = rho0.clone();
+        for _ in 0..20 {
+            let out = solver
+                .step(&JkoStep::new(&mesh, &rho, 0.1, &e).unwrap(), None)
+                .unwrap();
+            assert!(out.info.kinetic < 1e-20, "{:e}", out.info.kinetic);
+            rho = out.rho;
+        }
+        let drift = rho
+            .iter()
+            .zip(&rho0)
+            .map(|(a, b)| (a / b - 1.0).abs())
+            .fold(0.0, f64::max);
+        assert!(drift < 1e-12, "{distribution:?}: drift {drift:e}");
+    }
+}
+
+#[test]
 fn heat_in_a_box_spreads_to_the_walls_and_dissipates() {
     let mesh = Mesh::grid(&[100], &[0.0], &[1.0]).unwrap();
     let rho0 = mesh.sample(|x| if x[0] < 0.3 { 3.0 } else { 0.1 });
