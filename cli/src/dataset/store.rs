@@ -263,7 +263,8 @@ struct ProgressHeader {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum ProgressLine {
-    Dataset(ProgressHeader),
+    // Boxed: the header carries the whole spec (a config), ten times a sample line's size.
+    Dataset(Box<ProgressHeader>),
     Sample {
         #[serde(flatten)]
         record: SampleRecord,
@@ -285,11 +286,11 @@ impl ProgressLog {
             path: path.to_path_buf(),
             file: Mutex::new(file),
         };
-        log.append(&ProgressLine::Dataset(ProgressHeader {
+        log.append(&ProgressLine::Dataset(Box::new(ProgressHeader {
             jko_version: env!("CARGO_PKG_VERSION").into(),
             shard,
             spec: spec.clone(),
-        }))?;
+        })))?;
         Ok(log)
     }
 
@@ -315,7 +316,7 @@ impl ProgressLog {
             }
         }
         let header = match lines.first() {
-            Some(ProgressLine::Dataset(h)) => h.clone(),
+            Some(ProgressLine::Dataset(h)) => (**h).clone(),
             _ => {
                 return Err(ToolError::option(
                     "--resume",

@@ -1745,11 +1745,11 @@ mod tests {
                         let (mut dout, mut dwork) = (vec![0.0; n_cells], vec![0.0; n_cells]);
                         // a new kernel applies ξ itself
                         dk.apply(&vc, &mut dout, &mut dwork).unwrap();
-                        for k in 0..n_cells {
+                        for (k, &out) in dout.iter().enumerate() {
                             let direct: f64 = (0..n_cells)
                                 .map(|l| (-cost(mesh, k, l) / eps).exp() * vc[l])
                                 .sum::<f64>();
-                            assert!((dout[k] - direct).abs() <= 1e-12 * direct);
+                            assert!((out - direct).abs() <= 1e-12 * direct);
                         }
                     }
                 }

@@ -392,8 +392,8 @@ macro_rules! reduce {
 fn combine(parts: &[([f64; 3], f64, bool)]) -> ([f64; 3], f64, bool) {
     let mut out = ([0.0; 3], f64::NEG_INFINITY, false);
     for (s, m, b) in parts {
-        for k in 0..3 {
-            out.0[k] += s[k];
+        for (o, x) in out.0.iter_mut().zip(s) {
+            *o += x;
         }
         out.1 = out.1.max(*m);
         out.2 |= *b;
@@ -476,7 +476,7 @@ fn b_chunk(
                 let x = exp(l);
                 let qx = if omega == 1.0 { x * k } else { exp(lq) };
                 let keep = act[i] & (k > 0.0) & (lq >= ln_floor) & (lq < f64::INFINITY);
-                let bad = act[i] & !(k >= 0.0 && k < f64::INFINITY);
+                let bad = act[i] & !(0.0..f64::INFINITY).contains(&k);
                 v[i] = if keep { x } else { 0.0 };
                 lv[i] = if keep { l } else { f64::NEG_INFINITY };
                 qn[i] = if bad { f64::NAN } else if keep { qx } else { 0.0 };
@@ -517,15 +517,11 @@ pub fn scaling_stage(
 ) -> Result<StageOutcome, Trouble> {
     let len = st.p.len();
     let ln_floor = (FLOOR * st.mass).ln();
-    for w in 0..len {
-        buf.lb[w] = if st.active[w] {
-            g[w] / eps
-        } else {
-            f64::NEG_INFINITY
-        };
-        buf.u[w] = 0.0;
-        buf.q[w] = 0.0;
+    for ((lb, &active), &gw) in buf.lb.iter_mut().zip(st.active).zip(g).take(len) {
+        *lb = if active { gw / eps } else { f64::NEG_INFINITY };
     }
+    buf.u[..len].fill(0.0);
+    buf.q[..len].fill(0.0);
     let mut delta = absorb(st, kernel, buf, true);
     let mut absorptions = 1;
     // A dropped kernel entry is below δ = e^{−θ}: the a-update's marginal error is at most
