@@ -263,7 +263,7 @@ struct ProgressHeader {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum ProgressLine {
-    Dataset(ProgressHeader),
+    Dataset(Box<ProgressHeader>),
     Sample {
         #[serde(flatten)]
         record: SampleRecord,
@@ -285,11 +285,11 @@ impl ProgressLog {
             path: path.to_path_buf(),
             file: Mutex::new(file),
         };
-        log.append(&ProgressLine::Dataset(ProgressHeader {
+        log.append(&ProgressLine::Dataset(Box::new(ProgressHeader {
             jko_version: env!("CARGO_PKG_VERSION").into(),
             shard,
             spec: spec.clone(),
-        }))?;
+        })))?;
         Ok(log)
     }
 
