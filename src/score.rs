@@ -345,10 +345,10 @@ fn score_conic(
 /// use ndarray::array;
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// // Uniform on [0, 1] vs uniform on [1, 2]: a translation by 1 costs 1.
+/// // Mass 2 on [0, 1] vs mass 2 on [1, 2]: a translation by 1 costs mass × 1² = 2.
 /// let mesh = Mesh::grid(&[4], &[0.0], &[2.0])?;
 /// let w2 = w2_squared_cells(&mesh, &array![2.0, 2.0, 0.0, 0.0], &array![0.0, 0.0, 2.0, 2.0])?;
-/// assert!((w2 - 1.0).abs() < 1e-15);
+/// assert!((w2 - 2.0).abs() < 1e-15);
 /// // Uniform on [0, 2] vs uniform on [0, 1]: X_b = X_a/2, W² = ∫₀¹ (2s − s)² ds = 1/3.
 /// let w2 = w2_squared_cells(&mesh, &array![0.5, 0.5, 0.5, 0.5], &array![1.0, 1.0, 0.0, 0.0])?;
 /// assert!((w2 - 1.0 / 3.0).abs() < 1e-15);
@@ -464,16 +464,17 @@ pub struct ExactStep1d {
 /// use jko_core::{Energy, Mesh, Potential};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// // A linear potential translates every density: with no internal energy the exact step
-/// // of a uniform block is the block moved by τ·slope (cells of width 1/10, τ·slope = 0.2).
-/// let mesh = Mesh::grid(&[20], &[0.0], &[2.0])?;
+/// // Ornstein–Uhlenbeck from a displaced Gaussian: the step keeps the mass, is certified, and
+/// // moves the mean towards 0 by the exact factor 1/(1 + τ) up to O(h²).
+/// let mesh = Mesh::grid(&[200], &[-5.0], &[5.0])?;
 /// let line = jko_quantile::LineMesh::new(&mesh)?;
-/// let energy = Energy { potential: Some(Potential::Linear { slope: vec![-2.0] }), ..Default::default() };
-/// let rho0 = mesh.sample(|x| if x[0] > 0.5 && x[0] < 1.0 { 2.0 } else { 0.0 });
+/// let energy = Energy::fokker_planck(1.0, Potential::Quadratic { center: vec![0.0], stiffness: 1.0 });
+/// let rho0 = mesh.sample(|x| (-(x[0] - 1.0).powi(2) / 0.5).exp());
+/// let rho0 = &rho0 / mesh.mass(&rho0);
 /// let step = jko::score::exact_step_1d(&mesh, &line, &energy.freeze(&mesh, &rho0)?, 0.1, &rho0)?;
-/// let moved = mesh.sample(|x| if x[0] > 0.7 && x[0] < 1.2 { 2.0 } else { 0.0 });
-/// let l1: f64 = (&step.rho - &moved).iter().map(|d| d.abs() * 0.1).sum();
-/// assert!(l1 < 1e-6, "L1 {l1}");
+/// assert!((mesh.mass(&step.rho) - 1.0).abs() < 1e-13 && step.certificate < 1e-12);
+/// let mean = |r: &ndarray::Array1<f64>| (0..200).map(|k| mesh.centre(k)[0] * r[k] * 0.05).sum::<f64>();
+/// assert!((mean(&step.rho) - mean(&rho0) / 1.1).abs() < 1e-3, "{}", mean(&step.rho));
 /// # Ok(())
 /// # }
 /// ```
