@@ -935,7 +935,7 @@ mod tests {
     #[test]
     fn tridiagonal_solver() {
         let (d, o) = (vec![4.0, 5.0, 6.0], vec![1.0, 2.0]);
-        let x = solve_tridiagonal(&d, &o, &[6.0, 14.0, 22.0]);
+        let x = solve_tridiagonal(&d, &o, &[6.0, 17.0, 22.0]);
         // [[4,1,0],[1,5,2],[0,2,6]] x = b with x = (1, 2, 3).
         for (a, b) in x.iter().zip([1.0, 2.0, 3.0]) {
             assert!((a - b).abs() < 1e-14);
