@@ -770,7 +770,22 @@ impl ConicSolver {
         // Polishing repairs densities Clarabel left slightly negative; without it only
         // round-off (the feasibility tolerance) is tolerated.
         let negative_tol = if params.polish { 1e-2 } else { params.tol_feas };
-        let rec = pp.recover(&layout, &sol, negative_tol)?;
+        let rec = match (pp.recover(&layout, &sol, negative_tol), &sol.status) {
+            (Ok(rec), _) => rec,
+            // A stopped interior point's iterate may be far from feasible (negative densities
+            // beyond round-off): that is non-convergence, reported as such, not a numerical fault.
+            (Err(_), IpmStatus::Stopped(name)) => {
+                return Err(StepError::NotConverged {
+                    solver: self.name().to_string(),
+                    status: name.clone(),
+                    iterations: sol.iterations,
+                    primal_residual: sol.primal_residual,
+                    dual_residual: sol.dual_residual,
+                    history: Vec::new(),
+                });
+            }
+            (Err(e), _) => return Err(e),
+        };
         let ipm_name = match &sol.status {
             IpmStatus::Solved => "Solved".to_string(),
             IpmStatus::AlmostSolved => "AlmostSolved".to_string(),
