@@ -242,7 +242,7 @@ pub fn find(name: &str) -> Result<&'static Backend, RunError> {
 /// The registered backends' names, in table order.
 ///
 /// ```rust
-/// assert_eq!(jko::backend::names(), ["conic", "newton", "sinkhorn", "quantile", "flow"]);
+/// assert_eq!(jko::backend::names(), ["conic", "newton", "sinkhorn", "quantile", "flow", "bfm"]);
 /// ```
 pub fn names() -> Vec<&'static str> {
     BACKENDS.iter().map(|b| b.name).collect()
@@ -484,8 +484,25 @@ impl<'de> Deserialize<'de> for SolverConfig {
                 })
             }
         };
-        let backend: BackendConfig = serde_json::from_value(Value::Object(map))
-            .map_err(|e| D::Error::custom(format!("{kind} parameters: {e}")))?;
+        let backend: BackendConfig =
+            serde_json::from_value(Value::Object(map.clone())).map_err(|e| {
+                // serde_json does not say which key a type error is about: name the first key
+                // that fails on its own (an unknown key's message already names it).
+                let culprit = map.iter().filter(|(k, _)| *k != "kind").find_map(|(k, v)| {
+                    let alone = Map::from_iter([
+                        ("kind".to_string(), Value::String(kind.clone())),
+                        (k.clone(), v.clone()),
+                    ]);
+                    let e = serde_json::from_value::<BackendConfig>(Value::Object(alone)).err()?;
+                    let e = e.to_string();
+                    Some(if e.contains(&format!("`{k}`")) {
+                        e
+                    } else {
+                        format!("`{k}`: {e}")
+                    })
+                });
+                D::Error::custom(culprit.unwrap_or_else(|| e.to_string()))
+            })?;
         Ok(SolverConfig { backend, check })
     }
 }
@@ -629,8 +646,8 @@ impl SolverConfig {
 /// use jko::backend::{SolverConfig, treated_terms};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let flow = SolverConfig::default_for("flow")?.build()?;
-/// let terms = treated_terms(flow.as_ref());
+/// let bfm = SolverConfig::default_for("bfm")?.build()?;
+/// let terms = treated_terms(bfm.as_ref());
 /// assert!(terms.contains(&"entropy".to_string()));
 /// assert!(!terms.contains(&"porous".to_string()));
 /// # Ok(())

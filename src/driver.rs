@@ -144,9 +144,9 @@ impl<'a> Stepper<'a> {
     /// let newton = jko_newton::NewtonSolver::new(Default::default())?;
     /// assert!(Stepper::new(&mesh, &energy, &newton, 0.1, Checks::default(), 1.0).is_ok());
     /// assert!(Stepper::new(&mesh, &energy, &newton, 0.0, Checks::default(), 1.0).is_err());
-    /// // The flow backend does not treat the porous-medium term: refused, naming the term.
-    /// let flow = jko_flow::FlowSolver::new(Default::default())?;
-    /// let err = Stepper::new(&mesh, &energy, &flow, 0.1, Checks::default(), 1.0).err().unwrap();
+    /// // The bfm backend does not treat the porous-medium term: refused, naming the term.
+    /// let bfm = jko_bfm::BfmSolver::new(Default::default())?;
+    /// let err = Stepper::new(&mesh, &energy, &bfm, 0.1, Checks::default(), 1.0).err().unwrap();
     /// assert!(err.to_string().contains("porous"), "{err}");
     /// # Ok(())
     /// # }
