@@ -311,52 +311,54 @@ fn fokker_planck_convergence_on_gmsh_meshes_and_grids() {
 
 #[test]
 fn porous_medium_on_a_gmsh_disc_keeps_its_invariants_and_follows_barenblatt() {
-    // Barenblatt of m = 2 started at t0 = 0.02 (support radius < 1 for the whole run) on the
-    // unit disc; invariants at every step (the driver checks them too) and the L1 distance to
-    // the exact profile at the end.
-    let config = Config::from_toml(&format!(
-        r#"
-        mesh = {{ file = "{}" }}
-        initial = {{ kind = "barenblatt", m = 2.0, t0 = 0.02 }}
-        energy = {{ porous = {{ m = 2.0 }} }}
-        scheme = {{ tau = 0.005, steps = 4 }}
-        solver = {{ kind = "conic" }}
-        "#,
-        meshes().join("disc-h16.msh").display()
-    ))
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let opts = RunOptions {
-        out: Some(dir.path().to_path_buf()),
-        ..Default::default()
-    };
-    let result = jko::run(&config, ".".as_ref(), &opts, &mut [], &|| false).unwrap();
-    let summary = Summary::read(dir.path()).unwrap();
-    let mass0 = summary.header.initial_mass;
-    let mut energy = summary.header.initial_energy;
-    for r in &summary.steps {
-        assert!(
-            (r.mass - mass0).abs() < 1e-10 * mass0,
-            "step {}: {}",
-            r.step,
-            r.mass
+    for solver in ["conic", "newton"] {
+        // Barenblatt of m = 2 started at t0 = 0.02 (support radius < 1 for the whole run) on the
+        // unit disc; invariants at every step (the driver checks them too) and the L1 distance to
+        // the exact profile at the end.
+        let config = Config::from_toml(&format!(
+            r#"
+            mesh = {{ file = "{}" }}
+            initial = {{ kind = "barenblatt", m = 2.0, t0 = 0.02 }}
+            energy = {{ porous = {{ m = 2.0 }} }}
+            scheme = {{ tau = 0.005, steps = 4 }}
+            solver = {{ kind = "{solver}" }}
+            "#,
+            meshes().join("disc-h16.msh").display(),
+        ))
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let opts = RunOptions {
+            out: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        };
+        let result = jko::run(&config, ".".as_ref(), &opts, &mut [], &|| false).unwrap();
+        let summary = Summary::read(dir.path()).unwrap();
+        let mass0 = summary.header.initial_mass;
+        let mut energy = summary.header.initial_energy;
+        for r in &summary.steps {
+            assert!(
+                (r.mass - mass0).abs() < 1e-10 * mass0,
+                "step {}: {}",
+                r.step,
+                r.mass
+            );
+            assert!(r.min_density >= 0.0, "step {}: {}", r.step, r.min_density);
+            assert!(r.energy <= energy + 1e-12, "step {}: energy rose", r.step);
+            energy = r.energy;
+        }
+        let exact = jko_core::exact::Barenblatt::new(2.0, 2, mass0).unwrap();
+        let t = 0.02 + 0.02;
+        assert!(exact.support_radius(t) < 0.9, "{}", exact.support_radius(t));
+        let mesh = &result.mesh;
+        let l1: f64 = (0..mesh.n_cells())
+            .map(|k| mesh.volumes()[k] * (result.rho[k] - exact.density(t, mesh.centre(k))).abs())
+            .sum();
+        println!(
+            "{solver}: Barenblatt on disc-h16: {} cells, L1 = {l1:.3e}",
+            mesh.n_cells()
         );
-        assert!(r.min_density >= 0.0, "step {}: {}", r.step, r.min_density);
-        assert!(r.energy <= energy + 1e-12, "step {}: energy rose", r.step);
-        energy = r.energy;
+        assert!(l1 < 0.1 * mass0, "{l1}");
     }
-    let exact = jko_core::exact::Barenblatt::new(2.0, 2, mass0).unwrap();
-    let t = 0.02 + 0.02;
-    assert!(exact.support_radius(t) < 0.9, "{}", exact.support_radius(t));
-    let mesh = &result.mesh;
-    let l1: f64 = (0..mesh.n_cells())
-        .map(|k| mesh.volumes()[k] * (result.rho[k] - exact.density(t, mesh.centre(k))).abs())
-        .sum();
-    println!(
-        "Barenblatt on disc-h16: {} cells, L1 = {l1:.3e}",
-        mesh.n_cells()
-    );
-    assert!(l1 < 0.1 * mass0, "{l1}");
 }
 
 #[test]
@@ -364,10 +366,9 @@ fn crowd_around_a_hole_keeps_mass_positivity_and_the_cap() {
     let path = meshes().join("crowd-hole.toml");
     let mut config = Config::from_toml(&std::fs::read_to_string(&path).unwrap()).unwrap();
     config.scheme.steps = 6;
-    // newton (main at 5e2df3b) fails step 1 here and on the Barenblatt run above (line search
-    // / iteration limit with active bounds on triangle meshes): reported to its engineer.
-    {
-        let solver = "conic";
+    // newton failed step 1 here and on the Barenblatt run above before its interior point
+    // (issue 14); both backends now keep the invariants.
+    for solver in ["conic", "newton"] {
         config.solver = jko::backend::SolverConfig::default_for(solver).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let opts = RunOptions {

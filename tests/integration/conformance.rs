@@ -18,13 +18,6 @@ use jko_core::{Energy, StepError, StepSolver};
 /// Failures on main today, each a bug of one backend with the issue whose branch fixes it;
 /// delete a line when its fix lands (the test says when one passes).
 const EXPECTED_FAILURES: &[(&str, &str, u32)] = &[
-    // Iteration limit at step 1 (as in robust-ci.toml).
-    ("newton", "potential-only-1d", 14),
-    ("newton", "no-energy-1d", 14),
-    // Substep underflow at step 2.
-    ("flow", "potential-only-1d", 15),
-    // 10 x 10 cells, tau = 0.1: more than 10000 substeps at t = 1.7e-3.
-    ("flow", "ou-2d", 15),
     // L1 error 0.81 against the exact solution: the default blur eps = 2h^2 at h = 0.8.
     ("sinkhorn", "ou-2d", 16),
 ];
