@@ -770,20 +770,20 @@ impl ConicSolver {
         // Polishing repairs densities Clarabel left slightly negative; without it only
         // round-off (the feasibility tolerance) is tolerated.
         let negative_tol = if params.polish { 1e-2 } else { params.tol_feas };
+        // Clarabel stopped short (or its answer could not be used): the step did not converge.
+        let not_converged = |status: String| StepError::NotConverged {
+            solver: self.name().to_string(),
+            status,
+            iterations: sol.iterations,
+            primal_residual: sol.primal_residual,
+            dual_residual: sol.dual_residual,
+            history: Vec::new(),
+        };
         let rec = match (pp.recover(&layout, &sol, negative_tol), &sol.status) {
             (Ok(rec), _) => rec,
             // A stopped interior point's iterate may be far from feasible (negative densities
             // beyond round-off): that is non-convergence, reported as such, not a numerical fault.
-            (Err(_), IpmStatus::Stopped(name)) => {
-                return Err(StepError::NotConverged {
-                    solver: self.name().to_string(),
-                    status: name.clone(),
-                    iterations: sol.iterations,
-                    primal_residual: sol.primal_residual,
-                    dual_residual: sol.dual_residual,
-                    history: Vec::new(),
-                });
-            }
+            (Err(_), IpmStatus::Stopped(name)) => return Err(not_converged(name.clone())),
             (Err(e), _) => return Err(e),
         };
         let ipm_name = match &sol.status {
@@ -852,32 +852,16 @@ impl ConicSolver {
         }
         let polish_time = polish_start.elapsed().as_secs_f64();
         let status = match (&sol.status, params.polish) {
-            (IpmStatus::Stopped(name), _) => {
-                return Err(StepError::NotConverged {
-                    solver: self.name().to_string(),
-                    status: name.clone(),
-                    iterations: sol.iterations,
-                    primal_residual: sol.primal_residual,
-                    dual_residual: sol.dual_residual,
-                    history: Vec::new(),
-                });
-            }
+            (IpmStatus::Stopped(name), _) => return Err(not_converged(name.clone())),
             (IpmStatus::Solved, false) => StepStatus::Solved,
             _ => StepStatus::AlmostSolved,
         };
         if status == StepStatus::AlmostSolved && !params.accept_almost_solved {
-            return Err(StepError::NotConverged {
-                solver: self.name().to_string(),
-                status: if params.polish {
-                    format!("{ipm_name}, polishing failed")
-                } else {
-                    ipm_name
-                },
-                iterations: sol.iterations,
-                primal_residual: sol.primal_residual,
-                dual_residual: sol.dual_residual,
-                history: Vec::new(),
-            });
+            return Err(not_converged(if params.polish {
+                format!("{ipm_name}, polishing failed")
+            } else {
+                ipm_name
+            }));
         }
         if rec.clipped > params.tol_feas.max(1e-12) {
             return Err(StepError::Numerical {
