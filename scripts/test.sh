@@ -5,7 +5,11 @@
 # `cargo test --release --workspace -- --ignored`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo test --workspace --locked
+# Unit, integration and CLI tests, then the doc tests. Not `cargo test --workspace` alone: that also
+# builds the 21 example binaries (each an optimised link of the engine) and runs nothing in them;
+# clippy --all-targets in .ci/run already compiles them, so CI does not link them again here.
+cargo test --workspace --locked --tests
+cargo test --workspace --locked --doc
 # The small robustness matrix: every backend on ordinary problems inside its domain (about a minute
 # of CPU). `cargo test` has just built the `jko` binary (test profile: optimised); --check fails on
 # any failed run the suite does not list as an expected failure.
