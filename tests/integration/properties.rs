@@ -987,6 +987,17 @@ fn heavy_all_backends() {
 // Regressions found by the properties (minimised by hand from proptest's cases)
 // ---------------------------------------------------------------------------------------------
 
+/// A regression case that conic solves (the reference) and `backend` must solve too, each step
+/// passing every check of [`step_and_check`].
+fn solved_by_conic_and(backend: &str, case: &Case) {
+    let stats = RefCell::new(Stats::new());
+    for name in ["conic", backend] {
+        let solver = SolverConfig::default_for(name).unwrap().build().unwrap();
+        let step = step_and_check(solver.as_ref(), case, name, &stats);
+        assert!(matches!(step, Ok(Some(_))), "{name}: {step:?}");
+    }
+}
+
 fn uniform_1d(n: usize, lower: f64, upper: f64) -> GridSpec {
     GridSpec {
         cells: vec![n],
@@ -1169,16 +1180,7 @@ fn newton_strongly_confining_step() {
         cap: None,
         tau: 0.3,
     };
-    let stats = RefCell::new(Stats::new());
-    let conic = SolverConfig::default_for("conic").unwrap().build().unwrap();
-    let reference = step_and_check(conic.as_ref(), &case, "conic", &stats);
-    assert!(matches!(reference, Ok(Some(_))), "{reference:?}");
-    let newton = SolverConfig::default_for("newton")
-        .unwrap()
-        .build()
-        .unwrap();
-    let step = step_and_check(newton.as_ref(), &case, "case", &stats);
-    assert!(matches!(step, Ok(Some(_))), "{step:?}");
+    solved_by_conic_and("newton", &case);
 }
 
 /// Found by the heavy `quantile 1D` run (not minimised further): 76 cells, vacuum cells, entropy,
@@ -1358,14 +1360,5 @@ fn quantile_random_case_with_vacuum_and_rough_potential() {
         cap: None,
         tau: 0.021247828170799767,
     };
-    let stats = RefCell::new(Stats::new());
-    let conic = SolverConfig::default_for("conic").unwrap().build().unwrap();
-    let reference = step_and_check(conic.as_ref(), &case, "conic", &stats);
-    assert!(matches!(reference, Ok(Some(_))), "{reference:?}");
-    let quantile = SolverConfig::default_for("quantile")
-        .unwrap()
-        .build()
-        .unwrap();
-    let step = step_and_check(quantile.as_ref(), &case, "case", &stats);
-    assert!(matches!(step, Ok(Some(_))), "{step:?}");
+    solved_by_conic_and("quantile", &case);
 }

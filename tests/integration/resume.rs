@@ -2,11 +2,28 @@
 
 use jko::RunOptions;
 use jko::config::Config;
+use jko::error::RunError;
 use ndarray::ArrayD;
 use std::path::Path;
 
 fn read(dir: &Path, step: usize) -> ArrayD<f64> {
     ndarray_npy::read_npy(dir.join(format!("rho_{step:05}.npy"))).unwrap()
+}
+
+/// `jko::run` of `config` writing to `dir` (resuming what is there when `resume`), stopped when
+/// `stop` says so.
+fn run_in(
+    config: &Config,
+    dir: &Path,
+    resume: bool,
+    stop: &dyn Fn() -> bool,
+) -> Result<jko::RunResult, RunError> {
+    let opts = RunOptions {
+        out: Some(dir.to_path_buf()),
+        resume,
+        ..Default::default()
+    };
+    jko::run(config, Path::new("."), &opts, &mut [], stop)
 }
 
 #[test]
@@ -15,19 +32,7 @@ fn resumed_run_matches_an_uninterrupted_one() {
     config.mesh.cells = vec![60];
     config.scheme.steps = 6;
     let straight = tempfile::tempdir().unwrap();
-    let opts = |dir: &Path, resume: bool| RunOptions {
-        out: Some(dir.to_path_buf()),
-        resume,
-        ..Default::default()
-    };
-    jko::run(
-        &config,
-        Path::new("."),
-        &opts(straight.path(), false),
-        &mut [],
-        &|| false,
-    )
-    .unwrap();
+    run_in(&config, straight.path(), false, &|| false).unwrap();
 
     // Interrupt after step 3 (the stop flag is polled between steps).
     let parted = tempfile::tempdir().unwrap();
@@ -36,27 +41,13 @@ fn resumed_run_matches_an_uninterrupted_one() {
         calls.set(calls.get() + 1);
         calls.get() >= 3
     };
-    let err = jko::run(
-        &config,
-        Path::new("."),
-        &opts(parted.path(), false),
-        &mut [],
-        &stop,
-    )
-    .unwrap_err();
-    assert!(matches!(err, jko::error::RunError::Interrupted(3)), "{err}");
+    let err = run_in(&config, parted.path(), false, &stop).unwrap_err();
+    assert!(matches!(err, RunError::Interrupted(3)), "{err}");
     assert!(!parted.path().join("rho_00004.npy").exists());
     let header = std::fs::read_to_string(parted.path().join("run.json")).unwrap();
     assert!(header.contains("\"interrupted\""));
 
-    let result = jko::run(
-        &config,
-        Path::new("."),
-        &opts(parted.path(), true),
-        &mut [],
-        &|| false,
-    )
-    .unwrap();
+    let result = run_in(&config, parted.path(), true, &|| false).unwrap();
     assert_eq!(result.records.len(), 6);
     for step in 0..=6 {
         assert_eq!(
@@ -69,13 +60,6 @@ fn resumed_run_matches_an_uninterrupted_one() {
     // A changed config is refused.
     let mut other = config.clone();
     other.scheme.tau = 0.05;
-    let err = jko::run(
-        &other,
-        Path::new("."),
-        &opts(parted.path(), true),
-        &mut [],
-        &|| false,
-    )
-    .unwrap_err();
+    let err = run_in(&other, parted.path(), true, &|| false).unwrap_err();
     assert!(err.to_string().contains("config differs"), "{err}");
 }
