@@ -61,13 +61,7 @@ fn every_builtin_example_runs_with_its_invariants() {
 
 /// Known limitations (documented in the README), asserted so they are neither hidden nor
 /// forgotten: each must fail with an error, never a panic or a wrong result.
-const KNOWN_FAILURES: &[&str] = &[
-    // Issue 15 (open): the flow integrator stalls where a porous front enters empty cells
-    // ("more than 1000 substeps" early in step 1; jko-flow test
-    // `porous_fronts_and_steps_from_vacuum_take_few_substeps`).
-    "porous-1d/flow",
-    "porous-2d/flow",
-];
+const KNOWN_FAILURES: &[&str] = &[];
 
 /// Every backend on every built-in example it treats (3 steps): the driver's invariant checks
 /// pass (mass, positivity, bound, and the energy inequality where it is a theorem). Known

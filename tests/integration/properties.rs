@@ -1115,11 +1115,11 @@ fn newton_active_cap_with_moderate_entropy() {
 /// Found by `flow_1d`: a density with an empty cell under the entropy was refused by `flow` as
 /// `StepError::Numerical`, then (fixed) as an input error. Since the integrator of issue 15 the
 /// step is taken: from empty cells under the entropy it is the plain gradient flow (the J^η
-/// correction needs log ρ > −∞), which should fill the empty cell, conserve mass, and say so.
-/// It does not yet: "the substep fell to 6.1e-13 at t = 0 … largest at cell 2 (density 8.3e-11)"
-/// (as `vacuum-fp-1d` in the robustness matrix).
+/// correction needs log ρ > −∞), which fills the empty cell, conserves mass, and says so. It
+/// stalled ("the substep fell to 6.1e-13 at t = 0 … largest at cell 2 (density 8.3e-11)", as
+/// `vacuum-fp-1d` in the robustness matrix) while the plain flow was integrated in log ρ; it
+/// integrates ρ since session 3 of issue 15.
 #[test]
-#[ignore = "known failure (issue 15, open): the plain flow step from an empty cell under the entropy stalls"]
 fn flow_steps_from_vacuum_with_the_plain_flow() {
     let mesh = Mesh::grid(&[8], &[0.0], &[1.0]).unwrap();
     let rho = Array1::from(vec![1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0]);

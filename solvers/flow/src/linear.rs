@@ -4,7 +4,7 @@
 
 use faer::linalg::solvers::Solve;
 use faer::sparse::linalg::solvers::{Llt, Lu, SymbolicLlt, SymbolicLu};
-use faer::sparse::{SparseColMatRef, SymbolicSparseColMat};
+use faer::sparse::{SparseColMatRef, SymbolicSparseColMat, SymbolicSparseColMatRef};
 use faer::{MatMut, Side};
 
 /// Position of entry (row, col) in the values of a column-compressed pattern.
@@ -17,23 +17,78 @@ fn position_in(pattern: &SymbolicSparseColMat<usize>, row: usize, col: usize) ->
         .map(|p| start + p)
 }
 
+/// A sparse factorisation kind: its symbolic analysis (computed once per pattern) and its
+/// numeric factorisation of the values.
+pub(crate) trait Factorization {
+    type Symbolic: Clone;
+    type Numeric: Solve<f64>;
+    /// Only the lower triangle is stored (symmetric matrices).
+    const LOWER: bool;
+    fn analyse(pattern: SymbolicSparseColMatRef<'_, usize>) -> Result<Self::Symbolic, String>;
+    fn factor(
+        symbolic: Self::Symbolic,
+        mat: SparseColMatRef<'_, usize, f64>,
+    ) -> Result<Self::Numeric, String>;
+}
+
+/// General square matrices: LU with a fill-reducing ordering (faer).
+pub(crate) struct LuKind;
+
+impl Factorization for LuKind {
+    type Symbolic = SymbolicLu<usize>;
+    type Numeric = Lu<usize, f64>;
+    const LOWER: bool = false;
+    fn analyse(pattern: SymbolicSparseColMatRef<'_, usize>) -> Result<Self::Symbolic, String> {
+        SymbolicLu::try_new(pattern).map_err(|e| format!("symbolic LU: {e:?}"))
+    }
+    fn factor(
+        symbolic: Self::Symbolic,
+        mat: SparseColMatRef<'_, usize, f64>,
+    ) -> Result<Self::Numeric, String> {
+        Lu::try_new_with_symbolic(symbolic, mat).map_err(|e| format!("sparse LU: {e:?}"))
+    }
+}
+
+/// Symmetric positive definite matrices (lower triangle stored): Cholesky (faer).
+pub(crate) struct LltKind;
+
+impl Factorization for LltKind {
+    type Symbolic = SymbolicLlt<usize>;
+    type Numeric = Llt<usize, f64>;
+    const LOWER: bool = true;
+    fn analyse(pattern: SymbolicSparseColMatRef<'_, usize>) -> Result<Self::Symbolic, String> {
+        SymbolicLlt::try_new(pattern, Side::Lower).map_err(|e| format!("symbolic Cholesky: {e:?}"))
+    }
+    fn factor(
+        symbolic: Self::Symbolic,
+        mat: SparseColMatRef<'_, usize, f64>,
+    ) -> Result<Self::Numeric, String> {
+        Llt::try_new_with_symbolic(symbolic, mat, Side::Lower)
+            .map_err(|e| format!("sparse Cholesky: {e:?}"))
+    }
+}
+
 /// A square sparse matrix with a fixed pattern, refilled and factorised in place.
-pub(crate) struct SparseLu {
+pub(crate) struct Sparse<K: Factorization> {
     n: usize,
     pattern: SymbolicSparseColMat<usize>,
-    symbolic: SymbolicLu<usize>,
-    factor: Option<Lu<usize, f64>>,
+    symbolic: K::Symbolic,
+    factor: Option<K::Numeric>,
     pub values: Vec<f64>,
 }
 
-impl SparseLu {
-    /// Pattern from the sorted row indices of every column.
+/// General sparse LU.
+pub(crate) type SparseLu = Sparse<LuKind>;
+/// Sparse Cholesky of a symmetric positive definite matrix (lower triangle stored).
+pub(crate) type SparseLlt = Sparse<LltKind>;
+
+impl<K: Factorization> Sparse<K> {
+    /// Pattern from the sorted row indices of every column (rows ≥ column for Cholesky).
     pub fn new(n: usize, col_ptr: Vec<usize>, row_idx: Vec<usize>) -> Result<Self, String> {
         let nnz = row_idx.len();
         let pattern = SymbolicSparseColMat::new_checked(n, n, col_ptr, None, row_idx);
-        let symbolic =
-            SymbolicLu::try_new(pattern.as_ref()).map_err(|e| format!("symbolic LU: {e:?}"))?;
-        Ok(SparseLu {
+        let symbolic = K::analyse(pattern.as_ref())?;
+        Ok(Sparse {
             n,
             pattern,
             symbolic,
@@ -42,67 +97,20 @@ impl SparseLu {
         })
     }
 
-    /// Position of entry (row, col) in `values`, if it is in the pattern.
+    /// Position of entry (row, col) in `values`, if it is in the pattern (for Cholesky, of the
+    /// lower-triangle entry, in either order).
     pub fn position(&self, row: usize, col: usize) -> Option<usize> {
-        position_in(&self.pattern, row, col)
+        if K::LOWER {
+            position_in(&self.pattern, row.max(col), row.min(col))
+        } else {
+            position_in(&self.pattern, row, col)
+        }
     }
 
     /// Factorise the current values.
     pub fn factorise(&mut self) -> Result<(), String> {
         let mat = SparseColMatRef::new(self.pattern.as_ref(), &self.values);
-        let f = Lu::try_new_with_symbolic(self.symbolic.clone(), mat)
-            .map_err(|e| format!("sparse LU: {e:?}"))?;
-        self.factor = Some(f);
-        Ok(())
-    }
-
-    /// Solve with the last factorisation, in place; false if it produced a non-finite value.
-    pub fn solve(&self, rhs: &mut [f64]) -> bool {
-        let Some(f) = &self.factor else {
-            return false;
-        };
-        f.solve_in_place(MatMut::from_column_major_slice_mut(rhs, self.n, 1));
-        rhs.iter().all(|v| v.is_finite())
-    }
-}
-
-/// A symmetric positive definite sparse matrix (lower triangle stored), refilled and
-/// Cholesky-factorised in place.
-pub(crate) struct SparseLlt {
-    n: usize,
-    pattern: SymbolicSparseColMat<usize>,
-    symbolic: SymbolicLlt<usize>,
-    factor: Option<Llt<usize, f64>>,
-    pub values: Vec<f64>,
-}
-
-impl SparseLlt {
-    /// Pattern of the lower triangle (sorted rows ≥ column, per column).
-    pub fn new(n: usize, col_ptr: Vec<usize>, row_idx: Vec<usize>) -> Result<Self, String> {
-        let nnz = row_idx.len();
-        let pattern = SymbolicSparseColMat::new_checked(n, n, col_ptr, None, row_idx);
-        let symbolic = SymbolicLlt::try_new(pattern.as_ref(), Side::Lower)
-            .map_err(|e| format!("symbolic Cholesky: {e:?}"))?;
-        Ok(SparseLlt {
-            n,
-            pattern,
-            symbolic,
-            factor: None,
-            values: vec![0.0; nnz],
-        })
-    }
-
-    /// Position of entry (row, col) of the lower triangle in `values` (either order).
-    pub fn position(&self, row: usize, col: usize) -> Option<usize> {
-        position_in(&self.pattern, row.max(col), row.min(col))
-    }
-
-    /// Factorise the current values.
-    pub fn factorise(&mut self) -> Result<(), String> {
-        let mat = SparseColMatRef::new(self.pattern.as_ref(), &self.values);
-        let f = Llt::try_new_with_symbolic(self.symbolic.clone(), mat, Side::Lower)
-            .map_err(|e| format!("sparse Cholesky: {e:?}"))?;
-        self.factor = Some(f);
+        self.factor = Some(K::factor(self.symbolic.clone(), mat)?);
         Ok(())
     }
 

@@ -1,5 +1,5 @@
 //! JKO-Flow on a two-point-flux mesh: the resummed flow of J^η as an index-1 DAE in
-//! (y, ζ), y = log(ρ + ρ*), integrated by a linearly implicit Rosenbrock method whose four
+//! (y, ζ), y = log(ρ + ρ*) (corrected flow under the entropy) or y = ρ, integrated by a linearly implicit Rosenbrock method whose four
 //! stages share one sparse factorisation.
 //!
 //! The derivation is in the crate documentation ([`crate`], §1–§5; docs/mathematics.md §2.4). In short, with
@@ -88,9 +88,10 @@ pub struct FlowStats {
 
 /// The JKO-Flow integrator for one energy on one mesh, with step η and a [`Variant`].
 ///
-/// The public fields tune the integration: `rtol` (default 1e-5) bounds the local error of each
+/// The public fields tune the integration: `rtol` (default 1e-4) bounds the local error of each
 /// substep in L1 relative to the mass, `max_substeps` (default 1000) the attempted substeps,
-/// `floor` (default 1e-14) the relative density below which the η-correction sees a
+/// `floor` (default 1e-150 with entropy, 1e-6 without) the relative density below which the
+/// η-correction sees a
 /// regularised density (see the crate docs).
 ///
 /// ```rust
@@ -125,8 +126,8 @@ pub struct MeshFlow<'a> {
     pub rtol: f64,
     /// Largest number of attempted substeps per integration.
     pub max_substeps: usize,
-    /// The state variable is y = log(ρ + ρ*), ρ* = floor · max ρ⁰; the η-correction uses
-    /// f'(ρ + ρ*), f''(ρ + ρ*).
+    /// ρ* = floor · max ρ⁰: the η-correction uses f'(ρ + ρ*), f''(ρ + ρ*); the corrected
+    /// flow under the entropy integrates y = log(ρ + ρ*).
     pub floor: f64,
 }
 
@@ -142,10 +143,43 @@ struct Evaluation {
     algebraic: Vec<f64>,
 }
 
-/// The density scale ρ* of one integration (floor × max ρ⁰): the state variable is
-/// y = log(ρ + ρ*), and the η-correction sees ρ̃ = ρ + ρ* (> 0 for every state).
+/// The density scale ρ* of one integration (floor × max ρ⁰) and the state variable: the
+/// η-correction sees ρ̃ = ρ + ρ* (> 0 for every state); the integrated variable is
+/// y = log(ρ + ρ*) where densities grow by orders of magnitude within a step (the corrected
+/// flow under the entropy: Gaussian tails), and y = ρ otherwise (porous media without entropy,
+/// the plain flow). A cell that a porous front or the plain flow fills from vacuum grows
+/// linearly in time, ρ ≈ c t, whose logarithm log(c t + ρ*) has curvature c²/ρ*² at the start:
+/// in the log variable every such cell forced substeps of ~ρ*/c (measured: the "more than 1000
+/// substeps" failures of porous fronts and of steps from vacuum).
 struct Scale {
     rho_floor: f64,
+    /// y = log(ρ + ρ*) (true) or y = ρ.
+    log: bool,
+}
+
+impl Scale {
+    /// y(ρ).
+    fn to_y(&self, rho: f64) -> f64 {
+        if self.log {
+            (rho + self.rho_floor).ln()
+        } else {
+            rho
+        }
+    }
+
+    /// ρ(y) (negative values possible in the linear variable; clipped on acceptance).
+    fn to_rho(&self, y: f64) -> f64 {
+        if self.log {
+            y.exp() - self.rho_floor
+        } else {
+            y
+        }
+    }
+
+    /// dρ/dy at ρ.
+    fn slope(&self, rho: f64) -> f64 {
+        if self.log { rho + self.rho_floor } else { 1.0 }
+    }
 }
 
 /// Per-cell quantities of the η-correction.
@@ -190,7 +224,8 @@ impl<'a> MeshFlow<'a> {
             .find(|t| *t == EnergyTerm::MaxDensity)
         {
             return Err(FlowError::Unsupported {
-                term: term.to_string(),
+                term,
+                reason: "the congestion bound rho <= rho_max has no smooth gradient flow",
             });
         }
         if !(eta.is_finite() && eta >= 0.0) {
@@ -233,6 +268,7 @@ impl<'a> MeshFlow<'a> {
         let max = rho0.iter().cloned().fold(0.0, f64::max);
         Scale {
             rho_floor: (self.floor * max).max(f64::MIN_POSITIVE),
+            log: self.energy.entropy.is_some() && self.corrected(),
         }
     }
 
@@ -541,8 +577,8 @@ impl<'a> MeshFlow<'a> {
         let quarter_eta = 0.25 * self.eta;
         sys.clear();
         let n = rho.len();
-        // dρ/dy = ρ + ρ* (y = log(ρ + ρ*)).
-        let rt = |k: usize| rho[k] + rho_floor;
+        // dρ/dy: ρ + ρ* for y = log(ρ + ρ*), 1 for y = ρ.
+        let rt = |k: usize| fz.slope(rho[k]);
         let mut other = [0usize; 16];
         for k in 0..n {
             let fk = self.mesh.faces_of(k);
@@ -579,7 +615,8 @@ impl<'a> MeshFlow<'a> {
                     Some(sh) => {
                         let mut a = -jr[j][0] * rt(other[j]) / rk;
                         if j == 0 {
-                            a += rate[k] / rk + sh;
+                            // ẏ = R/ρ̃ in the log variable: ∂(1/ρ̃)/∂y = −1/ρ̃.
+                            a += sh + if fz.log { rate[k] / rk } else { 0.0 };
                         }
                         (a, -jr[j][1] / rk)
                     }
@@ -777,7 +814,7 @@ impl<'a> MeshFlow<'a> {
         let vols = self.mesh.volumes();
         let mass = |r: &[f64]| -> f64 { r.iter().zip(vols).map(|(a, b)| a * b).sum() };
         let mut rho_now = rho0;
-        let mut y: Vec<f64> = rho_now.iter().map(|r| (r + rc).ln()).collect();
+        let mut y: Vec<f64> = rho_now.iter().map(|&r| fz.to_y(r)).collect();
         let mut time = 0.0;
         // Substeps tile the interval (h = remaining / k), so an accepted h can be kept and its
         // factorisation reused.
@@ -821,7 +858,7 @@ impl<'a> MeshFlow<'a> {
                         yk += a * uj[2 * k];
                         z += a * uj[2 * k + 1];
                     }
-                    stage_rho[k] = yk.exp() - rc;
+                    stage_rho[k] = fz.to_rho(yk);
                     stage_zeta[k] = z;
                 }
                 let ev = self.evaluate(&stage_rho, &stage_zeta, &fz);
@@ -829,7 +866,7 @@ impl<'a> MeshFlow<'a> {
                 let (done, rest) = u.split_at_mut(i);
                 let ui = &mut rest[0];
                 for k in 0..n {
-                    let mut r = ev.rate[k] / (stage_rho[k] + rc);
+                    let mut r = ev.rate[k] / fz.slope(stage_rho[k]);
                     for (j, uj) in done.iter().enumerate() {
                         r += tab.c[i][j] / h * uj[2 * k];
                     }
@@ -860,10 +897,10 @@ impl<'a> MeshFlow<'a> {
                     }
                     new_y[k] = yk;
                     new_zeta[k] = z;
-                    new_rho[k] = (yk.exp() - rc).max(0.0);
-                    let ek = vols[k] * (new_rho[k] + rc).max(rho_now[k] + rc) * e.abs();
+                    new_rho[k] = fz.to_rho(yk).max(0.0);
+                    let ek = vols[k] * fz.slope(new_rho[k]).max(fz.slope(rho_now[k])) * e.abs();
                     err += ek;
-                    if new_rho[k].max(rho_now[k]) >= rc {
+                    if fz.log && new_rho[k].max(rho_now[k]) >= rc {
                         err_log = err_log.max(e.abs());
                     }
                     if ek > worst.0 {
@@ -892,7 +929,7 @@ impl<'a> MeshFlow<'a> {
                     *r *= mass0 / m;
                 }
                 stats.clipped_mass += (m - mass0).abs() / mass0;
-                y = new_rho.iter().map(|r| (r + rc).ln()).collect();
+                y = new_rho.iter().map(|&r| fz.to_y(r)).collect();
                 rho_now = new_rho;
                 zeta = new_zeta;
                 time += h;

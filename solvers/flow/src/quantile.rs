@@ -24,7 +24,7 @@
 
 use crate::ode::{OdeOptions, OdeStats, integrate};
 use crate::{FlowError, Variant};
-use jko_core::{InputError, Potential};
+use jko_core::{EnergyTerm, InputError, Potential};
 
 /// Quantile levels, cell masses and particle weights (total mass 1).
 ///
@@ -262,14 +262,25 @@ impl QuantileEnergy {
         match &potential {
             Some(Potential::Cells { .. }) => {
                 return Err(FlowError::Unsupported {
-                    term: "potential given by cell values (quantile coordinates need V, V', V'' in closed form)".into(),
-                })
+                    term: EnergyTerm::Potential,
+                    reason: "given by cell values (quantile coordinates need V, V', V'' in closed form)",
+                });
             }
             Some(Potential::Quadratic { center, .. }) if center.len() != 1 => {
-                return Err(InputError::parameter("potential.center", format!("{center:?}"), "1D: one entry").into())
+                return Err(InputError::parameter(
+                    "potential.center",
+                    format!("{center:?}"),
+                    "1D: one entry",
+                )
+                .into());
             }
             Some(Potential::Linear { slope }) if slope.len() != 1 => {
-                return Err(InputError::parameter("potential.slope", format!("{slope:?}"), "1D: one entry").into())
+                return Err(InputError::parameter(
+                    "potential.slope",
+                    format!("{slope:?}"),
+                    "1D: one entry",
+                )
+                .into());
             }
             _ => {}
         }

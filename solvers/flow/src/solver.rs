@@ -33,9 +33,9 @@ pub struct FlowParams {
     pub rtol: Option<f64>,
     /// Largest number of attempted substeps per step.
     pub max_substeps: usize,
-    /// The state variable is log(ρ + ρ*), ρ* = floor · max ρⁿ (crate docs); the η-correction
-    /// sees ρ + ρ*. Default (None): 1e-150 with entropy (tails resolved down to there), 1e-6
-    /// without (porous-medium fronts enter empty cells).
+    /// ρ* = floor · max ρⁿ (crate docs): the η-correction sees ρ + ρ*, and the corrected flow
+    /// under the entropy integrates log(ρ + ρ*). Default (None): 1e-150 with entropy (tails
+    /// resolved down to there), 1e-6 without (porous-medium fronts enter empty cells).
     pub floor: Option<f64>,
 }
 
@@ -245,8 +245,8 @@ impl StepSolver for FlowSolver {
             flow.max_substeps = p.max_substeps;
             match p.floor {
                 Some(floor) => flow.floor = floor,
-                // Empty cells fill within the step: the log variable must be linear up to a
-                // density they reach in a substep.
+                // The plain flow integrates ρ itself; ρ* only regularises ψ = log(ρ + ρ*) in
+                // the path's action, where empty cells would give −∞.
                 None if from_vacuum => flow.floor = VACUUM_FLOOR,
                 None => {}
             }
