@@ -340,7 +340,21 @@ impl StepSolver for BfmSolver {
             };
             source - target
         });
-        let kinetic = (2.0 * problem.tau * transport).max(0.0);
+        // A negative estimate means the target potential is not the step's (the dual value is
+        // then below F(ρ) and the pair certifies nothing): an error, never clamped to 0, which
+        // would hide an F(ρ) above the dual bound (issue 20's energy-inequality breaks).
+        if transport.is_nan() || transport < 0.0 {
+            return Err(StepError::Numerical {
+                solver: NAME.into(),
+                message: format!(
+                    "the dual W2 estimate of the step is negative ({:.3e}): the target \
+                     potential recovered by the c-transform is inconsistent with the source \
+                     potential (grid too coarse for the step's displacements?)",
+                    2.0 * problem.tau * transport
+                ),
+            });
+        }
+        let kinetic = 2.0 * problem.tau * transport;
         let rho = lat.to_mesh(&rho_box);
         let objective = e.value(mesh, &rho) + kinetic / (2.0 * problem.tau);
         // The potential handed to the next step: ψ + c on the source cells and the c-concave
