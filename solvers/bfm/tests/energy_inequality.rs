@@ -1,5 +1,5 @@
-//! Regression tests for issue 20's energy-inequality breaks (robust-ci: double-well-2d and
-//! aggregation-2d at 16², step 1 and step 2). Cause: the refined c-transform extrapolated a
+//! Regression tests for issue 20's energy-inequality breaks (robust-ci: double-well-2d at 16²; aggregation-2d,
+//! here at 16² and 24², still fails at its robust-ci size 12²: see the notes). Cause: the refined c-transform extrapolated a
 //! one-sided parabola half a cell beyond the end of a grid line, where a steep potential made
 //! the target potential too large (by 1.6 at a box corner of the double well), so ρ = (U*)'(φ − V)
 //! put spurious mass there and the dual W² estimate went negative (then clamped to 0).
