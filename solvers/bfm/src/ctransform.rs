@@ -26,10 +26,15 @@ impl Envelope {
     /// In place: f_i ← min_j f_j + w (i − j)², skipping infinite f_j. A line of only
     /// infinite values stays infinite. With `refine`, the minimum over the grid nodes is
     /// lowered to the minimum over the half cells around the best node of the quadratic
-    /// through it and its two neighbours (one-sided at the ends of the finite values): for
-    /// smooth f the transform is then exact to O(h³) instead of O(h²/τ) (a grid node is
-    /// missed when the slopes of f + w(i − j)² are spaced wider than the grid allows), and it
-    /// never rises above the grid minimum, so duality pairs stay feasible on the grid.
+    /// through it and its two neighbours: for smooth f the transform is then exact to O(h³)
+    /// instead of O(h²/τ) (a grid node is missed when the slopes of f + w(i − j)² are spaced
+    /// wider than the grid allows), and it never rises above the grid minimum, so duality
+    /// pairs stay feasible on the grid. Only a node with finite values on both sides is
+    /// refined: the quadratic then interpolates over the half cells searched. At the end of
+    /// the finite values a one-sided quadratic would be extrapolated half a cell beyond the
+    /// data, where a steep f (the potential near a wall) makes it arbitrarily wrong; that put
+    /// spurious mass in the corners of a double well and broke the JKO energy inequality
+    /// (issue 20), so the end nodes keep their grid value.
     pub fn min_transform(&mut self, f: &mut [f64], w: f64, refine: bool) {
         let n = f.len();
         self.out.resize(n, 0.0);
@@ -86,7 +91,7 @@ impl Envelope {
 }
 
 /// The minimum of q(t) = f̃(p + t) + w (i − p − t)² over |t| ≤ ½, f̃ the quadratic through f at
-/// p and two neighbours; +∞ when no such quadratic exists or q is not convex.
+/// p − 1, p, p + 1; +∞ when a neighbour is missing (no extrapolation) or q is not convex.
 fn refined(f: &[f64], p: usize, i: usize, w: f64) -> f64 {
     let n = f.len();
     let at = |j: isize| -> Option<f64> {
@@ -99,15 +104,7 @@ fn refined(f: &[f64], p: usize, i: usize, w: f64) -> f64 {
     let q = p as isize;
     let (d1, d2) = match (at(q - 1), at(q + 1)) {
         (Some(m), Some(r)) => (0.5 * (r - m), r - 2.0 * f[p] + m),
-        (None, Some(r)) => match at(q + 2) {
-            Some(rr) => (0.5 * (-3.0 * f[p] + 4.0 * r - rr), f[p] - 2.0 * r + rr),
-            None => return f64::INFINITY,
-        },
-        (Some(m), None) => match at(q - 2) {
-            Some(mm) => (0.5 * (3.0 * f[p] - 4.0 * m + mm), f[p] - 2.0 * m + mm),
-            None => return f64::INFINITY,
-        },
-        (None, None) => return f64::INFINITY,
+        _ => return f64::INFINITY,
     };
     let curvature = d2 + 2.0 * w;
     if curvature.is_nan() || curvature <= 0.0 {
@@ -231,6 +228,25 @@ mod tests {
                     assert!(f[i].is_infinite());
                 }
             }
+        }
+    }
+
+    /// The refined transform never extrapolates beyond the data: for a steep line f_j = a j
+    /// the exact minimum over the hull [0, n − 1] of the data at i = 0 is f_0 = 0, which the
+    /// one-sided parabola at the end pushed to −a/2 + w/4 (the issue-20 corner bug).
+    #[test]
+    fn refined_transform_does_not_extrapolate_past_the_ends() {
+        let mut env = Envelope::default();
+        let (a, w) = (13.0, 0.5);
+        for n in [3usize, 8] {
+            let mut f: Vec<f64> = (0..n).map(|j| a * j as f64).collect();
+            let mut g: Vec<f64> = (0..n).map(|j| -a * j as f64).collect();
+            env.min_transform(&mut f, w, true);
+            env.min_transform(&mut g, w, true);
+            // Exact minima over t ∈ [0, n − 1] of ±a t + w (i − t)².
+            assert!(f[0] >= -1e-12, "n {n}: {}", f[0]);
+            let last = (n - 1) as f64;
+            assert!(g[n - 1] >= -a * last - 1e-12, "n {n}: {}", g[n - 1]);
         }
     }
 
