@@ -196,10 +196,11 @@ impl SinkhornSolver {
     /// let rho = mesh.sample(|_| 1.0);
     /// let energy = Energy { entropy: Some(1.0), ..Energy::default() }.freeze(&mesh, &rho)?;
     /// let problem = JkoStep::new(&mesh, &rho, 0.1, &energy)?;
-    /// // A uniform density under pure entropy does not move (F² = 0): the floor 2h², h the
-    /// // largest spacing.
+    /// // A uniform density under pure entropy does not move (F² = 0): the floor h², h the
+    /// // largest spacing; the bias ε/(4τ) is removed from the proximal temperature.
     /// let default = SinkhornSolver::new(SinkhornParams::default())?.epsilon_for(&problem);
-    /// assert!((default.epsilon - 2.0 * 0.25 * 0.25).abs() < 1e-15 && default.drive2 == 0.0);
+    /// assert!((default.epsilon - 0.25 * 0.25).abs() < 1e-15 && default.drive2 == 0.0);
+    /// assert!((default.compensation - default.epsilon / 0.4).abs() < 1e-15);
     /// let fixed = SinkhornSolver::new(SinkhornParams { epsilon: Some(1e-3), ..SinkhornParams::default() })?;
     /// assert_eq!(fixed.epsilon_for(&problem).epsilon, 1e-3);
     /// # Ok(())
@@ -305,7 +306,12 @@ impl SinkhornSolver {
                 prm.epsilon_scaling.stage_max_iter.min(remaining / 2).max(1)
             };
             let stage = Stage {
-                prox: KlProx::new(2.0 * tau / e, beta, energy.porous, energy.max_density),
+                prox: KlProx::new(
+                    2.0 * tau / e,
+                    beta - epsilon::compensation(prm.debias, beta, e, tau),
+                    energy.porous,
+                    energy.max_density,
+                ),
                 p: &p,
                 ln_p: &ln_p,
                 active: &active,
