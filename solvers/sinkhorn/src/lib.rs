@@ -312,7 +312,13 @@ impl SinkhornSolver {
             let stage = Stage {
                 prox: KlProx::new(
                     2.0 * tau / e,
-                    beta - epsilon::compensation(prm.debias, beta, e, tau),
+                    beta - epsilon::compensation(
+                        prm.debias,
+                        beta,
+                        energy.max_density.is_some(),
+                        e,
+                        tau,
+                    ),
                     energy.porous,
                     energy.max_density,
                 ),

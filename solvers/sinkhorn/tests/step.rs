@@ -289,7 +289,7 @@ fn non_separable_potentials_fall_back_to_the_log_domain() {
     let p = SinkhornParams {
         tol: 1e-11,
         almost_tol: 1e-9,
-        ..eps(2e-3)
+        ..raw(2e-3)
     };
     let out = step(&solver(p.clone()), &mesh, &rho0, 0.2, &energy, None).unwrap();
     assert_valid(&mesh, &rho0, &out, 1e-9);
