@@ -7,6 +7,8 @@
 //! against the exact JKO iterate N(m₃, s₃²) (jko_core::exact): L1 of the density, mean, std.
 //!
 //! Run: cargo run --release -p jko-sinkhorn --features conic-study --example ou_defaults
+//! [-- [--sinkhorn-only] cells... [--tau τ...]] (default: 1024 4096 cells, τ 0.01 0.1 0.5, both
+//! backends; e.g. `-- --sinkhorn-only 16384 --tau 0.1 0.5 1.0` for the fine lines).
 
 use jko_conic::{ConicParams, ConicSolver};
 use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
@@ -72,6 +74,26 @@ fn errors(mesh: &Mesh, rho: &Array1<f64>, exact: &Gaussian) -> (f64, f64, f64) {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let sinkhorn_only = args.iter().any(|a| a == "--sinkhorn-only");
+    let split = args.iter().position(|a| a == "--tau").unwrap_or(args.len());
+    let numbers = |s: &[String]| -> Vec<String> {
+        s.iter().filter(|a| !a.starts_with("--")).cloned().collect()
+    };
+    let mut sizes: Vec<usize> = numbers(&args[..split])
+        .iter()
+        .map(|a| a.parse().expect("cells: a positive integer"))
+        .collect();
+    let mut taus: Vec<f64> = numbers(&args[split..])
+        .iter()
+        .map(|a| a.parse().expect("tau: a number"))
+        .collect();
+    if sizes.is_empty() {
+        sizes = vec![1024, 4096];
+    }
+    if taus.is_empty() {
+        taus = vec![0.01, 0.1, 0.5];
+    }
     let g0 = Gaussian::diagonal(&[1.0], &[0.5]);
     let sinkhorn = SinkhornSolver::new(SinkhornParams::default()).expect("sinkhorn");
     let conic = ConicSolver::new(ConicParams::default()).expect("conic");
@@ -88,16 +110,19 @@ fn main() {
         "| cells | τ | backend | ε (last step) | iterations per step | slowest step (s) | L1 error | mean error | std error |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
-    for n in [1024, 4096] {
+    for &n in &sizes {
         let mesh = Mesh::grid(&[n], &[-5.0], &[5.0]).expect("grid");
         let rho0 = mesh.sample(|x| g0.density(x));
         let rho0 = &rho0 / mesh.mass(&rho0);
-        for tau in [0.01, 0.1, 0.5] {
+        for &tau in &taus {
             let exact = OrnsteinUhlenbeck::standard(1).jko_iterates(&g0, tau, STEPS);
             for (name, solver) in [
                 ("sinkhorn", &sinkhorn as &dyn StepSolver),
                 ("conic (one-step scheme)", &conic as &dyn StepSolver),
             ] {
+                if sinkhorn_only && name != "sinkhorn" {
+                    continue;
+                }
                 let r = run(solver, &mesh, &rho0, tau);
                 let (l1, em, es) = errors(&mesh, &r.rho, &exact);
                 let eps = r

@@ -103,7 +103,8 @@ impl Default for EpsilonScaling {
 ///
 /// Defaults: ε from the default rule (`epsilon_factor = 0.25`), `tol = 1e-10`, 50 000 iterations, `almost_tol = 1e-6`,
 /// ε-scaling off, log domain `auto`, kernel `auto`, automatic over-relaxation capped at 1.95,
-/// the global thread pool, dense kernels up to 512 MiB, no history.
+/// the global thread pool, dense kernels up to 512 MiB, no history, entropic bias removed to
+/// first order (`debias`).
 ///
 /// ```rust
 /// use jko_sinkhorn::SinkhornParams;
@@ -148,6 +149,11 @@ pub struct SinkhornParams {
     pub dense_limit_bytes: u64,
     /// Record the marginal violation of every iteration of the last stage in `StepInfo::history`.
     pub record_history: bool,
+    /// Remove the entropic bias to first order: the blur acts as an extra temperature
+    /// ε/(4τ), so the proximal map uses the temperature β − ε/(4τ) (bounded below by
+    /// −ε/(6τ), which keeps each b-update a contraction; the step stays convex down to
+    /// −ε/(2τ), see the module docs of `epsilon`). `false`: the plain entropic step.
+    pub debias: bool,
 }
 
 impl Default for SinkhornParams {
@@ -166,6 +172,7 @@ impl Default for SinkhornParams {
             threads: None,
             dense_limit_bytes: 512 << 20,
             record_history: false,
+            debias: true,
         }
     }
 }
