@@ -250,9 +250,16 @@ fn warm_started_porous_m3_in_a_well_stays_solved() {
             "step {n}: {:?}",
             out.info.notes
         );
-        assert!((mesh.mass(&out.rho) - mass).abs() < 1e-13 * mass, "step {n}");
+        assert!(
+            (mesh.mass(&out.rho) - mass).abs() < 1e-13 * mass,
+            "step {n}"
+        );
         let peak = out.rho.iter().fold(0.0f64, |a, &r| a.max(r));
-        let trace = out.rho.iter().filter(|&&r| r > 0.0 && r < 1e-6 * peak).count();
+        let trace = out
+            .rho
+            .iter()
+            .filter(|&&r| r > 0.0 && r < 1e-6 * peak)
+            .count();
         assert_eq!(trace, 0, "step {n}: {trace} cells hold a trace of mass");
         warm = Some(WarmStart::from(&out));
         rho = out.rho;
