@@ -1,0 +1,228 @@
+//! newton beside our `conic` and the CVXPY + Clarabel program of the same discrete problem
+//! (`benches/peers/tpfa_cvxpy.py`), interleaved in one run at one tolerance: the time of a cold
+//! and of a warm step, the ratios, and the agreement of the answers.
+//!
+//! ```text
+//! scripts/setup-peers.sh      # once: .venv-peers with cvxpy and clarabel
+//! cargo run --release -p jko-newton --example peer_compare -- [--tol 1e-8] [--repeats 1]
+//!     [--cases ou-2d-64,ou-2d-128,porous-m2-2d-64] [--no-conic] [--dir target/peer-compare]
+//! ```
+//!
+//! Each case takes one step from ρ⁰ (newton, untimed) and times the *second* step, from ρ¹:
+//! newton cold (no warm start), newton warm (the first step's potential), conic cold (Clarabel
+//! at tol_gap_abs = tol_gap_rel = tol_feas = tol, then its polish), conic warm (its polish from
+//! its own first step) and the peer (CVXPY build + `Problem.solve` at the same tol, as it
+//! reports them; Python start-up not counted). The problem goes to the peer as a
+//! `jko_conic::StepFile`, bit-identical. Repeats alternate the solvers; the best time is kept.
+//! The agreement is max|Δρ| / max ρ.
+
+use jko_conic::{ConicParams, ConicSolver, PeerSolution, StepFile};
+use jko_core::exact::{Barenblatt, Gaussian};
+use jko_core::{Energy, JkoStep, Mesh, Potential, StepOutput, StepSolver, WarmStart};
+use jko_newton::{NewtonParams, NewtonSolver};
+use ndarray::Array1;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+type Error = Box<dyn std::error::Error>;
+
+/// A named step problem: mesh, ρ⁰, τ, energy.
+struct Case {
+    name: &'static str,
+    mesh: Mesh,
+    rho: Array1<f64>,
+    tau: f64,
+    energy: Energy,
+}
+
+fn normalised(mesh: &Mesh, f: impl Fn(&[f64]) -> f64) -> Array1<f64> {
+    let rho = mesh.sample(f);
+    let m = mesh.mass(&rho);
+    rho / m
+}
+
+/// data/examples/ou-2d.toml: [-5, 5]², mean (1, −0.5), std (0.5, 0.8), β = 1, V = |x|²/2.
+fn ou(name: &'static str, cells: &[usize], tau: f64) -> Result<Case, Error> {
+    let mesh = Mesh::grid(cells, &[-5.0, -5.0], &[5.0, 5.0])?;
+    let g = Gaussian::diagonal(&[1.0, -0.5], &[0.5, 0.8]);
+    let rho = normalised(&mesh, |x| g.density(x));
+    let energy = Energy::fokker_planck(
+        1.0,
+        Potential::Quadratic {
+            center: vec![0.0; 2],
+            stiffness: 1.0,
+        },
+    );
+    Ok(Case {
+        name,
+        mesh,
+        rho,
+        tau,
+        energy,
+    })
+}
+
+/// data/compare/robust/porous-m2-2d.toml: Barenblatt m = 2 at t0 = 0.05 on [-1.5, 1.5]², τ = 0.01.
+fn porous(name: &'static str, cells: &[usize]) -> Result<Case, Error> {
+    let mesh = Mesh::grid(cells, &[-1.5, -1.5], &[1.5, 1.5])?;
+    let b = Barenblatt::new(2.0, 2, 1.0)?;
+    let rho = normalised(&mesh, |x| b.density(0.05, x));
+    let energy = Energy {
+        porous: Some(2.0),
+        ..Energy::default()
+    };
+    Ok(Case {
+        name,
+        mesh,
+        rho,
+        tau: 0.01,
+        energy,
+    })
+}
+
+fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+}
+
+fn run_peer(file: &Path, out: &Path, tol: f64) -> Result<PeerSolution, Error> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let python = root.join(".venv-peers/bin/python");
+    if !python.exists() {
+        return Err("no .venv-peers: run scripts/setup-peers.sh first".into());
+    }
+    let _ = std::fs::remove_file(out);
+    let run = Command::new(python)
+        .arg(root.join("benches/peers/tpfa_cvxpy.py"))
+        .arg(file)
+        .args(["--tol", &tol.to_string(), "--max-iter", "400", "--out"])
+        .arg(out)
+        .output()?;
+    // The peer exits with 1 for any status but "optimal" and still writes its solution.
+    if !out.exists() {
+        return Err(format!(
+            "peer failed on {}: {}{}",
+            file.display(),
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr)
+        )
+        .into());
+    }
+    Ok(PeerSolution::read(out)?)
+}
+
+/// Time one step; keep the best time over the repeats and the last output.
+fn timed(
+    best: &mut f64,
+    f: impl FnOnce() -> Result<StepOutput, jko_core::StepError>,
+) -> Result<StepOutput, Error> {
+    let start = Instant::now();
+    let out = f()?;
+    *best = best.min(start.elapsed().as_secs_f64());
+    Ok(out)
+}
+
+fn distance(a: &Array1<f64>, b: &[f64]) -> f64 {
+    let max = a.iter().fold(0.0f64, |m, &r| m.max(r));
+    a.iter()
+        .zip(b)
+        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
+        / max
+}
+
+fn main() -> Result<(), Error> {
+    let args: Vec<String> = std::env::args().collect();
+    let tol: f64 = flag(&args, "--tol").unwrap_or("1e-8").parse()?;
+    let repeats: usize = flag(&args, "--repeats").unwrap_or("1").parse()?;
+    let with_conic = !args.iter().any(|a| a == "--no-conic");
+    let dir = PathBuf::from(flag(&args, "--dir").unwrap_or("target/peer-compare"));
+    let only: Vec<&str> = flag(&args, "--cases")
+        .unwrap_or("ou-2d-64,porous-m2-2d-64")
+        .split(',')
+        .collect();
+    std::fs::create_dir_all(&dir)?;
+    let newton = NewtonSolver::new(NewtonParams {
+        tol,
+        ..NewtonParams::default()
+    })?;
+    let conic = ConicSolver::new(ConicParams {
+        tol_gap_abs: tol,
+        tol_gap_rel: tol,
+        tol_feas: tol,
+        max_iter: 400,
+        ..ConicParams::default()
+    })?;
+    let all = [
+        ou("ou-2d-64", &[64, 64], 0.1)?,
+        ou("ou-2d-128", &[128, 128], 0.1)?,
+        porous("porous-m2-2d-64", &[64, 64])?,
+        porous("porous-m2-2d-128", &[128, 128])?,
+    ];
+    println!("tolerance {tol:e} everywhere; the second step of each case; best of {repeats}");
+    println!(
+        "| case | cells | newton cold s (it) | newton warm s (it) | conic cold s | conic warm s | cvxpy s (status, it) | cvxpy/newton cold | cvxpy/newton warm | conic/newton cold | conic/newton warm | Δρ newton–cvxpy | Δρ newton–conic |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for case in all.iter().filter(|c| only.contains(&c.name)) {
+        let first_energy = case.energy.freeze(&case.mesh, &case.rho)?;
+        let first = JkoStep::new(&case.mesh, &case.rho, case.tau, &first_energy)?;
+        let newton_first = newton.step(&first, None)?;
+        let rho1 = newton_first.rho.clone();
+        let newton_warm = WarmStart::from(&newton_first);
+        let conic_warm = if with_conic {
+            Some(WarmStart::from(&conic.step(&first, None)?))
+        } else {
+            None
+        };
+        let energy = case.energy.freeze(&case.mesh, &rho1)?;
+        let step = JkoStep::new(&case.mesh, &rho1, case.tau, &energy)?;
+        let file = dir.join(format!("{}.json", case.name));
+        StepFile::from_step(&step).write(&file)?;
+        let out_file = dir.join(format!("{}-cvxpy.json", case.name));
+        let mut t = [f64::INFINITY; 5];
+        let mut last = None;
+        for _ in 0..repeats {
+            let cold = timed(&mut t[0], || newton.step(&step, None))?;
+            let warm = timed(&mut t[1], || newton.step(&step, Some(&newton_warm)))?;
+            let conic_out = match &conic_warm {
+                Some(w) => {
+                    let c = timed(&mut t[2], || conic.step(&step, None))?;
+                    timed(&mut t[3], || conic.step(&step, Some(w)))?;
+                    Some(c)
+                }
+                None => None,
+            };
+            let peer = run_peer(&file, &out_file, tol)?;
+            t[4] = t[4].min(peer.build_time + peer.solve_time);
+            last = Some((cold, warm, conic_out, peer));
+        }
+        let (cold, warm, conic_out, peer) = last.ok_or("no repeat ran")?;
+        let dc = conic_out.as_ref().map_or(f64::NAN, |c| {
+            distance(&cold.rho, c.rho.as_slice().unwrap_or(&[]))
+        });
+        println!(
+            "| {} | {} | {:.3} ({}) | {:.3} ({}) | {:.3} | {:.3} | {:.3} ({}, {}) | {:.1} | {:.1} | {:.1} | {:.1} | {:.1e} | {:.1e} |",
+            case.name,
+            case.mesh.n_cells(),
+            t[0],
+            cold.info.iterations,
+            t[1],
+            warm.info.iterations,
+            t[2],
+            t[3],
+            t[4],
+            peer.status,
+            peer.iterations,
+            t[4] / t[0],
+            t[4] / t[1],
+            t[2] / t[0],
+            t[3] / t[1],
+            distance(&cold.rho, &peer.rho),
+            dc,
+        );
+    }
+    Ok(())
+}
