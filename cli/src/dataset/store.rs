@@ -109,6 +109,20 @@ impl RowFile {
             .map_err(|e| ToolError::io(&self.path, e))
     }
 
+    /// Read row `row` back (`row_len` values).
+    pub fn read_row(&self, row: usize) -> Result<Vec<f64>, ToolError> {
+        let mut bytes = vec![0u8; 8 * self.row_len];
+        let offset = self.header + 8 * (row * self.row_len) as u64;
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        file.seek(SeekFrom::Start(offset))
+            .and_then(|_| file.read_exact(&mut bytes))
+            .map_err(|e| ToolError::io(&self.path, e))?;
+        Ok(bytes
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+            .collect())
+    }
+
     /// Values per row.
     pub fn row_len(&self) -> usize {
         self.row_len
@@ -528,6 +542,7 @@ mod tests {
         let f = RowFile::create(&path, &[3, 2, 2]).unwrap();
         f.write_row(2, &[9.0, 10.0, 11.0, 12.0]).unwrap();
         f.write_row(0, &[1.0, 2.0, 3.0, 4.0]).unwrap();
+        assert_eq!(f.read_row(2).unwrap(), [9.0, 10.0, 11.0, 12.0]);
         drop(f);
         let a: ndarray::ArrayD<f64> =
             ndarray_npy::ReadNpyExt::read_npy(File::open(&path).unwrap()).unwrap();
