@@ -52,7 +52,13 @@ impl RowFile {
         let header = npy_header(shape);
         let row_len: usize = shape[1..].iter().product();
         let bytes = header.len() as u64 + 8 * (shape[0] * row_len) as u64;
-        let mut file = File::create(path).map_err(|e| ToolError::io(path, e))?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(|e| ToolError::io(path, e))?;
         file.write_all(&header)
             .map_err(|e| ToolError::io(path, e))?;
         file.set_len(bytes).map_err(|e| ToolError::io(path, e))?;
