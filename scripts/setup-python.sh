@@ -28,7 +28,7 @@ export PATH="$VIRTUAL_ENV/bin:$PATH"
 pip_install() {
     "$venv_python" -m pip install --disable-pip-version-check --quiet "$@"
 }
-pip_install "maturin>=1.8,<2" "numpy>=1.21" "pytest>=7"
+pip_install "maturin>=1.8,<2" "numpy>=1.21" "pytest>=7" "zarr>=2.18"
 if [ "$mode" = compare ]; then
     pip_install "pot>=0.9"
 fi

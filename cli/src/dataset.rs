@@ -63,16 +63,22 @@
 //! another backend if asked (the row's `backend` says which). A sample depends only on the
 //! spec and its index, so neither threads, sharding nor resuming change its bytes.
 //!
+//! **Zarr.** `jko dataset-zarr DIR --out STORE.zarr` merges the finished shards into one
+//! Zarr v2 store indexed by sample ([`export_zarr`]): one chunked array per quantity instead
+//! of one file per shard, for training code that reads it without knowing the sharding.
+//!
 //! **Quality.** `[quality]` chooses samples whose steps are scored against the exact-W² step
 //! from the same ρⁿ ([`jko::score`]): exact in 1D (default: one sample, every step), the
 //! multi-level conic discretisation in 2D/3D (default: none). The manifest states the
 //! reference, the per-step gaps and W distances, and their maxima.
 
 mod store;
+mod zarr;
 
 pub use store::{
     Manifest, QualitySummary, SampleRecord, SampleStatus, ShardFiles, ShardShapes, StepQuality,
 };
+pub use zarr::{ZarrSummary, export_zarr};
 
 use crate::error::ToolError;
 use jko::backend::SolverConfig;

@@ -127,6 +127,15 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Merge a dataset's finished shards (every manifest_*.json in DIR) into one Zarr v2
+    /// store: arrays inputs, trajectories, energies, ok, chunked along the samples.
+    DatasetZarr {
+        /// The dataset's output directory (the shards' --out).
+        dir: PathBuf,
+        /// The store to create (a directory, e.g. dataset.zarr; must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Score a candidate JKO step: J(ρ̂) = W²(ρ̂, ρⁿ)/(2τ) + F(ρ̂) against the true minimiser's
     /// value (suboptimality gap, distances to ρ*); W² exact in 1D, multi-level conic in 2D/3D.
     Score {
@@ -553,6 +562,19 @@ fn execute(command: Command) -> Result<(), ToolError> {
                     );
                 }
             }
+            Ok(())
+        }
+        Command::DatasetZarr { dir, out } => {
+            let s = jko_cli::dataset::export_zarr(&dir, &out)?;
+            println!(
+                "{} samples ({} failed) of {} shards -> {} ({} chunks of {} samples per array)",
+                s.samples,
+                s.failed,
+                s.shards,
+                out.display(),
+                s.chunks,
+                s.rows_per_chunk
+            );
             Ok(())
         }
         Command::Score {

@@ -38,6 +38,7 @@ from ._jko import (
     examples,
     parse_config,
     run,
+    score,
     solvers,
     step,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "examples",
     "parse_config",
     "run",
+    "score",
     "solvers",
     "step",
 ]

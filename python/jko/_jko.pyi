@@ -223,6 +223,22 @@ def run(
     trajectory of shape ``(steps + 1, *mesh.shape)`` and records a dict of per-step columns.
     ``initial`` / ``potential`` arrays replace the config's initial density / potential."""
 
+def score(
+    rho_prev: _ArrayLike,
+    candidate: _ArrayLike,
+    tau: float,
+    energy: Energy,
+    mesh: Mesh,
+    *,
+    levels: int = 4,
+    normalize: bool = False,
+) -> dict[str, Any]:
+    """Score a candidate JKO step against the minimiser rho* of W²(rho, rho_prev)/(2 tau) + F(rho),
+    as ``jko score`` does: objective, minimum, gap, relative_gap, kinetic, energy,
+    minimiser_kinetic, minimiser_energy, w2_to_minimiser, l1_to_minimiser, relative_l1,
+    mass_defect, certificate, method, and minimiser (rho*, in the layout of ``candidate``).
+    Exact W² in 1D; multi-level conic (``levels``) in 2D/3D. The GIL is released."""
+
 def solvers() -> list[dict[str, Any]]:
     """Registered backends: name, summary, treats, meshes, energy_inequality, proximal, defaults."""
 

@@ -18,6 +18,7 @@ mod energy;
 mod errors;
 mod exact;
 mod mesh;
+mod score;
 
 use convert::{cells_from_array, cells_to_py, from_json, json_to_py, py_to_json, stack_frames};
 use energy::PyEnergy;
@@ -580,6 +581,7 @@ fn _jko(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(example, m)?)?;
     m.add_function(wrap_pyfunction!(examples, m)?)?;
     m.add_function(wrap_pyfunction!(parse_config, m)?)?;
+    m.add_function(wrap_pyfunction!(score::score, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     let exact = PyModule::new(m.py(), "exact")?;
     exact::register(&exact)?;

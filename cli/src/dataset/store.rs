@@ -52,7 +52,13 @@ impl RowFile {
         let header = npy_header(shape);
         let row_len: usize = shape[1..].iter().product();
         let bytes = header.len() as u64 + 8 * (shape[0] * row_len) as u64;
-        let mut file = File::create(path).map_err(|e| ToolError::io(path, e))?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(|e| ToolError::io(path, e))?;
         file.write_all(&header)
             .map_err(|e| ToolError::io(path, e))?;
         file.set_len(bytes).map_err(|e| ToolError::io(path, e))?;
@@ -107,6 +113,20 @@ impl RowFile {
         file.seek(SeekFrom::Start(offset))
             .and_then(|_| file.write_all(&bytes))
             .map_err(|e| ToolError::io(&self.path, e))
+    }
+
+    /// Read row `row` back (`row_len` values).
+    pub fn read_row(&self, row: usize) -> Result<Vec<f64>, ToolError> {
+        let mut bytes = vec![0u8; 8 * self.row_len];
+        let offset = self.header + 8 * (row * self.row_len) as u64;
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        file.seek(SeekFrom::Start(offset))
+            .and_then(|_| file.read_exact(&mut bytes))
+            .map_err(|e| ToolError::io(&self.path, e))?;
+        Ok(bytes
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+            .collect())
     }
 
     /// Values per row.
@@ -528,6 +548,7 @@ mod tests {
         let f = RowFile::create(&path, &[3, 2, 2]).unwrap();
         f.write_row(2, &[9.0, 10.0, 11.0, 12.0]).unwrap();
         f.write_row(0, &[1.0, 2.0, 3.0, 4.0]).unwrap();
+        assert_eq!(f.read_row(2).unwrap(), [9.0, 10.0, 11.0, 12.0]);
         drop(f);
         let a: ndarray::ArrayD<f64> =
             ndarray_npy::ReadNpyExt::read_npy(File::open(&path).unwrap()).unwrap();

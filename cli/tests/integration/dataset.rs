@@ -298,3 +298,117 @@ fn example_spec_parses() {
     assert_eq!(spec.base.mesh.cells, vec![64]);
     assert_eq!(spec.base.solver.name(), "conic");
 }
+
+/// Decode an uncompressed float64 Zarr v2 array by its `.zarray` alone (shape, chunks along
+/// the first axis, C order, "." separator): an independent reader of what `export_zarr` wrote.
+fn read_zarr(dir: &Path) -> (Vec<usize>, Vec<f64>) {
+    let header: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(".zarray")).unwrap()).unwrap();
+    assert_eq!(header["zarr_format"], 2);
+    assert_eq!(header["dtype"], "<f8");
+    assert!(header["compressor"].is_null() && header["filters"].is_null());
+    assert_eq!(header["order"], "C");
+    let shape: Vec<usize> = serde_json::from_value(header["shape"].clone()).unwrap();
+    let chunks: Vec<usize> = serde_json::from_value(header["chunks"].clone()).unwrap();
+    assert_eq!(chunks[1..], shape[1..], "chunked along samples only");
+    let row: usize = shape[1..].iter().product();
+    let mut values = Vec::new();
+    for c in 0..shape[0].div_ceil(chunks[0]) {
+        let key = std::iter::once(c.to_string())
+            .chain(std::iter::repeat_n("0".to_string(), shape.len() - 1))
+            .collect::<Vec<_>>()
+            .join(".");
+        let bytes = std::fs::read(dir.join(key)).unwrap();
+        assert_eq!(bytes.len(), 8 * chunks[0] * row, "a whole chunk");
+        values.extend(
+            bytes
+                .chunks_exact(8)
+                .map(|b| f64::from_le_bytes(b.try_into().unwrap())),
+        );
+    }
+    values.truncate(shape[0] * row);
+    (shape, values)
+}
+
+#[test]
+fn zarr_store_of_the_shards_is_the_unsharded_dataset() {
+    use jko_cli::dataset::export_zarr;
+    let spec = DatasetSpec::from_toml(
+        r#"
+samples = 5
+seed = 3
+[base]
+mesh = { cells = [6, 5], lower = [-2.0, -2.0], upper = [2.0, 2.0] }
+energy = { entropy = 1.0, potential = { kind = "quadratic" } }
+scheme = { tau = 0.1, steps = 2 }
+solver = { kind = "newton" }
+[[initial]]
+kind = "smooth_field"
+modes = 2
+max_wavenumber = 2
+amplitude = 0.5
+"#,
+    )
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (one, sharded) = (tmp.path().join("one"), tmp.path().join("sharded"));
+    let failing = DatasetOptions {
+        fail_samples: vec![3],
+        ..threads(1)
+    };
+    let m = run_dataset(&spec, tmp.path(), &one, Shard::all(), &failing).unwrap();
+    assert_eq!(m.failed, 1);
+    // Not all shards finished: refused, naming the missing one.
+    run_dataset(
+        &spec,
+        tmp.path(),
+        &sharded,
+        Shard::new(0, 2).unwrap(),
+        &failing,
+    )
+    .unwrap();
+    let err = export_zarr(&sharded, &tmp.path().join("early.zarr")).unwrap_err();
+    assert!(
+        err.to_string().contains("manifest_00001-of-00002.json"),
+        "{err}"
+    );
+    run_dataset(
+        &spec,
+        tmp.path(),
+        &sharded,
+        Shard::new(1, 2).unwrap(),
+        &failing,
+    )
+    .unwrap();
+    let store = tmp.path().join("all.zarr");
+    let summary = export_zarr(&sharded, &store).unwrap();
+    assert_eq!((summary.samples, summary.failed, summary.shards), (5, 1, 2));
+    // An existing store is not overwritten.
+    assert!(export_zarr(&sharded, &store).is_err());
+
+    for (name, file) in [
+        ("inputs", &m.files.inputs),
+        ("trajectories", &m.files.trajectories),
+        ("energies", &m.files.energies),
+    ] {
+        let expected = read(&one, file);
+        let (shape, values) = read_zarr(&store.join(name));
+        assert_eq!(shape, expected.shape(), "{name}");
+        // NaN rows (the failed sample) compare by their bits.
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(
+            bits(&values),
+            bits(expected.as_slice().unwrap()),
+            "{name}: the store differs from the unsharded run"
+        );
+    }
+    assert_eq!(
+        std::fs::read(store.join("ok").join("0")).unwrap()[..5],
+        [1, 1, 1, 0, 1]
+    );
+    let attrs: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(store.join(".zattrs")).unwrap()).unwrap();
+    assert!(attrs["errors"]["3"].as_str().unwrap().contains("injected"));
+    assert_eq!(attrs["times"], serde_json::json!([0.0, 0.1, 0.2]));
+    assert_eq!(attrs["backends"][0], "newton");
+}
