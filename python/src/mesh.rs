@@ -384,7 +384,11 @@ impl PyMesh {
 
     fn __repr__(&self) -> String {
         let Some(g) = self.inner.as_grid() else {
-            return format!("<jko.Mesh read from a file: {}D, {}>", self.inner.dim(), self.describe());
+            return format!(
+                "<jko.Mesh read from a file: {}D, {}>",
+                self.inner.dim(),
+                self.describe()
+            );
         };
         let masked = match &g.mask {
             Some(_) => format!(", {} active of {} cells", self.inner.n_cells(), g.len()),
