@@ -896,7 +896,7 @@ fn inside_mask(mesh: &Mesh) -> Vec<bool> {
 /// panels' plot areas (`plot_h` high).
 fn colour_bar(area: &DrawingArea<BitMapBackend, Shift>, vmax: f64, plot_h: f64) -> DrawResult {
     let top = 38;
-    area.draw(&Text::new("ρ", (14, top as i32 - 26), font(18)))?;
+    area.draw(&Text::new("ρ", (14, top - 26), font(18)))?;
     let area = area.margin(
         top,
         (area.dim_in_pixel().1 as f64 - top as f64 - plot_h - 45.0).max(0.0) as u32,
