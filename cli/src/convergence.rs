@@ -376,13 +376,13 @@ impl ConvergenceReport {
         );
         let _ = writeln!(
             s,
-            "| cells | h | τ | steps | levels | error | order | error vs exact JKO | order | time (s) |"
+            "| cells | h | τ | steps | levels | error | order | error vs exact JKO | order | time |"
         );
         let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
         for r in &self.rows {
             let _ = writeln!(
                 s,
-                "| {:?} | {:.4e} | {:.4e} | {} | {} | {:.3e} | {} | {} | {} | {:.2} |",
+                "| {:?} | {:.4e} | {:.4e} | {} | {} | {:.3e} | {} | {} | {} | {} |",
                 r.cells,
                 r.h,
                 r.tau,
@@ -392,7 +392,7 @@ impl ConvergenceReport {
                 r.order.map_or("-".into(), |o| format!("{o:.2}")),
                 r.error_jko.map_or("-".into(), |e| format!("{e:.3e}")),
                 r.order_jko.map_or("-".into(), |o| format!("{o:.2}")),
-                r.wall_time
+                crate::format_duration(r.wall_time)
             );
         }
         s

@@ -51,6 +51,53 @@ use error::ToolError;
 use serde::Serialize;
 use std::path::Path;
 
+/// A duration for a person: three significant digits in the unit that fits (ns, µs, ms, s),
+/// minutes and hours beyond a minute, so a fast step never reads "0.000 s".
+///
+/// ```rust
+/// use jko_cli::format_duration;
+///
+/// assert_eq!(format_duration(0.000_042_1), "42.1 µs");
+/// assert_eq!(format_duration(0.0123), "12.3 ms");
+/// assert_eq!(format_duration(2.5), "2.50 s");
+/// assert_eq!(format_duration(0.9996), "1.00 s");
+/// assert_eq!(format_duration(125.0), "2 min 05 s");
+/// assert_eq!(format_duration(7380.0), "2 h 03 min");
+/// assert_eq!(format_duration(3e-9), "3.00 ns");
+/// assert_eq!(format_duration(f64::NAN), "-");
+/// ```
+pub fn format_duration(seconds: f64) -> String {
+    if !(seconds.is_finite() && seconds >= 0.0) {
+        return "-".into();
+    }
+    // Three significant digits of v (1 <= v < 1000 after rounding).
+    let sig3 = |v: f64| {
+        if v >= 99.95 {
+            format!("{v:.0}")
+        } else if v >= 9.995 {
+            format!("{v:.1}")
+        } else {
+            format!("{v:.2}")
+        }
+    };
+    // A unit is used while the value rounds below 1000 of it.
+    if seconds < 999.5e-9 {
+        format!("{} ns", sig3(seconds * 1e9))
+    } else if seconds < 999.5e-6 {
+        format!("{} µs", sig3(seconds * 1e6))
+    } else if seconds < 0.9995 {
+        format!("{} ms", sig3(seconds * 1e3))
+    } else if seconds < 59.5 {
+        format!("{} s", sig3(seconds))
+    } else if seconds < 3599.5 {
+        let s = seconds.round() as u64;
+        format!("{} min {:02} s", s / 60, s % 60)
+    } else {
+        let m = (seconds / 60.0).round() as u64;
+        format!("{} h {:02} min", m / 60, m % 60)
+    }
+}
+
 /// Write a report as `STEM.json` (serde) and `STEM.md` (Markdown) into `dir`.
 pub(crate) fn write_report<T: Serialize>(
     dir: &Path,

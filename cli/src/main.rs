@@ -7,6 +7,7 @@ use jko::driver::{Observer, StepRecord};
 use jko::error::RunError;
 use jko::{RunOptions, examples};
 use jko_cli::error::ToolError;
+use jko_cli::format_duration;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -85,12 +86,13 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
-    /// Plot a run directory (densities, energy and dissipation, implicit_bias.json,
-    /// convergence.json) as PNG files.
+    /// Plot a run directory (densities with the exact solution when known, energy and
+    /// dissipation, implicit_bias.json, convergence.json) as PNG files, and the run as
+    /// animation.gif.
     Plot {
         /// The directory to plot (a run, a convergence study, an implicit-bias study).
         dir: PathBuf,
-        /// Where to write the PNGs (default: DIR).
+        /// Where to write the figures (default: DIR).
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -220,15 +222,21 @@ impl Observer for Progress {
         let eta = self.start.elapsed().as_secs_f64() / done as f64 * left as f64;
         if self.tty && !self.verbose {
             eprint!(
-                "\rstep {}/{}  t = {:.4}  F = {:+.6e}  residual {:.1e}  {} it  ETA {:.0} s   ",
-                r.step, self.steps, r.t, r.energy, r.primal_residual, r.iterations, eta
+                "\rstep {}/{}  t = {:.4}  F = {:+.6e}  residual {:.1e}  {} it  ETA {}   ",
+                r.step,
+                self.steps,
+                r.t,
+                r.energy,
+                r.primal_residual,
+                r.iterations,
+                format_duration(eta)
             );
             if left == 0 {
                 eprintln!();
             }
         } else {
             eprintln!(
-                "step {:>5}/{}  t = {:<9.4}  F = {:<+13.6e}  kinetic = {:<10.3e}  mass = {:<12.9e}  {:?} in {} it, {:.3} s",
+                "step {:>5}/{}  t = {:<9.4}  F = {:<+13.6e}  kinetic = {:<10.3e}  mass = {:<12.9e}  {:?} in {} it, {}",
                 r.step,
                 self.steps,
                 r.t,
@@ -237,7 +245,7 @@ impl Observer for Progress {
                 r.mass,
                 r.status,
                 r.iterations,
-                r.wall_time
+                format_duration(r.wall_time)
             );
         }
         if self.verbose {
@@ -281,10 +289,11 @@ fn summary_line(cfg: &Config, result: &jko::RunResult, out: &Path) -> String {
             .filter(|r| r.check.as_ref().is_some_and(|c| c.fell_back))
             .count();
         line.push_str(&format!(
-            " in {total:.3} s ({:.3} s/step, slowest: step {} in {:.3} s); {almost} AlmostSolved, {fell_back} fell back",
-            total / records.len() as f64,
+            " in {} ({}/step, slowest: step {} in {}); {almost} AlmostSolved, {fell_back} fell back",
+            format_duration(total),
+            format_duration(total / records.len() as f64),
             slowest.0,
-            slowest.1
+            format_duration(slowest.1)
         ));
     }
     // Drift against ρ⁰'s mass as the run directory recorded it (also after a resume).
@@ -404,12 +413,12 @@ fn execute(command: Command) -> Result<(), ToolError> {
             let refine = jko_cli::convergence::Refine::parse(&refine)?;
             let report = jko_cli::convergence::convergence(&cfg, &base, refine, runs, &mut |r| {
                 eprintln!(
-                    "cells {:?}  tau {:.4e}  error {:.3e}  order {}  ({:.2} s)",
+                    "cells {:?}  tau {:.4e}  error {:.3e}  order {}  ({})",
                     r.cells,
                     r.tau,
                     r.error,
                     r.order.map_or("-".into(), |o| format!("{o:.2}")),
-                    r.wall_time
+                    format_duration(r.wall_time)
                 )
             })?;
             report.write(&out)?;
@@ -425,8 +434,8 @@ fn execute(command: Command) -> Result<(), ToolError> {
                     format!("{:?}", r.cells),
                     r.backend,
                     match (r.time_per_step, r.error) {
-                        (Some(t), Some(e)) => format!("{t:.3e} s/step, error {e:.2e}"),
-                        (Some(t), None) => format!("{t:.3e} s/step"),
+                        (Some(t), Some(e)) => format!("{}/step, error {e:.2e}", format_duration(t)),
+                        (Some(t), None) => format!("{}/step", format_duration(t)),
                         _ => r.status.clone(),
                     }
                 )
@@ -535,19 +544,24 @@ fn execute(command: Command) -> Result<(), ToolError> {
                         None => "ok".into(),
                     };
                     eprintln!(
-                        "sample {:>6} ({}/{}, {} failed)  {:.3} s  {}",
-                        r.index, p.settled, p.total, p.failed, p.wall_time, status
+                        "sample {:>6} ({}/{}, {} failed)  {}  {}",
+                        r.index,
+                        p.settled,
+                        p.total,
+                        p.failed,
+                        format_duration(p.wall_time),
+                        status
                     );
                 },
             )?;
             if !quiet {
                 println!(
-                    "shard {}: {} samples ({} failed) with the {} backend in {:.2} s -> {}",
+                    "shard {}: {} samples ({} failed) with the {} backend in {} -> {}",
                     m.shard,
                     m.samples.len(),
                     m.failed,
                     m.solver,
-                    start.elapsed().as_secs_f64(),
+                    format_duration(start.elapsed().as_secs_f64()),
                     out.display()
                 );
                 if let Some(q) = &m.quality {

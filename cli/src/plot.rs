@@ -2,13 +2,23 @@
 //! into PNG files:
 //!
 //! - `density.png`: snapshots of ρⁿ. 1D: line plots of up to six steps from ρ⁰ to the last
-//!   step in one figure, coloured by time; 2D: heat maps of up to four steps side by side on a
-//!   common colour scale (viridis, 0 to the largest value shown), cells outside the domain
-//!   (obstacles, mask) in grey; 3D: the same for the slice through the middle of the last axis.
-//! - `energy.png`: F_h(ρⁿ) against t = nτ; F_h(ρⁿ) − F_h(ρ^N) on a log scale (N the last
-//!   step: its slope shows the rate of approach, e.g. e^{−2t} for Ornstein–Uhlenbeck); and the
-//!   per-step dissipation W_h²(ρⁿ⁻¹, ρⁿ)/τ next to the energy drop F(ρⁿ⁻¹) − F(ρⁿ), also on a
-//!   log scale. A JKO step satisfies F(ρⁿ⁻¹) − F(ρⁿ) ≥ W²/(2τ), and both curves approach
+//!   step in one figure, coloured by time; 2D: heat maps of up to four steps side by side with
+//!   x/y axes and one colour bar labelled ρ (viridis, 0 to the largest value shown), cells
+//!   outside the domain (obstacles, mask) in grey; 3D: the same for the slice through the
+//!   middle of the last axis; meshes read from a file: their triangles or Voronoi cells filled.
+//!   When the engine knows the exact solution of the run ([`jko::reference::ExactSolution`]),
+//!   it is overlaid in red (1D: dashed curves; 2D grids: its level lines at 20/40/60/80 % of
+//!   the colour scale) and each snapshot's caption gives its relative L1 error.
+//! - `animation.gif`: every saved step (at most 60, evenly spread) on one fixed scale, as the
+//!   density figure draws it (1D frames keep ρ⁰ for reference).
+//! - `energy.png`: F_h(ρⁿ) against t = nτ; when the minimum F_min of the discrete energy at
+//!   the run's mass is explicit (entropy or porous term, with a potential and a density cap;
+//!   no interaction), F_h(ρⁿ) − F_min on a log scale — its slope shows the rate of approach
+//!   (e^{−2t} for Ornstein–Uhlenbeck), and a run that stalls stays visibly above 0. The gap to
+//!   the last step's energy is not drawn: it reaches 0 by construction and makes any run look
+//!   converged. Last, per step, the backend's kinetic term over τ (W_h²/τ for conic/newton;
+//!   what it is for each backend is in the legend) next to the energy drop F(ρⁿ⁻¹) − F(ρⁿ),
+//!   on a log scale. A JKO step satisfies F(ρⁿ⁻¹) − F(ρⁿ) ≥ W²/(2τ), and both curves approach
 //!   τ ∫|∇δF/δρ|²ρ as τ → 0, so they run close together.
 //! - `implicit_bias.png` when the directory holds `implicit_bias.json`
 //!   (`{"rows": [{"eta", "err_flow", "err_wgf"}, ...]}`, see [`ImplicitBiasTable`]): log-log
@@ -27,10 +37,12 @@
 
 use crate::convergence::{ConvergenceReport, ConvergenceRow};
 use crate::error::ToolError;
-use jko::config::{Config, read_npy};
+use jko::config::{Config, Problem, read_npy};
 use jko::output::{Summary, step_file};
-use jko_core::Mesh;
+use jko::reference::{ExactSolution, l1_relative};
+use jko_core::{CellKind, CellShapes, Energy, Grid, Mesh};
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -197,7 +209,8 @@ pub fn render_run(dir: &Path) -> Result<Vec<Figure>, ToolError> {
     Ok(figures)
 }
 
-/// Plot a run directory into `out` (created if needed); returns the PNG paths written
+/// Plot a run directory into `out` (created if needed): the PNGs of [`render_run`] and, for a
+/// run with two or more saved densities, `animation.gif`; returns the paths written
 /// (`jko plot DIR --out FIG_DIR`). Errors as for [`render_run`], and [`ToolError::Io`] when
 /// `out` cannot be written.
 ///
@@ -217,7 +230,8 @@ pub fn render_run(dir: &Path) -> Result<Vec<Figure>, ToolError> {
 /// jko::run(&config, ".".as_ref(), &opts, &mut [], &|| false)?;
 /// let written = jko_cli::plot::plot_run(dir.path(), &dir.path().join("figures"))?;
 /// let names: Vec<_> = written.iter().map(|p| p.file_name().unwrap().to_owned()).collect();
-/// assert_eq!(names, ["density.png", "energy.png"]);
+/// assert_eq!(names, ["density.png", "energy.png", "animation.gif"]);
+/// assert!(std::fs::read(&written[2])?.starts_with(b"GIF89a"));
 /// # Ok(())
 /// # }
 /// ```
@@ -229,6 +243,12 @@ pub fn plot_run(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, ToolError> {
         let path = out.join(format!("{}.png", fig.name));
         fig.save(&path)?;
         paths.push(path);
+    }
+    if dir.join(jko::output::HEADER_FILE).exists() {
+        let path = out.join("animation.gif");
+        if animation(&RunData::read(dir)?, &path)? > 0 {
+            paths.push(path);
+        }
     }
     Ok(paths)
 }
@@ -288,12 +308,19 @@ fn render(
     })
 }
 
+/// One saved density: (step, t, cell values of the run's mesh).
+type Snapshot = (usize, f64, ndarray::Array1<f64>);
+
 /// What the plots need from a run directory.
 struct RunData {
     summary: Summary,
     mesh: Mesh,
-    /// (step, t, density as cell values of `mesh`) for every step file found.
-    snapshots: Vec<(usize, f64, ndarray::Array1<f64>)>,
+    /// Every step file found, in step order.
+    snapshots: Vec<Snapshot>,
+    /// The run's energy on `mesh`, when it can be rebuilt from the directory.
+    energy: Option<Energy>,
+    /// The exact solution of the run's PDE, when the engine knows one.
+    exact: Option<ExactSolution>,
 }
 
 impl RunData {
@@ -313,21 +340,34 @@ impl RunData {
             let rho = mesh.from_cell_array(&path.display().to_string(), &read_npy(&path)?)?;
             snapshots.push((step, t, rho));
         }
-        if snapshots.is_empty() {
+        let Some(first) = snapshots.first() else {
             return Err(ToolError::Unsuited {
                 tool: "plot",
                 what: format!("rho_NNNNN.npy files: {} has none", dir.display()),
             });
-        }
+        };
+        // Optional extras: a potential file that moved away only costs the overlays.
+        let config = &summary.header.config;
+        let energy = config.energy.build(&mesh, dir).ok();
+        let exact = energy.as_ref().and_then(|e| {
+            let problem = Problem {
+                mesh: mesh.clone(),
+                energy: e.clone(),
+                initial: first.2.clone(),
+            };
+            ExactSolution::detect(config, &problem).ok().flatten()
+        });
         Ok(RunData {
             summary,
             mesh,
             snapshots,
+            energy,
+            exact,
         })
     }
 
     /// Up to `n` snapshots evenly spread from the first to the last.
-    fn chosen(&self, n: usize) -> Vec<&(usize, f64, ndarray::Array1<f64>)> {
+    fn chosen(&self, n: usize) -> Vec<&Snapshot> {
         let m = self.snapshots.len();
         if m <= n {
             return self.snapshots.iter().collect();
@@ -337,6 +377,39 @@ impl RunData {
             .collect();
         idx.dedup();
         idx.into_iter().map(|i| &self.snapshots[i]).collect()
+    }
+
+    /// The exact density at time t (cell values), where the exact solution holds on the mesh.
+    fn exact_at(&self, t: f64) -> Option<ndarray::Array1<f64>> {
+        let exact = self.exact.as_ref()?;
+        exact
+            .fits(&self.mesh, t)
+            .then(|| exact.density(&self.mesh, t))
+    }
+
+    /// "step n, t = …" with the relative L1 error to the exact solution when there is one.
+    fn caption(&self, (step, t, rho): &Snapshot) -> String {
+        match self.exact_at(*t) {
+            Some(e) => format!(
+                "step {step}, t = {} (L1 err {:.1e})",
+                format_value(*t),
+                l1_relative(&self.mesh, rho, &e)
+            ),
+            None => format!("step {step}, t = {}", format_value(*t)),
+        }
+    }
+
+    /// Largest value shown over these snapshots (and the exact solution at their times).
+    fn vmax(&self, shown: &[&Snapshot]) -> f64 {
+        let v = shown
+            .iter()
+            .flat_map(|(_, t, rho)| {
+                let exact = self.exact_at(*t).map(|e| e.to_vec()).unwrap_or_default();
+                rho.iter().copied().chain(exact).collect::<Vec<_>>()
+            })
+            .filter(|v| v.is_finite())
+            .fold(0.0f64, f64::max);
+        if v > 0.0 { v } else { 1.0 }
     }
 }
 
@@ -407,111 +480,406 @@ fn font(size: u32) -> TextStyle<'static> {
     TextStyle::from((FONT, size).into_font()).color(&BLACK)
 }
 
-fn density_figure(run: &RunData) -> Result<Figure, ToolError> {
-    if let Some(shapes) = run.mesh.shapes() {
-        return density_cells(run, shapes);
-    }
-    let grid = run.mesh.as_grid().ok_or_else(|| ToolError::Unsuited {
-        tool: "plot",
-        what: "a grid mesh".into(),
-    })?;
-    match grid.cells.len() {
-        1 => density_1d(run),
-        2 | 3 => density_heat_maps(run),
-        d => Err(ToolError::Unsuited {
+/// Colour of the exact solution's curves and level lines (not a viridis colour).
+const EXACT: RGBColor = RGBColor(230, 25, 45);
+/// Fractions of the colour scale at which level lines of the exact solution are drawn.
+const LEVELS: [f64; 4] = [0.2, 0.4, 0.6, 0.8];
+
+/// How a run's densities are drawn.
+enum View<'a> {
+    /// 1D grid: line plots.
+    Line(&'a Grid),
+    /// 2D grid (3D: the slice through the middle of the last axis): heat maps.
+    Heat(&'a Grid),
+    /// 2D mesh read from a file: filled triangles or Voronoi polygons.
+    Cells(&'a CellShapes),
+}
+
+impl<'a> View<'a> {
+    fn of(mesh: &'a Mesh) -> Result<View<'a>, ToolError> {
+        if let Some(shapes) = mesh.shapes() {
+            if shapes.dim != 2 {
+                return Err(ToolError::Unsuited {
+                    tool: "plot",
+                    what: format!(
+                        "a 2D mesh (this one is {}D: open rho.pvd in ParaView, from --format vtk)",
+                        shapes.dim
+                    ),
+                });
+            }
+            return Ok(View::Cells(shapes));
+        }
+        let grid = mesh.as_grid().ok_or_else(|| ToolError::Unsuited {
             tool: "plot",
-            what: format!("a 1D to 3D density, not {d}D"),
-        }),
+            what: "a grid mesh".into(),
+        })?;
+        match grid.cells.len() {
+            1 => Ok(View::Line(grid)),
+            2 | 3 => Ok(View::Heat(grid)),
+            d => Err(ToolError::Unsuited {
+                tool: "plot",
+                what: format!("a 1D to 3D density, not {d}D"),
+            }),
+        }
+    }
+
+    /// The plotted box of a 2D view: (x range, y range).
+    fn bounds(&self) -> ((f64, f64), (f64, f64)) {
+        match self {
+            View::Line(g) => ((g.lower[0], g.upper[0]), (0.0, 1.0)),
+            View::Heat(g) => ((g.lower[0], g.upper[0]), (g.lower[1], g.upper[1])),
+            View::Cells(s) => (
+                range((0..s.n_points()).map(|i| s.point(i)[0])),
+                range((0..s.n_points()).map(|i| s.point(i)[1])),
+            ),
+        }
+    }
+
+    /// Plot height of a 2D panel 260 px wide, keeping the box's aspect ratio.
+    fn plot_h(&self) -> f64 {
+        let ((x0, x1), (y0, y1)) = self.bounds();
+        (260.0 * (y1 - y0) / (x1 - x0).max(f64::MIN_POSITIVE)).clamp(120.0, 520.0)
+    }
+
+    /// Figure size for `panels` snapshots side by side (2D) or one chart (1D).
+    fn size(&self, panels: usize) -> (u32, u32) {
+        match self {
+            View::Line(_) => (900, 560),
+            _ => (
+                PANEL_W * panels as u32 + BAR_W,
+                self.plot_h() as u32 + PANEL_EXTRA_H + TITLE_H,
+            ),
+        }
+    }
+
+    /// The figure's title.
+    fn title(&self, run: &RunData) -> String {
+        let exact = run.exact.as_ref().map(|e| e.name());
+        match self {
+            View::Line(g) => {
+                let mut t = format!(
+                    "density ρⁿ ({} cells, τ = {})",
+                    g.cells[0], run.summary.header.config.scheme.tau
+                );
+                if let Some(name) = exact {
+                    t.push_str(&format!(" — dashed: exact, {name}"));
+                }
+                t
+            }
+            View::Heat(g) => {
+                let mut t = match g.cells[..] {
+                    [nx, ny, nz] => format!(
+                        "density ρⁿ, {nx}×{ny}×{nz}: slice z = {:.3} (cell {})",
+                        g.coordinate(2, nz / 2),
+                        nz / 2
+                    ),
+                    _ => format!("density ρⁿ, {}×{}", g.cells[0], g.cells[1]),
+                };
+                if g.mask.is_some() {
+                    t.push_str(" — grey: outside the domain");
+                }
+                if exact.is_some() {
+                    t.push_str(" — red: exact level lines at 20/40/60/80 % of the scale");
+                }
+                t
+            }
+            View::Cells(s) => {
+                let kind = match s.kind {
+                    CellKind::Triangle => "triangles",
+                    CellKind::Polygon => "Voronoi cells",
+                    CellKind::Tetrahedron => "tetrahedra",
+                };
+                format!("density ρⁿ, {} {kind}", s.n_cells())
+            }
+        }
     }
 }
 
-fn density_1d(run: &RunData) -> Result<Figure, ToolError> {
-    let grid = run.mesh.as_grid().ok_or_else(|| ToolError::Unsuited {
-        tool: "plot",
-        what: "a grid mesh".into(),
-    })?;
-    let shown = run.chosen(6);
+/// 2D panel geometry: the plot is 260 px wide; the rest holds the axes, labels and caption.
+const PANEL_W: u32 = 330;
+const PANEL_EXTRA_H: u32 = 105;
+const BAR_W: u32 = 120;
+const TITLE_H: u32 = 45;
+
+type Chart2d<'a, 'b> =
+    ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+fn density_figure(run: &RunData) -> Result<Figure, ToolError> {
+    let view = View::of(&run.mesh)?;
+    let shown = run.chosen(match view {
+        View::Line(_) => 6,
+        _ => 4,
+    });
+    let vmax = run.vmax(&shown);
+    let title = view.title(run);
+    render("density", view.size(shown.len()), |root| {
+        draw_density(root, run, &view, &shown, vmax, &title)
+    })
+}
+
+/// The densities `shown` (on one chart in 1D, side by side in 2D) on the scale 0..vmax.
+fn draw_density(
+    root: &DrawingArea<BitMapBackend, Shift>,
+    run: &RunData,
+    view: &View,
+    shown: &[&Snapshot],
+    vmax: f64,
+    title: &str,
+) -> DrawResult {
+    match view {
+        View::Line(grid) => draw_lines(root, run, grid, shown, 1.08 * vmax, title),
+        View::Heat(grid) => {
+            let inside = inside_mask(&run.mesh);
+            let inside = grid_slice(
+                grid,
+                &inside.iter().map(|&b| b as u8 as f64).collect::<Vec<_>>(),
+            );
+            let (hx, hy) = (grid.spacing()[0], grid.spacing()[1]);
+            let (nx, ny) = (grid.cells[0], grid.cells[1]);
+            let x: Vec<f64> = (0..nx).map(|i| grid.coordinate(0, i)).collect();
+            let y: Vec<f64> = (0..ny).map(|j| grid.coordinate(1, j)).collect();
+            draw_panels(
+                root,
+                run,
+                view,
+                shown,
+                vmax,
+                title,
+                &|chart, (_, t, rho)| {
+                    let slice = grid_slice(grid, &on_grid(&run.mesh, rho));
+                    chart.draw_series((0..nx * ny).map(|ij| {
+                        let (i, j) = (ij / ny, ij % ny);
+                        let colour = if inside[ij] > 0.0 {
+                            viridis(slice[ij] / vmax)
+                        } else {
+                            MASKED
+                        };
+                        Rectangle::new(
+                            [
+                                (x[i] - hx / 2.0, y[j] - hy / 2.0),
+                                (x[i] + hx / 2.0, y[j] + hy / 2.0),
+                            ],
+                            colour.filled(),
+                        )
+                    }))?;
+                    if let Some(exact) = run.exact_at(*t) {
+                        let field = grid_slice(grid, &on_grid(&run.mesh, &exact));
+                        let segments = LEVELS
+                            .iter()
+                            .flat_map(|s| level_lines(&x, &y, &field, s * vmax));
+                        chart
+                            .draw_series(segments.map(|[a, b]| {
+                                PathElement::new(vec![a, b], EXACT.stroke_width(2))
+                            }))?;
+                    }
+                    Ok(())
+                },
+            )
+        }
+        View::Cells(shapes) => draw_panels(
+            root,
+            run,
+            view,
+            shown,
+            vmax,
+            title,
+            &|chart, (_, _, rho)| {
+                chart.draw_series((0..shapes.n_cells()).map(|k| {
+                    let corners: Vec<(f64, f64)> = shapes
+                        .cell(k)
+                        .iter()
+                        .map(|&i| (shapes.point(i)[0], shapes.point(i)[1]))
+                        .collect();
+                    Polygon::new(corners, viridis(rho[k] / vmax).filled())
+                }))?;
+                Ok(())
+            },
+        ),
+    }
+}
+
+/// Line plots of 1D densities coloured by time, the exact solution dashed over each.
+fn draw_lines(
+    root: &DrawingArea<BitMapBackend, Shift>,
+    run: &RunData,
+    grid: &Grid,
+    shown: &[&Snapshot],
+    ymax: f64,
+    title: &str,
+) -> DrawResult {
     let n = grid.cells[0];
     let inside = inside_mask(&run.mesh);
     let x: Vec<f64> = (0..n).map(|i| grid.coordinate(0, i)).collect();
-    let gi = run.mesh.grid_index();
-    let mut ymax = 0.0f64;
-    let mut curves = Vec::new();
-    for (step, t, rho) in &shown {
-        let mut values = vec![0.0; n];
-        for (k, &g) in gi.iter().enumerate() {
-            values[g] = rho[k];
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, font(22))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(65)
+        .build_cartesian_2d(grid.lower[0]..grid.upper[0], 0.0..ymax)?;
+    chart
+        .configure_mesh()
+        .x_desc("x")
+        .y_desc("ρ")
+        .label_style(font(15))
+        .axis_desc_style(font(17))
+        .y_label_formatter(&|v| format_value(*v))
+        .light_line_style(RGBColor(242, 242, 242))
+        .draw()?;
+    // Cells outside the domain: grey bands.
+    let hx = grid.spacing()[0];
+    chart.draw_series((0..n).filter(|i| !inside[*i]).map(|i| {
+        Rectangle::new(
+            [(x[i] - hx / 2.0, 0.0), (x[i] + hx / 2.0, ymax)],
+            MASKED.filled(),
+        )
+    }))?;
+    // One polyline per run of inside cells.
+    let runs = {
+        let mut runs = Vec::new();
+        let mut i = 0;
+        while i < n {
+            let start = i;
+            while i < n && inside[i] {
+                i += 1;
+            }
+            if i > start {
+                runs.push(start..i);
+            }
+            i += 1;
         }
-        ymax = ymax.max(values.iter().cloned().fold(0.0, f64::max));
-        curves.push((*step, *t, values));
-    }
-    let ymax = if ymax > 0.0 { 1.08 * ymax } else { 1.0 };
-    let title = format!(
-        "density ρⁿ ({} cells, τ = {})",
-        n, run.summary.header.config.scheme.tau
-    );
-    render("density", (900, 560), |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, font(22))
-            .margin(15)
-            .x_label_area_size(45)
-            .y_label_area_size(65)
-            .build_cartesian_2d(grid.lower[0]..grid.upper[0], 0.0..ymax)?;
-        chart
-            .configure_mesh()
-            .x_desc("x")
-            .y_desc("ρ")
-            .label_style(font(15))
-            .axis_desc_style(font(17))
-            .light_line_style(RGBColor(242, 242, 242))
-            .draw()?;
-        // Cells outside the domain: grey bands.
-        let hx = grid.spacing()[0];
-        chart.draw_series((0..n).filter(|i| !inside[*i]).map(|i| {
-            Rectangle::new(
-                [(x[i] - hx / 2.0, 0.0), (x[i] + hx / 2.0, ymax)],
-                MASKED.filled(),
-            )
-        }))?;
-        let m = curves.len();
-        for (j, (step, t, values)) in curves.iter().enumerate() {
-            let colour = time_colour(j, m);
-            let style = colour.stroke_width(2);
-            // One polyline per run of inside cells.
-            let mut first = true;
-            let mut i = 0;
-            while i < n {
-                if !inside[i] {
-                    i += 1;
-                    continue;
-                }
-                let start = i;
-                while i < n && inside[i] {
-                    i += 1;
-                }
-                let series = chart.draw_series(LineSeries::new(
-                    (start..i).map(|c| (x[c], values[c])),
-                    style,
-                ))?;
-                if first {
-                    series
-                        .label(format!("step {step}, t = {}", format_value(*t)))
-                        .legend(move |(a, b)| {
-                            PathElement::new(vec![(a, b), (a + 22, b)], colour.stroke_width(3))
-                        });
-                    first = false;
-                }
+        runs
+    };
+    let m = shown.len();
+    let mut exact_labelled = false;
+    for (j, snapshot) in shown.iter().enumerate() {
+        let (_, t, rho) = snapshot;
+        let values = on_grid(&run.mesh, rho);
+        let colour = time_colour(j, m);
+        for (r, cells) in runs.iter().enumerate() {
+            let series = chart.draw_series(LineSeries::new(
+                cells.clone().map(|c| (x[c], values[c])),
+                colour.stroke_width(2),
+            ))?;
+            if r == 0 {
+                series
+                    .label(run.caption(snapshot))
+                    .legend(legend_line(colour.stroke_width(3)));
             }
         }
+        let Some(exact) = run.exact_at(*t) else {
+            continue;
+        };
+        let exact = on_grid(&run.mesh, &exact);
+        for cells in &runs {
+            let series = chart.draw_series(DashedLineSeries::new(
+                cells.clone().map(|c| (x[c], exact[c])),
+                6,
+                5,
+                EXACT.stroke_width(2),
+            ))?;
+            if !exact_labelled {
+                exact_labelled = true;
+                series.label("exact solution").legend(|(a, b)| {
+                    EmptyElement::at((a, b))
+                        + PathElement::new(vec![(0, 0), (8, 0)], EXACT.stroke_width(3))
+                        + PathElement::new(vec![(13, 0), (21, 0)], EXACT.stroke_width(3))
+                });
+            }
+        }
+    }
+    legend_box(&mut chart, 15, SeriesLabelPosition::UpperRight)?;
+    Ok(())
+}
+
+/// 2D snapshots side by side, each with x and y axes, and one labelled colour bar; `fill`
+/// draws one snapshot into its chart.
+fn draw_panels(
+    root: &DrawingArea<BitMapBackend, Shift>,
+    run: &RunData,
+    view: &View,
+    shown: &[&Snapshot],
+    vmax: f64,
+    title: &str,
+    fill: &dyn Fn(&mut Chart2d<'_, '_>, &Snapshot) -> DrawResult,
+) -> DrawResult {
+    let ((x0, x1), (y0, y1)) = view.bounds();
+    let (title_area, body) = root.split_vertically(TITLE_H);
+    title_area.titled(title, font(22))?;
+    let (panels, bar) = body.split_horizontally(PANEL_W * shown.len() as u32);
+    let areas = panels.split_evenly((1, shown.len()));
+    for (area, snapshot) in areas.iter().zip(shown) {
+        let mut chart = ChartBuilder::on(area)
+            .caption(run.caption(snapshot), font(16))
+            .margin(8)
+            .x_label_area_size(45)
+            .y_label_area_size(55)
+            .build_cartesian_2d(x0..x1, y0..y1)?;
         chart
-            .configure_series_labels()
-            .label_font(font(15))
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(160, 160, 160))
-            .position(SeriesLabelPosition::UpperRight)
+            .configure_mesh()
+            .disable_mesh()
+            .x_labels(5)
+            .y_labels(5)
+            .x_desc("x")
+            .y_desc("y")
+            .x_label_formatter(&|v| format_value(*v))
+            .y_label_formatter(&|v| format_value(*v))
+            .label_style(font(14))
+            .axis_desc_style(font(16))
             .draw()?;
-        Ok(())
-    })
+        fill(&mut chart, snapshot)?;
+    }
+    colour_bar(&bar, vmax, view.plot_h())
+}
+
+/// Cell values in grid order (C order over the whole box, NaN outside the domain).
+fn on_grid(mesh: &Mesh, values: &ndarray::Array1<f64>) -> Vec<f64> {
+    let len = mesh.as_grid().map_or(0, |g| g.len());
+    let mut full = vec![f64::NAN; len];
+    for (k, &g) in mesh.grid_index().iter().enumerate() {
+        full[g] = values[k];
+    }
+    full
+}
+
+/// The 2D values `i * ny + j` of grid-ordered values: the grid itself in 2D, the slice
+/// through the middle of the last axis in 3D.
+fn grid_slice(grid: &Grid, full: &[f64]) -> Vec<f64> {
+    let (nx, ny) = (grid.cells[0], grid.cells[1]);
+    let nz = grid.cells.get(2).copied().unwrap_or(1);
+    (0..nx * ny).map(|ij| full[ij * nz + nz / 2]).collect()
+}
+
+/// Level line {f = level} of a field given at the nodes (x_i, y_j) of a lattice, `f[i * ny + j]`
+/// (NaN: no value), by marching squares: in each square of four valued nodes, the crossings
+/// of its edges (linear interpolation) joined in pairs.
+fn level_lines(x: &[f64], y: &[f64], f: &[f64], level: f64) -> Vec<[(f64, f64); 2]> {
+    let ny = y.len();
+    let mut segments = Vec::new();
+    for i in 0..x.len().saturating_sub(1) {
+        for j in 0..ny.saturating_sub(1) {
+            let corners = [(i, j), (i + 1, j), (i + 1, j + 1), (i, j + 1)];
+            let v = corners.map(|(a, b)| f[a * ny + b] - level);
+            if v.iter().any(|v| !v.is_finite()) {
+                continue;
+            }
+            let p = corners.map(|(a, b)| (x[a], y[b]));
+            let mut cross = Vec::with_capacity(4);
+            for e in 0..4 {
+                let (a, b) = (e, (e + 1) % 4);
+                if (v[a] < 0.0) != (v[b] < 0.0) {
+                    let s = v[a] / (v[a] - v[b]);
+                    cross.push((
+                        p[a].0 + s * (p[b].0 - p[a].0),
+                        p[a].1 + s * (p[b].1 - p[a].1),
+                    ));
+                }
+            }
+            for pair in cross.chunks_exact(2) {
+                segments.push([pair[0], pair[1]]);
+            }
+        }
+    }
+    segments
 }
 
 /// Inside flags per grid cell (C order).
@@ -524,168 +892,14 @@ fn inside_mask(mesh: &Mesh) -> Vec<bool> {
     inside
 }
 
-/// 2D heat maps (3D: the slice through the middle of the last axis), side by side.
-fn density_heat_maps(run: &RunData) -> Result<Figure, ToolError> {
-    let grid = run.mesh.as_grid().ok_or_else(|| ToolError::Unsuited {
-        tool: "plot",
-        what: "a grid mesh".into(),
-    })?;
-    let d = grid.cells.len();
-    let (nx, ny) = (grid.cells[0], grid.cells[1]);
-    let nz = if d == 3 { grid.cells[2] } else { 1 };
-    let kz = nz / 2;
-    let inside = inside_mask(&run.mesh);
-    let gi = run.mesh.grid_index();
-    let shown = run.chosen(4);
-    // Grid values of the shown slice (NaN outside the domain).
-    let mut slices = Vec::new();
-    let mut vmax = 0.0f64;
-    for (step, t, rho) in &shown {
-        let mut full = vec![f64::NAN; grid.len()];
-        for (k, &g) in gi.iter().enumerate() {
-            full[g] = rho[k];
-        }
-        let slice: Vec<f64> = (0..nx * ny).map(|ij| full[ij * nz + kz]).collect();
-        vmax = slice
-            .iter()
-            .filter(|v| v.is_finite())
-            .fold(vmax, |a, &b| a.max(b));
-        slices.push((*step, *t, slice));
-    }
-    let vmax = if vmax > 0.0 { vmax } else { 1.0 };
-    let (lx, ly) = (grid.upper[0] - grid.lower[0], grid.upper[1] - grid.lower[1]);
-    let (hx, hy) = (grid.spacing()[0], grid.spacing()[1]);
-    let plot_w = 260.0;
-    let plot_h = (plot_w * ly / lx).clamp(120.0, 520.0);
-    let panel_w = plot_w as u32 + 70;
-    let panel_h = plot_h as u32 + 95;
-    let bar_w = 110;
-    let width = panel_w * slices.len() as u32 + bar_w;
-    let height = panel_h + 50;
-    let masked_any = inside.iter().any(|i| !i);
-    let mut title = format!("density ρⁿ, {nx}×{ny}");
-    if d == 3 {
-        title = format!(
-            "density ρⁿ, {}×{}×{}: slice z = {:.3} (cell {kz})",
-            nx,
-            ny,
-            nz,
-            grid.coordinate(2, kz)
-        );
-    }
-    if masked_any {
-        title.push_str(" — grey: outside the domain");
-    }
-    let inside_slice: Vec<bool> = (0..nx * ny).map(|ij| inside[ij * nz + kz]).collect();
-    render("density", (width, height), |root| {
-        let (title_area, body) = root.split_vertically(45);
-        title_area.titled(&title, font(22))?;
-        let (panels, bar) = body.split_horizontally(panel_w * slices.len() as u32);
-        let areas = panels.split_evenly((1, slices.len()));
-        for (area, (step, t, slice)) in areas.iter().zip(&slices) {
-            let mut chart = ChartBuilder::on(area)
-                .caption(format!("step {step}, t = {}", format_value(*t)), font(17))
-                .margin(8)
-                .x_label_area_size(35)
-                .y_label_area_size(45)
-                .build_cartesian_2d(grid.lower[0]..grid.upper[0], grid.lower[1]..grid.upper[1])?;
-            chart
-                .configure_mesh()
-                .disable_mesh()
-                .x_labels(5)
-                .y_labels(5)
-                .label_style(font(15))
-                .draw()?;
-            chart.draw_series((0..nx * ny).map(|ij| {
-                let (i, j) = (ij / ny, ij % ny);
-                let (x, y) = (grid.coordinate(0, i), grid.coordinate(1, j));
-                let colour = if inside_slice[ij] {
-                    viridis(slice[ij] / vmax)
-                } else {
-                    MASKED
-                };
-                Rectangle::new(
-                    [(x - hx / 2.0, y - hy / 2.0), (x + hx / 2.0, y + hy / 2.0)],
-                    colour.filled(),
-                )
-            }))?;
-        }
-        colour_bar(&bar, vmax, plot_h)?;
-        Ok(())
-    })
-}
-
-/// A mesh read from a file (2D): every cell (triangle or Voronoi polygon) filled with its
-/// density's colour, snapshots side by side, one colour bar.
-fn density_cells(run: &RunData, shapes: &jko_core::CellShapes) -> Result<Figure, ToolError> {
-    if shapes.dim != 2 {
-        return Err(ToolError::Unsuited {
-            tool: "plot",
-            what: format!(
-                "a 2D mesh (this one is {}D: open rho.pvd in ParaView, from --format vtk)",
-                shapes.dim
-            ),
-        });
-    }
-    let shown = run.chosen(4);
-    let vmax = shown
-        .iter()
-        .flat_map(|(_, _, rho)| rho.iter())
-        .filter(|v| v.is_finite())
-        .fold(0.0f64, |a, &b| a.max(b));
-    let vmax = if vmax > 0.0 { vmax } else { 1.0 };
-    let (x0, x1) = range((0..shapes.n_points()).map(|i| shapes.point(i)[0]));
-    let (y0, y1) = range((0..shapes.n_points()).map(|i| shapes.point(i)[1]));
-    let plot_w = 260.0;
-    let plot_h = (plot_w * (y1 - y0) / (x1 - x0).max(f64::MIN_POSITIVE)).clamp(120.0, 520.0);
-    let panel_w = plot_w as u32 + 70;
-    let panel_h = plot_h as u32 + 95;
-    let bar_w = 110;
-    let width = panel_w * shown.len() as u32 + bar_w;
-    let height = panel_h + 50;
-    let kind = match shapes.kind {
-        jko_core::CellKind::Triangle => "triangles",
-        jko_core::CellKind::Polygon => "Voronoi cells",
-        jko_core::CellKind::Tetrahedron => "tetrahedra",
-    };
-    let title = format!("density ρⁿ, {} {kind}", shapes.n_cells());
-    render("density", (width, height), |root| {
-        let (title_area, body) = root.split_vertically(45);
-        title_area.titled(&title, font(22))?;
-        let (panels, bar) = body.split_horizontally(panel_w * shown.len() as u32);
-        let areas = panels.split_evenly((1, shown.len()));
-        for (area, (step, t, rho)) in areas.iter().zip(&shown) {
-            let mut chart = ChartBuilder::on(area)
-                .caption(format!("step {step}, t = {}", format_value(*t)), font(17))
-                .margin(8)
-                .x_label_area_size(35)
-                .y_label_area_size(45)
-                .build_cartesian_2d(x0..x1, y0..y1)?;
-            chart
-                .configure_mesh()
-                .disable_mesh()
-                .x_labels(5)
-                .y_labels(5)
-                .label_style(font(15))
-                .draw()?;
-            chart.draw_series((0..shapes.n_cells()).map(|k| {
-                let corners: Vec<(f64, f64)> = shapes
-                    .cell(k)
-                    .iter()
-                    .map(|&i| (shapes.point(i)[0], shapes.point(i)[1]))
-                    .collect();
-                Polygon::new(corners, viridis(rho[k] / vmax).filled())
-            }))?;
-        }
-        colour_bar(&bar, vmax, plot_h)?;
-        Ok(())
-    })
-}
-
+/// The colour bar beside 2D panels: viridis from 0 to vmax, labelled ρ, aligned with the
+/// panels' plot areas (`plot_h` high).
 fn colour_bar(area: &DrawingArea<BitMapBackend, Shift>, vmax: f64, plot_h: f64) -> DrawResult {
+    let top = 38;
+    area.draw(&Text::new("ρ", (14, top - 26), font(18)))?;
     let area = area.margin(
-        38,
-        (area.dim_in_pixel().1 as f64 - 38.0 - plot_h - 35.0).max(0.0) as u32,
+        top,
+        (area.dim_in_pixel().1 as f64 - top as f64 - plot_h - 45.0).max(0.0) as u32,
         5,
         10,
     );
@@ -711,6 +925,43 @@ fn colour_bar(area: &DrawingArea<BitMapBackend, Shift>, vmax: f64, plot_h: f64) 
     }))?;
     Ok(())
 }
+
+/// Write `animation.gif`: every saved density (at most [`MAX_FRAMES`], evenly spread) on one
+/// fixed scale, about 5 s per loop; 1D frames also show ρ⁰. Returns the number of frames
+/// (0, and no file, for a run with fewer than two saved densities).
+fn animation(run: &RunData, path: &Path) -> Result<usize, ToolError> {
+    let frames = run.chosen(MAX_FRAMES);
+    if frames.len() < 2 {
+        return Ok(0);
+    }
+    let view = View::of(&run.mesh)?;
+    let all: Vec<&Snapshot> = run.snapshots.iter().collect();
+    let vmax = run.vmax(&all);
+    let title = view.title(run);
+    let delay = (5000 / frames.len() as u32).clamp(80, 500);
+    let size = view.size(1);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(".partial-animation.gif");
+    let result: DrawResult = (|| {
+        let root = BitMapBackend::gif(&tmp, size, delay)?.into_drawing_area();
+        for frame in &frames {
+            root.fill(&WHITE)?;
+            let shown = match view {
+                View::Line(_) if frame.0 != frames[0].0 => vec![frames[0], *frame],
+                _ => vec![*frame],
+            };
+            draw_density(&root, run, &view, &shown, vmax, &title)?;
+            root.present()?;
+        }
+        Ok(())
+    })();
+    result.map_err(|e| draw_error("animation.gif", e))?;
+    std::fs::rename(&tmp, path).map_err(|e| ToolError::io(path, e))?;
+    Ok(frames.len())
+}
+
+/// Most frames in `animation.gif`.
+const MAX_FRAMES: usize = 60;
 
 fn format_value(v: f64) -> String {
     let a = v.abs();
@@ -744,31 +995,43 @@ fn format_log(v: f64) -> String {
 fn energy_figure(run: &RunData) -> Result<Figure, ToolError> {
     let s = &run.summary;
     let tau = s.header.config.scheme.tau;
+    let solver = s.header.config.solver.name();
     let mut energy = vec![(0.0, s.header.initial_energy)];
     energy.extend(s.steps.iter().map(|r| (r.t, r.energy)));
-    let f_final = energy.last().map_or(0.0, |e| e.1);
-    let gap: Vec<(f64, f64)> = energy[..energy.len() - 1]
-        .iter()
-        .map(|&(t, f)| (t, f - f_final))
-        .collect();
     let dissipation: Vec<(f64, f64)> = s.steps.iter().map(|r| (r.t, r.kinetic / tau)).collect();
     let drop: Vec<(f64, f64)> = energy
         .windows(2)
         .map(|w| (w[1].0, w[0].1 - w[1].1))
         .collect();
     let t_end = energy.last().map_or(1.0, |e| e.0).max(tau);
-    render("energy", (1500, 500), |root| {
-        let (title_area, body) = root.split_vertically(40);
+    let f_min = run_equilibrium_energy(run);
+    let gap: Vec<(f64, f64)> = match f_min {
+        Some(f_min) => energy.iter().map(|&(t, f)| (t, f - f_min)).collect(),
+        None => Vec::new(),
+    };
+    let n_panels = if f_min.is_some() { 3 } else { 2 };
+    render("energy", (500 * n_panels as u32, 530), |root| {
+        let (title_area, body) = root.split_vertically(62);
         title_area.titled(
             &format!(
-                "energy and dissipation ({} steps, τ = {tau})",
+                "energy and dissipation ({} steps, τ = {tau}, {solver} backend)",
                 s.steps.len()
             ),
             font(22),
         )?;
-        let panels = body.split_evenly((1, 3));
-        // F(ρⁿ), linear.
-        let (lo, hi) = range(energy.iter().map(|e| e.1));
+        let note = match f_min {
+            Some(_) => {
+                "F_min: the minimum of the discrete energy at the run's mass (its equilibrium)"
+                    .to_string()
+            }
+            None => "no equilibrium known for this energy: the gap to the minimum is not drawn \
+                     (F − F_final would reach 0 by construction)"
+                .to_string(),
+        };
+        title_area.draw(&Text::new(note, (12, 38), font(14)))?;
+        let panels = body.split_evenly((1, n_panels));
+        // F(ρⁿ), linear, with the minimum when known.
+        let (lo, hi) = range(energy.iter().map(|e| e.1).chain(f_min));
         let mut chart = ChartBuilder::on(&panels[0])
             .caption("F(ρⁿ)", font(18))
             .margin(12)
@@ -784,31 +1047,173 @@ fn energy_figure(run: &RunData) -> Result<Figure, ToolError> {
             .light_line_style(RGBColor(242, 242, 242))
             .draw()?;
         let blue = RGBColor(31, 119, 180);
-        chart.draw_series(LineSeries::new(
-            energy.iter().cloned(),
-            blue.stroke_width(2),
-        ))?;
+        chart
+            .draw_series(LineSeries::new(
+                energy.iter().cloned(),
+                blue.stroke_width(2),
+            ))?
+            .label("F(ρⁿ)")
+            .legend(legend_line(blue.stroke_width(3)));
         chart.draw_series(energy.iter().map(|&p| Circle::new(p, 3, blue.filled())))?;
-        // F(ρⁿ) − F(ρ^N), log.
-        log_panel(
-            &panels[1],
-            "F(ρⁿ) − F(ρ_final)",
-            t_end,
-            &[("F − F_final", &gap, blue)],
-        )?;
-        // Per step: W²/τ and the energy drop.
+        if let Some(f_min) = f_min {
+            let grey = RGBColor(90, 90, 90);
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(0.0, f_min), (t_end, f_min)],
+                    8,
+                    5,
+                    grey.stroke_width(2),
+                ))?
+                .label("F_min")
+                .legend(legend_line(grey.stroke_width(2)));
+        }
+        legend_box(&mut chart, 14, SeriesLabelPosition::UpperRight)?;
+        if f_min.is_some() {
+            log_panel(
+                &panels[1],
+                "F(ρⁿ) − F_min",
+                t_end,
+                &[("F − F_min", &gap, blue)],
+            )?;
+        }
+        // Per step: the kinetic term / τ and the energy drop.
         let orange = RGBColor(230, 110, 20);
         log_panel(
-            &panels[2],
+            &panels[n_panels - 1],
             "per step",
             t_end,
             &[
-                ("kinetic/τ (W_h² of the step)", &dissipation, orange),
+                (kinetic_label(solver), &dissipation, orange),
                 ("F(ρⁿ⁻¹) − F(ρⁿ)", &drop, blue),
             ],
         )?;
         Ok(())
     })
+}
+
+/// What a backend's kinetic term divided by τ is (see `jko::driver::StepRecord::kinetic`).
+fn kinetic_label(solver: &str) -> &'static str {
+    match solver {
+        "conic" | "newton" => "kinetic/τ: W_h²/τ (two-point-flux action)",
+        "quantile" => "kinetic/τ: W²/τ (exact, quantiles)",
+        "flow" => "kinetic/τ: ∫|v|² along the flow",
+        "sinkhorn" => "kinetic/τ: <c, π>/τ (entropic plan, ≥ W²)",
+        _ => "kinetic/τ",
+    }
+}
+
+/// F_min of the run's energy at its mass ([`equilibrium`]), when it can be computed and the
+/// recorded energies are that discrete energy (F_h(ρ⁰) and F_h(ρ^N) recomputed from the saved
+/// densities match the records).
+fn run_equilibrium_energy(run: &RunData) -> Option<f64> {
+    let energy = run.energy.as_ref()?;
+    let s = &run.summary;
+    let (first, last) = (run.snapshots.first()?, run.snapshots.last()?);
+    let recorded = |step: usize| {
+        if step == 0 {
+            Some(s.header.initial_energy)
+        } else {
+            s.steps.iter().find(|r| r.step == step).map(|r| r.energy)
+        }
+    };
+    for (step, _, rho) in [first, last] {
+        let f = energy.value(&run.mesh, rho).ok()?;
+        let r = recorded(*step)?;
+        if (f - r).abs() > 1e-8 * (1.0 + r.abs()) {
+            return None;
+        }
+    }
+    let (_, f_min) = equilibrium(&run.mesh, energy, run.mesh.mass(&first.2))?;
+    Some(f_min)
+}
+
+/// The minimiser ρ_∞ of the discrete energy F_h(ρ) = Σ_K |K| [f(ρ_K) + V_K ρ_K] at mass
+/// `mass` (subject to 0 ≤ ρ ≤ ρ_max) and F_h(ρ_∞), where it is explicit up to the Lagrange
+/// multiplier λ of the mass: f'(ρ_K) + V_K = λ wherever 0 < ρ_K < ρ_max, so
+/// ρ_K = min(ρ_max, (f')⁻¹(λ − V_K)) with (f')⁻¹(u) = e^{u/β − 1} for f = β ρ log ρ and
+/// ((m − 1) u₊ / m)^{1/(m−1)} for f = ρ^m/(m − 1); λ by bisection on the (monotone) mass.
+/// `None` for an interaction, for entropy and porous together, for no internal energy, or for
+/// a cap that cannot hold the mass.
+fn equilibrium(mesh: &Mesh, energy: &Energy, mass: f64) -> Option<(ndarray::Array1<f64>, f64)> {
+    if energy.interaction.is_some() || !(mass.is_finite() && mass > 0.0) {
+        return None;
+    }
+    let v = match &energy.potential {
+        Some(p) => p.on_mesh(mesh).ok()?,
+        None => ndarray::Array1::zeros(mesh.n_cells()),
+    };
+    let cap = energy.max_density.unwrap_or(f64::INFINITY);
+    if mesh.domain_volume() * cap < mass {
+        return None;
+    }
+    let inverse: Box<dyn Fn(f64) -> f64> = match (energy.entropy, energy.porous) {
+        (Some(beta), None) => Box::new(move |u: f64| (u / beta - 1.0).exp()),
+        (None, Some(m)) => {
+            Box::new(move |u: f64| ((m - 1.0) / m * u.max(0.0)).powf(1.0 / (m - 1.0)))
+        }
+        _ => return None,
+    };
+    let (v_min, v_max) = v
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+            (a.min(x), b.max(x))
+        });
+    // Shift λ by V_min: for the entropy without a cap, the density is then at most e^{λ'/β − 1}.
+    let density = |lambda: f64| v.mapv(|vk| cap.min(inverse(lambda - (vk - v_min))));
+    let mass_of = |lambda: f64| mesh.mass(&density(lambda));
+    let (mut lo, mut hi) = (-1.0, 1.0);
+    let width = (v_max - v_min).max(1.0);
+    let mut expand = 0;
+    while mass_of(lo) > mass {
+        lo -= width * 2f64.powi(expand);
+        expand += 1;
+        if expand > 200 {
+            return None;
+        }
+    }
+    expand = 0;
+    while mass_of(hi) < mass {
+        hi += width * 2f64.powi(expand);
+        expand += 1;
+        if expand > 200 {
+            return None;
+        }
+    }
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if mid <= lo || mid >= hi {
+            break;
+        }
+        if mass_of(mid) < mass {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    let rho = density(0.5 * (lo + hi));
+    let f = energy.value(mesh, &rho).ok()?;
+    f.is_finite().then_some((rho, f))
+}
+
+/// The legend box of every chart here: translucent white with a grey border.
+fn legend_box<'a, 'b: 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, BitMapBackend<'b>, CT>,
+    size: u32,
+    position: SeriesLabelPosition,
+) -> DrawResult {
+    chart
+        .configure_series_labels()
+        .label_font(font(size))
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(160, 160, 160))
+        .position(position)
+        .draw()?;
+    Ok(())
+}
+
+/// A legend entry's sample: a short line in the series' style.
+fn legend_line(style: ShapeStyle) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(a, b)| PathElement::new(vec![(a, b), (a + 22, b)], style)
 }
 
 /// Padded range of finite values.
@@ -893,18 +1298,10 @@ fn log_panel(
         chart
             .draw_series(LineSeries::new(pos.iter().cloned(), colour.stroke_width(2)))?
             .label(name)
-            .legend(move |(a, b)| {
-                PathElement::new(vec![(a, b), (a + 22, b)], colour.stroke_width(3))
-            });
+            .legend(legend_line(colour.stroke_width(3)));
         chart.draw_series(pos.iter().map(|&p| Circle::new(p, 3, colour.filled())))?;
     }
-    chart
-        .configure_series_labels()
-        .label_font(font(14))
-        .background_style(WHITE.mix(0.85))
-        .border_style(RGBColor(160, 160, 160))
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()?;
+    legend_box(&mut chart, 14, SeriesLabelPosition::UpperRight)?;
     Ok(())
 }
 
@@ -1050,18 +1447,10 @@ fn error_figure(
             chart
                 .draw_series(LineSeries::new(pts.iter().cloned(), colour.stroke_width(2)))?
                 .label(label)
-                .legend(move |(a, b)| {
-                    PathElement::new(vec![(a, b), (a + 22, b)], colour.stroke_width(3))
-                });
+                .legend(legend_line(colour.stroke_width(3)));
             chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, colour.filled())))?;
         }
-        chart
-            .configure_series_labels()
-            .label_font(font(15))
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(160, 160, 160))
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()?;
+        legend_box(&mut chart, 15, SeriesLabelPosition::LowerRight)?;
         Ok(())
     })
 }
@@ -1116,4 +1505,128 @@ fn convergence_figure(report: &ConvergenceReport) -> Result<Figure, ToolError> {
         &report.quantity,
         &series,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jko_core::Potential;
+
+    #[test]
+    fn level_lines_of_a_paraboloid_are_circles() {
+        let n = 41;
+        let x: Vec<f64> = (0..n)
+            .map(|i| -1.0 + 2.0 * i as f64 / (n - 1) as f64)
+            .collect();
+        let f: Vec<f64> = (0..n * n)
+            .map(|ij| x[ij / n].powi(2) + x[ij % n].powi(2))
+            .collect();
+        let segments = level_lines(&x, &x, &f, 0.25);
+        let mut length = 0.0;
+        for [a, b] in &segments {
+            for p in [a, b] {
+                let r = p.0.hypot(p.1);
+                assert!((r - 0.5).abs() < 2e-3, "point at radius {r}");
+            }
+            length += (a.0 - b.0).hypot(a.1 - b.1);
+        }
+        let circumference = std::f64::consts::PI;
+        assert!(
+            (length - circumference).abs() < 1e-2 * circumference,
+            "length {length}"
+        );
+        // A NaN node removes its squares only.
+        let mut holed = f.clone();
+        holed[20 * n + 30] = f64::NAN;
+        let fewer = level_lines(&x, &x, &holed, 0.25).len();
+        assert!(fewer < segments.len() && fewer + 4 >= segments.len());
+    }
+
+    /// F_h at ρ_∞ is not lowered by any mass-preserving perturbation (within the constraints).
+    fn assert_minimum(mesh: &Mesh, energy: &Energy, rho: &ndarray::Array1<f64>, f: f64) {
+        let n = rho.len();
+        let vol = mesh.volumes();
+        let cap = energy.max_density.unwrap_or(f64::INFINITY);
+        for (a, b) in [
+            (0, n - 1),
+            (n / 3, n / 2),
+            (n / 2, n / 2 + 1),
+            (1, 2 * n / 3),
+        ] {
+            for eps in [1e-3, -1e-3] {
+                // Move mass eps from cell b to cell a.
+                let mut p = rho.clone();
+                p[a] += eps / vol[a];
+                p[b] -= eps / vol[b];
+                if p[a] < 0.0 || p[b] < 0.0 || p[a] > cap || p[b] > cap {
+                    continue;
+                }
+                let g = energy.value(mesh, &p).unwrap();
+                assert!(g >= f - 1e-12, "moving {eps} from {b} to {a}: {g} < {f}");
+            }
+        }
+    }
+
+    #[test]
+    fn equilibrium_of_fokker_planck_is_the_gibbs_density() {
+        let mesh = Mesh::grid(&[400], &[-6.0], &[6.0]).unwrap();
+        let energy = Energy {
+            entropy: Some(1.0),
+            potential: Some(Potential::Quadratic {
+                center: vec![0.0],
+                stiffness: 1.0,
+            }),
+            ..Energy::default()
+        };
+        let (rho, f) = equilibrium(&mesh, &energy, 1.0).unwrap();
+        assert!((mesh.mass(&rho) - 1.0).abs() < 1e-12);
+        // The standard normal density at the cell centres, to O(h²).
+        let gauss =
+            mesh.sample(|x| (-0.5 * x[0] * x[0]).exp() / (2.0 * std::f64::consts::PI).sqrt());
+        let err = (&rho - &gauss).iter().fold(0.0f64, |a, e| a.max(e.abs()));
+        assert!(err < 1e-3, "max error to N(0, 1): {err}");
+        assert_minimum(&mesh, &energy, &rho, f);
+        // F(N(0,1)) = −½ log(2π) − ½ + ½ = −½ log(2π) for β = 1, V = x²/2.
+        let exact = -0.5 * (2.0 * std::f64::consts::PI).ln();
+        assert!((f - exact).abs() < 1e-3, "{f} vs {exact}");
+    }
+
+    #[test]
+    fn equilibrium_of_porous_media_and_crowds_is_a_minimum() {
+        let mesh = Mesh::grid(&[200], &[-3.0], &[3.0]).unwrap();
+        let quadratic = Some(Potential::Quadratic {
+            center: vec![0.5],
+            stiffness: 2.0,
+        });
+        let porous = Energy {
+            porous: Some(2.0),
+            potential: quadratic.clone(),
+            ..Energy::default()
+        };
+        let (rho, f) = equilibrium(&mesh, &porous, 1.0).unwrap();
+        assert!((mesh.mass(&rho) - 1.0).abs() < 1e-10);
+        assert!(rho.iter().any(|&r| r == 0.0), "compact support expected");
+        assert_minimum(&mesh, &porous, &rho, f);
+        let crowd = Energy {
+            entropy: Some(0.05),
+            potential: quadratic,
+            max_density: Some(0.6),
+            ..Energy::default()
+        };
+        let (rho, f) = equilibrium(&mesh, &crowd, 1.0).unwrap();
+        assert!((mesh.mass(&rho) - 1.0).abs() < 1e-10);
+        assert!(rho.iter().all(|&r| r <= 0.6) && rho.iter().any(|&r| r == 0.6));
+        assert_minimum(&mesh, &crowd, &rho, f);
+        // A cap that cannot hold the mass, and energies without an explicit minimiser.
+        let tight = Energy {
+            max_density: Some(0.1),
+            ..crowd.clone()
+        };
+        assert!(equilibrium(&mesh, &tight, 1.0).is_none());
+        let both = Energy {
+            porous: Some(2.0),
+            ..crowd
+        };
+        assert!(equilibrium(&mesh, &both, 1.0).is_none());
+    }
 }

@@ -84,8 +84,9 @@ class OutputError(JkoError, OSError):
 class Mesh:
     """A mesh in two-point-flux form: cell volumes, cell centres and interior faces.
 
-    Densities on a mesh are numpy arrays of the grid's shape ``mesh.shape`` (C order; masked
-    cells ignored on input, 0 on output) or flat over the active cells (``mesh.n_cells``).
+    Densities on a grid are numpy arrays of the grid's shape ``mesh.shape`` (C order; masked
+    cells ignored on input, 0 on output) or flat over the active cells (``mesh.n_cells``); on a
+    mesh read from a file (``Mesh.from_file``) they are flat, one value per cell.
     """
 
     @staticmethod
@@ -104,8 +105,32 @@ class Mesh:
         """
 
     @staticmethod
+    def from_file(path: _PathLike, control_volumes: Optional[str] = None) -> Mesh:
+        """A mesh read from a Gmsh MSH 4.1 file (ASCII or binary), as ``[mesh] file`` reads it.
+
+        ``control_volumes``: ``"elements"`` (default; the file's triangles/tetrahedra centred
+        at their circumcentres, refused with the offending elements named when not Delaunay) or
+        ``"voronoi"`` (2D: Voronoi cells of the vertices). The grid-only getters (``shape``,
+        ``lower``, ``upper``, ``spacing``, ``axes``, ``mask``, ``grid_index``, ``to_grid``,
+        ``from_grid``) raise ``InputError`` on such a mesh; use ``centres``, ``volumes``,
+        ``points`` and ``cells``.
+        """
+
+    @staticmethod
     def from_config(config: Mapping[str, Any], base: Optional[_PathLike] = None) -> Mesh:
-        """A mesh from the ``[mesh]`` table of a run config (``mask`` path relative to ``base``)."""
+        """A mesh from the ``[mesh]`` table of a run config (``mask`` or ``file`` relative to ``base``)."""
+
+    @property
+    def is_grid(self) -> bool:
+        """True for a Cartesian grid, False for a mesh read from a file."""
+
+    @property
+    def points(self) -> Optional[_FloatArray]:
+        """Vertices of a mesh read from a file, shape ``(n_points, dim)``; None on a grid."""
+
+    @property
+    def cells(self) -> Optional[list[list[int]]]:
+        """Vertex indices (into ``points``) of each cell of a mesh read from a file; None on a grid."""
 
     @property
     def n_cells(self) -> int:

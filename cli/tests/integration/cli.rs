@@ -340,13 +340,21 @@ fn first_time_user_messages() {
     assert!(ok, "{err}");
     for word in [
         "done: 2 steps",
-        "s/step",
+        "/step",
         "slowest: step",
         "AlmostSolved",
         "drift",
     ] {
         assert!(err.contains(word), "`{word}` missing: {err}");
     }
+    // Durations carry a unit that fits (µs/ms/s), never "0.000 s" for a fast step.
+    assert!(!err.contains("0.000 s"), "{err}");
+    assert!(
+        [" ns/step", " µs/step", " ms/step", " s/step"]
+            .iter()
+            .any(|u| err.contains(u)),
+        "no duration unit: {err}"
+    );
 
     // A built-in example's name; an unknown name lists the known ones.
     let (ok, _, err) = jko(&["run", "ou-1d", "--out", &out("ex"), "--steps", "1", "-q"]);
