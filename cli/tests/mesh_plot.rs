@@ -45,9 +45,13 @@ fn triangle_mesh_runs_plot_as_filled_cells_from_the_run_directory_alone() {
             "{cv}: {}",
             density.distinct_colours()
         );
-        let paths = plot_run(&moved, &tmp.path().join("fig")).unwrap();
-        assert_eq!(paths.len(), 2);
+        // density.png, energy.png, then the animation of the steps.
+        let fig = tmp.path().join("fig");
+        let paths = plot_run(&moved, &fig).unwrap();
+        assert_eq!(paths.len(), 3);
+        assert_eq!(paths.last(), Some(&fig.join("animation.gif")));
         assert!(std::fs::metadata(&paths[0]).unwrap().len() > 1000);
+        assert!(std::fs::metadata(&paths[2]).unwrap().len() > 1000);
     }
 }
 
