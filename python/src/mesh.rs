@@ -163,10 +163,15 @@ impl PyMesh {
         control_volumes: Option<String>,
     ) -> PyResult<PyMesh> {
         let mut config = serde_json::json!({ "file": path });
-        if let Some(cv) = control_volumes {
-            config["control_volumes"] = Value::String(cv);
-        }
-        let config: MeshConfig = from_json(py, "mesh", config)?;
+        // The only key a caller can get wrong here: name it in the error.
+        let what = match control_volumes {
+            Some(cv) => {
+                config["control_volumes"] = Value::String(cv);
+                "mesh (control_volumes)"
+            }
+            None => "mesh",
+        };
+        let config: MeshConfig = from_json(py, what, config)?;
         let mesh = config
             .build(Path::new("."))
             .map_err(|e| errors::from_run(py, e))?;
