@@ -1,6 +1,7 @@
 //! `jko score CONFIG RHO_PREV.npy RHO_CANDIDATE.npy`: the JKO objective of a candidate step
 //! against the true minimiser's value ([`jko::score::score`], docs/mathematics.md §9), read
-//! from files as a learned operator would write them.
+//! from files as a learned operator would write them; and `jko distance CONFIG A.npy B.npy`,
+//! the W₂ distance between two such files ([`distance_files`]).
 //!
 //! The config gives the mesh, the energy and τ (its `[initial]` and `[solver]` are not used:
 //! the minimiser is computed by the scoring method, exact in 1D). The arrays hold cell values,
@@ -10,7 +11,7 @@
 use crate::error::ToolError;
 use jko::config::{Config, read_npy};
 use jko::error::RunError;
-use jko::score::{Score, ScoreOptions, score};
+use jko::score::{Score, ScoreOptions, score, w2_squared_cells};
 use jko_core::{InputError, Mesh};
 use ndarray::Array1;
 use std::path::Path;
@@ -81,6 +82,49 @@ pub fn score_files(
         options,
     )?;
     Ok((s, shape))
+}
+
+/// `jko distance CONFIG A.npy B.npy`: the Wasserstein distance W₂(ρ_A, ρ_B) (not squared)
+/// between two densities of equal mass on the config's mesh, exact for piecewise-constant cell
+/// densities on a 1D mesh (by quantiles, [`w2_squared_cells`]). 2D/3D grids are refused until
+/// an exact-W² grid solver is trusted for it (issue 20).
+///
+/// # Errors
+/// [`ToolError::Unsuited`] for a mesh that is not 1D; [`RunError`] for arrays of the wrong
+/// shape, negative or non-finite values, or unequal masses; [`ToolError::Io`] for unreadable
+/// files.
+///
+/// ```rust
+/// use ndarray::array;
+/// use ndarray_npy::write_npy;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let config = dir.path().join("line.toml");
+/// std::fs::write(&config, "mesh = { cells = [4], lower = [0.0], upper = [2.0] }\n\
+///     initial = { kind = \"uniform\" }\nenergy = { entropy = 1.0 }\nscheme = { tau = 0.1, steps = 1 }\nsolver = { kind = \"conic\" }\n")?;
+/// // Mass 1 uniform on [0, 1] vs on [1, 2]: a translation by 1, W₂ = 1.
+/// write_npy(dir.path().join("a.npy"), &array![1.0, 1.0, 0.0, 0.0])?;
+/// write_npy(dir.path().join("b.npy"), &array![0.0, 0.0, 1.0, 1.0])?;
+/// let w = jko_cli::score::distance_files(&config, &dir.path().join("a.npy"), &dir.path().join("b.npy"))?;
+/// assert!((w - 1.0).abs() < 1e-14);
+/// # Ok(())
+/// # }
+/// ```
+pub fn distance_files(config: &Path, a: &Path, b: &Path) -> Result<f64, ToolError> {
+    let cfg = Config::from_file(config)?;
+    let base = config.parent().unwrap_or(Path::new("."));
+    let mesh = cfg.mesh.build(base)?;
+    if mesh.as_grid().is_none_or(|g| g.cells.len() != 1) {
+        return Err(ToolError::Unsuited {
+            tool: "distance",
+            what: "a 1D grid mesh: the exact W2 on 2D/3D meshes is not available yet (issue 20)"
+                .into(),
+        });
+    }
+    let rho_a = read_density(&mesh, a, "a")?;
+    let rho_b = read_density(&mesh, b, "b")?;
+    Ok(w2_squared_cells(&mesh, &rho_a, &rho_b)?.sqrt())
 }
 
 /// Write the minimiser ρ* of a score as a grid-shaped `.npy` (inactive cells 0).

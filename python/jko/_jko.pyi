@@ -264,6 +264,11 @@ def score(
     mass_defect, certificate, method, and minimiser (rho*, in the layout of ``candidate``).
     Exact W² in 1D; multi-level conic (``levels``) in 2D/3D. The GIL is released."""
 
+def distance(a: _ArrayLike, b: _ArrayLike, mesh: Mesh) -> float:
+    """W2(a, b) (not squared) between two densities of equal mass on a 1D mesh, exact for
+    cellwise-constant densities (quantiles), as ``jko distance`` prints it; 2D/3D meshes raise
+    InputError (the exact grid W2 is not available yet)."""
+
 def solvers() -> list[dict[str, Any]]:
     """Registered backends: name, summary, treats, meshes, energy_inequality, proximal, defaults."""
 

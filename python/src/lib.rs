@@ -582,6 +582,7 @@ fn _jko(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(examples, m)?)?;
     m.add_function(wrap_pyfunction!(parse_config, m)?)?;
     m.add_function(wrap_pyfunction!(score::score, m)?)?;
+    m.add_function(wrap_pyfunction!(score::distance, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     let exact = PyModule::new(m.py(), "exact")?;
     exact::register(&exact)?;

@@ -70,3 +70,41 @@ pub fn score<'py>(
     d.set_item("minimiser", cells_to_py(py, &m, s.minimiser, layout)?)?;
     Ok(d)
 }
+
+/// The Wasserstein distance W₂(a, b) (not squared) between two densities of equal mass on a 1D
+/// mesh, exact for cellwise-constant densities (by quantiles) — what ``jko distance CONFIG
+/// A.npy B.npy`` prints. 2D/3D meshes are refused until an exact-W² grid solver is trusted for
+/// it (issue 20).
+///
+/// Args:
+///     a, b: cell values, numpy arrays of the grid's shape or flat over the active cells.
+///     mesh: a 1D ``jko.Mesh``.
+///
+/// Returns:
+///     W₂(a, b), a float.
+///
+/// Raises:
+///     InputError: a 2D/3D mesh; a density negative, non-finite or of the wrong shape; unequal
+///         masses (relative 1e-9).
+#[pyfunction]
+pub fn distance<'py>(
+    py: Python<'py>,
+    a: PyArrayLikeDyn<'py, f64, AllowTypeChange>,
+    b: PyArrayLikeDyn<'py, f64, AllowTypeChange>,
+    mesh: &PyMesh,
+) -> PyResult<f64> {
+    let m = mesh.inner.clone();
+    if m.as_grid().is_none_or(|g| g.cells.len() != 1) {
+        let err = jko::core::InputError::parameter(
+            "mesh",
+            format!("{}D", m.dim()),
+            "jko.distance is exact on 1D meshes only; the exact W2 on 2D/3D meshes is not available yet (issue 20)",
+        );
+        return Err(errors::from_run(py, err.into()));
+    }
+    let (a, _) = cells_from_array(py, &m, "a", a.as_array())?;
+    let (b, _) = cells_from_array(py, &m, "b", b.as_array())?;
+    jko::score::w2_squared_cells(&m, &a, &b)
+        .map(f64::sqrt)
+        .map_err(|e| errors::from_run(py, e))
+}

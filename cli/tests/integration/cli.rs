@@ -422,3 +422,57 @@ fn a_run_under_ulimit_v_is_refused_with_the_limit_named() {
         "{err}"
     );
 }
+
+/// `jko distance`: W₂ (not squared) on the last line, against closed forms on a 1D mesh; unequal
+/// masses and a 2D mesh refused with a message naming the problem.
+#[test]
+fn distance_prints_w2_and_refuses_what_it_cannot_compute() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let line = "mesh = { cells = [8], lower = [0.0], upper = [2.0] }\n\
+                initial = { kind = \"uniform\" }\nenergy = { entropy = 1.0 }\n\
+                scheme = { tau = 0.1, steps = 1 }\nsolver = { kind = \"conic\" }\n";
+    std::fs::write(p("line.toml"), line).unwrap();
+    let save = |name: &str, v: Vec<f64>| write_npy(&dir.path().join(name), &[v.len()], v);
+    // Uniform on [0, 2] (mass 1) vs uniform on [0, 1]: quantile functions X_a(s) = 2s and
+    // X_b(s) = s, W² = ∫₀¹ (2s − s)² ds = 1/3.
+    save("wide.npy", vec![0.5; 8]);
+    save("narrow.npy", vec![1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
+    // A block moved by 3 cells (0.75): W₂ = 0.75.
+    save("left.npy", vec![2.0, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+    save("right.npy", vec![0.0, 0.0, 0.0, 2.0, 2.0, 0.0, 0.0, 0.0]);
+    for (a, b, want) in [
+        ("wide.npy", "narrow.npy", (1.0f64 / 3.0).sqrt()),
+        ("left.npy", "right.npy", 0.75),
+        ("left.npy", "left.npy", 0.0),
+    ] {
+        let (ok, out, err) = jko(&["distance", &p("line.toml"), &p(a), &p(b)]);
+        assert!(ok, "{a} {b}: {err}");
+        let last = out.lines().last().unwrap();
+        let w: f64 = last.trim_start_matches("W2 = ").parse().unwrap();
+        assert!((w - want).abs() < 1e-12, "{a} {b}: {last}");
+    }
+    // Unequal masses: refused, naming the mass.
+    save("heavy.npy", vec![1.0; 8]);
+    let (ok, out, err) = jko(&["distance", &p("line.toml"), &p("wide.npy"), &p("heavy.npy")]);
+    assert!(!ok && out.is_empty() && err.contains("mass"), "{err}");
+    // A 2D mesh: refused before reading the arrays, saying why.
+    std::fs::write(
+        p("square.toml"),
+        line.replace(
+            "cells = [8], lower = [0.0], upper = [2.0]",
+            "cells = [2, 4], lower = [0.0, 0.0], upper = [1.0, 2.0]",
+        ),
+    )
+    .unwrap();
+    let (ok, _, err) = jko(&[
+        "distance",
+        &p("square.toml"),
+        &p("wide.npy"),
+        &p("narrow.npy"),
+    ]);
+    assert!(
+        !ok && err.contains("1D") && !err.contains("panicked"),
+        "{err}"
+    );
+}
