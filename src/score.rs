@@ -377,6 +377,48 @@ pub fn w2_squared_cells(mesh: &Mesh, a: &Array1<f64>, b: &Array1<f64>) -> Result
     Ok(w2_squared_masses(line.edges(), &masses(a), &masses(b)))
 }
 
+/// The Wasserstein distance W₂(a, b) (not squared) between two densities of equal mass on a 1D
+/// grid mesh, exact among cellwise-constant densities ([`w2_squared_cells`]): what `jko distance`
+/// prints and `jko.distance` returns. Other meshes are refused here, once for both: the exact W²
+/// on 2D/3D meshes is not available yet (issue 20).
+///
+/// # Errors
+/// [`InputError::InvalidMesh`] for a mesh that is not a 1D grid; the errors of
+/// [`w2_squared_cells`] (densities, unequal masses).
+///
+/// ```rust
+/// use jko::score::w2_distance;
+/// use jko_core::Mesh;
+/// use ndarray::array;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // Mass 1 on [0, 1] moved to [1, 2]: W₂ = 1.
+/// let line = Mesh::grid(&[4], &[0.0], &[2.0])?;
+/// let w = w2_distance(&line, &array![1.0, 1.0, 0.0, 0.0], &array![0.0, 0.0, 1.0, 1.0])?;
+/// assert!((w - 1.0).abs() < 1e-15);
+/// let square = Mesh::grid(&[2, 2], &[0.0, 0.0], &[1.0, 1.0])?;
+/// let err = w2_distance(&square, &array![1.0, 1.0, 1.0, 1.0], &array![1.0, 1.0, 1.0, 1.0]).unwrap_err();
+/// assert!(err.to_string().contains("1D"));
+/// # Ok(())
+/// # }
+/// ```
+pub fn w2_distance(mesh: &Mesh, a: &Array1<f64>, b: &Array1<f64>) -> Result<f64, RunError> {
+    if mesh.as_grid().is_none_or(|g| g.cells.len() != 1) {
+        let kind = if mesh.as_grid().is_some() {
+            "grid"
+        } else {
+            "mesh read from a file"
+        };
+        return Err(InputError::InvalidMesh(format!(
+            "W2 distances are exact on 1D grid meshes only; this is a {}D {kind}: the exact W2 on \
+             2D/3D meshes is not available yet (issue 20)",
+            mesh.dim()
+        ))
+        .into());
+    }
+    Ok(w2_squared_cells(mesh, a, b)?.sqrt())
+}
+
 /// Cell averages (1/|K|)∫_K ρ of a density given as a function of x on a 1D grid mesh, by
 /// 8-point Gauss–Legendre quadrature on each cell (exact for polynomials of degree 15):
 /// the natural way to put an exact solution onto cells for [`score`].

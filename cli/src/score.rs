@@ -11,7 +11,7 @@
 use crate::error::ToolError;
 use jko::config::{Config, read_npy};
 use jko::error::RunError;
-use jko::score::{Score, ScoreOptions, score, w2_squared_cells};
+use jko::score::{Score, ScoreOptions, score, w2_distance};
 use jko_core::{InputError, Mesh};
 use ndarray::Array1;
 use std::path::Path;
@@ -86,13 +86,12 @@ pub fn score_files(
 
 /// `jko distance CONFIG A.npy B.npy`: the Wasserstein distance W₂(ρ_A, ρ_B) (not squared)
 /// between two densities of equal mass on the config's mesh, exact for piecewise-constant cell
-/// densities on a 1D mesh (by quantiles, [`w2_squared_cells`]). 2D/3D grids are refused until
-/// an exact-W² grid solver is trusted for it (issue 20).
+/// densities on a 1D mesh ([`w2_distance`], which refuses 2D/3D meshes until an exact-W² grid
+/// solver is trusted for it, issue 20).
 ///
 /// # Errors
-/// [`ToolError::Unsuited`] for a mesh that is not 1D; [`RunError`] for arrays of the wrong
-/// shape, negative or non-finite values, or unequal masses; [`ToolError::Io`] for unreadable
-/// files.
+/// [`RunError`] for a mesh that is not a 1D grid, arrays of the wrong shape, negative or
+/// non-finite values, or unequal masses; [`ToolError::Io`] for unreadable files.
 ///
 /// ```rust
 /// use ndarray::array;
@@ -115,16 +114,9 @@ pub fn distance_files(config: &Path, a: &Path, b: &Path) -> Result<f64, ToolErro
     let cfg = Config::from_file(config)?;
     let base = config.parent().unwrap_or(Path::new("."));
     let mesh = cfg.mesh.build(base)?;
-    if mesh.as_grid().is_none_or(|g| g.cells.len() != 1) {
-        return Err(ToolError::Unsuited {
-            tool: "distance",
-            what: "a 1D grid mesh: the exact W2 on 2D/3D meshes is not available yet (issue 20)"
-                .into(),
-        });
-    }
     let rho_a = read_density(&mesh, a, "a")?;
     let rho_b = read_density(&mesh, b, "b")?;
-    Ok(w2_squared_cells(&mesh, &rho_a, &rho_b)?.sqrt())
+    Ok(w2_distance(&mesh, &rho_a, &rho_b)?)
 }
 
 /// Write the minimiser ρ* of a score as a grid-shaped `.npy` (inactive cells 0).

@@ -94,17 +94,7 @@ pub fn distance<'py>(
     mesh: &PyMesh,
 ) -> PyResult<f64> {
     let m = mesh.inner.clone();
-    if m.as_grid().is_none_or(|g| g.cells.len() != 1) {
-        let err = jko::core::InputError::parameter(
-            "mesh",
-            format!("{}D", m.dim()),
-            "jko.distance is exact on 1D meshes only; the exact W2 on 2D/3D meshes is not available yet (issue 20)",
-        );
-        return Err(errors::from_run(py, err.into()));
-    }
     let (a, _) = cells_from_array(py, &m, "a", a.as_array())?;
     let (b, _) = cells_from_array(py, &m, "b", b.as_array())?;
-    jko::score::w2_squared_cells(&m, &a, &b)
-        .map(f64::sqrt)
-        .map_err(|e| errors::from_run(py, e))
+    jko::score::w2_distance(&m, &a, &b).map_err(|e| errors::from_run(py, e))
 }

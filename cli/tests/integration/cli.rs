@@ -456,7 +456,7 @@ fn distance_prints_w2_and_refuses_what_it_cannot_compute() {
     save("heavy.npy", vec![1.0; 8]);
     let (ok, out, err) = jko(&["distance", &p("line.toml"), &p("wide.npy"), &p("heavy.npy")]);
     assert!(!ok && out.is_empty() && err.contains("mass"), "{err}");
-    // A 2D mesh: refused before reading the arrays, saying why.
+    // A 2D mesh: refused, saying why.
     std::fs::write(
         p("square.toml"),
         line.replace(
