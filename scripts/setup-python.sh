@@ -4,7 +4,8 @@
 #
 #   scripts/setup-python.sh          create/refresh .venv, install maturin, numpy, pytest, and
 #                                    build + install the extension (release build)
-#   scripts/setup-python.sh test     the same, then run the pytest suite (python/tests)
+#   scripts/setup-python.sh test     the same but a test build (the dev profile: dependencies
+#                                    optimised as in `cargo test`), then run the pytest suite
 #   scripts/setup-python.sh compare  the same, then also install POT (for examples/python/compare_pot.py)
 #
 # Needs only python3 (with the venv module and pip) and the Rust toolchain. Idempotent: an
@@ -38,8 +39,12 @@ fi
 cli_target="${CARGO_TARGET_DIR:-$root/target}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target/python}"
 # `maturin develop` builds the extension and installs the package editable: python/jko/ is
-# used in place (the compiled jko/_jko.abi3.so is placed beside it, git-ignored).
-if ! (cd python && maturin develop --release --quiet); then
+# used in place (the compiled jko/_jko.abi3.so is placed beside it, git-ignored). Tests use the
+# dev profile, whose settings python/Cargo.toml keeps equal to the root workspace's: in a shared
+# target directory (scripts/test.sh) the dependencies `cargo test` compiled are reused.
+profile=release
+[ "$mode" = test ] && profile=dev
+if ! (cd python && maturin develop --profile "$profile" --quiet); then
     # numpy's ndarray and the engine's must be one crate, or arrays do not convert.
     if [ "$(grep -c '^name = "ndarray"$' python/Cargo.lock)" != 1 ]; then
         echo "python/Cargo.lock resolves two ndarray versions; pin numpy's to the engine's:" >&2

@@ -13,5 +13,9 @@ cargo test --workspace --locked --doc
 # The small robustness matrix: every backend on ordinary problems inside its domain (about a minute
 # of CPU). `cargo test` has just built the `jko` binary (test profile: optimised); --check fails on
 # any failed run the suite does not list as an expected failure.
-"${CARGO_TARGET_DIR:-target}/debug/jko" compare data/compare/robust-ci.toml --out "${CARGO_TARGET_DIR:-target}/robust-ci" --check
-scripts/setup-python.sh test
+target="${CARGO_TARGET_DIR:-$PWD/target}"
+"$target/debug/jko" compare data/compare/robust-ci.toml --out "$target/robust-ci" --check
+# The Python bindings' tests: the extension is built in this same target directory with the
+# profile the tests above used for dependencies (they are not compiled again), and the CLI-agreement
+# test reuses the binary built above instead of building the CLI again in the dev profile.
+JKO_CLI="$target/debug/jko" CARGO_TARGET_DIR="$target" scripts/setup-python.sh test

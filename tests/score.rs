@@ -7,17 +7,11 @@
 
 use jko::score::{ScoreOptions, cell_averages_1d, score};
 use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
-use jko_core::{Energy, JkoStep, Mesh, Potential, StepSolver};
+use jko_core::{Energy, JkoStep, Mesh, StepSolver};
 use ndarray::Array1;
 
 fn ou() -> Energy {
-    Energy::fokker_planck(
-        1.0,
-        Potential::Quadratic {
-            center: vec![0.0],
-            stiffness: 1.0,
-        },
-    )
+    Energy::ornstein_uhlenbeck(1)
 }
 
 /// ρⁿ and the exact JKO iterate from it, as cell averages of the Gaussians.

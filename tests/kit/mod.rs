@@ -39,13 +39,7 @@ pub fn ou(cells: &[usize], tau: f64) -> Case {
     let flow = OrnsteinUhlenbeck::standard(d);
     Case {
         name: if d == 1 { "ou-1d" } else { "ou-2d" },
-        energy: Energy::fokker_planck(
-            1.0,
-            Potential::Quadratic {
-                center: vec![0.0; d],
-                stiffness: 1.0,
-            },
-        ),
+        energy: Energy::ornstein_uhlenbeck(d),
         rho0,
         mesh,
         tau,

@@ -28,13 +28,7 @@ fn sci(v: &[f64]) -> String {
 }
 
 fn ou_energy(dim: usize) -> Energy {
-    Energy::fokker_planck(
-        1.0,
-        Potential::Quadratic {
-            center: vec![0.0; dim],
-            stiffness: 1.0,
-        },
-    )
+    Energy::ornstein_uhlenbeck(dim)
 }
 
 /// Checks every level of a path against ρⁿ: mass, ρ ≥ 0 (and ≤ `rho_max`), continuity per

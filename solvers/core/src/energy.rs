@@ -355,6 +355,28 @@ impl Energy {
         }
     }
 
+    /// The Ornstein–Uhlenbeck energy in dimension `dim`: ∫ρ log ρ + ∫|x|²/2 ρ, the
+    /// [Fokker–Planck](Energy::fokker_planck) energy with β = 1 and V(x) = |x|²/2. Its flow
+    /// keeps Gaussians Gaussian (exact solutions in [`crate::exact`]), which makes it the
+    /// standard test problem of every backend.
+    ///
+    /// ```rust
+    /// use jko_core::{Energy, Potential};
+    ///
+    /// let ou = Energy::ornstein_uhlenbeck(2);
+    /// assert_eq!(ou.entropy, Some(1.0));
+    /// assert_eq!(ou.potential, Some(Potential::Quadratic { center: vec![0.0, 0.0], stiffness: 1.0 }));
+    /// ```
+    pub fn ornstein_uhlenbeck(dim: usize) -> Energy {
+        Energy::fokker_planck(
+            1.0,
+            Potential::Quadratic {
+                center: vec![0.0; dim],
+                stiffness: 1.0,
+            },
+        )
+    }
+
     /// Check the parameters: β finite and > 0, m finite and > 1, ρ_max finite and > 0,
     /// finite potential and kernel parameters, Gaussian width > 0. Shapes against a mesh are
     /// checked later, by [`Energy::freeze`].

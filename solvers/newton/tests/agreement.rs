@@ -145,13 +145,7 @@ fn gaussian(mesh: &Mesh, centre: &[f64], s: f64) -> Array1<f64> {
 }
 
 fn ou() -> Energy {
-    Energy::fokker_planck(
-        1.0,
-        Potential::Quadratic {
-            center: vec![0.0],
-            stiffness: 1.0,
-        },
-    )
+    Energy::ornstein_uhlenbeck(1)
 }
 
 #[test]

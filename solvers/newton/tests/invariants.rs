@@ -1,17 +1,11 @@
 //! Invariants of the newton backend: mass, positivity (vacuum is filled), the energy
 //! inequality of a minimiser, independence of the warm start, typed failures and the fallback.
 
-use jko_core::{Energy, JkoStep, Mesh, Potential, StepError, StepSolver, WarmStart};
+use jko_core::{Energy, JkoStep, Mesh, StepError, StepSolver, WarmStart};
 use jko_newton::{NewtonError, NewtonParams, NewtonSolver};
 
 fn ou(d: usize) -> Energy {
-    Energy::fokker_planck(
-        1.0,
-        Potential::Quadratic {
-            center: vec![0.0; d],
-            stiffness: 1.0,
-        },
-    )
+    Energy::ornstein_uhlenbeck(d)
 }
 
 #[test]

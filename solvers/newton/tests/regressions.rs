@@ -28,13 +28,7 @@ fn gaussian(mesh: &Mesh, mean: &[f64], std: &[f64], mass: f64) -> Array1<f64> {
 }
 
 fn ou(d: usize) -> Energy {
-    Energy::fokker_planck(
-        1.0,
-        Potential::Quadratic {
-            center: vec![0.0; d],
-            stiffness: 1.0,
-        },
-    )
+    Energy::ornstein_uhlenbeck(d)
 }
 
 /// Checks every converged step must pass: mass (1e-9), 0 ≤ ρ ≤ ρ_max, the discrete continuity

@@ -35,13 +35,7 @@ fn normalised(mesh: &Mesh, rho: Array1<f64>) -> Array1<f64> {
 }
 
 fn ou_energy(dim: usize) -> Energy {
-    Energy::fokker_planck(
-        1.0,
-        Potential::Quadratic {
-            center: vec![0.0; dim],
-            stiffness: 1.0,
-        },
-    )
+    Energy::ornstein_uhlenbeck(dim)
 }
 
 fn step(

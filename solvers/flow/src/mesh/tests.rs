@@ -2,15 +2,9 @@ use super::*;
 use jko_core::{Energy, Potential};
 
 fn ou(mesh: &Mesh, rho: &Array1<f64>) -> StepEnergy {
-    Energy::fokker_planck(
-        1.0,
-        Potential::Quadratic {
-            center: vec![0.0; mesh.dim()],
-            stiffness: 1.0,
-        },
-    )
-    .freeze(mesh, rho)
-    .unwrap()
+    Energy::ornstein_uhlenbeck(mesh.dim())
+        .freeze(mesh, rho)
+        .unwrap()
 }
 
 /// −J from `assemble` (shift 0) against central differences of (ẏ, G), y = log(ρ + ρ*).
