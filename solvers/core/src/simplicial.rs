@@ -247,6 +247,22 @@ fn refuse(parts: Vec<String>, hint: &str, mut tags: Vec<u64>) -> InputError {
     }
 }
 
+/// Refuse the simplices `flat` (indices into `tri`) as degenerate, naming them by element tag.
+fn refuse_flat(tri: &Triangulation, flat: &[usize], what: &str) -> Result<(), InputError> {
+    if flat.is_empty() {
+        return Ok(());
+    }
+    let items: Vec<String> = flat
+        .iter()
+        .map(|&s| format!("element {}", tri.simplex_tags[s]))
+        .collect();
+    Err(refuse(
+        vec![listing(what, &items)],
+        "remove or repair them",
+        flat.iter().map(|&s| tri.simplex_tags[s]).collect(),
+    ))
+}
+
 /// Orient every triangle counter-clockwise; refuse degenerate ones.
 fn oriented_triangles(tri: &Triangulation) -> Result<Vec<[usize; 3]>, InputError> {
     let mut out = Vec::with_capacity(tri.n_simplices());
@@ -267,17 +283,7 @@ fn oriented_triangles(tri: &Triangulation) -> Result<Vec<[usize; 3]>, InputError
             [v[0], v[2], v[1]]
         });
     }
-    if !flat.is_empty() {
-        let items: Vec<String> = flat
-            .iter()
-            .map(|&s| format!("element {}", tri.simplex_tags[s]))
-            .collect();
-        return Err(refuse(
-            vec![listing("triangles have (almost) zero area", &items)],
-            "remove or repair them",
-            flat.iter().map(|&s| tri.simplex_tags[s]).collect(),
-        ));
-    }
+    refuse_flat(tri, &flat, "triangles have (almost) zero area")?;
     Ok(out)
 }
 
@@ -470,17 +476,7 @@ fn elements_3d(tri: &Triangulation) -> Result<Mesh, InputError> {
                 .push((s, v[skip]));
         }
     }
-    if !flat.is_empty() {
-        let items: Vec<String> = flat
-            .iter()
-            .map(|&s| format!("element {}", tri.simplex_tags[s]))
-            .collect();
-        return Err(refuse(
-            vec![listing("tetrahedra have (almost) zero volume", &items)],
-            "remove or repair them",
-            flat.iter().map(|&s| tri.simplex_tags[s]).collect(),
-        ));
-    }
+    refuse_flat(tri, &flat, "tetrahedra have (almost) zero volume")?;
     let mut faces = Vec::new();
     let mut not_delaunay = Vec::new();
     let mut outside = Vec::new();
