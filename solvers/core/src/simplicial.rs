@@ -936,6 +936,30 @@ mod tests {
     }
 
     #[test]
+    fn degenerate_triangles_and_tetrahedra_are_refused_by_tag() {
+        // Triangle 2 has three collinear corners; tetrahedron 2 four coplanar ones.
+        let points = vec![0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 2.0, 0.0];
+        let tri = Triangulation::new(2, points, vec![0, 1, 2, 0, 1, 3]).unwrap();
+        let flat_area = "triangles have (almost) zero area";
+        let tet_points = vec![
+            0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0,
+        ];
+        let tet = Triangulation::new(3, tet_points, vec![0, 1, 2, 3, 0, 1, 2, 4]).unwrap();
+        let flat_volume = "tetrahedra have (almost) zero volume";
+        for (tri, what) in [(tri, flat_area), (tet, flat_volume)] {
+            let err = Mesh::from_triangulation(&tri, ControlVolumes::Elements).unwrap_err();
+            let InputError::InadmissibleMesh { reason, tags } = &err else {
+                panic!("{err}")
+            };
+            assert!(
+                reason.contains(what) && reason.contains("element 2"),
+                "{reason}"
+            );
+            assert_eq!(tags, &vec![2]);
+        }
+    }
+
+    #[test]
     fn regular_triangles_have_the_expected_transmissibility() {
         // Two equilateral triangles of side 1: d_σ = 2 · (1/(2√3)) = 1/√3, T = √3.
         let h = 3f64.sqrt() / 2.0;
