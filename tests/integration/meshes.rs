@@ -231,7 +231,7 @@ fn fokker_planck_exact_solution_on_coarse_gmsh_meshes() {
 
 /// The convergence study of issue 19: gmsh meshes h = 1/8 … 1/64 and Cartesian grids of the
 /// same h, τ = h/10, T = 0.1, newton (and conic agreeing on the gmsh meshes).
-/// Run: `cargo test -p jko --test meshes -- --ignored --nocapture`.
+/// Run: `cargo test -p jko --test integration meshes:: -- --ignored --nocapture`.
 #[test]
 #[ignore = "convergence study (a few minutes)"]
 fn fokker_planck_convergence_on_gmsh_meshes_and_grids() {
