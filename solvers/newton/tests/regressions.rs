@@ -340,17 +340,23 @@ fn an_unsolvable_step_is_a_typed_failure_that_names_its_limit() {
 /// the step's kinetic action was G²/0 = ∞ (written as `null`, the run unreadable).
 #[test]
 fn porous_m3_free_boundary_has_a_finite_action() {
-    let mesh = Mesh::grid(&[400], &[-2.0], &[2.0]).unwrap();
-    let b = jko_core::exact::Barenblatt::new(3.0, 1, 1.0).unwrap();
-    let rho0 = mesh.sample(|x| b.density(0.05, x));
-    let energy = Energy {
-        porous: Some(3.0),
-        ..Energy::default()
-    };
     // `run` checks the energy inequality with the step's kinetic action (finite) and the
     // continuity equation cell by cell with the returned fluxes.
-    let its = run("porous m3 1d", &mesh, &energy, rho0, 0.01, 3);
+    let its = barenblatt_1d(3.0, 400, 2.0, 0.05, 0.01);
     assert!(its.iter().all(|&i| i <= 30), "{its:?}");
+}
+
+/// Three warm-started steps of pure porous medium (exponent m) from the Barenblatt profile at
+/// t₀ on `cells` cells of [−half, half]; the iterations per step.
+fn barenblatt_1d(m: f64, cells: usize, half: f64, t0: f64, tau: f64) -> Vec<usize> {
+    let mesh = Mesh::grid(&[cells], &[-half], &[half]).unwrap();
+    let b = jko_core::exact::Barenblatt::new(m, 1, 1.0).unwrap();
+    let rho0 = mesh.sample(|x| b.density(t0, x));
+    let energy = Energy {
+        porous: Some(m),
+        ..Energy::default()
+    };
+    run(&format!("porous m {m} 1d"), &mesh, &energy, rho0, tau, 3)
 }
 
 /// The factorisations a step reports (counted by its linear system: one per assembled Newton
@@ -469,13 +475,6 @@ fn iterations_count_every_factorisation() {
 /// the kink gives 13, 9, 8.
 #[test]
 fn porous_free_boundary_does_not_crawl() {
-    let mesh = Mesh::grid(&[1000], &[-3.0], &[3.0]).unwrap();
-    let b = jko_core::exact::Barenblatt::new(2.0, 1, 1.0).unwrap();
-    let rho0 = mesh.sample(|x| b.density(0.01, x));
-    let energy = Energy {
-        porous: Some(2.0),
-        ..Energy::default()
-    };
-    let its = run("porous fine 1d", &mesh, &energy, rho0, 0.005, 3);
+    let its = barenblatt_1d(2.0, 1000, 3.0, 0.01, 0.005);
     assert!(its.iter().all(|&i| i <= 20), "{its:?}");
 }
