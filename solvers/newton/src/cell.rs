@@ -103,6 +103,17 @@ impl CellLaw {
         {
             return Some(Cell { rho: c, gap: 0.0 });
         }
+        if let (None, Some(2.0), None) = (self.beta, self.m, cap) {
+            // m = 2 alone: 2ρ − μ_L/ρ = s is a quadratic, ρ = (s + r)/4 = 2μ_L/(r − s) with
+            // r = √(s² + 8μ_L) (the second form where s < 0, free of cancellation).
+            let r = (s * s + 8.0 * mu_l).sqrt();
+            let rho = if s >= 0.0 {
+                0.25 * (s + r)
+            } else {
+                2.0 * mu_l / (r - s)
+            };
+            return (rho.is_finite() && rho > 0.0).then_some(Cell { rho, gap: 0.0 });
+        }
         if let (Some(b), None) = (self.beta, self.m) {
             let rho = (s / b - 1.0).exp();
             let negligible = mu_l <= 1e-17 * b * rho;

@@ -68,7 +68,6 @@ pub(crate) struct Run {
     pub iterations: usize,
     pub history: Vec<f64>,
     pub linear_time: f64,
-    pub factorisations: usize,
 }
 
 impl State {
@@ -592,7 +591,6 @@ pub(crate) fn run(
         iterations: 0,
         history: Vec::new(),
         linear_time: 0.0,
-        factorisations: 0,
     };
     let mut last_step = 1.0;
     let mut next_finish = 0;
@@ -622,11 +620,13 @@ pub(crate) fn run(
         // Active-set finish once the barrier is small, then every few iterations.
         if mu <= FINISH_MU * scale && out.iterations >= next_finish {
             let mut t = 0.0;
-            let finished = finish(p, system, &x, tol, &mut t);
+            let mut its = 0;
+            let finished = finish(p, system, &x, tol, &mut t, &mut its);
             out.linear_time += t;
-            if let Some((y, ef, its)) = finished {
-                out.factorisations += its;
-                out.iterations += its;
+            // Every Newton iteration of the finish factorises once, and is charged whether
+            // the finish succeeds or not.
+            out.iterations += its;
+            if let Some((y, ef)) = finished {
                 out.history.push(ef.total());
                 out.x = y;
                 out.errors = ef;
@@ -639,7 +639,6 @@ pub(crate) fn run(
             return stop(crate::FailureReason::MaxIterations, x, out, last_step, mu);
         }
         out.iterations += 1;
-        out.factorisations += 1;
         let mut lin = match Linearisation::new(p, &x, &res, system) {
             Ok(l) => l,
             Err(err) => {
@@ -735,14 +734,16 @@ pub(crate) fn run(
 /// method. Accepted only when it converges and its solution is complementary: free densities
 /// within the bounds, and the multipliers of the held cells, read off their stationarity
 /// rows, ≥ 0 (both up to tol). Degenerate cells (ρ and λ both ~0) are right either way.
-/// Returns the finished state and its iterations, or `None` (then the interior point goes on).
+/// Returns the finished state, or `None` (then the interior point goes on); `iterations` counts
+/// the Newton iterations (one factorisation each) it spent either way.
 pub(crate) fn finish(
     p: &Problem<'_>,
     system: &mut ReducedSystem,
     x: &State,
     tol: f64,
     time: &mut f64,
-) -> Option<(State, Errors, usize)> {
+    iterations: &mut usize,
+) -> Option<(State, Errors)> {
     // Without an internal energy the free densities are not determined by their cells.
     if p.law.beta.is_none() && p.law.m.is_none() {
         return None;
@@ -801,7 +802,7 @@ pub(crate) fn finish(
             .collect()
     };
     y.g = flux(&y);
-    for it in 0..12 {
+    for _ in 0..12 {
         repair_vacuum_potential(p, &held, &coupled, &mut y.phi);
         let res = p.pd_residuals(&y);
         // Errors: the free cells' stationarity, the mass balance, and the signs.
@@ -899,7 +900,7 @@ pub(crate) fn finish(
                     }
                 }
             }
-            return Some((y, e, it));
+            return Some((y, e));
         }
         // Newton step on the free cells (held cells: δρ = 0).
         let dinv: Vec<f64> = (0..n)
@@ -914,6 +915,7 @@ pub(crate) fn finish(
         if dinv.iter().any(|v| !v.is_finite()) {
             return None;
         }
+        *iterations += 1;
         let mut lin = Linearisation::with_compliance(p, &res, dinv, system).ok()?;
         let mut res0 = res;
         for k in 0..n {
@@ -1004,11 +1006,21 @@ fn repair_vacuum_potential(
 /// not change ρ (its rows are weighted by ~ρ in the stopping test), so it is set, as in the
 /// active-set finish, to make its multiplier nonnegative.
 fn certify_vacuum(p: &Problem<'_>, x: &mut State, tol: f64) {
-    if !p.lower_active || p.law.beta.is_some() {
+    if !p.lower_active {
         return;
     }
-    let empty: Vec<u8> = x
-        .rho
+    repair_vacuum(p, &x.rho, &mut x.phi, tol);
+}
+
+/// Without entropy: set the potential of every cell whose density and whose neighbours'
+/// densities are below tol ρ_s · 10⁻³ so that its multiplier is nonnegative (see
+/// [`repair_vacuum_potential`]). Such a potential is not determined by the step (it moves no
+/// mass), and a left-over jump of it between two empty cells would fill them through Q_K.
+pub(crate) fn repair_vacuum(p: &Problem<'_>, rho: &[f64], phi: &mut [f64], tol: f64) {
+    if p.law.beta.is_some() {
+        return;
+    }
+    let empty: Vec<u8> = rho
         .iter()
         .map(|&r| u8::from(r <= 1e-3 * tol * p.rho_scale))
         .collect();
@@ -1018,5 +1030,5 @@ fn certify_vacuum(p: &Problem<'_>, x: &mut State, tol: f64) {
             held[if a == k { b } else { a }] == 0
         })
     };
-    repair_vacuum_potential(p, &empty, &coupled, &mut x.phi);
+    repair_vacuum_potential(p, &empty, &coupled, phi);
 }

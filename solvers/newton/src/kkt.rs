@@ -7,6 +7,12 @@ use crate::system::{LinearFailure, ReducedSystem};
 use jko_core::Mesh;
 use std::time::Instant;
 
+/// Width of the window below the kink s = 0 of the porous cell law, relative to the energy
+/// scale, in which the semismooth Newton matrix uses the positive branch's slope.
+const KINK_WINDOW: f64 = 1e-6;
+/// Densities (relative to max ρⁿ) below which a cell counts as at the kink.
+const KINK_DENSITY: f64 = 1e-8;
+
 /// One step's data, in the form the iteration uses.
 pub(crate) struct Problem<'a> {
     pub mesh: &'a Mesh,
@@ -282,9 +288,25 @@ impl<'a> Problem<'a> {
         let tau = self.tau;
         let n = self.n();
         let mu_l = self.mu_lower(p.mu);
-        let dinv: Vec<f64> = (0..n)
+        let mut dinv: Vec<f64> = (0..n)
             .map(|k| self.law.compliance(p.cells[k], mu_l, p.mu) / self.vols[k])
             .collect();
+        // Porous law, m ≤ 2, without entropy: a cell just below the kink of ρ(s) = (f')⁻¹(max(s,
+        // 0)) takes the positive branch's element of the generalised derivative (the cell may
+        // fill) instead of 0, so that a cell at the free boundary cannot make the semismooth
+        // steps cycle across the kink (measured: 24/187/118 → 13/9/8 iterations on the robustness
+        // matrix's fine Barenblatt 1D). For m > 2, f''(0+) = 0 and the branch has no finite slope.
+        if let (None, Some(m)) = (self.law.beta, self.law.m)
+            && m <= 2.0
+        {
+            let s = self.chemical_potential(&p.phi);
+            let small = KINK_DENSITY * self.rho_scale;
+            for k in 0..n {
+                if p.cells[k].rho < small && s[k] > -KINK_WINDOW * self.e_scale {
+                    dinv[k] = 1.0 / (self.vols[k] * self.law.f2(small));
+                }
+            }
+        }
         let mut c_diag: Vec<f64> = (0..n).map(|k| self.vols[k] / tau).collect();
         for &(k, l, t) in self.faces {
             let a = 0.5 * t * (p.phi[l] - p.phi[k]) / tau;

@@ -3,9 +3,10 @@
 //! The `newton` backend: the one-step two-point-flux JKO scheme (docs/mathematics.md §2.1; Cancès, Gallouët
 //! and Todeschi 2020) solved to high accuracy by Newton's method on its optimality system.
 //! Two methods share one sparse linear algebra: Newton ascent on the dual function for steps
-//! whose entropy keeps ρ > 0 (the Fokker–Planck class), and a primal–dual interior point with
-//! an active-set finish for steps where a bound matters (porous media, congestion, a potential
-//! alone, no energy). This page is the reference for the mathematics the code relies on.
+//! whose entropy keeps ρ > 0 (the Fokker–Planck class) and, semismooth, for porous media
+//! without a cap, and a primal–dual interior point with an active-set finish for steps where
+//! a bound matters otherwise (congestion, a potential alone, no energy) or where the porous
+//! ascent stalls. This page is the reference for the mathematics the code relies on.
 //!
 //! ## The problem
 //! Cells K (volume |K|), interior faces σ = K|L (transmissibility T_σ), densities ρ, fluxes
@@ -69,6 +70,19 @@
 //! no change. Convergence is quadratic (warm steps 4–10 iterations). If the ascent fails (a
 //! stiff step far from its Gibbs state, where ψ grows like e^{s/β}), the interior point below
 //! takes over from its own cold start, recorded in the notes.
+//!
+//! ## Porous media without a cap: the same ascent, semismooth
+//! Without entropy the exact cell law is ρ_K = (f')⁻¹(max(s_K, 0)), continuous and monotone in
+//! s: ψ is still concave and C¹, and the ascent above is a semismooth Newton method whose
+//! generalised Hessian holds an empty cell fixed (compliance 0; the floor barrier μ_F keeps it
+//! a tiny positive number). The free boundary needs no active-set logic: a cell fills when its
+//! s_K turns positive, and λ_K = −|K| s_K ≥ 0 holds by construction where it stays empty. When
+//! ψ stops changing beyond its round-off, a step must also reduce ‖r_p‖ (a cell at the kink
+//! s = 0 could otherwise make full steps cycle). Measured on the robustness matrix's porous
+//! cases (m = 2, 3, 1D and 2D, with and without a potential): 4–23 iterations where the
+//! interior point below, every factorisation counted, took 60–240. The ascent has a budget of
+//! 30 iterations (degenerate front cells of m = 3, or a well, can make it stall); then the
+//! interior point takes over from its cold start, within the same `max_iter`, recorded.
 //!
 //! ## Bounds that matter: primal–dual interior point
 //! Without entropy, or with a cap, (ρ, G, φ, λ, ν) are iterated together, the gap ρ_max − ρ

@@ -73,7 +73,7 @@ pub enum Ordering {
 /// Settings of [`crate::NewtonSolver`] (serde: unknown fields are rejected, missing ones
 /// take the defaults below).
 ///
-/// Defaults: `tol = 1e-10`, `max_iter = 100`, `fallback_halving = 0`, `mu_initial = 0.1`,
+/// Defaults: `tol = 1e-10`, `max_iter = 300`, `fallback_halving = 0`, `mu_initial = 0.1`,
 /// Cholesky, `Ordering::Auto`.
 ///
 /// ```rust
@@ -90,7 +90,10 @@ pub struct NewtonParams {
     /// expressed as a density error relative to max ρⁿ — is at most `tol`, or at most its
     /// round-off floor where that floor is larger (see the crate docs).
     pub tol: f64,
-    /// Largest number of Newton iterations per step (a safeguard, not the stopping rule).
+    /// Largest number of Newton iterations per step (a safeguard, not the stopping rule). Every
+    /// iteration that factorises the Newton matrix counts: those of the active-set finish
+    /// (successful or not) and those of an attempt that failed before another method or start
+    /// took over.
     pub max_iter: usize,
     /// On failure, retry the step as two half steps, recursively up to this depth (0 = off).
     pub fallback_halving: usize,
@@ -108,7 +111,7 @@ impl Default for NewtonParams {
     fn default() -> Self {
         NewtonParams {
             tol: 1e-10,
-            max_iter: 100,
+            max_iter: 300,
             fallback_halving: 0,
             mu_initial: 1e-1,
             factorization: Factorization::Cholesky,

@@ -48,6 +48,9 @@ pub(crate) struct ReducedSystem {
     /// Δ = diag(S_KK^{-1/2}).
     scale: Vec<f64>,
     numeric: Numeric,
+    /// Newton matrices assembled (each is factorised once) since the system was built: the
+    /// steps report their factorisations from this count, not from their own bookkeeping.
+    assembled: usize,
 }
 
 enum Numeric {
@@ -195,6 +198,7 @@ impl ReducedSystem {
             diag_pos,
             scale: vec![1.0; n],
             numeric,
+            assembled: 0,
         })
     }
 
@@ -208,6 +212,7 @@ impl ReducedSystem {
         mut coupling: impl FnMut(usize, &mut Vec<f64>),
         mut face_weight: impl FnMut(usize, usize) -> f64,
     ) {
+        self.assembled += 1;
         self.values.iter_mut().for_each(|v| *v = 0.0);
         let full = self.factorization == Factorization::Lu;
         let mut c = Vec::with_capacity(8);
@@ -241,6 +246,11 @@ impl ReducedSystem {
         if let Numeric::Lu { factor, .. } = &mut self.numeric {
             *factor = None;
         }
+    }
+
+    /// Newton matrices assembled since the system was built.
+    pub fn assembled(&self) -> usize {
+        self.assembled
     }
 
     /// Set the diagonal of every identically zero row (and column) of the assembled matrix
