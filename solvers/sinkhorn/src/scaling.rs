@@ -179,8 +179,13 @@ const WINDOW: usize = 20;
 
 impl Relaxation {
     fn new(st: &Stage) -> Self {
+        // A negative proximal temperature (the debiased β′ < 0, module `epsilon`) puts the
+        // spectrum of the linearised iteration in [κ, 0], κ = σβ′/(1 + σβ′) ∈ [−½, 0): plain
+        // updates contract at |κ| ≤ ½, and over-relaxation diverges from ω = 2/(1 + √|κ|) on
+        // (Young: imaginary Jacobi eigenvalues). Such steps run unrelaxed.
+        let negative = st.prox.beta < 0.0;
         Relaxation {
-            fixed: st.omega,
+            fixed: if negative { Some(1.0) } else { st.omega },
             max: st.omega_max,
             omega: 1.0,
             window: Vec::new(),
