@@ -95,6 +95,16 @@ fn advance(
                 .and_then(|s| s.split_whitespace().next())
                 .unwrap_or("?")
                 .to_string();
+            if std::env::var_os("LONG_LINES_HISTORY").is_some() {
+                let h = &out.info.history;
+                let every = (h.len() / 25).max(1);
+                let pts: Vec<String> = (0..h.len())
+                    .step_by(every)
+                    .map(|i| format!("{i}:{:.1e}", h[i]))
+                    .collect();
+                println!("    history {}: {}", solver.name(), pts.join(" "));
+                println!("    notes: {:?}", out.info.notes);
+            }
             let status = format!("{:?}", out.info.status);
             let it = out.info.iterations;
             chain.warm = Some(WarmStart::from(&out));
@@ -143,13 +153,23 @@ fn main() {
         taus = vec![0.1, 0.5, 1.0];
     }
     let g0 = Gaussian::diagonal(&[1.0], &[0.5]);
+    let record_history = std::env::var_os("LONG_LINES_HISTORY").is_some();
     let one_level = SinkhornSolver::new(SinkhornParams {
         multiscale: false,
         max_iter: cap,
+        record_history,
         ..SinkhornParams::default()
     })
     .expect("sinkhorn");
-    let multiscale = SinkhornSolver::new(SinkhornParams::default()).expect("sinkhorn");
+    let omega = std::env::var("LONG_LINES_OMEGA")
+        .ok()
+        .and_then(|w| w.parse().ok());
+    let multiscale = SinkhornSolver::new(SinkhornParams {
+        record_history,
+        omega,
+        ..SinkhornParams::default()
+    })
+    .expect("sinkhorn");
     let quantile = QuantileSolver::new(QuantileParams::default()).expect("quantile");
     println!(
         "OU 1D on [-5, 5] from N(1, 0.5^2), default sinkhorn parameters, {steps} steps (warm starts); one-level solve capped at {cap} iterations; load average at start {}",
