@@ -307,7 +307,7 @@ impl SinkhornSolver {
         };
 
         // Multiscale start (module `multiscale`): unmasked grids, tensor kernel.
-        let mut coarse_note = None;
+        let (mut coarse_note, mut multiscale_used) = (None, false);
         if let Some(grid) = mesh.as_grid().filter(|g| {
             prm.multiscale && tensor && prm.log_domain != LogDomain::Always && g.len() == n_cells
         }) && let Some(f) = multiscale::factor(grid, schedule[0])
@@ -327,7 +327,10 @@ impl SinkhornSolver {
                     level,
                     &mut g,
                 )? {
-                    Some(c) => c,
+                    Some(c) => {
+                        multiscale_used = true;
+                        c
+                    }
                     None => format!(
                         "multiscale start skipped: the coarse solve ({f}x coarser) needed the log domain"
                     ),
@@ -374,6 +377,7 @@ impl SinkhornSolver {
                 },
                 cap,
                 record: prm.record_history && final_stage,
+                near: s == 0 && multiscale_used,
                 omega: prm.omega,
                 omega_max: prm.omega_max,
             };
@@ -575,6 +579,7 @@ impl SinkhornSolver {
             tol: multiscale::COARSE_TOL.max(prm.tol),
             cap: prm.max_iter,
             record: false,
+            near: false,
             omega: prm.omega,
             omega_max: prm.omega_max,
         };
