@@ -15,12 +15,27 @@
 //! 0.08 on a 10×10 mesh, see the crate's tests). β′ may be negative (always for β = 0): the
 //! step stays convex as long as β′ ≥ −ε/(2τ), because 2τβ′ Σ q ln q adds to the Hessian
 //! ε diag(1/π) of the entropy a term ≥ 2τβ′/ε · ε diag(1/π) (Cauchy–Schwarz on
-//! (Σ_K δπ_{KL})² ≤ q_L Σ_K δπ_{KL}²/π_{KL}). Each b-update scales ln z by 1/(1 + σβ′), so
-//! ln b moves by −σβ′/(1 + σβ′) per unit of ln z; β′ is kept ≥ −ε/(6τ) (σβ′ ≥ −1/3), where
-//! this factor is at most 1/2 in size and the iteration stays a contraction: below that bound
-//! (β < ε/(12τ)) the bias is removed only in part, and the step notes say so. Not removed at
-//! all without entropy (β = 0), and only down to β′ = 0 under a congestion bound (a 2D crowd
-//! step with β′ < 0 did not converge).
+//! (Σ_K δπ_{KL})² ≤ q_L Σ_K δπ_{KL}²/π_{KL}).
+//!
+//! **When β′ < 0 is admissible (convergence).** Linearise one iteration at the solution, in
+//! F = ln a, G = ln b: the a-update gives δF = −A δG (A_{KL} = π_{KL}/p_K), and the b-update
+//! ln b = ln q − ln z with ln q = (ln z − const)/(1 + σβ′) gives δG = −κ δ ln z, δ ln z = B δF
+//! (B_{LK} = π_{KL}/q_L), κ = σβ′/(1 + σβ′). So δG ← κ M δG with M = BA a Markov operator
+//! similar to the positive semi-definite D_q^{−1/2} πᵀ D_p^{−1} π D_q^{−1/2}: its spectrum lies
+//! in [0, 1], and that of the iteration in [κ, 0] when κ < 0. Plain updates then contract at
+//! rate |κ| = −σβ′/(1 + σβ′), < 1 iff σβ′ > −1/2; β′ is kept ≥ −ε/(6τ) (σβ′ ≥ −1/3, rate
+//! ≤ 1/2: ~35 iterations to 1e-10). Over-relaxation, which the positive spectrum of β′ ≥ 0
+//! needs (rate κ → 1 as σβ′ grows), diverges on this one: with imaginary Jacobi eigenvalues
+//! (μ² = κm < 0) SOR converges only for ω < 2/(1 + √|κ|) (Young), 1.17 at κ = −1/2, while the
+//! automatic ω goes up to 1.95 — which is what stalled the two steps of the root property tests
+//! (tests/properties.proptest-regressions) at 50 000 iterations. Hence: **a stage with β′ < 0
+//! runs unrelaxed** (`scaling::Relaxation`), and β′ < 0 is used only where every cell has
+//! κ ≤ 0, i.e. the proximal map is the closed form with one σβ′ for all cells. Under a
+//! congestion bound (κ = 1 on the cells at the bound: δ ln q = 0) or with a porous term
+//! (κ_K = 1 − 1/(1 + σβ′ + σ m ρ_K^{m−1}) > 0 on dense cells) the spectrum has both signs, the
+//! positive part needs ω near 2 and the negative part forbids it: there β′ stays ≥ 0. Below
+//! these bounds (β < ε/(12τ), or a congestion/porous step with β < ε/(4τ)) the bias is removed
+//! only in part, and the step notes say so. Not removed at all without entropy (β = 0).
 //!
 //! **Default ε.** The one-step schemes and the JKO iterates themselves differ from the flow at
 //! O(τ) over a fixed time, and a step's own error is O(δ²) relative, δ the distance mass moves in
@@ -130,7 +145,7 @@ impl EpsilonChoice {
             "not removed (debias = false)".to_string()
         } else if self.compensation < self.extra_temperature {
             format!(
-                "removed in part: proximal temperature beta - {:.3e} (bounded below: contraction, congestion), residual {:.3e}",
+                "removed in part: proximal temperature beta - {:.3e} (bounded below: beta' >= -eps/(6 tau), or >= 0 with congestion or porous term), residual {:.3e}",
                 self.compensation,
                 self.extra_temperature - self.compensation
             )
@@ -224,15 +239,15 @@ pub(crate) fn drive2(problem: &JkoStep<'_>) -> f64 {
 }
 
 /// The temperature removed from the proximal map at regularisation `eps` (module docs):
-/// ε/(4τ), capped so that β′ = β − it stays ≥ −ε/(6τ); 0 without `debias` or without
-/// entropy, and at most β under a congestion bound (a negative temperature with the bound
-/// failed to converge on a 2D crowd step: not removed there until that is understood).
-pub(crate) fn compensation(debias: bool, beta: f64, bounded: bool, eps: f64, tau: f64) -> f64 {
+/// ε/(4τ), capped so that β′ = β − it stays ≥ −ε/(6τ) (unrelaxed rate ≤ 1/2); 0 without
+/// `debias` or without entropy; at most β when `mixed` (a congestion bound or a porous term:
+/// cells with κ > 0, where the over-relaxation the step needs diverges if β′ < 0).
+pub(crate) fn compensation(debias: bool, beta: f64, mixed: bool, eps: f64, tau: f64) -> f64 {
     if !debias || beta <= 0.0 {
         return 0.0;
     }
     let full = eps / (4.0 * tau);
-    if bounded {
+    if mixed {
         full.min(beta)
     } else {
         full.min(beta + eps / (6.0 * tau))
@@ -272,7 +287,7 @@ pub(crate) fn choose(params: &SinkhornParams, problem: &JkoStep<'_>) -> EpsilonC
     let compensation = compensation(
         params.debias,
         beta,
-        energy.max_density.is_some(),
+        energy.max_density.is_some() || energy.porous.is_some(),
         epsilon,
         tau,
     );

@@ -84,6 +84,7 @@
 
 pub mod epsilon;
 pub mod kernel;
+mod multiscale;
 pub mod params;
 pub mod prox;
 mod scaling;
@@ -94,8 +95,8 @@ pub use params::{EpsilonScaling, KernelChoice, LogDomain, SinkhornParams};
 use prox::KlProx;
 
 use jko_core::{
-    EnergyTerm, InputError, JkoStep, Mesh, StepError, StepInfo, StepOutput, StepSolver, StepStatus,
-    WarmStart,
+    EnergyTerm, Grid, InputError, JkoStep, Mesh, StepError, StepInfo, StepOutput, StepSolver,
+    StepStatus, WarmStart,
 };
 use ndarray::Array1;
 use scaling::{Buffers, FLOOR, Stage, StageOutcome, Trouble, log_stage, scaling_stage};
@@ -288,6 +289,54 @@ impl SinkhornSolver {
             .map(|&x| if x > 0.0 { x.ln() } else { f64::NEG_INFINITY })
             .collect();
         let beta = energy.entropy.unwrap_or(0.0);
+        let prox_at = |e: f64| {
+            KlProx::new(
+                2.0 * tau / e,
+                beta - epsilon::compensation(
+                    prm.debias,
+                    beta,
+                    energy.max_density.is_some()
+                        || energy.porous.is_some()
+                        || !negative_temperature,
+                    e,
+                    tau,
+                ),
+                energy.porous,
+                energy.max_density,
+            )
+        };
+
+        // Multiscale start (module `multiscale`): unmasked grids, tensor kernel.
+        let (mut coarse_note, mut multiscale_used) = (None, false);
+        if let Some(grid) = mesh.as_grid().filter(|g| {
+            prm.multiscale && tensor && prm.log_domain != LogDomain::Always && g.len() == n_cells
+        }) && let Some(f) = multiscale::factor(grid, schedule[0])
+        {
+            let vol: Vec<f64> = ln_vol.iter().map(|x| x.exp()).collect();
+            let level = Level {
+                p: &p,
+                vol: &vol,
+                potential: &potential,
+            };
+            coarse_note = Some(
+                match self.coarse_start(
+                    grid,
+                    f,
+                    prox_at(schedule[0]),
+                    schedule[0],
+                    level,
+                    &mut g,
+                )? {
+                    Some(c) => {
+                        multiscale_used = true;
+                        c
+                    }
+                    None => format!(
+                        "multiscale start skipped: the coarse solve ({f}x coarser) needed the log domain"
+                    ),
+                },
+            );
+        }
 
         let mut buf = Buffers::new(len);
         let mut use_log = prm.log_domain == LogDomain::Always;
@@ -313,18 +362,7 @@ impl SinkhornSolver {
                 prm.epsilon_scaling.stage_max_iter.min(remaining / 2).max(1)
             };
             let stage = Stage {
-                prox: KlProx::new(
-                    2.0 * tau / e,
-                    beta - epsilon::compensation(
-                        prm.debias,
-                        beta,
-                        energy.max_density.is_some() || !negative_temperature,
-                        e,
-                        tau,
-                    ),
-                    energy.porous,
-                    energy.max_density,
-                ),
+                prox: prox_at(e),
                 p: &p,
                 ln_p: &ln_p,
                 active: &active,
@@ -339,6 +377,7 @@ impl SinkhornSolver {
                 },
                 cap,
                 record: prm.record_history && final_stage,
+                near: s == 0 && multiscale_used,
                 omega: prm.omega,
                 omega_max: prm.omega_max,
             };
@@ -450,6 +489,7 @@ impl SinkhornSolver {
                 kernel.storage_bytes()
             )
         });
+        notes.extend(coarse_note);
         if warm_used {
             notes.push("warm-started from the previous potential".into());
         }
@@ -476,6 +516,98 @@ impl SinkhornSolver {
                 check: None,
             },
         })
+    }
+}
+
+/// The arrays of a level of the multiscale start, in grid layout (unmasked grid).
+struct Level<'a> {
+    /// Masses of ρⁿ (0 below the floor).
+    p: &'a [f64],
+    /// Cell volumes.
+    vol: &'a [f64],
+    /// Cell potential V.
+    potential: &'a [f64],
+}
+
+impl SinkhornSolver {
+    /// The multiscale start (module `multiscale`): the step on the grid coarsened f times, at
+    /// the same ε and proximal map, solved from the restriction of `g`; `g` is replaced by the
+    /// prolonged coarse potential. Returns a note for the step record, or `None` (g unchanged)
+    /// when the coarse level would need the log domain and `log_domain = "never"`.
+    fn coarse_start(
+        &self,
+        grid: &Grid,
+        f: usize,
+        prox: KlProx,
+        eps: f64,
+        fine: Level<'_>,
+        g: &mut [f64],
+    ) -> Result<Option<String>, StepError> {
+        let prm = &self.params;
+        let shape = &grid.cells;
+        let cg = multiscale::coarse_grid(grid, f);
+        let cmesh = Mesh::grid(&cg.cells, &cg.lower, &cg.upper)?;
+        let mut p = multiscale::restrict(shape, f, fine.p, false);
+        let ln_vol: Vec<f64> = multiscale::restrict(shape, f, fine.vol, false)
+            .iter()
+            .map(|v| v.ln())
+            .collect();
+        let potential = multiscale::restrict(shape, f, fine.potential, true);
+        let g0 = multiscale::restrict(shape, f, g, true);
+        let len = p.len();
+        let mass = kernel::deterministic_sum(len, |w| p[w]);
+        for x in &mut p {
+            if *x < FLOOR * mass {
+                *x = 0.0;
+            }
+        }
+        let ln_p: Vec<f64> = p
+            .iter()
+            .map(|&x| if x > 0.0 { x.ln() } else { f64::NEG_INFINITY })
+            .collect();
+        let active = vec![true; len];
+        let mut kernel = GibbsKernel::new(&cmesh, eps)?;
+        let stage = Stage {
+            prox,
+            p: &p,
+            ln_p: &ln_p,
+            active: &active,
+            ln_vol: &ln_vol,
+            potential: &potential,
+            shape: &cg.cells,
+            mass,
+            tol: multiscale::COARSE_TOL.max(prm.tol),
+            cap: prm.max_iter,
+            record: false,
+            near: false,
+            omega: prm.omega,
+            omega_max: prm.omega_max,
+        };
+        let mut buf = Buffers::new(len);
+        let (outcome, domain) = match scaling_stage(&stage, &mut kernel, &g0, eps, &mut buf) {
+            Ok(o) => (o, "scaling domain"),
+            Err(_) if prm.log_domain == LogDomain::Never => return Ok(None),
+            Err(Trouble(_)) => (
+                log_stage(&stage, &kernel, &g0, eps, &mut buf)?,
+                "log domain",
+            ),
+        };
+        let mut gc = vec![0.0; len];
+        finite_potential(&buf.lb, &active, eps, &mut gc);
+        g.copy_from_slice(&multiscale::prolong(shape, f, &gc));
+        Ok(Some(format!(
+            "multiscale start: the step on {:?} cells ({f}x coarser, same epsilon) took {} iterations \
+             ({}, violation {:.1e}{}); its potential, prolonged, starts the iteration on this grid",
+            cg.cells,
+            outcome.iterations,
+            domain,
+            outcome.violation,
+            if outcome.converged {
+                ""
+            } else {
+                ", not converged"
+            }
+        )))
     }
 }
 

@@ -154,6 +154,10 @@ pub struct SinkhornParams {
     /// −ε/(6τ), which keeps each b-update a contraction; the step stays convex down to
     /// −ε/(2τ), see the module docs of `epsilon`). `false`: the plain entropic step.
     pub debias: bool,
+    /// Start each step from the same step solved on a coarser grid at the same ε (unmasked
+    /// grids whose blur √(ε/2) spans several cells; module `multiscale` of the crate source).
+    /// The answer is the same to the tolerance; `false`: start from the previous potential.
+    pub multiscale: bool,
 }
 
 impl Default for SinkhornParams {
@@ -173,6 +177,7 @@ impl Default for SinkhornParams {
             dense_limit_bytes: 512 << 20,
             record_history: false,
             debias: true,
+            multiscale: true,
         }
     }
 }

@@ -1,0 +1,225 @@
+//! Long lines at large τ: time and iterations per step with and without the multiscale start,
+//! in one interleaved run, and the iterates against the exact 1D quantile backend, the exact JKO
+//! iterate and each other.
+//!
+//! Problem: OU 1D (Fokker–Planck, β = 1, V = x²/2 on [−5, 5]) from N(1, 0.5²), default
+//! parameters (only `multiscale` differs; the one-level solve is capped at `--cap` iterations so
+//! that the run ends: a capped step is reported, not hidden), `STEPS` steps with warm starts as
+//! `jko run` does. For each (cells, τ) the two variants run one after the other, step by step.
+//! CPU time is the process's user + system time (all threads) from /proc/self/stat.
+//!
+//! Run: cargo run --release -p jko-sinkhorn --example long_lines
+//! [-- cells... [--tau τ...] [--cap N] [--steps k]] (default 1024 4096 16384, τ 0.1 0.5 1,
+//! cap 3000, 2 steps).
+
+use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
+use jko_core::{Energy, JkoStep, Mesh, Potential, StepOutput, StepSolver, WarmStart};
+use jko_quantile::{QuantileParams, QuantileSolver};
+use jko_sinkhorn::{SinkhornParams, SinkhornSolver};
+use ndarray::Array1;
+use std::time::Instant;
+
+/// CPU seconds of this process (user + system, every thread).
+fn cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which ends with ')'): utime and stime are the 12th and
+    // 13th of them, in clock ticks (100 per second on Linux).
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    if f.len() > 13 {
+        (f[11] + f[12]) / 100.0
+    } else {
+        f64::NAN
+    }
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn energy() -> Energy {
+    Energy::fokker_planck(
+        1.0,
+        Potential::Quadratic {
+            center: vec![0.0],
+            stiffness: 1.0,
+        },
+    )
+}
+
+/// One chain of steps of one solver.
+struct Chain {
+    rho: Array1<f64>,
+    warm: Option<WarmStart>,
+    failed: Option<String>,
+}
+
+/// One step of a chain: (iterations, wall s, CPU s, note about the multiscale start, ε).
+fn advance(
+    solver: &dyn StepSolver,
+    mesh: &Mesh,
+    tau: f64,
+    chain: &mut Chain,
+) -> Option<(usize, f64, f64, String, String)> {
+    if chain.failed.is_some() {
+        return None;
+    }
+    let frozen = energy().freeze(mesh, &chain.rho).expect("energy");
+    let problem = JkoStep::new(mesh, &chain.rho, tau, &frozen).expect("step");
+    let (t0, c0) = (Instant::now(), cpu());
+    let out: Result<StepOutput, _> = solver.step(&problem, chain.warm.as_ref());
+    let (wall, cpu_s) = (t0.elapsed().as_secs_f64(), cpu() - c0);
+    match out {
+        Ok(out) => {
+            let coarse = out
+                .info
+                .notes
+                .iter()
+                .find(|n| n.starts_with("multiscale start:"))
+                .and_then(|n| n.split(" took ").nth(1))
+                .and_then(|n| n.split_whitespace().next())
+                .map_or("-".to_string(), |it| format!("{it} coarse"));
+            let eps = out
+                .info
+                .notes
+                .iter()
+                .find_map(|n| n.strip_prefix("epsilon = "))
+                .and_then(|s| s.split_whitespace().next())
+                .unwrap_or("?")
+                .to_string();
+            if std::env::var_os("LONG_LINES_HISTORY").is_some() {
+                let h = &out.info.history;
+                let every = (h.len() / 25).max(1);
+                let pts: Vec<String> = (0..h.len())
+                    .step_by(every)
+                    .map(|i| format!("{i}:{:.1e}", h[i]))
+                    .collect();
+                println!("    history {}: {}", solver.name(), pts.join(" "));
+                println!("    notes: {:?}", out.info.notes);
+            }
+            let status = format!("{:?}", out.info.status);
+            let it = out.info.iterations;
+            chain.warm = Some(WarmStart::from(&out));
+            chain.rho = out.rho;
+            Some((it, wall, cpu_s, format!("{coarse}, {status}"), eps))
+        }
+        Err(e) => {
+            chain.failed = Some(format!("{e}").chars().take(90).collect());
+            println!(
+                "    (failed after {wall:.2} s wall, {cpu_s:.2} s CPU: {})",
+                chain.failed.as_deref().unwrap_or("")
+            );
+            None
+        }
+    }
+}
+
+fn l1(mesh: &Mesh, a: &Array1<f64>, b: &Array1<f64>) -> f64 {
+    let v = mesh.volumes();
+    (0..mesh.n_cells())
+        .map(|k| v[k] * (a[k] - b[k]).abs())
+        .sum()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut sizes = Vec::new();
+    let mut taus = Vec::new();
+    let (mut cap, mut steps) = (3000usize, 2usize);
+    let mut mode = "";
+    for a in &args {
+        match a.as_str() {
+            "--tau" | "--cap" | "--steps" => mode = a.as_str(),
+            x => match mode {
+                "--tau" => taus.push(x.parse::<f64>().expect("tau")),
+                "--cap" => cap = x.parse().expect("cap"),
+                "--steps" => steps = x.parse().expect("steps"),
+                _ => sizes.push(x.parse::<usize>().expect("cells")),
+            },
+        }
+    }
+    if sizes.is_empty() {
+        sizes = vec![1024, 4096, 16384];
+    }
+    if taus.is_empty() {
+        taus = vec![0.1, 0.5, 1.0];
+    }
+    let g0 = Gaussian::diagonal(&[1.0], &[0.5]);
+    let record_history = std::env::var_os("LONG_LINES_HISTORY").is_some();
+    let one_level = SinkhornSolver::new(SinkhornParams {
+        multiscale: false,
+        max_iter: cap,
+        record_history,
+        ..SinkhornParams::default()
+    })
+    .expect("sinkhorn");
+    let omega = std::env::var("LONG_LINES_OMEGA")
+        .ok()
+        .and_then(|w| w.parse().ok());
+    let multiscale = SinkhornSolver::new(SinkhornParams {
+        record_history,
+        omega,
+        ..SinkhornParams::default()
+    })
+    .expect("sinkhorn");
+    let quantile = QuantileSolver::new(QuantileParams::default()).expect("quantile");
+    println!(
+        "OU 1D on [-5, 5] from N(1, 0.5^2), default sinkhorn parameters, {steps} steps (warm starts); one-level solve capped at {cap} iterations; load average at start {}",
+        load()
+    );
+    println!();
+    println!(
+        "| cells | τ | step | variant | ε | iterations (coarse, status) | wall s | CPU s | L1 vs quantile | L1 vs exact JKO | L1 multiscale vs one-level |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for &n in &sizes {
+        let mesh = Mesh::grid(&[n], &[-5.0], &[5.0]).expect("grid");
+        let rho0 = mesh.sample(|x| g0.density(x));
+        let rho0 = &rho0 / mesh.mass(&rho0);
+        for &tau in &taus {
+            let new_chain = || Chain {
+                rho: rho0.clone(),
+                warm: None,
+                failed: None,
+            };
+            let (mut q, mut a, mut b) = (new_chain(), new_chain(), new_chain());
+            for s in 1..=steps {
+                let exact = OrnsteinUhlenbeck::standard(1).jko_iterates(&g0, tau, s);
+                let exact = mesh.sample(|x| exact.density(x));
+                advance(&quantile, &mesh, tau, &mut q);
+                let ra = advance(&one_level, &mesh, tau, &mut a);
+                let rb = advance(&multiscale, &mesh, tau, &mut b);
+                let both = a.failed.is_none() && b.failed.is_none();
+                for (name, r, c) in [("one-level", ra, &a), ("multiscale", rb, &b)] {
+                    let Some((it, wall, cpu_s, note, eps)) = r else {
+                        println!(
+                            "| {n} | {tau} | {s} | {name} | | failed: {} | | | | | |",
+                            c.failed.as_deref().unwrap_or("earlier step failed")
+                        );
+                        continue;
+                    };
+                    let vs = if both && name == "multiscale" {
+                        format!("{:.2e}", l1(&mesh, &a.rho, &b.rho))
+                    } else {
+                        String::new()
+                    };
+                    println!(
+                        "| {n} | {tau} | {s} | {name} | {eps} | {it} ({note}) | {wall:.3} | {cpu_s:.3} | {:.2e} | {:.2e} | {vs} |",
+                        l1(&mesh, &c.rho, &q.rho),
+                        l1(&mesh, &c.rho, &exact),
+                    );
+                }
+            }
+        }
+    }
+    println!();
+    println!("load average at end {}", load());
+}
