@@ -234,8 +234,8 @@ pub const MULTILEVEL_IPM_TOL: f64 = 1e-8;
 /// Newton steps a warm-started polish may take before the step runs cold instead.
 const WARM_NEWTON_BUDGET: usize = 20;
 
-/// Without entropy, a warm-polished density with a cell in (0, `WARM_TRACE`·peak) is a
-/// trace left by the polish, not the minimiser's: the step runs cold instead.
+/// Without entropy, a warm-polished density with a cell in (0, `WARM_TRACE`·peak) where ρⁿ
+/// was 0 is a trace left by the polish, not the minimiser's: the step runs cold instead.
 const WARM_TRACE: f64 = 1e-6;
 
 /// Sparse LDLᵀ factorisation used inside Clarabel.
@@ -304,6 +304,10 @@ pub struct ConicParams {
     pub polish: bool,
     /// Relative residual of the optimality system the polish must reach.
     pub polish_tol: f64,
+    /// One-step scheme without a warm start: try Newton on the optimality system from ρⁿ
+    /// and the explicit potential first (crate docs, "Polishing, warm start and defaults"),
+    /// and run Clarabel only when it does not converge. `false`: always Clarabel first.
+    pub newton_start: bool,
 }
 
 impl Default for ConicParams {
@@ -319,6 +323,7 @@ impl Default for ConicParams {
             levels: None,
             polish: true,
             polish_tol: 1e-9,
+            newton_start: true,
         }
     }
 }
@@ -595,7 +600,10 @@ impl ConicSolver {
             tau: problem.tau,
             scheme: self.scheme(),
         };
-        let solved = match self.warm_polish(&path_problem, warm) {
+        let solved = match self
+            .warm_polish(&path_problem, warm)
+            .or_else(|| self.explicit_polish(&path_problem))
+        {
             Some(solved) => solved,
             None => self.solve_path(&path_problem)?,
         };
@@ -720,6 +728,55 @@ impl ConicSolver {
     fn warm_polish(&self, pp: &PathProblem<'_>, warm: Option<&WarmStart>) -> Option<SolvedPath> {
         let warm = warm?;
         let (rho, phi) = (warm.rho.as_ref()?, warm.potential.as_ref()?);
+        self.newton_from(
+            pp,
+            rho,
+            phi,
+            "warm start from the previous step: no interior-point run",
+        )
+    }
+
+    /// One-step scheme without a warm start: Newton from the explicit guess ρ^{n+1} = ρⁿ,
+    /// φ = −τ (f'(ρⁿ) + V) (the potential that makes the density rows hold at G = 0; its flux
+    /// Tθ(φ_L − φ_K) is an explicit Euler step), with the warm start's budget and checks. The
+    /// answer is certified by the same KKT conditions as any polished step; when Newton does
+    /// not get there (a free boundary that must move, an active congestion bound) the step
+    /// runs Clarabel as before.
+    fn explicit_polish(&self, pp: &PathProblem<'_>) -> Option<SolvedPath> {
+        let End::Free(energy) = pp.end else {
+            return None;
+        };
+        if !self.params.newton_start {
+            return None;
+        }
+        let peak = pp.start.iter().fold(0.0f64, |a, &r| a.max(r));
+        let floor = 1e-12 * peak;
+        let phi = Array1::from_iter(pp.start.iter().enumerate().map(|(k, &r)| {
+            let v = energy.potential.as_ref().map_or(0.0, |v| v[k]);
+            let r = if energy.entropy.is_some() {
+                r.max(floor)
+            } else {
+                r
+            };
+            -pp.tau * (energy.df(r) + v)
+        }));
+        self.newton_from(
+            pp,
+            pp.start,
+            &phi,
+            "Newton from ρⁿ and the explicit potential: no interior-point run",
+        )
+    }
+
+    /// Polish from the guess (ρ^{n+1}, φ) of the one-step scheme; `None` when it is not
+    /// usable or Newton does not converge within [`WARM_NEWTON_BUDGET`] steps.
+    fn newton_from(
+        &self,
+        pp: &PathProblem<'_>,
+        rho: &Array1<f64>,
+        phi: &Array1<f64>,
+        note: &str,
+    ) -> Option<SolvedPath> {
         let n = pp.mesh.n_cells();
         let usable = |v: &Array1<f64>| v.len() == n && v.iter().all(|x| x.is_finite());
         if !self.params.polish
@@ -756,9 +813,13 @@ impl ConicSolver {
         let has_entropy = matches!(pp.end, End::Free(e) if e.entropy.is_some());
         let end = &point.densities[point.densities.len() - 1];
         let peak = end.iter().fold(0.0f64, |a, &r| a.max(r));
-        let trace = !has_entropy && end.iter().any(|&r| r > 0.0 && r < WARM_TRACE * peak);
+        let trace = !has_entropy
+            && end
+                .iter()
+                .zip(pp.start)
+                .any(|(&r, &r0)| r > 0.0 && r < WARM_TRACE * peak && r0 == 0.0);
         (report.converged && !trace).then(|| {
-            let notes = vec!["warm start from the previous step: no interior-point run".into()];
+            let notes = vec![note.to_string()];
             polished(
                 pp,
                 point,

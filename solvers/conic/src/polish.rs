@@ -185,9 +185,12 @@ impl<'a> Polisher<'a> {
             .then(|| self.hold[(j - 1) * self.n + k])
     }
 
-    /// Initial holds: without entropy, densities below `frac` of the peak are held at 0; with
+    /// Initial holds: without entropy, densities below `frac` of the peak are held at 0 (in the
+    /// one-step scheme only where ρⁿ is 0: a cell that had mass and ends in a far tail, e.g.
+    /// every step without energy, where ρ^{n+1} = ρⁿ, cannot be held at 0 unless its mass
+    /// leaves through a live face; a free one that Newton drives to 0 is held then); with
     /// congestion, densities within `frac` of ρ_max are held there.
-    fn initial_holds(&mut self, point: &PathPoint, frac: f64) {
+    fn initial_holds(&mut self, point: &mut PathPoint, frac: f64) {
         let peak = point
             .densities
             .iter()
@@ -197,7 +200,13 @@ impl<'a> Polisher<'a> {
             for k in 0..self.n {
                 let r = point.densities[j][k];
                 let mut h = Hold::Free;
-                if !self.entropy_cell(j) && r <= frac * peak {
+                let had_mass = self.big_l == 1 && point.densities[0][k] > 0.0;
+                if !self.entropy_cell(j) && r <= frac * peak && had_mass {
+                    // The interior point keeps a far-tail density near its barrier parameter,
+                    // orders above the tail's own value: start from the smaller of the two.
+                    point.densities[j][k] = r.min(point.densities[0][k]);
+                }
+                if !self.entropy_cell(j) && r <= frac * peak && !had_mass {
                     h = Hold::Lower;
                 }
                 if let Some(m) = self.rho_max
@@ -786,7 +795,15 @@ impl<'a> Polisher<'a> {
                 }
                 // Growth is capped at a factor e^MAX_LOG_GROWTH per step (e^x ≫ 1 + x would
                 // overshoot a density that must grow by orders, such as a released cell).
-                let mut next = r * (alpha * (d / r).clamp(-MAX_LOG_STEP, MAX_LOG_GROWTH)).exp();
+                // A moderate change (−½ρ ≤ δρ ≤ ρ) is taken as it is: the continuity rows are
+                // linear, and the additive step keeps them exact where the multiplicative one
+                // leaves a drift of order (δρ/ρ)² that slows Newton's endgame.
+                let x = d / r;
+                let mut next = if (-0.5..=1.0).contains(&x) {
+                    r + alpha * d
+                } else {
+                    r * (alpha * x.clamp(-MAX_LOG_STEP, MAX_LOG_GROWTH)).exp()
+                };
                 if let Some(cap) = self.rho_max
                     && next >= cap
                 {
@@ -884,6 +901,28 @@ impl<'a> Polisher<'a> {
                     known[k] = true;
                 }
                 frontier = next;
+            }
+        }
+    }
+
+    /// Make the continuity rows exact on the converged point: each free, positive density
+    /// takes the value its row gives from the fluxes and the level before,
+    /// ρ_{j+1,K} = ρ_{j,K} − (Σ_σ ±G_{j,σ})/|K|, a change at the level of the residual the
+    /// polish left (≤ its tolerance relative to the fluxes, which can be ~10× the cell's
+    /// mass), and the masses then follow exactly from the fluxes. Held cells and cells the
+    /// value would make non-positive keep theirs.
+    fn close_continuity(&self, p: &mut PathPoint) {
+        let mesh = self.problem.mesh;
+        for j in 0..self.big_l {
+            if !self.is_free_level(j + 1) {
+                continue;
+            }
+            let div = mesh.divergence(&p.fluxes[j]);
+            for (k, &vol) in mesh.volumes().iter().enumerate() {
+                let value = p.densities[j][k] - div[k] / vol;
+                if self.hold_of(j + 1, k) == Some(Hold::Free) && value > 0.0 {
+                    p.densities[j + 1][k] = value;
+                }
             }
         }
     }
@@ -1214,6 +1253,7 @@ pub(crate) fn polish(
             );
         }
         if !changed {
+            pol.close_continuity(&mut current);
             report.mass_correction =
                 project_masses_of(problem.mesh, &mut current.densities, pol.free_levels);
             report.converged = true;

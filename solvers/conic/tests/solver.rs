@@ -183,6 +183,7 @@ fn polishing_finishes_a_stopped_interior_point_run() {
     let p = JkoStep::new(&mesh, &rho, 0.1, &e).unwrap();
     let out = ConicSolver::new(ConicParams {
         max_iter: 2,
+        newton_start: false,
         ..ConicParams::default()
     })
     .unwrap()
