@@ -6,7 +6,8 @@
 //! scripts/setup-peers.sh      # once: .venv-peers with cvxpy and clarabel
 //! cargo run --release -p jko-conic --example cvxpy_compare -- [--tol 1e-8] [--repeats 3]
 //!     [--ours-tol TOL|default] [--polish-tol 1e-9] [--agree-tol 1e-10] [--cases ou-1d-1024,ou-2d-64,...]
-//!     [--peer-direct qdldl|faer] [--steps K] [--dir target/cvxpy-compare]
+//!     [--peer-direct qdldl|faer] [--ours-direct qdldl|faer] [--newton-start on|off]
+//!     [--steps K] [--dir target/cvxpy-compare]
 //! ```
 //!
 //! Every case writes its step problem as JSON (`jko_conic::StepFile`) into `--dir`, solves it
@@ -267,6 +268,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map(str::parse)
             .transpose()?
             .unwrap_or(ours_params.polish_tol),
+        ..ours_params
+    };
+    let ours_params = ConicParams {
+        direct_solver: match flag(&args, "--ours-direct") {
+            Some("qdldl") => jko_conic::DirectSolver::Qdldl,
+            Some("faer") => jko_conic::DirectSolver::Faer,
+            _ => ours_params.direct_solver,
+        },
+        newton_start: flag(&args, "--newton-start") != Some("off"),
         ..ours_params
     };
     let ours_tol = ours_params.tol_gap_rel;

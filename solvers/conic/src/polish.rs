@@ -439,6 +439,9 @@ impl<'a> Polisher<'a> {
             scale,
             raw_rho,
             mass_drift,
+            cell_mass: (0..=self.big_l)
+                .flat_map(|j| p.densities[j].iter().zip(vols).map(|(r, v)| r * v))
+                .fold(0.0f64, f64::max),
             rg,
             sg,
             theta,
@@ -531,7 +534,14 @@ impl<'a> Polisher<'a> {
         for (&r, &s) in res.rg.iter().zip(&res.sg) {
             worst = worst.max(rel(r, s));
         }
-        (worst.max(cont), res.mass_drift)
+        // The continuity rows are linear and an additive Newton step satisfies them: Newton
+        // continues until they hold to round-off in absolute terms (against the largest cell
+        // mass), not only relative to the fluxes, which can be ~10× a cell's mass.
+        let cell_mass = res.cell_mass.max(f64::MIN_POSITIVE);
+        let exact = res.r[self.n_rho..]
+            .iter()
+            .fold(0.0f64, |a, &r| a.max(r.abs() / cell_mass));
+        (worst.max(cont), res.mass_drift.max(exact))
     }
 
     /// Newton direction (δρ over free densities, δψ, δG over all faces).
@@ -905,28 +915,6 @@ impl<'a> Polisher<'a> {
         }
     }
 
-    /// Make the continuity rows exact on the converged point: each free, positive density
-    /// takes the value its row gives from the fluxes and the level before,
-    /// ρ_{j+1,K} = ρ_{j,K} − (Σ_σ ±G_{j,σ})/|K|, a change at the level of the residual the
-    /// polish left (≤ its tolerance relative to the fluxes, which can be ~10× the cell's
-    /// mass), and the masses then follow exactly from the fluxes. Held cells and cells the
-    /// value would make non-positive keep theirs.
-    fn close_continuity(&self, p: &mut PathPoint) {
-        let mesh = self.problem.mesh;
-        for j in 0..self.big_l {
-            if !self.is_free_level(j + 1) {
-                continue;
-            }
-            let div = mesh.divergence(&p.fluxes[j]);
-            for (k, &vol) in mesh.volumes().iter().enumerate() {
-                let value = p.densities[j][k] - div[k] / vol;
-                if self.hold_of(j + 1, k) == Some(Hold::Free) && value > 0.0 {
-                    p.densities[j + 1][k] = value;
-                }
-            }
-        }
-    }
-
     /// Multiplier of the bound of a held density (level j, cell k): ∂ℒ/∂ρ with the kinetic
     /// term in its dual form −(τT/(2L)) w (ψ_k − ψ_l)² on every face (live or not).
     fn multiplier(&self, p: &PathPoint, j: usize, k: usize) -> (f64, f64) {
@@ -992,6 +980,8 @@ struct Residuals {
     raw_rho: f64,
     /// Largest |M(ρ_j) − M(ρⁿ)|/M(ρⁿ) over the levels.
     mass_drift: f64,
+    /// Largest cell mass |K| ρ_{j,K} over the levels.
+    cell_mass: f64,
     rg: Vec<f64>,
     sg: Vec<f64>,
     theta: Vec<f64>,
@@ -1253,7 +1243,6 @@ pub(crate) fn polish(
             );
         }
         if !changed {
-            pol.close_continuity(&mut current);
             report.mass_correction =
                 project_masses_of(problem.mesh, &mut current.densities, pol.free_levels);
             report.converged = true;
