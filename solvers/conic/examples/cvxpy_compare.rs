@@ -352,7 +352,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             / out.info.objective.abs();
         let continuity = continuity_residual(&case.mesh, &case.rho, &tight.rho, &tight.flux);
         println!(
-            "| {} | {} | {:.3} | {:.3} | {:.3} | {:?} | {} + {} | {:.3} | {:.3} | {} | {} | {:.2} | {:.2} | {:.1e} | {:.1e} ({}) |",
+            "| {} | {} | {:.3} | {:.3} | {:.3} | {:?} | {} + {} | {:.3} | {:.3} | {} | {} | {:.2} | {} | {:.1e} | {:.1e} ({}) |",
             case.name,
             case.mesh.n_cells(),
             ours_best,
@@ -366,7 +366,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             peer.status,
             peer.iterations,
             peer_best / ours_best,
-            peer_solver_best / ipm.max(1e-12),
+            if ipm > 0.0 {
+                format!("{:.2}", peer_solver_best / ipm)
+            } else {
+                "– (no interior point)".to_string()
+            },
             diff / max,
             tight_diff / max,
             tight.status

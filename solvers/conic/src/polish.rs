@@ -807,9 +807,11 @@ impl<'a> Polisher<'a> {
                 // overshoot a density that must grow by orders, such as a released cell).
                 // A moderate change (−½ρ ≤ δρ ≤ ρ) is taken as it is: the continuity rows are
                 // linear, and the additive step keeps them exact where the multiplicative one
-                // leaves a drift of order (δρ/ρ)² that slows Newton's endgame.
+                // leaves a drift of order (δρ/ρ)² that slows Newton's endgame. (Not with
+                // congestion: there it made a crowd step's held set at the cap stall, 32²,
+                // step 2 of tests/regressions.rs `crowd_with_active_congestion_is_solved`.)
                 let x = d / r;
-                let mut next = if (-0.5..=1.0).contains(&x) {
+                let mut next = if self.rho_max.is_none() && (-0.5..=1.0).contains(&x) {
                     r + alpha * d
                 } else {
                     r * (alpha * x.clamp(-MAX_LOG_STEP, MAX_LOG_GROWTH)).exp()

@@ -9,7 +9,7 @@ mod common;
 
 use common::*;
 use jko_core::exact::{Barenblatt, Gaussian};
-use jko_core::{Energy, JkoStep, Mesh, Potential, StepSolver, StepStatus, WarmStart};
+use jko_core::{Energy, JkoStep, Mesh, StepSolver, StepStatus, WarmStart};
 use ndarray::Array1;
 
 /// Run `steps` steps at the defaults, cold; every step must be `Solved`, conserve mass to
@@ -82,16 +82,6 @@ fn run_checked(
     rho
 }
 
-fn fokker_planck(d: usize) -> Energy {
-    Energy::fokker_planck(
-        1.0,
-        Potential::Quadratic {
-            center: vec![0.0; d],
-            stiffness: 1.0,
-        },
-    )
-}
-
 fn barenblatt(mesh: &Mesh, m: f64, t0: f64) -> Array1<f64> {
     let b = Barenblatt::new(m, mesh.dim(), 1.0).unwrap();
     normalised(mesh, 1.0, |x| b.density(t0, x))
@@ -140,7 +130,7 @@ fn narrow_gaussian_keeps_its_mass() {
     let mesh = Mesh::grid(&[1000], &[-5.0], &[5.0]).unwrap();
     let g = Gaussian::diagonal(&[0.5], &[0.1]);
     let rho = normalised(&mesh, 1.0, |x| g.density(x));
-    run_solved("narrow 1D", &mesh, rho, &fokker_planck(1), 0.05, 3, 1e-8);
+    run_solved("narrow 1D", &mesh, rho, &ou_energy(1), 0.05, 3, 1e-8);
 }
 
 /// Issue 17: "at its defaults it ends `AlmostSolved in 100 it` on step 1 of the main example
@@ -150,7 +140,7 @@ fn ou_1d_example_is_solved() {
     let mesh = Mesh::grid(&[200], &[-5.0], &[5.0]).unwrap();
     let g = Gaussian::diagonal(&[1.0], &[0.5]);
     let rho = normalised(&mesh, 1.0, |x| g.density(x));
-    run_solved("ou-1d", &mesh, rho, &fokker_planck(1), 0.1, 3, 1e-8);
+    run_solved("ou-1d", &mesh, rho, &ou_energy(1), 0.1, 3, 1e-8);
 }
 
 /// Issue 17: "... and on every `ou-2d` step": data/examples/ou-2d.toml (32², [-5, 5]²).
@@ -159,7 +149,7 @@ fn ou_2d_example_is_solved() {
     let mesh = Mesh::grid(&[32, 32], &[-5.0; 2], &[5.0; 2]).unwrap();
     let g = Gaussian::diagonal(&[1.0, -0.5], &[0.5, 0.8]);
     let rho = normalised(&mesh, 1.0, |x| g.density(x));
-    run_solved("ou-2d 32²", &mesh, rho, &fokker_planck(2), 0.1, 2, 1e-8);
+    run_solved("ou-2d 32²", &mesh, rho, &ou_energy(2), 0.1, 2, 1e-8);
 }
 
 /// The issue's 2D cases at their size: ou-2d at 64² (3 steps) and porous m = 3 with a
@@ -170,15 +160,12 @@ fn issue_cases_at_64_squared() {
     let mesh = Mesh::grid(&[64, 64], &[-5.0; 2], &[5.0; 2]).unwrap();
     let g = Gaussian::diagonal(&[1.0, -0.5], &[0.5, 0.8]);
     let rho = normalised(&mesh, 1.0, |x| g.density(x));
-    run_solved("ou-2d 64²", &mesh, rho, &fokker_planck(2), 0.1, 3, 1e-8);
+    run_solved("ou-2d 64²", &mesh, rho, &ou_energy(2), 0.1, 3, 1e-8);
     let mesh = Mesh::grid(&[64, 64], &[-1.5; 2], &[1.5; 2]).unwrap();
     let rho = barenblatt(&mesh, 3.0, 0.05);
     let energy = Energy {
         porous: Some(3.0),
-        potential: Some(Potential::Quadratic {
-            center: vec![0.0; 2],
-            stiffness: 1.0,
-        }),
+        potential: Some(well(vec![0.0; 2], 1.0)),
         ..Energy::default()
     };
     run_solved("porous m=3 well 64²", &mesh, rho, &energy, 0.01, 5, 1e-8);
@@ -200,7 +187,7 @@ fn warm_polish_agrees_with_a_cold_step() {
         ..Energy::default()
     };
     let cases = [
-        ("ou-1d", &ou_mesh, ou_rho, fokker_planck(1), 0.1, true),
+        ("ou-1d", &ou_mesh, ou_rho, ou_energy(1), 0.1, true),
         // The moving free boundary changes the active set: the warm polish does not converge
         // and the step runs cold (measured), which must still give the same answer.
         ("porous m=2", &porous_mesh, porous_rho, porous, 0.005, false),
@@ -251,10 +238,7 @@ fn warm_started_porous_m3_in_a_well_stays_solved() {
     let mut rho = mesh.sample(|x| b.density(0.05, x));
     let energy = Energy {
         porous: Some(3.0),
-        potential: Some(Potential::Quadratic {
-            center: vec![0.0],
-            stiffness: 1.0,
-        }),
+        potential: Some(well(vec![0.0], 1.0)),
         ..Energy::default()
     };
     let mass = mesh.mass(&rho);
@@ -320,10 +304,7 @@ fn potential_only_is_solved() {
     let g = Gaussian::diagonal(&[1.5], &[0.5]);
     let rho0 = normalised(&mesh, 1.0, |x| g.density(x));
     let energy = Energy {
-        potential: Some(Potential::Quadratic {
-            center: vec![0.0],
-            stiffness: 1.0,
-        }),
+        potential: Some(well(vec![0.0], 1.0)),
         ..Energy::default()
     };
     for warm in [false, true] {
@@ -360,10 +341,7 @@ fn crowd_with_active_congestion_is_solved() {
     let rho0 = normalised(&mesh, 10.0, |x| g.density(x));
     let energy = Energy {
         entropy: Some(0.01),
-        potential: Some(Potential::Quadratic {
-            center: vec![4.0, 0.0],
-            stiffness: 1.0,
-        }),
+        potential: Some(well(vec![4.0, 0.0], 1.0)),
         max_density: Some(1.0),
         ..Energy::default()
     };
