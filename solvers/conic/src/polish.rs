@@ -108,19 +108,14 @@ const REFINEMENT_STEPS: usize = 5;
 /// Diagonal shift of the equilibrated Newton matrix.
 const DIAGONAL_SHIFT: f64 = 1e-13;
 
-/// See [`Polisher::frame`]: cells, faces and intervals; the faces and volumes; τ, L as a
-/// number and the θ weights (wa, wb).
-struct Frame<'a> {
-    n: usize,
-    nf: usize,
-    big_l: usize,
-    faces: &'a [jko_core::Face],
-    vols: &'a [f64],
-    tau: f64,
-    l: f64,
-    wa: f64,
-    wb: f64,
-}
+/// See [`Polisher::frame`]: (cells, faces, intervals), (faces, volumes), (τ, L as a number),
+/// the θ weights (wa, wb).
+type Frame<'a> = (
+    (usize, usize, usize),
+    (&'a [jko_core::Face], &'a [f64]),
+    (f64, f64),
+    (f64, f64),
+);
 
 struct Polisher<'a> {
     problem: &'a PathProblem<'a>,
@@ -184,18 +179,12 @@ impl<'a> Polisher<'a> {
     /// The sizes and data every pass over the path problem reads.
     fn frame(&self) -> Frame<'a> {
         let mesh = self.problem.mesh;
-        let (wa, wb) = self.weights;
-        Frame {
-            n: self.n,
-            nf: self.nf,
-            big_l: self.big_l,
-            faces: mesh.faces(),
-            vols: mesh.volumes(),
-            tau: self.problem.tau,
-            l: self.big_l as f64,
-            wa,
-            wb,
-        }
+        (
+            (self.n, self.nf, self.big_l),
+            (mesh.faces(), mesh.volumes()),
+            (self.problem.tau, self.big_l as f64),
+            self.weights,
+        )
     }
 
     fn is_free_level(&self, j: usize) -> bool {
@@ -355,17 +344,7 @@ impl<'a> Polisher<'a> {
     /// and, separately, the flux residuals r_G (live faces; 0 elsewhere) and their scales.
     fn residuals(&self, p: &PathPoint) -> Residuals {
         let mesh = self.problem.mesh;
-        let Frame {
-            n,
-            nf,
-            big_l,
-            faces,
-            vols,
-            tau,
-            l,
-            wa,
-            wb,
-        } = self.frame();
+        let ((n, nf, big_l), (faces, vols), (tau, l), (wa, wb)) = self.frame();
         let mut r = vec![0.0; self.n_vars];
         let mut scale = vec![0.0; self.n_vars];
         let mut rg = vec![0.0; big_l * nf];
@@ -582,17 +561,7 @@ impl<'a> Polisher<'a> {
 
     /// Newton direction (δρ over free densities, δψ, δG over all faces).
     fn direction(&self, p: &PathPoint, res: &Residuals) -> Result<Direction, String> {
-        let Frame {
-            n,
-            nf,
-            big_l,
-            faces,
-            vols,
-            tau,
-            l,
-            wa,
-            wb,
-        } = self.frame();
+        let ((n, nf, big_l), (faces, vols), (tau, l), (wa, wb)) = self.frame();
         let mut trip: Vec<Triplet> = Vec::new();
         let mut rhs: Vec<f64> = res.r.iter().map(|r| -r).collect();
         let push = |i: usize, j: usize, v: f64, trip: &mut Vec<Triplet>| {

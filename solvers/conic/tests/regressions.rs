@@ -82,6 +82,15 @@ fn run_checked(
     rho
 }
 
+/// A Gaussian of unit mass on the grid of `cells` over [-5, 5]^d (the OU examples' box).
+fn gaussian_on(cells: &[usize], mean: &[f64], std: &[f64]) -> (Mesh, Array1<f64>) {
+    let d = cells.len();
+    let mesh = Mesh::grid(cells, &vec![-5.0; d], &vec![5.0; d]).unwrap();
+    let g = Gaussian::diagonal(mean, std);
+    let rho = normalised(&mesh, 1.0, |x| g.density(x));
+    (mesh, rho)
+}
+
 fn barenblatt(mesh: &Mesh, m: f64, t0: f64) -> Array1<f64> {
     let b = Barenblatt::new(m, mesh.dim(), 1.0).unwrap();
     normalised(mesh, 1.0, |x| b.density(t0, x))
@@ -127,9 +136,7 @@ fn porous_other_exponents_are_solved() {
 /// stops the run (a Gaussian of std 0.1 on a 1000-cell line at τ = 0.05)".
 #[test]
 fn narrow_gaussian_keeps_its_mass() {
-    let mesh = Mesh::grid(&[1000], &[-5.0], &[5.0]).unwrap();
-    let g = Gaussian::diagonal(&[0.5], &[0.1]);
-    let rho = normalised(&mesh, 1.0, |x| g.density(x));
+    let (mesh, rho) = gaussian_on(&[1000], &[0.5], &[0.1]);
     run_solved("narrow 1D", &mesh, rho, &ou_energy(1), 0.05, 3, 1e-8);
 }
 
@@ -137,18 +144,14 @@ fn narrow_gaussian_keeps_its_mass() {
 /// (`ou-1d`)": data/examples/ou-1d.toml, 200 cells on [-5, 5], N(1, 0.5²), τ = 0.1.
 #[test]
 fn ou_1d_example_is_solved() {
-    let mesh = Mesh::grid(&[200], &[-5.0], &[5.0]).unwrap();
-    let g = Gaussian::diagonal(&[1.0], &[0.5]);
-    let rho = normalised(&mesh, 1.0, |x| g.density(x));
+    let (mesh, rho) = gaussian_on(&[200], &[1.0], &[0.5]);
     run_solved("ou-1d", &mesh, rho, &ou_energy(1), 0.1, 3, 1e-8);
 }
 
 /// Issue 17: "... and on every `ou-2d` step": data/examples/ou-2d.toml (32², [-5, 5]²).
 #[test]
 fn ou_2d_example_is_solved() {
-    let mesh = Mesh::grid(&[32, 32], &[-5.0; 2], &[5.0; 2]).unwrap();
-    let g = Gaussian::diagonal(&[1.0, -0.5], &[0.5, 0.8]);
-    let rho = normalised(&mesh, 1.0, |x| g.density(x));
+    let (mesh, rho) = gaussian_on(&[32, 32], &[1.0, -0.5], &[0.5, 0.8]);
     run_solved("ou-2d 32²", &mesh, rho, &ou_energy(2), 0.1, 2, 1e-8);
 }
 
@@ -157,9 +160,7 @@ fn ou_2d_example_is_solved() {
 #[test]
 #[ignore = "64² steps take tens of seconds in a debug build; run with --release --ignored"]
 fn issue_cases_at_64_squared() {
-    let mesh = Mesh::grid(&[64, 64], &[-5.0; 2], &[5.0; 2]).unwrap();
-    let g = Gaussian::diagonal(&[1.0, -0.5], &[0.5, 0.8]);
-    let rho = normalised(&mesh, 1.0, |x| g.density(x));
+    let (mesh, rho) = gaussian_on(&[64, 64], &[1.0, -0.5], &[0.5, 0.8]);
     run_solved("ou-2d 64²", &mesh, rho, &ou_energy(2), 0.1, 3, 1e-8);
     let mesh = Mesh::grid(&[64, 64], &[-1.5; 2], &[1.5; 2]).unwrap();
     let rho = barenblatt(&mesh, 3.0, 0.05);
@@ -177,9 +178,7 @@ fn issue_cases_at_64_squared() {
 #[test]
 fn warm_polish_agrees_with_a_cold_step() {
     let s = solver();
-    let ou_mesh = Mesh::grid(&[200], &[-5.0], &[5.0]).unwrap();
-    let g = Gaussian::diagonal(&[1.0], &[0.5]);
-    let ou_rho = normalised(&ou_mesh, 1.0, |x| g.density(x));
+    let (ou_mesh, ou_rho) = gaussian_on(&[200], &[1.0], &[0.5]);
     let porous_mesh = Mesh::grid(&[200], &[-3.0], &[3.0]).unwrap();
     let porous_rho = barenblatt(&porous_mesh, 2.0, 0.01);
     let porous = Energy {
@@ -274,9 +273,7 @@ fn warm_started_porous_m3_in_a_well_stays_solved() {
 /// must be `Solved` and return ρⁿ, cold and warm-started.
 #[test]
 fn no_energy_is_a_solved_fixed_point() {
-    let mesh = Mesh::grid(&[400], &[-5.0], &[5.0]).unwrap();
-    let g = Gaussian::diagonal(&[1.0], &[0.5]);
-    let rho0 = normalised(&mesh, 1.0, |x| g.density(x));
+    let (mesh, rho0) = gaussian_on(&[400], &[1.0], &[0.5]);
     let peak = rho0.iter().fold(0.0f64, |a, &r| a.max(r));
     for warm in [false, true] {
         let rho = run_checked(
@@ -300,9 +297,7 @@ fn no_energy_is_a_solved_fixed_point() {
 #[test]
 #[ignore = "issue 17: still AlmostSolved (the polish's held set does not settle)"]
 fn potential_only_is_solved() {
-    let mesh = Mesh::grid(&[400], &[-5.0], &[5.0]).unwrap();
-    let g = Gaussian::diagonal(&[1.5], &[0.5]);
-    let rho0 = normalised(&mesh, 1.0, |x| g.density(x));
+    let (mesh, rho0) = gaussian_on(&[400], &[1.5], &[0.5]);
     let energy = Energy {
         potential: Some(well(vec![0.0], 1.0)),
         ..Energy::default()
