@@ -3,33 +3,12 @@
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use jko_conic::{ConicParams, ConicSolver};
-use jko_core::{Energy, JkoStep, Mesh, Potential, StepEnergy, StepSolver};
-use ndarray::Array1;
+use jko_core::{JkoStep, StepSolver};
 use std::hint::black_box;
 
-fn ou_problem(cells: &[usize]) -> (Mesh, Array1<f64>, StepEnergy) {
-    let d = cells.len();
-    let mesh = Mesh::grid(cells, &vec![-4.0; d], &vec![4.0; d]).unwrap();
-    let mut rho = mesh.sample(|x| {
-        (-x.iter()
-            .enumerate()
-            .map(|(a, v)| (v - 0.5 + 0.2 * a as f64).powi(2))
-            .sum::<f64>())
-        .exp()
-    });
-    let m = mesh.mass(&rho);
-    rho /= m;
-    let e = Energy::fokker_planck(
-        1.0,
-        Potential::Quadratic {
-            center: vec![0.0; d],
-            stiffness: 1.0,
-        },
-    )
-    .freeze(&mesh, &rho)
-    .unwrap();
-    (mesh, rho, e)
-}
+#[path = "support/ou.rs"]
+mod ou;
+use ou::ou_problem;
 
 fn bench(c: &mut Criterion) {
     let solver = ConicSolver::new(ConicParams::default()).unwrap();
@@ -42,7 +21,7 @@ fn bench(c: &mut Criterion) {
         vec![32, 32],
         vec![64, 64],
     ] {
-        let (mesh, rho, e) = ou_problem(&cells);
+        let (mesh, rho, e) = ou_problem(&cells).unwrap();
         let label = cells
             .iter()
             .map(|c| c.to_string())

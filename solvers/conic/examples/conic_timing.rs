@@ -10,7 +10,11 @@
 //! ("kkt update") and in triangular solves with iterative refinement ("kkt solve").
 
 use jko_conic::{ConicParams, ConicSolver, DirectSolver};
-use jko_core::{Energy, JkoStep, Mesh, Potential};
+use jko_core::JkoStep;
+
+#[path = "../benches/support/ou.rs"]
+mod ou;
+use ou::ou_problem;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -22,13 +26,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
         None => None,
     };
+    // Clarabel's phases are what is timed: no Newton start from ρⁿ.
     let auto = ConicSolver::new(ConicParams {
         levels,
+        newton_start: false,
         ..ConicParams::default()
     })?;
     let qdldl = ConicSolver::new(ConicParams {
         direct_solver: DirectSolver::Qdldl,
         levels,
+        newton_start: false,
         ..ConicParams::default()
     })?;
     if let Some(l) = levels {
@@ -62,25 +69,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(_) => vec![(vec![32, 32], &auto), (vec![64, 64], &auto)],
     };
     for (cells, solver) in runs {
-        let d = cells.len();
-        let mesh = Mesh::grid(&cells, &vec![-4.0; d], &vec![4.0; d])?;
-        let mut rho = mesh.sample(|x| {
-            (-x.iter()
-                .enumerate()
-                .map(|(a, v)| (v - 0.5 + 0.2 * a as f64).powi(2))
-                .sum::<f64>())
-            .exp()
-        });
-        let m = mesh.mass(&rho);
-        rho /= m;
-        let e = Energy::fokker_planck(
-            1.0,
-            Potential::Quadratic {
-                center: vec![0.0; d],
-                stiffness: 1.0,
-            },
-        )
-        .freeze(&mesh, &rho)?;
+        let (mesh, rho, e) = ou_problem(&cells)?;
         let p = JkoStep::new(&mesh, &rho, 0.1, &e)?;
         let (out, t) = solver.step_timed(&p, None)?;
         let fmt = |v: Option<f64>| v.map_or("-".to_string(), |s| format!("{s:.4}"));
@@ -91,7 +80,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .map(|c| c.to_string())
                 .collect::<Vec<_>>()
                 .join("x"),
-            if d == 1 || solver.params().direct_solver == DirectSolver::Qdldl {
+            // DirectSolver::Auto: QDLDL in 1D and up to 10⁴ cells, faer above.
+            if cells.len() == 1
+                || mesh.n_cells() <= 10_000
+                || solver.params().direct_solver == DirectSolver::Qdldl
+            {
                 "qdldl"
             } else {
                 "faer"

@@ -6,7 +6,8 @@
 //! scripts/setup-peers.sh      # once: .venv-peers with cvxpy and clarabel
 //! cargo run --release -p jko-conic --example cvxpy_compare -- [--tol 1e-8] [--repeats 3]
 //!     [--ours-tol TOL|default] [--polish-tol 1e-9] [--agree-tol 1e-10] [--cases ou-1d-1024,ou-2d-64,...]
-//!     [--peer-direct qdldl|faer] [--steps K] [--dir target/cvxpy-compare]
+//!     [--peer-direct qdldl|faer] [--ours-direct qdldl|faer] [--newton-start on|off]
+//!     [--steps K] [--dir target/cvxpy-compare]
 //! ```
 //!
 //! Every case writes its step problem as JSON (`jko_conic::StepFile`) into `--dir`, solves it
@@ -269,6 +270,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .unwrap_or(ours_params.polish_tol),
         ..ours_params
     };
+    let ours_params = ConicParams {
+        direct_solver: match flag(&args, "--ours-direct") {
+            Some("qdldl") => jko_conic::DirectSolver::Qdldl,
+            Some("faer") => jko_conic::DirectSolver::Faer,
+            _ => ours_params.direct_solver,
+        },
+        newton_start: flag(&args, "--newton-start") != Some("off"),
+        ..ours_params
+    };
     let ours_tol = ours_params.tol_gap_rel;
     let solver = ConicSolver::new(ours_params)?;
     println!(
@@ -342,7 +352,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             / out.info.objective.abs();
         let continuity = continuity_residual(&case.mesh, &case.rho, &tight.rho, &tight.flux);
         println!(
-            "| {} | {} | {:.3} | {:.3} | {:.3} | {:?} | {} + {} | {:.3} | {:.3} | {} | {} | {:.2} | {:.2} | {:.1e} | {:.1e} ({}) |",
+            "| {} | {} | {:.3} | {:.3} | {:.3} | {:?} | {} + {} | {:.3} | {:.3} | {} | {} | {:.2} | {} | {:.1e} | {:.1e} ({}) |",
             case.name,
             case.mesh.n_cells(),
             ours_best,
@@ -356,7 +366,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             peer.status,
             peer.iterations,
             peer_best / ours_best,
-            peer_solver_best / ipm.max(1e-12),
+            if ipm > 0.0 {
+                format!("{:.2}", peer_solver_best / ipm)
+            } else {
+                "– (no interior point)".to_string()
+            },
             diff / max,
             tight_diff / max,
             tight.status

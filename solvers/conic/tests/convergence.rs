@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use jko_core::exact::{Barenblatt, Gaussian, OrnsteinUhlenbeck};
-use jko_core::{Energy, Mesh, Potential};
+use jko_core::{Energy, Mesh};
 
 struct OuErrors {
     mean: f64,
@@ -19,13 +19,7 @@ fn ou_run(n: usize, steps: usize) -> (Mesh, ndarray::Array1<f64>) {
     let mesh = Mesh::grid(&[n], &[-5.0], &[5.0]).unwrap();
     let g0 = Gaussian::diagonal(&[1.0], &[0.5]);
     let rho0 = normalised(&mesh, 1.0, |x| g0.density(x));
-    let energy = Energy::fokker_planck(
-        1.0,
-        Potential::Quadratic {
-            center: vec![0.0],
-            stiffness: 1.0,
-        },
-    );
+    let energy = Energy::fokker_planck(1.0, well(vec![0.0], 1.0));
     let rho = run(&mesh, &rho0, &energy, 1.0 / steps as f64, steps);
     (mesh, rho)
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use jko_core::{Energy, JkoStep, Mesh, Potential, StepSolver};
+use jko_core::{Energy, JkoStep, Mesh, StepSolver};
 
 #[test]
 fn congestion_bound_becomes_active_and_holds() {
@@ -19,10 +19,7 @@ fn congestion_bound_becomes_active_and_holds() {
         }
     });
     let energy = Energy {
-        potential: Some(Potential::Quadratic {
-            center: vec![0.0, 0.0],
-            stiffness: 10.0,
-        }),
+        potential: Some(well(vec![0.0, 0.0], 10.0)),
         max_density: Some(rho_max),
         ..Energy::default()
     };
@@ -82,13 +79,7 @@ fn masked_domain_keeps_mass_positivity_and_energy_inequality() {
     let mut rho = normalised(&mesh, 1.0, |x| {
         (-((x[0]).powi(2) + (x[1] - 0.4).powi(2)) / 0.1).exp()
     });
-    let energy = Energy::fokker_planck(
-        0.2,
-        Potential::Quadratic {
-            center: vec![0.0, -0.8],
-            stiffness: 4.0,
-        },
-    );
+    let energy = Energy::fokker_planck(0.2, well(vec![0.0, -0.8], 4.0));
     let s = solver();
     let mass0 = mesh.mass(&rho);
     for step in 0..3 {
@@ -136,10 +127,7 @@ fn porous_medium_with_potential_in_2d() {
     let mut rho = normalised(&mesh, 1.0, |x| (0.25 - x[0] * x[0] - x[1] * x[1]).max(0.0));
     let energy = Energy {
         porous: Some(2.0),
-        potential: Some(Potential::Quadratic {
-            center: vec![0.4, 0.0],
-            stiffness: 2.0,
-        }),
+        potential: Some(well(vec![0.4, 0.0], 2.0)),
         ..Energy::default()
     };
     let s = solver();

@@ -9,7 +9,7 @@ mod common;
 use common::*;
 use jko_conic::{ConicParams, ConicSolver, TransportPath};
 use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
-use jko_core::{Energy, JkoStep, Mesh, Potential, StepEnergy, StepOutput, StepSolver};
+use jko_core::{Energy, JkoStep, Mesh, StepEnergy, StepOutput, StepSolver};
 use ndarray::Array1;
 
 fn multilevel(levels: usize) -> ConicSolver {
@@ -25,10 +25,6 @@ fn sci(v: &[f64]) -> String {
         .map(|x| format!("{x:.3e}"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn ou_energy(dim: usize) -> Energy {
-    Energy::ornstein_uhlenbeck(dim)
 }
 
 /// Checks every level of a path against ρⁿ: mass, ρ ≥ 0 (and ≤ `rho_max`), continuity per
@@ -141,15 +137,9 @@ fn end_optimality(p: &JkoStep<'_>, out: &StepOutput, path: &TransportPath) -> (f
 fn path_conserves_mass_stays_positive_and_decreases_the_energy() {
     let mesh = Mesh::grid(&[60], &[-3.0], &[3.0]).unwrap();
     let rho = normalised(&mesh, 1.0, |x| (-(x[0] - 1.0).powi(2) / 0.5).exp());
-    let e = Energy::fokker_planck(
-        0.5,
-        Potential::Quadratic {
-            center: vec![-0.5],
-            stiffness: 2.0,
-        },
-    )
-    .freeze(&mesh, &rho)
-    .unwrap();
+    let e = Energy::fokker_planck(0.5, well(vec![-0.5], 2.0))
+        .freeze(&mesh, &rho)
+        .unwrap();
     let p = JkoStep::new(&mesh, &rho, 0.2, &e).unwrap();
     for levels in [1, 2, 5] {
         let (out, path) = multilevel(levels).step_path(&p, None).unwrap();
@@ -337,15 +327,9 @@ fn two_dimensional_and_masked_steps_conserve_mass() {
     let rho = normalised(&mesh, 1.0, |x| {
         (-(x[0].powi(2) + (x[1] - 0.4).powi(2)) / 0.1).exp()
     });
-    let e = Energy::fokker_planck(
-        0.2,
-        Potential::Quadratic {
-            center: vec![0.0, -0.8],
-            stiffness: 4.0,
-        },
-    )
-    .freeze(&mesh, &rho)
-    .unwrap();
+    let e = Energy::fokker_planck(0.2, well(vec![0.0, -0.8], 4.0))
+        .freeze(&mesh, &rho)
+        .unwrap();
     let p = JkoStep::new(&mesh, &rho, 0.1, &e).unwrap();
     let (out, path) = multilevel(2).step_path(&p, None).unwrap();
     let dm = check_path(&p, &out, &path, 2);
@@ -366,10 +350,7 @@ fn congestion_bound_holds_along_the_path() {
         f64::from((x[0] - 0.6).powi(2) + (x[1] - 0.6).powi(2) < 0.09)
     });
     let energy = Energy {
-        potential: Some(Potential::Quadratic {
-            center: vec![0.0, 0.0],
-            stiffness: 10.0,
-        }),
+        potential: Some(well(vec![0.0, 0.0], 10.0)),
         max_density: Some(rho_max),
         ..Energy::default()
     };

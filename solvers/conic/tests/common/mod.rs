@@ -3,11 +3,21 @@
 #![allow(dead_code)]
 
 use jko_conic::{ConicParams, ConicSolver};
-use jko_core::{Energy, JkoStep, Mesh, StepEnergy, StepOutput, StepSolver};
+use jko_core::{Energy, JkoStep, Mesh, Potential, StepEnergy, StepOutput, StepSolver};
 use ndarray::Array1;
 
 pub fn solver() -> ConicSolver {
     ConicSolver::new(ConicParams::default()).unwrap()
+}
+
+/// `Potential::Quadratic` with this centre and stiffness.
+pub fn well(center: Vec<f64>, stiffness: f64) -> Potential {
+    Potential::Quadratic { center, stiffness }
+}
+
+/// The Ornstein–Uhlenbeck energy in `dim` dimensions: β = 1 and the unit well at the origin.
+pub fn ou_energy(dim: usize) -> Energy {
+    Energy::ornstein_uhlenbeck(dim)
 }
 
 /// Cell samples of f, normalised to `mass`.
