@@ -267,7 +267,7 @@ impl StepSolver for ExactWhereAvailable {
 #[cfg(test)]
 mod tests {
     use crate::backend::SolverConfig;
-    use jko_core::{Energy, JkoStep, Mesh, Potential};
+    use jko_core::{Energy, JkoStep, Mesh};
 
     /// Issue 15: a check against the one-step scheme (itself O(τ) from the JKO iterate)
     /// replaced accurate surrogate steps by less accurate ones (OU 1D, 1000 cells, τ = 0.1:
@@ -275,18 +275,14 @@ mod tests {
     /// exact-W² on a 1D mesh and keeps the surrogate's step; newton, asked for, still replaces it.
     #[test]
     fn the_default_check_is_exact_in_1d_and_keeps_the_step_a_newton_check_replaces() {
+        // The `ou-1d` example's energy and initial state at 1000 cells.
+        let ou =
+            "entropy = 1.0\npotential = { kind = \"quadratic\", center = [0.0], stiffness = 1.0 }";
+        let ou: Energy = toml::from_str(ou).unwrap();
         let mesh = Mesh::grid(&[1000], &[-5.0], &[5.0]).unwrap();
         let rho = mesh.sample(|x| (-(x[0] - 1.0).powi(2) / 0.5).exp());
         let rho = &rho / mesh.mass(&rho);
-        let energy = Energy::fokker_planck(
-            1.0,
-            Potential::Quadratic {
-                center: vec![0.0],
-                stiffness: 1.0,
-            },
-        )
-        .freeze(&mesh, &rho)
-        .unwrap();
+        let energy = ou.freeze(&mesh, &rho).unwrap();
         let step = JkoStep::new(&mesh, &rho, 0.1, &energy).unwrap().numbered(1);
         let check = |toml: &str| {
             let config: SolverConfig = toml::from_str(toml).unwrap();
