@@ -7,12 +7,15 @@
 //! 2. OU 2D 64² on [−5, 5]² (the `ou-2d` example's data), τ = 0.1, 5 steps: L1 errors of `flow`
 //!    and `newton` against the exact JKO iterate, and the median wall time per step of each
 //!    (flow and newton steps alternate, so both see the same machine load).
+//! 3. Quartic 1D (V = x⁴/4), 4000 cells on [−4, 4], η ∈ {0.1, 0.05, 0.025} to T = 1: L1 of
+//!    `flow` and of the plain flow against `quantile`'s JKO iterates (exact W², 32001 nodes).
 //!
 //! Run: cargo run --release -p jko-flow --example issue15_targets
 use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
 use jko_core::{Energy, JkoStep, Mesh, Potential, StepSolver};
 use jko_flow::{FlowParams, FlowSolver, Variant};
 use jko_newton::{NewtonParams, NewtonSolver};
+use jko_quantile::{QuantileParams, QuantileSolver};
 use ndarray::Array1;
 use std::time::Instant;
 
@@ -111,6 +114,76 @@ fn main() {
         }
         println!();
     }
+
+    // 3. Quartic 1D (Halmos–Hanin's example; no closed form): V = x⁴/4, β = 1, 4000 cells on
+    // [−4, 4], ρ⁰ = N(1, 0.5²), T = 1; the reference JKO iterates are `quantile`'s (exact W²,
+    // Lagrangian, 32001 nodes) at the same η on the same mesh — an independent method.
+    let mesh = Mesh::grid(&[4000], &[-4.0], &[4.0]).unwrap();
+    let rho0 = mesh.sample(|x| g0.density(x));
+    let rho0 = &rho0 / mesh.mass(&rho0);
+    let quartic = Energy::fokker_planck(1.0, Potential::Quartic);
+    let run = |solver: &dyn StepSolver, tau: f64| {
+        let mut rho = rho0.clone();
+        for _ in 0..(1.0 / tau).round() as usize {
+            let e = quartic.freeze(&mesh, &rho).unwrap();
+            rho = solver
+                .solve(&JkoStep::new(&mesh, &rho, tau, &e).unwrap(), None)
+                .unwrap()
+                .rho;
+        }
+        rho
+    };
+    let l1 = |a: &Array1<f64>, b: &Array1<f64>| -> f64 {
+        (0..mesh.n_cells())
+            .map(|k| mesh.volumes()[k] * (a[k] - b[k]).abs())
+            .sum()
+    };
+    let quantile = QuantileSolver::new(QuantileParams {
+        nodes: 32001,
+        ..QuantileParams::default()
+    })
+    .unwrap();
+    println!("Quartic 1D, 4000 cells, T = 1: L1 against quantile's JKO iterates (32001 nodes)");
+    println!(
+        "| eta | flow L1 (default rtol) | order | flow L1 (0.05 tau^3) | order | plain flow L1 | order |"
+    );
+    let mut prev: Option<[f64; 3]> = None;
+    for tau in [0.1f64, 0.05, 0.025] {
+        let reference = run(&quantile, tau);
+        let mut errs = [0.0; 3];
+        for (i, (variant, factor)) in [
+            (Variant::Resummed, None),
+            (Variant::Resummed, Some(0.05)),
+            (Variant::Plain, None),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let solver = FlowSolver::new(FlowParams {
+                variant,
+                rtol: factor.map(|c: f64| c * tau.powi(3)),
+                ..FlowParams::default()
+            })
+            .unwrap();
+            errs[i] = l1(&run(&solver, tau), &reference);
+        }
+        let order = |i: usize| {
+            prev.map_or("-".to_string(), |p| {
+                format!("{:.2}", (p[i] / errs[i]).log2())
+            })
+        };
+        println!(
+            "| {tau} | {:.3e} | {} | {:.3e} | {} | {:.3e} | {} |",
+            errs[0],
+            order(0),
+            errs[1],
+            order(1),
+            errs[2],
+            order(2)
+        );
+        prev = Some(errs);
+    }
+    println!();
 
     // 2. OU 2D 64², τ = 0.1, 5 steps: flow against newton, errors and median step times.
     let (tau, steps, repeats) = (0.1, 5usize, 3usize);
