@@ -19,7 +19,7 @@
 //! backend that only works on some meshes says so in
 //! [`jko_core::StepSolver::supports_mesh`]; nothing here names it.
 
-use crate::check::SurrogateCheck;
+use crate::check::{ExactWhereAvailable, SurrogateCheck};
 use crate::error::RunError;
 use jko_core::{EnergyTerm, Mesh, StepSolver};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -360,7 +360,7 @@ impl BackendConfig {
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let config: SolverConfig = toml::from_str("kind = \"flow\"\ncheck_every = 5")?;
 /// assert_eq!(config.check, Some(CheckConfig { every: 5, ..CheckConfig::default() }));
-/// assert_eq!(CheckConfig::default().solver, "newton");
+/// assert_eq!(CheckConfig::default().solver, "auto");
 /// # Ok(())
 /// # }
 /// ```
@@ -368,14 +368,17 @@ impl BackendConfig {
 pub struct CheckConfig {
     /// Check the steps whose number is a multiple of `every` (≥ 1).
     pub every: usize,
-    /// The proximal backend of the checks, with its default parameters.
+    /// The proximal backend of the checks, with its default parameters; `auto` (default):
+    /// `quantile` on 1D meshes where it treats the energy, `newton` otherwise.
     pub solver: String,
     /// Relative L1 discrepancy above which the proximal result is kept.
     pub tol: f64,
 }
 
-/// The backend that checks a surrogate unless `check_solver` names another.
-pub const DEFAULT_CHECK_SOLVER: &str = "newton";
+/// The backend that checks a surrogate unless `check_solver` names another: `auto`, an
+/// exact-W² backend where one treats the problem (`quantile` on 1D meshes), `newton` otherwise
+/// ([`crate::check::ExactWhereAvailable`], with the measurement behind the choice).
+pub const DEFAULT_CHECK_SOLVER: &str = "auto";
 
 /// The relative L1 discrepancy above which a check keeps the proximal step, unless
 /// `check_tol` sets another.
@@ -593,7 +596,7 @@ impl SolverConfig {
                 .into());
             }
             jko_core::finite_positive("solver.check_tol", c.tol)?;
-            if !find(&c.solver)?.proximal {
+            if c.solver != DEFAULT_CHECK_SOLVER && !find(&c.solver)?.proximal {
                 return Err(RunError::config(
                     "solver.check_solver",
                     format!(
@@ -630,12 +633,17 @@ impl SolverConfig {
         let backend = self.backend.build()?;
         Ok(match &self.check {
             None => backend,
-            Some(c) => Box::new(SurrogateCheck::new(
-                backend,
-                BackendConfig::default_for(&c.solver)?.build()?,
-                c.every,
-                c.tol,
-            )),
+            Some(c) => {
+                let proximal: Box<dyn StepSolver> = if c.solver == DEFAULT_CHECK_SOLVER {
+                    Box::new(ExactWhereAvailable::new(
+                        BackendConfig::default_for("quantile")?.build()?,
+                        BackendConfig::default_for("newton")?.build()?,
+                    ))
+                } else {
+                    BackendConfig::default_for(&c.solver)?.build()?
+                };
+                Box::new(SurrogateCheck::new(backend, proximal, c.every, c.tol))
+            }
         })
     }
 }

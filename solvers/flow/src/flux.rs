@@ -93,11 +93,45 @@ impl Pressure {
     }
 }
 
+/// E(κ, w) and E(κ, −w) with their derivatives (∂/∂w of each, ∂/∂κ of each), from one
+/// evaluation of B: B(−x) = B(x) + x, so E(κ, −w) = E(κ, w) + w. The identity is applied in
+/// the direction without cancellation (from the smaller of the two, at |w|, up to the larger).
+fn fitted_pair(kappa: f64, w: f64) -> ((f64, f64, f64), (f64, f64, f64)) {
+    let a = w.abs();
+    let (small, d_small, k_small) = fitted(kappa, a);
+    if a == 0.0 {
+        // Both directions are E(κ, 0) (the upwind limit's kink included).
+        return ((small, d_small, k_small), (small, d_small, k_small));
+    }
+    // E(κ, −a) = E(κ, a) + a; d/d(−a) E(κ, −a) = −(∂E(κ, a)/∂a + 1); ∂/∂κ unchanged.
+    let large = (small + a, -(d_small + 1.0), k_small);
+    if w >= 0.0 {
+        ((small, d_small, k_small), large)
+    } else {
+        (large, (small, d_small, k_small))
+    }
+}
+
+/// For a diffusivity independent of ρ (the entropy alone: κ = β), the flux is linear in ρ,
+/// F/T = c₀ ρ_K − c₂ ρ_L, with coefficients fixed by w alone: returns [E(β, w), ∂E(β, w)/∂w, E(β, −w), ∂E(β, −w)/∂w'] (w' = −w, as in [`face_flux`]),
+/// or None when κ depends on ρ (porous medium).
+pub(crate) fn linear_coefficients(p: &Pressure, w: f64) -> Option<[f64; 4]> {
+    if p.m.is_some() {
+        return None;
+    }
+    let ((ep, dep_w, _), (em, dem_w, _)) = fitted_pair(p.beta, w);
+    Some([ep, dep_w, em, dem_w])
+}
+
+/// [`face_flux`] from [`linear_coefficients`]: (F/T, ∂/∂ρ_K, ∂/∂ρ_L, ∂/∂w).
+pub(crate) fn linear_flux(c: &[f64; 4], rk: f64, rl: f64) -> (f64, f64, f64, f64) {
+    (c[0] * rk - c[2] * rl, c[0], -c[2], c[1] * rk + c[3] * rl)
+}
+
 /// Flux F/T from K to L and its derivatives (∂/∂ρ_K, ∂/∂ρ_L, ∂/∂w), w = W_L − W_K.
 pub(crate) fn face_flux(p: &Pressure, rk: f64, rl: f64, w: f64) -> (f64, f64, f64, f64) {
     let (kappa, dka, dkb) = p.diffusivity(rk, rl);
-    let (ep, dep_w, dep_k) = fitted(kappa, w);
-    let (em, dem_w, dem_k) = fitted(kappa, -w);
+    let ((ep, dep_w, dep_k), (em, dem_w, dem_k)) = fitted_pair(kappa, w);
     let f = ep * rk - em * rl;
     let dk = dep_k * rk - dem_k * rl;
     (f, ep + dk * dka, -em + dk * dkb, dep_w * rk + dem_w * rl)
@@ -178,6 +212,50 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn one_bernoulli_evaluation_gives_both_directions_to_round_off() {
+        // fitted_pair against two independent evaluations of E(κ, ±w), including the upwind
+        // limits and |w/κ| beyond the series and overflow thresholds.
+        for &kappa in &[0.0, 1e-3, 0.7, 2.0] {
+            for &w in &[
+                -800.0, -30.0, -1.0, -0.05, -1e-9, 0.0, 1e-9, 0.05, 1.0, 30.0, 800.0,
+            ] {
+                let (p, m) = fitted_pair(kappa, w);
+                for (pair, one) in [(p, fitted(kappa, w)), (m, fitted(kappa, -w))] {
+                    for (a, b) in [(pair.0, one.0), (pair.1, one.1), (pair.2, one.2)] {
+                        assert!(
+                            (a - b).abs() <= 1e-13 * (1.0 + a.abs().max(b.abs())),
+                            "kappa {kappa}, w {w}: {pair:?} {one:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn linear_coefficients_reproduce_the_entropy_flux_and_refuse_the_porous_medium() {
+        let p = Pressure { beta: 0.7, m: None };
+        for &w in &[-40.0, -1.0, 0.0, 0.3, 12.0] {
+            let c = linear_coefficients(&p, w).unwrap();
+            for &(rk, rl) in &[(1.0, 0.5), (0.0, 2.0), (1e-30, 3.0)] {
+                let a = linear_flux(&c, rk, rl);
+                let b = face_flux(&p, rk, rl, w);
+                for (x, y) in [(a.0, b.0), (a.1, b.1), (a.2, b.2), (a.3, b.3)] {
+                    assert!(
+                        (x - y).abs() <= 1e-14 * (1.0 + y.abs()),
+                        "{w} {rk} {rl}: {a:?} {b:?}"
+                    );
+                }
+            }
+        }
+        let porous = Pressure {
+            beta: 0.0,
+            m: Some(2.0),
+        };
+        assert!(linear_coefficients(&porous, 1.0).is_none());
     }
 
     #[test]

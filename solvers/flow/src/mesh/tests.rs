@@ -302,7 +302,7 @@ fn porous_medium_keeps_compact_support_mass_and_tracks_barenblatt() {
 /// substep fell to 3.3e-12". Cause: the state variable was log(ρ + ρ*) everywhere, and a cell
 /// filled from vacuum grows linearly, ρ ≈ c t, so its log has curvature c²/ρ*² at the start
 /// and every front cell forced substeps of ~ρ*/c. These flows now integrate ρ itself (module
-/// docs of `Scale`). With the backend's defaults at τ (rtol = 0.05 τ³, floor 1e-6 / 1e-12).
+/// docs of `Scale`). With the backend's defaults at τ (`default_rtol`, floor 1e-6 / 1e-12).
 #[test]
 fn porous_fronts_and_steps_from_vacuum_take_few_substeps() {
     use jko_core::exact::Barenblatt;
@@ -345,7 +345,7 @@ fn porous_fronts_and_steps_from_vacuum_take_few_substeps() {
         (&square, &disc, &well, 0.01, Variant::Resummed, 1e-6),
     ] {
         let mut flow = MeshFlow::new(mesh, e, tau, variant).unwrap();
-        flow.rtol = 0.05 * tau * tau * tau;
+        flow.rtol = crate::solver::default_rtol(tau);
         flow.floor = floor;
         let mut ws = Workspace::new(mesh).unwrap();
         let (out, stats) = flow.integrate_with(rho, tau, &mut ws).unwrap();
