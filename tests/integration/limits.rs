@@ -195,7 +195,7 @@ fn a_step_that_does_not_converge_is_a_typed_error() {
             solver, iterations, ..
         } => {
             assert_eq!(solver, "newton");
-            assert_eq!(iterations, 100);
+            assert_eq!(iterations, jko_newton::NewtonParams::default().max_iter);
         }
         other => panic!("expected NotConverged, got {other:?}"),
     }
