@@ -248,6 +248,15 @@ struct RunOutcome {
     elapsed: f64,
 }
 
+/// The problem's name as one path component of a run directory: a built-in example's name
+/// as it is, a problem file's path with its separators replaced (an absolute path must not
+/// take the run out of `--out`).
+fn problem_tag(problem: &str) -> String {
+    problem
+        .trim_start_matches(['/', '\\'])
+        .replace(['/', '\\'], "_")
+}
+
 /// Run the suite `suite_name` (a built-in suite, `quick` or `standard`, or a suite file):
 /// `jko compare SUITE --out DIR`. `jko_exe` is the `jko` binary used for the isolated runs;
 /// `work` holds their output directories (one per run, `PROBLEM-CELLS-BACKEND/`, with the
@@ -325,7 +334,7 @@ pub fn compare(
             let name = case.reference.clone().unwrap_or_else(|| "conic".into());
             let dir = work.join(format!(
                 "{}-{}-{}-reference",
-                case.problem,
+                problem_tag(&case.problem),
                 cells_tag(&finest),
                 name
             ));
@@ -375,8 +384,12 @@ pub fn compare(
                         other => format!("unsupported: {other}"),
                     };
                 } else {
-                    let dir =
-                        work.join(format!("{}-{}-{}", case.problem, cells_tag(cells), backend));
+                    let dir = work.join(format!(
+                        "{}-{}-{}",
+                        problem_tag(&case.problem),
+                        cells_tag(cells),
+                        backend
+                    ));
                     let is_reference = reference.as_ref().is_some_and(|(name, _)| name == backend)
                         && *cells == finest;
                     if let (true, Some((_, r))) = (is_reference, &reference) {

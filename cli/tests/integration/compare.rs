@@ -129,3 +129,47 @@ fn check_names_expected_failures_that_pass_and_refuses_stale_ones() {
         "{stderr}"
     );
 }
+
+/// A suite naming its problem file by an absolute path keeps every run directory under
+/// `--out` (the path was joined as it is, and an absolute path replaced the output directory).
+#[test]
+fn problem_files_by_absolute_path_run_under_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let problems = dir.path().join("problems");
+    std::fs::create_dir(&problems).unwrap();
+    let problem = problems.join("ou.toml");
+    let example = Command::new(env!("CARGO_BIN_EXE_jko"))
+        .args(["example", "ou-1d"])
+        .output()
+        .unwrap();
+    assert!(example.status.success());
+    std::fs::write(&problem, &example.stdout).unwrap();
+    let suite = dir.path().join("suite.toml");
+    std::fs::write(
+        &suite,
+        format!(
+            "[[case]]\nproblem = {:?}\nsizes = [[20]]\nsteps = 1\nbackends = [\"newton\"]\n",
+            problem.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let status = Command::new(env!("CARGO_BIN_EXE_jko"))
+        .args(["compare", suite.to_str().unwrap(), "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let runs: Vec<_> = std::fs::read_dir(out.join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert!(runs[0].ends_with("problems_ou.toml-20-newton"), "{runs:?}");
+    // Nothing was written beside the problem file.
+    assert_eq!(std::fs::read_dir(&problems).unwrap().count(), 1);
+}
