@@ -299,7 +299,7 @@ fn a_step_that_does_not_converge_is_an_error_naming_tau() {
         (
             "kind = \"newton\"",
             "1e9",
-            ["newton backend did not converge", "100 iterations"],
+            ["newton backend did not converge", "300 iterations"],
         ),
         (
             "kind = \"conic\"\nmax_iter = 3",
