@@ -4,13 +4,17 @@
 //!
 //! Problem: OU 1D (Fokker–Planck, β = 1, V = x²/2 on [−5, 5]) from N(1, 0.5²), default
 //! parameters (only `multiscale` differs; the one-level solve is capped at `--cap` iterations so
-//! that the run ends: a capped step is reported, not hidden), `STEPS` steps with warm starts as
+//! that the run ends: a capped step is reported, not hidden), `--steps` steps with warm starts as
 //! `jko run` does. For each (cells, τ) the two variants run one after the other, step by step.
 //! CPU time is the process's user + system time (all threads) from /proc/self/stat.
 //!
 //! Run: cargo run --release -p jko-sinkhorn --example long_lines
 //! [-- cells... [--tau τ...] [--cap N] [--steps k]] (default 1024 4096 16384, τ 0.1 0.5 1,
 //! cap 3000, 2 steps).
+//!
+//! Diagnostics (environment): `LONG_LINES_HISTORY=1` prints the violation history and notes of
+//! every step; `LONG_LINES_OMEGA=w` fixes ω and `LONG_LINES_EPSILON_SCALING=1` turns ε-scaling on
+//! in the multiscale variant.
 
 use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
 use jko_core::{Energy, JkoStep, Mesh, Potential, StepOutput, StepSolver, WarmStart};
@@ -164,9 +168,14 @@ fn main() {
     let omega = std::env::var("LONG_LINES_OMEGA")
         .ok()
         .and_then(|w| w.parse().ok());
+    let epsilon_scaling = jko_sinkhorn::EpsilonScaling {
+        enabled: std::env::var_os("LONG_LINES_EPSILON_SCALING").is_some(),
+        ..Default::default()
+    };
     let multiscale = SinkhornSolver::new(SinkhornParams {
         record_history,
         omega,
+        epsilon_scaling,
         ..SinkhornParams::default()
     })
     .expect("sinkhorn");

@@ -277,17 +277,7 @@ impl SinkhornSolver {
             ln_vol[w] = vols[k].ln();
             potential[w] = energy.potential.as_ref().map_or(0.0, |v| v[k]);
         }
-        let mass = kernel::deterministic_sum(len, |w| p[w]);
-        // Cells with less than FLOOR · mass carry none (see the scaling module).
-        for x in &mut p {
-            if *x < FLOOR * mass {
-                *x = 0.0;
-            }
-        }
-        let ln_p: Vec<f64> = p
-            .iter()
-            .map(|&x| if x > 0.0 { x.ln() } else { f64::NEG_INFINITY })
-            .collect();
+        let (mass, ln_p) = floor_masses(&mut p);
         let beta = energy.entropy.unwrap_or(0.0);
         let prox_at = |e: f64| {
             KlProx::new(
@@ -519,6 +509,22 @@ impl SinkhornSolver {
     }
 }
 
+/// The total mass of `p` (deterministic sum); masses below FLOOR · mass set to 0 (they carry
+/// none: see the scaling module); and ln p (−∞ where 0).
+fn floor_masses(p: &mut [f64]) -> (f64, Vec<f64>) {
+    let mass = kernel::deterministic_sum(p.len(), |w| p[w]);
+    for x in p.iter_mut() {
+        if *x < FLOOR * mass {
+            *x = 0.0;
+        }
+    }
+    let ln_p = p
+        .iter()
+        .map(|&x| if x > 0.0 { x.ln() } else { f64::NEG_INFINITY })
+        .collect();
+    (mass, ln_p)
+}
+
 /// The arrays of a level of the multiscale start, in grid layout (unmasked grid).
 struct Level<'a> {
     /// Masses of ρⁿ (0 below the floor).
@@ -555,16 +561,7 @@ impl SinkhornSolver {
         let potential = multiscale::restrict(shape, f, fine.potential, true);
         let g0 = multiscale::restrict(shape, f, g, true);
         let len = p.len();
-        let mass = kernel::deterministic_sum(len, |w| p[w]);
-        for x in &mut p {
-            if *x < FLOOR * mass {
-                *x = 0.0;
-            }
-        }
-        let ln_p: Vec<f64> = p
-            .iter()
-            .map(|&x| if x > 0.0 { x.ln() } else { f64::NEG_INFINITY })
-            .collect();
+        let (mass, ln_p) = floor_masses(&mut p);
         let active = vec![true; len];
         let mut kernel = GibbsKernel::new(&cmesh, eps)?;
         let stage = Stage {
