@@ -846,6 +846,11 @@ impl<'a> MeshFlow<'a> {
         if !ws.fits(self.mesh) {
             *ws = Workspace::new(self.mesh)?;
         }
+        if !ws.continues(rho.as_slice().unwrap_or(&rho.to_vec())) {
+            ws.zeta = None;
+            ws.h_hint = None;
+            ws.factor_h = None;
+        }
         let n = rho.len();
         let rho0: Vec<f64> = rho.to_vec();
         let mut stats = FlowStats::default();
@@ -1036,6 +1041,7 @@ impl<'a> MeshFlow<'a> {
         }
         ws.zeta = Some(zeta);
         ws.h_hint = Some(next_hint.min(t));
+        ws.last = Some(rho_now.clone());
         let out = Array1::from(rho_now);
         stats.kinetic = t * action;
         stats.mass_drift = (self.mesh.mass(&out) - mass0) / mass0;
@@ -1053,6 +1059,12 @@ pub(crate) struct Workspace {
     h_hint: Option<f64>,
     /// The substep of the current stage-matrix factorisation.
     factor_h: Option<f64>,
+    /// The density the last integration ended at: the state above (ζ, substep, factorisation)
+    /// is reused only by an integration that starts there (the next step of the same run), so
+    /// a step's result does not depend on unrelated earlier solves on the same mesh (found by
+    /// the mirror-symmetry property of tests/integration/properties.rs: the image of a step,
+    /// solved after the step itself, started from the step's factorisation and substep).
+    last: Option<Vec<f64>>,
 }
 
 impl Workspace {
@@ -1083,6 +1095,7 @@ impl Workspace {
             zeta: None,
             h_hint: None,
             factor_h: None,
+            last: None,
         })
     }
 
@@ -1096,6 +1109,19 @@ impl Workspace {
 
     fn fits(&self, mesh: &Mesh) -> bool {
         self.key == Self::key_of(mesh)
+    }
+
+    /// Whether `rho` is (to 1e-12 of its maximum) where the last integration ended.
+    fn continues(&self, rho: &[f64]) -> bool {
+        let Some(last) = &self.last else {
+            return false;
+        };
+        let scale = rho.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+        last.len() == rho.len()
+            && rho
+                .iter()
+                .zip(last)
+                .all(|(a, b)| (a - b).abs() <= 1e-12 * scale)
     }
 }
 

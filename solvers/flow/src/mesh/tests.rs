@@ -363,3 +363,36 @@ fn porous_fronts_and_steps_from_vacuum_take_few_substeps() {
         assert!(out.iter().all(|&r| r >= 0.0));
     }
 }
+
+/// A step's result does not depend on what was integrated before on the same mesh: the kept
+/// factorisation, substep and ζ are reused only by the integration that continues from where
+/// the last one ended (found by the mirror-symmetry property in tests/integration/properties.rs,
+/// where the image of a step started from the step's own factorisation).
+#[test]
+fn an_integration_after_an_unrelated_one_equals_a_fresh_one_and_a_continued_run_reuses() {
+    let mesh = Mesh::grid(&[16, 16], &[-4.0, -4.0], &[4.0, 4.0]).unwrap();
+    let bump = |c: f64, w: f64| {
+        let r = mesh.sample(|x| (-((x[0] - c).powi(2) + x[1] * x[1]) / w).exp());
+        &r / mesh.mass(&r)
+    };
+    let (a, b) = (bump(1.0, 0.5), bump(-1.5, 1.5));
+    let tau = 0.1;
+    let run = |rho: &Array1<f64>, ws: &mut Workspace| {
+        let e = ou(&mesh, rho);
+        let mut flow = MeshFlow::new(&mesh, &e, tau, Variant::Resummed).unwrap();
+        flow.rtol = crate::solver::default_rtol(tau);
+        flow.integrate_with(rho, tau, ws).unwrap()
+    };
+    let (fresh, _) = run(&b, &mut Workspace::new(&mesh).unwrap());
+    let mut ws = Workspace::new(&mesh).unwrap();
+    run(&a, &mut ws);
+    let (after, _) = run(&b, &mut ws);
+    assert_eq!(fresh, after);
+    // The next step of b's run reuses what b's step kept; from a cold workspace it does not.
+    let (_, stats) = run(&after, &mut ws);
+    let (_, cold) = run(&after, &mut Workspace::new(&mesh).unwrap());
+    assert!(
+        stats.factorizations < cold.factorizations,
+        "{stats:?} {cold:?}"
+    );
+}
