@@ -1049,10 +1049,16 @@ impl<'a> MeshFlow<'a> {
     }
 }
 
+/// The connectivity the workspace's sparsity patterns were built for: cells and the (K, L) of
+/// every face. (Counts and Σ T_σ were not enough: a 12 × 4 grid and its 4 × 12 transpose agree
+/// on them, and a solver that stepped on one reused the other's patterns — found by the
+/// transpose symmetry of tests/integration/properties.rs.)
+type MeshKey = (usize, Vec<(usize, usize)>);
+
 /// Scratch kept between integrations on one mesh (see [`MeshFlow::integrate_with`]).
 pub(crate) struct Workspace {
-    /// (cells, faces, Σ T_σ): the mesh the workspace was built for.
-    key: (usize, usize, f64),
+    /// The mesh connectivity the workspace was built for.
+    key: MeshKey,
     sys: BlockSystem,
     llt: SparseLlt,
     zeta: Option<Vec<f64>>,
@@ -1099,11 +1105,10 @@ impl Workspace {
         })
     }
 
-    fn key_of(mesh: &Mesh) -> (usize, usize, f64) {
+    fn key_of(mesh: &Mesh) -> MeshKey {
         (
             mesh.n_cells(),
-            mesh.faces().len(),
-            mesh.faces().iter().map(|f| f.transmissibility()).sum(),
+            mesh.faces().iter().map(|f| (f.k, f.l)).collect(),
         )
     }
 

@@ -396,3 +396,41 @@ fn an_integration_after_an_unrelated_one_equals_a_fresh_one_and_a_continued_run_
         "{stats:?} {cold:?}"
     );
 }
+
+/// A workspace built on a 12 × 4 grid and handed a step on the 4 × 12 transpose (same number of
+/// cells and faces, same Σ T_σ) rebuilds its patterns: the result equals a fresh workspace's.
+/// Found by the transpose symmetry of tests/integration/properties.rs (the case below is its
+/// shrunk input).
+#[test]
+fn a_workspace_is_rebuilt_for_a_mesh_with_the_same_counts_but_another_connectivity() {
+    use jko_core::Potential;
+    let (tau, beta, k) = (0.5011872336272722, 1.5128674927926171, 0.33084640854024466);
+    let (a, b) = (
+        [-0.7821169344629774, -1.3895177347670298],
+        [2.008903178140908, 0.3323942747557249],
+    );
+    let wide = Mesh::grid(&[12, 4], &a, &b).unwrap();
+    let tall = Mesh::grid(&[4, 12], &[a[1], a[0]], &[b[1], b[0]]).unwrap();
+    let step = |mesh: &Mesh, center: Vec<f64>, ws: &mut Workspace| {
+        let rho = mesh.sample(|_| 0.2);
+        let well = Potential::Quadratic {
+            center,
+            stiffness: k,
+        };
+        let e = Energy::fokker_planck(beta, well)
+            .freeze(mesh, &rho)
+            .unwrap();
+        let mut flow = MeshFlow::new(mesh, &e, tau, Variant::Resummed).unwrap();
+        flow.rtol = 5.0 * tau * tau * tau;
+        flow.integrate_with(&rho, tau, ws).unwrap().0
+    };
+    let fresh = step(
+        &tall,
+        vec![0.0, 0.7701156712206918],
+        &mut Workspace::new(&tall).unwrap(),
+    );
+    let mut ws = Workspace::new(&wide).unwrap();
+    step(&wide, vec![0.7701156712206918, 0.0], &mut ws);
+    let reused = step(&tall, vec![0.0, 0.7701156712206918], &mut ws);
+    assert_eq!(fresh, reused);
+}
