@@ -101,11 +101,13 @@
 //! substeps of τ/4–τ/3 through cells that carry no mass). Default rtol: 5 τ³ within
 //! [1e-9, 1e-2]. The estimate is the error of the embedded order-2 solution (∝ h³), while the
 //! propagated solution has order 3 (local error ∝ h⁴): at 5 τ³ one substep h = τ is accepted
-//! on smooth states, and the integration's global error is O(τ³), below the surrogate's
-//! O(τ²) distance to the JKO iterates as τ → 0. At τ = 0.1 the two are comparable (OU 1D,
-//! 1000 cells, L1 to the exact JKO iterates at η = 0.1, 0.05, 0.025: 1.37e-3, 2.39e-4,
-//! 4.20e-5, observed orders 2.5; with rtol = 0.05 τ³, the default before round 4: 5.6e-4,
-//! 1.30e-4, 2.70e-5, orders 2.1, 2.3 — at 2–4 times the substeps; example `issue15_targets`).
+//! on smooth states (its factorisation reused by the next steps), and the integration's global
+//! error is O(τ³), below the surrogate's O(τ²) distance to the JKO iterates as τ → 0. At
+//! τ = 0.1 the two are comparable (OU 1D, 1000 cells, L1 to the exact JKO iterates at
+//! η = 0.1, 0.05, 0.025: 1.37e-3, 2.39e-4, 4.20e-5, observed orders 2.5; with rtol = 0.05 τ³,
+//! the default before round 4: 5.6e-4, 1.30e-4, 2.70e-5, orders 2.1, 2.3, at 3× the substeps;
+//! OU 2D 64²: a step at ~0.2 of a newton step instead of 0.8–0.9, L1 to the exact JKO iterate
+//! 9.4e-4 instead of 1.2e-3; example `issue15_targets`).
 //! The consistent ζ at the start is found by Newton's method with the symmetric positive
 //! definite systems (V/f'' + bηL_ω) δζ = −(V/f'') G (sparse Cholesky), warm-started from the
 //! previous step's ζ; a warm start needs one factorisation (the residual is checked before

@@ -846,6 +846,11 @@ impl<'a> MeshFlow<'a> {
         if !ws.fits(self.mesh) {
             *ws = Workspace::new(self.mesh)?;
         }
+        if !ws.continues(rho.as_slice().unwrap_or(&rho.to_vec())) {
+            ws.zeta = None;
+            ws.h_hint = None;
+            ws.factor_h = None;
+        }
         let n = rho.len();
         let rho0: Vec<f64> = rho.to_vec();
         let mut stats = FlowStats::default();
@@ -1036,6 +1041,7 @@ impl<'a> MeshFlow<'a> {
         }
         ws.zeta = Some(zeta);
         ws.h_hint = Some(next_hint.min(t));
+        ws.last = Some(rho_now.clone());
         let out = Array1::from(rho_now);
         stats.kinetic = t * action;
         stats.mass_drift = (self.mesh.mass(&out) - mass0) / mass0;
@@ -1043,16 +1049,28 @@ impl<'a> MeshFlow<'a> {
     }
 }
 
+/// The connectivity the workspace's sparsity patterns were built for: cells and the (K, L) of
+/// every face. (Counts and Σ T_σ were not enough: a 12 × 4 grid and its 4 × 12 transpose agree
+/// on them, and a solver that stepped on one reused the other's patterns — found by the
+/// transpose symmetry of tests/integration/properties.rs.)
+type MeshKey = (usize, Vec<(usize, usize)>);
+
 /// Scratch kept between integrations on one mesh (see [`MeshFlow::integrate_with`]).
 pub(crate) struct Workspace {
-    /// (cells, faces, Σ T_σ): the mesh the workspace was built for.
-    key: (usize, usize, f64),
+    /// The mesh connectivity the workspace was built for.
+    key: MeshKey,
     sys: BlockSystem,
     llt: SparseLlt,
     zeta: Option<Vec<f64>>,
     h_hint: Option<f64>,
     /// The substep of the current stage-matrix factorisation.
     factor_h: Option<f64>,
+    /// The density the last integration ended at: the state above (ζ, substep, factorisation)
+    /// is reused only by an integration that starts there (the next step of the same run), so
+    /// a step's result does not depend on unrelated earlier solves on the same mesh (found by
+    /// the mirror-symmetry property of tests/integration/properties.rs: the image of a step,
+    /// solved after the step itself, started from the step's factorisation and substep).
+    last: Option<Vec<f64>>,
 }
 
 impl Workspace {
@@ -1083,19 +1101,32 @@ impl Workspace {
             zeta: None,
             h_hint: None,
             factor_h: None,
+            last: None,
         })
     }
 
-    fn key_of(mesh: &Mesh) -> (usize, usize, f64) {
+    fn key_of(mesh: &Mesh) -> MeshKey {
         (
             mesh.n_cells(),
-            mesh.faces().len(),
-            mesh.faces().iter().map(|f| f.transmissibility()).sum(),
+            mesh.faces().iter().map(|f| (f.k, f.l)).collect(),
         )
     }
 
     fn fits(&self, mesh: &Mesh) -> bool {
         self.key == Self::key_of(mesh)
+    }
+
+    /// Whether `rho` is (to 1e-12 of its maximum) where the last integration ended.
+    fn continues(&self, rho: &[f64]) -> bool {
+        let Some(last) = &self.last else {
+            return false;
+        };
+        let scale = rho.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+        last.len() == rho.len()
+            && rho
+                .iter()
+                .zip(last)
+                .all(|(a, b)| (a - b).abs() <= 1e-12 * scale)
     }
 }
 

@@ -357,3 +357,74 @@ fn porous_fronts_and_steps_from_vacuum_take_few_substeps() {
         assert!(out.iter().all(|&r| r >= 0.0));
     }
 }
+
+/// A step's result does not depend on what was integrated before on the same mesh: the kept
+/// factorisation, substep and ζ are reused only by the integration that continues from where
+/// the last one ended (found by the mirror-symmetry property in tests/integration/properties.rs,
+/// where the image of a step started from the step's own factorisation).
+#[test]
+fn an_integration_after_an_unrelated_one_equals_a_fresh_one_and_a_continued_run_reuses() {
+    let mesh = Mesh::grid(&[16, 16], &[-4.0, -4.0], &[4.0, 4.0]).unwrap();
+    let bump = |c: f64, w: f64| {
+        let r = mesh.sample(|x| (-((x[0] - c).powi(2) + x[1] * x[1]) / w).exp());
+        &r / mesh.mass(&r)
+    };
+    let (a, b) = (bump(1.0, 0.5), bump(-1.5, 1.5));
+    let tau = 0.1;
+    let run = |rho: &Array1<f64>, ws: &mut Workspace| {
+        let e = ou(&mesh, rho);
+        let mut flow = MeshFlow::new(&mesh, &e, tau, Variant::Resummed).unwrap();
+        flow.rtol = crate::solver::default_rtol(tau);
+        flow.integrate_with(rho, tau, ws).unwrap()
+    };
+    let (fresh, _) = run(&b, &mut Workspace::new(&mesh).unwrap());
+    let mut ws = Workspace::new(&mesh).unwrap();
+    run(&a, &mut ws);
+    let (after, _) = run(&b, &mut ws);
+    assert_eq!(fresh, after);
+    // The next step of b's run reuses what b's step kept; from a cold workspace it does not.
+    let (_, stats) = run(&after, &mut ws);
+    let (_, cold) = run(&after, &mut Workspace::new(&mesh).unwrap());
+    assert!(
+        stats.factorizations < cold.factorizations,
+        "{stats:?} {cold:?}"
+    );
+}
+
+/// A workspace built on a 12 × 4 grid and handed a step on the 4 × 12 transpose (same number of
+/// cells and faces, same Σ T_σ) rebuilds its patterns: the result equals a fresh workspace's.
+/// Found by the transpose symmetry of tests/integration/properties.rs (the case below is its
+/// shrunk input).
+#[test]
+fn a_workspace_is_rebuilt_for_a_mesh_with_the_same_counts_but_another_connectivity() {
+    use jko_core::Potential;
+    let (tau, beta, k) = (0.5011872336272722, 1.5128674927926171, 0.33084640854024466);
+    let (a, b) = (
+        [-0.7821169344629774, -1.3895177347670298],
+        [2.008903178140908, 0.3323942747557249],
+    );
+    let wide = Mesh::grid(&[12, 4], &a, &b).unwrap();
+    let tall = Mesh::grid(&[4, 12], &[a[1], a[0]], &[b[1], b[0]]).unwrap();
+    let step = |mesh: &Mesh, center: Vec<f64>, ws: &mut Workspace| {
+        let rho = mesh.sample(|_| 0.2);
+        let well = Potential::Quadratic {
+            center,
+            stiffness: k,
+        };
+        let e = Energy::fokker_planck(beta, well)
+            .freeze(mesh, &rho)
+            .unwrap();
+        let mut flow = MeshFlow::new(mesh, &e, tau, Variant::Resummed).unwrap();
+        flow.rtol = 5.0 * tau * tau * tau;
+        flow.integrate_with(&rho, tau, ws).unwrap().0
+    };
+    let fresh = step(
+        &tall,
+        vec![0.0, 0.7701156712206918],
+        &mut Workspace::new(&tall).unwrap(),
+    );
+    let mut ws = Workspace::new(&wide).unwrap();
+    step(&wide, vec![0.7701156712206918, 0.0], &mut ws);
+    let reused = step(&tall, vec![0.0, 0.7701156712206918], &mut ws);
+    assert_eq!(fresh, reused);
+}
