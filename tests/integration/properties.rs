@@ -530,10 +530,6 @@ struct Backend {
     /// residual with quadratic convergence; sinkhorn at a 1e-10 marginal violation; quantile at a
     /// 1e-12 scaled gradient; flow's integrator at its default rtol (see its entry).
     symmetry_tol: f64,
-    /// The objective's symmetry tolerance: [`OBJECTIVE_SYMMETRY_TOL`] for the backends that
-    /// minimise the step's objective (their objective is a converged quantity); flow integrates
-    /// a flow instead, so its objective carries the integration error of ρ to first order.
-    objective_symmetry_tol: f64,
 }
 
 /// |objective − objective of the image| / (|objective| + Mⁿ): every backend's objective is a
@@ -547,22 +543,18 @@ const BACKENDS: &[Backend] = &[
     Backend {
         name: "conic",
         symmetry_tol: 1e-4,
-        objective_symmetry_tol: OBJECTIVE_SYMMETRY_TOL,
     },
     Backend {
         name: "newton",
         symmetry_tol: 1e-8,
-        objective_symmetry_tol: OBJECTIVE_SYMMETRY_TOL,
     },
     Backend {
         name: "sinkhorn",
         symmetry_tol: 1e-7,
-        objective_symmetry_tol: OBJECTIVE_SYMMETRY_TOL,
     },
     Backend {
         name: "quantile",
         symmetry_tol: 1e-8,
-        objective_symmetry_tol: OBJECTIVE_SYMMETRY_TOL,
     },
     Backend {
         name: "flow",
@@ -570,8 +562,6 @@ const BACKENDS: &[Backend] = &[
         // not mirror-symmetric), so mirrored runs differ by the integration error, not
         // round-off: measured 2.0e-6 (flow_2d, 33 cases).
         symmetry_tol: 2e-5,
-        // The objective of its ρ: measured 1.2e-7 at the default rtol 5τ³ (flow_1d).
-        objective_symmetry_tol: 2e-5,
     },
 ];
 
@@ -842,13 +832,7 @@ fn check_case(solver: &dyn StepSolver, case: &Case, stats: &RefCell<Stats>) -> T
         return Ok(());
     };
     let name = solver.name();
-    let mut tol = backend(name).symmetry_tol;
-    if name == "flow" {
-        // Mirrored runs are two integrations at the default local tolerance rtol = 5τ³ (jko-flow
-        // crate docs §4): they agree to the global integration error, a few rtol (measured
-        // 1.4e-4 = 7.5 rtol at τ = 0.0155, flow_1d), not to round-off.
-        tol = tol.max(20.0 * 5.0 * case.tau.powi(3));
-    }
+    let tol = backend(name).symmetry_tol;
     let n = case.grid.len();
     let mut full = vec![f64::NAN; n];
     for (k, &gi) in mesh.grid_index().iter().enumerate() {
@@ -902,7 +886,7 @@ fn check_case(solver: &dyn StepSolver, case: &Case, stats: &RefCell<Stats>) -> T
             let worst = s.symmetry.entry(sym).or_insert(0.0);
             *worst = worst.max(dev);
             s.objective_symmetry = s.objective_symmetry.max(obj_dev);
-            (tol, backend(name).objective_symmetry_tol)
+            (tol, OBJECTIVE_SYMMETRY_TOL)
         };
         prop_assert!(
             dev <= tol,

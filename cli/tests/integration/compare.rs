@@ -5,7 +5,22 @@
 use jko_core::Mesh;
 use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
 use ndarray::ArrayD;
+use std::ffi::OsStr;
 use std::process::Command;
+
+/// Run `jko ARGS`, which must succeed; its standard output.
+fn jko(args: &[&OsStr]) -> Vec<u8> {
+    let out = Command::new(env!("CARGO_BIN_EXE_jko"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
 
 #[test]
 fn compare_table_has_computed_errors() {
@@ -30,20 +45,12 @@ reference = "conic"
     )
     .unwrap();
     let out = dir.path().join("out");
-    let status = Command::new(env!("CARGO_BIN_EXE_jko"))
-        .args([
-            "compare",
-            suite.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    jko(&[
+        "compare".as_ref(),
+        suite.as_ref(),
+        "--out".as_ref(),
+        out.as_ref(),
+    ]);
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("compare.json")).unwrap()).unwrap();
     let rows = report["rows"].as_array().unwrap();
@@ -138,12 +145,7 @@ fn problem_files_by_absolute_path_run_under_out() {
     let problems = dir.path().join("problems");
     std::fs::create_dir(&problems).unwrap();
     let problem = problems.join("ou.toml");
-    let example = Command::new(env!("CARGO_BIN_EXE_jko"))
-        .args(["example", "ou-1d"])
-        .output()
-        .unwrap();
-    assert!(example.status.success());
-    std::fs::write(&problem, &example.stdout).unwrap();
+    std::fs::write(&problem, jko(&["example".as_ref(), "ou-1d".as_ref()])).unwrap();
     let suite = dir.path().join("suite.toml");
     std::fs::write(
         &suite,
@@ -154,16 +156,12 @@ fn problem_files_by_absolute_path_run_under_out() {
     )
     .unwrap();
     let out = dir.path().join("out");
-    let status = Command::new(env!("CARGO_BIN_EXE_jko"))
-        .args(["compare", suite.to_str().unwrap(), "--out"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    jko(&[
+        "compare".as_ref(),
+        suite.as_ref(),
+        "--out".as_ref(),
+        out.as_ref(),
+    ]);
     let runs: Vec<_> = std::fs::read_dir(out.join("runs"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
