@@ -6,6 +6,7 @@ use jko_core::Mesh;
 use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
 use ndarray::ArrayD;
 use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Run `jko ARGS`, which must succeed; its standard output.
@@ -20,6 +21,18 @@ fn jko(args: &[&OsStr]) -> Vec<u8> {
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout
+}
+
+/// `jko compare SUITE --out DIR/out` for a suite file DIR/suite.toml; the output directory.
+fn compare(suite: &Path) -> PathBuf {
+    let out = suite.with_file_name("out");
+    jko(&[
+        "compare".as_ref(),
+        suite.as_ref(),
+        "--out".as_ref(),
+        out.as_ref(),
+    ]);
+    out
 }
 
 #[test]
@@ -44,13 +57,7 @@ reference = "conic"
 "#,
     )
     .unwrap();
-    let out = dir.path().join("out");
-    jko(&[
-        "compare".as_ref(),
-        suite.as_ref(),
-        "--out".as_ref(),
-        out.as_ref(),
-    ]);
+    let out = compare(&suite);
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("compare.json")).unwrap()).unwrap();
     let rows = report["rows"].as_array().unwrap();
@@ -155,13 +162,7 @@ fn problem_files_by_absolute_path_run_under_out() {
         ),
     )
     .unwrap();
-    let out = dir.path().join("out");
-    jko(&[
-        "compare".as_ref(),
-        suite.as_ref(),
-        "--out".as_ref(),
-        out.as_ref(),
-    ]);
+    let out = compare(&suite);
     let runs: Vec<_> = std::fs::read_dir(out.join("runs"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
