@@ -20,11 +20,11 @@ use jko_core::{
 /// ```rust
 /// use jko::backend::BackendConfig;
 /// use jko::check::SurrogateCheck;
-/// use jko_core::{Energy, JkoStep, Mesh, Potential, StepSolver};
+/// use jko_core::{Energy, JkoStep, Mesh, StepSolver};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let mesh = Mesh::grid(&[40], &[-4.0], &[4.0])?;
-/// let energy = Energy::fokker_planck(1.0, Potential::Quadratic { center: vec![0.0], stiffness: 1.0 });
+/// let energy = Energy::ornstein_uhlenbeck(1);
 /// let rho0 = mesh.sample(|x| (-(x[0] - 1.0).powi(2) / 0.5).exp());
 /// let frozen = energy.freeze(&mesh, &rho0)?;
 /// let checked = SurrogateCheck::new(
@@ -175,20 +175,20 @@ impl StepSolver for SurrogateCheck {
 /// ```rust
 /// use jko::backend::BackendConfig;
 /// use jko::check::ExactWhereAvailable;
-/// use jko_core::{Energy, JkoStep, Mesh, Potential, StepSolver};
+/// use jko_core::{Energy, JkoStep, Mesh, StepSolver};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let auto = ExactWhereAvailable::new(
 ///     BackendConfig::default_for("quantile")?.build()?,
 ///     BackendConfig::default_for("newton")?.build()?,
 /// );
-/// let energy = Energy::fokker_planck(1.0, Potential::Quadratic { center: vec![0.0], stiffness: 1.0 });
+/// let energy = Energy::ornstein_uhlenbeck(1);
 /// let line = Mesh::grid(&[60], &[-5.0], &[5.0])?;
 /// let rho = line.sample(|x| (-(x[0] - 1.0).powi(2)).exp());
 /// let frozen = energy.freeze(&line, &rho)?;
 /// let out = auto.solve(&JkoStep::new(&line, &rho, 0.1, &frozen)?, None)?;
 /// assert_eq!(out.info.solver, "quantile");
-/// let energy = Energy::fokker_planck(1.0, Potential::Quadratic { center: vec![0.0; 2], stiffness: 1.0 });
+/// let energy = Energy::ornstein_uhlenbeck(2);
 /// let square = Mesh::grid(&[12, 12], &[-4.0, -4.0], &[4.0, 4.0])?;
 /// let rho = square.sample(|x| (-(x[0] * x[0] + x[1] * x[1])).exp());
 /// let frozen = energy.freeze(&square, &rho)?;
@@ -276,9 +276,7 @@ mod tests {
     #[test]
     fn the_default_check_is_exact_in_1d_and_keeps_the_step_a_newton_check_replaces() {
         // The `ou-1d` example's energy and initial state at 1000 cells.
-        let ou =
-            "entropy = 1.0\npotential = { kind = \"quadratic\", center = [0.0], stiffness = 1.0 }";
-        let ou: Energy = toml::from_str(ou).unwrap();
+        let ou = Energy::ornstein_uhlenbeck(1);
         let mesh = Mesh::grid(&[1000], &[-5.0], &[5.0]).unwrap();
         let rho = mesh.sample(|x| (-(x[0] - 1.0).powi(2) / 0.5).exp());
         let rho = &rho / mesh.mass(&rho);

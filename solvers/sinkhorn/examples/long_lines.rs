@@ -17,7 +17,7 @@
 //! in the multiscale variant.
 
 use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
-use jko_core::{Energy, JkoStep, Mesh, Potential, StepOutput, StepSolver, WarmStart};
+use jko_core::{Energy, JkoStep, Mesh, StepOutput, StepSolver, WarmStart};
 use jko_quantile::{QuantileParams, QuantileSolver};
 use jko_sinkhorn::{SinkhornParams, SinkhornSolver};
 use ndarray::Array1;
@@ -49,16 +49,6 @@ fn load() -> String {
         .join(" ")
 }
 
-fn energy() -> Energy {
-    Energy::fokker_planck(
-        1.0,
-        Potential::Quadratic {
-            center: vec![0.0],
-            stiffness: 1.0,
-        },
-    )
-}
-
 /// One chain of steps of one solver.
 struct Chain {
     rho: Array1<f64>,
@@ -76,7 +66,9 @@ fn advance(
     if chain.failed.is_some() {
         return None;
     }
-    let frozen = energy().freeze(mesh, &chain.rho).expect("energy");
+    let frozen = Energy::ornstein_uhlenbeck(1)
+        .freeze(mesh, &chain.rho)
+        .expect("energy");
     let problem = JkoStep::new(mesh, &chain.rho, tau, &frozen).expect("step");
     let (t0, c0) = (Instant::now(), cpu());
     let out: Result<StepOutput, _> = solver.step(&problem, chain.warm.as_ref());

@@ -1,7 +1,7 @@
 //! The OU step problem of `benches/step.rs` and `examples/conic_timing.rs`: a Gaussian bump on
 //! [-4, 4]^d of unit mass under Fokker–Planck with the unit quadratic well at the origin.
 
-use jko_core::{Energy, InputError, Mesh, Potential, StepEnergy};
+use jko_core::{Energy, InputError, Mesh, StepEnergy};
 use ndarray::Array1;
 
 /// Mesh, ρⁿ and the frozen energy on a grid of `cells`.
@@ -18,10 +18,6 @@ pub fn ou_problem(cells: &[usize]) -> Result<(Mesh, Array1<f64>, StepEnergy), In
     };
     let rho = mesh.sample(bump);
     let rho = &rho / mesh.mass(&rho);
-    let well = Potential::Quadratic {
-        center: vec![0.0; d],
-        stiffness: 1.0,
-    };
-    let e = Energy::fokker_planck(1.0, well).freeze(&mesh, &rho)?;
+    let e = Energy::ornstein_uhlenbeck(d).freeze(&mesh, &rho)?;
     Ok((mesh, rho, e))
 }
