@@ -92,10 +92,12 @@ def step(x, h, rho, V, eps, tau, beta, tol, max_iter=100_000):
     return q / vol, it, viol, absorptions
 
 
-def main():
+def run_steps(step, default_steps, versions):
+    """The command line shared by the Sinkhorn peers: N cells per axis, `--steps` steps of `step`
+    from the problem's initial density, one JSON line of timings (plus `versions`) on stdout."""
     ap = argparse.ArgumentParser()
     ap.add_argument("n", type=int)
-    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=default_steps)
     ap.add_argument("--eps", type=float, default=1e-2)
     ap.add_argument("--tau", type=float, default=0.1)
     ap.add_argument("--beta", type=float, default=1.0)
@@ -114,11 +116,15 @@ def main():
         if a.out:
             os.makedirs(a.out, exist_ok=True)
             np.save(os.path.join(a.out, f"rho_{k + 1}.npy"), np.ascontiguousarray(rho))
-    blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
     print(json.dumps({"n": a.n, "seconds": times, "iterations": iters, "violation": viols,
-                      "absorptions": absorbed, "numpy": np.__version__,
-                      "blas": " ".join([blas.get("name", "?")]
-                                       + str(blas.get("openblas configuration", "")).split()[:2])}))
+                      "absorptions": absorbed, **versions}))
+
+
+def main():
+    blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
+    run_steps(step, 3, {"numpy": np.__version__,
+                        "blas": " ".join([blas.get("name", "?")]
+                                         + str(blas.get("openblas configuration", "")).split()[:2])})
 
 
 if __name__ == "__main__":

@@ -23,15 +23,11 @@ Usage:
 prints one JSON line; with --out writes rho_1.npy, ... (shape (N, N)).
 """
 
-import argparse
-import json
-import os
-import time
 
 import numpy as np
 import ot
 
-from sinkhorn_numpy import problem
+from sinkhorn_numpy import problem, run_steps
 
 
 def step(x, h, rho, V, eps, tau, beta, tol, max_iter=100_000, tau_abs=1e3):
@@ -77,29 +73,7 @@ def step(x, h, rho, V, eps, tau, beta, tol, max_iter=100_000, tau_abs=1e3):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("n", type=int)
-    ap.add_argument("--steps", type=int, default=1)
-    ap.add_argument("--eps", type=float, default=1e-2)
-    ap.add_argument("--tau", type=float, default=0.1)
-    ap.add_argument("--beta", type=float, default=1.0)
-    ap.add_argument("--tol", type=float, default=1e-10)
-    ap.add_argument("--out", default=None)
-    a = ap.parse_args()
-    x, h, rho, V = problem(a.n)
-    times, iters, viols, absorbed = [], [], [], []
-    for k in range(a.steps):
-        t0 = time.perf_counter()
-        rho, it, viol, ab = step(x, h, rho, V, a.eps, a.tau, a.beta, a.tol)
-        times.append(time.perf_counter() - t0)
-        iters.append(it)
-        viols.append(viol)
-        absorbed.append(ab)
-        if a.out:
-            os.makedirs(a.out, exist_ok=True)
-            np.save(os.path.join(a.out, f"rho_{k + 1}.npy"), np.ascontiguousarray(rho))
-    print(json.dumps({"n": a.n, "seconds": times, "iterations": iters, "violation": viols,
-                      "absorptions": absorbed, "pot": ot.__version__, "numpy": np.__version__}))
+    run_steps(step, 1, {"pot": ot.__version__, "numpy": np.__version__})
 
 
 if __name__ == "__main__":
