@@ -355,12 +355,12 @@ impl BackendConfig {
 /// (relative L1) the proximal result is kept.
 ///
 /// ```rust
-/// use jko::backend::{CheckConfig, SolverConfig};
+/// use jko::backend::{CheckConfig, CheckSolver, SolverConfig};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let config: SolverConfig = toml::from_str("kind = \"flow\"\ncheck_every = 5")?;
 /// assert_eq!(config.check, Some(CheckConfig { every: 5, ..CheckConfig::default() }));
-/// assert_eq!(CheckConfig::default().solver, "auto");
+/// assert_eq!(CheckConfig::default().solver, CheckSolver::Auto);
 /// # Ok(())
 /// # }
 /// ```
@@ -368,17 +368,81 @@ impl BackendConfig {
 pub struct CheckConfig {
     /// Check the steps whose number is a multiple of `every` (≥ 1).
     pub every: usize,
-    /// The proximal backend of the checks, with its default parameters; `auto` (default):
-    /// `quantile` on 1D meshes where it treats the energy, `newton` otherwise.
-    pub solver: String,
+    /// The proximal backend of the checks, with its default parameters.
+    pub solver: CheckSolver,
     /// Relative L1 discrepancy above which the proximal result is kept.
     pub tol: f64,
 }
 
-/// The backend that checks a surrogate unless `check_solver` names another: `auto`, an
-/// exact-W² backend where one treats the problem (`quantile` on 1D meshes), `newton` otherwise
-/// ([`crate::check::ExactWhereAvailable`], with the measurement behind the choice).
-pub const DEFAULT_CHECK_SOLVER: &str = "auto";
+/// The proximal backend of a surrogate check (`check_solver`): a backend by name, or `auto`
+/// (the default), an exact-W² backend where one treats the problem (`quantile` on 1D meshes) and
+/// `newton` otherwise ([`crate::check::ExactWhereAvailable`], with the measurement behind the
+/// choice). Written in configs as the string `"auto"` or the backend's name.
+///
+/// ```rust
+/// use jko::backend::CheckSolver;
+///
+/// assert_eq!(CheckSolver::from("auto".to_string()), CheckSolver::Auto);
+/// assert_eq!(CheckSolver::from("conic".to_string()).to_string(), "conic");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum CheckSolver {
+    /// Exact W² where available, `newton` otherwise.
+    #[default]
+    Auto,
+    /// The named proximal backend with its default parameters.
+    Backend(String),
+}
+
+impl From<String> for CheckSolver {
+    fn from(name: String) -> Self {
+        if name == "auto" {
+            CheckSolver::Auto
+        } else {
+            CheckSolver::Backend(name)
+        }
+    }
+}
+
+impl From<CheckSolver> for String {
+    fn from(solver: CheckSolver) -> String {
+        solver.to_string()
+    }
+}
+
+impl std::fmt::Display for CheckSolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CheckSolver::Auto => f.write_str("auto"),
+            CheckSolver::Backend(name) => f.write_str(name),
+        }
+    }
+}
+
+impl CheckSolver {
+    /// Refuse a backend that is not proximal (a surrogate cannot check a surrogate) or unknown.
+    fn validate(&self) -> Result<(), RunError> {
+        match self {
+            CheckSolver::Backend(name) if !find(name)?.proximal => Err(RunError::config(
+                "solver.check_solver",
+                format!("must be a proximal backend, not the surrogate `{name}`"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The checking solver, with its backends' default parameters.
+    fn build(&self) -> Result<Box<dyn StepSolver>, RunError> {
+        Ok(match self {
+            CheckSolver::Auto => Box::new(ExactWhereAvailable::new(
+                BackendConfig::default_for("quantile")?.build()?,
+                BackendConfig::default_for("newton")?.build()?,
+            )),
+            CheckSolver::Backend(name) => BackendConfig::default_for(name)?.build()?,
+        })
+    }
+}
 
 /// The relative L1 discrepancy above which a check keeps the proximal step, unless
 /// `check_tol` sets another.
@@ -388,7 +452,7 @@ impl Default for CheckConfig {
     fn default() -> Self {
         CheckConfig {
             every: 1,
-            solver: DEFAULT_CHECK_SOLVER.into(),
+            solver: CheckSolver::Auto,
             tol: DEFAULT_CHECK_TOL,
         }
     }
@@ -435,7 +499,7 @@ impl Serialize for SolverConfig {
         let mut map = self.backend.to_map();
         if let Some(c) = &self.check {
             map.insert("check_every".into(), Value::from(c.every));
-            map.insert("check_solver".into(), Value::from(c.solver.clone()));
+            map.insert("check_solver".into(), Value::from(c.solver.to_string()));
             map.insert("check_tol".into(), Value::from(c.tol));
         }
         map.serialize(serializer)
@@ -596,15 +660,7 @@ impl SolverConfig {
                 .into());
             }
             jko_core::finite_positive("solver.check_tol", c.tol)?;
-            if c.solver != DEFAULT_CHECK_SOLVER && !find(&c.solver)?.proximal {
-                return Err(RunError::config(
-                    "solver.check_solver",
-                    format!(
-                        "must be a proximal backend, not the surrogate `{}`",
-                        c.solver
-                    ),
-                ));
-            }
+            c.solver.validate()?;
         }
         Ok(())
     }
@@ -633,17 +689,12 @@ impl SolverConfig {
         let backend = self.backend.build()?;
         Ok(match &self.check {
             None => backend,
-            Some(c) => {
-                let proximal: Box<dyn StepSolver> = if c.solver == DEFAULT_CHECK_SOLVER {
-                    Box::new(ExactWhereAvailable::new(
-                        BackendConfig::default_for("quantile")?.build()?,
-                        BackendConfig::default_for("newton")?.build()?,
-                    ))
-                } else {
-                    BackendConfig::default_for(&c.solver)?.build()?
-                };
-                Box::new(SurrogateCheck::new(backend, proximal, c.every, c.tol))
-            }
+            Some(c) => Box::new(SurrogateCheck::new(
+                backend,
+                c.solver.build()?,
+                c.every,
+                c.tol,
+            )),
         })
     }
 }
