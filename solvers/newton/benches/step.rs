@@ -10,6 +10,7 @@
 //!
 //! cargo bench -p jko-newton --bench step                      # everything (~15 min on 2 cores)
 //! cargo bench -p jko-newton --bench step -- newton_vs_conic   # the conic ratio only
+//! NEWTON_GRIDS=512x512,48x48x48 cargo bench -p jko-newton --bench step -- newton_scaling
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use jko_conic::{ConicParams, ConicSolver};
@@ -109,7 +110,10 @@ fn newton_scaling(c: &mut Criterion) {
     let mut group = c.benchmark_group("newton_scaling");
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(10));
-    let grids: [&[usize]; 6] = [
+    // NEWTON_GRIDS=64x64,32x32x32 restricts the grids (each grid's first step is solved to set
+    // up its case even when criterion's name filter then skips it).
+    let chosen = std::env::var("NEWTON_GRIDS").ok();
+    let all: [&[usize]; 6] = [
         &[64, 64],
         &[128, 128],
         &[256, 256],
@@ -117,6 +121,11 @@ fn newton_scaling(c: &mut Criterion) {
         &[32, 32, 32],
         &[48, 48, 48],
     ];
+    let grids = all.into_iter().filter(|g| {
+        chosen
+            .as_deref()
+            .is_none_or(|list| list.split(',').any(|n| n == name(g)))
+    });
     for cells in grids {
         let newton = newton_solver();
         let cs = case(cells, &newton);

@@ -2,7 +2,8 @@
 //! must agree to max|ρ_newton − ρ_conic| / max ρ ≤ 1e-7 at every step. Each case runs a few
 //! steps, each backend from its own previous iterate (newton warm-started).
 
-use jko_conic::{ConicParams, ConicSolver};
+mod common;
+use common::{history, reference_conic};
 use jko_core::{Energy, JkoStep, Mesh, Potential, StepEnergy, StepSolver, WarmStart};
 use jko_newton::{NewtonParams, NewtonSolver};
 use ndarray::Array1;
@@ -53,14 +54,7 @@ fn agree(
     let newton = NewtonSolver::new(NewtonParams::default()).unwrap();
     // Clarabel's default tolerances give ~1e-6 near active bounds; tighten them so that the
     // reference is accurate to well below the 1e-7 requirement.
-    let conic = ConicSolver::new(ConicParams {
-        tol_gap_abs: 1e-15,
-        tol_gap_rel: 1e-15,
-        tol_feas: 1e-13,
-        max_iter: 500,
-        ..ConicParams::default()
-    })
-    .unwrap();
+    let conic = reference_conic();
     let mut rho = rho0;
     let mut warm: Option<WarmStart> = None;
     let (mut worst, mut kkt_newton, mut kkt_conic) = (0.0f64, 0.0f64, 0.0f64);
@@ -76,11 +70,7 @@ fn agree(
              newton {} iterations, history {:?}",
             a.info.objective - b.info.objective,
             a.info.iterations,
-            a.info
-                .history
-                .iter()
-                .map(|h| format!("{h:.1e}"))
-                .collect::<Vec<_>>()
+            history(&a)
         );
         if let Some(law) = law {
             let kn = cell_consistency(mesh, &e, tau, &a.rho, a.potential.as_ref().unwrap(), law);

@@ -3,25 +3,11 @@
 //! density tails, on which the first-order guess of φ makes ρ(φ) = exp(…) explode. The newton
 //! backend must converge at every step and agree with the conic backend.
 
-use jko_conic::{ConicParams, ConicSolver};
+mod common;
+use common::{crowd_2d, gaussian, history, reference_conic};
 use jko_core::{Energy, JkoStep, Mesh, Potential, StepEnergy, StepSolver, WarmStart};
 use jko_newton::{NewtonParams, NewtonSolver};
 use ndarray::Array1;
-
-/// The initial Gaussian sampled at cell centres, normalised to `mass`.
-fn gaussian(mesh: &Mesh, mean: &[f64], std: &[f64], mass: f64) -> Array1<f64> {
-    let raw = mesh.sample(|x| {
-        let q: f64 = x
-            .iter()
-            .zip(mean)
-            .zip(std)
-            .map(|((a, m), s)| (a - m) * (a - m) / (2.0 * s * s))
-            .sum();
-        (-q).exp()
-    });
-    let total = mesh.mass(&raw);
-    raw * (mass / total)
-}
 
 /// Largest |ρ_K − ρ(s_K(φ))| / max ρ over cells for pure entropy β, ρ(s) = exp(s/β − 1): how far
 /// a backend's own (ρ, φ) pair is from the cell stationarity equation
@@ -67,14 +53,7 @@ fn run(
     steps: usize,
 ) -> (f64, Vec<usize>) {
     let newton = NewtonSolver::new(NewtonParams::default()).unwrap();
-    let conic = ConicSolver::new(ConicParams {
-        tol_gap_abs: 1e-15,
-        tol_gap_rel: 1e-15,
-        tol_feas: 1e-13,
-        max_iter: 500,
-        ..ConicParams::default()
-    })
-    .unwrap();
+    let conic = reference_conic();
     let mass = mesh.mass(&rho0);
     let mut rho = rho0;
     let mut warm: Option<WarmStart> = None;
@@ -97,11 +76,7 @@ fn run(
             a.info.primal_residual,
             b.info.primal_residual,
             b.info.dual_residual,
-            a.info
-                .history
-                .iter()
-                .map(|h| format!("{h:.1e}"))
-                .collect::<Vec<_>>()
+            history(&a)
         );
         if let (Some(kn), Some(kc)) = (
             entropy_law_residual(mesh, &e, tau, &a.rho, a.potential.as_ref().unwrap()),
@@ -147,27 +122,7 @@ fn run(
 /// finish; every step agrees with the conic backend.
 #[test]
 fn crowd_2d_example() {
-    let n = 32;
-    let (lo, hi) = (-5.0, 5.0);
-    let h = (hi - lo) / n as f64;
-    let mask: Vec<bool> = (0..n * n)
-        .map(|i| {
-            let x = lo + (i / n) as f64 * h + 0.5 * h;
-            let y = lo + (i % n) as f64 * h + 0.5 * h;
-            (x - 1.0).powi(2) + y * y > 1.2 * 1.2
-        })
-        .collect();
-    let mesh = Mesh::masked_grid(&[n, n], &[lo, lo], &[hi, hi], Some(mask)).unwrap();
-    let energy = Energy {
-        entropy: Some(0.01),
-        potential: Some(Potential::Quadratic {
-            center: vec![4.0, 0.0],
-            stiffness: 1.0,
-        }),
-        max_density: Some(1.0),
-        ..Energy::default()
-    };
-    let rho0 = gaussian(&mesh, &[-2.5, 0.0], &[1.5, 1.5], 10.0);
+    let (mesh, energy, rho0) = crowd_2d(32);
     let (worst, iterations) = run("crowd 2d", &mesh, &energy, rho0, 0.2, 3);
     println!("crowd 2d: iterations {iterations:?}, max|drho|/max rho = {worst:.1e}");
 }

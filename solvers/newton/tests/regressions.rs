@@ -5,27 +5,14 @@
 //! Larger sizes are in the robustness matrix (data/compare/robust.toml) and in the `#[ignore]`d
 //! study at the end.
 
+mod common;
+use common::{crowd_2d, gaussian, history};
 use jko_conic::{ConicParams, ConicSolver};
 use jko_core::{
     Energy, Interaction, JkoStep, Mesh, Potential, StepError, StepOutput, StepSolver, WarmStart,
 };
 use jko_newton::{NewtonError, NewtonParams, NewtonSolver};
 use ndarray::Array1;
-
-/// A Gaussian sampled at cell centres, normalised to `mass`.
-fn gaussian(mesh: &Mesh, mean: &[f64], std: &[f64], mass: f64) -> Array1<f64> {
-    let raw = mesh.sample(|x| {
-        let q: f64 = x
-            .iter()
-            .zip(mean)
-            .zip(std)
-            .map(|((a, m), s)| (a - m) * (a - m) / (2.0 * s * s))
-            .sum();
-        (-q).exp()
-    });
-    let total = mesh.mass(&raw);
-    raw * (mass / total)
-}
 
 fn ou(d: usize) -> Energy {
     Energy::ornstein_uhlenbeck(d)
@@ -90,11 +77,7 @@ fn run(
         println!(
             "{what} step {step}: {} iterations, history {:?}",
             out.info.iterations,
-            out.info
-                .history
-                .iter()
-                .map(|h| format!("{h:.1e}"))
-                .collect::<Vec<_>>()
+            history(&out)
         );
         its.push(out.info.iterations);
         warm = Some(WarmStart::from(&out));
@@ -183,27 +166,7 @@ fn no_energy_is_a_fixed_point() {
 /// failed at step 1 ("line search failed ... rho in [1.6e-168, 0.587]").
 #[test]
 fn crowd_2d_example_converges() {
-    let n = 32;
-    let (lo, hi) = (-5.0, 5.0);
-    let h = (hi - lo) / n as f64;
-    let mask: Vec<bool> = (0..n * n)
-        .map(|i| {
-            let x = lo + (i / n) as f64 * h + 0.5 * h;
-            let y = lo + (i % n) as f64 * h + 0.5 * h;
-            (x - 1.0).powi(2) + y * y > 1.2 * 1.2
-        })
-        .collect();
-    let mesh = Mesh::masked_grid(&[n, n], &[lo, lo], &[hi, hi], Some(mask)).unwrap();
-    let energy = Energy {
-        entropy: Some(0.01),
-        potential: Some(Potential::Quadratic {
-            center: vec![4.0, 0.0],
-            stiffness: 1.0,
-        }),
-        max_density: Some(1.0),
-        ..Energy::default()
-    };
-    let rho = gaussian(&mesh, &[-2.5, 0.0], &[1.5, 1.5], 10.0);
+    let (mesh, energy, rho) = crowd_2d(32);
     let its = run("crowd-2d", &mesh, &energy, rho, 0.2, 3);
     assert!(its.iter().all(|&i| i <= 60), "{its:?}");
 }

@@ -1,0 +1,72 @@
+//! Helpers shared by the newton backend's integration tests: initial data, the crowd-2d
+//! example's problem, the conic reference at tight tolerances, and history formatting.
+// Each test binary uses its own subset of these helpers.
+#![allow(dead_code)]
+
+use jko_conic::{ConicParams, ConicSolver};
+use jko_core::{Energy, Mesh, Potential, StepOutput};
+use ndarray::Array1;
+
+/// A Gaussian sampled at cell centres, normalised to `mass`.
+pub fn gaussian(mesh: &Mesh, mean: &[f64], std: &[f64], mass: f64) -> Array1<f64> {
+    let raw = mesh.sample(|x| {
+        let q: f64 = x
+            .iter()
+            .zip(mean)
+            .zip(std)
+            .map(|((a, m), s)| (a - m) * (a - m) / (2.0 * s * s))
+            .sum();
+        (-q).exp()
+    });
+    let total = mesh.mass(&raw);
+    raw * (mass / total)
+}
+
+/// data/examples/crowd-2d.toml on an n × n grid: [−5, 5]² around the disc obstacle of radius
+/// 1.2 at (1, 0), entropy 0.01, the quadratic well at (4, 0), ρ ≤ 1, and the Gaussian crowd of
+/// mass 10 at (−2.5, 0).
+pub fn crowd_2d(n: usize) -> (Mesh, Energy, Array1<f64>) {
+    let (lo, hi) = (-5.0, 5.0);
+    let h = (hi - lo) / n as f64;
+    let mask: Vec<bool> = (0..n * n)
+        .map(|i| {
+            let x = lo + (i / n) as f64 * h + 0.5 * h;
+            let y = lo + (i % n) as f64 * h + 0.5 * h;
+            (x - 1.0).powi(2) + y * y > 1.2 * 1.2
+        })
+        .collect();
+    let mesh = Mesh::masked_grid(&[n, n], &[lo, lo], &[hi, hi], Some(mask)).unwrap();
+    let energy = Energy {
+        entropy: Some(0.01),
+        potential: Some(Potential::Quadratic {
+            center: vec![4.0, 0.0],
+            stiffness: 1.0,
+        }),
+        max_density: Some(1.0),
+        ..Energy::default()
+    };
+    let rho = gaussian(&mesh, &[-2.5, 0.0], &[1.5, 1.5], 10.0);
+    (mesh, energy, rho)
+}
+
+/// The conic backend at tolerances tight enough to be a reference: Clarabel's defaults give
+/// ~1e-6 near active bounds.
+pub fn reference_conic() -> ConicSolver {
+    ConicSolver::new(ConicParams {
+        tol_gap_abs: 1e-15,
+        tol_gap_rel: 1e-15,
+        tol_feas: 1e-13,
+        max_iter: 500,
+        ..ConicParams::default()
+    })
+    .unwrap()
+}
+
+/// A step's residual history, for the test output.
+pub fn history(out: &StepOutput) -> Vec<String> {
+    out.info
+        .history
+        .iter()
+        .map(|h| format!("{h:.1e}"))
+        .collect()
+}
