@@ -93,6 +93,8 @@ pub use epsilon::EpsilonChoice;
 pub use kernel::GibbsKernel;
 pub use params::{EpsilonScaling, KernelChoice, LogDomain, SinkhornParams};
 use prox::KlProx;
+#[cfg(feature = "trace")]
+pub use scaling::{TRACE, TraceEvent};
 
 use jko_core::{
     EnergyTerm, Grid, InputError, JkoStep, Mesh, StepError, StepInfo, StepOutput, StepSolver,
@@ -370,6 +372,7 @@ impl SinkhornSolver {
                 near: s == 0 && multiscale_used,
                 omega: prm.omega,
                 omega_max: prm.omega_max,
+                balance: prm.mass_balance,
             };
             let mut outcome = None;
             if !use_log {
@@ -579,6 +582,7 @@ impl SinkhornSolver {
             near: false,
             omega: prm.omega,
             omega_max: prm.omega_max,
+            balance: prm.mass_balance,
         };
         let mut buf = Buffers::new(len);
         let (outcome, domain) = match scaling_stage(&stage, &mut kernel, &g0, eps, &mut buf) {
