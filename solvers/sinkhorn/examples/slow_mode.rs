@@ -197,12 +197,12 @@ fn main() {
         }
         // Gaussian elimination (tiny system).
         for c in 0..m {
-            let piv = a[c][c];
-            for r in 0..m {
+            let pivot = a[c].clone();
+            for (r, row) in a.iter_mut().enumerate() {
                 if r != c {
-                    let f = a[r][c] / piv;
-                    for cc in c..=m {
-                        a[r][cc] -= f * a[c][cc];
+                    let f = row[c] / pivot[c];
+                    for (x, p) in row.iter_mut().zip(&pivot).skip(c) {
+                        *x -= f * p;
                     }
                 }
             }

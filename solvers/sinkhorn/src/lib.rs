@@ -512,6 +512,34 @@ impl SinkhornSolver {
     }
 }
 
+/// The iterations of a step's multiscale start (its coarse solve), read from the step notes;
+/// `None` when the step had none (`StepInfo::iterations` counts the fine iterations only).
+///
+/// ```rust
+/// use jko_core::{Energy, JkoStep, Mesh, StepSolver};
+/// use jko_sinkhorn::{SinkhornParams, SinkhornSolver, coarse_iterations};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // 2048 cells, default ε at τ = 0.5: the blur spans many cells, the step starts coarse.
+/// let mesh = Mesh::grid(&[2048], &[-5.0], &[5.0])?;
+/// let rho = mesh.sample(|x| (-(x[0] - 1.0).powi(2) / 0.5).exp());
+/// let rho = &rho / mesh.mass(&rho);
+/// let energy = Energy::ornstein_uhlenbeck(1).freeze(&mesh, &rho)?;
+/// let problem = JkoStep::new(&mesh, &rho, 0.5, &energy)?;
+/// let out = SinkhornSolver::new(SinkhornParams::default())?.step(&problem, None)?;
+/// assert!(coarse_iterations(&out.info).is_some_and(|n| n > 0));
+/// # Ok(())
+/// # }
+/// ```
+pub fn coarse_iterations(info: &StepInfo) -> Option<usize> {
+    info.notes
+        .iter()
+        .find_map(|n| n.strip_prefix("multiscale start:"))
+        .and_then(|n| n.split(" took ").nth(1))
+        .and_then(|n| n.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+}
+
 /// The total mass of `p` (deterministic sum); masses below FLOOR · mass set to 0 (they carry
 /// none: see the scaling module); and ln p (−∞ where 0).
 fn floor_masses(p: &mut [f64]) -> (f64, Vec<f64>) {
