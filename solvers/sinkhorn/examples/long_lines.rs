@@ -75,13 +75,7 @@ fn advance(
     let (wall, cpu_s) = (t0.elapsed().as_secs_f64(), cpu() - c0);
     match out {
         Ok(out) => {
-            let coarse = out
-                .info
-                .notes
-                .iter()
-                .find(|n| n.starts_with("multiscale start:"))
-                .and_then(|n| n.split(" took ").nth(1))
-                .and_then(|n| n.split_whitespace().next())
+            let coarse = jko_sinkhorn::coarse_iterations(&out.info)
                 .map_or("-".to_string(), |it| format!("{it} coarse"));
             let eps = out
                 .info

@@ -312,3 +312,32 @@ pub(crate) fn choose(params: &SinkhornParams, problem: &JkoStep<'_>) -> EpsilonC
 
 /// Measured ratio of the iterations of over-relaxed steps to ½ ln(1/tol) √(1 + 2τβ_e/ε).
 const ITERATION_FACTOR: f64 = 1.0;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jko_core::{Energy, JkoStep, Mesh};
+
+    /// The warning of a long solve comes from τ/ε alone: a user ε far below the default on a
+    /// stiff step is flagged before any iteration, the default rule is not.
+    #[test]
+    fn a_small_user_epsilon_against_tau_is_warned_of() {
+        let mesh = Mesh::grid(&[1024], &[-5.0], &[5.0]).unwrap();
+        let rho = mesh.sample(|x| (-(x[0] - 1.0).powi(2) / 0.5).exp());
+        let rho = &rho / mesh.mass(&rho);
+        let energy = Energy::ornstein_uhlenbeck(1).freeze(&mesh, &rho).unwrap();
+        let problem = JkoStep::new(&mesh, &rho, 1.0, &energy).unwrap();
+        let default = choose(&SinkhornParams::default(), &problem);
+        assert!(default.warning().is_none(), "{default:?}");
+        let small = SinkhornParams {
+            epsilon: Some(5e-7),
+            ..SinkhornParams::default()
+        };
+        let choice = choose(&small, &problem);
+        // ½ ln(1e10) √(1 + 2τβ′/ε) with β′ = β − ε/(4τ) ≈ 1: about 2.7e4 iterations.
+        let expected = 0.5 * 1e10f64.ln() * (1.0 + 2.0 / 5e-7f64).sqrt();
+        assert!((choice.estimated_iterations / expected - 1.0).abs() < 1e-3);
+        let warning = choice.warning().expect("a warning");
+        assert!(warning.contains("iterations expected"), "{warning}");
+    }
+}

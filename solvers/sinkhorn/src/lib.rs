@@ -93,6 +93,8 @@ pub use epsilon::EpsilonChoice;
 pub use kernel::GibbsKernel;
 pub use params::{EpsilonScaling, KernelChoice, LogDomain, SinkhornParams};
 use prox::KlProx;
+#[cfg(feature = "trace")]
+pub use scaling::{TRACE, TraceEvent};
 
 use jko_core::{
     EnergyTerm, Grid, InputError, JkoStep, Mesh, StepError, StepInfo, StepOutput, StepSolver,
@@ -370,6 +372,7 @@ impl SinkhornSolver {
                 near: s == 0 && multiscale_used,
                 omega: prm.omega,
                 omega_max: prm.omega_max,
+                balance: prm.mass_balance,
             };
             let mut outcome = None;
             if !use_log {
@@ -509,6 +512,34 @@ impl SinkhornSolver {
     }
 }
 
+/// The iterations of a step's multiscale start (its coarse solve), read from the step notes;
+/// `None` when the step had none (`StepInfo::iterations` counts the fine iterations only).
+///
+/// ```rust
+/// use jko_core::{Energy, JkoStep, Mesh, StepSolver};
+/// use jko_sinkhorn::{SinkhornParams, SinkhornSolver, coarse_iterations};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // 2048 cells, default ε at τ = 0.5: the blur spans many cells, the step starts coarse.
+/// let mesh = Mesh::grid(&[2048], &[-5.0], &[5.0])?;
+/// let rho = mesh.sample(|x| (-(x[0] - 1.0).powi(2) / 0.5).exp());
+/// let rho = &rho / mesh.mass(&rho);
+/// let energy = Energy::ornstein_uhlenbeck(1).freeze(&mesh, &rho)?;
+/// let problem = JkoStep::new(&mesh, &rho, 0.5, &energy)?;
+/// let out = SinkhornSolver::new(SinkhornParams::default())?.step(&problem, None)?;
+/// assert!(coarse_iterations(&out.info).is_some_and(|n| n > 0));
+/// # Ok(())
+/// # }
+/// ```
+pub fn coarse_iterations(info: &StepInfo) -> Option<usize> {
+    info.notes
+        .iter()
+        .find_map(|n| n.strip_prefix("multiscale start:"))
+        .and_then(|n| n.split(" took ").nth(1))
+        .and_then(|n| n.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+}
+
 /// The total mass of `p` (deterministic sum); masses below FLOOR · mass set to 0 (they carry
 /// none: see the scaling module); and ln p (−∞ where 0).
 fn floor_masses(p: &mut [f64]) -> (f64, Vec<f64>) {
@@ -579,6 +610,7 @@ impl SinkhornSolver {
             near: false,
             omega: prm.omega,
             omega_max: prm.omega_max,
+            balance: prm.mass_balance,
         };
         let mut buf = Buffers::new(len);
         let (outcome, domain) = match scaling_stage(&stage, &mut kernel, &g0, eps, &mut buf) {

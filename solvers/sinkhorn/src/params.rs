@@ -158,6 +158,12 @@ pub struct SinkhornParams {
     /// grids whose blur √(ε/2) spans several cells; module `multiscale` of the crate source).
     /// The answer is the same to the tolerance; `false`: start from the previous potential.
     pub multiscale: bool,
+    /// Balance the mass of every b-update: a common factor on the first scaling chosen so
+    /// that the proximal map's output carries the mass of ρⁿ (exact block ascent of the dual;
+    /// it removes the slowest mode of the iteration, a uniform error of the potential, which
+    /// otherwise decays only as σβ/(1 + σβ) per iteration). Closed-form proximal maps only (not
+    /// with a porous term). The answer is the same to the tolerance; `false`: plain updates.
+    pub mass_balance: bool,
 }
 
 impl Default for SinkhornParams {
@@ -178,6 +184,7 @@ impl Default for SinkhornParams {
             record_history: false,
             debias: true,
             multiscale: true,
+            mass_balance: true,
         }
     }
 }
