@@ -1049,11 +1049,12 @@ const HOMOTOPY: [f64; 7] = [1e-2, 1e-4, 1e-6, 1e-8, 1e-10, 1e-12, 1e-14];
 /// runs for ε = 1e-2, 1e-4, …, 1e-14 in turn, every cell free and moving in log ρ as with
 /// entropy, the last stage to 1e-3 of the tolerance; the last point must then satisfy the
 /// optimality system of the problem itself (the term left out is ≤ 1e-14 |log ρ| per row),
-/// checked without a Newton step. Such a problem has no vacuum (a cell with mass in ρⁿ passes it on through faces whose
-/// θ is its own end density, so the minimiser keeps every such cell positive: tails down to
-/// 1e-36 of the peak for data/compare/robust/potential-only-1d.toml), and without curvature the
-/// direct polish held those tails at 0 and churned, or stalled where Newton asked a tail to go
-/// below 0 (round 5 note). If any stage fails, the direct polish runs as before.
+/// checked without a Newton step. Such a problem has no vacuum (a cell with mass in ρⁿ passes
+/// it on through faces whose θ is its own end density, so the minimiser keeps every such cell
+/// positive: tails down to 1e-36 of the peak for data/compare/robust/potential-only-1d.toml),
+/// and without curvature the direct polish held those tails at 0 and churned, or stalled where
+/// Newton asked a tail to go below 0 (docs/notes/issue-17.md, round 5). If a stage or the check
+/// fails, the direct polish runs as before. Each stage has the caller's Newton budget.
 pub(crate) fn polish(
     problem: &PathProblem<'_>,
     point: &mut PathPoint,
