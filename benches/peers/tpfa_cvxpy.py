@@ -18,10 +18,16 @@ potential, max_density}.
 Usage (from the repository root, after scripts/setup-peers.sh):
 
     .venv-peers/bin/python benches/peers/tpfa_cvxpy.py PROBLEM.json [--tol 1e-8] [--feas TOL]
-        [--max-iter 200] [--direct qdldl|faer] [--out RESULT.json] [--npy RHO.npy] [--verbose]
+        [--max-iter 200] [--direct qdldl|faer] [--refine] [--out RESULT.json] [--npy RHO.npy]
+        [--verbose]
 
 `--tol` sets Clarabel's tol_gap_abs and tol_gap_rel (default 1e-8), `--feas` tol_feas (default:
 the same as --tol); `--direct` Clarabel's direct_solve_method (default: Clarabel's own, qdldl).
+`--refine` is for tight tolerances (1e-10 and below): Clarabel's iterative refinement to 1e-16
+(relative and absolute, up to 50 steps, no early stop on a stalling ratio) and a step fraction of
+0.999. With the defaults Clarabel stalls near 1e-10 (`optimal_inaccurate`) and its ρ stays
+~7e-8 of the peak from the KKT point on OU 1D 1024; with `--refine` at 1e-12, 7e-9
+(docs/notes/issue-17.md, round 5).
 Prints one JSON line: status, iterations, build_time (CVXPY expressions), solve_time
 (Problem.solve: canonicalisation + Clarabel + unpacking), solver_time (Clarabel alone),
 objective. `--out` writes the same plus rho, flux and potential φ (= τ × the continuity
@@ -115,6 +121,7 @@ def main():
     parser.add_argument("--feas", type=float, default=None)
     parser.add_argument("--max-iter", type=int, default=200)
     parser.add_argument("--direct", choices=["qdldl", "faer"], default=None)
+    parser.add_argument("--refine", action="store_true")
     parser.add_argument("--out")
     parser.add_argument("--npy")
     parser.add_argument("--verbose", action="store_true")
@@ -132,6 +139,14 @@ def main():
         tol_feas=args.feas if args.feas is not None else args.tol,
         max_iter=args.max_iter,
     )
+    if args.refine:
+        settings.update(
+            iterative_refinement_reltol=1e-16,
+            iterative_refinement_abstol=1e-16,
+            iterative_refinement_max_iter=50,
+            iterative_refinement_stop_ratio=1.0,
+            max_step_fraction=0.999,
+        )
     if args.direct is not None:
         settings["direct_solve_method"] = args.direct
     start = time.perf_counter()

@@ -5,7 +5,7 @@
 //! ```text
 //! scripts/setup-peers.sh      # once: .venv-peers with cvxpy and clarabel
 //! cargo run --release -p jko-conic --example cvxpy_compare -- [--tol 1e-8] [--repeats 3]
-//!     [--ours-tol TOL|default] [--polish-tol 1e-9] [--agree-tol 1e-10] [--cases ou-1d-1024,ou-2d-64,...]
+//!     [--ours-tol TOL|default] [--polish-tol 1e-9] [--agree-tol 1e-12] [--cases ou-1d-1024,ou-2d-64,...]
 //!     [--peer-direct qdldl|faer] [--ours-direct qdldl|faer] [--newton-start on|off]
 //!     [--steps K] [--dir target/cvxpy-compare]
 //! ```
@@ -17,9 +17,10 @@
 //! is the whole step (assembly, Clarabel, recovery); the peer's is `Problem.solve` (CVXPY's
 //! canonicalisation, Clarabel, unpacking) plus building its expressions, as the peer reports
 //! them (Python start-up and imports are not counted). The agreement is max|Δρ| / max ρ, against
-//! the timed peer run and against one more (untimed) peer run at `--agree-tol`: Clarabel's
-//! duality-gap tolerance 1e-8 leaves the peer's ρ off by up to ~1e-5 of its peak (its answer
-//! moves that much between 1e-8 and 1e-10), while ours is polished to a KKT residual of 1e-9.
+//! the timed peer run and against one more (untimed) peer run at `--agree-tol` with the peer's
+//! `--refine` (tight iterative refinement): Clarabel's duality-gap tolerance 1e-8 leaves the
+//! peer's ρ off by up to ~1e-5 of its peak (its answer moves that much between 1e-8 and 1e-10),
+//! while ours is polished to a KKT residual of 1e-9.
 //! With `--steps K` each case runs K steps instead: ours warm-started from its previous step
 //! (as the driver does), the peer cold on each step's problem (same ρⁿ), totals compared.
 
@@ -150,6 +151,7 @@ fn run_peer(
     out: &Path,
     tol: f64,
     direct: Option<&str>,
+    refine: bool,
 ) -> Result<PeerSolution, Box<dyn std::error::Error>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let python = root.join(".venv-peers/bin/python");
@@ -163,6 +165,9 @@ fn run_peer(
         .arg(out);
     if let Some(d) = direct {
         cmd.args(["--direct", d]);
+    }
+    if refine {
+        cmd.arg("--refine");
     }
     let _ = std::fs::remove_file(out);
     let run = cmd.output()?;
@@ -208,6 +213,7 @@ fn trajectory(
             &dir.join(format!("{}-cvxpy.json", case.name)),
             tol,
             direct,
+            false,
         )?;
         peer_total += peer.build_time + peer.solve_time;
         let max = out.rho.iter().fold(0.0f64, |a, &r| a.max(r));
@@ -242,7 +248,7 @@ fn trajectory(
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let tol: f64 = flag(&args, "--tol").unwrap_or("1e-8").parse()?;
-    let agree_tol: f64 = flag(&args, "--agree-tol").unwrap_or("1e-10").parse()?;
+    let agree_tol: f64 = flag(&args, "--agree-tol").unwrap_or("1e-12").parse()?;
     let repeats: usize = flag(&args, "--repeats").unwrap_or("1").parse()?;
     let direct = flag(&args, "--peer-direct");
     let dir = PathBuf::from(flag(&args, "--dir").unwrap_or("target/cvxpy-compare"));
@@ -327,12 +333,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ours_best = elapsed;
                 ours_timing = Some(timing);
             }
-            let peer = run_peer(&file, &out_file, tol, direct)?;
+            let peer = run_peer(&file, &out_file, tol, direct, false)?;
             peer_best = peer_best.min(peer.build_time + peer.solve_time);
             peer_solver_best = peer_solver_best.min(peer.solver_time);
             last = Some((out, peer));
         }
         let (out, peer) = last.ok_or("no repeat ran")?;
+        // Our ρ beside the peer's, for comparisons with other peer settings.
+        std::fs::write(
+            dir.join(format!("{}-ours.json", case.name)),
+            serde_json::json!({ "rho": out.rho.to_vec() }).to_string(),
+        )?;
         let timing = ours_timing.ok_or("no repeat ran")?;
         let ipm = timing.clarabel.setup + timing.clarabel.solve;
         let max = out.rho.iter().fold(0.0f64, |a, &r| a.max(r));
@@ -344,7 +355,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         let diff = distance(&peer.rho);
         let tight_file = dir.join(format!("{}-cvxpy-tight.json", case.name));
-        let tight = run_peer(&file, &tight_file, agree_tol, direct)?;
+        let tight = run_peer(&file, &tight_file, agree_tol, direct, true)?;
         let tight_diff = distance(&tight.rho);
         // Which side limits the agreement: both points are compared on the same objective (the
         // peer's recomputed in numpy from its ρ and G), the peer's checked for feasibility.

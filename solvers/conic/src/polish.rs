@@ -145,6 +145,9 @@ struct Polisher<'a> {
     /// The polish tolerance.
     tol: f64,
     rho_max: Option<f64>,
+    /// Weight ε of an entropy ε ρ log ρ added on the energy level by [`polish`]'s homotopy
+    /// (0: the problem itself).
+    reg: f64,
     /// The last factorisation, reused while the pattern is the same.
     ldl: std::cell::RefCell<LdlCache>,
 }
@@ -179,6 +182,7 @@ impl<'a> Polisher<'a> {
             beta,
             tol,
             rho_max,
+            reg: 0.0,
             ldl: std::cell::RefCell::new(None),
         }
     }
@@ -204,7 +208,7 @@ impl<'a> Polisher<'a> {
     }
 
     fn entropy_cell(&self, j: usize) -> bool {
-        self.energy_level(j) && self.beta.is_some()
+        self.energy_level(j) && (self.beta.is_some() || self.reg > 0.0)
     }
 
     fn hold_of(&self, j: usize, k: usize) -> Option<Hold> {
@@ -341,7 +345,12 @@ impl<'a> Polisher<'a> {
                 } else {
                     e.df(r)
                 };
-                (df + v, if r > 0.0 { e.d2f(r) } else { 0.0 })
+                let d2 = if r > 0.0 { e.d2f(r) } else { 0.0 };
+                match (self.reg > 0.0, r > 0.0) {
+                    (false, _) => (df + v, d2),
+                    (true, true) => (df + v + self.reg * (r.ln() + 1.0), d2 + self.reg / r),
+                    (true, false) => (f64::NEG_INFINITY, d2),
+                }
             }
             End::Fixed(_) => (0.0, 0.0),
         }
@@ -1029,12 +1038,96 @@ struct Direction {
     dv: Vec<f64>,
 }
 
+/// Entropy weights ε of the homotopy of [`polish`], in order.
+const HOMOTOPY: [f64; 7] = [1e-2, 1e-4, 1e-6, 1e-8, 1e-10, 1e-12, 1e-14];
+
 /// Polish `point` in place. On failure `point` is left at the last accepted iterate of the
 /// last round (never worse than the start in the residual it started from).
+///
+/// A one-step problem whose energy is a potential alone (no entropy, porous term or cap) with
+/// ρⁿ > 0 everywhere is polished through a homotopy: an entropy ε ρ log ρ is added and Newton
+/// runs for ε = 1e-2, 1e-4, …, 1e-14 in turn, every cell free and moving in log ρ as with
+/// entropy, the last stage to 1e-3 of the tolerance; the last point must then satisfy the
+/// optimality system of the problem itself (the term left out is ≤ 1e-14 |log ρ| per row),
+/// checked without a Newton step. Such a problem has no vacuum (a cell with mass in ρⁿ passes
+/// it on through faces whose θ is its own end density, so the minimiser keeps every such cell
+/// positive: tails down to 1e-36 of the peak for data/compare/robust/potential-only-1d.toml),
+/// and without curvature the direct polish held those tails at 0 and churned, or stalled where
+/// Newton asked a tail to go below 0 (docs/notes/issue-17.md, round 5). If a stage or the check
+/// fails, the direct polish runs as before. Each stage has the caller's Newton budget.
 pub(crate) fn polish(
     problem: &PathProblem<'_>,
     point: &mut PathPoint,
     settings: PolishSettings,
+) -> PolishReport {
+    let homotopy = match problem.end {
+        End::Free(e) => {
+            e.entropy.is_none()
+                && e.porous.is_none()
+                && e.max_density.is_none()
+                && e.potential.is_some()
+                && problem.scheme.intervals() == 1
+                && problem.start.iter().all(|&r| r > 0.0)
+        }
+        End::Fixed(_) => false,
+    };
+    if !homotopy {
+        return polish_with(problem, point, settings, 0.0, INITIAL_HOLD);
+    }
+    // Tails start at 1e-10 of the peak at least (as an interior point leaves them, and as the
+    // explicit start does with entropy): from ρⁿ's far tails (1e-40 after two steps) the
+    // capped growth of log ρ would spend the Newton budget on raising them.
+    let mut trial = point.clone();
+    let top = peak(&trial);
+    if let Some(end) = trial.densities.last_mut() {
+        end.mapv_inplace(|r| r.max(1e-10 * top));
+    }
+    let mut newton = 0;
+    for reg in HOMOTOPY {
+        // The last stage aims at round-off (1e-3 of the tolerance): at the bottom of a well
+        // every term of a density row vanishes, and a row left at 1e-12 of the largest one is
+        // 2e-8 of its own terms there (tests/regressions.rs, stationarity per cell).
+        let stage = PolishSettings {
+            tol: if reg == HOMOTOPY[HOMOTOPY.len() - 1] {
+                1e-3 * settings.tol
+            } else {
+                settings.tol
+            },
+            ..settings
+        };
+        let report = polish_with(problem, &mut trial, stage, reg, INITIAL_HOLD);
+        newton += report.newton_steps;
+        if !report.converged {
+            return polish_with(problem, point, settings, 0.0, INITIAL_HOLD);
+        }
+    }
+    // The check of the problem itself, without a Newton step (Newton without curvature is what
+    // fails on these problems).
+    let check = PolishSettings {
+        max_newton: 0,
+        ..settings
+    };
+    let mut report = polish_with(problem, &mut trial, check, 0.0, 0.0);
+    report.newton_steps += newton;
+    if !report.converged {
+        return polish_with(problem, point, settings, 0.0, INITIAL_HOLD);
+    }
+    *point = trial;
+    report
+}
+
+/// Fraction of the peak below which a density without entropy starts held at 0 (see
+/// [`Polisher::initial_holds`]).
+const INITIAL_HOLD: f64 = 1e-9;
+
+/// [`polish`] of the problem with an entropy `reg` ρ log ρ added on the energy level (0: none),
+/// densities below `hold` of the peak held at 0 at the start.
+fn polish_with(
+    problem: &PathProblem<'_>,
+    point: &mut PathPoint,
+    settings: PolishSettings,
+    reg: f64,
+    hold: f64,
 ) -> PolishReport {
     // Newton runs until every row (continuity included) is within `tol`/1000 and the mass of
     // every level is that of ρⁿ to round-off (the continuity rows are linear: a full step
@@ -1043,7 +1136,8 @@ pub(crate) fn polish(
     let target = |worst: f64, drift: f64| worst <= 1e-3 * settings.tol && drift <= 1e-14;
     let done = |worst: f64, _drift: f64| worst <= settings.tol;
     let mut pol = Polisher::new(problem, settings.tol);
-    pol.initial_holds(point, 1e-9);
+    pol.reg = reg;
+    pol.initial_holds(point, hold);
     // Held densities take their bound exactly.
     let start = point.clone();
     let mut report = PolishReport {
