@@ -113,7 +113,6 @@ pub struct ImplicitBiasTable {
 /// # }
 /// ```
 ///
-///
 /// ```rust
 /// use jko::config::Config;
 ///
@@ -190,7 +189,7 @@ pub fn implicit_bias(config: &Config, etas: &[f64]) -> Result<ImplicitBiasTable,
     })
 }
 
-/// Cells per quantile node of the reference: the exact-W² JKO iterates are computed with
+/// Quantile nodes per cell of the reference: the exact-W² JKO iterates are computed with
 /// 16 quantile nodes per cell (at 8 per cell the reference's own discretisation floored the
 /// OU/quartic errors near 5e-5 at 4000 cells; docs/notes/issue-15.md, round 4).
 const NODES_PER_CELL: usize = 16;
