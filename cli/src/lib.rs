@@ -28,8 +28,8 @@
 //! use jko_cli::error::ToolError;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! // implicit-bias needs a Gaussian initial state (exact Bures–Wasserstein paths).
-//! let porous = Config::from_toml(jko::examples::example("porous-1d").unwrap())?;
+//! // implicit-bias needs a Gaussian initial state (exact Bures–Wasserstein paths) or a 1D mesh.
+//! let porous = Config::from_toml(jko::examples::example("porous-2d").unwrap())?;
 //! let err = jko_cli::implicit_bias::implicit_bias(&porous, &[0.1]).unwrap_err();
 //! assert!(matches!(err, ToolError::Unsuited { tool: "implicit-bias", .. }));
 //! assert!(err.to_string().starts_with("implicit-bias needs a Gaussian initial state"), "{err}");

@@ -85,3 +85,22 @@ fn implicit_bias_orders_are_two_and_one() {
     assert!((ow - 1.0).abs() < 0.1, "plain flow order {ow}");
     assert!(last.err_flow < last.err_wgf / 50.0);
 }
+
+#[test]
+fn implicit_bias_on_a_1d_mesh_is_measured_against_quantile_and_refused_in_2d() {
+    // Porous medium m = 2 (no closed form): flow and the plain flow against quantile's exact-W²
+    // JKO iterates on the same mesh; the J^eta flow is the closer one.
+    let mut config = Config::from_toml(jko::examples::example("porous-1d").unwrap()).unwrap();
+    config.scheme.steps = 4;
+    let table = jko_cli::implicit_bias::implicit_bias(&config, &[0.02, 0.01]).unwrap();
+    assert!(table.method.as_deref().unwrap().contains("quantile"));
+    for r in &table.rows {
+        assert!(r.err_flow.is_finite() && r.err_flow < r.err_wgf, "{r:?}");
+    }
+    let order = table.rows[1].order_wgf.unwrap();
+    assert!((order - 1.0).abs() < 0.3, "plain flow order {order}");
+    // No exact-W² reference on a 2D mesh for a non-Gaussian problem.
+    let porous_2d = Config::from_toml(jko::examples::example("porous-2d").unwrap()).unwrap();
+    let err = jko_cli::implicit_bias::implicit_bias(&porous_2d, &[0.1]).unwrap_err();
+    assert!(err.to_string().contains("1D mesh"), "{err}");
+}

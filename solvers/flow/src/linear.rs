@@ -2,10 +2,13 @@
 //! ordering computed once per pattern), a sparse Cholesky for the symmetric positive definite
 //! systems, and a 2×2-block tridiagonal solver for 1D chains of cells (O(n), no fill).
 
-use faer::linalg::solvers::Solve;
-use faer::sparse::linalg::solvers::{Llt, Lu, SymbolicLlt, SymbolicLu};
+use faer::dyn_stack::{MemBuffer, MemStack, StackReq};
+use faer::sparse::linalg::cholesky::{
+    LltRef, SymbolicCholesky, SymmetricOrdering, factorize_symbolic_cholesky,
+};
+use faer::sparse::linalg::lu::{LuRef, NumericLu, SymbolicLu, factorize_symbolic_lu};
 use faer::sparse::{SparseColMatRef, SymbolicSparseColMat, SymbolicSparseColMatRef};
-use faer::{MatMut, Side};
+use faer::{Conj, MatMut, Par, Side};
 
 /// Position of entry (row, col) in the values of a column-compressed pattern.
 fn position_in(pattern: &SymbolicSparseColMat<usize>, row: usize, col: usize) -> Option<usize> {
@@ -17,54 +20,136 @@ fn position_in(pattern: &SymbolicSparseColMat<usize>, row: usize, col: usize) ->
         .map(|p| start + p)
 }
 
-/// A sparse factorisation kind: its symbolic analysis (computed once per pattern) and its
-/// numeric factorisation of the values.
+/// A sparse factorisation kind: its symbolic analysis (computed once per pattern), its numeric
+/// factorisation of the values and the solves, all sequential (`Par::Seq`) in a workspace
+/// allocated once. (faer's convenience types take the global parallelism, rayon over both
+/// cores: measured on OU 2D 64² at load ~11, each stage solve with them cost 12–23 ms, three
+/// quarters of a flow step — the supernodes are too small to share, and a waiting worker
+/// thread that the loaded machine has descheduled stalls the solve.)
 pub(crate) trait Factorization {
-    type Symbolic: Clone;
-    type Numeric: Solve<f64>;
+    type Symbolic;
+    type Numeric;
     /// Only the lower triangle is stored (symmetric matrices).
     const LOWER: bool;
     fn analyse(pattern: SymbolicSparseColMatRef<'_, usize>) -> Result<Self::Symbolic, String>;
+    /// The workspace of a factorisation and of a one-column solve.
+    fn scratch(symbolic: &Self::Symbolic) -> StackReq;
+    fn empty(symbolic: &Self::Symbolic) -> Self::Numeric;
     fn factor(
-        symbolic: Self::Symbolic,
+        symbolic: &Self::Symbolic,
+        numeric: &mut Self::Numeric,
         mat: SparseColMatRef<'_, usize, f64>,
-    ) -> Result<Self::Numeric, String>;
+        stack: &mut MemStack,
+    ) -> Result<(), String>;
+    fn solve(
+        symbolic: &Self::Symbolic,
+        numeric: &Self::Numeric,
+        rhs: MatMut<'_, f64>,
+        stack: &mut MemStack,
+    );
 }
 
-/// General square matrices: LU with a fill-reducing ordering (faer).
+/// General square matrices: LU with partial pivoting and a fill-reducing column ordering
+/// (faer, COLAMD).
 pub(crate) struct LuKind;
 
 impl Factorization for LuKind {
     type Symbolic = SymbolicLu<usize>;
-    type Numeric = Lu<usize, f64>;
+    type Numeric = NumericLu<usize, f64>;
     const LOWER: bool = false;
     fn analyse(pattern: SymbolicSparseColMatRef<'_, usize>) -> Result<Self::Symbolic, String> {
-        SymbolicLu::try_new(pattern).map_err(|e| format!("symbolic LU: {e:?}"))
+        factorize_symbolic_lu(pattern, Default::default())
+            .map_err(|e| format!("symbolic LU: {e:?}"))
+    }
+    fn scratch(symbolic: &Self::Symbolic) -> StackReq {
+        symbolic
+            .factorize_numeric_lu_scratch::<f64>(Par::Seq, Default::default())
+            .or(symbolic.solve_in_place_scratch::<f64>(1, Par::Seq))
+    }
+    fn empty(_: &Self::Symbolic) -> Self::Numeric {
+        NumericLu::new()
     }
     fn factor(
-        symbolic: Self::Symbolic,
+        symbolic: &Self::Symbolic,
+        numeric: &mut Self::Numeric,
         mat: SparseColMatRef<'_, usize, f64>,
-    ) -> Result<Self::Numeric, String> {
-        Lu::try_new_with_symbolic(symbolic, mat).map_err(|e| format!("sparse LU: {e:?}"))
+        stack: &mut MemStack,
+    ) -> Result<(), String> {
+        symbolic
+            .factorize_numeric_lu(numeric, mat, Par::Seq, stack, Default::default())
+            .map(|_| ())
+            .map_err(|e| format!("sparse LU: {e:?}"))
+    }
+    fn solve(
+        symbolic: &Self::Symbolic,
+        numeric: &Self::Numeric,
+        rhs: MatMut<'_, f64>,
+        stack: &mut MemStack,
+    ) {
+        // SAFETY: `numeric` is only ever written by `factorize_numeric_lu` of this `symbolic`
+        // (`Sparse::factorise`, on a matrix with the pattern `symbolic` was analysed from), and
+        // `Sparse::solve` calls this only after a successful factorisation.
+        let lu = unsafe { LuRef::new_unchecked(symbolic, numeric) };
+        lu.solve_in_place_with_conj(Conj::No, rhs, Par::Seq, stack);
     }
 }
 
-/// Symmetric positive definite matrices (lower triangle stored): Cholesky (faer).
+/// Symmetric positive definite matrices (lower triangle stored): Cholesky (faer, AMD
+/// ordering).
 pub(crate) struct LltKind;
 
 impl Factorization for LltKind {
-    type Symbolic = SymbolicLlt<usize>;
-    type Numeric = Llt<usize, f64>;
+    type Symbolic = SymbolicCholesky<usize>;
+    type Numeric = Vec<f64>;
     const LOWER: bool = true;
     fn analyse(pattern: SymbolicSparseColMatRef<'_, usize>) -> Result<Self::Symbolic, String> {
-        SymbolicLlt::try_new(pattern, Side::Lower).map_err(|e| format!("symbolic Cholesky: {e:?}"))
+        factorize_symbolic_cholesky(
+            pattern,
+            Side::Lower,
+            SymmetricOrdering::Amd,
+            Default::default(),
+        )
+        .map_err(|e| format!("symbolic Cholesky: {e:?}"))
+    }
+    fn scratch(symbolic: &Self::Symbolic) -> StackReq {
+        symbolic
+            .factorize_numeric_llt_scratch::<f64>(Par::Seq, Default::default())
+            .or(symbolic.solve_in_place_scratch::<f64>(1, Par::Seq))
+    }
+    fn empty(symbolic: &Self::Symbolic) -> Self::Numeric {
+        vec![0.0; symbolic.len_val()]
     }
     fn factor(
-        symbolic: Self::Symbolic,
+        symbolic: &Self::Symbolic,
+        numeric: &mut Self::Numeric,
         mat: SparseColMatRef<'_, usize, f64>,
-    ) -> Result<Self::Numeric, String> {
-        Llt::try_new_with_symbolic(symbolic, mat, Side::Lower)
+        stack: &mut MemStack,
+    ) -> Result<(), String> {
+        symbolic
+            .factorize_numeric_llt::<f64>(
+                numeric,
+                mat,
+                Side::Lower,
+                Default::default(),
+                Par::Seq,
+                stack,
+                Default::default(),
+            )
+            .map(|_| ())
             .map_err(|e| format!("sparse Cholesky: {e:?}"))
+    }
+    fn solve(
+        symbolic: &Self::Symbolic,
+        numeric: &Self::Numeric,
+        rhs: MatMut<'_, f64>,
+        stack: &mut MemStack,
+    ) {
+        LltRef::<usize, f64>::new(symbolic, numeric).solve_in_place_with_conj(
+            Conj::No,
+            rhs,
+            Par::Seq,
+            stack,
+        );
     }
 }
 
@@ -73,7 +158,10 @@ pub(crate) struct Sparse<K: Factorization> {
     n: usize,
     pattern: SymbolicSparseColMat<usize>,
     symbolic: K::Symbolic,
-    factor: Option<K::Numeric>,
+    numeric: K::Numeric,
+    /// Whether `numeric` holds a factorisation of the current pattern.
+    ready: bool,
+    work: MemBuffer,
     pub values: Vec<f64>,
 }
 
@@ -88,11 +176,15 @@ impl<K: Factorization> Sparse<K> {
         let nnz = row_idx.len();
         let pattern = SymbolicSparseColMat::new_checked(n, n, col_ptr, None, row_idx);
         let symbolic = K::analyse(pattern.as_ref())?;
+        let work = MemBuffer::try_new(K::scratch(&symbolic))
+            .map_err(|e| format!("factorisation workspace: {e:?}"))?;
         Ok(Sparse {
             n,
             pattern,
+            numeric: K::empty(&symbolic),
             symbolic,
-            factor: None,
+            ready: false,
+            work,
             values: vec![0.0; nnz],
         })
     }
@@ -109,17 +201,30 @@ impl<K: Factorization> Sparse<K> {
 
     /// Factorise the current values.
     pub fn factorise(&mut self) -> Result<(), String> {
+        self.ready = false;
         let mat = SparseColMatRef::new(self.pattern.as_ref(), &self.values);
-        self.factor = Some(K::factor(self.symbolic.clone(), mat)?);
+        K::factor(
+            &self.symbolic,
+            &mut self.numeric,
+            mat,
+            MemStack::new(&mut self.work),
+        )?;
+        self.ready = true;
         Ok(())
     }
 
-    /// Solve with the last factorisation, in place; false if it produced a non-finite value.
-    pub fn solve(&self, rhs: &mut [f64]) -> bool {
-        let Some(f) = &self.factor else {
+    /// Solve with the last factorisation, in place; false if there is none or it produced a
+    /// non-finite value.
+    pub fn solve(&mut self, rhs: &mut [f64]) -> bool {
+        if !self.ready {
             return false;
-        };
-        f.solve_in_place(MatMut::from_column_major_slice_mut(rhs, self.n, 1));
+        }
+        K::solve(
+            &self.symbolic,
+            &self.numeric,
+            MatMut::from_column_major_slice_mut(rhs, self.n, 1),
+            MemStack::new(&mut self.work),
+        );
         rhs.iter().all(|v| v.is_finite())
     }
 }

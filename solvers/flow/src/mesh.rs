@@ -794,6 +794,17 @@ impl<'a> MeshFlow<'a> {
         (1e-3 * self.rtol).clamp(1e-12, 1e-6)
     }
 
+    /// What this flow integrates beyond the mesh (a continued run must match it).
+    fn signature(&self) -> Signature {
+        Signature {
+            potential: self.potential.clone(),
+            eta: self.eta,
+            variant: self.variant,
+            floor: self.floor,
+            rtol: self.rtol,
+        }
+    }
+
     /// Integrate the chosen flow from ρ over a time `t`.
     ///
     /// # Errors
@@ -846,11 +857,19 @@ impl<'a> MeshFlow<'a> {
         if !ws.fits(self.mesh) {
             *ws = Workspace::new(self.mesh)?;
         }
-        if !ws.continues(rho.as_slice().unwrap_or(&rho.to_vec())) {
+        let continued = ws.continues(rho.as_slice().unwrap_or(&rho.to_vec()));
+        if !continued {
             ws.zeta = None;
             ws.h_hint = None;
             ws.factor_h = None;
         }
+        // The next step of the same run on the same problem (potential, η, variant, floor)
+        // continues the last integration: its end state (ρ, ζ) and path speed are this
+        // integration's start, as they would be within one longer integration, where substeps
+        // follow each other without a consistent-ζ projection (the linearly implicit stages
+        // correct the algebraic residual).
+        let signature = self.signature();
+        let resumed = continued && ws.signature.as_ref() == Some(&signature);
         let n = rho.len();
         let rho0: Vec<f64> = rho.to_vec();
         let mut stats = FlowStats::default();
@@ -872,9 +891,15 @@ impl<'a> MeshFlow<'a> {
         }
         let fz = self.scale(&rho0);
         let rc = fz.rho_floor;
-        let (mut zeta, f0) =
-            self.consistent_correction(&rho0, ws.zeta.as_deref(), &mut ws.llt, &fz)?;
-        stats.factorizations += f0;
+        let (mut zeta, resumed_speed) = match (&ws.zeta, ws.speed) {
+            (Some(z), Some(speed)) if resumed => (z.clone(), Some(speed)),
+            _ => {
+                let (zeta, f0) =
+                    self.consistent_correction(&rho0, ws.zeta.as_deref(), &mut ws.llt, &fz)?;
+                stats.factorizations += f0;
+                (zeta, None)
+            }
+        };
         let tab = Tableau::ros34pw2();
         let vols = self.mesh.volumes();
         let mass = |r: &[f64]| -> f64 { r.iter().zip(vols).map(|(a, b)| a * b).sum() };
@@ -884,10 +909,10 @@ impl<'a> MeshFlow<'a> {
         // Substeps tile the interval (h = remaining / k), so an accepted h can be kept and its
         // factorisation reused.
         let hint = ws.h_hint.filter(|h| *h > 0.0).unwrap_or(t);
-        let mut h = t / (t / hint - 1e-9).ceil().max(1.0);
+        let mut h = tile(t, hint);
         let mut next_hint = h;
         let mut attempts = 0usize;
-        let mut speed0 = self.speed_squared(&rho_now, &zeta, rc);
+        let mut speed0 = resumed_speed.unwrap_or_else(|| self.speed_squared(&rho_now, &zeta, rc));
         let mut action = 0.0;
         let mut u = vec![vec![0.0; 2 * n]; tab.stages];
         let mut stage_rho = vec![0.0; n];
@@ -1010,7 +1035,7 @@ impl<'a> MeshFlow<'a> {
                 // Keep h (and its factorisation) unless the error allows a much larger one.
                 let remaining = t - time;
                 if factor > 1.5 && remaining > 1e-12 * t {
-                    h = remaining / (remaining / (h * factor) - 1e-9).ceil().max(1.0);
+                    h = tile(remaining, h * factor);
                 }
             } else {
                 stats.rejected += 1;
@@ -1042,11 +1067,28 @@ impl<'a> MeshFlow<'a> {
         ws.zeta = Some(zeta);
         ws.h_hint = Some(next_hint.min(t));
         ws.last = Some(rho_now.clone());
+        ws.speed = Some(speed0);
+        ws.signature = Some(signature);
         let out = Array1::from(rho_now);
         stats.kinetic = t * action;
         stats.mass_drift = (self.mesh.mass(&out) - mass0) / mass0;
         Ok((out, stats))
     }
+}
+
+/// Largest ratio of a substep to the step-size controller's proposal (which already carries
+/// the safety factor 0.9): substeps tile the remaining time, h = remaining / k, and k is the
+/// fewest substeps of at most `TILE_SLACK` × the proposal. Each change of h costs a
+/// factorisation, so rounding a proposal of 0.85 τ down to τ/2 cost two substeps and a second
+/// factorisation one step later (OU 2D 64², τ = 0.1: steps 1 and 2 of every run; with the slack
+/// step 1 takes h = τ at once and is accepted). A substep that is too long is rejected by its
+/// error estimate like any other.
+const TILE_SLACK: f64 = 1.2;
+
+/// The substep that tiles `remaining` with the fewest substeps of at most
+/// [`TILE_SLACK`] × `proposal`.
+fn tile(remaining: f64, proposal: f64) -> f64 {
+    remaining / (remaining / (TILE_SLACK * proposal) - 1e-9).ceil().max(1.0)
 }
 
 /// The connectivity the workspace's sparsity patterns were built for: cells and the (K, L) of
@@ -1071,6 +1113,20 @@ pub(crate) struct Workspace {
     /// the mirror-symmetry property of tests/integration/properties.rs: the image of a step,
     /// solved after the step itself, started from the step's factorisation and substep).
     last: Option<Vec<f64>>,
+    /// ‖u̇‖² at the end of the last integration.
+    speed: Option<f64>,
+    /// What the last integration integrated ([`MeshFlow::signature`]).
+    signature: Option<Signature>,
+}
+
+/// The flow an integration follows, beyond the mesh: potential, η, variant, floor, tolerance.
+#[derive(Debug, Clone, PartialEq)]
+struct Signature {
+    potential: Vec<f64>,
+    eta: f64,
+    variant: Variant,
+    floor: f64,
+    rtol: f64,
 }
 
 impl Workspace {
@@ -1102,6 +1158,8 @@ impl Workspace {
             h_hint: None,
             factor_h: None,
             last: None,
+            speed: None,
+            signature: None,
         })
     }
 
@@ -1246,8 +1304,8 @@ impl BlockSystem {
         }
     }
 
-    fn solve(&self, rhs: &mut [f64]) -> bool {
-        match &self.kind {
+    fn solve(&mut self, rhs: &mut [f64]) -> bool {
+        match &mut self.kind {
             Kind::General(lu) => lu.solve(rhs),
             Kind::Chain(bt) => bt.solve(rhs),
         }
