@@ -353,12 +353,12 @@ fn sinkhorn_dense_kernel_runs_on_a_small_gmsh_mesh_and_refuses_a_large_one() {
     assert!(e_sinkhorn < 1.2 * e_grid, "{e_sinkhorn} vs {e_grid}");
     // square-h64: 9520 cells, a dense kernel of 8 · 9520² bytes > the default 512 MiB.
     let big = fp_config(file_mesh("square-h64.msh"), r#"kind = "sinkhorn""#, tau, 1);
-    let err = jko::run(&big, ".".as_ref(), &RunOptions::default(), &mut [], &|| {
+    let Err(err) = jko::run(&big, ".".as_ref(), &RunOptions::default(), &mut [], &|| {
         false
-    })
-    .err()
-    .expect("a 9520-cell dense kernel is refused")
-    .to_string();
+    }) else {
+        panic!("a 9520-cell dense kernel is not refused")
+    };
+    let err = err.to_string();
     println!("{err}");
     assert!(err.contains("9520"), "{err}");
     assert!(
