@@ -6,7 +6,7 @@
 //! VTK orders cells with x fastest; the engine's arrays are C order (last axis fastest), so
 //! values are written transposed. 1D and 2D grids become one-cell-thick 3D images.
 
-use jko_core::Mesh;
+use jko_core::{CellKind, Mesh};
 use ndarray::Array1;
 use std::fmt::Write;
 
@@ -143,7 +143,20 @@ pub fn collection(entries: &[(f64, String)]) -> String {
 /// ```
 pub fn unstructured_grid(mesh: &Mesh, fields: &[(&str, &Array1<f64>)]) -> Option<String> {
     let shapes = mesh.shapes()?;
-    let (np, nc) = (shapes.n_points(), shapes.n_cells());
+    // VTK cells: one per cell, or one per tetrahedron of an agglomerated tetrahedral cell
+    // (each with its cell's values): (cell, corners).
+    let pieces: Vec<(usize, &[usize])> = (0..shapes.n_cells())
+        .flat_map(|k| {
+            let corners = shapes.cell(k);
+            let per = if shapes.kind == CellKind::Tetrahedron {
+                4
+            } else {
+                corners.len().max(1)
+            };
+            corners.chunks(per).map(move |c| (k, c))
+        })
+        .collect();
+    let (np, nc) = (shapes.n_points(), pieces.len());
     let mut s = String::new();
     let _ = writeln!(s, r#"<?xml version="1.0"?>"#);
     let _ = writeln!(
@@ -172,13 +185,16 @@ pub fn unstructured_grid(mesh: &Mesh, fields: &[(&str, &Array1<f64>)]) -> Option
         &mut s,
         "connectivity",
         "Int64",
-        &mut shapes.connectivity.iter().map(|c| c.to_string()),
+        &mut pieces.iter().flat_map(|p| p.1).map(|c| c.to_string()),
     );
     data_array(
         &mut s,
         "offsets",
         "Int64",
-        &mut shapes.offsets[1..].iter().map(|o| o.to_string()),
+        &mut pieces.iter().scan(0, |end, p| {
+            *end += p.1.len();
+            Some(end.to_string())
+        }),
     );
     let ty = shapes.kind.vtk_type().to_string();
     data_array(&mut s, "types", "UInt8", &mut (0..nc).map(|_| ty.clone()));
@@ -186,14 +202,14 @@ pub fn unstructured_grid(mesh: &Mesh, fields: &[(&str, &Array1<f64>)]) -> Option
     let first = fields.first().map_or("rho", |f| f.0);
     let _ = writeln!(s, r#"      <CellData Scalars="{first}">"#);
     for (name, values) in fields {
-        if values.len() != nc {
+        if values.len() != shapes.n_cells() {
             return None;
         }
         data_array(
             &mut s,
             name,
             "Float64",
-            &mut values.iter().map(|v| format!("{v:e}")),
+            &mut pieces.iter().map(|p| format!("{:e}", values[p.0])),
         );
     }
     let _ = writeln!(s, "      </CellData>");

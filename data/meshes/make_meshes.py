@@ -9,7 +9,13 @@ target size h, written as MSH 4.1 ASCII (gmsh's default format):
 - hole-h16.msh         [-1, 1]^2 with a disc of radius 0.3 centred at (0.2, 0) cut out
                         (crowd motion around an obstacle);
 - disc-h16.msh         the disc of radius 1 (Barenblatt);
-- cube-h4.msh          the unit cube in tetrahedra, h = 1/4 (3D reader and geometry).
+- cube-h4.msh          the unit cube in tetrahedra, h = 1/4, gmsh's default 3D mesh (Delaunay
+                        then optimised: not Delaunay any more, refused with the faces named);
+- cube-delaunay-hN.msh the unit cube, h = 1/N for N = 4, 8, 12, meshed by HXT
+                        (Mesh.Algorithm3D = 10) without the optimiser (Mesh.Optimize = 0): a
+                        Delaunay tetrahedralisation (co-spherical neighbours are agglomerated by
+                        the reader) for the 3D Fokker-Planck study. (h = 1/16 is not made: HXT
+                        leaves 2 flat tetrahedra at the cube's edges there, which are refused.)
 
 Usage: .venv-mesh/bin/python data/meshes/make_meshes.py [OUT_DIR]
 """
@@ -61,10 +67,15 @@ def disc(out, n):
     finish(os.path.join(out, f"disc-h{n}.msh"), 2)
 
 
-def cube(out, n):
-    start(f"cube-h{n}", 1.0 / n)
+def cube(out, n, delaunay=False):
+    name = f"cube-delaunay-h{n}" if delaunay else f"cube-h{n}"
+    start(name, 1.0 / n)
+    if delaunay:
+        # gmsh's optimiser (on by default) trades the Delaunay property for shape quality.
+        gmsh.option.setNumber("Mesh.Algorithm3D", 10)
+        gmsh.option.setNumber("Mesh.Optimize", 0)
     gmsh.model.occ.addBox(0, 0, 0, 1, 1, 1)
-    finish(os.path.join(out, f"cube-h{n}.msh"), 3)
+    finish(os.path.join(out, f"{name}.msh"), 3)
 
 
 def main():
@@ -76,6 +87,8 @@ def main():
     hole(out, 16)
     disc(out, 16)
     cube(out, 4)
+    for n in (4, 8, 12):
+        cube(out, n, delaunay=True)
 
 
 if __name__ == "__main__":

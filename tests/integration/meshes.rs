@@ -56,16 +56,32 @@ fn file_mesh(name: &str) -> MeshConfig {
     }
 }
 
-/// L1 distance Σ_K |K| |ρ_K − u(T, x_K)/M| of a run's last density to the exact solution.
-fn fp_l1(config: &Config) -> (f64, usize) {
-    let result = jko::run(
+/// Run a config without output; panics with the error (and the solver) on failure.
+fn solve(config: &Config) -> jko::RunResult {
+    jko::run(
         config,
         ".".as_ref(),
         &RunOptions::default(),
         &mut [],
         &|| false,
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap_or_else(|e| panic!("{:?}: {e}", config.solver))
+}
+
+/// Σ_K |K| |a_K − b_K| of two densities on the same mesh.
+fn l1_between(a: &jko::RunResult, b: &jko::RunResult) -> f64 {
+    (0..a.mesh.n_cells())
+        .map(|k| a.mesh.volumes()[k] * (a.rho[k] - b.rho[k]).abs())
+        .sum()
+}
+
+/// L1 distance Σ_K |K| |ρ_K − u(T, x_K)/M| of a run's last density to the exact solution.
+fn fp_l1(config: &Config) -> (f64, usize) {
+    fp_error(config, &solve(config))
+}
+
+/// [`fp_l1`] of a run already made, and its number of cells.
+fn fp_error(config: &Config, result: &jko::RunResult) -> (f64, usize) {
     let t = config.scheme.tau * config.scheme.steps as f64;
     let mesh = &result.mesh;
     let l1 = (0..mesh.n_cells())
@@ -77,6 +93,8 @@ fn fp_l1(config: &Config) -> (f64, usize) {
 }
 
 const NEWTON_TIGHT: &str = r#"kind = "newton", tol = 1e-11"#;
+const CONIC_TIGHT: &str =
+    r#"kind = "conic", tol_gap_abs = 1e-11, tol_gap_rel = 1e-11, tol_feas = 1e-11"#;
 
 #[test]
 fn config_with_a_mesh_file_runs_end_to_end_with_npy_and_vtu_output() {
@@ -118,30 +136,33 @@ fn config_with_a_mesh_file_runs_end_to_end_with_npy_and_vtu_output() {
     // The .vtu series reads back with the density as cell data, in cell order.
     let pvd = std::fs::read_to_string(dir.path().join("rho.pvd")).unwrap();
     assert!(pvd.contains("rho_00002.vtu"), "{pvd}");
-    let vtk = vtkio::Vtk::import(dir.path().join("rho_00002.vtu")).expect("vtkio reads the .vtu");
-    let DataSet::UnstructuredGrid { pieces, .. } = vtk.data else {
-        panic!("not an unstructured grid")
-    };
-    let piece = pieces[0].load_piece_data(None).expect("inline piece data");
-    assert_eq!(piece.cells.types.len(), n);
-    assert!(
-        piece
-            .cells
-            .types
-            .iter()
-            .all(|t| *t == vtkio::model::CellType::Triangle)
+    let values = read_vtu_rho(
+        &dir.path().join("rho_00002.vtu"),
+        n,
+        vtkio::model::CellType::Triangle,
     );
-    let Attribute::DataArray(arr) = &piece.data.cell[0] else {
-        panic!("{:?}", piece.data.cell)
-    };
-    assert_eq!(arr.name, "rho");
-    let values: Vec<f64> = arr.data.clone().cast_into().unwrap();
     let gap = values
         .iter()
         .zip(result.rho.iter())
         .map(|(a, b)| (a - b).abs() / b)
         .fold(0.0, f64::max);
     assert!(gap < 1e-14, "{gap}");
+}
+
+/// The cell array "rho" of a `.vtu` file whose `cells` VTK cells are all of type `kind`.
+fn read_vtu_rho(path: &Path, cells: usize, kind: vtkio::model::CellType) -> Vec<f64> {
+    let vtk = vtkio::Vtk::import(path).expect("vtkio reads the .vtu");
+    let DataSet::UnstructuredGrid { pieces, .. } = vtk.data else {
+        panic!("not an unstructured grid")
+    };
+    let piece = pieces[0].load_piece_data(None).expect("inline piece data");
+    assert_eq!(piece.cells.types.len(), cells);
+    assert!(piece.cells.types.iter().all(|t| *t == kind));
+    let Attribute::DataArray(arr) = &piece.data.cell[0] else {
+        panic!("{:?}", piece.data.cell)
+    };
+    assert_eq!(arr.name, "rho");
+    arr.data.clone().cast_into().unwrap()
 }
 
 #[test]
@@ -171,10 +192,7 @@ fn conic_and_newton_agree_on_a_gmsh_triangle_mesh() {
     // The same discrete JKO step (TPFA on the circumcentred triangles) by two methods.
     for name in ["square-h8.msh", "disc-h16.msh"] {
         let mut runs = Vec::new();
-        for solver in [
-            NEWTON_TIGHT,
-            r#"kind = "conic", tol_gap_abs = 1e-11, tol_gap_rel = 1e-11, tol_feas = 1e-11"#,
-        ] {
+        for solver in [NEWTON_TIGHT, CONIC_TIGHT] {
             let mut config = fp_config(file_mesh(name), solver, 0.02, 2);
             if name.starts_with("disc") {
                 // A Gaussian bump drifting towards (0.3, 0) on the unit disc.
@@ -186,23 +204,12 @@ fn conic_and_newton_agree_on_a_gmsh_triangle_mesh() {
                     expr: "(x - 0.3)^2 + y^2".into(),
                 });
             }
-            let r = jko::run(
-                &config,
-                ".".as_ref(),
-                &RunOptions::default(),
-                &mut [],
-                &|| false,
-            )
-            .unwrap_or_else(|e| panic!("{name} {solver}: {e}"));
-            runs.push(r);
+            runs.push(solve(&config));
         }
-        let mesh = &runs[0].mesh;
-        let l1: f64 = (0..mesh.n_cells())
-            .map(|k| mesh.volumes()[k] * (runs[0].rho[k] - runs[1].rho[k]).abs())
-            .sum();
+        let l1 = l1_between(&runs[0], &runs[1]);
         println!(
             "{name}: {} cells, L1(newton - conic) = {l1:.2e}",
-            mesh.n_cells()
+            runs[0].mesh.n_cells()
         );
         assert!(l1 < 1e-6, "{name}: {l1}");
     }
@@ -229,6 +236,137 @@ fn fokker_planck_exact_solution_on_coarse_gmsh_meshes() {
     assert!(order > 0.7, "observed order {order}, errors {errors:?}");
 }
 
+/// Mass to 1e-10 of the initial mass and positivity at every step of a run.
+fn assert_mass_and_positivity(result: &jko::RunResult, what: &str) {
+    for r in &result.records {
+        assert!(
+            (r.mass - 1.0).abs() < 1e-10,
+            "{what} step {}: mass {}",
+            r.step,
+            r.mass
+        );
+        assert!(
+            r.min_density > 0.0,
+            "{what} step {}: {}",
+            r.step,
+            r.min_density
+        );
+    }
+}
+
+fn grid8() -> MeshConfig {
+    MeshConfig {
+        cells: vec![8, 8],
+        lower: vec![0.0, 0.0],
+        upper: vec![1.0, 1.0],
+        ..Default::default()
+    }
+}
+
+/// One step of the Fokker–Planck problem by the flow surrogate and by newton on `mesh`: the
+/// L1 distance of the two and the size |ρ¹ − ρ⁰| of newton's step (mass and positivity of
+/// the flow's step checked).
+fn flow_and_newton_step(mesh: &MeshConfig, tau: f64) -> (f64, f64) {
+    let jko_step = solve(&fp_config(mesh.clone(), NEWTON_TIGHT, tau, 1));
+    let flow = solve(&fp_config(mesh.clone(), r#"kind = "flow""#, tau, 1));
+    assert_mass_and_positivity(&flow, "flow");
+    let m = &jko_step.mesh;
+    let step: f64 = (0..m.n_cells())
+        .map(|k| {
+            let initial = fp_exact(0.0, m.centre(k)[0]) / fp_mass();
+            m.volumes()[k] * (jko_step.rho[k] - initial).abs()
+        })
+        .sum();
+    (l1_between(&flow, &jko_step), step)
+}
+
+#[test]
+fn flow_surrogate_on_a_gmsh_mesh_is_as_close_to_the_jko_step_as_on_a_grid() {
+    // One Fokker–Planck step at τ = 0.02, 0.01 on square-h8 and on the 8 × 8 grid: the flow's
+    // distance to newton's step relative to the step (measured 6.0 %, 7.1 % on square-h8;
+    // 7.7 %, 9.4 % on the grid). The flow runs on the file mesh and is not further from the
+    // JKO step there than on a grid.
+    for tau in [0.02, 0.01] {
+        let (gap_file, step_file) = flow_and_newton_step(&file_mesh("square-h8.msh"), tau);
+        let (gap_grid, step_grid) = flow_and_newton_step(&grid8(), tau);
+        let (file, grid) = (gap_file / step_file, gap_grid / step_grid);
+        println!(
+            "tau = {tau}: L1(flow - newton)/|step|: square-h8 {file:.3e}, grid 8x8 {grid:.3e}"
+        );
+        assert!(file < 1.2 * grid, "{file} vs {grid}");
+    }
+}
+
+/// What the flow claims: one step within O(τ²) of the JKO step. NOT met on this problem, on
+/// file meshes and grids alike (so not a mesh matter): L1(flow − newton) on square-h8 is
+/// 8.8e-3, 5.7e-3, 3.1e-3 at τ = 0.02, 0.01, 0.005 (orders 0.64, 0.90; on the 8 × 8 grid
+/// 1.1e-2, 7.5e-3, 4.1e-3, orders 0.60, 0.86), 6–7 % of the step on square-h8 and square-h16
+/// alike. Reported to the flow engineer (issue 15).
+#[test]
+#[ignore = "fails: the flow's step is O(τ) (6-7 % of the step), not O(τ²), from newton's, on grids too"]
+fn flow_surrogate_one_step_is_within_tau_squared_of_newton() {
+    let gaps: Vec<f64> = [0.02, 0.01, 0.005]
+        .iter()
+        .map(|&tau| flow_and_newton_step(&file_mesh("square-h8.msh"), tau).0)
+        .collect();
+    let orders: Vec<f64> = gaps.windows(2).map(|w| (w[0] / w[1]).log2()).collect();
+    println!("L1(flow - newton) {gaps:?}, orders {orders:?}");
+    assert!(orders.iter().all(|&p| p > 1.7), "{orders:?}");
+}
+
+#[test]
+fn sinkhorn_dense_kernel_runs_on_a_small_gmsh_mesh_and_refuses_a_large_one() {
+    // The Fokker–Planck problem on square-h8 (162 triangles, a dense 162² kernel): mass and
+    // positivity every step, and the error to the exact solution at T = 0.1 (measured 4.1e-2,
+    // conic's TPFA 9.8e-3: the entropic step with its point-cloud cost is another, blurred,
+    // discretisation of W2).
+    let tau = 0.1 / 8.0;
+    let sinkhorn_config = fp_config(file_mesh("square-h8.msh"), r#"kind = "sinkhorn""#, tau, 8);
+    let sinkhorn = solve(&sinkhorn_config);
+    assert_mass_and_positivity(&sinkhorn, "sinkhorn");
+    let (e_sinkhorn, _) = fp_error(&sinkhorn_config, &sinkhorn);
+    let conic_config = fp_config(file_mesh("square-h8.msh"), CONIC_TIGHT, tau, 8);
+    let conic = solve(&conic_config);
+    let (e_conic, _) = fp_error(&conic_config, &conic);
+    let gap = l1_between(&sinkhorn, &conic);
+    println!(
+        "square-h8, T = 0.1: L1 to exact: sinkhorn {e_sinkhorn:.3e}, conic {e_conic:.3e}; \
+         L1(sinkhorn - conic) = {gap:.3e}"
+    );
+    // The same backend on the 8 × 8 grid: the tensor-product kernel and the dense one give the
+    // same iterates (the dense path checked against the other kernel on one discrete
+    // problem), and the file mesh is not less accurate than the grid.
+    let tensor_config = fp_config(grid8(), r#"kind = "sinkhorn""#, tau, 8);
+    let tensor = solve(&tensor_config);
+    let dense = solve(&fp_config(
+        grid8(),
+        r#"kind = "sinkhorn", kernel = "dense""#,
+        tau,
+        8,
+    ));
+    let (e_grid, _) = fp_error(&tensor_config, &tensor);
+    let kernels = l1_between(&tensor, &dense);
+    println!(
+        "sinkhorn on the 8x8 grid: L1 to exact {e_grid:.3e}, L1(tensor - dense) {kernels:.1e}"
+    );
+    assert!(kernels < 1e-8, "{kernels}");
+    assert!(e_sinkhorn < 1.2 * e_grid, "{e_sinkhorn} vs {e_grid}");
+    // square-h64: 9520 cells, a dense kernel of 8 · 9520² bytes > the default 512 MiB.
+    let big = fp_config(file_mesh("square-h64.msh"), r#"kind = "sinkhorn""#, tau, 1);
+    let Err(err) = jko::run(&big, ".".as_ref(), &RunOptions::default(), &mut [], &|| {
+        false
+    }) else {
+        panic!("a 9520-cell dense kernel is not refused")
+    };
+    let err = err.to_string();
+    println!("{err}");
+    assert!(err.contains("9520"), "{err}");
+    assert!(
+        err.contains(&(8 * 9520u64 * 9520).to_string()) || err.contains("GiB"),
+        "{err}"
+    );
+}
+
 /// The convergence study of issue 19: gmsh meshes h = 1/8 … 1/64 and Cartesian grids of the
 /// same h, τ = h/10, T = 0.1, newton (and conic agreeing on the gmsh meshes).
 /// Run: `cargo test -p jko --test integration meshes:: -- --ignored --nocapture`.
@@ -248,32 +386,15 @@ fn fokker_planck_convergence_on_gmsh_meshes_and_grids() {
             tau,
             steps,
         );
-        let (e_file, c_file) = fp_l1(&on_file);
+        let newton = solve(&on_file);
+        let (e_file, c_file) = fp_error(&on_file, &newton);
         let conic = fp_config(
             file_mesh(&format!("square-h{n}.msh")),
-            r#"kind = "conic", tol_gap_abs = 1e-11, tol_gap_rel = 1e-11, tol_feas = 1e-11"#,
+            CONIC_TIGHT,
             tau,
             steps,
         );
-        let a = jko::run(
-            &on_file,
-            ".".as_ref(),
-            &RunOptions::default(),
-            &mut [],
-            &|| false,
-        )
-        .unwrap();
-        let b = jko::run(
-            &conic,
-            ".".as_ref(),
-            &RunOptions::default(),
-            &mut [],
-            &|| false,
-        )
-        .unwrap();
-        let agree: f64 = (0..a.mesh.n_cells())
-            .map(|k| a.mesh.volumes()[k] * (a.rho[k] - b.rho[k]).abs())
-            .sum();
+        let agree = l1_between(&newton, &solve(&conic));
         let on_grid = fp_config(
             MeshConfig {
                 cells: vec![n, n],
@@ -307,6 +428,83 @@ fn fokker_planck_convergence_on_gmsh_meshes_and_grids() {
     println!("observed order: gmsh {p_gmsh:.2}, grid {p_grid:.2}");
     assert!(p_gmsh > 0.85, "gmsh order {p_gmsh}");
     assert!(p_grid > 0.85, "grid order {p_grid}");
+}
+
+/// The 1D Fokker–Planck solution in x, constant in y and z, is the exact no-flux solution on
+/// the unit cube: L1 error at T = 0.1 (τ = h/10) on gmsh's Delaunay cube of h = 1/n.
+fn fp_on_cube(n: usize, solver: &str) -> (Config, jko::RunResult) {
+    let h = 1.0 / n as f64;
+    let config = fp_config(
+        file_mesh(&format!("cube-delaunay-h{n}.msh")),
+        solver,
+        0.1 * h,
+        n,
+    );
+    let result = solve(&config);
+    (config, result)
+}
+
+#[test]
+fn fokker_planck_on_a_gmsh_cube_with_agglomerated_cells_and_vtk_output() {
+    let (config, newton) = fp_on_cube(4, NEWTON_TIGHT);
+    assert_mass_and_positivity(&newton, "newton");
+    let (error, cells) = fp_error(&config, &newton);
+    let (_, conic) = fp_on_cube(4, CONIC_TIGHT);
+    let agree = l1_between(&newton, &conic);
+    println!(
+        "cube-delaunay-h4: {cells} cells, L1 error {error:.3e}, L1(newton - conic) {agree:.1e}"
+    );
+    assert!(error < 0.05, "{error}");
+    assert!(agree < 1e-6, "{agree}");
+    // VTK: every tetrahedron of an agglomerated cell carries its cell's density.
+    let dir = tempfile::tempdir().unwrap();
+    let mut short = config.clone();
+    short.scheme.steps = 1;
+    let opts = RunOptions {
+        out: Some(dir.path().to_path_buf()),
+        vtk: true,
+        ..Default::default()
+    };
+    let result = jko::run(&short, ".".as_ref(), &opts, &mut [], &|| false).unwrap();
+    let shapes = result.mesh.shapes().unwrap();
+    let tets = shapes.connectivity.len() / 4;
+    assert!(tets > result.mesh.n_cells());
+    let values = read_vtu_rho(
+        &dir.path().join("rho_00001.vtu"),
+        tets,
+        vtkio::model::CellType::Tetra,
+    );
+    let expected: Vec<f64> = (0..result.mesh.n_cells())
+        .flat_map(|k| vec![result.rho[k]; shapes.cell(k).len() / 4])
+        .collect();
+    assert_eq!(values.len(), expected.len());
+    let gap = values
+        .iter()
+        .zip(&expected)
+        .map(|(a, b)| (a - b).abs() / b)
+        .fold(0.0, f64::max);
+    assert!(gap < 1e-14, "{gap}");
+}
+
+/// First order in h of the 3D Fokker–Planck run on gmsh's Delaunay cubes h = 1/4, 1/8, 1/12.
+/// Run: `cargo test --release -p jko --test integration meshes::fokker_planck_convergence_on_gmsh_cubes -- --ignored --nocapture`.
+#[test]
+#[ignore = "convergence study (minutes)"]
+fn fokker_planck_convergence_on_gmsh_cubes() {
+    let ns = [4.0f64, 8.0, 12.0];
+    let mut errors = Vec::new();
+    for n in [4, 8, 12] {
+        let (config, result) = fp_on_cube(n, NEWTON_TIGHT);
+        assert_mass_and_positivity(&result, "newton");
+        let (error, cells) = fp_error(&config, &result);
+        println!("cube 1/{n}: {cells} cells, L1 error {error:.3e}");
+        errors.push(error);
+    }
+    let orders: Vec<f64> = (0..2)
+        .map(|i| (errors[i] / errors[i + 1]).ln() / (ns[i + 1] / ns[i]).ln())
+        .collect();
+    println!("observed orders {orders:.2?}");
+    assert!(orders.iter().all(|&p| p > 0.8), "{errors:?}");
 }
 
 #[test]

@@ -231,7 +231,8 @@ pub enum CellKind {
     Triangle,
     /// Polygons with any number of points, in counter-clockwise order (Voronoi cells).
     Polygon,
-    /// Tetrahedra (4 points per cell).
+    /// Tetrahedra: 4 points per tetrahedron, a cell listing those of its tetrahedra one after
+    /// another (4·m points for a cell agglomerated from m co-spherical tetrahedra).
     Tetrahedron,
 }
 

@@ -11,6 +11,11 @@
 //!   sum to less than π) and every circumcentre lies on the inner side of its boundary faces (no
 //!   obtuse angle opposite a boundary edge: the centre would lie outside the domain). Otherwise
 //!   the mesh is refused with [`InputError::InadmissibleMesh`], naming the elements.
+//!   In 3D, neighbouring tetrahedra whose circumcentres coincide (d_σ = 0: five co-spherical
+//!   corners, frequent in Delaunay meshes of boxes) are first **agglomerated** into one
+//!   polyhedral control volume centred at the common circumcentre (the faces between them
+//!   dropped; the cells are then numbered in the order of their first tetrahedron), so only
+//!   faces with d_σ < 0 (truly non-Delaunay) are refused.
 //! - `voronoi` (2D): the cells are the Voronoi regions of the mesh's vertices, clipped to the
 //!   domain, centred at the vertices; cell k is the k-th node of the file (among the nodes the
 //!   triangles use). The interface of two cells lies on the perpendicular bisector of their
@@ -435,13 +440,87 @@ fn elements_2d(tri: &Triangulation) -> Result<Mesh, InputError> {
     Mesh::from_parts(2, volumes, centres, faces)?.with_shapes(shapes)
 }
 
+/// Relative distance under which two neighbouring tetrahedra's circumcentres count as one
+/// point (co-spherical neighbours, |d_σ| ≤ AGGLOMERATE·√|σ|): they become one control volume.
+const AGGLOMERATE: f64 = 1e-6;
+
+/// One triangular face of a tetrahedral mesh: its corners, the tetrahedra that own it with
+/// each one's opposite corner, a corner, the unit normal out of the first owner, its area.
+struct TetFace {
+    corners: [usize; 3],
+    owners: Vec<(usize, usize)>,
+    point: P3,
+    normal: P3,
+    area: f64,
+}
+
+impl TetFace {
+    /// √|σ|, the length scale of the face's tolerances.
+    fn scale(&self) -> f64 {
+        self.area.sqrt()
+    }
+}
+
+/// Union–find root of `a`, halving paths.
+fn root(parent: &mut [usize], mut a: usize) -> usize {
+    while parent[a] != a {
+        parent[a] = parent[parent[a]];
+        a = parent[a];
+    }
+    a
+}
+
+/// The faces of a tetrahedral mesh, each with its owners (sorted map: deterministic order).
+fn tet_faces(tri: &Triangulation) -> Vec<TetFace> {
+    let mut faces_of: BTreeMap<[usize; 3], Vec<(usize, usize)>> = BTreeMap::new();
+    for s in 0..tri.n_simplices() {
+        let v = tri.simplex(s);
+        for skip in 0..4 {
+            let mut f: Vec<usize> = (0..4).filter(|&i| i != skip).map(|i| v[i]).collect();
+            f.sort_unstable();
+            faces_of
+                .entry([f[0], f[1], f[2]])
+                .or_default()
+                .push((s, v[skip]));
+        }
+    }
+    faces_of
+        .into_iter()
+        .map(|(corners, owners)| {
+            let (p, q, r) = (
+                p3(tri, corners[0]),
+                p3(tri, corners[1]),
+                p3(tri, corners[2]),
+            );
+            let nv = cross3(sub3(q, p), sub3(r, p));
+            let len = dot3(nv, nv).sqrt();
+            // Orient the normal away from the first owner.
+            let sign = if dot3(sub3(p3(tri, owners[0].1), p), nv) > 0.0 {
+                -1.0 / len
+            } else {
+                1.0 / len
+            };
+            TetFace {
+                corners,
+                owners,
+                point: p,
+                normal: [sign * nv[0], sign * nv[1], sign * nv[2]],
+                area: 0.5 * len,
+            }
+        })
+        .collect()
+}
+
+/// Circumcentred tetrahedra; neighbours whose circumcentres coincide (co-spherical: gmsh's
+/// Delaunay meshes have them wherever the points are locally regular) are agglomerated into one
+/// polyhedral control volume centred at the common circumcentre, the faces between them
+/// dropped. All faces between two control volumes lie in the bisector plane of their centres,
+/// so T = Σ|σ| / |x_L − x_K| stays a consistent two-point flux.
 fn elements_3d(tri: &Triangulation) -> Result<Mesh, InputError> {
     let n = tri.n_simplices();
-    let mut volumes = Vec::with_capacity(n);
-    let mut centres = Vec::with_capacity(3 * n);
-    let mut cc = Vec::with_capacity(n);
+    let mut volumes = vec![0.0; n];
+    let mut cc = vec![[0.0; 3]; n];
     let mut flat = Vec::new();
-    let mut faces_of: BTreeMap<[usize; 3], Vec<(usize, usize)>> = BTreeMap::new();
     for s in 0..n {
         let v = tri.simplex(s);
         let (a, b, c, d) = (p3(tri, v[0]), p3(tri, v[1]), p3(tri, v[2]), p3(tri, v[3]));
@@ -459,46 +538,64 @@ fn elements_3d(tri: &Triangulation) -> Result<Mesh, InputError> {
         .fold(0.0, f64::max);
         if vol6.abs() <= TOL * h * h * h {
             flat.push(s);
-            volumes.push(0.0);
-            cc.push(a);
             continue;
         }
-        volumes.push(vol6.abs() / 6.0);
-        let o = circumcentre3(a, b, c, d);
-        centres.extend_from_slice(&o);
-        cc.push(o);
-        for skip in 0..4 {
-            let mut f: Vec<usize> = (0..4).filter(|&i| i != skip).map(|i| v[i]).collect();
-            f.sort_unstable();
-            faces_of
-                .entry([f[0], f[1], f[2]])
-                .or_default()
-                .push((s, v[skip]));
-        }
+        volumes[s] = vol6.abs() / 6.0;
+        cc[s] = circumcentre3(a, b, c, d);
     }
     refuse_flat(tri, &flat, "tetrahedra have (almost) zero volume")?;
-    let mut faces = Vec::new();
+    let faces = tet_faces(tri);
+    // Agglomerate neighbours with one circumcentre.
+    let mut parent: Vec<usize> = (0..n).collect();
+    for f in faces.iter().filter(|f| f.owners.len() == 2) {
+        let (k, l) = (f.owners[0].0, f.owners[1].0);
+        if dot3(sub3(cc[l], cc[k]), f.normal).abs() <= AGGLOMERATE * f.scale() {
+            let (rk, rl) = (root(&mut parent, k), root(&mut parent, l));
+            parent[rk.max(rl)] = rk.min(rl);
+        }
+    }
+    // Control volumes numbered in the order of their first tetrahedron in the file.
+    let mut cell_of_root = vec![usize::MAX; n];
+    let mut cell_of = vec![0; n];
+    let mut members: Vec<Vec<usize>> = Vec::new();
+    for s in 0..n {
+        let r = root(&mut parent, s);
+        if cell_of_root[r] == usize::MAX {
+            cell_of_root[r] = members.len();
+            members.push(Vec::new());
+        }
+        cell_of[s] = cell_of_root[r];
+        members[cell_of[s]].push(s);
+    }
+    let cell_volumes: Vec<f64> = members
+        .iter()
+        .map(|m| m.iter().map(|&s| volumes[s]).sum())
+        .collect();
+    let centres: Vec<P3> = members
+        .iter()
+        .zip(&cell_volumes)
+        .map(|(m, &vol)| {
+            let mut x = [0.0; 3];
+            for &s in m {
+                for (xa, ca) in x.iter_mut().zip(cc[s]) {
+                    *xa += volumes[s] * ca / vol;
+                }
+            }
+            x
+        })
+        .collect();
+    // Faces between control volumes: Σ|σ| and Σ|σ|/d_σ per pair.
+    let mut pairs: BTreeMap<(usize, usize), (f64, f64)> = BTreeMap::new();
     let mut not_delaunay = Vec::new();
     let mut outside = Vec::new();
     let mut many = Vec::new();
     let mut tags = Vec::new();
-    for (f, owners) in &faces_of {
-        let (p, q, r) = (p3(tri, f[0]), p3(tri, f[1]), p3(tri, f[2]));
-        let nv = cross3(sub3(q, p), sub3(r, p));
-        let len = dot3(nv, nv).sqrt();
-        let area = 0.5 * len;
-        let ell = area.sqrt();
-        let (k, ok) = owners[0];
-        let sign = if dot3(sub3(p3(tri, ok), p), nv) > 0.0 {
-            -1.0 / len
-        } else {
-            1.0 / len
-        };
-        let n_out = [sign * nv[0], sign * nv[1], sign * nv[2]];
-        match owners.len() {
+    for f in &faces {
+        let k = f.owners[0].0;
+        match f.owners.len() {
             1 => {
-                let inside = -dot3(sub3(cc[k], p), n_out);
-                if inside < -TOL * ell {
+                let inside = -dot3(sub3(centres[cell_of[k]], f.point), f.normal);
+                if inside < -TOL * f.scale() {
                     outside.push(format!(
                         "element {} (circumcentre {:.3e} outside its boundary face)",
                         tri.simplex_tags[k], -inside
@@ -507,30 +604,32 @@ fn elements_3d(tri: &Triangulation) -> Result<Mesh, InputError> {
                 }
             }
             2 => {
-                let l = owners[1].0;
-                let d = dot3(sub3(cc[l], cc[k]), n_out);
-                if d <= TOL * ell {
+                let l = f.owners[1].0;
+                let (a, b) = (cell_of[k], cell_of[l]);
+                if a == b {
+                    continue;
+                }
+                let d = dot3(sub3(centres[b], centres[a]), f.normal);
+                if d <= TOL * f.scale() {
                     not_delaunay.push(format!(
                         "elements {}|{} (d_sigma = {d:.3e})",
                         tri.simplex_tags[k], tri.simplex_tags[l]
                     ));
                     tags.extend([tri.simplex_tags[k], tri.simplex_tags[l]]);
                 } else {
-                    faces.push(Face {
-                        k,
-                        l,
-                        area,
-                        distance: d,
-                        axis: 0,
-                    });
+                    let e = pairs.entry(key2(a, b)).or_default();
+                    e.0 += f.area;
+                    e.1 += f.area / d;
                 }
             }
             _ => {
                 many.push(format!(
                     "nodes {}-{}-{}",
-                    tri.point_tags[f[0]], tri.point_tags[f[1]], tri.point_tags[f[2]]
+                    tri.point_tags[f.corners[0]],
+                    tri.point_tags[f.corners[1]],
+                    tri.point_tags[f.corners[2]]
                 ));
-                tags.extend(owners.iter().map(|&(s, _)| tri.simplex_tags[s]));
+                tags.extend(f.owners.iter().map(|&(s, _)| tri.simplex_tags[s]));
             }
         }
     }
@@ -544,7 +643,8 @@ fn elements_3d(tri: &Triangulation) -> Result<Mesh, InputError> {
         }
         if !not_delaunay.is_empty() {
             parts.push(listing(
-                "interior faces are not strictly Delaunay (d_sigma <= 0)",
+                "interior faces are not Delaunay (d_sigma < 0: the neighbours' circumcentres \
+                 are in the wrong order)",
                 &not_delaunay,
             ));
         }
@@ -554,21 +654,40 @@ fn elements_3d(tri: &Triangulation) -> Result<Mesh, InputError> {
                 &outside,
             ));
         }
-        return Err(refuse(
-            parts,
-            "the Voronoi dual is 2D only here: remesh with a Delaunay mesher",
-            tags,
-        ));
+        return Err(refuse(parts, TETRAHEDRA_HINT, tags));
+    }
+    let faces = pairs
+        .into_iter()
+        .map(|((k, l), (area, t))| Face {
+            k,
+            l,
+            area,
+            distance: area / t,
+            axis: 0,
+        })
+        .collect();
+    let mut offsets = vec![0];
+    let mut connectivity = Vec::with_capacity(4 * n);
+    for m in &members {
+        for &s in m {
+            connectivity.extend_from_slice(tri.simplex(s));
+        }
+        offsets.push(connectivity.len());
     }
     let shapes = CellShapes {
         dim: 3,
         points: tri.points.clone(),
-        offsets: (0..=n).map(|k| 4 * k).collect(),
-        connectivity: tri.simplices.clone(),
+        offsets,
+        connectivity,
         kind: CellKind::Tetrahedron,
     };
-    Mesh::from_parts(3, volumes, centres, faces)?.with_shapes(shapes)
+    Mesh::from_parts(3, cell_volumes, centres.concat(), faces)?.with_shapes(shapes)
 }
+
+const TETRAHEDRA_HINT: &str = "the Voronoi dual is 2D only here: the tetrahedra must be \
+    Delaunay. gmsh's 3D optimiser (Mesh.Optimize = 1, its default) moves a Delaunay mesh away \
+    from Delaunay; mesh with Mesh.Algorithm3D = 10 (HXT) and Mesh.Optimize = 0 (as \
+    data/meshes/make_meshes.py does)";
 
 /// Flip interior edges until every one is locally Delaunay (Lawson); returns the number of
 /// flips. `tris` stay counter-clockwise; `edges` is kept up to date.
@@ -969,6 +1088,54 @@ mod tests {
         assert_eq!(mesh.faces().len(), 1);
         assert!((mesh.faces()[0].transmissibility() - 3f64.sqrt()).abs() < 1e-14);
         assert!((mesh.volumes()[0] - h / 2.0).abs() < 1e-15);
+    }
+
+    #[test]
+    fn cospherical_tetrahedra_are_agglomerated_into_one_cell() {
+        // Two unit cubes side by side along x, each cut into Kuhn's six tetrahedra (all six on
+        // the cube's circumsphere): two control volumes, the cubes, centred at their centres,
+        // with one face of area 1 at distance 1 (the grid's two-point flux).
+        let id = |i: usize, j: usize, k: usize| i * 4 + j * 2 + k;
+        let mut points = Vec::new();
+        for i in 0..3 {
+            for j in 0..2 {
+                for k in 0..2 {
+                    points.extend([i as f64, j as f64, k as f64]);
+                }
+            }
+        }
+        let mut simplices = Vec::new();
+        for x in 0..2 {
+            for order in [
+                [0, 1, 2],
+                [0, 2, 1],
+                [1, 0, 2],
+                [1, 2, 0],
+                [2, 0, 1],
+                [2, 1, 0],
+            ] {
+                let mut c = [x, 0, 0];
+                simplices.push(id(c[0], c[1], c[2]));
+                for axis in order {
+                    c[axis] += 1;
+                    simplices.push(id(c[0], c[1], c[2]));
+                }
+            }
+        }
+        let tri = Triangulation::new(3, points, simplices).unwrap();
+        let mesh = Mesh::from_triangulation(&tri, ControlVolumes::Elements).unwrap();
+        assert_eq!(mesh.n_cells(), 2);
+        for (k, x) in [(0, 0.5), (1, 1.5)] {
+            assert!((mesh.volumes()[k] - 1.0).abs() < 1e-14);
+            let c = mesh.centre(k);
+            assert!((c[0] - x).abs() + (c[1] - 0.5).abs() + (c[2] - 0.5).abs() < 1e-14);
+        }
+        assert_eq!(mesh.faces().len(), 1);
+        let f = &mesh.faces()[0];
+        assert!((f.area - 1.0).abs() < 1e-14 && (f.distance - 1.0).abs() < 1e-14);
+        // Each cell's shape lists its six tetrahedra.
+        let shapes = mesh.shapes().unwrap();
+        assert_eq!((shapes.cell(0).len(), shapes.cell(1).len()), (24, 24));
     }
 
     #[test]
