@@ -99,11 +99,11 @@ fn grad(lat: &Lattice, f: &[f64], i: usize, c: &[usize; 3], a: usize) -> f64 {
 fn hessian(lat: &Lattice, f: &[f64], i: usize, c: &[usize; 3]) -> [f64; 6] {
     let d = lat.dim();
     let mut centre = i;
-    for a in 0..d {
+    for (a, &ca) in c.iter().enumerate().take(d) {
         let n = lat.shape[a];
         if n >= 3 {
-            let j = c[a].clamp(1, n - 2);
-            centre = centre + j * lat.strides[a] - c[a] * lat.strides[a];
+            let j = ca.clamp(1, n - 2);
+            centre = centre + j * lat.strides[a] - ca * lat.strides[a];
         }
     }
     let mut out = [0.0; 6];
