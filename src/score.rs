@@ -377,14 +377,16 @@ pub fn w2_squared_cells(mesh: &Mesh, a: &Array1<f64>, b: &Array1<f64>) -> Result
     Ok(w2_squared_masses(line.edges(), &masses(a), &masses(b)))
 }
 
-/// The Wasserstein distance W₂(a, b) (not squared) between two densities of equal mass on a 1D
-/// grid mesh, exact among cellwise-constant densities ([`w2_squared_cells`]): what `jko distance`
-/// prints and `jko.distance` returns. Other meshes are refused here, once for both: the exact W²
-/// on 2D/3D meshes is not available yet (issue 20).
+/// The Wasserstein distance W₂(a, b) (not squared) between two densities of equal mass: what
+/// `jko distance` prints and `jko.distance` returns. On a 1D grid mesh exact among
+/// cellwise-constant densities ([`w2_squared_cells`]); on a 2D/3D uniform grid without masks by
+/// the back-and-forth method ([`jko_bfm::w2_squared`]: the dual value, a lower bound of the W₂²
+/// of the cell-centre measures, within O(h²) of the continuous W₂²). Other meshes are refused
+/// here, once for both.
 ///
 /// # Errors
-/// [`InputError::InvalidMesh`] for a mesh that is not a 1D grid; the errors of
-/// [`w2_squared_cells`] (densities, unequal masses).
+/// [`InputError::InvalidMesh`] for a mesh from a file or a masked 2D/3D grid; the errors of
+/// [`w2_squared_cells`] and [`jko_bfm::w2_squared`] (densities, unequal masses, no convergence).
 ///
 /// ```rust
 /// use jko::score::w2_distance;
@@ -396,27 +398,44 @@ pub fn w2_squared_cells(mesh: &Mesh, a: &Array1<f64>, b: &Array1<f64>) -> Result
 /// let line = Mesh::grid(&[4], &[0.0], &[2.0])?;
 /// let w = w2_distance(&line, &array![1.0, 1.0, 0.0, 0.0], &array![0.0, 0.0, 1.0, 1.0])?;
 /// assert!((w - 1.0).abs() < 1e-15);
-/// let square = Mesh::grid(&[2, 2], &[0.0, 0.0], &[1.0, 1.0])?;
-/// let err = w2_distance(&square, &array![1.0, 1.0, 1.0, 1.0], &array![1.0, 1.0, 1.0, 1.0]).unwrap_err();
-/// assert!(err.to_string().contains("1D"));
+/// // In 2D, a block of 2×2 cells moved by 2 cells (1.0): W₂ = 1.
+/// let square = Mesh::grid(&[6, 6], &[0.0, 0.0], &[3.0, 3.0])?;
+/// let block = |j0: usize| square.sample(|x| {
+///     let (i, j) = ((x[0] / 0.5) as usize, (x[1] / 0.5) as usize);
+///     if (1..3).contains(&i) && (j0..j0 + 2).contains(&j) { 1.0 } else { 0.0 }
+/// });
+/// let w = w2_distance(&square, &block(1), &block(3))?;
+/// assert!((w - 1.0).abs() < 1e-12, "{w}");
 /// # Ok(())
 /// # }
 /// ```
 pub fn w2_distance(mesh: &Mesh, a: &Array1<f64>, b: &Array1<f64>) -> Result<f64, RunError> {
-    if mesh.as_grid().is_none_or(|g| g.cells.len() != 1) {
-        let kind = if mesh.as_grid().is_some() {
-            "grid"
-        } else {
-            "mesh read from a file"
-        };
+    let Some(grid) = mesh.as_grid() else {
         return Err(InputError::InvalidMesh(format!(
-            "W2 distances are exact on 1D grid meshes only; this is a {}D {kind}: the exact W2 on \
-             2D/3D meshes is not available yet (issue 20)",
+            "W2 distances need a grid mesh (1D: exact by quantiles; 2D/3D: back-and-forth \
+             method); this is a {}D mesh read from a file",
+            mesh.dim()
+        ))
+        .into());
+    };
+    if grid.cells.len() == 1 {
+        return Ok(w2_squared_cells(mesh, a, b)?.sqrt());
+    }
+    if grid.mask.is_some() {
+        return Err(InputError::InvalidMesh(format!(
+            "W2 distances on {}D grids with masks or obstacles are not available (the \
+             back-and-forth method needs the whole box; issue 20)",
             mesh.dim()
         ))
         .into());
     }
-    Ok(w2_squared_cells(mesh, a, b)?.sqrt())
+    let t = jko_bfm::w2_squared(mesh, a, b, &jko_bfm::TransportOptions::default()).map_err(
+        |e| match e {
+            jko_core::StepError::Input(e) => RunError::Input(e),
+            e => RunError::Solver(e),
+        },
+    )?;
+    Ok(t.w2.max(0.0).sqrt())
 }
 
 /// Cell averages (1/|K|)∫_K ρ of a density given as a function of x on a 1D grid mesh, by

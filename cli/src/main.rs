@@ -161,7 +161,8 @@ enum Command {
         json: bool,
     },
     /// The Wasserstein distance W2 (not squared) between two densities of equal mass on the
-    /// config's mesh, printed on the last line; exact on 1D meshes (quantiles), refused in 2D/3D.
+    /// config's mesh, printed on the last line; exact on 1D meshes (quantiles), by the back-and-forth
+    /// method on 2D/3D grids without masks.
     Distance {
         /// The run config giving the mesh (its other sections are not used).
         config: PathBuf,

@@ -86,11 +86,11 @@ pub fn score_files(
 
 /// `jko distance CONFIG A.npy B.npy`: the Wasserstein distance W₂(ρ_A, ρ_B) (not squared)
 /// between two densities of equal mass on the config's mesh, exact for piecewise-constant cell
-/// densities on a 1D mesh ([`w2_distance`], which refuses 2D/3D meshes until an exact-W² grid
-/// solver is trusted for it, issue 20).
+/// densities on a 1D mesh, by the back-and-forth method on 2D/3D grids without masks
+/// ([`w2_distance`]).
 ///
 /// # Errors
-/// [`RunError`] for a mesh that is not a 1D grid, arrays of the wrong shape, negative or
+/// [`RunError`] for a mesh that is not a grid (or a masked 2D/3D grid), arrays of the wrong shape, negative or
 /// non-finite values, or unequal masses; [`ToolError::Io`] for unreadable files.
 ///
 /// ```rust

@@ -423,8 +423,8 @@ fn a_run_under_ulimit_v_is_refused_with_the_limit_named() {
     );
 }
 
-/// `jko distance`: W₂ (not squared) on the last line, against closed forms on a 1D mesh; unequal
-/// masses and a 2D mesh refused with a message naming the problem.
+/// `jko distance`: W₂ (not squared) on the last line, against closed forms on a 1D mesh and a 2D
+/// grid; unequal masses refused with a message naming the problem.
 #[test]
 fn distance_prints_w2_and_refuses_what_it_cannot_compute() {
     let dir = tempfile::tempdir().unwrap();
@@ -456,23 +456,39 @@ fn distance_prints_w2_and_refuses_what_it_cannot_compute() {
     save("heavy.npy", vec![1.0; 8]);
     let (ok, out, err) = jko(&["distance", &p("line.toml"), &p("wide.npy"), &p("heavy.npy")]);
     assert!(!ok && out.is_empty() && err.contains("mass"), "{err}");
-    // A 2D mesh: refused, saying why.
+    // A 2D grid (back-and-forth method, issue 20): a block of 2×2 cells moved by (1, 3) cells of
+    // width 0.5, W₂ = |(0.5, 1.5)| exactly for the cell-centre measures.
     std::fs::write(
         p("square.toml"),
         line.replace(
             "cells = [8], lower = [0.0], upper = [2.0]",
-            "cells = [2, 4], lower = [0.0, 0.0], upper = [1.0, 2.0]",
+            "cells = [4, 8], lower = [0.0, 0.0], upper = [2.0, 4.0]",
         ),
     )
     .unwrap();
-    let (ok, _, err) = jko(&[
+    let block = |i0: usize, j0: usize| -> Vec<f64> {
+        (0..32)
+            .map(|k| {
+                let (i, j) = (k / 8, k % 8);
+                if (i0..i0 + 2).contains(&i) && (j0..j0 + 2).contains(&j) {
+                    1.0
+                } else {
+                    0.0
+                }
+            })
+            .collect()
+    };
+    save("block-a.npy", block(0, 1));
+    save("block-b.npy", block(1, 4));
+    let (ok, out, err) = jko(&[
         "distance",
         &p("square.toml"),
-        &p("wide.npy"),
-        &p("narrow.npy"),
+        &p("block-a.npy"),
+        &p("block-b.npy"),
     ]);
-    assert!(
-        !ok && err.contains("1D") && !err.contains("panicked"),
-        "{err}"
-    );
+    assert!(ok, "{err}");
+    let last = out.lines().last().unwrap();
+    let w: f64 = last.trim_start_matches("W2 = ").parse().unwrap();
+    let want = (0.5f64 * 0.5 + 1.5 * 1.5).sqrt();
+    assert!((w - want).abs() < 1e-12, "{last}");
 }

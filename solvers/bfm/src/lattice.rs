@@ -114,7 +114,6 @@ impl Lattice {
         if self.is_active(n) { n } else { i }
     }
 
-    #[cfg(test)]
     /// Multilinear interpolation of the cell values `f` (active cells only) at the point `x`.
     /// The point is clamped into the box of cell centres (constant extrapolation over the
     /// half cell along walls); masked corners are left out and the weights renormalised, so

@@ -39,12 +39,14 @@ mod dual;
 mod krylov;
 mod lattice;
 mod newton;
+mod ot;
 mod params;
 mod poisson;
 mod source;
 #[cfg(test)]
 mod study;
 
+pub use ot::{Transport, TransportOptions, w2_squared};
 pub use params::BfmParams;
 
 use ctransform::CTransform;

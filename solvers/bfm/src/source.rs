@@ -49,7 +49,7 @@ pub(crate) fn n_second(d: usize) -> usize {
 }
 
 /// The (a, b) pair of second-derivative slot `k`.
-fn pair(d: usize, k: usize) -> (usize, usize) {
+pub(crate) fn pair(d: usize, k: usize) -> (usize, usize) {
     if k < d {
         return (k, k);
     }
@@ -259,6 +259,11 @@ fn cholesky(m: &[[f64; 3]; 3], d: usize) -> Option<([[f64; 3]; 3], f64)> {
         }
     }
     Some((l, det))
+}
+
+/// The determinant of a symmetric d×d matrix (d ≤ 3) when it is positive definite.
+pub(crate) fn cholesky_det(m: &[[f64; 3]; 3], d: usize) -> Option<f64> {
+    cholesky(m, d).map(|(_, det)| det)
 }
 
 /// Inverse of a symmetric positive definite matrix from its Cholesky factor.
