@@ -130,10 +130,11 @@ def test_distance_refuses_unequal_masses():
 
 def test_distance_2d_translated_block():
     # A block of 3x3 cells moved by (2, 4) cells of width 0.25 (back-and-forth method, issue 20):
-    # W2 = |(0.5, 1.0)| exactly for the cell-centre measures.
+    # W2 = |(0.5, 1.0)| exactly for the cell-centre measures of unit mass (W2² scales with the
+    # mass, as in the 1D test above: a block of height 1 here would have mass 9/16).
     square = jko.Mesh.grid([12, 12], [0.0, 0.0], [3.0, 3.0])
     a = np.zeros((12, 12))
-    a[2:5, 1:4] = 1.0
+    a[2:5, 1:4] = 1.0 / (9 * 0.25**2)
     b = np.roll(np.roll(a, 2, axis=0), 4, axis=1)
     assert jko.distance(a, b, square) == pytest.approx(np.hypot(0.5, 1.0), rel=1e-12)
     assert jko.distance(a, a, square) == pytest.approx(0.0, abs=1e-12)
