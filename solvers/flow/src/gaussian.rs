@@ -688,6 +688,25 @@ mod tests {
         GaussianFlow::from(&OrnsteinUhlenbeck::standard(1))
     }
 
+    /// Observed orders between successive η of an implicit-bias table: 2 for the modified flow
+    /// (and the resummed one when `resummed`), 1 for the plain Wasserstein gradient flow.
+    fn assert_orders(rows: &[ImplicitBiasRow], resummed: bool) {
+        for (eta, o_flow, o_res, o_wgf) in observed_orders(rows) {
+            assert!(
+                (1.8..=2.2).contains(&o_flow),
+                "eta {eta}: modified order {o_flow}"
+            );
+            assert!(
+                !resummed || (1.8..=2.2).contains(&o_res),
+                "eta {eta}: resummed order {o_res}"
+            );
+            assert!(
+                (0.9..=1.1).contains(&o_wgf),
+                "eta {eta}: plain order {o_wgf}"
+            );
+        }
+    }
+
     #[test]
     fn modified_flow_matches_the_design_formula_in_1d() {
         // docs/mathematics.md §2.4: J^η = (m² + s²)/2 − log s − (η/4)(m² + (s − 1/s)²), ṁ = −∂_m, ṡ = −∂_s,
@@ -801,20 +820,7 @@ mod tests {
         let g = Gaussian::diagonal(&[1.0], &[0.5]);
         let etas = [0.1, 0.05, 0.025, 0.0125, 0.00625];
         let rows = f.implicit_bias_table(&g, &etas, 1.0, 1e-13).unwrap();
-        for (eta, o_flow, o_res, o_wgf) in observed_orders(&rows) {
-            assert!(
-                (1.8..=2.2).contains(&o_flow),
-                "eta {eta}: modified order {o_flow}"
-            );
-            assert!(
-                (1.8..=2.2).contains(&o_res),
-                "eta {eta}: resummed order {o_res}"
-            );
-            assert!(
-                (0.9..=1.1).contains(&o_wgf),
-                "eta {eta}: plain order {o_wgf}"
-            );
-        }
+        assert_orders(&rows, true);
         // Mean gaps (docs/mathematics.md §2.4): −e⁻¹η²/3 (modified), −e⁻¹η²/12 (resummed).
         let eta = 0.00625;
         let n = 160;
@@ -839,20 +845,7 @@ mod tests {
         };
         let etas = [0.1, 0.05, 0.025, 0.0125, 0.00625];
         let rows = f.implicit_bias_table(&g, &etas, 1.0, 1e-13).unwrap();
-        for (eta, o_flow, o_res, o_wgf) in observed_orders(&rows) {
-            assert!(
-                (1.8..=2.2).contains(&o_flow),
-                "eta {eta}: modified order {o_flow}"
-            );
-            assert!(
-                (1.8..=2.2).contains(&o_res),
-                "eta {eta}: resummed order {o_res}"
-            );
-            assert!(
-                (0.9..=1.1).contains(&o_wgf),
-                "eta {eta}: plain order {o_wgf}"
-            );
-        }
+        assert_orders(&rows, true);
         // A general target (β, k, c) as well.
         let f = GaussianFlow {
             beta: 0.8,
@@ -860,16 +853,7 @@ mod tests {
             center: vec![0.3, -0.2],
         };
         let rows = f.implicit_bias_table(&g, &etas, 1.0, 1e-13).unwrap();
-        for (eta, o_flow, _, o_wgf) in observed_orders(&rows) {
-            assert!(
-                (1.8..=2.2).contains(&o_flow),
-                "eta {eta}: modified order {o_flow}"
-            );
-            assert!(
-                (0.9..=1.1).contains(&o_wgf),
-                "eta {eta}: plain order {o_wgf}"
-            );
-        }
+        assert_orders(&rows, false);
     }
 
     #[test]
