@@ -136,7 +136,9 @@
 //! same discrete problem (module `polish`: fluxes eliminated exactly, a symmetric
 //! quasi-definite system in (δρ, δψ) factorised by QDLDL with iterative refinement, LU
 //! fallback; entropy cells move in log ρ; cells at 0 or ρ_max held and released by the sign
-//! of their multiplier). The step is `Solved` only when every KKT row holds to `polish_tol`
+//! of their multiplier; with entropy and a congestion cap the cells at the cap are found first
+//! by a barrier −ε log(ρ_max − ρ) driven to 0, see `polish::polish_under_cap`). The step is
+//! `Solved` only when every KKT row holds to `polish_tol`
 //! (1e-9) relative to the size of its terms and every held cell has a multiplier of the
 //! right sign — conditions that certify the minimiser of the convex problem, whatever the
 //! interior point's status; the mass is then projected back onto the transport constraint

@@ -92,6 +92,13 @@ pub(crate) struct PolishSettings {
     pub max_rounds: usize,
 }
 
+/// Share of its gap to the cap a density may keep after a step under the cap barrier.
+const CAP_FRACTION: f64 = 0.01;
+
+/// Smallest entropy density a Newton step leaves, relative to the peak (see
+/// [`Polisher::step`]).
+const TAIL_FLOOR: f64 = 1e-200;
+
 /// Largest decrease of log ρ in one Newton step.
 const MAX_LOG_STEP: f64 = 30.0;
 
@@ -148,6 +155,10 @@ struct Polisher<'a> {
     /// Weight ε of an entropy ε ρ log ρ added on the energy level by [`polish`]'s homotopy
     /// (0: the problem itself).
     reg: f64,
+    /// Weight ε of a barrier −ε log(ρ_max − ρ) per unit volume added on the energy level by
+    /// [`polish`]'s cap homotopy (0: the problem itself). While it is on, no cell is held at the
+    /// cap and steps stay strictly below it.
+    cap_barrier: f64,
     /// The last factorisation, reused while the pattern is the same.
     ldl: std::cell::RefCell<LdlCache>,
 }
@@ -183,6 +194,7 @@ impl<'a> Polisher<'a> {
             tol,
             rho_max,
             reg: 0.0,
+            cap_barrier: 0.0,
             ldl: std::cell::RefCell::new(None),
         }
     }
@@ -242,6 +254,7 @@ impl<'a> Polisher<'a> {
                 }
                 if let Some(m) = self.rho_max
                     && r >= m * (1.0 - frac)
+                    && self.cap_barrier == 0.0
                 {
                     h = Hold::Upper;
                 }
@@ -346,10 +359,21 @@ impl<'a> Polisher<'a> {
                     e.df(r)
                 };
                 let d2 = if r > 0.0 { e.d2f(r) } else { 0.0 };
-                match (self.reg > 0.0, r > 0.0) {
+                let (d1, d2) = match (self.reg > 0.0, r > 0.0) {
                     (false, _) => (df + v, d2),
                     (true, true) => (df + v + self.reg * (r.ln() + 1.0), d2 + self.reg / r),
                     (true, false) => (f64::NEG_INFINITY, d2),
+                };
+                match (self.cap_barrier > 0.0, e.max_density) {
+                    (true, Some(m)) if r < m => {
+                        let gap = m - r;
+                        (
+                            d1 + self.cap_barrier / gap,
+                            d2 + self.cap_barrier / (gap * gap),
+                        )
+                    }
+                    (true, Some(_)) => (f64::INFINITY, d2),
+                    _ => (d1, d2),
                 }
             }
             End::Fixed(_) => (0.0, 0.0),
@@ -833,6 +857,11 @@ impl<'a> Polisher<'a> {
         let (n, nf) = (self.n, self.nf);
         let mut q = p.clone();
         let mut blocked = Vec::new();
+        // Entropy tails move in log ρ by up to e^-30 per step; over the tens of steps of a
+        // homotopy they would underflow to 0 (β = 0.01 in a well of depth 50 has a Gibbs tail
+        // of e^-5000), where f'(ρ) = −∞ ends Newton. They stop at `TAIL_FLOOR` of the peak,
+        // far below anything the ρ-weighted certificate or the mass can see.
+        let floor = TAIL_FLOOR * peak(p);
         for j in 1..=self.free_levels {
             for k in 0..n {
                 let i = (j - 1) * n + k;
@@ -856,9 +885,25 @@ impl<'a> Polisher<'a> {
                 let x = d / r;
                 let mut next = if self.rho_max.is_none() && (-0.5..=1.0).contains(&x) {
                     r + alpha * d
+                } else if self.cap_barrier > 0.0 {
+                    // The cap homotopy's line search shortens α to keep below the cap: the
+                    // step must follow the Newton direction for every α (clamping x before
+                    // scaling by α does not, and the merit then need not decrease).
+                    r * (alpha * x).clamp(-MAX_LOG_STEP, MAX_LOG_GROWTH).exp()
                 } else {
                     r * (alpha * x.clamp(-MAX_LOG_STEP, MAX_LOG_GROWTH)).exp()
                 };
+                if self.entropy_cell(j) {
+                    next = next.max(floor);
+                }
+                // Under the barrier a step may close at most 99 % of a cell's gap to the cap
+                // (fraction to the boundary); a longer one is refused, α is halved.
+                if let Some(cap) = self.rho_max
+                    && self.cap_barrier > 0.0
+                    && next >= cap - CAP_FRACTION * (cap - r)
+                {
+                    return Err(Vec::new());
+                }
                 if let Some(cap) = self.rho_max
                     && next >= cap
                 {
@@ -1071,8 +1116,17 @@ pub(crate) fn polish(
         }
         End::Fixed(_) => false,
     };
+    let cap = match problem.end {
+        End::Free(e) => {
+            e.entropy.is_some() && e.max_density.is_some() && problem.scheme.intervals() == 1
+        }
+        End::Fixed(_) => false,
+    };
+    if cap {
+        return polish_under_cap(problem, point, settings);
+    }
     if !homotopy {
-        return polish_with(problem, point, settings, 0.0, INITIAL_HOLD);
+        return polish_with(problem, point, settings, (0.0, 0.0), INITIAL_HOLD);
     }
     // Tails start at 1e-10 of the peak at least (as an interior point leaves them, and as the
     // explicit start does with entropy): from ρⁿ's far tails (1e-40 after two steps) the
@@ -1095,10 +1149,10 @@ pub(crate) fn polish(
             },
             ..settings
         };
-        let report = polish_with(problem, &mut trial, stage, reg, INITIAL_HOLD);
+        let report = polish_with(problem, &mut trial, stage, (reg, 0.0), INITIAL_HOLD);
         newton += report.newton_steps;
         if !report.converged {
-            return polish_with(problem, point, settings, 0.0, INITIAL_HOLD);
+            return polish_with(problem, point, settings, (0.0, 0.0), INITIAL_HOLD);
         }
     }
     // The check of the problem itself, without a Newton step (Newton without curvature is what
@@ -1107,10 +1161,95 @@ pub(crate) fn polish(
         max_newton: 0,
         ..settings
     };
-    let mut report = polish_with(problem, &mut trial, check, 0.0, 0.0);
+    let mut report = polish_with(problem, &mut trial, check, (0.0, 0.0), 0.0);
     report.newton_steps += newton;
     if !report.converged {
-        return polish_with(problem, point, settings, 0.0, INITIAL_HOLD);
+        return polish_with(problem, point, settings, (0.0, 0.0), INITIAL_HOLD);
+    }
+    *point = trial;
+    report
+}
+
+/// Barrier weights of [`polish_under_cap`]'s homotopy, relative to ρ_max times the largest
+/// |f'(ρ) + V| of the start, in order.
+const CAP_HOMOTOPY: [f64; 5] = [1e-4, 1e-6, 1e-8, 1e-10, 1e-12];
+
+/// Relative residual each stage of [`polish_under_cap`]'s homotopy is solved to: the stages
+/// only have to stay near the barrier path; the last, direct polish certifies the answer.
+const CAP_STAGE_TOL: f64 = 1e-6;
+
+/// Cells within this fraction of ρ_max at the end of [`polish_under_cap`]'s homotopy start
+/// held at the cap in its last, direct polish.
+const CAP_HOLD: f64 = 1e-6;
+
+/// [`polish`] of a one-step problem with entropy and a congestion cap ρ ≤ ρ_max.
+///
+/// The direct polish finds the cells at the cap by holding every cell that a Newton step
+/// carries over it, from wherever it was: on a crowd whose congested region grows
+/// (tests/regressions.rs `crowd_with_active_congestion_is_solved`, step 2) each round held
+/// 20–30 more cells, cells at 0.1 ρ_max among them, until the held mass exceeded what the
+/// other cells could balance (206 held, residual 0.2, mass drift 1.5: `AlmostSolved`). Here the
+/// cap is first replaced by a barrier −ε log(ρ_max − ρ) per unit volume (every cell free, steps
+/// kept strictly below the cap, Newton in log ρ as with entropy), ε driven from 1e-2 to 1e-12
+/// of ρ_max times the pressure scale; on that path a cell at the cap ends within ε/μ of it (μ
+/// its multiplier) and every other cell where it should be. The cells then within
+/// [`CAP_HOLD`] of ρ_max are held at the cap and the direct polish of the problem itself
+/// finishes, with its usual certificate (every KKT row to the tolerance, held multipliers of
+/// the right sign). If a stage or the last polish fails, the direct polish runs from the
+/// original point as before.
+fn polish_under_cap(
+    problem: &PathProblem<'_>,
+    point: &mut PathPoint,
+    settings: PolishSettings,
+) -> PolishReport {
+    let End::Free(e) = problem.end else {
+        return polish_with(problem, point, settings, (0.0, 0.0), INITIAL_HOLD);
+    };
+    let Some(rho_max) = e.max_density else {
+        return polish_with(problem, point, settings, (0.0, 0.0), INITIAL_HOLD);
+    };
+    let mut trial = point.clone();
+    let top = peak(&trial);
+    let last = trial.densities.len() - 1;
+    // Strictly inside (0, ρ_max): an interior point or a warm start may sit on the cap (or
+    // above it by Clarabel's feasibility tolerance), where the barrier is infinite; the mass
+    // this moves is restored by the first Newton steps (the continuity rows are linear).
+    trial.densities[last].mapv_inplace(|r| r.clamp(1e-10 * top, (1.0 - 1e-3) * rho_max));
+    // Pressure scale: the largest |f'(ρ) + V| over the cells.
+    let pressure = trial.densities[last]
+        .iter()
+        .enumerate()
+        .map(|(k, &r)| (e.df(r) + e.potential.as_ref().map_or(0.0, |v| v[k])).abs())
+        .fold(0.0f64, f64::max)
+        .max(f64::MIN_POSITIVE);
+    let mut newton = 0;
+    let stage = PolishSettings {
+        tol: settings.tol.max(CAP_STAGE_TOL),
+        ..settings
+    };
+    for weight in CAP_HOMOTOPY {
+        let report = polish_with(
+            problem,
+            &mut trial,
+            stage,
+            (0.0, weight * rho_max * pressure),
+            0.0,
+        );
+        newton += report.newton_steps;
+        if std::env::var("JKO_POLISH_DEBUG").is_ok() {
+            eprintln!(
+                "cap barrier {weight:.0e}: converged {} in {} Newton steps, residual {:.3e}",
+                report.converged, report.newton_steps, report.residual
+            );
+        }
+        if !report.converged {
+            return polish_with(problem, point, settings, (0.0, 0.0), INITIAL_HOLD);
+        }
+    }
+    let mut report = polish_with(problem, &mut trial, settings, (0.0, 0.0), CAP_HOLD);
+    report.newton_steps += newton;
+    if !report.converged {
+        return polish_with(problem, point, settings, (0.0, 0.0), INITIAL_HOLD);
     }
     *point = trial;
     report
@@ -1120,13 +1259,14 @@ pub(crate) fn polish(
 /// [`Polisher::initial_holds`]).
 const INITIAL_HOLD: f64 = 1e-9;
 
-/// [`polish`] of the problem with an entropy `reg` ρ log ρ added on the energy level (0: none),
-/// densities below `hold` of the peak held at 0 at the start.
+/// [`polish`] of the problem with an entropy ε ρ log ρ and a cap barrier −ε' log(ρ_max − ρ)
+/// added on the energy level, `(reg, cap_barrier)` = (ε, ε') (0: none), densities below `hold`
+/// of the peak held at 0 (and within `hold` of ρ_max at the cap) at the start.
 fn polish_with(
     problem: &PathProblem<'_>,
     point: &mut PathPoint,
     settings: PolishSettings,
-    reg: f64,
+    (reg, cap_barrier): (f64, f64),
     hold: f64,
 ) -> PolishReport {
     // Newton runs until every row (continuity included) is within `tol`/1000 and the mass of
@@ -1137,6 +1277,7 @@ fn polish_with(
     let done = |worst: f64, _drift: f64| worst <= settings.tol;
     let mut pol = Polisher::new(problem, settings.tol);
     pol.reg = reg;
+    pol.cap_barrier = cap_barrier;
     pol.initial_holds(point, hold);
     // Held densities take their bound exactly.
     let start = point.clone();
@@ -1224,6 +1365,8 @@ fn polish_with(
             let mut accepted = None;
             for _ in 0..40 {
                 match pol.step(&current, &dir, alpha) {
+                    // Too long a step under the cap barrier: shorten it.
+                    Err(cells) if cells.is_empty() => {}
                     Err(cells) => {
                         // Densities reach a bound: hold them there and restart (released
                         // ones are kept inside by the step instead).
