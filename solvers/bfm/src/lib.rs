@@ -31,7 +31,9 @@
 //! returned density is ρ(φ − V + c) with the constant c that gives it exactly the mass of μ
 //! (the maximisation of J along constants): mass is exact to round-off, 0 ≤ ρ ≤ ρ_max holds
 //! exactly, and F(ρ) + W²/(2τ) ≤ F(ρⁿ) holds for the dual estimate W² = 2τ(Σψμ − Σφρ) by
-//! weak duality (the grid pair is c-feasible).
+//! weak duality (the grid pair is c-feasible). Where that estimate is not positive (a grid too
+//! coarse for its O(h²) quadrature error, e.g. h = 0.67 on aggregation-2d), W² is the grid dual
+//! value of φ, 2τ(Σφ^cμ − Σφρ) with the plain grid c-transform: also a certified lower bound.
 #![warn(missing_docs)]
 
 mod ctransform;
@@ -205,7 +207,9 @@ impl StepSolver for BfmSolver {
             let hint = match term {
                 EnergyTerm::Porous => {
                     ": the Newton iteration does not yet converge reliably at the moving edge of \
-                     a compactly supported density; use conic or newton"
+                     a compactly supported density (measured on Barenblatt profiles: m = 3 \
+                     stalls at step 2 at 64^2 and 128^2, m = 2 needs continuation and is less \
+                     accurate than newton at 64^2); use conic or newton"
                 }
                 EnergyTerm::MaxDensity => {
                     ": with the cap the Newton iteration is slow (measured: 100-130 Newton \
@@ -328,21 +332,41 @@ impl StepSolver for BfmSolver {
                 }
             })
             .collect();
-        // W² estimate from the dual pair (ψ + c, φ + c), feasible on the grid: a lower bound.
+        // W² estimates from two dual pairs, both feasible on the grid and so both lower bounds
+        // of the W² between the cell-centre measures (ρⁿ, ρ); either makes the energy
+        // inequality hold by weak duality. (ψ + c, φ + c), Newton's ψ with the refined φ:
+        // both approximate the continuum potentials, so this one approximates the continuum
+        // W², but as a difference of two midpoint sums Σψρⁿ − Σφρ of size ~ max|ψ| it carries
+        // their O(h²) quadrature error, which on an unresolved grid exceeds the transport term
+        // itself (aggregation-2d at 12², h = 0.67: −5.1e-2 against the map's Σρⁿτ|∇ψ|²/2 =
+        // 7.6e-2; issue 20). (φ^c + c, φ + c) with the plain grid c-transform φ^c ≥ ψ is the
+        // grid dual value of the returned φ: exactly consistent with the grid, but a bound of
+        // the lattice W², which exceeds the continuum W² by O(h·displacement) (33% on the
+        // double well at 16²). The first is reported when positive, the second otherwise.
         let w = lat.volume;
-        let transport = w * par_sum(lat.len, |i| {
-            let source = if grid.in_s[i] {
-                mu[i] * out.psi[i]
-            } else {
-                0.0
-            };
-            let target = if lat.is_active(i) {
-                phi[i] * rho_box[i]
-            } else {
-                0.0
-            };
-            source - target
-        });
+        let pair_value = |source_potential: &[f64]| {
+            w * par_sum(lat.len, |i| {
+                let source = if grid.in_s[i] {
+                    mu[i] * source_potential[i]
+                } else {
+                    0.0
+                };
+                let target = if lat.is_active(i) {
+                    phi[i] * rho_box[i]
+                } else {
+                    0.0
+                };
+                source - target
+            })
+        };
+        let continuum = pair_value(&out.psi);
+        let (transport, lattice_pair) = if continuum > 0.0 {
+            (continuum, false)
+        } else {
+            let mut psi_c = Vec::with_capacity(lat.len);
+            ct.c_transform(&lat, &phi, |i| lat.is_active(i), false, &mut psi_c);
+            (pair_value(&psi_c), true)
+        };
         // A negative estimate means the target potential is not the step's (the dual value is
         // then below F(ρ) and the pair certifies nothing): an error, never clamped to 0, which
         // would hide an F(ρ) above the dual bound (issue 20's energy-inequality breaks).
@@ -391,6 +415,13 @@ impl StepSolver for BfmSolver {
                 ),
             ],
         );
+        if lattice_pair {
+            i.notes.push(format!(
+                "grid too coarse for the continuum W2 estimate ({:.3e} <= 0): kinetic is the \
+                 grid dual value of the target potential (a lower bound of the lattice W2)",
+                2.0 * problem.tau * continuum
+            ));
+        }
         i.history = out.history;
         Ok(StepOutput {
             rho,
