@@ -457,3 +457,17 @@ fn porous_m3_2d_barenblatt_converges() {
     let its = run("porous m 3 2d", &mesh, &energy, rho0, 0.01, 3);
     assert!(its.iter().all(|&i| i <= 150), "{its:?}");
 }
+
+/// Issue 14, round 6: the robustness matrix's narrow Gaussian (`robust/narrow-1d.toml`: std 0.1
+/// at x = 0.5 on 1000 cells of [−5, 5], OU with β = 1, τ = 0.05). Its warm second step took 16
+/// iterations: the first full Newton step raised a far-tail density 10⁴-fold where the Newton
+/// model predicted 10-fold (e⁹ against 1 + 9), and the dual ascent then lowers it by at most e
+/// per iteration (linear convergence, ratio 1/e, with full steps). The line search now also
+/// rejects steps whose densities overshoot the model more than tenfold: 20 / 6 / 5.
+#[test]
+fn narrow_gaussian_warm_steps_converge_quadratically() {
+    let mesh = Mesh::grid(&[1000], &[-5.0], &[5.0]).unwrap();
+    let rho = gaussian(&mesh, &[0.5], &[0.1], 1.0);
+    let its = run("narrow 1d", &mesh, &ou(1), rho, 0.05, 3);
+    assert!(its[1..].iter().all(|&i| i <= 10), "{its:?}");
+}
