@@ -3,9 +3,9 @@
 //! profile in 2D at 64² (data/compare/robust/porous-m3-2d.toml: 3 steps τ = 0.01; `porous-raw`:
 //! the same profile without normalising its samples to mass 1) and the
 //! narrow Gaussian on 1000 cells (Fokker–Planck, data/compare/robust/narrow-1d.toml: 3 steps
-//! τ = 0.05). Each step is warm-started from the previous one, as `jko run` does.
+//! τ = 0.05; `double-well`: data/compare/robust/double-well-1d.toml). Each step is warm-started from the previous one, as `jko run` does.
 //!
-//! cargo run --profile test -p jko-newton --example class_iterations [crowd|crowd32|porous|porous-raw|porous2|narrow]
+//! cargo run --profile test -p jko-newton --example class_iterations [crowd|crowd32|porous|porous-raw|porous2|double-well|narrow]
 
 use jko_core::{Energy, JkoStep, Mesh, Potential, StepSolver, WarmStart};
 use jko_newton::{NewtonParams, NewtonSolver};
@@ -80,6 +80,13 @@ fn narrow() -> (Mesh, Energy, Array1<f64>, f64) {
     (mesh, energy, rho, 0.05)
 }
 
+fn double_well() -> (Mesh, Energy, Array1<f64>, f64) {
+    let mesh = Mesh::grid(&[400], &[-2.5], &[2.5]).unwrap();
+    let energy = Energy::fokker_planck(0.1, Potential::DoubleWell);
+    let rho = gaussian(&mesh, &[0.2], &[0.5], 1.0);
+    (mesh, energy, rho, 0.1)
+}
+
 fn run(what: &str, (mesh, energy, mut rho, tau): (Mesh, Energy, Array1<f64>, f64)) {
     let solver = NewtonSolver::new(NewtonParams::default()).unwrap();
     let mut warm: Option<WarmStart> = None;
@@ -134,6 +141,9 @@ fn main() {
     }
     if want("porous2") {
         run("porous m2 2d 64²", porous(2.0, 2, 64, true));
+    }
+    if want("double-well") {
+        run("double well 1d 400", double_well());
     }
     if want("narrow") {
         run("narrow 1d 1000", narrow());
