@@ -12,6 +12,10 @@
 //! [-- cells... [--tau τ...] [--cap N] [--steps k]] (default 1024 4096 16384, τ 0.1 0.5 1,
 //! cap 3000, 2 steps).
 //!
+//! `--versus-cap`: the two variants are round 5's default ε (the rule with the blur capped at
+//! 32 cells, ε ≤ 2(32h)², set explicitly per step) and today's default (no mesh-tied cap), both
+//! with the multiscale start; the last column is then their L1 difference.
+//!
 //! Diagnostics (environment): `LONG_LINES_HISTORY=1` prints the violation history and notes of
 //! every step; `LONG_LINES_OMEGA=w` fixes ω and `LONG_LINES_EPSILON_SCALING=1` turns ε-scaling on
 //! in the multiscale variant.
@@ -62,6 +66,7 @@ fn advance(
     mesh: &Mesh,
     tau: f64,
     chain: &mut Chain,
+    capped: Option<&SinkhornParams>,
 ) -> Option<(usize, f64, f64, String, String)> {
     if chain.failed.is_some() {
         return None;
@@ -70,6 +75,24 @@ fn advance(
         .freeze(mesh, &chain.rho)
         .expect("energy");
     let problem = JkoStep::new(mesh, &chain.rho, tau, &frozen).expect("step");
+    // Round 5's default ε: today's rule with the blur capped at 32 cells, ε ≤ max(h², 2(32h)²)
+    // (the same as clamping the rule to the old ε_max; see the module docs of `epsilon`).
+    let old_default = capped.map(|prm| {
+        let h = mesh.as_grid().expect("a grid").spacing()[0];
+        let new = SinkhornSolver::new(prm.clone())
+            .expect("sinkhorn")
+            .epsilon_for(&problem)
+            .epsilon;
+        SinkhornSolver::new(SinkhornParams {
+            epsilon: Some(new.min((h * h).max(2.0 * (32.0 * h).powi(2)))),
+            ..prm.clone()
+        })
+        .expect("sinkhorn")
+    });
+    let solver: &dyn StepSolver = match &old_default {
+        Some(s) => s,
+        None => solver,
+    };
     let (t0, c0) = (Instant::now(), cpu());
     let out: Result<StepOutput, _> = solver.step(&problem, chain.warm.as_ref());
     let (wall, cpu_s) = (t0.elapsed().as_secs_f64(), cpu() - c0);
@@ -125,8 +148,10 @@ fn main() {
     let mut taus = Vec::new();
     let (mut cap, mut steps) = (3000usize, 2usize);
     let mut mode = "";
+    let mut versus_cap = false;
     for a in &args {
         match a.as_str() {
+            "--versus-cap" => versus_cap = true,
             "--tau" | "--cap" | "--steps" => mode = a.as_str(),
             x => match mode {
                 "--tau" => taus.push(x.parse::<f64>().expect("tau")),
@@ -172,7 +197,7 @@ fn main() {
     );
     println!();
     println!(
-        "| cells | τ | step | variant | ε | iterations (coarse, status) | wall s | CPU s | L1 vs quantile | L1 vs exact JKO | L1 multiscale vs one-level |"
+        "| cells | τ | step | variant | ε | iterations (coarse, status) | wall s | CPU s | L1 vs quantile | L1 vs exact JKO | L1 between the variants |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for &n in &sizes {
@@ -189,11 +214,26 @@ fn main() {
             for s in 1..=steps {
                 let exact = OrnsteinUhlenbeck::standard(1).jko_iterates(&g0, tau, s);
                 let exact = mesh.sample(|x| exact.density(x));
-                advance(&quantile, &mesh, tau, &mut q);
-                let ra = advance(&one_level, &mesh, tau, &mut a);
-                let rb = advance(&multiscale, &mesh, tau, &mut b);
+                advance(&quantile, &mesh, tau, &mut q, None);
+                let (ra, rb, names) = if versus_cap {
+                    let prm = SinkhornParams {
+                        record_history,
+                        ..SinkhornParams::default()
+                    };
+                    (
+                        advance(&multiscale, &mesh, tau, &mut a, Some(&prm)),
+                        advance(&multiscale, &mesh, tau, &mut b, None),
+                        ["cap 32 cells (round 5)", "default (round 6)"],
+                    )
+                } else {
+                    (
+                        advance(&one_level, &mesh, tau, &mut a, None),
+                        advance(&multiscale, &mesh, tau, &mut b, None),
+                        ["one-level", "multiscale"],
+                    )
+                };
                 let both = a.failed.is_none() && b.failed.is_none();
-                for (name, r, c) in [("one-level", ra, &a), ("multiscale", rb, &b)] {
+                for (name, r, c) in [(names[0], ra, &a), (names[1], rb, &b)] {
                     let Some((it, wall, cpu_s, note, eps)) = r else {
                         println!(
                             "| {n} | {tau} | {s} | {name} | | failed: {} | | | | | |",
@@ -201,7 +241,7 @@ fn main() {
                         );
                         continue;
                     };
-                    let vs = if both && name == "multiscale" {
+                    let vs = if both && name == names[1] {
                         format!("{:.2e}", l1(&mesh, &a.rho, &b.rho))
                     } else {
                         String::new()
@@ -217,4 +257,11 @@ fn main() {
     }
     println!();
     println!("load average at end {}", load());
+    let peak = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM"))
+        .map(|l| l.to_string())
+        .unwrap_or_default();
+    println!("peak resident memory of the process: {peak}");
 }

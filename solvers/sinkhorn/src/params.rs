@@ -117,7 +117,7 @@ impl Default for EpsilonScaling {
 #[serde(default, deny_unknown_fields)]
 pub struct SinkhornParams {
     /// Entropic regularisation ε (units of the cost |x − y|², i.e. length²). `None`: the
-    /// default rule ε = clamp(`epsilon_factor` · τ² · F², 2h², ε_max) of each step (see
+    /// default rule ε = clamp(`epsilon_factor` · τ² · F², h², ε_max) of each step (see
     /// [`crate::SinkhornSolver::epsilon_for`] and the crate docs).
     pub epsilon: Option<f64>,
     /// The constant c of the default rule ε = c τ² F² (F² the mean squared driving force at
