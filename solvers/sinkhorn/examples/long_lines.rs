@@ -12,9 +12,11 @@
 //! [-- cells... [--tau τ...] [--cap N] [--steps k]] (default 1024 4096 16384, τ 0.1 0.5 1,
 //! cap 3000, 2 steps).
 //!
-//! `--versus-cap`: the two variants are round 5's default ε (the rule with the blur capped at
-//! 32 cells, ε ≤ 2(32h)², set explicitly per step) and today's default (no mesh-tied cap), both
-//! with the multiscale start; the last column is then their L1 difference.
+//! `--versus-cap`: the two variants are round 5's default ε (the rule with ε/(4τ) ≤ 10 % of β and
+//! the blur capped at 32 cells, ε ≤ 2(32h)², set explicitly per step) and today's default (2.5 %,
+//! no mesh-tied cap), both
+//! with the multiscale start; the last column is then their L1 difference. With
+//! `LONG_LINES_TEMPERATURE_CAP=f` the first variant holds ε/(4τ) ≤ f·β instead of the blur cap.
 //!
 //! Diagnostics (environment): `LONG_LINES_HISTORY=1` prints the violation history and notes of
 //! every step; `LONG_LINES_OMEGA=w` fixes ω and `LONG_LINES_EPSILON_SCALING=1` turns ε-scaling on
@@ -75,16 +77,29 @@ fn advance(
         .freeze(mesh, &chain.rho)
         .expect("energy");
     let problem = JkoStep::new(mesh, &chain.rho, tau, &frozen).expect("step");
-    // Round 5's default ε: today's rule with the blur capped at 32 cells, ε ≤ max(h², 2(32h)²)
-    // (the same as clamping the rule to the old ε_max; see the module docs of `epsilon`).
+    // Round 5's default ε: the rule with the extra temperature held below 10 % of β and the
+    // blur capped at 32 cells, ε ≤ max(h², 2(32h)²) (the same as clamping the rule to round 5's
+    // ε_max; module docs of `epsilon`). With LONG_LINES_TEMPERATURE_CAP=f instead: today's rule
+    // with `max_extra_temperature = f`.
     let old_default = capped.map(|prm| {
         let h = mesh.as_grid().expect("a grid").spacing()[0];
-        let new = SinkhornSolver::new(prm.clone())
+        let temperature = std::env::var("LONG_LINES_TEMPERATURE_CAP")
+            .ok()
+            .and_then(|f| f.parse::<f64>().ok());
+        let rule = SinkhornParams {
+            max_extra_temperature: temperature.unwrap_or(0.1),
+            ..prm.clone()
+        };
+        let eps = SinkhornSolver::new(rule.clone())
             .expect("sinkhorn")
             .epsilon_for(&problem)
             .epsilon;
+        let eps = match temperature {
+            Some(_) => eps,
+            None => eps.min((h * h).max(2.0 * (32.0 * h).powi(2))),
+        };
         SinkhornSolver::new(SinkhornParams {
-            epsilon: Some(new.min((h * h).max(2.0 * (32.0 * h).powi(2)))),
+            epsilon: Some(eps),
             ..prm.clone()
         })
         .expect("sinkhorn")
@@ -223,7 +238,14 @@ fn main() {
                     (
                         advance(&multiscale, &mesh, tau, &mut a, Some(&prm)),
                         advance(&multiscale, &mesh, tau, &mut b, None),
-                        ["cap 32 cells (round 5)", "default (round 6)"],
+                        [
+                            if std::env::var_os("LONG_LINES_TEMPERATURE_CAP").is_some() {
+                                "temperature cap from LONG_LINES_TEMPERATURE_CAP"
+                            } else {
+                                "round 5 default (blur cap 32 cells)"
+                            },
+                            "default (round 6)",
+                        ],
                     )
                 } else {
                     (

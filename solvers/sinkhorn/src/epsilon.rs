@@ -50,9 +50,12 @@
 //! is the squared displacement of a step. The floor h² keeps the blur √(ε/2) at least 0.7 cell
 //! (well below it the plan cannot move mass by less than a cell: the discrete problem locks in;
 //! measured on OU 10×10: L1 error 0.08 at h², 0.11 at h²/2, 0.27–0.40 at h²/4, 0.6 at h²/8),
-//! and ε_max = max(h², min(0.4 τ β, diam²/100)) keeps the extra temperature within 10 % of β
-//! on rough data, where F² overestimates the motion, and the blur within a fraction of the
-//! domain. Nothing in the rule depends on h once h² is below c τ² F²: **as h → 0 the default ε,
+//! and ε_max = max(h², min(4 τ β t, diam²/100)) keeps the extra temperature ε/(4τ) within
+//! t = `max_extra_temperature` (2.5 %) of β, and the blur within a fraction of the domain.
+//! With `debias` what is left of the bias is second order in ε/(4τβ); the cap was 10 % up to
+//! round 5 of issue 16, which on OU 1D at τ = 0.5–1 (where it binds) left L1 errors of
+//! 2–5·10⁻³ against the exact JKO iterate; at 2.5 % they are 1–3·10⁻⁴ for twice the iterations
+//! and, on long lines, the same work (see "What it costs" below). Nothing in the rule depends on h once h² is below c τ² F²: **as h → 0 the default ε,
 //! and with it the iteration count, stays fixed** (module docs "Which method bounds the count").
 //!
 //! **Which method bounds the count** (derivation behind the rule; round 6 of issue 16).
@@ -104,19 +107,23 @@ pub const LONG_SOLVE: f64 = 20_000.0;
 /// use jko_sinkhorn::{SinkhornParams, SinkhornSolver};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// // OU from a Gaussian, 1000 cells on [-5, 5], τ = 0.1: ε = 0.25 τ² F² (above the floor h²).
+/// // OU from a Gaussian, 1000 cells on [-5, 5], τ = 0.05: ε = 0.25 τ² F² (above the floor h²,
+/// // below the temperature cap 4τβ · 2.5 %).
 /// let mesh = Mesh::grid(&[1000], &[-5.0], &[5.0])?;
 /// let rho = mesh.sample(|x| (-(x[0] - 1.0).powi(2) / 0.5).exp());
 /// let rho = &rho / mesh.mass(&rho);
 /// let energy = Energy::fokker_planck(1.0, Potential::Quadratic { center: vec![0.0], stiffness: 1.0 })
 ///     .freeze(&mesh, &rho)?;
-/// let problem = JkoStep::new(&mesh, &rho, 0.1, &energy)?;
-/// let choice = SinkhornSolver::new(SinkhornParams::default())?.epsilon_for(&problem);
+/// let solver = SinkhornSolver::new(SinkhornParams::default())?;
+/// let choice = solver.epsilon_for(&JkoStep::new(&mesh, &rho, 0.05, &energy)?);
 /// assert!(choice.default);
 /// // Per term: E[(ρ'/ρ)²] + E[x²] = 4 + 1.25 for N(1, 0.5²) (entropy and potential).
 /// assert!((choice.drive2 - 5.25).abs() < 0.01);
-/// assert!((choice.epsilon - 0.25 * 0.01 * choice.drive2).abs() < 1e-12);
-/// assert!((choice.extra_temperature - choice.epsilon / 0.4).abs() < 1e-15);
+/// assert!((choice.epsilon - 0.25 * 0.05 * 0.05 * choice.drive2).abs() < 1e-12);
+/// assert!((choice.extra_temperature - choice.epsilon / 0.2).abs() < 1e-15);
+/// // At τ = 0.1 the rule's 1.3e-2 would add 3.3 % of β: ε is held at 4τβ · 2.5 % = 0.01.
+/// let capped = solver.epsilon_for(&JkoStep::new(&mesh, &rho, 0.1, &energy)?);
+/// assert!((capped.epsilon - 0.01).abs() < 1e-15 && capped.cap == capped.epsilon);
 /// assert!(choice.estimated_iterations < 1000.0);
 /// # Ok(())
 /// # }
@@ -288,7 +295,7 @@ pub(crate) fn choose(params: &SinkhornParams, problem: &JkoStep<'_>) -> EpsilonC
     let h = spacing(mesh);
     let floor = h * h;
     let temperature_cap = if beta > 0.0 {
-        0.4 * tau * beta
+        4.0 * tau * beta * params.max_extra_temperature
     } else {
         f64::INFINITY
     };

@@ -56,7 +56,7 @@
 //! ε = clamp(0.25 τ² F², h², ε_max), F² the mean squared driving force at ρⁿ, so the bias
 //! relative to the driving terms is O(τ), like the time discretisation itself, and the
 //! iteration count ~ ½ ln(1/tol) √(1 + 2τβ/ε) does not grow as h → 0 (ε_max = max(h²,
-//! min(0.4τβ, diam²/100)) does not depend on h either; why no mesh-tied cap, ε-schedule or
+//! min(4τβ·2.5 %, diam²/100)) does not depend on h either; why no mesh-tied cap, ε-schedule or
 //! coarse correction could bound it: [`epsilon`]). The floor h² (blur of 0.7 cell) avoids lock-in: for ε ≪ h² the plan can no
 //! longer move mass by less than a cell. By default (`debias`) the first-order bias is removed:
 //! the proximal map runs at the temperature β − ε/(4τ) (the step stays convex; derivation and

@@ -970,7 +970,7 @@ fn default_iterations_stay_bounded_as_the_line_is_refined() {
     );
 }
 
-/// Without the 32-cell blur cap the band of a long line at large τ spans the whole line; its
+/// Without the 32-cell blur cap the band of a long line at large τ spans much of the line; its
 /// tiles are Toeplitz-factored (one row of b per tile of 32 rows), which is what the memory
 /// estimate counts for a line. The kernel a step ends with (stored twice: the cost-weighted
 /// copy of the transport cost) must fit in the estimate, and the estimate must stay far below
@@ -999,9 +999,10 @@ fn long_line_kernel_fits_its_memory_estimate() {
         .and_then(|x| x.split(']').next())
         .map(|x| x.split(", ").filter_map(|w| w.parse().ok()).collect())
         .expect("bandwidths in the notes");
+    // ε = 4τβ · 2.5 % = 0.1: a band of ~2√(θε)/h ≈ 6000 cells, 9× round 5's 32-cell blur cap.
     assert!(
-        bands[0] > n / 2,
-        "the band spans most of the line: {bands:?}"
+        bands[0] > n / 4,
+        "the band spans much of the line: {bands:?}"
     );
     let estimate = s.memory_estimate(&mesh, &[]).unwrap();
     println!("bands {bands:?}, kernel {stored} bytes, estimate {estimate} bytes");
