@@ -29,31 +29,9 @@ use jko_sinkhorn::{SinkhornParams, SinkhornSolver};
 use ndarray::Array1;
 use std::time::Instant;
 
-/// CPU seconds of this process (user + system, every thread).
-fn cpu() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which ends with ')'): utime and stime are the 12th and
-    // 13th of them, in clock ticks (100 per second on Linux).
-    let rest = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0.0))
-        .collect();
-    if f.len() > 13 {
-        (f[11] + f[12]) / 100.0
-    } else {
-        f64::NAN
-    }
-}
-
-fn load() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+#[path = "common/mod.rs"]
+mod common;
+use common::{cpu, load, peak_rss_mib};
 
 /// One chain of steps of one solver.
 struct Chain {
@@ -279,11 +257,8 @@ fn main() {
     }
     println!();
     println!("load average at end {}", load());
-    let peak = std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmHWM"))
-        .map(|l| l.to_string())
-        .unwrap_or_default();
-    println!("peak resident memory of the process: {peak}");
+    println!(
+        "peak resident memory of the process: {:.0} MiB",
+        peak_rss_mib()
+    );
 }

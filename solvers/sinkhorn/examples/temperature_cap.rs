@@ -9,19 +9,9 @@ use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
 use jko_core::{Energy, JkoStep, Mesh, StepSolver};
 use jko_sinkhorn::{SinkhornParams, SinkhornSolver};
 
-fn cpu() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let rest = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0.0))
-        .collect();
-    if f.len() > 13 {
-        (f[11] + f[12]) / 100.0
-    } else {
-        f64::NAN
-    }
-}
+#[path = "common/mod.rs"]
+mod common;
+use common::{cpu, load};
 
 fn main() {
     let mut caps: Vec<f64> = std::env::args()
@@ -31,8 +21,7 @@ fn main() {
     if caps.is_empty() {
         caps = vec![0.1, 0.025];
     }
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!("load average at start: {}", load.trim());
+    println!("load average at start: {}", load());
     println!(
         "| grid | τ | max_extra_temperature | ε | iterations (coarse) | CPU s | L1 vs exact JKO |"
     );
@@ -83,6 +72,5 @@ fn main() {
             }
         }
     }
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!("load average at end: {}", load.trim());
+    println!("load average at end: {}", load());
 }
