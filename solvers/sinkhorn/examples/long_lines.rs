@@ -12,6 +12,12 @@
 //! [-- cells... [--tau τ...] [--cap N] [--steps k]] (default 1024 4096 16384, τ 0.1 0.5 1,
 //! cap 3000, 2 steps).
 //!
+//! `--versus-cap`: the two variants are round 5's default ε (the rule with ε/(4τ) ≤ 10 % of β and
+//! the blur capped at 32 cells, ε ≤ 2(32h)², set explicitly per step) and today's default (2.5 %,
+//! no mesh-tied cap), both
+//! with the multiscale start; the last column is then their L1 difference. With
+//! `LONG_LINES_TEMPERATURE_CAP=f` the first variant holds ε/(4τ) ≤ f·β instead of the blur cap.
+//!
 //! Diagnostics (environment): `LONG_LINES_HISTORY=1` prints the violation history and notes of
 //! every step; `LONG_LINES_OMEGA=w` fixes ω and `LONG_LINES_EPSILON_SCALING=1` turns ε-scaling on
 //! in the multiscale variant.
@@ -23,31 +29,9 @@ use jko_sinkhorn::{SinkhornParams, SinkhornSolver};
 use ndarray::Array1;
 use std::time::Instant;
 
-/// CPU seconds of this process (user + system, every thread).
-fn cpu() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which ends with ')'): utime and stime are the 12th and
-    // 13th of them, in clock ticks (100 per second on Linux).
-    let rest = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0.0))
-        .collect();
-    if f.len() > 13 {
-        (f[11] + f[12]) / 100.0
-    } else {
-        f64::NAN
-    }
-}
-
-fn load() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+#[path = "common/mod.rs"]
+mod common;
+use common::{cpu, load, peak_rss_mib};
 
 /// One chain of steps of one solver.
 struct Chain {
@@ -62,6 +46,7 @@ fn advance(
     mesh: &Mesh,
     tau: f64,
     chain: &mut Chain,
+    capped: Option<&SinkhornParams>,
 ) -> Option<(usize, f64, f64, String, String)> {
     if chain.failed.is_some() {
         return None;
@@ -70,6 +55,37 @@ fn advance(
         .freeze(mesh, &chain.rho)
         .expect("energy");
     let problem = JkoStep::new(mesh, &chain.rho, tau, &frozen).expect("step");
+    // Round 5's default ε: the rule with the extra temperature held below 10 % of β and the
+    // blur capped at 32 cells, ε ≤ max(h², 2(32h)²) (the same as clamping the rule to round 5's
+    // ε_max; module docs of `epsilon`). With LONG_LINES_TEMPERATURE_CAP=f instead: today's rule
+    // with `max_extra_temperature = f`.
+    let old_default = capped.map(|prm| {
+        let h = mesh.as_grid().expect("a grid").spacing()[0];
+        let temperature = std::env::var("LONG_LINES_TEMPERATURE_CAP")
+            .ok()
+            .and_then(|f| f.parse::<f64>().ok());
+        let rule = SinkhornParams {
+            max_extra_temperature: temperature.unwrap_or(0.1),
+            ..prm.clone()
+        };
+        let eps = SinkhornSolver::new(rule.clone())
+            .expect("sinkhorn")
+            .epsilon_for(&problem)
+            .epsilon;
+        let eps = match temperature {
+            Some(_) => eps,
+            None => eps.min((h * h).max(2.0 * (32.0 * h).powi(2))),
+        };
+        SinkhornSolver::new(SinkhornParams {
+            epsilon: Some(eps),
+            ..prm.clone()
+        })
+        .expect("sinkhorn")
+    });
+    let solver: &dyn StepSolver = match &old_default {
+        Some(s) => s,
+        None => solver,
+    };
     let (t0, c0) = (Instant::now(), cpu());
     let out: Result<StepOutput, _> = solver.step(&problem, chain.warm.as_ref());
     let (wall, cpu_s) = (t0.elapsed().as_secs_f64(), cpu() - c0);
@@ -125,8 +141,10 @@ fn main() {
     let mut taus = Vec::new();
     let (mut cap, mut steps) = (3000usize, 2usize);
     let mut mode = "";
+    let mut versus_cap = false;
     for a in &args {
         match a.as_str() {
+            "--versus-cap" => versus_cap = true,
             "--tau" | "--cap" | "--steps" => mode = a.as_str(),
             x => match mode {
                 "--tau" => taus.push(x.parse::<f64>().expect("tau")),
@@ -172,7 +190,7 @@ fn main() {
     );
     println!();
     println!(
-        "| cells | τ | step | variant | ε | iterations (coarse, status) | wall s | CPU s | L1 vs quantile | L1 vs exact JKO | L1 multiscale vs one-level |"
+        "| cells | τ | step | variant | ε | iterations (coarse, status) | wall s | CPU s | L1 vs quantile | L1 vs exact JKO | L1 between the variants |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for &n in &sizes {
@@ -189,11 +207,33 @@ fn main() {
             for s in 1..=steps {
                 let exact = OrnsteinUhlenbeck::standard(1).jko_iterates(&g0, tau, s);
                 let exact = mesh.sample(|x| exact.density(x));
-                advance(&quantile, &mesh, tau, &mut q);
-                let ra = advance(&one_level, &mesh, tau, &mut a);
-                let rb = advance(&multiscale, &mesh, tau, &mut b);
+                advance(&quantile, &mesh, tau, &mut q, None);
+                let (ra, rb, names) = if versus_cap {
+                    let prm = SinkhornParams {
+                        record_history,
+                        ..SinkhornParams::default()
+                    };
+                    (
+                        advance(&multiscale, &mesh, tau, &mut a, Some(&prm)),
+                        advance(&multiscale, &mesh, tau, &mut b, None),
+                        [
+                            if std::env::var_os("LONG_LINES_TEMPERATURE_CAP").is_some() {
+                                "temperature cap from LONG_LINES_TEMPERATURE_CAP"
+                            } else {
+                                "round 5 default (blur cap 32 cells)"
+                            },
+                            "default (round 6)",
+                        ],
+                    )
+                } else {
+                    (
+                        advance(&one_level, &mesh, tau, &mut a, None),
+                        advance(&multiscale, &mesh, tau, &mut b, None),
+                        ["one-level", "multiscale"],
+                    )
+                };
                 let both = a.failed.is_none() && b.failed.is_none();
-                for (name, r, c) in [("one-level", ra, &a), ("multiscale", rb, &b)] {
+                for (name, r, c) in [(names[0], ra, &a), (names[1], rb, &b)] {
                     let Some((it, wall, cpu_s, note, eps)) = r else {
                         println!(
                             "| {n} | {tau} | {s} | {name} | | failed: {} | | | | | |",
@@ -201,7 +241,7 @@ fn main() {
                         );
                         continue;
                     };
-                    let vs = if both && name == "multiscale" {
+                    let vs = if both && name == names[1] {
                         format!("{:.2e}", l1(&mesh, &a.rho, &b.rho))
                     } else {
                         String::new()
@@ -217,4 +257,8 @@ fn main() {
     }
     println!();
     println!("load average at end {}", load());
+    println!(
+        "peak resident memory of the process: {:.0} MiB",
+        peak_rss_mib()
+    );
 }

@@ -11,19 +11,9 @@ use jko_core::{Energy, JkoStep, Mesh, Potential, StepOutput, StepSolver};
 use jko_sinkhorn::{KernelChoice, SinkhornParams, SinkhornSolver};
 use std::time::Instant;
 
-/// Peak resident memory of this process so far (VmHWM), in MiB.
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|v| v.parse::<f64>().ok())
-            })
-        })
-        .map_or(f64::NAN, |kib| kib / 1024.0)
-}
+#[path = "common/mod.rs"]
+mod common;
+use common::peak_rss_mib;
 
 fn step(cells: &[usize], kernel: KernelChoice) -> (f64, StepOutput) {
     let d = cells.len();

@@ -50,11 +50,45 @@
 //! is the squared displacement of a step. The floor h² keeps the blur √(ε/2) at least 0.7 cell
 //! (well below it the plan cannot move mass by less than a cell: the discrete problem locks in;
 //! measured on OU 10×10: L1 error 0.08 at h², 0.11 at h²/2, 0.27–0.40 at h²/4, 0.6 at h²/8),
-//! and ε_max = max(h², min(0.4 τ β, diam²/100, 2 (B h)²)) keeps the extra temperature within 10 %
-//! of β on rough data, where F² overestimates the motion, and the blur within 32 cells. As h
-//! decreases the rule stops depending on h, so the iteration count stays bounded, until the
-//! blur reaches 32 cells: on finer meshes ε follows 2(32h)², trading iterations (∝ 1/h) for a
-//! kernel band that stays ~ 2·32·√(2θ) cells wide (memory and work per product ∝ N, not N²).
+//! and ε_max = max(h², min(4 τ β t, diam²/100)) keeps the extra temperature ε/(4τ) within
+//! t = `max_extra_temperature` (2.5 %) of β, and the blur within a fraction of the domain.
+//! With `debias` what is left of the bias is second order in ε/(4τβ); the cap was 10 % up to
+//! round 5 of issue 16, which on OU 1D at τ = 0.5–1 (where it binds) left L1 errors of
+//! 2–5·10⁻³ against the exact JKO iterate; at 2.5 % they are 1–3·10⁻⁴ for twice the iterations
+//! and, on long lines, the same work (see "What it costs" below). Nothing in the rule depends
+//! on h once h² is below c τ² F²: **as h → 0 the default ε, and with it the iteration count,
+//! stays fixed** (next paragraph).
+//!
+//! **Which method bounds the count** (derivation behind the rule; round 6 of issue 16).
+//! Linearised at the solution one plain iteration contracts a Fourier mode k of the error of
+//! ln b by about κ m(k) (the over-relaxed one, the slowest mode by about 1 − 2√(1 − κ m(k))),
+//! κ = σβ′/(1 + σβ′), m(k) ≈ e^{−k²ε/2} the symbol of the Markov operator M
+//! (two passes of a kernel of variance ε/2), the constant mode removed by the mass balance.
+//! So 1 − κ m(k) ≈ (ε/2)(1/(τβ′) + k²) for the smooth modes: the slow modes live at the
+//! physical scale √(τβ′), not at the mesh scale, and their rate depends on ε alone, not on h.
+//! Hence, for a fixed tolerance:
+//! - **an h-dependent ε** (the previous cap 2(32h)²) gives σβ′ ∝ 1/h² and over-relaxed counts
+//!   ∝ √(σβ′) ∝ 1/h — whatever else is done on the fine grid;
+//! - **an ε-schedule** ending at that ε does not help: the last stage starts from the previous
+//!   stage's solution, whose smooth error (the O(Δε) change of the bias) it must remove at the
+//!   same rate 1 − O(√(ε/τβ)): ln(bias/tol)·√(τβ/ε) iterations, still ∝ 1/h;
+//! - **coarse-grid corrections** (multigrid at the same ε) remove the smooth modes from the
+//!   fine level, but the coarse grid must resolve the kernel (coarse spacing ≤ blur/√2, module
+//!   `multiscale`), so the coarsest level has the same slow modes and its count grows ∝ 1/h;
+//! - **an ε independent of h** bounds the count outright: ≈ ½ ln(1/tol) √(1 + 2τβ′/ε) with
+//!   ε = c τ² F², i.e. √(1 + 8β′/(c τ F²)), a property of the problem and τ; at the
+//!   temperature cap ε = 4τβt, √(1 + 1/(2t)) ≈ 4.6 at t = 2.5 %: ½ ln(10¹⁰) · 4.6 ≈ 53
+//!   iterations (measured on OU 1D at τ = 0.5 and 1: 46–48 at 1024 to 16384 cells).
+//!
+//! What it costs: the kernel band is w ≈ 2√(θε)/h cells (θ ≈ 45 the truncation level), so one
+//! product costs N·w. With a band kernel the work of a step, iterations × N·w ∝
+//! √(τβ/ε) · N √(θε)/h = N √(τβθ)/h, does not depend on ε at all while w < n: the cap bought
+//! nothing in work and cost the bounded count; once the band spans the whole axis (w = n) a
+//! larger ε is strictly cheaper (fewer iterations at the same N·n). Work per cell bounded as
+//! h → 0 needs a product whose cost does not grow with the band (an FFT convolution per line):
+//! not exact in the scaling domain, where e^{Ĝ}ṽ spans far more than the 10⁻¹⁶ relative accuracy
+//! of an FFT can carry (small outputs would be swamped by the round-off of the large ones), so
+//! not used. Memory on a line stays O(N·w/32): Toeplitz tiles store one row of b per tile.
 //!
 //! **Cost.** The proximal map damps each b-update by the factor κ = σβ_e/(1 + σβ_e),
 //! σ = 2τ/ε, β_e = β + max m ρ^{m−1} the stiffest internal-energy curvature ρ f''(ρ): plain
@@ -66,9 +100,6 @@
 use crate::SinkhornParams;
 use jko_core::{JkoStep, Mesh};
 
-/// Largest blur of the default rule, in cells of the mesh: ε ≤ 2 (32 h)².
-pub const MAX_BLUR_CELLS: f64 = 32.0;
-
 /// Estimated iterations above which a step's notes warn of a long solve.
 pub const LONG_SOLVE: f64 = 20_000.0;
 
@@ -79,19 +110,23 @@ pub const LONG_SOLVE: f64 = 20_000.0;
 /// use jko_sinkhorn::{SinkhornParams, SinkhornSolver};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// // OU from a Gaussian, 1000 cells on [-5, 5], τ = 0.1: ε = 0.25 τ² F² (above the floor 2h²).
+/// // OU from a Gaussian, 1000 cells on [-5, 5], τ = 0.05: ε = 0.25 τ² F² (above the floor h²,
+/// // below the temperature cap 4τβ · 2.5 %).
 /// let mesh = Mesh::grid(&[1000], &[-5.0], &[5.0])?;
 /// let rho = mesh.sample(|x| (-(x[0] - 1.0).powi(2) / 0.5).exp());
 /// let rho = &rho / mesh.mass(&rho);
 /// let energy = Energy::fokker_planck(1.0, Potential::Quadratic { center: vec![0.0], stiffness: 1.0 })
 ///     .freeze(&mesh, &rho)?;
-/// let problem = JkoStep::new(&mesh, &rho, 0.1, &energy)?;
-/// let choice = SinkhornSolver::new(SinkhornParams::default())?.epsilon_for(&problem);
+/// let solver = SinkhornSolver::new(SinkhornParams::default())?;
+/// let choice = solver.epsilon_for(&JkoStep::new(&mesh, &rho, 0.05, &energy)?);
 /// assert!(choice.default);
 /// // Per term: E[(ρ'/ρ)²] + E[x²] = 4 + 1.25 for N(1, 0.5²) (entropy and potential).
 /// assert!((choice.drive2 - 5.25).abs() < 0.01);
-/// assert!((choice.epsilon - 0.25 * 0.01 * choice.drive2).abs() < 1e-12);
-/// assert!((choice.extra_temperature - choice.epsilon / 0.4).abs() < 1e-15);
+/// assert!((choice.epsilon - 0.25 * 0.05 * 0.05 * choice.drive2).abs() < 1e-12);
+/// assert!((choice.extra_temperature - choice.epsilon / 0.2).abs() < 1e-15);
+/// // At τ = 0.1 the rule's 1.3e-2 would add 3.3 % of β: ε is held at 4τβ · 2.5 % = 0.01.
+/// let capped = solver.epsilon_for(&JkoStep::new(&mesh, &rho, 0.1, &energy)?);
+/// assert!((capped.epsilon - 0.01).abs() < 1e-15 && capped.cap == capped.epsilon);
 /// assert!(choice.estimated_iterations < 1000.0);
 /// # Ok(())
 /// # }
@@ -263,12 +298,11 @@ pub(crate) fn choose(params: &SinkhornParams, problem: &JkoStep<'_>) -> EpsilonC
     let h = spacing(mesh);
     let floor = h * h;
     let temperature_cap = if beta > 0.0 {
-        0.4 * tau * beta
+        4.0 * tau * beta * params.max_extra_temperature
     } else {
         f64::INFINITY
     };
-    let blur_cap = 2.0 * (MAX_BLUR_CELLS * h).powi(2);
-    let cap = floor.max(temperature_cap.min(diameter2(mesh) / 100.0).min(blur_cap));
+    let cap = floor.max(temperature_cap.min(diameter2(mesh) / 100.0));
     let drive2 = drive2(problem);
     let (epsilon, default) = match params.epsilon {
         Some(e) => (e, false),

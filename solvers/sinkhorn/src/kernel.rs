@@ -250,9 +250,21 @@ impl Tiles {
         }
     }
 
+    /// Tile t as a dense block: (first row r0, rows, first column lo, width w, the rows × w
+    /// row-major block), or `None` when it has no stored entry (Toeplitz tiles exist on
+    /// one-line factors only, which never reach the GEMM passes).
+    fn dense(&self, t: usize, n: usize) -> Option<(usize, usize, usize, usize, &[f64])> {
+        let r0 = t * self.size;
+        let rows = self.size.min(n - r0);
+        let (lo, w) = (self.lo[t], self.width[t]);
+        match self.block[t] {
+            Block::Dense(off) => Some((r0, rows, lo, w, &self.data[off..off + rows * w])),
+            _ => None,
+        }
+    }
+
     /// y = A x along one axis of an array viewed as [outer][n][inner] (A = these tiles).
     fn apply(&self, n: usize, x: &[f64], y: &mut [f64], outer: usize, inner: usize) {
-        let size = self.size;
         if inner == 1 && outer == 1 {
             self.apply_line(n, x, y);
         } else if inner == 1 {
@@ -262,35 +274,23 @@ impl Tiles {
                 .for_each(|(yc, xc)| {
                     let lines = yc.len() / n;
                     for t in 0..self.tiles() {
-                        let r0 = t * size;
-                        let rows = size.min(n - r0);
-                        let (lo, w) = (self.lo[t], self.width[t]);
-                        let Block::Dense(off) = self.block[t] else {
+                        let Some((r0, rows, lo, w, b)) = self.dense(t, n) else {
+                            let (r0, rows) = (t * self.size, self.size.min(n - t * self.size));
                             for l in 0..lines {
                                 yc[l * n + r0..l * n + r0 + rows].fill(0.0);
                             }
                             continue;
                         };
-                        let b = &self.data[off..off + rows * w];
                         // SAFETY: A reads xc[l n + lo + k] (l < lines, k < w), B reads
                         // b[i w + k] (i < rows), C writes yc[l n + r0 + i]: all inside the
                         // slices (lo + w ≤ n, r0 + rows ≤ n, lines · n = len).
                         unsafe {
-                            matrixmultiply::dgemm(
-                                lines,
-                                w,
-                                rows,
-                                1.0,
-                                xc.as_ptr().add(lo),
-                                n as isize,
-                                1,
-                                b.as_ptr(),
-                                1,
-                                w as isize,
+                            gemm(
+                                (lines, w, rows),
+                                (xc.as_ptr().add(lo), n, 1),
+                                (b.as_ptr(), 1, w),
                                 0.0,
-                                yc.as_mut_ptr().add(r0),
-                                n as isize,
-                                1,
+                                (yc.as_mut_ptr().add(r0), n, 1),
                             );
                         }
                     }
@@ -300,35 +300,23 @@ impl Tiles {
             y.par_chunks_mut(n * inner)
                 .zip(x.par_chunks(n * inner))
                 .for_each(|(yo, xo)| {
-                    yo.par_chunks_mut(size * inner)
+                    yo.par_chunks_mut(self.size * inner)
                         .enumerate()
                         .for_each(|(t, yb)| {
-                            let rows = yb.len() / inner;
-                            let (lo, w) = (self.lo[t], self.width[t]);
-                            let Block::Dense(off) = self.block[t] else {
+                            let Some((_, rows, lo, w, b)) = self.dense(t, n) else {
                                 yb.fill(0.0);
                                 return;
                             };
-                            let b = &self.data[off..off + rows * w];
                             // SAFETY: A reads b[i w + k] (i < rows, k < w), B reads
                             // xo[(lo + k) inner + c] (c < inner, lo + w ≤ n), C writes
                             // yb[i inner + c]: all inside the slices.
                             unsafe {
-                                matrixmultiply::dgemm(
-                                    rows,
-                                    w,
-                                    inner,
-                                    1.0,
-                                    b.as_ptr(),
-                                    w as isize,
-                                    1,
-                                    xo.as_ptr().add(lo * inner),
-                                    inner as isize,
-                                    1,
+                                gemm(
+                                    (rows, w, inner),
+                                    (b.as_ptr(), w, 1),
+                                    (xo.as_ptr().add(lo * inner), inner, 1),
                                     0.0,
-                                    yb.as_mut_ptr(),
-                                    inner as isize,
-                                    1,
+                                    (yb.as_mut_ptr(), inner, 1),
                                 );
                             }
                         });
@@ -339,7 +327,6 @@ impl Tiles {
     /// y = Aᵀ x along one axis of an array viewed as [outer][n][inner]: each tile adds
     /// B_tᵀ x[tile] into its columns, in tile order (a fixed order: deterministic).
     fn apply_transpose(&self, n: usize, x: &[f64], y: &mut [f64], outer: usize, inner: usize) {
-        let size = self.size;
         let tiles = self.tiles();
         if inner == 1 && outer == 1 {
             self.apply_line_transpose(n, x, y);
@@ -349,32 +336,16 @@ impl Tiles {
                 .for_each(|(yc, xc)| {
                     let lines = yc.len() / n;
                     yc.fill(0.0);
-                    for t in 0..tiles {
-                        let r0 = t * size;
-                        let rows = size.min(n - r0);
-                        let (lo, w) = (self.lo[t], self.width[t]);
-                        let Block::Dense(off) = self.block[t] else {
-                            continue;
-                        };
-                        let b = &self.data[off..off + rows * w];
+                    for (r0, rows, lo, w, b) in (0..tiles).filter_map(|t| self.dense(t, n)) {
                         // SAFETY: A reads xc[l n + r0 + i] (l < lines, i < rows), B reads
                         // b[i w + k], C updates yc[l n + lo + k] (k < w, lo + w ≤ n).
                         unsafe {
-                            matrixmultiply::dgemm(
-                                lines,
-                                rows,
-                                w,
+                            gemm(
+                                (lines, rows, w),
+                                (xc.as_ptr().add(r0), n, 1),
+                                (b.as_ptr(), w, 1),
                                 1.0,
-                                xc.as_ptr().add(r0),
-                                n as isize,
-                                1,
-                                b.as_ptr(),
-                                w as isize,
-                                1,
-                                1.0,
-                                yc.as_mut_ptr().add(lo),
-                                n as isize,
-                                1,
+                                (yc.as_mut_ptr().add(lo), n, 1),
                             );
                         }
                     }
@@ -397,37 +368,56 @@ impl Tiles {
                             .fill(0.0);
                     }
                 }
-                for t in 0..tiles {
-                    let r0 = t * size;
-                    let rows = size.min(n - r0);
-                    let (lo, w) = (self.lo[t], self.width[t]);
-                    let Block::Dense(off) = self.block[t] else {
-                        continue;
-                    };
-                    let b = &self.data[off..off + rows * w];
+                for (r0, rows, lo, w, b) in (0..tiles).filter_map(|t| self.dense(t, n)) {
                     // SAFETY: A = Bᵀ reads b[i w + k], B reads x[base + (r0 + i) inner + c0 + c]
                     // (c < cc), C updates Y[o][lo + k][c0 + c]: columns owned by this task.
                     unsafe {
-                        matrixmultiply::dgemm(
-                            w,
-                            rows,
-                            cc,
+                        gemm(
+                            (w, rows, cc),
+                            (b.as_ptr(), 1, w),
+                            (x.as_ptr().add(base + r0 * inner + c0), inner, 1),
                             1.0,
-                            b.as_ptr(),
-                            1,
-                            w as isize,
-                            x.as_ptr().add(base + r0 * inner + c0),
-                            inner as isize,
-                            1,
-                            1.0,
-                            out.0.add(base + lo * inner + c0),
-                            inner as isize,
-                            1,
+                            (out.0.add(base + lo * inner + c0), inner, 1),
                         );
                     }
                 }
             });
         }
+    }
+}
+
+/// C ← A·B + β C with `matrixmultiply::dgemm`, for (m, k, n) = `shape`, A m×k, B k×n, C m×n,
+/// each given as (pointer, row stride, column stride) in elements.
+///
+/// # Safety
+/// Every element the shapes and strides address must lie inside the allocation behind its
+/// pointer, and C must not overlap A or B.
+#[inline]
+unsafe fn gemm(
+    (m, k, n): (usize, usize, usize),
+    (a, rsa, csa): (*const f64, usize, usize),
+    (b, rsb, csb): (*const f64, usize, usize),
+    beta: f64,
+    (c, rsc, csc): (*mut f64, usize, usize),
+) {
+    // SAFETY: forwarded from the caller's contract.
+    unsafe {
+        matrixmultiply::dgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a,
+            rsa as isize,
+            csa as isize,
+            b,
+            rsb as isize,
+            csb as isize,
+            beta,
+            c,
+            rsc as isize,
+            csc as isize,
+        );
     }
 }
 

@@ -55,8 +55,9 @@
 //! a Gaussian). The default ties ε to the displacement of the step rather than to the mesh:
 //! ε = clamp(0.25 τ² F², h², ε_max), F² the mean squared driving force at ρⁿ, so the bias
 //! relative to the driving terms is O(τ), like the time discretisation itself, and the
-//! iteration count ~ ½ ln(1/tol) √(1 + 2τβ/ε) does not grow as h → 0 (until the blur reaches
-//! its cap). The floor h² (blur of 0.7 cell) avoids lock-in: for ε ≪ h² the plan can no
+//! iteration count ~ ½ ln(1/tol) √(1 + 2τβ/ε) does not grow as h → 0 (ε_max = max(h²,
+//! min(4τβ·2.5 %, diam²/100)) does not depend on h either; why no mesh-tied cap, ε-schedule or
+//! coarse correction could bound it: [`epsilon`]). The floor h² (blur of 0.7 cell) avoids lock-in: for ε ≪ h² the plan can no
 //! longer move mass by less than a cell. By default (`debias`) the first-order bias is removed:
 //! the proximal map runs at the temperature β − ε/(4τ) (the step stays convex; derivation and
 //! bounds in [`epsilon`]), so what remains is second order in ε — on coarse meshes, where the
@@ -191,7 +192,7 @@ impl SinkhornSolver {
     }
 
     /// The ε a step uses and what it implies: [`SinkhornParams::epsilon`] when set, else the
-    /// default rule ε = clamp(c τ² F², 2h², ε_max) (module [`epsilon`]), with the entropic bias
+    /// default rule ε = clamp(c τ² F², h², ε_max) (module [`epsilon`]), with the entropic bias
     /// (an extra temperature ε/(4τ)) and the estimated iteration count.
     ///
     /// ```rust
@@ -460,12 +461,13 @@ impl SinkhornSolver {
         notes.push(format!("over-relaxation: largest omega {omega_used:.3}"));
         notes.push(match log_from {
             None => format!(
-                "scaling domain with absorption throughout ({absorptions} absorptions; kernel bandwidths {:?})",
+                "scaling domain with absorption throughout ({absorptions} absorptions; kernel bandwidths {:?}; kernel storage {} bytes)",
                 kernel
                     .bandwidths()
                     .iter()
                     .map(|w| w.round() as usize)
-                    .collect::<Vec<_>>()
+                    .collect::<Vec<_>>(),
+                kernel.storage_bytes()
             ),
             Some((0, _, why)) if prm.log_domain == LogDomain::Always => {
                 format!("log-domain: always ({why})")
@@ -718,8 +720,10 @@ impl StepSolver for SinkhornSolver {
     /// From `solve_step`: about 24 arrays over the kernel's layout (the full grid G with the tensor
     /// kernel: the stage buffers, p, ln p, ln |K|, the potential, g, the mask, the cell map and
     /// the transport-cost scratch), plus the kernel: per axis n_a rows of at most
-    /// 2√(θ ε_max)/h_a + 2·TILE stored entries (θ the truncation level at `tol`, ε_max the
-    /// largest ε the step can use: `epsilon` when set, else the default rule's cap 2(32h)²,
+    /// 2√(θ ε_max)/h_a + 2·TILE stored entries (on a 1D line one such row per tile of TILE rows,
+    /// the Toeplitz-factored form; tiles of far tails where that form would under- or overflow
+    /// are stored dense and not counted) (θ the truncation level at `tol`, ε_max the
+    /// largest ε the step can use: `epsilon` when set, else the default rule's cap diam²/100,
     /// or the first ε-scaling stage when larger), doubled for the cost-weighted copy the
     /// transport cost builds. With the dense kernel: the N×N matrix
     /// ([`GibbsKernel::dense_bytes`], refused above `dense_limit_bytes` by the kernel itself).
@@ -731,7 +735,7 @@ impl StepSolver for SinkhornSolver {
                 let mut eps_max = self
                     .params
                     .epsilon
-                    .unwrap_or(2.0 * (epsilon::MAX_BLUR_CELLS * h).powi(2));
+                    .unwrap_or((h * h).max(epsilon::diameter2(mesh) / 100.0));
                 if self.params.epsilon_scaling.enabled {
                     let start = self
                         .params
@@ -741,6 +745,7 @@ impl StepSolver for SinkhornSolver {
                     eps_max = eps_max.max(start);
                 }
                 let theta = scaling::truncation_level(self.params.tol, &g.cells);
+                let line = g.cells.len() == 1;
                 let bytes: f64 = g
                     .cells
                     .iter()
@@ -748,7 +753,14 @@ impl StepSolver for SinkhornSolver {
                     .map(|(&n, h)| {
                         let band = (2.0 * (theta * eps_max).sqrt() / h + 2.0 * kernel::TILE as f64)
                             .min(n as f64);
-                        2.0 * 8.0 * n as f64 * band
+                        // A line stores its tiles Toeplitz-factored: one row of b per tile of
+                        // TILE rows, the row scales a and the table (module `kernel`).
+                        let rows = if line {
+                            (n as f64 / kernel::TILE as f64).ceil() + 3.0
+                        } else {
+                            n as f64
+                        };
+                        2.0 * 8.0 * rows * band
                     })
                     .sum();
                 (g.len() as u64, bytes as u64)

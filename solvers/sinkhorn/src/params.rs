@@ -101,7 +101,7 @@ impl Default for EpsilonScaling {
 /// Parameters of [`crate::SinkhornSolver`] (serde: unknown fields are rejected, missing ones
 /// take the defaults).
 ///
-/// Defaults: ε from the default rule (`epsilon_factor = 0.25`), `tol = 1e-10`, 50 000 iterations, `almost_tol = 1e-6`,
+/// Defaults: ε from the default rule (`epsilon_factor = 0.25`, `max_extra_temperature = 0.025`), `tol = 1e-10`, 50 000 iterations, `almost_tol = 1e-6`,
 /// ε-scaling off, log domain `auto`, kernel `auto`, automatic over-relaxation capped at 1.95,
 /// the global thread pool, dense kernels up to 512 MiB, no history, entropic bias removed to
 /// first order (`debias`).
@@ -117,12 +117,19 @@ impl Default for EpsilonScaling {
 #[serde(default, deny_unknown_fields)]
 pub struct SinkhornParams {
     /// Entropic regularisation ε (units of the cost |x − y|², i.e. length²). `None`: the
-    /// default rule ε = clamp(`epsilon_factor` · τ² · F², 2h², ε_max) of each step (see
+    /// default rule ε = clamp(`epsilon_factor` · τ² · F², h², ε_max) of each step (see
     /// [`crate::SinkhornSolver::epsilon_for`] and the crate docs).
     pub epsilon: Option<f64>,
     /// The constant c of the default rule ε = c τ² F² (F² the mean squared driving force at
     /// ρⁿ): the entropic bias is then of the order of the step's own time-discretisation error.
     pub epsilon_factor: f64,
+    /// Largest extra temperature ε/(4τ) of the default rule, as a fraction of β: ε ≤ 4τβ·this
+    /// (with entropy). What `debias` leaves is second order in this fraction, the iteration count
+    /// grows as its −½ power, and on long lines the work of a step does not depend on it (the
+    /// band narrows as the count grows; module docs of `epsilon`). Measured on OU 1D at 16384
+    /// cells, τ = 1: 0.1 gave 22 iterations and an L1 error 4.6e-3 against the exact JKO
+    /// iterate, 0.025 (the default) 48 iterations and 3.0e-4, in the same CPU time.
+    pub max_extra_temperature: f64,
     /// Stop when the relative ℓ¹ violation of the first marginal ‖π1 − p‖₁/‖p‖₁ is below this.
     pub tol: f64,
     /// Cap on the total number of iterations over the ε schedule (one iteration = one update
@@ -171,6 +178,7 @@ impl Default for SinkhornParams {
         SinkhornParams {
             epsilon: None,
             epsilon_factor: 0.25,
+            max_extra_temperature: 0.025,
             tol: 1e-10,
             max_iter: 50_000,
             almost_tol: 1e-6,
@@ -221,6 +229,13 @@ impl SinkhornParams {
             return Err(InputError::parameter(
                 "solver.epsilon_factor",
                 self.epsilon_factor,
+                "must be finite and > 0",
+            ));
+        }
+        if !(self.max_extra_temperature.is_finite() && self.max_extra_temperature > 0.0) {
+            return Err(InputError::parameter(
+                "solver.max_extra_temperature",
+                self.max_extra_temperature,
                 "must be finite and > 0",
             ));
         }
