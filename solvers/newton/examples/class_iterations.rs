@@ -12,41 +12,14 @@ use jko_newton::{NewtonParams, NewtonSolver};
 use ndarray::Array1;
 use std::time::Instant;
 
-fn gaussian(mesh: &Mesh, mean: &[f64], std: &[f64], mass: f64) -> Array1<f64> {
-    let raw = mesh.sample(|x| {
-        let q: f64 = x
-            .iter()
-            .zip(mean)
-            .zip(std)
-            .map(|((a, m), s)| (a - m) * (a - m) / (2.0 * s * s))
-            .sum();
-        (-q).exp()
-    });
-    let total = mesh.mass(&raw);
-    raw * (mass / total)
-}
+// The test problems (Gaussian data, crowd-2d) are the integration tests' own.
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::{crowd_2d, gaussian};
 
+/// data/examples/crowd-2d.toml on an n × n grid (3 steps of τ = 0.2).
 fn crowd(n: usize) -> (Mesh, Energy, Array1<f64>, f64) {
-    let (lo, hi) = (-5.0, 5.0);
-    let h = (hi - lo) / n as f64;
-    let mask: Vec<bool> = (0..n * n)
-        .map(|i| {
-            let x = lo + (i / n) as f64 * h + 0.5 * h;
-            let y = lo + (i % n) as f64 * h + 0.5 * h;
-            (x - 1.0).powi(2) + y * y > 1.2 * 1.2
-        })
-        .collect();
-    let mesh = Mesh::masked_grid(&[n, n], &[lo, lo], &[hi, hi], Some(mask)).unwrap();
-    let energy = Energy {
-        entropy: Some(0.01),
-        potential: Some(Potential::Quadratic {
-            center: vec![4.0, 0.0],
-            stiffness: 1.0,
-        }),
-        max_density: Some(1.0),
-        ..Energy::default()
-    };
-    let rho = gaussian(&mesh, &[-2.5, 0.0], &[1.5, 1.5], 10.0);
+    let (mesh, energy, rho) = crowd_2d(n);
     (mesh, energy, rho, 0.2)
 }
 
