@@ -40,6 +40,7 @@
 use crate::scheme::{End, PathProblem};
 use clarabel::algebra::CscMatrix;
 use clarabel::qdldl::{QDLDLFactorisation, QDLDLSettingsBuilder};
+use jko_core::StepEnergy;
 use ndarray::Array1;
 
 /// A point of the path problem: densities of every level (fixed ones included), fluxes and
@@ -1116,14 +1117,12 @@ pub(crate) fn polish(
         }
         End::Fixed(_) => false,
     };
-    let cap = match problem.end {
-        End::Free(e) => {
-            e.entropy.is_some() && e.max_density.is_some() && problem.scheme.intervals() == 1
-        }
-        End::Fixed(_) => false,
-    };
-    if cap {
-        return polish_under_cap(problem, point, settings);
+    if let End::Free(e) = problem.end
+        && let Some(rho_max) = e.max_density
+        && e.entropy.is_some()
+        && problem.scheme.intervals() == 1
+    {
+        return polish_under_cap(problem, point, settings, e, rho_max);
     }
     if !homotopy {
         return polish_with(problem, point, settings, (0.0, 0.0), INITIAL_HOLD);
@@ -1182,7 +1181,8 @@ const CAP_STAGE_TOL: f64 = 1e-6;
 /// held at the cap in its last, direct polish.
 const CAP_HOLD: f64 = 1e-6;
 
-/// [`polish`] of a one-step problem with entropy and a congestion cap ρ ≤ ρ_max.
+/// [`polish`] of a one-step problem with entropy and a congestion cap ρ ≤ ρ_max (`e`'s
+/// `max_density`).
 ///
 /// The direct polish finds the cells at the cap by holding every cell that a Newton step
 /// carries over it, from wherever it was: on a crowd whose congested region grows
@@ -1201,13 +1201,9 @@ fn polish_under_cap(
     problem: &PathProblem<'_>,
     point: &mut PathPoint,
     settings: PolishSettings,
+    e: &StepEnergy,
+    rho_max: f64,
 ) -> PolishReport {
-    let End::Free(e) = problem.end else {
-        return polish_with(problem, point, settings, (0.0, 0.0), INITIAL_HOLD);
-    };
-    let Some(rho_max) = e.max_density else {
-        return polish_with(problem, point, settings, (0.0, 0.0), INITIAL_HOLD);
-    };
     let mut trial = point.clone();
     let top = peak(&trial);
     let last = trial.densities.len() - 1;
