@@ -3,9 +3,10 @@
 //! per step the status, Newton iterations, time and mass error, at the end the L1 error
 //! against the exact solution when one is known (Ornstein–Uhlenbeck JKO iterates, Barenblatt).
 //!
-//! `cargo run --release -p jko-bfm --example cases -- data/compare/robust/*.toml`
+//! `cargo run --profile test -p jko-bfm --example cases -- data/compare/robust/*.toml`
 //! (`BFM_CELLS=64,64` overrides the mesh size, `BFM_STEPS=n` the number of steps,
-//! `BFM_NPY=path.npy` writes the last density as a flat float64 .npy file).
+//! `BFM_NPY=path.npy` writes the last density as a flat float64 .npy file, `BFM_SPLIT=1` splits
+//! the Barenblatt L1 error into bulk / edge layer / outside the exact support and prints one row).
 use jko_bfm::{BfmParams, BfmSolver};
 use jko_core::exact::{Barenblatt, Gaussian, OrnsteinUhlenbeck};
 use jko_core::{Energy, Interaction, JkoStep, Mesh, Potential, StepSolver, WarmStart};
@@ -234,6 +235,54 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "  L1 vs Barenblatt at t = {t1} {:.3e} ({total:.2} s)",
                 l1(&|x| mass0 * b.density(t1, x))
             );
+            if std::env::var("BFM_SPLIT").is_ok() {
+                // Where the error sits: the bulk (exact ≥ 0.3 max), the edge layer
+                // (0 < exact < 0.3 max) and outside the exact support; and one row's profile.
+                let exact: Vec<f64> = (0..mesh.n_cells())
+                    .map(|k| mass0 * b.density(t1, mesh.centre(k)))
+                    .collect();
+                let top = exact.iter().fold(0.0f64, |a, &x| a.max(x));
+                let mut parts = [0.0; 3];
+                let mut signed = [0.0; 3];
+                for k in 0..mesh.n_cells() {
+                    let part = if exact[k] >= 0.3 * top {
+                        0
+                    } else if exact[k] > 0.0 {
+                        1
+                    } else {
+                        2
+                    };
+                    parts[part] += mesh.volumes()[k] * (rho[k] - exact[k]).abs();
+                    signed[part] += mesh.volumes()[k] * (rho[k] - exact[k]);
+                }
+                println!(
+                    "  L1 bulk/edge/outside {:.3e} {:.3e} {:.3e}, signed {:.3e} {:.3e} {:.3e}",
+                    parts[0], parts[1], parts[2], signed[0], signed[1], signed[2]
+                );
+                let (row, width) = if d == 2 {
+                    (cells[0] / 2, cells[1])
+                } else {
+                    (0, cells[0])
+                };
+                let line: Vec<String> = (width / 2..width)
+                    .map(|j| {
+                        let k = row * width + j;
+                        format!("{:.3}/{:.3}", rho[k], exact[k])
+                    })
+                    .collect();
+                println!("  row {row}: {}", line.join(" "));
+                let mut worst: Vec<usize> = (0..mesh.n_cells()).collect();
+                worst.sort_by(|&a, &b| {
+                    (rho[b] - exact[b])
+                        .abs()
+                        .total_cmp(&(rho[a] - exact[a]).abs())
+                });
+                let list: Vec<String> = worst[..12]
+                    .iter()
+                    .map(|&k| format!("{k}:{:.3}/{:.3}", rho[k], exact[k]))
+                    .collect();
+                println!("  worst cells {}", list.join(" "));
+            }
         } else {
             println!("  ({total:.2} s)");
         }

@@ -5,20 +5,11 @@ use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
 use jko_core::{Energy, JkoStep, Mesh, Potential, StepSolver, WarmStart};
 use std::time::Instant;
 
+mod common;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let sizes: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|s| s.parse().ok())
-        .collect();
-    let sizes = if sizes.is_empty() {
-        vec![64, 128]
-    } else {
-        sizes
-    };
-    let tol: f64 = std::env::var("BFM_TOL")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1e-9);
+    let sizes = common::sizes_from_args(&[64, 128]);
+    let tol: f64 = common::env_or("BFM_TOL", 1e-9);
     let tau = 0.1;
     let steps = 3;
     let g0 = Gaussian::diagonal(&[1.0, -0.5], &[0.5, 0.8]);

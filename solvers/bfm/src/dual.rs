@@ -41,6 +41,16 @@ impl LocalDual {
         self.cap
     }
 
+    /// The exponent m when the internal energy is the porous medium without entropy: then
+    /// U'(0) = 0 is finite and the edge of a compact support is a free boundary where the
+    /// pressure vanishes.
+    pub fn free_boundary_exponent(&self) -> Option<f64> {
+        match (self.beta, self.m) {
+            (None, Some(m)) => Some(m),
+            _ => None,
+        }
+    }
+
     #[cfg(test)]
     /// Internal energy density U(s) (without the cap).
     pub fn u(&self, s: f64) -> f64 {

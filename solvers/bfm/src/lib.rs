@@ -65,11 +65,12 @@ const NAME: &str = "bfm";
 
 /// The back-and-forth backend (`"bfm"`): exact-W² JKO steps on uniform 1D–3D grids.
 ///
-/// Treats entropy, potentials and the frozen interaction on uniform grids without masks.
-/// It refuses (through [`StepSolver::check_supported`], before any step) an energy without
-/// entropy (ρ = (U*)'(φ − V) is then not a function of φ), the porous medium and the
-/// congestion cap (their iteration is not yet reliable or fast: see the notes of issue 20), masked
-/// grids and meshes without grid structure.
+/// Treats entropy or the porous medium (not both), potentials and the frozen interaction on
+/// uniform grids without masks. It refuses (through [`StepSolver::check_supported`], before any
+/// step) an energy without entropy or porous medium (ρ = (U*)'(φ − V) is then not a function
+/// of φ), the porous medium together with entropy (not validated), the congestion cap (its
+/// iteration is slow: see the notes of issue 20), masked grids and meshes without grid
+/// structure.
 ///
 /// ```rust
 /// use jko_bfm::{BfmParams, BfmSolver};
@@ -81,8 +82,13 @@ const NAME: &str = "bfm";
 /// let heat = Energy { entropy: Some(1.0), ..Energy::default() };
 /// assert!(bfm.check_supported(&mesh, &heat.terms()).is_ok());
 /// let porous = Energy { porous: Some(2.0), ..Energy::default() };
-/// let err = bfm.check_supported(&mesh, &porous.terms()).unwrap_err();
+/// assert!(bfm.check_supported(&mesh, &porous.terms()).is_ok());
+/// let mixed = Energy { porous: Some(2.0), entropy: Some(0.1), ..Energy::default() };
+/// let err = bfm.check_supported(&mesh, &mixed.terms()).unwrap_err();
 /// assert!(matches!(err, StepError::Unsupported { term: EnergyTerm::Porous, .. }));
+/// let crowd = Energy { entropy: Some(0.1), max_density: Some(1.0), ..Energy::default() };
+/// let err = bfm.check_supported(&mesh, &crowd.terms()).unwrap_err();
+/// assert!(matches!(err, StepError::Unsupported { term: EnergyTerm::MaxDensity, .. }));
 /// let masked = Mesh::masked_grid(&[4, 4], &[0.0, 0.0], &[1.0, 1.0], Some((0..16).map(|k| k != 0).collect()))?;
 /// let err = bfm.supports_mesh(&masked).unwrap_err();
 /// assert!(matches!(err, StepError::UnsupportedMesh { .. }), "{err}");
@@ -180,11 +186,15 @@ impl StepSolver for BfmSolver {
     }
 
     fn treats(&self, term: EnergyTerm) -> bool {
-        // The porous medium and the cap have their dual maps in `dual` and are solved by
-        // `step` when called directly, but are refused by `check_supported` (see there).
+        // The cap has its dual map in `dual` and is solved by `step` when called directly,
+        // but is refused by `check_supported` (see there), as is the porous medium together
+        // with entropy.
         matches!(
             term,
-            EnergyTerm::Entropy | EnergyTerm::Potential | EnergyTerm::Interaction
+            EnergyTerm::Entropy
+                | EnergyTerm::Porous
+                | EnergyTerm::Potential
+                | EnergyTerm::Interaction
         )
     }
 
@@ -205,12 +215,6 @@ impl StepSolver for BfmSolver {
         self.supports_mesh(mesh)?;
         if let Some(&term) = terms.iter().find(|t| !self.treats(**t)) {
             let hint = match term {
-                EnergyTerm::Porous => {
-                    ": the Newton iteration does not yet converge reliably at the moving edge of \
-                     a compactly supported density (measured on Barenblatt profiles: m = 3 \
-                     stalls at step 2 at 64^2 and 128^2, m = 2 needs continuation and is less \
-                     accurate than newton at 64^2); use conic or newton"
-                }
                 EnergyTerm::MaxDensity => {
                     ": with the cap the Newton iteration is slow (measured: 100-130 Newton \
                      iterations, 9000-18000 GMRES products per step for crowd motion at 32^2) \
@@ -222,6 +226,17 @@ impl StepSolver for BfmSolver {
                 solver: NAME.into(),
                 term,
                 hint: hint.into(),
+            });
+        }
+        if terms.contains(&EnergyTerm::Porous) && terms.contains(&EnergyTerm::Entropy) {
+            // The free-boundary edge rule needs U'(0) finite (porous alone); with entropy the
+            // support is the whole grid, but the mixed dual map has not been measured.
+            return Err(StepError::Unsupported {
+                solver: NAME.into(),
+                term: EnergyTerm::Porous,
+                hint: " together with entropy: not yet validated (the porous medium alone and \
+                       entropy alone are); use conic or newton"
+                    .into(),
             });
         }
         let internal = terms
@@ -281,7 +296,10 @@ impl StepSolver for BfmSolver {
             Some(v) => lat.to_box(v, 0.0),
             None => vec![0.0; lat.len],
         };
-        let grid = SourceGrid::new(&lat, &mu);
+        let grid = match local.free_boundary_exponent() {
+            Some(m) => SourceGrid::new(&lat, &mu).with_pressure_edges(&mu, m),
+            None => SourceGrid::new(&lat, &mu),
+        };
         let model = SourceModel {
             grid: &grid,
             tau: problem.tau,
@@ -312,9 +330,23 @@ impl StepSolver for BfmSolver {
             });
         }
         // The target potential φ = ψ^c̄ and the new density ρ(φ − V), shifted to the mass.
+        // At free-boundary edges (porous medium) the source potential is continued to the
+        // edge of the support by its ghost values (SourceModel::ghost_extension). ψ^c̄ over
+        // more points is larger, so (ψ, φ) stays c-feasible on the source cells.
         let mut ct = CTransform::new(&lat, problem.tau);
         let mut phi = Vec::with_capacity(lat.len);
-        ct.cbar_transform(&lat, &out.psi, |i| grid.in_s[i], true, &mut phi);
+        let ghosts = model.ghost_extension(&out.psi);
+        if ghosts.is_empty() {
+            ct.cbar_transform(&lat, &out.psi, |i| grid.in_s[i], true, &mut phi);
+        } else {
+            let mut psi_ext = out.psi.clone();
+            let mut ghost = vec![false; lat.len];
+            for &(i, g) in &ghosts {
+                psi_ext[i] = g;
+                ghost[i] = true;
+            }
+            ct.cbar_transform_bounded(&lat, &psi_ext, |i| grid.in_s[i] || ghost[i], &mut phi);
+        }
         let pv: Vec<f64> = phi.iter().zip(&v).map(|(a, b)| a - b).collect();
         let shift = local
             .mass_shift(&pv, |i| lat.is_active(i), lat.volume, mass)

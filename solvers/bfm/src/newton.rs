@@ -112,13 +112,7 @@ fn newton_stage(
         );
         counters.1 += info.iterations;
         if std::env::var("BFM_DEBUG").is_ok() {
-            let (mut worst, mut at) = (0.0f64, 0usize);
-            for (i, x) in ws.r.iter().enumerate() {
-                if x.abs() > worst {
-                    worst = x.abs();
-                    at = i;
-                }
-            }
+            let (worst, at) = largest(ws.r.iter().map(|x| x.abs()));
             eprintln!(
                 "tau {:.3e} merit {:.3e} marginal {:.3e} max|r| {:.3e} at {:?} mu {:.3e}; gmres {} its rel {:.1e} eta {:.1e}",
                 model.tau,
@@ -136,11 +130,7 @@ fn newton_stage(
         let mut lambda = 1.0;
         let mut accepted = None;
         for _ in 0..40 {
-            ws.trial
-                .par_iter_mut()
-                .zip(psi.par_iter())
-                .zip(&ws.dir)
-                .for_each(|((t, p), d)| *t = p + lambda * d);
+            along(&mut ws.trial, psi, &ws.dir, lambda);
             if let Some(e) = model.evaluate(&ws.trial, &mut ws.fields, &mut ws.r_trial, None)
                 && e.merit <= (1.0 - 1e-4 * lambda) * eval.merit
             {
@@ -153,19 +143,10 @@ fn newton_stage(
             if std::env::var("BFM_DEBUG").is_ok() {
                 let mut l = 1.0;
                 for _ in 0..6 {
-                    ws.trial
-                        .par_iter_mut()
-                        .zip(psi.par_iter())
-                        .zip(&ws.dir)
-                        .for_each(|((t, p), d)| *t = p + l * d);
+                    along(&mut ws.trial, psi, &ws.dir, l);
                     let e = model.evaluate(&ws.trial, &mut ws.fields, &mut ws.r_trial, None);
-                    let (mut worst, mut at) = (0.0f64, 0usize);
-                    for (i, x) in ws.r_trial.iter().enumerate() {
-                        if (x - ws.r[i]).abs() > worst {
-                            worst = (x - ws.r[i]).abs();
-                            at = i;
-                        }
-                    }
+                    let (worst, at) =
+                        largest(ws.r_trial.iter().zip(&ws.r).map(|(x, y)| (x - y).abs()));
                     eprintln!(
                         "  line search failed: lambda {l:.2e} merit {:?} (from {:.3e}); largest change {worst:.2e} at {:?} mu {:.2e} r {:.2e} -> {:.2e}",
                         e.map(|e| e.merit),
@@ -206,6 +187,23 @@ fn newton_stage(
         end: StageEnd::Failed("the Newton iteration budget ran out"),
         marginal: eval.marginal,
     }
+}
+
+/// trial ← ψ + λ·direction.
+fn along(trial: &mut [f64], psi: &[f64], direction: &[f64], lambda: f64) {
+    trial
+        .par_iter_mut()
+        .zip(psi.par_iter())
+        .zip(direction)
+        .for_each(|((t, p), d)| *t = p + lambda * d);
+}
+
+/// The largest value and its index (0, 0 when empty): where a debug print points.
+fn largest(values: impl Iterator<Item = f64>) -> (f64, usize) {
+    values.enumerate().fold(
+        (0.0f64, 0usize),
+        |(w, at), (i, x)| if x > w { (x, i) } else { (w, at) },
+    )
 }
 
 fn mask(v: &mut [f64], in_s: &[bool]) {

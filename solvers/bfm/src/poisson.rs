@@ -48,18 +48,7 @@ impl Helmholtz {
     /// In place: f ← (a I + b(−Δ))⁻¹ f, a ≥ 0, b > 0.
     pub fn solve(&mut self, f: &mut [f64], a: f64, b: f64) {
         let d = self.shape.len();
-        for axis in 0..d {
-            let t = self.dct[axis].clone();
-            let scratch_len = t.get_scratch_len();
-            for_each_line(
-                f,
-                &self.shape,
-                axis,
-                &mut self.buffer,
-                || vec![0.0; scratch_len],
-                |s, line| t.process_dct2_with_scratch(line, s),
-            );
-        }
+        self.along_every_axis(f, |t, line, s| t.process_dct2_with_scratch(line, s));
         let last = d - 1;
         let n_last = self.shape[last];
         let eigen = &self.eigen;
@@ -78,7 +67,17 @@ impl Helmholtz {
                 *v = if denom > 0.0 { *v * scale / denom } else { 0.0 };
             }
         });
-        for axis in 0..d {
+        self.along_every_axis(f, |t, line, s| t.process_dct3_with_scratch(line, s));
+    }
+
+    /// Applies the 1D transform `apply` (a DCT-II or DCT-III) to every grid line of `f`, one
+    /// axis after the other.
+    fn along_every_axis(
+        &mut self,
+        f: &mut [f64],
+        apply: impl Fn(&dyn TransformType2And3<f64>, &mut [f64], &mut [f64]) + Sync,
+    ) {
+        for axis in 0..self.shape.len() {
             let t = self.dct[axis].clone();
             let scratch_len = t.get_scratch_len();
             for_each_line(
@@ -87,7 +86,7 @@ impl Helmholtz {
                 axis,
                 &mut self.buffer,
                 || vec![0.0; scratch_len],
-                |s, line| t.process_dct3_with_scratch(line, s),
+                |s, line| apply(t.as_ref(), line, s),
             );
         }
     }

@@ -194,10 +194,21 @@ impl Authors<'_> {
     }
 }
 
+/// The square grid n² on [lower, upper]², n from the environment variable BFM_N (default
+/// `default_n`), and its lattice.
+fn square_grid(default_n: usize, lower: f64, upper: f64) -> (jko_core::Mesh, Lattice) {
+    let n: usize = std::env::var("BFM_N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default_n);
+    let mesh = jko_core::Mesh::grid(&[n, n], &[lower; 2], &[upper; 2]).unwrap();
+    let lat = Lattice::of_mesh(&mesh).unwrap();
+    (mesh, lat)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jko_core::Mesh;
     use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
 
     /// Their porous example (m = 2, three squares of mass 0.02 on [0,1]², V = |x − (0.9, 0.9)|²/2,
@@ -206,12 +217,7 @@ mod tests {
     #[test]
     #[ignore]
     fn authors_porous() {
-        let n: usize = std::env::var("BFM_N")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(128);
-        let mesh = Mesh::grid(&[n, n], &[0.0, 0.0], &[1.0, 1.0]).unwrap();
-        let lat = Lattice::of_mesh(&mesh).unwrap();
+        let (mesh, lat) = super::square_grid(128, 0.0, 1.0);
         let inside =
             |x: &[f64], c: [f64; 2]| (x[0] - c[0]).abs() < 0.1 && (x[1] - c[1]).abs() < 0.1;
         let mut mu: Vec<f64> = lat.to_box(
@@ -271,12 +277,7 @@ mod tests {
     #[test]
     #[ignore]
     fn authors_ou() {
-        let n: usize = std::env::var("BFM_N")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(64);
-        let mesh = Mesh::grid(&[n, n], &[-5.0, -5.0], &[5.0, 5.0]).unwrap();
-        let lat = Lattice::of_mesh(&mesh).unwrap();
+        let (mesh, lat) = super::square_grid(64, -5.0, 5.0);
         let g0 = Gaussian::diagonal(&[1.0, -0.5], &[0.5, 0.8]);
         let g1 = OrnsteinUhlenbeck::standard(2).jko_step(&g0, 0.1);
         let mu = lat.to_box(&mesh.sample(|x| g0.density(x)), 0.0);
@@ -320,23 +321,28 @@ mod tests {
 #[cfg(test)]
 mod timing {
     use crate::dual::LocalDual;
-    use crate::lattice::Lattice;
     use crate::poisson::Helmholtz;
     use crate::source::{Fields, SourceGrid, SourceModel};
-    use jko_core::Mesh;
     use std::time::Instant;
+
+    /// Prints the mean wall time of `reps` calls of `f`.
+    fn time(label: &str, reps: usize, mut f: impl FnMut()) {
+        let t = Instant::now();
+        for _ in 0..reps {
+            f();
+        }
+        eprintln!(
+            "{label}: {:.2} ms",
+            t.elapsed().as_secs_f64() * 1e3 / reps as f64
+        );
+    }
 
     /// Time of the pieces of one Newton–Krylov iteration at 256². `cargo test --release -p
     /// jko-bfm pieces -- --ignored --nocapture`
     #[test]
     #[ignore]
     fn pieces() {
-        let n: usize = std::env::var("BFM_N")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(256);
-        let mesh = Mesh::grid(&[n, n], &[-5.0, -5.0], &[5.0, 5.0]).unwrap();
-        let lat = Lattice::of_mesh(&mesh).unwrap();
+        let (_, lat) = super::square_grid(256, -5.0, 5.0);
         let mu: Vec<f64> = (0..lat.len)
             .map(|i| {
                 let c = lat.coords(i);
@@ -365,39 +371,19 @@ mod timing {
         let mut r = vec![0.0; lat.len];
         let mut coef = vec![[0.0; 10]; lat.len];
         let reps = 20;
-        let t = Instant::now();
-        for _ in 0..reps {
+        time("evaluate with coefficients", reps, || {
             model.evaluate(&psi, &mut fields, &mut r, Some(&mut coef));
-        }
-        eprintln!(
-            "evaluate with coefficients: {:.2} ms",
-            t.elapsed().as_secs_f64() * 1e3 / reps as f64
-        );
-        let t = Instant::now();
-        for _ in 0..reps {
+        });
+        time("evaluate", reps, || {
             model.evaluate(&psi, &mut fields, &mut r, None);
-        }
-        eprintln!(
-            "evaluate: {:.2} ms",
-            t.elapsed().as_secs_f64() * 1e3 / reps as f64
-        );
+        });
         let mut out = vec![0.0; lat.len];
-        let t = Instant::now();
-        for _ in 0..reps {
+        time("apply", reps, || {
             model.apply(&coef, &psi, &mut fields, &mut out);
-        }
-        eprintln!(
-            "apply: {:.2} ms",
-            t.elapsed().as_secs_f64() * 1e3 / reps as f64
-        );
+        });
         let mut hh = Helmholtz::new(&lat);
-        let t = Instant::now();
-        for _ in 0..reps {
+        time("helmholtz", reps, || {
             hh.solve(&mut out, 1.0, 0.1);
-        }
-        eprintln!(
-            "helmholtz: {:.2} ms",
-            t.elapsed().as_secs_f64() * 1e3 / reps as f64
-        );
+        });
     }
 }
