@@ -928,6 +928,14 @@ impl ConicSolver {
                 return None;
             }
             let rho = &solved.path.densities[1];
+            // What happened on the restricted program (an interior point rerun at a tighter
+            // tolerance, its polish) stays on record.
+            notes.extend(
+                solved
+                    .notes
+                    .iter()
+                    .map(|n| format!("restricted program: {n}")),
+            );
             if restriction.touches_wall(rho, self.params.polish_tol) {
                 notes.push(format!(
                     "the restriction to {} cells ({margin} layers around the support of ρⁿ) \
