@@ -6,6 +6,11 @@
 //! B = 3 cuts the tails at 1e-14 of the peak), `--verbose` prints Clarabel's log of the
 //! default-tolerance runs.
 
+// max|Δρ| and max ρ as the tests measure them (tests/common).
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{max_abs, max_abs_diff};
 use jko_conic::{ConicParams, ConicSolver};
 use jko_core::exact::Gaussian;
 use jko_core::{Energy, JkoStep, Mesh, Potential, StepSolver};
@@ -59,12 +64,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let p = JkoStep::new(&mesh, &rho, 0.1, &e)?;
             let a = default.step(&p, None)?;
             let b = tight.step(&p, None)?;
-            let max = b.rho.iter().fold(0.0f64, |a, &r| a.max(r));
-            let d = a
-                .rho
-                .iter()
-                .zip(&b.rho)
-                .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
+            let (max, d) = (max_abs(&b.rho), max_abs_diff(&a.rho, &b.rho));
             println!(
                 "| {n}² | {step} | {:?} | {} | {:.2} | {:?} | {} | {:.2e} |",
                 a.info.status,

@@ -8,6 +8,11 @@
 //!   L and h.
 //! - `ou-h`, `ou-levels`: the same with only h (L = 16) or only L (N = 800) refined.
 
+// The cos² bump of the translation study is the tests' (tests/common).
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::cos2_bump;
 use jko_conic::{ConicParams, ConicSolver};
 use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
 use jko_core::{Energy, JkoStep, Mesh, Potential, StepSolver};
@@ -23,20 +28,12 @@ fn solver(levels: Option<usize>) -> ConicSolver {
 
 fn translation() -> Result<(), Box<dyn std::error::Error>> {
     let delta = 0.4;
-    let bump = |x: f64, a: f64| {
-        let z = (x - a) / 0.4;
-        if z.abs() < 1.0 {
-            (0.5 * std::f64::consts::PI * z).cos().powi(2)
-        } else {
-            0.0
-        }
-    };
     println!("| N | L | action/(δ² M) − 1 |");
     println!("|---|---|---|");
     for n in [50usize, 100, 200] {
         let mesh = Mesh::grid(&[n], &[-1.0], &[1.0])?;
-        let from = mesh.sample(|x| bump(x[0], -0.2));
-        let to = mesh.sample(|x| bump(x[0], -0.2 + delta));
+        let from = mesh.sample(|x| cos2_bump(x[0], -0.2));
+        let to = mesh.sample(|x| cos2_bump(x[0], -0.2 + delta));
         let mass = mesh.mass(&from);
         for l in [1usize, 2, 4, 8, 16] {
             match solver(Some(l)).transport(&mesh, &from, &to) {

@@ -167,7 +167,21 @@
 //! is not tried with a porous term or a congestion bound, whose active sets move by many cells
 //! (a porous front is released one cell per round of the polish: slower than Clarabel).
 //!
-//! ## Accuracy and status
+//! ## Restriction to the support
+//!
+//! ([`ConicParams::restrict_support`], default on.) Without entropy a density of compact
+//! support (porous media) keeps a compact support over one step, and every cone of the empty
+//! region is wasted work for Clarabel (porous m = 2 at 64²: 1020 cells with mass in ρⁿ, 1508
+//! after the step, 4096 in all). A one-step problem without entropy and without a warm start
+//! is therefore solved first on the cells within a margin of face-neighbour layers around the
+//! support of ρⁿ (module `support`: a wall of no flux around them, i.e. the whole problem with
+//! ρ = 0 imposed outside; the margin from the explicit velocity, widened when the answer has
+//! mass above `polish_tol` of its peak in the outermost layer). The restricted answer is then
+//! lifted to the whole mesh and polished there: `Solved` carries the certificate of the whole
+//! problem (every KKT row to `polish_tol`, every cell outside held at 0 with a multiplier of
+//! the right sign), so the restriction changes the cost, never the answer; when that
+//! certificate fails, the whole problem is solved as before.
+//!
 //!
 //! (Measurements of Clarabel alone, without polishing, which motivated it.)
 //! Accuracy of ρ is max|Δρ|/max ρ against a run at gap 1e-14 (measured, Clarabel 0.11.1):
@@ -224,6 +238,7 @@ mod polish;
 mod program;
 mod scheme;
 mod step_file;
+mod support;
 
 pub use program::SolveTiming;
 pub use step_file::{
@@ -334,6 +349,11 @@ pub struct ConicParams {
     /// and the explicit potential first (crate docs, "Polishing, warm start and defaults"),
     /// and run Clarabel only when it does not converge. `false`: always Clarabel first.
     pub newton_start: bool,
+    /// One-step scheme without entropy, ρⁿ with empty cells, no warm start: run Clarabel on
+    /// the cells within a few layers of the support of ρⁿ only and certify the answer on the
+    /// whole mesh by the polish (crate docs, "Restriction to the support"); `false`: Clarabel
+    /// on the whole mesh.
+    pub restrict_support: bool,
 }
 
 impl Default for ConicParams {
@@ -350,6 +370,7 @@ impl Default for ConicParams {
             polish: true,
             polish_tol: 1e-9,
             newton_start: true,
+            restrict_support: true,
         }
     }
 }
@@ -632,6 +653,7 @@ impl ConicSolver {
         let solved = match self
             .warm_polish(&path_problem, warm)
             .or_else(|| self.explicit_polish(&path_problem))
+            .or_else(|| self.restricted_solve(&path_problem))
         {
             Some(solved) => solved,
             None => self.solve_path(&path_problem)?,
@@ -865,6 +887,95 @@ impl ConicSolver {
                 start.elapsed().as_secs_f64(),
             )
         })
+    }
+
+    /// One-step scheme without entropy from a ρⁿ with empty cells: Clarabel (and the polish)
+    /// on the cells within a margin of the support of ρⁿ only, the answer then lifted and
+    /// certified on the whole problem by the polish (module `support`). `None` when it does
+    /// not apply (entropy, levels, a support that covers most of the mesh) or the certificate
+    /// fails; then the whole problem is solved.
+    fn restricted_solve(&self, pp: &PathProblem<'_>) -> Option<SolvedPath> {
+        let End::Free(energy) = pp.end else {
+            return None;
+        };
+        if !self.params.polish
+            || !self.params.restrict_support
+            || self.scheme() != Scheme::OneStep
+            || energy.entropy.is_some()
+        {
+            return None;
+        }
+        let mut margin = support::initial_margin(pp.mesh, pp.start, energy, pp.tau);
+        let (mut build, mut clarabel, mut polish_time, mut ipm_iterations, mut newton) =
+            (0.0, SolveTiming::default(), 0.0, 0, 0);
+        let mut notes = Vec::new();
+        loop {
+            let restriction = support::Restriction::new(pp, energy, margin)?;
+            let sub = PathProblem {
+                mesh: &restriction.mesh,
+                start: &restriction.start,
+                end: End::Free(&restriction.energy),
+                tau: pp.tau,
+                scheme: pp.scheme,
+            };
+            let solved = self.solve_path(&sub).ok()?;
+            build += solved.build;
+            clarabel = clarabel.plus(&solved.clarabel);
+            polish_time += solved.polish;
+            ipm_iterations += solved.ipm_iterations;
+            newton += solved.iterations - solved.ipm_iterations;
+            if solved.status != StepStatus::Solved {
+                return None;
+            }
+            let rho = &solved.path.densities[1];
+            // What happened on the restricted program (an interior point rerun at a tighter
+            // tolerance, its polish) stays on record.
+            notes.extend(
+                solved
+                    .notes
+                    .iter()
+                    .map(|n| format!("restricted program: {n}")),
+            );
+            if restriction.touches_wall(rho, self.params.polish_tol) {
+                notes.push(format!(
+                    "the restriction to {} cells ({margin} layers around the support of ρⁿ) \
+                     reached its wall: widened",
+                    restriction.len()
+                ));
+                margin = margin.saturating_mul(2);
+                continue;
+            }
+            let mut point = restriction.lift(
+                pp.start,
+                rho,
+                &solved.path.fluxes[0],
+                &(&solved.potential / pp.tau),
+            );
+            let certify = Instant::now();
+            let mut report = polish::certify(pp, &mut point, self.polish_settings());
+            polish_time += certify.elapsed().as_secs_f64();
+            if !report.converged {
+                return None;
+            }
+            // The Newton steps of the restricted polishes count too.
+            report.newton_steps += newton;
+            notes.push(format!(
+                "interior point on {} of {} cells ({margin} layers around the support of ρⁿ), \
+                 {ipm_iterations} iterations; certified on the whole mesh",
+                restriction.len(),
+                pp.mesh.n_cells()
+            ));
+            return Some(polished(
+                pp,
+                point,
+                &report,
+                notes,
+                ipm_iterations,
+                build,
+                clarabel,
+                polish_time,
+            ));
+        }
     }
 
     /// Clarabel on the assembled program, then polishing (or, without it or when it fails,

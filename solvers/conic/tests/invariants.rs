@@ -8,24 +8,11 @@ use jko_core::{Energy, JkoStep, Mesh, StepSolver};
 
 #[test]
 fn congestion_bound_becomes_active_and_holds() {
-    let mesh = Mesh::grid(&[16, 16], &[0.0, 0.0], &[1.0, 1.0]).unwrap();
-    let rho_max = 1.0;
     // A blob of mass 0.2 pushed into the corner (0, 0), where it must pile up at rho_max.
-    let mut rho = normalised(&mesh, 0.2, |x| {
-        if (x[0] - 0.6).powi(2) + (x[1] - 0.6).powi(2) < 0.09 {
-            1.0
-        } else {
-            0.0
-        }
-    });
-    let energy = Energy {
-        potential: Some(well(vec![0.0, 0.0], 10.0)),
-        max_density: Some(rho_max),
-        ..Energy::default()
-    };
+    let (mesh, mut rho, energy, rho_max) = congested_disc(16);
     let s = solver();
     let mass0 = mesh.mass(&rho);
-    let mut saturated = 0;
+    let mut at_cap = 0;
     for step in 0..4 {
         let e = energy.freeze(&mesh, &rho).unwrap();
         let p = JkoStep::new(&mesh, &rho, 0.2, &e).unwrap();
@@ -39,20 +26,16 @@ fn congestion_bound_becomes_active_and_holds() {
         let dm = (mesh.mass(&out.rho) - mass0).abs() / mass0;
         assert!(dm < 1e-9, "step {step}: mass error {dm:.3e}");
         assert!(energy_decrease(&p, &out) < 1e-8, "step {step}");
-        saturated = out
-            .rho
-            .iter()
-            .filter(|&&r| r > rho_max * (1.0 - 1e-6))
-            .count();
+        at_cap = saturated(&out.rho, rho_max);
         println!(
-            "congestion step {step}: max {hi:.12} min {lo:.3e} mass err {dm:.2e}, {saturated} cells at the bound, {} it",
+            "congestion step {step}: max {hi:.12} min {lo:.3e} mass err {dm:.2e}, {at_cap} cells at the bound, {} it",
             out.info.iterations
         );
         rho = out.rho;
     }
     assert!(
-        saturated >= 5,
-        "the bound never became active ({saturated} cells)"
+        at_cap >= 5,
+        "the bound never became active ({at_cap} cells)"
     );
 }
 

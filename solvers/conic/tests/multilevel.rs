@@ -199,18 +199,10 @@ fn one_level_differs_from_the_one_step_scheme() {
 #[test]
 fn translation_action_tends_to_delta_squared_mass() {
     let delta = 0.4;
-    let bump = |x: f64, a: f64| {
-        let z = (x - a) / 0.4;
-        if z.abs() < 1.0 {
-            (0.5 * std::f64::consts::PI * z).cos().powi(2)
-        } else {
-            0.0
-        }
-    };
     let relative = |n: usize, levels: usize| {
         let mesh = Mesh::grid(&[n], &[-1.0], &[1.0]).unwrap();
-        let from = mesh.sample(|x| bump(x[0], -0.2));
-        let to = mesh.sample(|x| bump(x[0], -0.2 + delta));
+        let from = mesh.sample(|x| cos2_bump(x[0], -0.2));
+        let to = mesh.sample(|x| cos2_bump(x[0], -0.2 + delta));
         let path = multilevel(levels).transport(&mesh, &from, &to).unwrap();
         // Both ends are the given densities, every level has their mass.
         assert_eq!(path.densities[levels], to);
@@ -344,38 +336,25 @@ fn two_dimensional_and_masked_steps_conserve_mass() {
 /// path admissible), and the bound becomes active at the end.
 #[test]
 fn congestion_bound_holds_along_the_path() {
-    let mesh = Mesh::grid(&[12, 12], &[0.0, 0.0], &[1.0, 1.0]).unwrap();
-    let rho_max = 1.0;
-    let mut rho = normalised(&mesh, 0.2, |x| {
-        f64::from((x[0] - 0.6).powi(2) + (x[1] - 0.6).powi(2) < 0.09)
-    });
-    let energy = Energy {
-        potential: Some(well(vec![0.0, 0.0], 10.0)),
-        max_density: Some(rho_max),
-        ..Energy::default()
-    };
+    let (mesh, mut rho, energy, rho_max) = congested_disc(12);
     let s = multilevel(2);
-    let mut saturated = 0;
+    let mut at_cap = 0;
     for step in 0..3 {
         let e = energy.freeze(&mesh, &rho).unwrap();
         let p = JkoStep::new(&mesh, &rho, 0.2, &e).unwrap();
         let (out, path) = s.step_path(&p, None).unwrap();
         let dm = check_path(&p, &out, &path, 2);
         assert!(dm < 1e-9 && energy_decrease(&p, &out) < 1e-8, "step {step}");
-        saturated = out
-            .rho
-            .iter()
-            .filter(|&&r| r > rho_max * (1.0 - 1e-6))
-            .count();
+        at_cap = saturated(&out.rho, rho_max);
         println!(
-            "congestion L = 2, step {step}: {:?} {} it, {saturated} cells at the bound",
+            "congestion L = 2, step {step}: {:?} {} it, {at_cap} cells at the bound",
             out.info.status, out.info.iterations
         );
         rho = out.rho;
     }
     assert!(
-        saturated >= 5,
-        "the bound never became active ({saturated} cells)"
+        at_cap >= 5,
+        "the bound never became active ({at_cap} cells)"
     );
 }
 

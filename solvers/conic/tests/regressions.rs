@@ -193,12 +193,7 @@ fn warm_polish_agrees_with_a_cold_step() {
             if out.info.notes.iter().any(|m| m.contains("warm start")) {
                 warm_steps += 1;
             }
-            let peak = cold.rho.iter().fold(0.0f64, |a, &r| a.max(r));
-            let diff = cold
-                .rho
-                .iter()
-                .zip(&out.rho)
-                .fold(0.0f64, |a, (x, y)| a.max((x - y).abs()));
+            let (peak, diff) = (max_abs(&cold.rho), max_abs_diff(&cold.rho, &out.rho));
             assert!(
                 diff < 1e-8 * peak,
                 "{name}, step {n}: warm vs cold {diff:.2e}"
