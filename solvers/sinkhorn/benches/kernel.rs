@@ -11,7 +11,8 @@
 //!
 //! Run: cargo bench -p jko-sinkhorn --bench kernel
 
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, criterion_group, criterion_main};
 use jko_core::{Energy, JkoStep, Mesh, Potential, StepSolver};
 use jko_sinkhorn::{GibbsKernel, KernelChoice, SinkhornParams, SinkhornSolver};
 use std::hint::black_box;
@@ -30,12 +31,19 @@ fn name(shape: &[usize]) -> String {
         .join("x")
 }
 
-fn bench_iteration(c: &mut Criterion) {
-    let mut group = c.benchmark_group("iteration");
+/// A benchmark group of 10 samples after a 0.5 s warm-up, measured for `seconds` (the
+/// measured functions take milliseconds to seconds).
+fn short_group<'a>(c: &'a mut Criterion, name: &str, seconds: u64) -> BenchmarkGroup<'a, WallTime> {
+    let mut group = c.benchmark_group(name);
     group
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3));
+        .measurement_time(Duration::from_secs(seconds));
+    group
+}
+
+fn bench_iteration(c: &mut Criterion) {
+    let mut group = short_group(c, "iteration", 3);
     let shapes: Vec<Vec<usize>> = vec![
         vec![1024],
         vec![2048],
@@ -75,11 +83,7 @@ fn bench_iteration(c: &mut Criterion) {
 }
 
 fn bench_step(c: &mut Criterion) {
-    let mut group = c.benchmark_group("step");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(5));
+    let mut group = short_group(c, "step", 5);
     let mesh = grid(&[48, 48]);
     let rho = {
         let r = mesh.sample(|x| (-((x[0] - 0.3).powi(2) + (x[1] - 0.6).powi(2)) / 0.02).exp());

@@ -12,7 +12,7 @@
 
 use jko_conic::{ConicParams, ConicSolver};
 use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
-use jko_core::{Energy, JkoStep, Mesh, Potential, StepSolver, WarmStart};
+use jko_core::{Energy, JkoStep, Mesh, StepSolver, WarmStart};
 use jko_sinkhorn::{SinkhornParams, SinkhornSolver};
 use ndarray::Array1;
 use std::time::Instant;
@@ -27,13 +27,7 @@ struct Run {
 }
 
 fn run(solver: &dyn StepSolver, mesh: &Mesh, rho0: &Array1<f64>, tau: f64) -> Run {
-    let energy = Energy::fokker_planck(
-        1.0,
-        Potential::Quadratic {
-            center: vec![0.0],
-            stiffness: 1.0,
-        },
-    );
+    let energy = Energy::ornstein_uhlenbeck(1);
     let mut rho = rho0.clone();
     let mut warm: Option<WarmStart> = None;
     let (mut max_step, mut iterations, mut notes) = (0.0f64, Vec::new(), Vec::new());

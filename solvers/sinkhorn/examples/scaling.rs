@@ -13,7 +13,10 @@ use std::time::Instant;
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "../tests/common/mod.rs"]
+mod reference;
 use common::peak_rss_mib;
+use reference::max_abs_diff;
 
 fn step(cells: &[usize], kernel: KernelChoice) -> (f64, StepOutput) {
     let d = cells.len();
@@ -77,12 +80,7 @@ fn main() {
     for n in [64, 128] {
         let (tt, ot) = step(&[n, n], KernelChoice::Auto);
         let (td, od) = step(&[n, n], KernelChoice::Dense);
-        let diff = ot
-            .rho
-            .iter()
-            .zip(&od.rho)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f64::max);
+        let diff = max_abs_diff(&ot.rho, &od.rho);
         for (name, t, o) in [("tensor", tt, &ot), ("dense", td, &od)] {
             println!(
                 "| {n}x{n} | {name} | {t:.3} | {} | {:.3} | {} |",
