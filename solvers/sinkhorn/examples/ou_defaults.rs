@@ -17,6 +17,10 @@ use jko_sinkhorn::{SinkhornParams, SinkhornSolver};
 use ndarray::Array1;
 use std::time::Instant;
 
+#[path = "../tests/common/mod.rs"]
+mod reference;
+use reference::ou_1d_start;
+
 const STEPS: usize = 3;
 
 struct Run {
@@ -88,7 +92,6 @@ fn main() {
     if taus.is_empty() {
         taus = vec![0.01, 0.1, 0.5];
     }
-    let g0 = Gaussian::diagonal(&[1.0], &[0.5]);
     let sinkhorn = SinkhornSolver::new(SinkhornParams::default()).expect("sinkhorn");
     let conic = ConicSolver::new(ConicParams::default()).expect("conic");
     println!(
@@ -105,9 +108,7 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     for &n in &sizes {
-        let mesh = Mesh::grid(&[n], &[-5.0], &[5.0]).expect("grid");
-        let rho0 = mesh.sample(|x| g0.density(x));
-        let rho0 = &rho0 / mesh.mass(&rho0);
+        let (mesh, g0, rho0) = ou_1d_start(n);
         for &tau in &taus {
             let exact = OrnsteinUhlenbeck::standard(1).jko_iterates(&g0, tau, STEPS);
             for (name, solver) in [

@@ -11,7 +11,7 @@ use jko_sinkhorn::{EpsilonScaling, KernelChoice, LogDomain, SinkhornParams, Sink
 use ndarray::Array1;
 
 mod common;
-use common::{entropic_ou_std, max_abs_diff};
+use common::{entropic_ou_std, max_abs_diff, ou_1d_start};
 
 fn solver(p: SinkhornParams) -> SinkhornSolver {
     SinkhornSolver::new(p).expect("valid parameters")
@@ -97,14 +97,6 @@ fn assert_note(out: &StepOutput, prefix: &str) {
     );
 }
 
-/// 1D OU on 400 cells of [−5, 5] from N(1, 0.5²) (normalised samples at the cell centres).
-fn ou_1d_start() -> (Mesh, Gaussian, Array1<f64>) {
-    let mesh = Mesh::grid(&[400], &[-5.0], &[5.0]).unwrap();
-    let g0 = Gaussian::diagonal(&[1.0], &[0.5]);
-    let rho0 = normalised(&mesh, mesh.sample(|x| g0.density(x)));
-    (mesh, g0, rho0)
-}
-
 fn assert_valid(mesh: &Mesh, rho0: &Array1<f64>, out: &StepOutput, tol: f64) {
     assert!(
         out.rho.iter().all(|r| r.is_finite() && *r >= 0.0),
@@ -123,7 +115,7 @@ fn assert_valid(mesh: &Mesh, rho0: &Array1<f64>, out: &StepOutput, tol: f64) {
 /// the continuous entropic step (closed form) up to the discretisation.
 #[test]
 fn ou_1d_bias_against_the_exact_jko_iterate_shrinks_with_epsilon() {
-    let (mesh, g0, rho0) = ou_1d_start();
+    let (mesh, g0, rho0) = ou_1d_start(400);
     let exact = OrnsteinUhlenbeck::standard(1).jko_step(&g0, 0.1);
     let mut err_var = Vec::new();
     for e in [1e-2, 1e-3] {
@@ -165,7 +157,7 @@ fn ou_1d_bias_against_the_exact_jko_iterate_shrinks_with_epsilon() {
 /// entropic step's (second order in ε instead of first), and the L1 error with it.
 #[test]
 fn ou_1d_debiased_step_matches_the_exact_jko_iterate() {
-    let (mesh, g0, rho0) = ou_1d_start();
+    let (mesh, g0, rho0) = ou_1d_start(400);
     let exact = OrnsteinUhlenbeck::standard(1).jko_step(&g0, 0.1);
     let mut errors = Vec::new();
     for params in [raw(1e-2), eps(1e-2)] {
@@ -211,7 +203,7 @@ fn ou_2d_coarse_mesh_defaults_are_accurate() {
 /// the same problem, conserves mass and is close to the exact iterate.
 #[test]
 fn small_epsilon_stays_exact_in_the_scaling_domain() {
-    let (mesh, g0, rho0) = ou_1d_start();
+    let (mesh, g0, rho0) = ou_1d_start(400);
     let out = step(&solver(eps(1e-4)), &mesh, &rho0, 0.1, &ou_energy(1), None).unwrap();
     assert_valid(&mesh, &rho0, &out, 1e-9);
     assert_note(&out, "scaling domain with absorption throughout");
@@ -553,9 +545,7 @@ fn results_are_independent_of_the_thread_count() {
 /// A warm-started step solves the same problem as a cold one.
 #[test]
 fn warm_start_gives_the_same_step() {
-    let mesh = Mesh::grid(&[200], &[-5.0], &[5.0]).unwrap();
-    let g0 = Gaussian::diagonal(&[1.0], &[0.5]);
-    let rho0 = normalised(&mesh, mesh.sample(|x| g0.density(x)));
+    let (mesh, _, rho0) = ou_1d_start(200);
     let s = solver(eps(5e-3));
     let first = step(&s, &mesh, &rho0, 0.1, &ou_energy(1), None).unwrap();
     let warm = WarmStart::from(&first);
@@ -585,9 +575,7 @@ fn warm_start_gives_the_same_step() {
 /// when the residual is below `almost_tol`.
 #[test]
 fn iteration_caps_are_reported_honestly() {
-    let mesh = Mesh::grid(&[100], &[-5.0], &[5.0]).unwrap();
-    let g0 = Gaussian::diagonal(&[1.0], &[0.5]);
-    let rho0 = normalised(&mesh, mesh.sample(|x| g0.density(x)));
+    let (mesh, _, rho0) = ou_1d_start(100);
     let capped = SinkhornParams {
         max_iter: 3,
         omega: Some(1.0),
@@ -818,9 +806,7 @@ fn multiscale_start_gives_the_same_step() {
 /// congested 2D grid (cells at the bound: the safeguarded Newton iteration).
 #[test]
 fn mass_balance_gives_the_same_step() {
-    let line = Mesh::grid(&[2048], &[-5.0], &[5.0]).unwrap();
-    let g1 = Gaussian::diagonal(&[1.0], &[0.5]);
-    let rho1 = normalised(&line, line.sample(|x| g1.density(x)));
+    let (line, _, rho1) = ou_1d_start(2048);
     let off = |p: SinkhornParams| {
         let q = SinkhornParams {
             mass_balance: false,
@@ -856,9 +842,7 @@ fn mass_balance_gives_the_same_step() {
 /// (352 coarse). Bounds unchanged since round 5.
 #[test]
 fn long_line_iterations_follow_the_linear_rate() {
-    let mesh = Mesh::grid(&[16384], &[-5.0], &[5.0]).unwrap();
-    let g0 = Gaussian::diagonal(&[1.0], &[0.5]);
-    let rho0 = normalised(&mesh, mesh.sample(|x| g0.density(x)));
+    let (mesh, g0, rho0) = ou_1d_start(16384);
     let h = 10.0 / 16384.0;
     let s = solver(eps(2.0 * (32.0 * h) * (32.0 * h)));
     let out = step(&s, &mesh, &rho0, 0.1, &ou_energy(1), None).unwrap();
@@ -900,11 +884,9 @@ fn a_512_squared_step_fits_in_a_gibibyte() {
 /// starts with, a few iterations of the fast (rough) modes.
 #[test]
 fn default_iterations_stay_bounded_as_the_line_is_refined() {
-    let g0 = Gaussian::diagonal(&[1.0], &[0.5]);
     let s = solver(SinkhornParams::default());
     let run = |n: usize| {
-        let mesh = Mesh::grid(&[n], &[-5.0], &[5.0]).unwrap();
-        let rho0 = normalised(&mesh, mesh.sample(|x| g0.density(x)));
+        let (mesh, _, rho0) = ou_1d_start(n);
         let e = ou_energy(1).freeze(&mesh, &rho0).unwrap();
         let problem = JkoStep::new(&mesh, &rho0, 0.1, &e).unwrap();
         let epsilon = s.epsilon_for(&problem).epsilon;
@@ -930,9 +912,7 @@ fn default_iterations_stay_bounded_as_the_line_is_refined() {
 #[test]
 fn long_line_kernel_fits_its_memory_estimate() {
     let n = 16384;
-    let mesh = Mesh::grid(&[n], &[-5.0], &[5.0]).unwrap();
-    let g0 = Gaussian::diagonal(&[1.0], &[0.5]);
-    let rho0 = normalised(&mesh, mesh.sample(|x| g0.density(x)));
+    let (mesh, _, rho0) = ou_1d_start(n);
     let s = solver(SinkhornParams::default());
     let out = step(&s, &mesh, &rho0, 1.0, &ou_energy(1), None).unwrap();
     let stored: u64 = out

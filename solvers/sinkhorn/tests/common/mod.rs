@@ -2,6 +2,10 @@
 //! independent of the code under test.
 #![allow(dead_code)]
 
+use jko_core::Mesh;
+use jko_core::exact::Gaussian;
+use ndarray::Array1;
+
 /// The continuous entropic JKO step of a 1D Gaussian N(m, s²) for β ∫ρ ln ρ + (k/2)∫x²ρ:
 /// min over Gaussian couplings of [E|X − Y|² + ε ∫π ln π]/(2τ) + F(law of Y). With correlation
 /// r and new standard deviation s', stationarity gives ε r = 2 s s' (1 − r²) and
@@ -31,4 +35,14 @@ pub fn max_abs_diff<'a>(
         .zip(b)
         .map(|(a, b)| (a - b).abs())
         .fold(0.0, f64::max)
+}
+
+/// The 1D Ornstein–Uhlenbeck start of the tests and studies: `cells` cells of [−5, 5], the
+/// Gaussian N(1, 0.5²) and ρ⁰, its samples at the cell centres normalised to mass 1.
+pub fn ou_1d_start(cells: usize) -> (Mesh, Gaussian, Array1<f64>) {
+    let mesh = Mesh::grid(&[cells], &[-5.0], &[5.0]).expect("grid");
+    let g0 = Gaussian::diagonal(&[1.0], &[0.5]);
+    let rho0 = mesh.sample(|x| g0.density(x));
+    let rho0 = &rho0 / mesh.mass(&rho0);
+    (mesh, g0, rho0)
 }
