@@ -14,9 +14,13 @@
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, criterion_group, criterion_main};
 use jko_core::{Energy, JkoStep, Mesh, Potential, StepSolver};
-use jko_sinkhorn::{GibbsKernel, KernelChoice, SinkhornParams, SinkhornSolver};
+use jko_sinkhorn::{GibbsKernel, KernelChoice};
 use std::hint::black_box;
 use std::time::Duration;
+
+#[path = "../tests/common/mod.rs"]
+mod reference;
+use reference::fixed_epsilon;
 
 fn grid(cells: &[usize]) -> Mesh {
     let d = cells.len();
@@ -104,13 +108,7 @@ fn bench_step(c: &mut Criterion) {
         ("tensor", KernelChoice::Auto),
         ("dense", KernelChoice::Dense),
     ] {
-        let solver = SinkhornSolver::new(SinkhornParams {
-            epsilon: Some(1e-2),
-            kernel,
-            dense_limit_bytes: 1 << 30,
-            ..Default::default()
-        })
-        .expect("solver");
+        let solver = fixed_epsilon(1e-2, kernel, 1 << 30);
         group.bench_function(BenchmarkId::new(label, "48x48"), |b| {
             b.iter(|| solver.step(black_box(&problem), None).expect("solve"))
         });

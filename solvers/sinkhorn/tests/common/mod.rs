@@ -4,6 +4,7 @@
 
 use jko_core::Mesh;
 use jko_core::exact::Gaussian;
+use jko_sinkhorn::{KernelChoice, SinkhornParams, SinkhornSolver};
 use ndarray::Array1;
 
 /// The continuous entropic JKO step of a 1D Gaussian N(m, s²) for β ∫ρ ln ρ + (k/2)∫x²ρ:
@@ -45,4 +46,16 @@ pub fn ou_1d_start(cells: usize) -> (Mesh, Gaussian, Array1<f64>) {
     let rho0 = mesh.sample(|x| g0.density(x));
     let rho0 = &rho0 / mesh.mass(&rho0);
     (mesh, g0, rho0)
+}
+
+/// A Sinkhorn solver at the fixed ε = `epsilon` with the kernel `kernel`, allowed a dense kernel
+/// of up to `dense_limit_bytes` (the kernel-cost studies compare tensor and dense kernels).
+pub fn fixed_epsilon(epsilon: f64, kernel: KernelChoice, dense_limit_bytes: u64) -> SinkhornSolver {
+    SinkhornSolver::new(SinkhornParams {
+        epsilon: Some(epsilon),
+        kernel,
+        dense_limit_bytes,
+        ..Default::default()
+    })
+    .expect("solver")
 }
