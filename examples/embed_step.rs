@@ -18,17 +18,11 @@
 use jko::config::Checks;
 use jko::driver::Stepper;
 use jko_core::exact::Gaussian;
-use jko_core::{Energy, Mesh, Potential};
+use jko_core::{Energy, Mesh};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mesh = Mesh::grid(&[120], &[-6.0], &[6.0])?;
-    let energy = Energy::fokker_planck(
-        1.0,
-        Potential::Quadratic {
-            center: vec![0.0],
-            stiffness: 1.0,
-        },
-    );
+    let energy = Energy::ornstein_uhlenbeck(1);
     let solver = jko_conic::ConicSolver::new(Default::default())?;
     let (growth, capacity) = (2.0, 1.0);
     let (tau, steps) = (0.05, 20);

@@ -19,7 +19,7 @@
 //! 1.60–1.85; quantile 1.01–1.57; flow 1D/2D 1.84–2.52.
 
 use jko::backend::BackendConfig;
-use jko_core::{Energy, EnergyTerm, JkoStep, Mesh, Potential};
+use jko_core::{Energy, EnergyTerm, JkoStep, Mesh};
 use std::process::Command;
 
 /// (field, KiB) from /proc/self/status.
@@ -35,13 +35,7 @@ fn status_kib(field: &str) -> Option<u64> {
 
 fn child(backend: &str, dim: usize, n: usize) -> Result<(), Box<dyn std::error::Error>> {
     let mesh = Mesh::grid(&vec![n; dim], &vec![-4.0; dim], &vec![4.0; dim])?;
-    let energy = Energy::fokker_planck(
-        1.0,
-        Potential::Quadratic {
-            center: vec![0.0; dim],
-            stiffness: 1.0,
-        },
-    );
+    let energy = Energy::ornstein_uhlenbeck(dim);
     // `conic-l4`: the multi-level conic scheme with 4 levels.
     let solver = match backend {
         "conic-l4" => BackendConfig::Conic(jko_conic::ConicParams {

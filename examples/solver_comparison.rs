@@ -10,7 +10,7 @@ use jko::backend::BACKENDS;
 use jko::config::Checks;
 use jko::driver::Stepper;
 use jko_core::exact::Gaussian;
-use jko_core::{Energy, Mesh, Potential};
+use jko_core::{Energy, Mesh};
 use ndarray::Array1;
 
 fn compare(
@@ -73,25 +73,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("registered backends: {}", names.join(", "));
 
     let mesh = Mesh::grid(&[200], &[-5.0], &[5.0])?;
-    let energy = Energy::fokker_planck(
-        1.0,
-        Potential::Quadratic {
-            center: vec![0.0],
-            stiffness: 1.0,
-        },
-    );
+    let energy = Energy::ornstein_uhlenbeck(1);
     let g = Gaussian::diagonal(&[1.0], &[0.5]);
     let rho0 = mesh.sample(|x| g.density(x));
     compare("1D Fokker-Planck", &mesh, &energy, &rho0, 0.1)?;
 
     let mesh = Mesh::grid(&[32, 32], &[-4.0, -4.0], &[4.0, 4.0])?;
-    let energy = Energy::fokker_planck(
-        1.0,
-        Potential::Quadratic {
-            center: vec![0.0, 0.0],
-            stiffness: 1.0,
-        },
-    );
+    let energy = Energy::ornstein_uhlenbeck(2);
     let g = Gaussian::diagonal(&[1.0, -0.5], &[0.6, 0.9]);
     let rho0 = mesh.sample(|x| g.density(x));
     compare("2D Fokker-Planck", &mesh, &energy, &rho0, 0.1)?;

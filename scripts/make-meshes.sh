@@ -5,10 +5,6 @@
 #   scripts/make-meshes.sh [OUT_DIR]     default OUT_DIR: data/meshes
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python="${PYTHON:-python3}"
-if [ ! -x .venv-mesh/bin/python ]; then
-    "$python" -m venv .venv-mesh
-fi
-[ -f .venv-mesh/.gitignore ] || echo '*' > .venv-mesh/.gitignore
-.venv-mesh/bin/python -m pip install --disable-pip-version-check --quiet -r data/meshes/requirements.txt
+. scripts/venv.sh
+venv .venv-mesh data/meshes/requirements.txt
 exec .venv-mesh/bin/python data/meshes/make_meshes.py "$@"

@@ -9,12 +9,8 @@
 # Needs only python3 with venv and pip (PyPI reachable). Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python="${PYTHON:-python3}"
-if [ ! -x .venv-peers/bin/python ]; then
-    "$python" -m venv .venv-peers
-fi
-[ -f .venv-peers/.gitignore ] || echo '*' > .venv-peers/.gitignore
-.venv-peers/bin/python -m pip install --disable-pip-version-check --quiet -r benches/peers/requirements.txt
+. scripts/venv.sh
+venv .venv-peers benches/peers/requirements.txt
 if [ $# -gt 0 ]; then
     script="$1"
     shift

@@ -602,7 +602,5 @@ pub fn step_file(prefix: &str, step: usize) -> String {
 /// }
 /// ```
 pub fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    crate::plan::proc_number("/proc/self/status", "VmHWM:", 1)
 }

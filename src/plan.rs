@@ -322,23 +322,24 @@ pub fn memory_limit() -> Option<(u64, &'static str)> {
 
 /// RLIMIT_AS's soft limit (from /proc/self/limits) less VmSize; `None` when unlimited.
 fn address_space_left() -> Option<u64> {
-    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let limit: u64 = limits
-        .lines()
-        .find(|l| l.starts_with("Max address space"))?
-        .split_whitespace()
-        .nth(3)?
-        .parse()
-        .ok()?; // "unlimited" does not parse: no limit
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let size_kib: u64 = status
-        .lines()
-        .find(|l| l.starts_with("VmSize:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
+    // "unlimited" does not parse: no limit.
+    let limit = proc_number("/proc/self/limits", "Max address space", 3)?;
+    let size_kib = proc_number("/proc/self/status", "VmSize:", 1)?;
     Some(limit.saturating_sub(size_kib * 1024))
+}
+
+/// The number in whitespace-separated column `column` (0-based, the label's words included) of
+/// the first line of the /proc file `path` that starts with `label`; `None` when the file,
+/// the line or a number is not there.
+pub(crate) fn proc_number(path: &str, label: &str, column: usize) -> Option<u64> {
+    std::fs::read_to_string(path)
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with(label))?
+        .split_whitespace()
+        .nth(column)?
+        .parse()
+        .ok()
 }
 
 /// The memory cgroup's limit less its usage (cgroup v2, else v1); `None` when unlimited.
@@ -387,14 +388,7 @@ fn cgroup_left() -> Option<u64> {
 /// }
 /// ```
 pub fn available_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let kib: u64 = text
-        .lines()
-        .find(|l| l.starts_with("MemAvailable:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
+    let kib = proc_number("/proc/meminfo", "MemAvailable:", 1)?;
     Some(kib * 1024)
 }
 

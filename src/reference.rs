@@ -315,18 +315,7 @@ pub fn w2_like(mesh: &Mesh, a: &Array1<f64>, b: &Array1<f64>) -> f64 {
     };
     let ((ma, sa), (mb, sb)) = (moments(a), moments(b));
     let d = mesh.dim();
-    let sqrtm = |s: &[f64]| {
-        let (vals, vecs) = jko_core::exact::symmetric_eigen(s, d);
-        let mut r = vec![0.0; d * d];
-        for i in 0..d {
-            for j in 0..d {
-                r[i * d + j] = (0..d)
-                    .map(|e| vecs[i * d + e] * vals[e].max(0.0).sqrt() * vecs[j * d + e])
-                    .sum();
-            }
-        }
-        r
-    };
+    let sqrtm = |s: &[f64]| jko_core::exact::symmetric_sqrt(s, d);
     // BW² = |Δm|² + tr Sa + tr Sb − 2 tr (Sa^½ Sb Sa^½)^½
     let ra = sqrtm(&sa);
     let mut inner = vec![0.0; d * d];

@@ -1570,14 +1570,7 @@ mod tests {
     #[test]
     fn equilibrium_of_fokker_planck_is_the_gibbs_density() {
         let mesh = Mesh::grid(&[400], &[-6.0], &[6.0]).unwrap();
-        let energy = Energy {
-            entropy: Some(1.0),
-            potential: Some(Potential::Quadratic {
-                center: vec![0.0],
-                stiffness: 1.0,
-            }),
-            ..Energy::default()
-        };
+        let energy = Energy::ornstein_uhlenbeck(1);
         let (rho, f) = equilibrium(&mesh, &energy, 1.0).unwrap();
         assert!((mesh.mass(&rho) - 1.0).abs() < 1e-12);
         // The standard normal density at the cell centres, to O(h²).

@@ -1,21 +1,14 @@
 """Exact references (stubs): Ornstein–Uhlenbeck Gaussians and exact JKO iterates, Barenblatt
-profiles, Fokker–Planck with a linear drift on a box."""
+profiles, Fokker–Planck with a linear drift on a box.
+
+The public names are the functions defined below (a stub exports what it defines; its imports
+are not re-exported), the same list as ``__all__`` in exact.py."""
 
 from collections.abc import Sequence
 from typing import Optional
 
 import numpy as np
 import numpy.typing as npt
-
-__all__ = [
-    "barenblatt",
-    "barenblatt_radius",
-    "drift_box",
-    "gaussian_density",
-    "ou_flow",
-    "ou_jko_iterates",
-    "ou_jko_step",
-]
 
 _FloatArray = npt.NDArray[np.float64]
 

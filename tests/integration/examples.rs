@@ -1,7 +1,7 @@
 //! Every built-in example runs with its configured backend and every invariant holds on every
 //! step (the driver checks them; here they are re-checked from the written files).
 
-use jko::RunOptions;
+use crate::kit::{run_in_memory, run_in_tempdir};
 use jko::config::Config;
 use jko::examples::EXAMPLES;
 use ndarray::ArrayD;
@@ -13,12 +13,7 @@ fn every_builtin_example_runs_with_its_invariants() {
         let mut config = Config::from_toml(text).unwrap_or_else(|e| panic!("{name}: {e}"));
         // A few steps keep the test short; `scripts/setup-and-run.sh NAME` runs them in full.
         config.scheme.steps = config.scheme.steps.min(4);
-        let dir = tempfile::tempdir().unwrap();
-        let opts = RunOptions {
-            out: Some(dir.path().to_path_buf()),
-            ..Default::default()
-        };
-        let result = jko::run(&config, Path::new("."), &opts, &mut [], &|| false)
+        let (dir, result) = run_in_tempdir(&config, Path::new("."), false)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(result.records.len(), config.scheme.steps, "{name}");
         let problem = config.build(Path::new(".")).unwrap();
@@ -83,14 +78,7 @@ fn every_backend_runs_the_examples_it_treats() {
             {
                 continue;
             }
-            let result = jko::run(
-                &config,
-                Path::new("."),
-                &RunOptions::default(),
-                &mut [],
-                &|| false,
-            );
-            match result {
+            match run_in_memory(&config, Path::new(".")) {
                 Ok(r) => {
                     assert_eq!(r.records.len(), 3, "{name} with {backend}");
                     solved.push(format!("{name}/{backend}"));

@@ -7,7 +7,7 @@
 //! The meshes are data/meshes/*.msh, made by data/meshes/make_meshes.py (gmsh's default 2D
 //! mesher).
 
-use jko::RunOptions;
+use crate::kit::{run_in_memory, run_in_tempdir};
 use jko::config::{Config, MeshConfig, read_npy};
 use jko::output::{Summary, step_file};
 use jko_core::ControlVolumes;
@@ -58,14 +58,7 @@ fn file_mesh(name: &str) -> MeshConfig {
 
 /// Run a config without output; panics with the error (and the solver) on failure.
 fn solve(config: &Config) -> jko::RunResult {
-    jko::run(
-        config,
-        ".".as_ref(),
-        &RunOptions::default(),
-        &mut [],
-        &|| false,
-    )
-    .unwrap_or_else(|e| panic!("{:?}: {e}", config.solver))
+    run_in_memory(config, ".".as_ref()).unwrap_or_else(|e| panic!("{:?}: {e}", config.solver))
 }
 
 /// Σ_K |K| |a_K − b_K| of two densities on the same mesh.
@@ -104,13 +97,7 @@ fn config_with_a_mesh_file_runs_end_to_end_with_npy_and_vtu_output() {
     assert_eq!(config.mesh.file, Some("square-h16.msh".into()));
     config.mesh.file = Some("square-h8.msh".into());
     config.scheme.steps = 2;
-    let dir = tempfile::tempdir().unwrap();
-    let opts = RunOptions {
-        out: Some(dir.path().to_path_buf()),
-        vtk: true,
-        ..Default::default()
-    };
-    let result = jko::run(&config, &meshes(), &opts, &mut [], &|| false).unwrap();
+    let (dir, result) = run_in_tempdir(&config, &meshes(), true).unwrap();
     let n = result.mesh.n_cells();
     let reference =
         jko_core::Mesh::from_msh(&meshes().join("square-h8.msh"), ControlVolumes::Elements)
@@ -336,9 +323,7 @@ fn sinkhorn_dense_kernel_runs_on_a_small_gmsh_mesh_and_refuses_a_large_one() {
     assert!(e_sinkhorn < 1.2 * e_grid, "{e_sinkhorn} vs {e_grid}");
     // square-h64: 9520 cells, a dense kernel of 8 · 9520² bytes > the default 512 MiB.
     let big = fp_config(file_mesh("square-h64.msh"), r#"kind = "sinkhorn""#, tau, 1);
-    let Err(err) = jko::run(&big, ".".as_ref(), &RunOptions::default(), &mut [], &|| {
-        false
-    }) else {
+    let Err(err) = run_in_memory(&big, ".".as_ref()) else {
         panic!("a 9520-cell dense kernel is not refused")
     };
     let err = err.to_string();
@@ -440,15 +425,9 @@ fn fokker_planck_on_a_gmsh_cube_with_agglomerated_cells_and_vtk_output() {
     assert!(error < 0.05, "{error}");
     assert!(agree < 1e-6, "{agree}");
     // VTK: every tetrahedron of an agglomerated cell carries its cell's density.
-    let dir = tempfile::tempdir().unwrap();
     let mut short = config.clone();
     short.scheme.steps = 1;
-    let opts = RunOptions {
-        out: Some(dir.path().to_path_buf()),
-        vtk: true,
-        ..Default::default()
-    };
-    let result = jko::run(&short, ".".as_ref(), &opts, &mut [], &|| false).unwrap();
+    let (dir, result) = run_in_tempdir(&short, ".".as_ref(), true).unwrap();
     let shapes = result.mesh.shapes().unwrap();
     let tets = shapes.connectivity.len() / 4;
     assert!(tets > result.mesh.n_cells());
@@ -507,12 +486,7 @@ fn porous_medium_on_a_gmsh_disc_keeps_its_invariants_and_follows_barenblatt() {
             meshes().join("disc-h16.msh").display(),
         ))
         .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let opts = RunOptions {
-            out: Some(dir.path().to_path_buf()),
-            ..Default::default()
-        };
-        let result = jko::run(&config, ".".as_ref(), &opts, &mut [], &|| false).unwrap();
+        let (dir, result) = run_in_tempdir(&config, ".".as_ref(), false).unwrap();
         let summary = Summary::read(dir.path()).unwrap();
         let mass0 = summary.header.initial_mass;
         let mut energy = summary.header.initial_energy;
@@ -551,13 +525,8 @@ fn crowd_around_a_hole_keeps_mass_positivity_and_the_cap() {
     // (issue 14); both backends now keep the invariants.
     for solver in ["conic", "newton"] {
         config.solver = jko::backend::SolverConfig::default_for(solver).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let opts = RunOptions {
-            out: Some(dir.path().to_path_buf()),
-            ..Default::default()
-        };
-        jko::run(&config, &meshes(), &opts, &mut [], &|| false)
-            .unwrap_or_else(|e| panic!("{solver}: {e}"));
+        let (dir, _) =
+            run_in_tempdir(&config, &meshes(), false).unwrap_or_else(|e| panic!("{solver}: {e}"));
         let summary = Summary::read(dir.path()).unwrap();
         let mass0 = summary.header.initial_mass;
         assert!((mass0 - 0.8).abs() < 1e-12);

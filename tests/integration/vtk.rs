@@ -1,6 +1,6 @@
 //! VTK output opens in a VTK reader (the vtkio crate) with the values the run wrote.
 
-use jko::RunOptions;
+use crate::kit::run_in_tempdir;
 use jko::config::Config;
 use ndarray::ArrayD;
 use std::path::Path;
@@ -11,13 +11,7 @@ fn vti_files_read_back_with_the_density_in_vtk_order() {
     let mut config = Config::from_toml(jko::examples::example("crowd-2d").unwrap()).unwrap();
     config.mesh.cells = vec![12, 10];
     config.scheme.steps = 1;
-    let dir = tempfile::tempdir().unwrap();
-    let opts = RunOptions {
-        out: Some(dir.path().to_path_buf()),
-        vtk: true,
-        ..Default::default()
-    };
-    jko::run(&config, Path::new("."), &opts, &mut [], &|| false).unwrap();
+    let (dir, _) = run_in_tempdir(&config, Path::new("."), true).unwrap();
     let rho: ArrayD<f64> = ndarray_npy::read_npy(dir.path().join("rho_00001.npy")).unwrap();
     let vtk = vtkio::Vtk::import(dir.path().join("rho_00001.vti")).expect("vtkio reads the .vti");
     let DataSet::ImageData {

@@ -1,7 +1,8 @@
 //! The dev-only test kit of the engine's test binaries: small shared cases, every registered
 //! backend built as the engine builds it, one march loop through the driver (so every step
 //! passes the driver's own invariant checks: mass, positivity, the congestion cap, the JKO
-//! energy inequality) and one relative L1 distance. Not part of any crate's API.
+//! energy inequality), one relative L1 distance and one run in memory and one writing its
+//! output files (npy, optionally VTK) into a fresh directory. Not part of any crate's API.
 
 #![allow(dead_code)]
 
@@ -9,9 +10,11 @@ use jko::backend::{BACKENDS, SolverConfig};
 use jko::config::Checks;
 use jko::driver::{Observer, State, StepRecord, Stepper, march as drive};
 use jko::error::RunError;
+use jko::{RunOptions, RunResult};
 use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
 use jko_core::{Energy, Interaction, Mesh, Potential, StepOutput, StepSolver};
 use ndarray::Array1;
+use std::path::Path;
 
 /// The exact density on a mesh at time t.
 pub type ExactDensity = Box<dyn Fn(&Mesh, f64) -> Array1<f64>>;
@@ -167,4 +170,27 @@ pub fn march(solver: &dyn StepSolver, case: &Case, steps: usize) -> Result<Traje
 /// ‖a − b‖_L1 / ‖b‖_L1 on `mesh` (the engine's [`jko::reference::l1_relative`]).
 pub fn l1(mesh: &Mesh, a: &Array1<f64>, b: &Array1<f64>) -> f64 {
     jko::reference::l1_relative(mesh, a, b)
+}
+
+/// `jko::run` of `config` (paths relative to `base`) writing its run directory (with VTK files
+/// when `vtk`) into a new temporary directory, removed when the returned handle drops.
+pub fn run_in_tempdir(
+    config: &jko::config::Config,
+    base: &Path,
+    vtk: bool,
+) -> Result<(tempfile::TempDir, RunResult), RunError> {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = RunOptions {
+        out: Some(dir.path().to_path_buf()),
+        vtk,
+        ..Default::default()
+    };
+    let result = jko::run(config, base, &opts, &mut [], &|| false)?;
+    Ok((dir, result))
+}
+
+/// `jko::run` of `config` (paths relative to `base`) writing nothing and never stopped: the
+/// trajectory in memory.
+pub fn run_in_memory(config: &jko::config::Config, base: &Path) -> Result<RunResult, RunError> {
+    jko::run(config, base, &RunOptions::default(), &mut [], &|| false)
 }

@@ -5,8 +5,19 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-fn jko() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_jko"))
+/// `jko run CONFIG --out OUT -q [extra…]`, not started yet.
+fn jko_run(config: &Path, out: &Path, extra: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_jko"));
+    command
+        .args([
+            "run",
+            config.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+        ])
+        .args(extra);
+    command
 }
 
 fn finished_steps(dir: &Path) -> usize {
@@ -26,16 +37,7 @@ fn sigkilled_run_resumes_bit_identically() {
         .replace("steps = 10", "steps = 12");
     std::fs::write(&cfg, text).unwrap();
     let straight = tmp.path().join("straight");
-    let status = jko()
-        .args([
-            "run",
-            cfg.to_str().unwrap(),
-            "--out",
-            straight.to_str().unwrap(),
-            "-q",
-        ])
-        .status()
-        .unwrap();
+    let status = jko_run(&cfg, &straight, &[]).status().unwrap();
     assert!(status.success());
 
     // Kill after a pseudo-random number of finished steps (printed for reproduction).
@@ -46,14 +48,7 @@ fn sigkilled_run_resumes_bit_identically() {
     let kill_after = 1 + (nanos % 8) as usize;
     eprintln!("killing after {kill_after} steps");
     let killed = tmp.path().join("killed");
-    let mut child = jko()
-        .args([
-            "run",
-            cfg.to_str().unwrap(),
-            "--out",
-            killed.to_str().unwrap(),
-            "-q",
-        ])
+    let mut child = jko_run(&cfg, &killed, &[])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -78,17 +73,7 @@ fn sigkilled_run_resumes_bit_identically() {
         }
     }
 
-    let status = jko()
-        .args([
-            "run",
-            cfg.to_str().unwrap(),
-            "--out",
-            killed.to_str().unwrap(),
-            "--resume",
-            "-q",
-        ])
-        .status()
-        .unwrap();
+    let status = jko_run(&cfg, &killed, &["--resume"]).status().unwrap();
     assert!(status.success());
     assert_eq!(finished_steps(&killed), 12);
     for step in 0..=12 {

@@ -3,7 +3,7 @@
 //! resolved Gaussian. Run: cargo bench -p jko-flow --bench substep
 use criterion::{Criterion, criterion_group, criterion_main};
 use jko_core::exact::Gaussian;
-use jko_core::{Energy, JkoStep, Mesh, Potential, StepEnergy, StepSolver};
+use jko_core::{Energy, JkoStep, Mesh, StepEnergy, StepSolver};
 use jko_flow::{FlowParams, FlowSolver};
 use jko_newton::{NewtonParams, NewtonSolver};
 use ndarray::Array1;
@@ -15,15 +15,7 @@ fn setup(cells: &[usize], half: f64) -> (Mesh, Array1<f64>, StepEnergy) {
     let g = Gaussian::diagonal(&mean, &vec![0.8; d]);
     let rho = mesh.sample(|x| g.density(x));
     let rho = &rho / mesh.mass(&rho);
-    let e = Energy::fokker_planck(
-        1.0,
-        Potential::Quadratic {
-            center: vec![0.0; d],
-            stiffness: 1.0,
-        },
-    )
-    .freeze(&mesh, &rho)
-    .unwrap();
+    let e = Energy::ornstein_uhlenbeck(d).freeze(&mesh, &rho).unwrap();
     (mesh, rho, e)
 }
 

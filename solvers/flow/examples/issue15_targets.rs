@@ -20,13 +20,7 @@ use ndarray::Array1;
 use std::time::Instant;
 
 fn ou_energy(d: usize) -> Energy {
-    Energy::fokker_planck(
-        1.0,
-        Potential::Quadratic {
-            center: vec![0.0; d],
-            stiffness: 1.0,
-        },
-    )
+    Energy::ornstein_uhlenbeck(d)
 }
 
 /// L1 distance Σ|K||ρ − ρ_exact| to the exact JKO iterate (sampled at centres, normalised).

@@ -1,7 +1,7 @@
 //! JKO-Flow on a 1D mesh (two-point-flux geometry) against the Gaussian closed forms.
 //! Run: cargo run --release -p jko-flow --example mesh_gaussian
 use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
-use jko_core::{Energy, Mesh, Potential};
+use jko_core::{Energy, Mesh};
 use jko_flow::gaussian::{GaussianFlow, moment_error};
 use jko_flow::{FlowError, FlowStats, MeshFlow, Variant};
 use ndarray::Array1;
@@ -37,15 +37,7 @@ fn run(
     let mesh = Mesh::grid(&[n], &[lo], &[hi]).unwrap();
     let rho0 = mesh.sample(|x| g0.density(x));
     let rho0 = &rho0 / mesh.mass(&rho0);
-    let e = Energy::fokker_planck(
-        1.0,
-        Potential::Quadratic {
-            center: vec![0.0],
-            stiffness: 1.0,
-        },
-    )
-    .freeze(&mesh, &rho0)
-    .unwrap();
+    let e = Energy::ornstein_uhlenbeck(1).freeze(&mesh, &rho0).unwrap();
     let mut flow = MeshFlow::new(&mesh, &e, eta, v)?;
     flow.rtol = rtol;
     flow.max_substeps = 200_000;

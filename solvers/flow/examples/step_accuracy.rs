@@ -2,7 +2,7 @@
 //! mesh, measured against the exact JKO step (closed form, Gaussian): the bench's setups.
 //! Run: cargo run --release -p jko-flow --example step_accuracy
 use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
-use jko_core::{Energy, JkoStep, Mesh, Potential, StepSolver};
+use jko_core::{Energy, JkoStep, Mesh, StepSolver};
 use jko_flow::gaussian::moment_error;
 use jko_flow::{FlowParams, FlowSolver};
 use jko_newton::{NewtonParams, NewtonSolver};
@@ -58,15 +58,7 @@ fn main() {
         let g0 = Gaussian::diagonal(&mean, &vec![0.8; d]);
         let rho0 = mesh.sample(|x| g0.density(x));
         let rho0 = &rho0 / mesh.mass(&rho0);
-        let e = Energy::fokker_planck(
-            1.0,
-            Potential::Quadratic {
-                center: vec![0.0; d],
-                stiffness: 1.0,
-            },
-        )
-        .freeze(&mesh, &rho0)
-        .unwrap();
+        let e = Energy::ornstein_uhlenbeck(d).freeze(&mesh, &rho0).unwrap();
         let tau = 0.1;
         println!(
             "\nmesh {cells:?} on [-{half}, {half}]^{d}, N({mean:?}, 0.8^2 I), tau = eta = {tau}; {steps} steps (T = 1); error = |dm| + ||dS||_F vs exact JKO iterates"

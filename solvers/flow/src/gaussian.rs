@@ -41,7 +41,7 @@
 use crate::ode::{OdeOptions, integrate};
 use crate::{FlowError, Variant};
 use jko_core::InputError;
-use jko_core::exact::{Gaussian, OrnsteinUhlenbeck, symmetric_eigen};
+use jko_core::exact::{Gaussian, OrnsteinUhlenbeck, symmetric_eigen, symmetric_sqrt};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -170,7 +170,7 @@ pub(crate) fn bures_wasserstein(a: &Gaussian, b: &Gaussian) -> f64 {
         .zip(&b.mean)
         .map(|(x, y)| (x - y) * (x - y))
         .sum();
-    let r = sym_sqrt(&a.cov, d);
+    let r = symmetric_sqrt(&a.cov, d);
     let inner = matmul(&matmul(&r, &b.cov, d), &r, d);
     let (vals, _) = symmetric_eigen(&inner, d);
     let cross: f64 = vals.iter().map(|v| v.max(0.0).sqrt()).sum();
@@ -667,25 +667,30 @@ fn matmul(a: &[f64], b: &[f64], d: usize) -> Vec<f64> {
     c
 }
 
-fn sym_sqrt(a: &[f64], d: usize) -> Vec<f64> {
-    let (vals, vecs) = symmetric_eigen(a, d);
-    let mut r = vec![0.0; d * d];
-    for i in 0..d {
-        for j in 0..d {
-            r[i * d + j] = (0..d)
-                .map(|e| vecs[i * d + e] * vals[e].max(0.0).sqrt() * vecs[j * d + e])
-                .sum();
-        }
-    }
-    r
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn standard() -> GaussianFlow {
         GaussianFlow::from(&OrnsteinUhlenbeck::standard(1))
+    }
+
+    /// A 2D target with β ≠ 1, k ≠ 1 and an off-origin centre: nothing in the closed forms
+    /// can cancel by accident.
+    fn general_target() -> GaussianFlow {
+        GaussianFlow {
+            beta: 0.8,
+            stiffness: 1.5,
+            center: vec![0.3, -0.2],
+        }
+    }
+
+    /// A 2D start with a non-diagonal covariance (its eigenbasis is not the axes).
+    fn tilted_start() -> Gaussian {
+        Gaussian {
+            mean: vec![1.0, -0.5],
+            cov: vec![0.5, 0.2, 0.2, 0.3],
+        }
     }
 
     /// Observed orders between successive η of an implicit-bias table: 2 for the modified flow
@@ -753,15 +758,8 @@ mod tests {
     fn eigenvalues_follow_the_implicit_closed_form() {
         // Each eigenvalue λ of S solves λ' = P(λ)/λ, P(λ) = −aλ² + 2βλ − ηβ², a = 2k − ηk²;
         // by partial fractions t = −[r₁ ln|(λ−r₁)/(λ₀−r₁)| − r₂ ln|(λ−r₂)/(λ₀−r₂)|] / (a (r₁ − r₂)).
-        let f = GaussianFlow {
-            beta: 0.8,
-            stiffness: 1.5,
-            center: vec![0.3, -0.2],
-        };
-        let g = Gaussian {
-            mean: vec![1.0, -0.5],
-            cov: vec![0.5, 0.2, 0.2, 0.3],
-        };
+        let f = general_target();
+        let g = tilted_start();
         let (eta, t) = (0.05, 0.7);
         let out = f.modified_flow(&g, eta, t, 1e-12).unwrap();
         let (b, k) = (f.beta, f.stiffness);
@@ -798,15 +796,8 @@ mod tests {
 
     #[test]
     fn zero_eta_reproduces_the_exact_gradient_flow() {
-        let f = GaussianFlow {
-            beta: 0.8,
-            stiffness: 1.5,
-            center: vec![0.3, -0.2],
-        };
-        let g = Gaussian {
-            mean: vec![1.0, -0.5],
-            cov: vec![0.5, 0.2, 0.2, 0.3],
-        };
+        let f = general_target();
+        let g = tilted_start();
         for v in [Variant::Modified, Variant::Resummed] {
             let out = f.flow(&g, v, 0.0, 1.3, 1e-12).unwrap();
             assert!(moment_error(&out, &f.plain_flow(&g, 1.3)) < 1e-10, "{v:?}");
@@ -839,19 +830,12 @@ mod tests {
             stiffness: 1.0,
             center: vec![0.0, 0.0],
         };
-        let g = Gaussian {
-            mean: vec![1.0, -0.5],
-            cov: vec![0.5, 0.2, 0.2, 0.3],
-        };
+        let g = tilted_start();
         let etas = [0.1, 0.05, 0.025, 0.0125, 0.00625];
         let rows = f.implicit_bias_table(&g, &etas, 1.0, 1e-13).unwrap();
         assert_orders(&rows, true);
         // A general target (β, k, c) as well.
-        let f = GaussianFlow {
-            beta: 0.8,
-            stiffness: 1.5,
-            center: vec![0.3, -0.2],
-        };
+        let f = general_target();
         let rows = f.implicit_bias_table(&g, &etas, 1.0, 1e-13).unwrap();
         assert_orders(&rows, false);
     }

@@ -362,44 +362,42 @@ impl<'a> MeshFlow<'a> {
         }
     }
 
+    /// Per cell K, `finish(Σ_{σ∋K} term(K, σ), |K|)` (in parallel on large meshes).
+    fn per_cell(
+        &self,
+        term: impl Fn(usize, usize) -> f64 + Sync + Send,
+        finish: impl Fn(f64, f64) -> f64 + Sync + Send,
+    ) -> Vec<f64> {
+        let vols = self.mesh.volumes();
+        par_map(self.mesh.n_cells(), |k| {
+            let sum: f64 = self.mesh.faces_of(k).iter().map(|&s| term(k, s)).sum();
+            finish(sum, vols[k])
+        })
+    }
+
     /// R_K = −(1/|K|) Σ ±F_σ.
     fn rates(&self, fl: &FaceFluxes) -> Vec<f64> {
         let faces = self.mesh.faces();
-        let vols = self.mesh.volumes();
-        let cell = |k: usize| {
-            let out: f64 = self
-                .mesh
-                .faces_of(k)
-                .iter()
-                .map(|&s| {
-                    if faces[s].k == k {
-                        fl.d[s][0]
-                    } else {
-                        -fl.d[s][0]
-                    }
-                })
-                .sum();
-            -out / vols[k]
-        };
-        let n = self.mesh.n_cells();
-        par_map(n, cell)
+        self.per_cell(
+            |k, s| {
+                if faces[s].k == k {
+                    fl.d[s][0]
+                } else {
+                    -fl.d[s][0]
+                }
+            },
+            |out, vol| -out / vol,
+        )
     }
 
     /// g²_K = (1/(2|K|)) Σ_{σ∋K} T_σ (ψ_L − ψ_K)².
     fn gradient_squared(&self, psi: &[f64]) -> Vec<f64> {
         let faces = self.mesh.faces();
-        let vols = self.mesh.volumes();
-        let cell = |k: usize| {
-            let s2: f64 = self
-                .mesh
-                .faces_of(k)
-                .iter()
-                .map(|&s| self.trans[s] * (psi[faces[s].l] - psi[faces[s].k]).powi(2))
-                .sum();
-            0.5 * s2 / vols[k]
-        };
-        let n = psi.len();
-        par_map(n, cell)
+        debug_assert_eq!(psi.len(), self.mesh.n_cells());
+        self.per_cell(
+            |_, s| self.trans[s] * (psi[faces[s].l] - psi[faces[s].k]).powi(2),
+            |s2, vol| 0.5 * s2 / vol,
+        )
     }
 
     /// Whether the η-correction is on (ζ ≠ 0).

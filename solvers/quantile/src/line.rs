@@ -249,23 +249,14 @@ mod tests {
         let m2 = Mesh::grid(&[4, 4], &[0.0, 0.0], &[1.0, 1.0]).unwrap();
         let e = LineMesh::new(&m2).unwrap_err().to_string();
         assert!(e.contains("1D meshes only") && e.contains("2D"), "{e}");
-        let holes = Mesh::masked_grid(
-            &[5],
-            &[0.0],
-            &[1.0],
-            Some(vec![true, true, false, true, true]),
-        )
-        .unwrap();
+        // Five cells of [0, 1], the active ones given by `mask`.
+        let masked =
+            |mask: [bool; 5]| Mesh::masked_grid(&[5], &[0.0], &[1.0], Some(mask.to_vec())).unwrap();
+        let holes = masked([true, true, false, true, true]);
         let e = LineMesh::new(&holes).unwrap_err().to_string();
         assert!(e.contains("holes"), "{e}");
         // Masking only the ends leaves an interval: accepted.
-        let ends = Mesh::masked_grid(
-            &[5],
-            &[0.0],
-            &[1.0],
-            Some(vec![false, true, true, true, false]),
-        )
-        .unwrap();
+        let ends = masked([false, true, true, true, false]);
         let (a, b) = LineMesh::new(&ends).unwrap().domain();
         assert!((a - 0.2).abs() < 1e-15 && (b - 0.8).abs() < 1e-15);
     }

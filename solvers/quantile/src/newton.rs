@@ -89,13 +89,7 @@ impl QuantileParams {
                 "need at least 3 nodes (and at most 2^27)",
             ));
         }
-        if !(self.tol.is_finite() && self.tol > 0.0) {
-            return Err(InputError::parameter(
-                "tol",
-                self.tol,
-                "must be finite and > 0",
-            ));
-        }
+        jko_core::finite_positive("tol", self.tol)?;
         if self.max_iter == 0 {
             return Err(InputError::parameter("max_iter", 0, "must be >= 1"));
         }
@@ -782,22 +776,17 @@ mod tests {
         assert_eq!(p.nodes, 501);
         assert_eq!(p.distribution, NodeDistribution::Uniform);
         assert!(toml::from_str::<QuantileParams>("nodez = 5").is_err());
-        assert!(
-            QuantileParams {
-                nodes: 2,
-                ..QuantileParams::default()
-            }
-            .validate()
-            .is_err()
-        );
-        assert!(
-            QuantileParams {
-                tol: 0.0,
-                ..QuantileParams::default()
-            }
-            .validate()
-            .is_err()
-        );
+        let too_few = QuantileParams {
+            nodes: 2,
+            ..QuantileParams::default()
+        };
+        let no_tolerance = QuantileParams {
+            tol: 0.0,
+            ..QuantileParams::default()
+        };
+        for bad in [too_few, no_tolerance] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
         assert!(QuantileParams::default().validate().is_ok());
     }
 }

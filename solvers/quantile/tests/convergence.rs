@@ -17,6 +17,18 @@ fn sci(v: &[f64]) -> String {
         .join(", ")
 }
 
+/// Observed orders log₂(eᵢ / eᵢ₊₁) of errors at successively halved resolutions.
+fn halving_orders(errors: &[f64]) -> Vec<f64> {
+    errors.windows(2).map(|e| (e[0] / e[1]).log2()).collect()
+}
+
+/// The observed orders of `errors` (printed after `what`) all lie within `slack` of 1.
+fn assert_first_order(what: &str, errors: &[f64], slack: f64) {
+    let orders = halving_orders(errors);
+    eprintln!("{what}: {}, orders {orders:.3?}", sci(errors));
+    assert!(orders.iter().all(|p| (p - 1.0).abs() < slack), "{orders:?}");
+}
+
 fn fokker_planck(beta: f64, stiffness: f64) -> QuantileEnergy {
     QuantileEnergy {
         entropy: Some(beta),
@@ -62,28 +74,22 @@ fn gaussian_errors(
     )
 }
 
+/// Gaussian nodes carry a Gaussian flow exactly (up to the node quadrature): 1 and 10 steps
+/// of τ = 0.1 match the exact JKO iterates of Ornstein–Uhlenbeck and of the heat equation.
 #[test]
-fn ornstein_uhlenbeck_steps_are_exact_on_gaussian_nodes() {
-    let ou = OrnsteinUhlenbeck::standard(1);
-    for &n in &[41, 401, 4001] {
-        let g = QuantileGrid::gaussian(n, 8.0).unwrap();
-        for &steps in &[1, 10] {
-            let (em, es) = gaussian_errors(&ou, &g, 0.1, steps);
-            eprintln!("OU n={n} steps={steps}: mean {em:.2e} std {es:.2e}");
-            assert!(em < 1e-8 && es < 1e-8);
-        }
-    }
-}
-
-#[test]
-fn heat_steps_are_exact_on_gaussian_nodes() {
-    let heat = OrnsteinUhlenbeck::heat(1.0, 1);
-    for &n in &[41, 4001] {
-        let g = QuantileGrid::gaussian(n, 8.0).unwrap();
-        for &steps in &[1, 10] {
-            let (em, es) = gaussian_errors(&heat, &g, 0.1, steps);
-            eprintln!("heat n={n} steps={steps}: mean {em:.2e} std {es:.2e}");
-            assert!(em < 1e-8 && es < 1e-8);
+fn gaussian_flows_are_exact_on_gaussian_nodes() {
+    let cases = [
+        ("OU", OrnsteinUhlenbeck::standard(1), &[41, 401, 4001][..]),
+        ("heat", OrnsteinUhlenbeck::heat(1.0, 1), &[41, 4001][..]),
+    ];
+    for (name, flow, sizes) in cases {
+        for &n in sizes {
+            let g = QuantileGrid::gaussian(n, 8.0).unwrap();
+            for &steps in &[1, 10] {
+                let (em, es) = gaussian_errors(&flow, &g, 0.1, steps);
+                eprintln!("{name} n={n} steps={steps}: mean {em:.2e} std {es:.2e}");
+                assert!(em < 1e-8 && es < 1e-8, "{name} n={n} steps={steps}");
+            }
         }
     }
 }
@@ -95,13 +101,8 @@ fn equal_mass_nodes_converge_at_first_order() {
         .iter()
         .map(|&n| gaussian_errors(&ou, &QuantileGrid::uniform(n).unwrap(), 0.1, 10).1)
         .collect();
-    let orders: Vec<f64> = errs.windows(2).map(|e| (e[0] / e[1]).log2()).collect();
-    eprintln!(
-        "uniform nodes, OU 10 steps: std errors {}, orders {orders:.3?}",
-        sci(&errs)
-    );
     // Measured: 1.02e-3, 5.08e-4, 2.54e-4, 1.27e-4; orders 1.000.
-    assert!(orders.iter().all(|p| (p - 1.0).abs() < 0.05), "{orders:?}");
+    assert_first_order("uniform nodes, OU 10 steps: std errors", &errs, 0.05);
     assert!(errs[0] < 2e-3);
 }
 
@@ -183,12 +184,7 @@ fn porous_medium_iterates_approach_the_barenblatt_at_first_order() {
             (jko_quantile::w2_squared_nodal(&s, &exact).unwrap() / mass).sqrt()
         })
         .collect();
-    let orders: Vec<f64> = errs.windows(2).map(|e| (e[0] / e[1]).log2()).collect();
-    eprintln!(
-        "Barenblatt W2 errors at t = 2: {}, orders {orders:.3?}",
-        sci(&errs)
-    );
-    assert!(orders.iter().all(|p| (p - 1.0).abs() < 0.1), "{orders:?}");
+    assert_first_order("Barenblatt W2 errors at t = 2", &errs, 0.1);
     assert!(errs[3] < 1e-2);
 }
 
@@ -245,8 +241,7 @@ fn quartic_self_convergence_is_second_order_in_the_nodes() {
         .collect();
     let d_mean: Vec<f64> = q.windows(2).map(|p| (p[1].0 - p[0].0).abs()).collect();
     let d_var: Vec<f64> = q.windows(2).map(|p| (p[1].1 - p[0].1).abs()).collect();
-    let order = |d: &[f64]| -> Vec<f64> { d.windows(2).map(|p| (p[0] / p[1]).log2()).collect() };
-    let (om, ov) = (order(&d_mean), order(&d_var));
+    let (om, ov) = (halving_orders(&d_mean), halving_orders(&d_var));
     // Richardson: the extrapolated variance and the error estimate of the finest run.
     let rich = q[3].1 + (q[3].1 - q[2].1) / 3.0;
     eprintln!(

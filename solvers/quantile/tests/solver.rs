@@ -32,13 +32,7 @@ fn moments(mesh: &Mesh, rho: &Array1<f64>) -> (f64, f64, f64) {
 fn ou_on_mesh(cells: usize) -> (f64, f64, f64) {
     let mesh = Mesh::grid(&[cells], &[-4.0], &[6.0]).unwrap();
     let rho0 = gaussian_cells(&mesh, 1.0, 0.5);
-    let energy = Energy::fokker_planck(
-        1.0,
-        Potential::Quadratic {
-            center: vec![0.0],
-            stiffness: 1.0,
-        },
-    );
+    let energy = Energy::ornstein_uhlenbeck(1);
     let solver = QuantileSolver::default();
     let tau = 0.1;
     let mut rho = rho0.clone();
@@ -264,20 +258,24 @@ fn frozen_gaussian_interaction_runs_and_says_so() {
     assert!((mesh.mass(&out.rho) - 1.0).abs() < 1e-12);
 }
 
+/// The error of one quantile step of ρ ≡ 1 with `energy` on `mesh` (it must be refused).
+fn refusal(mesh: &Mesh, energy: Energy) -> StepError {
+    let rho = Array1::from_elem(mesh.n_cells(), 1.0);
+    let e = energy.freeze(mesh, &rho).unwrap();
+    QuantileSolver::default()
+        .step(&JkoStep::new(mesh, &rho, 0.1, &e).unwrap(), None)
+        .unwrap_err()
+}
+
 #[test]
 fn refusals_are_clear() {
     let solver = QuantileSolver::default();
-    let mesh2 = Mesh::grid(&[4, 4], &[0.0, 0.0], &[1.0, 1.0]).unwrap();
-    let rho2 = Array1::from_elem(16, 1.0);
-    let e = Energy {
+    let entropy = Energy {
         entropy: Some(1.0),
         ..Energy::default()
-    }
-    .freeze(&mesh2, &rho2)
-    .unwrap();
-    let err = solver
-        .step(&JkoStep::new(&mesh2, &rho2, 0.1, &e).unwrap(), None)
-        .unwrap_err();
+    };
+    let mesh2 = Mesh::grid(&[4, 4], &[0.0, 0.0], &[1.0, 1.0]).unwrap();
+    let err = refusal(&mesh2, entropy.clone());
     // A mesh the backend does not work on (supports_mesh), refused before any work.
     assert!(matches!(err, StepError::UnsupportedMesh { .. }), "{err}");
     assert!(err.to_string().contains("1D meshes only"), "{err}");
@@ -289,30 +287,15 @@ fn refusals_are_clear() {
         Some(vec![true, true, false, true, true, true]),
     )
     .unwrap();
-    let rho = Array1::from_elem(5, 1.0);
-    let e = Energy {
-        entropy: Some(1.0),
-        ..Energy::default()
-    }
-    .freeze(&holes, &rho)
-    .unwrap();
-    let err = solver
-        .step(&JkoStep::new(&holes, &rho, 0.1, &e).unwrap(), None)
-        .unwrap_err();
+    let err = refusal(&holes, entropy.clone());
     assert!(err.to_string().contains("holes"), "{err}");
 
     let mesh = Mesh::grid(&[10], &[0.0], &[1.0]).unwrap();
-    let rho = Array1::from_elem(10, 1.0);
-    let e = Energy {
-        entropy: Some(1.0),
+    let capped = Energy {
         max_density: Some(2.0),
-        ..Energy::default()
-    }
-    .freeze(&mesh, &rho)
-    .unwrap();
-    let err = solver
-        .step(&JkoStep::new(&mesh, &rho, 0.1, &e).unwrap(), None)
-        .unwrap_err();
+        ..entropy
+    };
+    let err = refusal(&mesh, capped);
     assert!(matches!(err, StepError::Unsupported { .. }), "{err}");
     assert!(!solver.treats(jko_core::EnergyTerm::MaxDensity));
     assert_eq!(solver.name(), "quantile");

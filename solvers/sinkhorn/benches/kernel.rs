@@ -11,11 +11,16 @@
 //!
 //! Run: cargo bench -p jko-sinkhorn --bench kernel
 
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, criterion_group, criterion_main};
 use jko_core::{Energy, JkoStep, Mesh, Potential, StepSolver};
-use jko_sinkhorn::{GibbsKernel, KernelChoice, SinkhornParams, SinkhornSolver};
+use jko_sinkhorn::{GibbsKernel, KernelChoice};
 use std::hint::black_box;
 use std::time::Duration;
+
+#[path = "../tests/common/mod.rs"]
+mod reference;
+use reference::fixed_epsilon;
 
 fn grid(cells: &[usize]) -> Mesh {
     let d = cells.len();
@@ -30,12 +35,19 @@ fn name(shape: &[usize]) -> String {
         .join("x")
 }
 
-fn bench_iteration(c: &mut Criterion) {
-    let mut group = c.benchmark_group("iteration");
+/// A benchmark group of 10 samples after a 0.5 s warm-up, measured for `seconds` (the
+/// measured functions take milliseconds to seconds).
+fn short_group<'a>(c: &'a mut Criterion, name: &str, seconds: u64) -> BenchmarkGroup<'a, WallTime> {
+    let mut group = c.benchmark_group(name);
     group
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3));
+        .measurement_time(Duration::from_secs(seconds));
+    group
+}
+
+fn bench_iteration(c: &mut Criterion) {
+    let mut group = short_group(c, "iteration", 3);
     let shapes: Vec<Vec<usize>> = vec![
         vec![1024],
         vec![2048],
@@ -75,11 +87,7 @@ fn bench_iteration(c: &mut Criterion) {
 }
 
 fn bench_step(c: &mut Criterion) {
-    let mut group = c.benchmark_group("step");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(5));
+    let mut group = short_group(c, "step", 5);
     let mesh = grid(&[48, 48]);
     let rho = {
         let r = mesh.sample(|x| (-((x[0] - 0.3).powi(2) + (x[1] - 0.6).powi(2)) / 0.02).exp());
@@ -100,13 +108,7 @@ fn bench_step(c: &mut Criterion) {
         ("tensor", KernelChoice::Auto),
         ("dense", KernelChoice::Dense),
     ] {
-        let solver = SinkhornSolver::new(SinkhornParams {
-            epsilon: Some(1e-2),
-            kernel,
-            dense_limit_bytes: 1 << 30,
-            ..Default::default()
-        })
-        .expect("solver");
+        let solver = fixed_epsilon(1e-2, kernel, 1 << 30);
         group.bench_function(BenchmarkId::new(label, "48x48"), |b| {
             b.iter(|| solver.step(black_box(&problem), None).expect("solve"))
         });

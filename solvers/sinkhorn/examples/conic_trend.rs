@@ -8,9 +8,20 @@
 
 use jko_conic::{ConicParams, ConicSolver};
 use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
-use jko_core::{Energy, JkoStep, Mesh, Potential, StepSolver};
+use jko_core::{Energy, JkoStep, Mesh, Potential, StepOutput, StepSolver};
 use jko_sinkhorn::{SinkhornParams, SinkhornSolver};
 use ndarray::Array1;
+
+/// The Sinkhorn step of `problem` at a fixed ε (other parameters at their defaults).
+fn sinkhorn_step(problem: &JkoStep, eps: f64) -> StepOutput {
+    SinkhornSolver::new(SinkhornParams {
+        epsilon: Some(eps),
+        ..Default::default()
+    })
+    .unwrap()
+    .step(problem, None)
+    .unwrap()
+}
 
 fn l1(mesh: &Mesh, a: &Array1<f64>, b: &Array1<f64>) -> f64 {
     (0..mesh.n_cells())
@@ -24,15 +35,7 @@ fn main() {
     let g0 = Gaussian::diagonal(&[0.5], &[0.6]);
     let rho0 = mesh.sample(|x| g0.density(x));
     let rho0 = &rho0 / mesh.mass(&rho0);
-    let energy = Energy::fokker_planck(
-        1.0,
-        Potential::Quadratic {
-            center: vec![0.0],
-            stiffness: 1.0,
-        },
-    )
-    .freeze(&mesh, &rho0)
-    .unwrap();
+    let energy = Energy::ornstein_uhlenbeck(1).freeze(&mesh, &rho0).unwrap();
     let problem = JkoStep::new(&mesh, &rho0, 0.1, &energy).unwrap();
     let exact = OrnsteinUhlenbeck::standard(1).jko_step(&g0, 0.1);
     let rho_exact = mesh.sample(|x| exact.density(x));
@@ -49,12 +52,7 @@ fn main() {
     println!("| eps | L1(sinkhorn, conic) | L1(sinkhorn, exact) | sinkhorn iterations |");
     println!("|---|---|---|---|");
     for eps in [1e-1, 3e-2, 1e-2, 3e-3, 1e-3] {
-        let s = SinkhornSolver::new(SinkhornParams {
-            epsilon: Some(eps),
-            ..Default::default()
-        })
-        .unwrap();
-        let out = s.step(&problem, None).unwrap();
+        let out = sinkhorn_step(&problem, eps);
         println!(
             "| {eps:.0e} | {:.3e} | {:.3e} | {} |",
             l1(&mesh, &out.rho, &conic.rho),
@@ -97,12 +95,7 @@ fn main() {
     println!("| eps | L1(sinkhorn, conic) | max rho (sinkhorn) | sinkhorn iterations |");
     println!("|---|---|---|---|");
     for eps in [3e-2, 1e-2, 3e-3, 1e-3] {
-        let s = SinkhornSolver::new(SinkhornParams {
-            epsilon: Some(eps),
-            ..Default::default()
-        })
-        .unwrap();
-        let out = s.step(&problem, None).unwrap();
+        let out = sinkhorn_step(&problem, eps);
         println!(
             "| {eps:.0e} | {:.3e} | {:.12} | {} |",
             l1(&mesh, &out.rho, &conic.rho),

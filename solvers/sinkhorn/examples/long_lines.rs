@@ -22,7 +22,7 @@
 //! every step; `LONG_LINES_OMEGA=w` fixes ω and `LONG_LINES_EPSILON_SCALING=1` turns ε-scaling on
 //! in the multiscale variant.
 
-use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
+use jko_core::exact::OrnsteinUhlenbeck;
 use jko_core::{Energy, JkoStep, Mesh, StepOutput, StepSolver, WarmStart};
 use jko_quantile::{QuantileParams, QuantileSolver};
 use jko_sinkhorn::{SinkhornParams, SinkhornSolver};
@@ -32,6 +32,10 @@ use std::time::Instant;
 #[path = "common/mod.rs"]
 mod common;
 use common::{cpu, load, peak_rss_mib};
+
+#[path = "../tests/common/mod.rs"]
+mod reference;
+use reference::ou_1d_start;
 
 /// One chain of steps of one solver.
 struct Chain {
@@ -160,7 +164,6 @@ fn main() {
     if taus.is_empty() {
         taus = vec![0.1, 0.5, 1.0];
     }
-    let g0 = Gaussian::diagonal(&[1.0], &[0.5]);
     let record_history = std::env::var_os("LONG_LINES_HISTORY").is_some();
     let one_level = SinkhornSolver::new(SinkhornParams {
         multiscale: false,
@@ -194,9 +197,7 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for &n in &sizes {
-        let mesh = Mesh::grid(&[n], &[-5.0], &[5.0]).expect("grid");
-        let rho0 = mesh.sample(|x| g0.density(x));
-        let rho0 = &rho0 / mesh.mass(&rho0);
+        let (mesh, g0, rho0) = ou_1d_start(n);
         for &tau in &taus {
             let new_chain = || Chain {
                 rho: rho0.clone(),

@@ -2,32 +2,19 @@
 //!
 //! F(ρ) = ∫ ρ ln ρ + ∫ |x|²/2 ρ, ρ⁰ = N(m₀, diag(s₀²)) sampled at cell centres, τ = 0.1.
 //! References: the exact JKO iterate (jko_core::exact, exact W²) and the continuous *entropic*
-//! JKO step of a Gaussian (closed form below): the gap solver − entropic is the discretisation,
+//! JKO step of a Gaussian (closed form in tests/common/mod.rs): the gap solver − entropic is the discretisation,
 //! the gap entropic − exact is the entropic bias.
 //!
 //! Run: cargo run --release -p jko-sinkhorn --example ou_bias
 
 use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
-use jko_core::{Energy, JkoStep, Mesh, Potential, StepSolver, WarmStart};
+use jko_core::{Energy, JkoStep, Mesh, StepSolver, WarmStart};
 use jko_sinkhorn::{SinkhornParams, SinkhornSolver};
 use std::time::Instant;
 
-/// Continuous entropic JKO step of N(m, s²) in 1D for β ∫ρ ln ρ + (k/2)∫x²ρ with ε ∫π ln π:
-/// ε r = 2 s s' (1 − r²) (r the correlation of the plan) and
-/// (2s' − 2rs − ε/s')/(2τ) − β/s' + k s' = 0. Returns s'.
-fn entropic_ou_std(s: f64, tau: f64, beta: f64, k: f64, eps: f64) -> f64 {
-    let mut sp = s;
-    for _ in 0..200 {
-        let a = 2.0 * s * sp;
-        let r = (-eps + (eps * eps + 4.0 * a * a).sqrt()) / (2.0 * a);
-        for _ in 0..3 {
-            let f = (2.0 * sp - 2.0 * r * s - eps / sp) / (2.0 * tau) - beta / sp + k * sp;
-            let df = (2.0 + eps / (sp * sp)) / (2.0 * tau) + beta / (sp * sp) + k;
-            sp -= f / df;
-        }
-    }
-    sp
-}
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::{entropic_ou_std, max_abs_diff};
 
 struct Row {
     eps: f64,
@@ -56,13 +43,7 @@ fn run(
     let mut rho = mesh.sample(|x| g0.density(x));
     let mass = mesh.mass(&rho);
     rho /= mass;
-    let energy = Energy::fokker_planck(
-        1.0,
-        Potential::Quadratic {
-            center: vec![0.0; dim],
-            stiffness: 1.0,
-        },
-    );
+    let energy = Energy::ornstein_uhlenbeck(dim);
     let solver = SinkhornSolver::new(SinkhornParams {
         epsilon: eps,
         ..Default::default()
@@ -112,11 +93,7 @@ fn run(
         var += vols[k] * rho[k] * (x[0] - mean[0]).powi(2) / m;
         l1 += vols[k] * (rho[k] - exact.density(x)).abs();
     }
-    let err_mean = mean
-        .iter()
-        .zip(&exact.mean)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f64::max);
+    let err_mean = max_abs_diff(&mean, &exact.mean);
     Row {
         eps: e_used[0],
         err_mean,

@@ -12,10 +12,14 @@
 
 use jko_conic::{ConicParams, ConicSolver};
 use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
-use jko_core::{Energy, JkoStep, Mesh, Potential, StepSolver, WarmStart};
+use jko_core::{Energy, JkoStep, Mesh, StepSolver, WarmStart};
 use jko_sinkhorn::{SinkhornParams, SinkhornSolver};
 use ndarray::Array1;
 use std::time::Instant;
+
+#[path = "../tests/common/mod.rs"]
+mod reference;
+use reference::ou_1d_start;
 
 const STEPS: usize = 3;
 
@@ -27,13 +31,7 @@ struct Run {
 }
 
 fn run(solver: &dyn StepSolver, mesh: &Mesh, rho0: &Array1<f64>, tau: f64) -> Run {
-    let energy = Energy::fokker_planck(
-        1.0,
-        Potential::Quadratic {
-            center: vec![0.0],
-            stiffness: 1.0,
-        },
-    );
+    let energy = Energy::ornstein_uhlenbeck(1);
     let mut rho = rho0.clone();
     let mut warm: Option<WarmStart> = None;
     let (mut max_step, mut iterations, mut notes) = (0.0f64, Vec::new(), Vec::new());
@@ -94,7 +92,6 @@ fn main() {
     if taus.is_empty() {
         taus = vec![0.01, 0.1, 0.5];
     }
-    let g0 = Gaussian::diagonal(&[1.0], &[0.5]);
     let sinkhorn = SinkhornSolver::new(SinkhornParams::default()).expect("sinkhorn");
     let conic = ConicSolver::new(ConicParams::default()).expect("conic");
     println!(
@@ -111,9 +108,7 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     for &n in &sizes {
-        let mesh = Mesh::grid(&[n], &[-5.0], &[5.0]).expect("grid");
-        let rho0 = mesh.sample(|x| g0.density(x));
-        let rho0 = &rho0 / mesh.mass(&rho0);
+        let (mesh, g0, rho0) = ou_1d_start(n);
         for &tau in &taus {
             let exact = OrnsteinUhlenbeck::standard(1).jko_iterates(&g0, tau, STEPS);
             for (name, solver) in [

@@ -18,7 +18,7 @@
 //!
 //! Run: scripts/setup-peers.sh && cargo run --release -p jko-sinkhorn --example peers [-- repeats sizes...]
 
-use jko_core::{Energy, JkoStep, Mesh, Potential, StepOutput, StepSolver, WarmStart};
+use jko_core::{Energy, JkoStep, Mesh, StepOutput, StepSolver, WarmStart};
 use jko_sinkhorn::{EpsilonScaling, SinkhornParams, SinkhornSolver};
 use ndarray::Array1;
 use std::path::{Path, PathBuf};
@@ -75,13 +75,7 @@ fn problem(n: usize) -> (Mesh, Array1<f64>, Energy) {
         (-0.5 * ((x[0] - 1.0) / 0.5).powi(2) - 0.5 * ((x[1] + 0.5) / 0.8).powi(2)).exp()
     });
     let rho = &rho / mesh.mass(&rho);
-    let energy = Energy::fokker_planck(
-        1.0,
-        Potential::Quadratic {
-            center: vec![0.0; 2],
-            stiffness: 1.0,
-        },
-    );
+    let energy = Energy::ornstein_uhlenbeck(2);
     (mesh, rho, energy)
 }
 

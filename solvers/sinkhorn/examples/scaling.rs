@@ -8,12 +8,15 @@
 //! Run: cargo run --release -p jko-sinkhorn --example scaling [-- no-dense]
 
 use jko_core::{Energy, JkoStep, Mesh, Potential, StepOutput, StepSolver};
-use jko_sinkhorn::{KernelChoice, SinkhornParams, SinkhornSolver};
+use jko_sinkhorn::KernelChoice;
 use std::time::Instant;
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "../tests/common/mod.rs"]
+mod reference;
 use common::peak_rss_mib;
+use reference::{fixed_epsilon, max_abs_diff};
 
 fn step(cells: &[usize], kernel: KernelChoice) -> (f64, StepOutput) {
     let d = cells.len();
@@ -38,13 +41,7 @@ fn step(cells: &[usize], kernel: KernelChoice) -> (f64, StepOutput) {
     .freeze(&mesh, &rho0)
     .expect("energy");
     let problem = JkoStep::new(&mesh, &rho0, 0.5, &energy).expect("step");
-    let solver = SinkhornSolver::new(SinkhornParams {
-        epsilon: Some(1e-2),
-        kernel,
-        dense_limit_bytes: 4 << 30,
-        ..Default::default()
-    })
-    .expect("solver");
+    let solver = fixed_epsilon(1e-2, kernel, 4 << 30);
     let t0 = Instant::now();
     let out = solver.step(&problem, None).expect("solve");
     (t0.elapsed().as_secs_f64(), out)
@@ -77,12 +74,7 @@ fn main() {
     for n in [64, 128] {
         let (tt, ot) = step(&[n, n], KernelChoice::Auto);
         let (td, od) = step(&[n, n], KernelChoice::Dense);
-        let diff = ot
-            .rho
-            .iter()
-            .zip(&od.rho)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f64::max);
+        let diff = max_abs_diff(&ot.rho, &od.rho);
         for (name, t, o) in [("tensor", tt, &ot), ("dense", td, &od)] {
             println!(
                 "| {n}x{n} | {name} | {t:.3} | {} | {:.3} | {} |",

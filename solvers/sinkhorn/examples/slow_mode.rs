@@ -15,11 +15,14 @@
 //! Run: cargo run --release -p jko-sinkhorn --features trace --example slow_mode
 //! [-- cells tau [--eps ε] [--omega ω] [--one-level] [--no-balance] [--at v] [--tol t]]
 
-use jko_core::exact::Gaussian;
-use jko_core::{Energy, JkoStep, Mesh, StepSolver};
+use jko_core::{Energy, JkoStep, StepSolver};
 use jko_sinkhorn::{SinkhornParams, SinkhornSolver, TRACE, TraceEvent};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+#[path = "../tests/common/mod.rs"]
+mod reference;
+use reference::ou_1d_start;
 
 /// One iteration: (iteration, violation, ω, absorbed, ln b).
 type Snap = (usize, f64, f64, bool, Vec<f64>);
@@ -58,10 +61,7 @@ fn main() {
     let n: usize = pos.first().and_then(|x| x.parse().ok()).unwrap_or(16384);
     let tau: f64 = pos.get(1).and_then(|x| x.parse().ok()).unwrap_or(0.1);
 
-    let mesh = Mesh::grid(&[n], &[-5.0], &[5.0]).expect("grid");
-    let g0 = Gaussian::diagonal(&[1.0], &[0.5]);
-    let rho0 = mesh.sample(|x| g0.density(x));
-    let rho0 = &rho0 / mesh.mass(&rho0);
+    let (mesh, _, rho0) = ou_1d_start(n);
     let frozen = Energy::ornstein_uhlenbeck(1)
         .freeze(&mesh, &rho0)
         .expect("energy");

@@ -1,6 +1,6 @@
 //! Parameters of the Sinkhorn backend (the `[solver]` table of a config with `kind = "sinkhorn"`).
 
-use jko_core::InputError;
+use jko_core::{InputError, finite_positive};
 use serde::{Deserialize, Serialize};
 
 /// When to run the iterations on log-scalings (log-sum-exp kernel) instead of the plain kernel.
@@ -197,6 +197,16 @@ impl Default for SinkhornParams {
     }
 }
 
+/// `Ok(())` when `value` lies in (0, 1) (a tolerance or a reduction factor), else
+/// [`InputError::InvalidParameter`] naming `name` ("must lie in (0, 1)").
+fn in_open_unit_interval(name: &str, value: f64) -> Result<(), InputError> {
+    if value.is_finite() && value > 0.0 && value < 1.0 {
+        Ok(())
+    } else {
+        Err(InputError::parameter(name, value, "must lie in (0, 1)"))
+    }
+}
+
 impl SinkhornParams {
     /// Check every parameter: ε and ε₀ finite and > 0, tolerances in (0, 1) with
     /// `tol ≤ almost_tol`, ω ∈ (0, 2), `omega_max` ∈ [1, 2), θ ∈ (0, 1), positive caps.
@@ -216,36 +226,12 @@ impl SinkhornParams {
     /// }
     /// ```
     pub fn validate(&self) -> Result<(), InputError> {
-        if let Some(e) = self.epsilon
-            && !(e.is_finite() && e > 0.0)
-        {
-            return Err(InputError::parameter(
-                "solver.epsilon",
-                e,
-                "must be finite and > 0",
-            ));
+        if let Some(e) = self.epsilon {
+            finite_positive("solver.epsilon", e)?;
         }
-        if !(self.epsilon_factor.is_finite() && self.epsilon_factor > 0.0) {
-            return Err(InputError::parameter(
-                "solver.epsilon_factor",
-                self.epsilon_factor,
-                "must be finite and > 0",
-            ));
-        }
-        if !(self.max_extra_temperature.is_finite() && self.max_extra_temperature > 0.0) {
-            return Err(InputError::parameter(
-                "solver.max_extra_temperature",
-                self.max_extra_temperature,
-                "must be finite and > 0",
-            ));
-        }
-        if !(self.tol.is_finite() && self.tol > 0.0 && self.tol < 1.0) {
-            return Err(InputError::parameter(
-                "solver.tol",
-                self.tol,
-                "must lie in (0, 1)",
-            ));
-        }
+        finite_positive("solver.epsilon_factor", self.epsilon_factor)?;
+        finite_positive("solver.max_extra_temperature", self.max_extra_temperature)?;
+        in_open_unit_interval("solver.tol", self.tol)?;
         if !(self.almost_tol.is_finite() && self.almost_tol >= self.tol && self.almost_tol < 1.0) {
             return Err(InputError::parameter(
                 "solver.almost_tol",
@@ -287,29 +273,11 @@ impl SinkhornParams {
             ));
         }
         let s = &self.epsilon_scaling;
-        if !(s.factor.is_finite() && s.factor > 0.0 && s.factor < 1.0) {
-            return Err(InputError::parameter(
-                "solver.epsilon_scaling.factor",
-                s.factor,
-                "must lie in (0, 1)",
-            ));
+        in_open_unit_interval("solver.epsilon_scaling.factor", s.factor)?;
+        if let Some(e) = s.start {
+            finite_positive("solver.epsilon_scaling.start", e)?;
         }
-        if let Some(e) = s.start
-            && !(e.is_finite() && e > 0.0)
-        {
-            return Err(InputError::parameter(
-                "solver.epsilon_scaling.start",
-                e,
-                "must be finite and > 0",
-            ));
-        }
-        if !(s.stage_tol.is_finite() && s.stage_tol > 0.0 && s.stage_tol < 1.0) {
-            return Err(InputError::parameter(
-                "solver.epsilon_scaling.stage_tol",
-                s.stage_tol,
-                "must lie in (0, 1)",
-            ));
-        }
+        in_open_unit_interval("solver.epsilon_scaling.stage_tol", s.stage_tol)?;
         if s.stage_max_iter == 0 {
             return Err(InputError::parameter(
                 "solver.epsilon_scaling.stage_max_iter",

@@ -10,6 +10,9 @@ use jko_core::{
 use jko_sinkhorn::{EpsilonScaling, KernelChoice, LogDomain, SinkhornParams, SinkhornSolver};
 use ndarray::Array1;
 
+mod common;
+use common::{entropic_ou_std, max_abs_diff, ou_1d_start};
+
 fn solver(p: SinkhornParams) -> SinkhornSolver {
     SinkhornSolver::new(p).expect("valid parameters")
 }
@@ -75,30 +78,23 @@ fn moments(mesh: &Mesh, rho: &Array1<f64>) -> (Vec<f64>, Vec<f64>) {
     (mean, var)
 }
 
-/// The continuous entropic JKO step of a 1D Gaussian N(m, s²) for β ∫ρ ln ρ + (k/2)∫x²ρ:
-/// min over Gaussian couplings of [E|X − Y|² + ε ∫π ln π]/(2τ) + F(law of Y). With correlation
-/// r and new standard deviation s', stationarity gives ε r = 2 s s' (1 − r²) and
-/// (2s' − 2rs − ε/s')/(2τ) − β/s' + k s' = 0 (the mean is unbiased: m' = m/(1 + kτ)).
-/// Solved by alternating the closed-form r and a Newton step in s'. Independent of the code
-/// under test; on a grid the discrete problem converges to this as h → 0 with ε fixed.
-fn entropic_ou_std(s: f64, tau: f64, beta: f64, k: f64, eps: f64) -> f64 {
-    let mut sp = s;
-    for _ in 0..200 {
-        let a = 2.0 * s * sp;
-        let r = (-eps + (eps * eps + 4.0 * a * a).sqrt()) / (2.0 * a);
-        for _ in 0..3 {
-            let f = (2.0 * sp - 2.0 * r * s - eps / sp) / (2.0 * tau) - beta / sp + k * sp;
-            let df = (2.0 + eps / (sp * sp)) / (2.0 * tau) + beta / (sp * sp) + k;
-            sp -= f / df;
-        }
-    }
-    sp
-}
-
 fn l1_to(mesh: &Mesh, rho: &Array1<f64>, exact: impl Fn(&[f64]) -> f64) -> f64 {
     (0..mesh.n_cells())
         .map(|k| mesh.volumes()[k] * (rho[k] - exact(mesh.centre(k))).abs())
         .sum()
+}
+
+fn max_density(rho: &Array1<f64>) -> f64 {
+    rho.iter().fold(0.0f64, |a, &b| a.max(b))
+}
+
+/// The step says (in its notes) which path it took: one note starts with `prefix`.
+fn assert_note(out: &StepOutput, prefix: &str) {
+    assert!(
+        out.info.notes.iter().any(|n| n.starts_with(prefix)),
+        "no note `{prefix}…` in {:?}",
+        out.info.notes
+    );
 }
 
 fn assert_valid(mesh: &Mesh, rho0: &Array1<f64>, out: &StepOutput, tol: f64) {
@@ -119,9 +115,7 @@ fn assert_valid(mesh: &Mesh, rho0: &Array1<f64>, out: &StepOutput, tol: f64) {
 /// the continuous entropic step (closed form) up to the discretisation.
 #[test]
 fn ou_1d_bias_against_the_exact_jko_iterate_shrinks_with_epsilon() {
-    let mesh = Mesh::grid(&[400], &[-5.0], &[5.0]).unwrap();
-    let g0 = Gaussian::diagonal(&[1.0], &[0.5]);
-    let rho0 = normalised(&mesh, mesh.sample(|x| g0.density(x)));
+    let (mesh, g0, rho0) = ou_1d_start(400);
     let exact = OrnsteinUhlenbeck::standard(1).jko_step(&g0, 0.1);
     let mut err_var = Vec::new();
     for e in [1e-2, 1e-3] {
@@ -163,9 +157,7 @@ fn ou_1d_bias_against_the_exact_jko_iterate_shrinks_with_epsilon() {
 /// entropic step's (second order in ε instead of first), and the L1 error with it.
 #[test]
 fn ou_1d_debiased_step_matches_the_exact_jko_iterate() {
-    let mesh = Mesh::grid(&[400], &[-5.0], &[5.0]).unwrap();
-    let g0 = Gaussian::diagonal(&[1.0], &[0.5]);
-    let rho0 = normalised(&mesh, mesh.sample(|x| g0.density(x)));
+    let (mesh, g0, rho0) = ou_1d_start(400);
     let exact = OrnsteinUhlenbeck::standard(1).jko_step(&g0, 0.1);
     let mut errors = Vec::new();
     for params in [raw(1e-2), eps(1e-2)] {
@@ -211,19 +203,10 @@ fn ou_2d_coarse_mesh_defaults_are_accurate() {
 /// the same problem, conserves mass and is close to the exact iterate.
 #[test]
 fn small_epsilon_stays_exact_in_the_scaling_domain() {
-    let mesh = Mesh::grid(&[400], &[-5.0], &[5.0]).unwrap();
-    let g0 = Gaussian::diagonal(&[1.0], &[0.5]);
-    let rho0 = normalised(&mesh, mesh.sample(|x| g0.density(x)));
+    let (mesh, g0, rho0) = ou_1d_start(400);
     let out = step(&solver(eps(1e-4)), &mesh, &rho0, 0.1, &ou_energy(1), None).unwrap();
     assert_valid(&mesh, &rho0, &out, 1e-9);
-    assert!(
-        out.info
-            .notes
-            .iter()
-            .any(|n| n.starts_with("scaling domain with absorption throughout")),
-        "{:?}",
-        out.info.notes
-    );
+    assert_note(&out, "scaling domain with absorption throughout");
     assert!(
         out.info.kinetic.is_finite() && out.info.kinetic > 0.0 && out.info.objective.is_finite()
     );
@@ -241,20 +224,9 @@ fn small_epsilon_stays_exact_in_the_scaling_domain() {
         ..eps(1e-4)
     };
     let reference = step(&solver(log), &mesh, &rho0, 0.1, &ou_energy(1), None).unwrap();
-    assert!(
-        reference
-            .info
-            .notes
-            .iter()
-            .any(|n| n.starts_with("log-domain: always"))
-    );
-    let max = reference.rho.iter().fold(0.0f64, |a, &b| a.max(b));
-    let diff = out
-        .rho
-        .iter()
-        .zip(&reference.rho)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f64::max);
+    assert_note(&reference, "log-domain: always");
+    let max = max_density(&reference.rho);
+    let diff = max_abs_diff(&out.rho, &reference.rho);
     assert!(diff < 1e-8 * max, "scaling vs log domain: {diff}");
     assert!((out.info.kinetic - reference.info.kinetic).abs() < 1e-8 * reference.info.kinetic);
 }
@@ -287,26 +259,14 @@ fn non_separable_potentials_fall_back_to_the_log_domain() {
     };
     let out = step(&solver(p.clone()), &mesh, &rho0, 0.2, &energy, None).unwrap();
     assert_valid(&mesh, &rho0, &out, 1e-9);
-    assert!(
-        out.info
-            .notes
-            .iter()
-            .any(|n| n.starts_with("log-domain: from")),
-        "{:?}",
-        out.info.notes
-    );
+    assert_note(&out, "log-domain: from");
     let log = SinkhornParams {
         log_domain: LogDomain::Always,
         ..p.clone()
     };
     let reference = step(&solver(log), &mesh, &rho0, 0.2, &energy, None).unwrap();
-    let max = reference.rho.iter().fold(0.0f64, |a, &b| a.max(b));
-    let diff = out
-        .rho
-        .iter()
-        .zip(&reference.rho)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f64::max);
+    let max = max_density(&reference.rho);
+    let diff = max_abs_diff(&out.rho, &reference.rho);
     assert!(diff < 1e-7 * max, "fallback vs log domain: {diff}");
     let never = SinkhornParams {
         log_domain: LogDomain::Never,
@@ -397,7 +357,7 @@ fn congestion_2d_respects_the_bound_and_conserves_mass() {
     let mut peak: f64 = 0.0;
     for _ in 0..4 {
         let out = step(&s, &mesh, &rho, 0.05, &energy, warm.as_ref()).unwrap();
-        let max = out.rho.iter().fold(0.0f64, |a, &b| a.max(b));
+        let max = max_density(&out.rho);
         assert!(max <= 1.0 + 1e-12, "max density {max}");
         peak = peak.max(max);
         assert!((mesh.mass(&out.rho) - m0).abs() <= 1e-9 * m0);
@@ -457,20 +417,9 @@ fn tensor_and_dense_kernels_agree_on_a_masked_grid() {
         )
         .unwrap();
         assert_valid(&mesh, &rho0, &tensor, 1e-9);
-        assert!(
-            dense
-                .info
-                .notes
-                .iter()
-                .any(|n| n.starts_with("kernel: dense"))
-        );
-        let max = tensor.rho.iter().fold(0.0f64, |a, &b| a.max(b));
-        let diff = tensor
-            .rho
-            .iter()
-            .zip(&dense.rho)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f64::max);
+        assert_note(&dense, "kernel: dense");
+        let max = max_density(&tensor.rho);
+        let diff = max_abs_diff(&tensor.rho, &dense.rho);
         assert!(
             diff <= 1e-7 * max,
             "{log_domain:?}: max difference {diff} (max density {max})"
@@ -510,12 +459,7 @@ fn general_mesh_dense_path_matches_the_grid() {
     let on_general = step(&solver(p), &general, &rho0, 0.02, &energy, None).unwrap();
     assert_valid(&grid, &rho0, &on_grid, 1e-9);
     assert!(on_grid.rho.iter().all(|&r| r <= 1.6 * (1.0 + 1e-12)));
-    let diff = on_grid
-        .rho
-        .iter()
-        .zip(&on_general.rho)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f64::max);
+    let diff = max_abs_diff(&on_grid.rho, &on_general.rho);
     assert!(diff < 1e-8, "grid vs general mesh: {diff}");
 }
 
@@ -601,9 +545,7 @@ fn results_are_independent_of_the_thread_count() {
 /// A warm-started step solves the same problem as a cold one.
 #[test]
 fn warm_start_gives_the_same_step() {
-    let mesh = Mesh::grid(&[200], &[-5.0], &[5.0]).unwrap();
-    let g0 = Gaussian::diagonal(&[1.0], &[0.5]);
-    let rho0 = normalised(&mesh, mesh.sample(|x| g0.density(x)));
+    let (mesh, _, rho0) = ou_1d_start(200);
     let s = solver(eps(5e-3));
     let first = step(&s, &mesh, &rho0, 0.1, &ou_energy(1), None).unwrap();
     let warm = WarmStart::from(&first);
@@ -633,9 +575,7 @@ fn warm_start_gives_the_same_step() {
 /// when the residual is below `almost_tol`.
 #[test]
 fn iteration_caps_are_reported_honestly() {
-    let mesh = Mesh::grid(&[100], &[-5.0], &[5.0]).unwrap();
-    let g0 = Gaussian::diagonal(&[1.0], &[0.5]);
-    let rho0 = normalised(&mesh, mesh.sample(|x| g0.density(x)));
+    let (mesh, _, rho0) = ou_1d_start(100);
     let capped = SinkhornParams {
         max_iter: 3,
         omega: Some(1.0),
@@ -866,9 +806,7 @@ fn multiscale_start_gives_the_same_step() {
 /// congested 2D grid (cells at the bound: the safeguarded Newton iteration).
 #[test]
 fn mass_balance_gives_the_same_step() {
-    let line = Mesh::grid(&[2048], &[-5.0], &[5.0]).unwrap();
-    let g1 = Gaussian::diagonal(&[1.0], &[0.5]);
-    let rho1 = normalised(&line, line.sample(|x| g1.density(x)));
+    let (line, _, rho1) = ou_1d_start(2048);
     let off = |p: SinkhornParams| {
         let q = SinkhornParams {
             mass_balance: false,
@@ -904,9 +842,7 @@ fn mass_balance_gives_the_same_step() {
 /// (352 coarse). Bounds unchanged since round 5.
 #[test]
 fn long_line_iterations_follow_the_linear_rate() {
-    let mesh = Mesh::grid(&[16384], &[-5.0], &[5.0]).unwrap();
-    let g0 = Gaussian::diagonal(&[1.0], &[0.5]);
-    let rho0 = normalised(&mesh, mesh.sample(|x| g0.density(x)));
+    let (mesh, g0, rho0) = ou_1d_start(16384);
     let h = 10.0 / 16384.0;
     let s = solver(eps(2.0 * (32.0 * h) * (32.0 * h)));
     let out = step(&s, &mesh, &rho0, 0.1, &ou_energy(1), None).unwrap();
@@ -948,11 +884,9 @@ fn a_512_squared_step_fits_in_a_gibibyte() {
 /// starts with, a few iterations of the fast (rough) modes.
 #[test]
 fn default_iterations_stay_bounded_as_the_line_is_refined() {
-    let g0 = Gaussian::diagonal(&[1.0], &[0.5]);
     let s = solver(SinkhornParams::default());
     let run = |n: usize| {
-        let mesh = Mesh::grid(&[n], &[-5.0], &[5.0]).unwrap();
-        let rho0 = normalised(&mesh, mesh.sample(|x| g0.density(x)));
+        let (mesh, _, rho0) = ou_1d_start(n);
         let e = ou_energy(1).freeze(&mesh, &rho0).unwrap();
         let problem = JkoStep::new(&mesh, &rho0, 0.1, &e).unwrap();
         let epsilon = s.epsilon_for(&problem).epsilon;
@@ -978,9 +912,7 @@ fn default_iterations_stay_bounded_as_the_line_is_refined() {
 #[test]
 fn long_line_kernel_fits_its_memory_estimate() {
     let n = 16384;
-    let mesh = Mesh::grid(&[n], &[-5.0], &[5.0]).unwrap();
-    let g0 = Gaussian::diagonal(&[1.0], &[0.5]);
-    let rho0 = normalised(&mesh, mesh.sample(|x| g0.density(x)));
+    let (mesh, _, rho0) = ou_1d_start(n);
     let s = solver(SinkhornParams::default());
     let out = step(&s, &mesh, &rho0, 1.0, &ou_energy(1), None).unwrap();
     let stored: u64 = out
