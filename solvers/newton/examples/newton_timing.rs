@@ -9,30 +9,14 @@
 //! cargo run --release -p jko-newton --example newton_timing 512 512    # one grid
 //! /usr/bin/time -v target/release/examples/newton_timing 512 512       # with peak RSS
 
-use jko_core::{Energy, JkoStep, Mesh, Potential, StepSolver, WarmStart};
+use jko_core::{JkoStep, StepSolver, WarmStart};
 use jko_newton::{NewtonParams, NewtonSolver, Ordering};
 use std::time::Instant;
 
-fn problem(cells: &[usize]) -> (Mesh, Energy, ndarray::Array1<f64>) {
-    let d = cells.len();
-    let mesh = Mesh::grid(cells, &vec![-4.0; d], &vec![4.0; d]).unwrap();
-    let energy = Energy::fokker_planck(
-        1.0,
-        Potential::Quadratic {
-            center: vec![0.0; d],
-            stiffness: 1.0,
-        },
-    );
-    let rho = mesh.sample(|x| {
-        let r2: f64 = x
-            .iter()
-            .enumerate()
-            .map(|(i, a)| (a - 0.5 + 0.2 * i as f64).powi(2))
-            .sum();
-        (-r2 / (2.0 * 0.6 * 0.6)).exp()
-    });
-    (mesh, energy, rho)
-}
+// The timing problem is the bench's (benches/step.rs), kept with the tests' helpers.
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::ou_timing_problem as problem;
 
 struct Row {
     nnz_s: usize,

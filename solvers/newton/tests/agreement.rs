@@ -21,19 +21,13 @@ fn cell_consistency(
     phi: &Array1<f64>,
     law: impl Fn(f64) -> f64,
 ) -> f64 {
-    let mut q = vec![0.0; mesh.n_cells()];
-    for f in mesh.faces() {
-        let d = phi[f.l] - phi[f.k];
-        q[f.k] += f.transmissibility() * d * d / (4.0 * tau);
-        q[f.l] += f.transmissibility() * d * d / (4.0 * tau);
-    }
     let scale = rho.iter().cloned().fold(0.0, f64::max);
-    (0..mesh.n_cells())
-        .map(|k| {
-            let v = e.potential.as_ref().map_or(0.0, |v| v[k]);
-            let s = -v - phi[k] / tau + q[k] / mesh.volumes()[k];
-            let gamma = (4.0 * mesh.dim() as f64 + 4.0) * f64::EPSILON;
-            let delta = gamma * (v.abs() + (phi[k] / tau).abs() + q[k] / mesh.volumes()[k]);
+    let gamma = (4.0 * mesh.dim() as f64 + 4.0) * f64::EPSILON;
+    common::chemical_potential(mesh, e, tau, phi)
+        .into_iter()
+        .enumerate()
+        .map(|(k, (s, terms))| {
+            let delta = gamma * terms;
             let (lo, hi) = (law(s - delta), law(s + delta));
             (lo - rho[k]).max(rho[k] - hi).max(0.0) / scale
         })

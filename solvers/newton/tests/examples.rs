@@ -23,20 +23,12 @@ fn entropy_law_residual(
     if e.max_density.is_some() || e.porous.is_some() {
         return None;
     }
-    let mut q = vec![0.0; mesh.n_cells()];
-    for f in mesh.faces() {
-        let d = phi[f.l] - phi[f.k];
-        q[f.k] += f.transmissibility() * d * d / (4.0 * tau);
-        q[f.l] += f.transmissibility() * d * d / (4.0 * tau);
-    }
     let scale = rho.iter().cloned().fold(0.0, f64::max);
     Some(
-        (0..mesh.n_cells())
-            .map(|k| {
-                let v = e.potential.as_ref().map_or(0.0, |v| v[k]);
-                let s = -v - phi[k] / tau + q[k] / mesh.volumes()[k];
-                (rho[k] - (s / beta - 1.0).exp()).abs() / scale
-            })
+        common::chemical_potential(mesh, e, tau, phi)
+            .into_iter()
+            .enumerate()
+            .map(|(k, (s, _))| (rho[k] - (s / beta - 1.0).exp()).abs() / scale)
             .fold(0.0, f64::max),
     )
 }

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use jko_conic::{ConicParams, ConicSolver};
-use jko_core::{Energy, Mesh, Potential, StepOutput};
+use jko_core::{Energy, Mesh, Potential, StepEnergy, StepOutput};
 use ndarray::Array1;
 
 /// A Gaussian sampled at cell centres, normalised to `mass`.
@@ -69,4 +69,50 @@ pub fn history(out: &StepOutput) -> Vec<String> {
         .iter()
         .map(|h| format!("{h:.1e}"))
         .collect()
+}
+
+/// The chemical potential s_K = −V_K − φ_K/τ + Q_K/|K| of a returned potential φ (Q_K = Σ_σ
+/// T_σ (φ_L − φ_K)²/(4τ)), with the sum of the absolute values of its terms (its round-off scale).
+pub fn chemical_potential(
+    mesh: &Mesh,
+    e: &StepEnergy,
+    tau: f64,
+    phi: &Array1<f64>,
+) -> Vec<(f64, f64)> {
+    let mut q = vec![0.0; mesh.n_cells()];
+    for f in mesh.faces() {
+        let d = phi[f.l] - phi[f.k];
+        q[f.k] += f.transmissibility() * d * d / (4.0 * tau);
+        q[f.l] += f.transmissibility() * d * d / (4.0 * tau);
+    }
+    (0..mesh.n_cells())
+        .map(|k| {
+            let v = e.potential.as_ref().map_or(0.0, |v| v[k]);
+            let q = q[k] / mesh.volumes()[k];
+            (-v - phi[k] / tau + q, v.abs() + (phi[k] / tau).abs() + q)
+        })
+        .collect()
+}
+
+/// The Ornstein–Uhlenbeck timing problem of the bench and of `newton_timing`: β = 1, V = |x|²/2
+/// on [−4, 4]^d, from an unnormalised Gaussian of std 0.6 centred at (0.5, 0.3, 0.1, …).
+pub fn ou_timing_problem(cells: &[usize]) -> (Mesh, Energy, Array1<f64>) {
+    let d = cells.len();
+    let mesh = Mesh::grid(cells, &vec![-4.0; d], &vec![4.0; d]).unwrap();
+    let energy = Energy::fokker_planck(
+        1.0,
+        Potential::Quadratic {
+            center: vec![0.0; d],
+            stiffness: 1.0,
+        },
+    );
+    let rho = mesh.sample(|x| {
+        let r2: f64 = x
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a - 0.5 + 0.2 * i as f64).powi(2))
+            .sum();
+        (-r2 / (2.0 * 0.6 * 0.6)).exp()
+    });
+    (mesh, energy, rho)
 }
