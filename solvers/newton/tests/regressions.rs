@@ -443,10 +443,10 @@ fn porous_free_boundary_does_not_crawl() {
 /// iterations (mass balance ~10⁻³), and the interior point then restarted from its cold start,
 /// stalled at complementarity ~10⁻⁶ and never finished. It now takes over from the ascent's
 /// last potential, recentred at a small μ: 22 / 46 / 67 iterations. The second step (the one
-/// that failed) is also solved by the tight conic reference on the same discrete problem:
-/// measured max|Δρ|/max ρ = 1.1e-5, asserted ≤ 1e-4 (tests/agreement.rs's ceiling for porous
-/// fronts, where conic's own optimality residual reaches 1e-6–1e-5; which side limits is not
-/// established by this test). `#[ignore]`: ~60 s (test profile), the conic solve most of it.
+/// that failed) is also solved by the tight conic reference on the same discrete problem and
+/// judged as tests/agreement.rs judges porous steps (`porous_verdict`): agreement to 1e-7, or
+/// newton's own cell-law residual ≤ 1e-8 while the difference is within ten times the conic's
+/// (the conic is then the inexact side). `#[ignore]`: ~60 s (test profile), mostly the conic.
 /// The Barenblatt m = 3 profile of `porous_m3_2d_barenblatt_converges` (samples not normalised)
 /// on n² cells of [−1.5, 1.5]², three warm-started steps of τ = 0.01.
 fn porous_m3_2d(n: usize) -> (Mesh, Energy, Array1<f64>, Vec<usize>) {
@@ -488,12 +488,20 @@ fn porous_m3_2d_barenblatt_converges() {
     let rho1 = solver.step(&p, None).unwrap().rho;
     let e = energy.freeze(&mesh, &rho1).unwrap();
     let p = JkoStep::new(&mesh, &rho1, 0.01, &e).unwrap();
-    let a = solver.step(&p, None).unwrap().rho;
-    let b = common::reference_conic().step(&p, None).unwrap().rho;
-    let scale = b.iter().cloned().fold(0.0, f64::max);
-    let diff = (&a - &b).iter().fold(0.0f64, |m, d| m.max(d.abs())) / scale;
-    println!("max|drho|/max rho against the tight conic: {diff:e}");
-    assert!(diff < 1e-4, "max|drho|/max rho = {diff:e}");
+    let a = solver.step(&p, None).unwrap();
+    let b = common::reference_conic().step(&p, None).unwrap();
+    let scale = b.rho.iter().cloned().fold(0.0, f64::max);
+    let diff = (&a.rho - &b.rho).iter().fold(0.0f64, |m, d| m.max(d.abs())) / scale;
+    // The exact m = 3 cell law ρ = (f')⁻¹(max(s, 0)) = √(2 max(s, 0)/3).
+    let law = |s: f64| (2.0 * s.max(0.0) / 3.0).sqrt();
+    let kkt = |o: &StepOutput| {
+        common::cell_consistency(&mesh, &e, 0.01, &o.rho, o.potential.as_ref().unwrap(), law)
+    };
+    let (kn, kc) = (kkt(&a), kkt(&b));
+    println!(
+        "max|drho|/max rho against the tight conic: {diff:e}; cell-law residual newton {kn:e}, conic {kc:e}"
+    );
+    common::porous_verdict((diff, kn, kc));
 }
 
 /// Issue 14, round 6: the robustness matrix's narrow Gaussian (`robust/narrow-1d.toml`: std 0.1
