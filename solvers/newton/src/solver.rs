@@ -882,7 +882,8 @@ impl<'a> Run<'a> {
                 // β) can defeat the damped Newton ascent from every start: the primal–dual
                 // interior point, which updates ρ linearly, takes over from its own cold start.
                 // The same for a porous step whose semismooth ascent did not converge within
-                // its budget (degenerate free-boundary cells).
+                // its budget (degenerate free-boundary cells); it starts from the ascent's last
+                // potential (`Run::handover`).
                 self.barrier = true;
                 self.p.lower_active = true;
                 let spent = spent_iterations(&first);
