@@ -1317,6 +1317,54 @@ mod tests {
         }
     }
 
+    /// The dual ascent's solve stops refining at the residual's round-off: its direction must
+    /// agree with the fully refined one to the round-off of the solve (κ(Ŝ) ε; Ŝ has a unit
+    /// diagonal), and satisfy S d = r_p/τ to that level.
+    #[test]
+    fn refinement_stop_leaves_the_direction_at_round_off() {
+        let mesh = Mesh::masked_grid(&[24, 24], &[0.0, 0.0], &[1.0, 1.0], None).unwrap();
+        let n = mesh.n_cells();
+        let rho_prev =
+            mesh.sample(|x| (-8.0 * ((x[0] - 0.4).powi(2) + (x[1] - 0.5).powi(2))).exp());
+        let v = mesh.sample(|x| 2.0 * ((x[0] - 0.5).powi(2) + (x[1] - 0.5).powi(2)));
+        let faces: Vec<(usize, usize, f64)> = mesh
+            .faces()
+            .iter()
+            .map(|f| (f.k, f.l, f.transmissibility()))
+            .collect();
+        let e = energy(Some(0.5), None, None, v);
+        let problem = JkoStep::new(&mesh, &rho_prev, 0.05, &e).unwrap();
+        let params = NewtonParams::default();
+        let mut system =
+            ReducedSystem::new(&mesh, Factorization::Cholesky, Ordering::Auto).unwrap();
+        let run = Run::new(&problem, &faces, &params, &mut system);
+        let pt = run.cold_start().expect("start");
+        let p = &run.p;
+        let mut sys = ReducedSystem::new(&mesh, Factorization::Cholesky, Ordering::Auto).unwrap();
+        let (d, _) = p.newton_direction(&pt, &mut sys).unwrap();
+        let b: Vec<f64> = pt.r_p.iter().map(|r| r / p.tau).collect();
+        let mut full = b.clone();
+        sys.solve(&mut full, crate::system::Refinement::WhileDecreasing)
+            .unwrap();
+        let norm = |v: &[f64]| v.iter().fold(0.0f64, |m, a| m.max(a.abs()));
+        let diff: Vec<f64> = d.iter().zip(&full).map(|(a, c)| a - c).collect();
+        assert!(
+            norm(&diff) <= 1e-9 * norm(&full),
+            "{} vs {}",
+            norm(&diff),
+            norm(&full)
+        );
+        let sd = sys.apply(&d);
+        let res: Vec<f64> = sd.iter().zip(&b).map(|(a, c)| a - c).collect();
+        assert!(
+            norm(&res) <= 1e-10 * norm(&b),
+            "{} vs {}",
+            norm(&res),
+            norm(&b)
+        );
+        assert_eq!(d.len(), n);
+    }
+
     /// S must be minus the Hessian of ψ_μ: compare S v with central differences of the
     /// gradient r_p/τ, and the gradient with central differences of ψ, for every energy family
     /// (with and without a cap, without internal energy) and both factorisations.
