@@ -12,9 +12,13 @@
 //! cargo bench -p jko-newton --bench step -- newton_vs_conic   # the conic ratio only
 //! NEWTON_GRIDS=512x512,48x48x48 cargo bench -p jko-newton --bench step -- newton_scaling
 
+// The timing problem is the one of examples/newton_timing.rs, kept with the tests' helpers.
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use jko_conic::{ConicParams, ConicSolver};
-use jko_core::{Energy, JkoStep, Mesh, Potential, StepEnergy, StepSolver, WarmStart};
+use jko_core::{JkoStep, Mesh, StepEnergy, StepSolver, WarmStart};
 use jko_newton::{NewtonParams, NewtonSolver};
 use ndarray::Array1;
 use std::time::Duration;
@@ -33,23 +37,7 @@ struct Case {
 const TAU: f64 = 0.05;
 
 fn case(cells: &[usize], newton: &NewtonSolver) -> Case {
-    let d = cells.len();
-    let mesh = Mesh::grid(cells, &vec![-4.0; d], &vec![4.0; d]).unwrap();
-    let energy = Energy::fokker_planck(
-        1.0,
-        Potential::Quadratic {
-            center: vec![0.0; d],
-            stiffness: 1.0,
-        },
-    );
-    let rho0 = mesh.sample(|x| {
-        let r2: f64 = x
-            .iter()
-            .enumerate()
-            .map(|(i, a)| (a - 0.5 + 0.2 * i as f64).powi(2))
-            .sum();
-        (-r2 / 0.72).exp()
-    });
+    let (mesh, energy, rho0) = common::ou_timing_problem(cells);
     let e0 = energy.freeze(&mesh, &rho0).unwrap();
     let first = newton
         .step(&JkoStep::new(&mesh, &rho0, TAU, &e0).unwrap(), None)

@@ -3,7 +3,7 @@
 //! and the path-following rule.
 
 use crate::kkt::{Errors, Part, Point, Problem};
-use crate::system::{LinearFailure, ReducedSystem};
+use crate::system::{LinearFailure, ReducedSystem, Refinement};
 use std::time::Instant;
 
 /// Bound multipliers are kept within [μ|K|/(KAPPA_SIGMA ρ), KAPPA_SIGMA μ|K|/ρ] (as IPOPT does).
@@ -492,7 +492,7 @@ impl<'s> Linearisation<'s> {
         for &k in &self.pinned {
             dphi[k] = 0.0;
         }
-        self.system.solve(&mut dphi)?;
+        self.system.solve(&mut dphi, Refinement::WhileDecreasing)?;
         // δρ = −D⁻¹ (R1 + C δφ).
         let cd = self.c_times(p, res, &dphi);
         let drho: Vec<f64> = (0..n).map(|k| -(r1[k] + cd[k]) * self.dinv[k]).collect();

@@ -459,8 +459,16 @@ impl NewtonSolver {
 }
 
 fn linear_setup_failure(message: String) -> NewtonError {
+    no_iterate_failure(
+        FailureReason::LinearSolver(message),
+        "the symbolic factorisation",
+    )
+}
+
+/// A failure before the first iterate existed: nothing to report but the reason and the cause.
+fn no_iterate_failure(reason: FailureReason, limiting: &str) -> NewtonError {
     NewtonError::NotConverged {
-        reason: FailureReason::LinearSolver(message),
+        reason,
         iterations: 0,
         residual: f64::INFINITY,
         history: Vec::new(),
@@ -471,7 +479,7 @@ fn linear_setup_failure(message: String) -> NewtonError {
             max_rho: f64::NAN,
             mass_error: f64::NAN,
             last_step: 0.0,
-            limiting: "the symbolic factorisation".into(),
+            limiting: limiting.into(),
         },
     }
 }
@@ -572,6 +580,9 @@ const OVERSHOOT: f64 = 10.0;
 /// Iterations of the dual ascent on a porous step before the interior point takes over (the
 /// ascent converges in 4–23 on the robustness matrix's porous cases, or stalls).
 const POROUS_DUAL_BUDGET: usize = 30;
+/// Barrier parameter, relative to ρ_s E_s, at which the interior point takes over a porous step
+/// from the dual ascent's last potential (see `Run::handover`).
+const HANDOVER_MU: f64 = 1e-10;
 
 /// One solve: the problem in the iteration's form and the reusable linear system.
 struct Run<'a> {
@@ -589,6 +600,9 @@ struct Run<'a> {
     /// The system's count of assembled Newton matrices when the step began.
     assembled_before: usize,
     notes: Vec<String>,
+    /// The point from which the interior point takes over a porous step whose dual ascent did
+    /// not converge (`Run::handover`); `None` before, or when no such point exists.
+    handover: Option<Point>,
 }
 
 /// Result of one iteration run from a start point.
@@ -676,6 +690,7 @@ impl<'a> Run<'a> {
             linear_time: 0.0,
             assembled_before,
             notes: Vec::new(),
+            handover: None,
         }
     }
 
@@ -867,7 +882,8 @@ impl<'a> Run<'a> {
                 // β) can defeat the damped Newton ascent from every start: the primal–dual
                 // interior point, which updates ρ linearly, takes over from its own cold start.
                 // The same for a porous step whose semismooth ascent did not converge within
-                // its budget (degenerate free-boundary cells).
+                // its budget (degenerate free-boundary cells); it starts from the ascent's last
+                // potential (`Run::handover`).
                 self.barrier = true;
                 self.p.lower_active = true;
                 let spent = spent_iterations(&first);
@@ -876,14 +892,18 @@ impl<'a> Run<'a> {
                 if budget == 0 {
                     return Err(first);
                 }
-                let again = self
-                    .cold_start()
+                let (start, from) = match self.handover.take() {
+                    Some(h) => (Some(h), "from the ascent's last potential"),
+                    None => (self.cold_start(), "from its cold start"),
+                };
+                let again = start
                     .ok_or_else(|| self.domain_failure())
                     .and_then(|x| self.iterate_ipm(x, budget));
                 match again {
                     Ok(mut c) => {
                         self.notes.push(format!(
-                            "dual Newton failed ({first}); solved by the primal-dual interior point"
+                            "dual Newton failed ({first}); solved by the primal-dual interior \
+                             point {from}"
                         ));
                         c.iterations += spent;
                         Ok(c)
@@ -961,6 +981,7 @@ impl<'a> Run<'a> {
                 });
             }
             if iterations >= self.dual_budget {
+                self.handover = self.handover(&pt);
                 return Err(self.fail(
                     FailureReason::MaxIterations,
                     iterations,
@@ -1001,6 +1022,7 @@ impl<'a> Run<'a> {
                     }
                 }
                 None => {
+                    self.handover = self.handover(&pt);
                     return Err(self.fail(
                         FailureReason::LineSearch,
                         iterations,
@@ -1084,6 +1106,30 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// The start of the interior point after a porous dual ascent stopped at `pt`: the same
+    /// potential, its densities and multipliers on the central path at μ = HANDOVER_MU ρ_s E_s
+    /// (the lower bound's barrier active). The ascent stalls close to the solution (mass balance
+    /// 10⁻³–10⁻⁵ after its 30 iterations on porous m = 3 2D; the degenerate front cells ρ ~ √s
+    /// are what it cannot resolve), and restarting the interior point from its cold start threw
+    /// that away: it then stalled at complementarity 10⁻⁵–10⁻⁶ and took 141–145 iterations, or
+    /// hit the 300-iteration limit on the un-normalised Barenblatt data
+    /// (`tests/regressions.rs::porous_m3_2d_barenblatt_converges`). Measured on those two
+    /// problems (3 steps each), handing over at μ = 10⁻⁵, 10⁻⁸, 10⁻¹⁰, 10⁻¹², 10⁻¹⁴, 10⁻¹⁶:
+    /// max 159, 83, 68, 86, 167, 387 iterations per step (a large μ re-spreads the front, a tiny
+    /// one starts the interior point off-centre). `None` when not a porous step or when the
+    /// cell law has no solution at that μ (then the cold start is used).
+    fn handover(&mut self, pt: &Point) -> Option<Point> {
+        let law = self.p.law;
+        if law.beta.is_some() || law.m.is_none() || law.rho_max.is_some() {
+            return None;
+        }
+        let mu = (HANDOVER_MU * self.scale()).max(self.mu_min);
+        let lower_active = std::mem::replace(&mut self.p.lower_active, true);
+        let h = self.p.point(pt.phi.clone(), mu, Some(&pt.cells));
+        self.p.lower_active = lower_active;
+        h
+    }
+
     /// ‖r_p‖₂ in density units (|r_p,K|/|K|).
     fn mass_balance(&self, pt: &Point) -> f64 {
         pt.r_p
@@ -1095,21 +1141,10 @@ impl<'a> Run<'a> {
     }
 
     fn domain_failure(&self) -> NewtonError {
-        NewtonError::NotConverged {
-            reason: FailureReason::Domain,
-            iterations: 0,
-            residual: f64::INFINITY,
-            history: Vec::new(),
-            diagnostics: IterateDiagnostics {
-                mass_residual: f64::INFINITY,
-                mu: 0.0,
-                min_rho: f64::NAN,
-                max_rho: f64::NAN,
-                mass_error: f64::NAN,
-                last_step: 0.0,
-                limiting: "no potential with a density in every cell".into(),
-            },
-        }
+        no_iterate_failure(
+            FailureReason::Domain,
+            "no potential with a density in every cell",
+        )
     }
 
     fn fail(
@@ -1280,6 +1315,49 @@ mod tests {
             max_density: cap,
             interaction_frozen: false,
         }
+    }
+
+    /// The dual ascent's solve stops refining at the residual's round-off: its direction must
+    /// agree with the fully refined one to the round-off of the solve (κ(Ŝ) ε; Ŝ has a unit
+    /// diagonal), and satisfy S d = r_p/τ to that level.
+    #[test]
+    fn refinement_stop_leaves_the_direction_at_round_off() {
+        let mesh = Mesh::masked_grid(&[24, 24], &[0.0, 0.0], &[1.0, 1.0], None).unwrap();
+        let n = mesh.n_cells();
+        let rho_prev =
+            mesh.sample(|x| (-8.0 * ((x[0] - 0.4).powi(2) + (x[1] - 0.5).powi(2))).exp());
+        let v = mesh.sample(|x| 2.0 * ((x[0] - 0.5).powi(2) + (x[1] - 0.5).powi(2)));
+        let faces: Vec<(usize, usize, f64)> = mesh
+            .faces()
+            .iter()
+            .map(|f| (f.k, f.l, f.transmissibility()))
+            .collect();
+        let e = energy(Some(0.5), None, None, v);
+        let problem = JkoStep::new(&mesh, &rho_prev, 0.05, &e).unwrap();
+        let params = NewtonParams::default();
+        let mut system =
+            ReducedSystem::new(&mesh, Factorization::Cholesky, Ordering::Auto).unwrap();
+        let run = Run::new(&problem, &faces, &params, &mut system);
+        let pt = run.cold_start().expect("start");
+        let p = &run.p;
+        let mut sys = ReducedSystem::new(&mesh, Factorization::Cholesky, Ordering::Auto).unwrap();
+        let (d, _) = p.newton_direction(&pt, &mut sys).unwrap();
+        let b: Vec<f64> = pt.r_p.iter().map(|r| r / p.tau).collect();
+        let mut full = b.clone();
+        sys.solve(&mut full, crate::system::Refinement::WhileDecreasing)
+            .unwrap();
+        // max|a − c| / max|c|.
+        let relative = |a: &[f64], c: &[f64]| {
+            let norm = |v: &mut dyn Iterator<Item = f64>| v.fold(0.0f64, |m, x| m.max(x.abs()));
+            norm(&mut a.iter().zip(c).map(|(x, y)| x - y)) / norm(&mut c.iter().copied())
+        };
+        let agreement = relative(&d, &full);
+        let residual = relative(&sys.apply(&d), &b);
+        assert!(
+            agreement <= 1e-9 && residual <= 1e-10,
+            "{agreement:e}, {residual:e}"
+        );
+        assert_eq!(d.len(), n);
     }
 
     /// S must be minus the Hessian of ψ_μ: compare S v with central differences of the

@@ -438,24 +438,70 @@ fn porous_free_boundary_does_not_crawl() {
 
 /// Issue 14, round 6: porous medium m = 3 in 2D from the Barenblatt profile at t₀ = 0.05 on
 /// 64² cells of [−1.5, 1.5]², τ = 0.01 — `robust/porous-m3-2d.toml` except that the samples of
-/// the profile are not normalised to mass 1 (mass 1 − 2e-3): the second step fails at the
-/// iteration limit (300: the semismooth dual ascent stalls at the m = 3 kink for its 30
-/// iterations, the interior point stalls with steps of 0.03 at complementarity ~1e-6, and every
-/// active-set finish converges for its held set but has held cells with negative multipliers,
-/// whose release diverges). With the normalised data (the matrix's case) the same steps take
-/// 20 / 129 / 142 iterations. Not fixed yet (docs/notes/issue-14.md, round 6); ~25 s (test profile).
-#[test]
-#[ignore]
-fn porous_m3_2d_barenblatt_converges() {
-    let mesh = Mesh::grid(&[64, 64], &[-1.5, -1.5], &[1.5, 1.5]).unwrap();
+/// the profile are not normalised to mass 1 (mass 1 − 2e-3): the second step failed at the
+/// iteration limit (300). The semismooth dual ascent stalls at the m = 3 kink for its 30
+/// iterations (mass balance ~10⁻³), and the interior point then restarted from its cold start,
+/// stalled at complementarity ~10⁻⁶ and never finished. It now takes over from the ascent's
+/// last potential, recentred at a small μ: 22 / 46 / 67 iterations. The second step (the one
+/// that failed) is also solved by the tight conic reference on the same discrete problem and
+/// judged as tests/agreement.rs judges porous steps (`porous_verdict`): agreement to 1e-7, or
+/// newton's own cell-law residual ≤ 1e-8 while the difference is within ten times the conic's
+/// (the conic is then the inexact side). `#[ignore]`: ~60 s (test profile), mostly the conic.
+/// The Barenblatt m = 3 profile of `porous_m3_2d_barenblatt_converges` (samples not normalised)
+/// on n² cells of [−1.5, 1.5]², three warm-started steps of τ = 0.01.
+fn porous_m3_2d(n: usize) -> (Mesh, Energy, Array1<f64>, Vec<usize>) {
+    let mesh = Mesh::grid(&[n, n], &[-1.5, -1.5], &[1.5, 1.5]).unwrap();
     let b = jko_core::exact::Barenblatt::new(3.0, 2, 1.0).unwrap();
     let rho0 = mesh.sample(|x| b.density(0.05, x));
     let energy = Energy {
         porous: Some(3.0),
         ..Energy::default()
     };
-    let its = run("porous m 3 2d", &mesh, &energy, rho0, 0.01, 3);
-    assert!(its.iter().all(|&i| i <= 150), "{its:?}");
+    let its = run(
+        &format!("porous m 3 2d {n}²"),
+        &mesh,
+        &energy,
+        rho0.clone(),
+        0.01,
+        3,
+    );
+    (mesh, energy, rho0, its)
+}
+
+/// The fast reproduction of the next test's failure: at 40² the same data did not fail but the
+/// interior point, restarted from its cold start after the stalled ascent, took 7 / 178 / 119
+/// iterations (32²: 7 / 148 / 176); from the ascent's last potential 7 / 38 / 28.
+#[test]
+fn porous_m3_2d_interior_point_starts_from_the_ascent() {
+    let (.., its) = porous_m3_2d(40);
+    assert!(its.iter().all(|&i| i <= 100), "{its:?}");
+}
+
+#[test]
+#[ignore]
+fn porous_m3_2d_barenblatt_converges() {
+    let (mesh, energy, rho0, its) = porous_m3_2d(64);
+    assert!(its.iter().all(|&i| i <= 100), "{its:?}");
+    let solver = NewtonSolver::new(NewtonParams::default()).unwrap();
+    let e = energy.freeze(&mesh, &rho0).unwrap();
+    let p = JkoStep::new(&mesh, &rho0, 0.01, &e).unwrap();
+    let rho1 = solver.step(&p, None).unwrap().rho;
+    let e = energy.freeze(&mesh, &rho1).unwrap();
+    let p = JkoStep::new(&mesh, &rho1, 0.01, &e).unwrap();
+    let a = solver.step(&p, None).unwrap();
+    let b = common::reference_conic().step(&p, None).unwrap();
+    let scale = b.rho.iter().cloned().fold(0.0, f64::max);
+    let diff = (&a.rho - &b.rho).iter().fold(0.0f64, |m, d| m.max(d.abs())) / scale;
+    // The exact m = 3 cell law ρ = (f')⁻¹(max(s, 0)) = √(2 max(s, 0)/3).
+    let law = |s: f64| (2.0 * s.max(0.0) / 3.0).sqrt();
+    let kkt = |o: &StepOutput| {
+        common::cell_consistency(&mesh, &e, 0.01, &o.rho, o.potential.as_ref().unwrap(), law)
+    };
+    let (kn, kc) = (kkt(&a), kkt(&b));
+    println!(
+        "max|drho|/max rho against the tight conic: {diff:e}; cell-law residual newton {kn:e}, conic {kc:e}"
+    );
+    common::porous_verdict((diff, kn, kc));
 }
 
 /// Issue 14, round 6: the robustness matrix's narrow Gaussian (`robust/narrow-1d.toml`: std 0.1
