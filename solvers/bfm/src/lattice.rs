@@ -9,9 +9,6 @@ use jko_core::Mesh;
 use ndarray::Array1;
 use rayon::prelude::*;
 
-/// Chunk length of the fixed-chunk parallel sums (results do not depend on the thread count).
-const SUM_CHUNK: usize = 4096;
-
 /// A uniform box grid of 1 to 3 axes, with an optional mask of active cells.
 #[derive(Debug, Clone)]
 pub(crate) struct Lattice {
@@ -233,20 +230,8 @@ impl Lattice {
     }
 }
 
-/// Σ_i f(i) over `0..n`, in fixed chunks added in order: the result does not depend on the
-/// number of threads.
-pub(crate) fn par_sum(n: usize, f: impl Fn(usize) -> f64 + Sync) -> f64 {
-    let chunks = n.div_ceil(SUM_CHUNK);
-    let partial: Vec<f64> = (0..chunks)
-        .into_par_iter()
-        .map(|c| {
-            let lo = c * SUM_CHUNK;
-            let hi = (lo + SUM_CHUNK).min(n);
-            (lo..hi).map(&f).sum::<f64>()
-        })
-        .collect();
-    partial.iter().sum()
-}
+/// Σ_i f(i) over 0..n, independent of the number of threads (jko_core's chunked sum).
+pub(crate) use jko_core::deterministic_sum as par_sum;
 
 /// Apply `op` to every line of the box array `data` along `axis`, in parallel over lines.
 ///

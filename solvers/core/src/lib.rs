@@ -14,6 +14,7 @@ pub mod error;
 pub mod exact;
 pub mod gmsh;
 pub mod mesh;
+mod reduce;
 pub mod simplicial;
 pub mod step;
 
@@ -21,6 +22,7 @@ pub use energy::{Energy, EnergyTerm, Interaction, Potential, StepEnergy};
 pub use error::{InputError, StepError, finite_non_negative, finite_positive};
 pub use gmsh::Triangulation;
 pub use mesh::{CellKind, CellShapes, Face, Grid, Mesh};
+pub use reduce::deterministic_sum;
 pub use simplicial::ControlVolumes;
 pub use step::{
     CheckReport, JkoStep, StepInfo, StepOutput, StepSolver, StepStatus, WarmStart, check_density,

@@ -67,7 +67,7 @@ const LINES: usize = 64;
 const LINE_WORK: usize = 1 << 16;
 /// A log-sum-exp term below e^{−LSE_CUT} of the largest is dropped (see module docs).
 const LSE_CUT: f64 = 50.0;
-/// Chunk length of deterministic reductions.
+/// Chunk length of the chunked parallel loops (as jko_core::deterministic_sum's).
 const SUM_CHUNK: usize = 4096;
 
 /// Define `fn name(args) -> ret` whose body is compiled twice, for the baseline instruction set
@@ -98,19 +98,7 @@ macro_rules! multiversion {
 }
 pub(crate) use multiversion;
 
-/// Σ_i f(i) over 0..n, computed in fixed chunks summed in order: the result does not depend
-/// on the number of threads.
-pub(crate) fn deterministic_sum(n: usize, f: impl Fn(usize) -> f64 + Sync) -> f64 {
-    let parts: Vec<f64> = (0..n.div_ceil(SUM_CHUNK))
-        .into_par_iter()
-        .map(|c| {
-            let lo = c * SUM_CHUNK;
-            let hi = (lo + SUM_CHUNK).min(n);
-            (lo..hi).map(&f).sum::<f64>()
-        })
-        .collect();
-    parts.iter().sum()
-}
+pub(crate) use jko_core::deterministic_sum;
 
 fn check_len(what: &str, expected: usize, found: usize) -> Result<(), InputError> {
     if expected != found {
