@@ -17,10 +17,21 @@
 //!   this J over all cellwise-constant densities of the mesh, computed here by a barrier
 //!   Newton method in the cumulative masses whose W² Hessian is tridiagonal
 //!   ([`exact_step_1d`]); its optimality is certified to `certificate`.
-//! - **2D/3D** ([`ScoreMethod::ConicMultiLevel`]): W² is the multi-level Benamou–Brenier
-//!   discretisation with L time levels (docs/mathematics.md §2.2; `conic` with `levels = L`),
-//!   which converges to W² as h → 0 and L → ∞ but is not exact at finite L; ρ* is that
-//!   scheme's step and J(ρ̂) uses the same discrete W²
+//! - **2D** grids without masks, entropy, no porous medium or cap ([`ScoreMethod::SemiDiscrete`]):
+//!   ρⁿ is a cellwise-constant density and ρ atoms of mass |K|ρ_j at the cell centres; W² between
+//!   them is exact semi-discrete transport (Laguerre cells), and ρ* is the exact minimiser of
+//!   this J ([`jko_bfm::semidiscrete_jko_step`]), certified by weak duality: its dual G(φ) ≤ min J
+//!   and J(ρ*) is evaluated exactly (the Laguerre plan is optimal for ρ*'s masses). J(ρ̂) uses
+//!   the same W² ([`jko_bfm::semidiscrete_w2`], bracketed; the bracket joins the certificate).
+//!   Why this problem and not bfm's step with a refined-transform W² (not the minimiser of any
+//!   J built from that transform, whose sup over ψ is not concave in 2D) or the lattice W² of
+//!   the cell-centre measures (certifiable, but mass only moves where |∇(f′(ρ) + V)| > h/(2τ)):
+//!   docs/mathematics.md §9.2. K(ρⁿ, ρⁿ) = M(h₀² + h₁²)/(24τ) ≠ 0 (the cells' variance), so
+//!   `relative_gap` divides by J(ρⁿ) − J(ρ*).
+//! - **3D, and 2D otherwise** ([`ScoreMethod::ConicMultiLevel`]): W² is the multi-level
+//!   Benamou–Brenier discretisation with L time levels (docs/mathematics.md §2.2; `conic` with
+//!   `levels = L`), which converges to W² as h → 0 and L → ∞ but is not exact at finite L; ρ* is
+//!   that scheme's step and J(ρ̂) uses the same discrete W²
 //!   ([`jko_conic::ConicSolver::transport`]). This is stated in the score.
 //!
 //! Interaction energies are frozen at ρⁿ, as in every backend.
@@ -36,7 +47,7 @@ use serde::{Deserialize, Serialize};
 /// ```rust
 /// use jko::score::ScoreMethod;
 ///
-/// assert!(ScoreMethod::ExactCells.is_exact());
+/// assert!(ScoreMethod::ExactCells.is_exact() && ScoreMethod::SemiDiscrete.is_exact());
 /// assert!(!ScoreMethod::ConicMultiLevel { levels: 4 }.is_exact());
 /// assert!(ScoreMethod::ConicMultiLevel { levels: 4 }.to_string().contains("L = 4"));
 /// ```
@@ -45,7 +56,11 @@ use serde::{Deserialize, Serialize};
 pub enum ScoreMethod {
     /// 1D: exact W² between cellwise-constant densities; ρ* the exact minimiser over them.
     ExactCells,
-    /// 2D/3D: the multi-level Benamou–Brenier W² with `levels` time levels (conic).
+    /// 2D, unmasked grid, entropy (no porous medium or cap): exact W² from ρⁿ as a
+    /// cellwise-constant density to ρ as atoms at the cell centres (semi-discrete transport);
+    /// ρ* the exact minimiser of that J (module docs).
+    SemiDiscrete,
+    /// 2D/3D otherwise: the multi-level Benamou–Brenier W² with `levels` time levels (conic).
     ConicMultiLevel {
         /// Number of time levels L.
         levels: usize,
@@ -59,7 +74,7 @@ impl ScoreMethod {
     /// assert!(jko::score::ScoreMethod::ExactCells.is_exact());
     /// ```
     pub fn is_exact(&self) -> bool {
-        matches!(self, ScoreMethod::ExactCells)
+        matches!(self, ScoreMethod::ExactCells | ScoreMethod::SemiDiscrete)
     }
 }
 
@@ -69,6 +84,10 @@ impl std::fmt::Display for ScoreMethod {
             ScoreMethod::ExactCells => {
                 write!(f, "exact W2 between cellwise-constant densities (1D)")
             }
+            ScoreMethod::SemiDiscrete => write!(
+                f,
+                "exact W2 from rho^n as cellwise-constant density to atoms at the cell centres (2D semi-discrete)"
+            ),
             ScoreMethod::ConicMultiLevel { levels } => write!(
                 f,
                 "multi-level Benamou-Brenier W2 (conic, L = {levels}; converges to W2 as h -> 0, L -> oo, not exact)"
@@ -131,7 +150,7 @@ pub struct Score {
     pub minimum: f64,
     /// J(ρ̂) − J(ρ*): the suboptimality gap.
     pub gap: f64,
-    /// gap / (F_h(ρⁿ) − J(ρ*)): the fraction of the exact step's decrease of J that ρ̂ loses
+    /// gap / (J(ρⁿ) − J(ρ*)): the fraction of the exact step's decrease of J that ρ̂ loses
     /// (`None` when ρⁿ is already the minimiser).
     pub relative_gap: Option<f64>,
     /// W²(ρ̂, ρⁿ).
@@ -142,7 +161,7 @@ pub struct Score {
     pub minimiser_kinetic: f64,
     /// F_h(ρ*).
     pub minimiser_energy: f64,
-    /// W(ρ̂, ρ*) (the distance, not squared).
+    /// W(ρ̂, ρ*) (the distance, not squared; semi-discrete method: the lattice W of `jko distance`).
     pub w2_to_minimiser: f64,
     /// Σ_K |K| |ρ̂_K − ρ*_K|.
     pub l1_to_minimiser: f64,
@@ -151,7 +170,8 @@ pub struct Score {
     /// (mass(ρ̂) − mass(ρⁿ)) / mass(ρⁿ) before any rescaling.
     pub mass_defect: f64,
     /// Upper bound on J(ρ*) − min J: 1D, the barrier method's bound (n_constraints · μ plus
-    /// the last Newton decrement); 2D/3D, Clarabel's duality-gap tolerances on the step.
+    /// the last Newton decrement); semi-discrete, J(ρ*) − G(φ) plus the width of the
+    /// candidate's W² bracket /(2τ); conic, Clarabel's duality-gap tolerances on the step.
     pub certificate: f64,
     /// ρ*, cell values (not serialised).
     #[serde(skip)]
@@ -228,16 +248,20 @@ pub fn score(
         .into());
     }
     let f_prev = frozen.value(mesh, rho_prev);
-    let parts = if mesh.dim() == 1 {
-        let line = LineMesh::new(mesh)?;
-        score_exact_1d(mesh, &line, &frozen, tau, rho_prev, &candidate)?
-    } else {
-        score_conic(mesh, &frozen, tau, rho_prev, &candidate, options.levels)?
+    let parts = match method_for(mesh, energy, options.levels) {
+        ScoreMethod::ExactCells => {
+            let line = LineMesh::new(mesh)?;
+            score_exact_1d(mesh, &line, &frozen, tau, rho_prev, &candidate)?
+        }
+        ScoreMethod::SemiDiscrete => score_semidiscrete(mesh, &frozen, tau, rho_prev, &candidate)?,
+        ScoreMethod::ConicMultiLevel { levels } => {
+            score_conic(mesh, &frozen, tau, rho_prev, &candidate, levels)?
+        }
     };
     let objective = parts.kinetic / (2.0 * tau) + frozen.value(mesh, &candidate);
     let minimum = parts.minimiser_kinetic / (2.0 * tau) + frozen.value(mesh, &parts.minimiser);
     let gap = objective - minimum;
-    let decrease = f_prev - minimum;
+    let decrease = parts.prev_kinetic / (2.0 * tau) + f_prev - minimum;
     let l1: f64 = (0..mesh.n_cells())
         .map(|k| mesh.volumes()[k] * (candidate[k] - parts.minimiser[k]).abs())
         .sum();
@@ -263,6 +287,8 @@ pub fn score(
 /// What a method computes for [`score`].
 struct Parts {
     method: ScoreMethod,
+    /// W²(ρⁿ, ρⁿ) in the method's discrete W² (not 0 for the semi-discrete one).
+    prev_kinetic: f64,
     kinetic: f64,
     minimiser: Array1<f64>,
     minimiser_kinetic: f64,
@@ -290,11 +316,86 @@ fn score_exact_1d(
     let edges = line.edges();
     Ok(Parts {
         method: ScoreMethod::ExactCells,
+        prev_kinetic: 0.0,
         kinetic: w2_squared_masses(edges, &cand, &prev),
         minimiser_kinetic: w2_squared_masses(edges, &star, &prev),
         w2_squared_to_minimiser: w2_squared_masses(edges, &cand, &star),
         minimiser: step.rho,
         certificate: step.certificate,
+    })
+}
+
+/// The method [`score`] uses for `energy` on `mesh`: [`ScoreMethod::ExactCells`] on a line of
+/// cells, [`ScoreMethod::SemiDiscrete`] on a 2D grid without masks with an entropy and neither
+/// porous medium nor cap (ρ = e^{(−φ − V)/β − 1} is then a function of the dual potential),
+/// [`ScoreMethod::ConicMultiLevel`] with `levels` otherwise.
+///
+/// ```rust
+/// use jko::score::{ScoreMethod, method_for};
+/// use jko_core::{Energy, Mesh};
+///
+/// let square = Mesh::grid(&[8, 8], &[0.0, 0.0], &[1.0, 1.0]).unwrap();
+/// let ou = Energy::ornstein_uhlenbeck(2);
+/// assert_eq!(method_for(&square, &ou, 4), ScoreMethod::SemiDiscrete);
+/// let porous = Energy { porous: Some(2.0), ..Energy::default() };
+/// assert_eq!(method_for(&square, &porous, 4), ScoreMethod::ConicMultiLevel { levels: 4 });
+/// ```
+pub fn method_for(mesh: &Mesh, energy: &Energy, levels: usize) -> ScoreMethod {
+    let unmasked = mesh.as_grid().is_some_and(|g| g.mask.is_none());
+    match mesh.dim() {
+        1 => ScoreMethod::ExactCells,
+        2 if unmasked
+            && energy.entropy.is_some()
+            && energy.porous.is_none()
+            && energy.max_density.is_none() =>
+        {
+            ScoreMethod::SemiDiscrete
+        }
+        _ => ScoreMethod::ConicMultiLevel { levels },
+    }
+}
+
+fn score_semidiscrete(
+    mesh: &Mesh,
+    energy: &StepEnergy,
+    tau: f64,
+    rho_prev: &Array1<f64>,
+    candidate: &Array1<f64>,
+) -> Result<Parts, RunError> {
+    let solver = |e: StepError| match e {
+        StepError::Input(e) => RunError::Input(e),
+        e => RunError::Solver(e),
+    };
+    let options = jko_bfm::SemiDiscreteOptions::default();
+    let beta = energy.entropy.unwrap_or(1.0);
+    let step = jko_bfm::semidiscrete_jko_step(
+        mesh,
+        rho_prev,
+        tau,
+        beta,
+        energy.potential.as_ref(),
+        &options,
+    )
+    .map_err(solver)?;
+    // The candidate's W² from the minimiser's potential: near ρ* Newton starts in its
+    // quadratic region.
+    let cand = jko_bfm::semidiscrete_w2(mesh, rho_prev, candidate, Some(&step.potential), &options)
+        .map_err(solver)?;
+    // W(ρ̂, ρ*) between two atomic measures: the lattice W² of `jko distance`.
+    let to_min = jko_bfm::w2_squared(mesh, candidate, &step.rho, &Default::default())
+        .map_err(solver)?
+        .w2;
+    let grid = mesh.as_grid().map(|g| g.spacing()).unwrap_or_default();
+    let cell_variance: f64 = grid.iter().map(|h| h * h / 12.0).sum();
+    Ok(Parts {
+        method: ScoreMethod::SemiDiscrete,
+        prev_kinetic: mesh.mass(rho_prev) * cell_variance,
+        kinetic: cand.w2,
+        minimiser_kinetic: step.kinetic,
+        w2_squared_to_minimiser: to_min,
+        minimiser: step.rho,
+        // J(ρ*) − min J, plus the candidate's W² bracket (its dual value is used).
+        certificate: step.certificate + (cand.w2_upper - cand.w2) / (2.0 * tau),
     })
 }
 
@@ -323,6 +424,7 @@ fn score_conic(
     };
     Ok(Parts {
         method: ScoreMethod::ConicMultiLevel { levels },
+        prev_kinetic: 0.0,
         kinetic: transport(rho_prev, candidate)?,
         minimiser_kinetic: out.info.kinetic,
         w2_squared_to_minimiser: transport(candidate, &out.rho)?,
@@ -357,17 +459,7 @@ fn score_conic(
 /// ```
 pub fn w2_squared_cells(mesh: &Mesh, a: &Array1<f64>, b: &Array1<f64>) -> Result<f64, RunError> {
     let line = LineMesh::new(mesh)?;
-    jko_core::check_density(mesh, a, "a")?;
-    jko_core::check_density(mesh, b, "b")?;
-    let (ma, mb) = (mesh.mass(a), mesh.mass(b));
-    if (ma - mb).abs() > 1e-9 * ma.max(mb) {
-        return Err(InputError::parameter(
-            "b",
-            format!("mass {mb:e}"),
-            &format!("W2 compares equal masses; a has mass {ma:e}"),
-        )
-        .into());
-    }
+    jko_bfm::equal_masses(mesh, a, b, ("a", "b"))?;
     let masses = |rho: &Array1<f64>| -> Vec<f64> {
         line.order()
             .iter()

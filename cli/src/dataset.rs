@@ -68,9 +68,11 @@
 //! of one file per shard, for training code that reads it without knowing the sharding.
 //!
 //! **Quality.** `[quality]` chooses samples whose steps are scored against the exact-W² step
-//! from the same ρⁿ ([`jko::score`]): exact in 1D (default: one sample, every step), the
-//! multi-level conic discretisation in 2D/3D (default: none). The manifest states the
-//! reference, the per-step gaps and W distances, and their maxima.
+//! from the same ρⁿ ([`jko::score`]): exact in 1D (default: one sample, every step), exact
+//! semi-discrete W² on 2D grids without masks with entropy (no porous medium or cap; default:
+//! one sample, the first step), the multi-level conic discretisation otherwise (default:
+//! none). The manifest states the reference, the per-step gaps and W distances, and their
+//! maxima.
 
 mod store;
 mod zarr;
@@ -139,14 +141,15 @@ pub struct DatasetSpec {
     /// The random initial-density families (`[[initial]]`).
     pub initial: Vec<InitialFamily>,
     /// `[quality]`: which samples are measured against exact-W² steps (default: one sample,
-    /// every step, on 1D meshes; none on 2D/3D meshes, where the reference is expensive).
+    /// every step, on 1D meshes; one sample, the first step, where the 2D semi-discrete
+    /// reference applies; none otherwise, where the conic reference is expensive).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality: Option<QualitySpec>,
 }
 
 /// `[quality]` of a dataset spec: the samples whose steps are scored against the exact-W²
-/// step from the same ρⁿ ([`jko::score::score`]; exact in 1D, multi-level conic with
-/// `levels` time levels in 2D/3D). Measured samples: ⌊j·samples/k⌋ for j < k.
+/// step from the same ρⁿ ([`jko::score::score`]; exact in 1D and, semi-discrete, on 2D grids
+/// with entropy; multi-level conic with `levels` time levels otherwise). Measured samples: ⌊j·samples/k⌋ for j < k.
 ///
 /// ```rust
 /// use jko_cli::dataset::QualitySpec;
@@ -566,14 +569,18 @@ impl DatasetSpec {
     }
 
     /// The quality subset on `mesh` (see [`QualitySpec`]).
-    fn quality_plan(&self, mesh: &Mesh) -> Option<QualityPlan> {
+    fn quality_plan(&self, mesh: &Mesh, energy: &Energy) -> Option<QualityPlan> {
         let one_d = mesh.dim() == 1;
+        let levels = self.quality.as_ref().map_or(four_levels(), |q| q.levels);
+        let method = jko::score::method_for(mesh, energy, levels);
         let q = match &self.quality {
             Some(q) => q.clone(),
-            None if one_d => QualitySpec {
+            // Exact references by default (1D: every step; 2D semi-discrete: the first
+            // step, a few seconds at 64²); the conic reference costs minutes per step.
+            None if method.is_exact() => QualitySpec {
                 samples: 1,
                 steps: None,
-                levels: four_levels(),
+                levels,
             },
             None => return None,
         };
@@ -584,11 +591,7 @@ impl DatasetSpec {
         Some(QualityPlan {
             samples: (0..k).map(|j| j * self.samples / k).collect(),
             steps: q.steps.or_else(|| (!one_d).then(|| vec![1])),
-            method: if one_d {
-                ScoreMethod::ExactCells
-            } else {
-                ScoreMethod::ConicMultiLevel { levels: q.levels }
-            },
+            method,
             options: ScoreOptions {
                 levels: q.levels,
                 normalize: false,
@@ -1266,7 +1269,7 @@ pub fn run_dataset_with(
         energy: &energy,
         config,
         options,
-        quality: spec.quality_plan(&mesh),
+        quality: spec.quality_plan(&mesh, &energy),
         inputs: arrays.0,
         trajectories: arrays.1,
         energies: arrays.2,

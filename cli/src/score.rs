@@ -4,9 +4,9 @@
 //! the W₂ distance between two such files ([`distance_files`]).
 //!
 //! The config gives the mesh, the energy and τ (its `[initial]` and `[solver]` are not used:
-//! the minimiser is computed by the scoring method, exact in 1D). The arrays hold cell values,
-//! grid-shaped (as `jko run` and `jko dataset` write them) or flat (one value per active
-//! cell).
+//! the minimiser is computed by the scoring method, exact in 1D and on 2D grids with entropy).
+//! The arrays hold cell values, grid-shaped (as `jko run` and `jko dataset` write them) or flat
+//! (one value per active cell).
 
 use crate::error::ToolError;
 use jko::config::{Config, read_npy};

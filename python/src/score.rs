@@ -17,8 +17,11 @@ use pyo3::types::PyDict;
 /// ``jko score CONFIG RHO_PREV.npy RHO_CANDIDATE.npy --json``.
 ///
 /// In 1D, W² is exact between cellwise-constant densities and rho* is the exact minimiser over
-/// them (certified); in 2D/3D both use the multi-level Benamou–Brenier discretisation with
-/// ``levels`` time levels (conic), which is not exact: ``method`` says which.
+/// them (certified); on 2D grids without masks with an entropy (no porous medium or cap), W² is
+/// the exact semi-discrete transport from rho_prev (cellwise constant) to atoms at the cell
+/// centres and rho* that problem's certified minimiser; otherwise both use the multi-level
+/// Benamou–Brenier discretisation with ``levels`` time levels (conic), which is not exact:
+/// ``method`` says which.
 ///
 /// Args:
 ///     rho_prev: rho^n, a numpy array of the grid's shape ``mesh.shape`` or flat over the active
@@ -32,8 +35,8 @@ use pyo3::types::PyDict;
 ///     normalize: rescale a candidate of another mass to rho_prev's (the defect is reported).
 ///
 /// Returns:
-///     a dict with ``method`` (``{"kind": "exact_cells"}`` or ``{"kind": "conic_multi_level",
-///     "levels": L}``), ``objective`` J(candidate), ``minimum`` J(rho*), ``gap`` (their
+///     a dict with ``method`` (``{"kind": "exact_cells"}``, ``{"kind": "semi_discrete"}`` or
+///     ``{"kind": "conic_multi_level", "levels": L}``), ``objective`` J(candidate), ``minimum`` J(rho*), ``gap`` (their
 ///     difference), ``relative_gap``, ``kinetic``, ``energy``, ``minimiser_kinetic``,
 ///     ``minimiser_energy``, ``w2_to_minimiser`` W(candidate, rho*), ``l1_to_minimiser``,
 ///     ``relative_l1``, ``mass_defect``, ``certificate`` (bound on J(rho*) − min J), and

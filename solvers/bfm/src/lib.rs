@@ -48,7 +48,10 @@ mod source;
 #[cfg(test)]
 mod study;
 
-pub use ot::{Transport, TransportOptions, w2_squared};
+pub use ot::{
+    SemiDiscreteOptions, SemiDiscreteStep, SemiDiscreteTransport, Transport, TransportOptions,
+    equal_masses, semidiscrete_jko_step, semidiscrete_w2, w2_squared,
+};
 pub use params::BfmParams;
 
 use ctransform::CTransform;

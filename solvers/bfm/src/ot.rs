@@ -29,6 +29,13 @@
 //! the map x ↦ x − ∇ψ(x) (Σ|K| μ |∇ψ|², an estimate from above when the map pushes μ onto ν),
 //! their gap and the marginal error of the map's push-forward.
 
+mod semidiscrete;
+
+pub use semidiscrete::{
+    SemiDiscreteOptions, SemiDiscreteStep, SemiDiscreteTransport, semidiscrete_jko_step,
+    semidiscrete_w2,
+};
+
 use crate::ctransform::CTransform;
 use crate::lattice::{Lattice, par_sum};
 use crate::poisson::Helmholtz;
@@ -213,6 +220,40 @@ impl Ascent {
     }
 }
 
+/// Check two densities for a W² between them (valid cell values, masses equal to 1e-9
+/// relative) and return their masses; `names` label the errors.
+///
+/// # Errors
+/// `InputError` for an invalid density or masses differing by more than 1e-9 (relative).
+///
+/// ```rust
+/// use jko_core::Mesh;
+/// use ndarray::array;
+///
+/// let mesh = Mesh::grid(&[2], &[0.0], &[2.0]).unwrap();
+/// let (ma, mb) = jko_bfm::equal_masses(&mesh, &array![1.0, 1.0], &array![2.0, 0.0], ("a", "b")).unwrap();
+/// assert_eq!((ma, mb), (2.0, 2.0));
+/// assert!(jko_bfm::equal_masses(&mesh, &array![1.0, 1.0], &array![1.0, 0.0], ("a", "b")).is_err());
+/// ```
+pub fn equal_masses(
+    mesh: &Mesh,
+    a: &Array1<f64>,
+    b: &Array1<f64>,
+    names: (&str, &str),
+) -> Result<(f64, f64), InputError> {
+    jko_core::check_density(mesh, a, names.0)?;
+    jko_core::check_density(mesh, b, names.1)?;
+    let (ma, mb) = (mesh.mass(a), mesh.mass(b));
+    if (ma - mb).abs() > 1e-9 * ma.max(mb) {
+        return Err(InputError::parameter(
+            names.1,
+            format!("mass {mb:e}"),
+            &format!("W2 compares equal masses; {} has mass {ma:e}", names.0),
+        ));
+    }
+    Ok((ma, mb))
+}
+
 /// W₂² between the densities `a` and `b` (equal masses) on a uniform grid mesh without masks,
 /// 1D to 3D, by the back-and-forth method (module docs).
 ///
@@ -250,17 +291,7 @@ pub fn w2_squared(
             solver: NAME.into(),
             reason: "W2 by the back-and-forth method needs a uniform grid without masks".into(),
         })?;
-    jko_core::check_density(mesh, a, "a")?;
-    jko_core::check_density(mesh, b, "b")?;
-    let (ma, mb) = (mesh.mass(a), mesh.mass(b));
-    if (ma - mb).abs() > 1e-9 * ma.max(mb) {
-        return Err(InputError::parameter(
-            "b",
-            format!("mass {mb:e}"),
-            &format!("W2 compares equal masses; a has mass {ma:e}"),
-        )
-        .into());
-    }
+    let (ma, _) = equal_masses(mesh, a, b, ("a", "b"))?;
     let mu = lat.to_box(a, 0.0);
     let nu = lat.to_box(b, 0.0);
     let top = |f: &[f64]| f.iter().fold(0.0f64, |m, &v| m.max(v));
