@@ -576,7 +576,7 @@ impl DatasetSpec {
         let q = match &self.quality {
             Some(q) => q.clone(),
             // Exact references by default (1D: every step; 2D semi-discrete: the first
-            // step, a few seconds at 64²); the conic reference costs minutes per step.
+            // step: 41 s at 64² measured under load, round 7); the conic reference costs minutes.
             None if method.is_exact() => QualitySpec {
                 samples: 1,
                 steps: None,
@@ -955,6 +955,7 @@ impl ShardRun<'_> {
             backend: solver.name().to_string(),
             error: None,
             quality: Vec::new(),
+            quality_error: None,
         };
         match self.trajectory(solver, index) {
             Ok(traj) => {
@@ -968,7 +969,12 @@ impl ShardRun<'_> {
                 if let Some(plan) = &self.quality
                     && plan.samples.contains(&index)
                 {
-                    record.quality = self.measure(plan, &traj).unwrap_or_default();
+                    // A failed measurement is recorded, not dropped: the manifest must not
+                    // read as "measured" when it was not.
+                    match self.measure(plan, &traj) {
+                        Ok(q) => record.quality = q,
+                        Err(e) => record.quality_error = Some(e.to_string()),
+                    }
                 }
             }
             Err(e) => {

@@ -586,6 +586,13 @@ fn execute(command: Command) -> Result<(), ToolError> {
                         q.max_relative_l1
                     );
                 }
+                for r in m.samples.iter().filter(|r| r.quality_error.is_some()) {
+                    println!(
+                        "quality of sample {} not measured: {}",
+                        r.index,
+                        r.quality_error.as_deref().unwrap_or_default()
+                    );
+                }
             }
             Ok(())
         }

@@ -249,7 +249,7 @@ pub struct StepQuality {
 /// ```rust
 /// use jko_cli::dataset::{SampleRecord, SampleStatus};
 ///
-/// let r = SampleRecord { index: 7, family: 0, status: SampleStatus::Ok, backend: "newton".into(), error: None, quality: vec![] };
+/// let r = SampleRecord { index: 7, family: 0, status: SampleStatus::Ok, backend: "newton".into(), error: None, quality: vec![], quality_error: None };
 /// let text = serde_json::to_string(&r).unwrap();
 /// assert_eq!(text, r#"{"index":7,"family":0,"status":"ok","backend":"newton"}"#);
 /// ```
@@ -269,6 +269,10 @@ pub struct SampleRecord {
     /// Distances to exact-W² steps, for the samples of the quality subset.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub quality: Vec<StepQuality>,
+    /// Why its quality could not be measured (the reference step or W² failed); the sample
+    /// itself is kept. Absent when measured or not in the quality subset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality_error: Option<String>,
 }
 
 /// The first line of a progress log: what the shard is.
