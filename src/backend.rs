@@ -708,7 +708,8 @@ impl SolverConfig {
 /// let bfm = SolverConfig::default_for("bfm")?.build()?;
 /// let terms = treated_terms(bfm.as_ref());
 /// assert!(terms.contains(&"entropy".to_string()));
-/// assert!(!terms.contains(&"porous".to_string()));
+/// assert!(terms.contains(&"porous".to_string()));
+/// assert!(!terms.contains(&"max_density".to_string()));
 /// # Ok(())
 /// # }
 /// ```

@@ -111,7 +111,7 @@ fn newton_stage(
             params.max_linear,
         );
         counters.1 += info.iterations;
-        if std::env::var("BFM_DEBUG").is_ok() {
+        if cfg!(feature = "trace") {
             let (worst, at) = largest(ws.r.iter().map(|x| x.abs()));
             eprintln!(
                 "tau {:.3e} merit {:.3e} marginal {:.3e} max|r| {:.3e} at {:?} mu {:.3e}; gmres {} its rel {:.1e} eta {:.1e}",
@@ -140,7 +140,7 @@ fn newton_stage(
             lambda *= 0.5;
         }
         if accepted.is_none() {
-            if std::env::var("BFM_DEBUG").is_ok() {
+            if cfg!(feature = "trace") {
                 let mut l = 1.0;
                 for _ in 0..6 {
                     along(&mut ws.trial, psi, &ws.dir, l);

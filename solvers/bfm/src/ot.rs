@@ -349,7 +349,7 @@ pub fn w2_squared(
         ascent.ct.c_transform(&lat, &phi, |_| true, false, &mut psi);
         let v = dual_value(&lat, &psi, &phi, &mu, &nu);
         history.push(2.0 * v);
-        if std::env::var("BFM_DEBUG").is_ok() {
+        if cfg!(feature = "trace") {
             eprintln!("ot {iterations}: D {v:.12e} predicted {p1:.2e} {p2:.2e}");
         }
         if v > best {

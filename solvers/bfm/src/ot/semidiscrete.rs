@@ -591,7 +591,7 @@ fn solve(
             // Fixed masses: no more empty cells than before (after Kitagawa, Mérigot & Thibert,
             // who keep every cell above a floor; tail cells of 1e-300 make any floor moot): a
             // cell emptied by a long step has only the damping term in its Hessian row.
-            if std::env::var("BFM_DEBUG").is_ok() {
+            if cfg!(feature = "trace") {
                 eprintln!(
                     "  t {t:.3e} dvalue {:.6e} slope {slope:.3e} empty {} residual {:.3e}",
                     next.value - eval.value,
@@ -638,7 +638,7 @@ fn solve(
         phi = trial;
         eval = next;
         history.push(eval.residual / mass);
-        if std::env::var("BFM_DEBUG").is_ok() {
+        if cfg!(feature = "trace") {
             eprintln!(
                 "sd {iterations}: step {t:.3e} marginal {:.3e} value {:.15e}",
                 eval.residual / mass,
