@@ -362,10 +362,6 @@ fn score_semidiscrete(
     rho_prev: &Array1<f64>,
     candidate: &Array1<f64>,
 ) -> Result<Parts, RunError> {
-    let solver = |e: StepError| match e {
-        StepError::Input(e) => RunError::Input(e),
-        e => RunError::Solver(e),
-    };
     let options = jko_bfm::SemiDiscreteOptions::default();
     let beta = energy.entropy.unwrap_or(1.0);
     let step = jko_bfm::semidiscrete_jko_step(
@@ -375,16 +371,13 @@ fn score_semidiscrete(
         beta,
         energy.potential.as_ref(),
         &options,
-    )
-    .map_err(solver)?;
+    )?;
     // The candidate's W² from the minimiser's potential: near ρ* Newton starts in its
     // quadratic region.
-    let cand = jko_bfm::semidiscrete_w2(mesh, rho_prev, candidate, Some(&step.potential), &options)
-        .map_err(solver)?;
+    let cand =
+        jko_bfm::semidiscrete_w2(mesh, rho_prev, candidate, Some(&step.potential), &options)?;
     // W(ρ̂, ρ*) between two atomic measures: the lattice W² of `jko distance`.
-    let to_min = jko_bfm::w2_squared(mesh, candidate, &step.rho, &Default::default())
-        .map_err(solver)?
-        .w2;
+    let to_min = jko_bfm::w2_squared(mesh, candidate, &step.rho, &Default::default())?.w2;
     let grid = mesh.as_grid().map(|g| g.spacing()).unwrap_or_default();
     let cell_variance: f64 = grid.iter().map(|h| h * h / 12.0).sum();
     Ok(Parts {
@@ -521,12 +514,7 @@ pub fn w2_distance(mesh: &Mesh, a: &Array1<f64>, b: &Array1<f64>) -> Result<f64,
         ))
         .into());
     }
-    let t = jko_bfm::w2_squared(mesh, a, b, &jko_bfm::TransportOptions::default()).map_err(
-        |e| match e {
-            jko_core::StepError::Input(e) => RunError::Input(e),
-            e => RunError::Solver(e),
-        },
-    )?;
+    let t = jko_bfm::w2_squared(mesh, a, b, &jko_bfm::TransportOptions::default())?;
     Ok(t.w2.max(0.0).sqrt())
 }
 

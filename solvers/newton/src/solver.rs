@@ -914,17 +914,16 @@ impl<'a> Run<'a> {
                         }
                     }
                 }
-                let from = if handed_over.is_some() {
-                    "from the ascent's last potential"
-                } else {
-                    "from its cold start"
-                };
-                let again = match handed_over {
-                    Some(c) => Ok(c),
-                    None => self
-                        .cold_start()
-                        .ok_or_else(|| self.domain_failure())
-                        .and_then(|x| self.iterate_ipm(x, budget - spent_ipm)),
+                let (again, from) = match handed_over {
+                    Some(c) => (Ok(c), "from the ascent's last potential"),
+                    // saturating: an active-set finish may charge a few iterations past the
+                    // handed-over run's half budget.
+                    None => (
+                        self.cold_start()
+                            .ok_or_else(|| self.domain_failure())
+                            .and_then(|x| self.iterate_ipm(x, budget.saturating_sub(spent_ipm))),
+                        "from its cold start",
+                    ),
                 };
                 let spent = spent + spent_ipm;
                 match again {
