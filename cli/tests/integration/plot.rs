@@ -7,77 +7,47 @@ use jko::RunOptions;
 use jko::config::Config;
 use jko_cli::convergence::{Refine, convergence};
 use jko_cli::plot::{Figure, plot_run, render_run};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 const ONE_D: &str = r#"
-[mesh]
-cells = [40]
-lower = [-4.0]
-upper = [4.0]
-[initial]
-kind = "gaussian"
-mean = [1.0]
-std = [0.5]
-[energy]
-entropy = 1.0
-potential = { kind = "quadratic" }
-[scheme]
-tau = 0.1
-steps = 4
-[solver]
-kind = "conic"
+mesh = { cells = [40], lower = [-4.0], upper = [4.0] }
+initial = { kind = "gaussian", mean = [1.0], std = [0.5] }
+energy = { entropy = 1.0, potential = { kind = "quadratic" } }
+scheme = { tau = 0.1, steps = 4 }
+solver = { kind = "conic" }
 "#;
 
 const TWO_D: &str = r#"
-[mesh]
-cells = [10, 8]
-lower = [-3.0, -2.0]
-upper = [3.0, 2.0]
-obstacles = [{ kind = "disc", center = [1.0, 0.0], radius = 0.8 }]
-[initial]
-kind = "gaussian"
-mean = [-1.0, 0.0]
-std = [0.8, 0.8]
-[energy]
-entropy = 1.0
-potential = { kind = "quadratic" }
-[scheme]
-tau = 0.2
-steps = 2
-[solver]
-kind = "conic"
+mesh = { cells = [10, 8], lower = [-3.0, -2.0], upper = [3.0, 2.0], obstacles = [{ kind = "disc", center = [1.0, 0.0], radius = 0.8 }] }
+initial = { kind = "gaussian", mean = [-1.0, 0.0], std = [0.8, 0.8] }
+energy = { entropy = 1.0, potential = { kind = "quadratic" } }
+scheme = { tau = 0.2, steps = 2 }
+solver = { kind = "conic" }
 "#;
 
 /// A 2D Ornstein–Uhlenbeck run on an open box: the engine knows its exact solution.
 const TWO_D_EXACT: &str = r#"
-[mesh]
-cells = [24, 20]
-lower = [-4.0, -3.5]
-upper = [4.0, 3.5]
-[initial]
-kind = "gaussian"
-mean = [1.0, 0.0]
-std = [0.7, 0.7]
-[energy]
-entropy = 1.0
-potential = { kind = "quadratic" }
-[scheme]
-tau = 0.2
-steps = 3
-[solver]
-kind = "conic"
+mesh = { cells = [24, 20], lower = [-4.0, -3.5], upper = [4.0, 3.5] }
+initial = { kind = "gaussian", mean = [1.0, 0.0], std = [0.7, 0.7] }
+energy = { entropy = 1.0, potential = { kind = "quadratic" } }
+scheme = { tau = 0.2, steps = 3 }
+solver = { kind = "conic" }
 "#;
 
 /// The colour of the exact solution's overlay (`EXACT` in cli/src/plot.rs).
 const EXACT: [u8; 3] = [230, 25, 45];
 
-fn run(toml: &str, dir: &Path) {
+/// Runs `toml` into `run/` of a new temporary directory; returns the directory and `run/`.
+fn run(toml: &str) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
     let config = Config::from_toml(toml).unwrap();
     let opts = RunOptions {
-        out: Some(dir.to_path_buf()),
+        out: Some(dir.clone()),
         ..Default::default()
     };
-    jko::run(&config, dir, &opts, &mut [], &|| false).unwrap();
+    jko::run(&config, &dir, &opts, &mut [], &|| false).unwrap();
+    (tmp, dir)
 }
 
 /// Width and height from the PNG signature and IHDR chunk.
@@ -97,7 +67,12 @@ fn ink(fig: &Figure, rows: std::ops::Range<u32>) -> usize {
         .count()
 }
 
-fn check_written(figures: &[Figure], paths: &[std::path::PathBuf], names: &[&str]) {
+/// Plots the run in `dir` into `out` (`plot_run`) and renders it again (`render_run`): the
+/// figures are `names`, each written as a PNG of its rendered size with text and data. Returns
+/// the written paths and the figures.
+fn plotted(dir: &Path, out: &Path, names: &[&str]) -> (Vec<PathBuf>, Vec<Figure>) {
+    let paths = plot_run(dir, out).unwrap();
+    let figures = render_run(dir).unwrap();
     let got: Vec<&str> = figures.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(got, names);
     let pngs: Vec<_> = paths
@@ -132,13 +107,12 @@ fn check_written(figures: &[Figure], paths: &[std::path::PathBuf], names: &[&str
         );
         assert!(ink(fig, 0..35) > 200, "{}: no title drawn", fig.name);
     }
+    (paths, figures)
 }
 
 #[test]
 fn one_d_run_with_error_tables() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("run");
-    run(ONE_D, &dir);
+    let (tmp, dir) = run(ONE_D);
     std::fs::write(
         dir.join("implicit_bias.json"),
         r#"{"rows": [{"eta": 0.2, "err_flow": 0.02, "err_wgf": 0.004},
@@ -156,11 +130,9 @@ fn one_d_run_with_error_tables() {
     report.write(&dir).unwrap();
 
     let out = tmp.path().join("fig");
-    let paths = plot_run(&dir, &out).unwrap();
-    let figures = render_run(&dir).unwrap();
-    check_written(
-        &figures,
-        &paths,
+    let (paths, figures) = plotted(
+        &dir,
+        &out,
         &["density", "energy", "implicit_bias", "convergence"],
     );
     // No cell is masked in this run: no area of the masked grey (text anti-aliasing may
@@ -233,13 +205,9 @@ fn check_colour_bar(fig: &Figure) {
 
 #[test]
 fn two_d_run_shows_the_obstacle() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("run");
-    run(TWO_D, &dir);
+    let (tmp, dir) = run(TWO_D);
     let out = tmp.path().join("fig");
-    let paths = plot_run(&dir, &out).unwrap();
-    let figures = render_run(&dir).unwrap();
-    check_written(&figures, &paths, &["density", "energy"]);
+    let (_, figures) = plotted(&dir, &out, &["density", "energy"]);
     // The obstacle's cells are drawn in the masked grey, in every panel.
     assert!(figures[0].count_colour([190, 190, 190]) > 500);
     // No exact solution with an obstacle: nothing drawn in its colour.
@@ -249,13 +217,9 @@ fn two_d_run_shows_the_obstacle() {
 
 #[test]
 fn two_d_run_with_an_exact_solution_overlays_its_level_lines() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("run");
-    run(TWO_D_EXACT, &dir);
+    let (tmp, dir) = run(TWO_D_EXACT);
     let out = tmp.path().join("fig");
-    let paths = plot_run(&dir, &out).unwrap();
-    let figures = render_run(&dir).unwrap();
-    check_written(&figures, &paths, &["density", "energy"]);
+    let (_, figures) = plotted(&dir, &out, &["density", "energy"]);
     let density = &figures[0];
     // Four panels (steps 0..3) and the bar.
     assert_eq!(density.width, 4 * 330 + 120);
