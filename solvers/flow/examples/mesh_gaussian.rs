@@ -66,7 +66,7 @@ fn main() {
             "eta", "h", "mesh-BWmod", "mesh-BWplain", "BWmod-BWplain", "eta*lmax", "steps"
         );
         for &eta in &[0.002, 0.0005] {
-            let bw_mod = gf.modified_flow(&g0, eta, 1.0, 1e-13).unwrap();
+            let bw_mod = gf.flow(&g0, Variant::Modified, eta, 1.0, 1e-13).unwrap();
             let bw_plain = gf.plain_flow(&g0, 1.0);
             for &h in &[0.4, 0.2, 0.1, 0.05] {
                 match run(&g0, lo, hi, h, eta, Variant::Modified, 1e-10) {
@@ -95,7 +95,10 @@ fn main() {
         for &eta in &[0.2f64, 0.1, 0.05, 0.025, 0.0125, 0.00625] {
             let steps = (1.0 / eta).round() as usize;
             let jko = gf.jko_iterates(&g0, eta, steps);
-            let e_bw = moment_error(&gf.resummed_flow(&g0, eta, 1.0, 1e-13).unwrap(), &jko);
+            let e_bw = moment_error(
+                &gf.flow(&g0, Variant::Resummed, eta, 1.0, 1e-13).unwrap(),
+                &jko,
+            );
             let e_wgf = wgf.as_ref().map_or(f64::NAN, |w| moment_error(w, &jko));
             match run(&g0, lo, hi, 0.01, eta, Variant::Resummed, 1e-10) {
                 Ok((m, s, secs)) => {

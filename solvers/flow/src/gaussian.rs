@@ -146,36 +146,30 @@ pub fn observed_orders(rows: &[ImplicitBiasRow]) -> Vec<(f64, f64, f64, f64)> {
 /// assert_eq!(moment_error(&a, &b), 5.0);
 /// ```
 pub fn moment_error(a: &Gaussian, b: &Gaussian) -> f64 {
-    let dm: f64 = a
-        .mean
-        .iter()
-        .zip(&b.mean)
-        .map(|(x, y)| (x - y) * (x - y))
-        .sum();
-    let ds: f64 = a
-        .cov
-        .iter()
-        .zip(&b.cov)
-        .map(|(x, y)| (x - y) * (x - y))
-        .sum();
-    dm.sqrt() + ds.sqrt()
+    squared_distance(&a.mean, &b.mean).sqrt() + squared_distance(&a.cov, &b.cov).sqrt()
+}
+
+/// Σ_i (a_i − b_i)².
+fn squared_distance(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+}
+
+/// tr S of a d×d matrix (row major).
+fn trace(s: &[f64], d: usize) -> f64 {
+    (0..d).map(|i| s[i * d + i]).sum()
 }
 
 /// Exact W₂(N(m₁, S₁), N(m₂, S₂)) = (|Δm|² + tr S₁ + tr S₂ − 2 tr (S₁^{½} S₂ S₁^{½})^{½})^{½}.
 pub(crate) fn bures_wasserstein(a: &Gaussian, b: &Gaussian) -> f64 {
     let d = a.dim();
-    let dm: f64 = a
-        .mean
-        .iter()
-        .zip(&b.mean)
-        .map(|(x, y)| (x - y) * (x - y))
-        .sum();
+    let dm = squared_distance(&a.mean, &b.mean);
     let r = symmetric_sqrt(&a.cov, d);
     let inner = matmul(&matmul(&r, &b.cov, d), &r, d);
     let (vals, _) = symmetric_eigen(&inner, d);
     let cross: f64 = vals.iter().map(|v| v.max(0.0).sqrt()).sum();
-    let tr = |s: &[f64]| (0..d).map(|i| s[i * d + i]).sum::<f64>();
-    (dm + tr(&a.cov) + tr(&b.cov) - 2.0 * cross).max(0.0).sqrt()
+    (dm + trace(&a.cov, d) + trace(&b.cov, d) - 2.0 * cross)
+        .max(0.0)
+        .sqrt()
 }
 
 impl GaussianFlow {
@@ -251,13 +245,7 @@ impl GaussianFlow {
         let logdet = cholesky(&g.cov, d)
             .map(|l| (0..d).map(|i| 2.0 * l[i * d + i].ln()).sum::<f64>())
             .unwrap_or(f64::NEG_INFINITY);
-        let dm2: f64 = g
-            .mean
-            .iter()
-            .zip(&self.center)
-            .map(|(m, c)| (m - c) * (m - c))
-            .sum();
-        let tr: f64 = (0..d).map(|i| g.cov[i * d + i]).sum();
+        let (dm2, tr) = (squared_distance(&g.mean, &self.center), trace(&g.cov, d));
         -0.5 * self.beta * logdet
             - 0.5 * self.beta * d as f64 * (1.0 + (2.0 * std::f64::consts::PI).ln())
             + 0.5 * self.stiffness * (dm2 + tr)
@@ -277,18 +265,9 @@ impl GaussianFlow {
     pub fn fisher_information(&self, g: &Gaussian) -> f64 {
         let d = g.dim();
         let (b, k) = (self.beta, self.stiffness);
-        let dm2: f64 = g
-            .mean
-            .iter()
-            .zip(&self.center)
-            .map(|(m, c)| (m - c) * (m - c))
-            .sum();
-        let tr: f64 = (0..d).map(|i| g.cov[i * d + i]).sum();
+        let (dm2, tr) = (squared_distance(&g.mean, &self.center), trace(&g.cov, d));
         let tr_inv = cholesky(&g.cov, d)
-            .map(|l| {
-                let inv = spd_inverse(&l, d);
-                (0..d).map(|i| inv[i * d + i]).sum::<f64>()
-            })
+            .map(|l| trace(&spd_inverse(&l, d), d))
             .unwrap_or(f64::INFINITY);
         k * k * dm2 + k * k * tr - 2.0 * k * b * d as f64 + b * b * tr_inv
     }
@@ -345,63 +324,6 @@ impl GaussianFlow {
             stiffness: self.stiffness,
             center: self.center.clone(),
         }
-    }
-
-    /// The gradient flow of J^η (modified energy) at time t, integrated to relative tolerance `tol`.
-    ///
-    /// # Errors
-    /// [`FlowError::Input`] for invalid η, t, `tol` or Gaussian; [`FlowError::Collapse`] when
-    /// the covariance collapses (a variance below the smaller root of
-    /// (2k − ηk²)λ² − 2βλ + ηβ²): the flow is ill-posed from there.
-    ///
-    /// ```rust
-    /// use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
-    /// use jko_flow::gaussian::GaussianFlow;
-    ///
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// // ṁ = −k(1 − ηk/2)(m − c): the mean decays at rate 1 − η/2 for the standard OU.
-    /// let flow = GaussianFlow::from(&OrnsteinUhlenbeck::standard(1));
-    /// let out = flow.modified_flow(&Gaussian::diagonal(&[1.0], &[0.8]), 0.2, 1.0, 1e-12)?;
-    /// assert!((out.mean[0] - (-0.9f64).exp()).abs() < 1e-10);
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn modified_flow(
-        &self,
-        g: &Gaussian,
-        eta: f64,
-        t: f64,
-        tol: f64,
-    ) -> Result<Gaussian, FlowError> {
-        self.flow(g, Variant::Modified, eta, t, tol)
-    }
-
-    /// The resummed flow −(I + (η/2) Hess J)⁻¹ grad J at time t.
-    ///
-    /// # Errors
-    /// [`FlowError::Input`] for invalid η, t, `tol` or Gaussian.
-    ///
-    /// ```rust
-    /// use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
-    /// use jko_flow::gaussian::GaussianFlow;
-    ///
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// // ṁ = −k(m − c)/(1 + ηk/2), and the equilibrium N(c, β/k) stays put.
-    /// let flow = GaussianFlow::from(&OrnsteinUhlenbeck::standard(1));
-    /// let out = flow.resummed_flow(&Gaussian::diagonal(&[1.0], &[1.0]), 0.2, 1.0, 1e-12)?;
-    /// assert!((out.mean[0] - (-1.0f64 / 1.1).exp()).abs() < 1e-10);
-    /// assert!((out.cov[0] - 1.0).abs() < 1e-12);
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn resummed_flow(
-        &self,
-        g: &Gaussian,
-        eta: f64,
-        t: f64,
-        tol: f64,
-    ) -> Result<Gaussian, FlowError> {
-        self.flow(g, Variant::Resummed, eta, t, tol)
     }
 
     /// Velocity (ṁ, Ṡ) of a variant at (m, S); `None` when S is not positive definite.
@@ -466,8 +388,35 @@ impl GaussianFlow {
         Some(())
     }
 
-    /// Integrate a variant's ODE for (m, S) over [0, t] with Dormand–Prince 5(4), rtol = atol = tol.
-    pub(crate) fn flow(
+    /// The flow of `variant` at time t from `g`: [`Variant::Modified`], the gradient flow of
+    /// J^η (the modified energy); [`Variant::Resummed`], −(I + (η/2) Hess J)⁻¹ grad J;
+    /// [`Variant::Plain`], the gradient flow of J (η ignored; [`GaussianFlow::plain_flow`] is its
+    /// closed form). The ODE for (m, S) is integrated over [0, t] by Dormand–Prince 5(4) with
+    /// rtol = atol = `tol`.
+    ///
+    /// # Errors
+    /// [`FlowError::Input`] for invalid η, t, `tol` or Gaussian; [`FlowError::Collapse`] when
+    /// the covariance collapses under the modified flow (a variance below the smaller root of
+    /// (2k − ηk²)λ² − 2βλ + ηβ²): the flow is ill-posed from there.
+    ///
+    /// ```rust
+    /// use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
+    /// use jko_flow::Variant;
+    /// use jko_flow::gaussian::GaussianFlow;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let flow = GaussianFlow::from(&OrnsteinUhlenbeck::standard(1));
+    /// // Modified: ṁ = −k(1 − ηk/2)(m − c), the mean decays at rate 1 − η/2 for the standard OU.
+    /// let out = flow.flow(&Gaussian::diagonal(&[1.0], &[0.8]), Variant::Modified, 0.2, 1.0, 1e-12)?;
+    /// assert!((out.mean[0] - (-0.9f64).exp()).abs() < 1e-10);
+    /// // Resummed: ṁ = −k(m − c)/(1 + ηk/2), and the equilibrium N(c, β/k) stays put.
+    /// let out = flow.flow(&Gaussian::diagonal(&[1.0], &[1.0]), Variant::Resummed, 0.2, 1.0, 1e-12)?;
+    /// assert!((out.mean[0] - (-1.0f64 / 1.1).exp()).abs() < 1e-10);
+    /// assert!((out.cov[0] - 1.0).abs() < 1e-12);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn flow(
         &self,
         g: &Gaussian,
         variant: Variant,
@@ -512,8 +461,7 @@ impl GaussianFlow {
         }
     }
 
-    /// The flow of `variant` (as [`GaussianFlow::modified_flow`] or
-    /// [`GaussianFlow::resummed_flow`]) for many initial Gaussians in parallel (rayon); one
+    /// The flow of `variant` ([`GaussianFlow::flow`]) for many initial Gaussians in parallel (rayon); one
     /// result per initial Gaussian, in order, each with its own error.
     ///
     /// ```rust
@@ -526,7 +474,7 @@ impl GaussianFlow {
     /// let starts = [Gaussian::diagonal(&[1.0], &[0.8]), Gaussian::diagonal(&[-1.0], &[1.5])];
     /// let batch = flow.flow_batch(&starts, Variant::Resummed, 0.1, 0.5, 1e-10);
     /// for (g, out) in starts.iter().zip(batch) {
-    ///     assert_eq!(out?, flow.resummed_flow(g, 0.1, 0.5, 1e-10)?);
+    ///     assert_eq!(out?, flow.flow(g, Variant::Resummed, 0.1, 0.5, 1e-10)?);
     /// }
     /// # Ok(())
     /// # }
@@ -591,8 +539,8 @@ impl GaussianFlow {
                 }
                 let steps = steps as usize;
                 let jko = self.jko_iterates(initial, eta, steps);
-                let flow = self.modified_flow(initial, eta, t_end, tol)?;
-                let res = self.resummed_flow(initial, eta, t_end, tol)?;
+                let flow = self.flow(initial, Variant::Modified, eta, t_end, tol)?;
+                let res = self.flow(initial, Variant::Resummed, eta, t_end, tol)?;
                 let wgf = self.plain_flow(initial, t_end);
                 Ok(ImplicitBiasRow {
                     eta,
@@ -736,7 +684,13 @@ mod tests {
             s += h / 6.0 * (k1.1 + 2.0 * k2.1 + 2.0 * k3.1 + k4.1);
         }
         let g = standard()
-            .modified_flow(&Gaussian::diagonal(&[1.0], &[0.5]), eta, 1.0, 1e-12)
+            .flow(
+                &Gaussian::diagonal(&[1.0], &[0.5]),
+                Variant::Modified,
+                eta,
+                1.0,
+                1e-12,
+            )
             .unwrap();
         assert!((g.mean[0] - m).abs() < 1e-11, "{} vs {m}", g.mean[0]);
         assert!(
@@ -761,7 +715,7 @@ mod tests {
         let f = general_target();
         let g = tilted_start();
         let (eta, t) = (0.05, 0.7);
-        let out = f.modified_flow(&g, eta, t, 1e-12).unwrap();
+        let out = f.flow(&g, Variant::Modified, eta, t, 1e-12).unwrap();
         let (b, k) = (f.beta, f.stiffness);
         let a = 2.0 * k - eta * k * k;
         let disc = (1.0 - a * eta).sqrt();
@@ -816,8 +770,8 @@ mod tests {
         let eta = 0.00625;
         let n = 160;
         let jko = f.jko_iterates(&g, eta, n).mean[0];
-        let m_mod = f.modified_flow(&g, eta, 1.0, 1e-13).unwrap().mean[0];
-        let m_res = f.resummed_flow(&g, eta, 1.0, 1e-13).unwrap().mean[0];
+        let m_mod = f.flow(&g, Variant::Modified, eta, 1.0, 1e-13).unwrap().mean[0];
+        let m_res = f.flow(&g, Variant::Resummed, eta, 1.0, 1e-13).unwrap().mean[0];
         let e1 = (-1.0f64).exp();
         assert!(((jko - m_mod) / (eta * eta) + e1 / 3.0).abs() < 0.01 * e1 / 3.0);
         assert!(((jko - m_res) / (eta * eta) + e1 / 12.0).abs() < 0.02 * e1 / 12.0);
@@ -848,19 +802,22 @@ mod tests {
             .collect();
         let batch = f.flow_batch(&gs, Variant::Modified, 0.1, 1.0, 1e-10);
         for (g, b) in gs.iter().zip(batch) {
-            assert_eq!(b.unwrap(), f.modified_flow(g, 0.1, 1.0, 1e-10).unwrap());
+            assert_eq!(
+                b.unwrap(),
+                f.flow(g, Variant::Modified, 0.1, 1.0, 1e-10).unwrap()
+            );
         }
         // λ₀ = 0.01 is below the root r₂ ≈ 0.111 for η = 0.2: the variance collapses.
         let thin = Gaussian::diagonal(&[0.0], &[0.1]);
         assert!(matches!(
-            f.modified_flow(&thin, 0.2, 1.0, 1e-10),
+            f.flow(&thin, Variant::Modified, 0.2, 1.0, 1e-10),
             Err(FlowError::Collapse { .. })
         ));
         // The resummed flow is well posed from the same state.
-        assert!(f.resummed_flow(&thin, 0.2, 1.0, 1e-10).is_ok());
+        assert!(f.flow(&thin, Variant::Resummed, 0.2, 1.0, 1e-10).is_ok());
         // Bad input is typed.
         assert!(matches!(
-            f.modified_flow(&thin, -1.0, 1.0, 1e-10),
+            f.flow(&thin, Variant::Modified, -1.0, 1.0, 1e-10),
             Err(FlowError::Input(_))
         ));
         let not_spd = Gaussian {
@@ -868,7 +825,7 @@ mod tests {
             cov: vec![-1.0],
         };
         assert!(matches!(
-            f.modified_flow(&not_spd, 0.1, 1.0, 1e-10),
+            f.flow(&not_spd, Variant::Modified, 0.1, 1.0, 1e-10),
             Err(FlowError::Input(_))
         ));
     }
