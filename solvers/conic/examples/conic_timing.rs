@@ -71,7 +71,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (cells, solver) in runs {
         let (mesh, rho, e) = ou_problem(&cells)?;
         let p = JkoStep::new(&mesh, &rho, 0.1, &e)?;
-        let (out, t) = solver.step_timed(&p, None)?;
+        let (out, _, t) = solver.step_full(&p, None)?;
         let fmt = |v: Option<f64>| v.map_or("-".to_string(), |s| format!("{s:.4}"));
         println!(
             "{:>9} {:>6} {:>9.4} {:>9.4} {:>9.4} {:>5} {:>9.3} {:>9} {:>9} {:>13}",

@@ -218,7 +218,7 @@ fn trajectory(
         let file = dir.join(format!("{}-step{n}.json", case.name));
         StepFile::from_step(&step).write(&file)?;
         let start = Instant::now();
-        let (out, timing) = solver.step_timed(&step, warm.as_ref())?;
+        let (out, _, timing) = solver.step_full(&step, warm.as_ref())?;
         let ours = start.elapsed().as_secs_f64();
         ours_total += ours;
         let peer = run_peer(
@@ -335,7 +335,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut ours_timing = None;
         for _ in 0..repeats {
             let start = Instant::now();
-            let (out, timing) = solver.step_timed(&step, None)?;
+            let (out, _, timing) = solver.step_full(&step, None)?;
             let elapsed = start.elapsed().as_secs_f64();
             if elapsed < ours_best {
                 ours_best = elapsed;

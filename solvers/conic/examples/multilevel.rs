@@ -150,32 +150,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         translation()?;
     }
     if what == "ou" || what == "all" {
-        ou_table(&[
-            (100, None),
-            (400, None),
-            (50, Some(1)),
-            (100, Some(2)),
-            (200, Some(4)),
-            (400, Some(8)),
-            (800, Some(16)),
-        ])?;
+        // The one-step scheme, then the multi-level one with L = n/50 levels (τ/L refined with h).
+        let multilevel = [50, 100, 200, 400, 800].map(|n| (n, Some(n / 50)));
+        ou_table(&[&[(100, None), (400, None)][..], &multilevel].concat())?;
     }
     if what == "ou-h" {
-        ou_table(&[
-            (50, Some(16)),
-            (100, Some(16)),
-            (200, Some(16)),
-            (400, Some(16)),
-        ])?;
+        ou_table(&[50, 100, 200, 400].map(|n| (n, Some(16))))?;
     }
     if what == "ou-levels" {
-        ou_table(&[
-            (800, Some(1)),
-            (800, Some(2)),
-            (800, Some(4)),
-            (800, Some(8)),
-            (800, Some(16)),
-        ])?;
+        ou_table(&[1, 2, 4, 8, 16].map(|levels| (800, Some(levels))))?;
     }
     Ok(())
 }

@@ -77,7 +77,7 @@
 //! action above; `potential` = φ of the last interval, the Benamou–Brenier potential on the
 //! unit time interval: G_{σ,L−½} = (1/L) T_σ θ_{σ,L−½} (φ_L − φ_K), and where ρ_L > 0
 //! |K|(f'(ρ_L) + V_K) + |K| φ_K/τ − (1/(8τL)) Σ_{σ∋K} T_σ (φ_L − φ_K)² = 0 (with L = 1 and θ
-//! from ρ^{n+1} alone, 1/(8τL) becomes §2.1's 1/(4τ)). [`ConicSolver::step_path`] returns all
+//! from ρ^{n+1} alone, 1/(8τL) becomes §2.1's 1/(4τ)). [`ConicSolver::step_full`] returns all
 //! levels and fluxes; [`ConicSolver::transport`] the discrete W² between two given densities.
 //!
 //! *Scalings* as for one step, with ĝ_{σ,j} = L G_{σ,j+½}/(τ|σ|c): continuity
@@ -425,7 +425,7 @@ impl ConicParams {
     }
 }
 
-/// Timing of one step, for studies ([`ConicSolver::step_timed`]). All times in seconds.
+/// Timing of one step, for studies ([`ConicSolver::step_full`]). All times in seconds.
 ///
 /// ```rust
 /// use jko_conic::{SolveTiming, StepTiming};
@@ -569,7 +569,8 @@ impl ConicSolver {
         }
     }
 
-    /// [`StepSolver::step`] that also reports where the time went.
+    /// [`StepSolver::step`] that also returns the whole transport path (every time level of
+    /// the multi-level scheme) and where the time went.
     ///
     /// # Errors
     /// As [`StepSolver::step`]: [`StepError::Unsupported`] never (every term is treated),
@@ -586,40 +587,17 @@ impl ConicSolver {
     /// let rho0 = mesh.sample(|x| if x[0] < 0.5 { 1.5 } else { 0.5 });
     /// let energy = Energy { porous: Some(2.0), ..Energy::default() }.freeze(&mesh, &rho0)?;
     /// let problem = JkoStep::new(&mesh, &rho0, 0.05, &energy)?;
-    /// let (out, timing) = ConicSolver::new(ConicParams::default())?.step_timed(&problem, None)?;
+    /// let (out, _, timing) = ConicSolver::new(ConicParams::default())?.step_full(&problem, None)?;
     /// // Interior-point iterations, then the Newton steps of the polish.
     /// assert!(timing.iterations <= out.info.iterations);
     /// assert!((mesh.mass(&out.rho) - mesh.mass(&rho0)).abs() < 1e-8);
     /// assert!(out.rho.iter().all(|&r| r >= 0.0));
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn step_timed(
-        &self,
-        problem: &JkoStep<'_>,
-        warm: Option<&WarmStart>,
-    ) -> Result<(StepOutput, StepTiming), StepError> {
-        self.step_full(problem, warm)
-            .map(|(out, _, timing)| (out, timing))
-    }
-
-    /// [`StepSolver::step`] that also returns the whole transport path (every time level of
-    /// the multi-level scheme).
     ///
-    /// # Errors
-    /// As [`ConicSolver::step_timed`].
-    ///
-    /// ```rust
-    /// use jko_conic::{ConicParams, ConicSolver};
-    /// use jko_core::{Energy, JkoStep, Mesh};
-    ///
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let mesh = Mesh::grid(&[6], &[0.0], &[1.0])?;
     /// let rho0 = mesh.sample(|x| 1.0 + 0.5 * (3.0 * x[0]).cos());
     /// let energy = Energy { entropy: Some(1.0), ..Energy::default() }.freeze(&mesh, &rho0)?;
     /// let problem = JkoStep::new(&mesh, &rho0, 0.05, &energy)?;
     /// let solver = ConicSolver::new(ConicParams { levels: Some(2), ..ConicParams::default() })?;
-    /// let (out, path) = solver.step_path(&problem, None)?;
+    /// let (out, path, _) = solver.step_full(&problem, None)?;
     /// // The path runs from ρⁿ to ρ^{n+1}, and its action is the step's kinetic term.
     /// assert_eq!(path.densities.len(), 3);
     /// assert_eq!(path.densities[0], rho0);
@@ -628,16 +606,7 @@ impl ConicSolver {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn step_path(
-        &self,
-        problem: &JkoStep<'_>,
-        warm: Option<&WarmStart>,
-    ) -> Result<(StepOutput, TransportPath), StepError> {
-        self.step_full(problem, warm)
-            .map(|(out, path, _)| (out, path))
-    }
-
-    fn step_full(
+    pub fn step_full(
         &self,
         problem: &JkoStep<'_>,
         warm: Option<&WarmStart>,
@@ -1220,7 +1189,7 @@ impl StepSolver for ConicSolver {
         problem: &JkoStep<'_>,
         warm: Option<&WarmStart>,
     ) -> Result<StepOutput, StepError> {
-        self.step_timed(problem, warm).map(|(out, _)| out)
+        self.step_full(problem, warm).map(|(out, ..)| out)
     }
 
     /// The sizes of the program `scheme::PathProblem::assemble` builds (n cells, F faces, L

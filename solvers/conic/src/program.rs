@@ -271,7 +271,7 @@ pub(crate) struct ConicSolution {
 /// let rho0 = mesh.sample(|x| 1.0 + x[0]);
 /// let energy = Energy { entropy: Some(1.0), ..Energy::default() }.freeze(&mesh, &rho0)?;
 /// let problem = JkoStep::new(&mesh, &rho0, 0.1, &energy)?;
-/// let (_, timing) = ConicSolver::new(ConicParams::default())?.step_timed(&problem, None)?;
+/// let (_, _, timing) = ConicSolver::new(ConicParams::default())?.step_full(&problem, None)?;
 /// let t = timing.clarabel;
 /// assert!(t.setup >= 0.0 && t.solve >= 0.0);
 /// // The KKT parts, when reported, are parts of the iterations' time.

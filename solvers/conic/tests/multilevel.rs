@@ -142,7 +142,7 @@ fn path_conserves_mass_stays_positive_and_decreases_the_energy() {
         .unwrap();
     let p = JkoStep::new(&mesh, &rho, 0.2, &e).unwrap();
     for levels in [1, 2, 5] {
-        let (out, path) = multilevel(levels).step_path(&p, None).unwrap();
+        let (out, path, _) = multilevel(levels).step_full(&p, None).unwrap();
         let dm = check_path(&p, &out, &path, levels);
         let de = energy_decrease(&p, &out);
         let (flux, stationarity) = end_optimality(&p, &out, &path);
@@ -173,7 +173,7 @@ fn one_level_differs_from_the_one_step_scheme() {
     let e = ou_energy(1).freeze(&mesh, &rho).unwrap();
     let p = JkoStep::new(&mesh, &rho, 0.2, &e).unwrap();
     let one_step = solver().step(&p, None).unwrap();
-    let (one_level, path) = multilevel(1).step_path(&p, None).unwrap();
+    let (one_level, path, _) = multilevel(1).step_full(&p, None).unwrap();
     check_path(&p, &one_level, &path, 1);
     // The one-step output satisfies its own optimality system (θ from the end density) ...
     let opt = optimality(&p, &one_step);
@@ -292,7 +292,7 @@ fn two_dimensional_and_masked_steps_conserve_mass() {
     });
     let e = ou_energy(2).freeze(&mesh, &rho).unwrap();
     let p = JkoStep::new(&mesh, &rho, 0.1, &e).unwrap();
-    let (out, path) = multilevel(3).step_path(&p, None).unwrap();
+    let (out, path, _) = multilevel(3).step_full(&p, None).unwrap();
     let dm = check_path(&p, &out, &path, 3);
     let (flux, stationarity) = end_optimality(&p, &out, &path);
     println!(
@@ -323,7 +323,7 @@ fn two_dimensional_and_masked_steps_conserve_mass() {
         .freeze(&mesh, &rho)
         .unwrap();
     let p = JkoStep::new(&mesh, &rho, 0.1, &e).unwrap();
-    let (out, path) = multilevel(2).step_path(&p, None).unwrap();
+    let (out, path, _) = multilevel(2).step_full(&p, None).unwrap();
     let dm = check_path(&p, &out, &path, 2);
     let de = energy_decrease(&p, &out);
     println!("masked, L = 2: mass err {dm:.2e}, energy change {de:.3e}");
@@ -342,7 +342,7 @@ fn congestion_bound_holds_along_the_path() {
     for step in 0..3 {
         let e = energy.freeze(&mesh, &rho).unwrap();
         let p = JkoStep::new(&mesh, &rho, 0.2, &e).unwrap();
-        let (out, path) = s.step_path(&p, None).unwrap();
+        let (out, path, _) = s.step_full(&p, None).unwrap();
         let dm = check_path(&p, &out, &path, 2);
         assert!(dm < 1e-9 && energy_decrease(&p, &out) < 1e-8, "step {step}");
         at_cap = saturated(&out.rho, rho_max);
