@@ -120,6 +120,40 @@ pub fn run(
     rho
 }
 
+/// `steps` JKO steps of `s` with the energy frozen at each step, each checked for the invariants
+/// every step keeps: mass (relative change < 1e-9 from ρ⁰), positivity and the JKO energy
+/// inequality (`energy_decrease` < 1e-8). `each(n, problem, output)` then sees every step for
+/// the test's own checks. Returns the final density.
+pub fn march(
+    s: &ConicSolver,
+    (mesh, rho0, energy): (&Mesh, &Array1<f64>, &Energy),
+    tau: f64,
+    steps: usize,
+    mut each: impl FnMut(usize, &JkoStep<'_>, &StepOutput),
+) -> Array1<f64> {
+    let mass0 = mesh.mass(rho0);
+    let mut rho = rho0.clone();
+    for n in 0..steps {
+        let e = energy.freeze(mesh, &rho).unwrap();
+        let p = JkoStep::new(mesh, &rho, tau, &e).unwrap();
+        let out = s.step(&p, None).unwrap();
+        let dm = (mesh.mass(&out.rho) - mass0).abs() / mass0;
+        assert!(dm < 1e-9, "step {n}: mass error {dm:.3e}");
+        assert!(
+            out.rho.iter().all(|&r| r >= 0.0),
+            "step {n}: negative density"
+        );
+        let de = energy_decrease(&p, &out);
+        assert!(
+            de < 1e-8,
+            "step {n}: energy inequality violated by {de:.3e}"
+        );
+        each(n, &p, &out);
+        rho = out.rho;
+    }
+    rho
+}
+
 /// Residuals of the docs/mathematics.md §2.1 optimality system at a returned step, each relative to the
 /// size of the terms it balances.
 #[derive(Debug)]
