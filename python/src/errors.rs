@@ -36,18 +36,90 @@ pub enum Kind {
     Output,
 }
 
-struct Classes {
-    jko: Py<PyType>,
-    input: Py<PyType>,
-    config: Py<PyType>,
-    solver: Py<PyType>,
-    unsupported: Py<PyType>,
-    not_converged: Py<PyType>,
-    invariant: Py<PyType>,
-    output: Py<PyType>,
+/// The Python built-in exception a class also derives from.
+#[derive(Clone, Copy)]
+enum Builtin {
+    Exception,
+    ValueError,
+    RuntimeError,
+    OSError,
 }
 
-static CLASSES: PyOnceLock<Classes> = PyOnceLock::new();
+/// One class: its kind, its name, its parent in the hierarchy, the built-in it also is, its
+/// docstring.
+type Class = (
+    Kind,
+    &'static str,
+    Option<Kind>,
+    Option<Builtin>,
+    &'static str,
+);
+
+/// The hierarchy, parents before children, in the order of [`Kind`] (which indexes it).
+const HIERARCHY: [Class; 8] = [
+    (
+        Kind::Jko,
+        "JkoError",
+        None,
+        Some(Builtin::Exception),
+        "Base class of every error raised by jko; the message is the engine's.",
+    ),
+    (
+        Kind::Input,
+        "InputError",
+        Some(Kind::Jko),
+        Some(Builtin::ValueError),
+        "Invalid input: mesh, density (negative, non-finite, wrong shape, zero mass), \
+         energy parameters, time step, solver parameters.",
+    ),
+    (
+        Kind::Config,
+        "ConfigError",
+        Some(Kind::Input),
+        None,
+        "A run config or solver parameter set that does not parse (unknown key or solver, \
+         missing key, wrong type).",
+    ),
+    (
+        Kind::Solver,
+        "SolverError",
+        Some(Kind::Jko),
+        Some(Builtin::RuntimeError),
+        "A backend could not produce a JKO step.",
+    ),
+    (
+        Kind::Unsupported,
+        "UnsupportedError",
+        Some(Kind::Solver),
+        None,
+        "The chosen backend does not treat a term of the energy (see jko.solvers()).",
+    ),
+    (
+        Kind::NotConverged,
+        "NotConvergedError",
+        Some(Kind::Solver),
+        None,
+        "The backend stopped without converging; a non-converged step is never returned.",
+    ),
+    (
+        Kind::Invariant,
+        "InvariantError",
+        Some(Kind::Solver),
+        None,
+        "A step violated an invariant checked after every step (mass, positivity, \
+         max_density, JKO energy inequality); attributes what, value, limit.",
+    ),
+    (
+        Kind::Output,
+        "OutputError",
+        Some(Kind::Jko),
+        Some(Builtin::OSError),
+        "A file could not be read or written (run directory, .npy input).",
+    ),
+];
+
+/// The classes, indexed by [`Kind`].
+static CLASSES: PyOnceLock<Vec<Py<PyType>>> = PyOnceLock::new();
 
 fn make_class<'py>(
     py: Python<'py>,
@@ -63,87 +135,36 @@ fn make_class<'py>(
     Ok(ty.cast_into::<PyType>()?)
 }
 
-fn classes(py: Python<'_>) -> PyResult<&Classes> {
+fn classes(py: Python<'_>) -> PyResult<&Vec<Py<PyType>>> {
     CLASSES.get_or_try_init(py, || {
-        let jko = make_class(
-            py,
-            "JkoError",
-            vec![py.get_type::<PyException>()],
-            "Base class of every error raised by jko; the message is the engine's.",
-        )?;
-        let input = make_class(
-            py,
-            "InputError",
-            vec![jko.clone(), py.get_type::<PyValueError>()],
-            "Invalid input: mesh, density (negative, non-finite, wrong shape, zero mass), \
-             energy parameters, time step, solver parameters.",
-        )?;
-        let config = make_class(
-            py,
-            "ConfigError",
-            vec![input.clone()],
-            "A run config or solver parameter set that does not parse (unknown key or solver, \
-             missing key, wrong type).",
-        )?;
-        let solver = make_class(
-            py,
-            "SolverError",
-            vec![jko.clone(), py.get_type::<PyRuntimeError>()],
-            "A backend could not produce a JKO step.",
-        )?;
-        let unsupported = make_class(
-            py,
-            "UnsupportedError",
-            vec![solver.clone()],
-            "The chosen backend does not treat a term of the energy (see jko.solvers()).",
-        )?;
-        let not_converged = make_class(
-            py,
-            "NotConvergedError",
-            vec![solver.clone()],
-            "The backend stopped without converging; a non-converged step is never returned.",
-        )?;
-        let invariant = make_class(
-            py,
-            "InvariantError",
-            vec![solver.clone()],
-            "A step violated an invariant checked after every step (mass, positivity, \
-             max_density, JKO energy inequality); attributes what, value, limit.",
-        )?;
-        let output = make_class(
-            py,
-            "OutputError",
-            vec![jko.clone(), py.get_type::<PyOSError>()],
-            "A file could not be read or written (run directory, .npy input).",
-        )?;
-        Ok::<_, PyErr>(Classes {
-            jko: jko.unbind(),
-            input: input.unbind(),
-            config: config.unbind(),
-            solver: solver.unbind(),
-            unsupported: unsupported.unbind(),
-            not_converged: not_converged.unbind(),
-            invariant: invariant.unbind(),
-            output: output.unbind(),
-        })
+        let mut built: Vec<Bound<'_, PyType>> = Vec::with_capacity(HIERARCHY.len());
+        for (kind, name, parent, builtin, doc) in HIERARCHY {
+            debug_assert_eq!(
+                kind as usize,
+                built.len(),
+                "HIERARCHY is in the order of Kind"
+            );
+            let mut bases: Vec<_> = parent
+                .map(|p| built[p as usize].clone())
+                .into_iter()
+                .collect();
+            bases.extend(builtin.map(|b| match b {
+                Builtin::Exception => py.get_type::<PyException>(),
+                Builtin::ValueError => py.get_type::<PyValueError>(),
+                Builtin::RuntimeError => py.get_type::<PyRuntimeError>(),
+                Builtin::OSError => py.get_type::<PyOSError>(),
+            }));
+            built.push(make_class(py, name, bases, doc)?);
+        }
+        Ok::<_, PyErr>(built.into_iter().map(Bound::unbind).collect())
     })
 }
 
 /// Add the exception classes to the module.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
-    let c = classes(py)?;
-    for (name, ty) in [
-        ("JkoError", &c.jko),
-        ("InputError", &c.input),
-        ("ConfigError", &c.config),
-        ("SolverError", &c.solver),
-        ("UnsupportedError", &c.unsupported),
-        ("NotConvergedError", &c.not_converged),
-        ("InvariantError", &c.invariant),
-        ("OutputError", &c.output),
-    ] {
-        m.add(name, ty.bind(py))?;
+    for ((_, name, ..), ty) in HIERARCHY.iter().zip(classes(py)?) {
+        m.add(*name, ty.bind(py))?;
     }
     Ok(())
 }
@@ -151,17 +172,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 /// An exception of class `kind` with `message` and extra attributes.
 pub fn raise(py: Python<'_>, kind: Kind, message: String, attrs: &[(&str, Py<PyAny>)]) -> PyErr {
     let build = || -> PyResult<PyErr> {
-        let c = classes(py)?;
-        let ty = match kind {
-            Kind::Jko => &c.jko,
-            Kind::Input => &c.input,
-            Kind::Config => &c.config,
-            Kind::Solver => &c.solver,
-            Kind::Unsupported => &c.unsupported,
-            Kind::NotConverged => &c.not_converged,
-            Kind::Invariant => &c.invariant,
-            Kind::Output => &c.output,
-        };
+        let ty = &classes(py)?[kind as usize];
         let value = ty.bind(py).call1((message.clone(),))?;
         for (name, v) in attrs {
             value.setattr(*name, v.bind(py))?;
