@@ -14,6 +14,8 @@ use ndarray::Array1;
 use std::time::Instant;
 use toml::Value;
 
+mod common;
+
 fn floats(v: &Value) -> Vec<f64> {
     match v {
         Value::Array(a) => a
@@ -50,7 +52,12 @@ fn num(v: &Value) -> f64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let solver = BfmSolver::new(BfmParams::default())?;
+    let solver = BfmSolver::new(BfmParams {
+        krylov_dim: common::env_or("BFM_KRYLOV", 20),
+        max_linear: common::env_or("BFM_LINEAR", 200),
+        tol: common::env_or("BFM_TOL", 1e-9),
+        ..BfmParams::default()
+    })?;
     for path in std::env::args().skip(1) {
         let text = std::fs::read_to_string(&path)?;
         let cfg: Value = toml::from_str(&text)?;
