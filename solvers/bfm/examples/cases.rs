@@ -6,7 +6,8 @@
 //! `cargo run --profile test -p jko-bfm --example cases -- data/compare/robust/*.toml`
 //! (`BFM_CELLS=64,64` overrides the mesh size, `BFM_STEPS=n` the number of steps,
 //! `BFM_NPY=path.npy` writes the last density as a flat float64 .npy file, `BFM_SPLIT=1` splits
-//! the Barenblatt L1 error into bulk / edge layer / outside the exact support and prints one row).
+//! the Barenblatt L1 error into bulk / edge layer / outside the exact support and prints one row;
+//! `BFM_TOL`, `BFM_KRYLOV`, `BFM_LINEAR` set `tol`, `krylov_dim`, `max_linear`).
 use jko_bfm::{BfmParams, BfmSolver};
 use jko_core::exact::{Barenblatt, Gaussian, OrnsteinUhlenbeck};
 use jko_core::{Energy, Interaction, JkoStep, Mesh, Potential, StepSolver, WarmStart};
