@@ -6,13 +6,16 @@
 //! `cargo run --profile test -p jko-bfm --example cases -- data/compare/robust/*.toml`
 //! (`BFM_CELLS=64,64` overrides the mesh size, `BFM_STEPS=n` the number of steps,
 //! `BFM_NPY=path.npy` writes the last density as a flat float64 .npy file, `BFM_SPLIT=1` splits
-//! the Barenblatt L1 error into bulk / edge layer / outside the exact support and prints one row).
+//! the Barenblatt L1 error into bulk / edge layer / outside the exact support and prints one row;
+//! `BFM_TOL`, `BFM_KRYLOV`, `BFM_LINEAR` set `tol`, `krylov_dim`, `max_linear`).
 use jko_bfm::{BfmParams, BfmSolver};
 use jko_core::exact::{Barenblatt, Gaussian, OrnsteinUhlenbeck};
 use jko_core::{Energy, Interaction, JkoStep, Mesh, Potential, StepSolver, WarmStart};
 use ndarray::Array1;
 use std::time::Instant;
 use toml::Value;
+
+mod common;
 
 fn floats(v: &Value) -> Vec<f64> {
     match v {
@@ -50,7 +53,12 @@ fn num(v: &Value) -> f64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let solver = BfmSolver::new(BfmParams::default())?;
+    let solver = BfmSolver::new(BfmParams {
+        krylov_dim: common::env_or("BFM_KRYLOV", 20),
+        max_linear: common::env_or("BFM_LINEAR", 200),
+        tol: common::env_or("BFM_TOL", 1e-9),
+        ..BfmParams::default()
+    })?;
     for path in std::env::args().skip(1) {
         let text = std::fs::read_to_string(&path)?;
         let cfg: Value = toml::from_str(&text)?;

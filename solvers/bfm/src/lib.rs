@@ -68,10 +68,10 @@ const NAME: &str = "bfm";
 
 /// The back-and-forth backend (`"bfm"`): exact-W² JKO steps on uniform 1D–3D grids.
 ///
-/// Treats entropy or the porous medium (not both), potentials and the frozen interaction on
+/// Treats entropy and/or the porous medium, potentials and the frozen interaction on
 /// uniform grids without masks. It refuses (through [`StepSolver::check_supported`], before any
 /// step) an energy without entropy or porous medium (ρ = (U*)'(φ − V) is then not a function
-/// of φ), the porous medium together with entropy (not validated), the congestion cap (its
+/// of φ), the congestion cap (its
 /// iteration is slow: see the notes of issue 20), masked grids and meshes without grid
 /// structure.
 ///
@@ -87,8 +87,7 @@ const NAME: &str = "bfm";
 /// let porous = Energy { porous: Some(2.0), ..Energy::default() };
 /// assert!(bfm.check_supported(&mesh, &porous.terms()).is_ok());
 /// let mixed = Energy { porous: Some(2.0), entropy: Some(0.1), ..Energy::default() };
-/// let err = bfm.check_supported(&mesh, &mixed.terms()).unwrap_err();
-/// assert!(matches!(err, StepError::Unsupported { term: EnergyTerm::Porous, .. }));
+/// assert!(bfm.check_supported(&mesh, &mixed.terms()).is_ok());
 /// let crowd = Energy { entropy: Some(0.1), max_density: Some(1.0), ..Energy::default() };
 /// let err = bfm.check_supported(&mesh, &crowd.terms()).unwrap_err();
 /// assert!(matches!(err, StepError::Unsupported { term: EnergyTerm::MaxDensity, .. }));
@@ -190,8 +189,7 @@ impl StepSolver for BfmSolver {
 
     fn treats(&self, term: EnergyTerm) -> bool {
         // The cap has its dual map in `dual` and is solved by `step` when called directly,
-        // but is refused by `check_supported` (see there), as is the porous medium together
-        // with entropy.
+        // but is refused by `check_supported` (see there).
         matches!(
             term,
             EnergyTerm::Entropy
@@ -229,17 +227,6 @@ impl StepSolver for BfmSolver {
                 solver: NAME.into(),
                 term,
                 hint: hint.into(),
-            });
-        }
-        if terms.contains(&EnergyTerm::Porous) && terms.contains(&EnergyTerm::Entropy) {
-            // The free-boundary edge rule needs U'(0) finite (porous alone); with entropy the
-            // support is the whole grid, but the mixed dual map has not been measured.
-            return Err(StepError::Unsupported {
-                solver: NAME.into(),
-                term: EnergyTerm::Porous,
-                hint: " together with entropy: not yet validated (the porous medium alone and \
-                       entropy alone are); use conic or newton"
-                    .into(),
             });
         }
         let internal = terms

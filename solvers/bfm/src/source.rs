@@ -752,6 +752,63 @@ impl SourceModel<'_> {
         out.into_iter().map(|(c, v, _)| (c, v)).collect()
     }
 
+    /// The diagonal J_ii of the linearisation at the cells with a free-boundary ghost in use
+    /// (from the coefficients and ghost weights of the last evaluation with coefficients),
+    /// without the small contributions of the cross derivatives and of the ghosts' transverse
+    /// weights. The ghost's weight on its edge cell, −l₁/l₂ ≈ −2h/δ, makes these rows strongly
+    /// diagonal where the edge lies close to the cell centre, which the constant-coefficient
+    /// Helmholtz preconditioner does not see (issue 20, round 7: GMRES stalling at such cells).
+    pub fn edge_diagonal(&self, coef: &[Coef], fields: &Fields) -> Vec<(usize, f64)> {
+        let grid = self.grid;
+        let lat = grid.lat;
+        let d = self.dim();
+        let mut cells: Vec<usize> = grid
+            .edges
+            .iter()
+            .zip(&fields.ghost_lin)
+            .filter(|(_, w)| w[0].is_finite())
+            .map(|(e, _)| e.cell)
+            .collect();
+        cells.sort_unstable();
+        cells.dedup();
+        cells
+            .into_iter()
+            .map(|i| {
+                let c = &coef[i];
+                let mut diag = c[0];
+                for a in 0..d {
+                    let h = lat.h[a];
+                    let ghost = grid
+                        .edge_of
+                        .get(i)
+                        .map(|slots| slots[a])
+                        .filter(|&k| k != NO_EDGE)
+                        .map(|k| (grid.edges[k as usize], fields.ghost_lin[k as usize]))
+                        .filter(|(_, w)| w[0].is_finite());
+                    let (dg, ds) = match ghost {
+                        Some((e, w)) => {
+                            let sigma = if e.up { 1.0 } else { -1.0 };
+                            (sigma * w[1] / (2.0 * h), (w[1] - 2.0) / (h * h))
+                        }
+                        None => match grid.rules[i][a] {
+                            Rule::Centred => (0.0, -2.0 / (h * h)),
+                            Rule::WallBelow => (-0.5 / h, -1.0 / (h * h)),
+                            Rule::WallAbove => (0.5 / h, -1.0 / (h * h)),
+                            Rule::InwardBelow2 => (1.5 / h, 0.0),
+                            Rule::InwardBelow1 => (1.0 / h, 0.0),
+                            Rule::InwardAbove2 => (-1.5 / h, 0.0),
+                            Rule::InwardAbove1 => (-1.0 / h, 0.0),
+                            Rule::Flat => (0.0, 0.0),
+                        },
+                    };
+                    diag += c[1 + a] * dg + c[4 + a] * ds;
+                }
+                (i, diag)
+            })
+            .filter(|(_, diag)| diag.is_finite() && *diag != 0.0)
+            .collect()
+    }
+
     /// out = J v with the coefficients of the last evaluation.
     pub fn apply(&self, coef: &[Coef], v: &[f64], fields: &mut Fields, out: &mut [f64]) {
         let d = self.dim();

@@ -15,7 +15,9 @@ use jko_bfm::{BfmParams, BfmSolver};
 use jko_core::exact::Barenblatt;
 use jko_core::{Energy, JkoStep, Mesh, StepSolver, WarmStart};
 
-fn barenblatt_run(m: f64, n: usize, newton_l1: f64) {
+/// Runs 3 steps of the Barenblatt problem; returns the L1 error and the Newton iterations of
+/// each step.
+fn barenblatt_run(m: f64, n: usize, newton_l1: f64) -> (f64, Vec<usize>) {
     let mesh = Mesh::grid(&[n, n], &[-1.5, -1.5], &[1.5, 1.5]).unwrap();
     let b = Barenblatt::new(m, 2, 1.0).unwrap();
     let (t0, tau, steps) = (0.05, 0.01, 3);
@@ -28,6 +30,7 @@ fn barenblatt_run(m: f64, n: usize, newton_l1: f64) {
     let solver = BfmSolver::new(BfmParams::default()).unwrap();
     solver.check_supported(&mesh, &energy.terms()).unwrap();
     let mut warm: Option<WarmStart> = None;
+    let mut iterations = Vec::new();
     for step in 0..steps {
         let frozen = energy.freeze(&mesh, &rho).unwrap();
         let out = solver
@@ -43,6 +46,7 @@ fn barenblatt_run(m: f64, n: usize, newton_l1: f64) {
             out.info.kinetic > 0.0 && slack >= 0.0,
             "energy inequality: {slack:e}"
         );
+        iterations.push(out.info.iterations);
         warm = Some(WarmStart::from(&out));
         rho = out.rho;
     }
@@ -52,6 +56,7 @@ fn barenblatt_run(m: f64, n: usize, newton_l1: f64) {
         .sum();
     eprintln!("m = {m}, {n}²: L1 vs Barenblatt {l1:.3e} (one-step scheme {newton_l1:.2e})");
     assert!(l1 < newton_l1, "m = {m}, {n}²: L1 {l1:.3e}");
+    (l1, iterations)
 }
 
 #[test]
@@ -62,4 +67,80 @@ fn porous_m2_barenblatt_at_64_beats_the_one_step_scheme() {
 #[test]
 fn porous_m3_barenblatt_at_64_beats_the_one_step_scheme() {
     barenblatt_run(3.0, 64, 1.40e-2);
+}
+
+/// Round 8: at 128² the edge cells whose free boundary lies close to the centre (δ ≈ h/5…h/3)
+/// carry rows the ghost makes strongly diagonal; with the Helmholtz preconditioner alone GMRES
+/// stalled there and steps 2–3 took 189 Newton iterations each (22–25k GMRES products, 70–100 s),
+/// converging to L1 1.008e-2. With Jacobi at the edge cells: 19, 16, 14 iterations, the same L1.
+/// The bound on the iterations is 4× below the old count; the L1 bound is round 7's measured
+/// value with 1% slack (the density must not change with the preconditioner).
+#[test]
+fn porous_m2_barenblatt_at_128_does_not_stall_at_the_edges() {
+    let (l1, iterations) = barenblatt_run(2.0, 128, 1.35e-2);
+    assert!(l1 < 1.018e-2, "L1 {l1:.4e}");
+    assert!(
+        iterations.iter().all(|&k| k <= 45),
+        "Newton iterations per step {iterations:?}"
+    );
+}
+
+/// Round 8: the porous medium with entropy (refused before this round as not validated) — the
+/// mixed cell law of `dual.rs`; no free boundary (ρ > 0 everywhere), so no edges. Checked against conic's
+/// one-step scheme on the same discrete problem after 2 steps at τ = 0.01 on 24²: the schemes
+/// differ by O(τ + h); measured max|Δρ|/max ρ 6.8e-3 and objectives 0.679261 / 0.678475
+/// (1.2e-3); the bounds are about 3× and 4× those.
+#[test]
+fn porous_with_entropy_steps_agree_with_conic() {
+    use jko_conic::{ConicParams, ConicSolver};
+    use jko_core::Potential;
+    let n = 24;
+    let mesh = Mesh::grid(&[n, n], &[-1.5, -1.5], &[1.5, 1.5]).unwrap();
+    let energy = Energy {
+        porous: Some(2.0),
+        entropy: Some(0.05),
+        potential: Some(Potential::Quadratic {
+            center: vec![0.0; 2],
+            stiffness: 1.0,
+        }),
+        ..Energy::default()
+    };
+    let rho0 = mesh.sample(|x| {
+        (-(x[0] - 0.2).powi(2) / (2.0 * 0.09) - (x[1] + 0.1).powi(2) / (2.0 * 0.16)).exp()
+    });
+    let rho0 = &rho0 / mesh.mass(&rho0);
+    let run = |solver: &dyn StepSolver| {
+        let mut rho = rho0.clone();
+        let mut warm: Option<WarmStart> = None;
+        let mut objective = 0.0;
+        for _ in 0..2 {
+            let frozen = energy.freeze(&mesh, &rho).unwrap();
+            let out = solver
+                .step(
+                    &JkoStep::new(&mesh, &rho, 0.01, &frozen).unwrap(),
+                    warm.as_ref(),
+                )
+                .unwrap();
+            objective = out.info.objective;
+            warm = Some(WarmStart::from(&out));
+            rho = out.rho;
+        }
+        (rho, objective)
+    };
+    let bfm = BfmSolver::new(BfmParams::default()).unwrap();
+    bfm.check_supported(&mesh, &energy.terms()).unwrap();
+    let (rb, ob) = run(&bfm);
+    let (rc, oc) = run(&ConicSolver::new(ConicParams::default()).unwrap());
+    assert!((mesh.mass(&rb) - 1.0).abs() < 1e-12, "mass");
+    let top = rc.iter().fold(0.0f64, |a, &b| a.max(b));
+    let diff = rb
+        .iter()
+        .zip(&rc)
+        .fold(0.0f64, |a, (x, y)| a.max((x - y).abs()))
+        / top;
+    let gap = (ob - oc).abs() / oc.abs();
+    eprintln!(
+        "porous + entropy vs conic: max|drho|/max rho {diff:.3e}, objectives {ob:.6} / {oc:.6}"
+    );
+    assert!(diff < 2e-2 && gap < 5e-3, "{diff:e} {gap:e}");
 }

@@ -1,4 +1,6 @@
 //! Command-line helpers shared by the examples.
+// Each example compiles this module on its own and uses only some of the helpers.
+#![allow(dead_code)]
 
 /// The grid sizes given as arguments, or `default` when there are none.
 pub fn sizes_from_args(default: &[usize]) -> Vec<usize> {
@@ -19,4 +21,15 @@ pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(default)
+}
+
+/// GMRES products of a step, from the step's note "newton I iterations, P GMRES products, …".
+pub fn gmres_products(notes: &[String]) -> usize {
+    notes
+        .iter()
+        .find_map(|n| {
+            let words: Vec<&str> = n.strip_prefix("newton ")?.split_whitespace().collect();
+            words.get(2)?.parse().ok()
+        })
+        .unwrap_or(0)
 }
