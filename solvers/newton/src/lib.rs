@@ -113,7 +113,9 @@
 //! and the smooth equality-constrained problem left is solved by Newton's method (quadratic,
 //! 3–6 iterations). The result is accepted only if complementary: free densities in [0, ρ_max]
 //! and the multipliers of held cells, read off their ρ-rows, ≥ 0 (to tol); otherwise cells are
-//! exchanged (primal–dual active set, at most 3 rounds) or the interior point goes on. The
+//! exchanged (primal–dual active set, at most 3 rounds) or the interior point goes on. Porous
+//! laws with m > 2 and no entropy exchange nothing: a cell released from ρ = 0 sits where
+//! f''(0) = 0 and its linearised law diverges; the interior point goes on instead. The
 //! potential of held cells that exchange no mass is not determined by the step; it is set to
 //! make their multipliers nonnegative (Gauss–Seidel on a concave quadratic per cell).
 //!
