@@ -97,6 +97,9 @@
 //! μ_c the average complementarity; the corrector adds the predictor's second-order term δλ δρ;
 //! the plain Newton direction to μ_t is kept as an alternative.
 //!
+//! A step moves (ρ, φ, λ, ν) along the direction and sets the flux to that of the new point,
+//! G = T θ ∇φ (a second-order change against G + α δG that keeps w = G/(T θ) = ∇φ: stepped
+//! linearly, w blew up on the faces of front cells whose density a step lowered ×100).
 //! Globalisation (path following in a wide neighbourhood): the step starts at the
 //! fraction to the boundary (0.99, common to primal and dual) and is halved until (i) the
 //! weighted KKT residual ‖W(r_ρ, r_G, r_p)‖₂ decreases by the Armijo fraction, W turning each
