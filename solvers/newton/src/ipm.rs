@@ -25,6 +25,19 @@ const FINISH_ITERATIONS: usize = 12;
 /// budget of 12 / 14 / 15 / 16 / 17 / 18 / 20: 57-65-63 / 59-53-48 / 45-53-49 / 45-54-50 /
 /// 45-55-51 / 45-56-52 / 45-39-79 (test profile).
 const FINISH_ITERATIONS_ENTROPY: usize = 16;
+/// KKT excess (residual / tol) above which the finish is not tried while the interior point's
+/// steps are long. Since it steps G as the flux of its new point, the interior point takes steps
+/// of 0.8–0.96 near the end and reduces the excess ×3–10 per iteration, while a finish started
+/// at excess 10⁶–10⁸ failed after its whole budget (crowd-2d 64² warm steps: 15 iterations).
+/// Threshold 10² / 10³ / 10⁴ / 10⁵ / 10⁶ / none, class_iterations per step (test profile):
+/// crowd-2d 64² 18-30-25 / 17-30-38 / 18-32-27 / 19-34-34 / 18-35-43 / 21-47-48, crowd-2d 32²
+/// 17-23-22 / 17-23-22 / 20-23-23 / 19-23-24 / 18-29-25 / 20-38-25, porous m3 2D 64²
+/// 20-41-39 / 20-42-39 / 20-43-38 / 20-42-41 / 20-42-39 / 20-42-39.
+const FINISH_DEFER_EXCESS: f64 = 1e2;
+/// Last step length from which the interior point counts as converging fast; with shorter
+/// steps (a stalled, degenerate path: the finish exists for it) the finish is tried as soon as
+/// μ ≤ FINISH_MU (0.3 and 0.5 measured the same within one iteration).
+const FINISH_DEFER_STEP: f64 = 0.3;
 
 /// An iterate: primal (ρ, G), the multiplier φ of the mass balance (scaled by τ), the bound
 /// multipliers λ (ρ ≥ 0) and ν (ρ ≤ ρ_max), and the gap ρ_max − ρ kept as its own variable (a
@@ -650,10 +663,15 @@ pub(crate) fn run(
             return Ok(out);
         }
         // Active-set finish once the barrier is small, then every few iterations.
-        if mu <= FINISH_MU * scale && out.iterations >= next_finish {
+        // While the interior point itself converges fast (steps ≥ FINISH_DEFER_STEP), the
+        // finish waits until the KKT excess is ≤ FINISH_DEFER_EXCESS (see the constants).
+        let defer = last_step >= FINISH_DEFER_STEP && e.excess > FINISH_DEFER_EXCESS;
+        // `max_iter` bounds the run's iterations, the finish's included.
+        let left = max_iter.saturating_sub(out.iterations);
+        if mu <= FINISH_MU * scale && out.iterations >= next_finish && !defer && left > 0 {
             let mut t = 0.0;
             let mut its = 0;
-            let finished = finish(p, system, &x, tol, &mut t, &mut its);
+            let finished = finish(p, system, &x, tol, left, &mut t, &mut its);
             out.linear_time += t;
             // Every Newton iteration of the finish factorises once, and is charged whether
             // the finish succeeds or not.
@@ -767,12 +785,13 @@ pub(crate) fn run(
 /// within the bounds, and the multipliers of the held cells, read off their stationarity
 /// rows, ≥ 0 (both up to tol). Degenerate cells (ρ and λ both ~0) are right either way.
 /// Returns the finished state, or `None` (then the interior point goes on); `iterations` counts
-/// the Newton iterations (one factorisation each) it spent either way.
+/// the Newton iterations (one factorisation each) it spent either way, at most `max_iter`.
 pub(crate) fn finish(
     p: &Problem<'_>,
     system: &mut ReducedSystem,
     x: &State,
     tol: f64,
+    max_iter: usize,
     time: &mut f64,
     iterations: &mut usize,
 ) -> Option<(State, Errors)> {
@@ -849,7 +868,8 @@ pub(crate) fn finish(
         FINISH_ITERATIONS_ENTROPY
     } else {
         FINISH_ITERATIONS
-    };
+    }
+    .min(max_iter);
     for _ in 0..budget {
         repair_vacuum_potential(p, &held, &coupled, &mut y.phi);
         let res = p.pd_residuals(&y);

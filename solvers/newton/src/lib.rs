@@ -111,7 +111,9 @@
 //! iteration (measured: steps cut to 10⁻³ for tens of iterations).
 //!
 //! Active-set finish: interior points converge only linearly at degenerate cells (ρ and λ both
-//! → 0 at a free boundary, where complementarity measures √μ). Once μ ≤ 10⁻⁸ ρ_s E_s, the cells
+//! → 0 at a free boundary, where complementarity measures √μ). Once μ ≤ 10⁻⁸ ρ_s E_s (and, while
+//! the interior point still takes long steps, ≥ 0.3, its KKT residual is within 10² tol: a finish
+//! started further out failed after its whole budget), the cells
 //! with ρ_K/ρ_s ≤ λ_K/(|K| E_s) are held at 0 (and likewise at the cap), the barrier is dropped,
 //! and the smooth equality-constrained problem left is solved by Newton's method (quadratic,
 //! 3–6 iterations). The result is accepted only if complementary: free densities in [0, ρ_max]
