@@ -14,6 +14,30 @@ const ARMIJO: f64 = 1e-4;
 const FINISH_MU: f64 = 1e-8;
 /// Smallest line-search step before the search is declared failed.
 pub(crate) const MIN_STEP: f64 = 1e-12;
+/// Newton iterations of one active-set finish without entropy: when its held set is right it
+/// converges quadratically in 2–5 (porous m = 3 2D, traced in rounds 6–8).
+const FINISH_ITERATIONS: usize = 12;
+/// The same with entropy: the free cells' linearised law β ln ρ brings a far-off density back
+/// by a bounded factor per iteration, and the finish's excess falls only ×3–10 per iteration from
+/// its start at 10⁸–10¹⁰ × tol (crowd-2d 64², traced in rounds 5 and 8): 12 iterations cut
+/// off finishes at excess 1.1 that the next iteration would have completed, and the interior
+/// point then spent 5 more iterations and another finish 9–11. crowd-2d 64² per step with a
+/// budget of 12 / 14 / 15 / 16 / 17 / 18 / 20: 57-65-63 / 59-53-48 / 45-53-49 / 45-54-50 /
+/// 45-55-51 / 45-56-52 / 45-39-79 (test profile).
+const FINISH_ITERATIONS_ENTROPY: usize = 16;
+/// KKT excess (residual / tol) above which the finish is not tried while the interior point's
+/// steps are long. Since it steps G as the flux of its new point, the interior point takes steps
+/// of 0.8–0.96 near the end and reduces the excess ×3–10 per iteration, while a finish started
+/// at excess 10⁶–10⁸ failed after its whole budget (crowd-2d 64² warm steps: 15 iterations).
+/// Threshold 10² / 10³ / 10⁴ / 10⁵ / 10⁶ / none, class_iterations per step (test profile):
+/// crowd-2d 64² 18-30-25 / 17-30-38 / 18-32-27 / 19-34-34 / 18-35-43 / 21-47-48, crowd-2d 32²
+/// 17-23-22 / 17-23-22 / 20-23-23 / 19-23-24 / 18-29-25 / 20-38-25, porous m3 2D 64²
+/// 20-41-39 / 20-42-39 / 20-43-38 / 20-42-41 / 20-42-39 / 20-42-39.
+const FINISH_DEFER_EXCESS: f64 = 1e2;
+/// Last step length from which the interior point counts as converging fast; with shorter
+/// steps (a stalled, degenerate path: the finish exists for it) the finish is tried as soon as
+/// μ ≤ FINISH_MU (0.3 and 0.5 measured the same within one iteration).
+const FINISH_DEFER_STEP: f64 = 0.3;
 
 /// An iterate: primal (ρ, G), the multiplier φ of the mass balance (scaled by τ), the bound
 /// multipliers λ (ρ ≥ 0) and ν (ρ ≤ ρ_max), and the gap ρ_max − ρ kept as its own variable (a
@@ -299,23 +323,44 @@ impl<'a> Problem<'a> {
         s / (nb * self.vols.iter().sum::<f64>())
     }
 
-    /// The point x + α d (λ, ν with their own step α_D).
+    /// The point x + α d (λ, ν with their own step α_D), with the flux G = T θ ∇φ of its own
+    /// densities and potential.
+    ///
+    /// Why G is not stepped linearly: G enters the residuals only through the velocity
+    /// w = G/(T θ), and a step that brings a free-boundary cell's density down by ×100 (the
+    /// fraction to the boundary allows it) multiplies w by up to 100 on its faces and the kinetic
+    /// term T w²/(4τ) of its ρ-row by up to 10⁴: traced on porous m = 3 2D, steps at 0.9 of the
+    /// fraction to the boundary raised the weighted KKT residual ×4–2000 and every step was
+    /// halved to ~0.45 (the residual then falls only ×2 per iteration). The flux of the new
+    /// point differs from the linear step by the second-order term α² T δθ ∇δφ, keeps r_G = 0
+    /// and w = ∇φ exactly (G is the minimiser of the kinetic term for given ρ and φ, as in the
+    /// dual method and the active-set finish), and the Newton direction is unchanged.
+    /// class_iterations per step (test profile): crowd-2d 64² 45/54/50 → 21/47/48, 32²
+    /// 26/25/45 → 20/38/25, porous m3 2D 64² 20/57/64 → 20/42/39, raw samples 22/44/54 →
+    /// 22/42/38; the other classes do not use the interior point.
     pub fn advance(&self, x: &State, d: &Direction, alpha: f64, alpha_d: f64) -> State {
         let lin = |a: &[f64], b: &[f64], t: f64| -> Vec<f64> {
             a.iter().zip(b).map(|(p, q)| p + t * q).collect()
         };
+        let rho = lin(&x.rho, &d.rho, alpha);
+        let phi = lin(&x.phi, &d.phi, alpha);
+        let g = self
+            .faces
+            .iter()
+            .map(|&(k, l, t)| t * 0.5 * (rho[k] + rho[l]) * (phi[l] - phi[k]))
+            .collect();
         State {
-            rho: lin(&x.rho, &d.rho, alpha),
             gap: x
                 .gap
                 .iter()
                 .zip(&d.rho)
                 .map(|(g, r)| g - alpha * r)
                 .collect(),
-            g: lin(&x.g, &d.g, alpha),
-            phi: lin(&x.phi, &d.phi, alpha),
+            g,
             lam: lin(&x.lam, &d.lam, alpha_d),
             nu: lin(&x.nu, &d.nu, alpha_d),
+            rho,
+            phi,
         }
     }
 
@@ -618,10 +663,15 @@ pub(crate) fn run(
             return Ok(out);
         }
         // Active-set finish once the barrier is small, then every few iterations.
-        if mu <= FINISH_MU * scale && out.iterations >= next_finish {
+        // While the interior point itself converges fast (steps ≥ FINISH_DEFER_STEP), the
+        // finish waits until the KKT excess is ≤ FINISH_DEFER_EXCESS (see the constants).
+        let defer = last_step >= FINISH_DEFER_STEP && e.excess > FINISH_DEFER_EXCESS;
+        // `max_iter` bounds the run's iterations, the finish's included.
+        let left = max_iter.saturating_sub(out.iterations);
+        if mu <= FINISH_MU * scale && out.iterations >= next_finish && !defer && left > 0 {
             let mut t = 0.0;
             let mut its = 0;
-            let finished = finish(p, system, &x, tol, &mut t, &mut its);
+            let finished = finish(p, system, &x, tol, left, &mut t, &mut its);
             out.linear_time += t;
             // Every Newton iteration of the finish factorises once, and is charged whether
             // the finish succeeds or not.
@@ -735,12 +785,13 @@ pub(crate) fn run(
 /// within the bounds, and the multipliers of the held cells, read off their stationarity
 /// rows, ≥ 0 (both up to tol). Degenerate cells (ρ and λ both ~0) are right either way.
 /// Returns the finished state, or `None` (then the interior point goes on); `iterations` counts
-/// the Newton iterations (one factorisation each) it spent either way.
+/// the Newton iterations (one factorisation each) it spent either way, at most `max_iter`.
 pub(crate) fn finish(
     p: &Problem<'_>,
     system: &mut ReducedSystem,
     x: &State,
     tol: f64,
+    max_iter: usize,
     time: &mut f64,
     iterations: &mut usize,
 ) -> Option<(State, Errors)> {
@@ -766,6 +817,17 @@ pub(crate) fn finish(
         })
         .collect();
     let mut rounds = 0;
+    // Exchange rounds. A cell released from ρ = 0 restarts at ρ = tol ρ_s; where the porous
+    // law is degenerate there (m > 2 without entropy: f''(0) = 0, ρ ~ s^{1/(m−1)}), the
+    // linearised law sends it to δs/f''(ρ) ≫ its density and the round diverges or stalls
+    // (excess 10⁹–10¹⁷, or stuck at 10³: rounds 3, 6 and 8 traced it on porous m = 3 2D; no
+    // exchange round succeeded there). The interior point then goes on at once and tries the
+    // finish again with its own, better, classification: porous m3 2D 64² 68/67 → 57/64 per
+    // warm step, raw samples 46/67 → 44/54 (a failed round's iterations are charged to the step).
+    let max_rounds = match (p.law.beta, p.law.m) {
+        (None, Some(m)) if m > 2.0 => 0,
+        _ => 3,
+    };
     // A held cell all of whose neighbours are held too exchanges no mass in this step: its
     // potential (hence its multiplier) is not determined by the step, so its sign is not
     // checked.
@@ -802,7 +864,13 @@ pub(crate) fn finish(
             .collect()
     };
     y.g = flux(&y);
-    for _ in 0..12 {
+    let budget = if p.law.beta.is_some() {
+        FINISH_ITERATIONS_ENTROPY
+    } else {
+        FINISH_ITERATIONS
+    }
+    .min(max_iter);
+    for _ in 0..budget {
         repair_vacuum_potential(p, &held, &coupled, &mut y.phi);
         let res = p.pd_residuals(&y);
         // Errors: the free cells' stationarity, the mass balance, and the signs.
@@ -846,7 +914,7 @@ pub(crate) fn finish(
             // Primal–dual active set: release held cells with a negative multiplier, hold
             // free cells that left their interval, and solve again.
             rounds += 1;
-            if rounds > 3 {
+            if rounds > max_rounds {
                 return None;
             }
             let small = tol * rs;

@@ -97,6 +97,9 @@
 //! μ_c the average complementarity; the corrector adds the predictor's second-order term δλ δρ;
 //! the plain Newton direction to μ_t is kept as an alternative.
 //!
+//! A step moves (ρ, φ, λ, ν) along the direction and sets the flux to that of the new point,
+//! G = T θ ∇φ (a second-order change against G + α δG that keeps w = G/(T θ) = ∇φ: stepped
+//! linearly, w blew up on the faces of front cells whose density a step lowered ×100).
 //! Globalisation (path following in a wide neighbourhood): the step starts at the
 //! fraction to the boundary (0.99, common to primal and dual) and is halved until (i) the
 //! weighted KKT residual ‖W(r_ρ, r_G, r_p)‖₂ decreases by the Armijo fraction, W turning each
@@ -108,12 +111,16 @@
 //! iteration (measured: steps cut to 10⁻³ for tens of iterations).
 //!
 //! Active-set finish: interior points converge only linearly at degenerate cells (ρ and λ both
-//! → 0 at a free boundary, where complementarity measures √μ). Once μ ≤ 10⁻⁸ ρ_s E_s, the cells
+//! → 0 at a free boundary, where complementarity measures √μ). Once μ ≤ 10⁻⁸ ρ_s E_s (and, while
+//! the interior point still takes long steps, ≥ 0.3, its KKT residual is within 10² tol: a finish
+//! started further out failed after its whole budget), the cells
 //! with ρ_K/ρ_s ≤ λ_K/(|K| E_s) are held at 0 (and likewise at the cap), the barrier is dropped,
 //! and the smooth equality-constrained problem left is solved by Newton's method (quadratic,
 //! 3–6 iterations). The result is accepted only if complementary: free densities in [0, ρ_max]
 //! and the multipliers of held cells, read off their ρ-rows, ≥ 0 (to tol); otherwise cells are
-//! exchanged (primal–dual active set, at most 3 rounds) or the interior point goes on. The
+//! exchanged (primal–dual active set, at most 3 rounds) or the interior point goes on. Porous
+//! laws with m > 2 and no entropy exchange nothing: a cell released from ρ = 0 sits where
+//! f''(0) = 0 and its linearised law diverges; the interior point goes on instead. The
 //! potential of held cells that exchange no mass is not determined by the step; it is set to
 //! make their multipliers nonnegative (Gauss–Seidel on a concave quadratic per cell).
 //!
