@@ -709,7 +709,9 @@ impl SolverConfig {
 /// let terms = treated_terms(bfm.as_ref());
 /// assert!(terms.contains(&"entropy".to_string()));
 /// assert!(terms.contains(&"porous".to_string()));
-/// assert!(!terms.contains(&"max_density".to_string()));
+/// assert!(terms.contains(&"max_density".to_string()));
+/// let quantile = SolverConfig::default_for("quantile")?.build()?;
+/// assert!(!treated_terms(quantile.as_ref()).contains(&"max_density".to_string()));
 /// # Ok(())
 /// # }
 /// ```

@@ -144,8 +144,8 @@ impl<'a> Stepper<'a> {
     /// let newton = jko_newton::NewtonSolver::new(Default::default())?;
     /// assert!(Stepper::new(&mesh, &energy, &newton, 0.1, Checks::default(), 1.0).is_ok());
     /// assert!(Stepper::new(&mesh, &energy, &newton, 0.0, Checks::default(), 1.0).is_err());
-    /// // The bfm backend does not treat the congestion cap: refused, naming the term.
-    /// let crowd = Energy { entropy: Some(0.1), max_density: Some(2.0), ..Default::default() };
+    /// // The bfm backend treats the congestion cap only with entropy: refused, naming the term.
+    /// let crowd = Energy { porous: Some(2.0), max_density: Some(2.0), ..Default::default() };
     /// let bfm = jko_bfm::BfmSolver::new(Default::default())?;
     /// let err = Stepper::new(&mesh, &crowd, &bfm, 0.1, Checks::default(), 1.0).err().unwrap();
     /// assert!(err.to_string().contains("max_density"), "{err}");

@@ -56,7 +56,11 @@ fn every_builtin_example_runs_with_its_invariants() {
 
 /// Known limitations (documented in the README), asserted so they are neither hidden nor
 /// forgotten: each must fail with an error, never a panic or a wrong result.
-const KNOWN_FAILURES: &[&str] = &[];
+const KNOWN_FAILURES: &[&str] = &[
+    // bfm with the cap at β = 0.01 (crowd-2d at its 32²): the semismooth Newton stalls in the
+    // continuation at step 2 (NotConverged); β = 0.1 and 0.5 and 12²/16² run (issue 20, round 8).
+    "crowd-2d/bfm",
+];
 
 /// Every backend on every built-in example it treats (3 steps): the driver's invariant checks
 /// pass (mass, positivity, bound, and the energy inequality where it is a theorem). Known

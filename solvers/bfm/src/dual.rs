@@ -8,7 +8,9 @@
 //! - both: β(t + 1) + m/(m − 1) e^{(m−1)t} = p in t = ln s, by Newton from the right (the
 //!   left side is convex and increasing in t, and each term alone bounds the root above);
 //! - the cap alone: s = ρ_max 1{p > 0}, a step, which this method cannot use as a density map
-//!   (see [`LocalDual::new`]).
+//!   (see [`LocalDual::new`]);
+//! - entropy with the cap: s = min(ρ_max, e^{p/β − 1}), U* C¹ with a kink of ρ at
+//!   p* = U'(ρ_max) = β(1 + ln ρ_max) (dρ/dp = 0 above it).
 //!
 //! The JKO step's dual potential φ gives ρ = ρ(φ − V) at every cell, and adding a constant c
 //! to φ changes the dual objective by c·M − Σ|K| U*(φ − V + c) + Σ|K| U*(φ − V): its maximum
@@ -16,6 +18,9 @@
 //! equation, which is why every density the solver returns has exactly the mass of ρⁿ.
 
 use crate::lattice::par_sum;
+
+/// θ of [`LocalDual::capped_pressure`].
+const CAP_RISE: f64 = 10.0;
 
 /// U, U* and ρ = (U*)' of the local energy terms of one step.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -34,6 +39,23 @@ impl LocalDual {
             return None;
         }
         Some(LocalDual { beta, m, cap })
+    }
+
+    /// The pressure above which a cell delivering density s is on the capped branch of the
+    /// source residual, P(s) = U'(ρ_max) + θ (U'(ρ_max/2) − U'(s))₊, and the factor
+    /// 1 − (dP/ds)/U''(s) (1 + θ below ρ_max/2, else 1) that multiplies the linearisation's
+    /// κ on that branch; `None` without a cap. The residual is r = min(p, P(s)) − U'(s). P = U'(ρ_max) wherever
+    /// s ≥ ρ_max/2, so near the solution r = U'(ρ(p)) − U'(s) exactly (semismooth, derivative 0
+    /// in p on capped cells); below ρ_max/2, P rises so that a cell far from the cap is never
+    /// on the capped branch (see the crate docs, "The cap").
+    pub fn capped_pressure(&self, s: f64) -> Option<(f64, f64)> {
+        let cap = self.cap?;
+        let half = self.du(0.5 * cap) - self.du(s);
+        Some(if half > 0.0 {
+            (self.du(cap) + CAP_RISE * half, 1.0 + CAP_RISE)
+        } else {
+            (self.du(cap), 1.0)
+        })
     }
 
     /// The cap ρ_max, if any.

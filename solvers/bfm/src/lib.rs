@@ -34,6 +34,23 @@
 //! weak duality (the grid pair is c-feasible). Where that estimate is not positive (a grid too
 //! coarse for its O(h²) quadrature error, e.g. h = 0.67 on aggregation-2d), W² is the grid dual
 //! value of φ, 2τ(Σφ^cμ − Σφρ) with the plain grid c-transform: also a certified lower bound.
+//!
+//! ## The cap
+//! With entropy β and the cap ρ ≤ ρ_max, U* is C¹ and ρ(p) = min(ρ_max, e^{p/β − 1}) (module
+//! `dual`). The source residual is r = min(p, P(s)) − U'(s), s = μ/det A, with the kink at
+//! P(s) = U'(ρ_max) wherever s ≥ ρ_max/2: there r = U'(ρ(p)) − U'(s), and on capped cells the
+//! generalised derivative of min(p, ·) in p is 0, so their rows keep only the Monge–Ampère
+//! term −κτ tr(A⁻¹D²δψ) (semismooth Newton). Below ρ_max/2 the kink P(s) rises, so that a cell
+//! of the far tails, whose explicit-start pressure exceeds U'(ρ_max) by ~τ|∇V|²/2, is not on
+//! the capped branch (where Newton cannot move it). The cap without entropy is refused.
+//!
+//! ## Walls and obstacles
+//! Masked cells are excluded from the c-transforms and are walls for the map: mirrored
+//! (∂ψ/∂n = 0) where the flow pushes into them, the free inward rule of a vacuum edge where the
+//! explicit map leaves them by more than half a cell (mass leaving a wall through a layer the
+//! grid cannot resolve). On masked grids the target potential uses the bounded refinement of
+//! the c̄-transform. The cost is Euclidean: steps whose displacements are shorter than the
+//! obstacles are the geodesic W² steps (docs/mathematics.md §5).
 #![warn(missing_docs)]
 
 mod ctransform;
@@ -68,12 +85,12 @@ const NAME: &str = "bfm";
 
 /// The back-and-forth backend (`"bfm"`): exact-W² JKO steps on uniform 1D–3D grids.
 ///
-/// Treats entropy and/or the porous medium, potentials and the frozen interaction on
-/// uniform grids without masks. It refuses (through [`StepSolver::check_supported`], before any
-/// step) an energy without entropy or porous medium (ρ = (U*)'(φ − V) is then not a function
-/// of φ), the congestion cap (its
-/// iteration is slow: see the notes of issue 20), masked grids and meshes without grid
-/// structure.
+/// Treats entropy and/or the porous medium, potentials, the frozen interaction and, with
+/// entropy (and without the porous medium), the congestion cap ρ ≤ ρ_max, on uniform grids
+/// with or without masks (obstacles). It refuses (through [`StepSolver::check_supported`],
+/// before any step) an energy without entropy or porous medium (ρ = (U*)'(φ − V) is then not a
+/// function of φ), the cap without entropy (a step function of φ for the cap alone) or with the
+/// porous medium (not validated), and meshes without grid structure.
 ///
 /// ```rust
 /// use jko_bfm::{BfmParams, BfmSolver};
@@ -88,12 +105,14 @@ const NAME: &str = "bfm";
 /// assert!(bfm.check_supported(&mesh, &porous.terms()).is_ok());
 /// let mixed = Energy { porous: Some(2.0), entropy: Some(0.1), ..Energy::default() };
 /// assert!(bfm.check_supported(&mesh, &mixed.terms()).is_ok());
+/// // Congestion with entropy, on a grid with an obstacle: treated.
 /// let crowd = Energy { entropy: Some(0.1), max_density: Some(1.0), ..Energy::default() };
-/// let err = bfm.check_supported(&mesh, &crowd.terms()).unwrap_err();
+/// let masked = Mesh::masked_grid(&[4, 4], &[0.0, 0.0], &[1.0, 1.0], Some((0..16).map(|k| k != 5).collect()))?;
+/// assert!(bfm.check_supported(&masked, &crowd.terms()).is_ok());
+/// // The cap without entropy: (U*)' is a step, not a density map.
+/// let jam = Energy { porous: Some(2.0), max_density: Some(1.0), ..Energy::default() };
+/// let err = bfm.check_supported(&mesh, &jam.terms()).unwrap_err();
 /// assert!(matches!(err, StepError::Unsupported { term: EnergyTerm::MaxDensity, .. }));
-/// let masked = Mesh::masked_grid(&[4, 4], &[0.0, 0.0], &[1.0, 1.0], Some((0..16).map(|k| k != 0).collect()))?;
-/// let err = bfm.supports_mesh(&masked).unwrap_err();
-/// assert!(matches!(err, StepError::UnsupportedMesh { .. }), "{err}");
 /// # Ok(())
 /// # }
 /// ```
@@ -188,45 +207,49 @@ impl StepSolver for BfmSolver {
     }
 
     fn treats(&self, term: EnergyTerm) -> bool {
-        // The cap has its dual map in `dual` and is solved by `step` when called directly,
-        // but is refused by `check_supported` (see there).
+        // The cap needs entropy and is not validated with the porous medium:
+        // `check_supported` refuses those combinations.
         matches!(
             term,
             EnergyTerm::Entropy
                 | EnergyTerm::Porous
                 | EnergyTerm::Potential
                 | EnergyTerm::Interaction
+                | EnergyTerm::MaxDensity
         )
     }
 
     fn supports_mesh(&self, mesh: &Mesh) -> Result<(), StepError> {
-        let lat = lattice(mesh)?;
-        if lat.active.is_some() {
-            return Err(StepError::UnsupportedMesh {
-                solver: NAME.into(),
-                reason: "uniform grids without masks or obstacles only (the one-sided rules at \
-                         obstacles are not validated); use conic or newton"
-                    .into(),
-            });
-        }
-        Ok(())
+        // Masks and obstacles are walls for the map (mirror rule, or the free rule where the
+        // flow leaves them) and +∞/−∞ in the c-transforms: see the crate docs.
+        lattice(mesh).map(|_| ())
     }
 
     fn check_supported(&self, mesh: &Mesh, terms: &[EnergyTerm]) -> Result<(), StepError> {
         self.supports_mesh(mesh)?;
         if let Some(&term) = terms.iter().find(|t| !self.treats(**t)) {
-            let hint = match term {
-                EnergyTerm::MaxDensity => {
-                    ": with the cap the Newton iteration is slow (measured: 100-130 Newton \
-                     iterations, 9000-18000 GMRES products per step for crowd motion at 32^2) \
-                     and not yet validated against conic; use conic"
-                }
-                _ => "",
-            };
             return Err(StepError::Unsupported {
                 solver: NAME.into(),
                 term,
-                hint: hint.into(),
+                hint: String::new(),
+            });
+        }
+        if terms.contains(&EnergyTerm::MaxDensity)
+            && (!terms.contains(&EnergyTerm::Entropy) || terms.contains(&EnergyTerm::Porous))
+        {
+            // With entropy ρ(p) = min(ρ_max, e^{p/β − 1}) is a Lipschitz function of the
+            // pressure; the cap alone makes it the step ρ_max 1{p > 0}, and with the porous
+            // medium (its free boundary, or its mixed law with entropy) the capped law has not
+            // been validated.
+            return Err(StepError::Unsupported {
+                solver: NAME.into(),
+                term: EnergyTerm::MaxDensity,
+                hint: " without entropy, or with the porous medium: the back-and-forth method \
+                       maps the dual potential to the density through (U*)', a step function \
+                       for the cap alone (not a function of the potential), and the cap with \
+                       the porous medium is not validated; use entropy alone with the cap, or \
+                       conic or newton"
+                    .into(),
             });
         }
         let internal = terms
@@ -291,9 +314,11 @@ impl StepSolver for BfmSolver {
             Some(v) => lat.to_box(v, 0.0),
             None => vec![0.0; lat.len],
         };
+        let departing = departing_walls(&lat, &local, &mu, &v, problem.tau);
+        let grid = SourceGrid::with_walls(&lat, &mu, |i, a, dir| !departing(i, a, dir));
         let grid = match local.free_boundary_exponent() {
-            Some(m) => SourceGrid::new(&lat, &mu).with_pressure_edges(&mu, m),
-            None => SourceGrid::new(&lat, &mu),
+            Some(m) => grid.with_pressure_edges(&mu, m),
+            None => grid,
         };
         let model = SourceModel {
             grid: &grid,
@@ -331,8 +356,14 @@ impl StepSolver for BfmSolver {
         let mut ct = CTransform::new(&lat, problem.tau);
         let mut phi = Vec::with_capacity(lat.len);
         let ghosts = model.ghost_extension(&out.psi);
-        if ghosts.is_empty() {
+        if ghosts.is_empty() && lat.active.is_none() {
             ct.cbar_transform(&lat, &out.psi, |i| grid.in_s[i], true, &mut phi);
+        } else if ghosts.is_empty() {
+            // Masked cells hold, after the first separable pass, values carried from across
+            // the obstacle: the kink they make with their neighbours must not be refined into
+            // a dip (measured: φ − V raised by 0.9 next to the disc of the crowd at 16², all
+            // the mass of the step in two cells).
+            ct.cbar_transform_bounded(&lat, &out.psi, |i| grid.in_s[i], &mut phi);
         } else {
             let mut psi_ext = out.psi.clone();
             let mut ghost = vec![false; lat.len];
@@ -458,6 +489,49 @@ impl StepSolver for BfmSolver {
         })
     }
 }
+
+/// Wall sides the explicit-Euler map leaves: `departing(i, a, dir)` is true when source cell
+/// `i`, with a wall or obstacle on its side `dir` along axis `a`, moves away from it by more
+/// than [`DEPARTURE`] cells under the map x − τ∇ψ₀ of the cold start ψ₀ = U'(μ) + V (one-sided
+/// difference towards the interior), leaving vacuum behind ([`VACUUM`]). Such a cell gets the free inward rule instead of the
+/// mirror: see the crate docs ("Walls").
+fn departing_walls<'a>(
+    lat: &'a Lattice,
+    local: &'a LocalDual,
+    mu: &'a [f64],
+    v: &'a [f64],
+    tau: f64,
+) -> impl Fn(usize, usize, isize) -> bool + Sync + 'a {
+    let cap = local.cap().unwrap_or(f64::INFINITY);
+    let psi0 = move |i: usize| local.du(mu[i].min(cap)) + v[i];
+    move |i: usize, a: usize, dir: isize| {
+        let c = lat.coords(i)[a] as isize;
+        let inner = c - dir;
+        if inner < 0 || inner >= lat.shape[a] as isize {
+            return false;
+        }
+        let j = (i as isize - dir * lat.strides[a] as isize) as usize;
+        if !lat.is_active(j) || mu[j] <= 0.0 {
+            return false;
+        }
+        // Slope of ψ₀ from the wall side inwards; the map's displacement along the inward
+        // direction is −τ times it.
+        let slope = (psi0(j) - psi0(i)) / lat.h[a];
+        let inward = -tau * slope;
+        // ... and leaves vacuum behind: the pressure drop τ|∂ψ₀|²/2 along the departure is many
+        // κ (density ratio e^{−drop/β} with entropy). Where it is not (aggregation-1d: drop
+        // 1.4 κ), the region the cell leaves keeps an O(1) density that only the mirror's
+        // expansion delivers (with the free rule there the dual W² came out negative).
+        let drop = 0.5 * tau * slope * slope;
+        inward.is_finite() && inward > DEPARTURE * lat.h[a] && drop > VACUUM * local.kappa(mu[i])
+    }
+}
+
+/// Displacement (in cells) away from a wall beyond which a wall cell leaves the mirror rule.
+const DEPARTURE: f64 = 0.5;
+
+/// Pressure drop (in units of κ) along the departure beyond which the wall is left in vacuum.
+const VACUUM: f64 = 5.0;
 
 /// κ of the preconditioner: β plus the mass average of m ρ^{m−1} for the porous medium.
 fn pressure_scale(local: &LocalDual, lat: &Lattice, mu: &[f64], mass: f64) -> f64 {

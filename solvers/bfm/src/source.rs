@@ -7,11 +7,12 @@
 //! Written in pressure units with s(x) = μ(x)/det A(x) (the density the map delivers at T(x)):
 //!
 //!   r(x) = p(x) − U'(s(x)) = 0                                  (entropy and/or porous medium)
-//!   r(x) = min(p(x) − U'(s(x)), c (ρ_max − s(x))) = 0,  c = κ/ρ_max   (with the cap ρ ≤ ρ_max)
+//!   r(x) = min(p(x), P(s(x))) − U'(s(x)) = 0                     (with the cap ρ ≤ ρ_max)
 //!
-//! at every source cell (μ(x) > 0). The min form says: either the density is below the cap
-//! and the pressure equals U'(s), or the density is at the cap and the pressure is above
-//! U'(ρ_max) (the cap's multiplier). The unknown ψ lives on the support of μ only, so vacuum
+//! at every source cell (μ(x) > 0), P(s) = U'(ρ_max) for s ≥ ρ_max/2 (`LocalDual::
+//! capped_pressure`). The min form says: either the density is below the cap and the pressure
+//! equals U'(s), or the density is at the cap and the pressure is above U'(ρ_max) (the cap's
+//! multiplier); on capped cells the rows keep only the second-order term. The unknown ψ lives on the support of μ only, so vacuum
 //! in μ (porous medium, compact data) is never a degenerate equation here: it is simply not an
 //! unknown. The linearisation is
 //!
@@ -125,7 +126,19 @@ enum Side {
 
 impl<'a> SourceGrid<'a> {
     /// The source cells: active cells where μ exceeds [`SOURCE_FLOOR`] times its maximum.
+    #[cfg(test)]
     pub fn new(lat: &'a Lattice, mu: &[f64]) -> SourceGrid<'a> {
+        Self::with_walls(lat, mu, |_, _, _| true)
+    }
+
+    /// As [`SourceGrid::new`], with `mirror(i, a, dir)` choosing, for a source cell `i` with a
+    /// wall or obstacle on its side `dir` (±1) along axis `a`, between the mirror rule (true)
+    /// and the free inward rule (false); cells below [`WALL_FLOOR`] are free in any case.
+    pub fn with_walls(
+        lat: &'a Lattice,
+        mu: &[f64],
+        mirror: impl Fn(usize, usize, isize) -> bool + Sync,
+    ) -> SourceGrid<'a> {
         let top = mu.iter().fold(0.0f64, |a, &b| a.max(b));
         let floor = SOURCE_FLOOR * top;
         let in_s: Vec<bool> = (0..lat.len)
@@ -137,7 +150,11 @@ impl<'a> SourceGrid<'a> {
         let d = lat.dim();
         let side = |i: usize, c: usize, a: usize, dir: isize| -> Side {
             let j = c as isize + dir;
-            let wall = if walled[i] { Side::Wall } else { Side::Vacuum };
+            let wall = if walled[i] && mirror(i, a, dir) {
+                Side::Wall
+            } else {
+                Side::Vacuum
+            };
             if j < 0 || j >= lat.shape[a] as isize {
                 return wall;
             }
@@ -439,7 +456,7 @@ pub(crate) struct SourceModel<'a> {
     /// V on the box (0 on masked cells and where there is no potential).
     pub v: &'a [f64],
     pub local: LocalDual,
-    /// Pressure scale κ of the preconditioner and of the cap's residual.
+    /// Pressure scale κ of the preconditioner.
     pub kappa: f64,
     /// Mass of ρⁿ.
     pub mass: f64,
@@ -513,8 +530,6 @@ impl SourceModel<'_> {
         let grad = &fields.grad;
         let ghost = &fields.ghost;
         let ns = n_second(d);
-        let cap = self.local.cap();
-        let c_cap = cap.map(|c| self.kappa / c);
         let w = lat.volume;
         let cell = |i: usize, out: &mut f64, cf: Option<&mut Coef>| -> Option<f64> {
             if !grid.in_s[i] {
@@ -546,14 +561,14 @@ impl SourceModel<'_> {
             }
             let (vt, dv) = lat.interpolate_with_gradient(self.v, &t);
             let p = psi[i] - 0.5 * tau * g2 - vt;
-            let r1 = p - self.local.du(s);
-            let (res, saturated) = match (cap, c_cap) {
-                (Some(rm), Some(cc)) => {
-                    let r2 = cc * (rm - s);
-                    if r2 < r1 { (r2, true) } else { (r1, false) }
-                }
-                _ => (r1, false),
-            };
+            // With the cap r = min(p, P(s)) − U'(s), P = U'(ρ_max) near the cap (LocalDual::
+            // capped_pressure): derivative 0 in p on capped cells (semismooth Newton).
+            let du = self.local.du(s);
+            let capped = self
+                .local
+                .capped_pressure(s)
+                .filter(|&(cap_p, _)| p > cap_p);
+            let res = capped.map_or(p, |(cap_p, _)| cap_p) - du;
             if !res.is_finite() {
                 return None;
             }
@@ -561,15 +576,13 @@ impl SourceModel<'_> {
             if let Some(cf) = cf {
                 let inv = spd_inverse(&l, d);
                 let mut k_coef = [0.0; 10];
-                let scale = if saturated {
-                    -c_cap.unwrap_or(0.0) * s * tau
-                } else {
+                if capped.is_none() {
                     k_coef[0] = 1.0;
                     for q in 0..d {
                         k_coef[1 + q] = tau * (dv[q] - g[q]);
                     }
-                    -self.local.kappa(s) * tau
-                };
+                }
+                let scale = -self.local.kappa(s) * tau * capped.map_or(1.0, |(_, f)| f);
                 for k in 0..ns {
                     let (p, q) = pair(d, k);
                     let mult = if p == q { 1.0 } else { 2.0 };
