@@ -147,10 +147,16 @@
 //!
 //! ## Warm starts
 //! A warm start's potential is validated (length, finite values) and used only when its
-//! densities ρ(φ) are at least as close to ρⁿ (in max |ln ρ/ρⁿ|) as the best cold start's; a
-//! warm-started solve that fails is repeated from the cold start. Each decision is recorded in
-//! the step's notes. Cold starts try the first-order guess φ = −λ τ (f'(ρⁿ) + V), exact as
-//! τ → 0, for λ ∈ [0, 1] and floors on ρⁿ, and keep the one closest to ρⁿ.
+//! densities ρ(φ) are at least as close to ρⁿ (in max |ln ρ/ρⁿ|) as the best cold-start
+//! candidate with floors 10⁻³, 10⁻¹, 1 of the mean density; a warm-started solve that fails is
+//! repeated from the cold start. Each decision is recorded in the step's notes. The candidates
+//! are built only when one of them could win: each is dropped at its first cell farther from ρⁿ
+//! than the warm start (a warm start is the previous potential, whose densities are ρⁿ up to the
+//! change of the frozen energy, so this usually happens at the first cells; building them cost
+//! ~1.3 numeric factorisations of a 64² warm step). Cold starts try the first-order guess
+//! φ = −λ τ (f'(ρⁿ) + V), exact as τ → 0, for λ ∈ [0, 1] and floors on ρⁿ (for the entropy
+//! ascent the smallest is tol ρ_s, where the stopping test stops seeing a density: far tails
+//! raised to 10⁻³ of the mean came down one e-fold per iteration), and keep the one closest to ρⁿ.
 //!
 //! ## Example
 //! The discrete Gibbs state ρ_K ∝ e^{−V_K/β} is an exact fixed point of the discrete step

@@ -570,6 +570,11 @@ enum Start {
     Warm,
 }
 
+/// Floors of the cold start's candidates, as fractions of the mean density (`Run::regularised`);
+/// the first is also the floor of ρⁿ against which the candidates are compared.
+const COLD_FRACTIONS: [f64; 3] = [1e-3, 1e-1, 1.0];
+/// Scalings λ of the cold start's first-order guess φ = −λ τ (f'(ρ⁰) + V).
+const COLD_LAMBDAS: [f64; 6] = [1.0, 0.75, 0.5, 0.25, 0.125, 0.0];
 /// Armijo constant of the line search on the dual function.
 const ARMIJO: f64 = 1e-4;
 /// Smallest line-search step before the search is declared failed.
@@ -733,59 +738,129 @@ impl<'a> Run<'a> {
         None
     }
 
-    /// Cold start: the first-order guess φ = −λ τ (f'(ρ⁰) + V), exact as τ → 0, tried with
-    /// floors on ρⁿ and scaled by λ ∈ [0, 1]. Where the step moves mass far (steep V or steep
-    /// tails of ρⁿ: τ|∇(f'(ρ) + V)|² ≫ β) the full guess has large jumps whose quadratic term
-    /// Q makes ρ(φ) = exp(s/β − 1) explode (to 5e36 on the quartic-1d example); scaling by λ
-    /// interpolates between ρⁿ and the Gibbs state. The candidate whose densities are closest
-    /// to ρⁿ in max_K |ln(ρ_K(φ)/ρ⁰_K)| is kept (ties: the larger dual value).
-    fn cold_start(&self) -> Option<Point> {
+    /// The potentials the cold start tries: the first-order guess φ = −λ τ (f'(ρ⁰) + V), exact
+    /// as τ → 0, with floors on ρⁿ (fractions of the mean density, and of the cap) and scaled by
+    /// λ ∈ [0, 1]. Where the step moves mass far (steep V or steep tails of ρⁿ: τ|∇(f'(ρ) + V)|²
+    /// ≫ β) the full guess has large jumps whose quadratic term Q makes ρ(φ) = exp(s/β − 1)
+    /// explode (to 5e36 on the quartic-1d example); scaling by λ interpolates between ρⁿ and the
+    /// Gibbs state.
+    fn cold_candidates(&self, fractions: Vec<f64>) -> impl Iterator<Item = Vec<f64>> + '_ {
         let p = &self.p;
-        let n = p.n();
-        let mu = self.mu0(Start::Cold);
+        fractions.into_iter().flat_map(move |fraction| {
+            let f1: Vec<f64> = self
+                .regularised(fraction)
+                .into_iter()
+                .map(|r| p.law.f1(r))
+                .collect();
+            COLD_LAMBDAS.into_iter().map(move |lambda| {
+                f1.iter()
+                    .zip(&p.potential)
+                    .map(|(f, v)| -lambda * p.tau * (f + v))
+                    .collect()
+            })
+        })
+    }
+
+    /// Floors of the cold start's candidates as fractions of the mean density, smallest first
+    /// (the smallest also floors ρⁿ in the cold start's comparison). For the entropy dual ascent
+    /// the first is tol ρ_s, the level below which a density no longer enters the stopping
+    /// test: far tails start there, and Newton brings them down in log ρ where it needs to. From
+    /// the next floor, 10⁻³ of the mean, tails many orders above ρⁿ came down by one e-fold per
+    /// iteration (the exponential law overshoots its linear model from above): OU 2D 64² and
+    /// 128², τ = 0.05, cold steps took 16 iterations, 13 of them that linear tail phase; 7 and
+    /// 8 from the tol ρ_s floor. (The interior point keeps its floors: its iteration counts
+    /// were not measured with it.)
+    fn cold_fractions(&self) -> Vec<f64> {
+        let p = &self.p;
+        let mut fractions = COLD_FRACTIONS.to_vec();
+        let tail = self.params.tol * p.rho_scale / (p.mass / p.mesh.domain_volume());
+        if p.law.beta.is_some() && !self.barrier && tail < fractions[0] {
+            fractions.insert(0, tail);
+        }
+        fractions
+    }
+
+    /// ρⁿ with a floor of `fraction` × the mean density (and, with a cap, kept `fraction` × the
+    /// cap below it).
+    fn regularised(&self, fraction: f64) -> Vec<f64> {
+        let p = &self.p;
         let mean = p.mass / p.mesh.domain_volume();
-        let regularised = |fraction: f64| -> Vec<f64> {
-            let mut floor = fraction * mean;
-            if let Some(c) = p.law.rho_max {
-                floor = floor.min(fraction * c);
-            }
-            p.rho_prev
-                .iter()
-                .map(|&r| {
-                    let r = r.max(floor);
-                    match p.law.rho_max {
-                        Some(c) => r.min(c - floor),
-                        None => r,
-                    }
-                })
-                .collect()
-        };
-        let rho0 = regularised(1e-3);
+        let mut floor = fraction * mean;
+        if let Some(c) = p.law.rho_max {
+            floor = floor.min(fraction * c);
+        }
+        p.rho_prev
+            .iter()
+            .map(|&r| {
+                let r = r.max(floor);
+                match p.law.rho_max {
+                    Some(c) => r.min(c - floor),
+                    None => r,
+                }
+            })
+            .collect()
+    }
+
+    /// Cold start: of the admissible [`Run::cold_candidates`] with the floors of
+    /// [`Run::cold_fractions`], the one whose densities are closest to ρⁿ (with the smallest
+    /// floor) in max_K |ln(ρ_K(φ)/ρ⁰_K)| (ties: the larger dual value).
+    fn cold_start(&self) -> Option<Point> {
+        self.closest_candidate(self.cold_fractions())
+    }
+
+    /// The admissible candidate with these floors closest to ρⁿ floored at the first.
+    fn closest_candidate(&self, fractions: Vec<f64>) -> Option<Point> {
+        let mu = self.mu0(Start::Cold);
+        let rho0 = self.regularised(fractions[0]);
         let mut best: Option<(f64, Point)> = None;
-        for fraction in [1e-3, 1e-1, 1.0] {
-            let rho = regularised(fraction);
-            for lambda in [1.0, 0.75, 0.5, 0.25, 0.125, 0.0] {
-                let phi = (0..n)
-                    .map(|k| -lambda * p.tau * (p.law.f1(rho[k]) + p.potential[k]))
-                    .collect();
-                if let Some(pt) = self.admissible(phi, mu) {
-                    let spread = log_spread(&pt, &rho0);
-                    let better = best.as_ref().is_none_or(|(bs, b)| {
-                        spread < *bs || (spread == *bs && pt.value > b.value)
-                    });
-                    if better {
-                        best = Some((spread, pt));
-                    }
+        for phi in self.cold_candidates(fractions) {
+            if let Some(pt) = self.admissible(phi, mu) {
+                let spread = log_spread(&pt, &rho0);
+                let better = best
+                    .as_ref()
+                    .is_none_or(|(bs, b)| spread < *bs || (spread == *bs && pt.value > b.value));
+                if better {
+                    best = Some((spread, pt));
                 }
             }
         }
         best.map(|(_, pt)| pt)
     }
 
+    /// Whether a candidate of the warm-start decision (floors `COLD_FRACTIONS`) could be closer
+    /// to ρⁿ than a warm start whose densities are `warm_spread` e-folds from it
+    /// (max_K |ln(ρ_K/ρⁿ_K)|), i.e. whether the candidates must be built to decide. Each
+    /// candidate's densities are computed cell by cell (the same cell law, guess and
+    /// chemical potential as `Problem::point`) and dropped at the first cell at least
+    /// `warm_spread` from ρⁿ: the cold start is then no closer, whichever candidate it keeps.
+    /// A warm start is the previous step's potential, whose densities are ρⁿ itself up to the
+    /// change of the frozen energy (measured 10⁻¹⁰–10⁻³ e-folds on Fokker–Planck steps, against the
+    /// cold start's 4–17), so every candidate is usually dropped at its first cells; building the
+    /// cold start cost ~1.3 numeric factorisations of a 64² warm step (18 candidates, each a
+    /// cell-law solve in every cell). A candidate with no density in a cell it reaches, where
+    /// the cold start would shift it (`Run::admissible`), makes the answer "yes".
+    fn cold_start_could_win(&self, warm_spread: f64) -> bool {
+        let p = &self.p;
+        let mu = self.mu0(Start::Cold);
+        let mu_l = p.mu_lower(mu);
+        self.cold_candidates(COLD_FRACTIONS.to_vec()).any(|phi| {
+            let s = p.chemical_potential(&phi);
+            for (&s, &r0) in s.iter().zip(&p.rho_prev) {
+                match p.law.density(s, mu_l, mu, r0) {
+                    None => return true,
+                    Some(c) if cell_spread(c.rho, r0) >= warm_spread => return false,
+                    Some(_) => {}
+                }
+            }
+            true
+        })
+    }
+
     fn solve(&mut self, warm: Option<&WarmStart>) -> Result<StepOutput, NewtonError> {
         let n = self.p.n();
-        let cold = self.cold_start();
-        let mut start = cold.clone().map(|c| (c, Start::Cold));
+        // Built only when a warm start is missing, invalid or possibly worse.
+        let mut cold: Option<Option<Point>> = None;
+        let mut warm_start = None;
         if let Some(w) = warm.and_then(|w| w.potential.as_ref()) {
             if w.len() != n {
                 self.notes.push(format!(
@@ -803,13 +878,24 @@ impl<'a> Run<'a> {
                             .into(),
                     ),
                     Some(pt) => {
-                        let rho0: Vec<f64> = self.p.rho_prev.clone();
-                        let sw = log_spread(&pt, &rho0);
-                        let sc = cold
-                            .as_ref()
-                            .map_or(f64::INFINITY, |c| log_spread(c, &rho0));
+                        let rho0 = &self.p.rho_prev;
+                        let sw = log_spread(&pt, rho0);
+                        // The decision compares with the candidates of the floors 10⁻³, 10⁻¹, 1
+                        // of the mean (not the tol ρ_s floor of the entropy ascent's cold start,
+                        // whose first-order guess stays so close to ρⁿ that it beat even the
+                        // step's own solution as a warm start).
+                        let sc = if self.cold_start_could_win(sw) {
+                            let c = self.closest_candidate(COLD_FRACTIONS.to_vec());
+                            let sc = c.as_ref().map_or(f64::INFINITY, |c| log_spread(c, rho0));
+                            if self.cold_fractions() == COLD_FRACTIONS {
+                                cold = Some(c);
+                            }
+                            sc
+                        } else {
+                            f64::INFINITY
+                        };
                         if sw <= sc {
-                            start = Some((pt, Start::Warm));
+                            warm_start = Some(pt);
                         } else {
                             self.notes.push(format!(
                                 "warm start rejected: its densities are {sw:.1e} e-folds from \
@@ -820,6 +906,12 @@ impl<'a> Run<'a> {
                 }
             }
         }
+        let start = match warm_start {
+            Some(w) => Some((w, Start::Warm)),
+            None => cold
+                .unwrap_or_else(|| self.cold_start())
+                .map(|c| (c, Start::Cold)),
+        };
         let Some((x0, kind)) = start else {
             return Err(self.domain_failure());
         };
@@ -1303,22 +1395,24 @@ fn spent_iterations(e: &NewtonError) -> usize {
 }
 
 /// max_K |ln(ρ_K(φ)/ρ⁰_K)|: how far a point's densities are from ρ⁰ in Newton's natural
-/// (logarithmic) scale; equal zeros count as 0, a single zero as ∞.
+/// (logarithmic) scale.
 fn log_spread(pt: &Point, rho0: &[f64]) -> f64 {
     pt.cells
         .iter()
         .zip(rho0)
-        .map(|(c, &y)| {
-            let x = c.rho;
-            if x == y {
-                0.0
-            } else if x > 0.0 && y > 0.0 {
-                (x / y).ln().abs()
-            } else {
-                f64::INFINITY
-            }
-        })
+        .map(|(c, &y)| cell_spread(c.rho, y))
         .fold(0.0, f64::max)
+}
+
+/// |ln(x/y)|; equal zeros count as 0, a single zero as ∞.
+fn cell_spread(x: f64, y: f64) -> f64 {
+    if x == y {
+        0.0
+    } else if x > 0.0 && y > 0.0 {
+        (x / y).ln().abs()
+    } else {
+        f64::INFINITY
+    }
 }
 
 /// F_h(ρ) = Σ |K| (f(ρ_K) + V_K ρ_K) of the step's (frozen) energy.
