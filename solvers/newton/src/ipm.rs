@@ -344,11 +344,7 @@ impl<'a> Problem<'a> {
         };
         let rho = lin(&x.rho, &d.rho, alpha);
         let phi = lin(&x.phi, &d.phi, alpha);
-        let g = self
-            .faces
-            .iter()
-            .map(|&(k, l, t)| t * 0.5 * (rho[k] + rho[l]) * (phi[l] - phi[k]))
-            .collect();
+        let g = self.flux_of(&rho, &phi);
         State {
             gap: x
                 .gap
@@ -857,13 +853,7 @@ pub(crate) fn finish(
             y.nu[k] = 0.0;
         }
     }
-    let flux = |y: &State| -> Vec<f64> {
-        p.faces
-            .iter()
-            .map(|&(k, l, t)| t * 0.5 * (y.rho[k] + y.rho[l]) * (y.phi[l] - y.phi[k]))
-            .collect()
-    };
-    y.g = flux(&y);
+    y.g = p.flux_of(&y.rho, &y.phi);
     let budget = if p.law.beta.is_some() {
         FINISH_ITERATIONS_ENTROPY
     } else {
@@ -950,7 +940,7 @@ pub(crate) fn finish(
                     _ => {}
                 }
             }
-            y.g = flux(&y);
+            y.g = p.flux_of(&y.rho, &y.phi);
             continue;
         }
         if e.excess <= 1.0 {
@@ -1011,7 +1001,7 @@ pub(crate) fn finish(
             }
             y.phi[k] += d.phi[k];
         }
-        y.g = flux(&y);
+        y.g = p.flux_of(&y.rho, &y.phi);
     }
     None
 }

@@ -220,9 +220,16 @@ impl<'a> Problem<'a> {
 
     /// The two-point flux G_σ = T_σ θ_σ (φ_L − φ_K) of a point.
     pub fn flux(&self, p: &Point) -> Vec<f64> {
+        let rho: Vec<f64> = p.cells.iter().map(|c| c.rho).collect();
+        self.flux_of(&rho, &p.phi)
+    }
+
+    /// The two-point flux G_σ = T_σ θ_σ (φ_L − φ_K) of densities ρ and potential φ (θ_σ the
+    /// face's arithmetic mean density): the minimiser of the kinetic term for given ρ and φ.
+    pub fn flux_of(&self, rho: &[f64], phi: &[f64]) -> Vec<f64> {
         self.faces
             .iter()
-            .map(|&(k, l, t)| t * 0.5 * (p.cells[k].rho + p.cells[l].rho) * (p.phi[l] - p.phi[k]))
+            .map(|&(k, l, t)| t * 0.5 * (rho[k] + rho[l]) * (phi[l] - phi[k]))
             .collect()
     }
 
