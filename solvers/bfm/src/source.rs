@@ -338,10 +338,19 @@ impl<'a> SourceGrid<'a> {
             };
             return (g - 2.0 * f[i] + inner) / h2;
         }
+        self.second_along(i, a, |j| f[j])
+    }
+
+    /// The second derivative along axis `a` at cell `i` of the field read through `at`, by the
+    /// cell's rule (without a ghost).
+    #[inline]
+    fn second_along(&self, i: usize, a: usize, at: impl Fn(usize) -> f64) -> f64 {
+        let s = self.lat.strides[a];
+        let h2 = self.lat.h[a] * self.lat.h[a];
         match self.rules[i][a] {
-            Rule::Centred => (f[i + s] - 2.0 * f[i] + f[i - s]) / h2,
-            Rule::WallBelow => (f[i + s] - f[i]) / h2,
-            Rule::WallAbove => (f[i - s] - f[i]) / h2,
+            Rule::Centred => (at(i + s) - 2.0 * at(i) + at(i - s)) / h2,
+            Rule::WallBelow => (at(i + s) - at(i)) / h2,
+            Rule::WallAbove => (at(i - s) - at(i)) / h2,
             _ => 0.0,
         }
     }
@@ -803,16 +812,11 @@ impl SourceModel<'_> {
                             let sigma = if e.up { 1.0 } else { -1.0 };
                             (sigma * w[1] / (2.0 * h), (w[1] - 2.0) / (h * h))
                         }
-                        None => match grid.rules[i][a] {
-                            Rule::Centred => (0.0, -2.0 / (h * h)),
-                            Rule::WallBelow => (-0.5 / h, -1.0 / (h * h)),
-                            Rule::WallAbove => (0.5 / h, -1.0 / (h * h)),
-                            Rule::InwardBelow2 => (1.5 / h, 0.0),
-                            Rule::InwardBelow1 => (1.0 / h, 0.0),
-                            Rule::InwardAbove2 => (-1.5 / h, 0.0),
-                            Rule::InwardAbove1 => (-1.0 / h, 0.0),
-                            Rule::Flat => (0.0, 0.0),
-                        },
+                        // The rules' own weights on the cell: the rules applied to e_i.
+                        None => {
+                            let unit = |j: usize| if j == i { 1.0 } else { 0.0 };
+                            (grid.grad_by(i, a, unit), grid.second_along(i, a, unit))
+                        }
                     };
                     diag += c[1 + a] * dg + c[4 + a] * ds;
                 }
