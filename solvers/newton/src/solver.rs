@@ -575,6 +575,25 @@ enum Start {
 const COLD_FRACTIONS: [f64; 3] = [1e-3, 1e-1, 1.0];
 /// Scalings λ of the cold start's first-order guess φ = −λ τ (f'(ρ⁰) + V).
 const COLD_LAMBDAS: [f64; 6] = [1.0, 0.75, 0.5, 0.25, 0.125, 0.0];
+/// Initial barrier parameter of a warm-started interior point (a congestion step, or one without
+/// internal energy), as a fraction of the cold start's `mu_initial`. The previous potential is
+/// central but not feasible: on crowd-2d 64² (τ = 0.2) its mass balance is ~1.1 ρ_s, the
+/// crowd having moved by about one density unit. At 10⁻⁴ (μ = 10⁻⁵ ρ_s E_s) the cap's barrier
+/// curvature ν/(ρ_max − ρ) ≈ μ|K|/(ρ_max − ρ)² is ~10⁻⁴ at cells 0.2 below the cap, far
+/// below the entropy's β/ρ ≈ 0.014 (β = 0.01): the Newton model sends 30–130 such cells
+/// 3–35 ρ_s past the cap, and the fraction to the boundary cut the first 15–19 steps to
+/// α = 0.01–0.2 (traced, round 9). At 10⁻¹ (μ = 10⁻² ρ_s E_s) the barrier's curvature at those
+/// cells exceeds the entropy's and the steps are long from the first. Measured per step, 3
+/// steps (test profile), fraction 10⁻⁴ / 10⁻² / 3·10⁻² / 10⁻¹ / 1: crowd-2d 64² 18-30-25 /
+/// 18-18-17 / 18-17-18 / 18-17-17 / 18-21-21; crowd 32² β 0.01 17-23-22 / 17-18-19 / 17-17-17 /
+/// 17-17-17 / 17-18-20, β 0.1 16-19-19 / 16-16-16 / 16-15-15 / 16-15-15 / 16-16-19, β 0.5
+/// 14-18-15 / 14-13-12 / 14-13-12 / 14-13-13 / 14-15-15; crowd double well 1D 9-7-6 / 9-7-7 /
+/// 9-7-7 / 9-8-8 / 9-9-9; robust.toml's potential-only 1D 64-96-94 / 64-79-78 / 64-76-68 /
+/// 64-59-58 and no-energy 1D 13-13-58 / 13-14-62 / 13-13-24 / 13-15-43. (With 3·10⁻² the
+/// tight conic's polish failed on step 2 of crowd-2d 32² — "the interior-point solution is
+/// returned", max|Δρ| 1.2e-6 against newton, whose warm and cold solves of that step agree to
+/// 1.6e-10 — which `tests/examples.rs` counts as a disagreement.)
+const WARM_MU_FRACTION: f64 = 1e-1;
 /// Armijo constant of the line search on the dual function.
 const ARMIJO: f64 = 1e-4;
 /// Smallest line-search step before the search is declared failed.
@@ -714,7 +733,7 @@ impl<'a> Run<'a> {
         }
         let relative = match start {
             Start::Cold => self.params.mu_initial,
-            Start::Warm => self.params.mu_initial * 1e-4,
+            Start::Warm => self.params.mu_initial * WARM_MU_FRACTION,
         };
         (relative * self.scale()).max(self.mu_min)
     }

@@ -546,3 +546,18 @@ fn narrow_gaussian_warm_steps_converge_quadratically() {
     let its = run("narrow 1d", &mesh, &ou(1), rho, 0.05, 3);
     assert!(its[1..].iter().all(|&i| i <= 10), "{its:?}");
 }
+
+// ---- Round 9 (engineer newton-porous): interior-point iteration counts (issue 14) ----
+
+/// Issue 14, round 9: congestion ≤ 25 Newton iterations per step. crowd-2d at 64² (3 steps,
+/// τ = 0.2) took 18 / 30 / 25: its warm steps began with 15–19 steps of α = 0.01–0.2, cut by
+/// the fraction to the boundary at the cap — the warm start's barrier parameter (10⁻⁵ ρ_s E_s)
+/// gave the cap's barrier too little curvature to hold cells that the previous step's potential
+/// sends 3–35 ρ_s past ρ_max. The warm start now begins at 10⁻² ρ_s E_s: 18 / 17 / 17. Each
+/// step is checked as every regression step is (mass, bounds, continuity, energy inequality).
+#[test]
+fn crowd_2d_64_warm_steps_are_not_cut_by_the_cap() {
+    let (mesh, energy, rho) = crowd_2d(64);
+    let its = run("crowd-2d 64", &mesh, &energy, rho, 0.2, 3);
+    assert!(its.iter().all(|&i| i <= 25), "{its:?}");
+}
