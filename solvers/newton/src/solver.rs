@@ -607,6 +607,19 @@ const POROUS_DUAL_BUDGET: usize = 30;
 /// Barrier parameter, relative to ρ_s E_s, at which the interior point takes over a porous step
 /// from the dual ascent's last potential (see `Run::handover`).
 const HANDOVER_MU: f64 = 1e-10;
+/// Barrier parameter, relative to ρ_s E_s, at which the interior point starts a porous step with
+/// m > 2 on a mesh of dimension ≥ 2, from the start's own potential (warm or cold), without the
+/// dual ascent. There the free boundary is a curve of degenerate cells (s* ≈ 0, ρ ~ √s for
+/// m = 3), which the semismooth ascent does not resolve: on porous m3 2D 64² it stalled at mass
+/// balance 10⁻³–10⁻² and spent its whole budget of 30 before the handover (20 / 41 / 39
+/// iterations per step), while the interior point from the start takes 18 / 13 / 16. In 1D the
+/// front is two cells and the ascent converges (m3 1D 400: ascent 17 / 17 / 7, interior point
+/// 20 / 22 / 13; m3 well 1D 7 / 7 / 6 against 7 / 10 / 8), and for m = 2 the ascent's kink
+/// rule resolves the front (m2 2D: 6 / 4 / 4 against 32 / 26 / 25). Measured from the start at
+/// μ = 10⁻⁴ / 10⁻⁵ / 10⁻⁶ / 10⁻⁷ / 10⁻⁸ (test profile), porous m3 2D 64² 18-13-16 / 31-19-18 /
+/// 19-18-17 / 19-20-18 / 21-23-21, m3 well 2D 64² 11-14-9 / 11-10-14 / 13-13-10 / 16-18-22 /
+/// 20-50-29 (ascent first: 13-18-13).
+const INTERIOR_FIRST_MU: f64 = 1e-4;
 /// Largest mass balance (density units, relative to ρ_s) of a stalled porous ascent whose
 /// potential is handed over (`Run::handover`); the ascents that stall near the solution end at
 /// 10⁻³–10⁻⁵.
@@ -684,7 +697,12 @@ impl<'a> Run<'a> {
         let porous_dual = e.entropy.is_none() && e.porous.is_some() && e.max_density.is_none();
         let barrier = (e.entropy.is_none() || e.max_density.is_some()) && !porous_dual;
         let lower_active = barrier;
-        let dual_budget = if porous_dual {
+        // Porous m > 2 on a 2D or 3D mesh: the interior point from the start (see
+        // `INTERIOR_FIRST_MU`), the ascent gets no iterations.
+        let interior_first = porous_dual && e.porous.is_some_and(|m| m > 2.0) && mesh.dim() >= 2;
+        let dual_budget = if interior_first {
+            0
+        } else if porous_dual {
             POROUS_DUAL_BUDGET.min(params.max_iter)
         } else {
             params.max_iter
@@ -1026,6 +1044,7 @@ impl<'a> Run<'a> {
                     }
                 }
                 let (again, from) = match handed_over {
+                    Some(c) if self.dual_budget == 0 => (Ok(c), "from the start's potential"),
                     Some(c) => (Ok(c), "from the ascent's last potential"),
                     // saturating: an active-set finish may charge a few iterations past the
                     // handed-over run's half budget.
@@ -1039,10 +1058,18 @@ impl<'a> Run<'a> {
                 let spent = spent + spent_ipm;
                 match again {
                     Ok(mut c) => {
-                        self.notes.push(format!(
-                            "dual Newton failed ({first}); solved by the primal-dual interior \
-                             point {from}"
-                        ));
+                        self.notes.push(if self.dual_budget == 0 {
+                            format!(
+                                "porous m > 2 in {} dimensions: solved by the primal-dual \
+                                 interior point {from}",
+                                self.p.mesh.dim()
+                            )
+                        } else {
+                            format!(
+                                "dual Newton failed ({first}); solved by the primal-dual \
+                                 interior point {from}"
+                            )
+                        });
                         c.iterations += spent;
                         Ok(c)
                     }
@@ -1260,6 +1287,14 @@ impl<'a> Run<'a> {
         let law = self.p.law;
         if law.beta.is_some() || law.m.is_none() || law.rho_max.is_some() {
             return None;
+        }
+        if self.dual_budget == 0 {
+            // The interior point from the start itself (`INTERIOR_FIRST_MU`).
+            let mu = (INTERIOR_FIRST_MU * self.scale()).max(self.mu_min);
+            let lower_active = std::mem::replace(&mut self.p.lower_active, true);
+            let h = self.p.point(pt.phi.clone(), mu, Some(&pt.cells));
+            self.p.lower_active = lower_active;
+            return h;
         }
         // Only an ascent that stalled near the solution has a point worth keeping; one that
         // stopped far from it (a porous step at τ = 10 on a coarse line: mass balance ~10²
