@@ -166,9 +166,7 @@ fn no_energy_is_a_fixed_point() {
 /// failed at step 1 ("line search failed ... rho in [1.6e-168, 0.587]").
 #[test]
 fn crowd_2d_example_converges() {
-    let (mesh, energy, rho) = crowd_2d(32);
-    let its = run("crowd-2d", &mesh, &energy, rho, 0.2, 3);
-    assert!(its.iter().all(|&i| i <= 60), "{its:?}");
+    crowd_2d_within(32, 60);
 }
 
 /// Issue 14 / tests/properties.rs: a strongly confining step — uniform ρⁿ = 3, entropy 0.5, an
@@ -557,9 +555,15 @@ fn narrow_gaussian_warm_steps_converge_quadratically() {
 /// step is checked as every regression step is (mass, bounds, continuity, energy inequality).
 #[test]
 fn crowd_2d_64_warm_steps_are_not_cut_by_the_cap() {
-    let (mesh, energy, rho) = crowd_2d(64);
-    let its = run("crowd-2d 64", &mesh, &energy, rho, 0.2, 3);
-    assert!(its.iter().all(|&i| i <= 25), "{its:?}");
+    crowd_2d_within(64, 25);
+}
+
+/// crowd-2d on n² cells, three warm-started steps of τ = 0.2, each checked (`run`) and within
+/// `max_iterations`.
+fn crowd_2d_within(n: usize, max_iterations: usize) {
+    let (mesh, energy, rho) = crowd_2d(n);
+    let its = run(&format!("crowd-2d {n}²"), &mesh, &energy, rho, 0.2, 3);
+    assert!(its.iter().all(|&i| i <= max_iterations), "{its:?}");
 }
 
 /// Issue 14, round 9: porous m = 3 in 2D starts with the interior point from the step's own
