@@ -607,18 +607,26 @@ const POROUS_DUAL_BUDGET: usize = 30;
 /// Barrier parameter, relative to ρ_s E_s, at which the interior point takes over a porous step
 /// from the dual ascent's last potential (see `Run::handover`).
 const HANDOVER_MU: f64 = 1e-10;
-/// Barrier parameter, relative to ρ_s E_s, at which the interior point starts a porous step with
-/// m > 2 on a mesh of dimension ≥ 2, from the start's own potential (warm or cold), without the
-/// dual ascent. There the free boundary is a curve of degenerate cells (s* ≈ 0, ρ ~ √s for
-/// m = 3), which the semismooth ascent does not resolve: on porous m3 2D 64² it stalled at mass
-/// balance 10⁻³–10⁻² and spent its whole budget of 30 before the handover (20 / 41 / 39
-/// iterations per step), while the interior point from the start takes 18 / 13 / 16. In 1D the
-/// front is two cells and the ascent converges (m3 1D 400: ascent 17 / 17 / 7, interior point
-/// 20 / 22 / 13; m3 well 1D 7 / 7 / 6 against 7 / 10 / 8), and for m = 2 the ascent's kink
-/// rule resolves the front (m2 2D: 6 / 4 / 4 against 32 / 26 / 25). Measured from the start at
-/// μ = 10⁻⁴ / 10⁻⁵ / 10⁻⁶ / 10⁻⁷ / 10⁻⁸ (test profile), porous m3 2D 64² 18-13-16 / 31-19-18 /
-/// 19-18-17 / 19-20-18 / 21-23-21, m3 well 2D 64² 11-14-9 / 11-10-14 / 13-13-10 / 16-18-22 /
-/// 20-50-29 (ascent first: 13-18-13).
+/// Barrier parameter, relative to ρ_s E_s, at which the interior point starts a porous step from
+/// the step's own potential (warm or cold), without the dual ascent, where the free boundary is
+/// degenerate (s* ≈ 0 on the front cells) in a way the semismooth ascent does not resolve:
+/// - m > 2 on a mesh of dimension ≥ 2: the front is a curve of cells with ρ ~ s^{1/(m−1)}
+///   (infinite slope at s = 0); on porous m3 2D 64² the ascent stalled at mass balance
+///   10⁻³–10⁻² and spent its whole budget of 30 before the handover (20 / 41 / 39 iterations
+///   per step); the interior point from the start takes 18 / 13 / 16. In 1D the front is two
+///   cells and the ascent converges (m3 1D 400: ascent 17 / 17 / 7, interior point 20 / 22 /
+///   13; m3 well 1D 7 / 7 / 6 against 7 / 10 / 8).
+/// - m ≤ 2 with a potential: a confining potential stops the front where s* → 0 (the
+///   stationary profile (C − V)/2 vanishes there), and the ascent crawled (m2 well 2D 64²
+///   25 / 34 / 18, m2 well 1D 400 12 / 32 / 7; interior point 9 / 10 / 8 and 10 / 8 / 8).
+///   Without a potential the front moves outwards every step, the ascent's kink rule resolves
+///   it, and it is much faster (m2 2D 64²: 6 / 4 / 4 against 32 / 26 / 25; m2 1D 8 / 6 / 7
+///   against 29 / 42 / 41).
+///
+/// Measured from the start at μ = 10⁻⁴ / 10⁻⁵ / 10⁻⁶ / 10⁻⁷ / 10⁻⁸ (test profile), porous m3 2D
+/// 64² 18-13-16 / 31-19-18 / 19-18-17 / 19-20-18 / 21-23-21, m3 well 2D 64² 11-14-9 / 11-10-14 /
+/// 13-13-10 / 16-18-22 / 20-50-29 (ascent first: 13-18-13), m2 well 2D 64² 9-10-8 / 10-10-7 /
+/// 11-13-8 / 12-13-11 / 21-29-26, m2 well 1D 10-8-8 / 13-24-10 / 14-15-12 / 14-14-13 / 29-27-41.
 const INTERIOR_FIRST_MU: f64 = 1e-4;
 /// Largest mass balance (density units, relative to ρ_s) of a stalled porous ascent whose
 /// potential is handed over (`Run::handover`); the ascents that stall near the solution end at
@@ -697,9 +705,12 @@ impl<'a> Run<'a> {
         let porous_dual = e.entropy.is_none() && e.porous.is_some() && e.max_density.is_none();
         let barrier = (e.entropy.is_none() || e.max_density.is_some()) && !porous_dual;
         let lower_active = barrier;
-        // Porous m > 2 on a 2D or 3D mesh: the interior point from the start (see
-        // `INTERIOR_FIRST_MU`), the ascent gets no iterations.
-        let interior_first = porous_dual && e.porous.is_some_and(|m| m > 2.0) && mesh.dim() >= 2;
+        // Porous m > 2 on a 2D or 3D mesh, and m ≤ 2 with a potential: the interior point from
+        // the start (see `INTERIOR_FIRST_MU`), the ascent gets no iterations.
+        let interior_first = porous_dual
+            && e.porous.is_some_and(|m| {
+                (m > 2.0 && mesh.dim() >= 2) || (m <= 2.0 && e.potential.is_some())
+            });
         let dual_budget = if interior_first {
             0
         } else if porous_dual {
@@ -1060,9 +1071,8 @@ impl<'a> Run<'a> {
                     Ok(mut c) => {
                         self.notes.push(if self.dual_budget == 0 {
                             format!(
-                                "porous m > 2 in {} dimensions: solved by the primal-dual \
-                                 interior point {from}",
-                                self.p.mesh.dim()
+                                "porous step with a degenerate free boundary: solved by the \
+                                 primal-dual interior point {from}, without the dual ascent"
                             )
                         } else {
                             format!(
