@@ -8,7 +8,8 @@
 //! Per step: Newton iterations, GMRES products, the relative L1 marginal error at exit (our
 //! stopping rule, `BFM_TOL`, default 1e-9), the mass error and the wall time; at the end the mean
 //! step time and per GMRES product. `cargo run --profile test -p jko-bfm --example authors_porous
-//! -- 128 256 512` (`BFM_STEPS=n`, default 20; `BFM_M` the exponent, default 2; `BFM_MAP` prints a
+//! -- 128 256 512` (`BFM_STEPS=n`, default 20; `BFM_M` the exponent, default 2; `BFM_STAGES` the
+//! continuation stages, `[solver] max_stages`, default 40; `BFM_MAP` prints a
 //! character map of each density, `BFM_DUMP=tag` writes it to /tmp/rho_{n}_{step}_{tag}.txt).
 //! Steps finished by the back-and-forth ascent (colliding supports) print its note; their
 //! "Newton its" count Newton iterations and ascent passes together.
@@ -34,6 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let solver = BfmSolver::new(BfmParams {
         tol,
+        max_stages: common::env_or("BFM_STAGES", BfmParams::default().max_stages),
         ..BfmParams::default()
     })?;
     for &n in &sizes {

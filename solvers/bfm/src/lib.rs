@@ -370,6 +370,7 @@ impl BfmSolver {
         let out = newton::solve(&model, &self.params, warm_psi);
         let mut ct = CTransform::new(&lat, problem.tau);
         let mut phi = Vec::with_capacity(lat.len);
+        let mut finisher_time = 0.0;
         let (psi, finisher) = if out.converged && !finish_anyway {
             // The target potential φ = ψ^c̄ and the new density ρ(φ − V), shifted to the mass.
             // At free-boundary edges (porous medium) the source potential is continued to the
@@ -414,7 +415,9 @@ impl BfmSolver {
                 v: &v,
                 mass,
             };
+            let clock = Instant::now();
             let a = bf.run(phi0, self.params.tol, ascent::MAX_PASSES);
+            finisher_time = clock.elapsed().as_secs_f64();
             match a {
                 Some(a) if a.settled => {
                     phi = a.phi.clone();
@@ -565,7 +568,7 @@ impl BfmSolver {
             };
             i.notes.push(format!(
                 "back-and-forth finisher: {} passes to marginal error {:.3e} (push-forward \
-                 formula; {why})",
+                 formula; {why}), {finisher_time:.2} s",
                 a.passes, a.marginal
             ));
             i.history.extend(&a.history);
