@@ -8,7 +8,11 @@
 //! Per step: Newton iterations, GMRES products, the relative L1 marginal error at exit (our
 //! stopping rule, `BFM_TOL`, default 1e-9), the mass error and the wall time; at the end the mean
 //! step time and per GMRES product. `cargo run --profile test -p jko-bfm --example authors_porous
-//! -- 128 256 512` (`BFM_STEPS=n`, default 20; `BFM_M` the exponent, default 2).
+//! -- 128 256 512` (`BFM_STEPS=n`, default 20; `BFM_M` the exponent, default 2; `BFM_STAGES` the
+//! continuation stages, `[solver] max_stages`, default 40; `BFM_MAP` prints a
+//! character map of each density, `BFM_DUMP=tag` writes it to /tmp/rho_{n}_{step}_{tag}.txt).
+//! Steps finished by the back-and-forth ascent (colliding supports) print its note; their
+//! "Newton its" count Newton iterations and ascent passes together.
 use jko_bfm::{BfmParams, BfmSolver};
 use jko_core::{Energy, JkoStep, Mesh, Potential, StepSolver, WarmStart};
 use std::time::Instant;
@@ -31,6 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let solver = BfmSolver::new(BfmParams {
         tol,
+        max_stages: common::env_or("BFM_STAGES", BfmParams::default().max_stages),
         ..BfmParams::default()
     })?;
     for &n in &sizes {
@@ -60,6 +65,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "{n}x{n} step {step:2}: {:3} Newton its, {:5} GMRES products, marginal {:.1e}, mass err {:.1e}, {:.3} s",
                 out.info.iterations, prods, out.info.primal_residual, mass_err, dt
             );
+            for note in out.info.notes.iter().filter(|n| n.contains("finisher")) {
+                println!("  {note}");
+            }
             total += dt;
             linear += prods;
             newton += out.info.iterations;
@@ -84,6 +92,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         .collect();
                     println!("  {row}");
                 }
+            }
+            if let Ok(tag) = std::env::var("BFM_DUMP") {
+                let text: Vec<String> = out.rho.iter().map(|x| format!("{x:e}")).collect();
+                std::fs::write(format!("/tmp/rho_{n}_{step}_{tag}.txt"), text.join("\n"))?;
             }
             warm = Some(WarmStart::from(&out));
             rho = out.rho;

@@ -44,6 +44,16 @@
 //! of the far tails, whose explicit-start pressure exceeds U'(ρ_max) by ~τ|∇V|²/2, is not on
 //! the capped branch (where Newton cannot move it). The cap without entropy is refused.
 //!
+//! ## Colliding supports
+//! The source-side system couples the cells of one connected part of supp μ only: where two
+//! parts (or a part and a wall) meet during the step, each edge keeps its condition p(x_e) = 0
+//! and the images may overlap, which no c-concave ψ allows. Newton then fails, or converges
+//! to a ψ whose recovered pair is inconsistent (negative W² estimate). For the porous medium
+//! on 2D grids without masks the step is then finished by the back-and-forth ascent (module
+//! `ascent`), whose c-transforms couple every part of the support; it stops where its marginal
+//! error (the authors' push-forward formula) has settled, and the recovery and its certificate
+//! are the same as after Newton (docs/mathematics.md §5, "Colliding supports").
+//!
 //! ## Walls and obstacles
 //! Masked cells are excluded from the c-transforms and are walls for the map: mirrored
 //! (∂ψ/∂n = 0) where the flow pushes into them, the free inward rule of a vacuum edge where the
@@ -53,6 +63,7 @@
 //! obstacles are the geodesic W² steps (docs/mathematics.md §5).
 #![warn(missing_docs)]
 
+mod ascent;
 mod ctransform;
 mod dual;
 mod krylov;
@@ -283,6 +294,28 @@ impl StepSolver for BfmSolver {
         problem: &JkoStep<'_>,
         warm: Option<&WarmStart>,
     ) -> Result<StepOutput, StepError> {
+        match self.solve_step(problem, warm, false) {
+            // Newton converged but the recovered pair is inconsistent: where supports collide
+            // the source-side solution lets their images overlap (measured: the authors' porous
+            // example at 128², step 1, W² estimate −7.1e-4); the back-and-forth finisher, whose
+            // c-transforms couple the supports, solves the step again from Newton's ψ.
+            Err(StepError::Numerical { .. }) if finisher_applies(problem) => {
+                self.solve_step(problem, warm, true)
+            }
+            other => other,
+        }
+    }
+}
+
+impl BfmSolver {
+    /// One step; with `finish_anyway` the back-and-forth finisher runs even when Newton
+    /// converged.
+    fn solve_step(
+        &self,
+        problem: &JkoStep<'_>,
+        warm: Option<&WarmStart>,
+        finish_anyway: bool,
+    ) -> Result<StepOutput, StepError> {
         let start = Instant::now();
         let mesh = problem.mesh;
         let lat = lattice(mesh)?;
@@ -335,7 +368,82 @@ impl StepSolver for BfmSolver {
             .map(|p| lat.to_box(p, f64::NAN))
             .filter(|p| (0..lat.len).all(|i| !grid.in_s[i] || p[i].is_finite()));
         let out = newton::solve(&model, &self.params, warm_psi);
-        if !out.converged {
+        let mut ct = CTransform::new(&lat, problem.tau);
+        let mut phi = Vec::with_capacity(lat.len);
+        let mut finisher_time = 0.0;
+        let (psi, finisher) = if out.converged && !finish_anyway {
+            // The target potential φ = ψ^c̄ and the new density ρ(φ − V), shifted to the mass.
+            // At free-boundary edges (porous medium) the source potential is continued to the
+            // edge of the support by its ghost values (SourceModel::ghost_extension). ψ^c̄ over
+            // more points is larger, so (ψ, φ) stays c-feasible on the source cells.
+            let ghosts = model.ghost_extension(&out.psi);
+            if ghosts.is_empty() && lat.active.is_none() {
+                ct.cbar_transform(&lat, &out.psi, |i| grid.in_s[i], true, &mut phi);
+            } else if ghosts.is_empty() {
+                // Masked cells hold, after the first separable pass, values carried from across
+                // the obstacle: the kink they make with their neighbours must not be refined into
+                // a dip (measured: φ − V raised by 0.9 next to the disc of the crowd at 16², all
+                // the mass of the step in two cells).
+                ct.cbar_transform_bounded(&lat, &out.psi, |i| grid.in_s[i], &mut phi);
+            } else {
+                let mut psi_ext = out.psi.clone();
+                let mut ghost = vec![false; lat.len];
+                for &(i, g) in &ghosts {
+                    psi_ext[i] = g;
+                    ghost[i] = true;
+                }
+                ct.cbar_transform_bounded(&lat, &psi_ext, |i| grid.in_s[i] || ghost[i], &mut phi);
+            }
+            (out.psi, None)
+        } else if ascent::BackAndForth::applies(&lat, &local) {
+            // Newton failed (colliding supports: the source-side system treats each part of the
+            // support on its own, docs/mathematics.md §5): the back-and-forth ascent finishes
+            // from Newton's last solved stage, its map kept (ψ scaled by τ_done/τ).
+            let start = if out.solved_tau > 0.0 {
+                let ratio = out.solved_tau / problem.tau;
+                out.psi.iter().map(|p| ratio * p).collect()
+            } else {
+                model.cold_start()
+            };
+            let mut phi0 = Vec::with_capacity(lat.len);
+            ct.cbar_transform(&lat, &start, |i| grid.in_s[i], false, &mut phi0);
+            let bf = ascent::BackAndForth {
+                lat: &lat,
+                tau: problem.tau,
+                local,
+                mu: &mu,
+                v: &v,
+                mass,
+            };
+            let clock = Instant::now();
+            let a = bf.run(phi0, self.params.tol, ascent::MAX_PASSES);
+            finisher_time = clock.elapsed().as_secs_f64();
+            match a {
+                Some(a) if a.settled => {
+                    phi = a.phi.clone();
+                    let mut psi = Vec::with_capacity(lat.len);
+                    ct.c_transform(&lat, &phi, |_| true, false, &mut psi);
+                    (psi, Some(a))
+                }
+                a => {
+                    return Err(StepError::NotConverged {
+                        solver: NAME.into(),
+                        status: format!(
+                            "{} (continuation stages at tau = {:?}); the back-and-forth \
+                             finisher ended at marginal error {:.3e} after {} passes",
+                            out.failure.unwrap_or("the continuation ran out of stages"),
+                            out.stages,
+                            a.as_ref().map_or(f64::INFINITY, |a| a.marginal),
+                            a.as_ref().map_or(0, |a| a.passes),
+                        ),
+                        iterations: out.iterations,
+                        primal_residual: out.marginal,
+                        dual_residual: 0.0,
+                        history: out.history,
+                    });
+                }
+            }
+        } else {
             return Err(StepError::NotConverged {
                 solver: NAME.into(),
                 status: format!(
@@ -348,31 +456,7 @@ impl StepSolver for BfmSolver {
                 dual_residual: 0.0,
                 history: out.history,
             });
-        }
-        // The target potential φ = ψ^c̄ and the new density ρ(φ − V), shifted to the mass.
-        // At free-boundary edges (porous medium) the source potential is continued to the
-        // edge of the support by its ghost values (SourceModel::ghost_extension). ψ^c̄ over
-        // more points is larger, so (ψ, φ) stays c-feasible on the source cells.
-        let mut ct = CTransform::new(&lat, problem.tau);
-        let mut phi = Vec::with_capacity(lat.len);
-        let ghosts = model.ghost_extension(&out.psi);
-        if ghosts.is_empty() && lat.active.is_none() {
-            ct.cbar_transform(&lat, &out.psi, |i| grid.in_s[i], true, &mut phi);
-        } else if ghosts.is_empty() {
-            // Masked cells hold, after the first separable pass, values carried from across
-            // the obstacle: the kink they make with their neighbours must not be refined into
-            // a dip (measured: φ − V raised by 0.9 next to the disc of the crowd at 16², all
-            // the mass of the step in two cells).
-            ct.cbar_transform_bounded(&lat, &out.psi, |i| grid.in_s[i], &mut phi);
-        } else {
-            let mut psi_ext = out.psi.clone();
-            let mut ghost = vec![false; lat.len];
-            for &(i, g) in &ghosts {
-                psi_ext[i] = g;
-                ghost[i] = true;
-            }
-            ct.cbar_transform_bounded(&lat, &psi_ext, |i| grid.in_s[i] || ghost[i], &mut phi);
-        }
+        };
         let pv: Vec<f64> = phi.iter().zip(&v).map(|(a, b)| a - b).collect();
         let shift = local
             .mass_shift(&pv, |i| lat.is_active(i), lat.volume, mass)
@@ -417,7 +501,7 @@ impl StepSolver for BfmSolver {
                 source - target
             })
         };
-        let continuum = pair_value(&out.psi);
+        let continuum = pair_value(&psi);
         let (transport, lattice_pair) = if continuum > 0.0 {
             (continuum, false)
         } else {
@@ -448,17 +532,12 @@ impl StepSolver for BfmSolver {
         let phi_shifted: Vec<f64> = phi.iter().map(|p| p + shift).collect();
         ct.c_transform(&lat, &phi_shifted, |i| lat.is_active(i), true, &mut ext);
         let potential: Vec<f64> = (0..lat.len)
-            .map(|i| {
-                if grid.in_s[i] {
-                    out.psi[i] + shift
-                } else {
-                    ext[i]
-                }
-            })
+            .map(|i| if grid.in_s[i] { psi[i] + shift } else { ext[i] })
             .collect();
+        let marginal = finisher.as_ref().map_or(out.marginal, |a| a.marginal);
         let mut i = info(
-            out.iterations,
-            out.marginal,
+            out.iterations + finisher.as_ref().map_or(0, |a| a.passes),
+            marginal,
             objective,
             kinetic,
             start,
@@ -481,6 +560,19 @@ impl StepSolver for BfmSolver {
             ));
         }
         i.history = out.history;
+        if let Some(a) = &finisher {
+            let why = if out.converged {
+                "Newton converged, but its pair was inconsistent (negative W2 estimate)"
+            } else {
+                out.failure.unwrap_or("the continuation ran out of stages")
+            };
+            i.notes.push(format!(
+                "back-and-forth finisher: {} passes to marginal error {:.3e} (push-forward \
+                 formula; {why}), {finisher_time:.2} s",
+                a.passes, a.marginal
+            ));
+            i.history.extend(&a.history);
+        }
         Ok(StepOutput {
             rho,
             flux: None,
@@ -532,6 +624,18 @@ const DEPARTURE: f64 = 0.5;
 
 /// Pressure drop (in units of κ) along the departure beyond which the wall is left in vacuum.
 const VACUUM: f64 = 5.0;
+
+/// Whether the back-and-forth finisher applies to the step (see `ascent::BackAndForth::applies`).
+fn finisher_applies(problem: &JkoStep<'_>) -> bool {
+    let e = problem.energy;
+    match (
+        lattice(problem.mesh),
+        LocalDual::new(e.entropy, e.porous, e.max_density),
+    ) {
+        (Ok(lat), Some(local)) => ascent::BackAndForth::applies(&lat, &local),
+        _ => false,
+    }
+}
 
 /// κ of the preconditioner: β plus the mass average of m ρ^{m−1} for the porous medium.
 fn pressure_scale(local: &LocalDual, lat: &Lattice, mu: &[f64], mass: f64) -> f64 {

@@ -30,6 +30,9 @@ pub(crate) struct NewtonOutcome {
     pub stages: Vec<f64>,
     /// Why the last failed stage failed.
     pub failure: Option<&'static str>,
+    /// The step size `psi` solves (τ when converged; the last solved continuation stage, or 0
+    /// when none was solved, otherwise).
+    pub solved_tau: f64,
 }
 
 struct Workspace {
@@ -275,6 +278,7 @@ pub(crate) fn solve(
                 converged: true,
                 stages,
                 failure: None,
+                solved_tau: tau,
             };
         }
     }
@@ -360,5 +364,6 @@ pub(crate) fn solve(
         converged,
         stages,
         failure,
+        solved_tau: t_done,
     }
 }

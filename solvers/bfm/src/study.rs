@@ -11,6 +11,7 @@
 //! - stop when the relative change of mean|u f| (either half) is below 1e-3 · mass, or after
 //!   500 passes; σ = 0.05, θ₁ = 1, θ₂ = 10⁻³ on the unit square.
 
+use crate::ascent;
 use crate::ctransform::CTransform;
 use crate::lattice::Lattice;
 use crate::poisson::Helmholtz;
@@ -32,77 +33,6 @@ impl Authors<'_> {
             *t += self.sigma * x;
         }
         u.iter().zip(f).map(|(a, b)| (a * b).abs()).sum::<f64>() / f.len() as f64
-    }
-
-    fn second(&self, f: &[f64]) -> Vec<[f64; 3]> {
-        // Their 2h-stencil second differences, indices clamped at the walls (2D only).
-        let lat = self.lat;
-        let (n0, n1) = (lat.shape[0], lat.shape[1]);
-        let (h0, h1) = (lat.h[0], lat.h[1]);
-        let at = |i: isize, j: isize| {
-            let i = i.clamp(0, n0 as isize - 1) as usize;
-            let j = j.clamp(0, n1 as isize - 1) as usize;
-            f[i * n1 + j]
-        };
-        (0..lat.len)
-            .map(|k| {
-                let (i, j) = ((k / n1) as isize, (k % n1) as isize);
-                let c = at(i, j);
-                [
-                    (at(i + 2, j) - 2.0 * c + at(i - 2, j)) / (4.0 * h0 * h0),
-                    (at(i, j + 2) - 2.0 * c + at(i, j - 2)) / (4.0 * h1 * h1),
-                    (at(i + 1, j + 1) - at(i + 1, j - 1) - at(i - 1, j + 1) + at(i - 1, j - 1))
-                        / (4.0 * h0 * h1),
-                ]
-            })
-            .collect()
-    }
-
-    /// push(y) = f(y + s τ∇g(y)) / |det(I − s τ D²k(...))| or the fallback; `s` = +1 for the
-    /// push of μ by φ (forth), −1 for the pull of ρ by ψ (back).
-    #[allow(clippy::too_many_arguments)]
-    fn push(&self, f: &[f64], g: &[f64], k: &[f64], s: f64, threshold: f64, out: &mut [f64]) {
-        let lat = self.lat;
-        let (n0, n1) = (lat.shape[0], lat.shape[1]);
-        let (h0, h1) = (lat.h[0], lat.h[1]);
-        let dk = self.second(k);
-        let dg = self.second(g);
-        let eps = (h0 / (lat.shape[0] as f64 * h0)).sqrt();
-        let tau = self.tau;
-        let kxx: Vec<f64> = dk.iter().map(|d| d[0]).collect();
-        let kyy: Vec<f64> = dk.iter().map(|d| d[1]).collect();
-        let kxy: Vec<f64> = dk.iter().map(|d| d[2]).collect();
-        for idx in 0..lat.len {
-            let (i, j) = (idx / n1, idx % n1);
-            let ip = (i + 1).min(n0 - 1);
-            let im = i.saturating_sub(1);
-            let jp = (j + 1).min(n1 - 1);
-            let jm = j.saturating_sub(1);
-            let gx = (g[ip * n1 + j] - g[im * n1 + j]) / (2.0 * h0);
-            let gy = (g[i * n1 + jp] - g[i * n1 + jm]) / (2.0 * h1);
-            let x = [
-                lat.centre(0, i) + s * tau * gx,
-                lat.centre(1, j) + s * tau * gy,
-                0.0,
-            ];
-            let v = lat.interpolate(f, &x);
-            if v <= 0.0 {
-                out[idx] = 0.0;
-                continue;
-            }
-            let hxx = lat.interpolate(&kxx, &x);
-            let hyy = lat.interpolate(&kyy, &x);
-            let hxy = lat.interpolate(&kxy, &x);
-            // The map's inverse Jacobian at the far end: I − s τ D²k.
-            let det = ((1.0 - s * tau * hxx) * (1.0 - s * tau * hyy) - tau * tau * hxy * hxy).abs();
-            out[idx] = if det > threshold {
-                v / det
-            } else {
-                let [a, b, c] = dg[idx];
-                let det = ((1.0 + s * tau * a) * (1.0 + s * tau * b) - tau * tau * c * c).abs();
-                v * det.min(1.0 / eps)
-            };
-        }
     }
 
     /// Runs the iteration; `observe(pass, phi, err_forth, err_back)` after every pass.
@@ -167,7 +97,7 @@ impl Authors<'_> {
             }
             phi.iter_mut().for_each(|p| *p += c);
             let r = rho(phi, v);
-            self.push(mu, phi, &psi, 1.0, 0.2, &mut push);
+            ascent::push(lat, self.tau, mu, (phi, &psi), 1.0, 0.2, 2, &mut push);
             for i in 0..n {
                 f[i] = push[i] - r[i];
             }
@@ -175,7 +105,7 @@ impl Authors<'_> {
             // back
             ct.c_transform(lat, phi, |i| lat.is_active(i), false, &mut psi);
             let r = rho(phi, v);
-            self.push(&r, &psi, phi, -1.0, 0.99, &mut push);
+            ascent::push(lat, self.tau, &r, (&psi, phi), -1.0, 0.99, 2, &mut push);
             for i in 0..n {
                 f[i] = mu[i] - push[i];
             }
