@@ -1085,6 +1085,7 @@ impl<'a> Run<'a> {
         let mut history = Vec::new();
         let mut iterations = 0;
         let mut last_step = 1.0;
+        let mut handed_over = false;
         loop {
             let e = self.p.errors(&pt, tol);
             history.push(e.total());
@@ -1127,8 +1128,30 @@ impl<'a> Run<'a> {
             self.linear_time += time;
             match self.line_search(&pt, &d) {
                 Some((q, alpha)) => {
+                    let lagging = if alpha == 1.0 {
+                        self.cells_lagging_from_above(&pt, &d, &q)
+                    } else {
+                        0
+                    };
                     pt = q;
                     last_step = alpha;
+                    if lagging > 0 && !handed_over {
+                        // Once: if the primal-dual iteration fails, the ascent goes on.
+                        handed_over = true;
+                        match self.primal_dual_from(&pt, iterations, lagging) {
+                            Ok(mut c) => {
+                                history.append(&mut c.history);
+                                c.history = history;
+                                return Ok(c);
+                            }
+                            Err((spent, tried)) => {
+                                // The failed iterates' residuals, without their first (pt's own,
+                                // recorded next as the ascent goes on from it).
+                                history.extend(tried.into_iter().skip(1));
+                                iterations += spent;
+                            }
+                        }
+                    }
                     if self.p.law.beta.is_none() {
                         let mut phi = pt.phi.clone();
                         let rho: Vec<f64> = pt.cells.iter().map(|c| c.rho).collect();
@@ -1150,6 +1173,54 @@ impl<'a> Run<'a> {
                         &e,
                         MIN_STEP,
                     ));
+                }
+            }
+        }
+    }
+
+    /// The entropy ascent's iterate pt handed to the primal–dual Newton iteration (the interior
+    /// point, whose lower barrier stays at the floor μ_F: with entropy ρ ≥ 0 cannot be active)
+    /// because `lagging` cells are more than an e-fold above their Newton targets
+    /// (`Run::cells_lagging_from_above`). The primal–dual iteration keeps ρ as an unknown and
+    /// linearises the cell law β(ln ρ + 1) = s at the current density: a cell far above its
+    /// target goes to the model's density in one step (or, past ρ = 0, a fraction to the
+    /// boundary), where the ascent, which re-solves the law for ρ(φ + δφ), moves it by one
+    /// e-fold. Its stopping test is the same scaled KKT error with the stationarity residuals
+    /// added. `Ok` with every iteration counted; when it failed, `Err` with the iterations it
+    /// spent and their residual history (the ascent then goes on from pt, those charged).
+    fn primal_dual_from(
+        &mut self,
+        pt: &Point,
+        iterations: usize,
+        lagging: usize,
+    ) -> Result<Converged, (usize, Vec<f64>)> {
+        let budget = self.params.max_iter.saturating_sub(iterations);
+        if budget == 0 {
+            return Err((0, Vec::new()));
+        }
+        self.barrier = true;
+        match self.iterate_ipm(pt.clone(), budget) {
+            Ok(mut c) => {
+                self.notes.push(format!(
+                    "dual ascent handed to the primal-dual Newton iteration after {iterations} \
+                     iterations: {lagging} cells more than an e-fold above their Newton targets"
+                ));
+                c.iterations += iterations;
+                Ok(c)
+            }
+            Err(e) => {
+                self.barrier = false;
+                self.notes.push(format!(
+                    "the primal-dual Newton iteration from the dual ascent's iterate {iterations} \
+                     failed ({e}); the ascent went on"
+                ));
+                match e {
+                    NewtonError::NotConverged {
+                        iterations,
+                        history,
+                        ..
+                    } => Err((iterations, history)),
+                    NewtonError::Input(_) => Err((0, Vec::new())),
                 }
             }
         }
@@ -1198,31 +1269,70 @@ impl<'a> Run<'a> {
     fn tail_overshoot(&self, pt: &Point, d: &[f64]) -> impl Fn(f64, &Point) -> bool + '_ {
         let p = &self.p;
         let active = p.law.beta.is_some();
-        // δs_K = −δφ_K/τ + δQ_K/|K| (the linearisation of the chemical potential).
-        let ds: Vec<f64> = if active {
-            let mut ds: Vec<f64> = (0..p.n()).map(|k| -d[k] / p.tau).collect();
-            for &(k, l, t) in p.faces {
-                let e = t * (pt.phi[l] - pt.phi[k]) * (d[l] - d[k]) / (2.0 * p.tau);
-                ds[k] += e / p.vols[k];
-                ds[l] += e / p.vols[l];
-            }
-            ds
+        let step = if active {
+            self.linear_density_change(pt, d)
         } else {
             Vec::new()
         };
-        let mu = pt.mu;
-        let mu_l = p.mu_lower(mu);
         let seen = self.params.tol * p.rho_scale;
         let cells = pt.cells.clone();
         move |alpha: f64, q: &Point| {
             active
                 && (0..p.n()).any(|k| {
-                    let c = cells[k];
-                    let pred = c.rho + alpha * p.law.compliance(c, mu_l, mu) * ds[k];
+                    let rho = cells[k].rho;
+                    let pred = rho + alpha * step[k];
                     let r = q.cells[k].rho;
-                    r > seen && r > OVERSHOOT * pred.max(c.rho)
+                    r > seen && r > OVERSHOOT * pred.max(rho)
                 })
         }
+    }
+
+    /// The Newton model's change of every density along d at pt: (dρ/ds) δs_K, with
+    /// δs_K = −δφ_K/τ + δQ_K/|K| the linearisation of the chemical potential.
+    fn linear_density_change(&self, pt: &Point, d: &[f64]) -> Vec<f64> {
+        let p = &self.p;
+        let mut ds: Vec<f64> = (0..p.n()).map(|k| -d[k] / p.tau).collect();
+        for &(k, l, t) in p.faces {
+            let e = t * (pt.phi[l] - pt.phi[k]) * (d[l] - d[k]) / (2.0 * p.tau);
+            ds[k] += e / p.vols[k];
+            ds[l] += e / p.vols[l];
+        }
+        let (mu, mu_l) = (pt.mu, p.mu_lower(pt.mu));
+        ds.iter()
+            .zip(&pt.cells)
+            .map(|(&ds, &c)| p.law.compliance(c, mu_l, mu) * ds)
+            .collect()
+    }
+
+    /// With entropy, after a full Newton step from pt along d to q: the number of cells that
+    /// the exact cell law left more than one e-fold above the density the Newton model wanted
+    /// for them (ρ_K(q) > e · max(ρ_K + (dρ/ds) δs_K, 0)) while that lag still changes a mass
+    /// balance by more than the tolerance. A density that must fall by many e-folds is such
+    /// a cell: the exponential law's linear model asks δs ≈ −β, so from above the ascent
+    /// lowers it by one e-fold per iteration whatever its target (the double well's wall
+    /// cells fell 11 e-folds in 10 linear iterations). The lag of cell K changes the mass
+    /// balance of K and of its neighbours through θ_σ = (ρ_K + ρ_L)/2 by
+    /// lag · (|K| + ½ Σ_σ T_σ |φ_L − φ_K|) at most, compared with tol ρ_s |K|.
+    fn cells_lagging_from_above(&self, pt: &Point, d: &[f64], q: &Point) -> usize {
+        let p = &self.p;
+        if p.law.beta.is_none() {
+            return 0;
+        }
+        let step = self.linear_density_change(pt, d);
+        let mut reach: Vec<f64> = p.vols.to_vec();
+        for &(k, l, t) in p.faces {
+            let a = 0.5 * t * (q.phi[l] - q.phi[k]).abs();
+            reach[k] += a;
+            reach[l] += a;
+        }
+        let tol = self.params.tol * p.rho_scale;
+        (0..p.n())
+            .filter(|&k| {
+                let wanted = (pt.cells[k].rho + step[k]).max(0.0);
+                let r = q.cells[k].rho;
+                r > std::f64::consts::E * wanted && (r - wanted) * reach[k] > tol * p.vols[k]
+            })
+            .count()
     }
 
     /// The start of the interior point after a porous dual ascent stopped at `pt`: the same
