@@ -11,6 +11,7 @@
 //! newton_timing 32 32 32 amd once     # one grid, one ordering (nd|amd), one call per time,
 //!                                     # one warm step (3D grids, where a step takes minutes)
 //! newton_timing 48 48 48 nd factor    # nnz(S), nnz(L) and one factorisation, no steps
+//! newton_timing 48 48 48 cold          # one factorisation and one cold step
 
 use jko_core::{JkoStep, StepSolver, WarmStart};
 use jko_newton::{NewtonParams, NewtonSolver, Ordering};
@@ -180,6 +181,15 @@ fn main() {
             warm_steps: 1,
             repeats: 1,
             factor_repeats: 2,
+            factor_only: false,
+        };
+    }
+    if has("cold") {
+        // One cold step and one factorisation (48³: a step is tens of minutes).
+        plan = Plan {
+            warm_steps: 0,
+            repeats: 1,
+            factor_repeats: 1,
             factor_only: false,
         };
     }
