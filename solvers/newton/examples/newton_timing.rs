@@ -40,8 +40,9 @@ struct Row {
     its: Vec<usize>,
 }
 
-/// CPU time of this thread in seconds (Linux: /proc/thread-self/schedstat), NaN elsewhere. On
-/// the shared machine the wall clock is mostly time spent descheduled; the CPU time is not.
+/// CPU time of this thread in seconds (Linux: /proc/thread-self/schedstat, which resolves a few
+/// milliseconds), NaN elsewhere. On the shared machine the wall clock is mostly time spent
+/// descheduled; the CPU time is not.
 fn thread_cpu() -> f64 {
     std::fs::read_to_string("/proc/thread-self/schedstat")
         .ok()
@@ -175,30 +176,23 @@ fn main() {
     } else {
         Ordering::Auto
     };
+    // Words that shrink the plan: (word, warm steps, factorisations timed, steps run). `once`: one
+    // call per time and one warm step; `cold`: one factorisation and one cold step (48³, where a
+    // step takes tens of minutes); `factor`: the pattern, the fill and two factorisations.
     let mut plan = FULL;
-    if has("once") {
-        plan = Plan {
-            warm_steps: 1,
-            repeats: 1,
-            factor_repeats: 2,
-            factor_only: false,
-        };
-    }
-    if has("cold") {
-        // One cold step and one factorisation (48³: a step is tens of minutes).
-        plan = Plan {
-            warm_steps: 0,
-            repeats: 1,
-            factor_repeats: 1,
-            factor_only: false,
-        };
-    }
-    if has("factor") {
-        plan = Plan {
-            factor_repeats: 2,
-            factor_only: true,
-            ..plan
-        };
+    for (word, warm_steps, factor_repeats, steps) in [
+        ("once", 1, 2, true),
+        ("cold", 0, 1, true),
+        ("factor", 0, 2, false),
+    ] {
+        if has(word) {
+            plan = Plan {
+                warm_steps,
+                repeats: 1,
+                factor_repeats,
+                factor_only: !steps,
+            };
+        }
     }
     println!(
         "| grid | ordering | nnz(S) | nnz(L) | fill L/S | 1 factorisation (s) | its CPU (s) | cold step (s) | warm step (s) | cold CPU (s) | warm CPU (s) | iterations (cold, warm...) | warm / factorisation (wall) | (CPU) |"

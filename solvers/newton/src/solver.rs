@@ -198,7 +198,9 @@ pub struct Factorisation {
     pub seconds: f64,
     /// CPU time of the same factorisation on the calling thread (it runs sequentially there),
     /// from Linux's /proc/thread-self/schedstat; NaN where that is not available. On a loaded
-    /// machine the wall time is mostly time descheduled, the CPU time is not.
+    /// machine the wall time is mostly time descheduled, the CPU time is not. The kernel
+    /// updates that counter at scheduler ticks and switches: it resolves a few milliseconds,
+    /// so it means something only for factorisations much longer than that (3D grids, ≥ 128²).
     pub cpu_seconds: f64,
     /// Stored nonzeros of S (lower triangle for Cholesky).
     pub matrix_nonzeros: usize,
