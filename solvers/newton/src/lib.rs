@@ -91,7 +91,12 @@
 //! potential with its densities and multipliers on the central path at μ = 10⁻¹⁰ ρ_s E_s (the
 //! stalled ascent is close to the solution, mass balance 10⁻³–10⁻⁵; from its own cold start the
 //! interior point stalled at complementarity 10⁻⁶ on porous m = 3 2D, 141–145 iterations or the
-//! 300-iteration limit, against 46–68 from the ascent's point).
+//! 300-iteration limit, against 46–68 from the ascent's point). Porous m > 2 on a 2D or 3D mesh,
+//! and m ≤ 2 with a potential, skip the ascent (round 9): their free boundaries are degenerate
+//! (s* ≈ 0 on a curve of front cells, or where a confining potential stops the front), and the
+//! ascent spent its whole budget there; the interior point starts from the step's own potential
+//! at μ = 10⁻⁴ ρ_s E_s (per step: porous m3 2D 64² 20 / 41 / 39 → 18 / 13 / 16, m2 well 2D
+//! 25 / 34 / 18 → 9 / 10 / 8).
 //!
 //! ## Bounds that matter: primal–dual interior point
 //! Without entropy, or with a cap, (ρ, G, φ, λ, ν) are iterated together, the gap ρ_max − ρ

@@ -581,6 +581,25 @@ enum Start {
 const COLD_FRACTIONS: [f64; 3] = [1e-3, 1e-1, 1.0];
 /// Scalings λ of the cold start's first-order guess φ = −λ τ (f'(ρ⁰) + V).
 const COLD_LAMBDAS: [f64; 6] = [1.0, 0.75, 0.5, 0.25, 0.125, 0.0];
+/// Initial barrier parameter of a warm-started interior point (a congestion step, or one without
+/// internal energy), as a fraction of the cold start's `mu_initial`. The previous potential is
+/// central but not feasible: on crowd-2d 64² (τ = 0.2) its mass balance is ~1.1 ρ_s, the
+/// crowd having moved by about one density unit. At 10⁻⁴ (μ = 10⁻⁵ ρ_s E_s) the cap's barrier
+/// curvature ν/(ρ_max − ρ) ≈ μ|K|/(ρ_max − ρ)² is ~10⁻⁴ at cells 0.2 below the cap, far
+/// below the entropy's β/ρ ≈ 0.014 (β = 0.01): the Newton model sends 30–130 such cells
+/// 3–35 ρ_s past the cap, and the fraction to the boundary cut the first 15–19 steps to
+/// α = 0.01–0.2 (traced, round 9). At 10⁻¹ (μ = 10⁻² ρ_s E_s) the barrier's curvature at those
+/// cells exceeds the entropy's and the steps are long from the first. Measured per step, 3
+/// steps (test profile), fraction 10⁻⁴ / 10⁻² / 3·10⁻² / 10⁻¹ / 1: crowd-2d 64² 18-30-25 /
+/// 18-18-17 / 18-17-18 / 18-17-17 / 18-21-21; crowd 32² β 0.01 17-23-22 / 17-18-19 / 17-17-17 /
+/// 17-17-17 / 17-18-20, β 0.1 16-19-19 / 16-16-16 / 16-15-15 / 16-15-15 / 16-16-19, β 0.5
+/// 14-18-15 / 14-13-12 / 14-13-12 / 14-13-13 / 14-15-15; crowd double well 1D 9-7-6 / 9-7-7 /
+/// 9-7-7 / 9-8-8 / 9-9-9; robust.toml's potential-only 1D 64-96-94 / 64-79-78 / 64-76-68 /
+/// 64-59-58 and no-energy 1D 13-13-58 / 13-14-62 / 13-13-24 / 13-15-43. (With 3·10⁻² the
+/// tight conic's polish failed on step 2 of crowd-2d 32² — "the interior-point solution is
+/// returned", max|Δρ| 1.2e-6 against newton, whose warm and cold solves of that step agree to
+/// 1.6e-10 — which `tests/examples.rs` counts as a disagreement.)
+const WARM_MU_FRACTION: f64 = 1e-1;
 /// Armijo constant of the line search on the dual function.
 const ARMIJO: f64 = 1e-4;
 /// Smallest line-search step before the search is declared failed.
@@ -594,6 +613,27 @@ const POROUS_DUAL_BUDGET: usize = 30;
 /// Barrier parameter, relative to ρ_s E_s, at which the interior point takes over a porous step
 /// from the dual ascent's last potential (see `Run::handover`).
 const HANDOVER_MU: f64 = 1e-10;
+/// Barrier parameter, relative to ρ_s E_s, at which the interior point starts a porous step from
+/// the step's own potential (warm or cold), without the dual ascent, where the free boundary is
+/// degenerate (s* ≈ 0 on the front cells) in a way the semismooth ascent does not resolve:
+/// - m > 2 on a mesh of dimension ≥ 2: the front is a curve of cells with ρ ~ s^{1/(m−1)}
+///   (infinite slope at s = 0); on porous m3 2D 64² the ascent stalled at mass balance
+///   10⁻³–10⁻² and spent its whole budget of 30 before the handover (20 / 41 / 39 iterations
+///   per step); the interior point from the start takes 18 / 13 / 16. In 1D the front is two
+///   cells and the ascent converges (m3 1D 400: ascent 17 / 17 / 7, interior point 20 / 22 /
+///   13; m3 well 1D 7 / 7 / 6 against 7 / 10 / 8).
+/// - m ≤ 2 with a potential: a confining potential stops the front where s* → 0 (the
+///   stationary profile (C − V)/2 vanishes there), and the ascent crawled (m2 well 2D 64²
+///   25 / 34 / 18, m2 well 1D 400 12 / 32 / 7; interior point 9 / 10 / 8 and 10 / 8 / 8).
+///   Without a potential the front moves outwards every step, the ascent's kink rule resolves
+///   it, and it is much faster (m2 2D 64²: 6 / 4 / 4 against 32 / 26 / 25; m2 1D 8 / 6 / 7
+///   against 29 / 42 / 41).
+///
+/// Measured from the start at μ = 10⁻⁴ / 10⁻⁵ / 10⁻⁶ / 10⁻⁷ / 10⁻⁸ (test profile), porous m3 2D
+/// 64² 18-13-16 / 31-19-18 / 19-18-17 / 19-20-18 / 21-23-21, m3 well 2D 64² 11-14-9 / 11-10-14 /
+/// 13-13-10 / 16-18-22 / 20-50-29 (ascent first: 13-18-13), m2 well 2D 64² 9-10-8 / 10-10-7 /
+/// 11-13-8 / 12-13-11 / 21-29-26, m2 well 1D 10-8-8 / 13-24-10 / 14-15-12 / 14-14-13 / 29-27-41.
+const INTERIOR_FIRST_MU: f64 = 1e-4;
 /// Largest mass balance (density units, relative to ρ_s) of a stalled porous ascent whose
 /// potential is handed over (`Run::handover`); the ascents that stall near the solution end at
 /// 10⁻³–10⁻⁵.
@@ -671,7 +711,15 @@ impl<'a> Run<'a> {
         let porous_dual = e.entropy.is_none() && e.porous.is_some() && e.max_density.is_none();
         let barrier = (e.entropy.is_none() || e.max_density.is_some()) && !porous_dual;
         let lower_active = barrier;
-        let dual_budget = if porous_dual {
+        // Porous m > 2 on a 2D or 3D mesh, and m ≤ 2 with a potential: the interior point from
+        // the start (see `INTERIOR_FIRST_MU`), the ascent gets no iterations.
+        let interior_first = porous_dual
+            && e.porous.is_some_and(|m| {
+                (m > 2.0 && mesh.dim() >= 2) || (m <= 2.0 && e.potential.is_some())
+            });
+        let dual_budget = if interior_first {
+            0
+        } else if porous_dual {
             POROUS_DUAL_BUDGET.min(params.max_iter)
         } else {
             params.max_iter
@@ -720,7 +768,7 @@ impl<'a> Run<'a> {
         }
         let relative = match start {
             Start::Cold => self.params.mu_initial,
-            Start::Warm => self.params.mu_initial * 1e-4,
+            Start::Warm => self.params.mu_initial * WARM_MU_FRACTION,
         };
         (relative * self.scale()).max(self.mu_min)
     }
@@ -1045,6 +1093,7 @@ impl<'a> Run<'a> {
                     }
                 }
                 let (again, from) = match handed_over {
+                    Some(c) if self.dual_budget == 0 => (Ok(c), "from the start's potential"),
                     Some(c) => (Ok(c), "from the ascent's last potential"),
                     // saturating: an active-set finish may charge a few iterations past the
                     // handed-over run's half budget.
@@ -1058,10 +1107,17 @@ impl<'a> Run<'a> {
                 let spent = spent + spent_ipm;
                 match again {
                     Ok(mut c) => {
-                        self.notes.push(format!(
-                            "dual Newton failed ({first}); solved by the primal-dual interior \
-                             point {from}"
-                        ));
+                        self.notes.push(if self.dual_budget == 0 {
+                            format!(
+                                "porous step with a degenerate free boundary: solved by the \
+                                 primal-dual interior point {from}, without the dual ascent"
+                            )
+                        } else {
+                            format!(
+                                "dual Newton failed ({first}); solved by the primal-dual \
+                                 interior point {from}"
+                            )
+                        });
                         c.iterations += spent;
                         Ok(c)
                     }
@@ -1427,6 +1483,14 @@ impl<'a> Run<'a> {
         let law = self.p.law;
         if law.beta.is_some() || law.m.is_none() || law.rho_max.is_some() {
             return None;
+        }
+        if self.dual_budget == 0 {
+            // The interior point from the start itself (`INTERIOR_FIRST_MU`).
+            let mu = (INTERIOR_FIRST_MU * self.scale()).max(self.mu_min);
+            let lower_active = std::mem::replace(&mut self.p.lower_active, true);
+            let h = self.p.point(pt.phi.clone(), mu, Some(&pt.cells));
+            self.p.lower_active = lower_active;
+            return h;
         }
         // Only an ascent that stalled near the solution has a point worth keeping; one that
         // stopped far from it (a porous step at τ = 10 on a coarse line: mass balance ~10²
