@@ -67,7 +67,12 @@
 //! maximised by Newton's method with an Armijo line search on ψ itself. ψ is an exact merit
 //! function: it increases at every accepted step and is bounded by the primal optimum, so no
 //! step can diverge; a change of ψ below its round-off (10 ε Σ|terms| at the current point) is
-//! no change. Convergence is quadratic (warm steps 4–10 iterations). If the ascent fails (a
+//! no change. Convergence is quadratic (warm steps 4–10 iterations), except where densities must
+//! fall by many e-folds: re-solving the exponential law at φ + δφ lowers a density far above its
+//! Newton target by one e-fold per iteration. When, after a full step, cells more than an e-fold
+//! above their Newton targets account for the whole residual, the iterate is handed to the
+//! primal–dual iteration below (its lower barrier at the floor), which keeps ρ as an unknown and
+//! linearises the law at the current density (double well 1D: warm steps 14 → 9). If the ascent fails (a
 //! stiff step far from its Gibbs state, where ψ grows like e^{s/β}), the interior point below
 //! takes over from its own cold start, recorded in the notes.
 //!

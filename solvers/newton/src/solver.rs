@@ -189,13 +189,19 @@ impl From<NewtonError> for StepError {
 /// ```rust
 /// use jko_newton::Factorisation;
 ///
-/// let f = Factorisation { seconds: 2e-3, matrix_nonzeros: 1000, factor_nonzeros: 4000 };
+/// let f = Factorisation { seconds: 2e-3, cpu_seconds: 2e-3, matrix_nonzeros: 1000, factor_nonzeros: 4000 };
 /// assert!(f.factor_nonzeros >= f.matrix_nonzeros);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Factorisation {
     /// Wall time of the numeric factorisation (symbolic factorisation reused).
     pub seconds: f64,
+    /// CPU time of the same factorisation on the calling thread (it runs sequentially there),
+    /// from Linux's /proc/thread-self/schedstat; NaN where that is not available. On a loaded
+    /// machine the wall time is mostly time descheduled, the CPU time is not. The kernel
+    /// updates that counter at scheduler ticks and switches: it resolves a few milliseconds,
+    /// so it means something only for factorisations much longer than that (3D grids, ≥ 128²).
+    pub cpu_seconds: f64,
     /// Stored nonzeros of S (lower triangle for Cholesky).
     pub matrix_nonzeros: usize,
     /// Stored nonzeros of its Cholesky factor (0 for LU).
@@ -862,6 +868,11 @@ impl<'a> Run<'a> {
         let rho0 = self.regularised(fractions[0]);
         let mut best: Option<(f64, Point)> = None;
         for phi in self.cold_candidates(fractions) {
+            if let Some((bs, _)) = &best
+                && self.farther_than(&phi, mu, &rho0, *bs)
+            {
+                continue;
+            }
             if let Some(pt) = self.admissible(phi, mu) {
                 let spread = log_spread(&pt, &rho0);
                 let better = best
@@ -873,6 +884,32 @@ impl<'a> Run<'a> {
             }
         }
         best.map(|(_, pt)| pt)
+    }
+
+    /// Whether the densities of the candidate φ are certainly farther from ρ⁰ than `bound`
+    /// (max_K |ln(ρ_K/ρ⁰_K)| > bound), found cell by cell with the cell law and guess of
+    /// `Problem::point`, stopping at the first such cell. Only for the entropy ascent (β > 0,
+    /// no cap, no barrier): its law β(ln ρ + 1) − μ_F/ρ = s has a density for every finite s,
+    /// so the point at φ exists exactly when these densities do and `Run::admissible` does not
+    /// shift φ; elsewhere, and at a cell without a density, the answer is "no" (the candidate
+    /// is built). The cold start's 18–24 candidates, each a cell-law solve in every cell and
+    /// an evaluation of ψ, cost ~1.8 numeric factorisations of an OU 2D step (round 8); most
+    /// are farther than the best one already at their first cells (a corner of the domain).
+    fn farther_than(&self, phi: &[f64], mu: f64, rho0: &[f64], bound: f64) -> bool {
+        let p = &self.p;
+        if self.barrier || p.law.beta.is_none() || p.law.rho_max.is_some() {
+            return false;
+        }
+        let mu_l = p.mu_lower(mu);
+        let s = p.chemical_potential(phi);
+        for ((&s, &r0), &floored) in s.iter().zip(&p.rho_prev).zip(rho0) {
+            match p.law.density(s, mu_l, mu, r0) {
+                None => return false,
+                Some(c) if cell_spread(c.rho, floored) > bound => return true,
+                Some(_) => {}
+            }
+        }
+        false
     }
 
     /// Whether a candidate of the warm-start decision (floors `COLD_FRACTIONS`) could be closer
@@ -1004,10 +1041,11 @@ impl<'a> Run<'a> {
         } else {
             self.p.newton_direction(&pt, self.system).map_err(linear)?;
         }
-        let t0 = Instant::now();
+        let (t0, c0) = (Instant::now(), thread_cpu_seconds());
         self.system.factorize(0.0).map_err(linear)?;
         Ok(Factorisation {
             seconds: t0.elapsed().as_secs_f64(),
+            cpu_seconds: thread_cpu_seconds() - c0,
             matrix_nonzeros: self.system.nnz(),
             factor_nonzeros: self.system.factor_nnz(),
         })
@@ -1141,6 +1179,7 @@ impl<'a> Run<'a> {
         let mut history = Vec::new();
         let mut iterations = 0;
         let mut last_step = 1.0;
+        let mut handed_over = false;
         loop {
             let e = self.p.errors(&pt, tol);
             history.push(e.total());
@@ -1183,8 +1222,30 @@ impl<'a> Run<'a> {
             self.linear_time += time;
             match self.line_search(&pt, &d) {
                 Some((q, alpha)) => {
+                    let lagging = if alpha == 1.0 {
+                        self.cells_lagging_from_above(&pt, &d, &q)
+                    } else {
+                        0
+                    };
                     pt = q;
                     last_step = alpha;
+                    if lagging > 0 && !handed_over {
+                        // Once: if the primal-dual iteration fails, the ascent goes on.
+                        handed_over = true;
+                        match self.primal_dual_from(&pt, iterations, lagging) {
+                            Ok(mut c) => {
+                                history.append(&mut c.history);
+                                c.history = history;
+                                return Ok(c);
+                            }
+                            Err((spent, tried)) => {
+                                // The failed iterates' residuals, without their first (pt's own,
+                                // recorded next as the ascent goes on from it).
+                                history.extend(tried.into_iter().skip(1));
+                                iterations += spent;
+                            }
+                        }
+                    }
                     if self.p.law.beta.is_none() {
                         let mut phi = pt.phi.clone();
                         let rho: Vec<f64> = pt.cells.iter().map(|c| c.rho).collect();
@@ -1206,6 +1267,56 @@ impl<'a> Run<'a> {
                         &e,
                         MIN_STEP,
                     ));
+                }
+            }
+        }
+    }
+
+    /// The entropy ascent's iterate pt handed to the primal–dual Newton iteration (the interior
+    /// point, whose lower barrier stays at the floor μ_F: with entropy ρ ≥ 0 cannot be active)
+    /// because `lagging` cells are more than an e-fold above their Newton targets
+    /// (`Run::cells_lagging_from_above`). The primal–dual iteration keeps ρ as an unknown and
+    /// linearises the cell law β(ln ρ + 1) = s at the current density: a cell far above its
+    /// target goes to the model's density in one step (or, past ρ = 0, a fraction to the
+    /// boundary), where the ascent, which re-solves the law for ρ(φ + δφ), moves it by one
+    /// e-fold. Its stopping test is the same scaled KKT error with the stationarity residuals
+    /// added. `Ok` with every iteration counted; when it failed, `Err` with the iterations it
+    /// spent and their residual history (the ascent then goes on from pt, those charged).
+    fn primal_dual_from(
+        &mut self,
+        pt: &Point,
+        iterations: usize,
+        lagging: usize,
+    ) -> Result<Converged, (usize, Vec<f64>)> {
+        // Half of what is left, so that the ascent still has room if it fails (as for the
+        // porous handover in `Run::iterate`).
+        let budget = self.params.max_iter.saturating_sub(iterations) / 2;
+        if budget == 0 {
+            return Err((0, Vec::new()));
+        }
+        self.barrier = true;
+        match self.iterate_ipm(pt.clone(), budget) {
+            Ok(mut c) => {
+                self.notes.push(format!(
+                    "dual ascent handed to the primal-dual Newton iteration after {iterations} \
+                     iterations: {lagging} cells more than an e-fold above their Newton targets"
+                ));
+                c.iterations += iterations;
+                Ok(c)
+            }
+            Err(e) => {
+                self.barrier = false;
+                self.notes.push(format!(
+                    "the primal-dual Newton iteration from the dual ascent's iterate {iterations} \
+                     failed ({e}); the ascent went on"
+                ));
+                match e {
+                    NewtonError::NotConverged {
+                        iterations,
+                        history,
+                        ..
+                    } => Err((iterations, history)),
+                    NewtonError::Input(_) => Err((0, Vec::new())),
                 }
             }
         }
@@ -1254,30 +1365,105 @@ impl<'a> Run<'a> {
     fn tail_overshoot(&self, pt: &Point, d: &[f64]) -> impl Fn(f64, &Point) -> bool + '_ {
         let p = &self.p;
         let active = p.law.beta.is_some();
-        // δs_K = −δφ_K/τ + δQ_K/|K| (the linearisation of the chemical potential).
-        let ds: Vec<f64> = if active {
-            let mut ds: Vec<f64> = (0..p.n()).map(|k| -d[k] / p.tau).collect();
-            for &(k, l, t) in p.faces {
-                let e = t * (pt.phi[l] - pt.phi[k]) * (d[l] - d[k]) / (2.0 * p.tau);
-                ds[k] += e / p.vols[k];
-                ds[l] += e / p.vols[l];
-            }
-            ds
+        let step = if active {
+            self.linear_density_change(pt, d)
         } else {
             Vec::new()
         };
-        let mu = pt.mu;
-        let mu_l = p.mu_lower(mu);
         let seen = self.params.tol * p.rho_scale;
         let cells = pt.cells.clone();
         move |alpha: f64, q: &Point| {
             active
                 && (0..p.n()).any(|k| {
-                    let c = cells[k];
-                    let pred = c.rho + alpha * p.law.compliance(c, mu_l, mu) * ds[k];
+                    let rho = cells[k].rho;
+                    let pred = rho + alpha * step[k];
                     let r = q.cells[k].rho;
-                    r > seen && r > OVERSHOOT * pred.max(c.rho)
+                    r > seen && r > OVERSHOOT * pred.max(rho)
                 })
+        }
+    }
+
+    /// The Newton model's change of every density along d at pt: (dρ/ds) δs_K, with
+    /// δs_K = −δφ_K/τ + δQ_K/|K| the linearisation of the chemical potential.
+    fn linear_density_change(&self, pt: &Point, d: &[f64]) -> Vec<f64> {
+        let p = &self.p;
+        let mut ds: Vec<f64> = (0..p.n()).map(|k| -d[k] / p.tau).collect();
+        for &(k, l, t) in p.faces {
+            let e = t * (pt.phi[l] - pt.phi[k]) * (d[l] - d[k]) / (2.0 * p.tau);
+            ds[k] += e / p.vols[k];
+            ds[l] += e / p.vols[l];
+        }
+        let (mu, mu_l) = (pt.mu, p.mu_lower(pt.mu));
+        ds.iter()
+            .zip(&pt.cells)
+            .map(|(&ds, &c)| p.law.compliance(c, mu_l, mu) * ds)
+            .collect()
+    }
+
+    /// With entropy, after a full Newton step from pt along d to q: the number of cells that
+    /// the exact cell law left more than one e-fold above the density the Newton model wanted
+    /// for them (ρ_K(q) > e · max(ρ_K + (dρ/ds) δs_K, 0)) while that lag still changes a mass
+    /// balance by more than the tolerance — counted only when these lags account for the
+    /// residual at q (the largest change they can make is at least the largest mass balance),
+    /// and every mass balance they cannot reach (cells neither lagging nor next to one) is
+    /// within √tol, one quadratic Newton step from tol — the ascent has converged but for them
+    /// — else 0. (Handed over earlier, far from the solution, the primal–dual iteration failed
+    /// where the ascent converges: OU 1D 16384 cells, τ = 0.5 and 1, and the double well at
+    /// β = 0.02. Requiring tol instead of √tol there: double well 1D 400 warm 10, 9, at 1000
+    /// cells 11, 8; with √tol 9, 7 and 9, 7.) A density that must fall by many e-folds is such
+    /// a cell: the exponential law's
+    /// linear model asks δs ≈ −β, so from above the ascent lowers it by one e-fold per
+    /// iteration whatever its target, and once such cells carry the residual the ascent
+    /// converges linearly with ratio 1/e (the double well's wall cells: 11 e-folds in 10
+    /// iterations). The lag of cell K changes the mass balance of K and of its neighbours
+    /// through θ_σ = (ρ_K + ρ_L)/2 by lag · (|K| + ½ Σ_σ T_σ |φ_L − φ_K|) at most. Measured
+    /// (largest such change / residual): the double well's linear phase 1.2–1.8, the narrow
+    /// Gaussian's cold step 1.3–2; OU 2D 64² (`peer_compare`), where the ascent converges in 4,
+    /// at most 0.35, and there it never fires.
+    fn cells_lagging_from_above(&self, pt: &Point, d: &[f64], q: &Point) -> usize {
+        let p = &self.p;
+        if p.law.beta.is_none() {
+            return 0;
+        }
+        let step = self.linear_density_change(pt, d);
+        let mut reach: Vec<f64> = p.vols.to_vec();
+        for &(k, l, t) in p.faces {
+            let a = 0.5 * t * (q.phi[l] - q.phi[k]).abs();
+            reach[k] += a;
+            reach[l] += a;
+        }
+        // Both in the units of the stopping test: mass balance per |K| ρ_s.
+        let tol = self.params.tol;
+        let mut impact = 0.0f64;
+        let mut residual = 0.0f64;
+        let mut lags = vec![false; p.n()];
+        for k in 0..p.n() {
+            let unit = p.vols[k] * p.rho_scale;
+            residual = residual.max(q.r_p[k].abs() / unit);
+            let wanted = (pt.cells[k].rho + step[k]).max(0.0);
+            let r = q.cells[k].rho;
+            let effect = (r - wanted) * reach[k] / unit;
+            if r > std::f64::consts::E * wanted && effect > tol {
+                lags[k] = true;
+                impact = impact.max(effect);
+            }
+        }
+        // The cells whose mass balance a lag reaches: the lagging cells and their neighbours;
+        // elsewhere the ascent must be within one quadratic step (√tol) of converged.
+        let mut near = lags.clone();
+        for &(k, l, _) in p.faces {
+            if lags[k] || lags[l] {
+                near[k] = true;
+                near[l] = true;
+            }
+        }
+        let converged_elsewhere =
+            (0..p.n()).all(|k| near[k] || q.r_p[k].abs() <= tol.sqrt() * p.vols[k] * p.rho_scale);
+        let lagging = lags.iter().filter(|&&l| l).count();
+        if impact >= residual && converged_elsewhere {
+            lagging
+        } else {
+            0
         }
     }
 
@@ -1451,6 +1637,15 @@ impl<'a> Run<'a> {
 }
 
 /// The iterations a failed attempt spent (charged to the step that retries).
+/// CPU time of the calling thread in seconds (Linux: the first field of
+/// /proc/thread-self/schedstat, nanoseconds on the CPU), NaN elsewhere.
+pub(crate) fn thread_cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(f64::NAN, |ns| ns * 1e-9)
+}
+
 fn spent_iterations(e: &NewtonError) -> usize {
     match e {
         NewtonError::NotConverged { iterations, .. } => *iterations,
@@ -1549,6 +1744,66 @@ mod tests {
             "{agreement:e}, {residual:e}"
         );
         assert_eq!(d.len(), n);
+    }
+
+    /// The cold start's screening (`Run::farther_than`) must not change its choice: the
+    /// exhaustive rule (build every admissible candidate, keep the closest to ρⁿ floored at the
+    /// first floor, ties to the larger dual value) picks the same potential, on an OU-like 2D
+    /// step whose corners are far tails (ρⁿ ~ 1e-30) and on a 1D double well.
+    #[test]
+    fn screened_cold_start_is_the_exhaustive_choice() {
+        let cases: Vec<(Mesh, Array1<f64>, Array1<f64>, f64)> = vec![
+            {
+                let mesh = Mesh::masked_grid(&[20, 20], &[-4.0, -4.0], &[4.0, 4.0], None).unwrap();
+                let rho = mesh.sample(|x| (-((x[0] - 0.5).powi(2) + x[1].powi(2)) / 0.72).exp());
+                let v = mesh.sample(|x| 0.5 * (x[0] * x[0] + x[1] * x[1]));
+                (mesh, rho, v, 1.0)
+            },
+            {
+                let mesh = Mesh::grid(&[200], &[-2.5], &[2.5]).unwrap();
+                let rho = mesh.sample(|x| (-(x[0] - 0.2).powi(2) / 0.5).exp());
+                let v = mesh.sample(|x| (x[0] * x[0] - 1.0).powi(2));
+                (mesh, rho, v, 0.1)
+            },
+        ];
+        for (mesh, rho_prev, v, beta) in cases {
+            let faces: Vec<(usize, usize, f64)> = mesh
+                .faces()
+                .iter()
+                .map(|f| (f.k, f.l, f.transmissibility()))
+                .collect();
+            let e = energy(Some(beta), None, None, v);
+            let problem = JkoStep::new(&mesh, &rho_prev, 0.1, &e).unwrap();
+            let params = NewtonParams::default();
+            let mut system =
+                ReducedSystem::new(&mesh, Factorization::Cholesky, Ordering::Auto).unwrap();
+            let run = Run::new(&problem, &faces, &params, &mut system);
+            let fractions = run.cold_fractions();
+            let screened = run.closest_candidate(fractions.clone()).expect("start");
+            let rho0 = run.regularised(fractions[0]);
+            let mu = run.mu0(Start::Cold);
+            let mut best: Option<(f64, Point)> = None;
+            let mut screened_out = 0;
+            for phi in run.cold_candidates(fractions) {
+                let pt = run.admissible(phi, mu).expect("admissible");
+                let spread = log_spread(&pt, &rho0);
+                if let Some((bs, _)) = &best
+                    && run.farther_than(&pt.phi, mu, &rho0, *bs)
+                {
+                    screened_out += 1;
+                }
+                if best
+                    .as_ref()
+                    .is_none_or(|(bs, b)| spread < *bs || (spread == *bs && pt.value > b.value))
+                {
+                    best = Some((spread, pt));
+                }
+            }
+            let exhaustive = best.expect("a candidate").1;
+            assert_eq!(screened.phi, exhaustive.phi);
+            // The screening does skip candidates here (else the test would not test it).
+            assert!(screened_out > 0);
+        }
     }
 
     /// S must be minus the Hessian of ψ_μ: compare S v with central differences of the
