@@ -264,9 +264,7 @@ pub fn score(
     let minimum = parts.minimiser_kinetic / (2.0 * tau) + frozen.value(mesh, &parts.minimiser);
     let gap = objective - minimum;
     let decrease = parts.prev_kinetic / (2.0 * tau) + f_prev - minimum;
-    let l1: f64 = (0..mesh.n_cells())
-        .map(|k| mesh.volumes()[k] * (candidate[k] - parts.minimiser[k]).abs())
-        .sum();
+    let l1 = mesh.l1_distance(&candidate, &parts.minimiser);
     Ok(Score {
         method: parts.method,
         objective,
