@@ -48,9 +48,7 @@ fn compare(
                 let seconds = start.elapsed().as_secs_f64();
                 let diff = match &first {
                     None => 0.0,
-                    Some(r) => (0..mesh.n_cells())
-                        .map(|k| mesh.volumes()[k] * (out.rho[k] - r[k]).abs())
-                        .sum(),
+                    Some(r) => mesh.l1_distance(&out.rho, r),
                 };
                 println!(
                     "{:>10} {:>10} {:>8} {:>16.3e} {:>12.3}",

@@ -234,10 +234,8 @@ impl ExactSolution {
 /// # }
 /// ```
 pub fn l1_relative(mesh: &Mesh, a: &Array1<f64>, b: &Array1<f64>) -> f64 {
-    let v = mesh.volumes();
-    let num: f64 = (0..a.len()).map(|k| v[k] * (a[k] - b[k]).abs()).sum();
-    let den: f64 = (0..b.len()).map(|k| v[k] * b[k].abs()).sum();
-    num / den
+    let den: f64 = (0..b.len()).map(|k| mesh.volumes()[k] * b[k].abs()).sum();
+    mesh.l1_distance(a, b) / den
 }
 
 /// A W2-like distance between two densities of equal mass on a mesh, normalised to unit mass:

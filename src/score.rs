@@ -248,23 +248,23 @@ pub fn score(
         .into());
     }
     let f_prev = frozen.value(mesh, rho_prev);
+    let step = ScoredStep {
+        mesh,
+        energy: &frozen,
+        tau,
+        rho_prev,
+        candidate: &candidate,
+    };
     let parts = match method_for(mesh, energy, options.levels) {
-        ScoreMethod::ExactCells => {
-            let line = LineMesh::new(mesh)?;
-            score_exact_1d(mesh, &line, &frozen, tau, rho_prev, &candidate)?
-        }
-        ScoreMethod::SemiDiscrete => score_semidiscrete(mesh, &frozen, tau, rho_prev, &candidate)?,
-        ScoreMethod::ConicMultiLevel { levels } => {
-            score_conic(mesh, &frozen, tau, rho_prev, &candidate, levels)?
-        }
+        ScoreMethod::ExactCells => step.exact_1d(&LineMesh::new(mesh)?)?,
+        ScoreMethod::SemiDiscrete => step.semidiscrete()?,
+        ScoreMethod::ConicMultiLevel { levels } => step.conic(levels)?,
     };
     let objective = parts.kinetic / (2.0 * tau) + frozen.value(mesh, &candidate);
     let minimum = parts.minimiser_kinetic / (2.0 * tau) + frozen.value(mesh, &parts.minimiser);
     let gap = objective - minimum;
     let decrease = parts.prev_kinetic / (2.0 * tau) + f_prev - minimum;
-    let l1: f64 = (0..mesh.n_cells())
-        .map(|k| mesh.volumes()[k] * (candidate[k] - parts.minimiser[k]).abs())
-        .sum();
+    let l1 = mesh.l1_distance(&candidate, &parts.minimiser);
     Ok(Score {
         method: parts.method,
         objective,
@@ -294,35 +294,6 @@ struct Parts {
     minimiser_kinetic: f64,
     w2_squared_to_minimiser: f64,
     certificate: f64,
-}
-
-fn score_exact_1d(
-    mesh: &Mesh,
-    line: &LineMesh,
-    energy: &StepEnergy,
-    tau: f64,
-    rho_prev: &Array1<f64>,
-    candidate: &Array1<f64>,
-) -> Result<Parts, RunError> {
-    let masses = |rho: &Array1<f64>| -> Vec<f64> {
-        line.order()
-            .iter()
-            .map(|&k| mesh.volumes()[k] * rho[k])
-            .collect()
-    };
-    let (prev, cand) = (masses(rho_prev), masses(candidate));
-    let step = exact_step_1d(mesh, line, energy, tau, rho_prev)?;
-    let star = masses(&step.rho);
-    let edges = line.edges();
-    Ok(Parts {
-        method: ScoreMethod::ExactCells,
-        prev_kinetic: 0.0,
-        kinetic: w2_squared_masses(edges, &cand, &prev),
-        minimiser_kinetic: w2_squared_masses(edges, &star, &prev),
-        w2_squared_to_minimiser: w2_squared_masses(edges, &cand, &star),
-        minimiser: step.rho,
-        certificate: step.certificate,
-    })
 }
 
 /// The method [`score`] uses for `energy` on `mesh`: [`ScoreMethod::ExactCells`] on a line of
@@ -355,75 +326,100 @@ pub fn method_for(mesh: &Mesh, energy: &Energy, levels: usize) -> ScoreMethod {
     }
 }
 
-fn score_semidiscrete(
-    mesh: &Mesh,
-    energy: &StepEnergy,
+/// The JKO step [`score`] measures, as each method reads it: from `rho_prev` with time step
+/// `tau` and the energy frozen at ρⁿ, on `mesh`, and the candidate (rescaled to ρⁿ's mass).
+struct ScoredStep<'a> {
+    mesh: &'a Mesh,
+    energy: &'a StepEnergy,
     tau: f64,
-    rho_prev: &Array1<f64>,
-    candidate: &Array1<f64>,
-) -> Result<Parts, RunError> {
-    let options = jko_bfm::SemiDiscreteOptions::default();
-    let beta = energy.entropy.unwrap_or(1.0);
-    let step = jko_bfm::semidiscrete_jko_step(
-        mesh,
-        rho_prev,
-        tau,
-        beta,
-        energy.potential.as_ref(),
-        &options,
-    )?;
-    // The candidate's W² from the minimiser's potential: near ρ* Newton starts in its
-    // quadratic region.
-    let cand =
-        jko_bfm::semidiscrete_w2(mesh, rho_prev, candidate, Some(&step.potential), &options)?;
-    // W(ρ̂, ρ*) between two atomic measures: the lattice W² of `jko distance`.
-    let to_min = jko_bfm::w2_squared(mesh, candidate, &step.rho, &Default::default())?.w2;
-    let grid = mesh.as_grid().map(|g| g.spacing()).unwrap_or_default();
-    let cell_variance: f64 = grid.iter().map(|h| h * h / 12.0).sum();
-    Ok(Parts {
-        method: ScoreMethod::SemiDiscrete,
-        prev_kinetic: mesh.mass(rho_prev) * cell_variance,
-        kinetic: cand.w2,
-        minimiser_kinetic: step.kinetic,
-        w2_squared_to_minimiser: to_min,
-        minimiser: step.rho,
-        // J(ρ*) − min J, plus the candidate's W² bracket (its dual value is used).
-        certificate: step.certificate + (cand.w2_upper - cand.w2) / (2.0 * tau),
-    })
+    rho_prev: &'a Array1<f64>,
+    candidate: &'a Array1<f64>,
 }
 
-fn score_conic(
-    mesh: &Mesh,
-    energy: &StepEnergy,
-    tau: f64,
-    rho_prev: &Array1<f64>,
-    candidate: &Array1<f64>,
-    levels: usize,
-) -> Result<Parts, RunError> {
-    let params = jko_conic::ConicParams {
-        levels: Some(levels),
-        ..Default::default()
-    };
-    let certificate = params.tol_gap_abs + params.tol_gap_rel * energy.value(mesh, rho_prev).abs();
-    let solver = jko_conic::ConicSolver::new(params)?;
-    solver.supports_mesh(mesh).map_err(RunError::Solver)?;
-    let problem = jko_core::JkoStep::new(mesh, rho_prev, tau, energy)?;
-    let out = solver.solve(&problem, None).map_err(RunError::Solver)?;
-    let transport = |a: &Array1<f64>, b: &Array1<f64>| -> Result<f64, RunError> {
-        Ok(solver
-            .transport(mesh, a, b)
-            .map_err(RunError::Solver)?
-            .action)
-    };
-    Ok(Parts {
-        method: ScoreMethod::ConicMultiLevel { levels },
-        prev_kinetic: 0.0,
-        kinetic: transport(rho_prev, candidate)?,
-        minimiser_kinetic: out.info.kinetic,
-        w2_squared_to_minimiser: transport(candidate, &out.rho)?,
-        minimiser: out.rho,
-        certificate,
-    })
+impl ScoredStep<'_> {
+    fn exact_1d(&self, line: &LineMesh) -> Result<Parts, RunError> {
+        let mesh = self.mesh;
+        let masses = |rho: &Array1<f64>| -> Vec<f64> {
+            line.order()
+                .iter()
+                .map(|&k| mesh.volumes()[k] * rho[k])
+                .collect()
+        };
+        let (prev, cand) = (masses(self.rho_prev), masses(self.candidate));
+        let step = exact_step_1d(mesh, line, self.energy, self.tau, self.rho_prev)?;
+        let star = masses(&step.rho);
+        let edges = line.edges();
+        Ok(Parts {
+            method: ScoreMethod::ExactCells,
+            prev_kinetic: 0.0,
+            kinetic: w2_squared_masses(edges, &cand, &prev),
+            minimiser_kinetic: w2_squared_masses(edges, &star, &prev),
+            w2_squared_to_minimiser: w2_squared_masses(edges, &cand, &star),
+            minimiser: step.rho,
+            certificate: step.certificate,
+        })
+    }
+
+    fn semidiscrete(&self) -> Result<Parts, RunError> {
+        let (mesh, rho_prev, candidate) = (self.mesh, self.rho_prev, self.candidate);
+        let options = jko_bfm::SemiDiscreteOptions::default();
+        let beta = self.energy.entropy.unwrap_or(1.0);
+        let step = jko_bfm::semidiscrete_jko_step(
+            mesh,
+            rho_prev,
+            self.tau,
+            beta,
+            self.energy.potential.as_ref(),
+            &options,
+        )?;
+        // The candidate's W² from the minimiser's potential: near ρ* Newton starts in its
+        // quadratic region.
+        let cand =
+            jko_bfm::semidiscrete_w2(mesh, rho_prev, candidate, Some(&step.potential), &options)?;
+        // W(ρ̂, ρ*) between two atomic measures: the lattice W² of `jko distance`.
+        let to_min = jko_bfm::w2_squared(mesh, candidate, &step.rho, &Default::default())?.w2;
+        let grid = mesh.as_grid().map(|g| g.spacing()).unwrap_or_default();
+        let cell_variance: f64 = grid.iter().map(|h| h * h / 12.0).sum();
+        Ok(Parts {
+            method: ScoreMethod::SemiDiscrete,
+            prev_kinetic: mesh.mass(rho_prev) * cell_variance,
+            kinetic: cand.w2,
+            minimiser_kinetic: step.kinetic,
+            w2_squared_to_minimiser: to_min,
+            minimiser: step.rho,
+            // J(ρ*) − min J, plus the candidate's W² bracket (its dual value is used).
+            certificate: step.certificate + (cand.w2_upper - cand.w2) / (2.0 * self.tau),
+        })
+    }
+
+    fn conic(&self, levels: usize) -> Result<Parts, RunError> {
+        let mesh = self.mesh;
+        let params = jko_conic::ConicParams {
+            levels: Some(levels),
+            ..Default::default()
+        };
+        let certificate =
+            params.tol_gap_abs + params.tol_gap_rel * self.energy.value(mesh, self.rho_prev).abs();
+        let solver = jko_conic::ConicSolver::new(params)?;
+        solver.supports_mesh(mesh).map_err(RunError::Solver)?;
+        let problem = jko_core::JkoStep::new(mesh, self.rho_prev, self.tau, self.energy)?;
+        let out = solver.solve(&problem, None).map_err(RunError::Solver)?;
+        let transport = |a: &Array1<f64>, b: &Array1<f64>| -> Result<f64, RunError> {
+            Ok(solver
+                .transport(mesh, a, b)
+                .map_err(RunError::Solver)?
+                .action)
+        };
+        Ok(Parts {
+            method: ScoreMethod::ConicMultiLevel { levels },
+            prev_kinetic: 0.0,
+            kinetic: transport(self.rho_prev, self.candidate)?,
+            minimiser_kinetic: out.info.kinetic,
+            w2_squared_to_minimiser: transport(self.candidate, &out.rho)?,
+            minimiser: out.rho,
+            certificate,
+        })
+    }
 }
 
 /// Exact W²(a, b) between two cellwise-constant densities on a 1D mesh whose cells tile an

@@ -217,68 +217,81 @@ pub struct BaseConfig {
 /// assert_eq!((f.kind(), f.weight()), ("gaussian_mixture", 1.0));
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum InitialFamily {
-    /// `kind = "gaussian_mixture"`: K components, K uniform in `components`; random weights,
-    /// means and standard deviations.
-    GaussianMixture {
-        /// Inclusive range of the number of components.
-        components: [usize; 2],
-        /// Range of every mean coordinate (default: the middle 60 % of the box, per axis).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        mean: Option<[f64; 2]>,
-        /// Range of every standard deviation.
-        std: [f64; 2],
-        /// Relative probability of drawing this family (default 1).
-        #[serde(default = "one")]
-        weight: f64,
-    },
-    /// `kind = "smooth_field"`: ρ ∝ exp(f), f a random sum of cosine modes.
-    SmoothField {
-        /// Number of cosine modes.
-        modes: usize,
-        /// Largest wave number per axis (wave number k: k/2 periods across the box).
-        max_wavenumber: usize,
-        /// Scale of the log-density f.
-        amplitude: f64,
-        /// Relative probability of drawing this family (default 1).
-        #[serde(default = "one")]
-        weight: f64,
-    },
+    /// `kind = "gaussian_mixture"`.
+    GaussianMixture(GaussianMixture),
+    /// `kind = "smooth_field"`.
+    SmoothField(SmoothField),
+}
+
+/// `kind = "gaussian_mixture"`: K components, K uniform in `components`; random weights,
+/// means and standard deviations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GaussianMixture {
+    /// Inclusive range of the number of components.
+    pub components: [usize; 2],
+    /// Range of every mean coordinate (default: the middle 60 % of the box, per axis).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean: Option<[f64; 2]>,
+    /// Range of every standard deviation.
+    pub std: [f64; 2],
+    /// Relative probability of drawing this family (default 1).
+    #[serde(default = "one")]
+    pub weight: f64,
+}
+
+/// `kind = "smooth_field"`: ρ ∝ exp(f), f a random sum of cosine modes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmoothField {
+    /// Number of cosine modes.
+    pub modes: usize,
+    /// Largest wave number per axis (wave number k: k/2 periods across the box).
+    pub max_wavenumber: usize,
+    /// Scale of the log-density f.
+    pub amplitude: f64,
+    /// Relative probability of drawing this family (default 1).
+    #[serde(default = "one")]
+    pub weight: f64,
 }
 
 fn one() -> f64 {
     1.0
 }
 
+/// What a family's parameter check reports: the key (under `initial[i].`), its value, why.
+type Bad<'a> = &'a dyn Fn(&str, String, &str) -> RunError;
+
 impl InitialFamily {
     /// The family's relative probability (`weight`, default 1).
     ///
     /// ```rust
-    /// use jko_cli::dataset::InitialFamily;
+    /// use jko_cli::dataset::{InitialFamily, SmoothField};
     ///
-    /// let f = InitialFamily::SmoothField { modes: 4, max_wavenumber: 3, amplitude: 1.0, weight: 2.0 };
+    /// let f = InitialFamily::SmoothField(SmoothField { modes: 4, max_wavenumber: 3, amplitude: 1.0, weight: 2.0 });
     /// assert_eq!(f.weight(), 2.0);
     /// ```
     pub fn weight(&self) -> f64 {
         match self {
-            InitialFamily::GaussianMixture { weight, .. }
-            | InitialFamily::SmoothField { weight, .. } => *weight,
+            InitialFamily::GaussianMixture(f) => f.weight,
+            InitialFamily::SmoothField(f) => f.weight,
         }
     }
 
     /// The family's `kind` as written in specs.
     ///
     /// ```rust
-    /// use jko_cli::dataset::InitialFamily;
+    /// use jko_cli::dataset::{InitialFamily, SmoothField};
     ///
-    /// let f = InitialFamily::SmoothField { modes: 4, max_wavenumber: 3, amplitude: 1.0, weight: 1.0 };
+    /// let f = InitialFamily::SmoothField(SmoothField { modes: 4, max_wavenumber: 3, amplitude: 1.0, weight: 1.0 });
     /// assert_eq!(f.kind(), "smooth_field");
     /// ```
     pub fn kind(&self) -> &'static str {
         match self {
-            InitialFamily::GaussianMixture { .. } => "gaussian_mixture",
-            InitialFamily::SmoothField { .. } => "smooth_field",
+            InitialFamily::GaussianMixture(_) => "gaussian_mixture",
+            InitialFamily::SmoothField(_) => "smooth_field",
         }
     }
 
@@ -291,134 +304,134 @@ impl InitialFamily {
             return Err(bad("weight", w.to_string(), "must be finite and >= 0"));
         }
         match self {
-            InitialFamily::GaussianMixture {
-                components,
-                mean,
-                std,
-                ..
-            } => {
-                if components[0] < 1 || components[0] > components[1] {
-                    return Err(bad(
-                        "components",
-                        format!("{components:?}"),
-                        "must be [min, max] with 1 <= min <= max",
-                    ));
-                }
-                if !(std[0].is_finite() && std[1].is_finite() && std[0] > 0.0 && std[0] <= std[1]) {
-                    return Err(bad(
-                        "std",
-                        format!("{std:?}"),
-                        "must be [min, max] with 0 < min <= max, finite",
-                    ));
-                }
-                if let Some(m) = mean
-                    && !(m[0].is_finite() && m[1].is_finite() && m[0] <= m[1])
-                {
-                    return Err(bad(
-                        "mean",
-                        format!("{m:?}"),
-                        "must be [min, max] with min <= max, finite",
-                    ));
-                }
-            }
-            InitialFamily::SmoothField {
-                modes,
-                max_wavenumber,
-                amplitude,
-                ..
-            } => {
-                if *modes < 1 {
-                    return Err(bad("modes", modes.to_string(), "must be >= 1"));
-                }
-                if *max_wavenumber < 1 {
-                    return Err(bad(
-                        "max_wavenumber",
-                        max_wavenumber.to_string(),
-                        "must be >= 1",
-                    ));
-                }
-                if !(amplitude.is_finite() && *amplitude >= 0.0) {
-                    return Err(bad(
-                        "amplitude",
-                        amplitude.to_string(),
-                        "must be finite and >= 0",
-                    ));
-                }
-            }
+            InitialFamily::GaussianMixture(f) => f.validate(&bad),
+            InitialFamily::SmoothField(f) => f.validate(&bad),
         }
-        Ok(())
     }
 
     /// Unnormalised cell values of one random member of the family.
     fn draw(&self, mesh: &Mesh, lower: &[f64], upper: &[f64], rng: &mut SampleRng) -> Array1<f64> {
-        let d = mesh.dim();
         match self {
-            InitialFamily::GaussianMixture {
-                components,
-                mean,
-                std,
-                ..
-            } => {
-                let k = rng.integer(components[0], components[1]);
-                let raw: Vec<f64> = (0..k).map(|_| -rng.uniform_open().ln()).collect();
-                let total: f64 = raw.iter().sum();
-                let parts: Vec<(f64, Gaussian)> = raw
-                    .iter()
-                    .map(|w| {
-                        let m: Vec<f64> = (0..d)
-                            .map(|a| {
-                                let (lo, hi) = match mean {
-                                    Some(r) => (r[0], r[1]),
-                                    None => {
-                                        let l = upper[a] - lower[a];
-                                        (lower[a] + 0.2 * l, upper[a] - 0.2 * l)
-                                    }
-                                };
-                                rng.uniform_in(lo, hi)
-                            })
-                            .collect();
-                        let s: Vec<f64> = (0..d).map(|_| rng.uniform_in(std[0], std[1])).collect();
-                        (w / total, Gaussian::diagonal(&m, &s))
-                    })
-                    .collect();
-                mesh.sample(|x| parts.iter().map(|(w, g)| w * g.density(x)).sum())
-            }
-            InitialFamily::SmoothField {
-                modes,
-                max_wavenumber,
-                amplitude,
-                ..
-            } => {
-                let waves: Vec<(Vec<f64>, f64, f64)> = (0..*modes)
-                    .map(|_| {
-                        let k = loop {
-                            let k: Vec<f64> = (0..d)
-                                .map(|_| rng.integer(0, *max_wavenumber) as f64)
-                                .collect();
-                            if k.iter().any(|c| *c != 0.0) {
-                                break k;
+            InitialFamily::GaussianMixture(f) => f.draw(mesh, lower, upper, rng),
+            InitialFamily::SmoothField(f) => f.draw(mesh, lower, upper, rng),
+        }
+    }
+}
+
+impl GaussianMixture {
+    fn validate(&self, bad: Bad<'_>) -> Result<(), RunError> {
+        let (components, mean, std) = (&self.components, &self.mean, &self.std);
+        if components[0] < 1 || components[0] > components[1] {
+            return Err(bad(
+                "components",
+                format!("{components:?}"),
+                "must be [min, max] with 1 <= min <= max",
+            ));
+        }
+        if !(std[0].is_finite() && std[1].is_finite() && std[0] > 0.0 && std[0] <= std[1]) {
+            return Err(bad(
+                "std",
+                format!("{std:?}"),
+                "must be [min, max] with 0 < min <= max, finite",
+            ));
+        }
+        if let Some(m) = mean
+            && !(m[0].is_finite() && m[1].is_finite() && m[0] <= m[1])
+        {
+            return Err(bad(
+                "mean",
+                format!("{m:?}"),
+                "must be [min, max] with min <= max, finite",
+            ));
+        }
+        Ok(())
+    }
+
+    fn draw(&self, mesh: &Mesh, lower: &[f64], upper: &[f64], rng: &mut SampleRng) -> Array1<f64> {
+        let d = mesh.dim();
+        let (components, mean, std) = (&self.components, &self.mean, &self.std);
+        let k = rng.integer(components[0], components[1]);
+        let raw: Vec<f64> = (0..k).map(|_| -rng.uniform_open().ln()).collect();
+        let total: f64 = raw.iter().sum();
+        let parts: Vec<(f64, Gaussian)> = raw
+            .iter()
+            .map(|w| {
+                let m: Vec<f64> = (0..d)
+                    .map(|a| {
+                        let (lo, hi) = match mean {
+                            Some(r) => (r[0], r[1]),
+                            None => {
+                                let l = upper[a] - lower[a];
+                                (lower[a] + 0.2 * l, upper[a] - 0.2 * l)
                             }
                         };
-                        let norm = k.iter().map(|c| c * c).sum::<f64>().sqrt();
-                        let a = rng.normal() / norm;
-                        let phase = 2.0 * std::f64::consts::PI * rng.uniform();
-                        (k, a, phase)
+                        rng.uniform_in(lo, hi)
                     })
                     .collect();
-                mesh.sample(|x| {
-                    let f: f64 = waves
-                        .iter()
-                        .map(|(k, a, phase)| {
-                            let arg: f64 = (0..d)
-                                .map(|i| k[i] * (x[i] - lower[i]) / (upper[i] - lower[i]))
-                                .sum();
-                            a * (std::f64::consts::PI * arg + phase).cos()
-                        })
-                        .sum();
-                    (amplitude * f).exp()
-                })
-            }
+                let s: Vec<f64> = (0..d).map(|_| rng.uniform_in(std[0], std[1])).collect();
+                (w / total, Gaussian::diagonal(&m, &s))
+            })
+            .collect();
+        mesh.sample(|x| parts.iter().map(|(w, g)| w * g.density(x)).sum())
+    }
+}
+
+impl SmoothField {
+    fn validate(&self, bad: Bad<'_>) -> Result<(), RunError> {
+        let (modes, max_wavenumber, amplitude) =
+            (&self.modes, &self.max_wavenumber, &self.amplitude);
+        if *modes < 1 {
+            return Err(bad("modes", modes.to_string(), "must be >= 1"));
         }
+        if *max_wavenumber < 1 {
+            return Err(bad(
+                "max_wavenumber",
+                max_wavenumber.to_string(),
+                "must be >= 1",
+            ));
+        }
+        if !(amplitude.is_finite() && *amplitude >= 0.0) {
+            return Err(bad(
+                "amplitude",
+                amplitude.to_string(),
+                "must be finite and >= 0",
+            ));
+        }
+        Ok(())
+    }
+
+    fn draw(&self, mesh: &Mesh, lower: &[f64], upper: &[f64], rng: &mut SampleRng) -> Array1<f64> {
+        let d = mesh.dim();
+        let (modes, max_wavenumber, amplitude) =
+            (&self.modes, &self.max_wavenumber, &self.amplitude);
+        let waves: Vec<(Vec<f64>, f64, f64)> = (0..*modes)
+            .map(|_| {
+                let k = loop {
+                    let k: Vec<f64> = (0..d)
+                        .map(|_| rng.integer(0, *max_wavenumber) as f64)
+                        .collect();
+                    if k.iter().any(|c| *c != 0.0) {
+                        break k;
+                    }
+                };
+                let norm = k.iter().map(|c| c * c).sum::<f64>().sqrt();
+                let a = rng.normal() / norm;
+                let phase = 2.0 * std::f64::consts::PI * rng.uniform();
+                (k, a, phase)
+            })
+            .collect();
+        mesh.sample(|x| {
+            let f: f64 = waves
+                .iter()
+                .map(|(k, a, phase)| {
+                    let arg: f64 = (0..d)
+                        .map(|i| k[i] * (x[i] - lower[i]) / (upper[i] - lower[i]))
+                        .sum();
+                    a * (std::f64::consts::PI * arg + phase).cos()
+                })
+                .sum();
+            (amplitude * f).exp()
+        })
     }
 }
 
@@ -1547,6 +1560,56 @@ impl SampleRng {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The spec is written into every manifest and progress log and read back by `--resume`
+    /// and `dataset-zarr`: the families' TOML and JSON forms are part of the format.
+    #[test]
+    fn initial_families_keep_their_toml_and_json() {
+        #[derive(Deserialize)]
+        struct Families {
+            initial: Vec<InitialFamily>,
+        }
+        let spec = r#"
+            [[initial]]
+            kind = "gaussian_mixture"
+            components = [1, 3]
+            std = [0.3, 1.0]
+            [[initial]]
+            kind = "gaussian_mixture"
+            components = [2, 2]
+            mean = [-1.0, 1.0]
+            std = [0.5, 0.5]
+            weight = 2.0
+            [[initial]]
+            kind = "smooth_field"
+            modes = 4
+            max_wavenumber = 3
+            amplitude = 1.5
+        "#;
+        let families = toml::from_str::<Families>(spec).unwrap().initial;
+        let json = serde_json::to_string(&families).unwrap();
+        assert_eq!(
+            json,
+            concat!(
+                r#"[{"kind":"gaussian_mixture","components":[1,3],"std":[0.3,1.0],"weight":1.0},"#,
+                r#"{"kind":"gaussian_mixture","components":[2,2],"mean":[-1.0,1.0],"std":[0.5,0.5],"weight":2.0},"#,
+                r#"{"kind":"smooth_field","modes":4,"max_wavenumber":3,"amplitude":1.5,"weight":1.0}]"#
+            )
+        );
+        assert_eq!(
+            serde_json::from_str::<Vec<InitialFamily>>(&json).unwrap(),
+            families
+        );
+        // A key of the other family, an unknown kind, no kind: refused.
+        for bad in [
+            "kind = \"smooth_field\"\nmodes = 1\nmax_wavenumber = 1\namplitude = 1.0\nstd = [0.1, 0.2]",
+            "kind = \"gaussian_mixture\"\ncomponents = [1, 2]\nstd = [0.1, 0.2]\nmodes = 3",
+            "kind = \"uniform\"",
+            "components = [1, 2]\nstd = [0.1, 0.2]",
+        ] {
+            assert!(toml::from_str::<InitialFamily>(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn xoshiro256starstar_reference_outputs() {

@@ -63,9 +63,7 @@ fn solve(config: &Config) -> jko::RunResult {
 
 /// Σ_K |K| |a_K − b_K| of two densities on the same mesh.
 fn l1_between(a: &jko::RunResult, b: &jko::RunResult) -> f64 {
-    (0..a.mesh.n_cells())
-        .map(|k| a.mesh.volumes()[k] * (a.rho[k] - b.rho[k]).abs())
-        .sum()
+    a.mesh.l1_distance(&a.rho, &b.rho)
 }
 
 /// L1 distance Σ_K |K| |ρ_K − u(T, x_K)/M| of a run's last density to the exact solution.

@@ -465,12 +465,24 @@ impl<'a> Parser<'a> {
         self.expect_end("MeshFormat")
     }
 
+    /// A `$Nodes` or `$Elements` section's header: its numbers of blocks and of `item`s, then
+    /// the smallest and largest tag (not needed); an item takes at least `item_fields` numbers.
+    fn section_header(
+        &mut self,
+        item: &str,
+        item_fields: usize,
+    ) -> Result<(usize, usize), InputError> {
+        let min = if self.binary { 8 } else { 2 };
+        let n_blocks = self.count(&format!("the number of {item} blocks"), 4 * min)?;
+        let n_items = self.count(&format!("the number of {item}s"), item_fields * min)?;
+        self.size(&format!("the smallest {item} tag"))?;
+        self.size(&format!("the largest {item} tag"))?;
+        Ok((n_blocks, n_items))
+    }
+
     fn nodes(&mut self) -> Result<(Vec<u64>, Vec<[f64; 3]>), InputError> {
         let min = if self.binary { 8 } else { 2 };
-        let n_blocks = self.count("the number of node blocks", 4 * min)?;
-        let n_nodes = self.count("the number of nodes", 4 * min)?;
-        let _min_tag = self.size("the smallest node tag")?;
-        let _max_tag = self.size("the largest node tag")?;
+        let (n_blocks, n_nodes) = self.section_header("node", 4)?;
         let mut tags = Vec::with_capacity(n_nodes);
         let mut coords = Vec::with_capacity(n_nodes);
         for _ in 0..n_blocks {
@@ -516,10 +528,7 @@ impl<'a> Parser<'a> {
 
     fn elements(&mut self) -> Result<Vec<Block>, InputError> {
         let min = if self.binary { 8 } else { 2 };
-        let n_blocks = self.count("the number of element blocks", 4 * min)?;
-        let n_elements = self.count("the number of elements", 2 * min)?;
-        let _min_tag = self.size("the smallest element tag")?;
-        let _max_tag = self.size("the largest element tag")?;
+        let (n_blocks, n_elements) = self.section_header("element", 2)?;
         let mut blocks = Vec::with_capacity(n_blocks);
         let mut total = 0usize;
         for _ in 0..n_blocks {
@@ -684,21 +693,21 @@ mod tests {
         b.extend_from_slice(b"\n$EndMeshFormat\n$Nodes\n");
         let size = |b: &mut Vec<u8>, v: u64| b.extend_from_slice(&v.to_ne_bytes());
         let int = |b: &mut Vec<u8>, v: i32| b.extend_from_slice(&v.to_ne_bytes());
-        for v in [2, 5, 1, 5] {
-            size(&mut b, v);
-        }
-        int(&mut b, 0);
-        int(&mut b, 1);
-        int(&mut b, 0);
-        size(&mut b, 1);
+        // A section's header: blocks, items, smallest and largest tag.
+        let section = |b: &mut Vec<u8>, sizes: [u64; 4]| sizes.into_iter().for_each(|v| size(b, v));
+        // A block's header: entity dimension, entity tag, parametric flag (nodes) or element
+        // type (elements); then its number of items.
+        let block = |b: &mut Vec<u8>, ints: [i32; 3], items: u64| {
+            ints.into_iter().for_each(|v| int(b, v));
+            size(b, items);
+        };
+        section(&mut b, [2, 5, 1, 5]);
+        block(&mut b, [0, 1, 0], 1);
         size(&mut b, 5);
         for x in [0.5, 0.5, 0.0] {
             b.extend_from_slice(&f64::to_ne_bytes(x));
         }
-        int(&mut b, 2);
-        int(&mut b, 1);
-        int(&mut b, 0);
-        size(&mut b, 4);
+        block(&mut b, [2, 1, 0], 4);
         for t in 1..=4 {
             size(&mut b, t);
         }
@@ -706,13 +715,8 @@ mod tests {
             b.extend_from_slice(&f64::to_ne_bytes(x));
         }
         b.extend_from_slice(b"\n$EndNodes\n$Elements\n");
-        for v in [1, 4, 2, 5] {
-            size(&mut b, v);
-        }
-        int(&mut b, 2);
-        int(&mut b, 1);
-        int(&mut b, 2);
-        size(&mut b, 4);
+        section(&mut b, [1, 4, 2, 5]);
+        block(&mut b, [2, 1, 2], 4);
         for (tag, nodes) in [
             (2, [1, 2, 5]),
             (3, [2, 3, 5]),

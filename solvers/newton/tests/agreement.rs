@@ -3,51 +3,40 @@
 //! steps, each backend from its own previous iterate (newton warm-started).
 
 mod common;
-use common::{cell_consistency, conic_limited_verdict, history, porous_verdict, reference_conic};
-use jko_core::{Energy, JkoStep, Mesh, Potential, StepSolver, WarmStart};
-use jko_newton::{NewtonParams, NewtonSolver};
+use common::{cell_consistency, conic_limited_verdict, history, porous_verdict, side_by_side};
+use jko_core::{Energy, Mesh, Potential};
 use ndarray::Array1;
 
 /// Run both backends for `steps` steps; returns the largest relative density difference and,
 /// when `law` is given, the largest cell-law inconsistency of each backend.
 fn agree(
     name: &str,
-    mesh: &Mesh,
-    energy: &Energy,
-    rho0: Array1<f64>,
+    problem: (&Mesh, &Energy, Array1<f64>),
     tau: f64,
     steps: usize,
     law: Option<&dyn Fn(f64) -> f64>,
 ) -> (f64, f64, f64) {
-    let newton = NewtonSolver::new(NewtonParams::default()).unwrap();
-    // Clarabel's default tolerances give ~1e-6 near active bounds; tighten them so that the
-    // reference is accurate to well below the 1e-7 requirement.
-    let conic = reference_conic();
-    let mut rho = rho0;
-    let mut warm: Option<WarmStart> = None;
-    let (mut worst, mut kkt_newton, mut kkt_conic) = (0.0f64, 0.0f64, 0.0f64);
-    for step in 0..steps {
-        let e = energy.freeze(mesh, &rho).unwrap();
-        let problem = JkoStep::new(mesh, &rho, tau, &e).unwrap();
-        let a = newton.step(&problem, warm.as_ref()).unwrap();
-        let b = conic.step(&problem, None).unwrap();
-        let scale = b.rho.iter().cloned().fold(0.0, f64::max);
-        let diff = (&a.rho - &b.rho).iter().fold(0.0f64, |m, d| m.max(d.abs())) / scale;
+    let mesh = problem.0;
+    let (mut kkt_newton, mut kkt_conic) = (0.0f64, 0.0f64);
+    let worst = side_by_side(name, problem, tau, steps, |c| {
+        let (step, e, a, b) = (c.step, c.energy, c.newton, c.conic);
         println!(
-            "{name} step {step}: max|drho|/max rho = {diff:.2e}, objective newton - conic = {:.1e}, \
+            "{name} step {step}: max|drho|/max rho = {:.2e}, objective newton - conic = {:.1e}, \
              newton {} iterations, history {:?}",
+            c.diff,
             a.info.objective - b.info.objective,
             a.info.iterations,
-            history(&a)
+            history(a)
         );
         if let Some(law) = law {
-            let kn = cell_consistency(mesh, &e, tau, &a.rho, a.potential.as_ref().unwrap(), law);
-            let kc = cell_consistency(mesh, &e, tau, &b.rho, b.potential.as_ref().unwrap(), law);
+            let kn = cell_consistency(mesh, e, tau, &a.rho, a.potential.as_ref().unwrap(), law);
+            let kc = cell_consistency(mesh, e, tau, &b.rho, b.potential.as_ref().unwrap(), law);
             println!("  cell-law residual: newton {kn:.1e}, conic {kc:.1e}");
             kkt_newton = kkt_newton.max(kn);
             kkt_conic = kkt_conic.max(kc);
         }
         // Same dual potential convention (where the density is not negligible).
+        let scale = b.rho.iter().cloned().fold(0.0, f64::max);
         let pa = a.potential.as_ref().unwrap();
         let pb = b.potential.as_ref().unwrap();
         let pscale = pb.iter().fold(0.0f64, |m, p| m.max(p.abs())).max(tau);
@@ -61,28 +50,18 @@ fn agree(
             pdiff < 1e-4,
             "{name} step {step}: potentials differ by {pdiff:e}"
         );
-        worst = worst.max(diff);
-        warm = Some(WarmStart::from(&a));
-        rho = a.rho;
-    }
+    });
     (worst, kkt_newton, kkt_conic)
 }
 
 /// Agreement to 1e-7, or else the conic is the inexact side: newton's own (ρ, φ) satisfies
 /// the entropy cell law ρ = min(exp(s/β − 1), ρ_max) to 1e-8 while the difference is within ten times the
 /// conic's cell-law residual (Clarabel's exponential cones end near 1e-6 on some steps).
-fn agree_strict(
-    name: &str,
-    mesh: &Mesh,
-    energy: &Energy,
-    rho0: Array1<f64>,
-    tau: f64,
-    steps: usize,
-) {
-    let beta = energy.entropy.unwrap_or(1.0);
-    let cap = energy.max_density.unwrap_or(f64::INFINITY);
+fn agree_strict(name: &str, problem: (&Mesh, &Energy, Array1<f64>), tau: f64, steps: usize) {
+    let beta = problem.1.entropy.unwrap_or(1.0);
+    let cap = problem.1.max_density.unwrap_or(f64::INFINITY);
     let law = move |s: f64| (s / beta - 1.0).exp().min(cap);
-    let (worst, kn, kc) = agree(name, mesh, energy, rho0, tau, steps, Some(&law));
+    let (worst, kn, kc) = agree(name, problem, tau, steps, Some(&law));
     conic_limited_verdict(name, worst, kn, kc, 1e-7, f64::INFINITY);
     if worst > 1e-7 {
         println!(
@@ -105,7 +84,12 @@ fn ou() -> Energy {
 #[test]
 fn ou_1d() {
     let mesh = Mesh::grid(&[80], &[-4.0], &[4.0]).unwrap();
-    agree_strict("ou 1d", &mesh, &ou(), gaussian(&mesh, &[1.0], 0.5), 0.05, 4);
+    agree_strict(
+        "ou 1d",
+        (&mesh, &ou(), gaussian(&mesh, &[1.0], 0.5)),
+        0.05,
+        4,
+    );
 }
 
 #[test]
@@ -113,7 +97,7 @@ fn ou_1d_vacuum() {
     // Initial density with vacuum: the entropy fills it in one step.
     let mesh = Mesh::grid(&[60], &[-3.0], &[3.0]).unwrap();
     let rho0 = mesh.sample(|x| if x[0].abs() < 1.0 { 1.0 } else { 0.0 });
-    agree_strict("ou 1d vacuum", &mesh, &ou(), rho0, 0.05, 3);
+    agree_strict("ou 1d vacuum", (&mesh, &ou(), rho0), 0.05, 3);
 }
 
 #[test]
@@ -128,9 +112,7 @@ fn ou_2d() {
     );
     agree_strict(
         "ou 2d",
-        &mesh,
-        &e,
-        gaussian(&mesh, &[0.8, -0.5], 0.6),
+        (&mesh, &e, gaussian(&mesh, &[0.8, -0.5], 0.6)),
         0.05,
         3,
     );
@@ -145,7 +127,7 @@ fn porous_1d() {
     };
     let rho0 = mesh.sample(|x| (0.5 - x[0] * x[0]).max(0.0));
     let law = |s: f64| (s / 2.0).max(0.0);
-    porous_verdict(agree("porous 1d", &mesh, &e, rho0, 0.01, 3, Some(&law)));
+    porous_verdict(agree("porous 1d", (&mesh, &e, rho0), 0.01, 3, Some(&law)));
 }
 
 #[test]
@@ -161,7 +143,7 @@ fn porous_2d_with_potential() {
     };
     let rho0 = mesh.sample(|x| (0.8 - (x[0] - 0.3).powi(2) - x[1] * x[1]).max(0.0));
     let law = |s: f64| (2.0 * s / 3.0).max(0.0).sqrt();
-    porous_verdict(agree("porous 2d", &mesh, &e, rho0, 0.02, 3, Some(&law)));
+    porous_verdict(agree("porous 2d", (&mesh, &e, rho0), 0.02, 3, Some(&law)));
 }
 
 #[test]
@@ -177,7 +159,7 @@ fn congestion_2d() {
         ..Energy::default()
     };
     let rho0 = mesh.sample(|x| if x[0] > 0.4 && x[1] > 0.4 { 1.8 } else { 0.1 });
-    agree_strict("congestion 2d", &mesh, &e, rho0, 0.05, 3);
+    agree_strict("congestion 2d", (&mesh, &e, rho0), 0.05, 3);
 }
 
 /// Pure crowd motion (no internal energy): the barrier path converges too slowly (more than
@@ -196,7 +178,7 @@ fn congestion_2d_without_diffusion() {
         ..Energy::default()
     };
     let rho0 = mesh.sample(|x| if x[0] > 0.5 { 1.0 } else { 0.0 });
-    agree_strict("congestion 2d, no diffusion", &mesh, &e, rho0, 0.05, 3);
+    agree_strict("congestion 2d, no diffusion", (&mesh, &e, rho0), 0.05, 3);
 }
 
 #[test]
@@ -220,5 +202,5 @@ fn masked_2d_domain() {
         },
     );
     let rho0 = gaussian(&mesh, &[0.2, 0.5], 0.15);
-    agree_strict("masked 2d", &mesh, &e, rho0, 0.02, 3);
+    agree_strict("masked 2d", (&mesh, &e, rho0), 0.02, 3);
 }

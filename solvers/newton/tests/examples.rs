@@ -4,9 +4,8 @@
 //! backend must converge at every step and agree with the conic backend.
 
 mod common;
-use common::{crowd_2d, gaussian, history, reference_conic};
-use jko_core::{Energy, JkoStep, Mesh, Potential, StepEnergy, StepSolver, WarmStart};
-use jko_newton::{NewtonParams, NewtonSolver};
+use common::{crowd_2d, gaussian, history, side_by_side};
+use jko_core::{Energy, Mesh, Potential, StepEnergy};
 use ndarray::Array1;
 
 /// Largest |ρ_K − ρ(s_K(φ))| / max ρ over cells for pure entropy β, ρ(s) = exp(s/β − 1): how far
@@ -38,29 +37,15 @@ fn entropy_law_residual(
 /// max|ρ_newton − ρ_conic| / max ρ and newton's iteration counts.
 fn run(
     name: &str,
-    mesh: &Mesh,
-    energy: &Energy,
-    rho0: Array1<f64>,
+    problem: (&Mesh, &Energy, Array1<f64>),
     tau: f64,
     steps: usize,
 ) -> (f64, Vec<usize>) {
-    let newton = NewtonSolver::new(NewtonParams::default()).unwrap();
-    let conic = reference_conic();
-    let mass = mesh.mass(&rho0);
-    let mut rho = rho0;
-    let mut warm: Option<WarmStart> = None;
-    let mut worst = 0.0f64;
+    let mesh = problem.0;
+    let mass = mesh.mass(&problem.2);
     let mut iterations = Vec::new();
-    for step in 0..steps {
-        let e = energy.freeze(mesh, &rho).unwrap();
-        let problem = JkoStep::new(mesh, &rho, tau, &e).unwrap();
-        let a = match newton.step(&problem, warm.as_ref()) {
-            Ok(a) => a,
-            Err(err) => panic!("{name} step {step}: {err:?}"),
-        };
-        let b = conic.step(&problem, None).unwrap();
-        let scale = b.rho.iter().cloned().fold(0.0, f64::max);
-        let diff = (&a.rho - &b.rho).iter().fold(0.0f64, |m, d| m.max(d.abs())) / scale;
+    let worst = side_by_side(name, problem, tau, steps, |c| {
+        let (step, e, a, b, diff) = (c.step, c.energy, c.newton, c.conic, c.diff);
         println!(
             "{name} step {step}: max|drho|/max rho = {diff:.2e}, newton {} iterations \
              (residual {:.1e}), conic residuals {:.1e}/{:.1e}, history {:?}",
@@ -68,11 +53,11 @@ fn run(
             a.info.primal_residual,
             b.info.primal_residual,
             b.info.dual_residual,
-            history(&a)
+            history(a)
         );
         if let (Some(kn), Some(kc)) = (
-            entropy_law_residual(mesh, &e, tau, &a.rho, a.potential.as_ref().unwrap()),
-            entropy_law_residual(mesh, &e, tau, &b.rho, b.potential.as_ref().unwrap()),
+            entropy_law_residual(mesh, e, tau, &a.rho, a.potential.as_ref().unwrap()),
+            entropy_law_residual(mesh, e, tau, &b.rho, b.potential.as_ref().unwrap()),
         ) {
             println!("  cell-law residual: newton {kn:.1e}, conic {kc:.1e}");
             // Agreement to 1e-6, or else the conic is the inexact side.
@@ -89,11 +74,8 @@ fn run(
         if let Some(cap) = e.max_density {
             assert!(a.rho.iter().all(|r| *r <= cap));
         }
-        worst = worst.max(diff);
         iterations.push(a.info.iterations);
-        warm = Some(WarmStart::from(&a));
-        rho = a.rho;
-    }
+    });
     (worst, iterations)
 }
 
@@ -107,7 +89,7 @@ fn run(
 #[test]
 fn crowd_2d_example() {
     let (mesh, energy, rho0) = crowd_2d(32);
-    let (worst, iterations) = run("crowd 2d", &mesh, &energy, rho0, 0.2, 3);
+    let (worst, iterations) = run("crowd 2d", (&mesh, &energy, rho0), 0.2, 3);
     println!("crowd 2d: iterations {iterations:?}, max|drho|/max rho = {worst:.1e}");
 }
 
@@ -119,7 +101,7 @@ fn quartic_1d_example() {
     let rho0 = gaussian(&mesh, &[1.0], &[0.5], 1.0);
     // The first 10 of the 20 steps (all 20 pass too, in ~5 s); the cold first step used to stall
     // (ρ up to e^88 at the start).
-    let (worst, iterations) = run("quartic 1d", &mesh, &energy, rho0, 0.05, 10);
+    let (worst, iterations) = run("quartic 1d", (&mesh, &energy, rho0), 0.05, 10);
     println!("quartic 1d: iterations {iterations:?}, max|drho|/max rho = {worst:.1e}");
     assert!(
         iterations[0] <= 40,

@@ -10,7 +10,6 @@ use jko_conic::{ConicParams, ConicSolver};
 use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
 use jko_core::{Energy, JkoStep, Mesh, Potential, StepOutput, StepSolver};
 use jko_sinkhorn::{SinkhornParams, SinkhornSolver};
-use ndarray::Array1;
 
 /// The Sinkhorn step of `problem` at a fixed ε (other parameters at their defaults).
 fn sinkhorn_step(problem: &JkoStep, eps: f64) -> StepOutput {
@@ -21,12 +20,6 @@ fn sinkhorn_step(problem: &JkoStep, eps: f64) -> StepOutput {
     .unwrap()
     .step(problem, None)
     .unwrap()
-}
-
-fn l1(mesh: &Mesh, a: &Array1<f64>, b: &Array1<f64>) -> f64 {
-    (0..mesh.n_cells())
-        .map(|k| mesh.volumes()[k] * (a[k] - b[k]).abs())
-        .sum()
 }
 
 fn main() {
@@ -46,7 +39,7 @@ fn main() {
     println!("## OU 1D on [-3,3], 100 cells (h^2 = 3.6e-3), tau = 0.1, one step");
     println!(
         "conic one-step: L1 to exact JKO {:.3e} (status {:?})",
-        l1(&mesh, &conic.rho, &rho_exact),
+        mesh.l1_distance(&conic.rho, &rho_exact),
         conic.info.status
     );
     println!("| eps | L1(sinkhorn, conic) | L1(sinkhorn, exact) | sinkhorn iterations |");
@@ -55,8 +48,8 @@ fn main() {
         let out = sinkhorn_step(&problem, eps);
         println!(
             "| {eps:.0e} | {:.3e} | {:.3e} | {} |",
-            l1(&mesh, &out.rho, &conic.rho),
-            l1(&mesh, &out.rho, &rho_exact),
+            mesh.l1_distance(&out.rho, &conic.rho),
+            mesh.l1_distance(&out.rho, &rho_exact),
             out.info.iterations
         );
     }
@@ -98,7 +91,7 @@ fn main() {
         let out = sinkhorn_step(&problem, eps);
         println!(
             "| {eps:.0e} | {:.3e} | {:.12} | {} |",
-            l1(&mesh, &out.rho, &conic.rho),
+            mesh.l1_distance(&out.rho, &conic.rho),
             out.rho.iter().fold(0.0f64, |a, &b| a.max(b)),
             out.info.iterations
         );

@@ -132,13 +132,6 @@ fn advance(
     }
 }
 
-fn l1(mesh: &Mesh, a: &Array1<f64>, b: &Array1<f64>) -> f64 {
-    let v = mesh.volumes();
-    (0..mesh.n_cells())
-        .map(|k| v[k] * (a[k] - b[k]).abs())
-        .sum()
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut sizes = Vec::new();
@@ -243,14 +236,14 @@ fn main() {
                         continue;
                     };
                     let vs = if both && name == names[1] {
-                        format!("{:.2e}", l1(&mesh, &a.rho, &b.rho))
+                        format!("{:.2e}", mesh.l1_distance(&a.rho, &b.rho))
                     } else {
                         String::new()
                     };
                     println!(
                         "| {n} | {tau} | {s} | {name} | {eps} | {it} ({note}) | {wall:.3} | {cpu_s:.3} | {:.2e} | {:.2e} | {vs} |",
-                        l1(&mesh, &c.rho, &q.rho),
-                        l1(&mesh, &c.rho, &exact),
+                        mesh.l1_distance(&c.rho, &q.rho),
+                        mesh.l1_distance(&c.rho, &exact),
                     );
                 }
             }

@@ -1,10 +1,12 @@
 //! Helpers shared by the newton backend's integration tests: initial data, the crowd-2d
-//! example's problem, the conic reference at tight tolerances, and history formatting.
+//! example's problem, the conic reference at tight tolerances, the march of newton beside it,
+//! and history formatting.
 // Each test binary uses its own subset of these helpers.
 #![allow(dead_code)]
 
 use jko_conic::{ConicParams, ConicSolver};
-use jko_core::{Energy, Mesh, Potential, StepEnergy, StepOutput};
+use jko_core::{Energy, JkoStep, Mesh, Potential, StepEnergy, StepOutput, StepSolver, WarmStart};
+use jko_newton::{NewtonParams, NewtonSolver};
 use ndarray::Array1;
 
 /// A Gaussian sampled at cell centres, normalised to `mass`.
@@ -60,6 +62,55 @@ pub fn reference_conic() -> ConicSolver {
         ..ConicParams::default()
     })
     .unwrap()
+}
+
+/// One step of [`side_by_side`]: the energy frozen at ρⁿ, newton's and the conic reference's
+/// outputs from the same ρⁿ, and `diff` = max|ρ_newton − ρ_conic| / max ρ_conic.
+pub struct Compared<'a> {
+    pub step: usize,
+    pub energy: &'a StepEnergy,
+    pub newton: &'a StepOutput,
+    pub conic: &'a StepOutput,
+    pub diff: f64,
+}
+
+/// March `steps` steps of newton (default parameters, warm-started from its previous step, as
+/// a run does) from ρ⁰, solving every step also with [`reference_conic`] from newton's ρⁿ;
+/// `each` checks each step. Returns the largest `diff`.
+pub fn side_by_side(
+    name: &str,
+    (mesh, energy, rho0): (&Mesh, &Energy, Array1<f64>),
+    tau: f64,
+    steps: usize,
+    mut each: impl FnMut(&Compared<'_>),
+) -> f64 {
+    let newton = NewtonSolver::new(NewtonParams::default()).unwrap();
+    let conic = reference_conic();
+    let mut rho = rho0;
+    let mut warm: Option<WarmStart> = None;
+    let mut worst = 0.0f64;
+    for step in 0..steps {
+        let e = energy.freeze(mesh, &rho).unwrap();
+        let problem = JkoStep::new(mesh, &rho, tau, &e).unwrap();
+        let a = match newton.step(&problem, warm.as_ref()) {
+            Ok(a) => a,
+            Err(err) => panic!("{name} step {step}: {err:?}"),
+        };
+        let b = conic.step(&problem, None).unwrap();
+        let scale = b.rho.iter().cloned().fold(0.0, f64::max);
+        let diff = (&a.rho - &b.rho).iter().fold(0.0f64, |m, d| m.max(d.abs())) / scale;
+        each(&Compared {
+            step,
+            energy: &e,
+            newton: &a,
+            conic: &b,
+            diff,
+        });
+        worst = worst.max(diff);
+        warm = Some(WarmStart::from(&a));
+        rho = a.rho;
+    }
+    worst
 }
 
 /// A step's residual history, for the test output.
