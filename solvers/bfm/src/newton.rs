@@ -53,6 +53,8 @@ struct Workspace {
 const SMOOTHING_START: f64 = 0.1;
 /// The smoothing width after an accepted step: at most this times the rms residual.
 const SMOOTHING_RATIO: f64 = 0.1;
+/// The capped block and the smoothing are used when κτ/h² is below this.
+const SMALL_DIFFUSION: f64 = 0.1;
 
 enum StageEnd {
     Converged,
@@ -79,7 +81,15 @@ fn newton_stage(
     // Newton method): with the exact min, cells at the kink p = P(s) — the rim of the
     // congested zone, where the solution is degenerate — switch branch under every step
     // and the line search on Σ r² finds no decrease (measured: crowd-2d at 32², step 2).
-    let smoothing = model.local.cap().is_some();
+    // Both only where the capped rows are weak, κτ/h² < SMALL_DIFFUSION (measured: at β = 0.1
+    // on 64², κτ/h² = 0.82, the capped block made step 1 of crowd-beta0.1 take 64k GMRES
+    // products instead of 5k, and the smoothing made step 2 take 494 Newton iterations
+    // instead of 29; at 12²–32² with β = 0.01, κτ/h² = 0.005–0.02, they are what converges).
+    let lat = model.grid.lat;
+    let h = lat.h.iter().copied().fold(f64::INFINITY, f64::min);
+    let weak_caps =
+        model.local.cap().is_some() && model.kappa * model.tau < SMALL_DIFFUSION * h * h;
+    let smoothing = weak_caps;
     let n_source = in_s.iter().filter(|&&x| x).count().max(1) as f64;
     ws.fields.cap_smoothing = if smoothing {
         SMOOTHING_START * model.kappa
@@ -133,9 +143,11 @@ fn newton_stage(
         // (π/2w)², w the depth of the capped set: the lowest mode of a zone held at its rim
         // by the free rows (a Dirichlet condition there, which the box solve does not see).
         let edge = model.edge_diagonal(coef, &ws.fields);
-        let (capped, depth) = model.capped_rows(coef, &edge);
-        let lat = model.grid.lat;
-        let h = lat.h.iter().sum::<f64>() / lat.h.len() as f64;
+        let (capped, depth) = if weak_caps {
+            model.capped_rows(coef, &edge)
+        } else {
+            (Vec::new(), 0)
+        };
         let width = depth.max(1) as f64 * h;
         let shift = (std::f64::consts::FRAC_PI_2 / width).powi(2);
         let edge_values = &mut ws.edge_values;
