@@ -1,6 +1,8 @@
 //! Inexact Newton on the source-side system r(ψ) = 0 (see [`crate::source`]): GMRES on
-//! J δ = −r right-preconditioned by the DCT Helmholtz solve (1 + τκ(−Δ))⁻¹ on the source cells
-//! and by the Jacobian's diagonal at free-boundary edge cells (porous medium), Eisenstat–Walker
+//! J δ = −r right-preconditioned by the DCT Helmholtz solve (1 + τκ(−Δ))⁻¹ on the free source
+//! cells, by a shifted DCT Poisson solve on the capped cells (congestion), and by the
+//! Jacobian's diagonal at free-boundary edge cells (porous medium); with a cap, the min of the
+//! capped residual smoothed over a width that falls with the residual; Eisenstat–Walker
 //! forcing terms, a backtracking line search on Σ r² that also keeps ψ c-concave
 //! (A = I − τD²ψ positive definite at every source cell), and, when the start is not
 //! c-concave or Newton stalls, continuation in the step size: the same step solved with
@@ -45,8 +47,17 @@ struct Workspace {
     r_trial: Vec<f64>,
     /// The edge cells' Jacobi values inside one preconditioner application.
     edge_values: Vec<f64>,
+    /// The capped block's right-hand side and solution inside one preconditioner application.
+    capped_values: Vec<f64>,
     helm: Helmholtz,
 }
+
+/// Initial smoothing width of the cap's min, in units of the pressure scale κ.
+const SMOOTHING_START: f64 = 0.1;
+/// The smoothing width after an accepted step: at most this times the rms residual.
+const SMOOTHING_RATIO: f64 = 0.1;
+/// The capped block and the smoothing are used when κτ/h² is below this.
+const SMALL_DIFFUSION: f64 = 0.1;
 
 enum StageEnd {
     Converged,
@@ -69,6 +80,25 @@ fn newton_stage(
     counters: &mut (usize, usize, Vec<f64>),
 ) -> Stage {
     let in_s = &model.grid.in_s;
+    // The cap's min is smoothed over a width that follows the residual down (a smoothing
+    // Newton method): with the exact min, cells at the kink p = P(s) — the rim of the
+    // congested zone, where the solution is degenerate — switch branch under every step
+    // and the line search on Σ r² finds no decrease (measured: crowd-2d at 32², step 2).
+    // Both only where the capped rows are weak, κτ/h² < SMALL_DIFFUSION (measured: at β = 0.1
+    // on 64², κτ/h² = 0.82, the capped block made step 1 of crowd-beta0.1 take 64k GMRES
+    // products instead of 5k, and the smoothing made step 2 take 494 Newton iterations
+    // instead of 29; at 12²–32² with β = 0.01, κτ/h² = 0.005–0.02, they are what converges).
+    let lat = model.grid.lat;
+    let h = lat.h.iter().copied().fold(f64::INFINITY, f64::min);
+    let weak_caps =
+        model.local.cap().is_some() && model.kappa * model.tau < SMALL_DIFFUSION * h * h;
+    let smoothing = weak_caps;
+    let n_source = in_s.iter().filter(|&&x| x).count().max(1) as f64;
+    ws.fields.cap_smoothing = if smoothing {
+        SMOOTHING_START * model.kappa
+    } else {
+        0.0
+    };
     let Some(mut eval) = model.evaluate(psi, &mut ws.fields, &mut ws.r, Some(&mut ws.coef)) else {
         return Stage {
             end: StageEnd::Failed("the start is not c-concave"),
@@ -107,8 +137,24 @@ fn newton_stage(
         // relative residuals 0.1–0.5 on such rows (porous-m2-2d at 128², steps 2–3: 189 Newton
         // iterations, 22–25k GMRES products; with the split: 16 and 14 iterations, 130–147
         // products, the same density).
+        // A third block for the capped rows (the cap's branch, w = ∂min/∂p < ½): their
+        // linearisation is δr = w δψ + … − κτ(w + (1 − w)f) tr(A⁻¹D²δψ) with w ≈ 0, a pure
+        // diffusion of size κτ/h² against the O(1) free rows, which the Helmholtz solve with
+        // a = 1 leaves near the identity (eigenvalues κτλ/(1 + κτλ) ≪ 1: GMRES stalled at
+        // relative residual 0.9 after 200 products, crowd-2d at 32² step 2). Each capped row
+        // is divided by its diffusion b_i and the block solved by the DCT with the shift
+        // (π/2w)², w the depth of the capped set: the lowest mode of a zone held at its rim
+        // by the free rows (a Dirichlet condition there, which the box solve does not see).
         let edge = model.edge_diagonal(coef, &ws.fields);
+        let (capped, depth) = if weak_caps {
+            model.capped_rows(coef, &edge)
+        } else {
+            (Vec::new(), 0)
+        };
+        let width = depth.max(1) as f64 * h;
+        let shift = (std::f64::consts::FRAC_PI_2 / width).powi(2);
         let edge_values = &mut ws.edge_values;
+        let capped_values = &mut ws.capped_values;
         let fields = &mut ws.fields;
         let helm = &mut ws.helm;
         let info = gmres(
@@ -120,9 +166,23 @@ fn newton_stage(
                     v[i] = 0.0;
                     x
                 }));
+                if !capped.is_empty() {
+                    capped_values.clear();
+                    capped_values.resize(v.len(), 0.0);
+                    for &(i, bi) in &capped {
+                        capped_values[i] = v[i] / bi;
+                        v[i] = 0.0;
+                    }
+                }
                 mask(v, in_s);
                 helm.solve(v, 1.0, b);
                 mask(v, in_s);
+                if !capped.is_empty() {
+                    helm.solve(capped_values, shift, 1.0);
+                    for &(i, _) in &capped {
+                        v[i] = capped_values[i];
+                    }
+                }
                 for (&(i, _), &x) in edge.iter().zip(edge_values.iter()) {
                     v[i] = x;
                 }
@@ -187,8 +247,18 @@ fn newton_stage(
                 marginal: eval.marginal,
             };
         }
+        if cfg!(feature = "trace") {
+            eprintln!(
+                "  accepted lambda {lambda:.2e}; capped rows {} depth {depth}",
+                capped.len()
+            );
+        }
         std::mem::swap(psi, &mut ws.trial);
         previous_merit = eval.merit;
+        if smoothing {
+            let rms = (accepted.map_or(eval.merit, |e| e.merit) / n_source).sqrt();
+            ws.fields.cap_smoothing = ws.fields.cap_smoothing.min(SMOOTHING_RATIO * rms);
+        }
         eval = match model.evaluate(psi, &mut ws.fields, &mut ws.r, Some(&mut ws.coef)) {
             Some(e) => e,
             None => {
@@ -254,6 +324,7 @@ pub(crate) fn solve(
         trial: vec![0.0; n],
         r_trial: vec![0.0; n],
         edge_values: Vec::new(),
+        capped_values: Vec::new(),
         helm: Helmholtz::new(model.grid.lat),
     };
     let mut counters = (0usize, 0usize, Vec::new());

@@ -488,6 +488,10 @@ pub(crate) struct Fields {
     /// δψ_g = w₀ δψ_inner + w₁ δψ_i + Σ_b w_{2+b} ∂_bδψ_i (inward-rule gradient, b ≠ axis);
     /// NaN where the edge fell back. Written only with the coefficients, read by `apply`.
     ghost_lin: Vec<[f64; 5]>,
+    /// Width ε (pressure units) over which the cap's min(p, P(s)) is smoothed in the
+    /// evaluations (0: the exact min). Set by the Newton iteration, which lowers it with the
+    /// residual (a smoothing Newton method); no effect without a cap.
+    pub cap_smoothing: f64,
 }
 
 impl Fields {
@@ -496,7 +500,26 @@ impl Fields {
             grad: Vec::new(),
             ghost: Vec::new(),
             ghost_lin: Vec::new(),
+            cap_smoothing: 0.0,
         }
+    }
+}
+
+/// min(p, q) smoothed over the width ε ≥ 0, m = (p + q − √((p − q)² + 4ε²))/2 (Chen–Harker–
+/// Kanzow–Smale), and its derivative w = ∂m/∂p ∈ [0, 1] (∂m/∂q = 1 − w): 0 ≤ min − m ≤ ε,
+/// exact for ε = 0 (w = 1 where p ≤ q, else 0). Written without the cancellation of the
+/// textbook form.
+pub(crate) fn smooth_min(p: f64, q: f64, eps: f64) -> (f64, f64) {
+    if eps <= 0.0 {
+        return if p > q { (q, 0.0) } else { (p, 1.0) };
+    }
+    let dpq = p - q;
+    let root = dpq.hypot(2.0 * eps);
+    let e2 = 2.0 * eps * eps;
+    if dpq > 0.0 {
+        (q - e2 / (root + dpq), e2 / (root * (root + dpq)))
+    } else {
+        (p - e2 / (root - dpq), (root - dpq) / (2.0 * root))
     }
 }
 
@@ -536,6 +559,7 @@ impl SourceModel<'_> {
         grid.gradients(psi, &mut fields.grad);
         self.solve_ghosts(psi, fields, coef.is_some());
         grid.patch_gradients(psi, &fields.ghost, &mut fields.grad);
+        let cap_smoothing = fields.cap_smoothing;
         let grad = &fields.grad;
         let ghost = &fields.ghost;
         let ns = n_second(d);
@@ -571,13 +595,15 @@ impl SourceModel<'_> {
             let (vt, dv) = lat.interpolate_with_gradient(self.v, &t);
             let p = psi[i] - 0.5 * tau * g2 - vt;
             // With the cap r = min(p, P(s)) − U'(s), P = U'(ρ_max) near the cap (LocalDual::
-            // capped_pressure): derivative 0 in p on capped cells (semismooth Newton).
+            // capped_pressure), the min smoothed over the width ε = `fields.cap_smoothing`
+            // (see `smooth_min`); ε = 0 is the semismooth form, derivative 0 in p on capped cells.
             let du = self.local.du(s);
-            let capped = self
-                .local
-                .capped_pressure(s)
-                .filter(|&(cap_p, _)| p > cap_p);
-            let res = capped.map_or(p, |(cap_p, _)| cap_p) - du;
+            // (the smoothed min, its weight ∂/∂p, the factor of κ on the capped branch)
+            let branch = self.local.capped_pressure(s).map(|(cap_p, f)| {
+                let (m, w) = smooth_min(p, cap_p, cap_smoothing);
+                (m, w, f)
+            });
+            let res = branch.map_or(p, |(m, _, _)| m) - du;
             if !res.is_finite() {
                 return None;
             }
@@ -585,13 +611,17 @@ impl SourceModel<'_> {
             if let Some(cf) = cf {
                 let inv = spd_inverse(&l, d);
                 let mut k_coef = [0.0; 10];
-                if capped.is_none() {
-                    k_coef[0] = 1.0;
+                // δr = w δp − κτ (w + (1 − w) f) tr(A⁻¹D²δψ), w = ∂min/∂p, where δp = δψ +
+                // τ(∇V(T) − ∇ψ)·∇δψ and (1 − w)(f − 1) is the share of the raised kink's slope.
+                let w = branch.map_or(1.0, |(_, w, _)| w);
+                if w > 0.0 {
+                    k_coef[0] = w;
                     for q in 0..d {
-                        k_coef[1 + q] = tau * (dv[q] - g[q]);
+                        k_coef[1 + q] = w * tau * (dv[q] - g[q]);
                     }
                 }
-                let scale = -self.local.kappa(s) * tau * capped.map_or(1.0, |(_, f)| f);
+                let factor = branch.map_or(1.0, |(_, w, f)| w + (1.0 - w) * f);
+                let scale = -self.local.kappa(s) * tau * factor;
                 for k in 0..ns {
                     let (p, q) = pair(d, k);
                     let mult = if p == q { 1.0 } else { 2.0 };
@@ -826,6 +856,76 @@ impl SourceModel<'_> {
             .collect()
     }
 
+    /// The capped rows of the linearisation (the cells on the cap's branch, whose row has no
+    /// zeroth-order term: δr = Σ C_k (D²δψ)_k only), each with its mean diagonal diffusion
+    /// b_i = −(1/d) Σ_a C_aa > 0, and the depth of the capped set: the largest number of cells
+    /// between a capped cell and the nearest free source cell (the capped block couples to the
+    /// free rows only through its rim). Edge cells with a ghost are left to the Jacobi block.
+    pub fn capped_rows(&self, coef: &[Coef], skip: &[(usize, f64)]) -> (Vec<(usize, f64)>, usize) {
+        let grid = self.grid;
+        let lat = grid.lat;
+        let d = self.dim();
+        let rows: Vec<(usize, f64)> = (0..lat.len)
+            .into_par_iter()
+            .filter(|&i| grid.in_s[i] && coef[i][0] < 0.5)
+            .filter_map(|i| {
+                let b = -(0..d).map(|a| coef[i][4 + a]).sum::<f64>() / d as f64;
+                (b > 0.0 && b.is_finite()).then_some((i, b))
+            })
+            .filter(|(i, _)| skip.binary_search_by_key(i, |e| e.0).is_err())
+            .collect();
+        if rows.is_empty() {
+            return (rows, 0);
+        }
+        // Breadth-first distance (in cells, along the axes) from the free source cells.
+        let mut depth = vec![usize::MAX; lat.len];
+        for &(i, _) in &rows {
+            depth[i] = usize::MAX - 1;
+        }
+        let mut front: Vec<usize> = (0..lat.len)
+            .filter(|&i| grid.in_s[i] && depth[i] == usize::MAX)
+            .collect();
+        for &i in &front {
+            depth[i] = 0;
+        }
+        let mut level = 0;
+        while !front.is_empty() {
+            level += 1;
+            let mut next = Vec::new();
+            for &i in &front {
+                let c = lat.coords(i);
+                for (a, &ca) in c.iter().enumerate().take(d) {
+                    for dir in [-1isize, 1] {
+                        let j = ca as isize + dir;
+                        if j < 0 || j >= lat.shape[a] as isize {
+                            continue;
+                        }
+                        let n = (i as isize + dir * lat.strides[a] as isize) as usize;
+                        if depth[n] == usize::MAX - 1 {
+                            depth[n] = level;
+                            next.push(n);
+                        }
+                    }
+                }
+            }
+            front = next;
+        }
+        // A capped cluster with no free neighbour at all: as deep as the box is wide.
+        let widest = lat.shape.iter().copied().max().unwrap_or(1);
+        let deepest = rows
+            .iter()
+            .map(|&(i, _)| {
+                if depth[i] >= usize::MAX - 1 {
+                    widest
+                } else {
+                    depth[i]
+                }
+            })
+            .max()
+            .unwrap_or(1);
+        (rows, deepest)
+    }
+
     /// out = J v with the coefficients of the last evaluation.
     pub fn apply(&self, coef: &[Coef], v: &[f64], fields: &mut Fields, out: &mut [f64]) {
         let d = self.dim();
@@ -884,27 +984,45 @@ mod tests {
     /// obstacle and vacuum) and 3D, with and without the cap.
     #[test]
     fn linearisation_matches_finite_differences() {
+        // 14 × 12 cells with a two-cell obstacle.
+        let obstacle = || {
+            Mesh::masked_grid(
+                &[14, 12],
+                &[-2.0, -2.0],
+                &[2.0, 2.0],
+                Some((0..168).map(|k| k != 40 && k != 41).collect()),
+            )
+            .unwrap()
+        };
         let cases: Vec<(Mesh, LocalDual)> = vec![
             (
                 Mesh::grid(&[30], &[-2.0], &[2.0]).unwrap(),
                 LocalDual::new(Some(0.5), None, None).unwrap(),
             ),
             (
-                Mesh::masked_grid(
-                    &[14, 12],
-                    &[-2.0, -2.0],
-                    &[2.0, 2.0],
-                    Some((0..168).map(|k| k != 40 && k != 41).collect()),
-                )
-                .unwrap(),
+                obstacle(),
                 LocalDual::new(None, Some(2.0), Some(1.2)).unwrap(),
             ),
             (
                 Mesh::grid(&[7, 6, 8], &[-2.0; 3], &[2.0; 3]).unwrap(),
                 LocalDual::new(Some(0.3), Some(3.0), None).unwrap(),
             ),
+            // Entropy with the cap (crowd motion), a cap low enough to bind on some cells.
+            (
+                obstacle(),
+                LocalDual::new(Some(0.05), None, Some(1.0)).unwrap(),
+            ),
         ];
-        for (mesh, local) in cases {
+        // With a cap, both the exact min (ε = 0) and the smoothed one.
+        let cases = cases.into_iter().flat_map(|(mesh, local)| {
+            let widths: &[f64] = if local.cap().is_some() {
+                &[0.0, 0.02]
+            } else {
+                &[0.0]
+            };
+            widths.iter().map(move |&eps| (mesh.clone(), local, eps))
+        });
+        for (mesh, local, eps) in cases {
             let lat = Lattice::of_mesh(&mesh).unwrap();
             let d = lat.dim();
             let mut seed = 7u64;
@@ -960,6 +1078,7 @@ mod tests {
                 })
                 .collect();
             let mut fields = Fields::new();
+            fields.cap_smoothing = eps;
             let mut r0 = vec![0.0; lat.len];
             let mut coef = vec![[0.0; 10]; lat.len];
             model
@@ -982,7 +1101,38 @@ mod tests {
             }
             // Kinks (the interpolation of V, the min of the cap) can sit between ψ and ψ + εv:
             // compare in the max norm relative to the size of Jv.
-            assert!(worst < 1e-4 * scale, "dim {d}: {worst} vs {scale}");
+            assert!(worst < 1e-4 * scale, "dim {d}, ε {eps}: {worst} vs {scale}");
         }
+    }
+
+    /// The smoothed min: below the min by at most ε (exactly ε where p = q), the min itself for
+    /// ε = 0, its weight ∂m/∂p against a central difference, and no cancellation far from the
+    /// kink (the textbook form returns 0 for the gap there).
+    #[test]
+    fn smooth_min_bounds_derivative_and_limits() {
+        let mut seed = 3u64;
+        for _ in 0..200 {
+            let p = 4.0 * lcg(&mut seed) - 2.0;
+            let q = 4.0 * lcg(&mut seed) - 2.0;
+            let eps = 0.01 + 0.1 * lcg(&mut seed);
+            let (m, w) = smooth_min(p, q, eps);
+            let gap = p.min(q) - m;
+            assert!(
+                (0.0..=eps * (1.0 + 1e-12)).contains(&gap),
+                "{p} {q} {eps}: {gap}"
+            );
+            assert!((0.0..=1.0).contains(&w));
+            let e = 1e-6;
+            let fd = (smooth_min(p + e, q, eps).0 - smooth_min(p - e, q, eps).0) / (2.0 * e);
+            assert!((fd - w).abs() < 1e-6, "{fd} vs {w}");
+            assert_eq!(
+                smooth_min(p, q, 0.0),
+                if p > q { (q, 0.0) } else { (p, 1.0) }
+            );
+        }
+        let (m, w) = smooth_min(1.0, 1.0, 0.01);
+        assert!((m - 0.99).abs() < 1e-15 && (w - 0.5).abs() < 1e-15);
+        let (m, _) = smooth_min(1e8, 0.0, 1e-6);
+        assert!(m < 0.0 && m > -1e-19, "{m}");
     }
 }
