@@ -16,7 +16,10 @@
 //! the mass of μ, not the authors' bisection to 1e-4). Stopping rule: the relative L1 marginal
 //! error Σ|K| |T#μ − ρ| / M at most `tol` — the mismatch between the new density and the source
 //! pushed by the map, the quantity the authors' 1e-3 × mass rule watches only through the
-//! relative change of mean|(θ₁ + θ₂(−Δ))⁻¹ f · f|.
+//! relative change of mean|(θ₁ + θ₂(−Δ))⁻¹ f · f| — or, in practice, settled: fallen by less
+//! than 1 % of itself over the last 50 passes. On the grid the two push-forward formulas do not
+//! match exactly and the error settles at 1e-2 … 7e-2 (64²–256²), so a finished step is reported
+//! `AlmostSolved` with that error as its primal residual.
 
 use crate::ctransform::CTransform;
 use crate::dual::LocalDual;
