@@ -3,9 +3,10 @@
 //! profile in 2D at 64² (data/compare/robust/porous-m3-2d.toml: 3 steps τ = 0.01; `porous-raw`:
 //! the same profile without normalising its samples to mass 1) and the
 //! narrow Gaussian on 1000 cells (Fokker–Planck, data/compare/robust/narrow-1d.toml: 3 steps
-//! τ = 0.05; `double-well`: data/compare/robust/double-well-1d.toml). Each step is warm-started from the previous one, as `jko run` does.
+//! τ = 0.05; `double-well`: data/compare/robust/double-well-1d.toml; `double-well-2d`: issue 14's
+//! 2D double well). Each step is warm-started from the previous one, as `jko run` does.
 //!
-//! cargo run --profile test -p jko-newton --example class_iterations [crowd|crowd32|porous|porous-raw|porous2|double-well|narrow]
+//! cargo run --profile test -p jko-newton --example class_iterations [crowd|crowd32|porous|porous-raw|porous2|double-well|double-well-2d|double-well-2d-robust|narrow]
 
 use jko_core::{Energy, JkoStep, Mesh, Potential, StepSolver, WarmStart};
 use jko_newton::{NewtonParams, NewtonSolver};
@@ -57,6 +58,20 @@ fn double_well() -> (Mesh, Energy, Array1<f64>, f64) {
     let mesh = Mesh::grid(&[400], &[-2.5], &[2.5]).unwrap();
     let energy = Energy::fokker_planck(0.1, Potential::DoubleWell);
     let rho = gaussian(&mesh, &[0.2], &[0.5], 1.0);
+    (mesh, energy, rho, 0.1)
+}
+
+/// The 2D double well of issue 14 (64², β = 0.1, τ = 0.1, a Gaussian between the wells), and
+/// data/compare/robust/double-well-2d.toml (β = 0.2, another Gaussian) with `robust`.
+fn double_well_2d(robust: bool) -> (Mesh, Energy, Array1<f64>, f64) {
+    let mesh = Mesh::grid(&[64, 64], &[-2.5, -2.5], &[2.5, 2.5]).unwrap();
+    let (beta, mean, std) = if robust {
+        (0.2, [0.3, -0.2], [0.6, 0.6])
+    } else {
+        (0.1, [0.2, 0.0], [0.5, 0.5])
+    };
+    let energy = Energy::fokker_planck(beta, Potential::DoubleWell);
+    let rho = gaussian(&mesh, &mean, &std, 1.0);
     (mesh, energy, rho, 0.1)
 }
 
@@ -117,6 +132,12 @@ fn main() {
     }
     if want("double-well") {
         run("double well 1d 400", double_well());
+    }
+    if want("double-well-2d") {
+        run("double well 2d 64² β 0.1", double_well_2d(false));
+    }
+    if want("double-well-2d-robust") {
+        run("double well 2d 64² β 0.2 (robust)", double_well_2d(true));
     }
     if want("narrow") {
         run("narrow 1d 1000", narrow());

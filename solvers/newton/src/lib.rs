@@ -72,7 +72,11 @@
 //! Newton target by one e-fold per iteration. When, after a full step, cells more than an e-fold
 //! above their Newton targets account for the whole residual, the iterate is handed to the
 //! primal–dual iteration below (its lower barrier at the floor), which keeps ρ as an unknown and
-//! linearises the law at the current density (double well 1D: warm steps 14 → 9). If the ascent fails (a
+//! linearises the law at the current density (double well 1D: warm steps 14 → 8). Its
+//! barrier-free active-set finish is tried first: its step is taken per cell (a cell that the
+//! linear step would empty shrinks ×100), where the interior point's one step length is cut by
+//! far-tail cells (double well 2D 64²: warm steps 12, 13 → 9, 9); the interior point runs only
+//! if the finish fails. If the ascent fails (a
 //! stiff step far from its Gibbs state, where ψ grows like e^{s/β}), the interior point below
 //! takes over from its own cold start, recorded in the notes.
 //!

@@ -1280,8 +1280,10 @@ impl<'a> Run<'a> {
     /// target goes to the model's density in one step (or, past ρ = 0, a fraction to the
     /// boundary), where the ascent, which re-solves the law for ρ(φ + δφ), moves it by one
     /// e-fold. Its stopping test is the same scaled KKT error with the stationarity residuals
-    /// added. `Ok` with every iteration counted; when it failed, `Err` with the iterations it
-    /// spent and their residual history (the ascent then goes on from pt, those charged).
+    /// added. The barrier-free active-set finish is tried first (`Run::finish_from`), the
+    /// interior point from pt when it fails. `Ok` with every iteration counted; when both
+    /// failed, `Err` with the iterations they spent and the interior point's residual history
+    /// (the ascent then goes on from pt, those charged).
     fn primal_dual_from(
         &mut self,
         pt: &Point,
@@ -1295,13 +1297,32 @@ impl<'a> Run<'a> {
             return Err((0, Vec::new()));
         }
         self.barrier = true;
+        let (finished, spent_finish, tried) = self.finish_from(pt, budget);
+        if let Some(mut c) = finished {
+            self.notes.push(format!(
+                "dual ascent handed to the primal-dual Newton iteration after {iterations} \
+                 iterations: {lagging} cells more than an e-fold above their Newton targets; \
+                 its active-set finish converged in {spent_finish}"
+            ));
+            c.iterations += iterations;
+            return Ok(c);
+        }
+        self.notes.push(format!(
+            "the active-set finish from the dual ascent's iterate {iterations} failed after \
+             {spent_finish} iterations; the interior point went on from the same iterate"
+        ));
+        let budget = budget.saturating_sub(spent_finish);
+        if budget == 0 {
+            self.barrier = false;
+            return Err((spent_finish, tried));
+        }
         match self.iterate_ipm(pt.clone(), budget) {
             Ok(mut c) => {
                 self.notes.push(format!(
                     "dual ascent handed to the primal-dual Newton iteration after {iterations} \
                      iterations: {lagging} cells more than an e-fold above their Newton targets"
                 ));
-                c.iterations += iterations;
+                c.iterations += iterations + spent_finish;
                 Ok(c)
             }
             Err(e) => {
@@ -1315,11 +1336,42 @@ impl<'a> Run<'a> {
                         iterations,
                         history,
                         ..
-                    } => Err((iterations, history)),
-                    NewtonError::Input(_) => Err((0, Vec::new())),
+                    } => Err((iterations + spent_finish, history)),
+                    NewtonError::Input(_) => Err((spent_finish, tried)),
                 }
             }
         }
+    }
+
+    /// The active-set finish (`ipm::finish`: Newton's method on (ρ, φ) without a barrier;
+    /// with entropy and no cap no cell is held) from the entropy ascent's handed-over iterate
+    /// pt, within `budget` iterations. Tried before the interior point because at the handover
+    /// the interior point's barrier is already at its floor μ_F, so the two differ only in
+    /// their step rule, and the interior point's is what failed in 2D: its one step length
+    /// (fraction to the boundary) was cut to 0.15–0.6 by far-tail cells (ρ ~ 10⁻¹⁷, weightless
+    /// in the stopping test) whose linear step would empty them, on the 2D double well 64²
+    /// (β = 0.1) for 11 iterations, until its KKT excess fell below the finish's deferral
+    /// threshold; the finish shrinks such a cell ×100 and takes the full step everywhere
+    /// else. Its convergence test is the interior point's own (scaled KKT error, the same
+    /// tol). Returns the converged step (history: pt's KKT error, then the finish's), the
+    /// iterations spent (each factorises once), and pt's KKT error as a history.
+    fn finish_from(&mut self, pt: &Point, budget: usize) -> (Option<Converged>, usize, Vec<f64>) {
+        let tol = self.params.tol;
+        let x = ipm::State::from_point(&self.p, pt);
+        let start = self.p.pd_errors(&x, &self.p.pd_residuals(&x), tol).total();
+        let (mut time, mut spent) = (0.0, 0);
+        let done = ipm::finish(&self.p, self.system, &x, tol, budget, &mut time, &mut spent);
+        self.linear_time += time;
+        let converged = done.map(|(y, errors)| Converged {
+            rho: y.rho,
+            flux: y.g,
+            phi: y.phi,
+            mu: 0.0,
+            history: vec![start, errors.total()],
+            errors,
+            iterations: spent,
+        });
+        (converged, spent, vec![start])
     }
 
     /// Backtracking (Armijo) on the concave dual function along φ + α d. A change below ψ's
