@@ -631,3 +631,17 @@ fn double_well_warm_steps_reach_the_tail_quadratically() {
     println!("double well step 2: max|drho|/max rho against the tight conic {diff:e}");
     assert!(diff <= 1e-6, "double well step 2 against conic: {diff:e}");
 }
+
+// ---- Round 9b (engineer newton-porous2): the active-set finish on m > 2 fronts (issue 14) ----
+
+/// Issue 14, round 9b: porous medium ≤ 15 Newton iterations per step. On the raw Barenblatt
+/// m = 3 samples at 64² the warm steps took 15 and 16: the interior point's active-set finish
+/// (`ipm::finish`, no exchange rounds for m > 2) converged on a held set whose front cells had
+/// negative multipliers from its first iteration on, and was rejected after 2 iterations each
+/// time. It now stops as soon as a held cell's multiplier is negative: 17 / 14 / 14. Every step
+/// is checked as every regression step is (mass, bounds, continuity, energy inequality).
+#[test]
+fn porous_m3_2d_warm_steps_within_15() {
+    let (.., its) = porous_m3_2d(64);
+    assert!(its[1..].iter().all(|&i| i <= 15), "{its:?}");
+}
