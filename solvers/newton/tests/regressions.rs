@@ -6,7 +6,7 @@
 //! study at the end.
 
 mod common;
-use common::{crowd_2d, gaussian, history};
+use common::{crowd_2d, gaussian, history, newton_march};
 use jko_conic::{ConicParams, ConicSolver};
 use jko_core::{
     Energy, Interaction, JkoStep, Mesh, Potential, StepError, StepOutput, StepSolver, WarmStart,
@@ -54,35 +54,25 @@ fn run(
     what: &str,
     mesh: &Mesh,
     energy: &Energy,
-    mut rho: Array1<f64>,
+    rho: Array1<f64>,
     tau: f64,
     steps: usize,
 ) -> Vec<usize> {
-    let solver = NewtonSolver::new(NewtonParams::default()).unwrap();
-    let mut warm: Option<WarmStart> = None;
     let mut its = Vec::new();
-    for step in 0..steps {
-        let e = energy.freeze(mesh, &rho).unwrap();
-        let p = JkoStep::new(mesh, &rho, tau, &e).unwrap();
-        let out = match solver.step(&p, warm.as_ref()) {
-            Ok(o) => o,
-            Err(err) => panic!("{what} step {step}: {err}"),
-        };
-        check_step(mesh, &p, &out, &format!("{what} step {step}"));
+    newton_march(what, (mesh, energy, rho), tau, steps, |step, p, out| {
+        check_step(mesh, p, out, &format!("{what} step {step}"));
         assert_eq!(
             out.info.iterations,
-            factorisations(&out),
+            factorisations(out),
             "{what} step {step}: every factorisation is an iteration"
         );
         println!(
             "{what} step {step}: {} iterations, history {:?}",
             out.info.iterations,
-            history(&out)
+            history(out)
         );
         its.push(out.info.iterations);
-        warm = Some(WarmStart::from(&out));
-        rho = out.rho;
-    }
+    });
     its
 }
 

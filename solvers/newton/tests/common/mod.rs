@@ -75,41 +75,55 @@ pub struct Compared<'a> {
 }
 
 /// March `steps` steps of newton (default parameters, warm-started from its previous step, as
-/// a run does) from ρ⁰, solving every step also with [`reference_conic`] from newton's ρⁿ;
+/// a run does) from ρ⁰; `each` sees every step's problem and output. A failed step panics
+/// with `what` and the step's index.
+pub fn newton_march(
+    what: &str,
+    (mesh, energy, rho0): (&Mesh, &Energy, Array1<f64>),
+    tau: f64,
+    steps: usize,
+    mut each: impl FnMut(usize, &JkoStep<'_>, &StepOutput),
+) {
+    let newton = NewtonSolver::new(NewtonParams::default()).unwrap();
+    let mut rho = rho0;
+    let mut warm: Option<WarmStart> = None;
+    for step in 0..steps {
+        let e = energy.freeze(mesh, &rho).unwrap();
+        let problem = JkoStep::new(mesh, &rho, tau, &e).unwrap();
+        let out = match newton.step(&problem, warm.as_ref()) {
+            Ok(out) => out,
+            Err(err) => panic!("{what} step {step}: {err}"),
+        };
+        each(step, &problem, &out);
+        warm = Some(WarmStart::from(&out));
+        rho = out.rho;
+    }
+}
+
+/// [`newton_march`], solving every step also with [`reference_conic`] from newton's ρⁿ;
 /// `each` checks each step. Returns the largest `diff`.
 pub fn side_by_side(
     name: &str,
-    (mesh, energy, rho0): (&Mesh, &Energy, Array1<f64>),
+    problem: (&Mesh, &Energy, Array1<f64>),
     tau: f64,
     steps: usize,
     mut each: impl FnMut(&Compared<'_>),
 ) -> f64 {
-    let newton = NewtonSolver::new(NewtonParams::default()).unwrap();
     let conic = reference_conic();
-    let mut rho = rho0;
-    let mut warm: Option<WarmStart> = None;
     let mut worst = 0.0f64;
-    for step in 0..steps {
-        let e = energy.freeze(mesh, &rho).unwrap();
-        let problem = JkoStep::new(mesh, &rho, tau, &e).unwrap();
-        let a = match newton.step(&problem, warm.as_ref()) {
-            Ok(a) => a,
-            Err(err) => panic!("{name} step {step}: {err:?}"),
-        };
-        let b = conic.step(&problem, None).unwrap();
+    newton_march(name, problem, tau, steps, |step, p, a| {
+        let b = conic.step(p, None).unwrap();
         let scale = b.rho.iter().cloned().fold(0.0, f64::max);
         let diff = (&a.rho - &b.rho).iter().fold(0.0f64, |m, d| m.max(d.abs())) / scale;
         each(&Compared {
             step,
-            energy: &e,
-            newton: &a,
+            energy: p.energy,
+            newton: a,
             conic: &b,
             diff,
         });
         worst = worst.max(diff);
-        warm = Some(WarmStart::from(&a));
-        rho = a.rho;
-    }
+    });
     worst
 }
 
