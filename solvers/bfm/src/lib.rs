@@ -294,16 +294,7 @@ impl StepSolver for BfmSolver {
         problem: &JkoStep<'_>,
         warm: Option<&WarmStart>,
     ) -> Result<StepOutput, StepError> {
-        match self.solve_step(problem, warm, false) {
-            // Newton converged but the recovered pair is inconsistent: where supports collide
-            // the source-side solution lets their images overlap (measured: the authors' porous
-            // example at 128², step 1, W² estimate −7.1e-4); the back-and-forth finisher, whose
-            // c-transforms couple the supports, solves the step again from Newton's ψ.
-            Err(StepError::Numerical { .. }) if finisher_applies(problem) => {
-                self.solve_step(problem, warm, true)
-            }
-            other => other,
-        }
+        self.solve_step(problem, warm, false)
     }
 }
 
@@ -368,220 +359,245 @@ impl BfmSolver {
             .map(|p| lat.to_box(p, f64::NAN))
             .filter(|p| (0..lat.len).all(|i| !grid.in_s[i] || p[i].is_finite()));
         let out = newton::solve(&model, &self.params, warm_psi);
-        let mut ct = CTransform::new(&lat, problem.tau);
-        let mut phi = Vec::with_capacity(lat.len);
-        let mut finisher_time = 0.0;
-        let (psi, finisher) = if out.converged && !finish_anyway {
-            // The target potential φ = ψ^c̄ and the new density ρ(φ − V), shifted to the mass.
-            // At free-boundary edges (porous medium) the source potential is continued to the
-            // edge of the support by its ghost values (SourceModel::ghost_extension). ψ^c̄ over
-            // more points is larger, so (ψ, φ) stays c-feasible on the source cells.
-            let ghosts = model.ghost_extension(&out.psi);
-            if ghosts.is_empty() && lat.active.is_none() {
-                ct.cbar_transform(&lat, &out.psi, |i| grid.in_s[i], true, &mut phi);
-            } else if ghosts.is_empty() {
-                // Masked cells hold, after the first separable pass, values carried from across
-                // the obstacle: the kink they make with their neighbours must not be refined into
-                // a dip (measured: φ − V raised by 0.9 next to the disc of the crowd at 16², all
-                // the mass of the step in two cells).
-                ct.cbar_transform_bounded(&lat, &out.psi, |i| grid.in_s[i], &mut phi);
-            } else {
-                let mut psi_ext = out.psi.clone();
-                let mut ghost = vec![false; lat.len];
-                for &(i, g) in &ghosts {
-                    psi_ext[i] = g;
-                    ghost[i] = true;
-                }
-                ct.cbar_transform_bounded(&lat, &psi_ext, |i| grid.in_s[i] || ghost[i], &mut phi);
-            }
-            (out.psi, None)
-        } else if ascent::BackAndForth::applies(&lat, &local) {
-            // Newton failed (colliding supports: the source-side system treats each part of the
-            // support on its own, docs/mathematics.md §5): the back-and-forth ascent finishes
-            // from Newton's last solved stage, its map kept (ψ scaled by τ_done/τ).
-            let start = if out.solved_tau > 0.0 {
-                let ratio = out.solved_tau / problem.tau;
-                out.psi.iter().map(|p| ratio * p).collect()
-            } else {
-                model.cold_start()
-            };
-            let mut phi0 = Vec::with_capacity(lat.len);
-            ct.cbar_transform(&lat, &start, |i| grid.in_s[i], false, &mut phi0);
-            let bf = ascent::BackAndForth {
-                lat: &lat,
-                tau: problem.tau,
-                local,
-                mu: &mu,
-                v: &v,
-                mass,
-            };
-            let clock = Instant::now();
-            let a = bf.run(phi0, self.params.tol, ascent::MAX_PASSES);
-            finisher_time = clock.elapsed().as_secs_f64();
-            match a {
-                Some(a) if a.settled => {
-                    phi = a.phi.clone();
-                    let mut psi = Vec::with_capacity(lat.len);
-                    ct.c_transform(&lat, &phi, |_| true, false, &mut psi);
-                    (psi, Some(a))
-                }
-                a => {
-                    return Err(StepError::NotConverged {
-                        solver: NAME.into(),
-                        status: format!(
-                            "{} (continuation stages at tau = {:?}); the back-and-forth \
-                             finisher ended at marginal error {:.3e} after {} passes",
-                            out.failure.unwrap_or("the continuation ran out of stages"),
-                            out.stages,
-                            a.as_ref().map_or(f64::INFINITY, |a| a.marginal),
-                            a.as_ref().map_or(0, |a| a.passes),
-                        ),
-                        iterations: out.iterations,
-                        primal_residual: out.marginal,
-                        dual_residual: 0.0,
-                        history: out.history,
-                    });
-                }
-            }
-        } else {
-            return Err(StepError::NotConverged {
-                solver: NAME.into(),
-                status: format!(
-                    "{} (continuation stages at tau = {:?})",
-                    out.failure.unwrap_or("the continuation ran out of stages"),
-                    out.stages
-                ),
-                iterations: out.iterations,
-                primal_residual: out.marginal,
-                dual_residual: 0.0,
-                history: out.history,
-            });
-        };
-        let pv: Vec<f64> = phi.iter().zip(&v).map(|(a, b)| a - b).collect();
-        let shift = local
-            .mass_shift(&pv, |i| lat.is_active(i), lat.volume, mass)
-            .filter(|c| c.is_finite())
-            .ok_or_else(|| StepError::Numerical {
-                solver: NAME.into(),
-                message: "no constant shift of the target potential gives the mass of rho^n".into(),
-            })?;
-        let rho_box: Vec<f64> = (0..lat.len)
-            .map(|i| {
-                if lat.is_active(i) {
-                    local.rho(pv[i] + shift)
+        // The recovery of (φ, ρ) and the certificate from Newton's ψ, or from the back-and-forth
+        // finisher's φ (with `finish_anyway`, or when Newton failed).
+        let recover = |finish_anyway: bool| -> Result<StepOutput, StepError> {
+            let mut ct = CTransform::new(&lat, problem.tau);
+            let mut phi = Vec::with_capacity(lat.len);
+            let mut finisher_time = 0.0;
+            let (psi, finisher) = if out.converged && !finish_anyway {
+                // The target potential φ = ψ^c̄ and the new density ρ(φ − V), shifted to the mass.
+                // At free-boundary edges (porous medium) the source potential is continued to the
+                // edge of the support by its ghost values (SourceModel::ghost_extension). ψ^c̄ over
+                // more points is larger, so (ψ, φ) stays c-feasible on the source cells.
+                let ghosts = model.ghost_extension(&out.psi);
+                if ghosts.is_empty() && lat.active.is_none() {
+                    ct.cbar_transform(&lat, &out.psi, |i| grid.in_s[i], true, &mut phi);
+                } else if ghosts.is_empty() {
+                    // Masked cells hold, after the first separable pass, values carried from across
+                    // the obstacle: the kink they make with their neighbours must not be refined into
+                    // a dip (measured: φ − V raised by 0.9 next to the disc of the crowd at 16², all
+                    // the mass of the step in two cells).
+                    ct.cbar_transform_bounded(&lat, &out.psi, |i| grid.in_s[i], &mut phi);
                 } else {
-                    0.0
+                    let mut psi_ext = out.psi.clone();
+                    let mut ghost = vec![false; lat.len];
+                    for &(i, g) in &ghosts {
+                        psi_ext[i] = g;
+                        ghost[i] = true;
+                    }
+                    ct.cbar_transform_bounded(
+                        &lat,
+                        &psi_ext,
+                        |i| grid.in_s[i] || ghost[i],
+                        &mut phi,
+                    );
                 }
-            })
-            .collect();
-        // W² estimates from two dual pairs, both feasible on the grid and so both lower bounds
-        // of the W² between the cell-centre measures (ρⁿ, ρ); either makes the energy
-        // inequality hold by weak duality. (ψ + c, φ + c), Newton's ψ with the refined φ:
-        // both approximate the continuum potentials, so this one approximates the continuum
-        // W², but as a difference of two midpoint sums Σψρⁿ − Σφρ of size ~ max|ψ| it carries
-        // their O(h²) quadrature error, which on an unresolved grid exceeds the transport term
-        // itself (aggregation-2d at 12², h = 0.67: −5.1e-2 against the map's Σρⁿτ|∇ψ|²/2 =
-        // 7.6e-2; issue 20). (φ^c + c, φ + c) with the plain grid c-transform φ^c ≥ ψ is the
-        // grid dual value of the returned φ: exactly consistent with the grid, but a bound of
-        // the lattice W², which exceeds the continuum W² by O(h·displacement) (33% on the
-        // double well at 16²). The first is reported when positive, the second otherwise.
-        let w = lat.volume;
-        let pair_value = |source_potential: &[f64]| {
-            w * par_sum(lat.len, |i| {
-                let source = if grid.in_s[i] {
-                    mu[i] * source_potential[i]
+                (out.psi.clone(), None)
+            } else if ascent::BackAndForth::applies(&lat, &local) {
+                // Newton failed (colliding supports: the source-side system treats each part of the
+                // support on its own, docs/mathematics.md §5): the back-and-forth ascent finishes
+                // from Newton's last solved stage, its map kept (ψ scaled by τ_done/τ).
+                let start = if out.solved_tau > 0.0 {
+                    let ratio = out.solved_tau / problem.tau;
+                    out.psi.iter().map(|p| ratio * p).collect()
                 } else {
-                    0.0
+                    model.cold_start()
                 };
-                let target = if lat.is_active(i) {
-                    phi[i] * rho_box[i]
-                } else {
-                    0.0
+                let mut phi0 = Vec::with_capacity(lat.len);
+                ct.cbar_transform(&lat, &start, |i| grid.in_s[i], false, &mut phi0);
+                let bf = ascent::BackAndForth {
+                    lat: &lat,
+                    tau: problem.tau,
+                    local,
+                    mu: &mu,
+                    v: &v,
+                    mass,
                 };
-                source - target
+                let clock = Instant::now();
+                let a = bf.run(phi0, self.params.tol, ascent::MAX_PASSES);
+                finisher_time = clock.elapsed().as_secs_f64();
+                match a {
+                    Some(a) if a.settled => {
+                        phi = a.phi.clone();
+                        let mut psi = Vec::with_capacity(lat.len);
+                        ct.c_transform(&lat, &phi, |_| true, false, &mut psi);
+                        (psi, Some(a))
+                    }
+                    a => {
+                        return Err(StepError::NotConverged {
+                            solver: NAME.into(),
+                            status: format!(
+                                "{} (continuation stages at tau = {:?}); the back-and-forth \
+                                 finisher ended at marginal error {:.3e} after {} passes",
+                                out.failure.unwrap_or("the continuation ran out of stages"),
+                                out.stages,
+                                a.as_ref().map_or(f64::INFINITY, |a| a.marginal),
+                                a.as_ref().map_or(0, |a| a.passes),
+                            ),
+                            iterations: out.iterations,
+                            primal_residual: out.marginal,
+                            dual_residual: 0.0,
+                            history: out.history.clone(),
+                        });
+                    }
+                }
+            } else {
+                return Err(StepError::NotConverged {
+                    solver: NAME.into(),
+                    status: format!(
+                        "{} (continuation stages at tau = {:?})",
+                        out.failure.unwrap_or("the continuation ran out of stages"),
+                        out.stages
+                    ),
+                    iterations: out.iterations,
+                    primal_residual: out.marginal,
+                    dual_residual: 0.0,
+                    history: out.history.clone(),
+                });
+            };
+            let pv: Vec<f64> = phi.iter().zip(&v).map(|(a, b)| a - b).collect();
+            let shift = local
+                .mass_shift(&pv, |i| lat.is_active(i), lat.volume, mass)
+                .filter(|c| c.is_finite())
+                .ok_or_else(|| StepError::Numerical {
+                    solver: NAME.into(),
+                    message: "no constant shift of the target potential gives the mass of rho^n"
+                        .into(),
+                })?;
+            let rho_box: Vec<f64> = (0..lat.len)
+                .map(|i| {
+                    if lat.is_active(i) {
+                        local.rho(pv[i] + shift)
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            // W² estimates from two dual pairs, both feasible on the grid and so both lower bounds
+            // of the W² between the cell-centre measures (ρⁿ, ρ); either makes the energy
+            // inequality hold by weak duality. (ψ + c, φ + c), Newton's ψ with the refined φ:
+            // both approximate the continuum potentials, so this one approximates the continuum
+            // W², but as a difference of two midpoint sums Σψρⁿ − Σφρ of size ~ max|ψ| it carries
+            // their O(h²) quadrature error, which on an unresolved grid exceeds the transport term
+            // itself (aggregation-2d at 12², h = 0.67: −5.1e-2 against the map's Σρⁿτ|∇ψ|²/2 =
+            // 7.6e-2; issue 20). (φ^c + c, φ + c) with the plain grid c-transform φ^c ≥ ψ is the
+            // grid dual value of the returned φ: exactly consistent with the grid, but a bound of
+            // the lattice W², which exceeds the continuum W² by O(h·displacement) (33% on the
+            // double well at 16²). The first is reported when positive, the second otherwise.
+            let w = lat.volume;
+            let pair_value = |source_potential: &[f64]| {
+                w * par_sum(lat.len, |i| {
+                    let source = if grid.in_s[i] {
+                        mu[i] * source_potential[i]
+                    } else {
+                        0.0
+                    };
+                    let target = if lat.is_active(i) {
+                        phi[i] * rho_box[i]
+                    } else {
+                        0.0
+                    };
+                    source - target
+                })
+            };
+            let continuum = pair_value(&psi);
+            let (transport, lattice_pair) = if continuum > 0.0 {
+                (continuum, false)
+            } else {
+                let mut psi_c = Vec::with_capacity(lat.len);
+                ct.c_transform(&lat, &phi, |i| lat.is_active(i), false, &mut psi_c);
+                (pair_value(&psi_c), true)
+            };
+            // A negative estimate means the target potential is not the step's (the dual value is
+            // then below F(ρ) and the pair certifies nothing): an error, never clamped to 0, which
+            // would hide an F(ρ) above the dual bound (issue 20's energy-inequality breaks).
+            if transport.is_nan() || transport < 0.0 {
+                return Err(StepError::Numerical {
+                    solver: NAME.into(),
+                    message: format!(
+                        "the dual W2 estimate of the step is negative ({:.3e}): the target \
+                         potential recovered by the c-transform is inconsistent with the source \
+                         potential (grid too coarse for the step's displacements?)",
+                        2.0 * problem.tau * transport
+                    ),
+                });
+            }
+            let kinetic = 2.0 * problem.tau * transport;
+            let rho = lat.to_mesh(&rho_box);
+            let objective = e.value(mesh, &rho) + kinetic / (2.0 * problem.tau);
+            // The potential handed to the next step: ψ + c on the source cells and the c-concave
+            // extension (φ + c)^c elsewhere.
+            let mut ext = Vec::with_capacity(lat.len);
+            let phi_shifted: Vec<f64> = phi.iter().map(|p| p + shift).collect();
+            ct.c_transform(&lat, &phi_shifted, |i| lat.is_active(i), true, &mut ext);
+            let potential: Vec<f64> = (0..lat.len)
+                .map(|i| if grid.in_s[i] { psi[i] + shift } else { ext[i] })
+                .collect();
+            let marginal = finisher.as_ref().map_or(out.marginal, |a| a.marginal);
+            let mut i = info(
+                out.iterations + finisher.as_ref().map_or(0, |a| a.passes),
+                marginal,
+                objective,
+                kinetic,
+                start,
+                vec![
+                    format!(
+                        "newton {} iterations, {} GMRES products, continuation stages {:?}",
+                        out.iterations, out.linear, out.stages
+                    ),
+                    format!(
+                        "mass shift of the target potential {:.3e} (pressure units; kappa = {:.3e})",
+                        shift, model.kappa
+                    ),
+                ],
+            );
+            if lattice_pair {
+                i.notes.push(format!(
+                    "grid too coarse for the continuum W2 estimate ({:.3e} <= 0): kinetic is the \
+                     grid dual value of the target potential (a lower bound of the lattice W2)",
+                    2.0 * problem.tau * continuum
+                ));
+            }
+            i.history = out.history.clone();
+            if let Some(a) = &finisher {
+                // The ascent settles at the marginal error of its own push-forward formula (1e-2 at
+                // 64², falling with h), not at the requested tolerance: reported as such.
+                i.status = StepStatus::AlmostSolved;
+                let why = if out.converged {
+                    "Newton converged, but its pair was inconsistent (negative W2 estimate)"
+                } else {
+                    out.failure.unwrap_or("the continuation ran out of stages")
+                };
+                i.notes.push(format!(
+                    "back-and-forth finisher: {} passes to marginal error {:.3e} (push-forward \
+                     formula; {why}), {finisher_time:.2} s",
+                    a.passes, a.marginal
+                ));
+                i.history.extend(&a.history);
+            }
+            Ok(StepOutput {
+                rho,
+                flux: None,
+                potential: Some(lat.to_mesh(&potential)),
+                info: i,
             })
         };
-        let continuum = pair_value(&psi);
-        let (transport, lattice_pair) = if continuum > 0.0 {
-            (continuum, false)
-        } else {
-            let mut psi_c = Vec::with_capacity(lat.len);
-            ct.c_transform(&lat, &phi, |i| lat.is_active(i), false, &mut psi_c);
-            (pair_value(&psi_c), true)
-        };
-        // A negative estimate means the target potential is not the step's (the dual value is
-        // then below F(ρ) and the pair certifies nothing): an error, never clamped to 0, which
-        // would hide an F(ρ) above the dual bound (issue 20's energy-inequality breaks).
-        if transport.is_nan() || transport < 0.0 {
-            return Err(StepError::Numerical {
-                solver: NAME.into(),
-                message: format!(
-                    "the dual W2 estimate of the step is negative ({:.3e}): the target \
-                     potential recovered by the c-transform is inconsistent with the source \
-                     potential (grid too coarse for the step's displacements?)",
-                    2.0 * problem.tau * transport
-                ),
-            });
+        match recover(finish_anyway) {
+            // Newton converged but the recovered pair is inconsistent: where supports collide
+            // the source-side solution lets their images overlap (measured: the authors' porous
+            // example at 128², step 1, W² estimate −7.1e-4); the back-and-forth finisher, whose
+            // c-transforms couple the supports, solves the step again from Newton's ψ — the
+            // Newton solve itself is not repeated.
+            Err(StepError::Numerical { .. })
+                if !finish_anyway
+                    && out.converged
+                    && ascent::BackAndForth::applies(&lat, &local) =>
+            {
+                recover(true)
+            }
+            other => other,
         }
-        let kinetic = 2.0 * problem.tau * transport;
-        let rho = lat.to_mesh(&rho_box);
-        let objective = e.value(mesh, &rho) + kinetic / (2.0 * problem.tau);
-        // The potential handed to the next step: ψ + c on the source cells and the c-concave
-        // extension (φ + c)^c elsewhere.
-        let mut ext = Vec::with_capacity(lat.len);
-        let phi_shifted: Vec<f64> = phi.iter().map(|p| p + shift).collect();
-        ct.c_transform(&lat, &phi_shifted, |i| lat.is_active(i), true, &mut ext);
-        let potential: Vec<f64> = (0..lat.len)
-            .map(|i| if grid.in_s[i] { psi[i] + shift } else { ext[i] })
-            .collect();
-        let marginal = finisher.as_ref().map_or(out.marginal, |a| a.marginal);
-        let mut i = info(
-            out.iterations + finisher.as_ref().map_or(0, |a| a.passes),
-            marginal,
-            objective,
-            kinetic,
-            start,
-            vec![
-                format!(
-                    "newton {} iterations, {} GMRES products, continuation stages {:?}",
-                    out.iterations, out.linear, out.stages
-                ),
-                format!(
-                    "mass shift of the target potential {:.3e} (pressure units; kappa = {:.3e})",
-                    shift, model.kappa
-                ),
-            ],
-        );
-        if lattice_pair {
-            i.notes.push(format!(
-                "grid too coarse for the continuum W2 estimate ({:.3e} <= 0): kinetic is the \
-                 grid dual value of the target potential (a lower bound of the lattice W2)",
-                2.0 * problem.tau * continuum
-            ));
-        }
-        i.history = out.history;
-        if let Some(a) = &finisher {
-            // The ascent settles at the marginal error of its own push-forward formula (1e-2 at
-            // 64², falling with h), not at the requested tolerance: reported as such.
-            i.status = StepStatus::AlmostSolved;
-            let why = if out.converged {
-                "Newton converged, but its pair was inconsistent (negative W2 estimate)"
-            } else {
-                out.failure.unwrap_or("the continuation ran out of stages")
-            };
-            i.notes.push(format!(
-                "back-and-forth finisher: {} passes to marginal error {:.3e} (push-forward \
-                 formula; {why}), {finisher_time:.2} s",
-                a.passes, a.marginal
-            ));
-            i.history.extend(&a.history);
-        }
-        Ok(StepOutput {
-            rho,
-            flux: None,
-            potential: Some(lat.to_mesh(&potential)),
-            info: i,
-        })
     }
 }
 
@@ -627,18 +643,6 @@ const DEPARTURE: f64 = 0.5;
 
 /// Pressure drop (in units of κ) along the departure beyond which the wall is left in vacuum.
 const VACUUM: f64 = 5.0;
-
-/// Whether the back-and-forth finisher applies to the step (see `ascent::BackAndForth::applies`).
-fn finisher_applies(problem: &JkoStep<'_>) -> bool {
-    let e = problem.energy;
-    match (
-        lattice(problem.mesh),
-        LocalDual::new(e.entropy, e.porous, e.max_density),
-    ) {
-        (Ok(lat), Some(local)) => ascent::BackAndForth::applies(&lat, &local),
-        _ => false,
-    }
-}
 
 /// κ of the preconditioner: β plus the mass average of m ρ^{m−1} for the porous medium.
 fn pressure_scale(local: &LocalDual, lat: &Lattice, mu: &[f64], mass: f64) -> f64 {
