@@ -92,9 +92,8 @@ fn newton_stage(
     let h = lat.h.iter().copied().fold(f64::INFINITY, f64::min);
     let weak_caps =
         model.local.cap().is_some() && model.kappa * model.tau < SMALL_DIFFUSION * h * h;
-    let smoothing = weak_caps;
     let n_source = in_s.iter().filter(|&&x| x).count().max(1) as f64;
-    ws.fields.cap_smoothing = if smoothing {
+    ws.fields.cap_smoothing = if weak_caps {
         SMOOTHING_START * model.kappa
     } else {
         0.0
@@ -255,7 +254,7 @@ fn newton_stage(
         }
         std::mem::swap(psi, &mut ws.trial);
         previous_merit = eval.merit;
-        if smoothing {
+        if weak_caps {
             let rms = (accepted.map_or(eval.merit, |e| e.merit) / n_source).sqrt();
             ws.fields.cap_smoothing = ws.fields.cap_smoothing.min(SMOOTHING_RATIO * rms);
         }
