@@ -25,6 +25,7 @@ use crate::ctransform::CTransform;
 use crate::dual::LocalDual;
 use crate::lattice::Lattice;
 use crate::poisson::Helmholtz;
+use rayon::prelude::*;
 
 /// The second differences (∂₀₀, ∂₁₁, ∂₀₁) of `f` on a 2D lattice over `o` cells (the authors'
 /// code: o = 2), indices clamped at the walls.
@@ -74,7 +75,8 @@ pub(crate) fn push(
     let kxx: Vec<f64> = dk.iter().map(|d| d[0]).collect();
     let kyy: Vec<f64> = dk.iter().map(|d| d[1]).collect();
     let kxy: Vec<f64> = dk.iter().map(|d| d[2]).collect();
-    for idx in 0..lat.len {
+    // Each cell's value is independent of the others: one task per cell, as ot.rs's push.
+    out.par_iter_mut().enumerate().for_each(|(idx, o)| {
         let (i, j) = (idx / n1, idx % n1);
         let ip = (i + 1).min(n0 - 1);
         let im = i.saturating_sub(1);
@@ -89,21 +91,21 @@ pub(crate) fn push(
         ];
         let v = lat.interpolate(f, &x);
         if v <= 0.0 {
-            out[idx] = 0.0;
-            continue;
+            *o = 0.0;
+            return;
         }
         let hxx = lat.interpolate(&kxx, &x);
         let hyy = lat.interpolate(&kyy, &x);
         let hxy = lat.interpolate(&kxy, &x);
         let det = ((1.0 - s * tau * hxx) * (1.0 - s * tau * hyy) - tau * tau * hxy * hxy).abs();
-        out[idx] = if det > threshold {
+        *o = if det > threshold {
             v / det
         } else {
             let [a, b, c] = dg[idx];
             let det = ((1.0 + s * tau * a) * (1.0 + s * tau * b) - tau * tau * c * c).abs();
             v * det.min(1.0 / eps)
         };
-    }
+    });
 }
 
 /// One JKO step's dual on a 2D lattice without masks.
