@@ -12,7 +12,7 @@
 use crate::krylov::gmres;
 use crate::params::BfmParams;
 use crate::poisson::Helmholtz;
-use crate::source::{CapForm, Coef, Fields, SourceModel};
+use crate::source::{Coef, Fields, SourceModel};
 use rayon::prelude::*;
 
 /// What the solve ends with.
@@ -93,14 +93,6 @@ fn newton_stage(
     let weak_caps =
         model.local.cap().is_some() && model.kappa * model.tau < SMALL_DIFFUSION * h * h;
     let n_source = in_s.iter().filter(|&&x| x).count().max(1) as f64;
-    // The cap's complementarity a = p − U'(s) ≥ 0, b = P(s) − U'(s) ≥ 0, ab = 0 as the
-    // Fischer–Burmeister equation φ(a, b) = 0 where the capped rows are weak, whose merit Σφ² is
-    // continuously differentiable also at the cells that switch branch (the min's is not there).
-    ws.fields.cap_form = if weak_caps {
-        CapForm::FischerBurmeister
-    } else {
-        CapForm::Min
-    };
     ws.fields.cap_smoothing = if weak_caps {
         SMOOTHING_START * model.kappa
     } else {

@@ -492,19 +492,6 @@ pub(crate) struct Fields {
     /// evaluations (0: the exact min). Set by the Newton iteration, which lowers it with the
     /// residual (a smoothing Newton method); no effect without a cap.
     pub cap_smoothing: f64,
-    /// The complementarity function of the cap: the (smoothed) min, or Fischer–Burmeister.
-    pub cap_form: CapForm,
-}
-
-/// How the cap's complementarity a = p − U'(s) ≥ 0, b = P(s) − U'(s) ≥ 0, ab = 0 is written as
-/// one equation per cell (the capped branch b = 0 says s = ρ_max, the free one a = 0 says
-/// p = U'(s)).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum CapForm {
-    /// r = min(a, b), smoothed over ε (see [`smooth_min`]).
-    Min,
-    /// r = a + b − √(a² + b² + 2ε²) (see [`fischer_burmeister`]).
-    FischerBurmeister,
 }
 
 impl Fields {
@@ -514,7 +501,6 @@ impl Fields {
             ghost: Vec::new(),
             ghost_lin: Vec::new(),
             cap_smoothing: 0.0,
-            cap_form: CapForm::Min,
         }
     }
 }
@@ -535,36 +521,6 @@ pub(crate) fn smooth_min(p: f64, q: f64, eps: f64) -> (f64, f64) {
     } else {
         (p - e2 / (root - dpq), (root - dpq) / (2.0 * root))
     }
-}
-
-/// The Fischer–Burmeister function φ(a, b) = a + b − √(a² + b² + 2ε²) (Kanzow's smoothing for
-/// ε > 0) and its derivatives (∂φ/∂a, ∂φ/∂b) = (1 − a/R, 1 − b/R), R the root. φ = 0 exactly
-/// where a ≥ 0, b ≥ 0, ab = 0 (ab = ε² when smoothed), like min(a, b), but ½φ² is continuously
-/// differentiable where ½min(a, b)² is not (a = b, the kink), so a Newton direction for φ is a
-/// descent direction of Σφ² at every cell, also at the ones switching branch. At a = b = 0 with
-/// ε = 0 (not differentiable) the element (1 − 1/√2, 1 − 1/√2) of its generalised Jacobian.
-/// Written without the cancellation of a + b − R where a, b > 0.
-pub(crate) fn fischer_burmeister(a: f64, b: f64, eps: f64) -> (f64, f64, f64) {
-    let root = a.hypot(b).hypot(std::f64::consts::SQRT_2 * eps.max(0.0));
-    if root == 0.0 {
-        let w = 1.0 - std::f64::consts::FRAC_1_SQRT_2;
-        return (0.0, w, w);
-    }
-    let sum = a + b;
-    let phi = if sum > 0.0 {
-        2.0 * (a * b - eps * eps) / (sum + root)
-    } else {
-        sum - root
-    };
-    // 1 − x/R = (R − x)/R, the difference without cancellation where x > 0.
-    let slope = |x: f64, y: f64| {
-        if x > 0.0 {
-            (y * y + 2.0 * eps * eps) / ((root + x) * root)
-        } else {
-            (root - x) / root
-        }
-    };
-    (phi, slope(a, b), slope(b, a))
 }
 
 impl SourceModel<'_> {
@@ -604,7 +560,6 @@ impl SourceModel<'_> {
         self.solve_ghosts(psi, fields, coef.is_some());
         grid.patch_gradients(psi, &fields.ghost, &mut fields.grad);
         let cap_smoothing = fields.cap_smoothing;
-        let cap_form = fields.cap_form;
         let grad = &fields.grad;
         let ghost = &fields.ghost;
         let ns = n_second(d);
@@ -639,25 +594,16 @@ impl SourceModel<'_> {
             }
             let (vt, dv) = lat.interpolate_with_gradient(self.v, &t);
             let p = psi[i] - 0.5 * tau * g2 - vt;
-            // With the cap, r = min(a, b) = min(p, P(s)) − U'(s) or r = φ_FB(a, b), a = p − U'(s),
-            // b = P(s) − U'(s), P = U'(ρ_max) near the cap (LocalDual::capped_pressure), smoothed
-            // over the width ε = `fields.cap_smoothing` (see `smooth_min`, `fischer_burmeister`);
-            // the min with ε = 0 is the semismooth form, derivative 0 in p on capped cells.
+            // With the cap r = min(p, P(s)) − U'(s), P = U'(ρ_max) near the cap (LocalDual::
+            // capped_pressure), the min smoothed over the width ε = `fields.cap_smoothing`
+            // (see `smooth_min`); ε = 0 is the semismooth form, derivative 0 in p on capped cells.
             let du = self.local.du(s);
-            // (the residual, its weights ∂r/∂a, ∂r/∂b and the factor f of κ on the capped branch)
-            let (res, wa, wb, f) = match self.local.capped_pressure(s) {
-                None => (p - du, 1.0, 0.0, 1.0),
-                Some((cap_p, f)) => match cap_form {
-                    CapForm::Min => {
-                        let (m, w) = smooth_min(p, cap_p, cap_smoothing);
-                        (m - du, w, 1.0 - w, f)
-                    }
-                    CapForm::FischerBurmeister => {
-                        let (phi, wa, wb) = fischer_burmeister(p - du, cap_p - du, cap_smoothing);
-                        (phi, wa, wb, f)
-                    }
-                },
-            };
+            // (the smoothed min, its weight ∂/∂p, the factor of κ on the capped branch)
+            let branch = self.local.capped_pressure(s).map(|(cap_p, f)| {
+                let (m, w) = smooth_min(p, cap_p, cap_smoothing);
+                (m, w, f)
+            });
+            let res = branch.map_or(p, |(m, _, _)| m) - du;
             if !res.is_finite() {
                 return None;
             }
@@ -665,16 +611,16 @@ impl SourceModel<'_> {
             if let Some(cf) = cf {
                 let inv = spd_inverse(&l, d);
                 let mut k_coef = [0.0; 10];
-                // δa = δp − U''δs, δb = P'δs − U''δs = −f U''δs and U''δs = κτ tr(A⁻¹D²δψ), so
-                // δr = w_a δp − κτ (w_a + w_b f) tr(A⁻¹D²δψ), where δp = δψ + τ(∇V(T) − ∇ψ)·∇δψ and
-                // w_b (f − 1) is the share of the raised kink's slope (w_b = 1 − w_a for the min).
-                if wa > 0.0 {
-                    k_coef[0] = wa;
+                // δr = w δp − κτ (w + (1 − w) f) tr(A⁻¹D²δψ), w = ∂min/∂p, where δp = δψ +
+                // τ(∇V(T) − ∇ψ)·∇δψ and (1 − w)(f − 1) is the share of the raised kink's slope.
+                let w = branch.map_or(1.0, |(_, w, _)| w);
+                if w > 0.0 {
+                    k_coef[0] = w;
                     for q in 0..d {
-                        k_coef[1 + q] = wa * tau * (dv[q] - g[q]);
+                        k_coef[1 + q] = w * tau * (dv[q] - g[q]);
                     }
                 }
-                let factor = wa + wb * f;
+                let factor = branch.map_or(1.0, |(_, w, f)| w + (1.0 - w) * f);
                 let scale = -self.local.kappa(s) * tau * factor;
                 for k in 0..ns {
                     let (p, q) = pair(d, k);
@@ -1067,23 +1013,16 @@ mod tests {
                 LocalDual::new(Some(0.05), None, Some(1.0)).unwrap(),
             ),
         ];
-        // With a cap, the exact min and Fischer–Burmeister (ε = 0) and their smoothings.
+        // With a cap, both the exact min (ε = 0) and the smoothed one.
         let cases = cases.into_iter().flat_map(|(mesh, local)| {
-            let forms: &[(f64, CapForm)] = if local.cap().is_some() {
-                &[
-                    (0.0, CapForm::Min),
-                    (0.02, CapForm::Min),
-                    (0.0, CapForm::FischerBurmeister),
-                    (0.02, CapForm::FischerBurmeister),
-                ]
+            let widths: &[f64] = if local.cap().is_some() {
+                &[0.0, 0.02]
             } else {
-                &[(0.0, CapForm::Min)]
+                &[0.0]
             };
-            forms
-                .iter()
-                .map(move |&(eps, form)| (mesh.clone(), local, eps, form))
+            widths.iter().map(move |&eps| (mesh.clone(), local, eps))
         });
-        for (mesh, local, eps, form) in cases {
+        for (mesh, local, eps) in cases {
             let lat = Lattice::of_mesh(&mesh).unwrap();
             let d = lat.dim();
             let mut seed = 7u64;
@@ -1140,7 +1079,6 @@ mod tests {
                 .collect();
             let mut fields = Fields::new();
             fields.cap_smoothing = eps;
-            fields.cap_form = form;
             let mut r0 = vec![0.0; lat.len];
             let mut coef = vec![[0.0; 10]; lat.len];
             model
@@ -1163,10 +1101,7 @@ mod tests {
             }
             // Kinks (the interpolation of V, the min of the cap) can sit between ψ and ψ + εv:
             // compare in the max norm relative to the size of Jv.
-            assert!(
-                worst < 1e-4 * scale,
-                "dim {d}, ε {eps}, {form:?}: {worst} vs {scale}"
-            );
+            assert!(worst < 1e-4 * scale, "dim {d}, ε {eps}: {worst} vs {scale}");
         }
     }
 
@@ -1199,52 +1134,5 @@ mod tests {
         assert!((m - 0.99).abs() < 1e-15 && (w - 0.5).abs() < 1e-15);
         let (m, _) = smooth_min(1e8, 0.0, 1e-6);
         assert!(m < 0.0 && m > -1e-19, "{m}");
-    }
-
-    /// Fischer–Burmeister: zero exactly on the complementarity set {a, b ≥ 0, ab = 0} for ε = 0
-    /// (and on ab = ε² when smoothed), of the sign of min(a, b) otherwise, its derivatives
-    /// against central differences, and no cancellation for a ≫ b > 0.
-    #[test]
-    fn fischer_burmeister_zeros_signs_and_derivatives() {
-        for (a, b) in [(0.0, 0.0), (0.0, 2.5), (3.0, 0.0)] {
-            assert_eq!(fischer_burmeister(a, b, 0.0).0, 0.0, "{a} {b}");
-        }
-        let (phi, wa, wb) = fischer_burmeister(0.0, 0.0, 0.0);
-        assert!(phi == 0.0 && (wa - wb).abs() == 0.0 && wa > 0.0);
-        let (phi, _, _) = fischer_burmeister(2.0, 0.5, 1.0);
-        assert!(phi.abs() < 1e-15, "ab = ε²: {phi}");
-        let mut seed = 5u64;
-        for _ in 0..200 {
-            let a = 4.0 * lcg(&mut seed) - 2.0;
-            let b = 4.0 * lcg(&mut seed) - 2.0;
-            let eps = if lcg(&mut seed) < 0.5 {
-                0.0
-            } else {
-                0.1 * lcg(&mut seed)
-            };
-            let (phi, wa, wb) = fischer_burmeister(a, b, eps);
-            if eps == 0.0 {
-                assert_eq!(phi.signum(), a.min(b).signum(), "{a} {b}");
-                assert!(
-                    phi.abs() <= (2.0 + std::f64::consts::SQRT_2) * a.min(b).abs() + 1e-15
-                        && phi.abs() >= (2.0 - std::f64::consts::SQRT_2) * a.min(b).abs() - 1e-15
-                );
-            }
-            assert!((0.0..=2.0).contains(&wa) && (0.0..=2.0).contains(&wb));
-            let e = 1e-6;
-            let fa = (fischer_burmeister(a + e, b, eps).0 - fischer_burmeister(a - e, b, eps).0)
-                / (2.0 * e);
-            let fb = (fischer_burmeister(a, b + e, eps).0 - fischer_burmeister(a, b - e, eps).0)
-                / (2.0 * e);
-            assert!(
-                (fa - wa).abs() < 1e-6 && (fb - wb).abs() < 1e-6,
-                "{a} {b} {eps}"
-            );
-        }
-        let (phi, _, wb) = fischer_burmeister(1e8, 1e-3, 0.0);
-        assert!(
-            (phi - 1e-3).abs() < 1e-14 && (wb - 1.0).abs() < 1e-10,
-            "{phi} {wb}"
-        );
     }
 }
