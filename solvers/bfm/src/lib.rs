@@ -358,7 +358,8 @@ impl BfmSolver {
             .filter(|p| p.len() == lat.box_index.len())
             .map(|p| lat.to_box(p, f64::NAN))
             .filter(|p| (0..lat.len).all(|i| !grid.in_s[i] || p[i].is_finite()));
-        let out = newton::solve(&model, &self.params, warm_psi);
+        let finisher_applies = ascent::BackAndForth::applies(&lat, &local);
+        let out = newton::solve(&model, &self.params, warm_psi, finisher_applies);
         // The recovery of (φ, ρ) and the certificate from Newton's ψ, or from the back-and-forth
         // finisher's φ (with `finish_anyway`, or when Newton failed).
         let recover = |finish_anyway: bool| -> Result<StepOutput, StepError> {
