@@ -50,6 +50,9 @@ struct Workspace {
     /// The capped block's right-hand side and solution inside one preconditioner application.
     capped_values: Vec<f64>,
     helm: Helmholtz,
+    /// With the finisher behind Newton and more than one part of the source: the parts'
+    /// labels ([`source_parts`]) and a gradient buffer for [`images_touch`].
+    contact: Option<(Vec<u32>, Vec<[f64; 3]>)>,
 }
 
 /// Initial smoothing width of the cap's min, in units of the pressure scale κ.
@@ -253,6 +256,17 @@ fn newton_stage(
             );
         }
         std::mem::swap(psi, &mut ws.trial);
+        // Colliding supports: Newton would go on to a solution whose images overlap (measured:
+        // the authors' example at 128², step 1: 21 iterations, 3313 GMRES products, then a
+        // negative W² estimate); the finisher takes over from the last solved stage.
+        if let Some((label, grad)) = ws.contact.as_mut()
+            && images_touch(model, psi, label, grad, 0)
+        {
+            return Stage {
+                end: StageEnd::Failed(TOUCH),
+                marginal: eval.marginal,
+            };
+        }
         previous_merit = eval.merit;
         if weak_caps {
             let rms = (accepted.map_or(eval.merit, |e| e.merit) / n_source).sqrt();
@@ -310,10 +324,17 @@ fn mask(v: &mut [f64], in_s: &[bool]) {
 /// applies (1e-6 otherwise).
 const FINISHER_INCREMENT: f64 = 1e-2;
 
+/// Why a stage failed when the images of two parts of the support touch.
+const TOUCH: &str = "the images of two parts of the support touch (colliding supports)";
+
 /// Label of the cells off the source in [`source_parts`].
 const OFF_SOURCE: u32 = u32::MAX;
 
-/// Images of two parts of the source closer than this many cells (along every axis) touch.
+/// After a failed continuation stage, the last solved stage's images of two parts of the
+/// source carried to the failed τ' touch when closer than this many cells along every axis
+/// (the stage failed as they came together); a Newton iterate's images when they share a cell
+/// (reach 0: within two cells the parts may still be apart, as at 64² step 1 of the authors'
+/// example, which Newton solves).
 const CONTACT_CELLS: isize = 1;
 
 /// The connected parts of the source set (cells sharing a face): a label per box cell
@@ -352,7 +373,7 @@ fn source_parts(grid: &SourceGrid<'_>) -> (Vec<u32>, u32) {
 }
 
 /// Whether the images x − τ∇ψ(x) of two different parts of the source (labels from
-/// [`source_parts`]) land within [`CONTACT_CELLS`] cells of each other: the supports collide
+/// [`source_parts`]) land within `reach` cells of each other along every axis: the supports collide
 /// during the step, which the source-side system, moving each part as if the others did not
 /// exist, cannot represent (docs/mathematics.md §5, "Colliding supports").
 fn images_touch(
@@ -360,6 +381,7 @@ fn images_touch(
     psi: &[f64],
     label: &[u32],
     grad: &mut Vec<[f64; 3]>,
+    reach: isize,
 ) -> bool {
     let lat = model.grid.lat;
     let d = lat.dim();
@@ -373,8 +395,8 @@ fn images_touch(
             let y = lat.centre(a, c[a]) - model.tau * grad[i][a];
             let n = lat.shape[a] as isize;
             let j = (((y - lat.lower[a]) / lat.h[a]).floor() as isize).clamp(0, n - 1);
-            lo[a] = (j - CONTACT_CELLS).max(0);
-            hi[a] = (j + CONTACT_CELLS).min(n - 1);
+            lo[a] = (j - reach).max(0);
+            hi[a] = (j + reach).min(n - 1);
         }
         // Every cell of the block lo..=hi (one axis after the other).
         let mut at = lo;
@@ -421,7 +443,14 @@ pub(crate) fn solve(
         edge_values: Vec::new(),
         capped_values: Vec::new(),
         helm: Helmholtz::new(model.grid.lat),
+        contact: None,
     };
+    if with_finisher {
+        let (label, count) = source_parts(model.grid);
+        if count > 1 {
+            ws.contact = Some((label, Vec::new()));
+        }
+    }
     let mut counters = (0usize, 0usize, Vec::new());
     let tau = model.tau;
     let mut stages = vec![tau];
@@ -467,7 +496,6 @@ pub(crate) fn solve(
     let mut t_done = 0.0;
     let mut increment = t_try;
     let mut converged = false;
-    let mut parts: Option<(Vec<u32>, u32)> = None;
     // With the finisher behind it, a continuation that must cut its increment below
     // FINISHER_INCREMENT·τ is at its limit (measured on the authors' example at 64²: the steps
     // Newton reached τ on, 4 and 5, never cut below 3.1e-2·τ and 1.6e-2·τ; the steps where it ran out
@@ -525,14 +553,12 @@ pub(crate) fn solve(
                 // takes over from the last solved stage.
                 // The images are those of the last solved stage's velocity ∇ψ carried to the
                 // failed stage's τ'.
-                if with_finisher && t_done > 0.0 {
-                    let (label, count) = parts.get_or_insert_with(|| source_parts(model.grid));
-                    if *count > 1 && images_touch(&at(t_try), &good, label, &mut ws.fields.grad) {
-                        failure = Some(
-                            "the images of two parts of the support touch (colliding supports)",
-                        );
-                        break;
-                    }
+                if t_done > 0.0
+                    && let Some((label, grad)) = ws.contact.as_mut()
+                    && (why == TOUCH || images_touch(&at(t_try), &good, label, grad, CONTACT_CELLS))
+                {
+                    failure = Some(TOUCH);
+                    break;
                 }
                 increment *= 0.5;
                 if increment < min_increment * tau {
@@ -572,7 +598,7 @@ mod tests {
     /// Two squares of source four cells apart (three vacuum cells between them) on a 32² grid,
     /// moved towards or away from each other by `cells` cells each by the linear potential
     /// ψ = ∓(δ/τ)x₁ (the map x − τ∇ψ a translation): whether their images touch.
-    fn squares_touch(cells: f64) -> (u32, bool) {
+    fn squares_touch(cells: f64) -> (u32, bool, bool) {
         let n = 32;
         let mesh = Mesh::grid(&[n, n], &[0.0, 0.0], &[1.0, 1.0]).unwrap();
         let lat = Lattice::of_mesh(&mesh).unwrap();
@@ -610,17 +636,19 @@ mod tests {
             mass: 1.0,
         };
         let (label, parts) = source_parts(&grid);
-        (parts, images_touch(&model, &psi, &label, &mut Vec::new()))
+        let touch = |reach| images_touch(&model, &psi, &label, &mut Vec::new(), reach);
+        (parts, touch(CONTACT_CELLS), touch(0))
     }
 
-    /// Images two cells apart or closer touch; three cells apart, or moving apart, do not
-    /// (the geometry by hand: the facing columns 10 and 14 move to 10 + δ and 14 − δ).
+    /// Images two cells apart or closer touch with reach 1, in one cell with reach 0; three
+    /// cells apart, or moving apart, do not (the geometry by hand: the facing columns 10 and
+    /// 14 move to 10 + δ and 14 − δ).
     #[test]
     fn images_of_two_parts_touch_when_they_meet() {
-        assert_eq!(squares_touch(0.0), (2, false));
-        assert_eq!(squares_touch(0.5), (2, false));
-        assert_eq!(squares_touch(1.0), (2, true));
-        assert_eq!(squares_touch(3.0), (2, true));
-        assert_eq!(squares_touch(-2.0), (2, false));
+        assert_eq!(squares_touch(0.0), (2, false, false));
+        assert_eq!(squares_touch(0.5), (2, false, false));
+        assert_eq!(squares_touch(1.0), (2, true, false));
+        assert_eq!(squares_touch(2.0), (2, true, true));
+        assert_eq!(squares_touch(-2.0), (2, false, false));
     }
 }
