@@ -353,9 +353,9 @@ fn source_parts(grid: &SourceGrid<'_>) -> (Vec<u32>, u32) {
         stack.push(seed);
         while let Some(i) = stack.pop() {
             let c = lat.coords(i);
-            for a in 0..lat.dim() {
+            for (a, &ca) in c.iter().enumerate().take(lat.dim()) {
                 for dir in [-1isize, 1] {
-                    let j = c[a] as isize + dir;
+                    let j = ca as isize + dir;
                     if j < 0 || j >= lat.shape[a] as isize {
                         continue;
                     }
