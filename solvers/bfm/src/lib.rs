@@ -52,7 +52,9 @@
 //! on 2D grids without masks the step is then finished by the back-and-forth ascent (module
 //! `ascent`), whose c-transforms couple every part of the support; it stops where its marginal
 //! error (the authors' push-forward formula) has settled, and the recovery and its certificate
-//! are the same as after Newton (docs/mathematics.md §5, "Colliding supports").
+//! are the same as after Newton (docs/mathematics.md §5, "Colliding supports"). Where the
+//! finisher applies Newton hands over early: when an iterate's images of two parts of the
+//! support share a cell, or when the continuation in τ stalls (module `newton`).
 //!
 //! ## Walls and obstacles
 //! Masked cells are excluded from the c-transforms and are walls for the map: mirrored
