@@ -199,8 +199,9 @@ impl LocalDual {
             return Some(0.0);
         }
         // Bracket the root, from twice the Newton step at 0 where there is one: the shift is
-        // usually small against the pressure scale (the back-and-forth finisher shifts φ once
-        // per pass by ~1e-4 κ), and a bracket of width `scale` cost ~10 more evaluations.
+        // usually small against `scale` (the back-and-forth finisher shifts φ once per pass,
+        // after an ascent step that changes the mass little), and a bracket of width `scale`
+        // costs the bisections down to it.
         let newton0 = -g0 / dg0;
         let (mut lo, mut hi) = (0.0, 0.0);
         let mut step = if dg0 > 0.0 && newton0.is_finite() && newton0 != 0.0 {
