@@ -9,7 +9,8 @@
 //! stopping rule, `BFM_TOL`, default 1e-9), the mass error and the wall time; at the end the mean
 //! step time and per GMRES product. `cargo run --profile test -p jko-bfm --example authors_porous
 //! -- 128 256 512` (`BFM_STEPS=n`, default 20; `BFM_M` the exponent, default 2; `BFM_STAGES` the
-//! continuation stages, `[solver] max_stages`, default 40; `BFM_MAP` prints a
+//! continuation stages, `[solver] max_stages`, default 40; `BFM_NOTES` prints every note of a
+//! step (the continuation's stages); `BFM_MAP` prints a
 //! character map of each density, `BFM_DUMP=tag` writes it to /tmp/rho_{n}_{step}_{tag}.txt).
 //! Steps finished by the back-and-forth ascent (colliding supports) print its note; their
 //! "Newton its" count Newton iterations and ascent passes together.
@@ -65,7 +66,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "{n}x{n} step {step:2}: {:3} Newton its, {:5} GMRES products, marginal {:.1e}, mass err {:.1e}, {:.3} s",
                 out.info.iterations, prods, out.info.primal_residual, mass_err, dt
             );
-            for note in out.info.notes.iter().filter(|n| n.contains("finisher")) {
+            let all_notes = std::env::var("BFM_NOTES").is_ok();
+            for note in out
+                .info
+                .notes
+                .iter()
+                .filter(|n| all_notes || n.contains("finisher"))
+            {
                 println!("  {note}");
             }
             total += dt;

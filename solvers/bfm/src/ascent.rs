@@ -27,9 +27,10 @@ use crate::lattice::Lattice;
 use crate::poisson::Helmholtz;
 use rayon::prelude::*;
 
-/// The second differences (∂₀₀, ∂₁₁, ∂₀₁) of `f` on a 2D lattice over `o` cells (the authors'
-/// code: o = 2), indices clamped at the walls.
-pub(crate) fn second(lat: &Lattice, f: &[f64], o: isize) -> Vec<[f64; 3]> {
+/// The second differences (∂₀₀, ∂₁₁, ∂₀₁) of `f` at cell (i, j) of a 2D lattice over `o` cells
+/// (the authors' code: o = 2), indices clamped at the walls.
+#[inline]
+fn second_at(lat: &Lattice, f: &[f64], o: isize, i: isize, j: isize) -> [f64; 3] {
     let (n0, n1) = (lat.shape[0], lat.shape[1]);
     let (h0, h1) = (lat.h[0], lat.h[1]);
     let at = |i: isize, j: isize| {
@@ -38,24 +39,46 @@ pub(crate) fn second(lat: &Lattice, f: &[f64], o: isize) -> Vec<[f64; 3]> {
         f[i * n1 + j]
     };
     let of = (o * o) as f64;
-    (0..lat.len)
-        .map(|k| {
-            let (i, j) = ((k / n1) as isize, (k % n1) as isize);
-            let c = at(i, j);
-            [
-                (at(i + o, j) - 2.0 * c + at(i - o, j)) / (of * h0 * h0),
-                (at(i, j + o) - 2.0 * c + at(i, j - o)) / (of * h1 * h1),
-                (at(i + 1, j + 1) - at(i + 1, j - 1) - at(i - 1, j + 1) + at(i - 1, j - 1))
-                    / (4.0 * h0 * h1),
-            ]
-        })
-        .collect()
+    let c = at(i, j);
+    [
+        (at(i + o, j) - 2.0 * c + at(i - o, j)) / (of * h0 * h0),
+        (at(i, j + o) - 2.0 * c + at(i, j - o)) / (of * h1 * h1),
+        (at(i + 1, j + 1) - at(i + 1, j - 1) - at(i - 1, j + 1) + at(i - 1, j - 1))
+            / (4.0 * h0 * h1),
+    ]
+}
+
+/// The bilinear interpolation weights at `x` on a 2D lattice without masks, as
+/// [`Lattice::interpolate`] (clamped into the box of cell centres): the four corner indices
+/// and their weights.
+#[inline]
+fn corners(lat: &Lattice, x: [f64; 2]) -> ([usize; 4], [f64; 4]) {
+    let n1 = lat.shape[1];
+    let mut j = [0usize; 2];
+    let mut t = [0.0f64; 2];
+    for a in 0..2 {
+        let n = lat.shape[a];
+        let u = ((x[a] - lat.lower[a]) / lat.h[a] - 0.5).clamp(0.0, (n - 1) as f64);
+        j[a] = (u.floor() as usize).min(n.saturating_sub(2));
+        t[a] = u - j[a] as f64;
+    }
+    let base = j[0] * n1 + j[1];
+    let (s0, s1) = (usize::from(lat.shape[0] > 1) * n1, usize::from(n1 > 1));
+    (
+        [base, base + s1, base + s0, base + s0 + s1],
+        [
+            (1.0 - t[0]) * (1.0 - t[1]),
+            (1.0 - t[0]) * t[1],
+            t[0] * (1.0 - t[1]),
+            t[0] * t[1],
+        ],
+    )
 }
 
 /// out(y) = f(y + s τ∇g(y)) / |det(I − s τ D²k(·))| at the far end, or f(·)|det(I + s τ D²g(y))|
 /// (at most 1/ε) where that determinant is below `threshold`: the push of f by the map of g,
 /// k the other potential, second differences over `o` cells. `s` = +1: μ pushed by φ (forth);
-/// −1: ρ pulled back by ψ (back).
+/// −1: ρ pulled back by ψ (back). `dk` is scratch for the second differences of k.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn push(
     lat: &Lattice,
@@ -65,18 +88,19 @@ pub(crate) fn push(
     s: f64,
     threshold: f64,
     o: isize,
+    dk: &mut Vec<[f64; 3]>,
     out: &mut [f64],
 ) {
     let (n0, n1) = (lat.shape[0], lat.shape[1]);
     let (h0, h1) = (lat.h[0], lat.h[1]);
-    let dk = second(lat, k, o);
-    let dg = second(lat, g, o);
+    dk.resize(lat.len, [0.0; 3]);
+    dk.par_iter_mut().enumerate().for_each(|(idx, d)| {
+        *d = second_at(lat, k, o, (idx / n1) as isize, (idx % n1) as isize);
+    });
+    let dk: &[[f64; 3]] = dk;
     let eps = (h0 / (lat.shape[0] as f64 * h0)).sqrt();
-    let kxx: Vec<f64> = dk.iter().map(|d| d[0]).collect();
-    let kyy: Vec<f64> = dk.iter().map(|d| d[1]).collect();
-    let kxy: Vec<f64> = dk.iter().map(|d| d[2]).collect();
     // Each cell's value is independent of the others: one task per cell, as ot.rs's push.
-    out.par_iter_mut().enumerate().for_each(|(idx, o)| {
+    out.par_iter_mut().enumerate().for_each(|(idx, o_)| {
         let (i, j) = (idx / n1, idx % n1);
         let ip = (i + 1).min(n0 - 1);
         let im = i.saturating_sub(1);
@@ -87,21 +111,25 @@ pub(crate) fn push(
         let x = [
             lat.centre(0, i) + s * tau * gx,
             lat.centre(1, j) + s * tau * gy,
-            0.0,
         ];
-        let v = lat.interpolate(f, &x);
+        let (at, w) = corners(lat, x);
+        let v: f64 = (0..4).map(|c| w[c] * f[at[c]]).sum();
         if v <= 0.0 {
-            *o = 0.0;
+            *o_ = 0.0;
             return;
         }
-        let hxx = lat.interpolate(&kxx, &x);
-        let hyy = lat.interpolate(&kyy, &x);
-        let hxy = lat.interpolate(&kxy, &x);
+        let mut hk = [0.0; 3];
+        for c in 0..4 {
+            for (h, d) in hk.iter_mut().zip(dk[at[c]]) {
+                *h += w[c] * d;
+            }
+        }
+        let [hxx, hyy, hxy] = hk;
         let det = ((1.0 - s * tau * hxx) * (1.0 - s * tau * hyy) - tau * tau * hxy * hxy).abs();
-        *o = if det > threshold {
+        *o_ = if det > threshold {
             v / det
         } else {
-            let [a, b, c] = dg[idx];
+            let [a, b, c] = second_at(lat, g, o, i as isize, j as isize);
             let det = ((1.0 + s * tau * a) * (1.0 + s * tau * b) - tau * tau * c * c).abs();
             v * det.min(1.0 / eps)
         };
@@ -156,30 +184,39 @@ impl BackAndForth<'_> {
         lat.dim() == 2 && lat.active.is_none() && local.free_boundary_exponent().is_some()
     }
 
-    fn density(&self, phi: &[f64]) -> Vec<f64> {
-        phi.iter()
-            .zip(self.v)
-            .map(|(p, v)| self.local.rho(p - v))
-            .collect()
+    fn density(&self, phi: &[f64], rho: &mut [f64]) {
+        rho.par_iter_mut()
+            .zip(phi.par_iter().zip(self.v))
+            .for_each(|(r, (p, v))| *r = self.local.rho(p - v));
     }
 
-    /// φ ← (φ^c)^c̄ + c with the c that gives ρ(φ − V) the mass of μ; returns ψ = φ^c.
-    fn concave_with_mass(&self, ct: &mut CTransform, phi: &mut Vec<f64>) -> Option<Vec<f64>> {
+    /// φ shifted by the c that gives ρ(φ − V) the mass of μ, and ψ = φ^c. `phi` must be
+    /// c-concave already (a c̄-transform, as at every pass's start), so that (φ^c)^c̄ = φ: on
+    /// the grid the two transforms are a min and a max over the same finite set of cells,
+    /// and the round trip of a c̄-transform returns it.
+    fn shift_to_mass(
+        &self,
+        ct: &mut CTransform,
+        phi: &mut [f64],
+        psi: &mut Vec<f64>,
+        pv: &mut [f64],
+    ) -> Option<()> {
         let lat = self.lat;
-        let mut psi = Vec::with_capacity(lat.len);
-        ct.c_transform(lat, phi, |_| true, false, &mut psi);
-        ct.cbar_transform(lat, &psi, |_| true, false, phi);
-        let pv: Vec<f64> = phi.iter().zip(self.v).map(|(a, b)| a - b).collect();
+        ct.c_transform(lat, phi, |_| true, false, psi);
+        pv.par_iter_mut()
+            .zip(phi.par_iter().zip(self.v))
+            .for_each(|(q, (p, v))| *q = p - v);
         let c = self
             .local
-            .mass_shift(&pv, |_| true, lat.volume, self.mass)
+            .mass_shift(pv, |_| true, lat.volume, self.mass)
             .filter(|c| c.is_finite())?;
-        phi.iter_mut().for_each(|p| *p += c);
-        psi.iter_mut().for_each(|p| *p += c);
-        Some(psi)
+        phi.par_iter_mut().for_each(|p| *p += c);
+        psi.par_iter_mut().for_each(|p| *p += c);
+        Some(())
     }
 
-    /// Runs from `phi` until the marginal error is at most `tol` or after `max_pass` passes.
+    /// Runs from `phi`, a c̄-transform (c-concave), until the marginal error is at most `tol` or
+    /// after `max_pass` passes.
     /// `None` when no shift gives the mass (φ − V unbounded below everywhere).
     pub fn run(&self, mut phi: Vec<f64>, tol: f64, max_pass: usize) -> Option<Ascent> {
         let lat = self.lat;
@@ -191,13 +228,18 @@ impl BackAndForth<'_> {
         let theta2 = self.tau * mu_max;
         let mut push_f = vec![0.0; n];
         let mut f = vec![0.0; n];
+        let mut rho = vec![0.0; n];
+        let mut psi = Vec::with_capacity(n);
+        let mut pv = vec![0.0; n];
+        let mut dk = Vec::with_capacity(n);
         let mut history = Vec::new();
         let mut best: Option<(f64, Vec<f64>)> = None;
         let mut settled = false;
         for pass in 0..=max_pass {
-            // forth: φ c-concave with the mass, its marginal error, one ascent step in φ.
-            let psi = self.concave_with_mass(&mut ct, &mut phi)?;
-            let rho = self.density(&phi);
+            // forth: φ (a c̄-transform) shifted to the mass, its marginal error, one ascent
+            // step in φ.
+            self.shift_to_mass(&mut ct, &mut phi, &mut psi, &mut pv)?;
+            self.density(&phi, &mut rho);
             push(
                 lat,
                 self.tau,
@@ -206,11 +248,12 @@ impl BackAndForth<'_> {
                 1.0,
                 0.2,
                 1,
+                &mut dk,
                 &mut push_f,
             );
-            for i in 0..n {
-                f[i] = push_f[i] - rho[i];
-            }
+            f.par_iter_mut()
+                .zip(push_f.par_iter().zip(&rho))
+                .for_each(|(d, (a, b))| *d = a - b);
             let marginal = w * f.iter().map(|x| x.abs()).sum::<f64>() / self.mass;
             history.push(marginal);
             if cfg!(feature = "trace") {
@@ -235,11 +278,12 @@ impl BackAndForth<'_> {
                 .fold(0.0f64, f64::max)
                 .max(1e-12);
             hh.solve(&mut f, theta1, theta2);
-            phi.iter_mut().zip(&f).for_each(|(p, u)| *p += SIGMA * u);
+            phi.par_iter_mut()
+                .zip(&f)
+                .for_each(|(p, u)| *p += SIGMA * u);
             // back: ψ = φ^c, one ascent step in ψ, φ = ψ^c̄.
-            let mut psi = Vec::with_capacity(n);
             ct.c_transform(lat, &phi, |_| true, false, &mut psi);
-            let rho = self.density(&phi);
+            self.density(&phi, &mut rho);
             push(
                 lat,
                 self.tau,
@@ -248,13 +292,16 @@ impl BackAndForth<'_> {
                 -1.0,
                 0.99,
                 1,
+                &mut dk,
                 &mut push_f,
             );
-            for i in 0..n {
-                f[i] = self.mu[i] - push_f[i];
-            }
+            f.par_iter_mut()
+                .zip(self.mu.par_iter().zip(&push_f))
+                .for_each(|(d, (a, b))| *d = a - b);
             hh.solve(&mut f, theta1, theta2);
-            psi.iter_mut().zip(&f).for_each(|(p, u)| *p += SIGMA * u);
+            psi.par_iter_mut()
+                .zip(&f)
+                .for_each(|(p, u)| *p += SIGMA * u);
             ct.cbar_transform(lat, &psi, |_| true, false, &mut phi);
         }
         let (marginal, phi) = best?;

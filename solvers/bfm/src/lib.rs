@@ -52,7 +52,9 @@
 //! on 2D grids without masks the step is then finished by the back-and-forth ascent (module
 //! `ascent`), whose c-transforms couple every part of the support; it stops where its marginal
 //! error (the authors' push-forward formula) has settled, and the recovery and its certificate
-//! are the same as after Newton (docs/mathematics.md §5, "Colliding supports").
+//! are the same as after Newton (docs/mathematics.md §5, "Colliding supports"). Where the
+//! finisher applies Newton hands over early: when an iterate's images of two parts of the
+//! support share a cell, or when the continuation in τ stalls (module `newton`).
 //!
 //! ## Walls and obstacles
 //! Masked cells are excluded from the c-transforms and are walls for the map: mirrored
@@ -358,7 +360,8 @@ impl BfmSolver {
             .filter(|p| p.len() == lat.box_index.len())
             .map(|p| lat.to_box(p, f64::NAN))
             .filter(|p| (0..lat.len).all(|i| !grid.in_s[i] || p[i].is_finite()));
-        let out = newton::solve(&model, &self.params, warm_psi);
+        let finisher_applies = ascent::BackAndForth::applies(&lat, &local);
+        let out = newton::solve(&model, &self.params, warm_psi, finisher_applies);
         // The recovery of (φ, ρ) and the certificate from Newton's ψ, or from the back-and-forth
         // finisher's φ (with `finish_anyway`, or when Newton failed).
         let recover = |finish_anyway: bool| -> Result<StepOutput, StepError> {

@@ -52,6 +52,7 @@ impl Authors<'_> {
         let mut hh = Helmholtz::new(lat);
         let mut psi = vec![0.0; n];
         let mut push = vec![0.0; n];
+        let mut dk = Vec::new();
         let mut f = vec![0.0; n];
         let (mut prev_f, mut prev_b) = (1.0, 1.0);
         let rho = |p: &[f64], vv: &[f64]| -> Vec<f64> {
@@ -97,7 +98,17 @@ impl Authors<'_> {
             }
             phi.iter_mut().for_each(|p| *p += c);
             let r = rho(phi, v);
-            ascent::push(lat, self.tau, mu, (phi, &psi), 1.0, 0.2, 2, &mut push);
+            ascent::push(
+                lat,
+                self.tau,
+                mu,
+                (phi, &psi),
+                1.0,
+                0.2,
+                2,
+                &mut dk,
+                &mut push,
+            );
             for i in 0..n {
                 f[i] = push[i] - r[i];
             }
@@ -105,7 +116,17 @@ impl Authors<'_> {
             // back
             ct.c_transform(lat, phi, |i| lat.is_active(i), false, &mut psi);
             let r = rho(phi, v);
-            ascent::push(lat, self.tau, &r, (&psi, phi), -1.0, 0.99, 2, &mut push);
+            ascent::push(
+                lat,
+                self.tau,
+                &r,
+                (&psi, phi),
+                -1.0,
+                0.99,
+                2,
+                &mut dk,
+                &mut push,
+            );
             for i in 0..n {
                 f[i] = mu[i] - push[i];
             }
@@ -315,5 +336,75 @@ mod timing {
         time("helmholtz", reps, || {
             hh.solve(&mut out, 1.0, 0.1);
         });
+    }
+
+    /// Time of the pieces of one back-and-forth pass (the finisher, ascent.rs) on the authors'
+    /// porous example's first density (m = 2, τ = 0.1; `BFM_N` cells a side, default 128), and
+    /// of whole passes. `cargo test --profile test -p jko-bfm finisher_pieces -- --ignored
+    /// --nocapture`
+    #[test]
+    #[ignore]
+    fn finisher_pieces() {
+        use crate::ascent::{BackAndForth, push};
+        use crate::ctransform::CTransform;
+        let (_, lat) = super::square_grid(128, 0.0, 1.0);
+        let tau = 0.1;
+        let square = |x: f64, y: f64, c: [f64; 2]| (x - c[0]).abs() < 0.1 && (y - c[1]).abs() < 0.1;
+        let mu: Vec<f64> = (0..lat.len)
+            .map(|i| {
+                let c = lat.coords(i);
+                let (x, y) = (lat.centre(0, c[0]), lat.centre(1, c[1]));
+                let inside = [[0.3, 0.3], [0.3, 0.7], [0.7, 0.3]]
+                    .iter()
+                    .any(|&q| square(x, y, q));
+                if inside { 1.0 / 6.0 } else { 0.0 }
+            })
+            .collect();
+        let v: Vec<f64> = (0..lat.len)
+            .map(|i| {
+                let c = lat.coords(i);
+                0.5 * ((lat.centre(0, c[0]) - 0.9).powi(2) + (lat.centre(1, c[1]) - 0.9).powi(2))
+            })
+            .collect();
+        let local = LocalDual::new(None, Some(2.0), None).unwrap();
+        let psi0: Vec<f64> = (0..lat.len).map(|i| local.du(mu[i]) + v[i]).collect();
+        let mut ct = CTransform::new(&lat, tau);
+        let mut phi = Vec::new();
+        ct.cbar_transform(&lat, &psi0, |i| mu[i] > 0.0, false, &mut phi);
+        let reps = 20;
+        let mut psi = Vec::new();
+        time("c-transform", reps, || {
+            ct.c_transform(&lat, &phi, |_| true, false, &mut psi);
+        });
+        let (mut out, mut dk) = (vec![0.0; lat.len], Vec::new());
+        time("push", reps, || {
+            push(&lat, tau, &mu, (&phi, &psi), 1.0, 0.2, 1, &mut dk, &mut out);
+        });
+        let mut hh = Helmholtz::new(&lat);
+        time("helmholtz", reps, || {
+            hh.solve(&mut out, 1.0, 0.1);
+        });
+        let pv: Vec<f64> = phi.iter().zip(&v).map(|(a, b)| a - b).collect();
+        let mass = 0.02;
+        time("mass shift", reps, || {
+            local.mass_shift(&pv, |_| true, lat.volume, mass);
+        });
+        let bf = BackAndForth {
+            lat: &lat,
+            tau,
+            local,
+            mu: &mu,
+            v: &v,
+            mass,
+        };
+        let passes = 50;
+        let t = Instant::now();
+        let a = bf.run(phi.clone(), 0.0, passes).unwrap();
+        eprintln!(
+            "pass: {:.2} ms ({} passes, marginal {:.3e})",
+            t.elapsed().as_secs_f64() * 1e3 / passes as f64,
+            a.passes,
+            a.marginal
+        );
     }
 }
