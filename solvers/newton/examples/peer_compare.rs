@@ -11,8 +11,11 @@
 //! Each case takes one step from ρ⁰ (newton, untimed) and times the *second* step, from ρ¹:
 //! newton cold (no warm start), newton warm (the first step's potential), conic cold (Clarabel
 //! at tol_gap_abs = tol_gap_rel = tol_feas = tol, then its polish), conic warm (its polish from
-//! its own first step) and the peer (CVXPY build + `Problem.solve` at the same tol, as it
-//! reports them; Python start-up not counted). The problem goes to the peer as a
+//! its own first step), the same two for the conic without its Newton start
+//! (`ConicParams::newton_start = false`: Clarabel alone, the conic issue 14's "≥ 20× faster than
+//! our conic" was set against before round 7 gave the conic newton's iterate as its start) and
+//! the peer (CVXPY build + `Problem.solve` at the same tol, as it reports them; Python start-up
+//! not counted). The problem goes to the peer as a
 //! `jko_conic::StepFile`, bit-identical. Repeats alternate the solvers; the best time is kept.
 //! The agreement is max|Δρ| / max ρ.
 
@@ -155,6 +158,14 @@ fn main() -> Result<(), Error> {
         max_iter: 400,
         ..ConicParams::default()
     })?;
+    let plain = ConicSolver::new(ConicParams {
+        tol_gap_abs: tol,
+        tol_gap_rel: tol,
+        tol_feas: tol,
+        max_iter: 400,
+        newton_start: false,
+        ..ConicParams::default()
+    })?;
     let all = [
         ou("ou-2d-64", &[64, 64], 0.1)?,
         ou("ou-2d-128", &[128, 128], 0.1)?,
@@ -163,9 +174,9 @@ fn main() -> Result<(), Error> {
     ];
     println!("tolerance {tol:e} everywhere; the second step of each case; best of {repeats}");
     println!(
-        "| case | cells | newton cold s (it) | newton warm s (it) | conic cold s | conic warm s | cvxpy s (status, it) | cvxpy/newton cold | cvxpy/newton warm | conic/newton cold | conic/newton warm | Δρ newton–cvxpy | Δρ newton–conic |"
+        "| case | cells | newton cold s (it) | newton warm s (it) | conic cold s | conic warm s | conic w/o Newton start cold s | warm s | cvxpy s (status, it) | cvxpy/newton cold | cvxpy/newton warm | conic/newton cold | conic/newton warm | conic w/o Newton start / newton cold | warm | Δρ newton–cvxpy | Δρ newton–conic | Δρ newton–conic w/o Newton start |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for case in all.iter().filter(|c| only.contains(&c.name)) {
         let first_energy = case.energy.freeze(&case.mesh, &case.rho)?;
         let first = JkoStep::new(&case.mesh, &case.rho, case.tau, &first_energy)?;
@@ -173,7 +184,10 @@ fn main() -> Result<(), Error> {
         let rho1 = newton_first.rho.clone();
         let newton_warm = WarmStart::from(&newton_first);
         let conic_warm = if with_conic {
-            Some(WarmStart::from(&conic.step(&first, None)?))
+            Some((
+                WarmStart::from(&conic.step(&first, None)?),
+                WarmStart::from(&plain.step(&first, None)?),
+            ))
         } else {
             None
         };
@@ -182,16 +196,18 @@ fn main() -> Result<(), Error> {
         let file = dir.join(format!("{}.json", case.name));
         StepFile::from_step(&step).write(&file)?;
         let out_file = dir.join(format!("{}-cvxpy.json", case.name));
-        let mut t = [f64::INFINITY; 5];
+        let mut t = [f64::INFINITY; 7];
         let mut last = None;
         for _ in 0..repeats {
             let cold = timed(&mut t[0], || newton.step(&step, None))?;
             let warm = timed(&mut t[1], || newton.step(&step, Some(&newton_warm)))?;
             let conic_out = match &conic_warm {
-                Some(w) => {
+                Some((w, wp)) => {
                     let c = timed(&mut t[2], || conic.step(&step, None))?;
                     timed(&mut t[3], || conic.step(&step, Some(w)))?;
-                    Some(c)
+                    let cp = timed(&mut t[5], || plain.step(&step, None))?;
+                    timed(&mut t[6], || plain.step(&step, Some(wp)))?;
+                    Some((c, cp))
                 }
                 None => None,
             };
@@ -200,11 +216,12 @@ fn main() -> Result<(), Error> {
             last = Some((cold, warm, conic_out, peer));
         }
         let (cold, warm, conic_out, peer) = last.ok_or("no repeat ran")?;
-        let dc = conic_out.as_ref().map_or(f64::NAN, |c| {
-            distance(&cold.rho, c.rho.as_slice().unwrap_or(&[]))
-        });
+        let away = |c: &StepOutput| distance(&cold.rho, c.rho.as_slice().unwrap_or(&[]));
+        let (dc, dp) = conic_out
+            .as_ref()
+            .map_or((f64::NAN, f64::NAN), |(c, cp)| (away(c), away(cp)));
         println!(
-            "| {} | {} | {:.3} ({}) | {:.3} ({}) | {:.3} | {:.3} | {:.3} ({}, {}) | {:.1} | {:.1} | {:.1} | {:.1} | {:.1e} | {:.1e} |",
+            "| {} | {} | {:.3} ({}) | {:.3} ({}) | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} ({}, {}) | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1e} | {:.1e} | {:.1e} |",
             case.name,
             case.mesh.n_cells(),
             t[0],
@@ -213,6 +230,8 @@ fn main() -> Result<(), Error> {
             warm.info.iterations,
             t[2],
             t[3],
+            t[5],
+            t[6],
             t[4],
             peer.status,
             peer.iterations,
@@ -220,8 +239,11 @@ fn main() -> Result<(), Error> {
             t[4] / t[1],
             t[2] / t[0],
             t[3] / t[1],
+            t[5] / t[0],
+            t[6] / t[1],
             distance(&cold.rho, &peer.rho),
             dc,
+            dp,
         );
     }
     Ok(())

@@ -17,6 +17,7 @@ use crate::ordering;
 use crate::params::{Factorization, Ordering};
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::solvers::Solve;
+use faer::sparse::linalg::SupernodalThreshold;
 use faer::sparse::linalg::cholesky::{
     CholeskySymbolicParams, LltRef, SymbolicCholesky, SymmetricOrdering,
     factorize_symbolic_cholesky,
@@ -25,6 +26,16 @@ use faer::sparse::linalg::solvers::{Lu, SymbolicLu};
 use faer::sparse::{SparseColMatRef, SymbolicSparseColMat};
 use faer::{Conj, MatMut, Par, Side};
 use jko_core::Mesh;
+
+/// faer factorises supernodally when the factorisation's flops per nonzero of L exceed 40 ×
+/// this (its default: 1). Measured on the OU timing problem (`newton_timing`, test profile,
+/// whole-process CPU of its cold, warm and factorisation calls, 2–3 interleaved runs at load
+/// 13–15): 64² (flops/nnz(L) between 40 and 48) 1.14–1.20 s supernodal, 1.00–1.02 s
+/// simplicial; 72² 1.75–1.79 s against 1.92–1.94 s; 80² 2.03–2.07 against 2.20–2.23; 96²
+/// 3.68–3.74 against 5.08–5.28; 128² 6.9 against 10.3. So the crossover lies between 64² and
+/// 72², and 1.2 moves it there: only 2D grids near 64² change (to simplicial); 72² and up,
+/// and the 3D grids, stay supernodal, 1D and small grids simplicial.
+const SUPERNODAL_THRESHOLD: f64 = 1.2;
 
 /// Stencils, pattern, ordering and symbolic factorisation of S for one mesh.
 pub(crate) struct ReducedSystem {
@@ -189,7 +200,10 @@ impl ReducedSystem {
                     pattern.as_ref(),
                     Side::Lower,
                     ord,
-                    CholeskySymbolicParams::default(),
+                    CholeskySymbolicParams {
+                        supernodal_flop_ratio_threshold: SupernodalThreshold(SUPERNODAL_THRESHOLD),
+                        ..Default::default()
+                    },
                 )
                 .map_err(|e| LinearFailure(format!("symbolic Cholesky: {e:?}")))?;
                 let factor = vec![0.0; symbolic.len_val()];
