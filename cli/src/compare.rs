@@ -29,7 +29,7 @@ use jko::backend::{BACKENDS, SolverConfig};
 use jko::config::{Config, read_npy};
 use jko::output::Summary;
 use jko::reference::{ExactSolution, l1_relative};
-use jko_core::Mesh;
+use jko_core::{Mesh, shape_label};
 use ndarray::Array1;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write;
@@ -335,7 +335,7 @@ pub fn compare(
             let dir = work.join(format!(
                 "{}-{}-{}-reference",
                 problem_tag(&case.problem),
-                cells_tag(&finest),
+                shape_label(&finest),
                 name
             ));
             let outcome = run_isolated(
@@ -387,7 +387,7 @@ pub fn compare(
                     let dir = work.join(format!(
                         "{}-{}-{}",
                         problem_tag(&case.problem),
-                        cells_tag(cells),
+                        shape_label(cells),
                         backend
                     ));
                     let is_reference = reference.as_ref().is_some_and(|(name, _)| name == backend)
@@ -424,7 +424,7 @@ pub fn compare(
                                     restrict(&r.mesh, &r.rho, &out.mesh)
                                         .ok()
                                         .map(|rr| l1_relative(&out.mesh, &out.rho, &rr)),
-                                    format!("{name} at {}", cells_tag(&finest)),
+                                    format!("{name} at {}", shape_label(&finest)),
                                 ),
                                 (None, None) => (None, "none".into()),
                             };
@@ -451,14 +451,6 @@ fn median_step_time(summary: &Summary) -> Option<f64> {
     let mut times: Vec<f64> = summary.steps.iter().map(|r| r.wall_time).collect();
     times.sort_by(f64::total_cmp);
     times.get(times.len() / 2).copied()
-}
-
-fn cells_tag(cells: &[usize]) -> String {
-    cells
-        .iter()
-        .map(|c| c.to_string())
-        .collect::<Vec<_>>()
-        .join("x")
 }
 
 /// Run a config in a separate `jko run` process (`repeats` times; the last run's output is
@@ -626,7 +618,7 @@ impl CompareReport {
                 s,
                 "| {} | {} | {} | {} × {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 r.problem,
-                cells_tag(&r.cells),
+                shape_label(&r.cells),
                 r.backend,
                 r.tau,
                 r.steps,

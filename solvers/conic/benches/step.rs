@@ -3,7 +3,7 @@
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use jko_conic::{ConicParams, ConicSolver};
-use jko_core::{JkoStep, StepSolver};
+use jko_core::{JkoStep, StepSolver, shape_label};
 use std::hint::black_box;
 
 #[path = "support/ou.rs"]
@@ -22,11 +22,7 @@ fn bench(c: &mut Criterion) {
         vec![64, 64],
     ] {
         let (mesh, rho, e) = ou_problem(&cells).unwrap();
-        let label = cells
-            .iter()
-            .map(|c| c.to_string())
-            .collect::<Vec<_>>()
-            .join("x");
+        let label = shape_label(&cells);
         group.bench_with_input(BenchmarkId::from_parameter(label), &(), |b, _| {
             b.iter(|| {
                 let p = JkoStep::new(&mesh, &rho, 0.1, &e).unwrap();

@@ -10,7 +10,7 @@
 //! ("kkt update") and in triangular solves with iterative refinement ("kkt solve").
 
 use jko_conic::{ConicParams, ConicSolver, DirectSolver};
-use jko_core::JkoStep;
+use jko_core::{JkoStep, shape_label};
 
 #[path = "../benches/support/ou.rs"]
 mod ou;
@@ -75,11 +75,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let fmt = |v: Option<f64>| v.map_or("-".to_string(), |s| format!("{s:.4}"));
         println!(
             "{:>9} {:>6} {:>9.4} {:>9.4} {:>9.4} {:>5} {:>9.3} {:>9} {:>9} {:>13}",
-            cells
-                .iter()
-                .map(|c| c.to_string())
-                .collect::<Vec<_>>()
-                .join("x"),
+            shape_label(&cells),
             // DirectSolver::Auto: QDLDL in 1D and up to 10⁴ cells, faer above.
             if cells.len() == 1
                 || mesh.n_cells() <= 10_000

@@ -242,7 +242,7 @@ mod support;
 
 pub use program::SolveTiming;
 pub use step_file::{
-    EnergyData, FaceArrays, GridBox, PeerSolution, STEP_FILE_FORMAT, StepFile, StepFileError,
+    EnergyData, FaceArrays, PeerSolution, STEP_FILE_FORMAT, StepFile, StepFileError,
 };
 
 use jko_core::{

@@ -7,7 +7,7 @@
 //! and our side can read a problem written by someone else. Floats are written by serde_json in
 //! shortest round-trip form, so a value read back (in Rust or Python) is bit-identical.
 
-use jko_core::{Face, InputError, JkoStep, Mesh, StepEnergy};
+use jko_core::{Face, Grid, InputError, JkoStep, Mesh, StepEnergy};
 use ndarray::Array1;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -54,22 +54,6 @@ pub struct FaceArrays {
     pub distance: Vec<f64>,
     /// Grid axis the face is normal to (0 on general meshes).
     pub axis: Vec<usize>,
-}
-
-/// The box and mask of a (masked) Cartesian grid, kept so that a grid mesh is read back as a
-/// grid (with its axis structure), not only as cells and faces.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GridBox {
-    /// Cells per axis.
-    pub cells: Vec<usize>,
-    /// Lower corner.
-    pub lower: Vec<f64>,
-    /// Upper corner.
-    pub upper: Vec<f64>,
-    /// Active grid cells in C order (absent: all).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mask: Option<Vec<bool>>,
 }
 
 /// The frozen energy of the step (docs/mathematics.md §1): f(s) = β s log s + s^m/(m−1), the cell potential
@@ -134,9 +118,10 @@ pub struct StepFile {
     pub centres: Vec<f64>,
     /// Interior faces.
     pub faces: FaceArrays,
-    /// The grid the mesh was made from, when it is one.
+    /// The grid the mesh was made from, when it is one: kept so that a grid mesh is read back
+    /// as a grid (with its axis structure), not only as cells and faces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grid: Option<GridBox>,
+    pub grid: Option<Grid>,
     /// ρⁿ (cell values).
     pub rho_prev: Vec<f64>,
     /// Time step τ.
@@ -180,12 +165,7 @@ impl StepFile {
                 distance: faces.iter().map(|f| f.distance).collect(),
                 axis: faces.iter().map(|f| f.axis).collect(),
             },
-            grid: mesh.as_grid().map(|g| GridBox {
-                cells: g.cells.clone(),
-                lower: g.lower.clone(),
-                upper: g.upper.clone(),
-                mask: g.mask.clone(),
-            }),
+            grid: mesh.as_grid().cloned(),
             rho_prev: step.rho_prev.to_vec(),
             tau: step.tau,
             energy: EnergyData {
@@ -319,14 +299,7 @@ impl StepFile {
     /// std::fs::remove_file(&path).unwrap();
     /// ```
     pub fn read(path: &Path) -> Result<StepFile, StepFileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| StepFileError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        serde_json::from_str(&text).map_err(|e| StepFileError::Format {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })
+        read_json(path)
     }
 }
 
@@ -380,13 +353,68 @@ impl PeerSolution {
     /// assert!(PeerSolution::read(missing).unwrap_err().to_string().contains("peer.json"));
     /// ```
     pub fn read(path: &Path) -> Result<PeerSolution, StepFileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| StepFileError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        serde_json::from_str(&text).map_err(|e| StepFileError::Format {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })
+        read_json(path)
+    }
+}
+
+/// A JSON document of this module read from `path` (the step file, or the peer's answer).
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, StepFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| StepFileError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| StepFileError::Format {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jko_core::Energy;
+
+    fn document(mesh: &Mesh) -> String {
+        let rho = mesh.sample(|_| 1.0);
+        let energy = Energy::default().freeze(mesh, &rho).unwrap();
+        let step = JkoStep::new(mesh, &rho, 0.1, &energy).unwrap();
+        serde_json::to_string(&StepFile::from_step(&step)).unwrap()
+    }
+
+    /// The `grid` member of the document as the peer script and older files have it: cells,
+    /// lower, upper and (only for a masked grid) mask, in that order; a general mesh has none,
+    /// and an unknown member of `grid` is refused.
+    #[test]
+    fn grid_member_keeps_its_json() {
+        let mask = vec![true, false, true, true];
+        let masked = Mesh::masked_grid(&[2, 2], &[0.0, -1.0], &[1.0, 1.0], Some(mask)).unwrap();
+        let text = document(&masked);
+        assert!(
+            text.contains(
+                r#""grid":{"cells":[2,2],"lower":[0.0,-1.0],"upper":[1.0,1.0],"mask":[true,false,true,true]},"#
+            ),
+            "{text}"
+        );
+        let full = Mesh::grid(&[3], &[0.0], &[1.5]).unwrap();
+        let text = document(&full);
+        assert!(
+            text.contains(r#""grid":{"cells":[3],"lower":[0.0],"upper":[1.5]},"rho_prev":"#),
+            "{text}"
+        );
+        let face = Face {
+            k: 0,
+            l: 1,
+            area: 1.0,
+            distance: 0.5,
+            axis: 0,
+        };
+        let general = Mesh::from_parts(1, vec![0.5, 0.5], vec![0.25, 0.75], vec![face]).unwrap();
+        assert!(!document(&general).contains("grid"));
+
+        let extra = text.replace(r#""upper":[1.5]"#, r#""upper":[1.5],"spacing":[0.5]"#);
+        let err = serde_json::from_str::<StepFile>(&extra).unwrap_err();
+        assert!(err.to_string().contains("spacing"), "{err}");
+        let back: StepFile = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.problem().unwrap().0.as_grid(), full.as_grid());
     }
 }

@@ -21,7 +21,7 @@ pub mod step;
 pub use energy::{Energy, EnergyTerm, Interaction, Potential, StepEnergy};
 pub use error::{InputError, StepError, finite_non_negative, finite_positive};
 pub use gmsh::Triangulation;
-pub use mesh::{CellKind, CellShapes, Face, Grid, Mesh};
+pub use mesh::{CellKind, CellShapes, Face, Grid, Mesh, shape_label};
 pub use reduce::deterministic_sum;
 pub use simplicial::ControlVolumes;
 pub use step::{

@@ -29,6 +29,7 @@
 
 use crate::error::InputError;
 use ndarray::{Array1, ArrayD, IxDyn};
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// An interior face σ = K|L, oriented from `k` to `l`.
@@ -80,6 +81,9 @@ impl Face {
 /// Grid cells are numbered in C order over the whole box, active or not; [`Mesh::grid_index`]
 /// maps each (active) mesh cell to its grid index.
 ///
+/// Serialised (the `grid` of a conic step file) as its four fields, `mask` absent when every
+/// cell is active; a deserialised grid is only data until [`Mesh::masked_grid`] validates it.
+///
 /// ```rust
 /// use jko_core::Mesh;
 ///
@@ -92,7 +96,8 @@ impl Face {
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Grid {
     /// Cells per axis (C order: the last axis varies fastest).
     pub cells: Vec<usize>,
@@ -101,7 +106,23 @@ pub struct Grid {
     /// Upper corner of the box, one coordinate per axis (`upper[a] > lower[a]`).
     pub upper: Vec<f64>,
     /// `mask[i]` is true when grid cell `i` (C order) belongs to the domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mask: Option<Vec<bool>>,
+}
+
+/// Cells per axis written `64x64` (`100` on a line): how messages, tables and benchmark names
+/// give a grid's shape.
+///
+/// ```rust
+/// assert_eq!(jko_core::shape_label(&[64, 32]), "64x32");
+/// assert_eq!(jko_core::shape_label(&[100]), "100");
+/// ```
+pub fn shape_label(cells: &[usize]) -> String {
+    cells
+        .iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join("x")
 }
 
 impl Grid {

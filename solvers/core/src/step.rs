@@ -879,12 +879,7 @@ pub fn check_memory(
         return Ok(());
     }
     let shape = match mesh.as_grid() {
-        Some(g) => g
-            .cells
-            .iter()
-            .map(|c| c.to_string())
-            .collect::<Vec<_>>()
-            .join("x"),
+        Some(g) => crate::mesh::shape_label(&g.cells),
         None => "general".to_string(),
     };
     Err(InputError::OutOfMemory {

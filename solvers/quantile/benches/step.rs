@@ -36,7 +36,7 @@ fn bench(c: &mut Criterion) {
         let (_, info) = jko_step(&s0, 0.1, &ou, &params).unwrap();
         eprintln!(
             "{name} nodes, OU: {} Newton iterations, residual {:.1e}",
-            info.iterations, info.residual
+            info.iterations, info.dual_residual
         );
         c.bench_function(&format!("ou_step_10k_{name}"), |b| {
             b.iter(|| jko_step(black_box(&s0), 0.1, &ou, &params).unwrap())

@@ -42,7 +42,7 @@ pub mod state;
 pub use energy::{InteractionTreatment, QuantileEnergy};
 pub use grid::{NodeDistribution, QuantileGrid};
 pub use line::LineMesh;
-pub use newton::{QuantileParams, QuantileStepInfo, jko_step};
+pub use newton::{QuantileParams, jko_step};
 pub use potential::{CubicSpline, PotentialFn, QuantilePotential};
 pub use solver::{QuantileSolver, QuantileStepOutput};
 pub use state::{

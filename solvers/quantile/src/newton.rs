@@ -27,7 +27,7 @@ use crate::energy::{CellTerms, InteractionTreatment, QuantileEnergy};
 use crate::grid::{NodeDistribution, pairwise_sum};
 use crate::potential::QuantilePotential;
 use crate::state::QuantileState;
-use jko_core::{InputError, Interaction, StepError, StepStatus};
+use jko_core::{InputError, Interaction, StepError, StepInfo, StepStatus};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
@@ -95,44 +95,6 @@ impl QuantileParams {
         }
         Ok(())
     }
-}
-
-/// Diagnostics of one quantile step.
-///
-/// ```rust
-/// use jko_core::{Energy, StepStatus};
-/// use jko_quantile::{QuantileEnergy, QuantileGrid, QuantileParams, from_gaussian, jko_step, w2_squared_nodal};
-///
-/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let energy = QuantileEnergy::from_energy(&Energy { entropy: Some(1.0), ..Energy::default() }, None)?;
-/// let state = from_gaussian(0.0, 1.0, &QuantileGrid::gaussian(21, 6.0)?, 1.0)?;
-/// let (next, info) = jko_step(&state, 0.1, &energy, &QuantileParams::default())?;
-/// assert_eq!(info.status, StepStatus::Solved);
-/// assert!(info.residual <= 1e-12 && !info.history.is_empty());
-/// // The kinetic term is the nodal W² between the two states.
-/// assert!((info.kinetic - w2_squared_nodal(&state, &next)?).abs() < 1e-15);
-/// # Ok(())
-/// # }
-/// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct QuantileStepInfo {
-    /// `Solved`, or `AlmostSolved` when Newton stopped (iteration limit or line search
-    /// stalled at round-off) with a scaled gradient within 1000 × `tol` (with a note).
-    pub status: StepStatus,
-    /// Newton iterations.
-    pub iterations: usize,
-    /// Final Hessian-scaled gradient max |H⁻¹∇J| / ℓ (relative distance to the minimiser).
-    pub residual: f64,
-    /// W²/(2τ) + F (interaction frozen when semi-implicit), with the nodal W².
-    pub objective: f64,
-    /// W²(ρⁿ, ρ^{n+1}) by the node quadrature, M Σ w (X − Xⁿ)².
-    pub kinetic: f64,
-    /// Wall time of the step in seconds.
-    pub wall_time: f64,
-    /// Scaled gradient per iteration.
-    pub history: Vec<f64>,
-    /// Remarks (reduced accuracy, treatment of the interaction, ...).
-    pub notes: Vec<String>,
 }
 
 /// A smooth function of position with two derivatives.
@@ -360,9 +322,33 @@ fn solve_newton(diag: &[f64], off: &[f64], sigma: f64, v: &[f64], rhs: &[f64]) -
 /// rank one for an implicit quadratic interaction) Hessian, with a line search that keeps X
 /// increasing and inside the walls.
 ///
+/// Returns the next state and the step's [`StepInfo`] (the report every backend gives, solver
+/// `quantile`): `status` `Solved`, or `AlmostSolved` when Newton stopped (iteration limit or
+/// line search stalled at round-off) with a scaled gradient within 1000 × `tol` (with a note);
+/// `iterations` Newton iterations; `dual_residual` the final Hessian-scaled gradient
+/// max |H⁻¹∇J| / ℓ (relative distance to the minimiser), `history` its value per iteration,
+/// `primal_residual` 0 (X is feasible by construction); `objective` W²/(2τ) + F (interaction
+/// frozen when semi-implicit) with the nodal W², and `kinetic` that W² = M Σ w (X − Xⁿ)².
+///
 /// # Errors
 /// [`StepError::Input`] for τ ≤ 0 or invalid parameters/energy; [`StepError::NotConverged`]
 /// when the scaled gradient stays above `tol` (no unconverged state is returned).
+///
+/// ```rust
+/// use jko_core::{Energy, StepStatus};
+/// use jko_quantile::{QuantileEnergy, QuantileGrid, QuantileParams, from_gaussian, jko_step, w2_squared_nodal};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let energy = QuantileEnergy::from_energy(&Energy { entropy: Some(1.0), ..Energy::default() }, None)?;
+/// let state = from_gaussian(0.0, 1.0, &QuantileGrid::gaussian(21, 6.0)?, 1.0)?;
+/// let (next, info) = jko_step(&state, 0.1, &energy, &QuantileParams::default())?;
+/// assert_eq!((info.status, info.solver.as_str()), (StepStatus::Solved, "quantile"));
+/// assert!(info.dual_residual <= 1e-12 && !info.history.is_empty());
+/// // The kinetic term is the nodal W² between the two states.
+/// assert!((info.kinetic - w2_squared_nodal(&state, &next)?).abs() < 1e-15);
+/// # Ok(())
+/// # }
+/// ```
 ///
 /// ```rust
 /// use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
@@ -389,7 +375,7 @@ pub fn jko_step(
     tau: f64,
     energy: &QuantileEnergy,
     params: &QuantileParams,
-) -> Result<(QuantileState, QuantileStepInfo), StepError> {
+) -> Result<(QuantileState, StepInfo), StepError> {
     let start = Instant::now();
     if !(tau.is_finite() && tau > 0.0) {
         return Err(InputError::InvalidTau(tau).into());
@@ -627,15 +613,18 @@ pub fn jko_step(
     let next = QuantileState::new(state.grid.clone(), x, mass)?;
     Ok((
         next,
-        QuantileStepInfo {
+        StepInfo {
+            solver: "quantile".into(),
             status,
             iterations,
-            residual,
+            primal_residual: 0.0,
+            dual_residual: residual,
             objective: mass * (j + entropy_const),
             kinetic,
             wall_time: start.elapsed().as_secs_f64(),
             history,
             notes,
+            check: None,
         },
     ))
 }
@@ -750,7 +739,7 @@ mod tests {
         }
         let (_, info) = jko_step(&s, 1.0, &e, &QuantileParams::default()).unwrap();
         assert_eq!(info.status, StepStatus::Solved);
-        assert!(info.residual <= 1e-12);
+        assert!(info.dual_residual <= 1e-12);
     }
 
     #[test]

@@ -11,10 +11,10 @@
 use crate::QuantileGrid;
 use crate::energy::{QuantileEnergy, unsupported};
 use crate::line::LineMesh;
-use crate::newton::{QuantileParams, QuantileStepInfo, jko_step};
+use crate::newton::{QuantileParams, jko_step};
 use crate::potential::{CubicSpline, QuantilePotential};
 use crate::state::{QuantileState, from_density, pushforward_masses};
-use jko_core::{EnergyTerm, JkoStep, StepError, StepInfo, StepOutput, StepSolver, WarmStart};
+use jko_core::{EnergyTerm, JkoStep, StepError, StepOutput, StepSolver, WarmStart};
 use ndarray::Array1;
 
 /// The 1D Lagrangian (quantile) backend, exact W².
@@ -61,8 +61,7 @@ pub struct QuantileSolver {
 /// let problem = JkoStep::new(&mesh, &rho0, 0.01, &energy)?;
 /// let solver = QuantileSolver::new(QuantileParams { nodes: 101, ..QuantileParams::default() })?;
 /// let step = solver.step_quantiles(&problem)?;
-/// assert_eq!(step.output.info.kinetic, step.info.kinetic);
-/// assert!((w2_squared_nodal(&step.prev, &step.next)? - step.info.kinetic).abs() < 1e-15);
+/// assert!((w2_squared_nodal(&step.prev, &step.next)? - step.output.info.kinetic).abs() < 1e-15);
 /// # Ok(())
 /// # }
 /// ```
@@ -74,8 +73,6 @@ pub struct QuantileStepOutput {
     pub prev: QuantileState,
     /// ρ^{n+1} in quantile coordinates (before mapping back to the mesh).
     pub next: QuantileState,
-    /// The quantile solver's own diagnostics.
-    pub info: QuantileStepInfo,
 }
 
 impl QuantileSolver {
@@ -179,26 +176,9 @@ impl QuantileSolver {
             rho,
             flux: Some(flux),
             potential: None,
-            info: StepInfo {
-                solver: "quantile".into(),
-                status: info.status,
-                iterations: info.iterations,
-                primal_residual: 0.0,
-                dual_residual: info.residual,
-                objective: info.objective,
-                kinetic: info.kinetic,
-                wall_time: info.wall_time,
-                history: info.history.clone(),
-                notes: info.notes.clone(),
-                check: None,
-            },
-        };
-        Ok(QuantileStepOutput {
-            output,
-            prev,
-            next,
             info,
-        })
+        };
+        Ok(QuantileStepOutput { output, prev, next })
     }
 }
 

@@ -13,7 +13,7 @@
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, criterion_group, criterion_main};
-use jko_core::{Energy, JkoStep, Mesh, Potential, StepSolver};
+use jko_core::{Energy, JkoStep, Mesh, Potential, StepSolver, shape_label};
 use jko_sinkhorn::{GibbsKernel, KernelChoice};
 use std::hint::black_box;
 use std::time::Duration;
@@ -25,14 +25,6 @@ use reference::fixed_epsilon;
 fn grid(cells: &[usize]) -> Mesh {
     let d = cells.len();
     Mesh::grid(cells, &vec![0.0; d], &vec![1.0; d]).expect("grid")
-}
-
-fn name(shape: &[usize]) -> String {
-    shape
-        .iter()
-        .map(|s| s.to_string())
-        .collect::<Vec<_>>()
-        .join("x")
 }
 
 /// A benchmark group of 10 samples after a 0.5 s warm-up, measured for `seconds` (the
@@ -64,7 +56,7 @@ fn bench_iteration(c: &mut Criterion) {
         let n = k.len();
         let v: Vec<f64> = (0..n).map(|i| 1.0 + (i as f64 * 0.37).sin()).collect();
         let (mut out, mut back, mut work) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
-        group.bench_with_input(BenchmarkId::new("plain", name(shape)), &v, |b, v| {
+        group.bench_with_input(BenchmarkId::new("plain", shape_label(shape)), &v, |b, v| {
             b.iter(|| {
                 k.apply(black_box(v), &mut out, &mut work).expect("apply");
                 k.apply_transpose(&out, &mut back, &mut work)
@@ -75,7 +67,7 @@ fn bench_iteration(c: &mut Criterion) {
             let mut kl = k.clone();
             kl.set_epsilon(1e-3).expect("epsilon");
             let lv: Vec<f64> = v.iter().map(|x| x.ln() * 50.0).collect();
-            group.bench_with_input(BenchmarkId::new("log", name(shape)), &lv, |b, lv| {
+            group.bench_with_input(BenchmarkId::new("log", shape_label(shape)), &lv, |b, lv| {
                 b.iter(|| {
                     kl.apply_log(black_box(lv), &mut out, &mut work)
                         .expect("apply_log")
