@@ -62,14 +62,18 @@ const KNOWN_FAILURES: &[&str] = &[
     "crowd-2d/bfm",
 ];
 
-/// Every backend on every built-in example it treats (3 steps): the driver's invariant checks
-/// pass (mass, positivity, bound, and the energy inequality where it is a theorem). Known
-/// limitations (KNOWN_FAILURES) are asserted so they are not forgotten.
-#[test]
-fn every_backend_runs_the_examples_it_treats() {
+/// Every backend on every built-in example it treats (3 steps) whose name `include` accepts:
+/// the names of the runs that returned a result and the errors of the others.
+fn run_the_examples_each_backend_treats(
+    include: impl Fn(&str) -> bool,
+) -> (Vec<String>, Vec<String>) {
     let (mut solved, mut failed) = (Vec::new(), Vec::new());
     for (name, _, text) in EXAMPLES {
         for backend in ["newton", "sinkhorn", "quantile", "flow", "bfm"] {
+            let run = format!("{name}/{backend}");
+            if !include(&run) {
+                continue;
+            }
             let mut config = Config::from_toml(text).unwrap();
             config.scheme.steps = 3;
             config.solver = jko::backend::SolverConfig::default_for(backend).unwrap();
@@ -84,25 +88,49 @@ fn every_backend_runs_the_examples_it_treats() {
             }
             match run_in_memory(&config, Path::new(".")) {
                 Ok(r) => {
-                    assert_eq!(r.records.len(), 3, "{name} with {backend}");
-                    solved.push(format!("{name}/{backend}"));
+                    assert_eq!(r.records.len(), 3, "{run}");
+                    solved.push(run);
                 }
-                Err(e) => failed.push(format!("{name}/{backend}: {e}")),
+                Err(e) => failed.push(format!("{run}: {e}")),
             }
         }
     }
     eprintln!("solved: {solved:?}\nfailed: {failed:#?}");
-    let expected_failures = KNOWN_FAILURES;
-    for f in &failed {
+    (solved, failed)
+}
+
+fn is_known_failure(run: &str) -> bool {
+    KNOWN_FAILURES.contains(&run)
+}
+
+/// Every backend on every built-in example it treats (3 steps), the known limitations
+/// (KNOWN_FAILURES) aside: the driver's invariant checks pass (mass, positivity, bound, and the
+/// energy inequality where it is a theorem).
+#[test]
+fn every_backend_runs_the_examples_it_treats() {
+    let (_, failed) = run_the_examples_each_backend_treats(|run| !is_known_failure(run));
+    assert!(failed.is_empty(), "unexpected failures: {failed:#?}");
+}
+
+/// The known limitations are asserted so they are not forgotten: each still fails, with an
+/// error. Ignored in CI because it is slow, not because it fails: crowd-2d/bfm at 32² spends
+/// about two minutes (2 cores) in the continuation before it gives up, more than the rest of
+/// this binary together. CI keeps the property that a bfm failure is an error and not a panic
+/// or a wrong result through the same driver path (`every_backend_runs_the_examples_it_treats`
+/// and `jko compare data/compare/robust-ci.toml --check`, which fails on any error or panic);
+/// run this with `cargo test -p jko --test integration -- --ignored known_limitations`.
+#[test]
+#[ignore = "slow (about two minutes): the known failures of the built-in examples"]
+fn known_limitations_of_the_examples_still_fail_with_an_error() {
+    let (solved, failed) = run_the_examples_each_backend_treats(is_known_failure);
+    for k in KNOWN_FAILURES {
         assert!(
-            expected_failures.iter().any(|k| f.starts_with(k)),
-            "unexpected failure: {f}"
-        );
-    }
-    for k in expected_failures {
-        assert!(
-            failed.iter().any(|f| f.starts_with(k)),
+            failed.iter().any(|f| f.starts_with(&format!("{k}: "))),
             "{k} now works: update KNOWN_FAILURES and the docs"
         );
     }
+    assert!(
+        solved.is_empty(),
+        "{solved:?} now work: update KNOWN_FAILURES and the docs"
+    );
 }

@@ -1,9 +1,7 @@
 //! The backend as a solver: optimality of the returned (ρ, G, φ), accuracy against tighter
 //! tolerances, agreement of the two linear solvers, and honest failure statuses.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use jko_conic::{ConicParams, ConicSolver, DirectSolver};
 use jko_core::{Energy, JkoStep, Mesh, Potential, StepEnergy, StepError, StepSolver, StepStatus};
 use ndarray::Array1;

@@ -1,9 +1,7 @@
 //! Convergence of the one-step scheme to exact solutions (docs/mathematics.md §3) under joint refinement
 //! of τ and h. Numbers are printed; run with `--nocapture` to see them.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use jko_core::exact::{Barenblatt, Gaussian, OrnsteinUhlenbeck};
 use jko_core::{Energy, Mesh};
 
@@ -86,7 +84,7 @@ fn ornstein_uhlenbeck_converges_at_first_order() {
     }
 }
 
-/// Slow study (about 30 s): `cargo test --release -p jko-conic --test convergence -- --ignored --nocapture`.
+/// Slow study (about 30 s): `cargo test --release -p jko-conic --test integration -- --ignored --nocapture convergence::`.
 #[test]
 #[ignore]
 fn ornstein_uhlenbeck_refinement_study() {

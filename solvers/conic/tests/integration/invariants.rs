@@ -1,9 +1,7 @@
 //! Invariants of single steps on 2D problems: mass, positivity, the congestion bound, the
 //! JKO energy inequality and the continuity equation on masked domains.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use jko_core::{Energy, Mesh};
 
 #[test]

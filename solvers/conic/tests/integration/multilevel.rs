@@ -4,9 +4,7 @@
 //! Numbers are printed; run with `--nocapture` to see them (larger studies:
 //! `cargo run --release -p jko-conic --example multilevel`).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use jko_conic::{ConicParams, ConicSolver, TransportPath};
 use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
 use jko_core::{Energy, JkoStep, Mesh, StepEnergy, StepOutput, StepSolver};

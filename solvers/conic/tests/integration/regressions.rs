@@ -3,11 +3,9 @@
 //! docs/mathematics.md §2.1 satisfied by the returned (ρ, G, φ).
 //!
 //! The cases on 64² grids take tens of seconds in a debug build and are `#[ignore]`d:
-//! `cargo test --release -p jko-conic --test regressions -- --ignored --nocapture`.
+//! `cargo test --release -p jko-conic --test integration -- --ignored --nocapture regressions::`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use jko_core::exact::{Barenblatt, Gaussian};
 use jko_core::{Energy, JkoStep, Mesh, StepSolver, StepStatus, WarmStart};
 use ndarray::Array1;
