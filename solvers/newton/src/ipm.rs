@@ -437,37 +437,12 @@ impl<'s> Linearisation<'s> {
         system: &'s mut ReducedSystem,
     ) -> Result<Self, LinearFailure> {
         let t0 = Instant::now();
-        let tau = p.tau;
-        let n = p.n();
-        let mut c_diag: Vec<f64> = (0..n).map(|k| p.vols[k] / tau).collect();
-        for (s, &(k, l, t)) in p.faces.iter().enumerate() {
-            let a = 0.5 * t * res.w[s] / tau;
-            c_diag[k] += a;
-            c_diag[l] -= a;
-        }
-        let mesh = p.mesh;
-        system.assemble(
+        let (c_diag, pinned) = p.factorise_newton_matrix(
+            system,
             &dinv,
-            |k, c| {
-                c.push(c_diag[k]);
-                for &s in mesh.faces_of(k) {
-                    let (a, _, t) = p.faces[s];
-                    // w oriented away from K.
-                    let wk = if a == k { res.w[s] } else { -res.w[s] };
-                    c.push(-0.5 * t * wk / tau);
-                }
-            },
-            |k, j| {
-                let s = mesh.faces_of(k)[j];
-                p.faces[s].2 * res.theta[s] / tau
-            },
-        );
-        let pinned = system.pin_empty_rows();
-        let mut result = system.factorize(0.0);
-        if result.is_err() {
-            result = system.factorize(1e-12);
-        }
-        result?;
+            |s| res.w[s],
+            |s| p.faces[s].2 * res.theta[s] / p.tau,
+        )?;
         Ok(Linearisation {
             system,
             dinv,
