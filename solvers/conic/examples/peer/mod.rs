@@ -1,7 +1,7 @@
 //! What the two comparisons with the CVXPY + Clarabel peer (`benches/peers/tpfa_cvxpy.py`)
 //! share: this crate's `cvxpy_compare` and jko-newton's `peer_compare` (which includes this
-//! file by path). Both pose the same step problems (the OU and Barenblatt cases of the
-//! robustness matrix), send them to the same script through a `jko_conic::StepFile`, read its
+//! file by path). Both pose the same step problems (OU as in data/examples, Barenblatt as in
+//! data/compare/robust), send them to the same script through a `jko_conic::StepFile`, read its
 //! `PeerSolution` back and score the agreement the same way, so a change to the peer's command
 //! line, its cases or the agreement measure is made here once.
 
