@@ -25,74 +25,16 @@
 //! With `--steps K` each case runs K steps instead: ours warm-started from its previous step
 //! (as the driver does), the peer cold on each step's problem (same ρⁿ), totals compared.
 
-use jko_conic::{ConicParams, ConicSolver, PeerSolution, StepFile};
-use jko_core::exact::{Barenblatt, Gaussian};
-use jko_core::{Energy, JkoStep, Mesh, Potential, WarmStart};
+use jko_conic::{ConicParams, ConicSolver, StepFile};
+use jko_core::{JkoStep, Mesh, WarmStart};
 use ndarray::Array1;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
-/// A named step problem: mesh, ρⁿ, τ, energy.
-struct Case {
-    name: &'static str,
-    mesh: Mesh,
-    rho: Array1<f64>,
-    tau: f64,
-    energy: Energy,
-}
+mod peer;
+use peer::{Case, Error, flag, ou, porous, relative_distance, run_peer};
 
-fn normalised(mesh: &Mesh, f: impl Fn(&[f64]) -> f64) -> Array1<f64> {
-    let rho = mesh.sample(f);
-    let m = mesh.mass(&rho);
-    rho / m
-}
-
-fn ou(name: &'static str, cells: &[usize], tau: f64) -> Result<Case, Box<dyn std::error::Error>> {
-    let d = cells.len();
-    // data/examples/ou-1d.toml and ou-2d.toml: [-5, 5]^d, mean (1, −0.5), std (0.5, 0.8).
-    let (mean, std) = ([1.0, -0.5], [0.5, 0.8]);
-    let mesh = Mesh::grid(cells, &vec![-5.0; d], &vec![5.0; d])?;
-    let g = Gaussian::diagonal(&mean[..d], &std[..d]);
-    let rho = normalised(&mesh, |x| g.density(x));
-    let energy = Energy::fokker_planck(
-        1.0,
-        Potential::Quadratic {
-            center: vec![0.0; d],
-            stiffness: 1.0,
-        },
-    );
-    Ok(Case {
-        name,
-        mesh,
-        rho,
-        tau,
-        energy,
-    })
-}
-
-/// data/compare/robust/porous-m{m}-{d}d.toml: Barenblatt at t0 = 0.05 on [-2, 2] (1D) or
-/// [-1.5, 1.5]² (2D), τ = 0.01.
-fn porous(name: &'static str, cells: &[usize], m: f64) -> Result<Case, Box<dyn std::error::Error>> {
-    let d = cells.len();
-    let half = if d == 1 { 2.0 } else { 1.5 };
-    let mesh = Mesh::grid(cells, &vec![-half; d], &vec![half; d])?;
-    let b = Barenblatt::new(m, d, 1.0)?;
-    let rho = normalised(&mesh, |x| b.density(0.05, x));
-    let energy = Energy {
-        porous: Some(m),
-        ..Energy::default()
-    };
-    Ok(Case {
-        name,
-        mesh,
-        rho,
-        tau: 0.01,
-        energy,
-    })
-}
-
-fn cases() -> Result<Vec<Case>, Box<dyn std::error::Error>> {
+fn cases() -> Result<Vec<Case>, Error> {
     Ok(vec![
         ou("ou-1d-1024", &[1024], 0.1)?,
         ou("ou-2d-64", &[64, 64], 0.1)?,
@@ -142,62 +84,6 @@ fn continuity_residual(mesh: &Mesh, prev: &Array1<f64>, rho: &[f64], flux: &[f64
     r.iter().fold(0.0f64, |a, x| a.max(x.abs())) / mesh.mass(prev)
 }
 
-/// max|ours − other| / max ours: the agreement of two answers on the same discrete problem.
-fn relative_distance(ours: &Array1<f64>, other: &[f64]) -> f64 {
-    let peak = ours.iter().fold(0.0f64, |a, &r| a.max(r));
-    let diff = ours
-        .iter()
-        .zip(other)
-        .fold(0.0f64, |a, (x, y)| a.max((x - y).abs()));
-    diff / peak
-}
-
-fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(String::as_str)
-}
-
-fn run_peer(
-    file: &Path,
-    out: &Path,
-    tol: f64,
-    direct: Option<&str>,
-    refine: bool,
-) -> Result<PeerSolution, Box<dyn std::error::Error>> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let python = root.join(".venv-peers/bin/python");
-    if !python.exists() {
-        return Err("no .venv-peers: run scripts/setup-peers.sh first".into());
-    }
-    let mut cmd = Command::new(python);
-    cmd.arg(root.join("benches/peers/tpfa_cvxpy.py"))
-        .arg(file)
-        .args(["--tol", &tol.to_string(), "--max-iter", "400", "--out"])
-        .arg(out);
-    if let Some(d) = direct {
-        cmd.args(["--direct", d]);
-    }
-    if refine {
-        cmd.arg("--refine");
-    }
-    let _ = std::fs::remove_file(out);
-    let run = cmd.output()?;
-    // The peer exits with 1 for any status but "optimal" and still writes its solution when it
-    // has one; the status is printed in the table.
-    if !out.exists() {
-        return Err(format!(
-            "peer failed on {}: {}{}",
-            file.display(),
-            String::from_utf8_lossy(&run.stdout),
-            String::from_utf8_lossy(&run.stderr)
-        )
-        .into());
-    }
-    Ok(PeerSolution::read(out)?)
-}
-
 /// `steps` steps from the case's ρ⁰: ours with the driver's warm start (the previous step's ρ
 /// and φ), the peer cold on each step's problem written from our ρⁿ. Prints one table row.
 fn trajectory(
@@ -207,7 +93,7 @@ fn trajectory(
     dir: &Path,
     tol: f64,
     direct: Option<&str>,
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> Result<(), Error> {
     let mut rho = case.rho.clone();
     let mut warm: Option<WarmStart> = None;
     let (mut ours_total, mut peer_total, mut worst) = (0.0, 0.0, 0.0f64);
@@ -252,7 +138,7 @@ fn trajectory(
     Ok(())
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().collect();
     let tol: f64 = flag(&args, "--tol").unwrap_or("1e-8").parse()?;
     let agree_tol: f64 = flag(&args, "--agree-tol").unwrap_or("1e-12").parse()?;

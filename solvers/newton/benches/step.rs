@@ -18,7 +18,7 @@ mod common;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use jko_conic::{ConicParams, ConicSolver};
-use jko_core::{JkoStep, Mesh, StepEnergy, StepSolver, WarmStart};
+use jko_core::{JkoStep, Mesh, StepEnergy, StepSolver, WarmStart, shape_label};
 use jko_newton::{NewtonParams, NewtonSolver};
 use ndarray::Array1;
 use std::time::Duration;
@@ -51,11 +51,6 @@ fn case(cells: &[usize], newton: &NewtonSolver) -> Case {
         frozen,
         warm,
     }
-}
-
-fn name(cells: &[usize]) -> String {
-    let parts: Vec<String> = cells.iter().map(|c| c.to_string()).collect();
-    parts.join("x")
 }
 
 fn newton_solver() -> NewtonSolver {
@@ -112,13 +107,13 @@ fn newton_scaling(c: &mut Criterion) {
     let grids = all.into_iter().filter(|g| {
         chosen
             .as_deref()
-            .is_none_or(|list| list.split(',').any(|n| n == name(g)))
+            .is_none_or(|list| list.split(',').any(|n| n == shape_label(g)))
     });
     for cells in grids {
         let newton = newton_solver();
         let cs = case(cells, &newton);
         let p = JkoStep::new(&cs.mesh, &cs.rho1, TAU, &cs.frozen).unwrap();
-        let g = name(cells);
+        let g = shape_label(cells);
         group.bench_function(format!("{g}/warm_step"), |b| {
             b.iter(|| newton.step(&p, Some(&cs.warm)).unwrap())
         });

@@ -13,7 +13,7 @@
 //! newton_timing 48 48 48 nd factor    # nnz(S), nnz(L) and one factorisation, no steps
 //! newton_timing 48 48 48 cold          # one factorisation and one cold step
 
-use jko_core::{JkoStep, StepSolver, WarmStart};
+use jko_core::{JkoStep, StepSolver, WarmStart, shape_label};
 use jko_newton::{NewtonParams, NewtonSolver, Ordering};
 use std::time::Instant;
 
@@ -138,18 +138,10 @@ fn measure(cells: &[usize], ordering: Ordering, plan: Plan) -> Row {
     }
 }
 
-fn name(cells: &[usize]) -> String {
-    cells
-        .iter()
-        .map(|c| c.to_string())
-        .collect::<Vec<_>>()
-        .join("x")
-}
-
 fn print(cells: &[usize], ordering: Ordering, r: &Row) {
     println!(
         "| {} | {ordering:?} | {} | {} | {:.1} | {:.2e} | {:.2e} | {:.3} | {:.3} | {:.3} | {:.3} | {:?} | {:.1} | {:.1} |",
-        name(cells),
+        shape_label(cells),
         r.nnz_s,
         r.nnz_l,
         r.nnz_l as f64 / r.nnz_s as f64,

@@ -19,103 +19,16 @@
 //! `jko_conic::StepFile`, bit-identical. Repeats alternate the solvers; the best time is kept.
 //! The agreement is max|Δρ| / max ρ.
 
-use jko_conic::{ConicParams, ConicSolver, PeerSolution, StepFile};
-use jko_core::exact::{Barenblatt, Gaussian};
-use jko_core::{Energy, JkoStep, Mesh, Potential, StepOutput, StepSolver, WarmStart};
+use jko_conic::{ConicParams, ConicSolver, StepFile};
+use jko_core::{JkoStep, StepOutput, StepSolver, WarmStart};
 use jko_newton::{NewtonParams, NewtonSolver};
-use ndarray::Array1;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::Instant;
 
-type Error = Box<dyn std::error::Error>;
-
-/// A named step problem: mesh, ρ⁰, τ, energy.
-struct Case {
-    name: &'static str,
-    mesh: Mesh,
-    rho: Array1<f64>,
-    tau: f64,
-    energy: Energy,
-}
-
-fn normalised(mesh: &Mesh, f: impl Fn(&[f64]) -> f64) -> Array1<f64> {
-    let rho = mesh.sample(f);
-    let m = mesh.mass(&rho);
-    rho / m
-}
-
-/// data/examples/ou-2d.toml: [-5, 5]², mean (1, −0.5), std (0.5, 0.8), β = 1, V = |x|²/2.
-fn ou(name: &'static str, cells: &[usize], tau: f64) -> Result<Case, Error> {
-    let mesh = Mesh::grid(cells, &[-5.0, -5.0], &[5.0, 5.0])?;
-    let g = Gaussian::diagonal(&[1.0, -0.5], &[0.5, 0.8]);
-    let rho = normalised(&mesh, |x| g.density(x));
-    let energy = Energy::fokker_planck(
-        1.0,
-        Potential::Quadratic {
-            center: vec![0.0; 2],
-            stiffness: 1.0,
-        },
-    );
-    Ok(Case {
-        name,
-        mesh,
-        rho,
-        tau,
-        energy,
-    })
-}
-
-/// data/compare/robust/porous-m2-2d.toml: Barenblatt m = 2 at t0 = 0.05 on [-1.5, 1.5]², τ = 0.01.
-fn porous(name: &'static str, cells: &[usize]) -> Result<Case, Error> {
-    let mesh = Mesh::grid(cells, &[-1.5, -1.5], &[1.5, 1.5])?;
-    let b = Barenblatt::new(2.0, 2, 1.0)?;
-    let rho = normalised(&mesh, |x| b.density(0.05, x));
-    let energy = Energy {
-        porous: Some(2.0),
-        ..Energy::default()
-    };
-    Ok(Case {
-        name,
-        mesh,
-        rho,
-        tau: 0.01,
-        energy,
-    })
-}
-
-fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(String::as_str)
-}
-
-fn run_peer(file: &Path, out: &Path, tol: f64) -> Result<PeerSolution, Error> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let python = root.join(".venv-peers/bin/python");
-    if !python.exists() {
-        return Err("no .venv-peers: run scripts/setup-peers.sh first".into());
-    }
-    let _ = std::fs::remove_file(out);
-    let run = Command::new(python)
-        .arg(root.join("benches/peers/tpfa_cvxpy.py"))
-        .arg(file)
-        .args(["--tol", &tol.to_string(), "--max-iter", "400", "--out"])
-        .arg(out)
-        .output()?;
-    // The peer exits with 1 for any status but "optimal" and still writes its solution.
-    if !out.exists() {
-        return Err(format!(
-            "peer failed on {}: {}{}",
-            file.display(),
-            String::from_utf8_lossy(&run.stdout),
-            String::from_utf8_lossy(&run.stderr)
-        )
-        .into());
-    }
-    Ok(PeerSolution::read(out)?)
-}
+// The cases, the peer's command line and the agreement measure are the conic comparison's own.
+#[path = "../../conic/examples/peer/mod.rs"]
+mod peer;
+use peer::{Error, flag, ou, porous, relative_distance, run_peer};
 
 /// Time one step; keep the best time over the repeats and the last output.
 fn timed(
@@ -126,14 +39,6 @@ fn timed(
     let out = f()?;
     *best = best.min(start.elapsed().as_secs_f64());
     Ok(out)
-}
-
-fn distance(a: &Array1<f64>, b: &[f64]) -> f64 {
-    let max = a.iter().fold(0.0f64, |m, &r| m.max(r));
-    a.iter()
-        .zip(b)
-        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
-        / max
 }
 
 fn main() -> Result<(), Error> {
@@ -151,26 +56,24 @@ fn main() -> Result<(), Error> {
         tol,
         ..NewtonParams::default()
     })?;
-    let conic = ConicSolver::new(ConicParams {
+    let conic_params = ConicParams {
         tol_gap_abs: tol,
         tol_gap_rel: tol,
         tol_feas: tol,
         max_iter: 400,
         ..ConicParams::default()
-    })?;
+    };
+    // The same conic without newton's iterate as its start.
     let plain = ConicSolver::new(ConicParams {
-        tol_gap_abs: tol,
-        tol_gap_rel: tol,
-        tol_feas: tol,
-        max_iter: 400,
         newton_start: false,
-        ..ConicParams::default()
+        ..conic_params.clone()
     })?;
+    let conic = ConicSolver::new(conic_params)?;
     let all = [
         ou("ou-2d-64", &[64, 64], 0.1)?,
         ou("ou-2d-128", &[128, 128], 0.1)?,
-        porous("porous-m2-2d-64", &[64, 64])?,
-        porous("porous-m2-2d-128", &[128, 128])?,
+        porous("porous-m2-2d-64", &[64, 64], 2.0)?,
+        porous("porous-m2-2d-128", &[128, 128], 2.0)?,
     ];
     println!("tolerance {tol:e} everywhere; the second step of each case; best of {repeats}");
     println!(
@@ -211,12 +114,12 @@ fn main() -> Result<(), Error> {
                 }
                 None => None,
             };
-            let peer = run_peer(&file, &out_file, tol)?;
+            let peer = run_peer(&file, &out_file, tol, None, false)?;
             t[4] = t[4].min(peer.build_time + peer.solve_time);
             last = Some((cold, warm, conic_out, peer));
         }
         let (cold, warm, conic_out, peer) = last.ok_or("no repeat ran")?;
-        let away = |c: &StepOutput| distance(&cold.rho, c.rho.as_slice().unwrap_or(&[]));
+        let away = |c: &StepOutput| relative_distance(&cold.rho, c.rho.as_slice().unwrap_or(&[]));
         let (dc, dp) = conic_out
             .as_ref()
             .map_or((f64::NAN, f64::NAN), |(c, cp)| (away(c), away(cp)));
@@ -241,7 +144,7 @@ fn main() -> Result<(), Error> {
             t[3] / t[1],
             t[5] / t[0],
             t[6] / t[1],
-            distance(&cold.rho, &peer.rho),
+            relative_distance(&cold.rho, &peer.rho),
             dc,
             dp,
         );

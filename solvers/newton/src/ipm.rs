@@ -65,15 +65,10 @@ pub(crate) struct Residuals {
     pub w: Vec<f64>,
 }
 
-/// A Newton direction.
-#[derive(Clone)]
-pub(crate) struct Direction {
-    pub rho: Vec<f64>,
-    pub g: Vec<f64>,
-    pub phi: Vec<f64>,
-    pub lam: Vec<f64>,
-    pub nu: Vec<f64>,
-}
+/// A Newton direction: a step (δρ, δgap, δG, δφ, δλ, δν) in the iterate's own variables, with
+/// δgap = −δρ (empty without a cap), so that the step and the fraction to the boundary treat
+/// the gap's bound like the others.
+pub(crate) type Direction = State;
 
 /// How a run of the method ended without converging.
 pub(crate) struct Stop {
@@ -346,12 +341,7 @@ impl<'a> Problem<'a> {
         let phi = lin(&x.phi, &d.phi, alpha);
         let g = self.flux_of(&rho, &phi);
         State {
-            gap: x
-                .gap
-                .iter()
-                .zip(&d.rho)
-                .map(|(g, r)| g - alpha * r)
-                .collect(),
+            gap: lin(&x.gap, &d.gap, alpha),
             g,
             lam: lin(&x.lam, &d.lam, alpha_d),
             nu: lin(&x.nu, &d.nu, alpha_d),
@@ -363,23 +353,20 @@ impl<'a> Problem<'a> {
     /// Fraction to the boundary: the largest steps α_P, α_D ≤ 1 with ρ + α δρ ≥ (1 − t) ρ, the
     /// same for the gap, and λ, ν likewise (t = 1: the step to the boundary itself).
     pub fn fraction_to_boundary(&self, x: &State, d: &Direction, t: f64) -> (f64, f64) {
-        let mut ap: f64 = 1.0;
-        let mut ad: f64 = 1.0;
-        for k in 0..self.n() {
-            if d.rho[k] < 0.0 {
-                ap = ap.min(-t * x.rho[k] / d.rho[k]);
-            }
-            if !x.gap.is_empty() && d.rho[k] > 0.0 {
-                ap = ap.min(t * x.gap[k] / d.rho[k]);
-            }
-            if d.lam[k] < 0.0 {
-                ad = ad.min(-t * x.lam[k] / d.lam[k]);
-            }
-            if !x.nu.is_empty() && d.nu[k] < 0.0 {
-                ad = ad.min(-t * x.nu[k] / d.nu[k]);
-            }
-        }
-        (ap, ad)
+        // The largest α ≤ 1 with v + α δv ≥ (1 − t) v for one nonnegative variable (1 where
+        // the variable is absent: the gap and ν without a cap).
+        let largest = |v: &[f64], dv: &[f64]| {
+            v.iter().zip(dv).fold(
+                1.0f64,
+                |a, (v, dv)| {
+                    if *dv < 0.0 { a.min(-t * v / dv) } else { a }
+                },
+            )
+        };
+        (
+            largest(&x.rho, &d.rho).min(largest(&x.gap, &d.gap)),
+            largest(&x.lam, &d.lam).min(largest(&x.nu, &d.nu)),
+        )
     }
 
     /// Keep the bound multipliers within a factor KAPPA_SIGMA of the central path at μ.
@@ -437,37 +424,12 @@ impl<'s> Linearisation<'s> {
         system: &'s mut ReducedSystem,
     ) -> Result<Self, LinearFailure> {
         let t0 = Instant::now();
-        let tau = p.tau;
-        let n = p.n();
-        let mut c_diag: Vec<f64> = (0..n).map(|k| p.vols[k] / tau).collect();
-        for (s, &(k, l, t)) in p.faces.iter().enumerate() {
-            let a = 0.5 * t * res.w[s] / tau;
-            c_diag[k] += a;
-            c_diag[l] -= a;
-        }
-        let mesh = p.mesh;
-        system.assemble(
+        let (c_diag, pinned) = p.factorise_newton_matrix(
+            system,
             &dinv,
-            |k, c| {
-                c.push(c_diag[k]);
-                for &s in mesh.faces_of(k) {
-                    let (a, _, t) = p.faces[s];
-                    // w oriented away from K.
-                    let wk = if a == k { res.w[s] } else { -res.w[s] };
-                    c.push(-0.5 * t * wk / tau);
-                }
-            },
-            |k, j| {
-                let s = mesh.faces_of(k)[j];
-                p.faces[s].2 * res.theta[s] / tau
-            },
-        );
-        let pinned = system.pin_empty_rows();
-        let mut result = system.factorize(0.0);
-        if result.is_err() {
-            result = system.factorize(1e-12);
-        }
-        result?;
+            |s| res.w[s],
+            |s| p.faces[s].2 * res.theta[s] / p.tau,
+        )?;
         Ok(Linearisation {
             system,
             dinv,
@@ -561,6 +523,11 @@ impl<'s> Linearisation<'s> {
         };
         self.time += t0.elapsed().as_secs_f64();
         let d = Direction {
+            gap: if capped {
+                drho.iter().map(|r| -r).collect()
+            } else {
+                Vec::new()
+            },
             rho: drho,
             g: dg,
             phi: dphi,
@@ -685,40 +652,13 @@ pub(crate) fn run(
             return stop(crate::FailureReason::MaxIterations, x, out, last_step, mu);
         }
         out.iterations += 1;
-        let mut lin = match Linearisation::new(p, &x, &res, system) {
-            Ok(l) => l,
-            Err(err) => {
-                return stop(
-                    crate::FailureReason::LinearSolver(err.0),
-                    x,
-                    out,
-                    last_step,
-                    mu,
-                );
-            }
-        };
-        let directions = (|| {
-            let mu_c = p.pd_complementarity(&x.rho, &x.lam, &x.gap, &x.nu);
-            if mu_c <= mu_min {
-                let d = lin.direction(p, &x, &res, mu_min, None)?;
-                return Ok::<_, LinearFailure>((mu_min, d, None));
-            }
-            let aff = lin.direction(p, &x, &res, 0.0, None)?;
-            let (ap, ad) = p.fraction_to_boundary(&x, &aff, 1.0);
-            let trial = p.advance(&x, &aff, ap, ad);
-            let mu_aff = p
-                .pd_complementarity(&trial.rho, &trial.lam, &trial.gap, &trial.nu)
-                .max(0.0);
-            let sigma = (mu_aff / mu_c).powi(3).clamp(0.0, 1.0);
-            let mu_t = (sigma * mu_c).max(mu_min);
-            let c_lam: Vec<f64> = (0..p.n()).map(|k| aff.lam[k] * aff.rho[k]).collect();
-            let c_nu: Vec<f64> = (0..x.nu.len()).map(|k| -aff.nu[k] * aff.rho[k]).collect();
-            let d = lin.direction(p, &x, &res, mu_t, Some((&c_lam, &c_nu)))?;
-            let plain = lin.direction(p, &x, &res, mu_t, None)?;
-            Ok((mu_t, d, Some(plain)))
-        })();
-        out.linear_time += lin.time;
-        drop(lin);
+        // The iteration's linear algebra (one factorisation, then its directions) stops the run
+        // alike wherever it fails.
+        let directions = Linearisation::new(p, &x, &res, system).and_then(|mut lin| {
+            let directions = mehrotra(p, &x, &res, &mut lin, mu_min);
+            out.linear_time += lin.time;
+            directions
+        });
         let (mu_t, d, plain) = match directions {
             Ok(v) => v,
             Err(err) => {
@@ -772,6 +712,38 @@ pub(crate) fn run(
         mu = mu_t;
         p.safeguard(&mut x, mu);
     }
+}
+
+/// Mehrotra's predictor–corrector directions at x with the factorised Newton matrix `lin`: the
+/// affine (μ = 0) direction sets the target μ_t = σ μ_c, σ = (μ_aff/μ_c)³, and the corrector
+/// adds its second-order terms δλ δρ and δν δgap. Returns μ_t, the corrected direction and the
+/// plain Newton direction of the same target; at μ_c ≤ `mu_min` only the plain direction to
+/// `mu_min`.
+fn mehrotra(
+    p: &Problem<'_>,
+    x: &State,
+    res: &Residuals,
+    lin: &mut Linearisation<'_>,
+    mu_min: f64,
+) -> Result<(f64, Direction, Option<Direction>), LinearFailure> {
+    let mu_c = p.pd_complementarity(&x.rho, &x.lam, &x.gap, &x.nu);
+    if mu_c <= mu_min {
+        let d = lin.direction(p, x, res, mu_min, None)?;
+        return Ok((mu_min, d, None));
+    }
+    let aff = lin.direction(p, x, res, 0.0, None)?;
+    let (ap, ad) = p.fraction_to_boundary(x, &aff, 1.0);
+    let trial = p.advance(x, &aff, ap, ad);
+    let mu_aff = p
+        .pd_complementarity(&trial.rho, &trial.lam, &trial.gap, &trial.nu)
+        .max(0.0);
+    let sigma = (mu_aff / mu_c).powi(3).clamp(0.0, 1.0);
+    let mu_t = (sigma * mu_c).max(mu_min);
+    let c_lam: Vec<f64> = (0..p.n()).map(|k| aff.lam[k] * aff.rho[k]).collect();
+    let c_nu: Vec<f64> = (0..x.nu.len()).map(|k| aff.nu[k] * aff.gap[k]).collect();
+    let d = lin.direction(p, x, res, mu_t, Some((&c_lam, &c_nu)))?;
+    let plain = lin.direction(p, x, res, mu_t, None)?;
+    Ok((mu_t, d, Some(plain)))
 }
 
 /// The active-set finish: hold the cells the interior point has put at a bound there

@@ -282,6 +282,50 @@ impl<'a> Problem<'a> {
         e
     }
 
+    /// Assemble and factorise S = Cᵀ diag(dinv) C + L_θ/τ, the Newton matrix of both methods:
+    /// C_KK = |K|/τ + Σ_σ ±T_σ w_σ/(2τ), C_KL = −T_σ w_{K,σ}/(2τ), from the face velocity w_σ
+    /// (`w(s)`, oriented as face s; the dual ascent's ∇φ, the interior point's G/(Tθ)), and
+    /// `face_weight(s)` = T_σ θ_σ/τ. Rows where S vanishes identically are pinned (see
+    /// `ReducedSystem::pin_empty_rows`). Returns C's diagonal and the pinned rows.
+    pub fn factorise_newton_matrix(
+        &self,
+        system: &mut ReducedSystem,
+        dinv: &[f64],
+        w: impl Fn(usize) -> f64,
+        face_weight: impl Fn(usize) -> f64,
+    ) -> Result<(Vec<f64>, Vec<usize>), LinearFailure> {
+        let tau = self.tau;
+        let mut c_diag: Vec<f64> = (0..self.n()).map(|k| self.vols[k] / tau).collect();
+        for (s, &(k, l, t)) in self.faces.iter().enumerate() {
+            let a = 0.5 * t * w(s) / tau;
+            c_diag[k] += a;
+            c_diag[l] -= a;
+        }
+        let mesh = self.mesh;
+        system.assemble(
+            dinv,
+            |k, c| {
+                c.push(c_diag[k]);
+                for &s in mesh.faces_of(k) {
+                    let (a, _, t) = self.faces[s];
+                    // w oriented away from K.
+                    let wk = if a == k { w(s) } else { -w(s) };
+                    c.push(-0.5 * t * wk / tau);
+                }
+            },
+            |k, j| face_weight(mesh.faces_of(k)[j]),
+        );
+        let pinned = system.pin_empty_rows();
+        let mut result = system.factorize(0.0);
+        if result.is_err() {
+            // Round-off made the (positive definite) matrix numerically indefinite: a relative
+            // shift of the unit-diagonal scaled matrix far below the tolerances restores it.
+            result = system.factorize(1e-12);
+        }
+        result?;
+        Ok((c_diag, pinned))
+    }
+
     /// Assemble and factorise the Newton matrix S = Cᵀ D⁻¹ C + L_θ/τ of ψ_μ at p (−S is its
     /// Hessian), and solve S δφ = ∇ψ = r_p/τ. Rows of cells where S vanishes identically (deep
     /// in a vacuum or at the cap, at μ = 0, where ψ does not depend on φ_K) are pinned:
@@ -314,37 +358,19 @@ impl<'a> Problem<'a> {
                 }
             }
         }
-        let mut c_diag: Vec<f64> = (0..n).map(|k| self.vols[k] / tau).collect();
-        for &(k, l, t) in self.faces {
-            let a = 0.5 * t * (p.phi[l] - p.phi[k]) / tau;
-            c_diag[k] += a;
-            c_diag[l] -= a;
-        }
-        let mesh = self.mesh;
-        system.assemble(
+        // The face gradient is w = ∇φ: G = T θ ∇φ is the flux of the dual point.
+        let (_, pinned) = self.factorise_newton_matrix(
+            system,
             &dinv,
-            |k, c| {
-                c.push(c_diag[k]);
-                for &s in mesh.faces_of(k) {
-                    let (a, b, t) = self.faces[s];
-                    // C_KL = −T_σ (φ_L − φ_K)/(2τ).
-                    let other = if a == k { b } else { a };
-                    c.push(-0.5 * t * (p.phi[other] - p.phi[k]) / tau);
-                }
+            |s| {
+                let (k, l, _) = self.faces[s];
+                p.phi[l] - p.phi[k]
             },
-            |k, j| {
-                let (a, b, t) = self.faces[mesh.faces_of(k)[j]];
+            |s| {
+                let (a, b, t) = self.faces[s];
                 t * 0.5 * (p.cells[a].rho + p.cells[b].rho) / tau
             },
-        );
-        let pinned = system.pin_empty_rows();
-        let mut result = system.factorize(0.0);
-        if result.is_err() {
-            // Round-off made the (positive definite) matrix numerically indefinite: a relative
-            // shift of the unit-diagonal scaled matrix far below the tolerances restores it.
-            result = system.factorize(1e-12);
-        }
-        result?;
+        )?;
         let mut d: Vec<f64> = p.r_p.iter().map(|r| r / tau).collect();
         for &k in &pinned {
             d[k] = 0.0;

@@ -68,17 +68,54 @@ pub(crate) struct ReducedSystem {
 }
 
 enum Numeric {
-    Llt {
-        symbolic: SymbolicCholesky<usize>,
-        factor: Vec<f64>,
-        work: MemBuffer,
-        /// Whether `factor` holds the factorisation of the current `scaled` values.
-        ready: bool,
-    },
+    Llt(Cholesky),
     Lu {
         symbolic: SymbolicLu<usize>,
         factor: Option<Lu<usize, f64>>,
     },
+}
+
+/// The sparse Cholesky factorisation of one mesh's pattern: the symbolic factorisation, the
+/// numeric factor's storage and the workspace its factorisations and solves share.
+struct Cholesky {
+    symbolic: SymbolicCholesky<usize>,
+    factor: Vec<f64>,
+    work: MemBuffer,
+    /// Whether `factor` holds the factorisation of the current `scaled` values.
+    ready: bool,
+}
+
+impl Cholesky {
+    /// Factorise `mat` (its lower triangle) into `factor`.
+    fn factorize(&mut self, mat: SparseColMatRef<'_, usize, f64>) -> Result<(), LinearFailure> {
+        self.symbolic
+            .factorize_numeric_llt::<f64>(
+                &mut self.factor,
+                mat,
+                Side::Lower,
+                Default::default(),
+                Par::Seq,
+                MemStack::new(&mut self.work),
+                Default::default(),
+            )
+            .map_err(|e| LinearFailure(format!("Cholesky: {e:?}")))?;
+        self.ready = true;
+        Ok(())
+    }
+
+    /// Solve with the current factorisation in place.
+    fn solve_in_place(&mut self, rhs: MatMut<'_, f64>) -> Result<(), LinearFailure> {
+        if !self.ready {
+            return Err(LinearFailure("internal: no factorisation".into()));
+        }
+        LltRef::<usize, f64>::new(&self.symbolic, &self.factor).solve_in_place_with_conj(
+            Conj::No,
+            rhs,
+            Par::Seq,
+            MemStack::new(&mut self.work),
+        );
+        Ok(())
+    }
 }
 
 /// When `ReducedSystem::solve` stops refining.
@@ -212,12 +249,12 @@ impl ReducedSystem {
                     .or(symbolic.solve_in_place_scratch::<f64>(2, Par::Seq));
                 let work = MemBuffer::try_new(req)
                     .map_err(|e| LinearFailure(format!("Cholesky workspace: {e:?}")))?;
-                Numeric::Llt {
+                Numeric::Llt(Cholesky {
                     symbolic,
                     factor,
                     work,
                     ready: false,
-                }
+                })
             }
             Factorization::Lu => Numeric::Lu {
                 symbolic: SymbolicLu::try_new(pattern.as_ref())
@@ -283,8 +320,8 @@ impl ReducedSystem {
                 }
             }
         }
-        if let Numeric::Llt { ready, .. } = &mut self.numeric {
-            *ready = false;
+        if let Numeric::Llt(llt) = &mut self.numeric {
+            llt.ready = false;
         }
         if let Numeric::Lu { factor, .. } = &mut self.numeric {
             *factor = None;
@@ -332,25 +369,7 @@ impl ReducedSystem {
         }
         let mat = SparseColMatRef::new(self.pattern.as_ref(), &self.scaled);
         match &mut self.numeric {
-            Numeric::Llt {
-                symbolic,
-                factor,
-                work,
-                ready,
-            } => {
-                symbolic
-                    .factorize_numeric_llt::<f64>(
-                        factor,
-                        mat,
-                        Side::Lower,
-                        Default::default(),
-                        Par::Seq,
-                        MemStack::new(work),
-                        Default::default(),
-                    )
-                    .map_err(|e| LinearFailure(format!("Cholesky: {e:?}")))?;
-                *ready = true;
-            }
+            Numeric::Llt(llt) => llt.factorize(mat)?,
             Numeric::Lu { symbolic, factor } => {
                 *factor = Some(
                     Lu::try_new_with_symbolic(symbolic.clone(), mat)
@@ -365,22 +384,7 @@ impl ReducedSystem {
     fn solve_scaled(&mut self, x: &mut [f64]) -> Result<(), LinearFailure> {
         let rhs = MatMut::from_column_major_slice_mut(x, self.n, 1);
         match &mut self.numeric {
-            Numeric::Llt {
-                symbolic,
-                factor,
-                work,
-                ready,
-            } => {
-                if !*ready {
-                    return Err(LinearFailure("internal: no factorisation".into()));
-                }
-                LltRef::<usize, f64>::new(symbolic, factor).solve_in_place_with_conj(
-                    Conj::No,
-                    rhs,
-                    Par::Seq,
-                    MemStack::new(work),
-                );
-            }
+            Numeric::Llt(llt) => llt.solve_in_place(rhs)?,
             Numeric::Lu { factor, .. } => match factor {
                 Some(f) => f.solve_in_place(rhs),
                 None => return Err(LinearFailure("internal: no factorisation".into())),
@@ -465,7 +469,7 @@ impl ReducedSystem {
     /// Number of stored nonzeros of the Cholesky factor (0 for LU).
     pub fn factor_nnz(&self) -> usize {
         match &self.numeric {
-            Numeric::Llt { symbolic, .. } => symbolic.len_val(),
+            Numeric::Llt(llt) => llt.symbolic.len_val(),
             Numeric::Lu { .. } => 0,
         }
     }
