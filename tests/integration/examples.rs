@@ -54,26 +54,13 @@ fn every_builtin_example_runs_with_its_invariants() {
     }
 }
 
-/// Known limitations (documented in the README), asserted so they are neither hidden nor
-/// forgotten: each must fail with an error, never a panic or a wrong result.
-const KNOWN_FAILURES: &[&str] = &[
-    // bfm with the cap at β = 0.01 (crowd-2d at its 32²): the semismooth Newton stalls in the
-    // continuation at step 2 (NotConverged); β = 0.1 and 0.5 and 12²/16² run (issue 20, round 8).
-    "crowd-2d/bfm",
-];
-
-/// Every backend on every built-in example it treats (3 steps) whose name `include` accepts:
-/// the names of the runs that returned a result and the errors of the others.
-fn run_the_examples_each_backend_treats(
-    include: impl Fn(&str) -> bool,
-) -> (Vec<String>, Vec<String>) {
+/// Every backend on every built-in example it treats (3 steps): the names of the runs that
+/// returned a result and the errors of the others.
+fn run_the_examples_each_backend_treats() -> (Vec<String>, Vec<String>) {
     let (mut solved, mut failed) = (Vec::new(), Vec::new());
     for (name, _, text) in EXAMPLES {
         for backend in ["newton", "sinkhorn", "quantile", "flow", "bfm"] {
             let run = format!("{name}/{backend}");
-            if !include(&run) {
-                continue;
-            }
             let mut config = Config::from_toml(text).unwrap();
             config.scheme.steps = 3;
             config.solver = jko::backend::SolverConfig::default_for(backend).unwrap();
@@ -99,38 +86,13 @@ fn run_the_examples_each_backend_treats(
     (solved, failed)
 }
 
-fn is_known_failure(run: &str) -> bool {
-    KNOWN_FAILURES.contains(&run)
-}
-
-/// Every backend on every built-in example it treats (3 steps), the known limitations
-/// (KNOWN_FAILURES) aside: the driver's invariant checks pass (mass, positivity, bound, and the
-/// energy inequality where it is a theorem).
+/// Every backend on every built-in example it treats (3 steps): no failure, and the driver's
+/// invariant checks pass (mass, positivity, bound, and the energy inequality where it is a
+/// theorem). There are no known failures left to list: crowd-2d/bfm, the last one (its Newton
+/// stalled at step 2), is refused before the first step since round 11, when bfm began to
+/// refuse masked grids (its steps beside obstacles were wrong).
 #[test]
 fn every_backend_runs_the_examples_it_treats() {
-    let (_, failed) = run_the_examples_each_backend_treats(|run| !is_known_failure(run));
+    let (_, failed) = run_the_examples_each_backend_treats();
     assert!(failed.is_empty(), "unexpected failures: {failed:#?}");
-}
-
-/// The known limitations are asserted so they are not forgotten: each still fails, with an
-/// error. Ignored in CI because it is slow, not because it fails: crowd-2d/bfm at 32² spends
-/// about two minutes (2 cores) in the continuation before it gives up, more than the rest of
-/// this binary together. CI keeps the property that a bfm failure is an error and not a panic
-/// or a wrong result through the same driver path (`every_backend_runs_the_examples_it_treats`
-/// and `jko compare data/compare/robust-ci.toml --check`, which fails on any error or panic);
-/// run this with `cargo test -p jko --test integration -- --ignored known_limitations`.
-#[test]
-#[ignore = "slow (about two minutes): the known failures of the built-in examples"]
-fn known_limitations_of_the_examples_still_fail_with_an_error() {
-    let (solved, failed) = run_the_examples_each_backend_treats(is_known_failure);
-    for k in KNOWN_FAILURES {
-        assert!(
-            failed.iter().any(|f| f.starts_with(&format!("{k}: "))),
-            "{k} now works: update KNOWN_FAILURES and the docs"
-        );
-    }
-    assert!(
-        solved.is_empty(),
-        "{solved:?} now work: update KNOWN_FAILURES and the docs"
-    );
 }

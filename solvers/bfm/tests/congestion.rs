@@ -5,8 +5,11 @@
 //!
 //! Invariants checked on every bfm step: mass exact, ρ ≤ ρ_max to round-off, the JKO energy
 //! inequality F(ρ⁺) + W²/(2τ) ≤ F(ρⁿ) with bfm's dual W² (a theorem for the returned pair), W² > 0.
-//! Obstacle cells are not cells of the mesh, so ρ = 0 there by construction; what is checked is
-//! that the step runs on the masked grid at all (it was refused before round 8).
+//! The dual W² is a lower bound of the step's W², so the inequality is a weak check.
+//!
+//! Masked grids (the obstacle) are refused since round 11: on crowd-2d's obstacle bfm returned
+//! Solved steps with mass piled onto the obstacle's rim (docs/notes/issue-20.md). The crowd runs
+//! here on the box without the obstacle.
 //!
 //! Agreement with conic: conic solves the one-step (two-point flux) scheme, bfm the exact-W²
 //! step; they differ by O(τ) + O(h). The tests assert the measured L1 gap (with a margin) and
@@ -15,7 +18,8 @@ use jko_bfm::{BfmParams, BfmSolver};
 use jko_conic::{ConicParams, ConicSolver};
 use jko_core::exact::Gaussian;
 use jko_core::{
-    Energy, EnergyTerm, JkoStep, Mesh, Potential, StepError, StepOutput, StepSolver, WarmStart,
+    Energy, EnergyTerm, JkoStep, Mesh, Potential, StepError, StepOutput, StepSolver, StepStatus,
+    WarmStart,
 };
 use ndarray::Array1;
 
@@ -109,18 +113,24 @@ fn run(
 }
 
 #[test]
-fn the_cap_with_entropy_and_obstacles_are_accepted() {
+fn the_cap_with_entropy_is_accepted_and_obstacles_are_refused() {
     let bfm = BfmSolver::new(BfmParams::default()).unwrap();
-    let mesh = crowd_mesh(16, true);
     let crowd = crowd_energy(0.01, Some(1.0));
-    assert!(bfm.supports_mesh(&mesh).is_ok());
-    assert!(bfm.check_supported(&mesh, &crowd.terms()).is_ok());
+    let free = crowd_mesh(16, false);
+    assert!(bfm.check_supported(&free, &crowd.terms()).is_ok());
+    // Regression (round 11): on the obstacle's grid the steps were wrong yet Solved.
+    let masked = crowd_mesh(16, true);
+    let err = bfm.check_supported(&masked, &crowd.terms()).unwrap_err();
+    assert!(
+        matches!(err, StepError::UnsupportedMesh { .. }) && err.to_string().contains("obstacle"),
+        "{err}"
+    );
     // The cap alone (ρ(p) = ρ_max 1{p > 0} is not a function) stays refused.
     let cap_alone = Energy {
         max_density: Some(1.0),
         ..Energy::default()
     };
-    let err = bfm.check_supported(&mesh, &cap_alone.terms()).unwrap_err();
+    let err = bfm.check_supported(&free, &cap_alone.terms()).unwrap_err();
     assert!(
         matches!(
             err,
@@ -133,30 +143,34 @@ fn the_cap_with_entropy_and_obstacles_are_accepted() {
     );
 }
 
-/// The crowd with β = 0.1 (robust/crowd-beta0.1-2d) at τ = 0.05 on 32² and 64² (at 16² the
-/// refined c-transform's O(h²/τ) error exceeds β), two steps: the invariants, and the relative
-/// L1 gap to conic falling with h. Measured (round 8): step 2 gaps 0.164 (32²), 0.069 (64²);
-/// without the cap and the obstacle (the plain Fokker–Planck gap of the two schemes) 0.092,
-/// 0.062.
+/// The crowd with β = 0.1 (robust/crowd-beta0.1-2d without its obstacle, cap 0.5) at τ = 0.05
+/// on 32² and 64² (at 16² the refined c-transform's O(h²/τ) error exceeds β), two steps: the
+/// invariants, and the relative L1 gap to conic falling with h. Measured (round 11): step 2
+/// gaps 0.0906 (32²), 0.0646 (64²), 134 and 602 capped cells — the plain Fokker–Planck gap of
+/// the two schemes without the cap was 0.092, 0.062 (round 8), so the cap adds no gap of its own.
+/// (Round 8's version with the obstacle measured 0.164, 0.069; masked grids are refused now.)
 #[test]
-fn crowd_with_an_obstacle_keeps_the_invariants_and_approaches_conic_as_h_falls() {
+fn crowd_keeps_the_invariants_and_approaches_conic_as_h_falls() {
     let bfm = BfmSolver::new(BfmParams::default()).unwrap();
     let conic = ConicSolver::new(ConicParams::default()).unwrap();
-    let energy = crowd_energy(0.1, Some(1.0));
+    // Without the obstacle the crowd is not compressed to ρ = 1 (max ρ 0.76 at step 2):
+    // the cap at 0.5 keeps it active.
+    let cap = 0.5;
+    let energy = crowd_energy(0.1, Some(cap));
     let tau = 0.05;
     let mut gaps = Vec::new();
     for n in [32usize, 64] {
-        let mesh = crowd_mesh(n, true);
+        let mesh = crowd_mesh(n, false);
         let what = format!("crowd beta 0.1 {n}²");
         let b = run(&bfm, &mesh, &energy, tau, 2, &what);
         let c = run(&conic, &mesh, &energy, tau, 2, &what);
         let gap = relative_l1(&mesh, &b[1].rho, &c[1].rho);
-        let capped = b[1].rho.iter().filter(|&&r| r >= 1.0 - 1e-9).count();
+        let capped = b[1].rho.iter().filter(|&&r| r >= cap - 1e-9).count();
         println!("{what}: relative L1 bfm vs conic {gap:.3e}, capped cells {capped}");
         assert!(capped > 0, "{what}: the cap is not active");
         gaps.push(gap);
     }
-    assert!(gaps[1] < 0.6 * gaps[0], "L1 gaps {gaps:?}");
+    assert!(gaps[1] < 0.75 * gaps[0], "L1 gaps {gaps:?}");
     assert!(gaps[1] < 0.1, "L1 gaps {gaps:?}");
 }
 
@@ -179,26 +193,44 @@ fn mass_leaving_a_wall_is_not_held_by_a_mirror() {
     assert!(gap < 0.35, "{gap}");
 }
 
-/// crowd-2d itself (β = 0.01, cap ρ ≤ 1, obstacle, τ = 0.2) at 16², the size robust-ci runs:
-/// two steps, the invariants, and the Newton iterations per step. The capped rows are a pure
-/// diffusion of size βτ/h² that the Helmholtz preconditioner with a = 1 does not see, and the
-/// exact min of the capped residual switches the rim cells' branch under every step (round 8:
-/// 155 and 25 Newton iterations, 24 363 and 941 GMRES products; with the capped block alone 110
-/// and 17; with the smoothed min as well 16 and 16, 75 and 93 products).
+/// crowd-2d's crowd (β = 0.01, cap ρ ≤ 1, τ = 0.2) without its obstacle at 16²: the step is
+/// refused as inconsistent, not returned. Round 11: Newton converged here (52 iterations since
+/// round 9's capped block and smoothed min; 155 before) but the recovered density needed a mass
+/// shift of 7.2 κ, and at 32² the same crowd's step was 0.34 in L1 away from conic with 8 levels
+/// and from sinkhorn (which agree with each other to 0.03), its JKO objective 0.56 above theirs
+/// (docs/notes/issue-20.md). Before the check this test asserted only the iteration count.
 #[test]
-fn crowd_2d_at_small_entropy_converges_without_stalling_on_the_capped_rows() {
+fn crowd_2d_at_small_entropy_is_not_returned_when_its_recovery_is_inconsistent() {
     let bfm = BfmSolver::new(BfmParams::default()).unwrap();
-    let mesh = crowd_mesh(16, true);
+    let mesh = crowd_mesh(16, false);
     let energy = crowd_energy(0.01, Some(1.0));
-    let outs = run(&bfm, &mesh, &energy, 0.2, 2, "crowd-2d 16²");
-    for (k, out) in outs.iter().enumerate() {
-        let top = out.rho.iter().fold(0.0f64, |a, &r| a.max(r));
-        assert!(top > 1.0 - 1e-9, "step {}: the cap is not active", k + 1);
-        assert!(
-            out.info.iterations <= 40,
-            "step {}: {} Newton iterations",
-            k + 1,
-            out.info.iterations
-        );
-    }
+    let rho = crowd_start(&mesh);
+    let frozen = energy.freeze(&mesh, &rho).unwrap();
+    let problem = JkoStep::new(&mesh, &rho, 0.2, &frozen).unwrap();
+    let err = bfm.step(&problem, None).unwrap_err();
+    assert!(
+        matches!(err, StepError::NotConverged { .. }) && err.to_string().contains("mass shift"),
+        "{err}"
+    );
+}
+
+/// The open crowd (robust/crowd-open-2d: β = 0.1, cap 0.75, no obstacle, τ = 0.2) on the coarse
+/// 12² grid of robust-ci: step 2's recovery needs a mass shift of 1.28 κ (measured, round 11;
+/// 0.21 κ at 32²), so it is returned but flagged AlmostSolved with the reason, and the
+/// invariants hold.
+#[test]
+fn an_inaccurate_recovery_is_flagged_almost_solved() {
+    let bfm = BfmSolver::new(BfmParams::default()).unwrap();
+    let mesh = crowd_mesh(12, false);
+    let energy = crowd_energy(0.1, Some(0.75));
+    let outs = run(&bfm, &mesh, &energy, 0.2, 2, "open crowd 12²");
+    let flagged = |o: &StepOutput| {
+        o.info.status == StepStatus::AlmostSolved
+            && o.info
+                .notes
+                .iter()
+                .any(|n| n.contains("inaccurate recovery"))
+    };
+    assert!(!flagged(&outs[0]), "{:?}", outs[0].info.notes);
+    assert!(flagged(&outs[1]), "{:?}", outs[1].info.notes);
 }
