@@ -18,8 +18,9 @@ use crate::params::{Factorization, Ordering};
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::solvers::Solve;
 use faer::sparse::linalg::SupernodalThreshold;
+use faer::sparse::linalg::cholesky::supernodal::SymbolicSupernodalCholesky;
 use faer::sparse::linalg::cholesky::{
-    CholeskySymbolicParams, LltRef, SymbolicCholesky, SymmetricOrdering,
+    CholeskySymbolicParams, LltRef, SymbolicCholesky, SymbolicCholeskyRaw, SymmetricOrdering,
     factorize_symbolic_cholesky,
 };
 use faer::sparse::linalg::solvers::{Lu, SymbolicLu};
@@ -28,14 +29,15 @@ use faer::{Conj, MatMut, Par, Side};
 use jko_core::Mesh;
 
 /// faer factorises supernodally when the factorisation's flops per nonzero of L exceed 40 ×
-/// this (its default: 1). Measured on the OU timing problem (`newton_timing`, test profile,
-/// whole-process CPU of its cold, warm and factorisation calls, 2–3 interleaved runs at load
-/// 13–15): 64² (flops/nnz(L) between 40 and 48) 1.14–1.20 s supernodal, 1.00–1.02 s
-/// simplicial; 72² 1.75–1.79 s against 1.92–1.94 s; 80² 2.03–2.07 against 2.20–2.23; 96²
-/// 3.68–3.74 against 5.08–5.28; 128² 6.9 against 10.3. So the crossover lies between 64² and
-/// 72², and 1.2 moves it there: only 2D grids near 64² change (to simplicial); 72² and up,
-/// and the 3D grids, stay supernodal, 1D and small grids simplicial.
-const SUPERNODAL_THRESHOLD: f64 = 1.2;
+/// this (its default: 1). Measured in the **release** profile on the OU timing problem
+/// (`newton_timing`, round 12, load ~3.5, one numeric factorisation / mean warm step):
+/// 32² 0.69 → 0.59 ms / 8 → 5 ms, 48² 4.1 → 1.2 ms / 26 → 10 ms, 64² 5.2 → 2.2 ms / 48 → 28 ms
+/// (simplicial → supernodal); 96² and the 3D grids are supernodal at either threshold, 1D
+/// grids simplicial (flops per nonzero below 20). Faer's supernodal kernels are generic code
+/// instantiated in this crate: in the test profile (opt-level 2) they lost at 64² (round 10
+/// chose 1.2 from test-profile timings, which made 64² simplicial), in release they win from
+/// 32² up, so 0.5 (supernodal above 20 flops per nonzero).
+const SUPERNODAL_THRESHOLD: f64 = 0.5;
 
 /// Stencils, pattern, ordering and symbolic factorisation of S for one mesh.
 pub(crate) struct ReducedSystem {
@@ -103,18 +105,88 @@ impl Cholesky {
         Ok(())
     }
 
-    /// Solve with the current factorisation in place.
-    fn solve_in_place(&mut self, rhs: MatMut<'_, f64>) -> Result<(), LinearFailure> {
+    /// Solve with the current factorisation in place (one right-hand side).
+    fn solve_in_place(&mut self, x: &mut [f64]) -> Result<(), LinearFailure> {
         if !self.ready {
             return Err(LinearFailure("internal: no factorisation".into()));
         }
+        if let SymbolicCholeskyRaw::Supernodal(sym) = self.symbolic.raw() {
+            match self.symbolic.perm().map(|p| p.arrays()) {
+                Some((fwd, inv)) => {
+                    let mut y: Vec<f64> = fwd.iter().map(|&i| x[i]).collect();
+                    supernodal_llt_solve(sym, &self.factor, &mut y);
+                    for (xk, &i) in x.iter_mut().zip(inv) {
+                        *xk = y[i];
+                    }
+                }
+                None => supernodal_llt_solve(sym, &self.factor, x),
+            }
+            return Ok(());
+        }
+        let n = x.len();
         LltRef::<usize, f64>::new(&self.symbolic, &self.factor).solve_in_place_with_conj(
             Conj::No,
-            rhs,
+            MatMut::from_column_major_slice_mut(x, n, 1),
             Par::Seq,
             MemStack::new(&mut self.work),
         );
         Ok(())
+    }
+}
+
+/// Solve L Lᵀ x = b in place (b in `x`, in the factor's ordering) with a supernodal Cholesky
+/// factor, one right-hand side, by plain column-oriented substitution.
+///
+/// faer's own supernodal solve treats each supernode as dense blocks (a triangular solve and a
+/// matrix product, each dispatched to its SIMD kernels): on the 2D grids where the Newton
+/// matrix is factorised supernodally most supernodes have a few columns, and that dispatch
+/// cost about a third of a numeric factorisation per solve (64² OU, release, perf: 11 % of
+/// the whole run in the solves against 36 % in the factorisations). The substitution below
+/// reads the same storage (each supernode a column-major block: its diagonal block's rows,
+/// then the rows of its pattern) and does the same 2 nnz(L) multiply–adds.
+fn supernodal_llt_solve(sym: &SymbolicSupernodalCholesky<usize>, factor: &[f64], x: &mut [f64]) {
+    let (begin, end, row_ptr, val_ptr, rows) = (
+        sym.supernode_begin(),
+        sym.supernode_end(),
+        sym.col_ptr_for_row_idx(),
+        sym.col_ptr_for_val(),
+        sym.row_idx(),
+    );
+    let block = |s: usize| {
+        let (start, size) = (begin[s], end[s] - begin[s]);
+        let pattern = &rows[row_ptr[s]..row_ptr[s + 1]];
+        let values = &factor[val_ptr[s]..val_ptr[s + 1]];
+        (start, size, pattern, values, size + pattern.len())
+    };
+    // L y = b.
+    for s in 0..sym.n_supernodes() {
+        let (start, size, pattern, values, height) = block(s);
+        for j in 0..size {
+            let col = &values[j * height..(j + 1) * height];
+            let xj = x[start + j] / col[j];
+            x[start + j] = xj;
+            for i in j + 1..size {
+                x[start + i] -= col[i] * xj;
+            }
+            for (&r, &l) in pattern.iter().zip(&col[size..]) {
+                x[r] -= l * xj;
+            }
+        }
+    }
+    // Lᵀ x = y.
+    for s in (0..sym.n_supernodes()).rev() {
+        let (start, size, pattern, values, height) = block(s);
+        for j in (0..size).rev() {
+            let col = &values[j * height..(j + 1) * height];
+            let mut acc = x[start + j];
+            for i in j + 1..size {
+                acc -= col[i] * x[start + i];
+            }
+            for (&r, &l) in pattern.iter().zip(&col[size..]) {
+                acc -= l * x[r];
+            }
+            x[start + j] = acc / col[j];
+        }
     }
 }
 
@@ -382,11 +454,10 @@ impl ReducedSystem {
 
     /// Solve with the current factorisation, in the scaled variables.
     fn solve_scaled(&mut self, x: &mut [f64]) -> Result<(), LinearFailure> {
-        let rhs = MatMut::from_column_major_slice_mut(x, self.n, 1);
         match &mut self.numeric {
-            Numeric::Llt(llt) => llt.solve_in_place(rhs)?,
+            Numeric::Llt(llt) => llt.solve_in_place(x)?,
             Numeric::Lu { factor, .. } => match factor {
-                Some(f) => f.solve_in_place(rhs),
+                Some(f) => f.solve_in_place(MatMut::from_column_major_slice_mut(x, self.n, 1)),
                 None => return Err(LinearFailure("internal: no factorisation".into())),
             },
         }
@@ -498,5 +569,57 @@ impl ReducedSystem {
 
     pub fn ordering(&self) -> Ordering {
         self.order
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The substitution on faer's supernodal storage solves like faer's own supernodal solve:
+    /// an SPD 13-point matrix on a 48² grid (the shape of S), factorised supernodally.
+    #[test]
+    fn supernodal_substitution_agrees_with_faer() {
+        let mesh = Mesh::grid(&[48, 48], &[0.0, 0.0], &[1.0, 1.0]).expect("mesh");
+        let mut system =
+            ReducedSystem::new(&mesh, Factorization::Cholesky, Ordering::Auto).expect("system");
+        let n = mesh.n_cells();
+        let dinv: Vec<f64> = (0..n).map(|k| 1.0 + (k % 7) as f64).collect();
+        system.assemble(
+            &dinv,
+            |k, c| {
+                let deg = mesh.faces_of(k).len();
+                c.push(deg as f64 + 0.5);
+                c.extend((0..deg).map(|j| -1.0 + 0.1 * j as f64));
+            },
+            |k, j| 1.0 + 0.01 * ((k + j) % 5) as f64,
+        );
+        system.factorize(0.0).expect("factorisation");
+        let Numeric::Llt(llt) = &mut system.numeric else {
+            panic!("Cholesky expected");
+        };
+        assert!(
+            matches!(llt.symbolic.raw(), SymbolicCholeskyRaw::Supernodal(_)),
+            "the test needs a supernodal factor"
+        );
+        let b: Vec<f64> = (0..n).map(|k| ((k * 37) % 11) as f64 - 5.0).collect();
+        let mut ours = b.clone();
+        llt.solve_in_place(&mut ours).expect("solve");
+        let mut theirs = b.clone();
+        LltRef::<usize, f64>::new(&llt.symbolic, &llt.factor).solve_in_place_with_conj(
+            Conj::No,
+            MatMut::from_column_major_slice_mut(&mut theirs, n, 1),
+            Par::Seq,
+            MemStack::new(&mut llt.work),
+        );
+        let scale = theirs.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let diff = ours
+            .iter()
+            .zip(&theirs)
+            .fold(0.0f64, |m, (a, c)| m.max((a - c).abs()));
+        assert!(
+            scale > 0.0 && diff <= 1e-12 * scale,
+            "max |Δx| {diff:e} of {scale:e}"
+        );
     }
 }
