@@ -56,6 +56,9 @@ const MASKED: RGBColor = RGBColor(190, 190, 190);
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
+/// A drawing area of a figure.
+type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+
 /// One rendered figure: RGB pixels, row-major from the top-left corner.
 ///
 /// ```rust
@@ -288,7 +291,7 @@ fn draw_error(what: &str, e: Box<dyn std::error::Error>) -> ToolError {
 fn render(
     name: &str,
     (width, height): (u32, u32),
-    draw: impl FnOnce(&DrawingArea<BitMapBackend, Shift>) -> DrawResult,
+    draw: impl FnOnce(&Area) -> DrawResult,
 ) -> Result<Figure, ToolError> {
     let mut rgb = vec![255u8; width as usize * height as usize * 3];
     {
@@ -602,8 +605,6 @@ const PANEL_EXTRA_H: u32 = 105;
 const BAR_W: u32 = 120;
 const TITLE_H: u32 = 45;
 
-/// A drawing area of a figure.
-type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
 type Chart2d<'a, 'b> =
     ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
@@ -880,7 +881,7 @@ fn inside_mask(mesh: &Mesh) -> Vec<bool> {
 
 /// The colour bar beside 2D panels: viridis from 0 to vmax, labelled ρ, aligned with the
 /// panels' plot areas (`plot_h` high).
-fn colour_bar(area: &DrawingArea<BitMapBackend, Shift>, vmax: f64, plot_h: f64) -> DrawResult {
+fn colour_bar(area: &Area, vmax: f64, plot_h: f64) -> DrawResult {
     let top = 38;
     area.draw(&Text::new("ρ", (14, top - 26), font(18)))?;
     let area = area.margin(
@@ -1230,12 +1231,7 @@ fn log_range(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
 type Curve<'a> = (&'a str, &'a [(f64, f64)], RGBColor);
 
 /// A panel with log y axis; non-positive values are left out (a log scale cannot show them).
-fn log_panel(
-    area: &DrawingArea<BitMapBackend, Shift>,
-    caption: &str,
-    t_end: f64,
-    series: &[Curve],
-) -> DrawResult {
+fn log_panel(area: &Area, caption: &str, t_end: f64, series: &[Curve]) -> DrawResult {
     let all = series.iter().flat_map(|s| s.1.iter().map(|p| p.1));
     let Some((lo, hi)) = log_range(all) else {
         area.titled(caption, font(18))?.draw(&Text::new(
