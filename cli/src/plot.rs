@@ -42,6 +42,7 @@ use jko::output::{Summary, step_file};
 use jko::reference::{ExactSolution, l1_relative};
 use jko_core::{CellKind, CellShapes, Energy, Grid, Mesh};
 use plotters::coord::Shift;
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use std::collections::HashSet;
@@ -54,6 +55,9 @@ static FONT_BYTES: &[u8] = include_bytes!("../../data/fonts/DejaVuSans.ttf");
 const MASKED: RGBColor = RGBColor(190, 190, 190);
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
+
+/// A drawing area of a figure.
+type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
 
 /// One rendered figure: RGB pixels, row-major from the top-left corner.
 ///
@@ -287,7 +291,7 @@ fn draw_error(what: &str, e: Box<dyn std::error::Error>) -> ToolError {
 fn render(
     name: &str,
     (width, height): (u32, u32),
-    draw: impl FnOnce(&DrawingArea<BitMapBackend, Shift>) -> DrawResult,
+    draw: impl FnOnce(&Area) -> DrawResult,
 ) -> Result<Figure, ToolError> {
     let mut rgb = vec![255u8; width as usize * height as usize * 3];
     {
@@ -610,42 +614,42 @@ fn density_figure(run: &RunData) -> Result<Figure, ToolError> {
         View::Line(_) => 6,
         _ => 4,
     });
-    let vmax = run.vmax(&shown);
-    let title = view.title(run);
-    render("density", view.size(shown.len()), |root| {
-        draw_density(root, run, &view, &shown, vmax, &title)
-    })
+    let size = view.size(shown.len());
+    let plot = DensityPlot {
+        vmax: run.vmax(&shown),
+        title: view.title(run),
+        run,
+        view,
+    };
+    render("density", size, |root| plot.draw(root, &shown))
 }
 
-/// The densities `shown` (on one chart in 1D, side by side in 2D) on the scale 0..vmax.
-fn draw_density(
-    root: &DrawingArea<BitMapBackend, Shift>,
-    run: &RunData,
-    view: &View,
-    shown: &[&Snapshot],
+/// The densities of a run as its figures draw them: the view of its mesh, the scale 0..vmax
+/// and the title (the density figure and every frame of the animation).
+struct DensityPlot<'a> {
+    run: &'a RunData,
+    view: View<'a>,
     vmax: f64,
-    title: &str,
-) -> DrawResult {
-    match view {
-        View::Line(grid) => draw_lines(root, run, grid, shown, 1.08 * vmax, title),
-        View::Heat(grid) => {
-            let inside = inside_mask(&run.mesh);
-            let inside = grid_slice(
-                grid,
-                &inside.iter().map(|&b| b as u8 as f64).collect::<Vec<_>>(),
-            );
-            let (hx, hy) = (grid.spacing()[0], grid.spacing()[1]);
-            let (nx, ny) = (grid.cells[0], grid.cells[1]);
-            let x: Vec<f64> = (0..nx).map(|i| grid.coordinate(0, i)).collect();
-            let y: Vec<f64> = (0..ny).map(|j| grid.coordinate(1, j)).collect();
-            draw_panels(
-                root,
-                run,
-                view,
-                shown,
-                vmax,
-                title,
-                &|chart, (_, t, rho)| {
+    title: String,
+}
+
+impl DensityPlot<'_> {
+    /// The densities `shown` (on one chart in 1D, side by side in 2D).
+    fn draw(&self, root: &Area, shown: &[&Snapshot]) -> DrawResult {
+        let (run, vmax) = (self.run, self.vmax);
+        match &self.view {
+            View::Line(grid) => self.lines(root, grid, shown),
+            View::Heat(grid) => {
+                let inside = inside_mask(&run.mesh);
+                let inside = grid_slice(
+                    grid,
+                    &inside.iter().map(|&b| b as u8 as f64).collect::<Vec<_>>(),
+                );
+                let (hx, hy) = (grid.spacing()[0], grid.spacing()[1]);
+                let (nx, ny) = (grid.cells[0], grid.cells[1]);
+                let x: Vec<f64> = (0..nx).map(|i| grid.coordinate(0, i)).collect();
+                let y: Vec<f64> = (0..ny).map(|j| grid.coordinate(1, j)).collect();
+                self.panels(root, shown, &|chart, (_, t, rho)| {
                     let slice = grid_slice(grid, &on_grid(&run.mesh, rho));
                     chart.draw_series((0..nx * ny).map(|ij| {
                         let (i, j) = (ij / ny, ij % ny);
@@ -673,17 +677,9 @@ fn draw_density(
                             }))?;
                     }
                     Ok(())
-                },
-            )
-        }
-        View::Cells(shapes) => draw_panels(
-            root,
-            run,
-            view,
-            shown,
-            vmax,
-            title,
-            &|chart, (_, _, rho)| {
+                })
+            }
+            View::Cells(shapes) => self.panels(root, shown, &|chart, (_, _, rho)| {
                 chart.draw_series((0..shapes.n_cells()).map(|k| {
                     let corners: Vec<(f64, f64)> = shapes
                         .cell(k)
@@ -693,142 +689,133 @@ fn draw_density(
                     Polygon::new(corners, viridis(rho[k] / vmax).filled())
                 }))?;
                 Ok(())
-            },
-        ),
-    }
-}
-
-/// Line plots of 1D densities coloured by time, the exact solution dashed over each.
-fn draw_lines(
-    root: &DrawingArea<BitMapBackend, Shift>,
-    run: &RunData,
-    grid: &Grid,
-    shown: &[&Snapshot],
-    ymax: f64,
-    title: &str,
-) -> DrawResult {
-    let n = grid.cells[0];
-    let inside = inside_mask(&run.mesh);
-    let x: Vec<f64> = (0..n).map(|i| grid.coordinate(0, i)).collect();
-    let mut chart = ChartBuilder::on(root)
-        .caption(title, font(22))
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(65)
-        .build_cartesian_2d(grid.lower[0]..grid.upper[0], 0.0..ymax)?;
-    chart
-        .configure_mesh()
-        .x_desc("x")
-        .y_desc("ρ")
-        .label_style(font(15))
-        .axis_desc_style(font(17))
-        .y_label_formatter(&|v| format_value(*v))
-        .light_line_style(RGBColor(242, 242, 242))
-        .draw()?;
-    // Cells outside the domain: grey bands.
-    let hx = grid.spacing()[0];
-    chart.draw_series((0..n).filter(|i| !inside[*i]).map(|i| {
-        Rectangle::new(
-            [(x[i] - hx / 2.0, 0.0), (x[i] + hx / 2.0, ymax)],
-            MASKED.filled(),
-        )
-    }))?;
-    // One polyline per run of inside cells.
-    let runs = {
-        let mut runs = Vec::new();
-        let mut i = 0;
-        while i < n {
-            let start = i;
-            while i < n && inside[i] {
-                i += 1;
-            }
-            if i > start {
-                runs.push(start..i);
-            }
-            i += 1;
-        }
-        runs
-    };
-    let m = shown.len();
-    let mut exact_labelled = false;
-    for (j, snapshot) in shown.iter().enumerate() {
-        let (_, t, rho) = snapshot;
-        let values = on_grid(&run.mesh, rho);
-        let colour = time_colour(j, m);
-        for (r, cells) in runs.iter().enumerate() {
-            let series = chart.draw_series(LineSeries::new(
-                cells.clone().map(|c| (x[c], values[c])),
-                colour.stroke_width(2),
-            ))?;
-            if r == 0 {
-                series
-                    .label(run.caption(snapshot))
-                    .legend(legend_line(colour.stroke_width(3)));
-            }
-        }
-        let Some(exact) = run.exact_at(*t) else {
-            continue;
-        };
-        let exact = on_grid(&run.mesh, &exact);
-        for cells in &runs {
-            let series = chart.draw_series(DashedLineSeries::new(
-                cells.clone().map(|c| (x[c], exact[c])),
-                6,
-                5,
-                EXACT.stroke_width(2),
-            ))?;
-            if !exact_labelled {
-                exact_labelled = true;
-                series.label("exact solution").legend(|(a, b)| {
-                    EmptyElement::at((a, b))
-                        + PathElement::new(vec![(0, 0), (8, 0)], EXACT.stroke_width(3))
-                        + PathElement::new(vec![(13, 0), (21, 0)], EXACT.stroke_width(3))
-                });
-            }
+            }),
         }
     }
-    legend_box(&mut chart, 15, SeriesLabelPosition::UpperRight)?;
-    Ok(())
-}
 
-/// 2D snapshots side by side, each with x and y axes, and one labelled colour bar; `fill`
-/// draws one snapshot into its chart.
-fn draw_panels(
-    root: &DrawingArea<BitMapBackend, Shift>,
-    run: &RunData,
-    view: &View,
-    shown: &[&Snapshot],
-    vmax: f64,
-    title: &str,
-    fill: &dyn Fn(&mut Chart2d<'_, '_>, &Snapshot) -> DrawResult,
-) -> DrawResult {
-    let ((x0, x1), (y0, y1)) = view.bounds();
-    let (title_area, body) = root.split_vertically(TITLE_H);
-    title_area.titled(title, font(22))?;
-    let (panels, bar) = body.split_horizontally(PANEL_W * shown.len() as u32);
-    let areas = panels.split_evenly((1, shown.len()));
-    for (area, snapshot) in areas.iter().zip(shown) {
-        let mut chart = ChartBuilder::on(area)
-            .caption(run.caption(snapshot), font(16))
-            .margin(8)
+    /// Line plots of 1D densities coloured by time, the exact solution dashed over each.
+    fn lines(&self, root: &Area, grid: &Grid, shown: &[&Snapshot]) -> DrawResult {
+        let (run, ymax) = (self.run, 1.08 * self.vmax);
+        let n = grid.cells[0];
+        let inside = inside_mask(&run.mesh);
+        let x: Vec<f64> = (0..n).map(|i| grid.coordinate(0, i)).collect();
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, font(22))
+            .margin(15)
             .x_label_area_size(45)
-            .y_label_area_size(55)
-            .build_cartesian_2d(x0..x1, y0..y1)?;
+            .y_label_area_size(65)
+            .build_cartesian_2d(grid.lower[0]..grid.upper[0], 0.0..ymax)?;
         chart
             .configure_mesh()
-            .disable_mesh()
-            .x_labels(5)
-            .y_labels(5)
             .x_desc("x")
-            .y_desc("y")
-            .x_label_formatter(&|v| format_value(*v))
+            .y_desc("ρ")
+            .label_style(font(15))
+            .axis_desc_style(font(17))
             .y_label_formatter(&|v| format_value(*v))
-            .label_style(font(14))
-            .axis_desc_style(font(16))
+            .light_line_style(RGBColor(242, 242, 242))
             .draw()?;
-        fill(&mut chart, snapshot)?;
+        // Cells outside the domain: grey bands.
+        let hx = grid.spacing()[0];
+        chart.draw_series((0..n).filter(|i| !inside[*i]).map(|i| {
+            Rectangle::new(
+                [(x[i] - hx / 2.0, 0.0), (x[i] + hx / 2.0, ymax)],
+                MASKED.filled(),
+            )
+        }))?;
+        // One polyline per run of inside cells.
+        let runs = {
+            let mut runs = Vec::new();
+            let mut i = 0;
+            while i < n {
+                let start = i;
+                while i < n && inside[i] {
+                    i += 1;
+                }
+                if i > start {
+                    runs.push(start..i);
+                }
+                i += 1;
+            }
+            runs
+        };
+        let m = shown.len();
+        let mut exact_labelled = false;
+        for (j, snapshot) in shown.iter().enumerate() {
+            let (_, t, rho) = snapshot;
+            let values = on_grid(&run.mesh, rho);
+            let colour = time_colour(j, m);
+            for (r, cells) in runs.iter().enumerate() {
+                let series = chart.draw_series(LineSeries::new(
+                    cells.clone().map(|c| (x[c], values[c])),
+                    colour.stroke_width(2),
+                ))?;
+                if r == 0 {
+                    series
+                        .label(run.caption(snapshot))
+                        .legend(legend_line(colour.stroke_width(3)));
+                }
+            }
+            let Some(exact) = run.exact_at(*t) else {
+                continue;
+            };
+            let exact = on_grid(&run.mesh, &exact);
+            for cells in &runs {
+                let series = chart.draw_series(DashedLineSeries::new(
+                    cells.clone().map(|c| (x[c], exact[c])),
+                    6,
+                    5,
+                    EXACT.stroke_width(2),
+                ))?;
+                if !exact_labelled {
+                    exact_labelled = true;
+                    series.label("exact solution").legend(|(a, b)| {
+                        EmptyElement::at((a, b))
+                            + PathElement::new(vec![(0, 0), (8, 0)], EXACT.stroke_width(3))
+                            + PathElement::new(vec![(13, 0), (21, 0)], EXACT.stroke_width(3))
+                    });
+                }
+            }
+        }
+        legend_box(&mut chart, 15, SeriesLabelPosition::UpperRight)?;
+        Ok(())
     }
-    colour_bar(&bar, vmax, view.plot_h())
+
+    /// 2D snapshots side by side, each with x and y axes, and one labelled colour bar; `fill`
+    /// draws one snapshot into its chart.
+    fn panels(
+        &self,
+        root: &Area,
+        shown: &[&Snapshot],
+        fill: &dyn Fn(&mut Chart2d<'_, '_>, &Snapshot) -> DrawResult,
+    ) -> DrawResult {
+        let ((x0, x1), (y0, y1)) = self.view.bounds();
+        let (title_area, body) = root.split_vertically(TITLE_H);
+        title_area.titled(&self.title, font(22))?;
+        let (panels, bar) = body.split_horizontally(PANEL_W * shown.len() as u32);
+        let areas = panels.split_evenly((1, shown.len()));
+        for (area, snapshot) in areas.iter().zip(shown) {
+            let mut chart = ChartBuilder::on(area)
+                .caption(self.run.caption(snapshot), font(16))
+                .margin(8)
+                .x_label_area_size(45)
+                .y_label_area_size(55)
+                .build_cartesian_2d(x0..x1, y0..y1)?;
+            chart
+                .configure_mesh()
+                .disable_mesh()
+                .x_labels(5)
+                .y_labels(5)
+                .x_desc("x")
+                .y_desc("y")
+                .x_label_formatter(&|v| format_value(*v))
+                .y_label_formatter(&|v| format_value(*v))
+                .label_style(font(14))
+                .axis_desc_style(font(16))
+                .draw()?;
+            fill(&mut chart, snapshot)?;
+        }
+        colour_bar(&bar, self.vmax, self.view.plot_h())
+    }
 }
 
 /// Cell values in grid order (C order over the whole box, NaN outside the domain).
@@ -894,7 +881,7 @@ fn inside_mask(mesh: &Mesh) -> Vec<bool> {
 
 /// The colour bar beside 2D panels: viridis from 0 to vmax, labelled ρ, aligned with the
 /// panels' plot areas (`plot_h` high).
-fn colour_bar(area: &DrawingArea<BitMapBackend, Shift>, vmax: f64, plot_h: f64) -> DrawResult {
+fn colour_bar(area: &Area, vmax: f64, plot_h: f64) -> DrawResult {
     let top = 38;
     area.draw(&Text::new("ρ", (14, top - 26), font(18)))?;
     let area = area.margin(
@@ -936,21 +923,25 @@ fn animation(run: &RunData, path: &Path) -> Result<usize, ToolError> {
     }
     let view = View::of(&run.mesh)?;
     let all: Vec<&Snapshot> = run.snapshots.iter().collect();
-    let vmax = run.vmax(&all);
-    let title = view.title(run);
     let delay = (5000 / frames.len() as u32).clamp(80, 500);
     let size = view.size(1);
+    let plot = DensityPlot {
+        vmax: run.vmax(&all),
+        title: view.title(run),
+        run,
+        view,
+    };
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(".partial-animation.gif");
     let result: DrawResult = (|| {
         let root = BitMapBackend::gif(&tmp, size, delay)?.into_drawing_area();
         for frame in &frames {
             root.fill(&WHITE)?;
-            let shown = match view {
+            let shown = match plot.view {
                 View::Line(_) if frame.0 != frames[0].0 => vec![frames[0], *frame],
                 _ => vec![*frame],
             };
-            draw_density(&root, run, &view, &shown, vmax, &title)?;
+            plot.draw(&root, &shown)?;
             root.present()?;
         }
         Ok(())
@@ -1032,29 +1023,9 @@ fn energy_figure(run: &RunData) -> Result<Figure, ToolError> {
         let panels = body.split_evenly((1, n_panels));
         // F(ρⁿ), linear, with the minimum when known.
         let (lo, hi) = range(energy.iter().map(|e| e.1).chain(f_min));
-        let mut chart = ChartBuilder::on(&panels[0])
-            .caption("F(ρⁿ)", font(18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0.0..t_end, lo..hi)?;
-        chart
-            .configure_mesh()
-            .x_desc("t")
-            .label_style(font(15))
-            .axis_desc_style(font(15))
-            .y_label_formatter(&|v| format_value(*v))
-            .light_line_style(RGBColor(242, 242, 242))
-            .draw()?;
+        let mut chart = time_chart(&panels[0], "F(ρⁿ)", t_end, lo..hi, format_value)?;
         let blue = RGBColor(31, 119, 180);
-        chart
-            .draw_series(LineSeries::new(
-                energy.iter().cloned(),
-                blue.stroke_width(2),
-            ))?
-            .label("F(ρⁿ)")
-            .legend(legend_line(blue.stroke_width(3)));
-        chart.draw_series(energy.iter().map(|&p| Circle::new(p, 3, blue.filled())))?;
+        draw_curve(&mut chart, ("F(ρⁿ)", &energy, blue), 3)?;
         if let Some(f_min) = f_min {
             let grey = RGBColor(90, 90, 90);
             chart
@@ -1260,12 +1231,7 @@ fn log_range(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
 type Curve<'a> = (&'a str, &'a [(f64, f64)], RGBColor);
 
 /// A panel with log y axis; non-positive values are left out (a log scale cannot show them).
-fn log_panel(
-    area: &DrawingArea<BitMapBackend, Shift>,
-    caption: &str,
-    t_end: f64,
-    series: &[Curve],
-) -> DrawResult {
+fn log_panel(area: &Area, caption: &str, t_end: f64, series: &[Curve]) -> DrawResult {
     let all = series.iter().flat_map(|s| s.1.iter().map(|p| p.1));
     let Some((lo, hi)) = log_range(all) else {
         area.titled(caption, font(18))?.draw(&Text::new(
@@ -1275,33 +1241,66 @@ fn log_panel(
         ))?;
         return Ok(());
     };
-    let mut chart = ChartBuilder::on(area)
-        .caption(caption, font(18))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0.0..t_end, (lo..hi).log_scale())?;
-    chart
-        .configure_mesh()
-        .x_desc("t")
-        .label_style(font(15))
-        .axis_desc_style(font(15))
-        .y_label_formatter(&|v| format_log(*v))
-        .light_line_style(RGBColor(242, 242, 242))
-        .draw()?;
+    let mut chart = time_chart(area, caption, t_end, (lo..hi).log_scale(), format_log)?;
     for &(name, points, colour) in series {
         let pos: Vec<(f64, f64)> = points
             .iter()
             .cloned()
             .filter(|p| p.1.is_finite() && p.1 > 0.0)
             .collect();
-        chart
-            .draw_series(LineSeries::new(pos.iter().cloned(), colour.stroke_width(2)))?
-            .label(name)
-            .legend(legend_line(colour.stroke_width(3)));
-        chart.draw_series(pos.iter().map(|&p| Circle::new(p, 3, colour.filled())))?;
+        draw_curve(&mut chart, (name, &pos, colour), 3)?;
     }
     legend_box(&mut chart, 14, SeriesLabelPosition::UpperRight)?;
+    Ok(())
+}
+
+/// A chart of the energy figure: t ∈ [0, t_end] across, the range `y` (linear or log) up with
+/// labels written by `format`, light grid lines.
+fn time_chart<'a, 'b, Y>(
+    area: &'a Area<'b>,
+    caption: &str,
+    t_end: f64,
+    y: Y,
+    format: fn(f64) -> String,
+) -> Result<TimeChart<'a, 'b, Y::CoordDescType>, Box<dyn std::error::Error>>
+where
+    Y: AsRangedCoord<Value = f64>,
+    Y::CoordDescType: ValueFormatter<f64>,
+{
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, font(18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..t_end, y)?;
+    chart
+        .configure_mesh()
+        .x_desc("t")
+        .label_style(font(15))
+        .axis_desc_style(font(15))
+        .y_label_formatter(&|v| format(*v))
+        .light_line_style(RGBColor(242, 242, 242))
+        .draw()?;
+    Ok(chart)
+}
+
+/// A chart with t across and the y coordinate `Y`.
+type TimeChart<'a, 'b, Y> = ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, Y>>;
+
+/// A curve in its colour with a dot of radius `dot` at every point, and its legend entry.
+fn draw_curve<CT: CoordTranslate<From = (f64, f64)>>(
+    chart: &mut ChartContext<'_, BitMapBackend<'_>, CT>,
+    (label, points, colour): Curve,
+    dot: u32,
+) -> DrawResult {
+    chart
+        .draw_series(LineSeries::new(
+            points.iter().cloned(),
+            colour.stroke_width(2),
+        ))?
+        .label(label)
+        .legend(legend_line(colour.stroke_width(3)));
+    chart.draw_series(points.iter().map(|&p| Circle::new(p, dot, colour.filled())))?;
     Ok(())
 }
 
@@ -1444,11 +1443,7 @@ fn error_figure(
                 Some(p) => format!("{label} (fitted slope {p:.2})"),
                 None => label.clone(),
             };
-            chart
-                .draw_series(LineSeries::new(pts.iter().cloned(), colour.stroke_width(2)))?
-                .label(label)
-                .legend(legend_line(colour.stroke_width(3)));
-            chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, colour.filled())))?;
+            draw_curve(&mut chart, (&label, &pts, colour), 4)?;
         }
         legend_box(&mut chart, 15, SeriesLabelPosition::LowerRight)?;
         Ok(())

@@ -29,25 +29,6 @@ fn floats(v: &Value) -> Vec<f64> {
     }
 }
 
-/// A flat little-endian float64 array in the .npy format (version 1.0).
-fn write_npy(path: &str, values: &[f64]) -> std::io::Result<()> {
-    let mut header = format!(
-        "{{'descr': '<f8', 'fortran_order': False, 'shape': ({},), }}",
-        values.len()
-    );
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
-    for v in values {
-        bytes.extend_from_slice(&v.to_le_bytes());
-    }
-    std::fs::write(path, bytes)
-}
-
 fn num(v: &Value) -> f64 {
     floats(v)[0]
 }
@@ -214,7 +195,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let total = start.elapsed().as_secs_f64();
         if let Ok(out) = std::env::var("BFM_NPY") {
-            write_npy(&out, rho.as_slice().unwrap_or(&[]))?;
+            ndarray_npy::write_npy(&out, &rho)?;
         }
         let l1 = |f: &dyn Fn(&[f64]) -> f64| -> f64 {
             (0..mesh.n_cells())
