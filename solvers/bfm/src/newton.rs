@@ -333,6 +333,30 @@ fn mask(v: &mut [f64], in_s: &[bool]) {
     });
 }
 
+/// Newton's outcome when it hands over to the finisher, which starts from the cold start.
+fn hand_over(
+    model: &SourceModel<'_>,
+    counters: (usize, usize, Vec<f64>),
+    marginal: f64,
+    stages: Vec<f64>,
+    failure: Option<&'static str>,
+) -> NewtonOutcome {
+    NewtonOutcome {
+        psi: model.cold_start(),
+        iterations: counters.0,
+        linear: counters.1,
+        marginal,
+        history: counters.2,
+        converged: false,
+        stages,
+        failure,
+        solved_tau: 0.0,
+    }
+}
+
+/// With the finisher behind Newton, the smallest first continuation stage, relative to τ.
+const FINISHER_FIRST_STAGE: f64 = 0.25;
+
 /// Why a stage failed when a linear solve missed its tolerance with the finisher behind Newton.
 const GMRES_STALL: &str = "GMRES did not reach its tolerance (the finisher takes over)";
 
@@ -428,8 +452,9 @@ fn images_touch(
 
 /// Solves the step: Newton from the cold start, then (if that fails) from the warm start, then
 /// continuation in τ from the cold start. With `with_finisher` (the back-and-forth finisher
-/// applies) there is no continuation: Newton hands over once both attempts at τ fail, an
-/// attempt failing also when two parts' images touch or a linear solve misses its tolerance.
+/// applies) Newton hands over at its first failed continuation stage (`solved_tau` 0: the
+/// finisher starts cold), a stage failing also when two parts' images touch or a linear solve
+/// misses its tolerance.
 pub(crate) fn solve(
     model: &SourceModel<'_>,
     params: &BfmParams,
@@ -483,24 +508,6 @@ pub(crate) fn solve(
             };
         }
     }
-    // With the finisher behind it, Newton hands over as soon as its attempts at τ fail: on the
-    // authors' porous example the continuation either stalled or ended with touching images at
-    // every colliding step measured (64²–512², rounds 9–11), after 60–90% of the step's time,
-    // and the finisher from the cold start settles in fewer passes (256², steps 1–3: 165/174/141
-    // against 150/251/327 from the last solved stage) at the same marginal error (round 12).
-    if with_finisher {
-        return NewtonOutcome {
-            psi: model.cold_start(),
-            iterations: counters.0,
-            linear: counters.1,
-            marginal,
-            history: counters.2,
-            converged: false,
-            stages,
-            failure: failure.or(Some("Newton did not converge at tau")),
-            solved_tau: 0.0,
-        };
-    }
     // Continuation in τ: from the largest τ' = τ/2^k at which the start is c-concave, raised
     // towards τ with the map-preserving predictor ψ' = (τ_done/τ_try) ψ (the map
     // x − τ∇ψ and so A = I − τD²ψ stay as they are; the residual changes by O(Δτ/τ)).
@@ -516,6 +523,19 @@ pub(crate) fn solve(
         {
             break;
         }
+    }
+    // With the finisher behind it, a cold start c-concave only at a small fraction of τ (a
+    // strongly compressive step) hands over at once: measured, the authors' porous example's
+    // colliding steps 2–3 start at τ/64 (128², 256²) and their first stages cost 30–60 Newton
+    // iterations before failing; the Barenblatt steps, which Newton solves, start at τ/2.
+    if with_finisher && t_try < FINISHER_FIRST_STAGE * tau {
+        return hand_over(
+            model,
+            counters,
+            marginal,
+            stages,
+            Some("the cold start is c-concave only far below tau"),
+        );
     }
     let mut t_done = 0.0;
     let mut increment = t_try;
@@ -562,6 +582,17 @@ pub(crate) fn solve(
             }
             StageEnd::Failed(why) => {
                 failure = Some(why);
+                // With the finisher behind it, the first failed stage hands over, and the
+                // finisher starts from the cold start: on the authors' porous example every
+                // colliding step measured (64²–512², rounds 9–11) cut its increment within its
+                // first stages and then crept for up to 40 stages (60–90% of the step) or ended
+                // with touching images; from the cold start the finisher settled in fewer passes
+                // (256², steps 1–3: 165/174/141 against 150/251/327 from the last solved stage)
+                // at the same marginal error (round 12). The Barenblatt steps, whose start is not
+                // c-concave at τ, reach τ without a failed stage.
+                if with_finisher {
+                    return hand_over(model, counters, marginal, stages, failure);
+                }
                 increment *= 0.5;
                 if increment < 1e-6 * tau {
                     break;
