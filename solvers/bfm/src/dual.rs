@@ -193,9 +193,11 @@ impl LocalDual {
                 .into_par_iter()
                 .map(|k| {
                     let (mut m, mut dm) = (0.0, 0.0);
-                    for i in k * SUM_CHUNK..((k + 1) * SUM_CHUNK).min(n) {
+                    let lo = k * SUM_CHUNK;
+                    let hi = (lo + SUM_CHUNK).min(n);
+                    for (i, &pi) in (lo..hi).zip(&p[lo..hi]) {
                         if active(i) {
-                            let s = self.rho(p[i] + c);
+                            let s = self.rho(pi + c);
                             m += s;
                             dm += self.drho_at(s);
                         } else {
