@@ -203,9 +203,10 @@ fn authors_porous_example_at_64_runs_past_the_collision() {
             out.info.status
         );
         finished += usize::from(by_finisher);
-        // Where Newton failed, the continuation hands over to the finisher once it stalls
-        // instead of running out its stages (before round 10: all 40 stages at steps 2 and 3,
-        // ~80% of each step's time).
+        // Where Newton failed, it hands over to the finisher at its first failed continuation
+        // stage, or before any stage when the cold start is c-concave only far below τ (before
+        // round 10: all 40 stages at steps 2 and 3, ~80% of each step's time; rounds 10–11: 7
+        // and 8 stages, 123 and 152 Newton iterations, ~60% of the step).
         let stages = out
             .info
             .notes
@@ -219,7 +220,7 @@ fn authors_porous_example_at_64_runs_past_the_collision() {
                 .iter()
                 .any(|n| n.contains("Newton converged"));
         assert!(
-            !newton_failed || stages < BfmParams::default().max_stages,
+            !newton_failed || stages <= 2,
             "step {step}: {stages} continuation stages before the finisher"
         );
         warm = Some(WarmStart::from(&out));
