@@ -18,10 +18,7 @@
 //! equation, which is why every density the solver returns has exactly the mass of ρⁿ.
 
 use crate::lattice::par_sum;
-use rayon::prelude::*;
-
-/// The chunk of `par_sum` (jko_core::deterministic_sum), for sums fused with it.
-const SUM_CHUNK: usize = 4096;
+use jko_core::deterministic_sum_pair;
 
 /// θ of [`LocalDual::capped_pressure`].
 const CAP_RISE: f64 = 10.0;
@@ -186,31 +183,16 @@ impl LocalDual {
         mass: f64,
     ) -> Option<f64> {
         let n = p.len();
-        // Σρ and Σρ' in one sweep, in the fixed chunks of `par_sum` summed in order (the same
-        // sums, bit for bit, as two `par_sum`s; half the sweeps and one ρ per cell).
+        // Σρ and Σρ' in one sweep, one ρ per cell.
         let eval = |c: f64| {
-            let parts: Vec<(f64, f64)> = (0..n.div_ceil(SUM_CHUNK))
-                .into_par_iter()
-                .map(|k| {
-                    let (mut m, mut dm) = (0.0, 0.0);
-                    let lo = k * SUM_CHUNK;
-                    let hi = (lo + SUM_CHUNK).min(n);
-                    for (i, &pi) in (lo..hi).zip(&p[lo..hi]) {
-                        if active(i) {
-                            let s = self.rho(pi + c);
-                            m += s;
-                            dm += self.drho_at(s);
-                        } else {
-                            m += 0.0;
-                            dm += 0.0;
-                        }
-                    }
-                    (m, dm)
-                })
-                .collect();
-            let (m, dm) = parts
-                .iter()
-                .fold((0.0, 0.0), |(a, b), &(x, y)| (a + x, b + y));
+            let (m, dm) = deterministic_sum_pair(n, |i| {
+                if active(i) {
+                    let s = self.rho(p[i] + c);
+                    (s, self.drho_at(s))
+                } else {
+                    (0.0, 0.0)
+                }
+            });
             (w * m - mass, w * dm)
         };
         // Entropy alone, no cap: ρ(p + c) = e^{c/β} ρ(p).

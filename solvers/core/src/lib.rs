@@ -22,7 +22,7 @@ pub use energy::{Energy, EnergyTerm, Interaction, Potential, StepEnergy};
 pub use error::{InputError, StepError, finite_non_negative, finite_positive};
 pub use gmsh::Triangulation;
 pub use mesh::{CellKind, CellShapes, Face, Grid, Mesh, shape_label};
-pub use reduce::deterministic_sum;
+pub use reduce::{deterministic_sum, deterministic_sum_pair};
 pub use simplicial::ControlVolumes;
 pub use step::{
     CheckReport, JkoStep, StepInfo, StepOutput, StepSolver, StepStatus, WarmStart, check_density,

@@ -13,13 +13,37 @@ const SUM_CHUNK: usize = 4096;
 /// assert_eq!(s, 49_995_000.0);
 /// ```
 pub fn deterministic_sum(n: usize, f: impl Fn(usize) -> f64 + Sync) -> f64 {
-    let parts: Vec<f64> = (0..n.div_ceil(SUM_CHUNK))
+    chunk_sums(n, |range| range.map(&f).sum::<f64>())
+        .iter()
+        .sum()
+}
+
+/// (Σ_i f(i).0, Σ_i f(i).1) over 0..n in one sweep, in the chunks of [`deterministic_sum`]
+/// summed in order: each component is the sum `deterministic_sum` gives for it (up to the
+/// sign of a zero sum), where f is evaluated once per index for both.
+///
+/// ```rust
+/// let (a, b) = jko_core::deterministic_sum_pair(10_000, |i| (i as f64, 1.0));
+/// assert_eq!((a, b), (49_995_000.0, 10_000.0));
+/// assert_eq!(a, jko_core::deterministic_sum(10_000, |i| i as f64));
+/// ```
+pub fn deterministic_sum_pair(n: usize, f: impl Fn(usize) -> (f64, f64) + Sync) -> (f64, f64) {
+    chunk_sums(n, |range| {
+        range
+            .map(&f)
+            .fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y))
+    })
+    .iter()
+    .fold((0.0, 0.0), |(a, b), &(x, y)| (a + x, b + y))
+}
+
+/// `chunk(lo..hi)` for the fixed chunks of `SUM_CHUNK` indices of 0..n, in parallel, in order.
+fn chunk_sums<T: Send>(n: usize, chunk: impl Fn(std::ops::Range<usize>) -> T + Sync) -> Vec<T> {
+    (0..n.div_ceil(SUM_CHUNK))
         .into_par_iter()
         .map(|c| {
             let lo = c * SUM_CHUNK;
-            let hi = (lo + SUM_CHUNK).min(n);
-            (lo..hi).map(&f).sum::<f64>()
+            chunk(lo..(lo + SUM_CHUNK).min(n))
         })
-        .collect();
-    parts.iter().sum()
+        .collect()
 }
