@@ -114,6 +114,11 @@ impl CellLaw {
             };
             return (rho.is_finite() && rho > 0.0).then_some(Cell { rho, gap: 0.0 });
         }
+        if let (Some(b), None, None) = (self.beta, self.m, cap)
+            && mu_l > 0.0
+        {
+            return entropy_with_barrier(b, mu_l, s);
+        }
         if let (Some(b), None) = (self.beta, self.m) {
             let rho = (s / b - 1.0).exp();
             let negligible = mu_l <= 1e-17 * b * rho;
@@ -176,6 +181,46 @@ impl CellLaw {
             })
         }
     }
+}
+
+/// The entropy law with the lower barrier alone, β(ln ρ + 1) − μ/ρ = s, in closed form: with
+/// u₀ = s/β − 1 and ρ = e^{u₀ + w}, w solves w eʷ = q = (μ/β) e^{−u₀}, so w = W₀(q) (Lambert's W)
+/// and ρ = e^{u₀} eʷ = μ/(β w). For q < 10⁻⁵ the series W₀(q) = q − q² + 3q³/2 (next term
+/// 8q⁴/3 < 3·10⁻²⁰), and ρ = e^{u₀} eʷ; else Newton on w + ln w = ln q (concave and increasing
+/// in w) from a lower bound of W₀(q), so the iterates rise monotonically (quadratically) to the
+/// root, and ρ = μ/(β w) (no overflow where e^{u₀} underflows).
+/// Replaces a safeguarded Newton iteration in ln ρ (an exp and a log per iteration) for the tail
+/// cells of entropy steps, where the barrier's floor is not negligible.
+fn entropy_with_barrier(b: f64, mu_l: f64, s: f64) -> Option<Cell> {
+    let u0 = s / b - 1.0;
+    let r0 = u0.exp();
+    let q = mu_l / (b * r0);
+    if r0 > 0.0 && r0.is_finite() && q < 1e-5 {
+        // One exponential, as without the barrier: eʷ by its series too (next term w⁴/24).
+        let w = q * (1.0 - q * (1.0 - 1.5 * q));
+        let rho = r0 * (1.0 + w * (1.0 + w * (0.5 + w / 6.0)));
+        return (rho > 0.0).then_some(Cell { rho, gap: 0.0 });
+    }
+    let ln_q = (mu_l / b).ln() - u0;
+    if !ln_q.is_finite() {
+        return None;
+    }
+    // From a lower bound of W₀(q): ln q − ln ln q for q ≥ e, q/(1 + q) below.
+    let mut w = if ln_q >= 1.0 {
+        ln_q - ln_q.ln()
+    } else {
+        let q = ln_q.exp();
+        q / (1.0 + q)
+    };
+    for _ in 0..50 {
+        let dw = (w + w.ln() - ln_q) / (1.0 + 1.0 / w);
+        w -= dw;
+        if dw.abs() <= 2.0 * f64::EPSILON * w {
+            break;
+        }
+    }
+    let rho = mu_l / (b * w);
+    (rho.is_finite() && rho > 0.0).then_some(Cell { rho, gap: 0.0 })
 }
 
 /// Root of an increasing function h on (lo, hi) by Newton's method safeguarded by bisection
@@ -259,6 +304,31 @@ mod tests {
                     let c = law.curvature(rho, gap, mu_l, mu_u);
                     assert!((fd - c).abs() < 1e-5 * c, "{law:?}: {fd} vs {c}");
                 }
+            }
+        }
+    }
+
+    /// The Lambert-W form of the entropy law with a barrier recovers the density the
+    /// chemical potential was computed from, from the series' range (q ≪ 1) to the barrier-
+    /// dominated tail (q ≫ 1, ρ ≈ μ/(β ln q)), to the rounding of s times the law's condition
+    /// number |s| / (ρ g'(ρ)).
+    #[test]
+    fn entropy_with_barrier_inverts_its_law() {
+        for &(b, mu) in &[(1.0f64, 1e-17f64), (0.01, 1e-12), (3.0, 1e-3)] {
+            let law = CellLaw {
+                beta: Some(b),
+                m: None,
+                rho_max: None,
+            };
+            for &rho in &[1e-300f64, 1e-40, 1e-20, 1e-12, 1e-6, 0.3, 1.0, 1e6] {
+                let s = law.slope(rho, 0.0, mu, 0.0);
+                let c = law.density(s, mu, 0.0, 0.0).expect("a density");
+                let condition = s.abs().max(b) / (b + mu / rho);
+                assert!(
+                    (c.rho - rho).abs() <= 1e-14 * condition.max(1.0) * rho,
+                    "beta {b} mu {mu} rho {rho:e}: {:e} (condition {condition:.1e})",
+                    c.rho
+                );
             }
         }
     }

@@ -464,6 +464,15 @@ impl NewtonSolver {
     }
 }
 
+/// The accuracy an inexact Newton direction of the entropy ascent must reach
+/// (`Problem::newton_direction`), in the units of `Errors::primal`: the mass balance the
+/// linearisation leaves is at most η = min(ETA, e) times the present one (a forcing term that
+/// keeps Newton's quadratic rate, Eisenstat–Walker's choice 2 up to its constant), and need not
+/// go below a tenth of the tolerance (or of the round-off floor, where that is larger).
+fn inexact_target(e: &crate::kkt::Errors, tol: f64) -> f64 {
+    (e.primal.min(FORCING) * e.primal).max(0.1 * tol.max(e.floor))
+}
+
 fn linear_setup_failure(message: String) -> NewtonError {
     no_iterate_failure(
         FailureReason::LinearSolver(message),
@@ -602,6 +611,16 @@ const COLD_LAMBDAS: [f64; 6] = [1.0, 0.75, 0.5, 0.25, 0.125, 0.0];
 const WARM_MU_FRACTION: f64 = 1e-1;
 /// Armijo constant of the line search on the dual function.
 const ARMIJO: f64 = 1e-4;
+/// The largest forcing term of an inexact Newton direction (`inexact_target`).
+const FORCING: f64 = 1e-2;
+/// The error reduction of the last full step above which the entropy ascent counts as
+/// converging quadratically and tries an inexact direction on the previous factorisation
+/// (`Problem::newton_direction`). Measured (`jko run`, OU 2D 64², τ = 0.1, tol 1e-8, 6 steps;
+/// round 13): with no such condition, 7 attempts from the early iterations failed (6 iterations
+/// of conjugate gradients, then the factorisation after all) and one iteration was added; with
+/// 30, one failed, 9 of 30 directions were inexact, the iterations unchanged; robust.toml's
+/// newton part: 1408 iterations in total before and after (two runs differ by one).
+const QUADRATIC_GAIN: f64 = 30.0;
 /// Smallest line-search step before the search is declared failed.
 const MIN_STEP: f64 = 1e-12;
 /// Largest factor by which a density of the entropy dual ascent may exceed its Newton prediction
@@ -652,8 +671,9 @@ struct Run<'a> {
     /// perturbation of ρ is below tol ρ_s even at a degenerate free-boundary cell (√μ).
     mu_min: f64,
     linear_time: f64,
-    /// The system's count of assembled Newton matrices when the step began.
-    assembled_before: usize,
+    /// The system's counts of assembled Newton matrices and of those solved on an earlier
+    /// factorisation when the step began.
+    assembled_before: (usize, usize),
     notes: Vec<String>,
     /// The point from which the interior point takes over a porous step whose dual ascent did
     /// not converge (`Run::handover`); `None` before, or when no such point exists.
@@ -725,7 +745,7 @@ impl<'a> Run<'a> {
             params.max_iter
         };
         let mu_min = 0.1 * params.tol * params.tol * rho_scale * e_scale;
-        let assembled_before = system.assembled();
+        let assembled_before = (system.assembled(), system.preconditioned());
         Run {
             p: Problem {
                 mesh,
@@ -1039,7 +1059,9 @@ impl<'a> Run<'a> {
             let res = self.p.pd_residuals(&x);
             ipm::Linearisation::new(&self.p, &x, &res, self.system).map_err(linear)?;
         } else {
-            self.p.newton_direction(&pt, self.system).map_err(linear)?;
+            self.p
+                .newton_direction(&pt, self.system, None)
+                .map_err(linear)?;
         }
         let (t0, c0) = (Instant::now(), thread_cpu_seconds());
         self.system.factorize(0.0).map_err(linear)?;
@@ -1180,6 +1202,8 @@ impl<'a> Run<'a> {
         let mut iterations = 0;
         let mut last_step = 1.0;
         let mut handed_over = false;
+        // Whether the system holds the factorisation of this ascent's previous Newton matrix.
+        let mut factorised = false;
         loop {
             let e = self.p.errors(&pt, tol);
             history.push(e.total());
@@ -1206,7 +1230,14 @@ impl<'a> Run<'a> {
                 ));
             }
             iterations += 1;
-            let (d, time) = match self.p.newton_direction(&pt, self.system) {
+            // An inexact direction once the ascent converges quadratically: the last full step
+            // cut the error by QUADRATIC_GAIN at least (`inexact_target`).
+            let quadratic = history.len() >= 2
+                && history[history.len() - 2] >= QUADRATIC_GAIN * e.total()
+                && last_step == 1.0;
+            let inexact = (factorised && quadratic && self.p.law.beta.is_some())
+                .then(|| inexact_target(&e, tol));
+            let (d, time) = match self.p.newton_direction(&pt, self.system, inexact) {
                 Ok(v) => v,
                 Err(err) => {
                     return Err(self.fail(
@@ -1220,10 +1251,18 @@ impl<'a> Run<'a> {
                 }
             };
             self.linear_time += time;
-            match self.line_search(&pt, &d) {
+            factorised = true;
+            // With entropy, the Newton model's density change, for the line search's overshoot
+            // test and the lag count.
+            let step = if self.p.law.beta.is_some() {
+                self.linear_density_change(&pt, &d)
+            } else {
+                Vec::new()
+            };
+            match self.line_search(&pt, &d, &step) {
                 Some((q, alpha)) => {
                     let lagging = if alpha == 1.0 {
-                        self.cells_lagging_from_above(&pt, &d, &q)
+                        self.cells_lagging_from_above(&pt, &step, &q)
                     } else {
                         0
                     };
@@ -1232,6 +1271,8 @@ impl<'a> Run<'a> {
                     if lagging > 0 && !handed_over {
                         // Once: if the primal-dual iteration fails, the ascent goes on.
                         handed_over = true;
+                        // The primal-dual iterations factorise matrices of their own.
+                        factorised = false;
                         match self.primal_dual_from(&pt, iterations, lagging) {
                             Ok(mut c) => {
                                 history.append(&mut c.history);
@@ -1379,11 +1420,11 @@ impl<'a> Run<'a> {
     /// no change; steps that leave the dual domain are shortened. Where the step's whole
     /// predicted gain α ∇ψ·d is below that round-off, ψ cannot judge it and the step is taken
     /// if it reduces the mass balance (Armijo on ‖r_p‖).
-    fn line_search(&self, pt: &Point, d: &[f64]) -> Option<(Point, f64)> {
+    fn line_search(&self, pt: &Point, d: &[f64], step: &[f64]) -> Option<(Point, f64)> {
         let slope: f64 = d.iter().zip(&pt.r_p).map(|(a, b)| a * b).sum::<f64>() / self.p.tau;
         let roundoff = 10.0 * f64::EPSILON * pt.scale;
         let r0 = self.mass_balance(pt);
-        let tail_overshoot = self.tail_overshoot(pt, d);
+        let tail_overshoot = self.tail_overshoot(pt, step);
         let mut alpha = 1.0;
         while alpha >= MIN_STEP {
             let phi: Vec<f64> = pt.phi.iter().zip(d).map(|(a, b)| a + alpha * b).collect();
@@ -1419,7 +1460,8 @@ impl<'a> Run<'a> {
         None
     }
 
-    /// With entropy: whether the point q = φ + α d overshoots in a cell, i.e. some density is
+    /// With entropy: whether the point q = φ + α d overshoots in a cell (`step` the Newton
+    /// model's density change along d, `Run::linear_density_change`), i.e. some density is
     /// above OVERSHOOT × the larger of the cell's density and the density the Newton model
     /// predicts for it, ρ_K + α (dρ/ds) δs_K, and above the tolerance tol ρ_s (below it a density
     /// does not enter the stopping test). The exponential cell law overshoots its linear model
@@ -1428,20 +1470,18 @@ impl<'a> Run<'a> {
     /// back down (the step from above lowers ρ by at most e): the narrow Gaussian 1D at 1000
     /// cells, warm step 2, went 1.1e-10 → 1.1e-6 (predicted 1.1e-9) and took 16 iterations,
     /// 6 with this test.
-    fn tail_overshoot(&self, pt: &Point, d: &[f64]) -> impl Fn(f64, &Point) -> bool + '_ {
+    fn tail_overshoot<'s>(
+        &'s self,
+        pt: &'s Point,
+        step: &'s [f64],
+    ) -> impl Fn(f64, &Point) -> bool + 's {
         let p = &self.p;
         let active = p.law.beta.is_some();
-        let step = if active {
-            self.linear_density_change(pt, d)
-        } else {
-            Vec::new()
-        };
         let seen = self.params.tol * p.rho_scale;
-        let cells = pt.cells.clone();
         move |alpha: f64, q: &Point| {
             active
                 && (0..p.n()).any(|k| {
-                    let rho = cells[k].rho;
+                    let rho = pt.cells[k].rho;
                     let pred = rho + alpha * step[k];
                     let r = q.cells[k].rho;
                     r > seen && r > OVERSHOOT * pred.max(rho)
@@ -1466,7 +1506,8 @@ impl<'a> Run<'a> {
             .collect()
     }
 
-    /// With entropy, after a full Newton step from pt along d to q: the number of cells that
+    /// With entropy, after a full Newton step from pt along d to q (`step` the model's density
+    /// change along d): the number of cells that
     /// the exact cell law left more than one e-fold above the density the Newton model wanted
     /// for them (ρ_K(q) > e · max(ρ_K + (dρ/ds) δs_K, 0)) while that lag still changes a mass
     /// balance by more than the tolerance — counted only when these lags account for the
@@ -1486,12 +1527,11 @@ impl<'a> Run<'a> {
     /// (largest such change / residual): the double well's linear phase 1.2–1.8, the narrow
     /// Gaussian's cold step 1.3–2; OU 2D 64² (`peer_compare`), where the ascent converges in 4,
     /// at most 0.35, and there it never fires.
-    fn cells_lagging_from_above(&self, pt: &Point, d: &[f64], q: &Point) -> usize {
+    fn cells_lagging_from_above(&self, pt: &Point, step: &[f64], q: &Point) -> usize {
         let p = &self.p;
         if p.law.beta.is_none() {
             return 0;
         }
-        let step = self.linear_density_change(pt, d);
         let mut reach: Vec<f64> = p.vols.to_vec();
         for &(k, l, t) in p.faces {
             let a = 0.5 * t * (q.phi[l] - q.phi[k]).abs();
@@ -1653,11 +1693,15 @@ impl<'a> Run<'a> {
         // law, exactly the density of the dual point φ + const). A larger mismatch is left for
         // the driver's check to report. Under a cap only downwards: scaling up would lift the
         // capped cells above ρ_max.
+        // The flux G = T θ ∇φ scales with the face densities θ: it is scaled too, so that the
+        // output keeps G = T θ (φ_L − φ_K) to round-off.
         let mass = mesh.mass(&rho);
         let rel = (mass - p.mass) / p.mass;
         let may_scale = p.law.rho_max.is_none() || rel > 0.0;
+        let mut flux_scale = 1.0;
         if mass > 0.0 && may_scale && rel.abs() <= MASS_PROJECTION * self.params.tol {
-            rho *= p.mass / mass;
+            flux_scale = p.mass / mass;
+            rho *= flux_scale;
         }
         // A face between two empty cells carries no mass. Clipping a round-off-negative density
         // to 0 in the active-set finish can leave such a face with a flux of round-off size,
@@ -1666,7 +1710,13 @@ impl<'a> Run<'a> {
             .faces
             .iter()
             .zip(c.flux)
-            .map(|(&(k, l, _), g)| if rho[k] + rho[l] > 0.0 { g } else { 0.0 })
+            .map(|(&(k, l, _), g)| {
+                if rho[k] + rho[l] > 0.0 {
+                    g * flux_scale
+                } else {
+                    0.0
+                }
+            })
             .collect();
         let kinetic = mesh.kinetic_action(&rho, &flux);
         let objective = kinetic / (2.0 * p.tau) + energy_value(p, &rho);
@@ -1686,10 +1736,12 @@ impl<'a> Run<'a> {
                 e.complementarity
             ));
         }
+        let preconditioned = self.system.preconditioned() - self.assembled_before.1;
+        let factorised = self.system.assembled() - self.assembled_before.0 - preconditioned;
         notes.push(format!(
-            "linear solves {:.1} ms in {} factorisations ({} nonzeros in S, {} in its factor, {:?})",
+            "linear solves {:.1} ms in {factorised} factorisations and {preconditioned} \
+             preconditioned CG solves ({} nonzeros in S, {} in its factor, {:?})",
             self.linear_time * 1e3,
-            self.system.assembled() - self.assembled_before,
             self.system.nnz(),
             self.system.factor_nnz(),
             self.params.factorization
@@ -1810,7 +1862,7 @@ mod tests {
         let pt = run.cold_start().expect("start");
         let p = &run.p;
         let mut sys = ReducedSystem::new(&mesh, Factorization::Cholesky, Ordering::Auto).unwrap();
-        let (d, _) = p.newton_direction(&pt, &mut sys).unwrap();
+        let (d, _) = p.newton_direction(&pt, &mut sys, None).unwrap();
         let b: Vec<f64> = pt.r_p.iter().map(|r| r / p.tau).collect();
         let mut full = b.clone();
         sys.solve(&mut full, crate::system::Refinement::WhileDecreasing)
@@ -1939,7 +1991,7 @@ mod tests {
             let p = &run.p;
             let pt = run.admissible(phi, mu).expect("point");
             let mut sys = ReducedSystem::new(&mesh, fact, Ordering::Auto).unwrap();
-            p.newton_direction(&pt, &mut sys).unwrap();
+            p.newton_direction(&pt, &mut sys, None).unwrap();
             let dir: Vec<f64> = (0..n).map(|k| (0.7 * k as f64).cos()).collect();
             let sv = sys.apply(&dir);
             let eps = 1e-6;
