@@ -91,6 +91,8 @@ struct Cholesky {
     /// Whether `factor` holds a factorisation (of the current values or of an earlier matrix
     /// of the same pattern: `ReducedSystem::current` says which).
     ready: bool,
+    /// The supernodal solve's permuted right-hand side.
+    permuted: Vec<f64>,
 }
 
 impl Cholesky {
@@ -121,8 +123,10 @@ impl Cholesky {
         if let SymbolicCholeskyRaw::Supernodal(sym) = self.symbolic.raw() {
             match self.symbolic.perm().map(|p| p.arrays()) {
                 Some((fwd, inv)) => {
-                    let mut y: Vec<f64> = fwd.iter().map(|&i| x[i]).collect();
-                    supernodal_llt_solve(sym, &self.factor, &mut y);
+                    let y = &mut self.permuted;
+                    y.clear();
+                    y.extend(fwd.iter().map(|&i| x[i]));
+                    supernodal_llt_solve(sym, &self.factor, y);
                     for (xk, &i) in x.iter_mut().zip(inv) {
                         *xk = y[i];
                     }
@@ -334,6 +338,7 @@ impl ReducedSystem {
                     factor,
                     work,
                     ready: false,
+                    permuted: Vec::with_capacity(n),
                 })
             }
             Factorization::Lu => Numeric::Lu {
