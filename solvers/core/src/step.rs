@@ -16,6 +16,7 @@ use crate::error::{InputError, StepError};
 use crate::mesh::Mesh;
 use ndarray::Array1;
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 
 /// A validated JKO step problem: ρ^{n+1} = argmin_ρ W_h²(ρⁿ, ρ)/(2τ) + F_h(ρ).
 ///
@@ -270,6 +271,7 @@ pub enum StepStatus {
 /// assert_eq!(info.objective, info.kinetic / (2.0 * tau));
 /// assert_ne!(info.status, StepStatus::Solved);
 /// ```
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepInfo {
     /// Name of the backend ([`StepSolver::name`]).
@@ -296,7 +298,6 @@ pub struct StepInfo {
     pub notes: Vec<String>,
     /// The check of a surrogate step against a proximal step, when one was made (the
     /// engine's surrogate-check wrapper fills it; backends leave it `None`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<CheckReport>,
 }
 
