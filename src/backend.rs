@@ -90,6 +90,8 @@ macro_rules! backends {
         /// let BackendConfig::Conic(params) = &conic else { unreachable!() };
         /// assert_eq!((conic.name(), params.levels), ("conic", Some(4)));
         /// assert_eq!(toml::from_str::<BackendConfig>(&toml::to_string(&conic)?)?, conic);
+        /// let unknown = toml::from_str::<BackendConfig>("kind = \"lbfgs\"").unwrap_err();
+        /// assert!(unknown.to_string().contains("unknown variant `lbfgs`, expected one of `conic`"));
         /// # Ok(())
         /// # }
         /// ```
