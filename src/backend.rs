@@ -7,11 +7,12 @@
 //! configured with parameters (the `[solver]` table, a `Box<dyn StepSolver>` built from it).
 //!
 //! # Adding a backend
-//! 1. a crate under `solvers/` whose solver implements [`jko_core::StepSolver`] and whose
-//!    parameters type has `Default`, serde (`deny_unknown_fields`) and `validate()`, with a
-//!    constructor `new(params) -> Result<Self, E>` (`E` converts into [`RunError`]);
-//! 2. one entry in the `backends!` table below (variant, params type, solver type, name,
-//!    one-line summary, whether it computes proximal steps);
+//! 1. a crate under `solvers/` whose solver implements [`jko_core::StepSolver`] and
+//!    [`jko_core::BackendInfo`] (its name, one-line summary, whether it computes proximal
+//!    steps) and whose parameters type has `Default`, serde (`deny_unknown_fields`) and
+//!    `validate()`, with a constructor `new(params) -> Result<Self, E>` (`E` converts into
+//!    [`RunError`]);
+//! 2. one line in the `backends!` table below: `Variant(ParamsType) => SolverType,`;
 //! 3. the crate as a dependency of this one (`Cargo.toml`, `[dependencies]` and
 //!    `[workspace.dependencies]`).
 //!
@@ -21,7 +22,7 @@
 
 use crate::check::{ExactWhereAvailable, SurrogateCheck};
 use crate::error::RunError;
-use jko_core::{EnergyTerm, Mesh, StepSolver};
+use jko_core::{BackendInfo, EnergyTerm, Mesh, StepSolver};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
@@ -70,16 +71,13 @@ impl Backend {
     }
 }
 
-/// Declares the registry: the [`BackendConfig`] enum, its dispatch, and [`BACKENDS`], from one
-/// entry per backend.
+/// Declares the registry: the [`BackendConfig`] enum, its dispatch and its serde form, and
+/// [`BACKENDS`], from one entry per backend (each backend describes itself in its crate:
+/// [`BackendInfo`]).
 macro_rules! backends {
     ($(
         $(#[$doc:meta])*
-        $variant:ident($params:ty) => $solver:ty {
-            name: $name:literal,
-            summary: $summary:literal,
-            proximal: $proximal:literal $(,)?
-        }
+        $variant:ident($params:ty) => $solver:ty,
     )*) => {
         /// The backend of a `[solver]` table and its parameters, tagged by `kind` (generated
         /// from the registry table, one variant per backend).
@@ -91,15 +89,16 @@ macro_rules! backends {
         /// let conic: BackendConfig = toml::from_str("kind = \"conic\"\nlevels = 4")?;
         /// let BackendConfig::Conic(params) = &conic else { unreachable!() };
         /// assert_eq!((conic.name(), params.levels), ("conic", Some(4)));
+        /// assert_eq!(toml::from_str::<BackendConfig>(&toml::to_string(&conic)?)?, conic);
+        /// let unknown = toml::from_str::<BackendConfig>("kind = \"lbfgs\"").unwrap_err();
+        /// assert!(unknown.to_string().contains("unknown variant `lbfgs`, expected one of `conic`"));
         /// # Ok(())
         /// # }
         /// ```
-        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-        #[serde(tag = "kind")]
+        #[derive(Debug, Clone, PartialEq)]
         pub enum BackendConfig {
             $(
                 $(#[$doc])*
-                #[serde(rename = $name)]
                 $variant($params),
             )*
         }
@@ -108,13 +107,52 @@ macro_rules! backends {
         pub const BACKENDS: &[Backend] = &[
             $(
                 Backend {
-                    name: $name,
-                    summary: $summary,
-                    proximal: $proximal,
+                    name: <$solver as BackendInfo>::NAME,
+                    summary: <$solver as BackendInfo>::SUMMARY,
+                    proximal: <$solver as BackendInfo>::PROXIMAL,
                     defaults: || BackendConfig::$variant(<$params>::default()),
                 },
             )*
         ];
+
+        /// The names `kind` takes, in table order.
+        const KINDS: &[&str] = &[$(<$solver as BackendInfo>::NAME,)*];
+
+        /// `kind` first, then the parameters (as a derived internally tagged enum would).
+        impl Serialize for BackendConfig {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                #[derive(Serialize)]
+                struct Tagged<'a, P> {
+                    kind: &'static str,
+                    #[serde(flatten)]
+                    params: &'a P,
+                }
+                let kind = self.name();
+                match self {
+                    $(BackendConfig::$variant(params) => Tagged { kind, params }.serialize(serializer),)*
+                }
+            }
+        }
+
+        /// `kind` selects the backend, the other keys are its parameters.
+        impl<'de> Deserialize<'de> for BackendConfig {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                use serde::de::Error;
+                let mut params = Map::<String, Value>::deserialize(deserializer)?;
+                let kind = match params.remove("kind") {
+                    Some(Value::String(kind)) => kind,
+                    Some(other) => return Err(D::Error::custom(format!("kind = {other}: not a name"))),
+                    None => return Err(D::Error::missing_field("kind")),
+                };
+                let params = Value::Object(params);
+                match kind.as_str() {
+                    $(k if k == <$solver as BackendInfo>::NAME => serde_json::from_value(params)
+                        .map(BackendConfig::$variant)
+                        .map_err(D::Error::custom),)*
+                    _ => Err(D::Error::unknown_variant(&kind, KINDS)),
+                }
+            }
+        }
 
         impl BackendConfig {
             /// The backend's name as written in configs.
@@ -126,7 +164,7 @@ macro_rules! backends {
             /// ```
             pub fn name(&self) -> &'static str {
                 match self {
-                    $(BackendConfig::$variant(_) => $name,)*
+                    $(BackendConfig::$variant(_) => <$solver as BackendInfo>::NAME,)*
                 }
             }
 
@@ -179,44 +217,20 @@ macro_rules! backends {
 backends! {
     /// Clarabel interior point on the one-step two-point-flux scheme, or on the multi-level
     /// dynamic Benamou–Brenier scheme with `levels` (docs/mathematics.md §2.1, §2.2).
-    Conic(jko_conic::ConicParams) => jko_conic::ConicSolver {
-        name: "conic",
-        summary: "Clarabel interior point: one-step two-point-flux scheme, or multi-level Benamou-Brenier with `levels = L`",
-        proximal: true,
-    }
+    Conic(jko_conic::ConicParams) => jko_conic::ConicSolver,
     /// Newton on the optimality system of the same one-step scheme (docs/mathematics.md §2.1).
-    Newton(jko_newton::NewtonParams) => jko_newton::NewtonSolver {
-        name: "newton",
-        summary: "Newton on the optimality system of the one-step scheme (reduced dual, sparse Cholesky, barrier for bounds)",
-        proximal: true,
-    }
+    Newton(jko_newton::NewtonParams) => jko_newton::NewtonSolver,
     /// Entropic JKO (Peyré 2015): generalised Sinkhorn with tensor-product kernels
     /// (docs/mathematics.md §2.3).
-    Sinkhorn(jko_sinkhorn::SinkhornParams) => jko_sinkhorn::SinkhornSolver {
-        name: "sinkhorn",
-        summary: "entropic JKO: generalised Sinkhorn, tensor-product Gibbs kernels, log-domain, eps-scaling",
-        proximal: true,
-    }
+    Sinkhorn(jko_sinkhorn::SinkhornParams) => jko_sinkhorn::SinkhornSolver,
     /// 1D Lagrangian (quantile) steps with exact W² (docs/mathematics.md §3).
-    Quantile(jko_quantile::QuantileParams) => jko_quantile::QuantileSolver {
-        name: "quantile",
-        summary: "1D Lagrangian JKO with exact W2: Newton on the quantile function (1D meshes only)",
-        proximal: true,
-    }
+    Quantile(jko_quantile::QuantileParams) => jko_quantile::QuantileSolver,
     /// JKO-Flow surrogate: the gradient flow of the modified energy J^η over each step
     /// (docs/mathematics.md §2.4); check it against a proximal backend with `check_every`.
-    Flow(jko_flow::FlowParams) => jko_flow::FlowSolver {
-        name: "flow",
-        summary: "JKO-Flow surrogate (Halmos-Hanin): the modified energy's flow, resummed; Scharfetter-Gummel fluxes, Rosenbrock-W substeps",
-        proximal: false,
-    }
+    Flow(jko_flow::FlowParams) => jko_flow::FlowSolver,
     /// Exact W² on uniform grids through the dual of the step (docs/mathematics.md §5): the
     /// source-side optimality system solved by Newton–Krylov with a DCT Helmholtz preconditioner.
-    Bfm(jko_bfm::BfmParams) => jko_bfm::BfmSolver {
-        name: "bfm",
-        summary: "exact W2 on uniform grids: dual Monge-Ampere system, Newton-Krylov with DCT Poisson preconditioner (after the back-and-forth method)",
-        proximal: true,
-    }
+    Bfm(jko_bfm::BfmParams) => jko_bfm::BfmSolver,
 }
 
 /// The registry row of the backend called `name`.

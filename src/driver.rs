@@ -21,6 +21,7 @@ use crate::error::RunError;
 use jko_core::{CheckReport, Energy, JkoStep, Mesh, StepOutput, StepSolver, StepStatus, WarmStart};
 use ndarray::Array1;
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 
 /// What the driver records about one finished step: the lines of a run directory's `steps.jsonl`
 /// and what [`Observer`]s see.
@@ -44,6 +45,7 @@ use serde::{Deserialize, Serialize};
 /// # Ok(())
 /// # }
 /// ```
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
     /// Step number (1-based; step n produced `rho_{n:05}.npy`).
@@ -87,7 +89,6 @@ pub struct StepRecord {
     pub notes: Vec<String>,
     /// Surrogate check made at this step (a `[solver]` with `check_every`;
     /// [`crate::check::SurrogateCheck`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<CheckReport>,
 }
 

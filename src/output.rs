@@ -54,6 +54,7 @@ use crate::driver::{End, Observer, RunStatus, State, StepRecord};
 use crate::error::RunError;
 use jko_core::{InputError, Mesh, StepOutput, WarmStart};
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -97,6 +98,7 @@ pub const MESH_FILE: &str = "mesh.msh";
 /// # Ok(())
 /// # }
 /// ```
+#[skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunHeader {
     /// Version of the engine that wrote the run.
@@ -109,7 +111,6 @@ pub struct RunHeader {
     /// Where the run stands.
     pub status: RunStatus,
     /// The error that ended a failed or interrupted run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Number of active cells of the mesh.
     pub mesh_cells: usize,
@@ -118,7 +119,6 @@ pub struct RunHeader {
     /// F_h(ρ⁰).
     pub initial_energy: f64,
     /// Peak resident memory of the process (KiB) when the run ended, where the OS reports it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_rss_kib: Option<u64>,
 }
 

@@ -32,6 +32,7 @@ use jko::reference::{ExactSolution, l1_relative};
 use jko_core::{Mesh, shape_label};
 use ndarray::Array1;
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -53,18 +54,16 @@ fn one() -> usize {
 }
 
 /// One `[[case]]` of a suite.
+#[skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Case {
     pub problem: String,
     pub sizes: Vec<Vec<usize>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steps: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tau: Option<f64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backends: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
 }
 
@@ -79,6 +78,7 @@ pub(crate) struct Case {
 ///     toml::from_str("problem = \"ou-1d\"\nbackend = \"flow\"\nissue = 15").unwrap();
 /// assert!(e.cells.is_none() && e.issue == 15);
 /// ```
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExpectedFailure {
@@ -87,7 +87,6 @@ pub struct ExpectedFailure {
     /// The backend that fails.
     pub backend: String,
     /// Only at these cells per axis (default: every size of the problem's cases).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cells: Option<Vec<usize>>,
     /// The issue whose fix removes this entry.
     pub issue: u32,
@@ -170,6 +169,7 @@ impl Suite {
 ///     "backend": "flow", "tau": 0.01, "steps": 5, "status": "unsupported: porous"}"#).unwrap();
 /// assert!(row.error.is_none() && row.status.starts_with("unsupported"));
 /// ```
+#[skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CompareRow {
     /// The case's problem (a built-in example name or a config path).
@@ -185,22 +185,16 @@ pub struct CompareRow {
     /// `ok`, `unsupported: …` or `failed: …`.
     pub status: String,
     /// Median solve time of one step over steps and repeats (s).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_per_step: Option<f64>,
     /// Wall time of the whole `jko run` process (s).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_time: Option<f64>,
     /// Mean backend iterations per step.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iterations_per_step: Option<f64>,
     /// Peak resident memory of the run's process (MiB), where the OS reports it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_rss_mib: Option<f64>,
     /// Relative L1 error at the final time.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<f64>,
     /// What `error` is measured against.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_against: Option<String>,
 }
 

@@ -13,6 +13,7 @@ use jko::reference::{ExactSolution, l1_relative};
 use jko_core::Mesh;
 use ndarray::Array1;
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 use std::fmt::Write;
 use std::path::Path;
 
@@ -94,6 +95,7 @@ impl Refine {
 ///     "h": 0.15625, "tau": 0.1, "steps": 10, "error": 0.012, "wall_time": 1.5}"#).unwrap();
 /// assert!(row.order.is_none() && row.levels.is_none());
 /// ```
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConvergenceRow {
     /// The backend's name.
@@ -107,18 +109,14 @@ pub struct ConvergenceRow {
     /// Number of steps (τ · steps is the same on every row).
     pub steps: usize,
     /// Benamou–Brenier time levels, for a multi-level backend.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub levels: Option<usize>,
     /// Relative L1 error at the final time.
     pub error: f64,
     /// ln(e_prev/e)/ln(2): the observed order per halving.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order: Option<f64>,
     /// Relative L1 distance to the exact JKO iterates (exact W²), where known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_jko: Option<f64>,
     /// Observed order of `error_jko`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order_jko: Option<f64>,
     /// Total solve time (s).
     pub wall_time: f64,

@@ -95,6 +95,7 @@ use jko_core::{
 };
 use ndarray::Array1;
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -126,6 +127,7 @@ use store::{ProgressLog, RowFile};
 /// # Ok(())
 /// # }
 /// ```
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetSpec {
@@ -134,7 +136,6 @@ pub struct DatasetSpec {
     /// With the sample index, fixes every sample's initial density.
     pub seed: u64,
     /// Mass of every initial density (default 1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mass: Option<f64>,
     /// Mesh, energy, scheme, backend and checks shared by every sample (`[base]`).
     pub base: BaseConfig,
@@ -143,7 +144,6 @@ pub struct DatasetSpec {
     /// `[quality]`: which samples are measured against exact-W² steps (default: one sample,
     /// every step, on 1D meshes; one sample, the first step, where the 2D semi-discrete
     /// reference applies; none otherwise, where the conic reference is expensive).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality: Option<QualitySpec>,
 }
 
@@ -157,6 +157,7 @@ pub struct DatasetSpec {
 /// let q: QualitySpec = toml::from_str("samples = 4\nsteps = [1, 5]").unwrap();
 /// assert_eq!((q.samples, q.steps, q.levels), (4, Some(vec![1, 5]), 4));
 /// ```
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QualitySpec {
@@ -164,7 +165,6 @@ pub struct QualitySpec {
     #[serde(default = "one_sample")]
     pub samples: usize,
     /// Step numbers measured (default: every step in 1D, the first in 2D/3D).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steps: Option<Vec<usize>>,
     /// Time levels L of the 2D/3D reference. Default 4.
     #[serde(default = "four_levels")]
@@ -227,13 +227,13 @@ pub enum InitialFamily {
 
 /// `kind = "gaussian_mixture"`: K components, K uniform in `components`; random weights,
 /// means and standard deviations.
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GaussianMixture {
     /// Inclusive range of the number of components.
     pub components: [usize; 2],
     /// Range of every mean coordinate (default: the middle 60 % of the box, per axis).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mean: Option<[f64; 2]>,
     /// Range of every standard deviation.
     pub std: [f64; 2],

@@ -16,6 +16,7 @@ use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
 use jko_core::{JkoStep, Potential, StepSolver};
 use ndarray::Array1;
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 use std::fmt::Write;
 use std::path::Path;
 
@@ -28,6 +29,7 @@ use std::path::Path;
 ///     serde_json::from_str(r#"{"eta": 0.1, "err_flow": 1e-4, "err_wgf": 1e-2}"#).unwrap();
 /// assert_eq!((row.err_resummed, row.order_flow), (None, None));
 /// ```
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImplicitBiasRow {
     /// The step size η = τ.
@@ -37,13 +39,10 @@ pub struct ImplicitBiasRow {
     /// Error of the plain gradient flow of J against the JKO iterates: O(η).
     pub err_wgf: f64,
     /// Error of the resummed JKO-Flow −(I + (η/2) Hess J)⁻¹ grad J: O(η²).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub err_resummed: Option<f64>,
     /// Observed order of `err_flow` against the previous row's η (None on the first row).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order_flow: Option<f64>,
     /// Observed order of `err_wgf` against the previous row's η (None on the first row).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order_wgf: Option<f64>,
 }
 
@@ -70,15 +69,14 @@ pub struct ImplicitBiasRow {
 /// # Ok(())
 /// # }
 /// ```
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImplicitBiasTable {
     /// One row per step size, in the order given.
     pub rows: Vec<ImplicitBiasRow>,
     /// The time T = τ·steps at which the errors are measured.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub final_time: Option<f64>,
     /// How the errors were computed, in words.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
 }
 

@@ -3,19 +3,20 @@
 
 use crate::errors;
 use jko::core::exact::{symmetric_eigen, Barenblatt, DriftBox, Gaussian, OrnsteinUhlenbeck};
+use jko::core::{finite_non_negative, finite_positive};
 use ndarray::{Array1, Array2, ArrayD, IxDyn};
 use numpy::{AllowTypeChange, IntoPyArray, PyArrayLikeDyn};
 use pyo3::prelude::*;
 
-fn positive(py: Python<'_>, name: &str, v: f64) -> PyResult<()> {
-    if v.is_finite() && v > 0.0 {
-        Ok(())
-    } else {
-        Err(errors::input(
-            py,
-            format!("`{name}` = {v}: must be finite and > 0"),
-        ))
-    }
+/// `value` when finite and > 0 (`jko_core::finite_positive`), else an InputError naming `name`.
+fn positive(py: Python<'_>, name: &str, value: f64) -> PyResult<f64> {
+    finite_positive(name, value).map_err(|e| errors::from_input(py, e))
+}
+
+/// `value` when finite and >= 0 (`jko_core::finite_non_negative`), else an InputError naming
+/// `name`.
+fn non_negative(py: Python<'_>, name: &str, value: f64) -> PyResult<f64> {
+    finite_non_negative(name, value).map_err(|e| errors::from_input(py, e))
 }
 
 /// A Gaussian from a mean and a covariance given as a (d, d) matrix, d variances, or a scalar
@@ -85,12 +86,7 @@ fn ou(
     center: Option<Vec<f64>>,
 ) -> PyResult<OrnsteinUhlenbeck> {
     positive(py, "beta", beta)?;
-    if !(stiffness.is_finite() && stiffness >= 0.0) {
-        return Err(errors::input(
-            py,
-            format!("`stiffness` = {stiffness}: must be finite and >= 0"),
-        ));
-    }
+    non_negative(py, "stiffness", stiffness)?;
     let center = center.unwrap_or_else(|| vec![0.0; d]);
     if center.len() != d || center.iter().any(|c| !c.is_finite()) {
         return Err(errors::input(
@@ -172,12 +168,7 @@ fn ou_flow<'py>(
     stiffness: f64,
     center: Option<Vec<f64>>,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-    if !(t.is_finite() && t >= 0.0) {
-        return Err(errors::input(
-            py,
-            format!("`t` = {t}: must be finite and >= 0"),
-        ));
-    }
+    non_negative(py, "t", t)?;
     let g = gaussian(py, mean, cov)?;
     let ou = ou(py, g.dim(), beta, stiffness, center)?;
     gaussian_to_py(py, ou.flow(&g, t))
@@ -283,12 +274,7 @@ fn drift_box<'py>(
     x: PyArrayLikeDyn<'py, f64, AllowTypeChange>,
     mass: f64,
 ) -> PyResult<Bound<'py, PyAny>> {
-    if !(t.is_finite() && t >= 0.0) {
-        return Err(errors::input(
-            py,
-            format!("`t` = {t}: must be finite and >= 0"),
-        ));
-    }
+    non_negative(py, "t", t)?;
     let db = DriftBox::new(beta, slope, lower, upper, modes, amplitude, mass)
         .map_err(|e| errors::from_input(py, e))?;
     let d = db.dim();
@@ -297,13 +283,12 @@ fn drift_box<'py>(
     values_to_py(py, values, shape)
 }
 
-pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(ou_jko_step, m)?)?;
-    m.add_function(wrap_pyfunction!(ou_jko_iterates, m)?)?;
-    m.add_function(wrap_pyfunction!(ou_flow, m)?)?;
-    m.add_function(wrap_pyfunction!(gaussian_density, m)?)?;
-    m.add_function(wrap_pyfunction!(barenblatt, m)?)?;
-    m.add_function(wrap_pyfunction!(barenblatt_radius, m)?)?;
-    m.add_function(wrap_pyfunction!(drift_box, m)?)?;
-    Ok(())
+/// `jko._jko.exact`, which `jko.exact` re-exports.
+#[pymodule(submodule)]
+pub mod exact {
+    #[pymodule_export]
+    use super::{
+        barenblatt, barenblatt_radius, drift_box, gaussian_density, ou_flow, ou_jko_iterates,
+        ou_jko_step,
+    };
 }

@@ -571,21 +571,18 @@ fn parse_config<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyAny>>
 
 /// The PyO3 extension module `jko._jko`; the Python package `jko` re-exports it.
 #[pymodule]
-fn _jko(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    errors::register(m)?;
-    m.add_class::<PyMesh>()?;
-    m.add_class::<PyEnergy>()?;
-    m.add_function(wrap_pyfunction!(step, m)?)?;
-    m.add_function(wrap_pyfunction!(run, m)?)?;
-    m.add_function(wrap_pyfunction!(solvers, m)?)?;
-    m.add_function(wrap_pyfunction!(example, m)?)?;
-    m.add_function(wrap_pyfunction!(examples, m)?)?;
-    m.add_function(wrap_pyfunction!(parse_config, m)?)?;
-    m.add_function(wrap_pyfunction!(score::score, m)?)?;
-    m.add_function(wrap_pyfunction!(score::distance, m)?)?;
-    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    let exact = PyModule::new(m.py(), "exact")?;
-    exact::register(&exact)?;
-    m.add_submodule(&exact)?;
-    Ok(())
+mod _jko {
+    #[pymodule_export]
+    use super::{example, examples, parse_config, run, solvers, step, PyEnergy, PyMesh};
+    #[pymodule_export]
+    use crate::exact::exact;
+    #[pymodule_export]
+    use crate::score::{distance, score};
+    use pyo3::prelude::*;
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        crate::errors::register(m)?;
+        m.add("__version__", env!("CARGO_PKG_VERSION"))
+    }
 }

@@ -6,6 +6,7 @@ use crate::error::RunError;
 use crate::expression::Expression;
 use jko_core::{Energy, Interaction, Mesh, Potential};
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 use std::path::{Path, PathBuf};
 
 /// `[energy]`: the energy as written in a config, any subset of the terms (see
@@ -18,23 +19,19 @@ use std::path::{Path, PathBuf};
 /// assert_eq!(e.entropy, Some(0.5));
 /// assert_eq!(e.porous, Some(Porous { m: 2.0 }));
 /// ```
+#[skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnergyConfig {
     /// β in β∫ρ log ρ (diffusion).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entropy: Option<f64>,
     /// The porous-medium term ∫ρ^m/(m − 1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub porous: Option<Porous>,
     /// The potential V of ∫Vρ (drift).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub potential: Option<PotentialConfig>,
     /// The interaction ½∬W(x − y)ρ(x)ρ(y) (treated semi-implicitly).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interaction: Option<Interaction>,
     /// The congestion bound ρ ≤ ρ_max.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_density: Option<f64>,
 }
 
@@ -91,13 +88,13 @@ impl PerAxis {
 /// # Ok(())
 /// # }
 /// ```
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum PotentialConfig {
     /// stiffness · |x − center|²/2 (center defaults to the origin, stiffness to 1).
     Quadratic {
         /// Minimum of the potential (default: the origin).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         center: Option<Vec<f64>>,
         /// Curvature k (default 1).
         #[serde(default = "one")]

@@ -8,6 +8,7 @@ use jko_core::exact::{Barenblatt, DriftBox, Gaussian};
 use jko_core::{Energy, InputError, Mesh, Potential};
 use ndarray::Array1;
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 use std::path::{Path, PathBuf};
 
 /// `[initial]`: the initial density, selected by `kind`. Every kind is normalised to `mass`
@@ -25,6 +26,7 @@ use std::path::{Path, PathBuf};
 /// # Ok(())
 /// # }
 /// ```
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum InitialConfig {
@@ -35,7 +37,6 @@ pub enum InitialConfig {
         /// Standard deviation per axis (> 0).
         std: Vec<f64>,
         /// Total mass (default 1).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         mass: Option<f64>,
     },
     /// The Barenblatt profile of ∂ρ/∂t = Δρ^m at time t0, centred at the origin.
@@ -45,13 +46,11 @@ pub enum InitialConfig {
         /// Time of the profile (> 0): larger is wider.
         t0: f64,
         /// Total mass (default 1).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         mass: Option<f64>,
     },
     /// Constant density on the domain.
     Uniform {
         /// Total mass (default 1).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         mass: Option<f64>,
     },
     /// The exact non-Gaussian Fokker–Planck solution on the box for `entropy` + a linear
@@ -63,7 +62,6 @@ pub enum InitialConfig {
         /// Its amplitude per axis, as a fraction in [0, 1) of the largest that keeps ρ ≥ 0.
         amplitude: Vec<f64>,
         /// Total mass (default 1).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         mass: Option<f64>,
     },
     /// A formula in x, y, z (see [`crate::expression`]) evaluated at the cell centres,
@@ -72,7 +70,6 @@ pub enum InitialConfig {
         /// The formula.
         expr: String,
         /// Total mass (default 1).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         mass: Option<f64>,
     },
     /// Cell values from a `.npy` file (float64, shape = cells; on a mesh read from a file, one
@@ -81,7 +78,6 @@ pub enum InitialConfig {
         /// The file, relative to the config's directory.
         path: PathBuf,
         /// Total mass (default 1).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         mass: Option<f64>,
     },
 }

@@ -5,6 +5,7 @@ use super::npy::read_npy;
 use crate::error::RunError;
 use jko_core::{ControlVolumes, InputError, Mesh};
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 use std::path::{Path, PathBuf};
 
 /// `[mesh]`: a Cartesian grid on the box [lower, upper] (1 to 3 axes), optionally with cells
@@ -27,6 +28,7 @@ use std::path::{Path, PathBuf};
 /// # Ok(())
 /// # }
 /// ```
+#[skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MeshConfig {
@@ -41,17 +43,14 @@ pub struct MeshConfig {
     pub upper: Vec<f64>,
     /// A Gmsh MSH 4.1 file (relative to the config's directory) instead of a grid: its
     /// triangles (2D) or tetrahedra (3D) make the mesh.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<PathBuf>,
     /// With `file`: the control volumes, the file's elements centred at their circumcentres
     /// (default) or the Voronoi cells of its vertices.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control_volumes: Option<ControlVolumes>,
     /// Regions removed from the domain (walls with no flux).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub obstacles: Vec<Obstacle>,
     /// A `.npy` array of shape `cells`; nonzero entries are inside the domain.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mask: Option<PathBuf>,
 }
 

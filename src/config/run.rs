@@ -2,6 +2,7 @@
 //! (resources).
 
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 
 /// `[scheme]`: the JKO time step and the number of steps (final time τ · steps).
 ///
@@ -69,11 +70,11 @@ impl Default for Checks {
 /// let limits: Limits = toml::from_str("max_memory_gib = 0.5").unwrap();
 /// assert_eq!(limits.max_memory_gib, Some(0.5));
 /// ```
+#[skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Memory limit in GiB (None: `JKO_MAX_MEMORY_GIB`, else the available memory).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_memory_gib: Option<f64>,
 }
 

@@ -11,6 +11,7 @@ use crate::error::ToolError;
 use jko::error::RunError;
 use jko::score::ScoreMethod;
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -253,6 +254,7 @@ pub struct StepQuality {
 /// let text = serde_json::to_string(&r).unwrap();
 /// assert_eq!(text, r#"{"index":7,"family":0,"status":"ok","backend":"newton"}"#);
 /// ```
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SampleRecord {
     /// The sample index (its random initial density depends only on the spec and this).
@@ -264,14 +266,12 @@ pub struct SampleRecord {
     /// The backend of the last attempt (a retry may use another than the spec's).
     pub backend: String,
     /// Why it failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Distances to exact-W² steps, for the samples of the quality subset.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub quality: Vec<StepQuality>,
     /// Why its quality could not be measured (the reference step or W² failed); the sample
     /// itself is kept. Absent when measured or not in the quality subset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality_error: Option<String>,
 }
 
@@ -467,6 +467,7 @@ pub struct QualitySummary {
 /// # Ok(())
 /// # }
 /// ```
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     /// Version of the crate that wrote the shard.
@@ -488,7 +489,6 @@ pub struct Manifest {
     /// Element type of the arrays (`float64`).
     pub dtype: String,
     /// Distances of the quality subset's steps to exact-W² steps (see the spec's `[quality]`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality: Option<QualitySummary>,
     /// The spec the shard was made from.
     pub spec: DatasetSpec,

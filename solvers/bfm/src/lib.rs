@@ -91,6 +91,7 @@ pub use params::BfmParams;
 
 use ctransform::CTransform;
 use dual::LocalDual;
+use jko_core::BackendInfo;
 use jko_core::{
     EnergyTerm, InputError, JkoStep, Mesh, StepError, StepInfo, StepOutput, StepSolver, StepStatus,
     WarmStart,
@@ -328,6 +329,12 @@ impl StepSolver for BfmSolver {
     ) -> Result<StepOutput, StepError> {
         self.solve_step(problem, warm, false)
     }
+}
+
+impl BackendInfo for BfmSolver {
+    const NAME: &'static str = NAME;
+    const SUMMARY: &'static str = "exact W2 on uniform grids: dual Monge-Ampere system, Newton-Krylov with DCT Poisson preconditioner (after the back-and-forth method)";
+    const PROXIMAL: bool = true;
 }
 
 impl BfmSolver {

@@ -246,8 +246,8 @@ pub use step_file::{
 };
 
 use jko_core::{
-    EnergyTerm, InputError, JkoStep, Mesh, StepError, StepInfo, StepOutput, StepSolver, StepStatus,
-    WarmStart,
+    BackendInfo, EnergyTerm, InputError, JkoStep, Mesh, StepError, StepInfo, StepOutput,
+    StepSolver, StepStatus, WarmStart,
 };
 use ndarray::Array1;
 use polish::{PathPoint, PolishSettings};
@@ -1171,7 +1171,7 @@ struct SolvedPath {
 
 impl StepSolver for ConicSolver {
     fn name(&self) -> &str {
-        "conic"
+        Self::NAME
     }
 
     fn treats(&self, term: EnergyTerm) -> bool {
@@ -1223,6 +1223,12 @@ impl StepSolver for ConicSolver {
         let fill = 2.0 * 16.0 * jko_core::step::factor_nonzeros(&sides, 1.0);
         Some((1000.0 * (vars + rows) + fill) as u64)
     }
+}
+
+impl BackendInfo for ConicSolver {
+    const NAME: &'static str = "conic";
+    const SUMMARY: &'static str = "Clarabel interior point: one-step two-point-flux scheme, or multi-level Benamou-Brenier with `levels = L`";
+    const PROXIMAL: bool = true;
 }
 
 /// Nodes per axis of the mesh's graph: the grid's cells per axis scaled to the active cells,

@@ -10,6 +10,7 @@
 use jko_core::{Face, Grid, InputError, JkoStep, Mesh, StepEnergy};
 use ndarray::Array1;
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 use std::path::{Path, PathBuf};
 
 /// Format tag written into every document (checked on reading).
@@ -105,6 +106,7 @@ pub struct EnergyData {
 /// # Ok(())
 /// # }
 /// ```
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StepFile {
@@ -120,7 +122,6 @@ pub struct StepFile {
     pub faces: FaceArrays,
     /// The grid the mesh was made from, when it is one: kept so that a grid mesh is read back
     /// as a grid (with its axis structure), not only as cells and faces.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grid: Option<Grid>,
     /// ρⁿ (cell values).
     pub rho_prev: Vec<f64>,

@@ -32,6 +32,7 @@ use crate::error::InputError;
 use crate::mesh::Mesh;
 use ndarray::Array1;
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 use std::fmt;
 
 /// External potential V(x), described as data (serde: `kind = "quadratic"`, ...).
@@ -257,23 +258,19 @@ impl Interaction {
 /// assert_eq!(energy.terms(), vec![EnergyTerm::Porous, EnergyTerm::Interaction]);
 /// assert!(Energy::default().terms().is_empty());
 /// ```
+#[skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Energy {
     /// β in β ∫ ρ log ρ (β > 0).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entropy: Option<f64>,
     /// m in ∫ ρ^m / (m − 1) (m > 1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub porous: Option<f64>,
     /// External potential V.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub potential: Option<Potential>,
     /// Interaction kernel W (treated semi-implicitly inside a step).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interaction: Option<Interaction>,
     /// Congestion bound ρ ≤ ρ_max (crowd motion).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_density: Option<f64>,
 }
 

@@ -25,5 +25,6 @@ pub use mesh::{CellKind, CellShapes, Face, Grid, Mesh, shape_label};
 pub use reduce::{deterministic_sum, deterministic_sum_pair};
 pub use simplicial::ControlVolumes;
 pub use step::{
-    CheckReport, JkoStep, StepInfo, StepOutput, StepSolver, StepStatus, WarmStart, check_density,
+    BackendInfo, CheckReport, JkoStep, StepInfo, StepOutput, StepSolver, StepStatus, WarmStart,
+    check_density,
 };

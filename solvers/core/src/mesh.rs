@@ -30,6 +30,7 @@
 use crate::error::InputError;
 use ndarray::{Array1, ArrayD, IxDyn};
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 use std::sync::Arc;
 
 /// An interior face σ = K|L, oriented from `k` to `l`.
@@ -96,6 +97,7 @@ impl Face {
 /// # Ok(())
 /// # }
 /// ```
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Grid {
@@ -106,7 +108,6 @@ pub struct Grid {
     /// Upper corner of the box, one coordinate per axis (`upper[a] > lower[a]`).
     pub upper: Vec<f64>,
     /// `mask[i]` is true when grid cell `i` (C order) belongs to the domain.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mask: Option<Vec<bool>>,
 }
 

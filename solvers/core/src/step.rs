@@ -16,6 +16,7 @@ use crate::error::{InputError, StepError};
 use crate::mesh::Mesh;
 use ndarray::Array1;
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 
 /// A validated JKO step problem: ρ^{n+1} = argmin_ρ W_h²(ρⁿ, ρ)/(2τ) + F_h(ρ).
 ///
@@ -270,6 +271,7 @@ pub enum StepStatus {
 /// assert_eq!(info.objective, info.kinetic / (2.0 * tau));
 /// assert_ne!(info.status, StepStatus::Solved);
 /// ```
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepInfo {
     /// Name of the backend ([`StepSolver::name`]).
@@ -296,7 +298,6 @@ pub struct StepInfo {
     pub notes: Vec<String>,
     /// The check of a surrogate step against a proximal step, when one was made (the
     /// engine's surrogate-check wrapper fills it; backends leave it `None`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<CheckReport>,
 }
 
@@ -740,6 +741,28 @@ pub trait StepSolver: Send + Sync {
     }
 }
 
+/// What a backend says of itself, in its own crate, for the engine's registry
+/// (`jko::backend::BACKENDS`): the name configs give it, one line on the method, and whether its
+/// steps are proximal (JKO) steps. Constants, so that [`StepSolver`] stays object safe; a
+/// backend's [`StepSolver::name`] returns its `NAME`.
+///
+/// ```rust
+/// use jko_core::{BackendInfo, StepSolver};
+/// # use jko_core::step::doc_support::Rest;
+///
+/// assert_eq!(Rest.name(), Rest::NAME);
+/// assert!(Rest::PROXIMAL && Rest::SUMMARY.starts_with("zero energy"));
+/// ```
+pub trait BackendInfo {
+    /// The name configs use (`kind`), and [`StepInfo::solver`].
+    const NAME: &'static str;
+    /// One line on the method (`jko solvers`).
+    const SUMMARY: &'static str;
+    /// Whether it computes proximal (JKO) steps, so it can check a surrogate; false for a
+    /// surrogate such as `flow`.
+    const PROXIMAL: bool;
+}
+
 /// The zero-energy backend `Rest` used by the examples of [`StepSolver`] (not part of the
 /// API).
 #[doc(hidden)]
@@ -751,7 +774,7 @@ pub mod doc_support {
 
     impl StepSolver for Rest {
         fn name(&self) -> &str {
-            "rest"
+            Self::NAME
         }
         fn treats(&self, _term: EnergyTerm) -> bool {
             false
@@ -776,6 +799,12 @@ pub mod doc_support {
                 },
             })
         }
+    }
+
+    impl BackendInfo for Rest {
+        const NAME: &'static str = "rest";
+        const SUMMARY: &'static str = "zero energy: every step returns ρⁿ";
+        const PROXIMAL: bool = true;
     }
 }
 

@@ -4,8 +4,8 @@
 use crate::mesh::{MeshFlow, Workspace};
 use crate::{FlowError, Variant};
 use jko_core::{
-    EnergyTerm, InputError, JkoStep, StepError, StepInfo, StepOutput, StepSolver, StepStatus,
-    WarmStart,
+    BackendInfo, EnergyTerm, InputError, JkoStep, StepError, StepInfo, StepOutput, StepSolver,
+    StepStatus, WarmStart,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
@@ -176,7 +176,7 @@ impl FlowSolver {
 
 impl StepSolver for FlowSolver {
     fn name(&self) -> &str {
-        "flow"
+        Self::NAME
     }
 
     /// A surrogate follows the flow of J^η (resummed), not a minimiser of W²/(2τ) + J: the JKO
@@ -315,6 +315,12 @@ impl StepSolver for FlowSolver {
             },
         })
     }
+}
+
+impl BackendInfo for FlowSolver {
+    const NAME: &'static str = "flow";
+    const SUMMARY: &'static str = "JKO-Flow surrogate (Halmos-Hanin): the modified energy's flow, resummed; Scharfetter-Gummel fluxes, Rosenbrock-W substeps";
+    const PROXIMAL: bool = false;
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use crate::ipm;
 use crate::kkt::{Errors, Point, Problem};
 use crate::params::NewtonParams;
 use crate::system::ReducedSystem;
+use jko_core::BackendInfo;
 use jko_core::{
     EnergyTerm, InputError, JkoStep, Mesh, StepError, StepInfo, StepOutput, StepSolver, StepStatus,
     WarmStart,
@@ -509,7 +510,7 @@ impl fmt::Debug for NewtonSolver {
 
 impl StepSolver for NewtonSolver {
     fn name(&self) -> &str {
-        "newton"
+        Self::NAME
     }
 
     fn treats(&self, term: EnergyTerm) -> bool {
@@ -576,6 +577,12 @@ impl StepSolver for NewtonSolver {
             + factor;
         Some((2.0 * bytes) as u64)
     }
+}
+
+impl BackendInfo for NewtonSolver {
+    const NAME: &'static str = "newton";
+    const SUMMARY: &'static str = "Newton on the optimality system of the one-step scheme (reduced dual, sparse Cholesky, barrier for bounds)";
+    const PROXIMAL: bool = true;
 }
 
 /// Which start a solve used.

@@ -14,7 +14,7 @@ use crate::line::LineMesh;
 use crate::newton::{QuantileParams, jko_step};
 use crate::potential::{CubicSpline, QuantilePotential};
 use crate::state::{QuantileState, from_density, pushforward_masses};
-use jko_core::{EnergyTerm, JkoStep, StepError, StepOutput, StepSolver, WarmStart};
+use jko_core::{BackendInfo, EnergyTerm, JkoStep, StepError, StepOutput, StepSolver, WarmStart};
 use ndarray::Array1;
 
 /// The 1D Lagrangian (quantile) backend, exact W².
@@ -184,7 +184,7 @@ impl QuantileSolver {
 
 impl StepSolver for QuantileSolver {
     fn name(&self) -> &str {
-        "quantile"
+        Self::NAME
     }
 
     fn treats(&self, term: EnergyTerm) -> bool {
@@ -235,4 +235,11 @@ impl StepSolver for QuantileSolver {
         }
         Ok(())
     }
+}
+
+impl BackendInfo for QuantileSolver {
+    const NAME: &'static str = "quantile";
+    const SUMMARY: &'static str =
+        "1D Lagrangian JKO with exact W2: Newton on the quantile function (1D meshes only)";
+    const PROXIMAL: bool = true;
 }

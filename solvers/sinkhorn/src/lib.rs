@@ -98,8 +98,8 @@ use prox::KlProx;
 pub use scaling::{TRACE, TraceEvent};
 
 use jko_core::{
-    EnergyTerm, Grid, InputError, JkoStep, Mesh, StepError, StepInfo, StepOutput, StepSolver,
-    StepStatus, WarmStart,
+    BackendInfo, EnergyTerm, Grid, InputError, JkoStep, Mesh, StepError, StepInfo, StepOutput,
+    StepSolver, StepStatus, WarmStart,
 };
 use ndarray::Array1;
 use scaling::{Buffers, FLOOR, Stage, StageOutcome, Trouble, log_stage, scaling_stage};
@@ -772,4 +772,11 @@ impl StepSolver for SinkhornSolver {
         };
         Some(kernel.saturating_add(24 * 8 * len))
     }
+}
+
+impl BackendInfo for SinkhornSolver {
+    const NAME: &'static str = NAME;
+    const SUMMARY: &'static str =
+        "entropic JKO: generalised Sinkhorn, tensor-product Gibbs kernels, log-domain, eps-scaling";
+    const PROXIMAL: bool = true;
 }
