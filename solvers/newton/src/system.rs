@@ -688,30 +688,42 @@ impl ReducedSystem {
 mod tests {
     use super::*;
 
+    /// The system of an m × m grid on the unit square, and a right-hand side.
+    fn test_system(m: usize) -> (Mesh, ReducedSystem, Vec<f64>) {
+        let mesh = Mesh::grid(&[m, m], &[0.0, 0.0], &[1.0, 1.0]).expect("mesh");
+        let system =
+            ReducedSystem::new(&mesh, Factorization::Cholesky, Ordering::Auto).expect("system");
+        let b = (0..mesh.n_cells())
+            .map(|k| ((k * 37) % 11) as f64 - 5.0)
+            .collect();
+        (mesh, system, b)
+    }
+
+    /// Assemble an SPD 13-point matrix of the shape of S on `mesh` (a grid), its D⁻¹ scaled
+    /// cellwise by 1 + wobble · (0..4).
+    fn assemble_test_matrix(system: &mut ReducedSystem, mesh: &Mesh, wobble: f64) {
+        let dinv: Vec<f64> = (0..mesh.n_cells())
+            .map(|k| (1.0 + (k % 7) as f64) * (1.0 + wobble * ((k * 13) % 5) as f64))
+            .collect();
+        system.assemble(
+            &dinv,
+            |k, c| {
+                let deg = mesh.faces_of(k).len();
+                c.push(deg as f64 + 0.5);
+                c.extend((0..deg).map(|j| -1.0 + 0.1 * j as f64));
+            },
+            |k, j| 1.0 + 0.01 * ((k + j) % 5) as f64,
+        );
+    }
+
     /// Conjugate gradients preconditioned with the factorisation of a nearby matrix reach the
     /// direct solution of the assembled one in a few iterations, and report a miss when the
     /// factorised matrix is far from it.
     #[test]
     fn preconditioned_solve_agrees_with_the_direct_solve() {
-        let mesh = Mesh::grid(&[32, 32], &[0.0, 0.0], &[1.0, 1.0]).expect("mesh");
-        let mut system =
-            ReducedSystem::new(&mesh, Factorization::Cholesky, Ordering::Auto).expect("system");
-        let n = mesh.n_cells();
-        let assemble = |system: &mut ReducedSystem, wobble: f64| {
-            let dinv: Vec<f64> = (0..n)
-                .map(|k| (1.0 + (k % 7) as f64) * (1.0 + wobble * ((k * 13) % 5) as f64))
-                .collect();
-            system.assemble(
-                &dinv,
-                |k, c| {
-                    let deg = mesh.faces_of(k).len();
-                    c.push(deg as f64 + 0.5);
-                    c.extend((0..deg).map(|j| -1.0 + 0.1 * j as f64));
-                },
-                |k, j| 1.0 + 0.01 * ((k + j) % 5) as f64,
-            );
-        };
-        let b: Vec<f64> = (0..n).map(|k| ((k * 37) % 11) as f64 - 5.0).collect();
+        let (mesh, mut system, b) = test_system(32);
+        let assemble =
+            |system: &mut ReducedSystem, wobble| assemble_test_matrix(system, &mesh, wobble);
         let size = |r: &[f64]| r.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         // The exact solution of the perturbed matrix, by its own factorisation.
         assemble(&mut system, 1e-3);
@@ -754,20 +766,9 @@ mod tests {
     /// an SPD 13-point matrix on a 48² grid (the shape of S), factorised supernodally.
     #[test]
     fn supernodal_substitution_agrees_with_faer() {
-        let mesh = Mesh::grid(&[48, 48], &[0.0, 0.0], &[1.0, 1.0]).expect("mesh");
-        let mut system =
-            ReducedSystem::new(&mesh, Factorization::Cholesky, Ordering::Auto).expect("system");
+        let (mesh, mut system, b) = test_system(48);
         let n = mesh.n_cells();
-        let dinv: Vec<f64> = (0..n).map(|k| 1.0 + (k % 7) as f64).collect();
-        system.assemble(
-            &dinv,
-            |k, c| {
-                let deg = mesh.faces_of(k).len();
-                c.push(deg as f64 + 0.5);
-                c.extend((0..deg).map(|j| -1.0 + 0.1 * j as f64));
-            },
-            |k, j| 1.0 + 0.01 * ((k + j) % 5) as f64,
-        );
+        assemble_test_matrix(&mut system, &mesh, 0.0);
         system.factorize(0.0).expect("factorisation");
         let Numeric::Llt(llt) = &mut system.numeric else {
             panic!("Cholesky expected");
@@ -776,7 +777,6 @@ mod tests {
             matches!(llt.symbolic.raw(), SymbolicCholeskyRaw::Supernodal(_)),
             "the test needs a supernodal factor"
         );
-        let b: Vec<f64> = (0..n).map(|k| ((k * 37) % 11) as f64 - 5.0).collect();
         let mut ours = b.clone();
         llt.solve_in_place(&mut ours).expect("solve");
         let mut theirs = b.clone();
