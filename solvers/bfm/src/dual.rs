@@ -183,10 +183,13 @@ impl LocalDual {
         mass: f64,
     ) -> Option<f64> {
         let n = p.len();
+        // The porous medium alone (with or without the cap): ρ(p) = ρ'(p) = 0 for p ≤ 0, so
+        // the cells of vacuum cost one comparison (the same sums: their terms are exact zeros).
+        let vacuum = self.beta.is_none();
         // Σρ and Σρ' in one sweep, one ρ per cell.
         let eval = |c: f64| {
             let (m, dm) = deterministic_sum_pair(n, |i| {
-                if active(i) {
+                if active(i) && !(vacuum && p[i] + c <= 0.0) {
                     let s = self.rho(p[i] + c);
                     (s, self.drho_at(s))
                 } else {

@@ -326,7 +326,12 @@ impl StepSolver for BfmSolver {
         problem: &JkoStep<'_>,
         warm: Option<&WarmStart>,
     ) -> Result<StepOutput, StepError> {
-        self.solve_step(problem, warm, false)
+        // On a worker of the pool: the step's many short parallel loops (~25 per finisher pass,
+        // more per Newton iteration) then start from a worker instead of each blocking the
+        // caller's thread until the pool wakes (measured, the authors' example at 256², step 1,
+        // one thread, load ~3: 2.29 / 2.84 s → 2.00 / 1.95 s; two threads 2.10 / 1.86 → 1.80 /
+        // 1.77 s).
+        rayon::scope(|_| self.solve_step(problem, warm, false))
     }
 }
 
