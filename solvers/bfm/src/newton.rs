@@ -385,7 +385,7 @@ const MAX_PREDICTED_PARTS: u32 = 8;
 /// [`MAX_PREDICTED_PARTS`].
 fn parts_predicted_to_meet(model: &SourceModel<'_>, label: &[u32], parts: u32) -> bool {
     let lat = model.grid.lat;
-    if parts < 2 || parts > MAX_PREDICTED_PARTS {
+    if !(2..=MAX_PREDICTED_PARTS).contains(&parts) {
         return false;
     }
     let d = lat.dim();
@@ -398,17 +398,17 @@ fn parts_predicted_to_meet(model: &SourceModel<'_>, label: &[u32], parts: u32) -
         pressure[part] = pressure[part].max(model.local.du(model.mu[i]));
         let c = lat.coords(i);
         let mut k = 0;
-        for a in 0..d {
+        for (a, &ca) in c.iter().enumerate().take(d) {
             let n = lat.shape[a];
-            let (lo, hi) = (c[a].saturating_sub(1), (c[a] + 1).min(n - 1));
+            let (lo, hi) = (ca.saturating_sub(1), (ca + 1).min(n - 1));
             let grad = if hi > lo {
                 let s = lat.strides[a];
-                (model.v[i - (c[a] - lo) * s] - model.v[i + (hi - c[a]) * s])
+                (model.v[i - (ca - lo) * s] - model.v[i + (hi - ca) * s])
                     / ((lo as f64 - hi as f64) * lat.h[a])
             } else {
                 0.0
             };
-            let y = lat.centre(a, c[a]) - tau * grad;
+            let y = lat.centre(a, ca) - tau * grad;
             let j = (((y - lat.lower[a]) / lat.h[a]).floor() as isize).clamp(0, n as isize - 1);
             k += j as usize * lat.strides[a];
         }
