@@ -145,6 +145,28 @@ fn porous_with_entropy_steps_agree_with_conic() {
     assert!(diff < 2e-2 && gap < 5e-3, "{diff:e} {gap:e}");
 }
 
+/// The authors' porous example on an n² grid (see below): the mesh, the energy and ρ⁰ (mass
+/// 0.02; τ = 0.1).
+fn authors_porous_example(n: usize) -> (Mesh, Energy, ndarray::Array1<f64>) {
+    let mesh = Mesh::grid(&[n, n], &[0.0, 0.0], &[1.0, 1.0]).unwrap();
+    let energy = Energy {
+        porous: Some(2.0),
+        potential: Some(jko_core::Potential::Quadratic {
+            center: vec![0.9, 0.9],
+            stiffness: 1.0,
+        }),
+        ..Energy::default()
+    };
+    let square = |x: &[f64], c: [f64; 2]| (x[0] - c[0]).abs() < 0.1 && (x[1] - c[1]).abs() < 0.1;
+    let mut rho = mesh.sample(|x| {
+        f64::from(u8::from(
+            square(x, [0.3, 0.3]) || square(x, [0.3, 0.7]) || square(x, [0.7, 0.3]),
+        ))
+    });
+    rho *= 0.02 / mesh.mass(&rho);
+    (mesh, energy, rho)
+}
+
 /// Round 9: the porous example of Jacobs, Lee & Léger's code (examples/authors_porous.rs: m = 2,
 /// unit square, three squares of side 0.2 with total mass 0.02, V = |x − (0.9, 0.9)|²/2,
 /// τ = 0.1) at 64². After step 1 the three supports touch; in step 2 they press on each other and
@@ -155,24 +177,8 @@ fn porous_with_entropy_steps_agree_with_conic() {
 /// continuation through all its stages (round 10).
 #[test]
 fn authors_porous_example_at_64_runs_past_the_collision() {
-    let n = 64;
-    let mesh = Mesh::grid(&[n, n], &[0.0, 0.0], &[1.0, 1.0]).unwrap();
-    let energy = Energy {
-        porous: Some(2.0),
-        potential: Some(jko_core::Potential::Quadratic {
-            center: vec![0.9, 0.9],
-            stiffness: 1.0,
-        }),
-        ..Energy::default()
-    };
+    let (mesh, energy, mut rho) = authors_porous_example(64);
     let (tau, mass) = (0.1, 0.02);
-    let square = |x: &[f64], c: [f64; 2]| (x[0] - c[0]).abs() < 0.1 && (x[1] - c[1]).abs() < 0.1;
-    let mut rho = mesh.sample(|x| {
-        f64::from(u8::from(
-            square(x, [0.3, 0.3]) || square(x, [0.3, 0.7]) || square(x, [0.7, 0.3]),
-        ))
-    });
-    rho *= mass / mesh.mass(&rho);
     let solver = BfmSolver::new(BfmParams::default()).unwrap();
     solver.check_supported(&mesh, &energy.terms()).unwrap();
     let mut warm: Option<WarmStart> = None;
@@ -237,24 +243,8 @@ fn authors_porous_example_at_64_runs_past_the_collision() {
 /// at most the attempt's iterations; mass exact, W² > 0, the energy inequality.
 #[test]
 fn authors_porous_example_at_128_hands_over_when_the_parts_are_predicted_to_meet() {
-    let n = 128;
-    let mesh = Mesh::grid(&[n, n], &[0.0, 0.0], &[1.0, 1.0]).unwrap();
-    let energy = Energy {
-        porous: Some(2.0),
-        potential: Some(jko_core::Potential::Quadratic {
-            center: vec![0.9, 0.9],
-            stiffness: 1.0,
-        }),
-        ..Energy::default()
-    };
+    let (mesh, energy, rho) = authors_porous_example(128);
     let (tau, mass) = (0.1, 0.02);
-    let square = |x: &[f64], c: [f64; 2]| (x[0] - c[0]).abs() < 0.1 && (x[1] - c[1]).abs() < 0.1;
-    let mut rho = mesh.sample(|x| {
-        f64::from(u8::from(
-            square(x, [0.3, 0.3]) || square(x, [0.3, 0.7]) || square(x, [0.7, 0.3]),
-        ))
-    });
-    rho *= mass / mesh.mass(&rho);
     let frozen = energy.freeze(&mesh, &rho).unwrap();
     let out = BfmSolver::new(BfmParams::default())
         .unwrap()
