@@ -374,6 +374,9 @@ const PREDICTED: &str = "the parts of the support are predicted to meet within t
 /// images apart (so 2·SPREAD·√(τP/2) < 0.18: SPREAD < 0.70) and fails at τ (SPREAD > 0.49).
 const SPREAD: f64 = 0.6;
 
+/// The GMRES budget per solve of the attempts at τ when the parts are predicted to meet.
+const PREDICTED_MAX_LINEAR: usize = 50;
+
 /// Sources of more parts than this are not predicted (one distance transform per part).
 const MAX_PREDICTED_PARTS: u32 = 8;
 
@@ -566,9 +569,31 @@ pub(crate) fn solve(
     let mut stages = vec![tau];
     let mut marginal = f64::INFINITY;
     let mut failure = None;
+    // Parts predicted to meet: the attempts at τ get a smaller GMRES budget per solve (the
+    // authors' example at 512², step 1: one iteration, the 200 products of the cap, ~2 s, before
+    // the hand-over; at 64², where Newton solves that step at τ, its six solves took 8–34 products).
+    let predicted = ws
+        .contact
+        .as_ref()
+        .is_some_and(|(label, _)| parts_predicted_to_meet(model, label, parts));
+    let attempt = BfmParams {
+        max_linear: if predicted {
+            params.max_linear.min(PREDICTED_MAX_LINEAR)
+        } else {
+            params.max_linear
+        },
+        ..params.clone()
+    };
     for start in std::iter::once(model.cold_start()).chain(warm) {
         let mut psi = start;
-        let first = newton_stage(model, params, params.tol, &mut psi, &mut ws, &mut counters);
+        let first = newton_stage(
+            model,
+            &attempt,
+            params.tol,
+            &mut psi,
+            &mut ws,
+            &mut counters,
+        );
         marginal = first.marginal;
         if let StageEnd::Failed(why) = first.end {
             failure = Some(why);
@@ -592,9 +617,7 @@ pub(crate) fn solve(
     // continuation would solve a smaller step first (the authors' porous example at 128² and
     // 256², step 1: the stage at τ/2, 7–10 Newton iterations and 275–487 GMRES products, ~30% of
     // the step) and then fail at τ, and the finisher starts cold whatever Newton did.
-    if let Some((label, _)) = ws.contact.as_ref()
-        && parts_predicted_to_meet(model, label, parts)
-    {
+    if predicted {
         stages.clear();
         return hand_over(model, counters, marginal, stages, Some(PREDICTED));
     }
