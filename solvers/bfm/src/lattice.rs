@@ -263,18 +263,7 @@ pub(crate) fn for_each_line<S>(
         .par_chunks_mut(n * LINE_BLOCK)
         .enumerate()
         .for_each_init(&init, |s, (b, block)| {
-            let first = b * LINE_BLOCK;
-            let count = block.len() / n;
-            let mut base = [0usize; LINE_BLOCK];
-            for (g, at) in base.iter_mut().enumerate().take(count) {
-                let (outer, k) = ((first + g) / inner, (first + g) % inner);
-                *at = outer * n * inner + k;
-            }
-            for j in 0..n {
-                for g in 0..count {
-                    block[g * n + j] = src[base[g] + j * inner];
-                }
-            }
+            strided_block(src, b * LINE_BLOCK, inner, n, block);
             for line in block.chunks_mut(n) {
                 op(s, line);
             }
@@ -282,20 +271,25 @@ pub(crate) fn for_each_line<S>(
     let lines: &[f64] = buffer;
     data.par_chunks_mut(inner * LINE_BLOCK)
         .enumerate()
-        .for_each(|(b, rows)| {
-            let first = b * LINE_BLOCK;
-            let count = rows.len() / inner;
-            let mut base = [0usize; LINE_BLOCK];
-            for (g, at) in base.iter_mut().enumerate().take(count) {
-                let (outer, j) = ((first + g) / n, (first + g) % n);
-                *at = outer * inner * n + j;
-            }
-            for k in 0..inner {
-                for g in 0..count {
-                    rows[g * inner + k] = lines[base[g] + k * n];
-                }
-            }
-        });
+        .for_each(|(b, rows)| strided_block(lines, b * LINE_BLOCK, n, inner, rows));
+}
+
+/// dst ← the lines `first`, `first` + 1, … (as many as fit, each `len` long) of `src` read with
+/// `stride`: line l starts at (l / stride)·len·stride + l % stride. With stride = inner and len =
+/// n the gather of [`for_each_line`], with the two swapped its scatter; the values are read one
+/// grid row at a time for all the lines of the block.
+fn strided_block(src: &[f64], first: usize, stride: usize, len: usize, dst: &mut [f64]) {
+    let count = dst.len() / len;
+    let mut base = [0usize; LINE_BLOCK];
+    for (g, at) in base.iter_mut().enumerate().take(count) {
+        let l = first + g;
+        *at = (l / stride) * len * stride + l % stride;
+    }
+    for t in 0..len {
+        for (g, &at) in base.iter().enumerate().take(count) {
+            dst[g * len + t] = src[at + t * stride];
+        }
+    }
 }
 
 /// Lines gathered or scattered together by [`for_each_line`].
