@@ -48,6 +48,39 @@ fn second_at(lat: &Lattice, f: &[f64], o: isize, i: isize, j: isize) -> [f64; 3]
     ]
 }
 
+/// [`second_at`] with o = 1 at every cell into `out`: the interior rows without the clamps, the
+/// divisions by h² as products with their reciprocals (the same values where h is a power of
+/// two, as on the authors' grids).
+fn second_differences(lat: &Lattice, f: &[f64], out: &mut [[f64; 3]]) {
+    let (n0, n1) = (lat.shape[0], lat.shape[1]);
+    let (h0, h1) = (lat.h[0], lat.h[1]);
+    let (a0, a1, a01) = (1.0 / (h0 * h0), 1.0 / (h1 * h1), 1.0 / (4.0 * h0 * h1));
+    out.par_chunks_mut(n1).enumerate().for_each(|(i, row)| {
+        if i == 0 || i + 1 >= n0 || n1 < 3 {
+            for (j, d) in row.iter_mut().enumerate() {
+                *d = second_at(lat, f, 1, i as isize, j as isize);
+            }
+            return;
+        }
+        let (up, mid, down) = (
+            &f[(i - 1) * n1..i * n1],
+            &f[i * n1..(i + 1) * n1],
+            &f[(i + 1) * n1..(i + 2) * n1],
+        );
+        for j in [0, n1 - 1] {
+            row[j] = second_at(lat, f, 1, i as isize, j as isize);
+        }
+        for j in 1..n1 - 1 {
+            let c = mid[j];
+            row[j] = [
+                (down[j] - 2.0 * c + up[j]) * a0,
+                (mid[j + 1] - 2.0 * c + mid[j - 1]) * a1,
+                (down[j + 1] - down[j - 1] - up[j + 1] + up[j - 1]) * a01,
+            ];
+        }
+    });
+}
+
 /// The bilinear interpolation weights at `x` on a 2D lattice without masks, as
 /// [`Lattice::interpolate`] (clamped into the box of cell centres): the four corner indices
 /// and their weights.
@@ -59,7 +92,8 @@ fn corners(lat: &Lattice, x: [f64; 2]) -> ([usize; 4], [f64; 4]) {
     for a in 0..2 {
         let n = lat.shape[a];
         let u = ((x[a] - lat.lower[a]) / lat.h[a] - 0.5).clamp(0.0, (n - 1) as f64);
-        j[a] = (u.floor() as usize).min(n.saturating_sub(2));
+        // u ≥ 0: the truncation is the floor (without the call to `floor`).
+        j[a] = (u as usize).min(n.saturating_sub(2));
         t[a] = u - j[a] as f64;
     }
     let base = j[0] * n1 + j[1];
@@ -94,9 +128,13 @@ pub(crate) fn push(
     let (n0, n1) = (lat.shape[0], lat.shape[1]);
     let (h0, h1) = (lat.h[0], lat.h[1]);
     dk.resize(lat.len, [0.0; 3]);
-    dk.par_iter_mut().enumerate().for_each(|(idx, d)| {
-        *d = second_at(lat, k, o, (idx / n1) as isize, (idx % n1) as isize);
-    });
+    if o == 1 {
+        second_differences(lat, k, dk);
+    } else {
+        dk.par_iter_mut().enumerate().for_each(|(idx, d)| {
+            *d = second_at(lat, k, o, (idx / n1) as isize, (idx % n1) as isize);
+        });
+    }
     let dk: &[[f64; 3]] = dk;
     let eps = (h0 / (lat.shape[0] as f64 * h0)).sqrt();
     // Each cell's value is independent of the others: one task per cell, as ot.rs's push.

@@ -19,7 +19,10 @@ use crate::lattice::{Lattice, for_each_line};
 pub(crate) struct Envelope {
     out: Vec<f64>,
     vertex: Vec<usize>,
-    cut: Vec<f64>,
+    /// The abscissa from which each vertex's parabola is the lowest, as a fraction
+    /// (numerator, denominator > 0): the scan compares products, without a division in its
+    /// loop-carried chain (the divisions were most of a transform's time).
+    cut: Vec<(f64, f64)>,
 }
 
 impl Envelope {
@@ -45,7 +48,9 @@ impl Envelope {
         let n = f.len();
         self.out.resize(n, 0.0);
         self.vertex.resize(n, 0);
-        self.cut.resize(n + 1, 0.0);
+        self.cut.resize(n + 1, (0.0, 1.0));
+        const BELOW: (f64, f64) = (f64::NEG_INFINITY, 1.0);
+        const ABOVE: (f64, f64) = (f64::INFINITY, 1.0);
         let key = |j: usize, fj: f64| fj + w * (j * j) as f64;
         let mut k = 0usize;
         let mut first = true;
@@ -55,22 +60,28 @@ impl Envelope {
             }
             if first {
                 self.vertex[0] = q;
-                self.cut[0] = f64::NEG_INFINITY;
-                self.cut[1] = f64::INFINITY;
+                self.cut[0] = BELOW;
+                self.cut[1] = ABOVE;
                 first = false;
                 continue;
             }
             let kq = key(q, f[q]);
             loop {
                 let p = self.vertex[k];
-                let s = (kq - key(p, f[p])) / (2.0 * w * (q - p) as f64);
-                if s <= self.cut[k] && k > 0 {
+                // The parabolas of p and q cross at s = num/den.
+                let (num, den) = (kq - key(p, f[p]), 2.0 * w * (q - p) as f64);
+                let (cn, cd) = self.cut[k];
+                if k > 0 && num * cd <= cn * den {
                     k -= 1;
                 } else {
                     k += 1;
                     self.vertex[k] = q;
-                    self.cut[k] = s.max(self.cut[k - 1]);
-                    self.cut[k + 1] = f64::INFINITY;
+                    self.cut[k] = if num * cd < cn * den {
+                        (cn, cd)
+                    } else {
+                        (num, den)
+                    };
+                    self.cut[k + 1] = ABOVE;
                     break;
                 }
             }
@@ -80,7 +91,10 @@ impl Envelope {
         }
         let mut k = 0usize;
         for i in 0..n {
-            while self.cut[k + 1] < i as f64 {
+            while {
+                let (cn, cd) = self.cut[k + 1];
+                cn < i as f64 * cd
+            } {
                 k += 1;
             }
             let p = self.vertex[k];

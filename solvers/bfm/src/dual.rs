@@ -183,16 +183,35 @@ impl LocalDual {
         mass: f64,
     ) -> Option<f64> {
         let n = p.len();
+        // The porous medium alone (with or without the cap): ρ(p) = ρ'(p) = 0 for p ≤ 0, so
+        // the cells of vacuum cost one comparison (the same sums: their terms are exact zeros).
+        let vacuum = self.beta.is_none();
+        // m = 2 alone: ρ(q) = max(q/2, 0) and ρ' = 1/2 on the support, with the constants of
+        // `rho` and `drho_at` taken out of the loop (the same values).
+        let linear = match (self.beta, self.m, self.cap) {
+            (None, Some(m), None) if m == 2.0 => Some(((m - 1.0) / m, 1.0 / m)),
+            _ => None,
+        };
         // Σρ and Σρ' in one sweep, one ρ per cell.
         let eval = |c: f64| {
-            let (m, dm) = deterministic_sum_pair(n, |i| {
-                if active(i) {
-                    let s = self.rho(p[i] + c);
-                    (s, self.drho_at(s))
-                } else {
-                    (0.0, 0.0)
-                }
-            });
+            let (m, dm) = match linear {
+                Some((a, ds)) => deterministic_sum_pair(n, |i| {
+                    let s = (a * (p[i] + c)).max(0.0);
+                    if active(i) && s > 0.0 {
+                        (s, ds)
+                    } else {
+                        (0.0, 0.0)
+                    }
+                }),
+                None => deterministic_sum_pair(n, |i| {
+                    if active(i) && !(vacuum && p[i] + c <= 0.0) {
+                        let s = self.rho(p[i] + c);
+                        (s, self.drho_at(s))
+                    } else {
+                        (0.0, 0.0)
+                    }
+                }),
+            };
             (w * m - mass, w * dm)
         };
         // Entropy alone, no cap: ρ(p + c) = e^{c/β} ρ(p).

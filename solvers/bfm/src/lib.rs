@@ -55,9 +55,11 @@
 //! are the same as after Newton (docs/mathematics.md §5, "Colliding supports"). Where the
 //! finisher applies Newton hands over early, and the finisher starts from the cold start: when
 //! an iterate's images of two parts of the support share a cell, when a GMRES solve misses its
-//! tolerance, at the first failed continuation stage, or at once when the cold start is
-//! c-concave only below τ/4 (module `newton`; round 12, the authors' example in one run: 256²
-//! steps 4.3/3.4/2.6 s against the authors' 14.5/16.1/16.6 s, 512² 12.8/11.0 s against 68/77 s).
+//! tolerance, at the first failed continuation stage, at once when the cold start is
+//! c-concave only below τ/4, or, for a source of several parts that the attempt at τ did not
+//! solve, at once when the parts are predicted to meet within the step (their distance after the
+//! drift of V below 0.6 √(τP) each, P a part's largest pressure; module `newton`). Round 13, the
+//! authors' example in one run, see docs/notes/issue-20.md.
 //!
 //! ## Walls and obstacles
 //! The box's walls are walls for the map: mirrored (∂ψ/∂n = 0) where the flow pushes into
@@ -327,7 +329,12 @@ impl StepSolver for BfmSolver {
         problem: &JkoStep<'_>,
         warm: Option<&WarmStart>,
     ) -> Result<StepOutput, StepError> {
-        self.solve_step(problem, warm, false)
+        // On a worker of the pool: the step's many short parallel loops (~25 per finisher pass,
+        // more per Newton iteration) then start from a worker instead of each blocking the
+        // caller's thread until the pool wakes (measured, the authors' example at 256², step 1,
+        // one thread, load ~3: 2.29 / 2.84 s → 2.00 / 1.95 s; two threads 2.10 / 1.86 → 1.80 /
+        // 1.77 s).
+        rayon::scope(|_| self.solve_step(problem, warm, false))
     }
 }
 

@@ -9,6 +9,7 @@
 //! τ' < τ first (whose explicit-Euler start is c-concave when τ' max D²ψ < 1), then τ' raised
 //! towards τ, each solution starting the next.
 
+use crate::ctransform::CTransform;
 use crate::krylov::gmres;
 use crate::params::BfmParams;
 use crate::poisson::Helmholtz;
@@ -363,6 +364,85 @@ const GMRES_STALL: &str = "GMRES did not reach its tolerance (the finisher takes
 /// Why a stage failed when the images of two parts of the support touch.
 const TOUCH: &str = "the images of two parts of the support touch (colliding supports)";
 
+/// Why Newton handed over before the continuation when the parts are predicted to meet.
+const PREDICTED: &str = "the parts of the support are predicted to meet within the step";
+
+/// Each part of a porous support is predicted to spread by `SPREAD` √(τP) in one step, P its
+/// largest pressure U'(ρⁿ) (the front of the porous medium moves like √(P t): p_t = (m − 1)pΔp +
+/// |∇p|² has no other length scale). Bracketed on the authors' porous example (three squares
+/// 0.18 apart after the drift of V, P = 1/3; 128² and 256²): Newton solves the stage at τ/2 with
+/// images apart (so 2·SPREAD·√(τP/2) < 0.18: SPREAD < 0.70) and fails at τ (SPREAD > 0.49).
+const SPREAD: f64 = 0.6;
+
+/// The GMRES budget per solve of the attempts at τ when the parts are predicted to meet.
+const PREDICTED_MAX_LINEAR: usize = 50;
+
+/// Sources of more parts than this are not predicted (one distance transform per part).
+const MAX_PREDICTED_PARTS: u32 = 8;
+
+/// Whether two parts of the source (labels from [`source_parts`], `parts` of them) are predicted
+/// to meet within the step: the distance between their images under the drift x − τ∇V (cell
+/// centres, V by central differences) is below the sum of their spreads [`SPREAD`] √(τP).
+/// A cheap prediction (one distance transform per part, the separable c-transform with cost
+/// |x − y|²), made before any Newton iteration; `false` for one part or more than
+/// [`MAX_PREDICTED_PARTS`].
+fn parts_predicted_to_meet(model: &SourceModel<'_>, label: &[u32], parts: u32) -> bool {
+    let lat = model.grid.lat;
+    if !(2..=MAX_PREDICTED_PARTS).contains(&parts) {
+        return false;
+    }
+    let d = lat.dim();
+    let tau = model.tau;
+    let mut pressure = vec![0.0f64; parts as usize];
+    // (part, cell of its image) for every source cell.
+    let mut images = Vec::new();
+    for i in (0..lat.len).filter(|&i| label[i] != OFF_SOURCE) {
+        let part = label[i] as usize;
+        pressure[part] = pressure[part].max(model.local.du(model.mu[i]));
+        let c = lat.coords(i);
+        let mut k = 0;
+        for (a, &ca) in c.iter().enumerate().take(d) {
+            let n = lat.shape[a];
+            let (lo, hi) = (ca.saturating_sub(1), (ca + 1).min(n - 1));
+            let grad = if hi > lo {
+                let s = lat.strides[a];
+                (model.v[i - (ca - lo) * s] - model.v[i + (hi - ca) * s])
+                    / ((lo as f64 - hi as f64) * lat.h[a])
+            } else {
+                0.0
+            };
+            let y = lat.centre(a, ca) - tau * grad;
+            let j = (((y - lat.lower[a]) / lat.h[a]).floor() as isize).clamp(0, n as isize - 1);
+            k += j as usize * lat.strides[a];
+        }
+        images.push((part, k));
+    }
+    // Squared distances: the c-transform with 2τ' = 1 of 0 on the images, +∞ elsewhere.
+    let mut ct = CTransform::new(lat, 0.5);
+    let mut f = vec![f64::INFINITY; lat.len];
+    let mut dist = Vec::with_capacity(lat.len);
+    for a in 0..parts as usize - 1 {
+        f.fill(f64::INFINITY);
+        for &(_, k) in images.iter().filter(|(p, _)| *p == a) {
+            f[k] = 0.0;
+        }
+        ct.c_transform(lat, &f, |_| true, false, &mut dist);
+        for b in a + 1..parts as usize {
+            let gap = images
+                .iter()
+                .filter(|(p, _)| *p == b)
+                .map(|&(_, k)| dist[k])
+                .fold(f64::INFINITY, f64::min)
+                .sqrt();
+            let reach = SPREAD * ((tau * pressure[a]).sqrt() + (tau * pressure[b]).sqrt());
+            if gap < reach {
+                return true;
+            }
+        }
+    }
+    false
+}
+
 /// Label of the cells off the source in [`source_parts`].
 const OFF_SOURCE: u32 = u32::MAX;
 
@@ -476,8 +556,10 @@ pub(crate) fn solve(
         contact: None,
         finisher: with_finisher,
     };
+    let mut parts = 1;
     if with_finisher {
         let (label, count) = source_parts(model.grid);
+        parts = count;
         if count > 1 {
             ws.contact = Some((label, Vec::new()));
         }
@@ -487,9 +569,31 @@ pub(crate) fn solve(
     let mut stages = vec![tau];
     let mut marginal = f64::INFINITY;
     let mut failure = None;
+    // Parts predicted to meet: the attempts at τ get a smaller GMRES budget per solve (the
+    // authors' example at 512², step 1: one iteration, the 200 products of the cap, ~2 s, before
+    // the hand-over; at 64², where Newton solves that step at τ, its six solves took 8–34 products).
+    let predicted = ws
+        .contact
+        .as_ref()
+        .is_some_and(|(label, _)| parts_predicted_to_meet(model, label, parts));
+    let attempt = BfmParams {
+        max_linear: if predicted {
+            params.max_linear.min(PREDICTED_MAX_LINEAR)
+        } else {
+            params.max_linear
+        },
+        ..params.clone()
+    };
     for start in std::iter::once(model.cold_start()).chain(warm) {
         let mut psi = start;
-        let first = newton_stage(model, params, params.tol, &mut psi, &mut ws, &mut counters);
+        let first = newton_stage(
+            model,
+            &attempt,
+            params.tol,
+            &mut psi,
+            &mut ws,
+            &mut counters,
+        );
         marginal = first.marginal;
         if let StageEnd::Failed(why) = first.end {
             failure = Some(why);
@@ -507,6 +611,15 @@ pub(crate) fn solve(
                 solved_tau: tau,
             };
         }
+    }
+    // With the finisher behind it, a source of several parts that the attempts at τ did not
+    // solve and whose parts are predicted to meet within the step hands over at once: the
+    // continuation would solve a smaller step first (the authors' porous example at 128² and
+    // 256², step 1: the stage at τ/2, 7–10 Newton iterations and 275–487 GMRES products, ~30% of
+    // the step) and then fail at τ, and the finisher starts cold whatever Newton did.
+    if predicted {
+        stages.clear();
+        return hand_over(model, counters, marginal, stages, Some(PREDICTED));
     }
     // Continuation in τ: from the largest τ' = τ/2^k at which the start is c-concave, raised
     // towards τ with the map-preserving predictor ψ' = (τ_done/τ_try) ψ (the map
@@ -668,6 +781,69 @@ mod tests {
         let (label, parts) = source_parts(&grid);
         let touch = |reach| images_touch(&model, &psi, &label, &mut Vec::new(), reach);
         (parts, touch(1), touch(0))
+    }
+
+    /// The authors' porous example's squares (side 0.2, m = 2, mass 0.02, V = |x − (0.9, 0.9)|²/2)
+    /// on an n² grid, centred at `centres`: whether they are predicted to meet in a step of `tau`.
+    fn squares_predicted_to_meet(n: usize, centres: &[[f64; 2]], tau: f64) -> bool {
+        let mesh = Mesh::grid(&[n, n], &[0.0, 0.0], &[1.0, 1.0]).unwrap();
+        let lat = Lattice::of_mesh(&mesh).unwrap();
+        let at = |i: usize| {
+            let c = lat.coords(i);
+            [lat.centre(0, c[0]), lat.centre(1, c[1])]
+        };
+        let inside = |x: [f64; 2]| {
+            centres
+                .iter()
+                .any(|q| (x[0] - q[0]).abs() < 0.1 && (x[1] - q[1]).abs() < 0.1)
+        };
+        let cells = (0..lat.len).filter(|&i| inside(at(i))).count() as f64;
+        let mass = 0.02;
+        let mu: Vec<f64> = (0..lat.len)
+            .map(|i| {
+                if inside(at(i)) {
+                    mass / (cells * lat.volume)
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let v: Vec<f64> = (0..lat.len)
+            .map(|i| {
+                let x = at(i);
+                0.5 * ((x[0] - 0.9).powi(2) + (x[1] - 0.9).powi(2))
+            })
+            .collect();
+        let grid = SourceGrid::new(&lat, &mu);
+        let model = SourceModel {
+            grid: &grid,
+            tau,
+            mu: &mu,
+            v: &v,
+            local: LocalDual::new(None, Some(2.0), None).unwrap(),
+            kappa: 1.0,
+            mass,
+        };
+        let (label, parts) = source_parts(&grid);
+        assert_eq!(parts as usize, centres.len());
+        parts_predicted_to_meet(&model, &label, parts)
+    }
+
+    /// The prediction by hand: the three squares of the authors' example (0.2 apart, 0.18 after
+    /// the drift of V over τ = 0.1; P = 1/3, so each spreads 0.6 √(τP) = 0.110) meet at τ = 0.1
+    /// (where Newton fails at 128²–512²) and not at τ/2 (spread 0.078, where Newton solves the
+    /// stage); the same squares 0.4 apart do not meet at τ; a single square has nothing to meet.
+    #[test]
+    fn parts_are_predicted_to_meet_when_their_gap_is_below_their_spread() {
+        let authors = [[0.3, 0.3], [0.3, 0.7], [0.7, 0.3]];
+        for n in [64, 128, 256] {
+            assert!(squares_predicted_to_meet(n, &authors, 0.1), "{n}");
+            assert!(!squares_predicted_to_meet(n, &authors, 0.05), "{n}");
+        }
+        let far = [[0.2, 0.2], [0.2, 0.8], [0.8, 0.2]];
+        assert!(!squares_predicted_to_meet(128, &far, 0.1));
+        assert!(squares_predicted_to_meet(128, &far, 0.5));
+        assert!(!squares_predicted_to_meet(128, &[[0.5, 0.5]], 0.1));
     }
 
     /// Images two cells apart or closer touch with reach 1, in one cell with reach 0; three

@@ -145,6 +145,28 @@ fn porous_with_entropy_steps_agree_with_conic() {
     assert!(diff < 2e-2 && gap < 5e-3, "{diff:e} {gap:e}");
 }
 
+/// The authors' porous example on an n² grid (see below): the mesh, the energy and ρ⁰ (mass
+/// 0.02; τ = 0.1).
+fn authors_porous_example(n: usize) -> (Mesh, Energy, ndarray::Array1<f64>) {
+    let mesh = Mesh::grid(&[n, n], &[0.0, 0.0], &[1.0, 1.0]).unwrap();
+    let energy = Energy {
+        porous: Some(2.0),
+        potential: Some(jko_core::Potential::Quadratic {
+            center: vec![0.9, 0.9],
+            stiffness: 1.0,
+        }),
+        ..Energy::default()
+    };
+    let square = |x: &[f64], c: [f64; 2]| (x[0] - c[0]).abs() < 0.1 && (x[1] - c[1]).abs() < 0.1;
+    let mut rho = mesh.sample(|x| {
+        f64::from(u8::from(
+            square(x, [0.3, 0.3]) || square(x, [0.3, 0.7]) || square(x, [0.7, 0.3]),
+        ))
+    });
+    rho *= 0.02 / mesh.mass(&rho);
+    (mesh, energy, rho)
+}
+
 /// Round 9: the porous example of Jacobs, Lee & Léger's code (examples/authors_porous.rs: m = 2,
 /// unit square, three squares of side 0.2 with total mass 0.02, V = |x − (0.9, 0.9)|²/2,
 /// τ = 0.1) at 64². After step 1 the three supports touch; in step 2 they press on each other and
@@ -155,24 +177,8 @@ fn porous_with_entropy_steps_agree_with_conic() {
 /// continuation through all its stages (round 10).
 #[test]
 fn authors_porous_example_at_64_runs_past_the_collision() {
-    let n = 64;
-    let mesh = Mesh::grid(&[n, n], &[0.0, 0.0], &[1.0, 1.0]).unwrap();
-    let energy = Energy {
-        porous: Some(2.0),
-        potential: Some(jko_core::Potential::Quadratic {
-            center: vec![0.9, 0.9],
-            stiffness: 1.0,
-        }),
-        ..Energy::default()
-    };
+    let (mesh, energy, mut rho) = authors_porous_example(64);
     let (tau, mass) = (0.1, 0.02);
-    let square = |x: &[f64], c: [f64; 2]| (x[0] - c[0]).abs() < 0.1 && (x[1] - c[1]).abs() < 0.1;
-    let mut rho = mesh.sample(|x| {
-        f64::from(u8::from(
-            square(x, [0.3, 0.3]) || square(x, [0.3, 0.7]) || square(x, [0.7, 0.3]),
-        ))
-    });
-    rho *= mass / mesh.mass(&rho);
     let solver = BfmSolver::new(BfmParams::default()).unwrap();
     solver.check_supported(&mesh, &energy.terms()).unwrap();
     let mut warm: Option<WarmStart> = None;
@@ -228,4 +234,37 @@ fn authors_porous_example_at_64_runs_past_the_collision() {
     }
     // The collision is where the finisher is needed: steps 2 and 3 at this size.
     assert!(finished >= 1);
+}
+
+/// Round 13: the authors' example at 128², step 1 (three squares whose images meet within the
+/// step; the cold start is c-concave at τ here and Newton's attempt at τ fails). Its parts are
+/// predicted to meet, so Newton hands over to the finisher without the continuation (before:
+/// the stage at τ/2, 7 Newton iterations, then the failed stage at τ): no continuation stage,
+/// at most the attempt's iterations; mass exact, W² > 0, the energy inequality.
+#[test]
+fn authors_porous_example_at_128_hands_over_when_the_parts_are_predicted_to_meet() {
+    let (mesh, energy, rho) = authors_porous_example(128);
+    let (tau, mass) = (0.1, 0.02);
+    let frozen = energy.freeze(&mesh, &rho).unwrap();
+    let out = BfmSolver::new(BfmParams::default())
+        .unwrap()
+        .step(&JkoStep::new(&mesh, &rho, tau, &frozen).unwrap(), None)
+        .unwrap();
+    let notes = out.info.notes.join("\n");
+    assert!(notes.contains("predicted to meet"), "{notes}");
+    assert!(notes.contains("continuation stages []"), "{notes}");
+    let newton: usize = notes
+        .split_once("newton ")
+        .and_then(|(_, rest)| rest.split_once(' '))
+        .and_then(|(count, _)| count.parse().ok())
+        .unwrap_or(usize::MAX);
+    assert!(
+        newton <= 3,
+        "{newton} Newton iterations before the hand-over"
+    );
+    assert_eq!(out.info.status, StepStatus::AlmostSolved);
+    assert!((mesh.mass(&out.rho) / mass - 1.0).abs() < 1e-12);
+    let slack = frozen.value(&mesh, &rho)
+        - (frozen.value(&mesh, &out.rho) + out.info.kinetic / (2.0 * tau));
+    assert!(out.info.kinetic > 0.0 && slack >= 0.0, "{slack:e}");
 }
