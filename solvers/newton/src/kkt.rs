@@ -323,9 +323,13 @@ impl<'a> Problem<'a> {
         face_weight: impl Fn(usize) -> f64,
     ) -> (Vec<f64>, Vec<usize>) {
         let tau = self.tau;
+        // Per face, once: T_σ w_σ/(2τ) (oriented as the face) and T_σ θ_σ/τ.
+        let half: Vec<f64> = (self.faces.iter().enumerate())
+            .map(|(s, &(_, _, t))| 0.5 * t * w(s) / tau)
+            .collect();
+        let weights: Vec<f64> = (0..self.faces.len()).map(face_weight).collect();
         let mut c_diag: Vec<f64> = (0..self.n()).map(|k| self.vols[k] / tau).collect();
-        for (s, &(k, l, t)) in self.faces.iter().enumerate() {
-            let a = 0.5 * t * w(s) / tau;
+        for (&(k, l, _), &a) in self.faces.iter().zip(&half) {
             c_diag[k] += a;
             c_diag[l] -= a;
         }
@@ -334,14 +338,16 @@ impl<'a> Problem<'a> {
             dinv,
             |k, c| {
                 c.push(c_diag[k]);
-                for &s in mesh.faces_of(k) {
-                    let (a, _, t) = self.faces[s];
-                    // w oriented away from K.
-                    let wk = if a == k { w(s) } else { -w(s) };
-                    c.push(-0.5 * t * wk / tau);
-                }
+                // w oriented away from K.
+                c.extend(mesh.faces_of(k).iter().map(|&s| {
+                    if self.faces[s].0 == k {
+                        -half[s]
+                    } else {
+                        half[s]
+                    }
+                }));
             },
-            |k, j| face_weight(mesh.faces_of(k)[j]),
+            |k, j| weights[mesh.faces_of(k)[j]],
         );
         let pinned = system.pin_empty_rows();
         (c_diag, pinned)

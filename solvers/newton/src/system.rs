@@ -491,11 +491,11 @@ impl ReducedSystem {
             let pos = &self.pair_pos[self.pair_start[k]..self.pair_start[k + 1]];
             c.clear();
             coupling(k, &mut c);
-            for a in 0..s {
-                let ca = c[a] * d;
-                for b in a..s {
-                    let v = ca * c[b];
-                    self.values[pos[a * s + b]] += v;
+            for (a, (&c_a, row)) in c.iter().zip(pos.chunks_exact(s)).enumerate() {
+                let ca = c_a * d;
+                for (b, (&c_b, &p)) in c.iter().zip(row).enumerate().skip(a) {
+                    let v = ca * c_b;
+                    self.values[p] += v;
                     if full && a != b {
                         self.values[pos[b * s + a]] += v;
                     }
