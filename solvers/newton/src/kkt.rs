@@ -15,7 +15,7 @@ const KINK_DENSITY: f64 = 1e-8;
 
 /// Conjugate-gradient iterations an inexact Newton direction may take before the Newton matrix
 /// is factorised after all (`Problem::newton_direction`): about what one factorisation costs at
-/// 64² (a triangular solve pair and a product with S each, ~0.4 ms against ~2.4 ms).
+/// 64² (each a triangular solve pair and a product with S, ~0.25 ms against ~1.7 ms idle).
 const PRECONDITIONED_ITERATIONS: usize = 6;
 
 /// One step's data, in the form the iteration uses.

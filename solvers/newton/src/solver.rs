@@ -467,7 +467,7 @@ impl NewtonSolver {
 
 /// The accuracy an inexact Newton direction of the entropy ascent must reach
 /// (`Problem::newton_direction`), in the units of `Errors::primal`: the mass balance the
-/// linearisation leaves is at most η = min(ETA, e) times the present one (a forcing term that
+/// linearisation leaves is at most η = min(FORCING, e) times the present one (a forcing term that
 /// keeps Newton's quadratic rate, Eisenstat–Walker's choice 2 up to its constant), and need not
 /// go below a tenth of the tolerance (or of the round-off floor, where that is larger).
 fn inexact_target(e: &crate::kkt::Errors, tol: f64) -> f64 {
