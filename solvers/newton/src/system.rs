@@ -673,7 +673,7 @@ impl ReducedSystem {
 
     /// Solve S x = b for the assembled S (b given in `x`) by conjugate gradients preconditioned
     /// with the held Cholesky factorisation of an earlier matrix M (`holds_earlier_factor`):
-    /// the inexact Newton step of the crate docs' "Linear algebra". Near a solution consecutive
+    /// the inexact directions of the crate docs ("The Newton matrix"). Near a solution consecutive
     /// Newton matrices differ by the size of the step, so M⁻¹S is close to the identity and a
     /// few iterations, each one triangular solve pair and one product with S, replace a numeric
     /// factorisation. `size(r)` measures a residual r = b − S x; the iteration stops when it is
