@@ -423,7 +423,6 @@ impl<'a> Problem<'a> {
             let (_, reached) =
                 system.solve_preconditioned(&mut x, PRECONDITIONED_ITERATIONS, target, size)?;
             if reached <= target {
-                system.count_preconditioned();
                 return Ok((x, t0.elapsed().as_secs_f64()));
             }
         }

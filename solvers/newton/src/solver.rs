@@ -470,7 +470,7 @@ impl NewtonSolver {
 /// linearisation leaves is at most η = min(FORCING, e) times the present one (a forcing term that
 /// keeps Newton's quadratic rate, Eisenstat–Walker's choice 2 up to its constant), and need not
 /// go below a tenth of the tolerance (or of the round-off floor, where that is larger).
-fn inexact_target(e: &crate::kkt::Errors, tol: f64) -> f64 {
+fn inexact_target(e: &Errors, tol: f64) -> f64 {
     (e.primal.min(FORCING) * e.primal).max(0.1 * tol.max(e.floor))
 }
 
@@ -1705,10 +1705,10 @@ impl<'a> Run<'a> {
         let mass = mesh.mass(&rho);
         let rel = (mass - p.mass) / p.mass;
         let may_scale = p.law.rho_max.is_none() || rel > 0.0;
-        let mut flux_scale = 1.0;
+        let mut mass_scale = 1.0;
         if mass > 0.0 && may_scale && rel.abs() <= MASS_PROJECTION * self.params.tol {
-            flux_scale = p.mass / mass;
-            rho *= flux_scale;
+            mass_scale = p.mass / mass;
+            rho *= mass_scale;
         }
         // A face between two empty cells carries no mass. Clipping a round-off-negative density
         // to 0 in the active-set finish can leave such a face with a flux of round-off size,
@@ -1719,7 +1719,7 @@ impl<'a> Run<'a> {
             .zip(c.flux)
             .map(|(&(k, l, _), g)| {
                 if rho[k] + rho[l] > 0.0 {
-                    g * flux_scale
+                    g * mass_scale
                 } else {
                     0.0
                 }

@@ -39,6 +39,25 @@ use jko_core::Mesh;
 /// 32² up, so 0.5 (supernodal above 20 flops per nonzero).
 const SUPERNODAL_THRESHOLD: f64 = 0.5;
 
+/// The symbolic Cholesky factorisation of a pattern (one triangle, `side`) in the order `ord`,
+/// supernodal above `SUPERNODAL_THRESHOLD`.
+fn analyse(
+    pattern: faer::sparse::SymbolicSparseColMatRef<'_, usize>,
+    side: Side,
+    ord: SymmetricOrdering<'_, usize>,
+) -> Result<SymbolicCholesky<usize>, LinearFailure> {
+    factorize_symbolic_cholesky(
+        pattern,
+        side,
+        ord,
+        CholeskySymbolicParams {
+            supernodal_flop_ratio_threshold: SupernodalThreshold(SUPERNODAL_THRESHOLD),
+            ..Default::default()
+        },
+    )
+    .map_err(|e| LinearFailure(format!("symbolic Cholesky: {e:?}")))
+}
+
 /// Stencils, pattern, ordering and symbolic factorisation of S for one mesh.
 pub(crate) struct ReducedSystem {
     n: usize,
@@ -152,8 +171,6 @@ impl Ordered {
 impl Cholesky {
     /// Factorise `mat` (its lower triangle) into `factor`.
     fn factorize(&mut self, mat: SparseColMatRef<'_, usize, f64>) -> Result<(), LinearFailure> {
-        // A failed factorisation leaves `factor` partly overwritten.
-        self.ready = false;
         let mat = match &mut self.ordered {
             Some(o) => {
                 for (&q, &v) in o.position.iter().zip(mat.val()) {
@@ -384,16 +401,7 @@ impl ReducedSystem {
                     }
                     _ => SymmetricOrdering::Amd,
                 };
-                let symbolic = factorize_symbolic_cholesky(
-                    pattern.as_ref(),
-                    Side::Lower,
-                    ord,
-                    CholeskySymbolicParams {
-                        supernodal_flop_ratio_threshold: SupernodalThreshold(SUPERNODAL_THRESHOLD),
-                        ..Default::default()
-                    },
-                )
-                .map_err(|e| LinearFailure(format!("symbolic Cholesky: {e:?}")))?;
+                let symbolic = analyse(pattern.as_ref(), Side::Lower, ord)?;
                 // A supernodal factor: the same symbolic factorisation of the matrix permuted
                 // once here (`Ordered`).
                 let (symbolic, ordered) = match (symbolic.raw(), symbolic.perm()) {
@@ -407,18 +415,8 @@ impl ReducedSystem {
                             .transpose()
                             .to_col_major()
                             .map_err(|e| LinearFailure(format!("symbolic Cholesky: {e:?}")))?;
-                        let again = factorize_symbolic_cholesky(
-                            upper.as_ref(),
-                            Side::Upper,
-                            SymmetricOrdering::Identity,
-                            CholeskySymbolicParams {
-                                supernodal_flop_ratio_threshold: SupernodalThreshold(
-                                    SUPERNODAL_THRESHOLD,
-                                ),
-                                ..Default::default()
-                            },
-                        )
-                        .map_err(|e| LinearFailure(format!("symbolic Cholesky: {e:?}")))?;
+                        let again =
+                            analyse(upper.as_ref(), Side::Upper, SymmetricOrdering::Identity)?;
                         if again.len_val() == symbolic.len_val()
                             && matches!(again.raw(), SymbolicCholeskyRaw::Supernodal(_))
                         {
@@ -544,7 +542,8 @@ impl ReducedSystem {
     /// Scale and factorise the assembled matrix. A relative diagonal shift `shift` (of the
     /// scaled, unit-diagonal matrix) may be added; 0 for the exact Newton matrix.
     pub fn factorize(&mut self, shift: f64) -> Result<(), LinearFailure> {
-        // The scaling below is the factor's: an earlier factor is no longer usable.
+        // The scaling below is the factor's, and a failed factorisation leaves `factor` partly
+        // overwritten: an earlier factor is no longer usable.
         self.current = false;
         if let Numeric::Llt(llt) = &mut self.numeric {
             llt.ready = false;
@@ -677,8 +676,9 @@ impl ReducedSystem {
     /// Newton matrices differ by the size of the step, so M⁻¹S is close to the identity and a
     /// few iterations, each one triangular solve pair and one product with S, replace a numeric
     /// factorisation. `size(r)` measures a residual r = b − S x; the iteration stops when it is
-    /// ≤ `target` or after `max_iter` iterations. Returns the iterations and the last residual's
-    /// size (infinite when the iteration broke down; x is then unspecified).
+    /// ≤ `target` (the matrix then counts as `preconditioned`) or after `max_iter` iterations.
+    /// Returns the iterations and the last residual's size (infinite when the iteration broke
+    /// down; x is then unspecified).
     pub fn solve_preconditioned(
         &mut self,
         x: &mut [f64],
@@ -725,12 +725,10 @@ impl ReducedSystem {
         if !x.iter().all(|v| v.is_finite()) {
             reached = f64::INFINITY;
         }
+        if reached <= target {
+            self.preconditioned += 1;
+        }
         Ok((done, reached))
-    }
-
-    /// Count an assembled matrix as solved by `solve_preconditioned` (not factorised).
-    pub fn count_preconditioned(&mut self) {
-        self.preconditioned += 1;
     }
 
     /// M⁻¹ r with the held factorisation of Δ M Δ: Δ (L Lᵀ)⁻¹ Δ r.
