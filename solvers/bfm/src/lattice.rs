@@ -111,6 +111,21 @@ impl Lattice {
         if self.is_active(n) { n } else { i }
     }
 
+    /// Derivative of the box field `f` along `a` at cell `i` (coordinates `c`): centred
+    /// inside, one-sided of second order at the walls, first order on a line of two cells, 0 on
+    /// a line of one.
+    pub fn derivative(&self, f: &[f64], i: usize, c: &[usize; 3], a: usize) -> f64 {
+        let (n, s, h) = (self.shape[a], self.strides[a], self.h[a]);
+        match (n, c[a]) {
+            (1, _) => 0.0,
+            (2, 0) => (f[i + s] - f[i]) / h,
+            (2, _) => (f[i] - f[i - s]) / h,
+            (_, 0) => (-3.0 * f[i] + 4.0 * f[i + s] - f[i + 2 * s]) / (2.0 * h),
+            (_, j) if j + 1 == n => (3.0 * f[i] - 4.0 * f[i - s] + f[i - 2 * s]) / (2.0 * h),
+            _ => (f[i + s] - f[i - s]) / (2.0 * h),
+        }
+    }
+
     /// Multilinear interpolation of the cell values `f` (active cells only) at the point `x`.
     /// The point is clamped into the box of cell centres (constant extrapolation over the
     /// half cell along walls); masked corners are left out and the weights renormalised, so

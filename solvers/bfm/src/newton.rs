@@ -382,7 +382,7 @@ const MAX_PREDICTED_PARTS: u32 = 8;
 
 /// Whether two parts of the source (labels from [`source_parts`], `parts` of them) are predicted
 /// to meet within the step: the distance between their images under the drift x − τ∇V (cell
-/// centres, V by central differences) is below the sum of their spreads [`SPREAD`] √(τP).
+/// centres, ∇V by `Lattice::derivative`) is below the sum of their spreads [`SPREAD`] √(τP).
 /// A cheap prediction (one distance transform per part, the separable c-transform with cost
 /// |x − y|²), made before any Newton iteration; `false` for one part or more than
 /// [`MAX_PREDICTED_PARTS`].
@@ -403,15 +403,7 @@ fn parts_predicted_to_meet(model: &SourceModel<'_>, label: &[u32], parts: u32) -
         let mut k = 0;
         for (a, &ca) in c.iter().enumerate().take(d) {
             let n = lat.shape[a];
-            let (lo, hi) = (ca.saturating_sub(1), (ca + 1).min(n - 1));
-            let grad = if hi > lo {
-                let s = lat.strides[a];
-                (model.v[i - (ca - lo) * s] - model.v[i + (hi - ca) * s])
-                    / ((lo as f64 - hi as f64) * lat.h[a])
-            } else {
-                0.0
-            };
-            let y = lat.centre(a, ca) - tau * grad;
+            let y = lat.centre(a, ca) - tau * lat.derivative(model.v, i, &c, a);
             let j = (((y - lat.lower[a]) / lat.h[a]).floor() as isize).clamp(0, n as isize - 1);
             k += j as usize * lat.strides[a];
         }

@@ -86,20 +86,6 @@ pub struct Transport {
     pub iterations: usize,
 }
 
-/// Derivative of the box field `f` along `a` at cell `c` (centred inside, one-sided of second
-/// order at the walls, first order on a line of two cells, 0 on a line of one).
-fn grad(lat: &Lattice, f: &[f64], i: usize, c: &[usize; 3], a: usize) -> f64 {
-    let (n, s, h) = (lat.shape[a], lat.strides[a], lat.h[a]);
-    match (n, c[a]) {
-        (1, _) => 0.0,
-        (2, 0) => (f[i + s] - f[i]) / h,
-        (2, _) => (f[i] - f[i - s]) / h,
-        (_, 0) => (-3.0 * f[i] + 4.0 * f[i + s] - f[i + 2 * s]) / (2.0 * h),
-        (_, j) if j + 1 == n => (3.0 * f[i] - 4.0 * f[i - s] + f[i - 2 * s]) / (2.0 * h),
-        _ => (f[i + s] - f[i - s]) / (2.0 * h),
-    }
-}
-
 /// The second derivatives (slots of `source::n_second`) of `f` at cell `i`: centred
 /// differences around the cell moved one cell inward at the walls (constant extrapolation of
 /// the Hessian over the outermost cells); 0 along lines shorter than 3 cells.
@@ -139,7 +125,7 @@ fn push(lat: &Lattice, f: &[f64], g: &[f64], s: f64, out: &mut [f64]) {
         let c = lat.coords(i);
         let mut x = [0.0; 3];
         for (a, xa) in x.iter_mut().enumerate().take(d) {
-            *xa = lat.centre(a, c[a]) + s * grad(lat, g, i, &c, a);
+            *xa = lat.centre(a, c[a]) + s * lat.derivative(g, i, &c, a);
         }
         let second = hessian(lat, g, i, &c);
         let mut m = [[0.0; 3]; 3];
@@ -374,7 +360,7 @@ pub fn w2_squared(
         * par_sum(n, |i| {
             let c = lat.coords(i);
             let g2: f64 = (0..lat.dim())
-                .map(|q| grad(&lat, &psi, i, &c, q).powi(2))
+                .map(|q| lat.derivative(&psi, i, &c, q).powi(2))
                 .sum();
             mu[i] * g2
         });
