@@ -1,16 +1,24 @@
 //! Crowd motion beside an obstacle (issue 20): crowd-2d's problem (a Gaussian crowd of mass 10,
 //! V = |x − (4, 0)|²/2, the disc of radius 1.2 at (1, 0) masked out, entropy β, optional cap)
-//! stepped by bfm and, on the same masked grid, by `conic` with `levels` (the multi-level
-//! Benamou–Brenier scheme, an independent method that converges to the JKO step as the levels
-//! grow). Per step: bfm's status, iterations, notes, time, mass error, max ρ; the relative L1
-//! (Σ|K||Δρ|/10) between the two. With `OUT=dir` writes ρⁿ (`rho0.npy`), each method's
-//! densities (`bfm_k.npy`, `conic_k.npy`), V and the mask on the box for
-//! `benches/peers/jko_objective.py` (the JKO objective with an exact discrete W²).
+//! stepped by bfm — **past its refusal of masked grids**: `step` is called without
+//! `check_supported`, to measure why the refusal stands — and, on the same masked grid, by
+//! `conic` with `levels` (the multi-level Benamou–Brenier scheme, an independent method that
+//! converges to the JKO step as the levels grow) and, with `SEMI=1` (no cap), by the exact
+//! semi-discrete JKO step (`jko_bfm::semidiscrete_jko_step`: Laguerre cells, damped Newton,
+//! certified; run on the open box with ρⁿ = 0 on the obstacle and V raised there by 60β — the
+//! masked problem with V = +∞ there). Per step: status, iterations, notes, time, mass error,
+//! max ρ and where; the relative L1 (Σ|K||Δρ|/10) between the answers. With `OUT=dir` it
+//! writes ρⁿ (`rho0.npy`), each answer (`bfm_k.npy`, `conic_k.npy`, `semi_k.npy`), V and the
+//! mask on the box for `benches/peers/jko_objective.py` (the JKO objective with an exact W²,
+//! POT's LP). Round 14's measurements (docs/notes/issue-20.md) came from this example.
 //!
 //! `cargo run --profile test -p jko-bfm --example obstacle -- N`
 //! (env `BETA` 0.1, `CAP` 0 = none, `TAU` 0.2, `STEPS` 1, `LEVELS` 4 (0: skip conic), `OUT`,
-//! `BFM=0` skips bfm, `NO_OBSTACLE=1` the open box).
-use jko_bfm::{BfmParams, BfmSolver};
+//! `BFM=0` skips bfm, `SEMI=1` adds the semi-discrete step, `NO_OBSTACLE=1` the open box,
+//! `SQUARE=1` the square obstacle (0, 2) × (−1, 1) instead of the disc, `CENTER_X` and `MEAN_X`
+//! move V's centre and the crowd: `NO_OBSTACLE=1 CENTER_X=8 MEAN_X=2.5` drives the crowd into
+//! the straight wall x = 5, the control of round 14).
+use jko_bfm::{BfmParams, BfmSolver, SemiDiscreteOptions, semidiscrete_jko_step};
 use jko_conic::{ConicParams, ConicSolver};
 use jko_core::exact::Gaussian;
 use jko_core::{Energy, JkoStep, Mesh, Potential, StepSolver, WarmStart};
@@ -112,6 +120,81 @@ fn run(
     out
 }
 
+/// The semi-discrete JKO steps (Laguerre cells, damped Newton; `jko_bfm::semidiscrete_jko_step`)
+/// of the masked problem, on the open box with ρⁿ = 0 on the obstacle and V raised there by
+/// 60β above its largest value on the domain (so that e^{−ΔV/β} < 1e-26 of the density beside).
+fn semi_steps(
+    mesh: &Mesh,
+    energy: &Energy,
+    rho0: &Array1<f64>,
+    beta: f64,
+    tau: f64,
+    steps: usize,
+) -> Vec<Option<Array1<f64>>> {
+    let Some(g) = mesh.as_grid() else {
+        return vec![None; steps];
+    };
+    let open = Mesh::grid(&g.cells, &g.lower, &g.upper).expect("the box");
+    let spread = |x: &Array1<f64>, fill: f64| {
+        let mut bx = Array1::from_elem(open.n_cells(), fill);
+        for (k, &i) in mesh.grid_index().iter().enumerate() {
+            bx[i] = x[k];
+        }
+        bx
+    };
+    let mut rho = spread(rho0, 0.0);
+    let mut out = Vec::new();
+    for k in 1..=steps {
+        let mut back = Array1::zeros(mesh.n_cells());
+        for (m, &i) in mesh.grid_index().iter().enumerate() {
+            back[m] = rho[i];
+        }
+        let frozen = energy.freeze(mesh, &back).expect("frozen energy");
+        let v = frozen
+            .potential
+            .clone()
+            .unwrap_or_else(|| Array1::zeros(mesh.n_cells()));
+        let top = v.iter().fold(f64::NEG_INFINITY, |a, &x| a.max(x));
+        let v_open = spread(&v, top + 60.0 * beta);
+        let t = Instant::now();
+        match semidiscrete_jko_step(
+            &open,
+            &rho,
+            tau,
+            beta,
+            Some(&v_open),
+            &SemiDiscreteOptions::default(),
+        ) {
+            Ok(s) => {
+                let inside: f64 = (0..open.n_cells())
+                    .filter(|&i| !mesh.grid_index().contains(&i))
+                    .map(|i| s.rho[i])
+                    .sum();
+                println!(
+                    "semi-discrete step {k}: {} Newton its, {:.2} s, certificate {:.2e}, kinetic {:.5}, mass in the obstacle {:.1e}",
+                    s.iterations,
+                    t.elapsed().as_secs_f64(),
+                    s.certificate,
+                    s.kinetic,
+                    inside * open.volumes()[0]
+                );
+                rho = s.rho.clone();
+                let mut back = Array1::zeros(mesh.n_cells());
+                for (m, &i) in mesh.grid_index().iter().enumerate() {
+                    back[m] = s.rho[i];
+                }
+                out.push(Some(back));
+            }
+            Err(e) => {
+                println!("semi-discrete step {k}: FAILED: {e}");
+                break;
+            }
+        }
+    }
+    out.resize(steps, None);
+    out
+}
+
 fn write(dir: &str, name: &str, mesh: &Mesh, rho: &Array1<f64>) {
     let Some(g) = mesh.as_grid() else { return };
     let mut bx = vec![0.0; g.len()];
@@ -171,7 +254,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         vec![None; steps]
     };
+    let semi = if common::env_or("SEMI", 0) == 1 && cap <= 0.0 {
+        Some(semi_steps(&mesh, &energy, &rho0, beta, tau, steps))
+    } else {
+        None
+    };
     for k in 0..steps {
+        if let (Some(s), Some(y)) = (semi.as_ref().and_then(|s| s[k].as_ref()), &c[k]) {
+            let d: Array1<f64> = (s - y).mapv(f64::abs);
+            println!(
+                "step {}: relative L1 semi-discrete vs conic({levels} levels) {:.4e}",
+                k + 1,
+                mesh.mass(&d) / 10.0
+            );
+        }
         if let (Some(x), Some(y)) = (&b[k], &c[k]) {
             let d: Array1<f64> = (x - y).mapv(f64::abs);
             println!(
@@ -195,6 +291,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             if let Some(y) = &c[k] {
                 write(&dir, &format!("conic_{}", k + 1), &mesh, y);
+            }
+            if let Some(z) = semi.as_ref().and_then(|s| s[k].as_ref()) {
+                write(&dir, &format!("semi_{}", k + 1), &mesh, z);
             }
         }
     }

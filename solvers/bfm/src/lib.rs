@@ -65,11 +65,20 @@
 //! The box's walls are walls for the map: mirrored (∂ψ/∂n = 0) where the flow pushes into
 //! them, the free inward rule of a vacuum edge where the explicit map leaves them by more than
 //! half a cell (mass leaving a wall through a layer the grid cannot resolve).
-//! **Masked grids (obstacles) are refused** (`supports_mesh`): the machinery for them exists
-//! (masked cells excluded from the c-transforms, walls for the map, the bounded refinement of
-//! the c̄-transform), but measured against conic with 8 levels on crowd-2d's obstacle it
-//! returned wrong steps marked Solved — mass piled onto the obstacle's rim — which the dual W²,
-//! a lower bound, cannot reveal (docs/notes/issue-20.md, round 11).
+//! **Masked grids (obstacles) are refused** (`supports_mesh`). The masked step is the step on the
+//! box lattice with V = +∞ on the obstacle cells O: ρ = 0 and U*(φ − V) = 0 there, so its dual is
+//! sup Σ_D ψρⁿ − U*(φ − V) over the free cells D with ψ(x) − φ(y) ≤ |x − y|²/(2τ) for x, y ∈ D,
+//! i.e. both c-transforms over the free cells (φ = +∞ on O in the min-transform, ψ = −∞ on O in
+//! the max-transform) and the density 0 on O. The recovery does exactly that, so given the
+//! step's ψ it is right. What is wrong is Newton's ψ (round 14, docs/mathematics.md §5): its
+//! equations hold at the images of the source cells only, and the mirror rule at obstacle faces
+//! keeps the cell at a reflex corner of the domain (an obstacle's corner; every step of a
+//! disc's staircase) from moving past the corner, so free cells behind the corner are reached
+//! by no image. ψ is c-concave cell by cell (I − τD²ψ > 0) but not across the corner, and the
+//! c̄-transform fills the uncovered cells from across it: measured on crowd's disc at 32², β =
+//! 0.1, a JKO objective (exact W², POT's LP) 194.2 against conic's 189.0 with the cap
+//! (`Solved`: the capped cells absorb the excess, the mass shift is 0.38 κ), a mass shift of
+//! 5.2 κ without it (13.1 κ at 64²). The dual W², a lower bound, cannot reveal either.
 #![warn(missing_docs)]
 
 mod ascent;
@@ -254,16 +263,17 @@ impl StepSolver for BfmSolver {
     fn supports_mesh(&self, mesh: &Mesh) -> Result<(), StepError> {
         let lat = lattice(mesh)?;
         if lat.active.as_ref().is_some_and(|a| a.iter().any(|&on| !on)) {
-            // Measured (round 11, crowd-2d's obstacle at 32², τ = 0.2): without the cap the
-            // step came back Solved with half the mass in one cell on the obstacle's rim
-            // (max ρ 51 against 2.1 for conic with 8 levels) and a dual W² of 44.6 where the
-            // exact discrete W² of its answer is 108; with the cap its JKO objective was 7.2
-            // above that of conic's answer. The dual W² is only a lower bound, so the energy
-            // inequality could not catch either: refuse rather than return such steps.
+            // Measured (rounds 11 and 14, crowd's disc at 32², τ = 0.2, against conic with 4–8
+            // levels and the JKO objective with an exact W²): Newton's map leaves the free cells
+            // behind the obstacle's reflex corners uncovered and the recovery fills them from
+            // across the corner — with the cap `Solved` steps 5.2 (β = 0.1) and 7.2 (β = 0.01)
+            // above conic's objective, 22 at 64²; without it mass shifts of 5–13 κ. The dual W²
+            // is only a lower bound, so the energy inequality cannot catch it: refuse.
             return Err(StepError::UnsupportedMesh {
                 solver: NAME.into(),
-                reason: "grids with masks or obstacles are not supported: beside an obstacle the \
-                         step's recovery is wrong (mass piles onto the obstacle's rim, issue 20); \
+                reason: "grids with masks or obstacles are not supported: at an obstacle's \
+                         corners the step's map leaves free cells uncovered and its answer is \
+                         wrong (JKO objective 5-22 above conic's on the crowd's disc, issue 20); \
                          use conic or newton"
                     .into(),
             });

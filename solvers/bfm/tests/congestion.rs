@@ -8,8 +8,9 @@
 //! The dual W² is a lower bound of the step's W², so the inequality is a weak check.
 //!
 //! Masked grids (the obstacle) are refused since round 11: on crowd-2d's obstacle bfm returned
-//! Solved steps with mass piled onto the obstacle's rim (docs/notes/issue-20.md). The crowd runs
-//! here on the box without the obstacle.
+//! wrong steps, some `Solved` (round 14 located the fault: Newton's map at the obstacle's reflex
+//! corners, docs/mathematics.md §5; `obstacle_steps_are_refused_because_they_are_far_from_conic`
+//! measures it). The other crowd tests run on the box without the obstacle.
 //!
 //! Agreement with conic: conic solves the one-step (two-point flux) scheme, bfm the exact-W²
 //! step; they differ by O(τ) + O(h). The tests assert the measured L1 gap (with a margin) and
