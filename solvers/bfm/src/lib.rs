@@ -73,9 +73,10 @@
 //! step's ψ it is right. What is wrong is Newton's ψ (round 14, docs/mathematics.md §5): its
 //! equations hold at the images of the source cells only, and the mirror rule at obstacle faces
 //! keeps the cell at a reflex corner of the domain (an obstacle's corner; every step of a
-//! disc's staircase) from moving past the corner, so free cells behind the corner are reached
-//! by no image. ψ is c-concave cell by cell (I − τD²ψ > 0) but not across the corner, and the
-//! c̄-transform fills the uncovered cells from across it: measured on crowd's disc at 32², β =
+//! disc's staircase) from moving past the corner while its neighbours' images move away from
+//! the face beyond it. ψ is c-concave cell by cell (I − τD²ψ > 0) but not across the corner, and
+//! the c̄-transform gives the free cells past the corner the corner cells' values, far above the
+//! pressure Newton's map delivers there: measured on crowd's disc at 32², β =
 //! 0.1, a JKO objective (exact W², POT's LP) 194.2 against conic's 189.0 with the cap
 //! (`Solved`: the capped cells absorb the excess, the mass shift is 0.38 κ), a mass shift of
 //! 5.2 κ without it (13.1 κ at 64²). The dual W², a lower bound, cannot reveal either.
@@ -265,14 +266,14 @@ impl StepSolver for BfmSolver {
         if lat.active.as_ref().is_some_and(|a| a.iter().any(|&on| !on)) {
             // Measured (rounds 11 and 14, crowd's disc at 32², τ = 0.2, against conic with 4–8
             // levels and the JKO objective with an exact W²): Newton's map leaves the free cells
-            // behind the obstacle's reflex corners uncovered and the recovery fills them from
+            // past the obstacle's reflex corners inconsistent and the recovery fills them from
             // across the corner — with the cap `Solved` steps 5.2 (β = 0.1) and 7.2 (β = 0.01)
             // above conic's objective, 22 at 64²; without it mass shifts of 5–13 κ. The dual W²
             // is only a lower bound, so the energy inequality cannot catch it: refuse.
             return Err(StepError::UnsupportedMesh {
                 solver: NAME.into(),
                 reason: "grids with masks or obstacles are not supported: at an obstacle's \
-                         corners the step's map leaves free cells uncovered and its answer is \
+                         corners the step's map is held against the obstacle and its answer is \
                          wrong (JKO objective 5-22 above conic's on the crowd's disc, issue 20); \
                          use conic or newton"
                     .into(),
