@@ -267,9 +267,9 @@ impl StepSolver for BfmSolver {
             // Measured (rounds 11 and 14, crowd's disc at 32², τ = 0.2, against conic with 4–8
             // levels and the JKO objective with an exact W²): Newton's map leaves the free cells
             // past the obstacle's reflex corners inconsistent and the recovery fills them from
-            // across the corner — with the cap `Solved` steps 5.2 (β = 0.1) and 7.2 (β = 0.01)
-            // above conic's objective, 22 at 64²; without it mass shifts of 5–13 κ. The dual W²
-            // is only a lower bound, so the energy inequality cannot catch it: refuse.
+            // across the corner — with the cap steps 5.2 (β = 0.1, `Solved`) and 7.2 (β = 0.01)
+            // above conic's objective, 22 at 64² (`Solved`); without it mass shifts of 5–13 κ.
+            // The dual W² is only a lower bound, so the energy inequality cannot catch it: refuse.
             return Err(StepError::UnsupportedMesh {
                 solver: NAME.into(),
                 reason: "grids with masks or obstacles are not supported: at an obstacle's \
