@@ -118,11 +118,11 @@ const NAME: &str = "bfm";
 ///
 /// Treats entropy and/or the porous medium, potentials, the frozen interaction and, with
 /// entropy (and without the porous medium), the congestion cap ρ ≤ ρ_max, on uniform grids
-/// without masks. It refuses (through [`StepSolver::check_supported`],
+/// (2D grids with obstacles for the cap with entropy). It refuses (through [`StepSolver::check_supported`],
 /// before any step) an energy without entropy or porous medium (ρ = (U*)'(φ − V) is then not a
 /// function of φ), the cap without entropy (a step function of φ for the cap alone) or with the
-/// porous medium (not validated), masked grids (obstacles: see "Walls and obstacles" in the
-/// crate docs) and meshes without grid structure.
+/// porous medium (not validated), masked grids (obstacles) except with the cap and entropy in 2D
+/// (see "Walls and obstacles" in the crate docs) and meshes without grid structure.
 ///
 /// ```rust
 /// use jko_bfm::{BfmParams, BfmSolver};
@@ -137,11 +137,13 @@ const NAME: &str = "bfm";
 /// assert!(bfm.check_supported(&mesh, &porous.terms()).is_ok());
 /// let mixed = Energy { porous: Some(2.0), entropy: Some(0.1), ..Energy::default() };
 /// assert!(bfm.check_supported(&mesh, &mixed.terms()).is_ok());
-/// // Congestion with entropy: treated, but not on a grid with an obstacle.
+/// // Congestion with entropy: treated, also on a grid with an obstacle (2D, finished by the
+/// // back-and-forth ascent); other energies are refused on masked grids.
 /// let crowd = Energy { entropy: Some(0.1), max_density: Some(1.0), ..Energy::default() };
 /// assert!(bfm.check_supported(&mesh, &crowd.terms()).is_ok());
 /// let masked = Mesh::masked_grid(&[4, 4], &[0.0, 0.0], &[1.0, 1.0], Some((0..16).map(|k| k != 5).collect()))?;
-/// let err = bfm.check_supported(&masked, &crowd.terms()).unwrap_err();
+/// assert!(bfm.check_supported(&masked, &crowd.terms()).is_ok());
+/// let err = bfm.check_supported(&masked, &heat.terms()).unwrap_err();
 /// assert!(matches!(err, StepError::UnsupportedMesh { .. }));
 /// // The cap without entropy: (U*)' is a step, not a density map.
 /// let jam = Energy { porous: Some(2.0), max_density: Some(1.0), ..Energy::default() };
@@ -226,6 +228,11 @@ fn lattice(mesh: &Mesh) -> Result<Lattice, StepError> {
     })
 }
 
+/// Whether the lattice has masked cells (obstacles).
+fn masked(lat: &Lattice) -> bool {
+    lat.active.as_ref().is_some_and(|a| a.iter().any(|&on| !on))
+}
+
 /// The refusal of an energy with terms but neither entropy nor porous medium.
 fn without_internal_energy(terms: &[EnergyTerm]) -> StepError {
     let term = if terms.contains(&EnergyTerm::MaxDensity) {
@@ -263,20 +270,13 @@ impl StepSolver for BfmSolver {
 
     fn supports_mesh(&self, mesh: &Mesh) -> Result<(), StepError> {
         let lat = lattice(mesh)?;
-        if lat.active.as_ref().is_some_and(|a| a.iter().any(|&on| !on)) {
-            // Measured (rounds 11 and 14, crowd's disc at 32², τ = 0.2, against conic with 4–8
-            // levels and the JKO objective with an exact W²): Newton's map leaves the free cells
-            // past the obstacle's reflex corners inconsistent and the recovery fills them from
-            // across the corner — with the cap steps 5.2 (β = 0.1, `Solved`) and 7.2 (β = 0.01)
-            // above conic's objective, 22 at 64² (`Solved`); without it mass shifts of 5–13 κ.
-            // The dual W² is only a lower bound, so the energy inequality cannot catch it: refuse.
+        if masked(&lat) && lat.dim() != 2 {
             return Err(StepError::UnsupportedMesh {
                 solver: NAME.into(),
-                reason: "grids with masks or obstacles are not supported: at an obstacle's \
-                         corners the step's map is held against the obstacle and its answer is \
-                         wrong (JKO objective 5-22 above conic's on the crowd's disc, issue 20); \
-                         use conic or newton"
-                    .into(),
+                reason:
+                    "masks or obstacles on 1D or 3D grids are not supported (the back-and-forth \
+                         finisher that masked steps need is 2D; issue 20); use conic or newton"
+                        .into(),
             });
         }
         Ok(())
@@ -284,6 +284,23 @@ impl StepSolver for BfmSolver {
 
     fn check_supported(&self, mesh: &Mesh, terms: &[EnergyTerm]) -> Result<(), StepError> {
         self.supports_mesh(mesh)?;
+        let crowd = terms.contains(&EnergyTerm::MaxDensity)
+            && terms.contains(&EnergyTerm::Entropy)
+            && !terms.contains(&EnergyTerm::Porous);
+        if Lattice::of_mesh(mesh).is_some_and(|l| masked(&l)) && !crowd {
+            // Measured (round 14, crowd's disc, τ = 0.2): Newton's map is wrong at the
+            // obstacle's reflex corners (JKO objective 5–22 above conic's and sinkhorn's, or
+            // mass shifts of 5–13 κ); the back-and-forth finisher run from it agrees with them
+            // (objective within 0.13, L1 0.04–0.08) but it treats the cap with entropy only.
+            return Err(StepError::UnsupportedMesh {
+                solver: NAME.into(),
+                reason: "grids with masks or obstacles are supported only for congestion (the \
+                         cap rho <= rho_max with entropy, no porous medium): elsewhere the \
+                         step's map is wrong at an obstacle's corners (issue 20); use conic or \
+                         newton"
+                    .into(),
+            });
+        }
         if let Some(&term) = terms.iter().find(|t| !self.treats(**t)) {
             return Err(StepError::Unsupported {
                 solver: NAME.into(),
@@ -367,6 +384,9 @@ impl BfmSolver {
         let start = Instant::now();
         let mesh = problem.mesh;
         let lat = lattice(mesh)?;
+        // On masked grids Newton's ψ is wrong at the obstacle's reflex corners (round 14): the
+        // back-and-forth finisher always runs, from Newton's map (docs/mathematics.md §5).
+        let finish_anyway = finish_anyway || masked(&lat);
         let e = problem.energy;
         let Some(local) = LocalDual::new(e.entropy, e.porous, e.max_density) else {
             if e.terms().is_empty() {
@@ -479,7 +499,7 @@ impl BfmSolver {
                     Some(a) if a.settled => {
                         phi = a.phi.clone();
                         let mut psi = Vec::with_capacity(lat.len);
-                        ct.c_transform(&lat, &phi, |_| true, false, &mut psi);
+                        ct.c_transform(&lat, &phi, |i| lat.is_active(i), false, &mut psi);
                         (psi, Some(a))
                     }
                     a => {
@@ -653,7 +673,9 @@ impl BfmSolver {
                 // The ascent settles at the marginal error of its own push-forward formula (1e-2 at
                 // 64², falling with h), not at the requested tolerance: reported as such.
                 i.status = StepStatus::AlmostSolved;
-                let why = if out.converged {
+                let why = if masked(&lat) {
+                    "a masked grid: Newton's map is wrong at the obstacle's corners"
+                } else if out.converged {
                     "Newton converged, but its pair was inconsistent (negative W2 estimate)"
                 } else {
                     out.failure.unwrap_or("the continuation ran out of stages")
