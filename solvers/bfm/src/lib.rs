@@ -65,21 +65,24 @@
 //! The box's walls are walls for the map: mirrored (∂ψ/∂n = 0) where the flow pushes into
 //! them, the free inward rule of a vacuum edge where the explicit map leaves them by more than
 //! half a cell (mass leaving a wall through a layer the grid cannot resolve).
-//! **Masked grids (obstacles) are refused** (`supports_mesh`). The masked step is the step on the
-//! box lattice with V = +∞ on the obstacle cells O: ρ = 0 and U*(φ − V) = 0 there, so its dual is
-//! sup Σ_D ψρⁿ − U*(φ − V) over the free cells D with ψ(x) − φ(y) ≤ |x − y|²/(2τ) for x, y ∈ D,
-//! i.e. both c-transforms over the free cells (φ = +∞ on O in the min-transform, ψ = −∞ on O in
-//! the max-transform) and the density 0 on O. The recovery does exactly that, so given the
-//! step's ψ it is right. What is wrong is Newton's ψ (round 14, docs/mathematics.md §5): its
-//! equations hold at the images of the source cells only, and the mirror rule at obstacle faces
-//! keeps the cell at a reflex corner of the domain (an obstacle's corner; every step of a
-//! disc's staircase) from moving past the corner while its neighbours' images move away from
-//! the face beyond it. ψ is c-concave cell by cell (I − τD²ψ > 0) but not across the corner, and
-//! the c̄-transform gives the free cells past the corner the corner cells' values, far above the
-//! pressure Newton's map delivers there: measured on crowd's disc at 32², β =
-//! 0.1, a JKO objective (exact W², POT's LP) 194.2 against conic's 189.0 with the cap
-//! (`Solved`: the capped cells absorb the excess, the mass shift is 0.38 κ), a mass shift of
-//! 5.2 κ without it (13.1 κ at 64²). The dual W², a lower bound, cannot reveal either.
+//! **Masked grids (obstacles)** are treated for the cap with entropy in 2D, and refused otherwise
+//! (`check_supported`). The masked step is the step on the box lattice with V = +∞ on the
+//! obstacle cells O: ρ = 0 and U*(φ − V) = 0 there, so its dual is sup Σ_D ψρⁿ − U*(φ − V) over
+//! the free cells D with ψ(x) − φ(y) ≤ |x − y|²/(2τ) for x, y ∈ D, i.e. both c-transforms over
+//! the free cells (φ = +∞ on O in the min-transform, ψ = −∞ on O in the max-transform) and the
+//! density 0 on O. The recovery does exactly that, so given the step's ψ it is right. Newton's
+//! ψ is not (round 14, docs/mathematics.md §5): the mirror rule at obstacle faces holds the cell
+//! at a reflex corner of the domain (an obstacle's corner; every step of a disc's staircase)
+//! against the obstacle while its neighbours' images move away from the face past it; ψ is
+//! c-concave cell by cell (I − τD²ψ > 0) but not across the corner, and the c̄-transform gives
+//! the free cells past the corner the corner cells' values (crowd's disc at 32², β = 0.1, cap:
+//! `Solved` with a JKO objective 194.2 against conic's 189.0 and sinkhorn's 188.9, exact W² by
+//! an LP). On masked grids the back-and-forth finisher (module `ascent`, whose c-transforms are
+//! the exact discrete ones over the free cells) therefore always runs, from Newton's map: 189.07,
+//! 0.061 from conic in L1 — as close as the same crowd against a straight wall without obstacle
+//! (0.067). Such steps are `AlmostSolved` (the finisher stops where its push-forward marginal
+//! settles: 0.07 at β = 0.1, 0.07–0.16 on crowd-2d), never `Solved`. Without the cap the
+//! finisher does not apply and Newton's answer is wrong (mass shifts of 5–13 κ): refused.
 #![warn(missing_docs)]
 
 mod ascent;
