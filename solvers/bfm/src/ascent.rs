@@ -87,6 +87,21 @@ fn second_differences(lat: &Lattice, f: &[f64], out: &mut [[f64; 3]]) {
     });
 }
 
+/// The gradient of the box field `f` at cell (i, j) of a 2D lattice: centred differences,
+/// one-sided at the box's walls (the push-forwards' rule).
+#[inline]
+fn centred_gradient(lat: &Lattice, f: &[f64], i: usize, j: usize) -> [f64; 2] {
+    let (n0, n1) = (lat.shape[0], lat.shape[1]);
+    let ip = (i + 1).min(n0 - 1);
+    let im = i.saturating_sub(1);
+    let jp = (j + 1).min(n1 - 1);
+    let jm = j.saturating_sub(1);
+    [
+        (f[ip * n1 + j] - f[im * n1 + j]) / ((ip - im) as f64 * lat.h[0]),
+        (f[i * n1 + jp] - f[i * n1 + jm]) / ((jp - jm) as f64 * lat.h[1]),
+    ]
+}
+
 /// The bilinear interpolation weights at `x` on a 2D lattice, as [`Lattice::interpolate`]
 /// (clamped into the box of cell centres; masked corners left out and the weights
 /// renormalised, all 0 when every corner is masked): the four corner indices and their
@@ -144,8 +159,8 @@ pub(crate) fn push(
     dk: &mut Vec<[f64; 3]>,
     out: &mut [f64],
 ) {
-    let (n0, n1) = (lat.shape[0], lat.shape[1]);
-    let (h0, h1) = (lat.h[0], lat.h[1]);
+    let n1 = lat.shape[1];
+    let h0 = lat.h[0];
     dk.resize(lat.len, [0.0; 3]);
     if o == 1 {
         second_differences(lat, k, dk);
@@ -159,12 +174,7 @@ pub(crate) fn push(
     // Each cell's value is independent of the others: one task per cell, as ot.rs's push.
     out.par_iter_mut().enumerate().for_each(|(idx, o_)| {
         let (i, j) = (idx / n1, idx % n1);
-        let ip = (i + 1).min(n0 - 1);
-        let im = i.saturating_sub(1);
-        let jp = (j + 1).min(n1 - 1);
-        let jm = j.saturating_sub(1);
-        let gx = (g[ip * n1 + j] - g[im * n1 + j]) / ((ip - im) as f64 * h0);
-        let gy = (g[i * n1 + jp] - g[i * n1 + jm]) / ((jp - jm) as f64 * h1);
+        let [gx, gy] = centred_gradient(lat, g, i, j);
         let x = [
             lat.centre(0, i) + s * tau * gx,
             lat.centre(1, j) + s * tau * gy,
@@ -402,20 +412,14 @@ impl BackAndForth<'_> {
     /// Σ_y ρ′(p(y)) δψ(S(y))², with det DT = μ/ρ); 0 off the domain and where ρ(q) = 0.
     fn back_curvature(&self, phi: &[f64], psi: &[f64], d: &mut [f64]) {
         let lat = self.lat;
-        let (n0, n1) = (lat.shape[0], lat.shape[1]);
-        let (h0, h1) = (lat.h[0], lat.h[1]);
+        let n1 = lat.shape[1];
         d.par_iter_mut().enumerate().for_each(|(idx, di)| {
             *di = 0.0;
             if !lat.is_active(idx) || self.mu[idx] <= 0.0 {
                 return;
             }
             let (i, j) = (idx / n1, idx % n1);
-            let ip = (i + 1).min(n0 - 1);
-            let im = i.saturating_sub(1);
-            let jp = (j + 1).min(n1 - 1);
-            let jm = j.saturating_sub(1);
-            let gx = (psi[ip * n1 + j] - psi[im * n1 + j]) / ((ip - im) as f64 * h0);
-            let gy = (psi[i * n1 + jp] - psi[i * n1 + jm]) / ((jp - jm) as f64 * h1);
+            let [gx, gy] = centred_gradient(lat, psi, i, j);
             let x = [
                 lat.centre(0, i) - self.tau * gx,
                 lat.centre(1, j) - self.tau * gy,
@@ -667,12 +671,12 @@ mod tests {
             &mut phi0,
         );
         let bf = BackAndForth {
-            lat: &lat,
-            tau,
-            local,
+            mass: 10.0,
             mu: &mu,
             v: &v,
-            mass: 10.0,
+            lat: &lat,
+            local,
+            tau,
         };
         let a = bf.run(phi0, 1e-9, super::MAX_PASSES).unwrap();
         assert!(a.settled);
