@@ -243,6 +243,23 @@ impl BackAndForth<'_> {
             .for_each(|(r, (p, v))| *r = self.local.rho(p - v));
     }
 
+    /// The forth residual T#μ − ρ(φ − V) into `f` (T#μ by [`push`] with second differences
+    /// over `o` cells, ψ = φ^c) and its relative L1 norm, the marginal error; `rho` and `dk` are
+    /// scratch.
+    fn forth_residual(
+        &self,
+        (phi, psi): (&[f64], &[f64]),
+        o: isize,
+        rho: &mut [f64],
+        dk: &mut Vec<[f64; 3]>,
+        f: &mut [f64],
+    ) -> f64 {
+        self.density(phi, rho);
+        push(self.lat, self.tau, self.mu, (phi, psi), 1.0, 0.2, o, dk, f);
+        f.par_iter_mut().zip(&*rho).for_each(|(d, b)| *d -= b);
+        self.lat.volume * f.iter().map(|x| x.abs()).sum::<f64>() / self.mass
+    }
+
     /// φ shifted by the c that gives ρ(φ − V) the mass of μ, and ψ = φ^c. `phi` must be
     /// c-concave already (a c̄-transform, as at every pass's start), so that (φ^c)^c̄ = φ: on
     /// the grid the two transforms are a min and a max over the same finite set of cells,
@@ -274,7 +291,6 @@ impl BackAndForth<'_> {
     pub fn run(&self, mut phi: Vec<f64>, tol: f64, max_pass: usize) -> Option<Ascent> {
         let lat = self.lat;
         let n = lat.len;
-        let w = lat.volume;
         let mut ct = CTransform::new(lat, self.tau);
         let mut hh = Helmholtz::new(lat);
         let mu_max = self.mu.iter().fold(0.0f64, |a, &b| a.max(b));
@@ -292,22 +308,7 @@ impl BackAndForth<'_> {
             // forth: φ (a c̄-transform) shifted to the mass, its marginal error, one ascent
             // step in φ.
             self.shift_to_mass(&mut ct, &mut phi, &mut psi, &mut pv)?;
-            self.density(&phi, &mut rho);
-            push(
-                lat,
-                self.tau,
-                self.mu,
-                (&phi, &psi),
-                1.0,
-                0.2,
-                1,
-                &mut dk,
-                &mut push_f,
-            );
-            f.par_iter_mut()
-                .zip(push_f.par_iter().zip(&rho))
-                .for_each(|(d, (a, b))| *d = a - b);
-            let marginal = w * f.iter().map(|x| x.abs()).sum::<f64>() / self.mass;
+            let marginal = self.forth_residual((&phi, &psi), 1, &mut rho, &mut dk, &mut f);
             history.push(marginal);
             if cfg!(feature = "trace") {
                 eprintln!("ascent pass {pass}: marginal {marginal:.3e}");
@@ -358,26 +359,9 @@ impl BackAndForth<'_> {
             ct.cbar_transform(lat, &psi, |_| true, false, &mut phi);
         }
         let (marginal, phi) = best?;
-        // `phi` is already shifted to the mass: ψ = φ^c, ρ(φ − V) and the push over two cells.
+        // `phi` is already shifted to the mass: ψ = φ^c and the residual over two cells.
         ct.c_transform(lat, &phi, |_| true, false, &mut psi);
-        self.density(&phi, &mut rho);
-        push(
-            lat,
-            self.tau,
-            self.mu,
-            (&phi, &psi),
-            1.0,
-            0.2,
-            2,
-            &mut dk,
-            &mut push_f,
-        );
-        let marginal_2h = w * push_f
-            .iter()
-            .zip(&rho)
-            .map(|(a, b)| (a - b).abs())
-            .sum::<f64>()
-            / self.mass;
+        let marginal_2h = self.forth_residual((&phi, &psi), 2, &mut rho, &mut dk, &mut push_f);
         Some(Ascent {
             passes: history.len() - 1,
             phi,
