@@ -685,8 +685,9 @@ impl BfmSolver {
                 };
                 i.notes.push(format!(
                     "back-and-forth finisher: {} passes to marginal error {:.3e} (push-forward \
-                     formula; {why}), {finisher_time:.2} s",
-                    a.passes, a.marginal
+                     formula; {:.3e} with the authors' two-cell second differences; {why}), \
+                     {finisher_time:.2} s",
+                    a.passes, a.marginal, a.marginal_2h
                 ));
                 i.history.extend(&a.history);
             }
