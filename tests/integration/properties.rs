@@ -164,14 +164,14 @@ impl Case {
         let rho = gather(&self.rho);
         let potential = match &self.potential {
             PotentialSpec::None => None,
-            PotentialSpec::Quadratic { center, stiffness } => Some(Potential::quadratic(
-                center
+            PotentialSpec::Quadratic { center, stiffness } => Some(Potential::Quadratic {
+                center: center
                     .iter()
                     .enumerate()
                     .map(|(a, t)| g.lower[a] + t * (g.upper[a] - g.lower[a]))
                     .collect(),
-                *stiffness,
-            )),
+                stiffness: *stiffness,
+            }),
             PotentialSpec::Linear { slope } => Some(Potential::Linear {
                 slope: slope.clone(),
             }),
