@@ -665,14 +665,7 @@ impl SolverConfig {
     pub fn validate(&self) -> Result<(), RunError> {
         self.backend.validate()?;
         if let Some(c) = &self.check {
-            if c.every == 0 {
-                return Err(jko_core::InputError::parameter(
-                    "solver.check_every",
-                    0,
-                    "must be >= 1",
-                )
-                .into());
-            }
+            jko_core::at_least_one("solver.check_every", c.every)?;
             jko_core::finite_positive("solver.check_tol", c.tol)?;
             c.solver.validate()?;
         }

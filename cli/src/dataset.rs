@@ -684,9 +684,7 @@ impl DatasetSpec {
     /// # }
     /// ```
     pub fn validate(&self) -> Result<(), ToolError> {
-        if self.samples == 0 {
-            return Err(RunError::from(InputError::parameter("samples", 0, "must be >= 1")).into());
-        }
+        jko_core::at_least_one("samples", self.samples).map_err(RunError::from)?;
         if self.initial.is_empty() {
             return Err(ToolError::option(
                 "initial",

@@ -1582,10 +1582,7 @@ mod tests {
     #[test]
     fn equilibrium_of_porous_media_and_crowds_is_a_minimum() {
         let mesh = Mesh::grid(&[200], &[-3.0], &[3.0]).unwrap();
-        let quadratic = Some(Potential::Quadratic {
-            center: vec![0.5],
-            stiffness: 2.0,
-        });
+        let quadratic = Some(Potential::quadratic(vec![0.5], 2.0));
         let porous = Energy {
             porous: Some(2.0),
             potential: quadratic.clone(),

@@ -104,11 +104,8 @@ enum PotentialSpec {
         center: Vec<f64>,
         stiffness: f64,
     },
-    Linear {
-        slope: Vec<f64>,
-    },
-    Quartic,
-    DoubleWell,
+    /// A closed form used as it is: linear, quartic or double well.
+    Closed(Potential),
     /// Values per grid cell (C order; inactive cells ignored).
     Cells(Vec<f64>),
 }
@@ -172,11 +169,7 @@ impl Case {
                     .collect(),
                 stiffness: *stiffness,
             }),
-            PotentialSpec::Linear { slope } => Some(Potential::Linear {
-                slope: slope.clone(),
-            }),
-            PotentialSpec::Quartic => Some(Potential::Quartic),
-            PotentialSpec::DoubleWell => Some(Potential::DoubleWell),
+            PotentialSpec::Closed(p) => Some(p.clone()),
             PotentialSpec::Cells(v) => Some(Potential::Cells {
                 values: gather(v).to_vec(),
             }),
@@ -198,11 +191,13 @@ impl Case {
         let g = &self.grid;
         let at = |f: &dyn Fn(&[f64]) -> f64| (0..g.len()).map(|gi| f(&g.centre(gi))).collect();
         match &self.potential {
-            PotentialSpec::Linear { slope } => {
+            PotentialSpec::Closed(Potential::Linear { slope }) => {
                 Some(at(&|x| x.iter().zip(slope).map(|(a, s)| a * s).sum()))
             }
-            PotentialSpec::Quartic => Some(at(&|x| x.iter().map(|a| a.powi(4) / 4.0).sum())),
-            PotentialSpec::DoubleWell => {
+            PotentialSpec::Closed(Potential::Quartic) => {
+                Some(at(&|x| x.iter().map(|a| a.powi(4) / 4.0).sum()))
+            }
+            PotentialSpec::Closed(Potential::DoubleWell) => {
                 Some(at(&|x| x.iter().map(|a| (a * a - 1.0).powi(2) / 4.0).sum()))
             }
             _ => None,
@@ -268,11 +263,15 @@ impl Case {
                     stiffness: *stiffness,
                 }
             }
-            (PotentialSpec::Linear { slope }, Symmetry::Transpose) => PotentialSpec::Linear {
-                slope: vec![slope[1], slope[0]],
-            },
-            (PotentialSpec::Quartic, Symmetry::Transpose) => PotentialSpec::Quartic,
-            (PotentialSpec::DoubleWell, Symmetry::Transpose) => PotentialSpec::DoubleWell,
+            (PotentialSpec::Closed(Potential::Linear { slope }), Symmetry::Transpose) => {
+                PotentialSpec::Closed(Potential::Linear {
+                    slope: vec![slope[1], slope[0]],
+                })
+            }
+            (
+                PotentialSpec::Closed(p @ (Potential::Quartic | Potential::DoubleWell)),
+                Symmetry::Transpose,
+            ) => PotentialSpec::Closed(p.clone()),
             (PotentialSpec::Cells(v), _) => PotentialSpec::Cells(permute(v)),
             (_, _) => PotentialSpec::Cells(permute(
                 &self.potential_on_grid().expect("closed-form potential"),
@@ -409,9 +408,10 @@ fn potential_strategy(dim: usize, n: usize, cells_weight: u32) -> BoxedStrategy<
         4 => Just(PotentialSpec::None),
         4 => (vec(0.0..1.0f64, dim), 0.0..3.0f64)
             .prop_map(|(center, stiffness)| PotentialSpec::Quadratic { center, stiffness }),
-        4 => vec(-2.0..2.0f64, dim).prop_map(|slope| PotentialSpec::Linear { slope }),
-        4 => Just(PotentialSpec::Quartic),
-        4 => Just(PotentialSpec::DoubleWell),
+        4 => vec(-2.0..2.0f64, dim)
+            .prop_map(|slope| PotentialSpec::Closed(Potential::Linear { slope })),
+        4 => Just(PotentialSpec::Closed(Potential::Quartic)),
+        4 => Just(PotentialSpec::Closed(Potential::DoubleWell)),
         cells_weight => vec(-1.0..1.0f64, n).prop_map(PotentialSpec::Cells),
     ]
     .boxed()
@@ -1107,7 +1107,7 @@ fn newton_active_cap_with_moderate_entropy() {
         rho: vec![1.0; 17],
         entropy: Some(0.5220170439178112),
         porous: None,
-        potential: PotentialSpec::DoubleWell,
+        potential: PotentialSpec::Closed(Potential::DoubleWell),
         interaction: None,
         cap: Some(1.2),
         tau: 0.06635776111983374,

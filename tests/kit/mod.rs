@@ -75,14 +75,7 @@ pub fn cases() -> Vec<Case> {
     vec![
         ou(&[40], 0.1),
         ou(&[10, 10], 0.1),
-        line(
-            "porous-1d",
-            Energy {
-                porous: Some(2.0),
-                ..Energy::default()
-            },
-            0.01,
-        ),
+        line("porous-1d", Energy::porous_medium(2.0), 0.01),
         line(
             "crowd-1d",
             Energy {
@@ -105,10 +98,7 @@ pub fn cases() -> Vec<Case> {
         line(
             "potential-only-1d",
             Energy {
-                potential: Some(Potential::Quadratic {
-                    center: vec![0.0],
-                    stiffness: 1.0,
-                }),
+                potential: Some(Potential::quadratic(vec![0.0], 1.0)),
                 ..Energy::default()
             },
             0.05,

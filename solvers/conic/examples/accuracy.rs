@@ -13,7 +13,7 @@ mod common;
 use common::{max_abs, max_abs_diff};
 use jko_conic::{ConicParams, ConicSolver};
 use jko_core::exact::Gaussian;
-use jko_core::{Energy, JkoStep, Mesh, Potential, StepSolver};
+use jko_core::{Energy, JkoStep, Mesh, StepSolver};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -44,13 +44,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         levels,
         ..ConicParams::default()
     })?;
-    let energy = Energy::fokker_planck(
-        1.0,
-        Potential::Quadratic {
-            center: vec![0.0, 0.0],
-            stiffness: 1.0,
-        },
-    );
+    let energy = Energy::ornstein_uhlenbeck(2);
     let g0 = Gaussian::diagonal(&[1.0, -0.5], &[0.5, 0.8]);
     println!("| cells | step | default: status | it | s | tight: status | it | max|Δρ|/max ρ |");
     println!("|---|---|---|---|---|---|---|---|");

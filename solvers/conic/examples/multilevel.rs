@@ -15,7 +15,7 @@ mod common;
 use common::cos2_bump;
 use jko_conic::{ConicParams, ConicSolver};
 use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
-use jko_core::{Energy, JkoStep, Mesh, Potential, StepSolver};
+use jko_core::{Energy, JkoStep, Mesh, StepSolver};
 use ndarray::Array1;
 
 fn solver(levels: Option<usize>) -> ConicSolver {
@@ -76,13 +76,7 @@ fn ou(
     let mut rho = mesh.sample(|x| g0.density(x));
     let m = mesh.mass(&rho);
     rho /= m;
-    let energy = Energy::fokker_planck(
-        1.0,
-        Potential::Quadratic {
-            center: vec![0.0],
-            stiffness: 1.0,
-        },
-    );
+    let energy = Energy::ornstein_uhlenbeck(1);
     let s = solver(levels);
     let (mut iterations, mut seconds) = (0, 0.0);
     for _ in 0..steps {

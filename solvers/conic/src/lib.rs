@@ -414,13 +414,7 @@ impl ConicParams {
                 "a multi-level scheme needs at least 1 time level (omit it for the one-step scheme)",
             ));
         }
-        if self.max_iter == 0 {
-            return Err(InputError::parameter(
-                "max_iter",
-                self.max_iter,
-                "must be at least 1",
-            ));
-        }
+        jko_core::at_least_one("max_iter", self.max_iter)?;
         Ok(())
     }
 }

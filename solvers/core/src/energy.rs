@@ -79,6 +79,18 @@ pub enum Potential {
 }
 
 impl Potential {
+    /// The quadratic well stiffness · |x − center|² / 2 ([`Potential::Quadratic`]).
+    ///
+    /// ```rust
+    /// use jko_core::Potential;
+    ///
+    /// let well = Potential::quadratic(vec![0.5, 0.5], 2.0);
+    /// assert_eq!(well, Potential::Quadratic { center: vec![0.5, 0.5], stiffness: 2.0 });
+    /// ```
+    pub fn quadratic(center: Vec<f64>, stiffness: f64) -> Potential {
+        Potential::Quadratic { center, stiffness }
+    }
+
     /// Cell values V_K = V(x_K) on a mesh (for `Cells`, the given values).
     ///
     /// # Errors
@@ -365,13 +377,45 @@ impl Energy {
     /// assert_eq!(ou.potential, Some(Potential::Quadratic { center: vec![0.0, 0.0], stiffness: 1.0 }));
     /// ```
     pub fn ornstein_uhlenbeck(dim: usize) -> Energy {
-        Energy::fokker_planck(
-            1.0,
-            Potential::Quadratic {
-                center: vec![0.0; dim],
-                stiffness: 1.0,
-            },
-        )
+        Energy::fokker_planck(1.0, Potential::quadratic(vec![0.0; dim], 1.0))
+    }
+
+    /// The porous-medium energy ∫ ρ^m / (m − 1) alone. Its gradient flow is the porous medium
+    /// equation ∂_t ρ = Δ(ρ^m), whose self-similar solutions are the Barenblatt profiles
+    /// ([`crate::exact::Barenblatt`]). Not validated here (m > 1 is checked by
+    /// [`Energy::validate`]).
+    ///
+    /// ```rust
+    /// use jko_core::{Energy, EnergyTerm};
+    ///
+    /// let energy = Energy::porous_medium(2.0);
+    /// assert_eq!(energy.porous, Some(2.0));
+    /// assert_eq!(energy.terms(), vec![EnergyTerm::Porous]);
+    /// ```
+    pub fn porous_medium(m: f64) -> Energy {
+        Energy {
+            porous: Some(m),
+            ..Energy::default()
+        }
+    }
+
+    /// The crowd-motion energy ∫ V ρ under the congestion bound ρ ≤ ρ_max, without internal
+    /// energy (Maury, Roudneff-Chupin and Santambrogio's model: the crowd moves down V where
+    /// it is not saturated). Add an `entropy` for the diffusive variant. Not validated here.
+    ///
+    /// ```rust
+    /// use jko_core::{Energy, EnergyTerm, Potential};
+    ///
+    /// let crowd = Energy::crowd_motion(Potential::quadratic(vec![0.0, 0.0], 4.0), 1.0);
+    /// assert_eq!(crowd.max_density, Some(1.0));
+    /// assert_eq!(crowd.terms(), vec![EnergyTerm::Potential, EnergyTerm::MaxDensity]);
+    /// ```
+    pub fn crowd_motion(potential: Potential, max_density: f64) -> Energy {
+        Energy {
+            potential: Some(potential),
+            max_density: Some(max_density),
+            ..Energy::default()
+        }
     }
 
     /// Check the parameters: β finite and > 0, m finite and > 1, ρ_max finite and > 0,
@@ -862,10 +906,7 @@ mod tests {
 
     #[test]
     fn invalid_parameters_are_named() {
-        let e = Energy {
-            porous: Some(1.0),
-            ..Energy::default()
-        };
+        let e = Energy::porous_medium(1.0);
         let msg = e.validate().unwrap_err().to_string();
         assert!(msg.contains("porous"), "{msg}");
         let e = Energy {

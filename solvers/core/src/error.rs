@@ -202,6 +202,27 @@ pub fn finite_non_negative(name: &str, value: f64) -> Result<f64, InputError> {
     }
 }
 
+/// `Ok(value)` when the count `value` (any unsigned integer type) is at least 1, else [`InputError::InvalidParameter`]
+/// naming `name` ("must be >= 1"): the one check behind every iteration cap, step count and
+/// dimension.
+///
+/// ```rust
+/// use jko_core::{InputError, at_least_one};
+///
+/// assert_eq!(at_least_one("max_iter", 50), Ok(50));
+/// assert_eq!(at_least_one("max_iter", 0), Err(InputError::parameter("max_iter", 0, "must be >= 1")));
+/// ```
+pub fn at_least_one<T: Copy + PartialOrd + From<u8> + ToString>(
+    name: &str,
+    value: T,
+) -> Result<T, InputError> {
+    if value >= T::from(1) {
+        Ok(value)
+    } else {
+        Err(InputError::parameter(name, value, "must be >= 1"))
+    }
+}
+
 /// Why a JKO step did not produce a result.
 ///
 /// ```rust

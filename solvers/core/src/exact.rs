@@ -307,9 +307,7 @@ impl Barenblatt {
     /// # }
     /// ```
     pub fn new(m: f64, dim: usize, mass: f64) -> Result<Self, InputError> {
-        if dim == 0 {
-            return Err(InputError::parameter("dim", dim, "must be >= 1"));
-        }
+        crate::at_least_one("dim", dim)?;
         if !(m.is_finite() && m > 1.0) {
             return Err(InputError::parameter(
                 "m",

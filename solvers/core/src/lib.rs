@@ -19,7 +19,7 @@ pub mod simplicial;
 pub mod step;
 
 pub use energy::{Energy, EnergyTerm, Interaction, Potential, StepEnergy};
-pub use error::{InputError, StepError, finite_non_negative, finite_positive};
+pub use error::{InputError, StepError, at_least_one, finite_non_negative, finite_positive};
 pub use gmsh::Triangulation;
 pub use mesh::{CellKind, CellShapes, Face, Grid, Mesh, shape_label};
 pub use reduce::{deterministic_sum, deterministic_sum_pair};

@@ -158,14 +158,7 @@ fn cross_check() {
 
 fn main() {
     cross_check();
-    let ou = QuantileEnergy::new(
-        1.0,
-        Some(Potential::Quadratic {
-            center: vec![0.0],
-            stiffness: 1.0,
-        }),
-    )
-    .unwrap();
+    let ou = QuantileEnergy::new(1.0, Some(Potential::quadratic(vec![0.0], 1.0))).unwrap();
     let quartic = QuantileEnergy::new(1.0, Some(Potential::Quartic)).unwrap();
     study("OU (V = x^2/2)", &ou, 1001, 7.0, true);
     study("Quartic (V = x^4/4)", &quartic, 1001, 7.0, false);

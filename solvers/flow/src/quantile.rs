@@ -668,14 +668,7 @@ mod tests {
     use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
 
     fn ou() -> QuantileEnergy {
-        QuantileEnergy::new(
-            1.0,
-            Some(Potential::Quadratic {
-                center: vec![0.0],
-                stiffness: 1.0,
-            }),
-        )
-        .unwrap()
+        QuantileEnergy::new(1.0, Some(Potential::quadratic(vec![0.0], 1.0))).unwrap()
     }
 
     #[test]

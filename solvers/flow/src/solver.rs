@@ -75,9 +75,7 @@ impl FlowParams {
         {
             return Err(InputError::parameter("floor", floor, "must be in (0, 1)"));
         }
-        if self.max_substeps == 0 {
-            return Err(InputError::parameter("max_substeps", 0, "must be >= 1"));
-        }
+        jko_core::at_least_one("max_substeps", self.max_substeps)?;
         Ok(())
     }
 }

@@ -39,22 +39,13 @@ fn porous(m: f64, d: usize, n: usize, normalise: bool) -> (Mesh, Energy, Array1<
         let mass = mesh.mass(&rho);
         rho /= mass;
     }
-    let energy = Energy {
-        porous: Some(m),
-        ..Energy::default()
-    };
+    let energy = Energy::porous_medium(m);
     (mesh, energy, rho, 0.01)
 }
 
 fn narrow() -> (Mesh, Energy, Array1<f64>, f64) {
     let mesh = Mesh::grid(&[1000], &[-5.0], &[5.0]).unwrap();
-    let energy = Energy::fokker_planck(
-        1.0,
-        Potential::Quadratic {
-            center: vec![0.0],
-            stiffness: 1.0,
-        },
-    );
+    let energy = Energy::ornstein_uhlenbeck(1);
     let rho = gaussian(&mesh, &[0.5], &[0.1], 1.0);
     (mesh, energy, rho, 0.05)
 }

@@ -103,13 +103,7 @@ fn ou_1d_vacuum() {
 #[test]
 fn ou_2d() {
     let mesh = Mesh::grid(&[20, 20], &[-3.0, -3.0], &[3.0, 3.0]).unwrap();
-    let e = Energy::fokker_planck(
-        1.0,
-        Potential::Quadratic {
-            center: vec![0.0, 0.0],
-            stiffness: 1.0,
-        },
-    );
+    let e = Energy::ornstein_uhlenbeck(2);
     agree_strict(
         "ou 2d",
         (&mesh, &e, gaussian(&mesh, &[0.8, -0.5], 0.6)),
@@ -121,10 +115,7 @@ fn ou_2d() {
 #[test]
 fn porous_1d() {
     let mesh = Mesh::grid(&[80], &[-2.0], &[2.0]).unwrap();
-    let e = Energy {
-        porous: Some(2.0),
-        ..Energy::default()
-    };
+    let e = Energy::porous_medium(2.0);
     let rho0 = mesh.sample(|x| (0.5 - x[0] * x[0]).max(0.0));
     let law = |s: f64| (s / 2.0).max(0.0);
     porous_verdict(agree("porous 1d", (&mesh, &e, rho0), 0.01, 3, Some(&law)));
@@ -135,10 +126,7 @@ fn porous_2d_with_potential() {
     let mesh = Mesh::grid(&[20, 20], &[-2.0, -2.0], &[2.0, 2.0]).unwrap();
     let e = Energy {
         porous: Some(3.0),
-        potential: Some(Potential::Quadratic {
-            center: vec![0.0, 0.0],
-            stiffness: 1.0,
-        }),
+        potential: Some(Potential::quadratic(vec![0.0, 0.0], 1.0)),
         ..Energy::default()
     };
     let rho0 = mesh.sample(|x| (0.8 - (x[0] - 0.3).powi(2) - x[1] * x[1]).max(0.0));
@@ -169,14 +157,7 @@ fn congestion_2d() {
 #[ignore]
 fn congestion_2d_without_diffusion() {
     let mesh = Mesh::grid(&[16, 16], &[0.0, 0.0], &[1.0, 1.0]).unwrap();
-    let e = Energy {
-        potential: Some(Potential::Quadratic {
-            center: vec![0.2, 0.3],
-            stiffness: 4.0,
-        }),
-        max_density: Some(1.5),
-        ..Energy::default()
-    };
+    let e = Energy::crowd_motion(Potential::quadratic(vec![0.2, 0.3], 4.0), 1.5);
     let rho0 = mesh.sample(|x| if x[0] > 0.5 { 1.0 } else { 0.0 });
     agree_strict("congestion 2d, no diffusion", (&mesh, &e, rho0), 0.05, 3);
 }
@@ -194,13 +175,7 @@ fn masked_2d_domain() {
         })
         .collect();
     let mesh = Mesh::masked_grid(&[n, n], &[0.0, 0.0], &[1.0, 1.0], Some(mask)).unwrap();
-    let e = Energy::fokker_planck(
-        0.1,
-        Potential::Quadratic {
-            center: vec![0.9, 0.1],
-            stiffness: 2.0,
-        },
-    );
+    let e = Energy::fokker_planck(0.1, Potential::quadratic(vec![0.9, 0.1], 2.0));
     let rho0 = gaussian(&mesh, &[0.2, 0.5], 0.15);
     agree_strict("masked 2d", (&mesh, &e, rho0), 0.02, 3);
 }

@@ -90,9 +90,7 @@ impl QuantileParams {
             ));
         }
         jko_core::finite_positive("tol", self.tol)?;
-        if self.max_iter == 0 {
-            return Err(InputError::parameter("max_iter", 0, "must be >= 1"));
-        }
+        jko_core::at_least_one("max_iter", self.max_iter)?;
         Ok(())
     }
 }

@@ -326,10 +326,7 @@ mod tests {
     #[test]
     fn closed_forms_have_consistent_derivatives() {
         for p in [
-            Potential::Quadratic {
-                center: vec![0.3],
-                stiffness: 2.0,
-            },
+            Potential::quadratic(vec![0.3], 2.0),
             Potential::Linear { slope: vec![-0.5] },
             Potential::Quartic,
             Potential::DoubleWell,
@@ -345,10 +342,7 @@ mod tests {
             }
         }
         assert!(QuantilePotential::from_potential(&Potential::Quartic, None).is_ok());
-        let two_d = Potential::Quadratic {
-            center: vec![0.0, 0.0],
-            stiffness: 1.0,
-        };
+        let two_d = Potential::quadratic(vec![0.0, 0.0], 1.0);
         assert!(QuantilePotential::from_potential(&two_d, None).is_err());
         assert!(
             QuantilePotential::from_potential(&Potential::Cells { values: vec![1.0] }, None)

@@ -86,15 +86,9 @@ fn bench_step(c: &mut Criterion) {
         let m = mesh.mass(&r);
         r / m
     };
-    let energy = Energy::fokker_planck(
-        0.05,
-        Potential::Quadratic {
-            center: vec![0.5, 0.5],
-            stiffness: 5.0,
-        },
-    )
-    .freeze(&mesh, &rho)
-    .expect("energy");
+    let energy = Energy::fokker_planck(0.05, Potential::quadratic(vec![0.5, 0.5], 5.0))
+        .freeze(&mesh, &rho)
+        .expect("energy");
     let problem = JkoStep::new(&mesh, &rho, 0.05, &energy).expect("step");
     for (label, kernel) in [
         ("tensor", KernelChoice::Auto),

@@ -63,16 +63,9 @@ fn main() {
             0.05
         }
     });
-    let energy = Energy {
-        potential: Some(Potential::Quadratic {
-            center: vec![0.0, 0.0],
-            stiffness: 4.0,
-        }),
-        max_density: Some(1.0),
-        ..Energy::default()
-    }
-    .freeze(&mesh, &rho0)
-    .unwrap();
+    let energy = Energy::crowd_motion(Potential::quadratic(vec![0.0, 0.0], 4.0), 1.0)
+        .freeze(&mesh, &rho0)
+        .unwrap();
     let problem = JkoStep::new(&mesh, &rho0, 0.05, &energy).unwrap();
     let conic = ConicSolver::new(ConicParams::default())
         .unwrap()

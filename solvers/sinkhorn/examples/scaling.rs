@@ -31,15 +31,9 @@ fn step(cells: &[usize], kernel: KernelChoice) -> (f64, StepOutput) {
             .exp()
     });
     let rho0 = &rho0 / mesh.mass(&rho0);
-    let energy = Energy::fokker_planck(
-        0.05,
-        Potential::Quadratic {
-            center: vec![0.5; d],
-            stiffness: 5.0,
-        },
-    )
-    .freeze(&mesh, &rho0)
-    .expect("energy");
+    let energy = Energy::fokker_planck(0.05, Potential::quadratic(vec![0.5; d], 5.0))
+        .freeze(&mesh, &rho0)
+        .expect("energy");
     let problem = JkoStep::new(&mesh, &rho0, 0.5, &energy).expect("step");
     let solver = fixed_epsilon(1e-2, kernel, 4 << 30);
     let t0 = Instant::now();

@@ -255,9 +255,7 @@ impl SinkhornParams {
                 "must lie in [1, 2)",
             ));
         }
-        if self.max_iter == 0 {
-            return Err(InputError::parameter("solver.max_iter", 0, "must be >= 1"));
-        }
+        jko_core::at_least_one("solver.max_iter", self.max_iter)?;
         if self.threads == Some(0) {
             return Err(InputError::parameter(
                 "solver.threads",
@@ -278,13 +276,7 @@ impl SinkhornParams {
             finite_positive("solver.epsilon_scaling.start", e)?;
         }
         in_open_unit_interval("solver.epsilon_scaling.stage_tol", s.stage_tol)?;
-        if s.stage_max_iter == 0 {
-            return Err(InputError::parameter(
-                "solver.epsilon_scaling.stage_max_iter",
-                0,
-                "must be >= 1",
-            ));
-        }
+        jko_core::at_least_one("solver.epsilon_scaling.stage_max_iter", s.stage_max_iter)?;
         Ok(())
     }
 

@@ -701,6 +701,77 @@ fn mass_shift(st: &Stage, lz: impl Fn(usize) -> f64 + Sync) -> f64 {
     best.1
 }
 
+/// What both stages keep from iteration to iteration: the count, the relative marginal
+/// violation of the current a, the relative ℓ¹ change of q in the last b-update, the violations
+/// recorded (when the stage records them) and the over-relaxation that picks ω.
+struct Progress {
+    it: usize,
+    violation: f64,
+    change: f64,
+    history: Vec<f64>,
+    relaxation: Relaxation,
+}
+
+impl Progress {
+    fn new(st: &Stage) -> Self {
+        Progress {
+            it: 0,
+            violation: f64::INFINITY,
+            change: f64::INFINITY,
+            history: Vec::new(),
+            relaxation: Relaxation::new(st),
+        }
+    }
+
+    /// ω of this iteration's next update (1 in the first iteration: no rate is measured yet).
+    fn omega(&self) -> f64 {
+        if self.it == 0 {
+            1.0
+        } else {
+            self.relaxation.omega
+        }
+    }
+
+    /// Take Σ_K |a_K (K̃b)_K − p_K| of the current a (from the second iteration on): kept
+    /// relative to the mass and recorded when the stage records. `None` when it is not finite,
+    /// else whether the relaxation lets the stage stop (it may change ω).
+    fn observe(&mut self, st: &Stage, violation: f64) -> Option<bool> {
+        self.violation = violation / st.mass;
+        if st.record {
+            self.history.push(self.violation);
+        }
+        self.violation
+            .is_finite()
+            .then(|| self.relaxation.observe(self.it, self.violation, st.tol))
+    }
+
+    /// How the stage ended.
+    fn outcome(self, converged: bool, absorptions: usize) -> StageOutcome {
+        StageOutcome {
+            iterations: self.it,
+            converged,
+            violation: self.violation,
+            change: self.change,
+            omega: self.relaxation.largest,
+            absorptions,
+            history: self.history,
+        }
+    }
+}
+
+/// `f(cells, chunk)` on the chunks of `CHUNK` entries of `out` in parallel, the results in
+/// chunk order: the chunks are fixed, so the reductions over them do not depend on the thread
+/// count.
+fn per_chunk<T: Send>(
+    out: &mut [f64],
+    f: impl Fn(std::ops::Range<usize>, &mut [f64]) -> T + Sync + Send,
+) -> Vec<T> {
+    out.par_chunks_mut(CHUNK)
+        .enumerate()
+        .map(|(c, chunk)| f(c * CHUNK..c * CHUNK + chunk.len(), chunk))
+        .collect()
+}
+
 /// One stage in the scaling domain with absorption, starting from the potential g (cost
 /// units; b = e^{g/ε}).
 pub fn scaling_stage(
@@ -724,49 +795,36 @@ pub fn scaling_stage(
     // plus the mass hidden columns may miss; both are held below 10⁻² tol · mass for the
     // iterations the stage may stop at.
     let allowed = 1e-2 * st.tol * st.mass;
-    let mut relaxation = Relaxation::new(st);
-    let mut history = Vec::new();
-    let (mut violation_now, mut change) = (f64::INFINITY, f64::INFINITY);
+    let mut progress = Progress::new(st);
     let mut sum_v: f64 = buf.v.iter().sum();
     // The last iteration's products were exact to the tolerance (needed to stop).
     let mut exact = false;
     let (mut stalled, mut last_bound) = (0usize, f64::INFINITY);
-    let mut it = 0;
     let converged = loop {
         kernel
             .apply(&buf.v, &mut buf.kb, &mut buf.work)
             .map_err(|_| Trouble("kernel product"))?;
-        let omega = if it == 0 { 1.0 } else { relaxation.omega };
+        let omega = progress.omega();
         // The violation of the current ũ, and the next ũ (into `ka`, swapped in below).
         let (kb, u_now) = (&buf.kb, &buf.u);
-        let parts: Vec<_> = buf
-            .ka
-            .par_chunks_mut(CHUNK)
-            .enumerate()
-            .map(|(c, next)| {
-                let r = c * CHUNK..c * CHUNK + next.len();
-                a_chunk(&st.p[r.clone()], &kb[r.clone()], &u_now[r], next, omega)
-            })
-            .collect();
+        let parts = per_chunk(&mut buf.ka, |r, next| {
+            a_chunk(&st.p[r.clone()], &kb[r.clone()], &u_now[r], next, omega)
+        });
         let ([viol, mut sum_u, dropped], mut max_u, _) = combine(&parts);
-        if it > 0 {
-            violation_now = viol / st.mass;
-            if !violation_now.is_finite() {
+        if progress.it > 0 {
+            let Some(may_stop) = progress.observe(st, viol) else {
                 return Err(Trouble("non-finite marginal violation"));
-            }
-            if st.record {
-                history.push(violation_now);
-            }
-            if relaxation.observe(it, violation_now, st.tol) && exact {
+            };
+            if may_stop && exact {
                 break true;
             }
         }
-        if it >= st.cap {
+        if progress.it >= st.cap {
             break false;
         }
         std::mem::swap(&mut buf.u, &mut buf.ka);
         // the b-update follows the decision just taken (ω = 1 when finishing)
-        let omega = if it == 0 { 1.0 } else { relaxation.omega };
+        let omega = progress.omega();
         kernel
             .apply_transpose(&buf.u, &mut buf.ka, &mut buf.work)
             .map_err(|_| Trouble("kernel product"))?;
@@ -816,16 +874,16 @@ pub fn scaling_stage(
             })
             .collect();
         let ([dq, ratio, hidden], max_lv, bad) = combine(&parts);
-        change = dq / st.mass;
+        progress.change = dq / st.mass;
         sum_v = buf.v.iter().sum();
         let bound = bound_a.max(delta * sum_u * ratio + hidden);
         exact = bound <= allowed && !bad;
-        it += 1;
+        progress.it += 1;
         if !exact || max_lv > RANGE || max_u.ln() > RANGE {
             // Absorb, so that the next products are exact again (an inexact iteration only
             // perturbs the iterate; the stage stops only after an exact one). Near convergence
             // the bound must keep shrinking, or the scaling domain is given up.
-            if violation_now <= 10.0 * st.tol && bound > 0.9 * last_bound {
+            if progress.violation <= 10.0 * st.tol && bound > 0.9 * last_bound {
                 stalled += 1;
                 if stalled > PATIENCE {
                     return Err(Trouble(
@@ -844,8 +902,8 @@ pub fn scaling_stage(
         #[cfg(feature = "trace")]
         trace(
             st,
-            it,
-            violation_now,
+            progress.it,
+            progress.violation,
             omega,
             !exact || max_lv > RANGE || max_u.ln() > RANGE,
             buf,
@@ -858,15 +916,7 @@ pub fn scaling_stage(
             f64::NEG_INFINITY
         };
     }
-    Ok(StageOutcome {
-        iterations: it,
-        converged,
-        violation: violation_now,
-        change,
-        omega: relaxation.largest,
-        absorptions,
-        history,
-    })
+    Ok(progress.outcome(converged, absorptions))
 }
 
 /// The log-domain b-update from ln z = ln ξᵀa: ln b ← relax(ln b, ln q − ln z), q = prox(z).
@@ -913,51 +963,37 @@ pub fn log_stage(
         *lb = if active { gw / eps } else { f64::NEG_INFINITY };
     }
     buf.la.fill(f64::NEG_INFINITY);
-    let mut relaxation = Relaxation::new(st);
-    let mut history = Vec::new();
-    let (mut violation_now, mut change) = (f64::INFINITY, f64::INFINITY);
-    let mut it = 0;
+    let mut progress = Progress::new(st);
     let converged = loop {
         kernel.apply_log(&buf.lb, &mut buf.kb, &mut buf.work)?;
-        let omega = if it == 0 { 1.0 } else { relaxation.omega };
+        let omega = progress.omega();
         // One pass: the violation of the current ln a and the next one (in `ka`).
         let (lkb, la_now) = (&buf.kb, &buf.la);
-        let parts: Vec<f64> = buf
-            .ka
-            .par_chunks_mut(CHUNK)
-            .enumerate()
-            .map(|(c, next)| {
-                let mut viol = 0.0;
-                for (i, ln) in next.iter_mut().enumerate() {
-                    let w = c * CHUNK + i;
-                    let (p, e) = (st.p[w], la_now[w] + lkb[w]);
-                    viol += (exp(e) - p).abs();
-                    *ln = if p > 0.0 {
-                        relax(la_now[w], st.ln_p[w] - lkb[w], omega)
-                    } else {
-                        f64::NEG_INFINITY
-                    };
-                }
-                viol
-            })
-            .collect();
-        if it > 0 {
-            violation_now = parts.iter().sum::<f64>() / st.mass;
-            if st.record {
-                history.push(violation_now);
+        let parts = per_chunk(&mut buf.ka, |r, next| {
+            let mut viol = 0.0;
+            for (ln, w) in next.iter_mut().zip(r) {
+                let (p, e) = (st.p[w], la_now[w] + lkb[w]);
+                viol += (exp(e) - p).abs();
+                *ln = if p > 0.0 {
+                    relax(la_now[w], st.ln_p[w] - lkb[w], omega)
+                } else {
+                    f64::NEG_INFINITY
+                };
             }
-            if !violation_now.is_finite() {
-                break false;
-            }
-            if relaxation.observe(it, violation_now, st.tol) {
-                break true;
+            viol
+        });
+        if progress.it > 0 {
+            match progress.observe(st, parts.iter().sum::<f64>()) {
+                None => break false,
+                Some(true) => break true,
+                Some(false) => {}
             }
         }
-        if it >= st.cap {
+        if progress.it >= st.cap {
             break false;
         }
         std::mem::swap(&mut buf.la, &mut buf.ka);
-        let omega = if it == 0 { 1.0 } else { relaxation.omega };
+        let omega = progress.omega();
         kernel.apply_log(&buf.la, &mut buf.ka, &mut buf.work)?;
         if st.balance {
             let lz = &buf.ka;
@@ -968,16 +1004,8 @@ pub fn log_stage(
             }
         }
         let dq = update_b_log(st, &buf.ka, omega, &mut buf.lb, &mut buf.q);
-        change = dq / st.mass;
-        it += 1;
+        progress.change = dq / st.mass;
+        progress.it += 1;
     };
-    Ok(StageOutcome {
-        iterations: it,
-        converged,
-        violation: violation_now,
-        change,
-        omega: relaxation.largest,
-        absorptions: 0,
-        history,
-    })
+    Ok(progress.outcome(converged, 0))
 }

@@ -245,13 +245,7 @@ fn non_separable_potentials_fall_back_to_the_log_domain() {
                 + (-((x[0] - 1.0).powi(2) + (x[1] - 1.0).powi(2)) / 0.1).exp()
         }),
     );
-    let energy = Energy::fokker_planck(
-        0.05,
-        Potential::Quadratic {
-            center: vec![0.0; 2],
-            stiffness: 2.0,
-        },
-    );
+    let energy = Energy::fokker_planck(0.05, Potential::quadratic(vec![0.0; 2], 2.0));
     let p = SinkhornParams {
         tol: 1e-11,
         almost_tol: 1e-9,
@@ -333,14 +327,7 @@ fn crowd(mesh: &Mesh) -> (Array1<f64>, Energy) {
             0.0
         }
     });
-    let energy = Energy {
-        potential: Some(Potential::Quadratic {
-            center: vec![0.1, 0.1],
-            stiffness: 2.0,
-        }),
-        max_density: Some(1.0),
-        ..Energy::default()
-    };
+    let energy = Energy::crowd_motion(Potential::quadratic(vec![0.1, 0.1], 2.0), 1.0);
     (rho, energy)
 }
 
@@ -389,13 +376,7 @@ fn tensor_and_dense_kernels_agree_on_a_masked_grid() {
         &mesh,
         mesh.sample(|x| (-((x[0] - 0.3).powi(2) + (x[1] - 0.5).powi(2)) / 0.05).exp()),
     );
-    let energy = Energy::fokker_planck(
-        0.1,
-        Potential::Quadratic {
-            center: vec![1.2, 0.6],
-            stiffness: 3.0,
-        },
-    );
+    let energy = Energy::fokker_planck(0.1, Potential::quadratic(vec![1.2, 0.6], 3.0));
     for log_domain in [LogDomain::Auto, LogDomain::Always] {
         let base = SinkhornParams {
             log_domain,
@@ -443,10 +424,7 @@ fn general_mesh_dense_path_matches_the_grid() {
     let rho0 = grid.sample(|x| b.density(0.05, x));
     let energy = Energy {
         porous: Some(2.0),
-        potential: Some(Potential::Quadratic {
-            center: vec![0.3],
-            stiffness: 1.0,
-        }),
+        potential: Some(Potential::quadratic(vec![0.3], 1.0)),
         max_density: Some(1.6),
         ..Energy::default()
     };
@@ -471,10 +449,7 @@ fn porous_medium_follows_barenblatt() {
     let (t0, tau, steps) = (0.1, 0.02, 3);
     let rho0 = mesh.sample(|x| b.density(t0, x));
     let mut rho = rho0.clone();
-    let energy = Energy {
-        porous: Some(2.0),
-        ..Energy::default()
-    };
+    let energy = Energy::porous_medium(2.0);
     let s = solver(eps(2e-4));
     let mut warm: Option<WarmStart> = None;
     for _ in 0..steps {

@@ -7,7 +7,7 @@
 
 use jko_conic::PeerSolution;
 use jko_core::exact::{Barenblatt, Gaussian};
-use jko_core::{Energy, Mesh, Potential};
+use jko_core::{Energy, Mesh};
 use ndarray::Array1;
 use std::path::Path;
 use std::process::Command;
@@ -37,13 +37,7 @@ pub fn ou(name: &'static str, cells: &[usize], tau: f64) -> Result<Case, Error> 
     let mesh = Mesh::grid(cells, &vec![-5.0; d], &vec![5.0; d])?;
     let g = Gaussian::diagonal(&mean[..d], &std[..d]);
     let rho = normalised(&mesh, |x| g.density(x));
-    let energy = Energy::fokker_planck(
-        1.0,
-        Potential::Quadratic {
-            center: vec![0.0; d],
-            stiffness: 1.0,
-        },
-    );
+    let energy = Energy::ornstein_uhlenbeck(d);
     Ok(Case {
         name,
         mesh,
@@ -61,10 +55,7 @@ pub fn porous(name: &'static str, cells: &[usize], m: f64) -> Result<Case, Error
     let mesh = Mesh::grid(cells, &vec![-half; d], &vec![half; d])?;
     let b = Barenblatt::new(m, d, 1.0)?;
     let rho = normalised(&mesh, |x| b.density(0.05, x));
-    let energy = Energy {
-        porous: Some(m),
-        ..Energy::default()
-    };
+    let energy = Energy::porous_medium(m);
     Ok(Case {
         name,
         mesh,

@@ -10,11 +10,6 @@ pub fn solver() -> ConicSolver {
     ConicSolver::new(ConicParams::default()).unwrap()
 }
 
-/// `Potential::Quadratic` with this centre and stiffness.
-pub fn well(center: Vec<f64>, stiffness: f64) -> Potential {
-    Potential::Quadratic { center, stiffness }
-}
-
 /// The Ornstein–Uhlenbeck energy in `dim` dimensions: β = 1 and the unit well at the origin.
 pub fn ou_energy(dim: usize) -> Energy {
     Energy::ornstein_uhlenbeck(dim)
@@ -57,11 +52,7 @@ pub fn congested_disc(n: usize) -> (Mesh, Array1<f64>, Energy, f64) {
     let rho = normalised(&mesh, 0.2, |x| {
         f64::from((x[0] - 0.6).powi(2) + (x[1] - 0.6).powi(2) < 0.09)
     });
-    let energy = Energy {
-        potential: Some(well(vec![0.0, 0.0], 10.0)),
-        max_density: Some(rho_max),
-        ..Energy::default()
-    };
+    let energy = Energy::crowd_motion(Potential::quadratic(vec![0.0, 0.0], 10.0), rho_max);
     (mesh, rho, energy, rho_max)
 }
 

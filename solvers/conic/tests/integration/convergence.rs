@@ -3,7 +3,7 @@
 
 use crate::common::*;
 use jko_core::exact::{Barenblatt, Gaussian, OrnsteinUhlenbeck};
-use jko_core::{Energy, Mesh};
+use jko_core::{Energy, Mesh, Potential};
 
 struct OuErrors {
     mean: f64,
@@ -17,7 +17,7 @@ fn ou_run(n: usize, steps: usize) -> (Mesh, ndarray::Array1<f64>) {
     let mesh = Mesh::grid(&[n], &[-5.0], &[5.0]).unwrap();
     let g0 = Gaussian::diagonal(&[1.0], &[0.5]);
     let rho0 = normalised(&mesh, 1.0, |x| g0.density(x));
-    let energy = Energy::fokker_planck(1.0, well(vec![0.0], 1.0));
+    let energy = Energy::fokker_planck(1.0, Potential::quadratic(vec![0.0], 1.0));
     let rho = run(&mesh, &rho0, &energy, 1.0 / steps as f64, steps);
     (mesh, rho)
 }
@@ -99,10 +99,7 @@ fn ornstein_uhlenbeck_refinement_study() {
 fn barenblatt_converges_and_keeps_its_support() {
     let (m, t0, t1) = (2.0, 0.1, 0.5);
     let b = Barenblatt::new(m, 1, 1.0).unwrap();
-    let energy = Energy {
-        porous: Some(m),
-        ..Energy::default()
-    };
+    let energy = Energy::porous_medium(m);
     let radius = b.support_radius(t1);
     let mut errors = Vec::new();
     for &(n, steps) in &[(40usize, 8usize), (80, 16), (160, 32)] {

@@ -2,7 +2,7 @@
 //! JKO energy inequality and the continuity equation on masked domains.
 
 use crate::common::*;
-use jko_core::{Energy, Mesh};
+use jko_core::{Energy, Mesh, Potential};
 
 #[test]
 fn congestion_bound_becomes_active_and_holds() {
@@ -47,7 +47,7 @@ fn masked_domain_keeps_mass_positivity_and_energy_inequality() {
     let rho = normalised(&mesh, 1.0, |x| {
         (-((x[0]).powi(2) + (x[1] - 0.4).powi(2)) / 0.1).exp()
     });
-    let energy = Energy::fokker_planck(0.2, well(vec![0.0, -0.8], 4.0));
+    let energy = Energy::fokker_planck(0.2, Potential::quadratic(vec![0.0, -0.8], 4.0));
     let rho = march(&solver(), (&mesh, &rho, &energy), 0.1, 3, |step, p, out| {
         // Every face of the flux is a face of the masked mesh (none crosses a wall) and it
         // explains the change of density cell by cell.
@@ -82,7 +82,7 @@ fn porous_medium_with_potential_in_2d() {
     let rho = normalised(&mesh, 1.0, |x| (0.25 - x[0] * x[0] - x[1] * x[1]).max(0.0));
     let energy = Energy {
         porous: Some(2.0),
-        potential: Some(well(vec![0.4, 0.0], 2.0)),
+        potential: Some(Potential::quadratic(vec![0.4, 0.0], 2.0)),
         ..Energy::default()
     };
     march(

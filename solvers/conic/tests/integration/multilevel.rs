@@ -7,7 +7,7 @@
 use crate::common::*;
 use jko_conic::{ConicParams, ConicSolver, TransportPath};
 use jko_core::exact::{Gaussian, OrnsteinUhlenbeck};
-use jko_core::{Energy, JkoStep, Mesh, StepEnergy, StepOutput, StepSolver};
+use jko_core::{Energy, JkoStep, Mesh, Potential, StepEnergy, StepOutput, StepSolver};
 use ndarray::Array1;
 
 fn multilevel(levels: usize) -> ConicSolver {
@@ -135,7 +135,7 @@ fn end_optimality(p: &JkoStep<'_>, out: &StepOutput, path: &TransportPath) -> (f
 fn path_conserves_mass_stays_positive_and_decreases_the_energy() {
     let mesh = Mesh::grid(&[60], &[-3.0], &[3.0]).unwrap();
     let rho = normalised(&mesh, 1.0, |x| (-(x[0] - 1.0).powi(2) / 0.5).exp());
-    let e = Energy::fokker_planck(0.5, well(vec![-0.5], 2.0))
+    let e = Energy::fokker_planck(0.5, Potential::quadratic(vec![-0.5], 2.0))
         .freeze(&mesh, &rho)
         .unwrap();
     let p = JkoStep::new(&mesh, &rho, 0.2, &e).unwrap();
@@ -317,7 +317,7 @@ fn two_dimensional_and_masked_steps_conserve_mass() {
     let rho = normalised(&mesh, 1.0, |x| {
         (-(x[0].powi(2) + (x[1] - 0.4).powi(2)) / 0.1).exp()
     });
-    let e = Energy::fokker_planck(0.2, well(vec![0.0, -0.8], 4.0))
+    let e = Energy::fokker_planck(0.2, Potential::quadratic(vec![0.0, -0.8], 4.0))
         .freeze(&mesh, &rho)
         .unwrap();
     let p = JkoStep::new(&mesh, &rho, 0.1, &e).unwrap();

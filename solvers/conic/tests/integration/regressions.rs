@@ -7,7 +7,7 @@
 
 use crate::common::*;
 use jko_core::exact::{Barenblatt, Gaussian};
-use jko_core::{Energy, JkoStep, Mesh, StepSolver, StepStatus, WarmStart};
+use jko_core::{Energy, JkoStep, Mesh, Potential, StepSolver, StepStatus, WarmStart};
 use ndarray::Array1;
 
 /// Largest relative stationarity residual accepted on a cell with mass (and ρ-weighted on a
@@ -97,10 +97,7 @@ fn barenblatt(mesh: &Mesh, m: f64, t0: f64) -> Array1<f64> {
 fn porous_barenblatt_on_a_fine_line_is_solved() {
     let mesh = Mesh::grid(&[1000], &[-3.0], &[3.0]).unwrap();
     let rho = barenblatt(&mesh, 2.0, 0.01);
-    let energy = Energy {
-        porous: Some(2.0),
-        ..Energy::default()
-    };
+    let energy = Energy::porous_medium(2.0);
     run_checked("porous m=2, 1000", &mesh, rho, &energy, 0.005, 3, false);
 }
 
@@ -110,10 +107,7 @@ fn porous_other_exponents_are_solved() {
     let mesh = Mesh::grid(&[400], &[-2.0], &[2.0]).unwrap();
     for m in [3.0, 1.5] {
         let rho = barenblatt(&mesh, m, 0.05);
-        let energy = Energy {
-            porous: Some(m),
-            ..Energy::default()
-        };
+        let energy = Energy::porous_medium(m);
         let name = format!("porous m={m}");
         run_checked(&name, &mesh, rho, &energy, 0.01, 2, false);
     }
@@ -153,7 +147,7 @@ fn issue_cases_at_64_squared() {
     let rho = barenblatt(&mesh, 3.0, 0.05);
     let energy = Energy {
         porous: Some(3.0),
-        potential: Some(well(vec![0.0; 2], 1.0)),
+        potential: Some(Potential::quadratic(vec![0.0; 2], 1.0)),
         ..Energy::default()
     };
     run_checked("porous m=3 well 64²", &mesh, rho, &energy, 0.01, 5, false);
@@ -168,10 +162,7 @@ fn warm_polish_agrees_with_a_cold_step() {
     let (ou_mesh, ou_rho) = gaussian_on(&[200], &[1.0], &[0.5]);
     let porous_mesh = Mesh::grid(&[200], &[-3.0], &[3.0]).unwrap();
     let porous_rho = barenblatt(&porous_mesh, 2.0, 0.01);
-    let porous = Energy {
-        porous: Some(2.0),
-        ..Energy::default()
-    };
+    let porous = Energy::porous_medium(2.0);
     let cases = [
         ("ou-1d", &ou_mesh, ou_rho, ou_energy(1), 0.1, true),
         // The moving free boundary changes the active set: the warm polish does not converge
@@ -219,7 +210,7 @@ fn warm_started_porous_m3_in_a_well_stays_solved() {
     let mut rho = mesh.sample(|x| b.density(0.05, x));
     let energy = Energy {
         porous: Some(3.0),
-        potential: Some(well(vec![0.0], 1.0)),
+        potential: Some(Potential::quadratic(vec![0.0], 1.0)),
         ..Energy::default()
     };
     let mass = mesh.mass(&rho);
@@ -280,7 +271,7 @@ fn no_energy_is_a_solved_fixed_point() {
 fn potential_only_is_solved() {
     let (mesh, rho0) = gaussian_on(&[400], &[1.5], &[0.5]);
     let energy = Energy {
-        potential: Some(well(vec![0.0], 1.0)),
+        potential: Some(Potential::quadratic(vec![0.0], 1.0)),
         ..Energy::default()
     };
     for warm in [false, true] {
@@ -309,7 +300,7 @@ fn crowd_with_active_congestion_is_solved() {
     let rho0 = normalised(&mesh, 10.0, |x| g.density(x));
     let energy = Energy {
         entropy: Some(0.01),
-        potential: Some(well(vec![4.0, 0.0], 1.0)),
+        potential: Some(Potential::quadratic(vec![4.0, 0.0], 1.0)),
         max_density: Some(1.0),
         ..Energy::default()
     };

@@ -9,7 +9,7 @@ use ndarray::Array1;
 fn fokker_planck_1d() -> (Mesh, Array1<f64>, StepEnergy) {
     let mesh = Mesh::grid(&[40], &[-3.0], &[3.0]).unwrap();
     let rho = normalised(&mesh, 1.0, |x| (-(x[0] - 0.8).powi(2) / 2.0).exp());
-    let e = Energy::fokker_planck(0.7, well(vec![0.0], 1.5))
+    let e = Energy::fokker_planck(0.7, Potential::quadratic(vec![0.0], 1.5))
         .freeze(&mesh, &rho)
         .unwrap();
     (mesh, rho, e)
@@ -20,7 +20,7 @@ fn fokker_planck_2d(n: usize) -> (Mesh, Array1<f64>, StepEnergy) {
     let rho = normalised(&mesh, 2.0, |x| {
         (-((x[0] - 0.5).powi(2) + (x[1] + 0.3).powi(2)) / 1.0).exp()
     });
-    let e = Energy::fokker_planck(1.0, well(vec![0.0, 0.2], 1.0))
+    let e = Energy::fokker_planck(1.0, Potential::quadratic(vec![0.0, 0.2], 1.0))
         .freeze(&mesh, &rho)
         .unwrap();
     (mesh, rho, e)
@@ -81,7 +81,7 @@ fn returned_flux_and_potential_satisfy_the_optimality_system() {
     let rho = normalised(&mesh, 0.3, |x| 1.0 + x[0] + x[1]);
     let e = Energy {
         entropy: Some(0.05),
-        potential: Some(well(vec![0.0, 0.0], 8.0)),
+        potential: Some(Potential::quadratic(vec![0.0, 0.0], 8.0)),
         max_density: Some(1.5),
         ..Energy::default()
     }
@@ -215,7 +215,7 @@ fn qdldl_and_faer_agree() {
 fn almost_solved_is_reported_or_refused() {
     let mesh = Mesh::grid(&[100], &[-5.0], &[5.0]).unwrap();
     let rho = normalised(&mesh, 1.0, |x| (-(x[0] - 1.0).powi(2) / 0.5).exp());
-    let e = Energy::fokker_planck(1.0, well(vec![0.0], 1.0))
+    let e = Energy::fokker_planck(1.0, Potential::quadratic(vec![0.0], 1.0))
         .freeze(&mesh, &rho)
         .unwrap();
     let p = JkoStep::new(&mesh, &rho, 0.1, &e).unwrap();
@@ -286,10 +286,7 @@ fn restriction_to_the_support_gives_the_whole_problems_minimiser() {
             &line,
             profile,
             0.01,
-            Energy {
-                porous: Some(3.0),
-                ..Energy::default()
-            },
+            Energy::porous_medium(3.0),
         ),
     ];
     for (name, mesh, rho, tau, energy) in cases {

@@ -64,10 +64,7 @@ fn jacobian_matches_finite_differences() {
         check_jacobian(&mesh, &ou(&mesh, &rho), &r, &zeta, variant);
         let porous = Energy {
             porous: Some(3.0),
-            potential: Some(Potential::Quadratic {
-                center: vec![0.0],
-                stiffness: 1.0,
-            }),
+            potential: Some(Potential::quadratic(vec![0.0], 1.0)),
             ..Energy::default()
         }
         .freeze(&mesh, &rho)
@@ -266,12 +263,7 @@ fn porous_medium_keeps_compact_support_mass_and_tracks_barenblatt() {
     let (t0, tau) = (0.05, 0.01);
     let mut rho = mesh.sample(|x| b.density(t0, x));
     rho = &rho / mesh.mass(&rho);
-    let e = Energy {
-        porous: Some(2.0),
-        ..Energy::default()
-    }
-    .freeze(&mesh, &rho)
-    .unwrap();
+    let e = Energy::porous_medium(2.0).freeze(&mesh, &rho).unwrap();
     let mut ws = Workspace::new(&mesh).unwrap();
     for _ in 0..3 {
         let mut flow = MeshFlow::new(&mesh, &e, tau, Variant::Resummed).unwrap();
@@ -306,12 +298,7 @@ fn porous_fronts_and_steps_from_vacuum_take_few_substeps() {
     let b = Barenblatt::new(3.0, 1, 1.0).unwrap();
     let rho = mesh.sample(|x| b.density(0.05, x));
     let rho = &rho / mesh.mass(&rho);
-    let porous = Energy {
-        porous: Some(3.0),
-        ..Energy::default()
-    }
-    .freeze(&mesh, &rho)
-    .unwrap();
+    let porous = Energy::porous_medium(3.0).freeze(&mesh, &rho).unwrap();
     // The Barenblatt profile of m = 2 on [−4, 4] (empty outside |x| < 0.56) under the entropy.
     let wide = Mesh::grid(&[400], &[-4.0], &[4.0]).unwrap();
     let b2 = Barenblatt::new(2.0, 1, 1.0).unwrap();
@@ -326,10 +313,7 @@ fn porous_fronts_and_steps_from_vacuum_take_few_substeps() {
     let disc = &disc / square.mass(&disc);
     let well = Energy {
         porous: Some(3.0),
-        potential: Some(Potential::Quadratic {
-            center: vec![0.0, 0.0],
-            stiffness: 1.0,
-        }),
+        potential: Some(Potential::quadratic(vec![0.0, 0.0], 1.0)),
         ..Energy::default()
     }
     .freeze(&square, &disc)

@@ -84,10 +84,7 @@ fn cell_potential_path_solves_the_same_problem_as_the_closed_form() {
     // path and the library path with the closed form solve the same discrete problem.
     let mesh = Mesh::grid(&[80], &[-5.0], &[5.0]).unwrap();
     let rho0 = gaussian_cells(&mesh, 0.5, 0.8);
-    let pot = Potential::Quadratic {
-        center: vec![0.3],
-        stiffness: 1.5,
-    };
+    let pot = Potential::quadratic(vec![0.3], 1.5);
     let energy = Energy::fokker_planck(0.7, pot.clone());
     let e = energy.freeze(&mesh, &rho0).unwrap();
     let params = QuantileParams {
