@@ -1,7 +1,8 @@
 //! Crowd motion beside an obstacle (issue 20): crowd-2d's problem (a Gaussian crowd of mass 10,
 //! V = |x − (4, 0)|²/2, the disc of radius 1.2 at (1, 0) masked out, entropy β, optional cap)
-//! stepped by bfm — **past its refusal of masked grids**: `step` is called without
-//! `check_supported`, to measure why the refusal stands — and, on the same masked grid, by
+//! stepped by bfm — `step` is called without `check_supported`, so that masked steps bfm refuses
+//! (without the cap) can be measured too; with the cap bfm runs Newton and then the
+//! back-and-forth finisher from Newton's map (round 14) — and, on the same masked grid, by
 //! `conic` with `levels` (the multi-level Benamou–Brenier scheme, an independent method that
 //! converges to the JKO step as the levels grow) and, with `SEMI=1` (no cap), by the exact
 //! semi-discrete JKO step (`jko_bfm::semidiscrete_jko_step`: Laguerre cells, damped Newton,
