@@ -65,11 +65,24 @@
 //! The box's walls are walls for the map: mirrored (∂ψ/∂n = 0) where the flow pushes into
 //! them, the free inward rule of a vacuum edge where the explicit map leaves them by more than
 //! half a cell (mass leaving a wall through a layer the grid cannot resolve).
-//! **Masked grids (obstacles) are refused** (`supports_mesh`): the machinery for them exists
-//! (masked cells excluded from the c-transforms, walls for the map, the bounded refinement of
-//! the c̄-transform), but measured against conic with 8 levels on crowd-2d's obstacle it
-//! returned wrong steps marked Solved — mass piled onto the obstacle's rim — which the dual W²,
-//! a lower bound, cannot reveal (docs/notes/issue-20.md, round 11).
+//! **Masked grids (obstacles)** are treated for the cap with entropy in 2D, and refused otherwise
+//! (`check_supported`). The masked step is the step on the box lattice with V = +∞ on the
+//! obstacle cells O: ρ = 0 and U*(φ − V) = 0 there, so its dual is sup Σ_D ψρⁿ − U*(φ − V) over
+//! the free cells D with ψ(x) − φ(y) ≤ |x − y|²/(2τ) for x, y ∈ D, i.e. both c-transforms over
+//! the free cells (φ = +∞ on O in the min-transform, ψ = −∞ on O in the max-transform) and the
+//! density 0 on O. The recovery does exactly that, so given the step's ψ it is right. Newton's
+//! ψ is not (round 14, docs/mathematics.md §5): the mirror rule at obstacle faces holds the cell
+//! at a reflex corner of the domain (an obstacle's corner; every step of a disc's staircase)
+//! against the obstacle while its neighbours' images move away from the face past it; ψ is
+//! c-concave cell by cell (I − τD²ψ > 0) but not across the corner, and the c̄-transform gives
+//! the free cells past the corner the corner cells' values (crowd's disc at 32², β = 0.1, cap:
+//! `Solved` with a JKO objective 194.2 against conic's 189.0 and sinkhorn's 188.9, exact W² by
+//! an LP). On masked grids the back-and-forth finisher (module `ascent`, whose c-transforms are
+//! the exact discrete ones over the free cells) therefore always runs, from Newton's map: 189.07,
+//! 0.061 from conic in L1 — as close as the same crowd against a straight wall without obstacle
+//! (0.067). Such steps are `AlmostSolved` (the finisher stops where its push-forward marginal
+//! settles: 0.07 at β = 0.1, 0.07–0.16 on crowd-2d), never `Solved`. Without the cap the
+//! finisher does not apply and Newton's answer is wrong (mass shifts of 5–13 κ): refused.
 #![warn(missing_docs)]
 
 mod ascent;
@@ -108,11 +121,11 @@ const NAME: &str = "bfm";
 ///
 /// Treats entropy and/or the porous medium, potentials, the frozen interaction and, with
 /// entropy (and without the porous medium), the congestion cap ρ ≤ ρ_max, on uniform grids
-/// without masks. It refuses (through [`StepSolver::check_supported`],
+/// (2D grids with obstacles for the cap with entropy). It refuses (through [`StepSolver::check_supported`],
 /// before any step) an energy without entropy or porous medium (ρ = (U*)'(φ − V) is then not a
 /// function of φ), the cap without entropy (a step function of φ for the cap alone) or with the
-/// porous medium (not validated), masked grids (obstacles: see "Walls and obstacles" in the
-/// crate docs) and meshes without grid structure.
+/// porous medium (not validated), masked grids (obstacles) except with the cap and entropy in 2D
+/// (see "Walls and obstacles" in the crate docs) and meshes without grid structure.
 ///
 /// ```rust
 /// use jko_bfm::{BfmParams, BfmSolver};
@@ -127,11 +140,13 @@ const NAME: &str = "bfm";
 /// assert!(bfm.check_supported(&mesh, &porous.terms()).is_ok());
 /// let mixed = Energy { porous: Some(2.0), entropy: Some(0.1), ..Energy::default() };
 /// assert!(bfm.check_supported(&mesh, &mixed.terms()).is_ok());
-/// // Congestion with entropy: treated, but not on a grid with an obstacle.
+/// // Congestion with entropy: treated, also on a grid with an obstacle (2D, finished by the
+/// // back-and-forth ascent); other energies are refused on masked grids.
 /// let crowd = Energy { entropy: Some(0.1), max_density: Some(1.0), ..Energy::default() };
 /// assert!(bfm.check_supported(&mesh, &crowd.terms()).is_ok());
 /// let masked = Mesh::masked_grid(&[4, 4], &[0.0, 0.0], &[1.0, 1.0], Some((0..16).map(|k| k != 5).collect()))?;
-/// let err = bfm.check_supported(&masked, &crowd.terms()).unwrap_err();
+/// assert!(bfm.check_supported(&masked, &crowd.terms()).is_ok());
+/// let err = bfm.check_supported(&masked, &heat.terms()).unwrap_err();
 /// assert!(matches!(err, StepError::UnsupportedMesh { .. }));
 /// // The cap without entropy: (U*)' is a step, not a density map.
 /// let jam = Energy { porous: Some(2.0), max_density: Some(1.0), ..Energy::default() };
@@ -216,6 +231,11 @@ fn lattice(mesh: &Mesh) -> Result<Lattice, StepError> {
     })
 }
 
+/// Whether the lattice has masked cells (obstacles).
+fn masked(lat: &Lattice) -> bool {
+    lat.active.as_ref().is_some_and(|a| a.iter().any(|&on| !on))
+}
+
 /// The refusal of an energy with terms but neither entropy nor porous medium.
 fn without_internal_energy(terms: &[EnergyTerm]) -> StepError {
     let term = if terms.contains(&EnergyTerm::MaxDensity) {
@@ -253,19 +273,13 @@ impl StepSolver for BfmSolver {
 
     fn supports_mesh(&self, mesh: &Mesh) -> Result<(), StepError> {
         let lat = lattice(mesh)?;
-        if lat.active.as_ref().is_some_and(|a| a.iter().any(|&on| !on)) {
-            // Measured (round 11, crowd-2d's obstacle at 32², τ = 0.2): without the cap the
-            // step came back Solved with half the mass in one cell on the obstacle's rim
-            // (max ρ 51 against 2.1 for conic with 8 levels) and a dual W² of 44.6 where the
-            // exact discrete W² of its answer is 108; with the cap its JKO objective was 7.2
-            // above that of conic's answer. The dual W² is only a lower bound, so the energy
-            // inequality could not catch either: refuse rather than return such steps.
+        if masked(&lat) && lat.dim() != 2 {
             return Err(StepError::UnsupportedMesh {
                 solver: NAME.into(),
-                reason: "grids with masks or obstacles are not supported: beside an obstacle the \
-                         step's recovery is wrong (mass piles onto the obstacle's rim, issue 20); \
-                         use conic or newton"
-                    .into(),
+                reason:
+                    "masks or obstacles on 1D or 3D grids are not supported (the back-and-forth \
+                         finisher that masked steps need is 2D; issue 20); use conic or newton"
+                        .into(),
             });
         }
         Ok(())
@@ -273,6 +287,23 @@ impl StepSolver for BfmSolver {
 
     fn check_supported(&self, mesh: &Mesh, terms: &[EnergyTerm]) -> Result<(), StepError> {
         self.supports_mesh(mesh)?;
+        let crowd = terms.contains(&EnergyTerm::MaxDensity)
+            && terms.contains(&EnergyTerm::Entropy)
+            && !terms.contains(&EnergyTerm::Porous);
+        if Lattice::of_mesh(mesh).is_some_and(|l| masked(&l)) && !crowd {
+            // Measured (round 14, crowd's disc, τ = 0.2): Newton's map is wrong at the
+            // obstacle's reflex corners (JKO objective 5–22 above conic's and sinkhorn's, or
+            // mass shifts of 5–13 κ); the back-and-forth finisher run from it agrees with them
+            // (objective within 0.13, L1 0.04–0.08) but it treats the cap with entropy only.
+            return Err(StepError::UnsupportedMesh {
+                solver: NAME.into(),
+                reason: "grids with masks or obstacles are supported only for congestion (the \
+                         cap rho <= rho_max with entropy, no porous medium): elsewhere the \
+                         step's map is wrong at an obstacle's corners (issue 20); use conic or \
+                         newton"
+                    .into(),
+            });
+        }
         if let Some(&term) = terms.iter().find(|t| !self.treats(**t)) {
             return Err(StepError::Unsupported {
                 solver: NAME.into(),
@@ -356,6 +387,9 @@ impl BfmSolver {
         let start = Instant::now();
         let mesh = problem.mesh;
         let lat = lattice(mesh)?;
+        // On masked grids Newton's ψ is wrong at the obstacle's reflex corners (round 14): the
+        // back-and-forth finisher always runs, from Newton's map (docs/mathematics.md §5).
+        let finish_anyway = finish_anyway || masked(&lat);
         let e = problem.energy;
         let Some(local) = LocalDual::new(e.entropy, e.porous, e.max_density) else {
             if e.terms().is_empty() {
@@ -468,7 +502,7 @@ impl BfmSolver {
                     Some(a) if a.settled => {
                         phi = a.phi.clone();
                         let mut psi = Vec::with_capacity(lat.len);
-                        ct.c_transform(&lat, &phi, |_| true, false, &mut psi);
+                        ct.c_transform(&lat, &phi, |i| lat.is_active(i), false, &mut psi);
                         (psi, Some(a))
                     }
                     a => {
@@ -642,7 +676,9 @@ impl BfmSolver {
                 // The ascent settles at the marginal error of its own push-forward formula (1e-2 at
                 // 64², falling with h), not at the requested tolerance: reported as such.
                 i.status = StepStatus::AlmostSolved;
-                let why = if out.converged {
+                let why = if masked(&lat) {
+                    "a masked grid: Newton's map is wrong at the obstacle's corners"
+                } else if out.converged {
                     "Newton converged, but its pair was inconsistent (negative W2 estimate)"
                 } else {
                     out.failure.unwrap_or("the continuation ran out of stages")
