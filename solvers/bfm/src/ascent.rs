@@ -270,6 +270,28 @@ const CG_RTOL: f64 = 1e-3;
 /// The most conjugate-gradient iterations of one [`variable_solve`].
 const CG_MAX: usize = 100;
 
+/// One preconditioned ascent step x ← x + σ H⁻¹ f, with H = θ₁ + θ₂(−Δ) (the constant
+/// preconditioner), or with the Hessian's diagonal `d` in place of θ₁ when `variable` (solved by
+/// conjugate gradients, whose iterations it returns); `f` is overwritten.
+fn ascend(
+    hh: &mut Helmholtz,
+    cg: &mut CgWork,
+    lat: &Lattice,
+    variable: bool,
+    (d, theta1, theta2): (&[f64], f64, f64),
+    f: &mut [f64],
+    x: &mut [f64],
+) -> usize {
+    let its = if variable {
+        variable_solve(hh, lat, d, theta2, f, cg)
+    } else {
+        hh.solve(f, theta1, theta2);
+        0
+    };
+    x.par_iter_mut().zip(&*f).for_each(|(p, u)| *p += SIGMA * u);
+    its
+}
+
 /// In place: f ← (diag(d) + θ₂(−Δ))⁻¹ f by conjugate gradients preconditioned with the DCT
 /// solve (d̄ + θ₂(−Δ))⁻¹, d̄ the mean of d; to relative residual [`CG_RTOL`] or [`CG_MAX`]
 /// iterations (returned). d ≥ 0, not all 0: the operator is symmetric positive definite.
@@ -327,7 +349,7 @@ fn variable_solve(
     its
 }
 
-/// One JKO step's dual on a 2D lattice without masks.
+/// One JKO step's dual on a 2D lattice (masked cells are obstacles: +∞ for φ, −∞ for ψ).
 pub(crate) struct BackAndForth<'a> {
     pub lat: &'a Lattice,
     pub tau: f64,
@@ -341,8 +363,6 @@ pub(crate) struct BackAndForth<'a> {
 pub(crate) struct Ascent {
     /// The target potential, c-concave and shifted to the mass of μ.
     pub phi: Vec<f64>,
-    /// Passes (one forth and one back step each).
-    pub passes: usize,
     /// The relative L1 marginal error Σ|K| |T#μ − ρ(φ − V)| / M at `phi`.
     pub marginal: f64,
     /// The same error at `phi` by the authors' formula: second differences over two cells (`o`
@@ -353,6 +373,13 @@ pub(crate) struct Ascent {
     /// The marginal error reached `tol`, or stopped falling (by less than [`STALL`] of itself
     /// over the last [`WINDOW`] passes): the iteration's fixed point on this grid.
     pub settled: bool,
+}
+
+impl Ascent {
+    /// Passes (one forth and one back step each): the history holds the error before each.
+    pub fn passes(&self) -> usize {
+        self.history.len() - 1
+    }
 }
 
 /// Passes over which the marginal error must fall by more than [`STALL`] of itself.
@@ -529,13 +556,9 @@ impl BackAndForth<'_> {
                         0.0
                     };
                 }
-                cg_its += variable_solve(&mut hh, lat, &d, theta2, &mut f, &mut cg);
-            } else {
-                hh.solve(&mut f, theta1, theta2);
             }
-            phi.par_iter_mut()
-                .zip(&f)
-                .for_each(|(p, u)| *p += SIGMA * u);
+            let hessian = (&d[..], theta1, theta2);
+            cg_its += ascend(&mut hh, &mut cg, lat, variable, hessian, &mut f, &mut phi);
             // back: ψ = φ^c, one ascent step in ψ, φ = ψ^c̄ (both transforms over the cells of
             // the domain: an obstacle is +∞ for φ, no mass may go there, and −∞ for ψ).
             ct.c_transform(lat, &phi, |i| lat.is_active(i), false, &mut psi);
@@ -556,21 +579,16 @@ impl BackAndForth<'_> {
                 .for_each(|(d, (a, b))| *d = a - b);
             if variable {
                 self.back_curvature(&phi, &psi, &mut d);
-                cg_its += variable_solve(&mut hh, lat, &d, theta2, &mut f, &mut cg);
-            } else {
-                hh.solve(&mut f, theta1, theta2);
             }
-            psi.par_iter_mut()
-                .zip(&f)
-                .for_each(|(p, u)| *p += SIGMA * u);
+            let hessian = (&d[..], theta1, theta2);
+            cg_its += ascend(&mut hh, &mut cg, lat, variable, hessian, &mut f, &mut psi);
             ct.cbar_transform(lat, &psi, |i| lat.is_active(i), false, &mut phi);
         }
         let (marginal, phi) = best?;
         // `phi` is already shifted to the mass: ψ = φ^c and the residual over two cells.
-        ct.c_transform(lat, &phi, |_| true, false, &mut psi);
+        ct.c_transform(lat, &phi, |i| lat.is_active(i), false, &mut psi);
         let marginal_2h = self.forth_residual((&phi, &psi), 2, &mut rho, &mut dk, &mut push_f);
         Some(Ascent {
-            passes: history.len() - 1,
             phi,
             marginal,
             marginal_2h,
@@ -780,7 +798,7 @@ mod tests {
         eprintln!(
             "crowd beta {beta} {n}² step 1: ascent from the cold start {} passes, marginal \
              {:.3e}; relative L1 ascent-conic {:.3e}, newton-conic {:.3e}, ascent-newton {:.3e}",
-            a.passes,
+            a.passes(),
             a.marginal,
             l1(&rho, &conic.rho),
             l1(&newton.rho, &conic.rho),

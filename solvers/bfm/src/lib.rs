@@ -514,7 +514,7 @@ impl BfmSolver {
                                 out.failure.unwrap_or("the continuation ran out of stages"),
                                 out.stages,
                                 a.as_ref().map_or(f64::INFINITY, |a| a.marginal),
-                                a.as_ref().map_or(0, |a| a.passes),
+                                a.as_ref().map_or(0, |a| a.passes()),
                             ),
                             iterations: out.iterations,
                             primal_residual: out.marginal,
@@ -564,7 +564,7 @@ impl BfmSolver {
                          pair of potentials is not consistent: seen with the cap at small \
                          entropy); use conic or newton"
                     ),
-                    iterations: out.iterations + finisher.as_ref().map_or(0, |a| a.passes),
+                    iterations: out.iterations + finisher.as_ref().map_or(0, |a| a.passes()),
                     primal_residual: finisher.as_ref().map_or(out.marginal, |a| a.marginal),
                     dual_residual: 0.0,
                     history: out.history.clone(),
@@ -641,7 +641,7 @@ impl BfmSolver {
                 .collect();
             let marginal = finisher.as_ref().map_or(out.marginal, |a| a.marginal);
             let mut i = info(
-                out.iterations + finisher.as_ref().map_or(0, |a| a.passes),
+                out.iterations + finisher.as_ref().map_or(0, |a| a.passes()),
                 marginal,
                 objective,
                 kinetic,
@@ -687,7 +687,9 @@ impl BfmSolver {
                     "back-and-forth finisher: {} passes to marginal error {:.3e} (push-forward \
                      formula; {:.3e} with the authors' two-cell second differences; {why}), \
                      {finisher_time:.2} s",
-                    a.passes, a.marginal, a.marginal_2h
+                    a.passes(),
+                    a.marginal,
+                    a.marginal_2h
                 ));
                 i.history.extend(&a.history);
             }

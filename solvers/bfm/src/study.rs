@@ -403,7 +403,7 @@ mod timing {
         eprintln!(
             "pass: {:.2} ms ({} passes, marginal {:.3e})",
             t.elapsed().as_secs_f64() * 1e3 / passes as f64,
-            a.passes,
+            a.passes(),
             a.marginal
         );
     }
