@@ -283,22 +283,63 @@ fn crowd_2d_at_small_entropy_is_not_returned_when_its_recovery_is_inconsistent()
 }
 
 /// The open crowd (robust/crowd-open-2d: β = 0.1, cap 0.75, no obstacle, τ = 0.2) on the coarse
-/// 12² grid of robust-ci: step 2's recovery needs a mass shift of 1.28 κ (measured, round 11;
-/// 0.21 κ at 32²), so it is returned but flagged AlmostSolved with the reason, and the
-/// invariants hold.
+/// 12² grid of robust-ci: step 2's recovery from Newton's ψ needs a mass shift of 1.28 κ
+/// (measured, round 11; 0.21 κ at 32²). Since round 14 such a step is finished by the
+/// back-and-forth ascent from Newton's map (it settles at 0.10 here, below
+/// `MAX_FINISHER_MARGINAL`), reported AlmostSolved with the reason; step 2's L1 distance to conic
+/// with 8 levels fell from 0.382 (Newton's flagged recovery) to 0.271 (`examples/obstacle`,
+/// `NO_OBSTACLE=1 BETA=0.1 CAP=0.75 STEPS=2`; at 12² even step 1, `Solved`, is 0.309 away).
 #[test]
-fn an_inaccurate_recovery_is_flagged_almost_solved() {
+fn an_inaccurate_recovery_is_finished_by_the_ascent() {
     let bfm = BfmSolver::new(BfmParams::default()).unwrap();
     let mesh = crowd_mesh(12, false);
     let energy = crowd_energy(0.1, Some(0.75));
     let outs = run(&bfm, &mesh, &energy, 0.2, 2, "open crowd 12²");
-    let flagged = |o: &StepOutput| {
+    let handed_over = |o: &StepOutput| {
         o.info.status == StepStatus::AlmostSolved
             && o.info
                 .notes
                 .iter()
-                .any(|n| n.contains("inaccurate recovery"))
+                .any(|n| n.contains("its recovery needed a mass shift above kappa"))
     };
-    assert!(!flagged(&outs[0]), "{:?}", outs[0].info.notes);
-    assert!(flagged(&outs[1]), "{:?}", outs[1].info.notes);
+    assert_eq!(
+        outs[0].info.status,
+        StepStatus::Solved,
+        "{:?}",
+        outs[0].info.notes
+    );
+    assert!(handed_over(&outs[1]), "{:?}", outs[1].info.notes);
+}
+
+/// The cap at small entropy without obstacle (crowd's problem on the open box, β = 0.01, cap 1,
+/// τ = 0.2, one step from ρ⁰, 32²) against conic with 4 levels. Newton converges but its
+/// recovery needs a mass shift of 1.66 κ; before round 14 that answer was returned flagged,
+/// 0.338 in L1 from conic with 8 levels (JKO objective with an exact W², POT's LP: 185.90
+/// against conic's 185.34). The finisher from Newton's map settles at 6.5e-2 and its answer is
+/// 0.058 from conic with 8 levels (objective 185.49).
+#[test]
+fn the_cap_at_small_entropy_is_finished_by_the_ascent() {
+    let bfm = BfmSolver::new(BfmParams::default()).unwrap();
+    let conic = ConicSolver::new(ConicParams {
+        levels: Some(4),
+        ..ConicParams::default()
+    })
+    .unwrap();
+    let mesh = crowd_mesh(32, false);
+    let energy = crowd_energy(0.01, Some(1.0));
+    let rho = crowd_start(&mesh);
+    let frozen = energy.freeze(&mesh, &rho).unwrap();
+    let problem = JkoStep::new(&mesh, &rho, 0.2, &frozen).unwrap();
+    let b = bfm.step(&problem, None).unwrap();
+    let c = conic.step(&problem, None).unwrap();
+    let m = mesh.mass(&b.rho);
+    assert!((m / mesh.mass(&rho) - 1.0).abs() < 1e-13, "mass {m}");
+    assert!(b.rho.iter().all(|&r| (0.0..=1.0 + 1e-12).contains(&r)));
+    let gap = relative_l1(&mesh, &b.rho, &c.rho);
+    println!(
+        "relative L1 to conic with 4 levels: {gap:.4} ({:?})",
+        b.info.notes
+    );
+    assert_eq!(b.info.status, StepStatus::AlmostSolved);
+    assert!(gap < 0.1, "{gap}");
 }
