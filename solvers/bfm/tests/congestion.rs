@@ -151,6 +151,27 @@ fn the_cap_with_entropy_is_accepted_and_obstacles_only_with_it() {
     );
 }
 
+/// One bfm step from `rho` (τ = 0.2) beside conic with 4 levels on the same grid (an
+/// independent method that converges to the JKO step as the levels grow): the bfm output, with
+/// its mass and nonnegativity checked, and the relative L1 distance between the two answers.
+fn against_conic_levels(mesh: &Mesh, energy: &Energy, rho: &Array1<f64>) -> (StepOutput, f64) {
+    let bfm = BfmSolver::new(BfmParams::default()).unwrap();
+    let conic = ConicSolver::new(ConicParams {
+        levels: Some(4),
+        ..ConicParams::default()
+    })
+    .unwrap();
+    let frozen = energy.freeze(mesh, rho).unwrap();
+    let problem = JkoStep::new(mesh, rho, 0.2, &frozen).unwrap();
+    let b = bfm.step(&problem, None).unwrap();
+    let c = conic.step(&problem, None).unwrap();
+    let m = mesh.mass(&b.rho);
+    assert!((m / mesh.mass(rho) - 1.0).abs() < 1e-13, "mass {m}");
+    assert!(b.rho.iter().all(|&r| r >= 0.0));
+    let gap = relative_l1(mesh, &b.rho, &c.rho);
+    (b, gap)
+}
+
 /// Crowd's obstacle (β = 0.1, cap ρ ≤ 1, 32², τ = 0.2, one step from ρ⁰) against conic with 4
 /// levels on the same masked grid. Before round 14 (called past the refusal) Newton's step came
 /// back `Solved` 0.254 in relative L1 from conic, with a JKO objective F + W²/(2τ) (exact W²,
@@ -163,25 +184,13 @@ fn the_cap_with_entropy_is_accepted_and_obstacles_only_with_it() {
 /// `Solved`, 0.067 from conic (LP objectives 150.61 / 150.57) — the gap of this comparison.
 #[test]
 fn the_obstacle_step_is_as_close_to_conic_as_a_straight_wall() {
-    let bfm = BfmSolver::new(BfmParams::default()).unwrap();
-    let conic = ConicSolver::new(ConicParams {
-        levels: Some(4),
-        ..ConicParams::default()
-    })
-    .unwrap();
-    let tau = 0.2;
     let gap = |mesh: &Mesh, energy: &Energy, rho: &Array1<f64>| {
-        let frozen = energy.freeze(mesh, rho).unwrap();
-        let problem = JkoStep::new(mesh, rho, tau, &frozen).unwrap();
-        let b = bfm.step(&problem, None).unwrap();
-        let c = conic.step(&problem, None).unwrap();
-        let m = mesh.mass(&b.rho);
-        assert!((m / mesh.mass(rho) - 1.0).abs() < 1e-13, "mass {m}");
-        assert!(b.rho.iter().all(|&r| r >= 0.0));
-        (b.info.status, relative_l1(mesh, &b.rho, &c.rho))
+        let (b, gap) = against_conic_levels(mesh, energy, rho);
+        (b.info.status, gap)
     };
     let energy = crowd_energy(0.1, Some(1.0));
     let mesh = crowd_mesh(32, true);
+    let bfm = BfmSolver::new(BfmParams::default()).unwrap();
     assert!(bfm.check_supported(&mesh, &energy.terms()).is_ok());
     let (status, obstacle) = gap(&mesh, &energy, &crowd_start(&mesh));
     // The control: the crowd pushed into the straight wall x = 5, no cap, no obstacle.
@@ -319,23 +328,9 @@ fn an_inaccurate_recovery_is_finished_by_the_ascent() {
 /// 0.058 from conic with 8 levels (objective 185.49).
 #[test]
 fn the_cap_at_small_entropy_is_finished_by_the_ascent() {
-    let bfm = BfmSolver::new(BfmParams::default()).unwrap();
-    let conic = ConicSolver::new(ConicParams {
-        levels: Some(4),
-        ..ConicParams::default()
-    })
-    .unwrap();
     let mesh = crowd_mesh(32, false);
-    let energy = crowd_energy(0.01, Some(1.0));
-    let rho = crowd_start(&mesh);
-    let frozen = energy.freeze(&mesh, &rho).unwrap();
-    let problem = JkoStep::new(&mesh, &rho, 0.2, &frozen).unwrap();
-    let b = bfm.step(&problem, None).unwrap();
-    let c = conic.step(&problem, None).unwrap();
-    let m = mesh.mass(&b.rho);
-    assert!((m / mesh.mass(&rho) - 1.0).abs() < 1e-13, "mass {m}");
-    assert!(b.rho.iter().all(|&r| (0.0..=1.0 + 1e-12).contains(&r)));
-    let gap = relative_l1(&mesh, &b.rho, &c.rho);
+    let (b, gap) = against_conic_levels(&mesh, &crowd_energy(0.01, Some(1.0)), &crowd_start(&mesh));
+    assert!(b.rho.iter().all(|&r| r <= 1.0 + 1e-12));
     println!(
         "relative L1 to conic with 4 levels: {gap:.4} ({:?})",
         b.info.notes
