@@ -235,8 +235,6 @@ const INACCURATE_MASS_SHIFT: f64 = 1.0;
 /// 0.83 with an answer 0.73 away (203.1 against 188.0) — there Newton's own verdict stands (7.2 κ:
 /// `NotConverged`). The crowd's finisher otherwise settles at 0.07–0.22.
 const MAX_FINISHER_MARGINAL: f64 = 0.5;
-/// The start of the message by which `recover` asks for the finisher (an inconsistent recovery).
-const INCONSISTENT_RECOVERY: &str = "inconsistent recovery";
 
 fn lattice(mesh: &Mesh) -> Result<Lattice, StepError> {
     Lattice::of_mesh(mesh).ok_or_else(|| StepError::UnsupportedMesh {
@@ -458,7 +456,7 @@ impl BfmSolver {
         let out = newton::solve(&model, &self.params, warm_psi, finisher_applies);
         // The recovery of (φ, ρ) and the certificate from Newton's ψ, or from the back-and-forth
         // finisher's φ (with `finish_anyway`, or when Newton failed).
-        // Why the finisher ran, when Newton's recovery asked for it (`INCONSISTENT_RECOVERY`).
+        // Why the finisher runs, when Newton's recovery handed the step to it (set by `recover`).
         let handed_over: std::cell::Cell<Option<&str>> = std::cell::Cell::new(None);
         let recover = |finish_anyway: bool, may_hand_over: bool| -> Result<StepOutput, StepError> {
             let mut ct = CTransform::new(&lat, problem.tau);
@@ -579,10 +577,13 @@ impl BfmSolver {
                 && shift_ratio > INACCURATE_MASS_SHIFT
                 && ascent::BackAndForth::applies(&lat, &local)
             {
+                handed_over.set(Some(
+                    "Newton converged, but its recovery needed a mass shift above kappa",
+                ));
                 return Err(StepError::Numerical {
                     solver: NAME.into(),
                     message: format!(
-                        "{INCONSISTENT_RECOVERY}: the recovered density needed a mass shift of \
+                        "inconsistent recovery: the recovered density needed a mass shift of \
                          {shift_ratio:.2} kappa"
                     ),
                 });
@@ -737,12 +738,7 @@ impl BfmSolver {
             // Newton's recovery needed a mass shift above κ (seen with the cap at small
             // entropy): the finisher from Newton's map, kept where it settles below
             // `MAX_FINISHER_MARGINAL`; else Newton's own recovery with its verdict.
-            Err(StepError::Numerical { message, .. })
-                if message.starts_with(INCONSISTENT_RECOVERY) =>
-            {
-                handed_over.set(Some(
-                    "Newton converged, but its recovery needed a mass shift above kappa",
-                ));
+            Err(StepError::Numerical { .. }) if handed_over.get().is_some() => {
                 match recover(true, false) {
                     Ok(o) if o.info.primal_residual <= MAX_FINISHER_MARGINAL => Ok(o),
                     _ => {
