@@ -1,6 +1,6 @@
 //! Parameters of the dual Newton–Krylov iteration (`[solver]` keys of `kind = "bfm"`).
 
-use jko_core::InputError;
+use jko_core::{InputError, at_least_one, finite_positive};
 use serde::{Deserialize, Serialize};
 
 /// Parameters of the `bfm` backend. Every field has a default.
@@ -55,22 +55,14 @@ impl BfmParams {
     /// assert!(err.to_string().contains("max_iter"));
     /// ```
     pub fn validate(&self) -> Result<(), InputError> {
-        if !(self.tol.is_finite() && self.tol > 0.0) {
-            return Err(InputError::parameter(
-                "tol",
-                self.tol,
-                "must be finite and > 0",
-            ));
-        }
+        finite_positive("tol", self.tol)?;
         for (name, value) in [
             ("max_iter", self.max_iter),
             ("krylov_dim", self.krylov_dim),
             ("max_linear", self.max_linear),
             ("max_stages", self.max_stages),
         ] {
-            if value == 0 {
-                return Err(InputError::parameter(name, value, "must be >= 1"));
-            }
+            at_least_one(name, value)?;
         }
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! Parameters of the Newton backend.
 
-use jko_core::InputError;
+use jko_core::{InputError, at_least_one};
 use serde::{Deserialize, Serialize};
 
 /// Sparse factorisation of the reduced (Schur complement) system in φ.
@@ -128,7 +128,7 @@ impl NewtonParams {
     /// [`InputError::InvalidParameter`] naming the first offending field.
     ///
     /// ```rust
-    /// use jko_core::InputError;
+    /// use jko_core::{InputError, at_least_one};
     /// use jko_newton::NewtonParams;
     ///
     /// let params = NewtonParams { mu_initial: 1.5, ..NewtonParams::default() };
@@ -151,9 +151,7 @@ impl NewtonParams {
         };
         unit("tol", self.tol)?;
         unit("mu_initial", self.mu_initial)?;
-        if self.max_iter == 0 {
-            return Err(InputError::parameter("max_iter", 0, "must be at least 1"));
-        }
+        at_least_one("max_iter", self.max_iter)?;
         if self.fallback_halving > 20 {
             return Err(InputError::parameter(
                 "fallback_halving",
