@@ -112,6 +112,8 @@ struct Cholesky {
     ready: bool,
     /// The supernodal solve's permuted right-hand side.
     permuted: Vec<f64>,
+    /// The supernodal solve's scratch for the rows below a diagonal block.
+    below: Vec<f64>,
     /// For a supernodal factor: the matrix in the fill-reducing order, into which each
     /// factorisation's values are scattered (the symbolic factorisation then has no
     /// permutation of its own).
@@ -210,12 +212,12 @@ impl Cholesky {
                     let y = &mut self.permuted;
                     y.clear();
                     y.extend(fwd.iter().map(|&i| x[i]));
-                    supernodal_llt_solve(sym, &self.factor, y);
+                    supernodal_llt_solve(sym, &self.factor, y, &mut self.below);
                     for (xk, &i) in x.iter_mut().zip(inv) {
                         *xk = y[i];
                     }
                 }
-                None => supernodal_llt_solve(sym, &self.factor, x),
+                None => supernodal_llt_solve(sym, &self.factor, x, &mut self.below),
             }
             return Ok(());
         }
@@ -231,7 +233,7 @@ impl Cholesky {
 }
 
 /// Solve L Lᵀ x = b in place (b in `x`, in the factor's ordering) with a supernodal Cholesky
-/// factor, one right-hand side, by plain column-oriented substitution.
+/// factor, one right-hand side, by substitution a supernode at a time; `below` is scratch.
 ///
 /// faer's own supernodal solve treats each supernode as dense blocks (a triangular solve and a
 /// matrix product, each dispatched to its SIMD kernels): on the 2D grids where the Newton
@@ -239,8 +241,20 @@ impl Cholesky {
 /// cost about a third of a numeric factorisation per solve (64² OU, release, perf: 11 % of
 /// the whole run in the solves against 36 % in the factorisations). The substitution below
 /// reads the same storage (each supernode a column-major block: its diagonal block's rows,
-/// then the rows of its pattern) and does the same 2 nnz(L) multiply–adds.
-fn supernodal_llt_solve(sym: &SymbolicSupernodalCholesky<usize>, factor: &[f64], x: &mut [f64]) {
+/// then the rows of its pattern) and does the same 2 nnz(L) multiply–adds, without dispatch.
+/// The block below a supernode's diagonal is applied as a dense product with contiguous
+/// columns (forward: `below` = L_B x_S, then one scatter; backward: the pattern's values
+/// gathered once, then one dot product per column), which the compiler vectorises; a
+/// column-by-column scatter of every entry, as before, read and wrote x[r] once per entry
+/// (callgrind, 64² OU warm steps: 4.7 M instructions per solve, 21 % of a step). Measured
+/// (release, one solve of a 13-point matrix of the shape of S, CPU time, 3 runs at load 6):
+/// 64² 0.32–0.33 → 0.17–0.19 ms, 128² 2.13–2.15 → 1.25–1.55 ms.
+fn supernodal_llt_solve(
+    sym: &SymbolicSupernodalCholesky<usize>,
+    factor: &[f64],
+    x: &mut [f64],
+    below: &mut Vec<f64>,
+) {
     let (begin, end, row_ptr, val_ptr, rows) = (
         sym.supernode_begin(),
         sym.supernode_end(),
@@ -257,33 +271,61 @@ fn supernodal_llt_solve(sym: &SymbolicSupernodalCholesky<usize>, factor: &[f64],
     // L y = b.
     for s in 0..sym.n_supernodes() {
         let (start, size, pattern, values, height) = block(s);
+        let xs = &mut x[start..start + size];
         for j in 0..size {
-            let col = &values[j * height..(j + 1) * height];
-            let xj = x[start + j] / col[j];
-            x[start + j] = xj;
-            for i in j + 1..size {
-                x[start + i] -= col[i] * xj;
+            let col = &values[j * height..j * height + size];
+            let xj = xs[j] / col[j];
+            xs[j] = xj;
+            for (xi, &l) in xs[j + 1..].iter_mut().zip(&col[j + 1..]) {
+                *xi -= l * xj;
             }
-            for (&r, &l) in pattern.iter().zip(&col[size..]) {
-                x[r] -= l * xj;
+        }
+        if pattern.is_empty() {
+            continue;
+        }
+        below.clear();
+        below.resize(pattern.len(), 0.0);
+        for (j, &xj) in x[start..start + size].iter().enumerate() {
+            let col = &values[j * height + size..(j + 1) * height];
+            for (b, &l) in below.iter_mut().zip(col) {
+                *b += l * xj;
             }
+        }
+        for (&r, &b) in pattern.iter().zip(below.iter()) {
+            x[r] -= b;
         }
     }
     // Lᵀ x = y.
     for s in (0..sym.n_supernodes()).rev() {
         let (start, size, pattern, values, height) = block(s);
+        below.clear();
+        below.extend(pattern.iter().map(|&r| x[r]));
+        let xs = &mut x[start..start + size];
         for j in (0..size).rev() {
             let col = &values[j * height..(j + 1) * height];
-            let mut acc = x[start + j];
-            for i in j + 1..size {
-                acc -= col[i] * x[start + i];
+            let mut acc = xs[j] - dot(&col[size..], below);
+            for (&l, &xi) in col[j + 1..size].iter().zip(&xs[j + 1..]) {
+                acc -= l * xi;
             }
-            for (&r, &l) in pattern.iter().zip(&col[size..]) {
-                acc -= l * x[r];
-            }
-            x[start + j] = acc / col[j];
+            xs[j] = acc / col[j];
         }
     }
+}
+
+/// Σ a_i b_i in four interleaved partial sums (which the compiler keeps in one vector
+/// register; a single running sum is a serial chain it may not reorder).
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let (mut acc, mut tail) = ([0.0f64; 4], 0.0);
+    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    for (&u, &v) in ca.remainder().iter().zip(cb.remainder()) {
+        tail += u * v;
+    }
+    for (u, v) in ca.zip(cb) {
+        for k in 0..4 {
+            acc[k] += u[k] * v[k];
+        }
+    }
+    (acc[0] + acc[2]) + (acc[1] + acc[3]) + tail
 }
 
 /// When `ReducedSystem::solve` stops refining.
@@ -439,6 +481,7 @@ impl ReducedSystem {
                     work,
                     ready: false,
                     permuted: Vec::with_capacity(n),
+                    below: Vec::with_capacity(n),
                     ordered,
                 })
             }
@@ -790,7 +833,7 @@ mod tests {
     use super::*;
 
     /// The system of an m × m grid on the unit square, and a right-hand side.
-    fn test_system(m: usize) -> (Mesh, ReducedSystem, Vec<f64>) {
+    pub(super) fn test_system(m: usize) -> (Mesh, ReducedSystem, Vec<f64>) {
         let mesh = Mesh::grid(&[m, m], &[0.0, 0.0], &[1.0, 1.0]).expect("mesh");
         let system =
             ReducedSystem::new(&mesh, Factorization::Cholesky, Ordering::Auto).expect("system");
@@ -802,7 +845,7 @@ mod tests {
 
     /// Assemble an SPD 13-point matrix of the shape of S on `mesh` (a grid), its D⁻¹ scaled
     /// cellwise by 1 + wobble · (0..4).
-    fn assemble_test_matrix(system: &mut ReducedSystem, mesh: &Mesh, wobble: f64) {
+    pub(super) fn assemble_test_matrix(system: &mut ReducedSystem, mesh: &Mesh, wobble: f64) {
         let dinv: Vec<f64> = (0..mesh.n_cells())
             .map(|k| (1.0 + (k % 7) as f64) * (1.0 + wobble * ((k * 13) % 5) as f64))
             .collect();
