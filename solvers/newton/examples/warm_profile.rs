@@ -2,7 +2,7 @@
 //! `perf record` / callgrind and for A/B timing of the warm path:
 //!
 //! ```text
-//! warm_profile [cells per side, 64] [steps, 400]
+//! warm_profile [cells per side, 64] [steps, 400] [file for the density]
 //! ```
 //!
 //! Prints the minimum and median wall time of a warm step, its iterations, and a checksum of the
@@ -63,6 +63,11 @@ fn main() -> Result<(), peer::Error> {
         out.info.iterations
     );
     println!("  history {:?}", out.info.history);
+    // A third argument: write the density there, one value a line (to compare two builds).
+    if let Some(path) = args.get(3) {
+        let text: Vec<String> = out.rho.iter().map(|v| format!("{v:.17e}")).collect();
+        std::fs::write(path, text.join("\n"))?;
+    }
     for n in &out.info.notes {
         println!("  {n}");
     }
