@@ -7,6 +7,12 @@
 //! reused at every iteration; an iteration only refills the values, scales them and runs the
 //! numeric factorisation.
 //!
+//! The symbolic factorisation is faer's. The numeric one is faer's, except for supernodal
+//! factors of low density (2D grids up to 256² in the minimum-degree order), which
+//! `supernodal_llt_factor` computes into faer's storage, visiting only the supernodes that
+//! update each other (faer visits every descendant); both triangular solves of a supernodal
+//! factor are ours (`supernodal_llt_solve`). Measured per function below.
+//!
 //! The matrix is factorised after the symmetric diagonal scaling Ŝ = Δ S Δ, Δ = diag(S_KK^{-1/2}):
 //! the entries of S span as many decades as the densities do (a cell of density 10⁻³⁰ has a
 //! row ~10⁻³⁰ of the centre's), and the scaled matrix has a unit diagonal, so the Cholesky
@@ -25,7 +31,7 @@ use faer::sparse::linalg::cholesky::{
 };
 use faer::sparse::linalg::solvers::{Lu, SymbolicLu};
 use faer::sparse::{SparseColMatRef, SymbolicSparseColMat};
-use faer::{Conj, MatMut, Par, Side};
+use faer::{Conj, MatMut, MatRef, Par, Side};
 use jko_core::Mesh;
 
 /// faer factorises supernodally when the factorisation's flops per nonzero of L exceed 40 ×
@@ -112,6 +118,8 @@ struct Cholesky {
     ready: bool,
     /// The supernodal solve's permuted right-hand side.
     permuted: Vec<f64>,
+    /// The supernodal solve's scratch for the rows below a diagonal block.
+    below: Vec<f64>,
     /// For a supernodal factor: the matrix in the fill-reducing order, into which each
     /// factorisation's values are scattered (the symbolic factorisation then has no
     /// permutation of its own).
@@ -131,6 +139,10 @@ struct Ordered {
     pattern: SymbolicSparseColMat<usize>,
     position: Vec<usize>,
     values: Vec<f64>,
+    /// Whether `supernodal_llt_factor` factorises (else faer's numeric factorisation).
+    own_factorisation: bool,
+    /// Workspace of `supernodal_llt_factor`.
+    scratch: FactorScratch,
 }
 
 impl Ordered {
@@ -164,6 +176,8 @@ impl Ordered {
             pattern: SymbolicSparseColMat::new_checked(n, n, col_ptr, None, row_idx),
             values: vec![0.0; position.len()],
             position,
+            own_factorisation: false,
+            scratch: FactorScratch::default(),
         }
     }
 }
@@ -175,6 +189,20 @@ impl Cholesky {
             Some(o) => {
                 for (&q, &v) in o.position.iter().zip(mat.val()) {
                     o.values[q] = v;
+                }
+                if let (true, SymbolicCholeskyRaw::Supernodal(sym)) =
+                    (o.own_factorisation, self.symbolic.raw())
+                {
+                    let a = SparseColMatRef::new(o.pattern.as_ref(), &o.values);
+                    supernodal_llt_factor(
+                        sym,
+                        a,
+                        &mut self.factor,
+                        &mut o.scratch,
+                        &mut self.work,
+                    )?;
+                    self.ready = true;
+                    return Ok(());
                 }
                 SparseColMatRef::new(o.pattern.as_ref(), &o.values)
             }
@@ -210,12 +238,12 @@ impl Cholesky {
                     let y = &mut self.permuted;
                     y.clear();
                     y.extend(fwd.iter().map(|&i| x[i]));
-                    supernodal_llt_solve(sym, &self.factor, y);
+                    supernodal_llt_solve(sym, &self.factor, y, &mut self.below);
                     for (xk, &i) in x.iter_mut().zip(inv) {
                         *xk = y[i];
                     }
                 }
-                None => supernodal_llt_solve(sym, &self.factor, x),
+                None => supernodal_llt_solve(sym, &self.factor, x, &mut self.below),
             }
             return Ok(());
         }
@@ -230,8 +258,281 @@ impl Cholesky {
     }
 }
 
+/// `supernodal_llt_factor` factorises a supernodal factor whose multiply–adds per stored entry
+/// (`flops_per_entry`) are at most this; denser factors go to faer, whose blocked kernels win
+/// on wide supernodes. Measured (release, one factorisation of a 13-point matrix of the shape
+/// of S, CPU time, load 5–6; faer → ours): 2D grids in the minimum-degree order 64² (67 per
+/// entry) 2.35–2.58 → 1.85–2.04 ms, 128² (135) 16.4–16.9 → 14.1–14.2 ms, 256² (214) 90.9–92.4
+/// → 77.9–79.8 ms, 512² (427) 624–637 → 624–626 ms; 3D grids in nested dissection 16³ (311)
+/// 21.0 → 22.0 ms, 24³ (693) 203 → 233–240 ms.
+const OWN_FACTORISATION_FLOPS: f64 = 250.0;
+
+/// Σ_j c_j² / nnz(L), c_j the entries of column j of L: the factorisation's multiply–adds per
+/// stored entry, up to a constant (the density of its dense blocks).
+fn flops_per_entry(sym: &SymbolicSupernodalCholesky<usize>) -> f64 {
+    let (begin, end, row_ptr) = (
+        sym.supernode_begin(),
+        sym.supernode_end(),
+        sym.col_ptr_for_row_idx(),
+    );
+    let (mut flops, mut entries) = (0.0, 0.0);
+    for s in 0..sym.n_supernodes() {
+        let (size, below) = (end[s] - begin[s], row_ptr[s + 1] - row_ptr[s]);
+        for j in 0..size {
+            let c = (size - j + below) as f64;
+            flops += c * c;
+            entries += c;
+        }
+    }
+    if entries > 0.0 { flops / entries } else { 0.0 }
+}
+
+/// Workspace of `supernodal_llt_factor`, sized at its first call.
+#[derive(Default)]
+struct FactorScratch {
+    /// Supernode of every column.
+    owner: Vec<usize>,
+    /// Row of the supernode being factorised → its row in the supernode's block.
+    local: Vec<usize>,
+    /// Per supernode s: the first supernode d (linked through `next`) whose next update
+    /// goes to s.
+    head: Vec<usize>,
+    next: Vec<usize>,
+    /// Per supernode d: the first row of its pattern not yet applied as an update.
+    pos: Vec<usize>,
+    /// One column of an update block.
+    column: Vec<f64>,
+}
+
+const NO_SUPERNODE: usize = usize::MAX;
+/// Supernodes at least this wide are factorised by faer's dense Cholesky and triangular solve.
+const DENSE_PANEL: usize = 16;
+/// Updates of at least this many multiply–adds (columns × rows × the updating supernode's
+/// width) are formed by faer's matrix product.
+const DENSE_UPDATE: usize = 4096;
+
+/// The numeric supernodal Cholesky factorisation L Lᵀ = A (A's lower triangle, in the factor's
+/// own order: no permutation) into faer's supernodal storage (`factor`, as
+/// `factorize_supernodal_numeric_llt` fills it; the substitution and faer's solve read it).
+///
+/// Left-looking, as faer's: a supernode s gathers A's columns, subtracts the updates of the
+/// supernodes below it whose patterns reach its columns, and factorises its column block. faer
+/// visits every descendant of s in the elimination tree and dispatches two dense products per
+/// visit even when the descendant does not touch s (64² OU, AMD order: 760 supernodes, 308 of
+/// one column, 6159 descendant visits for 2481 updates; its 29.7 M instructions per
+/// factorisation were 47 % of a warm step by callgrind). Here each supernode is linked to the
+/// next supernode it updates (the classic linked lists of left-looking sparse Cholesky), so
+/// only real updates are visited, and the small dense products are plain loops over
+/// contiguous columns that the compiler vectorises.
+fn supernodal_llt_factor(
+    sym: &SymbolicSupernodalCholesky<usize>,
+    a: SparseColMatRef<'_, usize, f64>,
+    factor: &mut [f64],
+    w: &mut FactorScratch,
+    stack: &mut MemBuffer,
+) -> Result<(), LinearFailure> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        return unsafe { supernodal_llt_factor_avx2(sym, a, factor, w, stack) };
+    }
+    supernodal_llt_factor_body(sym, a, factor, w, stack)
+}
+
+/// `supernodal_llt_factor` compiled for AVX2: its loops over contiguous columns then run four
+/// lanes wide instead of the two of the baseline x86-64 target (the crate is not built for a
+/// particular CPU; faer selects its kernels at run time the same way). Multiplications and
+/// additions stay separate (no fused multiply–add), so both paths round alike.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn supernodal_llt_factor_avx2(
+    sym: &SymbolicSupernodalCholesky<usize>,
+    a: SparseColMatRef<'_, usize, f64>,
+    factor: &mut [f64],
+    w: &mut FactorScratch,
+    stack: &mut MemBuffer,
+) -> Result<(), LinearFailure> {
+    supernodal_llt_factor_body(sym, a, factor, w, stack)
+}
+
+#[inline(always)]
+fn supernodal_llt_factor_body(
+    sym: &SymbolicSupernodalCholesky<usize>,
+    a: SparseColMatRef<'_, usize, f64>,
+    factor: &mut [f64],
+    w: &mut FactorScratch,
+    stack: &mut MemBuffer,
+) -> Result<(), LinearFailure> {
+    let (begin, end, row_ptr, val_ptr, rows) = (
+        sym.supernode_begin(),
+        sym.supernode_end(),
+        sym.col_ptr_for_row_idx(),
+        sym.col_ptr_for_val(),
+        sym.row_idx(),
+    );
+    let (n, ns) = (a.ncols(), sym.n_supernodes());
+    if w.owner.len() != n {
+        w.owner = vec![0; n];
+        for s in 0..ns {
+            w.owner[begin[s]..end[s]].fill(s);
+        }
+        w.local = vec![0; n];
+    }
+    w.head.clear();
+    w.head.resize(ns, NO_SUPERNODE);
+    w.next.clear();
+    w.next.resize(ns, NO_SUPERNODE);
+    w.pos.clear();
+    w.pos.resize(ns, 0);
+    let (a_ptr, a_rows, a_vals) = (a.col_ptr(), a.row_idx(), a.val());
+    for s in 0..ns {
+        let (start, size) = (begin[s], end[s] - begin[s]);
+        let pattern = &rows[row_ptr[s]..row_ptr[s + 1]];
+        let height = size + pattern.len();
+        for j in 0..size {
+            w.local[start + j] = j;
+        }
+        for (i, &r) in pattern.iter().enumerate() {
+            w.local[r] = size + i;
+        }
+        let (done, rest) = factor.split_at_mut(val_ptr[s]);
+        let ls = &mut rest[..val_ptr[s + 1] - val_ptr[s]];
+        ls.fill(0.0);
+        for j in 0..size {
+            let col = &mut ls[j * height..(j + 1) * height];
+            let range = a_ptr[start + j]..a_ptr[start + j + 1];
+            for (&r, &v) in a_rows[range.clone()].iter().zip(&a_vals[range]) {
+                col[w.local[r]] += v;
+            }
+        }
+        // The updates of the supernodes d whose next pattern rows are columns of s.
+        let mut d = std::mem::replace(&mut w.head[s], NO_SUPERNODE);
+        while d != NO_SUPERNODE {
+            let following = w.next[d];
+            let d_pattern = &rows[row_ptr[d]..row_ptr[d + 1]];
+            let d_size = end[d] - begin[d];
+            let d_height = d_size + d_pattern.len();
+            let ld = &done[val_ptr[d]..val_ptr[d + 1]];
+            let first = w.pos[d];
+            let rows_below = &d_pattern[first..];
+            let k = rows_below.partition_point(|&r| r < start + size);
+            let mut k_done = 0;
+            if d_size * k * rows_below.len() >= DENSE_UPDATE {
+                // A large update: faer's matrix product into a dense block, then its lower
+                // part scattered.
+                let m = rows_below.len();
+                w.column.clear();
+                w.column.resize(m * k, 0.0);
+                let below = MatRef::from_column_major_slice_with_stride(
+                    &ld[d_size + first..],
+                    m,
+                    d_size,
+                    d_height,
+                );
+                let mut u = MatMut::from_column_major_slice_mut(&mut w.column, m, k);
+                faer::linalg::matmul::matmul(
+                    u.as_mut(),
+                    faer::Accum::Replace,
+                    below,
+                    below.subrows(0, k).transpose(),
+                    1.0,
+                    Par::Seq,
+                );
+                for j in 0..k {
+                    let col = &mut ls[(rows_below[j] - start) * height..];
+                    let uj = &w.column[j * m..(j + 1) * m];
+                    for (&r, &v) in rows_below[j..].iter().zip(&uj[j..]) {
+                        col[w.local[r]] -= v;
+                    }
+                }
+                k_done = k;
+            }
+            // Column j of the update: rows_below[j..] × row j of L_d's block (a single column:
+            // subtracted directly).
+            for j in k_done..k {
+                let col = &mut ls[(rows_below[j] - start) * height..];
+                let l0 = &ld[d_size + first + j..d_height];
+                if d_size == 1 {
+                    let ljc = l0[0];
+                    for (&r, &l) in rows_below[j..].iter().zip(l0) {
+                        col[w.local[r]] -= l * ljc;
+                    }
+                    continue;
+                }
+                w.column.clear();
+                w.column.extend(l0.iter().map(|&l| l * l0[0]));
+                for c in 1..d_size {
+                    let lc = &ld[c * d_height + d_size + first + j..(c + 1) * d_height];
+                    let ljc = lc[0];
+                    for (u, &l) in w.column.iter_mut().zip(lc) {
+                        *u += l * ljc;
+                    }
+                }
+                for (&r, &u) in rows_below[j..].iter().zip(&w.column) {
+                    col[w.local[r]] -= u;
+                }
+            }
+            if k < rows_below.len() {
+                w.pos[d] = first + k;
+                let t = w.owner[rows_below[k]];
+                w.next[d] = w.head[t];
+                w.head[t] = d;
+            }
+            d = following;
+        }
+        // The column block: Cholesky of the diagonal block and, in the same sweep, the rows
+        // below it (left-looking by columns); wide blocks by faer's dense kernels.
+        if size >= DENSE_PANEL {
+            let block = MatMut::from_column_major_slice_with_stride_mut(ls, height, size, height);
+            let (mut top, bottom) = block.split_at_row_mut(size);
+            faer::linalg::cholesky::llt::factor::cholesky_in_place(
+                top.as_mut(),
+                Default::default(),
+                Par::Seq,
+                MemStack::new(stack),
+                Default::default(),
+            )
+            .map_err(|e| LinearFailure(format!("Cholesky: {e:?} in supernode {s}")))?;
+            faer::linalg::triangular_solve::solve_lower_triangular_in_place(
+                top.as_ref(),
+                bottom.transpose_mut(),
+                Par::Seq,
+            );
+        }
+        for j in 0..if size >= DENSE_PANEL { 0 } else { size } {
+            let (left, right) = ls.split_at_mut(j * height);
+            let col = &mut right[j..height];
+            for c in 0..j {
+                let lc = &left[c * height + j..(c + 1) * height];
+                let ljc = lc[0];
+                for (v, &l) in col.iter_mut().zip(lc) {
+                    *v -= l * ljc;
+                }
+            }
+            let pivot = col[0];
+            if !(pivot > 0.0 && pivot.is_finite()) {
+                return Err(LinearFailure(format!(
+                    "Cholesky: non-positive pivot at column {}",
+                    start + j
+                )));
+            }
+            let l = pivot.sqrt();
+            col[0] = l;
+            let inv = 1.0 / l;
+            col[1..].iter_mut().for_each(|v| *v *= inv);
+        }
+        if let Some(&r) = pattern.first() {
+            let t = w.owner[r];
+            w.pos[s] = 0;
+            w.next[s] = w.head[t];
+            w.head[t] = s;
+        }
+    }
+    Ok(())
+}
+
 /// Solve L Lᵀ x = b in place (b in `x`, in the factor's ordering) with a supernodal Cholesky
-/// factor, one right-hand side, by plain column-oriented substitution.
+/// factor, one right-hand side, by substitution a supernode at a time; `below` is scratch.
 ///
 /// faer's own supernodal solve treats each supernode as dense blocks (a triangular solve and a
 /// matrix product, each dispatched to its SIMD kernels): on the 2D grids where the Newton
@@ -239,8 +540,47 @@ impl Cholesky {
 /// cost about a third of a numeric factorisation per solve (64² OU, release, perf: 11 % of
 /// the whole run in the solves against 36 % in the factorisations). The substitution below
 /// reads the same storage (each supernode a column-major block: its diagonal block's rows,
-/// then the rows of its pattern) and does the same 2 nnz(L) multiply–adds.
-fn supernodal_llt_solve(sym: &SymbolicSupernodalCholesky<usize>, factor: &[f64], x: &mut [f64]) {
+/// then the rows of its pattern) and does the same 2 nnz(L) multiply–adds, without dispatch.
+/// The block below a supernode's diagonal is applied as a dense product with contiguous
+/// columns (forward: `below` = L_B x_S, then one scatter; backward: the pattern's values
+/// gathered once, then one dot product per column), which the compiler vectorises; a
+/// column-by-column scatter of every entry, as before, read and wrote x[r] once per entry
+/// (callgrind, 64² OU warm steps: 4.7 M instructions per solve, 21 % of a step). Measured
+/// (release, one solve of a 13-point matrix of the shape of S, CPU time, 3 runs at load 6):
+/// 64² 0.32–0.33 → 0.17–0.19 ms, 128² 2.13–2.15 → 1.25–1.55 ms.
+fn supernodal_llt_solve(
+    sym: &SymbolicSupernodalCholesky<usize>,
+    factor: &[f64],
+    x: &mut [f64],
+    below: &mut Vec<f64>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        return unsafe { supernodal_llt_solve_avx2(sym, factor, x, below) };
+    }
+    supernodal_llt_solve_body(sym, factor, x, below)
+}
+
+/// `supernodal_llt_solve` compiled for AVX2 (as `supernodal_llt_factor_avx2`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn supernodal_llt_solve_avx2(
+    sym: &SymbolicSupernodalCholesky<usize>,
+    factor: &[f64],
+    x: &mut [f64],
+    below: &mut Vec<f64>,
+) {
+    supernodal_llt_solve_body(sym, factor, x, below)
+}
+
+#[inline(always)]
+fn supernodal_llt_solve_body(
+    sym: &SymbolicSupernodalCholesky<usize>,
+    factor: &[f64],
+    x: &mut [f64],
+    below: &mut Vec<f64>,
+) {
     let (begin, end, row_ptr, val_ptr, rows) = (
         sym.supernode_begin(),
         sym.supernode_end(),
@@ -257,33 +597,62 @@ fn supernodal_llt_solve(sym: &SymbolicSupernodalCholesky<usize>, factor: &[f64],
     // L y = b.
     for s in 0..sym.n_supernodes() {
         let (start, size, pattern, values, height) = block(s);
+        let xs = &mut x[start..start + size];
         for j in 0..size {
-            let col = &values[j * height..(j + 1) * height];
-            let xj = x[start + j] / col[j];
-            x[start + j] = xj;
-            for i in j + 1..size {
-                x[start + i] -= col[i] * xj;
+            let col = &values[j * height..j * height + size];
+            let xj = xs[j] / col[j];
+            xs[j] = xj;
+            for (xi, &l) in xs[j + 1..].iter_mut().zip(&col[j + 1..]) {
+                *xi -= l * xj;
             }
-            for (&r, &l) in pattern.iter().zip(&col[size..]) {
-                x[r] -= l * xj;
+        }
+        if pattern.is_empty() {
+            continue;
+        }
+        below.clear();
+        below.resize(pattern.len(), 0.0);
+        for (j, &xj) in x[start..start + size].iter().enumerate() {
+            let col = &values[j * height + size..(j + 1) * height];
+            for (b, &l) in below.iter_mut().zip(col) {
+                *b += l * xj;
             }
+        }
+        for (&r, &b) in pattern.iter().zip(below.iter()) {
+            x[r] -= b;
         }
     }
     // Lᵀ x = y.
     for s in (0..sym.n_supernodes()).rev() {
         let (start, size, pattern, values, height) = block(s);
+        below.clear();
+        below.extend(pattern.iter().map(|&r| x[r]));
+        let xs = &mut x[start..start + size];
         for j in (0..size).rev() {
             let col = &values[j * height..(j + 1) * height];
-            let mut acc = x[start + j];
-            for i in j + 1..size {
-                acc -= col[i] * x[start + i];
+            let mut acc = xs[j] - dot(&col[size..], below);
+            for (&l, &xi) in col[j + 1..size].iter().zip(&xs[j + 1..]) {
+                acc -= l * xi;
             }
-            for (&r, &l) in pattern.iter().zip(&col[size..]) {
-                acc -= l * x[r];
-            }
-            x[start + j] = acc / col[j];
+            xs[j] = acc / col[j];
         }
     }
+}
+
+/// Σ a_i b_i in four interleaved partial sums (which the compiler keeps in one vector
+/// register; a single running sum is a serial chain it may not reorder).
+#[inline(always)]
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let (mut acc, mut tail) = ([0.0f64; 4], 0.0);
+    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    for (&u, &v) in ca.remainder().iter().zip(cb.remainder()) {
+        tail += u * v;
+    }
+    for (u, v) in ca.zip(cb) {
+        for k in 0..4 {
+            acc[k] += u[k] * v[k];
+        }
+    }
+    (acc[0] + acc[2]) + (acc[1] + acc[3]) + tail
 }
 
 /// When `ReducedSystem::solve` stops refining.
@@ -418,9 +787,12 @@ impl ReducedSystem {
                         let again =
                             analyse(upper.as_ref(), Side::Upper, SymmetricOrdering::Identity)?;
                         if again.len_val() == symbolic.len_val()
-                            && matches!(again.raw(), SymbolicCholeskyRaw::Supernodal(_))
+                            && let SymbolicCholeskyRaw::Supernodal(sym) = again.raw()
                         {
-                            (again, Some(Box::new(ordered)))
+                            let mut ordered = Box::new(ordered);
+                            ordered.own_factorisation =
+                                flops_per_entry(sym) <= OWN_FACTORISATION_FLOPS;
+                            (again, Some(ordered))
                         } else {
                             (symbolic, None)
                         }
@@ -439,6 +811,7 @@ impl ReducedSystem {
                     work,
                     ready: false,
                     permuted: Vec::with_capacity(n),
+                    below: Vec::with_capacity(n),
                     ordered,
                 })
             }
@@ -861,6 +1234,69 @@ mod tests {
                 assert!(its <= 4, "{its} iterations from a factor 0.4 % away");
             }
         }
+    }
+
+    /// Our supernodal factorisation (`supernodal_llt_factor`) fills faer's storage with faer's
+    /// own factor: the same values to round-off, on the shape of S (a 64² grid in the
+    /// minimum-degree order, several matrices: the factor's storage is reused), and it reports
+    /// a matrix that is not positive definite instead of factorising it.
+    #[test]
+    fn own_supernodal_factorisation_agrees_with_faer() {
+        let (mesh, mut system, _) = test_system(64);
+        for wobble in [0.0, 0.3, 1.0] {
+            assemble_test_matrix(&mut system, &mesh, wobble);
+            system.factorize(0.0).expect("factorisation");
+            let Numeric::Llt(llt) = &mut system.numeric else {
+                panic!("Cholesky expected");
+            };
+            let ordered = llt.ordered.as_ref().expect("the matrix permuted once");
+            assert!(
+                ordered.own_factorisation,
+                "the test needs our factorisation at 64²"
+            );
+            let ours = llt.factor.clone();
+            let a = SparseColMatRef::new(ordered.pattern.as_ref(), &ordered.values);
+            llt.symbolic
+                .factorize_numeric_llt::<f64>(
+                    &mut llt.factor,
+                    a,
+                    Side::Lower,
+                    Default::default(),
+                    Par::Seq,
+                    MemStack::new(&mut llt.work),
+                    Default::default(),
+                )
+                .expect("faer's factorisation");
+            let SymbolicCholeskyRaw::Supernodal(sym) = llt.symbolic.raw() else {
+                panic!("a supernodal factor expected");
+            };
+            // Entries of L: each supernode's block below and on its diagonal (faer's dense
+            // Cholesky may leave values above the diagonal, which no solve reads).
+            let (begin, end, vp) = (
+                sym.supernode_begin(),
+                sym.supernode_end(),
+                sym.col_ptr_for_val(),
+            );
+            let (mut size, mut diff) = (0.0f64, 0.0f64);
+            for q in 0..sym.n_supernodes() {
+                let width = end[q] - begin[q];
+                let height = (vp[q + 1] - vp[q]) / width;
+                for j in 0..width {
+                    for i in j..height {
+                        let p = vp[q] + j * height + i;
+                        size = size.max(llt.factor[p].abs());
+                        diff = diff.max((ours[p] - llt.factor[p]).abs());
+                    }
+                }
+            }
+            assert!(
+                size > 0.0 && diff <= 1e-13 * size,
+                "wobble {wobble}: max |ΔL| {diff:e} of {size:e}"
+            );
+        }
+        // An indefinite matrix: the diagonal shifted below zero in the scaled variables.
+        assemble_test_matrix(&mut system, &mesh, 0.0);
+        assert!(system.factorize(-2.0).is_err());
     }
 
     /// The substitution on faer's supernodal storage solves like faer's own supernodal solve
