@@ -39,17 +39,16 @@
 //! Jacobian of the discrete map and blind to that mode; the finisher drives the one-cell formula
 //! and reports the marginal error by both ([`Ascent::marginal_2h`]).
 //!
-//! Why the two-cell residual is not driven (round 15): its aliased modes (−1)^i, (−1)^j,
-//! (−1)^(i+j) are not moved by the pointwise term ρ′ alone. Added to φ only, a checkerboard
-//! reaches ψ = φ^c through the grid's minimising cells, which advance by 0, 1 or 2 cells per
-//! cell where the map's displacement is not a whole number of cells; the defects make the
-//! two-cell push respond about as much as ρ′ does at 64² and 4× more at each halving of h
-//! (test `through_the_c_transform_the_two_cell_push_sees_the_checkerboard`). So a Newton step
-//! r/ρ′ on the aliased part of the residual overshoots (it diverged on the authors' example at
-//! 256² for every damping tried down to 0.02), and the one-cell preconditioner leaves those
-//! modes a step ~h²/(8θ₂): driving the two-cell residual takes 2–4× the passes to settle, and
-//! every variant measured that settles below the authors' two-cell error at all their steps
-//! was slower or less accurate (docs/notes/issue-20.md, round 15).
+//! What the porous medium drives (round 15): the two-cell residual, the authors' marginal, in
+//! the forth half only. Its aliased modes (−1)^i, (−1)^j, (−1)^(i+j) are not moved by the
+//! pointwise term ρ′ alone: added to φ, a checkerboard reaches ψ = φ^c through the grid's
+//! minimising cells, which advance by 0, 1 or 2 cells per cell where the map's displacement is
+//! not a whole number of cells, and the defects make the two-cell push respond about as much
+//! as ρ′ does at 64² and 4× more at each halving of h (test
+//! `through_the_c_transform_the_two_cell_push_sees_the_checkerboard`): a Newton step r/ρ′ on
+//! the aliased part of the residual diverged (every damping down to 0.02). The back half keeps
+//! the one-cell push, which sees the checkerboard of φ and holds it down through ψ; with both
+//! halves over two cells the ascent needs 2–4× the passes (docs/notes/issue-20.md, round 15).
 
 use crate::ctransform::CTransform;
 use crate::dual::LocalDual;
@@ -78,33 +77,41 @@ fn second_at(lat: &Lattice, f: &[f64], o: isize, i: isize, j: isize) -> [f64; 3]
     ]
 }
 
-/// [`second_at`] with o = 1 at every cell into `out`: the interior rows without the clamps, the
-/// divisions by h² as products with their reciprocals (the same values where h is a power of
-/// two, as on the authors' grids).
-fn second_differences(lat: &Lattice, f: &[f64], out: &mut [[f64; 3]]) {
+/// [`second_at`] over `o` cells at every cell into `out`: the interior rows without the clamps,
+/// the divisions by (oh)² as products with their reciprocals (the same values where h is a
+/// power of two, as on the authors' grids).
+fn second_differences(lat: &Lattice, f: &[f64], o: usize, out: &mut [[f64; 3]]) {
     let (n0, n1) = (lat.shape[0], lat.shape[1]);
     let (h0, h1) = (lat.h[0], lat.h[1]);
-    let (a0, a1, a01) = (1.0 / (h0 * h0), 1.0 / (h1 * h1), 1.0 / (4.0 * h0 * h1));
+    let of = (o * o) as f64;
+    let (a0, a1, a01) = (
+        1.0 / (of * h0 * h0),
+        1.0 / (of * h1 * h1),
+        1.0 / (4.0 * h0 * h1),
+    );
+    let oi = o as isize;
     out.par_chunks_mut(n1).enumerate().for_each(|(i, row)| {
-        if i == 0 || i + 1 >= n0 || n1 < 3 {
+        if i < o || i + o >= n0 || n1 < 2 * o + 1 {
             for (j, d) in row.iter_mut().enumerate() {
-                *d = second_at(lat, f, 1, i as isize, j as isize);
+                *d = second_at(lat, f, oi, i as isize, j as isize);
             }
             return;
         }
-        let (up, mid, down) = (
-            &f[(i - 1) * n1..i * n1],
+        let (far_up, mid, far_down) = (
+            &f[(i - o) * n1..(i - o + 1) * n1],
             &f[i * n1..(i + 1) * n1],
-            &f[(i + 1) * n1..(i + 2) * n1],
+            &f[(i + o) * n1..(i + o + 1) * n1],
         );
-        for j in [0, n1 - 1] {
-            row[j] = second_at(lat, f, 1, i as isize, j as isize);
+        // The cross term is over one cell on either stencil (central differences of the map).
+        let (up, down) = (&f[(i - 1) * n1..i * n1], &f[(i + 1) * n1..(i + 2) * n1]);
+        for j in (0..o).chain(n1 - o..n1) {
+            row[j] = second_at(lat, f, oi, i as isize, j as isize);
         }
-        for j in 1..n1 - 1 {
+        for j in o..n1 - o {
             let c = mid[j];
             row[j] = [
-                (down[j] - 2.0 * c + up[j]) * a0,
-                (mid[j + 1] - 2.0 * c + mid[j - 1]) * a1,
+                (far_down[j] - 2.0 * c + far_up[j]) * a0,
+                (mid[j + o] - 2.0 * c + mid[j - o]) * a1,
                 (down[j + 1] - down[j - 1] - up[j + 1] + up[j - 1]) * a01,
             ];
         }
@@ -186,13 +193,7 @@ pub(crate) fn push(
     let n1 = lat.shape[1];
     let h0 = lat.h[0];
     dk.resize(lat.len, [0.0; 3]);
-    if o == 1 {
-        second_differences(lat, k, dk);
-    } else {
-        dk.par_iter_mut().enumerate().for_each(|(idx, d)| {
-            *d = second_at(lat, k, o, (idx / n1) as isize, (idx % n1) as isize);
-        });
-    }
+    second_differences(lat, k, o as usize, dk);
     let dk: &[[f64; 3]] = dk;
     let eps = (h0 / (lat.shape[0] as f64 * h0)).sqrt();
     // Each cell's value is independent of the others: one task per cell, as ot.rs's push.
@@ -282,15 +283,17 @@ const CG_RTOL: f64 = 1e-3;
 /// The most conjugate-gradient iterations of one [`variable_solve`].
 const CG_MAX: usize = 100;
 
-/// One preconditioned ascent step x ← x + σ H⁻¹ f, with H = θ₁ + θ₂(−Δ) (the constant
+/// One preconditioned ascent step x ← x + σ H⁻¹ f (σ = `sigma`), with H = θ₁ + θ₂(−Δ) (the constant
 /// preconditioner), or with the Hessian's diagonal `d` in place of θ₁ when `variable` (solved by
 /// conjugate gradients, whose iterations it returns); `f` is overwritten.
+#[allow(clippy::too_many_arguments)]
 fn ascend(
     hh: &mut Helmholtz,
     cg: &mut CgWork,
     lat: &Lattice,
     variable: bool,
     (d, theta1, theta2): (&[f64], f64, f64),
+    sigma: f64,
     f: &mut [f64],
     x: &mut [f64],
 ) -> usize {
@@ -300,7 +303,7 @@ fn ascend(
         hh.solve(f, theta1, theta2);
         0
     };
-    x.par_iter_mut().zip(&*f).for_each(|(p, u)| *p += SIGMA * u);
+    x.par_iter_mut().zip(&*f).for_each(|(p, u)| *p += sigma * u);
     its
 }
 
@@ -380,7 +383,8 @@ pub(crate) struct Ascent {
     /// The same error at `phi` by the authors' formula: second differences over two cells (`o`
     /// = 2 in [`push`]), the Jacobian of the map whose gradient is the central difference.
     pub marginal_2h: f64,
-    /// The marginal error after each pass.
+    /// The marginal error after each pass, by the formula the ascent drives (two cells for
+    /// the porous medium, one with the cap).
     pub history: Vec<f64>,
     /// The marginal error reached `tol`, or stopped falling (by less than [`STALL`] of itself
     /// over the last [`WINDOW`] passes): the iteration's fixed point on this grid.
@@ -406,6 +410,12 @@ const STALL: f64 = 1e-2;
 /// twice the passes; on porous-m2-2d at 64² (3 steps, against Barenblatt) σ = 1 gave 2.10e-2 and
 /// 0.3 gave 2.35e-2. 0.3 is the compromise.
 const SIGMA: f64 = 0.3;
+
+/// The step of the two-cell drive (the porous medium): its near-aliased modes get from the
+/// one-cell preconditioner a step ~cos²(πk/2n) of what they need, so it converges slowly at
+/// 0.3 (the authors' example at 256², 150 / 542 / 274 passes); 1 settles in 100 / 277 / 192
+/// with the same marginals to ~10 % (round 15, docs/notes/issue-20.md).
+const SIGMA_TWO_CELL: f64 = 1.0;
 
 /// The most passes of one finish.
 pub(crate) const MAX_PASSES: usize = 2000;
@@ -531,6 +541,15 @@ impl BackAndForth<'_> {
         // 5.5e-1 with the constant θ₁, 2.2e-1 with the diagonal). The porous medium keeps the
         // constant θ₁ (its validated path).
         let variable = self.local.cap().is_some();
+        // The porous medium drives the authors' marginal (second differences over two cells,
+        // the Jacobian of the discrete map) in the forth half and keeps one cell in the back
+        // half, whose push sees the checkerboard of φ and holds it down through ψ (round 15);
+        // the cap keeps one cell in both (its validated path).
+        let (o_forth, sigma) = if variable {
+            (1, SIGMA)
+        } else {
+            (2, SIGMA_TWO_CELL)
+        };
         let mut d = vec![0.0; n];
         let mut cg = CgWork::default();
         let mut cg_its = 0usize;
@@ -538,7 +557,7 @@ impl BackAndForth<'_> {
             // forth: φ (a c̄-transform) shifted to the mass, its marginal error, one ascent
             // step in φ.
             self.shift_to_mass(&mut ct, &mut phi, &mut psi, &mut pv)?;
-            let marginal = self.forth_residual((&phi, &psi), 1, &mut rho, &mut dk, &mut f);
+            let marginal = self.forth_residual((&phi, &psi), o_forth, &mut rho, &mut dk, &mut f);
             history.push(marginal);
             if cfg!(feature = "trace") {
                 eprintln!("ascent pass {pass}: marginal {marginal:.3e} cg {cg_its}");
@@ -570,7 +589,9 @@ impl BackAndForth<'_> {
                 }
             }
             let hessian = (&d[..], theta1, theta2);
-            cg_its += ascend(&mut hh, &mut cg, lat, variable, hessian, &mut f, &mut phi);
+            cg_its += ascend(
+                &mut hh, &mut cg, lat, variable, hessian, sigma, &mut f, &mut phi,
+            );
             // back: ψ = φ^c, one ascent step in ψ, φ = ψ^c̄ (both transforms over the cells of
             // the domain: an obstacle is +∞ for φ, no mass may go there, and −∞ for ψ).
             ct.c_transform(lat, &phi, |i| lat.is_active(i), false, &mut psi);
@@ -593,12 +614,15 @@ impl BackAndForth<'_> {
                 self.back_curvature(&phi, &psi, &mut d);
             }
             let hessian = (&d[..], theta1, theta2);
-            cg_its += ascend(&mut hh, &mut cg, lat, variable, hessian, &mut f, &mut psi);
+            cg_its += ascend(
+                &mut hh, &mut cg, lat, variable, hessian, sigma, &mut f, &mut psi,
+            );
             ct.cbar_transform(lat, &psi, |i| lat.is_active(i), false, &mut phi);
         }
-        let (marginal, phi) = best?;
-        // `phi` is already shifted to the mass: ψ = φ^c and the residual over two cells.
+        let (_, phi) = best?;
+        // `phi` is already shifted to the mass: ψ = φ^c and the residual by both formulas.
         ct.c_transform(lat, &phi, |i| lat.is_active(i), false, &mut psi);
+        let marginal = self.forth_residual((&phi, &psi), 1, &mut rho, &mut dk, &mut push_f);
         let marginal_2h = self.forth_residual((&phi, &psi), 2, &mut rho, &mut dk, &mut push_f);
         Some(Ascent {
             phi,
