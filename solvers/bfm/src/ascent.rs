@@ -36,8 +36,9 @@
 //! differences over one cell, unlike the central-difference map, see the checkerboard
 //! (−1)^(i+j), so the Monge–Ampère formula can be satisfied by oscillations of the potential
 //! that move no mass. Over two cells (the authors' stencil, `o` = 2) the determinant is the
-//! Jacobian of the discrete map and blind to that mode; the finisher drives the one-cell formula
-//! and reports the marginal error by both ([`Ascent::marginal_2h`]).
+//! Jacobian of the discrete map and blind to that mode. With the cap the finisher drives the
+//! one-cell formula; for the porous medium, see the next paragraph; either way it reports the
+//! marginal error by both ([`Ascent::marginal_2h`]).
 //!
 //! What the porous medium drives (round 15): the two-cell residual, the authors' marginal, in
 //! the forth half only. Its aliased modes (−1)^i, (−1)^j, (−1)^(i+j) are not moved by the
