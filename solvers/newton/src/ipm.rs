@@ -11,8 +11,9 @@ const KAPPA_SIGMA: f64 = 1e10;
 /// Corrected directions per iteration of a porous step (`mehrotra`): each re-aims the
 /// complementarity of every cell at the exact landing point computed from the previous one
 /// (one solve on the iteration's factorisation each, no new factorisation). Porous m = 3 2D,
-/// steps 1/2/3, with 1 / 2 / 3 passes (and `LAMBDA_FLOOR`): 64² 12/10/10 (1 pass without the
-/// floor 14/10/13) / 11/10/11 / 10/9/10; 256² 17/16/16 / 17/14/15 / 16/14/15 (round 15).
+/// steps 1/2/3 (round 15): 1 pass without `LAMBDA_FLOOR` 64² 14/10/17, 256² 17/16/16; with the
+/// floor, 2 passes 11/10/11 and 17/14/15, 3 passes 10/9/10 and 16/14/15 (Mehrotra's corrector:
+/// 17/13/14 and 24/21/21).
 const LANDING_PASSES: usize = 3;
 /// On a porous step the multiplier λ_K of ρ ≥ 0 is kept above LAMBDA_FLOOR × its value by a
 /// per-cell floor instead of the fraction to the boundary. Why: at a degenerate front cell
@@ -20,7 +21,7 @@ const LANDING_PASSES: usize = 3;
 /// shrinks by more than half (δλ/λ = 2δρ/ρ), and the fraction to the boundary then cut every
 /// step of the iteration to 0.76–0.87 on porous m3 2D 256² (traced, round 15), so μ fell only
 /// ×5 per iteration. λ enters no mass balance; its floor moves r_ρ of such cells only.
-/// 256² steps 1/2/3: 17/17/17 → 16/14/15.
+/// 256² steps 1/2/3 with 3 landing passes: 17/17/17 → 16/14/15 (floor 0.1: 15/17/20).
 const LAMBDA_FLOOR: f64 = 0.01;
 /// Armijo constant of the merit-function line search.
 const ARMIJO: f64 = 1e-4;
@@ -616,7 +617,8 @@ impl<'s> Linearisation<'s> {
 /// halved until (i) the weighted KKT residual ‖W (r_ρ, r_G, r_p)‖₂ decreases by the Armijo
 /// fraction and (ii) every complementarity product stays in the wide neighbourhood
 /// λ_K ρ_K ≥ γ μ |K| (γ = 10⁻³) of the central path. Once μ is small the active-set finish
-/// ([`finish`]) is tried.
+/// ([`finish`]) is tried. On a porous step ([`Problem::lands`]) the corrector is the landing
+/// corrector ([`landing`]) and λ has a per-cell floor instead of the fraction to the boundary.
 pub(crate) fn run(
     p: &Problem<'_>,
     system: &mut ReducedSystem,
