@@ -647,7 +647,9 @@ const HANDOVER_MU: f64 = 1e-10;
 ///   10⁻³–10⁻² and spent its whole budget of 30 before the handover (20 / 41 / 39 iterations
 ///   per step); the interior point from the start takes 18 / 13 / 16. In 1D the front is two
 ///   cells and the ascent converges (m3 1D 400: ascent 17 / 17 / 7, interior point 20 / 22 /
-///   13; m3 well 1D 7 / 7 / 6 against 7 / 10 / 8).
+///   13; m3 well 1D 7 / 7 / 6 against 7 / 10 / 8). Since round 15's landing corrector
+///   (`ipm::landing`) the interior point takes m3 1D 400 in 11 / 11 / 8, so 1D m > 2 without
+///   a potential starts with it too; with the well it takes 7 / 8 / 7 and the ascent is kept.
 /// - m ≤ 2 with a potential: a confining potential stops the front where s* → 0 (the
 ///   stationary profile (C − V)/2 vanishes there), and the ascent crawled (m2 well 2D 64²
 ///   25 / 34 / 18, m2 well 1D 400 12 / 32 / 7; interior point 9 / 10 / 8 and 10 / 8 / 8).
@@ -738,11 +740,13 @@ impl<'a> Run<'a> {
         let porous_dual = e.entropy.is_none() && e.porous.is_some() && e.max_density.is_none();
         let barrier = (e.entropy.is_none() || e.max_density.is_some()) && !porous_dual;
         let lower_active = barrier;
-        // Porous m > 2 on a 2D or 3D mesh, and m ≤ 2 with a potential: the interior point from
-        // the start (see `INTERIOR_FIRST_MU`), the ascent gets no iterations.
+        // Porous m > 2 on a 2D or 3D mesh or without a potential, and m ≤ 2 with a potential:
+        // the interior point from the start (see `INTERIOR_FIRST_MU`), the ascent gets no
+        // iterations.
         let interior_first = porous_dual
             && e.porous.is_some_and(|m| {
-                (m > 2.0 && mesh.dim() >= 2) || (m <= 2.0 && e.potential.is_some())
+                (m > 2.0 && (mesh.dim() >= 2 || e.potential.is_none()))
+                    || (m <= 2.0 && e.potential.is_some())
             });
         let dual_budget = if interior_first {
             0
