@@ -1108,11 +1108,10 @@ fn repair_held_potential(
         .filter(|&k| held[k] == 1 && !coupled(held, k))
         .collect();
     let other = |a: usize, b: usize, k: usize| if a == k { b } else { a };
+    // Extend φ from the coupled cells into the vacuum, layer by layer (each cell the mean of its
+    // neighbours in the layers before), so that the sweeps start near the front's potential.
     {
-        // Extend φ from the coupled cells into the vacuum, layer by layer (mean of the layer before).
-        let mut set: Vec<bool> = (0..n)
-            .map(|k| !(held[k] == 1 && !coupled(held, k)))
-            .collect();
+        let mut set: Vec<bool> = (0..n).map(|k| held[k] != 1 || coupled(held, k)).collect();
         let mut layer: Vec<usize> = cells
             .iter()
             .copied()
@@ -1123,6 +1122,7 @@ fn repair_held_potential(
                 })
             })
             .collect();
+        let mut queued = vec![false; n];
         while !layer.is_empty() {
             let vals: Vec<f64> = layer
                 .iter()
@@ -1150,7 +1150,8 @@ fn repair_held_potential(
                 for &s in p.mesh.faces_of(j) {
                     let (a, b, _) = p.faces[s];
                     let o = other(a, b, j);
-                    if !set[o] && !next.contains(&o) {
+                    if !set[o] && !queued[o] {
+                        queued[o] = true;
                         next.push(o);
                     }
                 }
@@ -1210,6 +1211,10 @@ fn repair_held_potential(
                     .iter()
                     .fold(f64::INFINITY, |m, &(a, b, c)| m.min((a * v + b) * v + c))
             };
+            let cur = phi[j];
+            if g(cur) >= 0.0 {
+                continue;
+            }
             // The maximiser of g lies between the smallest and the largest vertex.
             let (mut lo, mut hi) =
                 quads
@@ -1228,10 +1233,6 @@ fn repair_held_potential(
                 }
             }
             let top = 0.5 * (lo + hi);
-            let cur = phi[j];
-            if g(cur) >= 0.0 {
-                continue;
-            }
             if g(top) <= 0.0 {
                 phi[j] = top;
                 continue;
