@@ -815,8 +815,8 @@ fn mehrotra(
 ///    step back to the interior point.
 ///
 /// Checked: `tests/porous_finish.rs` compares the finished answers with newton's at tol 10⁻¹²
-/// (≤ 3.6·10⁻¹³ ρ_s) and with the tight conic; against main's interior-point answers (no
-/// accepted finish on those steps) ≤ 1.04·10⁻¹⁰ ρ_s per step at 64² and 256² (issue-14 notes,
+/// (≤ 3.6·10⁻¹³ ρ_s) and with the tight conic; against main's answers (interior point or
+/// its old finish) ≤ 1.04·10⁻¹⁰ ρ_s per step at 64² and 256² (issue-14 notes,
 /// round 15).
 pub(crate) fn finish(
     p: &Problem<'_>,
