@@ -32,6 +32,15 @@ pub(crate) const MIN_STEP: f64 = 1e-12;
 /// Newton iterations of one active-set finish without entropy: when its held set is right it
 /// converges quadratically in 2–5 (porous m = 3 2D, traced in rounds 6–8).
 const FINISH_ITERATIONS: usize = 12;
+/// Growth of the finish's certificate (the interior point's KKT excess at its iterate) over its
+/// best value at which a finish with a degenerate law is abandoned (it only grows when the held
+/// set is wrong).
+const FINISH_DIVERGENCE: f64 = 1e3;
+/// Exchange rounds of a finish with a degenerate law: once its held set's Newton iteration has
+/// converged without a certificate, the held cells whose negative multiplier the certificate
+/// cannot absorb are released once (the front advanced into them). Porous m3 2D 64², 60 steps:
+/// 0 / 1 / 2 rounds 587 / 527 / 527 iterations, max 20 / 13 / 13 per step (release build).
+const DEGENERATE_RELEASE_ROUNDS: usize = 1;
 /// The same with entropy: the free cells' linearised law β ln ρ brings a far-off density back
 /// by a bounded factor per iteration, and the finish's excess falls only ×3–10 per iteration from
 /// its start at 10⁸–10¹⁰ × tol (crowd-2d 64², traced in rounds 5 and 8): 12 iterations cut
@@ -49,6 +58,13 @@ const FINISH_ITERATIONS_ENTROPY: usize = 16;
 /// 17-23-22 / 17-23-22 / 20-23-23 / 19-23-24 / 18-29-25 / 20-38-25, porous m3 2D 64²
 /// 20-41-39 / 20-42-39 / 20-43-38 / 20-42-41 / 20-42-39 / 20-42-39.
 const FINISH_DEFER_EXCESS: f64 = 1e2;
+/// The same for a degenerate law (porous m > 2 without entropy, `degenerate_law`), whose finish
+/// is certified by the interior point's own stopping test and abandoned as soon as its held set
+/// proves wrong (round 15). Porous m3 2D per step, 64² / 256², threshold 10² / 3·10³ / 10⁴ /
+/// 3·10⁴ / 10⁵: 15-11-12 / 14-9-9 / 13-8-8 / 13-7-8 / 13-6-8 and 21-16-15 / 18-14-13 /
+/// 18-13-12 / 18-13-13 / 27-12-13 (release build; at 10⁵ the 256² step 1 finish, tried at
+/// excess 8.9·10⁴, held 8 cells that are free and was rejected after 7 iterations).
+const FINISH_DEFER_EXCESS_DEGENERATE: f64 = 1e4;
 /// Last step length from which the interior point counts as converging fast; with shorter
 /// steps (a stalled, degenerate path: the finish exists for it) the finish is tried as soon as
 /// μ ≤ FINISH_MU (0.3 and 0.5 measured the same within one iteration).
@@ -607,6 +623,12 @@ impl<'s> Linearisation<'s> {
     }
 }
 
+/// Porous m > 2 without entropy: f''(0) = 0, a cell released from ρ = 0 has a divergent linearised
+/// law, and the active-set finish exchanges no cells (see `finish`).
+fn degenerate_law(p: &Problem<'_>) -> bool {
+    p.law.beta.is_none() && p.law.m.is_some_and(|m| m > 2.0)
+}
+
 /// Run the method from x with barrier parameter μ (absolute) down to `mu_min`, for at most
 /// `max_iter` iterations.
 ///
@@ -665,13 +687,19 @@ pub(crate) fn run(
         // Active-set finish once the barrier is small, then every few iterations.
         // While the interior point itself converges fast (steps ≥ FINISH_DEFER_STEP), the
         // finish waits until the KKT excess is ≤ FINISH_DEFER_EXCESS (see the constants).
-        let defer = last_step >= FINISH_DEFER_STEP && e.excess > FINISH_DEFER_EXCESS;
+        let defer_excess = if degenerate_law(p) {
+            FINISH_DEFER_EXCESS_DEGENERATE
+        } else {
+            FINISH_DEFER_EXCESS
+        };
+        let defer = last_step >= FINISH_DEFER_STEP && e.excess > defer_excess;
         // `max_iter` bounds the run's iterations, the finish's included.
         let left = max_iter.saturating_sub(out.iterations);
         if mu <= FINISH_MU * scale && out.iterations >= next_finish && !defer && left > 0 {
             let mut t = 0.0;
             let mut its = 0;
             let finished = finish(p, system, &x, tol, left, &mut t, &mut its);
+
             out.linear_time += t;
             // Every Newton iteration of the finish factorises once, and is charged whether
             // the finish succeeds or not.
@@ -848,6 +876,42 @@ fn landing(p: &Problem<'_>, x: &State, aff: &Direction, pred: &Direction, mu_t: 
 /// rows, ≥ 0 (both up to tol). Degenerate cells (ρ and λ both ~0) are right either way.
 /// Returns the finished state, or `None` (then the interior point goes on); `iterations` counts
 /// the Newton iterations (one factorisation each) it spent either way, at most `max_iter`.
+///
+/// ## A degenerate law (porous m > 2 without entropy): the interior point's own certificate
+/// Here the held cells' multipliers are ill-determined: at a held front cell K whose faces
+/// carry θ ~ 10⁻⁵ ρ_s, λ_K = |K|(V_K + φ_K/τ) − Q_K, and Q_K = Σ_σ T_σ(φ_L − φ_K)²/(4τ) takes
+/// the potential of the empty cells beyond K, which no mass balance determines (their faces
+/// carry θ = 0). Round 14 found 16 such cells with λ = −6.7·10⁻⁶…−9.7·10⁻⁶ |K|E_s at a held-set
+/// solution within 8.8·10⁻¹¹ ρ_s of the interior point's answer. Three things make the finish
+/// right there:
+/// 1. The empty cells' potential (`repair_held_potential`) is extended from the coupled cells
+///    layer by layer into the vacuum, then each is moved into the interval where its own and its
+///    held neighbours' multipliers are ≥ 0. This moves no mass (every face of such a cell has
+///    θ = 0) and changes no residual but the held cells' multipliers. With it the 16 cells'
+///    multipliers are ≥ 0 (64² step 1: certificate 1.8·10⁻⁵ after 2 iterations).
+/// 2. The acceptance test is the interior point's stopping test itself (`pd_errors`, the same
+///    function and tol), evaluated at the finish's iterate read as a primal–dual point
+///    (`candidate`): held cells at ρ = 0 with λ_K = max(r_ρ,K, 0), free cells with ρ clipped to
+///    ≥ 0 and λ = 0, G = T θ ∇φ. That point satisfies every sign condition (ρ, λ ≥ 0) exactly,
+///    so its KKT residuals r_ρ, r_G, r_p and the complementarity min(ρ/ρ_s, λ/(|K|E_s)) (= 0)
+///    are those the interior point measures at its own iterates, translated into density errors
+///    the same way; a negative multiplier −ε left at a held cell is a stationarity residual
+///    ε, whose density error is min(1/D_K, τ Σ_σ T_σθ_σ/|K|²) ε/ρ_s (D_K = |K| f''(0) = 0, so
+///    the φ-route), exactly as the interior point would count it. Nothing is accepted that the
+///    interior point's own test would reject at that point; the test is evaluated at every pass
+///    (no factorisation), also before the first Newton iteration.
+/// 3. When the held set's Newton iteration has converged (its own excess ≤ 1) and the
+///    certificate still fails, the held cells whose negative multiplier its φ-route cannot
+///    absorb (the front advanced into them) are released once (`DEGENERATE_RELEASE_ROUNDS`),
+///    restarting from the interior point's density (≥ tol ρ_s) where the linearised law
+///    3|K|ρ is finite, and the Newton iteration goes on. A certificate that grows 10³-fold over
+///    its best (`FINISH_DIVERGENCE`), a second failure at convergence, or the budget send the
+///    step back to the interior point.
+///
+/// Checked: `tests/porous_finish.rs` compares the finished answers with newton's at tol 10⁻¹²
+/// (≤ 3.6·10⁻¹³ ρ_s) and with the tight conic; against main's answers (interior point or
+/// its old finish) ≤ 1.04·10⁻¹⁰ ρ_s per step at 64² and 256² (issue-14 notes,
+/// round 15).
 pub(crate) fn finish(
     p: &Problem<'_>,
     system: &mut ReducedSystem,
@@ -883,13 +947,9 @@ pub(crate) fn finish(
     // law is degenerate there (m > 2 without entropy: f''(0) = 0, ρ ~ s^{1/(m−1)}), the
     // linearised law sends it to δs/f''(ρ) ≫ its density and the round diverges or stalls
     // (excess 10⁹–10¹⁷, or stuck at 10³: rounds 3, 6 and 8 traced it on porous m = 3 2D; no
-    // exchange round succeeded there). The interior point then goes on at once and tries the
-    // finish again with its own, better, classification: porous m3 2D 64² 68/67 → 57/64 per
-    // warm step, raw samples 46/67 → 44/54 (a failed round's iterations are charged to the step).
-    let max_rounds = match (p.law.beta, p.law.m) {
-        (None, Some(m)) if m > 2.0 => 0,
-        _ => 3,
-    };
+    // exchange round succeeded there). A degenerate law instead takes the certified path
+    // below (see the function's docs), whose one release happens only at a converged held set.
+    let max_rounds = if degenerate_law(p) { 0 } else { 3 };
     // A held cell all of whose neighbours are held too exchanges no mass in this step: its
     // potential (hence its multiplier) is not determined by the step, so its sign is not
     // checked.
@@ -926,8 +986,13 @@ pub(crate) fn finish(
         FINISH_ITERATIONS
     }
     .min(max_iter);
+    let mut best = f64::INFINITY;
     for _ in 0..budget {
-        repair_vacuum_potential(p, &held, &coupled, &mut y.phi);
+        if max_rounds == 0 {
+            repair_held_potential(p, &held, &coupled, &mut y.phi);
+        } else {
+            repair_vacuum_potential(p, &held, &coupled, &mut y.phi);
+        }
         let res = p.pd_residuals(&y);
         // Errors: the free cells' stationarity, the mass balance, and the signs.
         let mut e = Errors::default();
@@ -966,76 +1031,113 @@ pub(crate) fn finish(
         let total: f64 = res.r_p.iter().sum();
         e.mass = total.abs() / p.mass;
         e.consider(Part::Mass, e.mass, gamma, tol);
-        // Without exchange rounds (porous m > 2) a finish can only succeed with the held set it
-        // started from, and its signs must be right at convergence. Traced on porous m3 2D 64²
-        // (round 9b): the held cells that show a negative multiplier at the finish's start or
-        // after its first Newton iteration (16–36 front cells, ρ ~ 10⁻⁹ ρ_s and λ ~ 10⁻⁶ at the
-        // interior point's iterate) kept it to convergence (excess 10⁻³), and the finish was
-        // rejected after its iterations. Such a finish is stopped at once and the interior point
-        // goes on, as it does after a rejection (steps 1 / 2 / 3: 18 / 13 / 16 → 17 / 13 / 14,
-        // test profile).
-        if !ok_signs && max_rounds == 0 {
-            return None;
-        }
-        if e.excess <= 1.0 && !ok_signs {
-            // Primal–dual active set: release held cells with a negative multiplier, hold
-            // free cells that left their interval, and solve again.
-            rounds += 1;
-            if rounds > max_rounds {
+        // Round 9b stopped a degenerate finish at its first negative multiplier (16–36 front
+        // cells kept one to convergence); round 15 traced those to the vacuum potential
+        // (`repair_held_potential`) and certifies instead.
+        if max_rounds == 0 {
+            // Degenerate law: certified by the interior point's own stopping test at the
+            // finish's iterate read as a primal–dual point (see the function's docs).
+            let z = candidate(p, &y, &held, &res);
+            let ez = p.pd_errors(&z, &p.pd_residuals(&z), tol);
+            if ez.excess <= 1.0 {
+                return Some((z, ez));
+            }
+            // A growing certificate means a wrong held set: the interior point goes on.
+            if ez.excess > FINISH_DIVERGENCE * best {
                 return None;
             }
-            let small = tol * rs;
-            for k in 0..n {
-                let c = coupled(&held, k);
-                match held[k] {
-                    1 if c && res.r_rho[k] < -tol * p.vols[k] * es => {
-                        held[k] = 0;
-                        y.rho[k] = small;
-                        if let Some(c) = cap {
-                            y.gap[k] = c - small;
-                        }
-                    }
-                    2 if c && -res.r_rho[k] < -tol * p.vols[k] * es => {
-                        held[k] = 0;
-                        if let Some(c) = cap {
-                            y.rho[k] = c - small;
-                            y.gap[k] = small;
-                        }
-                    }
-                    0 if y.rho[k] < -small => {
-                        held[k] = 1;
-                        y.rho[k] = 0.0;
-                        if let Some(c) = cap {
-                            y.gap[k] = c;
-                        }
-                    }
-                    0 if cap.is_some() && y.gap[k] < -small => {
-                        held[k] = 2;
-                        y.rho[k] = cap.unwrap_or(y.rho[k]);
-                        y.gap[k] = 0.0;
-                    }
-                    _ => {}
+            best = best.min(ez.excess);
+            if e.excess <= 1.0 {
+                // The held set's solution is not a KKT point within tol: release the held
+                // cells whose negative multiplier the φ-route does not absorb, once.
+                rounds += 1;
+                if rounds > DEGENERATE_RELEASE_ROUNDS {
+                    return None;
                 }
+                let mut tth = vec![0.0; n];
+                for &(k, l, t) in p.faces.iter() {
+                    let a = t * 0.5 * (y.rho[k] + y.rho[l]);
+                    tth[k] += a;
+                    tth[l] += a;
+                }
+                let release: Vec<usize> = (0..n)
+                    .filter(|&k| {
+                        held[k] == 1
+                            && res.r_rho[k] < 0.0
+                            && -res.r_rho[k] * p.tau * tth[k] / (p.vols[k] * p.vols[k] * rs) > tol
+                    })
+                    .collect();
+                if release.is_empty() {
+                    return None;
+                }
+                for &k in &release {
+                    held[k] = 0;
+                    y.rho[k] = x.rho[k].max(tol * rs);
+                }
+                y.g = p.flux_of(&y.rho, &y.phi);
+                continue;
             }
-            y.g = p.flux_of(&y.rho, &y.phi);
-            continue;
-        }
-        if e.excess <= 1.0 {
-            // Clip round-off-sized excursions of free cells, recover the multipliers.
-            for k in 0..n {
-                match held[k] {
-                    1 => y.lam[k] = res.r_rho[k].max(0.0),
-                    2 => y.nu[k] = (-res.r_rho[k]).max(0.0),
-                    _ => {
-                        y.rho[k] = y.rho[k].max(0.0);
-                        if let Some(c) = cap {
-                            y.rho[k] = y.rho[k].min(c);
-                            y.gap[k] = y.gap[k].max(0.0);
+        } else {
+            if e.excess <= 1.0 && !ok_signs {
+                // Primal–dual active set: release held cells with a negative multiplier, hold
+                // free cells that left their interval, and solve again.
+                rounds += 1;
+                if rounds > max_rounds {
+                    return None;
+                }
+                let small = tol * rs;
+                for k in 0..n {
+                    let c = coupled(&held, k);
+                    match held[k] {
+                        1 if c && res.r_rho[k] < -tol * p.vols[k] * es => {
+                            held[k] = 0;
+                            y.rho[k] = small;
+                            if let Some(c) = cap {
+                                y.gap[k] = c - small;
+                            }
+                        }
+                        2 if c && -res.r_rho[k] < -tol * p.vols[k] * es => {
+                            held[k] = 0;
+                            if let Some(c) = cap {
+                                y.rho[k] = c - small;
+                                y.gap[k] = small;
+                            }
+                        }
+                        0 if y.rho[k] < -small => {
+                            held[k] = 1;
+                            y.rho[k] = 0.0;
+                            if let Some(c) = cap {
+                                y.gap[k] = c;
+                            }
+                        }
+                        0 if cap.is_some() && y.gap[k] < -small => {
+                            held[k] = 2;
+                            y.rho[k] = cap.unwrap_or(y.rho[k]);
+                            y.gap[k] = 0.0;
+                        }
+                        _ => {}
+                    }
+                }
+                y.g = p.flux_of(&y.rho, &y.phi);
+                continue;
+            }
+            if e.excess <= 1.0 {
+                // Clip round-off-sized excursions of free cells, recover the multipliers.
+                for k in 0..n {
+                    match held[k] {
+                        1 => y.lam[k] = res.r_rho[k].max(0.0),
+                        2 => y.nu[k] = (-res.r_rho[k]).max(0.0),
+                        _ => {
+                            y.rho[k] = y.rho[k].max(0.0);
+                            if let Some(c) = cap {
+                                y.rho[k] = y.rho[k].min(c);
+                                y.gap[k] = y.gap[k].max(0.0);
+                            }
                         }
                     }
                 }
+                return Some((y, e));
             }
-            return Some((y, e));
         }
         // Newton step on the free cells (held cells: δρ = 0).
         let dinv: Vec<f64> = (0..n)
@@ -1081,6 +1183,191 @@ pub(crate) fn finish(
         y.g = p.flux_of(&y.rho, &y.phi);
     }
     None
+}
+
+/// Held-empty cells that exchange no mass (all neighbours held): move each φ_J so that its own
+/// multiplier and those of its held neighbours are nonnegative, or as little negative as possible.
+/// Per volume, with f'(0) = 0, λ_K/|K| = V_K + φ_K/τ − Σ_σ T_σ (φ_L − φ_K)²/(4τ|K|): as a function
+/// of φ_J, J's own and each held neighbour K's are concave quadratics q_i; g = min_i q_i is concave,
+/// {g ≥ 0} an interval (the intersection of the q_i's). φ_J moves to the nearest point of that
+/// interval, or to the maximiser of g when it is empty. No mass moves: every face of J has θ = 0.
+fn repair_held_potential(
+    p: &Problem<'_>,
+    held: &[u8],
+    coupled: &dyn Fn(&[u8], usize) -> bool,
+    phi: &mut [f64],
+) {
+    let n = p.n();
+    let tau = p.tau;
+    let cells: Vec<usize> = (0..n)
+        .filter(|&k| held[k] == 1 && !coupled(held, k))
+        .collect();
+    let other = |a: usize, b: usize, k: usize| if a == k { b } else { a };
+    // Extend φ from the coupled cells into the vacuum, layer by layer (each cell the mean of its
+    // neighbours in the layers before), so that the sweeps start near the front's potential.
+    {
+        let mut set: Vec<bool> = (0..n).map(|k| held[k] != 1 || coupled(held, k)).collect();
+        let mut layer: Vec<usize> = cells
+            .iter()
+            .copied()
+            .filter(|&j| {
+                p.mesh.faces_of(j).iter().any(|&s| {
+                    let (a, b, _) = p.faces[s];
+                    set[other(a, b, j)]
+                })
+            })
+            .collect();
+        let mut queued = vec![false; n];
+        while !layer.is_empty() {
+            let vals: Vec<f64> = layer
+                .iter()
+                .map(|&j| {
+                    let (mut sum, mut cnt) = (0.0, 0.0);
+                    for &s in p.mesh.faces_of(j) {
+                        let (a, b, _) = p.faces[s];
+                        let o = other(a, b, j);
+                        if set[o] {
+                            sum += phi[o];
+                            cnt += 1.0;
+                        }
+                    }
+                    sum / cnt
+                })
+                .collect();
+            for (&j, &v) in layer.iter().zip(&vals) {
+                phi[j] = v;
+            }
+            for &j in &layer {
+                set[j] = true;
+            }
+            let mut next = Vec::new();
+            for &j in &layer {
+                for &s in p.mesh.faces_of(j) {
+                    let (a, b, _) = p.faces[s];
+                    let o = other(a, b, j);
+                    if !set[o] && !queued[o] {
+                        queued[o] = true;
+                        next.push(o);
+                    }
+                }
+            }
+            layer = next;
+        }
+    }
+    let mut quads: Vec<(f64, f64, f64)> = Vec::new();
+    for sweep in 0..6 {
+        let order: Box<dyn Iterator<Item = &usize>> = if sweep % 2 == 0 {
+            Box::new(cells.iter())
+        } else {
+            Box::new(cells.iter().rev())
+        };
+        for &j in order {
+            quads.clear();
+            // J's own: a v² + b v + c.
+            let (mut t1, mut t2, mut t3) = (0.0, 0.0, 0.0);
+            for &s in p.mesh.faces_of(j) {
+                let (a, b, t) = p.faces[s];
+                let o = phi[other(a, b, j)];
+                t1 += t;
+                t2 += t * o;
+                t3 += t * o * o;
+            }
+            if t1 <= 0.0 {
+                continue;
+            }
+            let vj = p.vols[j];
+            quads.push((
+                -t1 / (4.0 * tau * vj),
+                1.0 / tau + t2 / (2.0 * tau * vj),
+                p.potential[j] - t3 / (4.0 * tau * vj),
+            ));
+            // Each held neighbour K through face σ: c_K − T (v − φ_K)²/(4τ|K|).
+            for &s in p.mesh.faces_of(j) {
+                let (a, b, t) = p.faces[s];
+                let k = other(a, b, j);
+                if held[k] != 1 {
+                    continue;
+                }
+                let vk = p.vols[k];
+                let mut rest = p.potential[k] + phi[k] / tau;
+                for &s2 in p.mesh.faces_of(k) {
+                    if s2 == s {
+                        continue;
+                    }
+                    let (a2, b2, t2) = p.faces[s2];
+                    let d = phi[other(a2, b2, k)] - phi[k];
+                    rest -= t2 * d * d / (4.0 * tau * vk);
+                }
+                let w = t / (4.0 * tau * vk);
+                quads.push((-w, 2.0 * w * phi[k], rest - w * phi[k] * phi[k]));
+            }
+            let g = |v: f64| {
+                quads
+                    .iter()
+                    .fold(f64::INFINITY, |m, &(a, b, c)| m.min((a * v + b) * v + c))
+            };
+            let cur = phi[j];
+            if g(cur) >= 0.0 {
+                continue;
+            }
+            // The maximiser of g lies between the smallest and the largest vertex.
+            let (mut lo, mut hi) =
+                quads
+                    .iter()
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &(a, b, _)| {
+                        let v = -b / (2.0 * a);
+                        (l.min(v), h.max(v))
+                    });
+            for _ in 0..100 {
+                let m1 = lo + (hi - lo) / 3.0;
+                let m2 = hi - (hi - lo) / 3.0;
+                if g(m1) < g(m2) {
+                    lo = m1;
+                } else {
+                    hi = m2;
+                }
+            }
+            let top = 0.5 * (lo + hi);
+            if g(top) <= 0.0 {
+                phi[j] = top;
+                continue;
+            }
+            // Bisect between the maximiser and the current value for the edge of {g ≥ 0}.
+            let (mut inside, mut outside) = (top, cur);
+            for _ in 0..100 {
+                let mid = 0.5 * (inside + outside);
+                if g(mid) >= 0.0 {
+                    inside = mid;
+                } else {
+                    outside = mid;
+                }
+            }
+            phi[j] = inside;
+        }
+    }
+}
+
+/// The finish's iterate as a primal–dual state: held cells at their bound with the multiplier
+/// read off their stationarity row (clipped at 0), free cells clipped into their interval with
+/// zero multipliers.
+fn candidate(p: &Problem<'_>, y: &State, held: &[u8], res: &Residuals) -> State {
+    let mut z = y.clone();
+    let cap = p.law.rho_max;
+    for k in 0..p.n() {
+        match held[k] {
+            1 => z.lam[k] = res.r_rho[k].max(0.0),
+            2 => z.nu[k] = (-res.r_rho[k]).max(0.0),
+            _ => {
+                z.rho[k] = z.rho[k].max(0.0);
+                if let Some(c) = cap {
+                    z.rho[k] = z.rho[k].min(c);
+                    z.gap[k] = z.gap[k].max(0.0);
+                }
+            }
+        }
+    }
+    z.g = p.flux_of(&z.rho, &z.phi);
+    z
 }
 
 /// The potential of held-empty cells that exchange no mass (all their neighbours are held too)
