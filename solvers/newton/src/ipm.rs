@@ -64,7 +64,12 @@ const FINISH_DEFER_EXCESS: f64 = 1e2;
 /// 3·10⁴ / 10⁵: 15-11-12 / 14-9-9 / 13-8-8 / 13-7-8 / 13-6-8 and 21-16-15 / 18-14-13 /
 /// 18-13-12 / 18-13-13 / 27-12-13 (release build; at 10⁵ the 256² step 1 finish, tried at
 /// excess 8.9·10⁴, held 8 cells that are free and was rejected after 7 iterations).
-const FINISH_DEFER_EXCESS_DEGENERATE: f64 = 1e4;
+/// With the landing corrector (merged after those measurements) the interior point reaches a
+/// lower excess sooner and 10⁴ tried the finish too early: 256² step 3 tried it at 4.2·10³,
+/// where it ran its 12 iterations without a certificate (steps 14/10/26). Both merged,
+/// threshold 10² / 10³ / 10⁴: 64² 10-7-7 / 9-6-7 / 8-6-7, 256² 15-12-12 / 14-12-12 / 14-10-26,
+/// m3 well 2D 64² 8-7-6 / 8-7-6 / 7-6-5 (release, lead, round 15).
+const FINISH_DEFER_EXCESS_DEGENERATE: f64 = 1e3;
 /// Last step length from which the interior point counts as converging fast; with shorter
 /// steps (a stalled, degenerate path: the finish exists for it) the finish is tried as soon as
 /// μ ≤ FINISH_MU (0.3 and 0.5 measured the same within one iteration).

@@ -217,7 +217,11 @@ pub fn porous_verdict((diff, kkt_newton, kkt_conic): (f64, f64, f64)) {
 }
 
 /// Agreement to `agree`, or else the conic is the inexact side: newton's own cell-law residual is
-/// ≤ 1e-8 and the difference within ten times the conic's (and below `ceiling`).
+/// ≤ 1e-8 and the difference within ten times the conic's (and below `ceiling`). Agreement to
+/// `SETTLED` with the independent reference decides by itself: newton's cell-law residual is
+/// in density units, which at a porous front amplify the stopping test's tolerance on the
+/// potential (ρ = √(2s/3) for m = 3: an error δs in s is δs/(3ρ) in ρ — 5.4e-8 of max ρ at the
+/// 64² m = 3 front, round 15, where the densities agree with the tight conic to 8.2e-12).
 pub fn conic_limited_verdict(
     what: &str,
     diff: f64,
@@ -226,6 +230,10 @@ pub fn conic_limited_verdict(
     agree: f64,
     ceiling: f64,
 ) {
+    const SETTLED: f64 = 1e-9;
+    if diff <= SETTLED {
+        return;
+    }
     assert!(
         kkt_newton <= 1e-8,
         "{what}: newton cell-law residual {kkt_newton:e}"
