@@ -1128,19 +1128,7 @@ pub(crate) fn finish(
             }
             if e.excess <= 1.0 {
                 // Clip round-off-sized excursions of free cells, recover the multipliers.
-                for k in 0..n {
-                    match held[k] {
-                        1 => y.lam[k] = res.r_rho[k].max(0.0),
-                        2 => y.nu[k] = (-res.r_rho[k]).max(0.0),
-                        _ => {
-                            y.rho[k] = y.rho[k].max(0.0);
-                            if let Some(c) = cap {
-                                y.rho[k] = y.rho[k].min(c);
-                                y.gap[k] = y.gap[k].max(0.0);
-                            }
-                        }
-                    }
-                }
+                to_bounds(p, &mut y, &held, &res);
                 return Some((y, e));
             }
         }
@@ -1190,6 +1178,14 @@ pub(crate) fn finish(
     None
 }
 
+/// The held-empty cells that exchange no mass (every neighbour held too): the cells whose
+/// potential the step does not determine.
+fn uncoupled_held(n: usize, held: &[u8], coupled: &dyn Fn(&[u8], usize) -> bool) -> Vec<usize> {
+    (0..n)
+        .filter(|&k| held[k] == 1 && !coupled(held, k))
+        .collect()
+}
+
 /// Held-empty cells that exchange no mass (all neighbours held): move each φ_J so that its own
 /// multiplier and those of its held neighbours are nonnegative, or as little negative as possible.
 /// Per volume, with f'(0) = 0, λ_K/|K| = V_K + φ_K/τ − Σ_σ T_σ (φ_L − φ_K)²/(4τ|K|): as a function
@@ -1202,11 +1198,8 @@ fn repair_held_potential(
     coupled: &dyn Fn(&[u8], usize) -> bool,
     phi: &mut [f64],
 ) {
-    let n = p.n();
-    let tau = p.tau;
-    let cells: Vec<usize> = (0..n)
-        .filter(|&k| held[k] == 1 && !coupled(held, k))
-        .collect();
+    let (n, tau) = (p.n(), p.tau);
+    let cells = uncoupled_held(n, held, coupled);
     let other = |a: usize, b: usize, k: usize| if a == k { b } else { a };
     // Extend φ from the coupled cells into the vacuum, layer by layer (each cell the mean of its
     // neighbours in the layers before), so that the sweeps start near the front's potential.
@@ -1357,22 +1350,28 @@ fn repair_held_potential(
 /// zero multipliers.
 fn candidate(p: &Problem<'_>, y: &State, held: &[u8], res: &Residuals) -> State {
     let mut z = y.clone();
+    to_bounds(p, &mut z, held, res);
+    z.g = p.flux_of(&z.rho, &z.phi);
+    z
+}
+
+/// Held cells' multipliers read off their stationarity rows (clipped at 0), free cells' densities
+/// clipped into their interval.
+fn to_bounds(p: &Problem<'_>, y: &mut State, held: &[u8], res: &Residuals) {
     let cap = p.law.rho_max;
     for k in 0..p.n() {
         match held[k] {
-            1 => z.lam[k] = res.r_rho[k].max(0.0),
-            2 => z.nu[k] = (-res.r_rho[k]).max(0.0),
+            1 => y.lam[k] = res.r_rho[k].max(0.0),
+            2 => y.nu[k] = (-res.r_rho[k]).max(0.0),
             _ => {
-                z.rho[k] = z.rho[k].max(0.0);
+                y.rho[k] = y.rho[k].max(0.0);
                 if let Some(c) = cap {
-                    z.rho[k] = z.rho[k].min(c);
-                    z.gap[k] = z.gap[k].max(0.0);
+                    y.rho[k] = y.rho[k].min(c);
+                    y.gap[k] = y.gap[k].max(0.0);
                 }
             }
         }
     }
-    z.g = p.flux_of(&z.rho, &z.phi);
-    z
 }
 
 /// The potential of held-empty cells that exchange no mass (all their neighbours are held too)
@@ -1386,11 +1385,8 @@ fn repair_vacuum_potential(
     coupled: &dyn Fn(&[u8], usize) -> bool,
     phi: &mut [f64],
 ) {
-    let n = p.n();
-    let tau = p.tau;
-    let cells: Vec<usize> = (0..n)
-        .filter(|&k| held[k] == 1 && !coupled(held, k))
-        .collect();
+    let (n, tau) = (p.n(), p.tau);
+    let cells = uncoupled_held(n, held, coupled);
     for sweep in 0..6 {
         let order: Box<dyn Iterator<Item = &usize>> = if sweep % 2 == 0 {
             Box::new(cells.iter())

@@ -5,22 +5,10 @@
 //! rejected at its first negative front multiplier, an artefact of the vacuum potential.
 
 mod common;
-use common::{newton_march, reference_conic};
-use jko_core::{Energy, Mesh, StepSolver};
+use common::{barenblatt_m3_2d, newton_march, reference_conic};
+use jko_core::StepSolver;
 use jko_newton::{NewtonParams, NewtonSolver};
 use ndarray::Array1;
-
-/// Barenblatt m = 3 at t₀ = 0.05 on n² cells of [−1.5, 1.5]² (robust/porous-m3-2d.toml's data).
-fn barenblatt_m3_2d(n: usize) -> (Mesh, Energy, Array1<f64>) {
-    let mesh = Mesh::grid(&[n, n], &[-1.5, -1.5], &[1.5, 1.5]).unwrap();
-    let b = jko_core::exact::Barenblatt::new(3.0, 2, 1.0).unwrap();
-    let rho0 = mesh.sample(|x| b.density(0.05, x));
-    let energy = Energy {
-        porous: Some(3.0),
-        ..Energy::default()
-    };
-    (mesh, energy, rho0)
-}
 
 fn max_diff(a: &Array1<f64>, b: &Array1<f64>) -> f64 {
     let scale = b.iter().cloned().fold(0.0, f64::max);

@@ -464,13 +464,7 @@ fn porous_free_boundary_does_not_crawl() {
 /// The Barenblatt m = 3 profile of `porous_m3_2d_barenblatt_converges` (samples not normalised)
 /// on n² cells of [−1.5, 1.5]², three warm-started steps of τ = 0.01.
 fn porous_m3_2d(n: usize) -> (Mesh, Energy, Array1<f64>, Vec<usize>) {
-    let mesh = Mesh::grid(&[n, n], &[-1.5, -1.5], &[1.5, 1.5]).unwrap();
-    let b = jko_core::exact::Barenblatt::new(3.0, 2, 1.0).unwrap();
-    let rho0 = mesh.sample(|x| b.density(0.05, x));
-    let energy = Energy {
-        porous: Some(3.0),
-        ..Energy::default()
-    };
+    let (mesh, energy, rho0) = common::barenblatt_m3_2d(n);
     let its = run(
         &format!("porous m 3 2d {n}²"),
         &mesh,

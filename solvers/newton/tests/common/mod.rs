@@ -243,3 +243,15 @@ pub fn conic_limited_verdict(
         "{what}: max|drho|/max rho = {diff:e}, conic cell-law residual {kkt_conic:e}"
     );
 }
+
+/// Barenblatt m = 3 at t₀ = 0.05 on n² cells of [−1.5, 1.5]² (robust/porous-m3-2d.toml's data).
+pub fn barenblatt_m3_2d(n: usize) -> (Mesh, Energy, Array1<f64>) {
+    let mesh = Mesh::grid(&[n, n], &[-1.5, -1.5], &[1.5, 1.5]).unwrap();
+    let b = jko_core::exact::Barenblatt::new(3.0, 2, 1.0).unwrap();
+    let rho0 = mesh.sample(|x| b.density(0.05, x));
+    let energy = Energy {
+        porous: Some(3.0),
+        ..Energy::default()
+    };
+    (mesh, energy, rho0)
+}
