@@ -190,8 +190,14 @@ def test_ctrl_c_stops_a_run_after_a_saved_step(tmp_path):
             os.kill(os.getpid(), signal.SIGINT)  # as a Ctrl-C during the run would
 
     config = jko.parse_config(jko.example("ou-1d"))
-    with pytest.raises(KeyboardInterrupt):
-        jko.run(config, out=tmp_path, steps=5, progress=interrupt)
+    # Python leaves SIGINT ignored when it starts ignored (a job started in the background by a
+    # non-interactive shell, as CI may run this suite): install Ctrl-C's usual handler here.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            jko.run(config, out=tmp_path, steps=5, progress=interrupt)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     header = json.loads((tmp_path / "run.json").read_text())
     assert header["status"] == "interrupted"
     steps = [json.loads(line) for line in (tmp_path / "steps.jsonl").read_text().splitlines()]
