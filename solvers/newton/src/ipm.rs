@@ -810,20 +810,15 @@ fn mehrotra(
     let sigma = (mu_aff / mu_c).powi(3).clamp(0.0, 1.0);
     let mu_t = (sigma * mu_c).max(mu_min);
     let c_nu: Vec<f64> = (0..x.nu.len()).map(|k| aff.nu[k] * aff.gap[k]).collect();
-    if !p.lands() {
-        let c_lam: Vec<f64> = (0..p.n()).map(|k| aff.lam[k] * aff.rho[k]).collect();
-        let d = lin.direction(p, x, res, mu_t, Some((&c_lam, &c_nu)))?;
-        let plain = lin.direction(p, x, res, mu_t, None)?;
-        return Ok((mu_t, d, Some(plain)));
-    }
-    let mut d = lin.direction(
-        p,
-        x,
-        res,
-        mu_t,
-        Some((&landing(p, x, &aff, &aff, mu_t), &c_nu)),
-    )?;
-    for _ in 1..LANDING_PASSES {
+    // Mehrotra's second-order term, or on a porous step the landing corrector, re-aimed
+    // `LANDING_PASSES` − 1 more times from the previous corrected direction.
+    let (c_lam, passes) = if p.lands() {
+        (landing(p, x, &aff, &aff, mu_t), LANDING_PASSES)
+    } else {
+        ((0..p.n()).map(|k| aff.lam[k] * aff.rho[k]).collect(), 1)
+    };
+    let mut d = lin.direction(p, x, res, mu_t, Some((&c_lam, &c_nu)))?;
+    for _ in 1..passes {
         let c_lam = landing(p, x, &aff, &d, mu_t);
         d = lin.direction(p, x, res, mu_t, Some((&c_lam, &c_nu)))?;
     }
