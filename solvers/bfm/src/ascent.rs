@@ -55,6 +55,7 @@ use crate::ctransform::CTransform;
 use crate::dual::LocalDual;
 use crate::lattice::Lattice;
 use crate::poisson::Helmholtz;
+use jko_core::deterministic_sum_of;
 use rayon::prelude::*;
 
 /// The second differences (∂₀₀, ∂₁₁, ∂₀₁) of `f` at cell (i, j) of a 2D lattice over `o` cells
@@ -137,15 +138,16 @@ fn centred_gradient(lat: &Lattice, f: &[f64], i: usize, j: usize) -> [f64; 2] {
 /// The bilinear interpolation weights at `x` on a 2D lattice, as [`Lattice::interpolate`]
 /// (clamped into the box of cell centres; masked corners left out and the weights
 /// renormalised, all 0 when every corner is masked): the four corner indices and their
-/// weights.
+/// weights. `inv_h` holds the reciprocals of the cell widths (a product per axis instead of a
+/// division: the same values where h is a power of two, as on the authors' grids).
 #[inline]
-fn corners(lat: &Lattice, x: [f64; 2]) -> ([usize; 4], [f64; 4]) {
+fn corners(lat: &Lattice, inv_h: [f64; 2], x: [f64; 2]) -> ([usize; 4], [f64; 4]) {
     let n1 = lat.shape[1];
     let mut j = [0usize; 2];
     let mut t = [0.0f64; 2];
     for a in 0..2 {
         let n = lat.shape[a];
-        let u = ((x[a] - lat.lower[a]) / lat.h[a] - 0.5).clamp(0.0, (n - 1) as f64);
+        let u = ((x[a] - lat.lower[a]) * inv_h[a] - 0.5).clamp(0.0, (n - 1) as f64);
         // u ≥ 0: the truncation is the floor (without the call to `floor`).
         j[a] = (u as usize).min(n.saturating_sub(2));
         t[a] = u - j[a] as f64;
@@ -197,35 +199,38 @@ pub(crate) fn push(
     second_differences(lat, k, o as usize, dk);
     let dk: &[[f64; 3]] = dk;
     let eps = (h0 / (lat.shape[0] as f64 * h0)).sqrt();
-    // Each cell's value is independent of the others: one task per cell, as ot.rs's push.
-    out.par_iter_mut().enumerate().for_each(|(idx, o_)| {
-        let (i, j) = (idx / n1, idx % n1);
-        let [gx, gy] = centred_gradient(lat, g, i, j);
-        let x = [
-            lat.centre(0, i) + s * tau * gx,
-            lat.centre(1, j) + s * tau * gy,
-        ];
-        let (at, w) = corners(lat, x);
-        let v: f64 = (0..4).map(|c| w[c] * f[at[c]]).sum();
-        if v <= 0.0 {
-            *o_ = 0.0;
-            return;
-        }
-        let mut hk = [0.0; 3];
-        for c in 0..4 {
-            for (h, d) in hk.iter_mut().zip(dk[at[c]]) {
-                *h += w[c] * d;
+    let inv_h = [1.0 / lat.h[0], 1.0 / lat.h[1]];
+    // Each cell's value is independent of the others: one task per grid row (the cell's
+    // indices without a division per cell).
+    out.par_chunks_mut(n1).enumerate().for_each(|(i, row)| {
+        for (j, o_) in row.iter_mut().enumerate() {
+            let [gx, gy] = centred_gradient(lat, g, i, j);
+            let x = [
+                lat.centre(0, i) + s * tau * gx,
+                lat.centre(1, j) + s * tau * gy,
+            ];
+            let (at, w) = corners(lat, inv_h, x);
+            let v: f64 = (0..4).map(|c| w[c] * f[at[c]]).sum();
+            if v <= 0.0 {
+                *o_ = 0.0;
+                continue;
             }
+            let mut hk = [0.0; 3];
+            for c in 0..4 {
+                for (h, d) in hk.iter_mut().zip(dk[at[c]]) {
+                    *h += w[c] * d;
+                }
+            }
+            let [hxx, hyy, hxy] = hk;
+            let det = ((1.0 - s * tau * hxx) * (1.0 - s * tau * hyy) - tau * tau * hxy * hxy).abs();
+            *o_ = if det > threshold {
+                v / det
+            } else {
+                let [a, b, c] = second_at(lat, g, o, i as isize, j as isize);
+                let det = ((1.0 + s * tau * a) * (1.0 + s * tau * b) - tau * tau * c * c).abs();
+                v * det.min(1.0 / eps)
+            };
         }
-        let [hxx, hyy, hxy] = hk;
-        let det = ((1.0 - s * tau * hxx) * (1.0 - s * tau * hyy) - tau * tau * hxy * hxy).abs();
-        *o_ = if det > threshold {
-            v / det
-        } else {
-            let [a, b, c] = second_at(lat, g, o, i as isize, j as isize);
-            let det = ((1.0 + s * tau * a) * (1.0 + s * tau * b) - tau * tau * c * c).abs();
-            v * det.min(1.0 / eps)
-        };
     });
     if let Some(active) = &lat.active {
         // No mass is pushed into an obstacle: its cells are not cells of the domain.
@@ -448,8 +453,8 @@ impl BackAndForth<'_> {
     }
 
     /// The forth residual T#μ − ρ(φ − V) into `f` (T#μ by [`push`] with second differences
-    /// over `o` cells, ψ = φ^c) and its relative L1 norm, the marginal error; `rho` and `dk` are
-    /// scratch.
+    /// over `o` cells, ψ = φ^c) and its relative L1 norm, the marginal error; `rho` gets
+    /// ρ(φ − V) (0 on obstacles), `dk` is scratch.
     fn forth_residual(
         &self,
         (phi, psi): (&[f64], &[f64]),
@@ -461,7 +466,7 @@ impl BackAndForth<'_> {
         self.density(phi, rho);
         push(self.lat, self.tau, self.mu, (phi, psi), 1.0, 0.2, o, dk, f);
         f.par_iter_mut().zip(&*rho).for_each(|(d, b)| *d -= b);
-        self.lat.volume * f.iter().map(|x| x.abs()).sum::<f64>() / self.mass
+        self.lat.volume * deterministic_sum_of(f, |_, r| r.abs()) / self.mass
     }
 
     /// φ shifted by the c that gives ρ(φ − V) the mass of μ, and ψ = φ^c. `phi` must be
@@ -495,6 +500,7 @@ impl BackAndForth<'_> {
     fn back_curvature(&self, phi: &[f64], psi: &[f64], d: &mut [f64]) {
         let lat = self.lat;
         let n1 = lat.shape[1];
+        let inv_h = [1.0 / lat.h[0], 1.0 / lat.h[1]];
         d.par_iter_mut().enumerate().for_each(|(idx, di)| {
             *di = 0.0;
             if !lat.is_active(idx) || self.mu[idx] <= 0.0 {
@@ -506,7 +512,7 @@ impl BackAndForth<'_> {
                 lat.centre(0, i) - self.tau * gx,
                 lat.centre(1, j) - self.tau * gy,
             ];
-            let (at, w) = corners(lat, x);
+            let (at, w) = corners(lat, inv_h, x);
             let q: f64 = (0..4).map(|c| w[c] * (phi[at[c]] - self.v[at[c]])).sum();
             let r = self.local.rho(q);
             if r > 0.0 {
@@ -575,19 +581,17 @@ impl BackAndForth<'_> {
             if pass == max_pass {
                 break;
             }
-            let theta1 = (0..n)
-                .filter(|&i| lat.is_active(i))
-                .map(|i| self.local.drho(phi[i] - self.v[i]))
-                .fold(0.0f64, f64::max)
+            // max dρ/dp over the domain, from the density of φ the forth residual left in
+            // `rho` (0 on obstacles, where dρ/dp = 0): a maximum, so in parallel.
+            let theta1 = rho
+                .par_iter()
+                .map(|&s| self.local.drho_at(s))
+                .reduce(|| 0.0f64, f64::max)
                 .max(1e-12);
             if variable {
-                for i in 0..n {
-                    d[i] = if lat.is_active(i) {
-                        self.local.drho(phi[i] - self.v[i])
-                    } else {
-                        0.0
-                    };
-                }
+                d.par_iter_mut()
+                    .zip(&*rho)
+                    .for_each(|(di, &s)| *di = self.local.drho_at(s));
             }
             let hessian = (&d[..], theta1, theta2);
             cg_its += ascend(

@@ -13,12 +13,15 @@
 //! a finite value as long as some input is finite.
 
 use crate::lattice::{Lattice, for_each_line};
+use rayon::prelude::*;
 
 /// Scratch of one 1D envelope scan.
 #[derive(Default)]
 pub(crate) struct Envelope {
     out: Vec<f64>,
     vertex: Vec<usize>,
+    /// f_j + w j² of each vertex j on the stack.
+    key: Vec<f64>,
     /// The abscissa from which each vertex's parabola is the lowest, as a fraction
     /// (numerator, denominator > 0): the scan compares products, without a division in its
     /// loop-carried chain (the divisions were most of a transform's time).
@@ -48,40 +51,43 @@ impl Envelope {
         let n = f.len();
         self.out.resize(n, 0.0);
         self.vertex.resize(n, 0);
+        self.key.resize(n, 0.0);
         self.cut.resize(n + 1, (0.0, 1.0));
         const BELOW: (f64, f64) = (f64::NEG_INFINITY, 1.0);
         const ABOVE: (f64, f64) = (f64::INFINITY, 1.0);
-        let key = |j: usize, fj: f64| fj + w * (j * j) as f64;
+        let (vertex, key, cut) = (&mut self.vertex[..], &mut self.key[..], &mut self.cut[..]);
         let mut k = 0usize;
         let mut first = true;
-        for q in 0..n {
-            if !f[q].is_finite() {
+        for (q, &fq) in f.iter().enumerate() {
+            if !fq.is_finite() {
                 continue;
             }
+            // The parabola of q is f_q + w (i − q)² = f_q + w q² − 2wq i + w i²: the lower
+            // envelope compares the keys f_q + w q² (kept for the vertices on the stack).
+            let kq = fq + w * (q * q) as f64;
             if first {
-                self.vertex[0] = q;
-                self.cut[0] = BELOW;
-                self.cut[1] = ABOVE;
+                vertex[0] = q;
+                key[0] = kq;
+                cut[0] = BELOW;
                 first = false;
                 continue;
             }
-            let kq = key(q, f[q]);
             loop {
-                let p = self.vertex[k];
+                let p = vertex[k];
                 // The parabolas of p and q cross at s = num/den.
-                let (num, den) = (kq - key(p, f[p]), 2.0 * w * (q - p) as f64);
-                let (cn, cd) = self.cut[k];
+                let (num, den) = (kq - key[k], 2.0 * w * (q - p) as f64);
+                let (cn, cd) = cut[k];
                 if k > 0 && num * cd <= cn * den {
                     k -= 1;
                 } else {
                     k += 1;
-                    self.vertex[k] = q;
-                    self.cut[k] = if num * cd < cn * den {
+                    vertex[k] = q;
+                    key[k] = kq;
+                    cut[k] = if num * cd < cn * den {
                         (cn, cd)
                     } else {
                         (num, den)
                     };
-                    self.cut[k + 1] = ABOVE;
                     break;
                 }
             }
@@ -89,18 +95,20 @@ impl Envelope {
         if first {
             return;
         }
+        // The last vertex's parabola is the lowest to the end of the line.
+        cut[k + 1] = ABOVE;
         let mut k = 0usize;
-        for i in 0..n {
+        for (i, out) in self.out.iter_mut().enumerate() {
             while {
-                let (cn, cd) = self.cut[k + 1];
+                let (cn, cd) = cut[k + 1];
                 cn < i as f64 * cd
             } {
                 k += 1;
             }
-            let p = self.vertex[k];
+            let p = vertex[k];
             let di = i as f64 - p as f64;
             let grid = f[p] + w * di * di;
-            self.out[i] = match how {
+            *out = match how {
                 Refine::No => grid,
                 Refine::Quadratic => grid.min(refined(f, p, i, w, false)),
                 Refine::Bounded => grid.min(refined(f, p, i, w, true)),
@@ -191,7 +199,7 @@ impl CTransform {
         &mut self,
         lat: &Lattice,
         phi: &[f64],
-        include: impl Fn(usize) -> bool,
+        include: impl Fn(usize) -> bool + Sync,
         refine: bool,
         out: &mut Vec<f64>,
     ) {
@@ -204,7 +212,7 @@ impl CTransform {
         &mut self,
         lat: &Lattice,
         psi: &[f64],
-        include: impl Fn(usize) -> bool,
+        include: impl Fn(usize) -> bool + Sync,
         refine: bool,
         out: &mut Vec<f64>,
     ) {
@@ -217,7 +225,7 @@ impl CTransform {
         &mut self,
         lat: &Lattice,
         psi: &[f64],
-        include: impl Fn(usize) -> bool,
+        include: impl Fn(usize) -> bool + Sync,
         out: &mut Vec<f64>,
     ) {
         self.transform(lat, psi, include, Refine::Bounded, -1.0, out);
@@ -229,20 +237,20 @@ impl CTransform {
         &mut self,
         lat: &Lattice,
         f: &[f64],
-        include: impl Fn(usize) -> bool,
+        include: impl Fn(usize) -> bool + Sync,
         how: Refine,
         sign: f64,
         out: &mut Vec<f64>,
     ) {
         out.clear();
-        out.extend(f.iter().enumerate().map(
-            |(i, &v)| {
-                if include(i) { sign * v } else { f64::INFINITY }
-            },
-        ));
+        out.resize(f.len(), 0.0);
+        out.par_iter_mut()
+            .zip(f)
+            .enumerate()
+            .for_each(|(i, (o, &v))| *o = if include(i) { sign * v } else { f64::INFINITY });
         self.passes(lat, out, how);
         if sign < 0.0 {
-            out.iter_mut().for_each(|v| *v = -*v);
+            out.par_iter_mut().for_each(|v| *v = -*v);
         }
     }
 
