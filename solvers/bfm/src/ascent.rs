@@ -140,7 +140,7 @@ fn centred_gradient(lat: &Lattice, f: &[f64], i: usize, j: usize) -> [f64; 2] {
 /// renormalised, all 0 when every corner is masked): the four corner indices and their
 /// weights. `inv_h` holds the reciprocals of the cell widths (a product per axis instead of a
 /// division: the same values where h is a power of two, as on the authors' grids).
-#[inline]
+#[inline(always)]
 fn corners(lat: &Lattice, inv_h: [f64; 2], x: [f64; 2]) -> ([usize; 4], [f64; 4]) {
     let n1 = lat.shape[1];
     let mut j = [0usize; 2];
@@ -202,13 +202,21 @@ pub(crate) fn push(
     let inv_h = [1.0 / lat.h[0], 1.0 / lat.h[1]];
     // Each cell's value is independent of the others: one task per grid row (the cell's
     // indices without a division per cell).
+    let (n0, h1) = (lat.shape[0], lat.h[1]);
     out.par_chunks_mut(n1).enumerate().for_each(|(i, row)| {
+        // centred_gradient's rule with the row's quantities taken out of the loop.
+        let (ip, im) = ((i + 1).min(n0 - 1), i.saturating_sub(1));
+        let (g_up, g_mid, g_down) = (
+            &g[im * n1..(im + 1) * n1],
+            &g[i * n1..(i + 1) * n1],
+            &g[ip * n1..(ip + 1) * n1],
+        );
+        let (dx0, x0) = ((ip - im) as f64 * h0, lat.centre(0, i));
         for (j, o_) in row.iter_mut().enumerate() {
-            let [gx, gy] = centred_gradient(lat, g, i, j);
-            let x = [
-                lat.centre(0, i) + s * tau * gx,
-                lat.centre(1, j) + s * tau * gy,
-            ];
+            let (jp, jm) = ((j + 1).min(n1 - 1), j.saturating_sub(1));
+            let gx = (g_down[j] - g_up[j]) / dx0;
+            let gy = (g_mid[jp] - g_mid[jm]) / ((jp - jm) as f64 * h1);
+            let x = [x0 + s * tau * gx, lat.centre(1, j) + s * tau * gy];
             let (at, w) = corners(lat, inv_h, x);
             let v: f64 = (0..4).map(|c| w[c] * f[at[c]]).sum();
             if v <= 0.0 {
