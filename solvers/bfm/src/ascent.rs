@@ -55,7 +55,6 @@ use crate::ctransform::CTransform;
 use crate::dual::LocalDual;
 use crate::lattice::Lattice;
 use crate::poisson::Helmholtz;
-use jko_core::deterministic_sum_of;
 use rayon::prelude::*;
 
 /// The second differences (∂₀₀, ∂₁₁, ∂₀₁) of `f` at cell (i, j) of a 2D lattice over `o` cells
@@ -138,16 +137,15 @@ fn centred_gradient(lat: &Lattice, f: &[f64], i: usize, j: usize) -> [f64; 2] {
 /// The bilinear interpolation weights at `x` on a 2D lattice, as [`Lattice::interpolate`]
 /// (clamped into the box of cell centres; masked corners left out and the weights
 /// renormalised, all 0 when every corner is masked): the four corner indices and their
-/// weights. `inv_h` holds the reciprocals of the cell widths (a product per axis instead of a
-/// division: the same values where h is a power of two, as on the authors' grids).
+/// weights.
 #[inline(always)]
-fn corners(lat: &Lattice, inv_h: [f64; 2], x: [f64; 2]) -> ([usize; 4], [f64; 4]) {
+fn corners(lat: &Lattice, x: [f64; 2]) -> ([usize; 4], [f64; 4]) {
     let n1 = lat.shape[1];
     let mut j = [0usize; 2];
     let mut t = [0.0f64; 2];
     for a in 0..2 {
         let n = lat.shape[a];
-        let u = ((x[a] - lat.lower[a]) * inv_h[a] - 0.5).clamp(0.0, (n - 1) as f64);
+        let u = ((x[a] - lat.lower[a]) / lat.h[a] - 0.5).clamp(0.0, (n - 1) as f64);
         // u ≥ 0: the truncation is the floor (without the call to `floor`).
         j[a] = (u as usize).min(n.saturating_sub(2));
         t[a] = u - j[a] as f64;
@@ -199,7 +197,6 @@ pub(crate) fn push(
     second_differences(lat, k, o as usize, dk);
     let dk: &[[f64; 3]] = dk;
     let eps = (h0 / (lat.shape[0] as f64 * h0)).sqrt();
-    let inv_h = [1.0 / lat.h[0], 1.0 / lat.h[1]];
     // Each cell's value is independent of the others: one task per grid row (the cell's
     // indices without a division per cell).
     let (n0, h1) = (lat.shape[0], lat.h[1]);
@@ -217,7 +214,7 @@ pub(crate) fn push(
             let gx = (g_down[j] - g_up[j]) / dx0;
             let gy = (g_mid[jp] - g_mid[jm]) / ((jp - jm) as f64 * h1);
             let x = [x0 + s * tau * gx, lat.centre(1, j) + s * tau * gy];
-            let (at, w) = corners(lat, inv_h, x);
+            let (at, w) = corners(lat, x);
             let v: f64 = (0..4).map(|c| w[c] * f[at[c]]).sum();
             if v <= 0.0 {
                 *o_ = 0.0;
@@ -474,7 +471,7 @@ impl BackAndForth<'_> {
         self.density(phi, rho);
         push(self.lat, self.tau, self.mu, (phi, psi), 1.0, 0.2, o, dk, f);
         f.par_iter_mut().zip(&*rho).for_each(|(d, b)| *d -= b);
-        self.lat.volume * deterministic_sum_of(f, |_, r| r.abs()) / self.mass
+        self.lat.volume * f.iter().map(|x| x.abs()).sum::<f64>() / self.mass
     }
 
     /// φ shifted by the c that gives ρ(φ − V) the mass of μ, and ψ = φ^c. `phi` must be
@@ -508,7 +505,6 @@ impl BackAndForth<'_> {
     fn back_curvature(&self, phi: &[f64], psi: &[f64], d: &mut [f64]) {
         let lat = self.lat;
         let n1 = lat.shape[1];
-        let inv_h = [1.0 / lat.h[0], 1.0 / lat.h[1]];
         d.par_iter_mut().enumerate().for_each(|(idx, di)| {
             *di = 0.0;
             if !lat.is_active(idx) || self.mu[idx] <= 0.0 {
@@ -520,7 +516,7 @@ impl BackAndForth<'_> {
                 lat.centre(0, i) - self.tau * gx,
                 lat.centre(1, j) - self.tau * gy,
             ];
-            let (at, w) = corners(lat, inv_h, x);
+            let (at, w) = corners(lat, x);
             let q: f64 = (0..4).map(|c| w[c] * (phi[at[c]] - self.v[at[c]])).sum();
             let r = self.local.rho(q);
             if r > 0.0 {

@@ -22,9 +22,7 @@ pub use energy::{Energy, EnergyTerm, Interaction, Potential, StepEnergy};
 pub use error::{InputError, StepError, at_least_one, finite_non_negative, finite_positive};
 pub use gmsh::Triangulation;
 pub use mesh::{CellKind, CellShapes, Face, Grid, Mesh, shape_label};
-pub use reduce::{
-    deterministic_sum, deterministic_sum_of, deterministic_sum_pair, deterministic_sum_pair_of,
-};
+pub use reduce::{deterministic_sum, deterministic_sum_pair, deterministic_sum_pair_of};
 pub use simplicial::ControlVolumes;
 pub use step::{
     BackendInfo, CheckReport, JkoStep, StepInfo, StepOutput, StepSolver, StepStatus, WarmStart,
