@@ -119,19 +119,40 @@ fn second_differences(lat: &Lattice, f: &[f64], o: usize, out: &mut [[f64; 3]]) 
     });
 }
 
-/// The gradient of the box field `f` at cell (i, j) of a 2D lattice: centred differences,
-/// one-sided at the box's walls (the push-forwards' rule).
-#[inline]
-fn centred_gradient(lat: &Lattice, f: &[f64], i: usize, j: usize) -> [f64; 2] {
-    let (n0, n1) = (lat.shape[0], lat.shape[1]);
-    let ip = (i + 1).min(n0 - 1);
-    let im = i.saturating_sub(1);
-    let jp = (j + 1).min(n1 - 1);
-    let jm = j.saturating_sub(1);
-    [
-        (f[ip * n1 + j] - f[im * n1 + j]) / ((ip - im) as f64 * lat.h[0]),
-        (f[i * n1 + jp] - f[i * n1 + jm]) / ((jp - jm) as f64 * lat.h[1]),
-    ]
+/// The gradient of the box field `f` along grid row i of a 2D lattice: centred differences,
+/// one-sided at the box's walls (the push-forwards' rule), with the row's quantities (its
+/// neighbour rows, the spacing along the first axis) taken once per row.
+struct RowGradient<'a> {
+    up: &'a [f64],
+    mid: &'a [f64],
+    down: &'a [f64],
+    dx0: f64,
+    h1: f64,
+}
+
+impl<'a> RowGradient<'a> {
+    fn new(lat: &Lattice, f: &'a [f64], i: usize) -> RowGradient<'a> {
+        let (n0, n1) = (lat.shape[0], lat.shape[1]);
+        let (ip, im) = ((i + 1).min(n0 - 1), i.saturating_sub(1));
+        RowGradient {
+            up: &f[im * n1..(im + 1) * n1],
+            mid: &f[i * n1..(i + 1) * n1],
+            down: &f[ip * n1..(ip + 1) * n1],
+            dx0: (ip - im) as f64 * lat.h[0],
+            h1: lat.h[1],
+        }
+    }
+
+    /// The gradient at cell (i, j).
+    #[inline]
+    fn at(&self, j: usize) -> [f64; 2] {
+        let n1 = self.mid.len();
+        let (jp, jm) = ((j + 1).min(n1 - 1), j.saturating_sub(1));
+        [
+            (self.down[j] - self.up[j]) / self.dx0,
+            (self.mid[jp] - self.mid[jm]) / ((jp - jm) as f64 * self.h1),
+        ]
+    }
 }
 
 /// The bilinear interpolation weights at `x` on a 2D lattice, as [`Lattice::interpolate`]
@@ -199,20 +220,10 @@ pub(crate) fn push(
     let eps = (h0 / (lat.shape[0] as f64 * h0)).sqrt();
     // Each cell's value is independent of the others: one task per grid row (the cell's
     // indices without a division per cell).
-    let (n0, h1) = (lat.shape[0], lat.h[1]);
     out.par_chunks_mut(n1).enumerate().for_each(|(i, row)| {
-        // centred_gradient's rule with the row's quantities taken out of the loop.
-        let (ip, im) = ((i + 1).min(n0 - 1), i.saturating_sub(1));
-        let (g_up, g_mid, g_down) = (
-            &g[im * n1..(im + 1) * n1],
-            &g[i * n1..(i + 1) * n1],
-            &g[ip * n1..(ip + 1) * n1],
-        );
-        let (dx0, x0) = ((ip - im) as f64 * h0, lat.centre(0, i));
+        let (grad, x0) = (RowGradient::new(lat, g, i), lat.centre(0, i));
         for (j, o_) in row.iter_mut().enumerate() {
-            let (jp, jm) = ((j + 1).min(n1 - 1), j.saturating_sub(1));
-            let gx = (g_down[j] - g_up[j]) / dx0;
-            let gy = (g_mid[jp] - g_mid[jm]) / ((jp - jm) as f64 * h1);
+            let [gx, gy] = grad.at(j);
             let x = [x0 + s * tau * gx, lat.centre(1, j) + s * tau * gy];
             let (at, w) = corners(lat, x);
             let v: f64 = (0..4).map(|c| w[c] * f[at[c]]).sum();
@@ -505,22 +516,25 @@ impl BackAndForth<'_> {
     fn back_curvature(&self, phi: &[f64], psi: &[f64], d: &mut [f64]) {
         let lat = self.lat;
         let n1 = lat.shape[1];
-        d.par_iter_mut().enumerate().for_each(|(idx, di)| {
-            *di = 0.0;
-            if !lat.is_active(idx) || self.mu[idx] <= 0.0 {
-                return;
-            }
-            let (i, j) = (idx / n1, idx % n1);
-            let [gx, gy] = centred_gradient(lat, psi, i, j);
-            let x = [
-                lat.centre(0, i) - self.tau * gx,
-                lat.centre(1, j) - self.tau * gy,
-            ];
-            let (at, w) = corners(lat, x);
-            let q: f64 = (0..4).map(|c| w[c] * (phi[at[c]] - self.v[at[c]])).sum();
-            let r = self.local.rho(q);
-            if r > 0.0 {
-                *di = self.mu[idx] * self.local.drho(q) / r;
+        d.par_chunks_mut(n1).enumerate().for_each(|(i, row)| {
+            let grad = RowGradient::new(lat, psi, i);
+            for (j, di) in row.iter_mut().enumerate() {
+                let idx = i * n1 + j;
+                *di = 0.0;
+                if !lat.is_active(idx) || self.mu[idx] <= 0.0 {
+                    continue;
+                }
+                let [gx, gy] = grad.at(j);
+                let x = [
+                    lat.centre(0, i) - self.tau * gx,
+                    lat.centre(1, j) - self.tau * gy,
+                ];
+                let (at, w) = corners(lat, x);
+                let q: f64 = (0..4).map(|c| w[c] * (phi[at[c]] - self.v[at[c]])).sum();
+                let r = self.local.rho(q);
+                if r > 0.0 {
+                    *di = self.mu[idx] * self.local.drho(q) / r;
+                }
             }
         });
     }
